@@ -1,0 +1,130 @@
+"""From passages to a grounded answer: the prompt the model sees, and reading its reply.
+
+The prompt numbers the passages [1]..[n] in rank order and fits them into the generator's
+context budget, counted in the generator's own tokens. The reply is read for [n] citations
+(only numbers of passages actually shown count) and for a plain "I don't know".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .types import Citation, Passage
+
+REFUSAL = "I don't know: the documents do not contain the answer."
+
+SYSTEM_PROMPT = (
+    "You answer questions using only the numbered passages. Keep answers short. "
+    "After each fact, cite the passage it comes from, like [1]. "
+    f'If the passages do not answer the question, reply only: "{REFUSAL}"'
+)
+
+_CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+_REFUSAL_PATTERNS = re.compile(
+    r"(\bi (?:do not|don't|dont) know\b"
+    r"|\b(?:passages?|documents?|context|text)s? (?:do|does) not (?:contain|mention|say|provide|answer|include)"
+    r"|\bnot (?:contained|mentioned|provided|stated|found) in the (?:passages?|documents?|context)"
+    r"|\bno information (?:about|on)\b"
+    r"|\b(?:cannot|can't|unable to) answer\b)",
+    re.IGNORECASE,
+)
+MIN_PASSAGE_TOKENS = 32
+
+
+@dataclass
+class Prompt:
+    messages: list[dict[str, str]]
+    passages: list[Passage]  # the passages shown, numbered 1..n in this order
+    text: str  # rendered with the model's chat template
+
+
+def passage_header(p: Passage) -> str:
+    where = p.title
+    if p.section and p.section != p.title:
+        where = p.section if p.section.startswith(p.title) else f"{p.title} > {p.section}"
+    if p.page is not None:
+        where += f", page {p.page}"
+    return where
+
+
+def build_prompt(
+    question: str,
+    passages: Sequence[Passage],
+    render: Callable[[list[dict[str, str]]], str],
+    count_tokens: Callable[[str], int],
+    budget: int,
+    history: Sequence[dict[str, str]] = (),
+) -> Prompt:
+    """Messages with as many passages (in rank order) as fit in `budget` prompt tokens."""
+
+    def messages_for(blocks: list[str]) -> list[dict[str, str]]:
+        body = "Passages:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question}" if blocks else f"Question: {question}"
+        return [{"role": "system", "content": SYSTEM_PROMPT}, *history, {"role": "user", "content": body}]
+
+    used = count_tokens(render(messages_for(["[1] ()\n"])))
+    blocks: list[str] = []
+    shown: list[Passage] = []
+    for passage in passages:
+        n = len(shown) + 1
+        block = f"[{n}] ({passage_header(passage)})\n{passage.text}"
+        cost = count_tokens(block) + 2
+        room = budget - used
+        if cost > room:
+            if room < MIN_PASSAGE_TOKENS:
+                break
+            block = _truncate(block, room - 2, count_tokens)
+            cost = room
+        blocks.append(block)
+        shown.append(passage)
+        used += cost
+    messages = messages_for(blocks)
+    return Prompt(messages=messages, passages=shown, text=render(messages))
+
+
+def _truncate(text: str, tokens: int, count_tokens: Callable[[str], int]) -> str:
+    """Cut `text` at a word boundary so it takes at most `tokens` tokens."""
+    lo, hi = 0, len(text)
+    while lo < hi:  # binary search on characters
+        mid = (lo + hi + 1) // 2
+        if count_tokens(text[:mid]) <= tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    cut = text[:lo]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > len(cut) // 2 else cut).rstrip() + " …"
+
+
+def cited_numbers(reply: str, n_passages: int) -> list[int]:
+    """Passage numbers cited as [n] or [n, m], in first-seen order, limited to 1..n_passages."""
+    found: list[int] = []
+    for match in _CITATION.finditer(reply):
+        for part in match.group(1).split(","):
+            n = int(part)
+            if 1 <= n <= n_passages and n not in found:
+                found.append(n)
+    return found
+
+
+def strip_invalid_citations(reply: str, n_passages: int) -> str:
+    """Remove [n] markers that point at no shown passage, so the answer never invents sources."""
+
+    def keep(match: re.Match) -> str:
+        valid = [p.strip() for p in match.group(1).split(",") if 1 <= int(p) <= n_passages]
+        return f"[{', '.join(valid)}]" if valid else ""
+
+    return re.sub(r"\s+([.,;:!?])", r"\1", _CITATION.sub(keep, reply)).strip()
+
+
+def says_it_does_not_know(reply: str) -> bool:
+    return not reply.strip() or bool(_REFUSAL_PATTERNS.search(reply))
+
+
+def citations_for(numbers: Sequence[int], shown: Sequence[Passage]) -> list[Citation]:
+    return [
+        Citation(n=n, source=shown[n - 1].source, page=shown[n - 1].page, chunk_id=shown[n - 1].chunk_id,
+                 score=shown[n - 1].score, text=shown[n - 1].text)
+        for n in numbers
+    ]

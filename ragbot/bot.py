@@ -1,0 +1,212 @@
+"""RagBot: the Python API behind the CLI, the UI, evaluation and notebooks.
+
+    bot = RagBot.open("~/my-ragbot")      # or RagBot.open() for RAGBOT_HOME / the default dir
+    bot.ingest(["docs/"])
+    bot.search("what is RAG?", k=5)
+    bot.ask("what is RAG?").answer
+
+Models load lazily, once per RagBot. Writes (ingest, remove) hold a lock on the data dir so two
+processes never interleave; reads notice another process's writes and reload the index.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from .answer import REFUSAL, build_prompt, cited_numbers, citations_for, says_it_does_not_know, strip_invalid_citations
+from .errors import BusyError
+from .index import VectorIndex
+from .ingest import IngestReport, Ingester, ProgressFn
+from .settings import Settings, load_settings
+from .store import Store
+from .types import Answer, Passage
+
+
+class RagBot:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(settings.db_path)
+        self._embedder = None
+        self._generator = None
+        self._index: VectorIndex | None = None
+        self._index_generation = -1
+        self._load_lock = threading.RLock()
+
+    @classmethod
+    def open(cls, data_dir: str | Path | None = None, **overrides) -> "RagBot":
+        return cls(load_settings(data_dir, **overrides))
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- models and index, loaded on first use -----------------------------------------------
+
+    @property
+    def embedder(self):
+        with self._load_lock:
+            if self._embedder is None:
+                from .embed import Embedder
+
+                embedder = Embedder.load(self.settings)
+                self.store.claim_embedder(embedder.name, embedder.dim)
+                self._embedder = embedder
+            return self._embedder
+
+    @property
+    def generator(self):
+        with self._load_lock:
+            if self._generator is None:
+                from .generate import Generator
+
+                self._generator = Generator.load(self.settings)
+            return self._generator
+
+    def _current_index(self) -> VectorIndex:
+        """The FAISS index matching the database's generation, loaded or rebuilt as needed."""
+        with self._load_lock:
+            generation = self.store.generation()
+            if self._index is not None and generation == self._index_generation:
+                return self._index
+            dim = self.embedder.dim
+            index = VectorIndex.load(self.settings.index_dir, generation, dim)
+            if index is None:  # first run, or a write was interrupted before the index was saved
+                index = VectorIndex(dim)
+                ids, vectors = self.store.all_vectors(dim)
+                index.add(ids, vectors)
+                if generation == self.store.generation():
+                    index.save(self.settings.index_dir, generation)
+            self._index, self._index_generation = index, generation
+            return index
+
+    @contextmanager
+    def _writing(self) -> Iterator[Ingester]:
+        lock_path = self.settings.data_dir / "write.lock"
+        with open(lock_path, "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise BusyError(
+                    f"another ragbot process is writing to {self.settings.data_dir}; try again when it is done"
+                ) from None
+            try:
+                with self._load_lock:
+                    ingester = Ingester(self.settings, self.store, self._current_index(), self.embedder)
+                    yield ingester
+                    self._index_generation = self.store.generation()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def ingest(self, paths: Sequence[str | Path], prune: bool = False, progress: ProgressFn | None = None) -> IngestReport:
+        with self._writing() as ingester:
+            return ingester.ingest(paths, prune=prune, progress=progress)
+
+    def remove(self, paths: Sequence[str | Path]) -> list[str]:
+        with self._writing() as ingester:
+            return ingester.remove(paths)
+
+    def ensure_default_corpus(self, progress: ProgressFn | None = None) -> IngestReport | None:
+        """Ingest the shipped corpus when the data dir holds no documents yet."""
+        corpus = self.settings.default_corpus
+        if self.store.counts()[0] > 0 or corpus is None or not Path(corpus).is_dir():
+            return None
+        return self.ingest([corpus], progress=progress)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def search(self, query: str, k: int | None = None) -> list[Passage]:
+        return self.batch_search([query], k)[0]
+
+    def batch_search(self, queries: Sequence[str], k: int | None = None) -> list[list[Passage]]:
+        k = k or self.settings.top_k
+        vectors = self.embedder.encode(list(queries), batch_size=self.settings.embed_batch_size)
+        scores, ids = self._current_index().search(vectors, k)
+        found = self.store.chunks([int(i) for row in ids for i in row if i >= 0])
+        results = []
+        for row_scores, row_ids in zip(scores, ids):
+            passages = []
+            for score, chunk_id in zip(row_scores, row_ids):
+                chunk = found.get(int(chunk_id))
+                if chunk is None:
+                    continue
+                passages.append(Passage(
+                    chunk_id=chunk.id, source=chunk.source, title=chunk.title, section=chunk.section,
+                    page=chunk.page, text=chunk.text, score=float(score), rank=len(passages) + 1,
+                ))
+            results.append(passages)
+        return results
+
+    def ask(self, question: str, k: int | None = None, temperature: float | None = None) -> Answer:
+        """Retrieve, generate and return the whole answer."""
+        answer = None
+        for event in self._answer(question, k, temperature, stream=False):
+            answer = event
+        assert isinstance(answer, Answer)
+        return answer
+
+    def ask_stream(self, question: str, k: int | None = None, temperature: float | None = None) -> Iterator[str | Answer]:
+        """Yield the answer's text in pieces as it is generated, then the finished Answer."""
+        return self._answer(question, k, temperature, stream=True)
+
+    def _answer(self, question: str, k: int | None, temperature: float | None, stream: bool) -> Iterator[str | Answer]:
+        settings = self.settings
+        temperature = settings.temperature if temperature is None else temperature
+        started = time.perf_counter()
+        passages = self.search(question, k)
+        retrieve_ms = (time.perf_counter() - started) * 1000
+        generator = self.generator
+        common = dict(question=question, passages=passages, model=generator.name, adapter=generator.adapter)
+
+        if not passages or passages[0].score < settings.min_score:
+            if stream:
+                yield REFUSAL
+            yield Answer(answer=REFUSAL, refused=True, citations=[], prompt="",
+                         timings_ms={"retrieve": retrieve_ms, "generate": 0.0},
+                         tokens={"prompt": 0, "completion": 0}, refusal_reason="low_retrieval_score", **common)
+            return
+
+        prompt = build_prompt(
+            question, passages, render=generator.render, count_tokens=generator.count_tokens,
+            budget=generator.context_tokens - settings.max_new_tokens,
+        )
+        t0 = time.perf_counter()
+        if stream:
+            totals: dict = {}
+            yield from generator.stream(prompt.text, settings.max_new_tokens, temperature, totals=totals)
+            generation = totals["generation"]
+        else:
+            generation = generator.generate(prompt.text, settings.max_new_tokens, temperature)
+        generate_ms = (time.perf_counter() - t0) * 1000
+
+        reply = generation.text
+        refused = says_it_does_not_know(reply)
+        numbers = [] if refused else cited_numbers(reply, len(prompt.passages))
+        yield Answer(
+            answer=reply if refused else strip_invalid_citations(reply, len(prompt.passages)),
+            refused=refused,
+            citations=citations_for(numbers, prompt.passages),
+            prompt=prompt.text,
+            timings_ms={"retrieve": retrieve_ms, "generate": generate_ms},
+            tokens={"prompt": generation.prompt_tokens, "completion": generation.completion_tokens},
+            refusal_reason="model_said_so" if refused else None,
+            **common,
+        )
+
+    def status(self) -> dict:
+        docs, chunks = self.store.counts()
+        return {
+            "data_dir": str(self.settings.data_dir),
+            "documents": docs,
+            "chunks": chunks,
+            "generation": self.store.generation(),
+            "embedder": self.store.meta("embedder") or self.settings.embedder,
+            "generator": self.settings.generator,
+            "schema_version": self.store.schema_version(),
+        }

@@ -1,0 +1,180 @@
+"""Split a Document's text into Chunks measured in embedder tokens.
+
+Boundaries are chosen from the largest unit that fits: a heading starts a new chunk, then
+paragraphs, then sentences (and lines), and only a sentence longer than a whole chunk is cut
+between tokens. Neighbouring chunks in a section share up to `overlap` tokens of whole
+sentences. No chunk is ever longer than the embedder's limit, so nothing is silently truncated.
+A chunk's text is an exact slice of the document text: `doc.text[chunk.start:chunk.end]`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .types import Chunk, Document
+
+CountTokens = Callable[[Sequence[str]], list[int]]
+TokenOffsets = Callable[[str], list[tuple[int, int]]]
+
+_PARAGRAPH = re.compile(r"[^\n]+(?:\n[^\n]+)*")
+_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n")
+
+
+@dataclass
+class _Piece:
+    start: int
+    end: int
+    tokens: int = 0
+    heading_level: int = 0  # 1-6 for a Markdown heading line, 0 for body text
+    heading: str = ""
+
+
+def chunk_document(
+    doc: Document,
+    count_tokens: CountTokens,
+    token_offsets: TokenOffsets,
+    chunk_tokens: int,
+    overlap: int,
+    max_tokens: int,
+) -> list[Chunk]:
+    """Chunks of `doc` of at most `chunk_tokens` tokens (never above `max_tokens`)."""
+    limit = min(chunk_tokens, max_tokens)
+    pieces = _pieces(doc.text, count_tokens, token_offsets, limit)
+    groups = _pack(pieces, limit, overlap)
+    chunks: list[Chunk] = []
+    texts = [doc.text[g[0].start : g[-1].end] for g, _ in groups]
+    counts = count_tokens(texts)
+    for (group, section), text, n_tokens in zip(groups, texts, counts):
+        start, end = group[0].start, group[-1].end
+        if n_tokens > max_tokens:  # joined text tokenised longer than its parts: cut it
+            spans = _token_windows(doc.text, start, end, token_offsets, max_tokens)
+        else:
+            spans = [(start, end, n_tokens)]
+        for s, e, n in spans:
+            chunk_text = doc.text[s:e]
+            chunks.append(
+                Chunk(
+                    text=chunk_text,
+                    section=section,
+                    start=s,
+                    end=e,
+                    page=doc.page_at(s),
+                    page_end=doc.page_at(max(s, e - 1)),
+                    n_tokens=n,
+                    sha256=hashlib.sha256(chunk_text.encode()).hexdigest(),
+                    ord=len(chunks),
+                )
+            )
+    return chunks
+
+
+def _pieces(text: str, count_tokens: CountTokens, token_offsets: TokenOffsets, limit: int) -> list[_Piece]:
+    """Headings, paragraphs, and for paragraphs over `limit`, sentences or token windows."""
+    blocks: list[_Piece] = []
+    for para in _PARAGRAPH.finditer(text):
+        body_start = None
+        pos = para.start()
+        for line in para.group().split("\n"):
+            match = _HEADING.match(line)
+            if match:
+                if body_start is not None:
+                    blocks.append(_Piece(body_start, pos - 1))
+                    body_start = None
+                blocks.append(_Piece(pos, pos + len(line), heading_level=len(match.group(1)), heading=match.group(2)))
+            elif body_start is None:
+                body_start = pos
+            pos += len(line) + 1
+        if body_start is not None:
+            blocks.append(_Piece(body_start, para.end()))
+
+    for block, n in zip(blocks, count_tokens([text[b.start : b.end] for b in blocks])):
+        block.tokens = n
+
+    pieces: list[_Piece] = []
+    for block in blocks:
+        if block.tokens <= limit:
+            pieces.append(block)
+            continue
+        sentences = _sentences(text, block.start, block.end)
+        for sent, n in zip(sentences, count_tokens([text[s.start : s.end] for s in sentences])):
+            if n <= limit:
+                sent.tokens = n
+                pieces.append(sent)
+            else:
+                for s, e, k in _token_windows(text, sent.start, sent.end, token_offsets, limit):
+                    pieces.append(_Piece(s, e, k))
+    return pieces
+
+
+def _sentences(text: str, start: int, end: int) -> list[_Piece]:
+    out: list[_Piece] = []
+    cursor = start
+    for match in _SENTENCE_END.finditer(text, start, end):
+        if match.start() > cursor:
+            out.append(_Piece(cursor, match.start()))
+        cursor = match.end()
+    if cursor < end:
+        out.append(_Piece(cursor, end))
+    return out
+
+
+def _token_windows(
+    text: str, start: int, end: int, token_offsets: TokenOffsets, limit: int
+) -> list[tuple[int, int, int]]:
+    """Cut text[start:end] into spans of at most `limit` tokens, at token boundaries."""
+    offsets = token_offsets(text[start:end])
+    spans = []
+    for i in range(0, len(offsets), limit):
+        window = offsets[i : i + limit]
+        spans.append((start + window[0][0], start + window[-1][1], len(window)))
+    return spans
+
+
+def _pack(pieces: list[_Piece], limit: int, overlap: int) -> list[tuple[list[_Piece], str]]:
+    """Group pieces into chunks; each group comes with the heading path it starts under."""
+    groups: list[tuple[list[_Piece], str]] = []
+    headings: list[_Piece] = []  # the open heading path
+    current: list[_Piece] = []
+    current_tokens = 0
+
+    def has_body() -> bool:
+        return any(p.heading_level == 0 for p in current)
+
+    def emit() -> None:
+        # Chunks never span a heading, so the open path is the chunk's section.
+        groups.append((current, " > ".join(h.heading for h in headings)))
+
+    for piece in pieces:
+        if piece.heading_level:
+            if has_body():
+                emit()
+                current, current_tokens = [], 0
+            headings = [h for h in headings if h.heading_level < piece.heading_level] + [piece]
+        elif current_tokens + piece.tokens > limit and has_body():
+            emit()
+            tail = _overlap_tail(current, overlap)
+            if sum(p.tokens for p in tail) + piece.tokens > limit:
+                tail = []
+            current = tail
+            current_tokens = sum(p.tokens for p in tail)
+        current.append(piece)
+        current_tokens += piece.tokens
+    if current and (has_body() or not groups):
+        emit()
+    return groups
+
+
+def _overlap_tail(group: list[_Piece], overlap: int) -> list[_Piece]:
+    """The last body pieces of `group` whose tokens add up to at most `overlap`."""
+    tail: list[_Piece] = []
+    total = 0
+    for piece in reversed(group[1:]):  # never the whole group: the next chunk must move on
+        if piece.heading_level or total + piece.tokens > overlap:
+            break
+        tail.insert(0, piece)
+        total += piece.tokens
+    return tail

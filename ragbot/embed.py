@@ -1,0 +1,81 @@
+"""Text -> unit-length vectors with a sentence-transformers model.
+
+The embedder knows nothing about documents or indexes. It counts tokens (chunking is measured
+in its tokens), and encodes in bfloat16 where the CPU does that natively, shortest texts first
+so each batch carries little padding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .errors import ModelError
+from .models import pick_device, pick_dtype, resolve_embedder, set_hub_access
+from .settings import Settings
+
+
+class Embedder:
+    def __init__(self, model, name: str, dtype_name: str):
+        self._model = model
+        self.name = name
+        self.dtype_name = dtype_name
+        self.dim = int(model.get_embedding_dimension())
+        # Room for the [CLS] and [SEP] tokens the model adds itself.
+        self.max_tokens = int(model.max_seq_length) - 2
+        self.tokenizer = model.tokenizer
+
+    @classmethod
+    def load(cls, settings: Settings) -> "Embedder":
+        set_hub_access(settings.allow_downloads)
+        location = resolve_embedder(settings)
+        from sentence_transformers import SentenceTransformer
+
+        device = pick_device()
+        dtype = pick_dtype(settings.dtype, device)
+        try:
+            model = SentenceTransformer(location, device=device, local_files_only=not settings.allow_downloads)
+        except OSError as exc:
+            raise ModelError(f"cannot load embedder {settings.embedder!r}: {exc}") from None
+        model.to(dtype)
+        model.eval()
+        return cls(model, name=settings.embedder, dtype_name=str(dtype).removeprefix("torch."))
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return [len(ids) for ids in encoded]
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character span of every token of `text`."""
+        return list(self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"])
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 64,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text, in input order."""
+        import torch
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                idx = order[start : start + batch_size]
+                vectors = self._model.encode(
+                    [texts[i] for i in idx],
+                    batch_size=batch_size,
+                    convert_to_tensor=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                )
+                out[idx] = vectors.float().cpu().numpy()
+                if on_progress:
+                    on_progress(len(idx))
+        return out

@@ -1,0 +1,121 @@
+"""The generator: a transformers causal LM that turns a chat prompt into text.
+
+It knows nothing about retrieval or citations (answer.py builds the prompt and reads the reply).
+The model is loaded once per process; `stream` yields text as tokens are decoded.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .errors import ModelError
+from .models import pick_device, pick_dtype, resolve_generator, set_hub_access
+from .settings import Settings
+
+
+@dataclass
+class Generation:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Generator:
+    def __init__(self, model, tokenizer, name: str, context_tokens: int, adapter: str | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.adapter = adapter
+        limit = getattr(model.config, "max_position_embeddings", None) or context_tokens
+        self.context_tokens = min(context_tokens, int(limit))
+
+    @classmethod
+    def load(cls, settings: Settings) -> "Generator":
+        set_hub_access(settings.allow_downloads)
+        location = resolve_generator(settings)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        device = pick_device()
+        dtype = pick_dtype(settings.dtype, device)
+        local_only = not settings.allow_downloads
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only)
+            model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, local_files_only=local_only)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load generator {settings.generator!r} from {location}: {exc}") from None
+        if not tokenizer.chat_template:
+            raise ModelError(f"generator {settings.generator!r} has no chat template; use an instruction-tuned model")
+        model.to(device)
+        model.eval()
+        return cls(model, tokenizer, name=settings.generator, context_tokens=settings.context_tokens)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        """The exact prompt text the model sees for these chat messages."""
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def _inputs(self, prompt: str):
+        encoded = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        return {k: v.to(self.model.device) for k, v in encoded.items()}
+
+    def _generate_kwargs(self, max_new_tokens: int, temperature: float) -> dict:
+        kwargs = {
+            "max_new_tokens": max_new_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+            "repetition_penalty": 1.1,
+        }
+        if temperature > 0:
+            kwargs.update(do_sample=True, temperature=temperature, top_p=0.9)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+    def generate(self, prompt: str, max_new_tokens: int, temperature: float = 0.0) -> Generation:
+        import torch
+
+        inputs = self._inputs(prompt)
+        n_prompt = int(inputs["input_ids"].shape[1])
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, **self._generate_kwargs(max_new_tokens, temperature))
+        new_tokens = output[0][n_prompt:]
+        text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
+        return Generation(text=text.strip(), prompt_tokens=n_prompt, completion_tokens=int(len(new_tokens)))
+
+    def stream(
+        self, prompt: str, max_new_tokens: int, temperature: float = 0.0, totals: dict | None = None
+    ) -> Iterator[str]:
+        """Yield pieces of the reply as they are decoded; then totals["generation"] holds the totals."""
+        import torch
+        from transformers import TextIteratorStreamer
+
+        inputs = self._inputs(prompt)
+        n_prompt = int(inputs["input_ids"].shape[1])
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        result: dict = {}
+
+        def work() -> None:
+            try:
+                with torch.inference_mode():
+                    result["output"] = self.model.generate(
+                        **inputs, streamer=streamer, **self._generate_kwargs(max_new_tokens, temperature)
+                    )
+            except BaseException as exc:  # surfaced in the caller's thread below
+                result["error"] = exc
+                streamer.end()
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        pieces = []
+        for piece in streamer:
+            pieces.append(piece)
+            yield piece
+        thread.join()
+        if "error" in result:
+            raise result["error"]
+        completion = int(result["output"].shape[1]) - n_prompt
+        if totals is not None:
+            totals["generation"] = Generation("".join(pieces).strip(), n_prompt, completion)

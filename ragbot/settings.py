@@ -1,0 +1,152 @@
+"""One settings object for every command.
+
+Precedence, lowest first: built-in defaults, `<data dir>/config.toml`, `RAGBOT_*` environment
+variables, then explicit overrides (command-line flags). The data dir itself comes from
+`--data-dir`, else `RAGBOT_HOME`, else `$XDG_DATA_HOME/ragbot` (`~/.local/share/ragbot`).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+DEFAULT_GENERATOR = "SmolLM2-135M-Instruct"
+
+# The shipped corpus sits next to the package in a source checkout.
+DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "corpus"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    # Models: a built-in name, a local Hugging Face model dir, or a hub id (needs allow_downloads).
+    embedder: str = DEFAULT_EMBEDDER
+    generator: str = DEFAULT_GENERATOR
+    allow_downloads: bool = False
+    # "auto" picks bfloat16 where the CPU computes it natively (AMX / AVX512-BF16), else float32.
+    dtype: str = "auto"
+    # Chunking, in embedder tokens.
+    chunk_tokens: int = 200
+    chunk_overlap: int = 40
+    embed_batch_size: int = 64
+    # Retrieval and answering.
+    top_k: int = 5
+    # Below this cosine score the best passage is treated as unrelated and the bot declines.
+    # Calibrated on the shipped corpus: see docs/calibration.md.
+    min_score: float = 0.30
+    context_tokens: int = 2048  # prompt + answer budget for the generator
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    default_corpus: Path | None = field(default=DEFAULT_CORPUS)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "ragbot.db"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    def validate(self) -> None:
+        if self.chunk_tokens < 16:
+            raise ConfigError(f"chunk_tokens must be at least 16 (got {self.chunk_tokens})")
+        if not 0 <= self.chunk_overlap < self.chunk_tokens // 2 + 1:
+            raise ConfigError(
+                f"chunk_overlap must be between 0 and half of chunk_tokens "
+                f"(got {self.chunk_overlap} with chunk_tokens {self.chunk_tokens})"
+            )
+        if self.top_k < 1:
+            raise ConfigError(f"top_k must be at least 1 (got {self.top_k})")
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise ConfigError(f"dtype must be auto, float32 or bfloat16 (got {self.dtype!r})")
+        if self.max_new_tokens < 1 or self.context_tokens <= self.max_new_tokens:
+            raise ConfigError("context_tokens must be larger than max_new_tokens, both positive")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ConfigError(f"temperature must be between 0 and 2 (got {self.temperature})")
+
+
+def default_data_dir() -> Path:
+    if os.environ.get("RAGBOT_HOME"):
+        return Path(os.environ["RAGBOT_HOME"]).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "ragbot"
+
+
+def _coerce(name: str, raw: Any, kind: type) -> Any:
+    try:
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind is Path:
+            return Path(str(raw)).expanduser()
+        return kind(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {name}: cannot read {raw!r} as {kind.__name__}") from None
+
+
+_KINDS: dict[str, type] = {
+    "embedder": str, "generator": str, "allow_downloads": bool, "dtype": str,
+    "chunk_tokens": int, "chunk_overlap": int, "embed_batch_size": int, "top_k": int,
+    "min_score": float, "context_tokens": int, "max_new_tokens": int, "temperature": float,
+    "default_corpus": Path,
+}
+
+
+def load_settings(data_dir: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings for `data_dir` (see the module docstring for precedence)."""
+    root = Path(data_dir).expanduser() if data_dir else default_data_dir()
+    values: dict[str, Any] = {}
+
+    config_file = root / "config.toml"
+    if config_file.is_file():
+        try:
+            from_file = tomllib.loads(config_file.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{config_file}: not valid TOML ({exc})") from None
+        for key, raw in from_file.items():
+            if key not in _KINDS:
+                raise ConfigError(f"{config_file}: unknown setting {key!r}")
+            values[key] = _coerce(key, raw, _KINDS[key])
+
+    for key, kind in _KINDS.items():
+        env = os.environ.get(f"RAGBOT_{key.upper()}")
+        if env is not None:
+            values[key] = _coerce(f"RAGBOT_{key.upper()}", env, kind)
+
+    for key, raw in overrides.items():
+        if raw is None:
+            continue
+        if key not in _KINDS:
+            raise ConfigError(f"unknown setting {key!r}")
+        values[key] = _coerce(key, raw, _KINDS[key])
+
+    settings = Settings(data_dir=root, **values)
+    settings.validate()
+    return settings
+
+
+def with_overrides(settings: Settings, **overrides: Any) -> Settings:
+    """A copy of `settings` with some fields replaced and checked again."""
+    known = {f.name for f in fields(Settings)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    updated = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    updated.validate()
+    return updated

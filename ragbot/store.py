@@ -1,0 +1,263 @@
+"""SQLite storage for documents, chunks and their vectors: the source of truth of a data dir.
+
+The FAISS index (index.py) is a fast copy of the vectors kept here. Every write bumps a
+`generation` counter in the same transaction, and the index file is named after the generation
+it holds, so a process killed between the two writes leaves an index that is simply rebuilt
+from this database on the next open, never one that disagrees with it.
+
+The schema changes only through the numbered MIGRATIONS below, recorded in schema_migrations.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import IndexMismatchError, RagbotError
+from .types import Chunk, Document
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE documents (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            source TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            title TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            n_pages INTEGER,
+            pipeline TEXT NOT NULL,
+            ingested_at REAL NOT NULL
+        );
+        CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            ord INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            section TEXT NOT NULL,
+            page INTEGER,
+            page_end INTEGER,
+            start INTEGER NOT NULL,
+            end INTEGER NOT NULL,
+            n_tokens INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            vector BLOB NOT NULL
+        );
+        CREATE INDEX chunks_doc ON chunks(doc_id);
+        INSERT INTO meta(key, value) VALUES ('generation', '0');
+        """,
+    ),
+]
+
+
+@dataclass
+class StoredDocument:
+    id: int
+    source: str
+    kind: str
+    title: str
+    sha256: str
+    size: int
+    n_pages: int | None
+    pipeline: str
+    ingested_at: float
+    n_chunks: int
+
+
+@dataclass
+class StoredChunk:
+    id: int
+    source: str
+    title: str
+    section: str
+    page: int | None
+    text: str
+
+
+class Store:
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.DatabaseError as exc:
+            raise RagbotError(f"{path}: not a usable ragbot database ({exc})") from None
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- schema -----------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+        )
+        done = {row[0] for row in self._db.execute("SELECT version FROM schema_migrations")}
+        newest = max(v for v, _ in MIGRATIONS)
+        if done and max(done) > newest:
+            raise RagbotError(
+                f"{self.path} was written by a newer ragbot (schema {max(done)} > {newest}); upgrade ragbot"
+            )
+        for version, sql in MIGRATIONS:
+            if version in done:
+                continue
+            with self.transaction():
+                for statement in sql.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(
+                    "INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)", (version, time.time())
+                )
+
+    def schema_version(self) -> int:
+        return self._db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- meta -------------------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def generation(self) -> int:
+        return int(self.meta("generation") or 0)
+
+    def _bump_generation(self) -> None:
+        self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+
+    def claim_embedder(self, name: str, dim: int) -> None:
+        """Record the embedder on first use; refuse a different one afterwards."""
+        stored_name, stored_dim = self.meta("embedder"), self.meta("embedding_dim")
+        if stored_name is None:
+            with self.transaction():
+                self.set_meta("embedder", name)
+                self.set_meta("embedding_dim", str(dim))
+            return
+        if stored_name != name or int(stored_dim or 0) != dim:
+            raise IndexMismatchError(
+                f"the index in {self.path.parent} was built with embedder {stored_name!r} (dim {stored_dim}), "
+                f"but the settings name {name!r} (dim {dim}). Use the same embedder, or ingest into "
+                f"another data dir (--data-dir)."
+            )
+
+    # -- documents --------------------------------------------------------------------------
+
+    def documents(self) -> list[StoredDocument]:
+        rows = self._db.execute(
+            "SELECT d.id, d.source, d.kind, d.title, d.sha256, d.size, d.n_pages, d.pipeline, d.ingested_at, "
+            "(SELECT COUNT(*) FROM chunks c WHERE c.doc_id = d.id) FROM documents d ORDER BY d.source"
+        ).fetchall()
+        return [StoredDocument(*row) for row in rows]
+
+    def document(self, source: str) -> StoredDocument | None:
+        return next((d for d in self.documents_under([source]) if d.source == source), None)
+
+    def documents_under(self, paths: Sequence[str]) -> list[StoredDocument]:
+        """Documents whose source is one of `paths` or inside one of them (as folders)."""
+        found = []
+        for doc in self.documents():
+            for path in paths:
+                if doc.source == path or doc.source.startswith(path.rstrip("/") + "/"):
+                    found.append(doc)
+                    break
+        return found
+
+    def counts(self) -> tuple[int, int]:
+        docs = self._db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+        chunks = self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        return docs, chunks
+
+    def replace_document(
+        self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, pipeline: str
+    ) -> tuple[list[int], list[int]]:
+        """Store `doc` with its chunks, replacing any earlier version in the same transaction.
+
+        Returns (chunk ids removed, chunk ids added).
+        """
+        assert len(chunks) == len(vectors)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        with self.transaction() as db:
+            old_ids = self._delete_sources(db, [doc.source])
+            cursor = db.execute(
+                "INSERT INTO documents(source, kind, title, sha256, size, n_pages, pipeline, ingested_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (doc.source, doc.kind, doc.title, doc.sha256, doc.size, len(doc.pages) or None, pipeline, time.time()),
+            )
+            doc_id = cursor.lastrowid
+            new_ids = []
+            for chunk, vector in zip(chunks, vectors):
+                cursor = db.execute(
+                    "INSERT INTO chunks(doc_id, ord, text, section, page, page_end, start, end, n_tokens, sha256, vector) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (doc_id, chunk.ord, chunk.text, chunk.section, chunk.page, chunk.page_end, chunk.start,
+                     chunk.end, chunk.n_tokens, chunk.sha256, vector.tobytes()),
+                )
+                new_ids.append(cursor.lastrowid)
+            self._bump_generation()
+        return old_ids, new_ids
+
+    def remove_documents(self, sources: Sequence[str]) -> list[int]:
+        """Delete documents by exact source; returns the chunk ids that went with them."""
+        if not sources:
+            return []
+        with self.transaction() as db:
+            ids = self._delete_sources(db, sources)
+            self._bump_generation()
+        return ids
+
+    @staticmethod
+    def _delete_sources(db: sqlite3.Connection, sources: Sequence[str]) -> list[int]:
+        ids: list[int] = []
+        for source in sources:
+            ids += [row[0] for row in db.execute(
+                "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.source = ?", (source,)
+            )]
+            db.execute("DELETE FROM documents WHERE source = ?", (source,))
+        return ids
+
+    # -- chunks -----------------------------------------------------------------------------
+
+    def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self._db.execute(
+            f"SELECT c.id, d.source, d.title, c.section, c.page, c.text FROM chunks c "
+            f"JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
+            list(ids),
+        ).fetchall()
+        return {row[0]: StoredChunk(*row) for row in rows}
+
+    def all_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of every chunk, for rebuilding the FAISS index."""
+        rows = self._db.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vectors = np.zeros((len(rows), dim), dtype=np.float32)
+        for i, (_, blob) in enumerate(rows):
+            vectors[i] = np.frombuffer(blob, dtype=np.float32)
+        return ids, vectors

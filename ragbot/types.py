@@ -1,0 +1,127 @@
+"""The values that flow between ragbot's stages.
+
+Document -> Chunk (ingest) -> Passage (retrieve) -> Answer (generate).
+This module imports nothing heavy so every other module, the CLI and the tests can use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class PageSpan:
+    """Page `number` (1-based) starts at character `start` of the document text."""
+
+    number: int
+    start: int
+
+
+@dataclass
+class Document:
+    """A file's text as read, before chunking."""
+
+    source: str  # absolute path of the file
+    kind: str  # "pdf", "markdown", "text" or "html"
+    title: str
+    text: str
+    sha256: str  # of the file's bytes
+    size: int
+    pages: list[PageSpan] = field(default_factory=list)  # empty for formats without pages
+
+    def page_at(self, offset: int) -> int | None:
+        """The page holding character `offset`, or None for formats without pages."""
+        page = None
+        for span in self.pages:
+            if span.start > offset:
+                break
+            page = span.number
+        return page
+
+
+@dataclass
+class Chunk:
+    """A piece of a document small enough for the embedder, with where it came from."""
+
+    text: str
+    section: str  # heading path inside the document ("" when there is none)
+    start: int  # character span in Document.text
+    end: int
+    page: int | None
+    page_end: int | None
+    n_tokens: int  # embedder tokens of `text`
+    sha256: str
+    ord: int  # position in the document
+
+    def embedding_input(self, prefix: str) -> str:
+        return f"{prefix}\n{self.text}" if prefix else self.text
+
+
+@dataclass
+class Passage:
+    """A retrieved chunk with its score and rank for one query."""
+
+    chunk_id: int
+    source: str
+    title: str
+    section: str
+    page: int | None
+    text: str
+    score: float
+    rank: int  # 1-based
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Citation:
+    """A passage the answer cites as [n]."""
+
+    n: int
+    source: str
+    page: int | None
+    chunk_id: int
+    score: float
+    text: str
+
+
+@dataclass
+class Answer:
+    question: str
+    answer: str
+    refused: bool
+    citations: list[Citation]
+    passages: list[Passage]  # every passage retrieved, cited or not
+    prompt: str  # the exact text the model saw ("" when no model call was made)
+    model: str
+    adapter: str | None
+    timings_ms: dict[str, float]
+    tokens: dict[str, int]
+    refusal_reason: str | None = None  # "low_retrieval_score", "model_said_so" or None
+
+    def to_dict(self) -> dict:
+        """The shape `ragbot ask --json` prints."""
+        return {
+            "answer": self.answer,
+            "refused": self.refused,
+            "citations": [asdict(c) for c in self.citations],
+            "passages": [_passage_fields(p) for p in self.passages],
+            "model": self.model,
+            "adapter": self.adapter,
+            "timings_ms": self.timings_ms,
+            "tokens": self.tokens,
+        }
+
+
+def _passage_fields(p: Passage) -> dict:
+    return {
+        "n": p.rank,
+        "source": p.source,
+        "page": p.page,
+        "chunk_id": p.chunk_id,
+        "score": p.score,
+        "text": p.text,
+        "title": p.title,
+        "section": p.section,
+    }
