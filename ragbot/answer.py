@@ -31,6 +31,10 @@ _REFUSAL_PATTERNS = re.compile(
     re.IGNORECASE,
 )
 MIN_PASSAGE_TOKENS = 32
+# An answer sentence without a citation gets one to the shown passage most similar to it
+# (cosine of embeddings), when that similarity reaches this value.
+SUPPORT_THRESHOLD = 0.45
+_SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+(?:\s*\[\d+(?:\s*,\s*\d+)*\])*|(?=\n)|$)")
 
 
 @dataclass
@@ -128,3 +132,45 @@ def citations_for(numbers: Sequence[int], shown: Sequence[Passage]) -> list[Cita
                  score=shown[n - 1].score, text=shown[n - 1].text)
         for n in numbers
     ]
+
+
+def _sentence_spans(text: str) -> list[tuple[int, int]]:
+    spans = []
+    for m in _SENTENCE.finditer(text):
+        raw = m.group()
+        if raw.strip():
+            lead = len(raw) - len(raw.lstrip())
+            spans.append((m.start() + lead, m.start() + len(raw.rstrip())))
+    return spans
+
+
+def split_sentences(text: str) -> list[str]:
+    return [text[a:b] for a, b in _sentence_spans(text)]
+
+
+def add_missing_citations(
+    reply: str, n_shown: int, similarity: Callable[[list[str]], "list[list[float]]"]
+) -> tuple[str, bool]:
+    """Cite, for each uncited sentence of `reply`, the shown passage that supports it best.
+
+    `similarity(sentences)` returns, per sentence, its similarity to each of the n_shown
+    passages. Returns the reply with citations added (its layout kept), and whether any
+    sentence is supported, by the model's own valid citation or by similarity.
+    """
+    spans = _sentence_spans(reply)
+    if not spans or n_shown == 0:
+        return reply, False
+    uncited = [(a, b) for a, b in spans if not cited_numbers(reply[a:b], n_shown)]
+    supported = len(uncited) < len(spans)
+    inserts: list[tuple[int, str]] = []
+    if uncited:
+        scores = similarity([reply[a:b] for a, b in uncited])
+        for (a, b), row in zip(uncited, scores):
+            best = max(range(n_shown), key=lambda j: row[j])
+            if row[best] >= SUPPORT_THRESHOLD:
+                end = a + len(reply[a:b].rstrip(".!?"))
+                inserts.append((end, f" [{best + 1}]"))
+                supported = True
+    for pos, marker in sorted(inserts, reverse=True):
+        reply = reply[:pos] + marker + reply[pos:]
+    return reply, supported

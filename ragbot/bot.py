@@ -18,7 +18,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from .answer import REFUSAL, build_prompt, cited_numbers, citations_for, says_it_does_not_know, strip_invalid_citations
+from .answer import (
+    REFUSAL,
+    add_missing_citations,
+    build_prompt,
+    cited_numbers,
+    citations_for,
+    says_it_does_not_know,
+    strip_invalid_citations,
+)
 from .errors import BusyError
 from .index import VectorIndex
 from .ingest import IngestReport, Ingester, ProgressFn
@@ -167,7 +175,7 @@ class RagBot:
         if not passages or passages[0].score < settings.min_score:
             if stream:
                 yield REFUSAL
-            yield Answer(answer=REFUSAL, refused=True, citations=[], prompt="",
+            yield Answer(answer=REFUSAL, refused=True, citations=[], prompt="", raw_reply="",
                          timings_ms={"retrieve": retrieve_ms, "generate": 0.0},
                          tokens={"prompt": 0, "completion": 0}, refusal_reason="low_retrieval_score", **common)
             return
@@ -186,18 +194,38 @@ class RagBot:
         generate_ms = (time.perf_counter() - t0) * 1000
 
         reply = generation.text
-        refused = says_it_does_not_know(reply)
-        numbers = [] if refused else cited_numbers(reply, len(prompt.passages))
+        n_shown = len(prompt.passages)
+        refusal_reason = "model_said_so" if says_it_does_not_know(reply) else None
+        answer_text = reply
+        if refusal_reason is None:
+            answer_text, supported = add_missing_citations(
+                strip_invalid_citations(reply, n_shown), n_shown, self._similarity_to(prompt.passages)
+            )
+            if not supported:
+                refusal_reason = "unsupported_answer"
+        if refusal_reason:
+            answer_text = REFUSAL
+        numbers = [] if refusal_reason else cited_numbers(answer_text, n_shown)
         yield Answer(
-            answer=reply if refused else strip_invalid_citations(reply, len(prompt.passages)),
-            refused=refused,
+            answer=answer_text,
+            refused=refusal_reason is not None,
             citations=citations_for(numbers, prompt.passages),
             prompt=prompt.text,
+            raw_reply=reply,
             timings_ms={"retrieve": retrieve_ms, "generate": generate_ms},
             tokens={"prompt": generation.prompt_tokens, "completion": generation.completion_tokens},
-            refusal_reason="model_said_so" if refused else None,
+            refusal_reason=refusal_reason,
             **common,
         )
+
+    def _similarity_to(self, passages: Sequence[Passage]):
+        """sentences -> cosine similarity of each sentence to each passage."""
+
+        def similarity(sentences: list[str]):
+            vectors = self.embedder.encode(sentences + [p.text for p in passages])
+            return (vectors[: len(sentences)] @ vectors[len(sentences) :].T).tolist()
+
+        return similarity
 
     def status(self) -> dict:
         docs, chunks = self.store.counts()

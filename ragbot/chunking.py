@@ -125,12 +125,21 @@ def _sentences(text: str, start: int, end: int) -> list[_Piece]:
 def _token_windows(
     text: str, start: int, end: int, token_offsets: TokenOffsets, limit: int
 ) -> list[tuple[int, int, int]]:
-    """Cut text[start:end] into spans of at most `limit` tokens, at token boundaries."""
+    """Cut text[start:end] into spans of at most `limit` tokens, between words where possible."""
     offsets = token_offsets(text[start:end])
     spans = []
-    for i in range(0, len(offsets), limit):
-        window = offsets[i : i + limit]
-        spans.append((start + window[0][0], start + window[-1][1], len(window)))
+    i = 0
+    while i < len(offsets):
+        j = min(i + limit, len(offsets))
+        if j < len(offsets):
+            # Back off while token j continues the word of token j-1 (no gap between them).
+            k = j
+            while k > i + 1 and offsets[k][0] == offsets[k - 1][1]:
+                k -= 1
+            if k > i + 1:
+                j = k
+        spans.append((start + offsets[i][0], start + offsets[j - 1][1], j - i))
+        i = j
     return spans
 
 

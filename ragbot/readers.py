@@ -178,6 +178,8 @@ def _html_to_text(raw: str) -> tuple[str, str]:
         for heading in soup.find_all(f"h{level}"):
             heading.insert_before("\n\n" + "#" * level + " ")
             heading.insert_after("\n\n")
+    for cell in soup.find_all(["td", "th"]):
+        cell.insert_after(" | ")
     for block in soup.find_all(["p", "div", "li", "tr", "br", "section", "article", "pre", "blockquote", "table"]):
         block.insert_after("\n\n" if block.name != "br" else "\n")
     if soup.head:

@@ -39,7 +39,7 @@ class Settings:
     top_k: int = 5
     # Below this cosine score the best passage is treated as unrelated and the bot declines.
     # Calibrated on the shipped corpus: see docs/calibration.md.
-    min_score: float = 0.30
+    min_score: float = 0.25
     context_tokens: int = 2048  # prompt + answer budget for the generator
     max_new_tokens: int = 256
     temperature: float = 0.0

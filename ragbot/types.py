@@ -94,11 +94,14 @@ class Answer:
     citations: list[Citation]
     passages: list[Passage]  # every passage retrieved, cited or not
     prompt: str  # the exact text the model saw ("" when no model call was made)
+    raw_reply: str  # the model's reply before citations were checked and added
     model: str
     adapter: str | None
     timings_ms: dict[str, float]
     tokens: dict[str, int]
-    refusal_reason: str | None = None  # "low_retrieval_score", "model_said_so" or None
+    # None, or why the bot declined: "low_retrieval_score" (nothing relevant was found),
+    # "model_said_so", or "unsupported_answer" (no sentence of the reply matches a passage).
+    refusal_reason: str | None = None
 
     def to_dict(self) -> dict:
         """The shape `ragbot ask --json` prints."""

@@ -1,0 +1,74 @@
+"""Shared fixtures. Models are the real shipped ones, loaded once per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ragbot import RagBot, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "corpus"
+DATA = Path(__file__).resolve().parent / "data"
+
+# Tests never touch the user's data dir or the network.
+os.environ.pop("RAGBOT_HOME", None)
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from ragbot.embed import Embedder
+
+    return Embedder.load(load_settings("/nonexistent-ragbot-test-dir"))
+
+
+@pytest.fixture(scope="session")
+def corpus_bot(tmp_path_factory) -> RagBot:
+    """A bot over the shipped corpus, shared by the read-only tests (its data dir is reused)."""
+    bot = RagBot.open(tmp_path_factory.mktemp("corpus-data"))
+    report = bot.ingest([CORPUS])
+    assert report.ok, report.failed
+    return bot
+
+
+@pytest.fixture
+def make_bot(tmp_path, embedder):
+    """Fresh bots on empty data dirs, sharing the session's loaded embedder."""
+    bots = []
+
+    def make(data_dir: Path | None = None, **overrides) -> RagBot:
+        bot = RagBot.open(data_dir or tmp_path / f"data{len(bots)}", **overrides)
+        bot._embedder = embedder
+        bot.store.claim_embedder(embedder.name, embedder.dim)
+        bots.append(bot)
+        return bot
+
+    yield make
+    for bot in bots:
+        bot.close()
+
+
+@pytest.fixture
+def docs(tmp_path) -> Path:
+    """A small folder of good documents in three formats."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "paris.md").write_text(
+        "# Paris\n\nThe Eiffel Tower is in Paris. It was completed in 1889 for the World Fair.\n\n"
+        "## Food\n\nCroissants are a French pastry made of layered dough.\n"
+    )
+    (folder / "bananas.txt").write_text("Bananas are yellow fruit grown in tropical regions.\n")
+    (folder / "volcano.html").write_text(
+        "<html><head><title>Volcanoes</title></head><body><h1>Volcanoes</h1>"
+        "<p>Mount Etna in Sicily is one of the most active volcanoes in the world.</p></body></html>"
+    )
+    return folder
+
+
+def copy_corpus_file(name: str, dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(CORPUS / name, dest / name))

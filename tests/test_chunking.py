@@ -1,0 +1,92 @@
+import json
+
+import pytest
+
+from ragbot.chunking import chunk_document
+from ragbot.readers import read_document
+from ragbot.types import Document
+
+from conftest import CORPUS, DATA
+
+
+def _chunks(embedder, doc, chunk_tokens=200, overlap=40):
+    return chunk_document(doc, embedder.count_tokens, embedder.token_offsets, chunk_tokens, overlap, embedder.max_tokens)
+
+
+def _doc(text: str) -> Document:
+    return Document(source="/x.md", kind="markdown", title="X", text=text, sha256="0", size=len(text))
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CORPUS.iterdir()))
+def test_corpus_chunks_are_exact_slices_within_the_limit(embedder, name):
+    doc = read_document(CORPUS / name)
+    chunks = _chunks(embedder, doc)
+    assert chunks
+    for chunk in chunks:
+        assert chunk.text == doc.text[chunk.start : chunk.end]
+        assert chunk.n_tokens == embedder.count_tokens([chunk.text])[0]
+        assert chunk.n_tokens <= embedder.max_tokens
+    # Every non-space character of the document lands in some chunk.
+    covered = set()
+    for chunk in chunks:
+        covered.update(range(chunk.start, chunk.end))
+    assert all(i in covered for i, ch in enumerate(doc.text) if not ch.isspace())
+
+
+def test_headings_start_chunks_and_name_the_section(embedder):
+    text = "# Guide\n\nIntro text here.\n\n## Setup\n\nInstall it.\n\n### Linux\n\nUse apt.\n\n## Use\n\nRun it."
+    chunks = _chunks(embedder, _doc(text))
+    assert [c.section for c in chunks] == ["Guide", "Guide > Setup", "Guide > Setup > Linux", "Guide > Use"]
+    assert chunks[1].text.startswith("## Setup")
+
+
+def test_long_paragraphs_split_on_sentences_with_overlap(embedder):
+    sentences = [f"Sentence number {i} talks about topic {i % 7} in some detail." for i in range(80)]
+    text = "# Long\n\n" + " ".join(sentences)
+    chunks = _chunks(embedder, _doc(text), chunk_tokens=100, overlap=30)
+    assert len(chunks) > 3
+    for chunk in chunks:
+        assert chunk.n_tokens <= 110  # the heading line may ride on top of the first chunk
+        assert chunk.text.rstrip().endswith(".")  # cut between sentences, not inside one
+    for before, after in zip(chunks, chunks[1:]):
+        assert after.start < before.end, "neighbouring chunks share overlapping sentences"
+        shared = text[after.start : before.end]
+        assert embedder.count_tokens([shared])[0] <= 30
+
+
+def test_a_sentence_longer_than_a_chunk_is_cut_between_tokens(embedder):
+    text = " ".join(f"word{i}" for i in range(2000))  # no punctuation at all
+    chunks = _chunks(embedder, _doc(text), chunk_tokens=120, overlap=20)
+    assert len(chunks) > 10
+    assert all(c.n_tokens <= 120 for c in chunks)
+    assert "".join(text[c.start : c.end] + " " for c in chunks).split() == text.split()
+
+
+def test_pdf_chunks_carry_pages(embedder):
+    doc = read_document(CORPUS / "generative-ai-applications-by-industry.pdf")
+    chunks = _chunks(embedder, doc, chunk_tokens=80, overlap=0)
+    pages = [c.page for c in chunks]
+    assert pages == sorted(pages) and pages[0] == 1 and pages[-1] == 5
+    legal = next(c for c in chunks if "Law firms" in c.text)
+    assert legal.page == 4
+
+
+def test_golden_chunks_for_a_corpus_document(embedder):
+    """Chunk boundaries of one shipped document are pinned; update the file on purpose only:
+    python -c "from tests.test_chunking import write_golden; write_golden()" """
+    golden = json.loads((DATA / "golden_chunks_gans.json").read_text())
+    chunks = _chunks(embedder, read_document(CORPUS / "gans.md"))
+    assert [_summary(c) for c in chunks] == golden
+
+
+def _summary(chunk):
+    return {"section": chunk.section, "start": chunk.start, "end": chunk.end, "n_tokens": chunk.n_tokens}
+
+
+def write_golden():  # pragma: no cover - a maintenance helper
+    from ragbot.embed import Embedder
+    from ragbot.settings import load_settings
+
+    embedder = Embedder.load(load_settings("/nonexistent-ragbot-test-dir"))
+    chunks = _chunks(embedder, read_document(CORPUS / "gans.md"))
+    (DATA / "golden_chunks_gans.json").write_text(json.dumps([_summary(c) for c in chunks], indent=1) + "\n")

@@ -1,0 +1,186 @@
+import os
+import shutil
+import tempfile
+import subprocess
+import sys
+
+import pytest
+from pathlib import Path
+
+from ragbot import RagBot
+from ragbot.errors import DocumentError, IndexMismatchError
+from ragbot.ingest import IngestReport, collect_files
+from ragbot.readers import read_document
+
+from conftest import ROOT, copy_corpus_file
+
+
+def _consistent(bot: RagBot) -> None:
+    """The FAISS index holds exactly the chunk ids of the database."""
+    index = bot._current_index()
+    ids, _ = bot.store.all_vectors(bot.embedder.dim)
+    assert len(index) == len(ids)
+    if len(ids):
+        assert sorted(index.ids().tolist()) == ids.tolist()
+
+
+def test_ingest_then_search(make_bot, docs):
+    bot = make_bot()
+    report = bot.ingest([docs])
+    assert report.ok
+    assert sorted(os.path.basename(p) for p in report.added) == ["bananas.txt", "paris.md", "volcano.html"]
+    top = bot.search("When was the Eiffel Tower finished?", k=3)[0]
+    assert top.source.endswith("paris.md") and "1889" in top.text
+    assert top.score > 0.5 and top.rank == 1
+    _consistent(bot)
+
+
+def test_reingesting_the_same_folder_adds_nothing(make_bot, docs):
+    bot = make_bot()
+    first = bot.ingest([docs])
+    generation = bot.store.generation()
+    second = bot.ingest([docs])
+    assert len(second.unchanged) == len(first.added) == 3
+    assert not second.added and not second.updated and second.chunks_added == 0
+    assert bot.store.generation() == generation
+    assert bot.store.counts() == (3, first.chunks_added)
+
+
+def test_changed_file_replaces_its_chunks(make_bot, docs):
+    bot = make_bot()
+    bot.ingest([docs])
+    old_ids = {p.chunk_id for p in bot.search("bananas", k=10) if p.source.endswith("bananas.txt")}
+    (docs / "bananas.txt").write_text("Bananas turn brown when they are overripe.\n")
+    report = bot.ingest([docs])
+    assert [os.path.basename(p) for p in report.updated] == ["bananas.txt"]
+    assert len(report.unchanged) == 2
+    hits = [p for p in bot.search("bananas", k=10) if p.source.endswith("bananas.txt")]
+    assert len(hits) == 1 and "brown" in hits[0].text
+    assert hits[0].chunk_id not in old_ids
+    _consistent(bot)
+
+
+def test_changed_chunk_settings_redo_documents(make_bot, docs, tmp_path):
+    bot = make_bot(tmp_path / "data")
+    bot.ingest([docs])
+    bot.close()
+    rechunked = make_bot(tmp_path / "data", chunk_tokens=64, chunk_overlap=8)
+    report = rechunked.ingest([docs])
+    assert len(report.updated) == 3
+
+
+def test_remove_file_and_folder(make_bot, docs):
+    bot = make_bot()
+    bot.ingest([docs])
+    assert bot.remove([docs / "paris.md"]) == [str(docs / "paris.md")]
+    assert all(not p.source.endswith("paris.md") for p in bot.search("Eiffel Tower", k=10))
+    assert sorted(bot.remove([docs])) == [str(docs / "bananas.txt"), str(docs / "volcano.html")]
+    assert bot.store.counts() == (0, 0)
+    assert bot.search("anything") == []
+    _consistent(bot)
+
+
+def test_prune_drops_documents_whose_files_are_gone(make_bot, docs):
+    bot = make_bot()
+    bot.ingest([docs])
+    (docs / "volcano.html").unlink()
+    report = bot.ingest([docs], prune=True)
+    assert report.removed == [str(docs / "volcano.html")]
+    assert len(report.unchanged) == 2
+    assert bot.store.counts()[0] == 2
+    _consistent(bot)
+
+
+def test_bad_inputs_are_reported_and_good_files_still_ingested(make_bot, docs, tmp_path):
+    (docs / "empty.txt").write_bytes(b"")
+    (docs / "binary.md").write_bytes(bytes(range(256)) * 4)
+    (docs / "latin1.txt").write_bytes("na\u00efve".encode("latin-1"))
+    (docs / "corrupt.pdf").write_bytes(b"%PDF-1.4\n%broken")
+    (docs / "photo.jpg").write_bytes(b"\xff\xd8\xff")
+    (docs / "dangling.md").symlink_to(tmp_path / "nowhere.md")
+    (docs / "sub").mkdir()
+    (docs / "sub" / "loop").symlink_to(docs)
+    (docs / ".hidden.md").write_text("# Hidden\n\nnot ingested")
+    bot = make_bot()
+    report = bot.ingest([docs, tmp_path / "missing-folder", docs / "photo.jpg"])
+    failed = {os.path.basename(path): reason for path, reason in report.failed}
+    assert failed["empty.txt"] == "empty file"
+    assert "binary" in failed["binary.md"]
+    assert "not valid UTF-8" in failed["latin1.txt"]
+    assert "PDF" in failed["corrupt.pdf"]
+    assert failed["dangling.md"] == "broken symbolic link"
+    assert "symbolic link loop" in failed["loop"]
+    assert failed["missing-folder"] == "no such file or directory"
+    assert "unsupported file type .jpg" in failed["photo.jpg"]  # named explicitly: a failure
+    assert [os.path.basename(p) for p, _ in report.skipped] == ["photo.jpg"]  # met in the folder: skipped
+    assert sorted(os.path.basename(p) for p in report.added) == ["bananas.txt", "paris.md", "volcano.html"]
+    assert not report.ok
+    _consistent(bot)
+
+
+def test_cli_reports_failures_and_exit_status(docs, tmp_path):
+    (docs / "empty.md").write_text("")
+    data = tmp_path / "cli-data"
+    result = subprocess.run(
+        [sys.executable, "-m", "ragbot", "ingest", str(docs), "--data-dir", str(data), "-q"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )
+    assert result.returncode == 1, result.stderr
+    assert f"failed: {docs / 'empty.md'}: empty file" in result.stderr
+    assert "added 3, updated 0, unchanged 0, failed 1" in result.stdout
+    again = subprocess.run(
+        [sys.executable, "-m", "ragbot", "--data-dir", str(data), "ingest", str(docs / "paris.md"), "-q"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )
+    assert again.returncode == 0, again.stderr
+    assert "unchanged 1" in again.stdout
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs POSIX fork")
+def test_unreadable_file_names_the_reason():
+    """A file the user may not read. Root reads everything, so the check runs in a child
+    process that has become 'nobody' (no exec needed, the code is already loaded)."""
+    folder = Path(tempfile.mkdtemp(prefix="ragbot-perm-"))  # outside pytest's private tmp root
+    folder.chmod(0o755)
+    secret = folder / "secret.md"
+    secret.write_text("# Secret\n\nnot for you")
+    secret.chmod(0o000)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            report = IngestReport()
+            try:
+                files = collect_files([folder], report)
+                read_document(files[0])
+                message = "read it"
+            except DocumentError as exc:
+                message = f"{exc.path}|{exc.reason}"
+            except Exception as exc:
+                message = f"unexpected {exc!r} {report.failed}"
+            os.write(write_end, message.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    message = os.read(read_end, 4096).decode()
+    shutil.rmtree(folder)
+    assert message == f"{secret}|permission denied (cannot read the file)"
+
+
+def test_embedder_mismatch_is_a_clear_error(make_bot, docs):
+    bot = make_bot()
+    bot.ingest([docs])
+    with pytest.raises(IndexMismatchError, match="built with embedder 'all-MiniLM-L6-v2'"):
+        bot.store.claim_embedder("some-other-model", 768)
+
+
+def test_pdf_from_the_corpus_keeps_pages(make_bot, tmp_path):
+    pdf = copy_corpus_file("generative-ai-applications-by-industry.pdf", tmp_path / "pdfs")
+    bot = make_bot()
+    assert bot.ingest([pdf]).ok
+    top = bot.search("law firms verify case citations", k=1)[0]
+    assert top.page == 4
