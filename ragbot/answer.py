@@ -33,7 +33,7 @@ _REFUSAL_PATTERNS = re.compile(
 MIN_PASSAGE_TOKENS = 32
 # An answer sentence without a citation gets one to the shown passage most similar to it
 # (cosine of embeddings), when that similarity reaches this value.
-SUPPORT_THRESHOLD = 0.45
+SUPPORT_THRESHOLD = 0.40
 _SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+(?:\s*\[\d+(?:\s*,\s*\d+)*\])*|(?=\n)|$)")
 
 

@@ -181,7 +181,7 @@ class RagBot:
             return
 
         prompt = build_prompt(
-            question, passages, render=generator.render, count_tokens=generator.count_tokens,
+            question, passages[: settings.prompt_passages], render=generator.render, count_tokens=generator.count_tokens,
             budget=generator.context_tokens - settings.max_new_tokens,
         )
         t0 = time.perf_counter()

@@ -40,8 +40,11 @@ class Settings:
     # Below this cosine score the best passage is treated as unrelated and the bot declines.
     # Calibrated on the shipped corpus: see docs/calibration.md.
     min_score: float = 0.25
+    # At most this many of the top passages go into the prompt, as long as they fit the budget.
+    # Three gave SmolLM2-135M fewer wrong attributions than five, at a quarter of the time.
+    prompt_passages: int = 3
     context_tokens: int = 2048  # prompt + answer budget for the generator
-    max_new_tokens: int = 256
+    max_new_tokens: int = 128
     temperature: float = 0.0
     default_corpus: Path | None = field(default=DEFAULT_CORPUS)
 
@@ -67,6 +70,8 @@ class Settings:
             )
         if self.top_k < 1:
             raise ConfigError(f"top_k must be at least 1 (got {self.top_k})")
+        if self.prompt_passages < 1:
+            raise ConfigError(f"prompt_passages must be at least 1 (got {self.prompt_passages})")
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise ConfigError(f"dtype must be auto, float32 or bfloat16 (got {self.dtype!r})")
         if self.max_new_tokens < 1 or self.context_tokens <= self.max_new_tokens:
@@ -103,7 +108,7 @@ def _coerce(name: str, raw: Any, kind: type) -> Any:
 _KINDS: dict[str, type] = {
     "embedder": str, "generator": str, "allow_downloads": bool, "dtype": str,
     "chunk_tokens": int, "chunk_overlap": int, "embed_batch_size": int, "top_k": int,
-    "min_score": float, "context_tokens": int, "max_new_tokens": int, "temperature": float,
+    "min_score": float, "prompt_passages": int, "context_tokens": int, "max_new_tokens": int, "temperature": float,
     "default_corpus": Path,
 }
 

@@ -1,0 +1,81 @@
+"""Prompt building and reply reading. The token counter here is a stand-in (one token per
+word): these functions take any counter, and the real tokenizer is exercised in test_ask.py."""
+
+from ragbot.answer import (
+    REFUSAL,
+    SUPPORT_THRESHOLD,
+    add_missing_citations,
+    build_prompt,
+    cited_numbers,
+    says_it_does_not_know,
+    split_sentences,
+    strip_invalid_citations,
+)
+from ragbot.types import Passage
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def render(messages) -> str:
+    return "\n".join(f"<{m['role']}>\n{m['content']}" for m in messages)
+
+
+def _passage(rank: int, n_words: int, page=None) -> Passage:
+    text = " ".join(f"w{rank}_{i}" for i in range(n_words))
+    return Passage(chunk_id=100 + rank, source=f"/docs/d{rank}.md", title=f"Doc {rank}", section="",
+                   page=page, text=text, score=1 - rank / 10, rank=rank)
+
+
+def test_prompt_numbers_passages_in_rank_order_and_fits_the_budget():
+    passages = [_passage(r, 50) for r in range(1, 6)]
+    prompt = build_prompt("What is it?", passages, render, words, budget=220)
+    assert words(prompt.text) <= 220
+    assert [p.rank for p in prompt.passages] == list(range(1, len(prompt.passages) + 1))
+    assert 2 <= len(prompt.passages) < 5
+    assert "[1] (Doc 1)" in prompt.text and "[2] (Doc 2)" in prompt.text
+    assert prompt.text.rstrip().endswith("Question: What is it?")
+
+
+def test_prompt_shows_page_numbers_and_truncates_the_last_passage_to_fit():
+    passages = [_passage(1, 30, page=7), _passage(2, 400)]
+    prompt = build_prompt("Q?", passages, render, words, budget=200)
+    assert "(Doc 1, page 7)" in prompt.text
+    assert len(prompt.passages) == 2 and prompt.text.count("…") == 1
+    assert words(prompt.text) <= 200
+
+
+def test_prompt_keeps_conversation_history_before_the_question():
+    history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    prompt = build_prompt("Q?", [_passage(1, 5)], render, words, budget=100, history=history)
+    roles = [m["role"] for m in prompt.messages]
+    assert roles == ["system", "user", "assistant", "user"]
+
+
+def test_citations_are_read_and_invalid_ones_removed():
+    reply = "GANs date from 2014 [2]. They have two parts [1, 3]. See also [9]."
+    assert cited_numbers(reply, n_passages=3) == [2, 1, 3]
+    assert cited_numbers(reply, n_passages=2) == [2, 1]
+    assert strip_invalid_citations(reply, 2) == "GANs date from 2014 [2]. They have two parts [1]. See also."
+
+
+def test_refusals_are_recognised():
+    assert says_it_does_not_know(REFUSAL)
+    assert says_it_does_not_know("The passages do not contain information about this.")
+    assert says_it_does_not_know("")
+    assert not says_it_does_not_know("GANs were introduced in 2014 [1].")
+
+
+def test_missing_citations_are_added_only_where_a_passage_supports_the_sentence():
+    reply = "First fact [2]. Second fact.\n- a list item\nUnrelated claim."
+    assert split_sentences(reply) == ["First fact [2].", "Second fact.", "- a list item", "Unrelated claim."]
+    table = {"Second fact.": [0.9, 0.1], "- a list item": [0.2, SUPPORT_THRESHOLD + 0.01], "Unrelated claim.": [0.1, 0.2]}
+    cited, supported = add_missing_citations(reply, 2, lambda sents: [table[s] for s in sents])
+    assert cited == "First fact [2]. Second fact [1].\n- a list item [2]\nUnrelated claim."
+    assert supported
+
+
+def test_an_answer_no_passage_supports_is_flagged():
+    cited, supported = add_missing_citations("Paris is in France.", 3, lambda sents: [[0.1, 0.2, 0.0]])
+    assert cited == "Paris is in France." and not supported

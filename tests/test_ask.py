@@ -1,0 +1,62 @@
+"""End to end with the real shipped models: retrieve, generate, cite; refuse what is not there."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from ragbot.answer import REFUSAL
+
+from conftest import ROOT
+
+
+def test_answer_cites_a_passage_from_the_right_document(corpus_bot):
+    answer = corpus_bot.ask("Who introduced the variational autoencoder?")
+    assert not answer.refused, answer.raw_reply
+    assert answer.citations, answer.answer
+    cited_docs = {Path(c.source).name for c in answer.citations}
+    assert "vaes.md" in cited_docs
+    for c in answer.citations:
+        assert f"[{c.n}]" in answer.answer
+        shown = answer.passages[c.n - 1]
+        assert (shown.chunk_id, shown.text) == (c.chunk_id, c.text)
+    assert "Kingma" in answer.answer
+    assert answer.tokens["prompt"] > 100 and answer.tokens["completion"] > 0
+    assert answer.model == "SmolLM2-135M-Instruct" and answer.adapter is None
+    assert "[1] (Variational Autoencoders" in answer.prompt
+
+
+def test_question_outside_the_corpus_is_refused(corpus_bot):
+    answer = corpus_bot.ask("Who won the football World Cup in 2018?")
+    assert answer.refused
+    assert answer.answer == REFUSAL
+    assert answer.citations == []
+    assert answer.refusal_reason == "low_retrieval_score"
+
+
+def test_streaming_yields_text_then_the_answer(corpus_bot):
+    events = list(corpus_bot.ask_stream("When were GANs introduced and by whom?"))
+    pieces, final = events[:-1], events[-1]
+    assert len(pieces) > 3 and all(isinstance(p, str) for p in pieces)
+    assert "".join(pieces).strip() == final.raw_reply
+    assert not final.refused
+    assert "gans.md" in {Path(c.source).name for c in final.citations}
+
+
+def test_cli_ask_json_shape(corpus_bot):
+    result = subprocess.run(
+        [sys.executable, "-m", "ragbot", "ask", "What is generative AI?", "--json",
+         "--data-dir", str(corpus_bot.settings.data_dir)],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert set(out) == {"answer", "refused", "citations", "passages", "model", "adapter", "timings_ms", "tokens"}
+    assert set(out["timings_ms"]) == {"retrieve", "generate"}
+    assert set(out["tokens"]) == {"prompt", "completion"}
+    assert len(out["passages"]) == 5
+    for p in out["passages"]:
+        assert {"n", "source", "page", "chunk_id", "score", "text"} <= set(p)
+    for c in out["citations"]:
+        assert set(c) == {"n", "source", "page", "chunk_id", "score", "text"}
+    assert out["passages"][0]["source"].endswith("what-is-generative-ai.md")

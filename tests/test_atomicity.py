@@ -1,0 +1,110 @@
+"""A write interrupted at any point leaves a data dir whose index loads and agrees with the
+database: by an exception inside ragbot, or by SIGKILL from outside."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ragbot import RagBot
+from ragbot.index import VectorIndex
+from ragbot.store import Store
+
+from conftest import CORPUS, ROOT
+
+
+def _check_consistent(data_dir, embedder) -> RagBot:
+    bot = RagBot.open(data_dir)
+    bot._embedder = embedder
+    ids, _ = bot.store.all_vectors(embedder.dim)
+    index = bot._current_index()
+    assert sorted(index.ids().tolist()) == ids.tolist()
+    assert VectorIndex.load(bot.settings.index_dir, bot.store.generation(), embedder.dim) is not None
+    for doc in bot.store.documents():
+        assert doc.n_chunks > 0, f"{doc.source} stored without chunks"
+    return bot
+
+
+def test_exception_while_saving_the_index(make_bot, docs, embedder, monkeypatch):
+    bot = make_bot()
+    bot.ingest([docs / "paris.md"])
+    data_dir = bot.settings.data_dir
+
+    def broken_save(self, directory, generation):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(VectorIndex, "save", broken_save)
+    with pytest.raises(OSError):
+        bot.ingest([docs])
+    monkeypatch.undo()
+    bot.close()
+    reopened = _check_consistent(data_dir, embedder)
+    assert reopened.store.counts()[0] == 3  # the database committed; the index is rebuilt from it
+    assert reopened.search("Mount Etna", k=1)[0].source.endswith("volcano.html")
+    reopened.close()
+
+
+def test_exception_inside_a_database_write_rolls_it_back(make_bot, docs, embedder, monkeypatch):
+    bot = make_bot()
+    bot.ingest([docs / "paris.md"])
+    data_dir = bot.settings.data_dir
+    calls = {"n": 0}
+    original = Store._bump_generation
+
+    def fail_second(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("simulated crash in the middle of a transaction")
+        original(self)
+
+    monkeypatch.setattr(Store, "_bump_generation", fail_second)
+    (docs / "paris.md").write_text("# Paris\n\nParis has many museums, such as the Louvre.\n")
+    with pytest.raises(RuntimeError):
+        bot.ingest([docs])
+    monkeypatch.undo()
+    bot.close()
+    reopened = _check_consistent(data_dir, embedder)
+    # One new document went in before the failure; the failed one left nothing half-written.
+    docs_now = reopened.store.documents()
+    assert len(docs_now) == 2
+    report = reopened.ingest([docs])
+    assert report.ok and reopened.store.counts()[0] == 3
+    assert "Louvre" in reopened.search("museums in Paris", k=1)[0].text
+    reopened.close()
+
+
+INGEST_SCRIPT = """
+import sys
+from ragbot import RagBot
+bot = RagBot.open(sys.argv[1], chunk_tokens=int(sys.argv[3]))
+bot.embedder
+print("START", flush=True)
+bot.ingest([sys.argv[2]])
+print("DONE", flush=True)
+"""
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.4, 1.2, 2.5])
+def test_sigkill_during_ingest_leaves_a_usable_index(make_bot, embedder, tmp_path, delay):
+    bot = make_bot(tmp_path / "data")
+    bot.ingest([CORPUS])
+    before = bot.store.counts()
+    bot.close()
+    # Re-chunking forces every document to be rewritten; kill the process part-way.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", INGEST_SCRIPT, str(tmp_path / "data"), str(CORPUS), "120"],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    assert proc.stdout.readline().strip() == "START"
+    time.sleep(delay)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    reopened = _check_consistent(tmp_path / "data", embedder)
+    docs, chunks = reopened.store.counts()
+    assert docs == before[0]  # every document is there, in its old or its new chunking
+    assert chunks >= before[1]
+    assert reopened.search("What is a GAN?", k=1)[0].source.endswith("gans.md")
+    reopened.close()
