@@ -208,7 +208,7 @@ def cmd_ask(bot, args) -> int:
             _print_answer(answer)
         return 0
     # Interactive: load the models before the first question so answers start quickly.
-    print("Loading models…", file=sys.stderr)
+    print("Loading models… (the first time, the generator is converted once: about 30 s)", file=sys.stderr)
     bot.embedder, bot.generator
     print("Ask a question about your documents (empty line or Ctrl-D to quit).")
     while True:
@@ -226,10 +226,13 @@ def cmd_ask(bot, args) -> int:
             else:
                 answer = event
         print()
-        if answer and answer.citations:
-            for c in answer.citations:
-                page = f", page {c.page}" if c.page is not None else ""
-                print(f"  [{c.n}] {c.source}{page}")
+        if answer is None:
+            continue
+        if answer.prompt and answer.answer != answer.raw_reply:  # citations added, or reply unsupported
+            print(f"→ {answer.answer}")
+        for c in answer.citations:
+            page = f", page {c.page}" if c.page is not None else ""
+            print(f"  [{c.n}] {c.source}{page}")
 
 
 def cmd_status(bot, args) -> int:

@@ -167,25 +167,30 @@ class Store:
 
     # -- documents --------------------------------------------------------------------------
 
+    _DOCUMENT_COLUMNS = (
+        "SELECT d.id, d.source, d.kind, d.title, d.sha256, d.size, d.n_pages, d.pipeline, d.ingested_at, "
+        "(SELECT COUNT(*) FROM chunks c WHERE c.doc_id = d.id) FROM documents d"
+    )
+
     def documents(self) -> list[StoredDocument]:
-        rows = self._db.execute(
-            "SELECT d.id, d.source, d.kind, d.title, d.sha256, d.size, d.n_pages, d.pipeline, d.ingested_at, "
-            "(SELECT COUNT(*) FROM chunks c WHERE c.doc_id = d.id) FROM documents d ORDER BY d.source"
-        ).fetchall()
+        rows = self._db.execute(f"{self._DOCUMENT_COLUMNS} ORDER BY d.source").fetchall()
         return [StoredDocument(*row) for row in rows]
 
     def document(self, source: str) -> StoredDocument | None:
-        return next((d for d in self.documents_under([source]) if d.source == source), None)
+        row = self._db.execute(f"{self._DOCUMENT_COLUMNS} WHERE d.source = ?", (source,)).fetchone()
+        return StoredDocument(*row) if row else None
 
     def documents_under(self, paths: Sequence[str]) -> list[StoredDocument]:
         """Documents whose source is one of `paths` or inside one of them (as folders)."""
-        found = []
-        for doc in self.documents():
-            for path in paths:
-                if doc.source == path or doc.source.startswith(path.rstrip("/") + "/"):
-                    found.append(doc)
-                    break
-        return found
+        found: dict[int, StoredDocument] = {}
+        for path in paths:
+            folder = path.rstrip("/") + "/"
+            rows = self._db.execute(
+                f"{self._DOCUMENT_COLUMNS} WHERE d.source = ? OR substr(d.source, 1, ?) = ?",
+                (path, len(folder), folder),
+            ).fetchall()
+            found.update((row[0], StoredDocument(*row)) for row in rows)
+        return sorted(found.values(), key=lambda d: d.source)
 
     def counts(self) -> tuple[int, int]:
         docs = self._db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
