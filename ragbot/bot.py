@@ -151,10 +151,17 @@ class RagBot:
             results.append(passages)
         return results
 
-    def ask(self, question: str, k: int | None = None, temperature: float | None = None) -> Answer:
-        """Retrieve, generate and return the whole answer."""
+    def ask(
+        self, question: str, k: int | None = None, temperature: float | None = None,
+        passages: Sequence[str | dict] | None = None,
+    ) -> Answer:
+        """Retrieve, generate and return the whole answer.
+
+        `passages` (texts, or dicts with "text" and optional "id") replaces retrieval, to
+        evaluate generation alone on given passages.
+        """
         answer = None
-        for event in self._answer(question, k, temperature, stream=False):
+        for event in self._answer(question, k, temperature, stream=False, given=passages):
             answer = event
         assert isinstance(answer, Answer)
         return answer
@@ -163,11 +170,14 @@ class RagBot:
         """Yield the answer's text in pieces as it is generated, then the finished Answer."""
         return self._answer(question, k, temperature, stream=True)
 
-    def _answer(self, question: str, k: int | None, temperature: float | None, stream: bool) -> Iterator[str | Answer]:
+    def _answer(
+        self, question: str, k: int | None, temperature: float | None, stream: bool,
+        given: Sequence[str | dict] | None = None,
+    ) -> Iterator[str | Answer]:
         settings = self.settings
         temperature = settings.temperature if temperature is None else temperature
         started = time.perf_counter()
-        passages = self.search(question, k)
+        passages = self.search(question, k) if given is None else _given_passages(given)
         retrieve_ms = (time.perf_counter() - started) * 1000
         generator = self.generator
         common = dict(question=question, passages=passages, model=generator.name, adapter=generator.adapter)
@@ -238,3 +248,13 @@ class RagBot:
             "generator": self.settings.generator,
             "schema_version": self.store.schema_version(),
         }
+
+
+def _given_passages(given: Sequence[str | dict]) -> list[Passage]:
+    """Passages supplied by the caller instead of retrieved (scored 1.0, negative chunk ids)."""
+    passages = []
+    for i, item in enumerate(given, start=1):
+        text, ident = (item, f"passage-{i}") if isinstance(item, str) else (item["text"], str(item.get("id", f"passage-{i}")))
+        passages.append(Passage(chunk_id=-i, source=ident, title=ident, section="", page=None,
+                                text=text, score=1.0, rank=i))
+    return passages

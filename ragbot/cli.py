@@ -71,6 +71,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-default-corpus", action="store_true",
                    help="do not ingest the shipped corpus into an empty data dir")
 
+    p = sub.add_parser("eval", help="measure retrieval or answer quality",
+                       description="Measure retrieval (BEIR data sets) or answers (a QA file).")
+    evals = p.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
+    e = evals.add_parser("retrieval", parents=[common], help="nDCG@10, Recall@k and MRR@10 on a BEIR folder",
+                         description="Index a BEIR corpus with ragbot's own ingest (into <data dir>/beir/NAME, "
+                                     "reused while unchanged) and score retrieval on the judged queries.")
+    e.add_argument("--beir", required=True, metavar="DIR",
+                   help="folder with corpus.jsonl (or corpus.part*.jsonl), queries.jsonl, qrels/SPLIT.tsv")
+    e.add_argument("--split", default="test", help="qrels split (default test)")
+    e.add_argument("-k", type=int, default=10, help="cut-off for recall (default 10)")
+    e.add_argument("--out", metavar="DIR", help="where to write summary.json, per_query.jsonl and worst.md")
+    e.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    e = evals.add_parser("answers", parents=[common], help="ROUGE-L, token F1, refusals, citations on a QA file",
+                         description="Ask every question of a JSONL file (question, answers, optional answerable, "
+                                     "gold_passage_ids, passages) and score the answers.")
+    e.add_argument("--qa", required=True, metavar="FILE", help="JSONL questions, e.g. tests/data/corpus_qa.jsonl")
+    e.add_argument("--out", metavar="DIR", help="where to write summary.json and per_question.jsonl")
+    e.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
     p = sub.add_parser("status", parents=[common], help="what the data dir holds")
     p.add_argument("--json", action="store_true")
 
@@ -257,7 +276,73 @@ def cmd_documents(bot, args) -> int:
     return 0
 
 
+def _out_dir(bot, args, name: str):
+    from pathlib import Path
+
+    if args.out:
+        return Path(args.out)
+    return bot.settings.data_dir / "eval-runs" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _write_jsonl(path, rows) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def cmd_eval(bot, args) -> int:
+    from pathlib import Path
+
+    from . import evaluate
+    from .bot import RagBot
+
+    if args.eval_command == "retrieval":
+        beir = Path(args.beir).expanduser().resolve()
+        data = evaluate.load_beir(beir, args.split)
+        work = bot.settings.data_dir / "beir" / beir.name
+        written = evaluate.write_beir_documents(data, work / "documents")
+        print(f"{beir.name}: {len(data.corpus)} documents ({written} new or changed), "
+              f"{len(data.qrels)} judged queries", file=sys.stderr)
+        eval_bot = RagBot.open(work / "data", embedder=bot.settings.embedder, default_corpus=None)
+        try:
+            progress, close = _progress_bar("index", args.json)
+            try:
+                report = eval_bot.ingest([work / "documents"], prune=True, progress=progress)
+            finally:
+                close()
+            print(report.summary(), file=sys.stderr)
+            result = evaluate.evaluate_retrieval(eval_bot, data, k=args.k)
+        finally:
+            eval_bot.close()
+        out = _out_dir(bot, args, f"retrieval-{beir.name}")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "summary.json").write_text(json.dumps(result.summary, indent=2))
+        _write_jsonl(out / "per_query.jsonl", result.per_query)
+        worst = sorted(result.per_query, key=lambda r: r["ndcg@10"])[:20]
+        lines = ["# Worst queries by nDCG@10", "", "| nDCG@10 | query | relevant | retrieved top 3 |", "| --- | --- | --- | --- |"]
+        lines += [f"| {r['ndcg@10']:.3f} | {r['query']} | {', '.join(r['relevant'])} | {', '.join(r['top'][:3])} |" for r in worst]
+        (out / "worst.md").write_text("\n".join(lines) + "\n")
+        summary = result.summary
+    else:
+        _ensure_corpus(bot, argparse.Namespace(no_default_corpus=False, json=args.json))
+        rows = evaluate.load_qa(Path(args.qa))
+        summary, per_question = evaluate.evaluate_answers(bot, rows)
+        out = _out_dir(bot, args, "answers")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        _write_jsonl(out / "per_question.jsonl", per_question)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        for key, value in summary.items():
+            shown = f"{value:.4f}" if isinstance(value, float) else value
+            print(f"{key:28} {shown}")
+        print(f"written to {out}")
+    return 0
+
+
 COMMANDS = {
+    "eval": cmd_eval,
     "ingest": cmd_ingest,
     "remove": cmd_remove,
     "search": cmd_search,

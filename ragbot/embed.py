@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from .errors import ModelError
-from .models import pick_device, pick_dtype, resolve_embedder, set_hub_access
+from .models import load_plan
 from .settings import Settings
 
 
@@ -28,12 +28,9 @@ class Embedder:
 
     @classmethod
     def load(cls, settings: Settings) -> "Embedder":
-        set_hub_access(settings.allow_downloads)
-        location = resolve_embedder(settings)
+        location, device, dtype = load_plan(settings, "embedder")
         from sentence_transformers import SentenceTransformer
 
-        device = pick_device()
-        dtype = pick_dtype(settings.dtype, device)
         try:
             model = SentenceTransformer(location, device=device, local_files_only=not settings.allow_downloads)
         except OSError as exc:

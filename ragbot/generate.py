@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .errors import ModelError
-from .models import pick_device, pick_dtype, resolve_generator, set_hub_access
+from .models import load_plan
 from .settings import Settings
 
 
@@ -33,12 +33,9 @@ class Generator:
 
     @classmethod
     def load(cls, settings: Settings) -> "Generator":
-        set_hub_access(settings.allow_downloads)
-        location = resolve_generator(settings)
+        location, device, dtype = load_plan(settings, "generator")
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        device = pick_device()
-        dtype = pick_dtype(settings.dtype, device)
         local_only = not settings.allow_downloads
         try:
             tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only)

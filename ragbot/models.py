@@ -74,6 +74,14 @@ def pick_dtype(setting: str, device: str):
     return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
 
 
+def load_plan(settings: Settings, which: str) -> tuple[str, str, object]:
+    """(location, device, torch dtype) for loading the "embedder" or the "generator"."""
+    set_hub_access(settings.allow_downloads)
+    location = resolve_embedder(settings) if which == "embedder" else resolve_generator(settings)
+    device = pick_device()
+    return location, device, pick_dtype(settings.dtype, device)
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -31,7 +31,7 @@ def main() -> None:
         top = passages[0].score
         if row["answerable"]:
             answerable.append(top)
-            hits += any(Path(p.source).name == row["source"] for p in passages)
+            hits += any(Path(p.source).name == row["gold_passage_ids"][0] for p in passages)
         else:
             unanswerable.append(top)
         print(f"{top:.3f}  {'A' if row['answerable'] else 'U'}  {row['question']}")

@@ -1,0 +1,313 @@
+"""Evaluation: retrieval quality on BEIR-style data sets, and answer quality on QA files.
+
+The metric functions take plain dicts and lists, so they can be checked by hand; the two
+runners (`evaluate_retrieval`, `evaluate_answers`) drive a RagBot through the same code paths
+users take (ingest, search, ask).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .answer import SUPPORT_THRESHOLD, cited_numbers, split_sentences
+from .errors import RagbotError
+
+# -- retrieval metrics (standard definitions, as in trec_eval / BEIR) -------------------------
+
+
+def ndcg_at_k(ranked: Sequence[str], relevant: dict[str, int], k: int = 10) -> float:
+    """nDCG@k with linear gains: sum(rel_i / log2(i + 1)) over the ideal ordering's sum."""
+    dcg = sum(relevant.get(doc, 0) / math.log2(i + 2) for i, doc in enumerate(ranked[:k]))
+    ideal = sorted((g for g in relevant.values() if g > 0), reverse=True)[:k]
+    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
+    return dcg / idcg if idcg else 0.0
+
+
+def recall_at_k(ranked: Sequence[str], relevant: dict[str, int], k: int = 10) -> float:
+    wanted = {doc for doc, grade in relevant.items() if grade > 0}
+    return len(wanted & set(ranked[:k])) / len(wanted) if wanted else 0.0
+
+
+def mrr_at_k(ranked: Sequence[str], relevant: dict[str, int], k: int = 10) -> float:
+    for i, doc in enumerate(ranked[:k]):
+        if relevant.get(doc, 0) > 0:
+            return 1.0 / (i + 1)
+    return 0.0
+
+
+# -- answer metrics ---------------------------------------------------------------------------
+
+_WORD = re.compile(r"\w+")
+_CITATION_MARK = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
+
+
+def _tokens(text: str) -> list[str]:
+    return _WORD.findall(_CITATION_MARK.sub(" ", text).lower())
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    pred, ref = _tokens(prediction), _tokens(reference)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if not common:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def rouge_l(prediction: str, reference: str) -> float:
+    """ROUGE-L F1: from the longest common subsequence of lower-cased word tokens."""
+    pred, ref = _tokens(prediction), _tokens(reference)
+    if not pred or not ref:
+        return 0.0
+    previous = [0] * (len(ref) + 1)
+    for p in pred:
+        current = [0]
+        for j, r in enumerate(ref):
+            current.append(previous[j] + 1 if p == r else max(previous[j + 1], current[j]))
+        previous = current
+    lcs = previous[-1]
+    if not lcs:
+        return 0.0
+    precision, recall = lcs / len(pred), lcs / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def best_of(metric, prediction: str, references: Sequence[str]) -> float:
+    return max((metric(prediction, ref) for ref in references), default=0.0)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolation percentile (q in 0..100), as numpy's default."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+# -- BEIR data ----------------------------------------------------------------------------------
+
+
+@dataclass
+class BeirData:
+    corpus: dict[str, tuple[str, str]]  # doc id -> (title, text)
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]  # query id -> doc id -> grade
+
+
+def load_beir(directory: Path, split: str = "test") -> BeirData:
+    directory = Path(directory)
+    parts = sorted(directory.glob("corpus.part*.jsonl")) or [directory / "corpus.jsonl"]
+    qrels_file = directory / "qrels" / f"{split}.tsv"
+    for needed in [*parts, directory / "queries.jsonl", qrels_file]:
+        if not needed.is_file():
+            raise RagbotError(f"{needed}: missing; a BEIR folder has corpus.jsonl (or corpus.part*.jsonl), "
+                              f"queries.jsonl and qrels/{split}.tsv")
+    corpus: dict[str, tuple[str, str]] = {}
+    for part in parts:
+        for n, line in enumerate(part.open(encoding="utf-8"), start=1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                    corpus[str(row["_id"])] = (row.get("title") or "", row["text"])
+                except (json.JSONDecodeError, KeyError) as exc:
+                    raise RagbotError(f"{part}:{n}: not a BEIR corpus row ({exc})") from None
+    queries = {}
+    for line in (directory / "queries.jsonl").open(encoding="utf-8"):
+        if line.strip():
+            row = json.loads(line)
+            queries[str(row["_id"])] = row["text"]
+    qrels: dict[str, dict[str, int]] = {}
+    for n, line in enumerate(qrels_file.open(encoding="utf-8")):
+        fields = line.rstrip("\n").split("\t")
+        if n == 0 and fields[0] == "query-id":
+            continue
+        if len(fields) >= 3:
+            qrels.setdefault(fields[0], {})[fields[1]] = int(fields[2])
+    qrels = {q: docs for q, docs in qrels.items() if q in queries}
+    return BeirData(corpus=corpus, queries=queries, qrels=qrels)
+
+
+def write_beir_documents(data: BeirData, folder: Path) -> int:
+    """One Markdown file per corpus document (title as heading), so the normal ingest path
+    indexes them; files whose content is already right are left alone. Returns files written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for doc_id, (title, text) in data.corpus.items():
+        path = folder / f"{_safe_name(doc_id)}.md"
+        content = f"# {title}\n\n{text}\n" if title else f"{text}\n"
+        if not path.is_file() or path.read_text(encoding="utf-8") != content:
+            path.write_text(content, encoding="utf-8")
+            written += 1
+    return written
+
+
+def _safe_name(doc_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", lambda m: f"%{ord(m.group()):06x}", doc_id)
+
+
+def _doc_id_of(source: str) -> str:
+    stem = Path(source).stem
+    return re.sub(r"%([0-9a-f]{6})", lambda m: chr(int(m.group(1), 16)), stem)
+
+
+@dataclass
+class RetrievalResult:
+    summary: dict
+    per_query: list[dict] = field(default_factory=list)
+
+
+def evaluate_retrieval(bot, data: BeirData, k: int = 10, chunks_per_query: int = 100) -> RetrievalResult:
+    """Rank documents (best chunk score per document) for every judged query."""
+    query_ids = sorted(data.qrels)
+    started = time.perf_counter()
+    results = bot.batch_search([data.queries[q] for q in query_ids], k=max(chunks_per_query, k))
+    seconds = time.perf_counter() - started
+    per_query = []
+    for qid, passages in zip(query_ids, results):
+        ranked: list[str] = []
+        for p in passages:
+            doc = _doc_id_of(p.source)
+            if doc not in ranked:
+                ranked.append(doc)
+        relevant = data.qrels[qid]
+        per_query.append({
+            "query_id": qid,
+            "query": data.queries[qid],
+            "ndcg@10": ndcg_at_k(ranked, relevant, 10),
+            f"recall@{k}": recall_at_k(ranked, relevant, k),
+            "mrr@10": mrr_at_k(ranked, relevant, 10),
+            "top": ranked[:k],
+            "relevant": sorted(d for d, g in relevant.items() if g > 0),
+        })
+    n = len(per_query)
+    summary = {
+        "ndcg@10": sum(r["ndcg@10"] for r in per_query) / n if n else 0.0,
+        f"recall@{k}": sum(r[f"recall@{k}"] for r in per_query) / n if n else 0.0,
+        "mrr@10": sum(r["mrr@10"] for r in per_query) / n if n else 0.0,
+        "queries": n,
+        "documents": len(data.corpus),
+        "search_ms_per_query": seconds * 1000 / n if n else 0.0,
+    }
+    if f"recall@{k}" != "recall@10":
+        summary["recall@10"] = sum(recall_at_k(r["top"], data.qrels[r["query_id"]], 10) for r in per_query) / n if n else 0.0
+    return RetrievalResult(summary=summary, per_query=per_query)
+
+
+# -- answers ---------------------------------------------------------------------------------
+
+
+def load_qa(path: Path) -> list[dict]:
+    rows = []
+    for n, line in enumerate(Path(path).open(encoding="utf-8"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RagbotError(f"{path}:{n}: not JSON ({exc})") from None
+        if not isinstance(row.get("question"), str) or not isinstance(row.get("answers", []), list):
+            raise RagbotError(f"{path}:{n}: needs 'question' (text) and 'answers' (a list, empty if unanswerable)")
+        row.setdefault("answers", [])
+        row.setdefault("answerable", bool(row["answers"]))
+        rows.append(row)
+    if not rows:
+        raise RagbotError(f"{path}: no questions")
+    return rows
+
+
+def _is_gold(citation, gold: Sequence[str]) -> bool:
+    names = {str(citation.chunk_id), citation.source, Path(citation.source).name}
+    return bool(names & {str(g) for g in gold})
+
+
+def evaluate_answers(bot, rows: list[dict]) -> tuple[dict, list[dict]]:
+    """Ask every question; score answers against references. Returns (summary, per question).
+
+    Groundedness: the share of answer sentences that cite a passage whose embedding is at least
+    SUPPORT_THRESHOLD cosine-similar to the sentence (the same test ragbot applies when it adds
+    missing citations). Refused answers are not counted there.
+    """
+    per_question = []
+    for row in rows:
+        started = time.perf_counter()
+        answer = bot.ask(row["question"], passages=row.get("passages"))
+        latency_ms = (time.perf_counter() - started) * 1000
+        refs = row["answers"]
+        record = {
+            "question": row["question"],
+            "answerable": row["answerable"],
+            "category": row.get("category", ""),
+            "answer": answer.answer,
+            "refused": answer.refused,
+            "refusal_reason": answer.refusal_reason,
+            "latency_ms": latency_ms,
+            "answer_words": len(_tokens(answer.answer)),
+            "rougeL": None, "token_f1": None, "citation_accuracy": None, "groundedness": None,
+        }
+        if row["answerable"] and refs:
+            record["rougeL"] = 0.0 if answer.refused else best_of(rouge_l, answer.answer, refs)
+            record["token_f1"] = 0.0 if answer.refused else best_of(token_f1, answer.answer, refs)
+        gold = row.get("gold_passage_ids")
+        if gold and answer.citations:
+            record["citation_accuracy"] = sum(_is_gold(c, gold) for c in answer.citations) / len(answer.citations)
+        if not answer.refused:
+            record["groundedness"] = _groundedness(bot, answer)
+        per_question.append(record)
+
+    def mean(key: str, subset=None) -> float | None:
+        values = [r[key] for r in (subset or per_question) if r[key] is not None]
+        return sum(values) / len(values) if values else None
+
+    answerable = [r for r in per_question if r["answerable"]]
+    unanswerable = [r for r in per_question if not r["answerable"]]
+    latencies = [r["latency_ms"] for r in per_question]
+    summary = {
+        "n": len(per_question),
+        "rougeL": mean("rougeL"),
+        "token_f1": mean("token_f1"),
+        "refusal_rate_unanswerable": sum(r["refused"] for r in unanswerable) / len(unanswerable) if unanswerable else None,
+        "refusal_rate_answerable": sum(r["refused"] for r in answerable) / len(answerable) if answerable else None,
+        "citation_accuracy": mean("citation_accuracy"),
+        "groundedness": mean("groundedness"),
+        "answer_words_mean": statistics.fmean(r["answer_words"] for r in per_question),
+        "latency_ms_p50": percentile(latencies, 50),
+        "latency_ms_p95": percentile(latencies, 95),
+        "model": bot.generator.name,
+        "adapter": bot.generator.adapter,
+    }
+    return summary, per_question
+
+
+def _groundedness(bot, answer) -> float | None:
+    sentences = split_sentences(answer.answer)
+    if not sentences:
+        return None
+    shown = answer.passages
+    checks = []
+    pairs = []
+    for sentence in sentences:
+        numbers = [n for n in cited_numbers(sentence, len(shown))]
+        if not numbers:
+            checks.append(False)
+            continue
+        pairs.append((len(checks), sentence, [shown[n - 1].text for n in numbers]))
+        checks.append(None)
+    if pairs:
+        texts = [s for _, s, _ in pairs] + [t for _, _, ts in pairs for t in ts]
+        vectors = bot.embedder.encode(texts)
+        offset = len(pairs)
+        for slot, (index, _, cited) in enumerate(pairs):
+            sims = vectors[offset : offset + len(cited)] @ vectors[slot]
+            offset += len(cited)
+            checks[index] = bool((sims >= SUPPORT_THRESHOLD).any())
+    return sum(checks) / len(checks)

@@ -1,0 +1,134 @@
+"""Metrics against hand-computed cases, the BEIR reader, and the eval commands end to end."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from ragbot.errors import RagbotError
+from ragbot.evaluate import (
+    best_of,
+    load_beir,
+    load_qa,
+    mrr_at_k,
+    ndcg_at_k,
+    percentile,
+    recall_at_k,
+    rouge_l,
+    token_f1,
+)
+
+from conftest import DATA, ROOT
+
+
+def test_ndcg_hand_computed():
+    # Relevant: a (grade 2) and c (grade 1). Ranked: b, a, c.
+    # DCG = 0/log2(2) + 2/log2(3) + 1/log2(4) = 1.26186 + 0.5; IDCG = 2/1 + 1/log2(3) = 2.63093
+    ranked, relevant = ["b", "a", "c"], {"a": 2, "c": 1, "z": 0}
+    expected = (2 / math.log2(3) + 1 / 2) / (2 + 1 / math.log2(3))
+    assert ndcg_at_k(ranked, relevant, 10) == pytest.approx(expected)
+    assert ndcg_at_k(["a", "c"], relevant, 10) == pytest.approx(1.0)
+    assert ndcg_at_k(["b", "a", "c"], relevant, 1) == 0.0
+    assert ndcg_at_k(["x"], {}, 10) == 0.0
+
+
+def test_recall_and_mrr_hand_computed():
+    relevant = {"a": 1, "c": 1, "z": 0}
+    assert recall_at_k(["b", "a", "d"], relevant, 2) == 0.5
+    assert recall_at_k(["b", "a", "c"], relevant, 3) == 1.0
+    assert recall_at_k(["z"], relevant, 10) == 0.0  # grade 0 is not relevant
+    assert mrr_at_k(["b", "d", "c"], relevant, 10) == pytest.approx(1 / 3)
+    assert mrr_at_k(["b", "d", "c"], relevant, 2) == 0.0
+
+
+def test_rouge_l_and_token_f1_hand_computed():
+    # LCS of "the cat sat on the mat" / "the cat is on the mat" = the cat on the mat (5 of 6 each)
+    assert rouge_l("The cat sat on the mat.", "the cat is on the mat") == pytest.approx(5 / 6)
+    assert rouge_l("mat the", "the mat") == pytest.approx(0.5)
+    assert rouge_l("", "x") == 0.0
+    # tokens: pred {in, 2014, by, goodfellow} ref {2014, goodfellow}: p = 2/4, r = 1 -> 2/3
+    assert token_f1("In 2014 by Goodfellow [1].", "2014 Goodfellow") == pytest.approx(2 / 3)
+    assert best_of(token_f1, "yes", ["no", "yes"]) == 1.0
+
+
+def test_percentile_matches_linear_interpolation():
+    assert percentile([1, 2, 3, 4], 50) == 2.5
+    assert percentile([10, 20, 30, 40, 50], 95) == pytest.approx(48.0)
+
+
+def _beir(tmp_path):
+    (tmp_path / "qrels").mkdir(parents=True)
+    (tmp_path / "corpus.part00.jsonl").write_text(
+        json.dumps({"_id": "d1", "title": "Eiffel", "text": "The Eiffel Tower was completed in 1889."}) + "\n")
+    (tmp_path / "corpus.part01.jsonl").write_text(
+        json.dumps({"_id": "d/2", "title": "Etna", "text": "Mount Etna is an active volcano in Sicily."}) + "\n"
+        + json.dumps({"_id": "d3", "title": "", "text": "Bananas are yellow."}) + "\n")
+    (tmp_path / "queries.jsonl").write_text(
+        json.dumps({"_id": "q1", "text": "When was the Eiffel Tower finished?"}) + "\n"
+        + json.dumps({"_id": "q2", "text": "volcano in Italy"}) + "\n"
+        + json.dumps({"_id": "q3", "text": "unjudged"}) + "\n")
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td/2\t1\n")
+    return tmp_path
+
+
+def test_load_beir_reads_split_corpus_and_judged_queries(tmp_path):
+    data = load_beir(_beir(tmp_path))
+    assert set(data.corpus) == {"d1", "d/2", "d3"}
+    assert data.qrels == {"q1": {"d1": 1}, "q2": {"d/2": 1}}
+    with pytest.raises(RagbotError, match="qrels/dev.tsv"):
+        load_beir(tmp_path, split="dev")
+
+
+def test_eval_retrieval_command(tmp_path):
+    beir = _beir(tmp_path / "mini")
+    data_dir, out = tmp_path / "data", tmp_path / "out"
+    cmd = [sys.executable, "-m", "ragbot", "eval", "retrieval", "--beir", str(beir), "--data-dir", str(data_dir),
+           "--out", str(out), "--json"]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["queries"] == 2 and summary["ndcg@10"] == 1.0 and summary["mrr@10"] == 1.0
+    assert summary["recall@10"] == 1.0
+    rows = [json.loads(line) for line in (out / "per_query.jsonl").open()]
+    assert [r["top"][0] for r in rows] == ["d1", "d/2"]
+    assert (out / "worst.md").read_text().startswith("# Worst queries")
+    # A second run reuses the index: nothing is re-embedded.
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert "0 new or changed" in again.stderr and "unchanged 3" in again.stderr
+
+
+def test_load_qa_checks_rows(tmp_path):
+    rows = load_qa(DATA / "corpus_qa.jsonl")
+    assert len(rows) == 52 and sum(not r["answerable"] for r in rows) == 14
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "answers": "not a list"}\n')
+    with pytest.raises(RagbotError, match="bad.jsonl:1"):
+        load_qa(bad)
+
+
+def test_eval_answers_on_given_passages_and_retrieval(corpus_bot):
+    from ragbot.evaluate import evaluate_answers
+
+    rows = [
+        {"question": "Who introduced the variational autoencoder?",
+         "answers": ["Diederik Kingma and Max Welling introduced the VAE in 2013."],
+         "answerable": True, "gold_passage_ids": ["vaes.md"]},
+        {"question": "What is the capital of Australia?", "answers": [], "answerable": False},
+        {"question": "When was the Eiffel Tower completed?", "answers": ["In 1889."], "answerable": True,
+         "passages": [{"id": "eiffel", "text": "The Eiffel Tower in Paris was completed in 1889."}],
+         "gold_passage_ids": ["eiffel"]},
+    ]
+    summary, per_question = evaluate_answers(corpus_bot, rows)
+    assert summary["n"] == 3
+    assert summary["refusal_rate_unanswerable"] == 1.0
+    assert per_question[1]["refusal_reason"] == "low_retrieval_score"
+    first = per_question[0]
+    assert "Kingma" in first["answer"]
+    assert first["rougeL"] == pytest.approx(rouge_l(first["answer"], rows[0]["answers"][0]))
+    assert first["rougeL"] > 0.1
+    assert first["citation_accuracy"] == 1.0
+    assert 0.0 <= summary["groundedness"] <= 1.0
+    for key in ("rougeL", "token_f1", "refusal_rate_answerable", "citation_accuracy", "latency_ms_p50", "latency_ms_p95"):
+        assert summary[key] is not None
