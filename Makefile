@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup chat test clean
+.PHONY: setup chat test bench clean
 
 setup: $(STAMP)
 
@@ -28,3 +28,11 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Benchmarks: each prints a table and writes bench/results/NAME.json (see docs/benchmarks.md).
+bench: $(STAMP)
+	$(BIN)/python bench/bench_ingest.py
+	$(BIN)/python bench/bench_search.py
+	$(BIN)/python bench/bench_generate.py
+	$(BIN)/python bench/bench_memory.py
+	$(BIN)/python bench/bench_scifact.py

@@ -82,13 +82,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="test", help="qrels split (default test)")
     e.add_argument("-k", type=int, default=10, help="cut-off for recall (default 10)")
     e.add_argument("--out", metavar="DIR", help="where to write summary.json, per_query.jsonl and worst.md")
+    e.add_argument("--report", metavar="DIR", help="also write a markdown report with plots")
     e.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     e = evals.add_parser("answers", parents=[common], help="ROUGE-L, token F1, refusals, citations on a QA file",
                          description="Ask every question of a JSONL file (question, answers, optional answerable, "
                                      "gold_passage_ids, passages) and score the answers.")
     e.add_argument("--qa", required=True, metavar="FILE", help="JSONL questions, e.g. tests/data/corpus_qa.jsonl")
     e.add_argument("--out", metavar="DIR", help="where to write summary.json and per_question.jsonl")
+    e.add_argument("--report", metavar="DIR", help="also write a markdown report with plots")
     e.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    e = evals.add_parser("report", help="markdown report with plots for a run, or two runs side by side",
+                         description="Write report.md and PNG plots for an evaluation run folder; with "
+                                     "--baseline, compare the two runs side by side.")
+    e.add_argument("run", metavar="RUN_DIR", help="a folder written by `ragbot eval ...`")
+    e.add_argument("--baseline", metavar="RUN_DIR", help="an earlier run to compare with")
+    e.add_argument("--out", metavar="DIR", required=True, help="where to write the report")
 
     p = sub.add_parser("status", parents=[common], help="what the data dir holds")
     p.add_argument("--json", action="store_true")
@@ -124,6 +132,8 @@ def _open(args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "eval" and args.eval_command == "report":
+        return cmd_eval(None, args)  # reads run folders only: no data dir, no models
     bot = _open(args)
     try:
         return COMMANDS[args.command](bot, args)
@@ -296,6 +306,12 @@ def cmd_eval(bot, args) -> int:
     from . import evaluate
     from .bot import RagBot
 
+    if args.eval_command == "report":
+        from .report import write_report
+
+        path = write_report(Path(args.out), Path(args.run), Path(args.baseline) if args.baseline else None)
+        print(f"wrote {path}")
+        return 0
     if args.eval_command == "retrieval":
         beir = Path(args.beir).expanduser().resolve()
         data = evaluate.load_beir(beir, args.split)
@@ -331,6 +347,10 @@ def cmd_eval(bot, args) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         _write_jsonl(out / "per_question.jsonl", per_question)
+    if args.report:
+        from .report import write_report
+
+        print(f"report: {write_report(Path(args.report), out)}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary))
     else:
