@@ -28,6 +28,7 @@ from .answer import (
     strip_invalid_citations,
 )
 from .errors import BusyError
+from .feedback import FeedbackLog
 from .index import VectorIndex
 from .ingest import IngestReport, Ingester, ProgressFn
 from .settings import Settings, load_settings
@@ -40,6 +41,7 @@ class RagBot:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(settings.db_path)
+        self.feedback = FeedbackLog(self.store)
         self._embedder = None
         self._generator = None
         self._index: VectorIndex | None = None
@@ -153,31 +155,48 @@ class RagBot:
 
     def ask(
         self, question: str, k: int | None = None, temperature: float | None = None,
-        passages: Sequence[str | dict] | None = None,
+        passages: Sequence[str | dict] | None = None, record: bool = True, **trace,
     ) -> Answer:
         """Retrieve, generate and return the whole answer.
 
         `passages` (texts, or dicts with "text" and optional "id") replaces retrieval, to
-        evaluate generation alone on given passages.
+        evaluate generation alone on given passages. With `record`, the answer and its trace
+        go to the answer log (answer.id is set); `trace` may name conversation_id and turn.
         """
         answer = None
-        for event in self._answer(question, k, temperature, stream=False, given=passages):
+        for event in self._answer(question, k, temperature, stream=False, given=passages, record=record, **trace):
             answer = event
         assert isinstance(answer, Answer)
         return answer
 
-    def ask_stream(self, question: str, k: int | None = None, temperature: float | None = None) -> Iterator[str | Answer]:
+    def ask_stream(
+        self, question: str, k: int | None = None, temperature: float | None = None, record: bool = True, **trace,
+    ) -> Iterator[str | Answer]:
         """Yield the answer's text in pieces as it is generated, then the finished Answer."""
-        return self._answer(question, k, temperature, stream=True)
+        return self._answer(question, k, temperature, stream=True, record=record, **trace)
 
     def _answer(
         self, question: str, k: int | None, temperature: float | None, stream: bool,
-        given: Sequence[str | dict] | None = None,
+        given: Sequence[str | dict] | None = None, record: bool = True,
+        conversation_id: str | None = None, turn: int = 0, retrieval_query: str | None = None,
     ) -> Iterator[str | Answer]:
         settings = self.settings
         temperature = settings.temperature if temperature is None else temperature
+        for event in self._make_answer(question, retrieval_query or question, k, temperature, stream, given):
+            if isinstance(event, Answer) and record:
+                params = {"temperature": temperature, "max_new_tokens": settings.max_new_tokens,
+                          "top_k": k or settings.top_k, "prompt_passages": settings.prompt_passages,
+                          "min_score": settings.min_score}
+                self.feedback.record_answer(event, conversation_id, turn, retrieval_query, params)
+            yield event
+
+    def _make_answer(
+        self, question: str, retrieval_query: str, k: int | None, temperature: float, stream: bool,
+        given: Sequence[str | dict] | None,
+    ) -> Iterator[str | Answer]:
+        settings = self.settings
         started = time.perf_counter()
-        passages = self.search(question, k) if given is None else _given_passages(given)
+        passages = self.search(retrieval_query, k) if given is None else _given_passages(given)
         retrieve_ms = (time.perf_counter() - started) * 1000
         generator = self.generator
         common = dict(question=question, passages=passages, model=generator.name, adapter=generator.adapter)

@@ -11,6 +11,7 @@ import json
 import sys
 import textwrap
 import time
+import uuid
 
 from .errors import RagbotError
 
@@ -98,6 +99,27 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--baseline", metavar="RUN_DIR", help="an earlier run to compare with")
     e.add_argument("--out", metavar="DIR", required=True, help="where to write the report")
 
+    p = sub.add_parser("feedback", help="votes on answers: record, inspect, count, export for tuning",
+                       description="Every answer is logged with its trace. Vote on it by its id, see its "
+                                   "trace, count votes, or export training data in TRL's dataset shapes.")
+    fb = p.add_subparsers(dest="feedback_command", metavar="WHAT", required=True)
+    f = fb.add_parser("vote", parents=[common], help="thumbs up/down (or none) on an answer, by its id")
+    f.add_argument("answer_id")
+    f.add_argument("vote", choices=["up", "down", "none"])
+    f.add_argument("--comment", help="why")
+    f.add_argument("--correction", help="what the answer should have been")
+    f.add_argument("--user", help="who votes (recorded in the history)")
+    f = fb.add_parser("show", parents=[common], help="an answer's full trace, feedback and history")
+    f.add_argument("answer_id")
+    f = fb.add_parser("stats", parents=[common], help="answers, votes and thumbs-up rate per model/adapter")
+    f.add_argument("--json", action="store_true")
+    f = fb.add_parser("export", parents=[common], help="write training data as JSONL",
+                      description="sft: {prompt, completion} from thumbs-up answers and corrections; "
+                                  "kto: {prompt, completion, label} from every vote; dpo: {prompt, chosen, "
+                                  "rejected} from corrections and up/down pairs on the same prompt.")
+    f.add_argument("--format", required=True, choices=["sft", "kto", "dpo"])
+    f.add_argument("--out", required=True, metavar="FILE.jsonl")
+
     p = sub.add_parser("status", parents=[common], help="what the data dir holds")
     p.add_argument("--json", action="store_true")
 
@@ -132,7 +154,7 @@ def _open(args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.command == "eval" and args.eval_command == "report":
+    if getattr(args, "eval_command", None) == "report":
         return cmd_eval(None, args)  # reads run folders only: no data dir, no models
     bot = _open(args)
     try:
@@ -235,11 +257,14 @@ def cmd_ask(bot, args) -> int:
             print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
         else:
             _print_answer(answer)
+            print(f"\n(answer id {answer.id}: `ragbot feedback vote {answer.id} up|down`)", file=sys.stderr)
         return 0
     # Interactive: load the models before the first question so answers start quickly.
     print("Loading models… (the first time, the generator is converted once: about 30 s)", file=sys.stderr)
     bot.embedder, bot.generator
     print("Ask a question about your documents (empty line or Ctrl-D to quit).")
+    conversation = uuid.uuid4().hex
+    turn = 0
     while True:
         try:
             question = input("\n> ").strip()
@@ -249,7 +274,9 @@ def cmd_ask(bot, args) -> int:
         if not question:
             return 0
         answer = None
-        for event in bot.ask_stream(question, k=args.k, temperature=args.temperature):
+        turn += 1
+        for event in bot.ask_stream(question, k=args.k, temperature=args.temperature,
+                                    conversation_id=conversation, turn=turn):
             if isinstance(event, str):
                 print(event, end="", flush=True)
             else:
@@ -262,6 +289,7 @@ def cmd_ask(bot, args) -> int:
         for c in answer.citations:
             page = f", page {c.page}" if c.page is not None else ""
             print(f"  [{c.n}] {c.source}{page}")
+        print(f"  (answer {answer.id}: rate it with `ragbot feedback vote {answer.id} up|down`)")
 
 
 def cmd_status(bot, args) -> int:
@@ -361,7 +389,36 @@ def cmd_eval(bot, args) -> int:
     return 0
 
 
+def cmd_feedback(bot, args) -> int:
+    log = bot.feedback
+    if args.feedback_command == "vote":
+        vote = {"up": 1, "down": -1, "none": None}[args.vote]
+        current = log.set_feedback(args.answer_id, vote, args.comment, args.correction, args.user)
+        print(f"{args.answer_id}: " + ("no feedback" if current is None else f"vote {args.vote}"))
+    elif args.feedback_command == "show":
+        trace = log.answer_trace(args.answer_id)
+        current = log.feedback(args.answer_id)
+        trace["feedback"] = current.__dict__ if current else None
+        trace["history"] = log.history(args.answer_id)
+        print(json.dumps(trace, indent=2, ensure_ascii=False))
+    elif args.feedback_command == "stats":
+        rows = log.stats()
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        for r in [] if args.json else rows:
+            rate = "–" if r["up_rate"] is None else f"{r['up_rate']:.0%}"
+            print(f"{r['model']} + {r['adapter'] or 'no adapter'}: {r['answers']} answers, {r['up']} up, "
+                  f"{r['down']} down ({rate} up), {r['corrections']} corrections, {r['refused']} refused")
+        if not rows and not args.json:
+            print("no answers recorded yet")
+    else:
+        n = log.export(args.format, args.out)
+        print(f"wrote {n} {args.format} rows to {args.out}")
+    return 0
+
+
 COMMANDS = {
+    "feedback": cmd_feedback,
     "eval": cmd_eval,
     "ingest": cmd_ingest,
     "remove": cmd_remove,

@@ -240,7 +240,7 @@ def evaluate_answers(bot, rows: list[dict]) -> tuple[dict, list[dict]]:
     per_question = []
     for row in rows:
         started = time.perf_counter()
-        answer = bot.ask(row["question"], passages=row.get("passages"))
+        answer = bot.ask(row["question"], passages=row.get("passages"), record=False)
         latency_ms = (time.perf_counter() - started) * 1000
         refs = row["answers"]
         record = {

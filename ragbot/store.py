@@ -56,6 +56,56 @@ MIGRATIONS: list[tuple[int, str]] = [
         INSERT INTO meta(key, value) VALUES ('generation', '0');
         """,
     ),
+    (
+        2,
+        """
+        CREATE TABLE answers (
+            id TEXT PRIMARY KEY,
+            conversation_id TEXT NOT NULL,
+            turn INTEGER NOT NULL,
+            question TEXT NOT NULL,
+            retrieval_query TEXT NOT NULL,
+            prompt TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            raw_reply TEXT NOT NULL,
+            refused INTEGER NOT NULL,
+            refusal_reason TEXT,
+            model TEXT NOT NULL,
+            adapter TEXT,
+            index_generation INTEGER NOT NULL,
+            params TEXT NOT NULL,
+            timings TEXT NOT NULL,
+            tokens TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX answers_conversation ON answers(conversation_id, turn);
+        CREATE TABLE answer_passages (
+            answer_id TEXT NOT NULL REFERENCES answers(id) ON DELETE CASCADE,
+            rank INTEGER NOT NULL,
+            chunk_id INTEGER NOT NULL,
+            score REAL NOT NULL,
+            cited INTEGER NOT NULL,
+            PRIMARY KEY (answer_id, rank)
+        );
+        CREATE TABLE feedback (
+            answer_id TEXT PRIMARY KEY REFERENCES answers(id) ON DELETE CASCADE,
+            vote INTEGER,
+            comment TEXT,
+            correction TEXT,
+            user TEXT,
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE feedback_history (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            answer_id TEXT NOT NULL,
+            vote INTEGER,
+            comment TEXT,
+            correction TEXT,
+            user TEXT,
+            at REAL NOT NULL
+        )
+        """,
+    ),
 ]
 
 

@@ -102,10 +102,12 @@ class Answer:
     # None, or why the bot declined: "low_retrieval_score" (nothing relevant was found),
     # "model_said_so", or "unsupported_answer" (no sentence of the reply matches a passage).
     refusal_reason: str | None = None
+    id: str | None = None  # set when the answer is recorded in the answer log
 
     def to_dict(self) -> dict:
         """The shape `ragbot ask --json` prints."""
         return {
+            "id": self.id,
             "answer": self.answer,
             "refused": self.refused,
             "citations": [asdict(c) for c in self.citations],

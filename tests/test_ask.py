@@ -24,6 +24,10 @@ def test_answer_cites_a_passage_from_the_right_document(corpus_bot):
     assert answer.tokens["prompt"] > 100 and answer.tokens["completion"] > 0
     assert answer.model == "SmolLM2-135M-Instruct" and answer.adapter is None
     assert "[1] (Variational Autoencoders" in answer.prompt
+    trace = corpus_bot.feedback.answer_trace(answer.id)  # recorded with its full trace
+    assert trace["prompt"] == answer.prompt and trace["answer"] == answer.answer
+    assert [p["chunk_id"] for p in trace["passages"]] == [p.chunk_id for p in answer.passages]
+    assert trace["index_generation"] == corpus_bot.store.generation()
 
 
 def test_question_outside_the_corpus_is_refused(corpus_bot):
@@ -43,7 +47,7 @@ def test_streaming_yields_text_then_the_answer(corpus_bot):
     assert "gans.md" in {Path(c.source).name for c in final.citations}
 
 
-def test_cli_ask_json_shape(corpus_bot):
+def test_cli_ask_json_shape_then_vote_and_export(corpus_bot, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "ragbot", "ask", "What is generative AI?", "--json",
          "--data-dir", str(corpus_bot.settings.data_dir)],
@@ -51,7 +55,7 @@ def test_cli_ask_json_shape(corpus_bot):
     )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    assert set(out) == {"answer", "refused", "citations", "passages", "model", "adapter", "timings_ms", "tokens"}
+    assert set(out) == {"id", "answer", "refused", "citations", "passages", "model", "adapter", "timings_ms", "tokens"}
     assert set(out["timings_ms"]) == {"retrieve", "generate"}
     assert set(out["tokens"]) == {"prompt", "completion"}
     assert len(out["passages"]) == 5
@@ -60,3 +64,19 @@ def test_cli_ask_json_shape(corpus_bot):
     for c in out["citations"]:
         assert set(c) == {"n", "source", "page", "chunk_id", "score", "text"}
     assert out["passages"][0]["source"].endswith("what-is-generative-ai.md")
+
+    data_dir = str(corpus_bot.settings.data_dir)
+
+    def ragbot(*args):
+        done = subprocess.run([sys.executable, "-m", "ragbot", *args, "--data-dir", data_dir],
+                              capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "vote up" in ragbot("feedback", "vote", out["id"], "up", "--comment", "good")
+    exported = tmp_path / "kto.jsonl"
+    ragbot("feedback", "export", "--format", "kto", "--out", str(exported))
+    rows = [json.loads(line) for line in exported.open()]
+    trace = corpus_bot.feedback.answer_trace(out["id"])
+    assert {"prompt": trace["prompt"], "completion": out["answer"], "label": True} in rows
+    assert "1 up" in ragbot("feedback", "stats")

@@ -1,0 +1,219 @@
+"""The answer log and user feedback, in the data dir's SQLite database.
+
+Every answer is recorded with the full trace of how it was made (question, retrieval query,
+passages with scores and ranks, the exact prompt, model, adapter, index generation, generation
+parameters, timings). Votes, comments and corrections point at an answer by its id; the current
+state is in `feedback`, every change is appended to `feedback_history`. Exports produce the
+dataset shapes TRL trainers take.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import RagbotError
+from .store import Store
+from .types import Answer
+
+EXPORT_FORMATS = ("sft", "kto", "dpo")
+
+
+class UnknownAnswerError(RagbotError):
+    pass
+
+
+@dataclass
+class Feedback:
+    answer_id: str
+    vote: int | None  # +1, -1, or None (no vote)
+    comment: str | None
+    correction: str | None
+    user: str | None
+    updated_at: float
+
+
+class FeedbackLog:
+    def __init__(self, store: Store):
+        self.store = store
+        self._db = store._db
+
+    # -- answers ----------------------------------------------------------------------------
+
+    def record_answer(
+        self,
+        answer: Answer,
+        conversation_id: str | None = None,
+        turn: int = 0,
+        retrieval_query: str | None = None,
+        params: dict | None = None,
+    ) -> str:
+        """Store `answer` with its trace; returns its id (also set on answer.id)."""
+        answer_id = uuid.uuid4().hex
+        cited = {c.n for c in answer.citations}
+        with self.store.transaction() as db:
+            db.execute(
+                "INSERT INTO answers(id, conversation_id, turn, question, retrieval_query, prompt, answer, raw_reply, "
+                "refused, refusal_reason, model, adapter, index_generation, params, timings, tokens, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (answer_id, conversation_id or uuid.uuid4().hex, turn, answer.question,
+                 retrieval_query or answer.question, answer.prompt, answer.answer, answer.raw_reply,
+                 int(answer.refused), answer.refusal_reason, answer.model, answer.adapter,
+                 self.store.generation(), json.dumps(params or {}), json.dumps(answer.timings_ms),
+                 json.dumps(answer.tokens), time.time()),
+            )
+            db.executemany(
+                "INSERT INTO answer_passages(answer_id, rank, chunk_id, score, cited) VALUES (?, ?, ?, ?, ?)",
+                [(answer_id, p.rank, p.chunk_id, p.score, int(p.rank in cited)) for p in answer.passages],
+            )
+        answer.id = answer_id
+        return answer_id
+
+    def answer_trace(self, answer_id: str) -> dict:
+        row = self._db.execute("SELECT * FROM answers WHERE id = ?", (answer_id,)).fetchone()
+        if row is None:
+            raise UnknownAnswerError(f"no answer with id {answer_id!r}")
+        names = [d[0] for d in self._db.execute("SELECT * FROM answers LIMIT 0").description]
+        trace = dict(zip(names, row))
+        for key in ("params", "timings", "tokens"):
+            trace[key] = json.loads(trace[key])
+        trace["refused"] = bool(trace["refused"])
+        trace["passages"] = [
+            {"rank": r, "chunk_id": c, "score": s, "cited": bool(k)}
+            for r, c, s, k in self._db.execute(
+                "SELECT rank, chunk_id, score, cited FROM answer_passages WHERE answer_id = ? ORDER BY rank",
+                (answer_id,),
+            )
+        ]
+        return trace
+
+    # -- feedback ---------------------------------------------------------------------------
+
+    def set_feedback(
+        self,
+        answer_id: str,
+        vote: int | None,
+        comment: str | None = None,
+        correction: str | None = None,
+        user: str | None = None,
+    ) -> Feedback | None:
+        """Set the vote (+1, -1, or None to remove it) and optional comment / corrected answer.
+
+        Returns the current feedback, or None when nothing remains (vote removed, no text).
+        """
+        if vote not in (1, -1, None):
+            raise RagbotError(f"a vote is +1, -1 or none (got {vote!r})")
+        comment = (comment or "").strip() or None
+        correction = (correction or "").strip() or None
+        now = time.time()
+        with self.store.transaction() as db:
+            if db.execute("SELECT 1 FROM answers WHERE id = ?", (answer_id,)).fetchone() is None:
+                raise UnknownAnswerError(f"no answer with id {answer_id!r}")
+            db.execute(
+                "INSERT INTO feedback_history(answer_id, vote, comment, correction, user, at) VALUES (?, ?, ?, ?, ?, ?)",
+                (answer_id, vote, comment, correction, user, now),
+            )
+            if vote is None and not comment and not correction:
+                db.execute("DELETE FROM feedback WHERE answer_id = ?", (answer_id,))
+                return None
+            db.execute(
+                "INSERT INTO feedback(answer_id, vote, comment, correction, user, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(answer_id) DO UPDATE SET vote = excluded.vote, comment = excluded.comment, "
+                "correction = excluded.correction, user = excluded.user, updated_at = excluded.updated_at",
+                (answer_id, vote, comment, correction, user, now),
+            )
+        return self.feedback(answer_id)
+
+    def feedback(self, answer_id: str) -> Feedback | None:
+        row = self._db.execute(
+            "SELECT answer_id, vote, comment, correction, user, updated_at FROM feedback WHERE answer_id = ?",
+            (answer_id,),
+        ).fetchone()
+        return Feedback(*row) if row else None
+
+    def history(self, answer_id: str) -> list[dict]:
+        rows = self._db.execute(
+            "SELECT vote, comment, correction, user, at FROM feedback_history WHERE answer_id = ? ORDER BY id",
+            (answer_id,),
+        ).fetchall()
+        return [dict(zip(("vote", "comment", "correction", "user", "at"), r)) for r in rows]
+
+    def stats(self) -> list[dict]:
+        """Answers, votes and the thumbs-up rate per (model, adapter)."""
+        rows = self._db.execute(
+            "SELECT a.model, a.adapter, COUNT(*), "
+            "SUM(f.vote = 1), SUM(f.vote = -1), SUM(f.correction IS NOT NULL), SUM(a.refused) "
+            "FROM answers a LEFT JOIN feedback f ON f.answer_id = a.id GROUP BY a.model, a.adapter "
+            "ORDER BY a.model, a.adapter"
+        ).fetchall()
+        out = []
+        for model, adapter, n, up, down, corrections, refused in rows:
+            up, down = up or 0, down or 0
+            out.append({
+                "model": model, "adapter": adapter, "answers": n, "up": up, "down": down,
+                "corrections": corrections or 0, "refused": refused or 0,
+                "up_rate": up / (up + down) if up + down else None,
+            })
+        return out
+
+    # -- exports in TRL's dataset shapes ----------------------------------------------------
+
+    def _voted(self) -> list[tuple]:
+        return self._db.execute(
+            "SELECT a.id, a.prompt, a.answer, f.vote, f.correction FROM feedback f "
+            "JOIN answers a ON a.id = f.answer_id WHERE a.prompt != '' ORDER BY a.created_at, a.id"
+        ).fetchall()
+
+    def export_rows(self, fmt: str) -> Iterator[dict]:
+        """SFT {prompt, completion}: thumbs-up answers and corrections.
+        KTO {prompt, completion, label}: every vote, plus corrections as desirable.
+        DPO {prompt, chosen, rejected}: a correction against the answer it fixed, and a
+        thumbs-up against a thumbs-down answer to the same exact prompt.
+        Prompts are the exact text the model saw; refusals made without the model are left out.
+        """
+        if fmt not in EXPORT_FORMATS:
+            raise RagbotError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
+        rows = self._voted()
+        if fmt == "sft":
+            for _, prompt, answer, vote, correction in rows:
+                if correction:
+                    yield {"prompt": prompt, "completion": correction}
+                elif vote == 1:
+                    yield {"prompt": prompt, "completion": answer}
+        elif fmt == "kto":
+            for _, prompt, answer, vote, correction in rows:
+                if vote in (1, -1):
+                    yield {"prompt": prompt, "completion": answer, "label": vote == 1}
+                if correction:
+                    yield {"prompt": prompt, "completion": correction, "label": True}
+        else:
+            ups: dict[str, list[str]] = {}
+            downs: dict[str, list[str]] = {}
+            for _, prompt, answer, vote, correction in rows:
+                if correction and correction != answer:
+                    yield {"prompt": prompt, "chosen": correction, "rejected": answer}
+                if vote == 1:
+                    ups.setdefault(prompt, []).append(answer)
+                elif vote == -1:
+                    downs.setdefault(prompt, []).append(answer)
+            for prompt, good in ups.items():
+                for chosen in good:
+                    for rejected in downs.get(prompt, []):
+                        if chosen != rejected:
+                            yield {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+    def export(self, fmt: str, out: Path) -> int:
+        """Write the export as JSONL, atomically; returns the number of rows."""
+        out = Path(out)
+        tmp = out.with_name(f".{out.name}.tmp")
+        n = 0
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for row in self.export_rows(fmt):
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                n += 1
+        tmp.replace(out)
+        return n

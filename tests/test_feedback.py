@@ -1,0 +1,137 @@
+"""The answer log and feedback: traces, votes with history, stats, TRL-shaped exports,
+and schema migrations. Answers here are built directly: the log does not depend on the model
+(test_ask.py checks that real answers are recorded)."""
+
+import json
+import sqlite3
+
+import pytest
+
+from ragbot import store as store_module
+from ragbot.errors import RagbotError
+from ragbot.feedback import FeedbackLog, UnknownAnswerError
+from ragbot.store import Store
+from ragbot.types import Answer, Citation, Passage
+
+
+def _answer(question: str, text: str, prompt: str | None = None, adapter=None, refused=False) -> Answer:
+    passages = [Passage(chunk_id=10 + i, source=f"/d/{i}.md", title="T", section="", page=None, text=f"p{i}",
+                        score=0.9 - i / 10, rank=i + 1) for i in range(3)]
+    return Answer(
+        question=question, answer=text, refused=refused,
+        citations=[] if refused else [Citation(n=2, source="/d/1.md", page=None, chunk_id=11, score=0.8, text="p1")],
+        passages=passages, prompt=prompt if prompt is not None else f"<prompt for {question}>", raw_reply=text,
+        model="SmolLM2-135M-Instruct", adapter=adapter, timings_ms={"retrieve": 5.0, "generate": 900.0},
+        tokens={"prompt": 300, "completion": 20},
+    )
+
+
+@pytest.fixture
+def log(tmp_path):
+    store = Store(tmp_path / "ragbot.db")
+    yield FeedbackLog(store)
+    store.close()
+
+
+def test_answers_are_recorded_with_their_trace(log):
+    answer = _answer("What is a GAN?", "Two networks [2].")
+    answer_id = log.record_answer(answer, conversation_id="c1", turn=3, retrieval_query="GAN definition",
+                                  params={"temperature": 0.0})
+    assert answer.id == answer_id
+    trace = log.answer_trace(answer_id)
+    assert trace["conversation_id"] == "c1" and trace["turn"] == 3
+    assert trace["retrieval_query"] == "GAN definition"
+    assert trace["prompt"] == "<prompt for What is a GAN?>"
+    assert trace["params"] == {"temperature": 0.0} and trace["tokens"] == {"prompt": 300, "completion": 20}
+    assert trace["index_generation"] == 0 and trace["adapter"] is None
+    assert [(p["rank"], p["chunk_id"], p["cited"]) for p in trace["passages"]] == [(1, 10, False), (2, 11, True), (3, 12, False)]
+    with pytest.raises(UnknownAnswerError):
+        log.answer_trace("nope")
+
+
+def test_votes_change_and_disappear_with_history_kept(log):
+    answer_id = log.record_answer(_answer("q", "a"))
+    assert log.set_feedback(answer_id, 1, user="ann").vote == 1
+    assert log.set_feedback(answer_id, -1, comment="wrong year", user="ann").vote == -1
+    assert log.feedback(answer_id).comment == "wrong year"
+    assert log.set_feedback(answer_id, None, user="ann") is None
+    assert log.feedback(answer_id) is None
+    history = log.history(answer_id)
+    assert [h["vote"] for h in history] == [1, -1, None]
+    assert all(h["user"] == "ann" for h in history)
+    with pytest.raises(UnknownAnswerError):
+        log.set_feedback("missing", 1)
+    with pytest.raises(RagbotError):
+        log.set_feedback(answer_id, 5)
+
+
+def test_stats_by_model_and_adapter(log):
+    for vote, adapter in [(1, None), (1, None), (-1, None), (1, "v1"), (None, "v1")]:
+        answer_id = log.record_answer(_answer("q", "a", adapter=adapter))
+        if vote:
+            log.set_feedback(answer_id, vote)
+    stats = {r["adapter"]: r for r in log.stats()}
+    assert (stats[None]["answers"], stats[None]["up"], stats[None]["down"]) == (3, 2, 1)
+    assert stats[None]["up_rate"] == pytest.approx(2 / 3)
+    assert (stats["v1"]["answers"], stats["v1"]["up"], stats["v1"]["up_rate"]) == (2, 1, 1.0)
+
+
+def test_exports_have_trl_shapes(log, tmp_path):
+    up = log.record_answer(_answer("When?", "In 2014 [1].", prompt="P1"))
+    down = log.record_answer(_answer("When?", "In 1999 [1].", prompt="P1"))
+    fixed = log.record_answer(_answer("Who?", "Nobody.", prompt="P2"))
+    log.record_answer(_answer("Unvoted", "x", prompt="P3"))
+    log.set_feedback(up, 1)
+    log.set_feedback(down, -1)
+    log.set_feedback(fixed, -1, correction="Ian Goodfellow [1].")
+
+    def rows(fmt):
+        path = tmp_path / f"{fmt}.jsonl"
+        n = log.export(fmt, path)
+        data = [json.loads(line) for line in path.open()]
+        assert len(data) == n
+        return data
+
+    sft = rows("sft")
+    assert sft == [{"prompt": "P1", "completion": "In 2014 [1]."}, {"prompt": "P2", "completion": "Ian Goodfellow [1]."}]
+    kto = rows("kto")
+    assert all(set(r) == {"prompt", "completion", "label"} and isinstance(r["label"], bool) for r in kto)
+    assert {(r["completion"], r["label"]) for r in kto} == {
+        ("In 2014 [1].", True), ("In 1999 [1].", False), ("Nobody.", False), ("Ian Goodfellow [1].", True)}
+    dpo = rows("dpo")
+    assert all(set(r) == {"prompt", "chosen", "rejected"} for r in dpo)
+    assert {(r["prompt"], r["chosen"], r["rejected"]) for r in dpo} == {
+        ("P2", "Ian Goodfellow [1].", "Nobody."), ("P1", "In 2014 [1].", "In 1999 [1].")}
+    with pytest.raises(RagbotError, match="unknown export format"):
+        log.export("csv", tmp_path / "x.jsonl")
+
+
+def test_refusals_made_without_the_model_are_not_exported(log, tmp_path):
+    answer_id = log.record_answer(_answer("Off topic?", "I don't know", prompt="", refused=True))
+    log.set_feedback(answer_id, 1)
+    assert log.export("kto", tmp_path / "k.jsonl") == 0
+
+
+def test_database_survives_a_schema_upgrade(tmp_path, monkeypatch):
+    path = tmp_path / "ragbot.db"
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
+    old = Store(path)
+    assert old.schema_version() == 1
+    old.set_meta("embedder", "all-MiniLM-L6-v2")
+    old.close()
+    monkeypatch.undo()
+    upgraded = Store(path)
+    assert upgraded.schema_version() == len(store_module.MIGRATIONS)
+    assert upgraded.meta("embedder") == "all-MiniLM-L6-v2"
+    FeedbackLog(upgraded).record_answer(_answer("q", "a"))
+    upgraded.close()
+    versions = [r[0] for r in sqlite3.connect(path).execute("SELECT version FROM schema_migrations ORDER BY version")]
+    assert versions == list(range(1, len(store_module.MIGRATIONS) + 1))
+
+
+def test_a_newer_database_is_refused(tmp_path):
+    store = Store(tmp_path / "ragbot.db")
+    store._db.execute("INSERT INTO schema_migrations(version, applied_at) VALUES (99, 0)")
+    store.close()
+    with pytest.raises(RagbotError, match="newer ragbot"):
+        Store(tmp_path / "ragbot.db")
