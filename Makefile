@@ -1,12 +1,14 @@
-# `make chat` sets up and starts the chatbot on the shipped corpus; `make test` runs the tests.
-# Both create .venv on first use. Nothing here compiles llama.cpp or downloads models.
+# `make chat` sets up and serves the chat UI (http://127.0.0.1:7860) on the shipped corpus;
+# `make test` runs the tests. Both create .venv on first use. Nothing here compiles llama.cpp
+# or downloads models. The browser test needs Debian's chromium: `make test` installs it with
+# apt-get when it is missing and this user may (root); otherwise that one test is skipped.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup chat test bench clean
+.PHONY: setup chat test chromium bench clean
 
 setup: $(STAMP)
 
@@ -21,10 +23,15 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 chat: $(STAMP)
-	$(BIN)/ragbot ask
+	$(BIN)/ragbot chat
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest
+
+chromium:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache

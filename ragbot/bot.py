@@ -179,10 +179,11 @@ class RagBot:
         self, question: str, k: int | None, temperature: float | None, stream: bool,
         given: Sequence[str | dict] | None = None, record: bool = True,
         conversation_id: str | None = None, turn: int = 0, retrieval_query: str | None = None,
+        history: Sequence[dict[str, str]] = (),
     ) -> Iterator[str | Answer]:
         settings = self.settings
         temperature = settings.temperature if temperature is None else temperature
-        for event in self._make_answer(question, retrieval_query or question, k, temperature, stream, given):
+        for event in self._make_answer(question, retrieval_query or question, k, temperature, stream, given, history):
             if isinstance(event, Answer) and record:
                 params = {"temperature": temperature, "max_new_tokens": settings.max_new_tokens,
                           "top_k": k or settings.top_k, "prompt_passages": settings.prompt_passages,
@@ -192,7 +193,7 @@ class RagBot:
 
     def _make_answer(
         self, question: str, retrieval_query: str, k: int | None, temperature: float, stream: bool,
-        given: Sequence[str | dict] | None,
+        given: Sequence[str | dict] | None, history: Sequence[dict[str, str]] = (),
     ) -> Iterator[str | Answer]:
         settings = self.settings
         started = time.perf_counter()
@@ -211,7 +212,7 @@ class RagBot:
 
         prompt = build_prompt(
             question, passages[: settings.prompt_passages], render=generator.render, count_tokens=generator.count_tokens,
-            budget=generator.context_tokens - settings.max_new_tokens,
+            budget=generator.context_tokens - settings.max_new_tokens, history=history,
         )
         t0 = time.perf_counter()
         if stream:

@@ -72,6 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-default-corpus", action="store_true",
                    help="do not ingest the shipped corpus into an empty data dir")
 
+    p = sub.add_parser("chat", parents=[common], help="open the chat UI in the browser (Gradio)",
+                       description="Serve the chat UI. It listens on 127.0.0.1 only, unless --host says otherwise; "
+                                   "no public share link unless --share. The shipped corpus is ingested on first run.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--auth", metavar="USER:PASSWORD",
+                   help="require a login (or set RAGBOT_AUTH=user:password)")
+    p.add_argument("--share", action="store_true", help="also create a public Gradio share link (off by default)")
+    p.add_argument("--max-upload-mb", type=int, default=50, help="largest file accepted by upload (default 50)")
+    p.add_argument("--no-default-corpus", action="store_true",
+                   help="do not ingest the shipped corpus into an empty data dir")
+    p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+
     p = sub.add_parser("eval", help="measure retrieval or answer quality",
                        description="Measure retrieval (BEIR data sets) or answers (a QA file).")
     evals = p.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
@@ -389,6 +402,28 @@ def cmd_eval(bot, args) -> int:
     return 0
 
 
+def cmd_chat(bot, args) -> int:
+    import os
+
+    from .app import build_app
+    from .errors import ConfigError
+
+    _ensure_corpus(bot, args)
+    auth = args.auth or os.environ.get("RAGBOT_AUTH")
+    credentials = None
+    if auth:
+        user, sep, password = auth.partition(":")
+        if not sep or not user or not password:
+            raise ConfigError("--auth / RAGBOT_AUTH must look like user:password")
+        credentials = [(user, password)]
+    print("Loading models…", file=sys.stderr)
+    bot.embedder, bot.generator
+    app = build_app(bot, max_upload_mb=args.max_upload_mb)
+    app.launch(server_name=args.host, server_port=args.port, share=args.share, auth=credentials,
+               max_file_size=f"{args.max_upload_mb}mb", allowed_paths=[], show_error=True)
+    return 0
+
+
 def cmd_feedback(bot, args) -> int:
     log = bot.feedback
     if args.feedback_command == "vote":
@@ -418,6 +453,7 @@ def cmd_feedback(bot, args) -> int:
 
 
 COMMANDS = {
+    "chat": cmd_chat,
     "feedback": cmd_feedback,
     "eval": cmd_eval,
     "ingest": cmd_ingest,

@@ -1,0 +1,90 @@
+"""Chat UI handlers as plain functions (the browser test drives the page itself)."""
+
+from pathlib import Path
+
+from ragbot.app import ChatHandlers, render_sources, safe_upload_name, standalone_query
+from ragbot.types import Answer, Passage
+
+
+def test_follow_up_questions_get_the_previous_question_for_retrieval():
+    earlier = ["What is a variational autoencoder?"]
+    assert standalone_query(earlier, "Who invented it?") == "What is a variational autoencoder? Who invented it?"
+    assert standalone_query(earlier, "and GANs?") == "What is a variational autoencoder? and GANs?"
+    assert standalone_query(earlier, "How do diffusion models generate images?") == "How do diffusion models generate images?"
+    assert standalone_query([], "Who invented it?") == "Who invented it?"
+
+
+def test_upload_names_cannot_leave_the_uploads_folder():
+    assert safe_upload_name("../../etc/passwd") == "passwd"
+    assert safe_upload_name("..\\..\\win.md") == "win.md"
+    assert safe_upload_name(".bashrc") == "bashrc"
+    assert safe_upload_name("a<b>|c.md") == "a_b__c.md"
+    assert safe_upload_name("..") == "upload"
+
+
+def test_sources_show_hostile_text_as_text():
+    hostile = Passage(chunk_id=1, source="/d/<img src=x onerror=alert(1)>.md", title="<b>T</b>", section="",
+                      page=2, text="<script>alert('x')</script> & more", score=0.5, rank=1)
+    answer = Answer(question="q", answer="a [1]", refused=False, citations=[], passages=[hostile], prompt="p",
+                    raw_reply="a", model="m", adapter=None, timings_ms={}, tokens={})
+    rendered = render_sources(answer, show_all=True)
+    assert "<script>" not in rendered and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in rendered
+    assert "<img" not in rendered and "&lt;b&gt;T&lt;/b&gt;" in rendered
+    assert ", page 2" in rendered
+
+
+def test_like_uses_the_answer_id_carried_by_the_message(corpus_bot):
+    handlers = ChatHandlers(corpus_bot)
+    answer = corpus_bot.ask("What is the capital of Australia?")  # declined before generation, still logged
+    history = [
+        {"role": "user", "content": "What is the capital of Australia?"},
+        {"role": "assistant", "content": answer.answer, "metadata": {"id": answer.id}},
+    ]
+    assert handlers.on_like(history, 1, True, user="ann") == "Thanks: marked helpful."
+    assert corpus_bot.feedback.feedback(answer.id).vote == 1
+    assert handlers.on_comment(history, "too short", "Canberra [1].", user="ann") == "Saved with the latest answer."
+    saved = corpus_bot.feedback.feedback(answer.id)
+    assert (saved.vote, saved.comment, saved.correction) == (1, "too short", "Canberra [1].")
+    assert handlers.on_like(history, 1, False) == "Thanks: marked unhelpful."
+    assert handlers.on_like(history, 1, "") == "Vote removed."
+    assert corpus_bot.feedback.feedback(answer.id).vote is None  # the correction stays
+    assert [h["vote"] for h in corpus_bot.feedback.history(answer.id)] == [1, 1, -1, None]
+    assert handlers.on_like(history, 0, True).startswith("This message has no recorded answer")
+
+
+def test_respond_streams_then_attaches_the_answer_id_and_sources(corpus_bot):
+    handlers = ChatHandlers(corpus_bot)
+    steps = list(handlers.respond("When were GANs introduced and by whom?", [], "conv-1", 5, 0.0, False))
+    assert len(steps) > 2
+    history, sources, box = steps[-1]
+    assert box == "" and history[-2] == {"role": "user", "content": "When were GANs introduced and by whom?"}
+    answer_id = history[-1]["metadata"]["id"]
+    trace = corpus_bot.feedback.answer_trace(answer_id)
+    assert trace["conversation_id"] == "conv-1" and trace["turn"] == 1
+    assert "gans.md" in sources
+
+
+def test_upload_validates_and_ingests_with_the_cli_messages(make_bot, tmp_path):
+    bot = make_bot()
+    handlers = ChatHandlers(bot, max_upload_mb=1)
+    good = tmp_path / "notes.md"
+    good.write_text("# Notes\n\nThe staging server restarts every Sunday at 03:00.\n")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    exe = tmp_path / "tool.exe"
+    exe.write_bytes(b"MZ\x90\x00")
+    big = tmp_path / "big.txt"
+    big.write_text("x " * (600 * 1024))
+    hostile = tmp_path / "..evil.md"
+    hostile.write_text("# Evil\n\nStill just text.\n")
+    status = list(handlers.on_upload([str(good), str(empty), str(exe), str(big), str(hostile)]))[-1]
+    assert "failed: tool.exe: unsupported file type" in status
+    assert "failed: big.txt: larger than the 1 MiB upload limit" in status
+    assert "failed: empty.txt: empty file" in status
+    assert "added 2" in status
+    uploads = bot.settings.data_dir / "uploads"
+    assert sorted(p.name for p in uploads.iterdir()) == ["evil.md", "notes.md"]  # the failed one is not kept
+    assert bot.search("When does the staging server restart?", k=1)[0].source == str(uploads / "notes.md")
+    assert list(handlers.on_upload([])) == ["No file chosen."]
+    assert not (tmp_path.parent / "evil.md").exists()
+    assert Path(bot.store.documents()[0].source).parent == uploads

@@ -1,0 +1,104 @@
+"""The chat UI in a real browser: headless Chromium driven by Playwright against `ragbot chat`.
+
+Asks about the shipped corpus, waits for the streamed answer and its sources, clicks thumbs-up
+and reads the feedback row from the database; then uploads a document and asks about it.
+Screenshots go to test-artifacts/. Skipped (with the reason) where Chromium is not installed;
+.ci/run installs it.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ragbot import RagBot
+
+from conftest import ROOT
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+
+# CI sets RAGBOT_REQUIRE_BROWSER=1 so that a missing browser fails instead of skipping.
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM) and not os.environ.get("RAGBOT_REQUIRE_BROWSER"),
+    reason="Debian's chromium is not installed (apt-get install chromium)",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(corpus_bot):
+    port = _free_port()
+    log = open(ARTIFACTS.mkdir(exist_ok=True) or ARTIFACTS / "chat-server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ragbot", "chat", "--data-dir", str(corpus_bot.settings.data_dir), "--port", str(port)],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"ragbot chat exited: {(ARTIFACTS / 'chat-server.log').read_text()[-2000:]}")
+            time.sleep(1)
+    yield url, corpus_bot.settings.data_dir
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+def test_ask_vote_and_upload_in_a_real_browser(server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, data_dir = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.goto(url)
+        page.fill("#question textarea", "When were GANs introduced and by whom?")
+        page.click("#ask")
+        expect(page.locator("#sources .ragbot-source").first).to_be_visible(timeout=180_000)
+        expect(page.locator("#sources")).to_contain_text("gans.md")
+        answer_text = page.locator("#chat .message.bot").last.inner_text()
+        assert "Goodfellow" in answer_text and "[1]" in answer_text
+        page.screenshot(path=str(ARTIFACTS / "chat-answer.png"))
+
+        page.locator('#chat button[aria-label="Like"]').last.click()
+        expect(page.locator("#status")).to_contain_text("marked helpful", timeout=30_000)
+
+        bot = RagBot.open(data_dir)
+        row = bot.store._db.execute(
+            "SELECT a.question, f.vote FROM feedback f JOIN answers a ON a.id = f.answer_id "
+            "ORDER BY f.updated_at DESC LIMIT 1").fetchone()
+        assert row == ("When were GANs introduced and by whom?", 1)
+
+        doc = tmp_path / "zorblat.md"
+        doc.write_text("# The Zorblat Engine\n\nThe Zorblat engine was invented in 1931 by Mira Quell "
+                       "to pump water from deep mines.\n")
+        page.set_input_files("#upload input[type=file]", str(doc))
+        expect(page.locator("#upload-status textarea")).to_have_value(__import__("re").compile("added 1"), timeout=120_000)
+        page.get_by_text("Settings", exact=True).first.click()
+        page.locator("#show-all input[type=checkbox]").check()
+        page.fill("#question textarea", "Who invented the Zorblat engine?")
+        page.click("#ask")
+        expect(page.locator("#sources .ragbot-source").first).to_contain_text("zorblat.md", timeout=180_000)
+        page.screenshot(path=str(ARTIFACTS / "chat-upload.png"))
+        browser.close()
+    assert (data_dir / "uploads" / "zorblat.md").is_file()
+    assert any(d.source.endswith("uploads/zorblat.md") for d in bot.store.documents())
+    bot.close()
