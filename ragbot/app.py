@@ -46,6 +46,16 @@ def standalone_query(previous_questions: list[str], question: str) -> str:
     return f"{previous_questions[-1]} {question}" if follow_up else question
 
 
+def message_text(message: dict) -> str:
+    """A chat message's text: Gradio hands content back as a list of parts, we send strings."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
+    return ""
+
+
 def safe_upload_name(name: str) -> str:
     """A file name that cannot leave the uploads folder: no separators, no dots in front."""
     base = os.path.basename(name.replace("\\", "/"))
@@ -103,7 +113,7 @@ class ChatHandlers:
         if not question:
             yield history, render_sources(None, show_all), ""
             return
-        previous = [m["content"] for m in history if m["role"] == "user" and isinstance(m["content"], str)]
+        previous = [message_text(m) for m in history if m["role"] == "user"]
         turn = len(previous) + 1
         query = standalone_query(previous, question)
         history.append({"role": "user", "content": question})
@@ -125,8 +135,8 @@ class ChatHandlers:
     @staticmethod
     def _history_messages(history: list[dict]) -> list[dict]:
         """The last turns of the conversation, as plain chat messages for the prompt."""
-        messages = [{"role": m["role"], "content": m["content"]} for m in history if isinstance(m.get("content"), str)]
-        return messages[-2 * MAX_HISTORY_TURNS :]
+        messages = [{"role": m["role"], "content": message_text(m)} for m in history]
+        return [m for m in messages if m["content"]][-2 * MAX_HISTORY_TURNS :]
 
     def on_like(self, history: list[dict], index, liked, user: str | None = None) -> str:
         """Record a vote from the like event: +1, -1, or removal ('' / None)."""

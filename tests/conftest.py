@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -13,6 +18,7 @@ from ragbot import RagBot, load_settings
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
 DATA = Path(__file__).resolve().parent / "data"
+ARTIFACTS = ROOT / "test-artifacts"  # screenshots and server logs, kept after the run
 
 # Tests never touch the user's data dir or the network.
 os.environ.pop("RAGBOT_HOME", None)
@@ -72,3 +78,36 @@ def docs(tmp_path) -> Path:
 def copy_corpus_file(name: str, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     return Path(shutil.copy(CORPUS / name, dest / name))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(corpus_bot):
+    """`ragbot chat` in its own process on a free port, over the corpus bot's data dir."""
+    port = _free_port()
+    log = open(ARTIFACTS.mkdir(exist_ok=True) or ARTIFACTS / "chat-server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ragbot", "chat", "--data-dir", str(corpus_bot.settings.data_dir), "--port", str(port)],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"ragbot chat exited: {(ARTIFACTS / 'chat-server.log').read_text()[-2000:]}")
+            time.sleep(1)
+    yield url, corpus_bot.settings.data_dir
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+

@@ -7,58 +7,22 @@ Screenshots go to test-artifacts/. Skipped (with the reason) where Chromium is n
 """
 
 import os
+import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 from ragbot import RagBot
 
-from conftest import ROOT
+from conftest import ARTIFACTS
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = ROOT / "test-artifacts"
 
 # CI sets RAGBOT_REQUIRE_BROWSER=1 so that a missing browser fails instead of skipping.
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM) and not os.environ.get("RAGBOT_REQUIRE_BROWSER"),
     reason="Debian's chromium is not installed (apt-get install chromium)",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def server(corpus_bot):
-    port = _free_port()
-    log = open(ARTIFACTS.mkdir(exist_ok=True) or ARTIFACTS / "chat-server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ragbot", "chat", "--data-dir", str(corpus_bot.settings.data_dir), "--port", str(port)],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"ragbot chat exited: {(ARTIFACTS / 'chat-server.log').read_text()[-2000:]}")
-            time.sleep(1)
-    yield url, corpus_bot.settings.data_dir
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
 
 
 def test_ask_vote_and_upload_in_a_real_browser(server, tmp_path):
@@ -91,7 +55,7 @@ def test_ask_vote_and_upload_in_a_real_browser(server, tmp_path):
         doc.write_text("# The Zorblat Engine\n\nThe Zorblat engine was invented in 1931 by Mira Quell "
                        "to pump water from deep mines.\n")
         page.set_input_files("#upload input[type=file]", str(doc))
-        expect(page.locator("#upload-status textarea")).to_have_value(__import__("re").compile("added 1"), timeout=120_000)
+        expect(page.locator("#upload-status textarea")).to_have_value(re.compile("added 1"), timeout=120_000)
         page.get_by_text("Settings", exact=True).first.click()
         page.locator("#show-all input[type=checkbox]").check()
         page.fill("#question textarea", "Who invented the Zorblat engine?")

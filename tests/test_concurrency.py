@@ -1,0 +1,51 @@
+"""Twenty chat sessions at once against a running `ragbot chat`, through gradio_client: every
+session gets its answer, and every feedback event lands on the right answer. Latencies are
+printed (timing targets live in benchmarks, not in tests)."""
+
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ragbot import RagBot
+
+QUESTIONS = [
+    "When were GANs introduced and by whom?",
+    "What is the capital of Australia?",  # declined before generation
+    "Who introduced the variational autoencoder?",
+    "How do I bake sourdough bread?",  # declined before generation
+]
+SESSIONS = 20
+
+
+def test_twenty_concurrent_sessions_lose_no_feedback(server):
+    from gradio_client import Client
+
+    url, data_dir = server
+
+    def session(i: int) -> tuple[str, str, float]:
+        client = Client(url, verbose=False)
+        question = QUESTIONS[i % len(QUESTIONS)]
+        started = time.perf_counter()
+        history, _sources, _box = client.predict(question, [], 5, 0.0, False, api_name="/respond")
+        elapsed = time.perf_counter() - started
+        comment = f"session {i}"
+        status = client.predict(history, comment, "", api_name="/save")
+        assert status == "Saved with the latest answer.", status
+        return history[-1]["metadata"]["id"], comment, elapsed
+
+    with ThreadPoolExecutor(max_workers=SESSIONS) as pool:
+        results = list(pool.map(session, range(SESSIONS)))
+
+    latencies = sorted(r[2] for r in results)
+    print(f"\n{SESSIONS} concurrent sessions: answer latency median {statistics.median(latencies):.1f}s, "
+          f"max {latencies[-1]:.1f}s")
+    bot = RagBot.open(data_dir)
+    try:
+        ids = {answer_id for answer_id, _, _ in results}
+        assert len(ids) == SESSIONS  # one recorded answer per session
+        for answer_id, comment, _ in results:
+            saved = bot.feedback.feedback(answer_id)
+            assert saved is not None and saved.comment == comment, (answer_id, comment)
+            assert bot.feedback.answer_trace(answer_id)["question"] in QUESTIONS
+    finally:
+        bot.close()
