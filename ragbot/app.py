@@ -26,7 +26,7 @@ from .types import Answer
 FOLLOW_UP_WORDS = {"it", "its", "they", "them", "their", "this", "that", "these", "those", "he", "she",
                    "him", "his", "her", "there", "also", "else", "more"}
 MAX_HISTORY_TURNS = 2
-DEFAULT_MAX_UPLOAD_MB = 50
+DEFAULT_MAX_UPLOAD_MB = 50  # the max_upload_mb setting's default
 
 
 def standalone_query(previous_questions: list[str], question: str) -> str:

@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auth", metavar="USER:PASSWORD",
                    help="require a login (or set RAGBOT_AUTH=user:password)")
     p.add_argument("--share", action="store_true", help="also create a public Gradio share link (off by default)")
-    p.add_argument("--max-upload-mb", type=int, default=50, help="largest file accepted by upload (default 50)")
+    p.add_argument("--max-upload-mb", type=int, help="largest file accepted by upload (default 50)")
     p.add_argument("--no-default-corpus", action="store_true",
                    help="do not ingest the shipped corpus into an empty data dir")
     p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
@@ -162,6 +162,7 @@ def _open(args: argparse.Namespace):
         "allow_downloads": args.allow_downloads,
         "chunk_tokens": getattr(args, "chunk_tokens", None),
         "chunk_overlap": getattr(args, "chunk_overlap", None),
+        "max_upload_mb": getattr(args, "max_upload_mb", None),
     }
     return RagBot.open(args.data_dir, **overrides)
 
@@ -408,7 +409,6 @@ def cmd_chat(bot, args) -> int:
     from .app import build_app
     from .errors import ConfigError
 
-    _ensure_corpus(bot, args)
     auth = args.auth or os.environ.get("RAGBOT_AUTH")
     credentials = None
     if auth:
@@ -416,11 +416,14 @@ def cmd_chat(bot, args) -> int:
         if not sep or not user or not password:
             raise ConfigError("--auth / RAGBOT_AUTH must look like user:password")
         credentials = [(user, password)]
+    _ensure_corpus(bot, args)
     print("Loading models…", file=sys.stderr)
     bot.embedder, bot.generator
-    app = build_app(bot, max_upload_mb=args.max_upload_mb)
+    limit = bot.settings.max_upload_mb
+    app = build_app(bot, max_upload_mb=limit)
+    print(f"Serving on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
     app.launch(server_name=args.host, server_port=args.port, share=args.share, auth=credentials,
-               max_file_size=f"{args.max_upload_mb}mb", allowed_paths=[], show_error=True)
+               max_file_size=f"{limit}mb", allowed_paths=[], show_error=True, quiet=True)
     return 0
 
 

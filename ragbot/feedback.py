@@ -40,7 +40,10 @@ class Feedback:
 class FeedbackLog:
     def __init__(self, store: Store):
         self.store = store
-        self._db = store._db
+
+    @property
+    def _db(self):
+        return self.store._db  # this thread's connection
 
     # -- answers ----------------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ class Settings:
     context_tokens: int = 2048  # prompt + answer budget for the generator
     max_new_tokens: int = 128
     temperature: float = 0.0
+    max_upload_mb: int = 50  # largest file the chat page accepts
     default_corpus: Path | None = field(default=DEFAULT_CORPUS)
 
     @property
@@ -76,6 +77,8 @@ class Settings:
             raise ConfigError(f"dtype must be auto, float32 or bfloat16 (got {self.dtype!r})")
         if self.max_new_tokens < 1 or self.context_tokens <= self.max_new_tokens:
             raise ConfigError("context_tokens must be larger than max_new_tokens, both positive")
+        if self.max_upload_mb < 1:
+            raise ConfigError(f"max_upload_mb must be at least 1 (got {self.max_upload_mb})")
         if not 0.0 <= self.temperature <= 2.0:
             raise ConfigError(f"temperature must be between 0 and 2 (got {self.temperature})")
 
@@ -109,7 +112,7 @@ _KINDS: dict[str, type] = {
     "embedder": str, "generator": str, "allow_downloads": bool, "dtype": str,
     "chunk_tokens": int, "chunk_overlap": int, "embed_batch_size": int, "top_k": int,
     "min_score": float, "prompt_passages": int, "context_tokens": int, "max_new_tokens": int, "temperature": float,
-    "default_corpus": Path,
+    "max_upload_mb": int, "default_corpus": Path,
 }
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -86,28 +87,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextmanager
+def running_chat(data_dir: Path, *extra: str):
+    """`ragbot chat` in its own process on a free port; yields its URL."""
+    port = _free_port()
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_path = ARTIFACTS / f"chat-server-{port}.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ragbot", "chat", "--data-dir", str(data_dir), "--port", str(port), *extra],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            deadline = time.time() + 180
+            while True:
+                try:
+                    urllib.request.urlopen(url, timeout=2)
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.time() > deadline:
+                        pytest.fail(f"ragbot chat did not start: {log_path.read_text()[-2000:]}")
+                    time.sleep(1)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
 @pytest.fixture
 def server(corpus_bot):
-    """`ragbot chat` in its own process on a free port, over the corpus bot's data dir."""
-    port = _free_port()
-    log = open(ARTIFACTS.mkdir(exist_ok=True) or ARTIFACTS / "chat-server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ragbot", "chat", "--data-dir", str(corpus_bot.settings.data_dir), "--port", str(port)],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"ragbot chat exited: {(ARTIFACTS / 'chat-server.log').read_text()[-2000:]}")
-            time.sleep(1)
-    yield url, corpus_bot.settings.data_dir
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
-
-
+    """`ragbot chat` over the corpus bot's data dir: (url, data dir)."""
+    with running_chat(corpus_bot.settings.data_dir) as url:
+        yield url, corpus_bot.settings.data_dir

@@ -6,6 +6,8 @@ import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from ragbot import RagBot
 
 QUESTIONS = [
@@ -49,3 +51,28 @@ def test_twenty_concurrent_sessions_lose_no_feedback(server):
             assert bot.feedback.answer_trace(answer_id)["question"] in QUESTIONS
     finally:
         bot.close()
+
+
+def test_login_is_required_when_auth_is_set(corpus_bot):
+    from gradio_client import Client
+
+    from conftest import running_chat
+
+    with running_chat(corpus_bot.settings.data_dir, "--auth", "ann:s3cret") as url:
+        with pytest.raises(Exception):
+            Client(url, verbose=False)
+        client = Client(url, auth=("ann", "s3cret"), verbose=False)
+        assert "/respond" in client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+
+
+def test_malformed_auth_is_refused_with_a_message(corpus_bot):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    done = subprocess.run([sys.executable, "-m", "ragbot", "chat", "--auth", "no-colon", "--no-default-corpus",
+                           "--data-dir", str(corpus_bot.settings.data_dir)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 2
+    assert "--auth / RAGBOT_AUTH must look like user:password" in done.stderr

@@ -135,3 +135,20 @@ def test_a_newer_database_is_refused(tmp_path):
     store.close()
     with pytest.raises(RagbotError, match="newer ragbot"):
         Store(tmp_path / "ragbot.db")
+
+
+def test_many_threads_record_and_vote_at_once(log):
+    """The chat UI answers people on worker threads; each thread's writes must not collide."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def work(i: int) -> str:
+        answer_id = log.record_answer(_answer(f"q{i}", "a"))
+        log.set_feedback(answer_id, 1 if i % 2 else -1, comment=f"c{i}")
+        return answer_id
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = list(pool.map(work, range(80)))
+    assert len(set(ids)) == 80
+    assert all(log.feedback(answer_id).comment == f"c{i}" for i, answer_id in enumerate(ids))
+    stats = log.stats()[0]
+    assert (stats["answers"], stats["up"], stats["down"]) == (80, 40, 40)
