@@ -199,8 +199,9 @@ class RagBot:
         started = time.perf_counter()
         passages = self.search(retrieval_query, k) if given is None else _given_passages(given)
         retrieve_ms = (time.perf_counter() - started) * 1000
-        generator = self.generator
-        common = dict(question=question, passages=passages, model=generator.name, adapter=generator.adapter)
+        # A refusal on retrieval alone must not wait for the generator to load.
+        adapter = self._generator.adapter if self._generator is not None else None
+        common = dict(question=question, passages=passages, model=settings.generator, adapter=adapter)
 
         if not passages or passages[0].score < settings.min_score:
             if stream:
@@ -210,6 +211,7 @@ class RagBot:
                          tokens={"prompt": 0, "completion": 0}, refusal_reason="low_retrieval_score", **common)
             return
 
+        generator = self.generator
         prompt = build_prompt(
             question, passages[: settings.prompt_passages], render=generator.render, count_tokens=generator.count_tokens,
             budget=generator.context_tokens - settings.max_new_tokens, history=history,

@@ -292,22 +292,9 @@ def _groundedness(bot, answer) -> float | None:
     sentences = split_sentences(answer.answer)
     if not sentences:
         return None
-    shown = answer.passages
-    checks = []
-    pairs = []
-    for sentence in sentences:
-        numbers = [n for n in cited_numbers(sentence, len(shown))]
-        if not numbers:
-            checks.append(False)
-            continue
-        pairs.append((len(checks), sentence, [shown[n - 1].text for n in numbers]))
-        checks.append(None)
-    if pairs:
-        texts = [s for _, s, _ in pairs] + [t for _, _, ts in pairs for t in ts]
-        vectors = bot.embedder.encode(texts)
-        offset = len(pairs)
-        for slot, (index, _, cited) in enumerate(pairs):
-            sims = vectors[offset : offset + len(cited)] @ vectors[slot]
-            offset += len(cited)
-            checks[index] = bool((sims >= SUPPORT_THRESHOLD).any())
-    return sum(checks) / len(checks)
+    similarity = bot._similarity_to(answer.passages)(sentences)  # sentence x passage cosine
+    supported = 0
+    for sentence, row in zip(sentences, similarity):
+        cited = cited_numbers(sentence, len(answer.passages))
+        supported += any(row[n - 1] >= SUPPORT_THRESHOLD for n in cited)
+    return supported / len(sentences)
