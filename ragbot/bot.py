@@ -77,6 +77,19 @@ class RagBot:
                 self._generator = Generator.load(self.settings)
             return self._generator
 
+    def with_settings(self, **overrides) -> "RagBot":
+        """A RagBot on the same data dir with some settings changed, sharing the loaded embedder."""
+        from .settings import with_overrides
+
+        other = RagBot(with_overrides(self.settings, **overrides))
+        other._embedder = self._embedder
+        return other
+
+    def use_generator(self, generator) -> None:
+        """Answer with `generator` from now on (the tuning gate swaps candidate and active)."""
+        with self._load_lock:
+            self._generator = generator
+
     def _current_index(self) -> VectorIndex:
         """The FAISS index matching the database's generation, loaded or rebuilt as needed."""
         with self._load_lock:
@@ -268,15 +281,30 @@ class RagBot:
             "generation": self.store.generation(),
             "embedder": self.store.meta("embedder") or self.settings.embedder,
             "generator": self.settings.generator,
+            "adapter": self.adapter_in_use(),
             "schema_version": self.store.schema_version(),
         }
 
 
+    def adapter_in_use(self) -> str:
+        """The adapter version answers come from ("none": the base model), without loading it."""
+        from .registry import AdapterRegistry
+
+        if self.settings.adapter != "active":
+            return self.settings.adapter
+        return AdapterRegistry(self.settings.adapters_dir).state()["active"] or "none"
+
+
 def _given_passages(given: Sequence[str | dict]) -> list[Passage]:
-    """Passages supplied by the caller instead of retrieved (scored 1.0, negative chunk ids)."""
+    """Passages supplied by the caller instead of retrieved (scored 1.0, negative chunk ids).
+
+    A dict may also carry "title", "section" and "page", shown in the passage's header."""
     passages = []
     for i, item in enumerate(given, start=1):
-        text, ident = (item, f"passage-{i}") if isinstance(item, str) else (item["text"], str(item.get("id", f"passage-{i}")))
-        passages.append(Passage(chunk_id=-i, source=ident, title=ident, section="", page=None,
-                                text=text, score=1.0, rank=i))
+        if isinstance(item, str):
+            item = {"text": item}
+        ident = str(item.get("id", f"passage-{i}"))
+        passages.append(Passage(chunk_id=-i, source=ident, title=item.get("title") or ident,
+                                section=item.get("section") or "", page=item.get("page"),
+                                text=item["text"], score=1.0, rank=i))
     return passages

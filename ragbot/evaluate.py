@@ -279,6 +279,9 @@ def evaluate_answers(bot, rows: list[dict]) -> tuple[dict, list[dict]]:
         "refusal_rate_answerable": sum(r["refused"] for r in answerable) / len(answerable) if answerable else None,
         "citation_accuracy": mean("citation_accuracy"),
         "groundedness": mean("groundedness"),
+        "n_answerable": len(answerable),
+        "n_unanswerable": len(unanswerable),
+        "n_cited": sum(r["citation_accuracy"] is not None for r in per_question),
         "answer_words_mean": statistics.fmean(r["answer_words"] for r in per_question),
         "latency_ms_p50": percentile(latencies, 50),
         "latency_ms_p95": percentile(latencies, 95),
@@ -298,3 +301,14 @@ def _groundedness(bot, answer) -> float | None:
         cited = cited_numbers(sentence, len(answer.passages))
         supported += any(row[n - 1] >= SUPPORT_THRESHOLD for n in cited)
     return supported / len(sentences)
+
+
+def save_run(out: Path, summary: dict, records: list[dict], records_name: str = "per_question.jsonl") -> Path:
+    """Write an evaluation run folder: summary.json and one JSON line per question or query."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    with open(out / records_name, "w", encoding="utf-8") as fh:
+        for row in records:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return out

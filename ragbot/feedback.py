@@ -171,6 +171,11 @@ class FeedbackLog:
             "JOIN answers a ON a.id = f.answer_id WHERE a.prompt != '' ORDER BY a.created_at, a.id"
         ).fetchall()
 
+    def voted_answers(self) -> list[dict]:
+        """Answers the model made that have a vote or a correction: the tuning gate's regression set."""
+        return [{"answer_id": i, "prompt": p, "answer": a, "vote": v, "correction": c}
+                for i, p, a, v, c in self._voted()]
+
     def export_rows(self, fmt: str) -> Iterator[dict]:
         """SFT {prompt, completion}: thumbs-up answers and corrections.
         KTO {prompt, completion, label}: every vote, plus corrections as desirable.

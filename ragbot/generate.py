@@ -32,7 +32,17 @@ class Generator:
         self.context_tokens = min(context_tokens, int(limit))
 
     @classmethod
-    def load(cls, settings: Settings) -> "Generator":
+    def load(cls, settings: Settings, adapter: str | None = None) -> "Generator":
+        """The generator named by `settings`, with the LoRA adapter `adapter` (default: the
+        `adapter` setting: "active", "none" or a version) merged into its weights."""
+        from .registry import AdapterError, AdapterRegistry
+
+        chosen = AdapterRegistry(settings.adapters_dir).resolve(adapter or settings.adapter)
+        if chosen is not None and chosen.base_model != settings.generator:
+            raise AdapterError(
+                f"adapter {chosen.version} was trained on {chosen.base_model!r}, not on the generator "
+                f"{settings.generator!r}; use --adapter none, or `ragbot model activate none`"
+            )
         location, device, dtype = load_plan(settings, "generator")
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -44,9 +54,17 @@ class Generator:
             raise ModelError(f"cannot load generator {settings.generator!r} from {location}: {exc}") from None
         if not tokenizer.chat_template:
             raise ModelError(f"generator {settings.generator!r} has no chat template; use an instruction-tuned model")
+        if chosen is not None:
+            from peft import PeftModel
+
+            try:
+                model = PeftModel.from_pretrained(model, str(chosen.path)).merge_and_unload()
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise AdapterError(f"cannot load adapter {chosen.version} from {chosen.path}: {exc}") from None
         model.to(device)
         model.eval()
-        return cls(model, tokenizer, name=settings.generator, context_tokens=settings.context_tokens)
+        return cls(model, tokenizer, name=settings.generator, context_tokens=settings.context_tokens,
+                   adapter=chosen.version if chosen else None)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])

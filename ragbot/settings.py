@@ -29,6 +29,9 @@ class Settings:
     embedder: str = DEFAULT_EMBEDDER
     generator: str = DEFAULT_GENERATOR
     allow_downloads: bool = False
+    # LoRA adapter on the generator: "active" (the registry's choice, see `ragbot model`),
+    # "none" (the base model), or a version such as "v3".
+    adapter: str = "active"
     # "auto" picks bfloat16 where the CPU computes it natively (AMX / AVX512-BF16), else float32.
     dtype: str = "auto"
     # Chunking, in embedder tokens.
@@ -60,6 +63,14 @@ class Settings:
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.data_dir / "adapters"
+
+    @property
+    def tune_dir(self) -> Path:
+        return self.data_dir / "tune"
 
     def validate(self) -> None:
         if self.chunk_tokens < 16:
@@ -109,7 +120,7 @@ def _coerce(name: str, raw: Any, kind: type) -> Any:
 
 
 _KINDS: dict[str, type] = {
-    "embedder": str, "generator": str, "allow_downloads": bool, "dtype": str,
+    "embedder": str, "generator": str, "allow_downloads": bool, "adapter": str, "dtype": str,
     "chunk_tokens": int, "chunk_overlap": int, "embed_batch_size": int, "top_k": int,
     "min_score": float, "prompt_passages": int, "context_tokens": int, "max_new_tokens": int, "temperature": float,
     "max_upload_mb": int, "default_corpus": Path,

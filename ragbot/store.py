@@ -327,6 +327,13 @@ class Store:
         ).fetchall()
         return {row[0]: StoredChunk(*row) for row in rows}
 
+    def all_chunks(self) -> list[StoredChunk]:
+        rows = self._db.execute(
+            "SELECT c.id, d.source, d.title, c.section, c.page, c.text FROM chunks c "
+            "JOIN documents d ON d.id = c.doc_id ORDER BY c.id"
+        ).fetchall()
+        return [StoredChunk(*row) for row in rows]
+
     def all_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of every chunk, for rebuilding the FAISS index."""
         rows = self._db.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()

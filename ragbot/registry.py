@@ -1,0 +1,156 @@
+"""Versioned LoRA adapters for the generator, kept in `<data dir>/adapters/`.
+
+    adapters/
+      v1/  adapter_model.safetensors, adapter_config.json, tokenizer files, ragbot-adapter.json
+      v2/  ...
+      state.json   {"active": "v2", "history": ["v1", "v2"]}
+
+`ragbot-adapter.json` holds the metadata: base model, data hash and counts, training config,
+gate metrics, parent adapter, creation time. A version dir appears by rename, and state.json is
+replaced atomically, so an interrupted save never leaves a half-written adapter active.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import RagbotError
+
+METADATA = "ragbot-adapter.json"
+STATE = "state.json"
+_VERSION = re.compile(r"^v(\d+)$")
+NO_ADAPTER = "none"
+
+
+class AdapterError(RagbotError):
+    pass
+
+
+@dataclass
+class AdapterInfo:
+    version: str
+    path: Path
+    metadata: dict
+
+    @property
+    def base_model(self) -> str:
+        return self.metadata.get("base_model", "")
+
+
+class AdapterRegistry:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def versions(self) -> list[AdapterInfo]:
+        """Saved adapters, oldest first."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for entry in self.root.iterdir():
+            match = _VERSION.match(entry.name)
+            if match and (entry / METADATA).is_file():
+                found.append((int(match.group(1)), entry))
+        return [self._info(path) for _, path in sorted(found)]
+
+    def get(self, version: str) -> AdapterInfo:
+        path = self.root / version
+        if not _VERSION.match(version) or not (path / METADATA).is_file():
+            known = ", ".join(v.version for v in self.versions()) or "none saved yet"
+            raise AdapterError(f"no adapter {version!r} in {self.root} (known: {known})")
+        return self._info(path)
+
+    def _info(self, path: Path) -> AdapterInfo:
+        try:
+            metadata = json.loads((path / METADATA).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise AdapterError(f"{path / METADATA}: unreadable ({exc})") from None
+        return AdapterInfo(version=path.name, path=path, metadata=metadata)
+
+    def state(self) -> dict:
+        path = self.root / STATE
+        if not path.is_file():
+            return {"active": None, "history": []}
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise AdapterError(f"{path}: unreadable ({exc}); fix it or run `ragbot model activate VERSION`") from None
+        state.setdefault("active", None)
+        state.setdefault("history", [])
+        return state
+
+    def active(self) -> AdapterInfo | None:
+        version = self.state()["active"]
+        return self.get(version) if version else None
+
+    def resolve(self, choice: str) -> AdapterInfo | None:
+        """The adapter a setting names: "active", "none", or a version."""
+        if choice == NO_ADAPTER:
+            return None
+        if choice == "active":
+            return self.active()
+        return self.get(choice)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def save(self, trained_dir: Path, metadata: dict) -> AdapterInfo:
+        """Copy a trained adapter dir in as the next version (not activated)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        existing = [int(_VERSION.match(p.name).group(1)) for p in self.root.iterdir() if _VERSION.match(p.name)]
+        version = f"v{max(existing, default=0) + 1}"
+        tmp = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=self.root))
+        try:
+            for item in Path(trained_dir).iterdir():
+                if item.is_file():
+                    shutil.copy2(item, tmp / item.name)
+            record = {"version": version, "created_at": time.time(), **metadata}
+            (tmp / METADATA).write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
+            os.replace(tmp, self.root / version)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return self.get(version)
+
+    def update_metadata(self, version: str, **fields) -> AdapterInfo:
+        info = self.get(version)
+        info.metadata.update(fields)
+        _write_atomic(info.path / METADATA, json.dumps(info.metadata, indent=2, default=str))
+        return info
+
+    def activate(self, version: str) -> AdapterInfo | None:
+        """Make `version` (or "none", the base model) what "active" means."""
+        info = None if version == NO_ADAPTER else self.get(version)
+        state = self.state()
+        if state["active"] != (info.version if info else None):
+            state["history"].append(state["active"])
+        state["active"] = info.version if info else None
+        self.root.mkdir(parents=True, exist_ok=True)
+        _write_atomic(self.root / STATE, json.dumps(state, indent=2))
+        return info
+
+    def rollback(self) -> AdapterInfo | None:
+        """Re-activate what was active before the current one (None: the base model)."""
+        state = self.state()
+        if not state["history"]:
+            raise AdapterError("nothing to roll back to: no earlier activation is recorded")
+        previous = state["history"].pop()
+        state["active"] = previous
+        _write_atomic(self.root / STATE, json.dumps(state, indent=2))
+        return self.get(previous) if previous else None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
