@@ -29,6 +29,8 @@ def _common(default) -> argparse.ArgumentParser:
                         help="where ragbot keeps its index and database")
     common.add_argument("--embedder", default=default, help="embedder: built-in name, local model dir or hub id")
     common.add_argument("--generator", default=default, help="generator: built-in name, local model dir or hub id")
+    common.add_argument("--adapter", default=default, metavar="VERSION",
+                        help="generator adapter: active (default), none, or a version such as v2")
     common.add_argument("--allow-downloads", action="store_true", default=default,
                         help="allow fetching models from the Hugging Face hub (off by default)")
     return common
@@ -133,6 +135,44 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--format", required=True, choices=["sft", "kto", "dpo"])
     f.add_argument("--out", required=True, metavar="FILE.jsonl")
 
+    p = sub.add_parser("tune", parents=[common], help="fine-tune the generator (LoRA) on your documents and feedback",
+                       description="Make grounded QA examples from the indexed documents (and the feedback log), "
+                                   "train a LoRA adapter with SFT then KTO (DPO when the feedback has pairs), "
+                                   "save it as the next version, and activate it only if it answers held-out "
+                                   "questions better than the active model. An interrupted run resumes.",
+                       epilog="--quick: 30 model-written questions, 9 minutes of training, 16 gate questions "
+                              "(about 15 minutes on a 2-core CPU for the shipped corpus).")
+    p.add_argument("--quick", action="store_true", help="small settings for a first try (see below)")
+    p.add_argument("--max-steps", type=int, help="stop each training stage after this many steps")
+    p.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop training after this many minutes")
+    p.add_argument("--model-questions", type=int, metavar="N",
+                   help="questions the local model writes (default 120; 0: from document structure only)")
+    p.add_argument("--preference", choices=["auto", "kto", "dpo", "none"],
+                   help="second stage (default auto: DPO when the feedback holds 8+ pairs, else KTO)")
+    p.add_argument("--epochs", type=float, help="SFT epochs (default 2)")
+    p.add_argument("--heldout", type=float, metavar="FRACTION", help="share of chunks held out (default 0.2)")
+    p.add_argument("--gate-questions", type=int, metavar="N", help="held-out questions the gate asks (default 40)")
+    p.add_argument("--gate-max-new-tokens", type=int, metavar="N",
+                   help="answer length limit while the gate compares models (default 96)")
+    p.add_argument("--save-steps", type=int, metavar="N", help="save a checkpoint every N steps (default 10)")
+    p.add_argument("--activate", choices=["gate", "always", "never"],
+                   help="activate the new adapter when the gate passes (default), always, or never")
+    p.add_argument("--fresh", action="store_true", help="train from the base model, not on top of the active adapter")
+    p.add_argument("--new", action="store_true", help="start a new run instead of resuming an unfinished one")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--no-default-corpus", action="store_true",
+                   help="do not ingest the shipped corpus into an empty data dir")
+
+    p = sub.add_parser("model", help="list, activate or roll back generator adapters",
+                       description="Adapters made by `ragbot tune` are versions v1, v2, ... in <data dir>/adapters. "
+                                   "The active one is used by ask, chat and eval (override with --adapter).")
+    mc = p.add_subparsers(dest="model_command", metavar="WHAT", required=True)
+    m = mc.add_parser("list", parents=[common], help="adapters with their metrics; * marks the active one")
+    m.add_argument("--json", action="store_true")
+    m = mc.add_parser("activate", parents=[common], help="make VERSION (or none: the base model) active")
+    m.add_argument("version", metavar="VERSION")
+    mc.add_parser("rollback", parents=[common], help="re-activate what was active before")
+
     p = sub.add_parser("status", parents=[common], help="what the data dir holds")
     p.add_argument("--json", action="store_true")
 
@@ -160,6 +200,7 @@ def _open(args: argparse.Namespace):
         "embedder": args.embedder,
         "generator": args.generator,
         "allow_downloads": args.allow_downloads,
+        "adapter": args.adapter,
         "chunk_tokens": getattr(args, "chunk_tokens", None),
         "chunk_overlap": getattr(args, "chunk_overlap", None),
         "max_upload_mb": getattr(args, "max_upload_mb", None),
@@ -336,12 +377,6 @@ def _out_dir(bot, args, name: str):
     return bot.settings.data_dir / "eval-runs" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _write_jsonl(path, rows) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
 def cmd_eval(bot, args) -> int:
     from pathlib import Path
 
@@ -372,10 +407,8 @@ def cmd_eval(bot, args) -> int:
             result = evaluate.evaluate_retrieval(eval_bot, data, k=args.k)
         finally:
             eval_bot.close()
-        out = _out_dir(bot, args, f"retrieval-{beir.name}")
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "summary.json").write_text(json.dumps(result.summary, indent=2))
-        _write_jsonl(out / "per_query.jsonl", result.per_query)
+        out = evaluate.save_run(_out_dir(bot, args, f"retrieval-{beir.name}"), result.summary, result.per_query,
+                                "per_query.jsonl")
         worst = sorted(result.per_query, key=lambda r: r["ndcg@10"])[:20]
         lines = ["# Worst queries by nDCG@10", "", "| nDCG@10 | query | relevant | retrieved top 3 |", "| --- | --- | --- | --- |"]
         lines += [f"| {r['ndcg@10']:.3f} | {r['query']} | {', '.join(r['relevant'])} | {', '.join(r['top'][:3])} |" for r in worst]
@@ -385,10 +418,7 @@ def cmd_eval(bot, args) -> int:
         _ensure_corpus(bot, argparse.Namespace(no_default_corpus=False, json=args.json))
         rows = evaluate.load_qa(Path(args.qa))
         summary, per_question = evaluate.evaluate_answers(bot, rows)
-        out = _out_dir(bot, args, "answers")
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
-        _write_jsonl(out / "per_question.jsonl", per_question)
+        out = evaluate.save_run(_out_dir(bot, args, "answers"), summary, per_question)
     if args.report:
         from .report import write_report
 
@@ -455,7 +485,64 @@ def cmd_feedback(bot, args) -> int:
     return 0
 
 
+def cmd_tune(bot, args) -> int:
+    from .tune import TuneConfig, tune
+
+    _ensure_corpus(bot, argparse.Namespace(no_default_corpus=args.no_default_corpus, json=False))
+    options = {
+        "max_steps": args.max_steps, "time_budget_min": args.time_budget, "model_questions": args.model_questions,
+        "preference": args.preference, "sft_epochs": args.epochs, "heldout_fraction": args.heldout,
+        "gate_questions": args.gate_questions, "gate_max_new_tokens": args.gate_max_new_tokens,
+        "save_steps": args.save_steps, "activate": args.activate, "seed": args.seed,
+        "fresh": args.fresh or None,
+    }
+    options = {k: v for k, v in options.items() if v is not None}
+    config = TuneConfig.quick(**options) if args.quick else TuneConfig(**options)
+    result = tune(bot, config, new=args.new, log=lambda line: print(line, file=sys.stderr))
+    state = "activated" if result.activated else "saved, not activated"
+    print(f"adapter {result.version}: {state} (run folder {result.run_dir})")
+    return 0
+
+
+def cmd_model(bot, args) -> int:
+    from .registry import AdapterRegistry
+
+    registry = AdapterRegistry(bot.settings.adapters_dir)
+    if args.model_command == "activate":
+        info = registry.activate(args.version)
+        print(f"active: {info.version if info else 'none (the base model)'}")
+        return 0
+    if args.model_command == "rollback":
+        info = registry.rollback()
+        print(f"active: {info.version if info else 'none (the base model)'}")
+        return 0
+    active = registry.state()["active"]
+    versions = registry.versions()
+    if args.json:
+        print(json.dumps({"active": active, "adapters": [
+            {"version": v.version, "path": str(v.path), **v.metadata} for v in versions]}, indent=2, default=str))
+        return 0
+    if not versions:
+        print("no adapters yet: run `ragbot tune`")
+        return 0
+    print(f"{'':2}{'version':8} {'created':16} {'base model':24} {'parent':7} {'train':>6} {'score':>6}  gate")
+    for v in versions:
+        meta = v.metadata
+        gate = meta.get("gate") or {}
+        score = (gate.get("candidate") or {}).get("score")
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(meta.get("created_at", 0)))
+        train = (meta.get("counts") or {}).get("train", {}).get("total", "")
+        verdict = "passed" if gate.get("promoted") else "failed" if gate else "not run"
+        print(f"{'*' if v.version == active else ' ':2}{v.version:8} {created:16} {meta.get('base_model', ''):24} "
+              f"{meta.get('parent') or '-':7} {train:>6} {'' if score is None else f'{score:.3f}':>6}  {verdict}")
+    if active is None:
+        print("active: none (the base model)")
+    return 0
+
+
 COMMANDS = {
+    "tune": cmd_tune,
+    "model": cmd_model,
     "chat": cmd_chat,
     "feedback": cmd_feedback,
     "eval": cmd_eval,

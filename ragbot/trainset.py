@@ -1,0 +1,343 @@
+"""Training data for tuning the generator, made from the user's own documents and feedback.
+
+No external model or service is involved:
+1. Questions about indexed chunks, made by structure (definitions such as "X is a ..." and
+   section headings) and, optionally, by the local generator itself.
+2. Each question is kept only if it passes two checks: it retrieves its own chunk among the
+   passages the chatbot would show, and the chunk holds a sentence that answers it (embedding
+   cosine to the question of at least ANSWER_MIN_SIMILARITY). That sentence is the answer.
+3. An answerable example shows the gold chunk among the question's other retrieved chunks, at
+   a random position, in the chatbot's own prompt format; the target is the answer sentence
+   citing that position. An unanswerable example is the same question with the gold chunk's
+   whole document withheld (and any passage close to the answer); the target is the refusal.
+4. Undesirable completions for KTO/DPO: for each example, the mistakes the model must unlearn
+   (wrong citation, refusing an answerable question, answering an unanswerable one), plus the
+   feedback log's votes and corrections.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .answer import REFUSAL, build_prompt
+from .store import StoredChunk
+from .types import Passage
+
+# A chunk sentence answers a question when their embeddings are at least this similar.
+ANSWER_MIN_SIMILARITY = 0.35
+# A withheld-answer example drops any passage at least this similar to the answer sentence.
+LEAK_SIMILARITY = 0.60
+ANSWER_WORDS = (5, 45)  # answer sentences outside this length are not used
+
+_DEFINITION = re.compile(
+    r"^(?P<term>[A-Z][\w\-/()' ]{1,60}?)\s+(?P<verb>is|are|refers to|means)\s+(?:a|an|the|one)\s+\S"
+)
+_NOT_A_TERM = {"it", "this", "that", "these", "those", "they", "there", "here", "examples", "one", "each", "what"}
+_QUESTION_LINE = re.compile(r"([A-Z][^?\n]{8,200}\?)")
+
+
+@dataclass
+class Candidate:
+    """A question about one chunk, before the checks."""
+
+    question: str
+    chunk_id: int
+    origin: str  # "definition", "heading" or "model"
+    answer: str = ""  # the chunk sentence that answers it (set by the checks)
+
+
+@dataclass
+class Example:
+    """One training or held-out example, in the chatbot's prompt format."""
+
+    question: str
+    passages: list[dict]  # in prompt order: id, title, section, page, text
+    target: str  # the answer citing the gold passage, or the refusal
+    answerable: bool
+    origin: str
+    gold: int | None  # citation number of the gold passage
+    chunk_id: int
+    answer: str = ""  # reference answer without the citation
+    prompt: str = ""  # rendered with the generator's chat template
+    rejected: list[str] = field(default_factory=list)  # undesirable completions for this prompt
+
+    def as_eval_row(self) -> dict:
+        """The `ragbot eval answers` row for this example (generation on the given passages)."""
+        gold_id = self.passages[self.gold - 1]["id"] if self.gold else None
+        return {
+            "question": self.question, "answers": [self.answer] if self.answerable else [],
+            "answerable": self.answerable, "category": self.origin,
+            "gold_passage_ids": [gold_id] if gold_id else [], "passages": self.passages,
+        }
+
+
+# -- questions ---------------------------------------------------------------------------------
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+
+
+def answer_sentences(text: str) -> list[str]:
+    """Whole prose sentences of a chunk, markup removed, that are a sensible answer length.
+
+    Headings are dropped, list items and paragraphs are read on their own, and a piece cut
+    off by the chunk boundary (not starting with a capital or not ending a sentence) is skipped."""
+    sentences = []
+    for block in re.split(r"\n\s*\n|\n(?=\s*(?:[-*+]|\d+[.)])\s)", text):
+        lines = [line.strip() for line in block.splitlines() if not line.lstrip().startswith("#")]
+        flat = re.sub(r"^\s*(?:[-*+]|\d+[.)])\s+", "", " ".join(lines))
+        flat = re.sub(r"\*\*|__|`", "", flat)
+        flat = " ".join(flat.split())
+        for sentence in _SENTENCE_END.split(flat):
+            words = len(sentence.split())
+            if (ANSWER_WORDS[0] <= words <= ANSWER_WORDS[1] and sentence[:1].isupper()
+                    and sentence[-1] in ".!?"):
+                sentences.append(sentence)
+    return sentences
+
+
+def structural_questions(chunks: Sequence[StoredChunk]) -> list[Candidate]:
+    """Questions from definitions ("X is a ...") and from section headings."""
+    found = []
+    for chunk in chunks:
+        for sentence in answer_sentences(chunk.text):
+            match = _DEFINITION.match(sentence)
+            if not match:
+                continue
+            term = match.group("term").strip()
+            if term.lower() in _NOT_A_TERM or term.split()[0].lower() in _NOT_A_TERM:
+                continue
+            verb = "are" if match.group("verb") == "are" else "is"
+            found.append(Candidate(f"What {verb} {term[0].lower() + term[1:] if _lower_ok(term) else term}?",
+                                   chunk.id, "definition"))
+        heading = chunk.section.split(" > ")[-1].strip() if chunk.section else ""
+        if heading and heading != chunk.title and 1 <= len(heading.split()) <= 10:
+            if heading.endswith("?"):
+                question = heading
+            else:
+                question = f"What does the {chunk.title} document say about {_lower(heading)}?"
+            found.append(Candidate(question, chunk.id, "heading"))
+    return found
+
+
+def _lower_ok(term: str) -> bool:
+    """Lower-case the first letter unless the first word is an acronym or a name-like word."""
+    first = term.split()[0]
+    return first[1:].islower() and first.lower() in {"the", "a", "an"}
+
+
+def _lower(heading: str) -> str:
+    first = heading.split()[0]
+    return heading[0].lower() + heading[1:] if first[1:].islower() else heading
+
+
+def model_questions(chunks: Sequence[StoredChunk], write_question: Callable[[str], str], limit: int,
+                    rng: random.Random, progress: Callable[[int, int], None] | None = None) -> list[Candidate]:
+    """Up to `limit` questions written by the local generator, each for one sentence of a chunk.
+
+    `write_question(prompt_text)` returns the model's continuation of a rendered prompt (see
+    question_writer_messages). Sentences are sampled across all chunks."""
+    pool = [(chunk.id, sentence) for chunk in chunks for sentence in answer_sentences(chunk.text)]
+    rng.shuffle(pool)
+    found = []
+    for i, (chunk_id, sentence) in enumerate(pool[:limit], start=1):
+        reply = write_question(sentence).strip().split("\n")[0]
+        match = _QUESTION_LINE.search(reply)
+        if match:
+            found.append(Candidate(" ".join(match.group(1).split()), chunk_id, "model"))
+        if progress:
+            progress(i, min(limit, len(pool)))
+    return found
+
+
+# Worked examples steer the small model better than instructions alone; they are about topics
+# unlikely to be in a user's documents, so they rarely leak into its questions.
+_QUESTION_SHOTS = [
+    ("The Eiffel Tower was completed in 1889 for the World's Fair.", "When was the Eiffel Tower completed?"),
+    ("Photosynthesis turns light, water and carbon dioxide into sugar and oxygen.",
+     "What does photosynthesis turn light, water and carbon dioxide into?"),
+    ("Honey bees communicate the direction of food with a waggle dance.", "How do honey bees tell each other where food is?"),
+]
+
+
+def question_writer_messages(sentence: str) -> list[dict[str, str]]:
+    """Chat messages asking for a question the sentence answers; the reply is continued after "Question:"."""
+    shots = "".join(f"Sentence: {s}\nQuestion: {q}\n\n" for s, q in _QUESTION_SHOTS)
+    return [{"role": "user", "content": f"Write a question that the sentence answers.\n\n{shots}Sentence: {sentence}"}]
+
+
+# -- checks and examples -------------------------------------------------------------------------
+
+
+@dataclass
+class CheckReport:
+    made: Counter = field(default_factory=Counter)  # by origin
+    kept: Counter = field(default_factory=Counter)
+    rejected: Counter = field(default_factory=Counter)  # by reason
+
+
+def check_candidates(bot, candidates: Sequence[Candidate], report: CheckReport) -> list[tuple[Candidate, list[Passage]]]:
+    """Keep questions that retrieve their own chunk and that a sentence of it answers.
+
+    Returns each kept candidate (with `answer` set) and its retrieved passages."""
+    settings = bot.settings
+    unique: dict[str, Candidate] = {}
+    for c in candidates:
+        report.made[c.origin] += 1
+        key = c.question.lower()
+        if key in unique:
+            report.rejected["duplicate question"] += 1
+            continue
+        unique[key] = c
+    candidates = list(unique.values())
+    if not candidates:
+        return []
+    retrieved = bot.batch_search([c.question for c in candidates], k=settings.top_k + settings.prompt_passages)
+    chunks = bot.store.chunks([c.chunk_id for c in candidates])
+    kept = []
+    for candidate, passages in zip(candidates, retrieved):
+        shown = [p for p in passages if p.score >= settings.min_score][: settings.prompt_passages]
+        if candidate.chunk_id not in {p.chunk_id for p in shown}:
+            report.rejected["does not retrieve its chunk"] += 1
+            continue
+        sentences = answer_sentences(chunks[candidate.chunk_id].text)
+        if not sentences:
+            report.rejected["no answer-sized sentence in the chunk"] += 1
+            continue
+        vectors = bot.embedder.encode([candidate.question] + sentences)
+        scores = vectors[1:] @ vectors[0]
+        best = int(scores.argmax())
+        if float(scores[best]) < ANSWER_MIN_SIMILARITY:
+            report.rejected["no sentence of the chunk answers it"] += 1
+            continue
+        candidate.answer = sentences[best]
+        report.kept[candidate.origin] += 1
+        kept.append((candidate, passages))
+    return kept
+
+
+def passage_dict(p: Passage) -> dict:
+    return {"id": f"chunk-{p.chunk_id}", "title": p.title, "section": p.section, "page": p.page, "text": p.text}
+
+
+def cite(answer: str, n: int) -> str:
+    """"Sentence." -> "Sentence [n]." (the format the system prompt asks for)."""
+    body = answer.rstrip()
+    end = body[-1] if body and body[-1] in ".!?" else "."
+    return f"{body.rstrip('.!?').rstrip()} [{n}]{end}"
+
+
+def make_examples(bot, kept: Sequence[tuple[Candidate, list[Passage]]], rng: random.Random,
+                  unanswerable_share: float = 0.5) -> list[Example]:
+    """Answerable examples for every kept question; unanswerable ones for a share of them."""
+    n_shown = bot.settings.prompt_passages
+    examples = []
+    for candidate, passages in kept:
+        gold = next(p for p in passages if p.chunk_id == candidate.chunk_id)
+        others = [p for p in passages if p.chunk_id != gold.chunk_id][: n_shown - 1]
+        position = rng.randint(0, len(others))
+        shown = others[:position] + [gold] + others[position:]
+        examples.append(Example(
+            question=candidate.question, passages=[passage_dict(p) for p in shown],
+            target=cite(candidate.answer, position + 1), answerable=True, origin=candidate.origin,
+            gold=position + 1, chunk_id=candidate.chunk_id, answer=candidate.answer,
+        ))
+        if rng.random() >= unanswerable_share:
+            continue
+        withheld = [p for p in passages if p.source != gold.source]
+        if len(withheld) < 1:
+            continue
+        texts = [candidate.answer] + [p.text for p in withheld]
+        vectors = bot.embedder.encode(texts)
+        close = vectors[1:] @ vectors[0]
+        withheld = [p for p, s in zip(withheld, close) if float(s) < LEAK_SIMILARITY][:n_shown]
+        if withheld:
+            examples.append(Example(
+                question=candidate.question, passages=[passage_dict(p) for p in withheld],
+                target=REFUSAL, answerable=False, origin=candidate.origin, gold=None,
+                chunk_id=candidate.chunk_id, answer=candidate.answer,
+            ))
+    return examples
+
+
+def add_mistakes(examples: Sequence[Example], rng: random.Random) -> None:
+    """Undesirable completions each example's prompt must not get: the behaviours tuning removes."""
+    for ex in examples:
+        if ex.answerable:
+            wrong = [n for n in range(1, len(ex.passages) + 1) if n != ex.gold]
+            if wrong:
+                ex.rejected.append(cite(ex.answer, rng.choice(wrong)))  # cites the wrong passage
+            ex.rejected.append(REFUSAL)  # refuses although the answer is there
+        else:
+            ex.rejected.append(cite(ex.answer, 1))  # answers although the passages do not say it
+
+
+def render_prompts(examples: Sequence[Example], generator, budget: int) -> None:
+    """Fill in each example's prompt exactly as the chatbot would build it."""
+    for ex in examples:
+        passages = [Passage(chunk_id=i, source=p["id"], title=p["title"], section=p["section"] or "",
+                            page=p["page"], text=p["text"], score=1.0, rank=i)
+                    for i, p in enumerate(ex.passages, start=1)]
+        prompt = build_prompt(ex.question, passages, render=generator.render,
+                              count_tokens=generator.count_tokens, budget=budget)
+        ex.prompt = prompt.text
+
+
+def split_heldout(examples: Sequence[Example], fraction: float, rng: random.Random) -> tuple[list[Example], list[Example]]:
+    """Hold out whole chunks, so no held-out question is about a chunk seen in training."""
+    chunk_ids = sorted({ex.chunk_id for ex in examples})
+    rng.shuffle(chunk_ids)
+    n_held = max(1, round(len(chunk_ids) * fraction)) if fraction > 0 and len(chunk_ids) > 1 else 0
+    held = set(chunk_ids[:n_held])
+    return [ex for ex in examples if ex.chunk_id not in held], [ex for ex in examples if ex.chunk_id in held]
+
+
+# -- datasets in the shapes TRL takes --------------------------------------------------------------
+
+
+def sft_rows(examples: Sequence[Example], feedback_sft: Sequence[dict] = ()) -> list[dict]:
+    """{prompt, completion} rows: standard (not conversational) text, the prompt already rendered."""
+    return [{"prompt": ex.prompt, "completion": ex.target} for ex in examples] + list(feedback_sft)
+
+
+def kto_rows(examples: Sequence[Example], feedback_kto: Sequence[dict] = ()) -> list[dict]:
+    """{prompt, completion, label} rows: targets desirable, mistakes undesirable."""
+    rows = []
+    for ex in examples:
+        rows.append({"prompt": ex.prompt, "completion": ex.target, "label": True})
+        rows.extend({"prompt": ex.prompt, "completion": bad, "label": False} for bad in ex.rejected)
+    return rows + list(feedback_kto)
+
+
+def dpo_rows(examples: Sequence[Example], feedback_dpo: Sequence[dict] = ()) -> list[dict]:
+    """{prompt, chosen, rejected} rows: each target against each of its mistakes."""
+    rows = [{"prompt": ex.prompt, "chosen": ex.target, "rejected": bad} for ex in examples for bad in ex.rejected]
+    return rows + list(feedback_dpo)
+
+
+def data_hash(*row_lists: Sequence[dict]) -> str:
+    digest = hashlib.sha256()
+    for rows in row_lists:
+        for row in rows:
+            digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def save_examples(examples: Sequence[Example], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for ex in examples:
+            fh.write(json.dumps(asdict(ex), ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def load_examples(path: Path) -> list[Example]:
+    return [Example(**json.loads(line)) for line in path.open(encoding="utf-8") if line.strip()]
