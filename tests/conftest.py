@@ -76,6 +76,21 @@ def docs(tmp_path) -> Path:
     return folder
 
 
+def copy_data_dir(bot: RagBot, dest: Path) -> Path:
+    """A copy of `bot`'s data dir: its database (through SQLite's backup API, which includes
+    writes still in the WAL file) and index; the converted model is linked, not copied."""
+    import sqlite3
+
+    bot.generator  # converts the model once, in the shared data dir
+    src = bot.settings.data_dir
+    dest.mkdir(parents=True)
+    with sqlite3.connect(src / "ragbot.db") as source, sqlite3.connect(dest / "ragbot.db") as target:
+        source.backup(target)
+    shutil.copytree(src / "index", dest / "index")
+    os.symlink(src / "models", dest / "models")
+    return dest
+
+
 def copy_corpus_file(name: str, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     return Path(shutil.copy(CORPUS / name, dest / name))

@@ -1,0 +1,224 @@
+"""Tuning on the real default model: training data, a few-step LoRA run (SFT then KTO) that is
+killed and resumed, the adapter registry, and the gate (which must refuse a worse candidate)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import copy_data_dir
+from ragbot import RagBot, trainset
+from ragbot.answer import REFUSAL
+from ragbot.gate import decide, run_gate
+from ragbot.generate import Generator
+from ragbot.registry import AdapterError, AdapterRegistry
+from ragbot.tune import Run, TuneConfig, TuneError, preflight, preference_method, train_sft, tune
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def info_path(bot, result) -> Path:
+    return bot.settings.adapters_dir / result.version
+
+
+@pytest.fixture(scope="module")
+def tuned(corpus_bot, tmp_path_factory):
+    """One small tuning run: started by the CLI, killed after its first checkpoint, resumed here."""
+    data_dir = copy_data_dir(corpus_bot, tmp_path_factory.mktemp("tune") / "data")
+    bot = RagBot.open(data_dir)
+    bot._embedder = corpus_bot.embedder
+    # The copied database may hold other tests' votes: count what this fixture adds.
+    before = {fmt: len(list(bot.feedback.export_rows(fmt))) for fmt in ("sft", "kto", "dpo")}
+    before["cases"] = len(bot.feedback.voted_answers())
+    short = bot.with_settings(max_new_tokens=24)
+    liked = short.ask("What is mode collapse in a GAN?")
+    disliked = short.ask("Who introduced GANs?")
+    bot.feedback.set_feedback(liked.id, 1)
+    bot.feedback.set_feedback(disliked.id, -1, correction="Ian Goodfellow and colleagues introduced GANs in 2014 [1].")
+
+    cmd = [sys.executable, "-m", "ragbot", "tune", "--data-dir", str(data_dir), "--max-steps", "2",
+           "--model-questions", "2", "--preference", "kto", "--gate-questions", "3", "--gate-max-new-tokens", "32", "--save-steps", "1",
+           "--seed", "1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 600
+    checkpoint = None
+    while time.time() < deadline and proc.poll() is None:
+        found = list((data_dir / "tune").glob("*/sft/checkpoint-1/trainer_state.json"))
+        if found:
+            checkpoint = found[0]
+            break
+        time.sleep(0.5)
+    assert checkpoint is not None, proc.communicate()[0][-3000:] if proc.poll() is not None else "no checkpoint"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    lines: list[str] = []
+    result = tune(bot, TuneConfig(), log=lines.append)
+    bot.votes_before = before
+    yield bot, result, lines
+    bot.close()
+
+
+def test_killed_run_resumes_from_its_checkpoint(tuned):
+    _, result, lines = tuned
+    assert any("resuming the unfinished run" in line for line in lines)
+    assert any("SFT: resuming from checkpoint-1" in line for line in lines)
+    sft, prefer = result.stages["sft"], result.stages["prefer"]
+    assert sft["steps"] == 2 and prefer["steps"] == 2 and prefer["method"] == "kto"
+    assert all(v is not None for v in (sft["first_loss"], prefer["last_loss"]))
+
+
+def test_training_data_counts_and_shapes(tuned):
+    bot, result, lines = tuned
+    counts = result.counts
+    # SFT: the liked answer and the correction; KTO: both votes and the correction; DPO: correction vs answer.
+    before = bot.votes_before
+    assert counts["feedback"] == {"sft": before["sft"] + 2, "kto": before["kto"] + 3, "dpo": before["dpo"] + 1}
+    assert counts["train"]["total"] > 20 and counts["heldout"]["total"] > 0
+    assert any("questions by heading" in line for line in lines)
+    train = trainset.load_examples(result.run_dir / "train.jsonl")
+    for ex in train:
+        if ex.answerable:
+            gold = ex.passages[ex.gold - 1]
+            assert ex.answer in " ".join(gold["text"].replace("**", "").replace("`", "").split())
+            assert ex.target.endswith(f"[{ex.gold}].") or ex.target.endswith(f"[{ex.gold}]?")
+        else:
+            assert ex.target == REFUSAL and f"chunk-{ex.chunk_id}" not in {p["id"] for p in ex.passages}
+    # The same prompt the chatbot builds for these passages.
+    ex = next(e for e in train if e.answerable)
+    answer = bot.with_settings(max_new_tokens=4).ask(ex.question, passages=ex.passages, record=False)
+    assert answer.prompt == ex.prompt
+    # Held-out chunks are never trained on.
+    heldout = trainset.load_examples(result.run_dir / "heldout.jsonl")
+    assert not {e.chunk_id for e in heldout} & {e.chunk_id for e in train}
+    # The row shapes TRL's trainers take (standard, not conversational, text).
+    feedback = json.loads((result.run_dir / "feedback.json").read_text())
+    for row in trainset.sft_rows(train, feedback["sft"]):
+        assert set(row) == {"prompt", "completion"} and all(isinstance(v, str) for v in row.values())
+    for row in trainset.kto_rows(train, feedback["kto"]):
+        assert set(row) == {"prompt", "completion", "label"} and isinstance(row["label"], bool)
+    for row in trainset.dpo_rows(train, feedback["dpo"]):
+        assert set(row) == {"prompt", "chosen", "rejected"} and row["chosen"] != row["rejected"]
+
+
+def test_adapter_weights_changed_and_registry_records_them(tuned):
+    from safetensors.torch import load_file
+
+    bot, result, _ = tuned
+    registry = AdapterRegistry(bot.settings.adapters_dir)
+    info = registry.get(result.version)
+    weights = load_file(info.path / "adapter_model.safetensors")
+    lora_b = [t for name, t in weights.items() if "lora_B" in name]
+    assert lora_b and any(float(t.abs().sum()) > 0 for t in lora_b)  # LoRA B starts at zero
+    assert not any(".ref." in name for name in weights)  # KTO's reference copy is not saved
+    meta = info.metadata
+    assert meta["base_model"] == bot.settings.generator and meta["parent"] is None
+    assert len(meta["data_hash"]) == 16 and meta["counts"]["train"]["total"] > 0
+    assert meta["config"]["max_steps"] == 2 and meta["config"]["gate_questions"] == 3 and "sft" in meta["training"] and "prefer" in meta["training"]
+    assert set(meta["gate"]) == {"promoted", "reasons", "active", "candidate"}
+    assert meta["gate"]["candidate"]["regression_cases"] == bot.votes_before["cases"] + 2
+    assert (result.run_dir / "gate" / "gate.md").read_text().startswith("| metric | active | candidate |")
+    assert (result.run_dir / "gate" / "report" / "report.md").is_file()
+    assert registry.state()["active"] == (result.version if result.activated else None)
+
+
+def test_adapter_loads_answers_and_is_recorded(tuned):
+    bot, result, _ = tuned
+    generator = Generator.load(bot.settings, adapter=result.version)
+    assert generator.adapter == result.version
+    asker = bot.with_settings(max_new_tokens=32)
+    asker.use_generator(generator)
+    answer = asker.ask("What is a diffusion model?")
+    assert answer.adapter == result.version and answer.raw_reply
+    assert bot.feedback.answer_trace(answer.id)["adapter"] == result.version
+
+
+def test_registry_activate_rollback_and_errors(tuned, tmp_path):
+    bot, result, _ = tuned
+    registry = AdapterRegistry(tmp_path / "adapters")
+    with pytest.raises(AdapterError, match="nothing to roll back"):
+        registry.rollback()
+    first = registry.save(bot.settings.adapters_dir / result.version, {"base_model": "SmolLM2-135M-Instruct"})
+    second = registry.save(bot.settings.adapters_dir / result.version, {"base_model": "SmolLM2-135M-Instruct"})
+    assert [v.version for v in registry.versions()] == ["v1", "v2"]
+    registry.activate("v1")
+    registry.activate(second.version)
+    assert registry.active().version == "v2"
+    assert registry.rollback().version == "v1"
+    assert registry.rollback() is None  # back to the base model
+    with pytest.raises(AdapterError, match="no adapter 'v9'"):
+        registry.activate("v9")
+    # An adapter made for another base model is refused with a clear message.
+    from ragbot.settings import with_overrides
+
+    other = AdapterRegistry(bot.settings.adapters_dir).save(info_path(bot, result), {"base_model": "other-model"})
+    with pytest.raises(AdapterError, match="trained on 'other-model'"):
+        Generator.load(with_overrides(bot.settings, adapter=other.version))
+    assert first.path.is_dir()
+
+
+def test_gate_refuses_a_candidate_trained_to_always_refuse(tuned, tmp_path):
+    bot, result, _ = tuned
+    train = trainset.load_examples(result.run_dir / "train.jsonl")
+    rows = [{"prompt": ex.prompt, "completion": REFUSAL} for ex in train]
+    run = Run.create(tmp_path / "tune", TuneConfig())
+    config = TuneConfig(max_steps=6, batch_size=2, gradient_accumulation=1, sft_learning_rate=2e-3, save_steps=100)
+    train_sft(bot, config, rows, run, parent=None, deadline=None, log=lambda line: None)
+    registry = AdapterRegistry(bot.settings.adapters_dir)
+    active_before = registry.state()["active"]
+    refuser = registry.save(run.path / "sft-adapter", {"base_model": bot.settings.generator})
+
+    heldout = trainset.load_examples(result.run_dir / "heldout.jsonl")
+    answerable = [ex for ex in heldout if ex.answerable][:2]
+    unanswerable = [ex for ex in train if not ex.answerable][:1]
+    eval_rows = [ex.as_eval_row() for ex in answerable + unanswerable]
+    gate_bot = bot.with_settings(max_new_tokens=24)
+    candidate = Generator.load(gate_bot.settings, adapter=refuser.version)
+    active = Generator.load(gate_bot.settings, adapter="none")
+    verdict = run_gate(gate_bot, active, candidate, eval_rows, cases=[], out=tmp_path / "gate")
+    assert verdict.candidate["refusal_rate_answerable"] == 1.0  # it did learn to refuse
+    assert not verdict.promote
+    assert "kept, not activated" in (tmp_path / "gate" / "gate.md").read_text()
+    assert registry.state()["active"] == active_before
+
+
+def test_gate_rule():
+    base = {"rougeL": 0.10, "refusal_rate_unanswerable": 0.90, "refusal_rate_answerable": 0.30, "citation_accuracy": 0.80}
+    better = {**base, "rougeL": 0.30, "refusal_rate_answerable": 0.10}
+    assert decide(base, better).promote
+    assert not decide(base, base).promote  # no gain
+    # A big gain on one rate does not buy a large drop on another.
+    assert not decide(base, {**better, "citation_accuracy": 0.60}).promote
+    # ... unless the drop is one question out of a handful (noise on a small held-out set).
+    small = {"n_answerable": 10, "n_unanswerable": 5, "n_cited": 10}
+    assert decide({**base, **small}, {**better, **small, "refusal_rate_unanswerable": 0.70}).promote
+    assert not decide({**base, **small}, {**better, **small, "refusal_rate_unanswerable": 0.50}).promote
+    # Nor does it buy a regression on the user's feedback.
+    assert not decide({**base, "regression_pass_rate": 1.0}, {**better, "regression_pass_rate": 0.5}).promote
+
+
+def test_preflight_and_data_checks(make_bot, tmp_path):
+    empty = make_bot()
+    with pytest.raises(TuneError, match="no documents"):
+        preflight(empty)
+    kto_rows = [{"prompt": "p", "completion": "c", "label": True}] * 10
+    with pytest.raises(TuneError, match="too little data for KTO: 10 desirable and 0 undesirable"):
+        preference_method(TuneConfig(preference="kto"), kto_rows, dpo_feedback=0)
+    assert preference_method(TuneConfig(), kto_rows, dpo_feedback=0) is None  # auto: skip the stage
+    assert preference_method(TuneConfig(), kto_rows, dpo_feedback=8) == "dpo"
+    with pytest.raises(TuneError, match="batch_size"):
+        TuneConfig(batch_size=1).validate()
+
+
+def test_tiny_corpus_is_refused_before_training(make_bot, tmp_path):
+    bot = make_bot()
+    (tmp_path / "one.txt").write_text("Bananas are yellow fruit grown in tropical regions.\n")
+    bot.ingest([tmp_path / "one.txt"])
+    with pytest.raises(TuneError, match="too little training data"):
+        tune(bot, TuneConfig(model_questions=0), log=lambda line: None)
