@@ -41,5 +41,6 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_search.py
 	$(BIN)/python bench/bench_generate.py
+	$(BIN)/python bench/bench_tune.py
 	$(BIN)/python bench/bench_memory.py
 	$(BIN)/python bench/bench_scifact.py

@@ -11,7 +11,7 @@ import statistics
 import tempfile
 import time
 
-from common import ROOT, peak_rss_mb, save, table
+from common import peak_rss_mb, save, table
 
 
 def main() -> None:

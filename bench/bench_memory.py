@@ -1,8 +1,8 @@
 """Peak memory (RSS) of whole commands, each in its own process: ingest of the shipped corpus
-into an empty data dir, and one `ragbot ask` with both models loaded.
+into an empty data dir, one `ragbot ask` with both models loaded, and a short `ragbot tune`
+(model-written questions, SFT and KTO steps, the gate with both models).
 
     python bench/bench_memory.py
-(`ragbot tune` joins this table once it exists.)
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ def main() -> None:
         # The first ask converts the GGUF once; the second is a normal start.
         {"command": "ask (first run: converts the model)", **measure(["ask", "What is a GAN?", "--data-dir", data_dir])},
         {"command": "ask", **measure(["ask", "What is a GAN?", "--data-dir", data_dir])},
+        {"command": "tune (4 steps per stage)", **measure(
+            ["tune", "--data-dir", data_dir, "--max-steps", "4", "--model-questions", "4",
+             "--preference", "kto", "--gate-questions", "4", "--activate", "never"])},
     ]
     print(table(rows))
     print(f"saved {save('memory', {'rows': rows})}")
