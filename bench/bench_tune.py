@@ -54,7 +54,7 @@ def main() -> None:
                            target_modules="all-linear", task_type="CAUSAL_LM")
                 if label.startswith("all") else _lora_config(model, config))
         out = tempfile.mkdtemp(prefix="ragbot-bench-tune-out-")
-        targs = _training_args(SFTConfig, bot, config, out, 1.0, config.sft_learning_rate,
+        targs = _training_args(SFTConfig, config, out, 1.0, config.sft_learning_rate,
                                completion_only_loss=True, packing=False)
         trainer = SFTTrainer(model=model, args=targs, train_dataset=Dataset.from_list(rows),
                              processing_class=generator.tokenizer, peft_config=lora)

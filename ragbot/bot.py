@@ -213,7 +213,11 @@ class RagBot:
         passages = self.search(retrieval_query, k) if given is None else _given_passages(given)
         retrieve_ms = (time.perf_counter() - started) * 1000
         # A refusal on retrieval alone must not wait for the generator to load.
-        adapter = self._generator.adapter if self._generator is not None else None
+        if self._generator is not None:
+            adapter = self._generator.adapter
+        else:
+            in_use = self.adapter_in_use()
+            adapter = None if in_use == "none" else in_use
         common = dict(question=question, passages=passages, model=settings.generator, adapter=adapter)
 
         if not passages or passages[0].score < settings.min_score:
@@ -285,7 +289,6 @@ class RagBot:
             "schema_version": self.store.schema_version(),
         }
 
-
     def adapter_in_use(self) -> str:
         """The adapter version answers come from ("none": the base model), without loading it."""
         from .registry import AdapterRegistry
@@ -293,7 +296,6 @@ class RagBot:
         if self.settings.adapter != "active":
             return self.settings.adapter
         return AdapterRegistry(self.settings.adapters_dir).state()["active"] or "none"
-
 
 def _given_passages(given: Sequence[str | dict]) -> list[Passage]:
     """Passages supplied by the caller instead of retrieved (scored 1.0, negative chunk ids).

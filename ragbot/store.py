@@ -134,6 +134,12 @@ class StoredChunk:
     text: str
 
 
+# The columns of a StoredChunk, in its field order.
+_CHUNK_SELECT = (
+    "SELECT c.id, d.source, d.title, c.section, c.page, c.text FROM chunks c JOIN documents d ON d.id = c.doc_id"
+)
+
+
 class Store:
     def __init__(self, path: Path):
         self.path = path
@@ -320,18 +326,11 @@ class Store:
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        rows = self._db.execute(
-            f"SELECT c.id, d.source, d.title, c.section, c.page, c.text FROM chunks c "
-            f"JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
-            list(ids),
-        ).fetchall()
+        rows = self._db.execute(f"{_CHUNK_SELECT} WHERE c.id IN ({marks})", list(ids)).fetchall()
         return {row[0]: StoredChunk(*row) for row in rows}
 
     def all_chunks(self) -> list[StoredChunk]:
-        rows = self._db.execute(
-            "SELECT c.id, d.source, d.title, c.section, c.page, c.text FROM chunks c "
-            "JOIN documents d ON d.id = c.doc_id ORDER BY c.id"
-        ).fetchall()
+        rows = self._db.execute(f"{_CHUNK_SELECT} ORDER BY c.id").fetchall()
         return [StoredChunk(*row) for row in rows]
 
     def all_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:

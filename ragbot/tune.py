@@ -131,7 +131,10 @@ class Run:
         return run
 
     def state(self) -> dict:
-        return json.loads(self.state_file.read_text())
+        try:
+            return json.loads(self.state_file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise TuneError(f"{self.state_file}: unreadable ({exc}); remove the run folder or use --new") from None
 
     def save_state(self, state: dict) -> None:
         tmp = self.state_file.with_name(".state.json.tmp")
@@ -311,7 +314,7 @@ def _lora_config(model, config: TuneConfig):
                       task_type="CAUSAL_LM")
 
 
-def _training_args(config_cls, bot, config: TuneConfig, out: Path, epochs: float, lr: float, **extra):
+def _training_args(config_cls, config: TuneConfig, out: Path, epochs: float, lr: float, **extra):
     from .models import cpu_has_native_bf16, pick_device
 
     cuda = pick_device() == "cuda"
@@ -379,7 +382,7 @@ def train_sft(bot, config: TuneConfig, rows: list[dict], run: Run, parent: Path 
     from trl import SFTConfig, SFTTrainer
 
     model = _load_trainable(bot, parent)
-    args = _training_args(SFTConfig, bot, config, run.path / "sft", config.sft_epochs, config.sft_learning_rate,
+    args = _training_args(SFTConfig, config, run.path / "sft", config.sft_epochs, config.sft_learning_rate,
                           completion_only_loss=True, packing=False)
     lora = None if parent else _lora_config(model, config)
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
@@ -413,14 +416,14 @@ def train_preference(bot, config: TuneConfig, method: str, rows: list[dict], run
         good = sum(r["label"] for r in rows)
         bad = len(rows) - good
         # Balance the two losses (KTO paper: desirable weight x count ~ undesirable weight x count).
-        args = _training_args(KTOConfig, bot, config, run.path / "prefer", config.prefer_epochs,
+        args = _training_args(KTOConfig, config, run.path / "prefer", config.prefer_epochs,
                               config.prefer_learning_rate, beta=config.beta,
                               desirable_weight=max(1.0, bad / max(1, good)), undesirable_weight=1.0)
         trainer = KTOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
     else:
         from trl import DPOConfig, DPOTrainer
 
-        args = _training_args(DPOConfig, bot, config, run.path / "prefer", config.prefer_epochs,
+        args = _training_args(DPOConfig, config, run.path / "prefer", config.prefer_epochs,
                               config.prefer_learning_rate, beta=config.beta)
         trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
     info = _train(trainer, run.path / "prefer", deadline, method.upper(), log)
