@@ -22,9 +22,11 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+    from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
     from ragbot import RagBot
     from ragbot.answer import build_prompt
+    from ragbot.generate import REPETITION_PENALTY
 
     bot = RagBot.open(args.data_dir or tempfile.mkdtemp(prefix="ragbot-bench-gen-"))
     bot.ensure_default_corpus()
@@ -35,8 +37,10 @@ def main() -> None:
     n_prompt = generator.count_tokens(prompt.text)
 
     # Greedy decoding that cannot stop early, so every run makes the same number of tokens.
-    gen_kwargs = dict(do_sample=False, temperature=None, top_p=None, top_k=None, repetition_penalty=1.1,
-                      pad_token_id=generator.tokenizer.eos_token_id)
+    # The same repetition penalty as ragbot's (reply tokens only, the prompt exempt).
+    penalty = RepetitionPenaltyLogitsProcessor(REPETITION_PENALTY, prompt_ignore_length=n_prompt)
+    gen_kwargs = dict(do_sample=False, temperature=None, top_p=None, top_k=None,
+                      logits_processor=LogitsProcessorList([penalty]), pad_token_id=generator.tokenizer.eos_token_id)
 
     def ours() -> tuple[float, float]:
         t0 = time.perf_counter()

@@ -14,6 +14,9 @@ from .errors import ModelError
 from .models import load_plan
 from .settings import Settings
 
+# Penalty on tokens the reply has already produced (1.0: none).
+REPETITION_PENALTY = 1.1
+
 
 @dataclass
 class Generation:
@@ -77,11 +80,17 @@ class Generator:
         encoded = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
         return {k: v.to(self.model.device) for k, v in encoded.items()}
 
-    def _generate_kwargs(self, max_new_tokens: int, temperature: float) -> dict:
+    def _generate_kwargs(self, max_new_tokens: int, temperature: float, n_prompt: int) -> dict:
+        from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+
         kwargs = {
             "max_new_tokens": max_new_tokens,
             "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-            "repetition_penalty": 1.1,
+            # A mild penalty on tokens the reply already used stops loops. The prompt's tokens are
+            # exempt: `repetition_penalty=` would also penalise every word of the passages and of
+            # the refusal sentence in the system prompt, i.e. the very text a grounded answer quotes.
+            "logits_processor": LogitsProcessorList([
+                RepetitionPenaltyLogitsProcessor(REPETITION_PENALTY, prompt_ignore_length=n_prompt)]),
         }
         if temperature > 0:
             kwargs.update(do_sample=True, temperature=temperature, top_p=0.9)
@@ -95,7 +104,7 @@ class Generator:
         inputs = self._inputs(prompt)
         n_prompt = int(inputs["input_ids"].shape[1])
         with torch.inference_mode():
-            output = self.model.generate(**inputs, **self._generate_kwargs(max_new_tokens, temperature))
+            output = self.model.generate(**inputs, **self._generate_kwargs(max_new_tokens, temperature, n_prompt))
         new_tokens = output[0][n_prompt:]
         text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
         return Generation(text=text.strip(), prompt_tokens=n_prompt, completion_tokens=int(len(new_tokens)))
@@ -116,7 +125,7 @@ class Generator:
             try:
                 with torch.inference_mode():
                     result["output"] = self.model.generate(
-                        **inputs, streamer=streamer, **self._generate_kwargs(max_new_tokens, temperature)
+                        **inputs, streamer=streamer, **self._generate_kwargs(max_new_tokens, temperature, n_prompt)
                     )
             except BaseException as exc:  # surfaced in the caller's thread below
                 result["error"] = exc

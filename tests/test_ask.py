@@ -38,6 +38,18 @@ def test_question_outside_the_corpus_is_refused(corpus_bot):
     assert answer.refusal_reason == "low_retrieval_score"
 
 
+def test_repetition_penalty_spares_the_prompt(corpus_bot):
+    """A grounded answer quotes its passages and the refusal quotes the system prompt, so only
+    tokens the reply itself has produced are penalised."""
+    import torch
+
+    kwargs = corpus_bot.generator._generate_kwargs(8, 0.0, n_prompt=3)
+    ids = torch.tensor([[11, 12, 13, 14]])  # three prompt tokens, then the reply's first token
+    scores = kwargs["logits_processor"](ids, torch.ones(1, 32))
+    assert scores[0, 11:14].tolist() == [1.0, 1.0, 1.0]
+    assert float(scores[0, 14]) < 1.0 and float(scores[0, 20]) == 1.0
+
+
 def test_streaming_yields_text_then_the_answer(corpus_bot):
     events = list(corpus_bot.ask_stream("When were GANs introduced and by whom?"))
     pieces, final = events[:-1], events[-1]
