@@ -8,8 +8,11 @@ No external model or service is involved:
    cosine to the question of at least ANSWER_MIN_SIMILARITY). That sentence is the answer.
 3. An answerable example shows the gold chunk among the question's other retrieved chunks, at
    a random position, in the chatbot's own prompt format; the target is the answer sentence
-   citing that position. An unanswerable example is the same question with the gold chunk's
-   whole document withheld (and any passage close to the answer); the target is the refusal.
+   citing that position. An unanswerable example is the same question with the answer withheld:
+   either the gold chunk's whole document (the passages are then about other things), or only
+   the gold chunk (the passages are then on the same topic but lack the fact, the near miss a
+   user's question often is). Any passage holding or close to the answer sentence is dropped
+   too. The target is the refusal.
 4. Undesirable completions for KTO/DPO: for each example, the mistakes the model must unlearn
    (wrong citation, refusing an answerable question, answering an unanswerable one), plus the
    feedback log's votes and corrections.
@@ -65,6 +68,7 @@ class Example:
     gold: int | None  # citation number of the gold passage
     chunk_id: int
     answer: str = ""  # reference answer without the citation
+    withheld: str = ""  # unanswerable examples: "document" or "chunk" (what was taken out)
     prompt: str = ""  # rendered with the generator's chat template
     rejected: list[str] = field(default_factory=list)  # undesirable completions for this prompt
 
@@ -235,8 +239,11 @@ def cite(answer: str, n: int) -> str:
 
 
 def make_examples(bot, kept: Sequence[tuple[Candidate, list[Passage]]], rng: random.Random,
-                  unanswerable_share: float = 0.5) -> list[Example]:
-    """Answerable examples for every kept question; unanswerable ones for a share of them."""
+                  unanswerable_share: float = 0.5, same_document_share: float = 0.5) -> list[Example]:
+    """Answerable examples for every kept question; unanswerable ones for a share of them.
+
+    Of the unanswerable ones, `same_document_share` withhold only the gold chunk (near misses),
+    the rest its whole document."""
     n_shown = bot.settings.prompt_passages
     examples = []
     for candidate, passages in kept:
@@ -251,20 +258,33 @@ def make_examples(bot, kept: Sequence[tuple[Candidate, list[Passage]]], rng: ran
         ))
         if rng.random() >= unanswerable_share:
             continue
-        withheld = [p for p in passages if p.source != gold.source]
-        if len(withheld) < 1:
-            continue
-        texts = [candidate.answer] + [p.text for p in withheld]
-        vectors = bot.embedder.encode(texts)
-        close = vectors[1:] @ vectors[0]
-        withheld = [p for p, s in zip(withheld, close) if float(s) < LEAK_SIMILARITY][:n_shown]
-        if withheld:
+        withheld = "chunk" if rng.random() < same_document_share else "document"
+        if withheld == "chunk":
+            rest = [p for p in passages if p.chunk_id != gold.chunk_id]
+        else:
+            rest = [p for p in passages if p.source != gold.source]
+        rest = _without_answer(bot, candidate.answer, rest)[:n_shown]
+        if rest:
             examples.append(Example(
-                question=candidate.question, passages=[passage_dict(p) for p in withheld],
+                question=candidate.question, passages=[passage_dict(p) for p in rest],
                 target=REFUSAL, answerable=False, origin=candidate.origin, gold=None,
-                chunk_id=candidate.chunk_id, answer=candidate.answer,
+                chunk_id=candidate.chunk_id, answer=candidate.answer, withheld=withheld,
             ))
     return examples
+
+
+def _flat(text: str) -> str:
+    return " ".join(re.sub(r"\*\*|__|`", "", text).split()).lower()
+
+
+def _without_answer(bot, answer: str, passages: list[Passage]) -> list[Passage]:
+    """Passages that neither contain the answer sentence (chunks overlap) nor come close to it."""
+    passages = [p for p in passages if _flat(answer) not in _flat(p.text)]
+    if not passages:
+        return []
+    vectors = bot.embedder.encode([answer] + [p.text for p in passages])
+    close = vectors[1:] @ vectors[0]
+    return [p for p, s in zip(passages, close) if float(s) < LEAK_SIMILARITY]
 
 
 def add_mistakes(examples: Sequence[Example], rng: random.Random) -> None:

@@ -44,7 +44,8 @@ class TuneError(RagbotError):
 class TuneConfig:
     model_questions: int = 120  # questions written by the local model (0: structure only)
     heldout_fraction: float = 0.2
-    unanswerable_share: float = 0.5  # share of questions that also get an unanswerable example
+    unanswerable_share: float = 0.2  # share of questions that also get an unanswerable example
+    same_document_share: float = 0.5  # of those, share that withhold only the gold chunk (near misses)
     preference: str = "auto"  # auto (DPO when the feedback has pairs, else KTO) | kto | dpo | none
     lora_r: int = 16
     lora_alpha: int = 32
@@ -196,7 +197,7 @@ def build_data(bot, config: TuneConfig, run: Run, log: Log) -> dict:
         candidates += trainset.model_questions(chunks, write, config.model_questions, rng, progress)
         bar.close()
     kept = trainset.check_candidates(bot, candidates, report)
-    examples = trainset.make_examples(bot, kept, rng, config.unanswerable_share)
+    examples = trainset.make_examples(bot, kept, rng, config.unanswerable_share, config.same_document_share)
     feedback = {fmt: list(bot.feedback.export_rows(fmt)) for fmt in ("sft", "kto", "dpo")}
     if len(examples) + len(feedback["sft"]) < MIN_SFT_EXAMPLES:
         raise TuneError(f"too little training data: {len(examples)} examples passed the checks and the feedback "
@@ -223,7 +224,8 @@ def build_data(bot, config: TuneConfig, run: Run, log: Log) -> dict:
 
 def _example_counts(examples) -> dict:
     counts = Counter(f"{ex.origin}/{'answerable' if ex.answerable else 'unanswerable'}" for ex in examples)
-    return {"total": len(examples), **dict(sorted(counts.items()))}
+    withheld = Counter(f"{ex.withheld} withheld" for ex in examples if not ex.answerable)
+    return {"total": len(examples), **dict(sorted(counts.items())), **dict(sorted(withheld.items()))}
 
 
 def format_counts(counts: dict) -> str:

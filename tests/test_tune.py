@@ -23,6 +23,11 @@ from ragbot.tune import Run, TuneConfig, TuneError, preflight, preference_method
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def flat(text: str) -> str:
+    """Passage text as answer sentences are cut from it: no markup, single spaces."""
+    return " ".join(text.replace("**", "").replace("`", "").split())
+
+
 def info_path(bot, result) -> Path:
     return bot.settings.adapters_dir / result.version
 
@@ -33,9 +38,6 @@ def tuned(corpus_bot, tmp_path_factory):
     data_dir = copy_data_dir(corpus_bot, tmp_path_factory.mktemp("tune") / "data")
     bot = RagBot.open(data_dir)
     bot._embedder = corpus_bot.embedder
-    # The copied database may hold other tests' votes: count what this fixture adds.
-    before = {fmt: len(list(bot.feedback.export_rows(fmt))) for fmt in ("sft", "kto", "dpo")}
-    before["cases"] = len(bot.feedback.voted_answers())
     short = bot.with_settings(max_new_tokens=24)
     liked = short.ask("What is mode collapse in a GAN?")
     disliked = short.ask("Who introduced GANs?")
@@ -60,7 +62,6 @@ def tuned(corpus_bot, tmp_path_factory):
 
     lines: list[str] = []
     result = tune(bot, TuneConfig(), log=lines.append)
-    bot.votes_before = before
     yield bot, result, lines
     bot.close()
 
@@ -78,18 +79,21 @@ def test_training_data_counts_and_shapes(tuned):
     bot, result, lines = tuned
     counts = result.counts
     # SFT: the liked answer and the correction; KTO: both votes and the correction; DPO: correction vs answer.
-    before = bot.votes_before
-    assert counts["feedback"] == {"sft": before["sft"] + 2, "kto": before["kto"] + 3, "dpo": before["dpo"] + 1}
+    assert counts["feedback"] == {"sft": 2, "kto": 3, "dpo": 1}
     assert counts["train"]["total"] > 20 and counts["heldout"]["total"] > 0
     assert any("questions by heading" in line for line in lines)
     train = trainset.load_examples(result.run_dir / "train.jsonl")
     for ex in train:
         if ex.answerable:
             gold = ex.passages[ex.gold - 1]
-            assert ex.answer in " ".join(gold["text"].replace("**", "").replace("`", "").split())
+            assert ex.answer in flat(gold["text"])
             assert ex.target.endswith(f"[{ex.gold}].") or ex.target.endswith(f"[{ex.gold}]?")
         else:
             assert ex.target == REFUSAL and f"chunk-{ex.chunk_id}" not in {p["id"] for p in ex.passages}
+            assert not any(ex.answer in flat(p["text"]) for p in ex.passages)  # not even in an overlapping chunk
+    # Unanswerable examples of both kinds: the whole document withheld, or only the chunk (near misses).
+    assert {ex.withheld for ex in train if not ex.answerable} == {"document", "chunk"}
+    assert counts["train"]["chunk withheld"] + counts["train"]["document withheld"] == sum(not ex.answerable for ex in train)
     # The same prompt the chatbot builds for these passages.
     ex = next(e for e in train if e.answerable)
     answer = bot.with_settings(max_new_tokens=4).ask(ex.question, passages=ex.passages, record=False)
@@ -122,7 +126,7 @@ def test_adapter_weights_changed_and_registry_records_them(tuned):
     assert len(meta["data_hash"]) == 16 and meta["counts"]["train"]["total"] > 0
     assert meta["config"]["max_steps"] == 2 and meta["config"]["gate_questions"] == 3 and "sft" in meta["training"] and "prefer" in meta["training"]
     assert set(meta["gate"]) == {"promoted", "reasons", "active", "candidate"}
-    assert meta["gate"]["candidate"]["regression_cases"] == bot.votes_before["cases"] + 2
+    assert meta["gate"]["candidate"]["regression_cases"] == 2
     assert (result.run_dir / "gate" / "gate.md").read_text().startswith("| metric | active | candidate |")
     assert (result.run_dir / "gate" / "report" / "report.md").is_file()
     assert registry.state()["active"] == (result.version if result.activated else None)
