@@ -76,9 +76,12 @@ def docs(tmp_path) -> Path:
     return folder
 
 
-def copy_data_dir(bot: RagBot, dest: Path) -> Path:
+def copy_data_dir(bot: RagBot, dest: Path, votes: bool = False) -> Path:
     """A copy of `bot`'s data dir: its database (through SQLite's backup API, which includes
-    writes still in the WAL file) and index; the converted model is linked, not copied."""
+    writes still in the WAL file) and index; the converted model is linked, not copied.
+
+    Votes other tests left in the shared database are dropped unless `votes`, so that a copy's
+    feedback is only what its own test gives."""
     import sqlite3
 
     bot.generator  # converts the model once, in the shared data dir
@@ -86,6 +89,9 @@ def copy_data_dir(bot: RagBot, dest: Path) -> Path:
     dest.mkdir(parents=True)
     with sqlite3.connect(src / "ragbot.db") as source, sqlite3.connect(dest / "ragbot.db") as target:
         source.backup(target)
+        if not votes:
+            target.execute("DELETE FROM feedback_history")
+            target.execute("DELETE FROM feedback")
     shutil.copytree(src / "index", dest / "index")
     os.symlink(src / "models", dest / "models")
     return dest
