@@ -108,6 +108,15 @@ def test_load_qa_checks_rows(tmp_path):
         load_qa(bad)
 
 
+def test_near_miss_questions_are_on_topic(corpus_bot):
+    """corpus_qa_near_miss.jsonl: unanswerable questions about the corpus's own subjects. Unlike
+    the off-topic ones in corpus_qa.jsonl, retrieval mostly lets them through to the model."""
+    rows = load_qa(DATA / "corpus_qa_near_miss.jsonl")
+    assert len(rows) == 18 and not any(r["answerable"] for r in rows)
+    top = [passages[0].score for passages in corpus_bot.batch_search([r["question"] for r in rows], k=1)]
+    assert sum(score >= corpus_bot.settings.min_score for score in top) >= 14
+
+
 def test_eval_answers_on_given_passages_and_retrieval(corpus_bot):
     from ragbot.evaluate import evaluate_answers
 
