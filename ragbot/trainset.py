@@ -86,6 +86,12 @@ class Example:
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+_MARKUP = re.compile(r"\*\*|__|`")
+
+
+def plain(text: str) -> str:
+    """Text without Markdown emphasis and code marks, on single spaces (how answers are cut)."""
+    return " ".join(_MARKUP.sub("", text).split())
 
 
 def answer_sentences(text: str) -> list[str]:
@@ -97,8 +103,7 @@ def answer_sentences(text: str) -> list[str]:
     for block in re.split(r"\n\s*\n|\n(?=\s*(?:[-*+]|\d+[.)])\s)", text):
         lines = [line.strip() for line in block.splitlines() if not line.lstrip().startswith("#")]
         flat = re.sub(r"^\s*(?:[-*+]|\d+[.)])\s+", "", " ".join(lines))
-        flat = re.sub(r"\*\*|__|`", "", flat)
-        flat = " ".join(flat.split())
+        flat = plain(flat)
         for sentence in _SENTENCE_END.split(flat):
             words = len(sentence.split())
             if (ANSWER_WORDS[0] <= words <= ANSWER_WORDS[1] and sentence[:1].isupper()
@@ -273,13 +278,9 @@ def make_examples(bot, kept: Sequence[tuple[Candidate, list[Passage]]], rng: ran
     return examples
 
 
-def _flat(text: str) -> str:
-    return " ".join(re.sub(r"\*\*|__|`", "", text).split()).lower()
-
-
 def _without_answer(bot, answer: str, passages: list[Passage]) -> list[Passage]:
     """Passages that neither contain the answer sentence (chunks overlap) nor come close to it."""
-    passages = [p for p in passages if _flat(answer) not in _flat(p.text)]
+    passages = [p for p in passages if plain(answer).lower() not in plain(p.text).lower()]
     if not passages:
         return []
     vectors = bot.embedder.encode([answer] + [p.text for p in passages])

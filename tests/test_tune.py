@@ -23,11 +23,6 @@ from ragbot.tune import Run, TuneConfig, TuneError, preflight, preference_method
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def flat(text: str) -> str:
-    """Passage text as answer sentences are cut from it: no markup, single spaces."""
-    return " ".join(text.replace("**", "").replace("`", "").split())
-
-
 def info_path(bot, result) -> Path:
     return bot.settings.adapters_dir / result.version
 
@@ -86,11 +81,11 @@ def test_training_data_counts_and_shapes(tuned):
     for ex in train:
         if ex.answerable:
             gold = ex.passages[ex.gold - 1]
-            assert ex.answer in flat(gold["text"])
+            assert ex.answer in trainset.plain(gold["text"])
             assert ex.target.endswith(f"[{ex.gold}].") or ex.target.endswith(f"[{ex.gold}]?")
         else:
             assert ex.target == REFUSAL and f"chunk-{ex.chunk_id}" not in {p["id"] for p in ex.passages}
-            assert not any(ex.answer in flat(p["text"]) for p in ex.passages)  # not even in an overlapping chunk
+            assert not any(ex.answer in trainset.plain(p["text"]) for p in ex.passages)  # not even in an overlapping chunk
     # Unanswerable examples of both kinds: the whole document withheld, or only the chunk (near misses).
     assert {ex.withheld for ex in train if not ex.answerable} == {"document", "chunk"}
     assert counts["train"]["chunk withheld"] + counts["train"]["document withheld"] == sum(not ex.answerable for ex in train)
