@@ -34,6 +34,8 @@ MIN_PASSAGE_TOKENS = 32
 # An answer sentence without a citation gets one to the shown passage most similar to it
 # (cosine of embeddings), when that similarity reaches this value.
 SUPPORT_THRESHOLD = 0.40
+# A cited sentence is re-pointed to another shown passage that is at least this much more similar.
+RECITE_MARGIN = 0.10
 _SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+(?:\s*\[\d+(?:\s*,\s*\d+)*\])*|(?=\n)|$)")
 
 
@@ -148,29 +150,37 @@ def split_sentences(text: str) -> list[str]:
     return [text[a:b] for a, b in _sentence_spans(text)]
 
 
-def add_missing_citations(
+def check_citations(
     reply: str, n_shown: int, similarity: Callable[[list[str]], "list[list[float]]"]
 ) -> tuple[str, bool]:
-    """Cite, for each uncited sentence of `reply`, the shown passage that supports it best.
+    """Make each sentence of `reply` cite the shown passage that supports it.
 
     `similarity(sentences)` returns, per sentence, its similarity to each of the n_shown
-    passages. Returns the reply with citations added (its layout kept), and whether any
-    sentence is supported, by the model's own valid citation or by similarity.
+    passages. A sentence without a citation gets one to its most similar passage, when that
+    reaches SUPPORT_THRESHOLD. A sentence whose citation points elsewhere than a passage that is
+    clearly more similar (by RECITE_MARGIN, and reaching SUPPORT_THRESHOLD) cites that passage
+    instead: small models copy the right sentence and guess its number. Returns the reply (its
+    layout kept), and whether any sentence is supported, by a valid citation or by similarity.
     """
     spans = _sentence_spans(reply)
     if not spans or n_shown == 0:
         return reply, False
-    uncited = [(a, b) for a, b in spans if not cited_numbers(reply[a:b], n_shown)]
-    supported = len(uncited) < len(spans)
-    inserts: list[tuple[int, str]] = []
-    if uncited:
-        scores = similarity([reply[a:b] for a, b in uncited])
-        for (a, b), row in zip(uncited, scores):
-            best = max(range(n_shown), key=lambda j: row[j])
-            if row[best] >= SUPPORT_THRESHOLD:
-                end = a + len(reply[a:b].rstrip(".!?"))
-                inserts.append((end, f" [{best + 1}]"))
-                supported = True
-    for pos, marker in sorted(inserts, reverse=True):
-        reply = reply[:pos] + marker + reply[pos:]
+    scores = similarity([reply[a:b] for a, b in spans])
+    supported = False
+    edits: list[tuple[int, int, str]] = []  # (start, end, replacement) in the original reply
+    for (a, b), row in zip(spans, scores):
+        sentence = reply[a:b]
+        cited = cited_numbers(sentence, n_shown)
+        best = max(range(n_shown), key=lambda j: row[j])
+        if cited:
+            supported = True
+            closest_cited = max(row[n - 1] for n in cited)
+            if best + 1 not in cited and row[best] >= SUPPORT_THRESHOLD and row[best] - closest_cited >= RECITE_MARGIN:
+                edits.append((a, b, _CITATION.sub(f"[{best + 1}]", sentence)))
+        elif row[best] >= SUPPORT_THRESHOLD:
+            end = a + len(sentence.rstrip(".!?"))
+            edits.append((end, end, f" [{best + 1}]"))
+            supported = True
+    for a, b, text in sorted(edits, reverse=True):
+        reply = reply[:a] + text + reply[b:]
     return reply, supported

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from .answer import (
     REFUSAL,
-    add_missing_citations,
     build_prompt,
-    cited_numbers,
+    check_citations,
     citations_for,
+    cited_numbers,
     says_it_does_not_know,
     strip_invalid_citations,
 )
@@ -247,7 +247,7 @@ class RagBot:
         refusal_reason = "model_said_so" if says_it_does_not_know(reply) else None
         answer_text = reply
         if refusal_reason is None:
-            answer_text, supported = add_missing_citations(
+            answer_text, supported = check_citations(
                 strip_invalid_citations(reply, n_shown), n_shown, self._similarity_to(prompt.passages)
             )
             if not supported:

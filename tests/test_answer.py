@@ -2,10 +2,11 @@
 word): these functions take any counter, and the real tokenizer is exercised in test_ask.py."""
 
 from ragbot.answer import (
+    RECITE_MARGIN,
     REFUSAL,
     SUPPORT_THRESHOLD,
-    add_missing_citations,
     build_prompt,
+    check_citations,
     cited_numbers,
     says_it_does_not_know,
     split_sentences,
@@ -70,12 +71,25 @@ def test_refusals_are_recognised():
 def test_missing_citations_are_added_only_where_a_passage_supports_the_sentence():
     reply = "First fact [2]. Second fact.\n- a list item\nUnrelated claim."
     assert split_sentences(reply) == ["First fact [2].", "Second fact.", "- a list item", "Unrelated claim."]
-    table = {"Second fact.": [0.9, 0.1], "- a list item": [0.2, SUPPORT_THRESHOLD + 0.01], "Unrelated claim.": [0.1, 0.2]}
-    cited, supported = add_missing_citations(reply, 2, lambda sents: [table[s] for s in sents])
+    table = {"First fact [2].": [0.1, 0.9], "Second fact.": [0.9, 0.1], "- a list item": [0.2, SUPPORT_THRESHOLD + 0.01],
+             "Unrelated claim.": [0.1, 0.2]}
+    cited, supported = check_citations(reply, 2, lambda sents: [table[s] for s in sents])
     assert cited == "First fact [2]. Second fact [1].\n- a list item [2]\nUnrelated claim."
     assert supported
 
 
 def test_an_answer_no_passage_supports_is_flagged():
-    cited, supported = add_missing_citations("Paris is in France.", 3, lambda sents: [[0.1, 0.2, 0.0]])
+    cited, supported = check_citations("Paris is in France.", 3, lambda sents: [[0.1, 0.2, 0.0]])
     assert cited == "Paris is in France." and not supported
+
+
+def test_a_citation_is_repointed_only_to_a_clearly_better_passage():
+    reply = "GANs date from 2014 [2]. They have two parts [3]. Both ideas [1, 2] matter."
+    table = {
+        "GANs date from 2014 [2].": [0.80, 0.30, 0.10],  # [1] is clearly closer: re-pointed
+        "They have two parts [3].": [0.50, 0.10, 0.50 - RECITE_MARGIN / 2],  # not by the margin: kept
+        "Both ideas [1, 2] matter.": [0.20, 0.10, SUPPORT_THRESHOLD - 0.01],  # best too weak: kept
+    }
+    fixed, supported = check_citations(reply, 3, lambda sents: [table[s] for s in sents])
+    assert fixed == "GANs date from 2014 [1]. They have two parts [3]. Both ideas [1, 2] matter."
+    assert supported
