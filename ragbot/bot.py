@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import answerability
 from .answer import (
     REFUSAL,
     build_prompt,
@@ -30,7 +31,7 @@ from .answer import (
 from .errors import BusyError
 from .feedback import FeedbackLog
 from .index import VectorIndex
-from .ingest import IngestReport, Ingester, ProgressFn
+from .ingest import Ingester, IngestReport, ProgressFn
 from .settings import Settings, load_settings
 from .store import Store
 from .types import Answer, Passage
@@ -201,6 +202,10 @@ class RagBot:
                 params = {"temperature": temperature, "max_new_tokens": settings.max_new_tokens,
                           "top_k": k or settings.top_k, "prompt_passages": settings.prompt_passages,
                           "min_score": settings.min_score}
+                if event.p_answer_missing is not None:
+                    check = self.generator.answerability
+                    params.update(p_answer_missing=round(event.p_answer_missing, 4),
+                                  answerability_threshold=round(check.threshold, 4))
                 self.feedback.record_answer(event, conversation_id, turn, retrieval_query, params)
             yield event
 
@@ -233,13 +238,32 @@ class RagBot:
             question, passages[: settings.prompt_passages], render=generator.render, count_tokens=generator.count_tokens,
             budget=generator.context_tokens - settings.max_new_tokens, history=history,
         )
+        check = generator.answerability
+        avoid_start = p_missing = None
+        if check is not None:
+            t0 = time.perf_counter()
+            row = answerability.features(retrieval_query, [p.text for p in prompt.passages], self.embedder.encode)
+            p_missing = check.probability(row)
+            check_ms = (time.perf_counter() - t0) * 1000
+            if p_missing > check.threshold:
+                if stream:
+                    yield REFUSAL
+                yield Answer(answer=REFUSAL, refused=True, citations=[], prompt=prompt.text, raw_reply="",
+                             timings_ms={"retrieve": retrieve_ms, "answerability": check_ms, "generate": 0.0},
+                             tokens={"prompt": 0, "completion": 0}, refusal_reason="passages_lack_answer",
+                             p_answer_missing=p_missing, **common)
+                return
+            # The check decided the passages hold the answer, so the model may not open with the
+            # refusal: left to itself, a tuned 135M model refused 47% of answerable questions.
+            avoid_start = REFUSAL
         t0 = time.perf_counter()
         if stream:
             totals: dict = {}
-            yield from generator.stream(prompt.text, settings.max_new_tokens, temperature, totals=totals)
+            yield from generator.stream(prompt.text, settings.max_new_tokens, temperature, totals=totals,
+                                        avoid_start=avoid_start)
             generation = totals["generation"]
         else:
-            generation = generator.generate(prompt.text, settings.max_new_tokens, temperature)
+            generation = generator.generate(prompt.text, settings.max_new_tokens, temperature, avoid_start=avoid_start)
         generate_ms = (time.perf_counter() - t0) * 1000
 
         reply = generation.text
@@ -264,6 +288,7 @@ class RagBot:
             timings_ms={"retrieve": retrieve_ms, "generate": generate_ms},
             tokens={"prompt": generation.prompt_tokens, "completion": generation.completion_tokens},
             refusal_reason=refusal_reason,
+            p_answer_missing=p_missing,
             **common,
         )
 

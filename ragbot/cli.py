@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-steps", type=int, metavar="N", help="save a checkpoint every N steps (default 10)")
     p.add_argument("--activate", choices=["gate", "always", "never"],
                    help="activate the new adapter when the gate passes (default), always, or never")
+    p.add_argument("--no-answerability-check", action="store_true",
+                   help="do not fit the check that refuses when the passages lack the answer; the model "
+                        "then decides alone (it decides poorly at this size: see docs/benchmarks.md)")
     p.add_argument("--fresh", action="store_true", help="train from the base model, not on top of the active adapter")
     p.add_argument("--new", action="store_true", help="start a new run instead of resuming an unfinished one")
     p.add_argument("--seed", type=int)
@@ -494,7 +497,7 @@ def cmd_tune(bot, args) -> int:
         "preference": args.preference, "sft_epochs": args.epochs, "heldout_fraction": args.heldout,
         "gate_questions": args.gate_questions, "gate_max_new_tokens": args.gate_max_new_tokens,
         "save_steps": args.save_steps, "activate": args.activate, "seed": args.seed,
-        "fresh": args.fresh or None,
+        "fresh": args.fresh or None, "answerability_check": False if args.no_answerability_check else None,
     }
     options = {k: v for k, v in options.items() if v is not None}
     config = TuneConfig.quick(**options) if args.quick else TuneConfig(**options)
@@ -525,7 +528,7 @@ def cmd_model(bot, args) -> int:
     if not versions:
         print("no adapters yet: run `ragbot tune`")
         return 0
-    print(f"{'':2}{'version':8} {'created':16} {'base model':24} {'parent':7} {'train':>6} {'score':>6}  gate")
+    print(f"{'':2}{'version':8} {'created':16} {'base model':24} {'parent':7} {'train':>6} {'score':>6}  {'gate':8} check")
     for v in versions:
         meta = v.metadata
         gate = meta.get("gate") or {}
@@ -534,7 +537,8 @@ def cmd_model(bot, args) -> int:
         train = (meta.get("counts") or {}).get("train", {}).get("total", "")
         verdict = "passed" if gate.get("promoted") else "failed" if gate else "not run"
         print(f"{'*' if v.version == active else ' ':2}{v.version:8} {created:16} {meta.get('base_model', ''):24} "
-              f"{meta.get('parent') or '-':7} {train:>6} {'' if score is None else f'{score:.3f}':>6}  {verdict}")
+              f"{meta.get('parent') or '-':7} {train:>6} {'' if score is None else f'{score:.3f}':>6}  {verdict:8} "
+              f"{'yes' if meta.get('answerability') else 'no'}")
     if active is None:
         print("active: none (the base model)")
     return 0

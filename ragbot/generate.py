@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from .answerability import AnswerabilityCheck
 from .errors import ModelError
 from .models import load_plan
 from .settings import Settings
@@ -26,11 +27,15 @@ class Generation:
 
 
 class Generator:
-    def __init__(self, model, tokenizer, name: str, context_tokens: int, adapter: str | None = None):
+    def __init__(self, model, tokenizer, name: str, context_tokens: int, adapter: str | None = None,
+                 answerability: AnswerabilityCheck | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
         self.adapter = adapter
+        # The adapter's check of whether the passages hold the answer (answerability.py); None
+        # for the base model and for adapters tuned before it existed.
+        self.answerability = answerability
         limit = getattr(model.config, "max_position_embeddings", None) or context_tokens
         self.context_tokens = min(context_tokens, int(limit))
 
@@ -66,8 +71,11 @@ class Generator:
                 raise AdapterError(f"cannot load adapter {chosen.version} from {chosen.path}: {exc}") from None
         model.to(device)
         model.eval()
+        check = None
+        if chosen is not None and chosen.metadata.get("answerability"):
+            check = AnswerabilityCheck.from_dict(chosen.metadata["answerability"], where=str(chosen.path))
         return cls(model, tokenizer, name=settings.generator, context_tokens=settings.context_tokens,
-                   adapter=chosen.version if chosen else None)
+                   adapter=chosen.version if chosen else None, answerability=check)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -80,17 +88,21 @@ class Generator:
         encoded = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
         return {k: v.to(self.model.device) for k, v in encoded.items()}
 
-    def _generate_kwargs(self, max_new_tokens: int, temperature: float, n_prompt: int) -> dict:
+    def _generate_kwargs(self, max_new_tokens: int, temperature: float, n_prompt: int,
+                         avoid_start: str | None = None) -> dict:
         from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
+        processors = [RepetitionPenaltyLogitsProcessor(REPETITION_PENALTY, prompt_ignore_length=n_prompt)]
+        if avoid_start:
+            first = self.tokenizer(avoid_start, add_special_tokens=False)["input_ids"][0]
+            processors.append(_BanFirstToken(first, n_prompt))
         kwargs = {
             "max_new_tokens": max_new_tokens,
             "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
             # A mild penalty on tokens the reply already used stops loops. The prompt's tokens are
             # exempt: `repetition_penalty=` would also penalise every word of the passages and of
             # the refusal sentence in the system prompt, i.e. the very text a grounded answer quotes.
-            "logits_processor": LogitsProcessorList([
-                RepetitionPenaltyLogitsProcessor(REPETITION_PENALTY, prompt_ignore_length=n_prompt)]),
+            "logits_processor": LogitsProcessorList(processors),
         }
         if temperature > 0:
             kwargs.update(do_sample=True, temperature=temperature, top_p=0.9)
@@ -98,19 +110,23 @@ class Generator:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kwargs
 
-    def generate(self, prompt: str, max_new_tokens: int, temperature: float = 0.0) -> Generation:
+    def generate(self, prompt: str, max_new_tokens: int, temperature: float = 0.0,
+                 avoid_start: str | None = None) -> Generation:
+        """The reply to `prompt`; with `avoid_start`, it cannot open with that text's first token."""
         import torch
 
         inputs = self._inputs(prompt)
         n_prompt = int(inputs["input_ids"].shape[1])
+        kwargs = self._generate_kwargs(max_new_tokens, temperature, n_prompt, avoid_start)
         with torch.inference_mode():
-            output = self.model.generate(**inputs, **self._generate_kwargs(max_new_tokens, temperature, n_prompt))
+            output = self.model.generate(**inputs, **kwargs)
         new_tokens = output[0][n_prompt:]
         text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
         return Generation(text=text.strip(), prompt_tokens=n_prompt, completion_tokens=int(len(new_tokens)))
 
     def stream(
-        self, prompt: str, max_new_tokens: int, temperature: float = 0.0, totals: dict | None = None
+        self, prompt: str, max_new_tokens: int, temperature: float = 0.0, totals: dict | None = None,
+        avoid_start: str | None = None,
     ) -> Iterator[str]:
         """Yield pieces of the reply as they are decoded; then totals["generation"] holds the totals."""
         import torch
@@ -120,13 +136,12 @@ class Generator:
         n_prompt = int(inputs["input_ids"].shape[1])
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         result: dict = {}
+        kwargs = self._generate_kwargs(max_new_tokens, temperature, n_prompt, avoid_start)
 
         def work() -> None:
             try:
                 with torch.inference_mode():
-                    result["output"] = self.model.generate(
-                        **inputs, streamer=streamer, **self._generate_kwargs(max_new_tokens, temperature, n_prompt)
-                    )
+                    result["output"] = self.model.generate(**inputs, streamer=streamer, **kwargs)
             except BaseException as exc:  # surfaced in the caller's thread below
                 result["error"] = exc
                 streamer.end()
@@ -143,3 +158,16 @@ class Generator:
         completion = int(result["output"].shape[1]) - n_prompt
         if totals is not None:
             totals["generation"] = Generation("".join(pieces).strip(), n_prompt, completion)
+
+
+class _BanFirstToken:
+    """A logits processor: the reply's first token may not be `token_id`."""
+
+    def __init__(self, token_id: int, n_prompt: int):
+        self.token_id = token_id
+        self.n_prompt = n_prompt
+
+    def __call__(self, input_ids, scores):
+        if input_ids.shape[1] == self.n_prompt:
+            scores[:, self.token_id] = float("-inf")
+        return scores

@@ -278,6 +278,14 @@ def make_examples(bot, kept: Sequence[tuple[Candidate, list[Passage]]], rng: ran
     return examples
 
 
+def answerability_examples(bot, kept: Sequence[tuple[Candidate, list[Passage]]], rng: random.Random) -> list[Example]:
+    """Every kept question three ways, for fitting the answerability check: with its gold chunk
+    shown, with only the gold chunk withheld, and with its whole document withheld."""
+    chunk_withheld = make_examples(bot, kept, rng, unanswerable_share=1.0, same_document_share=1.0)
+    document_withheld = make_examples(bot, kept, rng, unanswerable_share=1.0, same_document_share=0.0)
+    return chunk_withheld + [ex for ex in document_withheld if not ex.answerable]
+
+
 def _without_answer(bot, answer: str, passages: list[Passage]) -> list[Passage]:
     """Passages that neither contain the answer sentence (chunks overlap) nor come close to it."""
     passages = [p for p in passages if plain(answer).lower() not in plain(p.text).lower()]

@@ -2,6 +2,8 @@
 
 Stages, each resumable (a run lives in `<data dir>/tune/<run id>/`):
 1. data      questions and examples (trainset.py), split into train and held-out, saved as JSONL;
+   answerability  the check of whether the passages hold the answer (answerability.py), fit on
+             the training split's questions and measured on the held-out split's;
 2. sft       LoRA supervised fine-tuning with TRL's SFTTrainer on {prompt, completion};
 3. prefer    KTO on desirable/undesirable completions (KTOTrainer), or DPO on pairs
              (DPOTrainer) when the feedback holds enough of them;
@@ -24,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from . import trainset
+from . import answerability, trainset
 from .errors import RagbotError
 from .registry import AdapterRegistry
 
@@ -46,6 +48,9 @@ class TuneConfig:
     heldout_fraction: float = 0.2
     unanswerable_share: float = 0.2  # share of questions that also get an unanswerable example
     same_document_share: float = 0.5  # of those, share that withhold only the gold chunk (near misses)
+    # Fit the answerability check (answerability.py) that decides whether the passages hold the answer.
+    answerability_check: bool = True
+    false_refusal: float = answerability.FALSE_REFUSAL  # the check's threshold: see answerability.py
     preference: str = "auto"  # auto (DPO when the feedback has pairs, else KTO) | kto | dpo | none
     lora_r: int = 16
     lora_alpha: int = 32
@@ -87,6 +92,8 @@ class TuneConfig:
             raise TuneError(f"activate must be gate, always or never (got {self.activate!r})")
         if not 0 <= self.heldout_fraction < 1:
             raise TuneError(f"heldout_fraction must be in [0, 1) (got {self.heldout_fraction})")
+        if not 0 < self.false_refusal < 0.5:
+            raise TuneError(f"false_refusal must be in (0, 0.5) (got {self.false_refusal})")
         if self.batch_size < 2:
             raise TuneError("batch_size must be at least 2 (KTO estimates its KL term within a batch)")
 
@@ -209,6 +216,10 @@ def build_data(bot, config: TuneConfig, run: Run, log: Log) -> dict:
     train, heldout = trainset.split_heldout(examples, config.heldout_fraction, rng)
     trainset.save_examples(train, run.path / "train.jsonl")
     trainset.save_examples(heldout, run.path / "heldout.jsonl")
+    if config.answerability_check:
+        # Its own random stream, so the training examples stay the same with or without it.
+        check_examples = trainset.answerability_examples(bot, kept, random.Random(config.seed + 1))
+        trainset.save_examples(check_examples, run.path / "answerability.jsonl")
 
     (run.path / "feedback.json").write_text(json.dumps(feedback, ensure_ascii=False))
     counts = {
@@ -243,7 +254,49 @@ def format_counts(counts: dict) -> str:
     return "\n".join(lines)
 
 
-# -- stages 2 and 3: training --------------------------------------------------------------------
+# -- stage 2: the answerability check -----------------------------------------------------------
+
+
+def fit_answerability(bot, config: TuneConfig, run: Run, log: Log) -> dict:
+    """Fit the check on the training split's questions, measure it on the held-out split's, and
+    save it as answerability.json in the run folder. Returns what the run state records."""
+    from tqdm import tqdm
+
+    train_chunks = {ex.chunk_id for ex in trainset.load_examples(run.path / "train.jsonl")}
+    examples = trainset.load_examples(run.path / "answerability.jsonl")
+    rows = [answerability.features(ex.question, [p["text"] for p in ex.passages], bot.embedder.encode)
+            for ex in tqdm(examples, desc="answerability features", unit="q", leave=False)]
+    parts: dict[str, tuple[list, list]] = {"train": ([], []), "heldout": ([], [])}
+    for ex, row in zip(examples, rows):
+        features, unanswerable = parts["train" if ex.chunk_id in train_chunks else "heldout"]
+        features.append(row)
+        unanswerable.append(not ex.answerable)
+    try:
+        check = answerability.fit(*parts["train"], false_refusal=config.false_refusal)
+    except answerability.AnswerabilityError as exc:
+        log(f"no answerability check: {exc}")
+        return {"fitted": False, "reason": str(exc)}
+    check.fit_report["heldout"] = check.rates(*parts["heldout"])
+    (run.path / "answerability.json").write_text(json.dumps(check.to_dict(), indent=2))
+    return {"fitted": True, **check.fit_report}
+
+
+def format_answerability(info: dict) -> str:
+    if not info.get("fitted"):
+        return f"Answerability check: none ({info.get('reason', 'turned off')})"
+    held = info["heldout"]
+
+    def rate(value) -> str:
+        return "–" if value is None else f"{value:.0%}"
+
+    return (f"Answerability check: fit on {info['n_answerable']} answerable and {info['n_unanswerable']} "
+            f"unanswerable questions (AUC {info['auc']:.2f}); it refuses {rate(info['refusal_rate_answerable'])} / "
+            f"{rate(info['refusal_rate_unanswerable'])} of them, and {rate(held['refusal_rate_answerable'])} / "
+            f"{rate(held['refusal_rate_unanswerable'])} of the {held['n_answerable']} / {held['n_unanswerable']} "
+            f"held-out ones")
+
+
+# -- stages 3 and 4: training --------------------------------------------------------------------
 
 
 def _callbacks(deadline: float | None, desc: str):
@@ -478,6 +531,10 @@ def tune(bot, config: TuneConfig, new: bool = False, log: Log = print) -> TuneRe
         run.mark("data", counts=counts)
     counts = run.state()["stages"]["data"]["counts"]
     log(format_counts(counts))
+    if config.answerability_check:
+        if not run.done("answerability"):
+            run.mark("answerability", **fit_answerability(bot, config, run, log))
+        log(format_answerability(run.state()["stages"]["answerability"]))
 
     train = trainset.load_examples(run.path / "train.jsonl")
     heldout = trainset.load_examples(run.path / "heldout.jsonl")
@@ -506,12 +563,15 @@ def tune(bot, config: TuneConfig, new: bool = False, log: Log = print) -> TuneRe
     stages = run.state()["stages"]
 
     if not run.done("register"):
+        check_file = run.path / "answerability.json"
+        check = json.loads(check_file.read_text()) if check_file.is_file() else None
         info = registry.save(adapter_dir, {
             "base_model": settings.generator,
             "parent": parent.version if parent else None,
             "data_hash": trainset.data_hash(sft, kto if method == "kto" else dpo if method else []),
-            "counts": counts, "config": run.state()["config"], "training": {k: v for k, v in stages.items() if k != "data"},
-            "run": str(run.path),
+            "counts": counts, "config": run.state()["config"],
+            "training": {k: v for k, v in stages.items() if k not in ("data", "answerability")},
+            "run": str(run.path), "answerability": check,
         })
         run.mark("register", version=info.version)
     version = run.state()["stages"]["register"]["version"]

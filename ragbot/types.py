@@ -100,8 +100,12 @@ class Answer:
     timings_ms: dict[str, float]
     tokens: dict[str, int]
     # None, or why the bot declined: "low_retrieval_score" (nothing relevant was found),
-    # "model_said_so", or "unsupported_answer" (no sentence of the reply matches a passage).
+    # "passages_lack_answer" (the adapter's answerability check), "model_said_so", or
+    # "unsupported_answer" (no sentence of the reply matches a passage).
     refusal_reason: str | None = None
+    # The adapter's answerability check: the probability that the passages lack the answer
+    # (None: no check was made). Above its threshold, refusal_reason is "passages_lack_answer".
+    p_answer_missing: float | None = None
     id: str | None = None  # set when the answer is recorded in the answer log
 
     def to_dict(self) -> dict:

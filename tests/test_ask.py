@@ -92,3 +92,28 @@ def test_cli_ask_json_shape_then_vote_and_export(corpus_bot, tmp_path):
     trace = corpus_bot.feedback.answer_trace(out["id"])
     assert {"prompt": trace["prompt"], "completion": out["answer"], "label": True} in rows
     assert "1 up" in ragbot("feedback", "stats")
+
+
+def test_avoid_start_bans_only_the_replys_first_token(corpus_bot):
+    """With the answerability check saying the answer is there, the reply may not open with the
+    refusal; a real generation on an unrelated passage, where refusing is the natural reply."""
+    import torch
+
+    from ragbot.answer import build_prompt
+    from ragbot.types import Passage
+
+    generator = corpus_bot.generator
+    first = generator.tokenizer(REFUSAL, add_special_tokens=False)["input_ids"][0]
+    kwargs = generator._generate_kwargs(8, 0.0, n_prompt=3, avoid_start=REFUSAL)
+    at_start = kwargs["logits_processor"](torch.tensor([[1, 2, 3]]), torch.zeros(1, first + 1))
+    later = kwargs["logits_processor"](torch.tensor([[1, 2, 3, 4]]), torch.zeros(1, first + 1))
+    assert at_start[0, first] == float("-inf") and at_start[0, 0] == 0.0
+    assert later[0, first] == 0.0
+
+    passage = Passage(chunk_id=1, source="bananas.txt", title="Bananas", section="", page=None,
+                      text="Bananas are yellow fruit grown in tropical regions of the world.", score=1.0, rank=1)
+    prompt = build_prompt("How many attention heads does SmolLM2 use?", [passage], render=generator.render,
+                          count_tokens=generator.count_tokens, budget=1500)
+    reply = generator.generate(prompt.text, 6, avoid_start=REFUSAL)
+    ids = generator.tokenizer(reply.text, add_special_tokens=False)["input_ids"]
+    assert ids and ids[0] != first

@@ -138,6 +138,38 @@ def test_adapter_loads_answers_and_is_recorded(tuned):
     assert bot.feedback.answer_trace(answer.id)["adapter"] == result.version
 
 
+def test_answerability_check_is_fit_stored_and_decides(tuned):
+    """The run fits the check on its training split, measures it on the held-out split, stores it
+    with the adapter, and the loaded adapter refuses with it before generating."""
+    bot, result, lines = tuned
+    fitted = result.stages["answerability"]
+    assert fitted["fitted"] and fitted["n_answerable"] >= 5 and fitted["n_unanswerable"] >= 5
+    assert fitted["auc"] > 0.7 and fitted["heldout"]["n_answerable"] > 0
+    assert any(line.startswith("Answerability check: fit on") for line in lines)
+    # Fit on the training split only: the held-out chunks' questions are not in it.
+    assert fitted["n_answerable"] == sum(1 for ex in trainset.load_examples(result.run_dir / "train.jsonl")
+                                         if ex.answerable)
+    generator = Generator.load(bot.settings, adapter=result.version)
+    check = generator.answerability
+    assert check is not None and 0 < check.threshold < 1
+    assert AdapterRegistry(bot.settings.adapters_dir).get(result.version).metadata["answerability"]["threshold"] == check.threshold
+
+    asker = bot.with_settings(max_new_tokens=24)
+    asker.use_generator(generator)
+    off = asker.ask("How many attention heads does SmolLM2 use?",
+                    passages=["Bananas are yellow fruit grown in tropical regions of the world."])
+    assert off.refused and off.refusal_reason == "passages_lack_answer" and off.p_answer_missing > check.threshold
+    assert off.raw_reply == "" and off.timings_ms["generate"] == 0.0  # no generation was spent on it
+    trace = bot.feedback.answer_trace(off.id)
+    assert trace["refusal_reason"] == "passages_lack_answer"
+    assert trace["params"]["p_answer_missing"] == round(off.p_answer_missing, 4)
+    gold = ("Mode collapse is a common failure of GANs: the generator produces only a few kinds of output "
+            "that fool the discriminator, losing the variety of the real data.")
+    on = asker.ask("What is mode collapse in a GAN?", passages=[gold])
+    assert on.p_answer_missing < check.threshold
+    assert on.refusal_reason != "passages_lack_answer" and not on.raw_reply.startswith("I don't know")
+
+
 def test_registry_activate_rollback_and_errors(tuned, tmp_path):
     bot, result, _ = tuned
     registry = AdapterRegistry(tmp_path / "adapters")
