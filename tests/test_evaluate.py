@@ -4,6 +4,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -115,6 +116,22 @@ def test_near_miss_questions_are_on_topic(corpus_bot):
     assert len(rows) == 18 and not any(r["answerable"] for r in rows)
     top = [passages[0].score for passages in corpus_bot.batch_search([r["question"] for r in rows], k=1)]
     assert sum(score >= corpus_bot.settings.min_score for score in top) >= 14
+
+
+def test_blind_set_is_sound(corpus_bot):
+    """corpus_qa_blind.jsonl: questions written after the answerability check's threshold was set
+    on the two sets above. Each answerable one names a shipped document that retrieval finds;
+    every near miss gets past the retrieval threshold, so only the model or the check declines it."""
+    rows = load_qa(DATA / "corpus_qa_blind.jsonl")
+    answerable = [r for r in rows if r["answerable"]]
+    unanswerable = [r for r in rows if not r["answerable"]]
+    assert (len(answerable), len(unanswerable)) == (24, 12)
+    found = corpus_bot.batch_search([r["question"] for r in answerable], k=corpus_bot.settings.top_k)
+    for row, passages in zip(answerable, found):
+        gold = row["gold_passage_ids"][0]
+        assert (ROOT / "corpus" / gold).is_file() and gold in {Path(p.source).name for p in passages}, row["question"]
+    top = corpus_bot.batch_search([r["question"] for r in unanswerable], k=1)
+    assert all(passages[0].score >= corpus_bot.settings.min_score for passages in top)
 
 
 def test_eval_answers_on_given_passages_and_retrieval(corpus_bot):
