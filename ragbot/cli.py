@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tune", parents=[common], help="fine-tune the generator (LoRA) on your documents and feedback",
                        description="Make grounded QA examples from the indexed documents (and the feedback log), "
+                                   "fit a check of whether the passages hold the answer (a refusal otherwise), "
                                    "train a LoRA adapter with SFT then KTO (DPO when the feedback has pairs), "
                                    "save it as the next version, and activate it only if it answers held-out "
                                    "questions better than the active model. An interrupted run resumes.",

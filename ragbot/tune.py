@@ -2,13 +2,13 @@
 
 Stages, each resumable (a run lives in `<data dir>/tune/<run id>/`):
 1. data      questions and examples (trainset.py), split into train and held-out, saved as JSONL;
-   answerability  the check of whether the passages hold the answer (answerability.py), fit on
+2. answerability  the check of whether the passages hold the answer (answerability.py), fit on
              the training split's questions and measured on the held-out split's;
-2. sft       LoRA supervised fine-tuning with TRL's SFTTrainer on {prompt, completion};
-3. prefer    KTO on desirable/undesirable completions (KTOTrainer), or DPO on pairs
+3. sft       LoRA supervised fine-tuning with TRL's SFTTrainer on {prompt, completion};
+4. prefer    KTO on desirable/undesirable completions (KTOTrainer), or DPO on pairs
              (DPOTrainer) when the feedback holds enough of them;
-4. register  the adapter is saved as the next version in the registry, not yet active;
-5. gate      candidate and active model answer the held-out questions (gate.py); the candidate
+5. register  the adapter (and the check) saved as the next version in the registry, not yet active;
+6. gate      candidate and active model answer the held-out questions (gate.py); the candidate
              is activated only when it is better.
 Training saves checkpoints; an interrupted run continues from the last one when `ragbot tune`
 is run again (unless --new).
@@ -262,8 +262,13 @@ def fit_answerability(bot, config: TuneConfig, run: Run, log: Log) -> dict:
     save it as answerability.json in the run folder. Returns what the run state records."""
     from tqdm import tqdm
 
+    source = run.path / "answerability.jsonl"
+    if not source.is_file():
+        reason = f"{source} is missing (the run's data was made without the check); start over with --new"
+        log(f"no answerability check: {reason}")
+        return {"fitted": False, "reason": reason}
     train_chunks = {ex.chunk_id for ex in trainset.load_examples(run.path / "train.jsonl")}
-    examples = trainset.load_examples(run.path / "answerability.jsonl")
+    examples = trainset.load_examples(source)
     rows = [answerability.features(ex.question, [p["text"] for p in ex.passages], bot.embedder.encode)
             for ex in tqdm(examples, desc="answerability features", unit="q", leave=False)]
     parts: dict[str, tuple[list, list]] = {"train": ([], []), "heldout": ([], [])}
