@@ -43,7 +43,7 @@ class Generator:
     def load(cls, settings: Settings, adapter: str | None = None) -> "Generator":
         """The generator named by `settings`, with the LoRA adapter `adapter` (default: the
         `adapter` setting: "active", "none" or a version) merged into its weights."""
-        from .registry import AdapterError, AdapterRegistry
+        from .registry import METADATA, AdapterError, AdapterRegistry
 
         chosen = AdapterRegistry(settings.adapters_dir).resolve(adapter or settings.adapter)
         if chosen is not None and chosen.base_model != settings.generator:
@@ -51,6 +51,9 @@ class Generator:
                 f"adapter {chosen.version} was trained on {chosen.base_model!r}, not on the generator "
                 f"{settings.generator!r}; use --adapter none, or `ragbot model activate none`"
             )
+        check = None  # read before the model loads, so a damaged check fails at once
+        if chosen is not None and chosen.metadata.get("answerability"):
+            check = AnswerabilityCheck.from_dict(chosen.metadata["answerability"], where=str(chosen.path / METADATA))
         location, device, dtype = load_plan(settings, "generator")
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -71,9 +74,6 @@ class Generator:
                 raise AdapterError(f"cannot load adapter {chosen.version} from {chosen.path}: {exc}") from None
         model.to(device)
         model.eval()
-        check = None
-        if chosen is not None and chosen.metadata.get("answerability"):
-            check = AnswerabilityCheck.from_dict(chosen.metadata["answerability"], where=str(chosen.path))
         return cls(model, tokenizer, name=settings.generator, context_tokens=settings.context_tokens,
                    adapter=chosen.version if chosen else None, answerability=check)
 

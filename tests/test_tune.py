@@ -170,6 +170,18 @@ def test_answerability_check_is_fit_stored_and_decides(tuned):
     assert on.refusal_reason != "passages_lack_answer" and not on.raw_reply.startswith("I don't know")
 
 
+def test_a_damaged_check_fails_before_the_model_loads(tuned):
+    from ragbot.answerability import AnswerabilityError
+    from ragbot.settings import with_overrides
+
+    bot, result, _ = tuned
+    registry = AdapterRegistry(bot.settings.adapters_dir)
+    stored = dict(registry.get(result.version).metadata["answerability"], weights=["heavy", 1.0])
+    damaged = registry.save(info_path(bot, result), {"base_model": bot.settings.generator, "answerability": stored})
+    with pytest.raises(AnswerabilityError, match=rf"{damaged.version}/ragbot-adapter.json: malformed"):
+        Generator.load(with_overrides(bot.settings, adapter=damaged.version))
+
+
 def test_registry_activate_rollback_and_errors(tuned, tmp_path):
     bot, result, _ = tuned
     registry = AdapterRegistry(tmp_path / "adapters")
