@@ -5,15 +5,20 @@ probability that a reply starts with the refusal separates answerable from unans
 no better than chance on hand-written questions (docs/benchmarks.md). The check below does, so a
 tuned model decides *whether* to answer with it, and the adapter decides *how*.
 
-Two features of a question and the passages shown:
-- coverage: the share of the question's content words that occur in the passages. Words are
-  compared without a plural "s" and on their first STEM_LETTERS letters, a crude stemmer
-  ("GANs" matches "GAN", "reduced" matches "reduce").
-  A question about something the documents never mention ("How many attention heads...")
-  leaves words uncovered.
+Features of a question and the passages shown (FEATURES are the ones a new check uses):
 - closeness: the highest cosine between the question's embedding and a passage's.
+- weakest_word: how well the passages cover the question's least covered content word. A word
+  found in the passages scores 1; any other word scores the best cosine between its tokens'
+  contextual vectors and any passage token's (the embedder's token outputs). A near miss asks
+  about one thing the documents never mention ("How many attention heads...") and scores low;
+  a paraphrase ("Where does the word come from?" for a passage on its origin) keeps a fair score.
+- coverage: the share of the question's content words found in the passages. Checks fit before
+  weakest_word existed use it with closeness; it ranked hand-written paraphrases as unanswerable
+  (docs/benchmarks.md), because questions made from a chunk reuse its words.
+Words are compared without a plural "s" and on their first STEM_LETTERS letters, a crude
+stemmer ("GANs" matches "GAN", "reduced" matches "reduce").
 
-A logistic regression on the two (standardised) gives the probability that the answer is
+A logistic regression on the (standardised) features gives the probability that the answer is
 missing. It is fit during tuning on the training split's questions, each shown three ways: with
 its gold chunk (answerable), with only the gold chunk withheld, and with its whole document
 withheld (unanswerable). The threshold is set on the answerable training questions so that at
@@ -26,21 +31,24 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 import numpy as np
 
+from .embed import TokenVectors
 from .errors import RagbotError
 from .trainset import plain
 
-FEATURES = ("coverage", "closeness")
+FEATURES = ("closeness", "weakest_word")
+KNOWN_FEATURES = ("coverage", "closeness", "weakest_word")
 STEM_LETTERS = 6
 FALSE_REFUSAL = 0.02  # the share of answerable training questions the threshold may refuse
 MIN_EACH = 5  # answerable and unanswerable training questions each, to fit at all
 L2 = 1.0  # ridge penalty on the (standardised) weights
 
-_WORD = re.compile(r"[a-z0-9]+")
+_WORD = re.compile(r"[a-z0-9]+", re.IGNORECASE)
 _STOPWORDS = frozenset("""
 a an the of in on at to for from by with about and or but is are was were be been being do does did doing
 have has had what which who whom whose when where why how that this these those it its they them their there
@@ -49,7 +57,9 @@ i you he she we me my your our his her us if else also only very more most much 
 document documents say says said according tell describe explain
 """.split())
 
-Embed = Callable[[list[str]], np.ndarray]  # texts -> unit-length vectors, one row each
+
+class TokenEmbedder(Protocol):
+    def encode_tokens(self, texts: Sequence[str]) -> list[TokenVectors]: ...
 
 
 class AnswerabilityError(RagbotError):
@@ -69,20 +79,37 @@ def _stem(word: str) -> str:
     return word[:STEM_LETTERS]
 
 
-def features(question: str, passages: Sequence[str], embed: Embed) -> list[float]:
-    """[coverage, closeness] of `question` by the passage texts (see the module docstring)."""
+def features(question: str, passages: Sequence[str], embedder: TokenEmbedder) -> dict[str, float]:
+    """Every known feature of `question` and the passage texts (see the module docstring)."""
     if not passages:
-        return [0.0, 0.0]
+        return {name: 0.0 for name in KNOWN_FEATURES}
     asked = content_words(question)
     shown = set().union(*(content_words(p) for p in passages))
-    coverage = len(asked & shown) / len(asked) if asked else 1.0
-    vectors = embed([question, *passages])
-    closeness = float((vectors[1:] @ vectors[0]).max())
-    return [coverage, closeness]
+    asked_vectors, *passage_vectors = embedder.encode_tokens([question, *passages])
+    return {"coverage": len(asked & shown) / len(asked) if asked else 1.0,
+            "closeness": max(float(p.vector @ asked_vectors.vector) for p in passage_vectors),
+            "weakest_word": _weakest_word(question, asked_vectors, passage_vectors, shown)}
+
+
+def _weakest_word(question: str, asked: TokenVectors, passages: Sequence[TokenVectors], shown: set[str]) -> float:
+    """The lowest score of a content word of the question: 1 when the passages hold the word,
+    else the best cosine between one of its tokens and any passage token, taking its worst token."""
+    passage_tokens = np.vstack([p.tokens for p in passages])
+    closest = (asked.tokens @ passage_tokens.T).max(axis=1) if len(passage_tokens) else np.zeros(len(asked.spans))
+    lowest = 1.0
+    for match in _WORD.finditer(question):
+        word = match.group().lower()
+        if len(word) <= 1 or word in _STOPWORDS or _stem(word) in shown:
+            continue
+        inside = [closest[i] for i, (start, end) in enumerate(asked.spans) if start >= match.start() and end <= match.end()]
+        if inside:
+            lowest = min(lowest, float(min(inside)))
+    return lowest
 
 
 @dataclass
 class AnswerabilityCheck:
+    features: list[str]  # which of KNOWN_FEATURES it reads, in the order of the weights
     mean: list[float]
     scale: list[float]
     weights: list[float]
@@ -90,15 +117,16 @@ class AnswerabilityCheck:
     threshold: float  # refuse when the probability of a missing answer exceeds this
     fit_report: dict = field(default_factory=dict)  # sizes and rates measured when it was fit
 
-    def probability(self, row: Sequence[float]) -> float:
-        """The probability that the answer is missing, from one feature row."""
-        z = sum(w * (x - m) / s for w, x, m, s in zip(self.weights, row, self.mean, self.scale)) + self.bias
+    def probability(self, values: Mapping[str, float]) -> float:
+        """The probability that the answer is missing, from one question's feature values."""
+        z = self.bias + sum(w * (values[name] - m) / s
+                            for name, w, m, s in zip(self.features, self.weights, self.mean, self.scale))
         return 1.0 / (1.0 + math.exp(-z))
 
-    def lacks_answer(self, row: Sequence[float]) -> bool:
-        return self.probability(row) > self.threshold
+    def lacks_answer(self, values: Mapping[str, float]) -> bool:
+        return self.probability(values) > self.threshold
 
-    def rates(self, rows: Sequence[Sequence[float]], unanswerable: Sequence[bool]) -> dict:
+    def rates(self, rows: Sequence[Mapping[str, float]], unanswerable: Sequence[bool]) -> dict:
         """How often it would refuse the answerable and the unanswerable ones of `rows`."""
         refused = [self.lacks_answer(r) for r in rows]
         ans = [r for r, u in zip(refused, unanswerable) if not u]
@@ -108,29 +136,33 @@ class AnswerabilityCheck:
                 "refusal_rate_unanswerable": sum(una) / len(una) if una else None}
 
     def to_dict(self) -> dict:
-        return {"features": list(FEATURES), "stem_letters": STEM_LETTERS, **asdict(self)}
+        return {"stem_letters": STEM_LETTERS, **asdict(self)}
 
     @classmethod
     def from_dict(cls, data: dict, where: str) -> "AnswerabilityCheck":
         """Read a stored check; `where` names its file in the error."""
-        if data.get("features") != list(FEATURES) or data.get("stem_letters") != STEM_LETTERS:
+        names = data.get("features")
+        if (not isinstance(names, list) or not names or not set(names) <= set(KNOWN_FEATURES)
+                or data.get("stem_letters") != STEM_LETTERS):
             raise AnswerabilityError(f"{where}: the answerability check was made for other features "
-                                     f"({data.get('features')}); retune with `ragbot tune --new`")
+                                     f"({names}); retune with `ragbot tune --new`")
         try:
-            check = cls(mean=[float(x) for x in data["mean"]], scale=[float(x) for x in data["scale"]],
-                        weights=[float(x) for x in data["weights"]], bias=float(data["bias"]),
-                        threshold=float(data["threshold"]), fit_report=dict(data.get("fit_report") or {}))
+            check = cls(features=list(names), mean=[float(x) for x in data["mean"]],
+                        scale=[float(x) for x in data["scale"]], weights=[float(x) for x in data["weights"]],
+                        bias=float(data["bias"]), threshold=float(data["threshold"]),
+                        fit_report=dict(data.get("fit_report") or {}))
         except (KeyError, TypeError, ValueError) as exc:
             raise AnswerabilityError(f"{where}: malformed answerability check ({exc!r})") from None
-        if not (len(check.mean) == len(check.scale) == len(check.weights) == len(FEATURES)):
-            raise AnswerabilityError(f"{where}: the answerability check needs {len(FEATURES)} weights")
+        if not (len(check.mean) == len(check.scale) == len(check.weights) == len(names)):
+            raise AnswerabilityError(f"{where}: the answerability check needs {len(names)} weights")
         return check
 
 
-def fit(rows: Sequence[Sequence[float]], unanswerable: Sequence[bool],
+def fit(rows: Sequence[Mapping[str, float]], unanswerable: Sequence[bool], features: Sequence[str] = FEATURES,
         false_refusal: float = FALSE_REFUSAL) -> AnswerabilityCheck:
-    """Fit the logistic regression (Newton's method, ridge L2) and set the threshold."""
-    X = np.asarray(rows, dtype=np.float64)
+    """Fit the logistic regression on `features` of the rows (Newton's method, ridge L2) and set
+    the threshold."""
+    X = np.asarray([[row[name] for name in features] for row in rows], dtype=np.float64).reshape(len(rows), len(features))
     y = np.asarray(unanswerable, dtype=np.float64)
     n_una = int(y.sum())
     if min(n_una, len(y) - n_una) < MIN_EACH:
@@ -148,12 +180,12 @@ def fit(rows: Sequence[Sequence[float]], unanswerable: Sequence[bool],
         theta -= step
         if np.abs(step).max() < 1e-8:
             break
-    check = AnswerabilityCheck(mean=mean.tolist(), scale=scale.tolist(), weights=theta[:-1].tolist(),
-                               bias=float(theta[-1]), threshold=0.5)
-    answerable_p = np.array([check.probability(r) for r, u in zip(X, y) if not u])
+    check = AnswerabilityCheck(features=list(features), mean=mean.tolist(), scale=scale.tolist(),
+                               weights=theta[:-1].tolist(), bias=float(theta[-1]), threshold=0.5)
+    probabilities = [check.probability(row) for row in rows]
+    answerable_p = np.array([p for p, u in zip(probabilities, y) if not u])
     check.threshold = float(np.quantile(answerable_p, 1.0 - false_refusal))
-    probabilities = [check.probability(r) for r in X]
-    check.fit_report = {"false_refusal_target": false_refusal, "n": len(y), **check.rates(X, y > 0.5),
+    check.fit_report = {"false_refusal_target": false_refusal, "n": len(y), **check.rates(rows, y > 0.5),
                         "auc": auc([p for p, u in zip(probabilities, y) if u], [p for p, u in zip(probabilities, y) if not u])}
     return check
 

@@ -242,7 +242,7 @@ class RagBot:
         avoid_start = p_missing = None
         if check is not None:
             t0 = time.perf_counter()
-            row = answerability.features(retrieval_query, [p.text for p in prompt.passages], self.embedder.encode)
+            row = answerability.features(retrieval_query, [p.text for p in prompt.passages], self.embedder)
             p_missing = check.probability(row)
             check_ms = (time.perf_counter() - t0) * 1000
             if p_missing > check.threshold:

@@ -8,12 +8,23 @@ so each batch carries little padding.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import ModelError
 from .models import load_plan
 from .settings import Settings
+
+
+@dataclass
+class TokenVectors:
+    """A text's unit-length embedding, and a unit-length contextual vector for each of its tokens
+    with the character span of the text that the token covers (special tokens left out)."""
+
+    vector: np.ndarray  # (dim,)
+    tokens: np.ndarray  # (n_tokens, dim)
+    spans: list[tuple[int, int]]
 
 
 class Embedder:
@@ -76,3 +87,25 @@ class Embedder:
                 if on_progress:
                     on_progress(len(idx))
         return out
+
+    def encode_tokens(self, texts: Sequence[str]) -> list[TokenVectors]:
+        """Each text's embedding and its tokens' contextual vectors, from one pass of the model.
+        Texts longer than the model reads are cut where the model cuts them."""
+        import torch
+
+        if not texts:
+            return []
+        with torch.inference_mode():
+            outputs = self._model.encode(list(texts), output_value=None, normalize_embeddings=True,
+                                         show_progress_bar=False)
+        offsets = self.tokenizer(list(texts), truncation=True, max_length=int(self._model.max_seq_length),
+                                 return_offsets_mapping=True)["offset_mapping"]
+        result = []
+        for out, spans in zip(outputs, offsets):
+            n = int(out["attention_mask"].sum())
+            keep = [i for i, (start, end) in enumerate(spans[:n]) if end > start]
+            tokens = out["token_embeddings"][:n].float().cpu().numpy()[keep]
+            tokens /= np.linalg.norm(tokens, axis=1, keepdims=True) + 1e-12
+            result.append(TokenVectors(vector=out["sentence_embedding"].float().cpu().numpy(),
+                                       tokens=tokens, spans=[tuple(spans[i]) for i in keep]))
+        return result

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .answer import says_it_does_not_know
 from .errors import RagbotError
 from .store import Store
 from .types import Answer
@@ -172,9 +173,50 @@ class FeedbackLog:
         ).fetchall()
 
     def voted_answers(self) -> list[dict]:
-        """Answers the model made that have a vote or a correction: the tuning gate's regression set."""
-        return [{"answer_id": i, "prompt": p, "answer": a, "vote": v, "correction": c}
-                for i, p, a, v, c in self._voted()]
+        """Answers the model made that have a vote or a correction: the tuning gate's regression
+        set. With each, the retrieval query and the chunks shown, for the answerability check."""
+        cases = []
+        for i, p, a, v, c in self._voted():
+            query, params = self._db.execute("SELECT retrieval_query, params FROM answers WHERE id = ?", (i,)).fetchone()
+            cases.append({"answer_id": i, "prompt": p, "answer": a, "vote": v, "correction": c,
+                          "question": query, "chunk_ids": self._shown_chunk_ids(i, params)})
+        return cases
+
+    def _shown_chunk_ids(self, answer_id: str, params: str | None) -> list[int]:
+        """The chunks an answer's prompt showed, in order: the first `prompt_passages` retrieved."""
+        shown = int(json.loads(params or "{}").get("prompt_passages", 3))
+        return [c for (c,) in self._db.execute(
+            "SELECT chunk_id FROM answer_passages WHERE answer_id = ? AND rank <= ? ORDER BY rank", (answer_id, shown))]
+
+    def answerability_labels(self) -> list[dict]:
+        """What the votes say about whether the passages shown held the answer, for the
+        answerability check (answerability.py). Each row: question (the retrieval query the
+        check read), chunk_ids (the passages shown, in prompt order), answerable, answer_id.
+        - answerable: a thumbs-up on an answer; a thumbs-down on a refusal, or a correction of
+          it that is an answer (the user says the documents do answer it).
+        - unanswerable: a thumbs-up on a refusal; a correction of an answer to the refusal.
+        A thumbs-down on an answer says nothing here (the answer may just be wrong), and
+        refusals made on retrieval scores alone were never the check's to make.
+        """
+        rows = self._db.execute(
+            "SELECT a.id, a.retrieval_query, a.refused, a.refusal_reason, a.params, f.vote, f.correction "
+            "FROM feedback f JOIN answers a ON a.id = f.answer_id ORDER BY a.created_at, a.id"
+        ).fetchall()
+        labels = []
+        for answer_id, query, refused, reason, params, vote, correction in rows:
+            if reason == "low_retrieval_score":
+                continue
+            corrected_to_refusal = bool(correction) and says_it_does_not_know(correction)
+            if refused:
+                answerable = True if (vote == -1 or (correction and not corrected_to_refusal)) else (
+                    False if vote == 1 else None)
+            else:
+                answerable = False if corrected_to_refusal else (True if vote == 1 else None)
+            if answerable is None:
+                continue
+            labels.append({"answer_id": answer_id, "question": query, "answerable": answerable,
+                           "chunk_ids": self._shown_chunk_ids(answer_id, params)})
+        return labels
 
     def export_rows(self, fmt: str) -> Iterator[dict]:
         """SFT {prompt, completion}: thumbs-up answers and corrections.

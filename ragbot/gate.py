@@ -13,6 +13,7 @@ small held-out set one question is noise), and pass at least as many feedback re
 - a thumbs-down answer must change: a different refusal decision, or token F1 below
   SAME_ANSWER_F1 against it; with a correction, the reply must also be closer to the
   correction than to the rejected answer.
+A model with an answerability check replays through it, as it would answer in the chat.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .answer import says_it_does_not_know
+from . import answerability
+from .answer import REFUSAL, says_it_does_not_know
 from .evaluate import evaluate_answers, save_run, token_f1
 
 MIN_GAIN = 0.01
@@ -71,11 +73,25 @@ def _with_rates(summary: dict) -> dict:
     return summary
 
 
-def regression_check(generator, cases: Sequence[dict], max_new_tokens: int) -> list[dict]:
-    """Generate a reply to each voted answer's exact prompt and judge it (see the module docstring)."""
+def replay(bot, generator, case: dict, max_new_tokens: int) -> str:
+    """The generator's reply now to a voted answer's exact prompt. A generator with an
+    answerability check decides as the chatbot does: the refusal if the passages shown (as they
+    read now) fail the check, otherwise a reply that may not open with the refusal."""
+    check = generator.answerability
+    if check is None:
+        return generator.generate(case["prompt"], max_new_tokens).text
+    stored = bot.store.chunks(case["chunk_ids"])
+    texts = [stored[i].text for i in case["chunk_ids"] if i in stored]
+    if texts and check.lacks_answer(answerability.features(case["question"], texts, bot.embedder)):
+        return REFUSAL
+    return generator.generate(case["prompt"], max_new_tokens, avoid_start=REFUSAL).text
+
+
+def regression_check(bot, generator, cases: Sequence[dict], max_new_tokens: int) -> list[dict]:
+    """Replay each voted answer's exact prompt and judge the reply (see the module docstring)."""
     results = []
     for case in cases:
-        reply = generator.generate(case["prompt"], max_new_tokens).text
+        reply = replay(bot, generator, case, max_new_tokens)
         refused = says_it_does_not_know(reply)
         before_refused = says_it_does_not_know(case["answer"])
         similar = not refused and not before_refused and token_f1(reply, case["answer"]) >= SAME_ANSWER_F1
@@ -97,7 +113,7 @@ def run_gate(bot, active_generator, candidate_generator, rows: list[dict], cases
     for label, generator in (("active", active_generator), ("candidate", candidate_generator)):
         bot.use_generator(generator)
         summary, per_question = evaluate_answers(bot, rows)
-        regression = regression_check(generator, cases, bot.settings.max_new_tokens)
+        regression = regression_check(bot, generator, cases, bot.settings.max_new_tokens)
         summary["regression_cases"] = len(regression)
         summary["regression_pass_rate"] = (sum(r["passed"] for r in regression) / len(regression)
                                            if regression else None)

@@ -286,6 +286,25 @@ def answerability_examples(bot, kept: Sequence[tuple[Candidate, list[Passage]]],
     return chunk_withheld + [ex for ex in document_withheld if not ex.answerable]
 
 
+def feedback_answerability_examples(bot, labels: Sequence[dict]) -> list[Example]:
+    """The feedback log's answerability labels (FeedbackLog.answerability_labels) as examples
+    for the check, with the passages' current text. A row whose passages were all re-ingested
+    or removed since is left out: what was shown no longer exists."""
+    stored = bot.store.chunks(sorted({i for label in labels for i in label["chunk_ids"]}))
+    examples = []
+    for label in labels:
+        shown = [stored[i] for i in label["chunk_ids"] if i in stored]
+        if not shown:
+            continue
+        examples.append(Example(
+            question=label["question"], answerable=label["answerable"], origin="feedback", gold=None,
+            passages=[{"id": f"chunk-{c.id}", "title": c.title, "section": c.section, "page": c.page, "text": c.text}
+                      for c in shown],
+            target="" if label["answerable"] else REFUSAL, chunk_id=-1,
+        ))
+    return examples
+
+
 def _without_answer(bot, answer: str, passages: list[Passage]) -> list[Passage]:
     """Passages that neither contain the answer sentence (chunks overlap) nor come close to it."""
     passages = [p for p in passages if plain(answer).lower() not in plain(p.text).lower()]

@@ -3,7 +3,8 @@
 Stages, each resumable (a run lives in `<data dir>/tune/<run id>/`):
 1. data      questions and examples (trainset.py), split into train and held-out, saved as JSONL;
 2. answerability  the check of whether the passages hold the answer (answerability.py), fit on
-             the training split's questions and measured on the held-out split's;
+             the training split's questions and the feedback's votes on earlier answers, and
+             measured on the held-out split's questions;
 3. sft       LoRA supervised fine-tuning with TRL's SFTTrainer on {prompt, completion};
 4. prefer    KTO on desirable/undesirable completions (KTOTrainer), or DPO on pairs
              (DPOTrainer) when the feedback holds enough of them;
@@ -219,7 +220,10 @@ def build_data(bot, config: TuneConfig, run: Run, log: Log) -> dict:
     if config.answerability_check:
         # Its own random stream, so the training examples stay the same with or without it.
         check_examples = trainset.answerability_examples(bot, kept, random.Random(config.seed + 1))
-        trainset.save_examples(check_examples, run.path / "answerability.jsonl")
+        # Votes on earlier answers say which real questions the passages did or did not answer.
+        from_feedback = trainset.feedback_answerability_examples(bot, bot.feedback.answerability_labels())
+        trainset.save_examples(check_examples + from_feedback, run.path / "answerability.jsonl")
+        feedback["answerability"] = [{"question": ex.question, "answerable": ex.answerable} for ex in from_feedback]
 
     (run.path / "feedback.json").write_text(json.dumps(feedback, ensure_ascii=False))
     counts = {
@@ -250,7 +254,8 @@ def format_counts(counts: dict) -> str:
         detail = ", ".join(f"{k} {v}" for k, v in counts[part].items() if k != "total")
         lines.append(f"  {part:<8} {counts[part]['total']:>4} examples ({detail})")
     fb = counts["feedback"]
-    lines.append(f"  feedback  {fb['sft']} SFT targets, {fb['kto']} KTO labels, {fb['dpo']} DPO pairs")
+    lines.append(f"  feedback  {fb['sft']} SFT targets, {fb['kto']} KTO labels, {fb['dpo']} DPO pairs"
+                 + (f", {fb['answerability']} answerability labels" if "answerability" in fb else ""))
     return "\n".join(lines)
 
 
@@ -269,11 +274,13 @@ def fit_answerability(bot, config: TuneConfig, run: Run, log: Log) -> dict:
         return {"fitted": False, "reason": reason}
     train_chunks = {ex.chunk_id for ex in trainset.load_examples(run.path / "train.jsonl")}
     examples = trainset.load_examples(source)
-    rows = [answerability.features(ex.question, [p["text"] for p in ex.passages], bot.embedder.encode)
+    rows = [answerability.features(ex.question, [p["text"] for p in ex.passages], bot.embedder)
             for ex in tqdm(examples, desc="answerability features", unit="q", leave=False)]
     parts: dict[str, tuple[list, list]] = {"train": ([], []), "heldout": ([], [])}
     for ex, row in zip(examples, rows):
-        features, unanswerable = parts["train" if ex.chunk_id in train_chunks else "heldout"]
+        # Questions from feedback are all fit on: they are few, and the ones most like the user's.
+        part = "train" if ex.origin == "feedback" or ex.chunk_id in train_chunks else "heldout"
+        features, unanswerable = parts[part]
         features.append(row)
         unanswerable.append(not ex.answerable)
     try:
@@ -282,6 +289,8 @@ def fit_answerability(bot, config: TuneConfig, run: Run, log: Log) -> dict:
         log(f"no answerability check: {exc}")
         return {"fitted": False, "reason": str(exc)}
     check.fit_report["heldout"] = check.rates(*parts["heldout"])
+    voted = [ex.answerable for ex in examples if ex.origin == "feedback"]
+    check.fit_report["from_feedback"] = {"answerable": sum(voted), "unanswerable": len(voted) - sum(voted)}
     (run.path / "answerability.json").write_text(json.dumps(check.to_dict(), indent=2))
     return {"fitted": True, **check.fit_report}
 
@@ -294,8 +303,11 @@ def format_answerability(info: dict) -> str:
     def rate(value) -> str:
         return "–" if value is None else f"{value:.0%}"
 
+    voted = info.get("from_feedback") or {}
+    from_feedback = (f", {voted['answerable']} / {voted['unanswerable']} of them from feedback"
+                     if voted.get("answerable") or voted.get("unanswerable") else "")
     return (f"Answerability check: fit on {info['n_answerable']} answerable and {info['n_unanswerable']} "
-            f"unanswerable questions (AUC {info['auc']:.2f}); it refuses {rate(info['refusal_rate_answerable'])} / "
+            f"unanswerable questions{from_feedback} (AUC {info['auc']:.2f}); it refuses {rate(info['refusal_rate_answerable'])} / "
             f"{rate(info['refusal_rate_unanswerable'])} of them, and {rate(held['refusal_rate_answerable'])} / "
             f"{rate(held['refusal_rate_unanswerable'])} of the {held['n_answerable']} / {held['n_unanswerable']} "
             f"held-out ones")

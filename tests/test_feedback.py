@@ -112,6 +112,35 @@ def test_refusals_made_without_the_model_are_not_exported(log, tmp_path):
     assert log.export("kto", tmp_path / "k.jsonl") == 0
 
 
+def test_votes_become_answerability_labels(log):
+    """Which votes say the passages shown held the answer, and which say they did not."""
+    def answered(question, vote=None, correction=None, refused=False, reason=None, shown=2):
+        answer = _answer(question, "I don't know." if refused else "Two networks [2].", refused=refused)
+        answer.refusal_reason = reason
+        answer_id = log.record_answer(answer, retrieval_query=f"query: {question}", params={"prompt_passages": shown})
+        log.set_feedback(answer_id, vote, correction=correction)
+        return answer_id
+
+    answered("liked answer", vote=1)
+    answered("disliked answer", vote=-1)  # may just be wrong: no label
+    answered("answer corrected to the refusal", correction="I don't know.")
+    answered("disliked refusal", vote=-1, refused=True, reason="passages_lack_answer", shown=3)
+    answered("refusal corrected to an answer", correction="GANs came in 2014 [1].", refused=True, reason="model_said_so")
+    answered("liked refusal", vote=1, refused=True, reason="passages_lack_answer")
+    answered("refused on retrieval", vote=-1, refused=True, reason="low_retrieval_score")  # not the check's call
+    labels = {row["question"]: row for row in log.answerability_labels()}
+    assert {q: row["answerable"] for q, row in labels.items()} == {
+        "query: liked answer": True, "query: answer corrected to the refusal": False,
+        "query: disliked refusal": True, "query: refusal corrected to an answer": True, "query: liked refusal": False,
+    }
+    # The passages shown in the prompt, in order: the first `prompt_passages` of those retrieved.
+    assert labels["query: liked answer"]["chunk_ids"] == [10, 11]
+    assert labels["query: disliked refusal"]["chunk_ids"] == [10, 11, 12]
+    # The gate's replay cases carry the same, for the check to read.
+    case = next(c for c in log.voted_answers() if c["question"] == "query: liked answer")
+    assert case["chunk_ids"] == [10, 11] and case["vote"] == 1
+
+
 def test_database_survives_a_schema_upgrade(tmp_path, monkeypatch):
     path = tmp_path / "ragbot.db"
     monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])

@@ -74,7 +74,10 @@ def test_training_data_counts_and_shapes(tuned):
     bot, result, lines = tuned
     counts = result.counts
     # SFT: the liked answer and the correction; KTO: both votes and the correction; DPO: correction vs answer.
-    assert counts["feedback"] == {"sft": 2, "kto": 3, "dpo": 1}
+    # The check's labels: the thumbs-up says the passages held the answer (or, on a refusal, that
+    # they did not); a thumbs-down on an answer says neither.
+    labels = bot.feedback.answerability_labels()
+    assert counts["feedback"] == {"sft": 2, "kto": 3, "dpo": 1, "answerability": len(labels)} and labels
     assert counts["train"]["total"] > 20 and counts["heldout"]["total"] > 0
     assert any("questions by heading" in line for line in lines)
     train = trainset.load_examples(result.run_dir / "train.jsonl")
@@ -146,9 +149,14 @@ def test_answerability_check_is_fit_stored_and_decides(tuned):
     assert fitted["fitted"] and fitted["n_answerable"] >= 5 and fitted["n_unanswerable"] >= 5
     assert fitted["auc"] > 0.7 and fitted["heldout"]["n_answerable"] > 0
     assert any(line.startswith("Answerability check: fit on") for line in lines)
-    # Fit on the training split only: the held-out chunks' questions are not in it.
-    assert fitted["n_answerable"] == sum(1 for ex in trainset.load_examples(result.run_dir / "train.jsonl")
-                                         if ex.answerable)
+    # Fit on the training split and the feedback's labels only: the held-out chunks' questions are not in it.
+    voted = [row["answerable"] for row in bot.feedback.answerability_labels()]
+    assert fitted["from_feedback"] == {"answerable": sum(voted), "unanswerable": len(voted) - sum(voted)}
+    assert fitted["n_answerable"] == sum(voted) + sum(1 for ex in trainset.load_examples(result.run_dir / "train.jsonl")
+                                                      if ex.answerable)
+    from_feedback = [ex for ex in trainset.load_examples(result.run_dir / "answerability.jsonl") if ex.origin == "feedback"]
+    assert [ex.question for ex in from_feedback] == [row["question"] for row in bot.feedback.answerability_labels()]
+    assert all(ex.passages and ex.passages[0]["text"] for ex in from_feedback)
     generator = Generator.load(bot.settings, adapter=result.version)
     check = generator.answerability
     assert check is not None and 0 < check.threshold < 1
@@ -168,6 +176,13 @@ def test_answerability_check_is_fit_stored_and_decides(tuned):
     on = asker.ask("What is mode collapse in a GAN?", passages=[gold])
     assert on.p_answer_missing < check.threshold
     assert on.refusal_reason != "passages_lack_answer" and not on.raw_reply.startswith("I don't know")
+    # The gate's feedback replay goes through the check as well, on the passages the vote saw.
+    from ragbot.gate import replay
+
+    privacy = next(c for c in bot.store.all_chunks() if c.source.endswith("risk-privacy.md"))
+    case = {"prompt": "unused: the check refuses first", "question": "How many attention heads does SmolLM2 use?",
+            "chunk_ids": [privacy.id]}
+    assert replay(asker, generator, case, 24) == REFUSAL
 
 
 def test_a_damaged_check_fails_before_the_model_loads(tuned):
@@ -265,3 +280,32 @@ def test_tiny_corpus_is_refused_before_training(make_bot, tmp_path):
     bot.ingest([tmp_path / "one.txt"])
     with pytest.raises(TuneError, match="too little training data"):
         tune(bot, TuneConfig(model_questions=0), log=lambda line: None)
+
+
+def test_feedback_labels_read_the_passages_as_they_are_now(make_bot, docs):
+    """A vote's passages are read from the index when tuning starts; a vote whose passages were
+    all re-ingested since is left out rather than fit on text the user never saw."""
+    from ragbot.types import Answer
+
+    bot = make_bot()
+    bot.ingest([docs])
+
+    def voted(question: str, vote: int) -> None:
+        passages = bot.search(question)[:2]
+        answer = Answer(question=question, answer=REFUSAL, refused=True, citations=[], passages=passages,
+                        prompt="<prompt>", raw_reply=REFUSAL, model="m", adapter=None, timings_ms={}, tokens={},
+                        refusal_reason="passages_lack_answer")
+        bot.feedback.record_answer(answer, params={"prompt_passages": 1})
+        bot.feedback.set_feedback(answer.id, vote)
+
+    voted("When was the Eiffel Tower finished?", -1)  # the user says the passages did answer it
+    voted("What colour are bananas?", 1)
+    examples = trainset.feedback_answerability_examples(bot, bot.feedback.answerability_labels())
+    assert [(ex.question, ex.answerable, ex.origin) for ex in examples] == [
+        ("When was the Eiffel Tower finished?", True, "feedback"), ("What colour are bananas?", False, "feedback")]
+    assert "completed in 1889" in examples[0].passages[0]["text"] and len(examples[0].passages) == 1
+
+    (docs / "bananas.txt").write_text("Bananas are long curved fruit, green until they ripen.\n")
+    bot.ingest([docs])
+    examples = trainset.feedback_answerability_examples(bot, bot.feedback.answerability_labels())
+    assert [ex.question for ex in examples] == ["When was the Eiffel Tower finished?"]
