@@ -81,7 +81,7 @@ class TuneConfig:
     @classmethod
     def quick(cls, **overrides) -> "TuneConfig":
         """Small settings that finish in about 15 minutes on a 2-core CPU (the shipped corpus)."""
-        values = dict(model_questions=30, sft_epochs=2.0, prefer_epochs=0.5, time_budget_min=9.0,
+        values = dict(model_questions=30, sft_epochs=2.0, prefer_epochs=0.5, time_budget_min=7.5,
                       gate_questions=16, gate_max_new_tokens=80)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -535,7 +535,6 @@ def tune(bot, config: TuneConfig, new: bool = False, log: Log = print) -> TuneRe
     else:
         run = Run.create(settings.tune_dir, config)
         log(f"run folder: {run.path}")
-    deadline = time.monotonic() + config.time_budget_min * 60 if config.time_budget_min else None
     state = run.state()
     if "parent" not in state:  # fixed when the run starts, so a resumed run keeps it
         active = None if config.fresh else registry.active()
@@ -564,6 +563,8 @@ def tune(bot, config: TuneConfig, new: bool = False, log: Log = print) -> TuneRe
                         f"{MIN_SFT_EXAMPLES}); ingest more documents, or give feedback in the chat")
     method = preference_method(config, kto, len(feedback["dpo"]))
 
+    # The budget is for training: the data and the check before it take what they take.
+    deadline = time.monotonic() + config.time_budget_min * 60 if config.time_budget_min else None
     sft_deadline = None
     if deadline is not None:
         share = 0.75 if method else 1.0  # SFT teaches the most per minute
