@@ -118,20 +118,29 @@ def test_near_miss_questions_are_on_topic(corpus_bot):
     assert sum(score >= corpus_bot.settings.min_score for score in top) >= 14
 
 
-def test_blind_set_is_sound(corpus_bot):
-    """corpus_qa_blind.jsonl: questions written after the answerability check's threshold was set
-    on the two sets above. Each answerable one names a shipped document that retrieval finds;
-    every near miss gets past the retrieval threshold, so only the model or the check declines it."""
-    rows = load_qa(DATA / "corpus_qa_blind.jsonl")
+@pytest.mark.parametrize("name, sizes, found, past_retrieval", [
+    # Written after the check's threshold was set on the two sets above.
+    ("corpus_qa_blind.jsonl", (24, 12), 24, 12),
+    # Written after the check's features changed, on documents the first blind set left alone;
+    # four near misses are declined by retrieval already, and one answer is in a document
+    # retrieval ranks below the GAN page.
+    ("corpus_qa_blind2.jsonl", (30, 14), 29, 10),
+])
+def test_blind_sets_are_sound(corpus_bot, name, sizes, found, past_retrieval):
+    """Each answerable question names a shipped document, which retrieval finds (for all but the
+    noted few); near misses mostly get past the retrieval threshold, so only the model or the
+    check declines them."""
+    rows = load_qa(DATA / name)
     answerable = [r for r in rows if r["answerable"]]
     unanswerable = [r for r in rows if not r["answerable"]]
-    assert (len(answerable), len(unanswerable)) == (24, 12)
-    found = corpus_bot.batch_search([r["question"] for r in answerable], k=corpus_bot.settings.top_k)
-    for row, passages in zip(answerable, found):
-        gold = row["gold_passage_ids"][0]
-        assert (ROOT / "corpus" / gold).is_file() and gold in {Path(p.source).name for p in passages}, row["question"]
+    assert (len(answerable), len(unanswerable)) == sizes
+    assert all((ROOT / "corpus" / r["gold_passage_ids"][0]).is_file() for r in answerable)
+    retrieved = corpus_bot.batch_search([r["question"] for r in answerable], k=corpus_bot.settings.top_k)
+    hits = [row["gold_passage_ids"][0] in {Path(p.source).name for p in passages}
+            for row, passages in zip(answerable, retrieved)]
+    assert sum(hits) >= found
     top = corpus_bot.batch_search([r["question"] for r in unanswerable], k=1)
-    assert all(passages[0].score >= corpus_bot.settings.min_score for passages in top)
+    assert sum(passages[0].score >= corpus_bot.settings.min_score for passages in top) >= past_retrieval
 
 
 def test_eval_answers_on_given_passages_and_retrieval(corpus_bot):
