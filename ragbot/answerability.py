@@ -16,7 +16,9 @@ Features of a question and the passages shown (FEATURES are the ones a new check
   weakest_word existed use it with closeness; it ranked hand-written paraphrases as unanswerable
   (docs/benchmarks.md), because questions made from a chunk reuse its words.
 Words are compared without a plural "s" and on their first STEM_LETTERS letters, a crude
-stemmer ("GANs" matches "GAN", "reduced" matches "reduce").
+stemmer ("GANs" matches "GAN", "reduced" matches "reduce"). Question words, prepositions and
+vague nouns ("kind", "way") are not content words. That list is versioned (WORD_RULES), and a
+stored check keeps measuring with the list it was fit with.
 
 A logistic regression on the (standardised) features gives the probability that the answer is
 missing. It is fit during tuning on the training split's questions, each shown three ways: with
@@ -49,13 +51,22 @@ MIN_EACH = 5  # answerable and unanswerable training questions each, to fit at a
 L2 = 1.0  # ridge penalty on the (standardised) weights
 
 _WORD = re.compile(r"[a-z0-9]+", re.IGNORECASE)
-_STOPWORDS = frozenset("""
+_STOPWORDS_1 = frozenset("""
 a an the of in on at to for from by with about and or but is are was were be been being do does did doing
 have has had what which who whom whose when where why how that this these those it its they them their there
 as into than then so such can could should would may might will shall not no nor any some each every all both
 i you he she we me my your our his her us if else also only very more most much many one two use used using
 document documents say says said according tell describe explain
 """.split())
+# Word rules 2 add the prepositions, adverbs and vague nouns that rules 1 missed: a question's
+# "during" or "kind of" is no sign that the passages lack its answer.
+_STOPWORDS_2 = _STOPWORDS_1 | frozenset("""
+during before after above below over under again further once here up down out off through between
+against within without until while own same other too just now cannot among along across around upon
+via per onto toward towards lot lots thing things way ways kind
+""".split())
+WORD_RULES = 2  # which stopword list new checks use; a stored check keeps the one it was fit with
+_STOPWORDS_BY_RULES = {1: _STOPWORDS_1, 2: _STOPWORDS_2}
 
 
 class TokenEmbedder(Protocol):
@@ -66,9 +77,10 @@ class AnswerabilityError(RagbotError):
     pass
 
 
-def content_words(text: str) -> set[str]:
+def content_words(text: str, word_rules: int = WORD_RULES) -> set[str]:
     """The words that carry a text's meaning, stemmed (see _stem)."""
-    return {_stem(w) for w in _WORD.findall(plain(text).lower()) if len(w) > 1 and w not in _STOPWORDS}
+    stopwords = _STOPWORDS_BY_RULES[word_rules]
+    return {_stem(w) for w in _WORD.findall(plain(text).lower()) if len(w) > 1 and w not in stopwords}
 
 
 def _stem(word: str) -> str:
@@ -79,19 +91,22 @@ def _stem(word: str) -> str:
     return word[:STEM_LETTERS]
 
 
-def features(question: str, passages: Sequence[str], embedder: TokenEmbedder) -> dict[str, float]:
+def features(question: str, passages: Sequence[str], embedder: TokenEmbedder,
+             word_rules: int = WORD_RULES) -> dict[str, float]:
     """Every known feature of `question` and the passage texts (see the module docstring)."""
     if not passages:
         return {name: 0.0 for name in KNOWN_FEATURES}
-    asked = content_words(question)
-    shown = set().union(*(content_words(p) for p in passages))
+    asked = content_words(question, word_rules)
+    shown = set().union(*(content_words(p, word_rules) for p in passages))
     asked_vectors, *passage_vectors = embedder.encode_tokens([question, *passages])
     return {"coverage": len(asked & shown) / len(asked) if asked else 1.0,
             "closeness": max(float(p.vector @ asked_vectors.vector) for p in passage_vectors),
-            "weakest_word": _weakest_word(question, asked_vectors, passage_vectors, shown)}
+            "weakest_word": _weakest_word(question, asked_vectors, passage_vectors, shown,
+                                          _STOPWORDS_BY_RULES[word_rules])}
 
 
-def _weakest_word(question: str, asked: TokenVectors, passages: Sequence[TokenVectors], shown: set[str]) -> float:
+def _weakest_word(question: str, asked: TokenVectors, passages: Sequence[TokenVectors], shown: set[str],
+                  stopwords: frozenset[str]) -> float:
     """The lowest score of a content word of the question: 1 when the passages hold the word,
     else the best cosine between one of its tokens and any passage token, taking its worst token."""
     passage_tokens = np.vstack([p.tokens for p in passages])
@@ -99,7 +114,7 @@ def _weakest_word(question: str, asked: TokenVectors, passages: Sequence[TokenVe
     lowest = 1.0
     for match in _WORD.finditer(question):
         word = match.group().lower()
-        if len(word) <= 1 or word in _STOPWORDS or _stem(word) in shown:
+        if len(word) <= 1 or word in stopwords or _stem(word) in shown:
             continue
         inside = [closest[i] for i, (start, end) in enumerate(asked.spans) if start >= match.start() and end <= match.end()]
         if inside:
@@ -116,6 +131,11 @@ class AnswerabilityCheck:
     bias: float
     threshold: float  # refuse when the probability of a missing answer exceeds this
     fit_report: dict = field(default_factory=dict)  # sizes and rates measured when it was fit
+    word_rules: int = WORD_RULES  # the stopword list its features were measured with
+
+    def measure(self, question: str, passages: Sequence[str], embedder: TokenEmbedder) -> dict[str, float]:
+        """The feature values of a question and its passages, as this check was fit on them."""
+        return features(question, passages, embedder, self.word_rules)
 
     def probability(self, values: Mapping[str, float]) -> float:
         """The probability that the answer is missing, from one question's feature values."""
@@ -142,15 +162,16 @@ class AnswerabilityCheck:
     def from_dict(cls, data: dict, where: str) -> "AnswerabilityCheck":
         """Read a stored check; `where` names its file in the error."""
         names = data.get("features")
+        word_rules = data.get("word_rules", 1)  # checks stored before rules 2 do not name theirs
         if (not isinstance(names, list) or not names or not set(names) <= set(KNOWN_FEATURES)
-                or data.get("stem_letters") != STEM_LETTERS):
+                or data.get("stem_letters") != STEM_LETTERS or word_rules not in _STOPWORDS_BY_RULES):
             raise AnswerabilityError(f"{where}: the answerability check was made for other features "
-                                     f"({names}); retune with `ragbot tune --new`")
+                                     f"({names}, word rules {word_rules}); retune with `ragbot tune --new`")
         try:
             check = cls(features=list(names), mean=[float(x) for x in data["mean"]],
                         scale=[float(x) for x in data["scale"]], weights=[float(x) for x in data["weights"]],
                         bias=float(data["bias"]), threshold=float(data["threshold"]),
-                        fit_report=dict(data.get("fit_report") or {}))
+                        fit_report=dict(data.get("fit_report") or {}), word_rules=word_rules)
         except (KeyError, TypeError, ValueError) as exc:
             raise AnswerabilityError(f"{where}: malformed answerability check ({exc!r})") from None
         if not (len(check.mean) == len(check.scale) == len(check.weights) == len(names)):

@@ -18,7 +18,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import answerability
 from .answer import (
     REFUSAL,
     build_prompt,
@@ -242,7 +241,7 @@ class RagBot:
         avoid_start = p_missing = None
         if check is not None:
             t0 = time.perf_counter()
-            row = answerability.features(retrieval_query, [p.text for p in prompt.passages], self.embedder)
+            row = check.measure(retrieval_query, [p.text for p in prompt.passages], self.embedder)
             p_missing = check.probability(row)
             check_ms = (time.perf_counter() - t0) * 1000
             if p_missing > check.threshold:

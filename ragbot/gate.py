@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import answerability
 from .answer import REFUSAL, says_it_does_not_know
 from .evaluate import evaluate_answers, save_run, token_f1
 
@@ -82,7 +81,7 @@ def replay(bot, generator, case: dict, max_new_tokens: int) -> str:
         return generator.generate(case["prompt"], max_new_tokens).text
     stored = bot.store.chunks(case["chunk_ids"])
     texts = [stored[i].text for i in case["chunk_ids"] if i in stored]
-    if texts and check.lacks_answer(answerability.features(case["question"], texts, bot.embedder)):
+    if texts and check.lacks_answer(check.measure(case["question"], texts, bot.embedder)):
         return REFUSAL
     return generator.generate(case["prompt"], max_new_tokens, avoid_start=REFUSAL).text
 

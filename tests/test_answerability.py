@@ -16,6 +16,10 @@ def test_content_words_drop_question_words_and_stem():
     words = answerability.content_words("How can **hallucinations** be reduced in the passages?")
     assert words == {"halluc", "reduce", "passag"}
     assert answerability.content_words("reduce") <= words  # "reduced" and "reduce" meet
+    # Word rules 2 also drop prepositions and vague nouns; a check fit with rules 1 keeps them.
+    asked = "What kind of labels are used during training?"
+    assert answerability.content_words(asked) == {"label", "traini"}
+    assert answerability.content_words(asked, word_rules=1) == {"kind", "label", "during", "traini"}
 
 
 def test_features_on_real_text(embedder):
@@ -92,16 +96,31 @@ def test_stored_form_round_trips_and_bad_forms_name_the_file():
         AnswerabilityCheck.from_dict({**stored, "bias": None}, where="v3/ragbot-adapter.json")
     with pytest.raises(AnswerabilityError, match="needs 2 weights"):
         AnswerabilityCheck.from_dict({**stored, "weights": [1.0]}, where="v3/ragbot-adapter.json")
-    with pytest.raises(AnswerabilityError, match=r"made for other features \(\['length'\]\)"):
+    with pytest.raises(AnswerabilityError, match=r"made for other features \(\['length'\], word rules 2\)"):
         AnswerabilityCheck.from_dict({**stored, "features": ["length"]}, where="v3/ragbot-adapter.json")
 
 
 def test_a_check_on_the_older_features_still_reads_and_decides():
-    """Adapters tuned before weakest_word existed stored a check on coverage and closeness."""
+    """Adapters tuned before weakest_word existed stored a check on coverage and closeness, and
+    did not name their word rules (they used rules 1)."""
     rows, labels = _rows(90)
     older = answerability.fit(rows, labels, features=("coverage", "closeness"))
     stored = json.loads(json.dumps(older.to_dict()))
+    del stored["word_rules"]
     assert stored["features"] == ["coverage", "closeness"]
     again = AnswerabilityCheck.from_dict(stored, where="v1/ragbot-adapter.json")
+    assert again.word_rules == 1
     row = {"coverage": 0.2, "closeness": 0.3, "weakest_word": 0.9}
     assert again.probability(row) == older.probability(row)
+    with pytest.raises(AnswerabilityError, match="word rules 7"):
+        AnswerabilityCheck.from_dict({**stored, "word_rules": 7}, where="v1/ragbot-adapter.json")
+
+
+def test_a_check_measures_with_its_own_word_rules(embedder):
+    """'during' is a content word under rules 1 (missing from the passage), not under rules 2."""
+    passage = ["An optimiser such as Adam nudges every weight a little after each batch of training examples."]
+    question = "Which optimiser nudges the weights during training?"
+    check = answerability.fit(*_rows(60))
+    older = AnswerabilityCheck.from_dict({**check.to_dict(), "word_rules": 1}, where="v1/ragbot-adapter.json")
+    assert check.measure(question, passage, embedder)["weakest_word"] == 1.0
+    assert older.measure(question, passage, embedder)["weakest_word"] < 1.0
