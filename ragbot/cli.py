@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "train a LoRA adapter with SFT then KTO (DPO when the feedback has pairs), "
                                    "save it as the next version, and activate it only if it answers held-out "
                                    "questions better than the active model. An interrupted run resumes.",
-                       epilog="--quick: 30 model-written questions, 7.5 minutes of training, 16 gate questions "
+                       epilog="--quick: 30 model-written questions, 7 minutes of training, 16 gate questions "
                               "(about 15 minutes on a 2-core CPU for the shipped corpus).")
     p.add_argument("--quick", action="store_true", help="small settings for a first try (see below)")
     p.add_argument("--max-steps", type=int, help="stop each training stage after this many steps")

@@ -81,7 +81,7 @@ class TuneConfig:
     @classmethod
     def quick(cls, **overrides) -> "TuneConfig":
         """Small settings that finish in about 15 minutes on a 2-core CPU (the shipped corpus)."""
-        values = dict(model_questions=30, sft_epochs=2.0, prefer_epochs=0.5, time_budget_min=7.5,
+        values = dict(model_questions=30, sft_epochs=2.0, prefer_epochs=0.5, time_budget_min=7.0,
                       gate_questions=16, gate_max_new_tokens=80)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

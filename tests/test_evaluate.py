@@ -125,6 +125,9 @@ def test_near_miss_questions_are_on_topic(corpus_bot):
     # four near misses are declined by retrieval already, and one answer is in a document
     # retrieval ranks below the GAN page.
     ("corpus_qa_blind2.jsonl", (30, 14), 29, 10),
+    # Written after the check's word rules changed. The game-developer answer named is in the
+    # industry report; retrieval finds the benefits page, which says much the same.
+    ("corpus_qa_blind3.jsonl", (26, 12), 25, 9),
 ])
 def test_blind_sets_are_sound(corpus_bot, name, sizes, found, past_retrieval):
     """Each answerable question names a shipped document, which retrieval finds (for all but the
