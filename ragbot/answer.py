@@ -26,6 +26,7 @@ _REFUSAL_PATTERNS = re.compile(
     r"(\bi (?:do not|don't|dont) know\b"
     r"|\b(?:passages?|documents?|context|text)s? (?:do|does) not (?:contain|mention|say|provide|answer|include)"
     r"|\bnot (?:contained|mentioned|provided|stated|found) in the (?:passages?|documents?|context)"
+    r"|\b(?:is|are|was|were) not (?:explicitly |specifically |directly )?(?:mentioned|stated|specified)\b"
     r"|\bno information (?:about|on)\b"
     r"|\b(?:cannot|can't|unable to) answer\b)",
     re.IGNORECASE,
@@ -36,8 +37,8 @@ MIN_PASSAGE_TOKENS = 32
 SUPPORT_THRESHOLD = 0.40
 # A cited sentence is re-pointed to another shown passage that is at least this much more similar.
 RECITE_MARGIN = 0.10
-_SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+(?:\s*\[\d+(?:\s*,\s*\d+)*\])*|(?=\n)|$)")
-
+# A sentence runs to its end mark and any citations after it; a decimal point ("1.7") ends none.
+_SENTENCE = re.compile(r"(?:[^.!?\n]|\.(?=\d))+(?:[.!?]+(?:\s*\[\d+(?:\s*,\s*\d+)*\])*|(?=\n)|$)")
 
 @dataclass
 class Prompt:
@@ -122,6 +123,10 @@ def strip_invalid_citations(reply: str, n_passages: int) -> str:
         return f"[{', '.join(valid)}]" if valid else ""
 
     return re.sub(r"\s+([.,;:!?])", r"\1", _CITATION.sub(keep, reply)).strip()
+
+
+def strip_citation_marks(text: str) -> str:
+    return _CITATION.sub(" ", text)
 
 
 def says_it_does_not_know(reply: str) -> bool:

@@ -93,8 +93,8 @@ class TuneConfig:
             raise TuneError(f"activate must be gate, always or never (got {self.activate!r})")
         if not 0 <= self.heldout_fraction < 1:
             raise TuneError(f"heldout_fraction must be in [0, 1) (got {self.heldout_fraction})")
-        if not 0 < self.false_refusal < 0.5:
-            raise TuneError(f"false_refusal must be in (0, 0.5) (got {self.false_refusal})")
+        if not 0 <= self.false_refusal < 0.5:
+            raise TuneError(f"false_refusal must be in [0, 0.5) (got {self.false_refusal})")
         if self.batch_size < 2:
             raise TuneError("batch_size must be at least 2 (KTO estimates its KL term within a batch)")
 
@@ -616,13 +616,25 @@ def tune(bot, config: TuneConfig, new: bool = False, log: Log = print) -> TuneRe
                       gate=gate_result, stages=stages)
 
 
+def gate_sample(rows: list[dict], n: int, seed: int) -> list[dict]:
+    """At most `n` of the held-out rows (0: all), in their order, with the unanswerable ones kept
+    up to half of them. The gate's score weighs the refusal rate on unanswerable questions as much
+    as ROUGE-L; drawn at random, 3 of 16 would decide it by chance."""
+    if not n or len(rows) <= n:
+        return rows
+    rng = random.Random(seed)
+    unanswerable = [i for i, row in enumerate(rows) if not row["answerable"]]
+    answerable = [i for i, row in enumerate(rows) if row["answerable"]]
+    kept = rng.sample(unanswerable, min(len(unanswerable), n // 2))
+    kept += rng.sample(answerable, min(len(answerable), n - len(kept)))
+    return [rows[i] for i in sorted(kept)]
+
+
 def gate_candidate(bot, config: TuneConfig, version: str, heldout: list, run: Run):
     from .gate import run_gate
     from .generate import Generator
 
-    rows = [ex.as_eval_row() for ex in heldout]
-    if config.gate_questions and len(rows) > config.gate_questions:
-        rows = random.Random(config.seed).sample(rows, config.gate_questions)
+    rows = gate_sample([ex.as_eval_row() for ex in heldout], config.gate_questions, config.seed)
     if not rows:
         raise TuneError("no held-out examples to compare the models on; raise --heldout")
     gate_bot = bot.with_settings(max_new_tokens=config.gate_max_new_tokens)

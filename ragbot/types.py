@@ -100,8 +100,10 @@ class Answer:
     timings_ms: dict[str, float]
     tokens: dict[str, int]
     # None, or why the bot declined: "low_retrieval_score" (nothing relevant was found),
-    # "passages_lack_answer" (the adapter's answerability check), "model_said_so", or
-    # "unsupported_answer" (no sentence of the reply matches a passage).
+    # "passages_lack_answer" (the adapter's answerability check), "model_said_so",
+    # "unsupported_answer" (no sentence of the reply matches a passage), or "asked_fact_missing"
+    # (the question asks for a number or a name, and the reply states none that the passages
+    # state: answer_type.py).
     refusal_reason: str | None = None
     # The adapter's answerability check: the probability that the passages lack the answer
     # (None: no check was made). Above its threshold, refusal_reason is "passages_lack_answer".

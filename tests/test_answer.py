@@ -65,6 +65,7 @@ def test_refusals_are_recognised():
     assert says_it_does_not_know(REFUSAL)
     assert says_it_does_not_know("The passages do not contain information about this.")
     assert says_it_does_not_know("")
+    assert says_it_does_not_know("The code assistant used in the experiment is not explicitly mentioned [1].")
     assert not says_it_does_not_know("GANs were introduced in 2014 [1].")
 
 

@@ -76,6 +76,10 @@ def test_fit_separates_and_bounds_false_refusals():
     strict = answerability.fit(rows, labels, false_refusal=0.01)
     assert strict.threshold >= check.threshold
     assert strict.fit_report["refusal_rate_unanswerable"] <= report["refusal_rate_unanswerable"]
+    # Refusing none of them puts the threshold at their highest probability.
+    none = answerability.fit(rows, labels, false_refusal=0.0)
+    assert none.fit_report["refusal_rate_answerable"] == 0.0
+    assert none.threshold == pytest.approx(max(none.probability(r) for r, u in zip(rows, labels) if not u))
 
 
 def test_fit_needs_both_kinds():

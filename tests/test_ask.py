@@ -117,3 +117,19 @@ def test_avoid_start_bans_only_the_replys_first_token(corpus_bot):
     reply = generator.generate(prompt.text, 6, avoid_start=REFUSAL)
     ids = generator.tokenizer(reply.text, add_special_tokens=False)["input_ids"]
     assert ids and ids[0] != first
+
+
+def test_a_number_the_passages_do_not_state_is_not_given_as_the_answer(corpus_bot):
+    """Asked for a number its passages do not hold, the model answers with something else or
+    invents one; the reply must then be a refusal. Asked for one they hold, it answers."""
+    gans = ("StyleGAN (NVIDIA) generates highly realistic human faces and lets users control style at "
+            "different levels of detail. CycleGAN translates images between domains without paired examples.")
+    missing = corpus_bot.ask("How many layers does the StyleGAN generator have?", passages=[gans], record=False)
+    assert missing.refused and missing.answer == REFUSAL and missing.citations == []
+    assert missing.refusal_reason in {"asked_fact_missing", "model_said_so"}, missing.raw_reply
+
+    window = ("A transformer can only attend to a limited number of tokens at once, called its context window. "
+              "SmolLM2, for example, has a context window of 8,192 tokens.")
+    stated = corpus_bot.ask("How large is the context window of SmolLM2?", passages=[window], record=False)
+    assert not stated.refused, stated.raw_reply
+    assert "8,192" in stated.answer

@@ -18,7 +18,7 @@ from ragbot.answer import REFUSAL
 from ragbot.gate import decide, run_gate
 from ragbot.generate import Generator
 from ragbot.registry import AdapterError, AdapterRegistry
-from ragbot.tune import Run, TuneConfig, TuneError, preflight, preference_method, train_sft, tune
+from ragbot.tune import Run, TuneConfig, TuneError, gate_sample, preflight, preference_method, train_sft, tune
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -309,3 +309,14 @@ def test_feedback_labels_read_the_passages_as_they_are_now(make_bot, docs):
     bot.ingest([docs])
     examples = trainset.feedback_answerability_examples(bot, bot.feedback.answerability_labels())
     assert [ex.question for ex in examples] == ["When was the Eiffel Tower finished?"]
+
+
+def test_gate_sample_keeps_unanswerable_rows_up_to_half():
+    rows = [{"question": f"q{i}", "answerable": i % 5 != 0} for i in range(20)]  # 4 unanswerable
+    picked = gate_sample(rows, 8, seed=3)
+    assert len(picked) == 8 and sum(not r["answerable"] for r in picked) == 4
+    assert picked == sorted(picked, key=lambda r: int(r["question"][1:]))  # in the split's order
+    assert gate_sample(rows, 8, seed=3) == picked  # the same rows for the same seed
+    few = gate_sample(rows, 6, seed=3)
+    assert sum(not r["answerable"] for r in few) == 3 and len(few) == 6
+    assert gate_sample(rows, 0, seed=3) == rows and gate_sample(rows[:5], 8, seed=3) == rows[:5]
