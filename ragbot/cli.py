@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="second stage (default auto: DPO when the feedback holds 8+ pairs, else KTO)")
     p.add_argument("--epochs", type=float, help="SFT epochs (default 2)")
     p.add_argument("--heldout", type=float, metavar="FRACTION", help="share of chunks held out (default 0.2)")
-    p.add_argument("--gate-questions", type=int, metavar="N", help="held-out questions the gate asks (default 40)")
+    p.add_argument("--gate-questions", type=int, metavar="N", help="held-out questions the gate asks (default 40; unanswerable ones kept up to half)")
     p.add_argument("--gate-max-new-tokens", type=int, metavar="N",
                    help="answer length limit while the gate compares models (default 96)")
     p.add_argument("--save-steps", type=int, metavar="N", help="save a checkpoint every N steps (default 10)")
