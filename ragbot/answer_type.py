@@ -8,6 +8,8 @@ not already in the question. Over passages that never say, a small model either 
 generate data by ..."); the embedding checks pass both, because the words are the passages'.
 This is the answer-type test of classic question answering, kept to the two kinds whose
 answers can be recognised from their surface: numerals and number words, and capitalised names.
+Whatever the question, a numeral that neither it nor any passage states is invented, and the
+reply holding it is refused as well (invented_numerals).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninet
 thousand thousands million millions billion billions trillion trillions dozen dozens half quarter
 few several percent twice double
 """.split())
+_LIST_MARKER = re.compile(r"^\s*\d+[.)]\s", re.MULTILINE)
 _CAPITALISED = re.compile(r"(?<![\w'-])[A-Z][\w-]*")
 
 
@@ -69,6 +72,18 @@ def numbers_in(text: str) -> set[str]:
     text = strip_citation_marks(text).lower()
     found = {m.group().replace(",", "") for m in _NUMERAL.finditer(text)}
     return found | (set(re.findall(r"[a-z]+", text)) & _NUMBER_WORDS)
+
+
+def invented_numerals(question: str, reply: str, passages: Sequence[str]) -> set[str]:
+    """Numerals in `reply` that neither the question nor any passage states ("98.3" for "What
+    accuracy does the fraud model reach?"): whatever was asked, an answer from the passages has
+    none. A list's item numbers ("1. ...") are layout, not facts. Number words are left alone:
+    "two networks" for "a generator and a discriminator" is a paraphrase, not an invention."""
+    reply = _LIST_MARKER.sub("", strip_citation_marks(reply))
+    stated = {m.group().replace(",", "") for m in _NUMERAL.finditer(reply.lower())}
+    known = {m.group().replace(",", "") for text in (question, *passages)
+             for m in _NUMERAL.finditer(strip_citation_marks(text).lower())}
+    return stated - known
 
 
 def names_in(text: str) -> set[str]:

@@ -91,6 +91,7 @@ REFUSAL_NOTES = {
     "passages_lack_answer": "the retrieved passages do not seem to hold the answer (the tuned model's answerability check)",
     "model_said_so": "the model found no answer in the retrieved passages",
     "unsupported_answer": "the model's reply was not supported by any retrieved passage",
+    "invented_number": "the model's reply stated a number that no retrieved passage states",
     "asked_fact_missing": "the question asks for a number or a name, and the reply gave none that the passages state",
 }
 

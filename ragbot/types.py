@@ -101,7 +101,8 @@ class Answer:
     tokens: dict[str, int]
     # None, or why the bot declined: "low_retrieval_score" (nothing relevant was found),
     # "passages_lack_answer" (the adapter's answerability check), "model_said_so",
-    # "unsupported_answer" (no sentence of the reply matches a passage), or "asked_fact_missing"
+    # "unsupported_answer" (no sentence of the reply matches a passage), "invented_number" (the
+    # reply states a numeral that no passage or the question states), or "asked_fact_missing"
     # (the question asks for a number or a name, and the reply states none that the passages
     # state: answer_type.py).
     refusal_reason: str | None = None

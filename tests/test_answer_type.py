@@ -1,6 +1,15 @@
 """Which questions ask for a number or a name, and whether a reply states one from the passages."""
 
-from ragbot.answer_type import NAME, NUMBER, asked_kind, counted_thing, names_in, numbers_in, states_asked
+from ragbot.answer_type import (
+    NAME,
+    NUMBER,
+    asked_kind,
+    counted_thing,
+    invented_numerals,
+    names_in,
+    numbers_in,
+    states_asked,
+)
 
 
 def test_questions_are_sorted_by_the_kind_of_fact_they_ask_for():
@@ -64,3 +73,16 @@ def test_a_count_must_count_the_thing_asked_about():
                             "SmolLM2 has 135 million parameters [1].", passages)
     assert states_asked(NUMBER, "How many parameters does the smallest SmolLM2 have?",
                         "The smallest has 135 million parameters [1].", passages)
+
+
+def test_a_numeral_no_passage_states_is_invented():
+    passages = ["Fraud teams combine predictive models that score transactions with generative models.",
+                "SmolLM2, for example, has a context window of 8,192 tokens."]
+    assert invented_numerals("What accuracy does the fraud model reach?",
+                             "The fraud model reaches 98.3% accuracy [1].", passages) == {"98.3"}
+    assert not invented_numerals("How large is the context window?", "It is 8192 tokens [2].", passages)
+    assert not invented_numerals("What does Llama 3 do?", "Llama 3 generates text.", passages)  # from the question
+    # Item numbers of a list, citation marks and number words are not stated numbers.
+    assert not invented_numerals("What do fraud teams do?", "1. They score transactions [1].\n2) They explain alerts [1].",
+                                 passages)
+    assert not invented_numerals("Who competes in a GAN?", "Two networks compete [1].", passages)
