@@ -126,7 +126,8 @@ def test_a_number_the_passages_do_not_state_is_not_given_as_the_answer(corpus_bo
             "different levels of detail. CycleGAN translates images between domains without paired examples.")
     missing = corpus_bot.ask("How many layers does the StyleGAN generator have?", passages=[gans], record=False)
     assert missing.refused and missing.answer == REFUSAL and missing.citations == []
-    assert missing.refusal_reason in {"asked_fact_missing", "model_said_so"}, missing.raw_reply
+    # The base model invents a count ("10 layers"), which no passage states.
+    assert missing.refusal_reason in {"invented_number", "asked_fact_missing", "model_said_so"}, missing.raw_reply
 
     window = ("A transformer can only attend to a limited number of tokens at once, called its context window. "
               "SmolLM2, for example, has a context window of 8,192 tokens.")
