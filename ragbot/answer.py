@@ -40,6 +40,7 @@ RECITE_MARGIN = 0.10
 # A sentence runs to its end mark and any citations after it; a decimal point ("1.7") ends none.
 _SENTENCE = re.compile(r"(?:[^.!?\n]|\.(?=\d))+(?:[.!?]+(?:\s*\[\d+(?:\s*,\s*\d+)*\])*|(?=\n)|$)")
 
+
 @dataclass
 class Prompt:
     messages: list[dict[str, str]]

@@ -65,13 +65,26 @@ def asked_kind(question: str) -> str | None:
     return None
 
 
+def reply_refusal(question: str, reply: str, passages: Sequence[str]) -> str | None:
+    """Why a reply that the passages support still does not answer `question`: "invented_number",
+    "asked_fact_missing", or None when it does."""
+    if invented_numerals(question, reply, passages):
+        return "invented_number"
+    kind = asked_kind(question)
+    if kind and not states_asked(kind, question, reply, passages):
+        return "asked_fact_missing"
+    return None
+
+
+def _numerals(text: str) -> set[str]:
+    """Numerals without thousands separators ("8,192" -> "8192"); citation marks like [2] and
+    model names like "GPT-4" or "L6" hold none."""
+    return {m.group().replace(",", "") for m in _NUMERAL.finditer(strip_citation_marks(text))}
+
+
 def numbers_in(text: str) -> set[str]:
-    """The numbers a text states, as numerals without thousands separators ("8,192" -> "8192")
-    and as number words ("few", "million"); citation marks like [2] and model names like
-    "GPT-4" or "L6" hold none."""
-    text = strip_citation_marks(text).lower()
-    found = {m.group().replace(",", "") for m in _NUMERAL.finditer(text)}
-    return found | (set(re.findall(r"[a-z]+", text)) & _NUMBER_WORDS)
+    """The numbers a text states: its numerals and its number words ("few", "million")."""
+    return _numerals(text) | (set(re.findall(r"[a-z]+", text.lower())) & _NUMBER_WORDS)
 
 
 def invented_numerals(question: str, reply: str, passages: Sequence[str]) -> set[str]:
@@ -79,11 +92,8 @@ def invented_numerals(question: str, reply: str, passages: Sequence[str]) -> set
     accuracy does the fraud model reach?"): whatever was asked, an answer from the passages has
     none. A list's item numbers ("1. ...") are layout, not facts. Number words are left alone:
     "two networks" for "a generator and a discriminator" is a paraphrase, not an invention."""
-    reply = _LIST_MARKER.sub("", strip_citation_marks(reply))
-    stated = {m.group().replace(",", "") for m in _NUMERAL.finditer(reply.lower())}
-    known = {m.group().replace(",", "") for text in (question, *passages)
-             for m in _NUMERAL.finditer(strip_citation_marks(text).lower())}
-    return stated - known
+    known = set().union(*(_numerals(text) for text in (question, *passages)))
+    return _numerals(_LIST_MARKER.sub("", strip_citation_marks(reply))) - known
 
 
 def names_in(text: str) -> set[str]:

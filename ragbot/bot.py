@@ -27,7 +27,7 @@ from .answer import (
     says_it_does_not_know,
     strip_invalid_citations,
 )
-from .answer_type import asked_kind, invented_numerals, states_asked
+from .answer_type import reply_refusal
 from .errors import BusyError
 from .feedback import FeedbackLog
 from .index import VectorIndex
@@ -276,12 +276,8 @@ class RagBot:
             )
             if not supported:
                 refusal_reason = "unsupported_answer"
-            elif invented_numerals(retrieval_query, answer_text, [p.text for p in prompt.passages]):
-                refusal_reason = "invented_number"
-            elif (kind := asked_kind(retrieval_query)) and not states_asked(
-                kind, retrieval_query, answer_text, [p.text for p in prompt.passages]
-            ):
-                refusal_reason = "asked_fact_missing"
+            else:
+                refusal_reason = reply_refusal(retrieval_query, answer_text, [p.text for p in prompt.passages])
         if refusal_reason:
             answer_text = REFUSAL
         numbers = [] if refusal_reason else cited_numbers(answer_text, n_shown)

@@ -8,6 +8,7 @@ from ragbot.answer_type import (
     invented_numerals,
     names_in,
     numbers_in,
+    reply_refusal,
     states_asked,
 )
 
@@ -86,3 +87,12 @@ def test_a_numeral_no_passage_states_is_invented():
     assert not invented_numerals("What do fraud teams do?", "1. They score transactions [1].\n2) They explain alerts [1].",
                                  passages)
     assert not invented_numerals("Who competes in a GAN?", "Two networks compete [1].", passages)
+
+
+def test_reply_refusal_names_the_reason():
+    passages = ["StyleGAN (NVIDIA) generates highly realistic human faces.", "GANs were introduced in 2014."]
+    question = "How many layers does the StyleGAN generator have?"
+    assert reply_refusal(question, "It has 10 layers [1].", passages) == "invented_number"
+    assert reply_refusal(question, "StyleGAN generates faces [1].", passages) == "asked_fact_missing"
+    assert reply_refusal("What does StyleGAN do?", "StyleGAN generates faces [1].", passages) is None
+    assert reply_refusal("When were GANs introduced?", "In 2014 [2].", passages) is None
