@@ -169,6 +169,9 @@ class Ingester:
             except DocumentError as exc:
                 report.failed.append((exc.path, exc.reason))
                 item = None
+            except Exception as exc:  # noqa: BLE001 - one unreadable file must not stop the others
+                report.failed.append((str(file), f"could not be read ({type(exc).__name__}: {exc})"))
+                item = None
             if item is None or isinstance(item, str):
                 if isinstance(item, str):
                     report.unchanged.append(item)

@@ -118,6 +118,26 @@ def test_bad_inputs_are_reported_and_good_files_still_ingested(make_bot, docs, t
     _consistent(bot)
 
 
+def test_any_error_from_a_reader_fails_that_file_only(make_bot, docs, monkeypatch):
+    """An exception of any type from a reader (a parser bug, a limit) is one line for that file."""
+    import ragbot.ingest
+
+    real = ragbot.ingest.read_document
+
+    def flaky(path):
+        if path.name == "paris.md":
+            raise MemoryError("parser blew up")
+        return real(path)
+
+    monkeypatch.setattr(ragbot.ingest, "read_document", flaky)
+    bot = make_bot()
+    report = bot.ingest([docs])
+    failed = {os.path.basename(path): reason for path, reason in report.failed}
+    assert failed == {"paris.md": "could not be read (MemoryError: parser blew up)"}
+    assert sorted(os.path.basename(p) for p in report.added) == ["bananas.txt", "volcano.html"]
+    _consistent(bot)
+
+
 def test_cli_reports_failures_and_exit_status(docs, tmp_path):
     (docs / "empty.md").write_text("")
     data = tmp_path / "cli-data"

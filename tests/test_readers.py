@@ -4,6 +4,7 @@ import pytest
 from pypdf import PdfWriter
 
 from ragbot.errors import DocumentError
+from ragbot import readers
 from ragbot.readers import read_document
 
 from conftest import CORPUS
@@ -96,3 +97,72 @@ def test_encrypted_pdf(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(DocumentError, match="file not found"):
         read_document(tmp_path / "gone.md")
+
+
+def text_pdf(page_texts: list[str], pages_extra: bytes = b"") -> bytes:
+    """A small valid PDF, one Helvetica line per page, written object by object so a test can put
+    `pages_extra` (e.g. a huge array) in the page tree's root, as large company reports do."""
+    n = len(page_texts)
+    font = 3 + 2 * n
+    kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(n))
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
+               f"<< /Type /Pages /Count {n} /Kids [{kids}] ".encode() + pages_extra + b">>"]
+    for i, text in enumerate(page_texts):
+        stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {4 + 2 * i} 0 R "
+                       f"/Resources << /Font << /F1 {font} 0 R >> >> >>".encode())
+        objects.append(f"<< /Length {len(stream)} >>\nstream\n".encode() + stream + b"\nendstream")
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    out = bytearray(b"%PDF-1.7\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
+
+
+def test_pdf_with_an_array_over_pypdfs_default_limit_is_read(tmp_path):
+    """A quarterly report whose page tree holds an array of more than 100,000 elements made
+    pypdf's page count raise LimitReachedError with its default limits, and the ingest stop."""
+    import io
+
+    from pypdf import PdfReader
+    from pypdf.errors import LimitReachedError
+
+    data = text_pdf(["Revenue grew in the quarter", "Outlook for next year"],
+                    b"/Padding [" + b"0 " * 150_000 + b"] ")
+    with pytest.raises(LimitReachedError):  # the file really is past pypdf's defaults
+        len(PdfReader(io.BytesIO(data)).pages)
+    path = tmp_path / "report.pdf"
+    path.write_bytes(data)
+    doc = read_document(path)
+    assert [p.number for p in doc.pages] == [1, 2]
+    assert "Revenue grew in the quarter" in doc.text
+    assert doc.page_at(doc.text.index("Outlook")) == 2
+
+
+def test_pdf_that_pypdf_cannot_parse_is_read_by_pdfium(tmp_path, monkeypatch):
+    def broken(name, data):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(readers, "_pdf_pages_pypdf", broken)
+    path = tmp_path / "odd.pdf"
+    path.write_bytes(text_pdf(["First page text", "Second page text"]))
+    doc = read_document(path)
+    assert [p.number for p in doc.pages] == [1, 2]
+    assert "Second page text" in doc.text
+
+
+def test_pdf_that_neither_reader_opens_names_pypdfs_reason(tmp_path, monkeypatch):
+    def broken(name, data):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(readers, "_pdf_pages_pypdf", broken)
+    path = tmp_path / "bad.pdf"
+    path.write_bytes(b"%PDF-1.7\n1 0 obj << /Type /Catalog >>\ngarbage")
+    with pytest.raises(DocumentError, match=r"corrupt or unreadable PDF \(RecursionError"):
+        read_document(path)
