@@ -8,9 +8,10 @@ context budget, counted in the generator's own tokens. The reply is read for [n]
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from .text import sentence_spans
 from .types import Citation, Passage
 
 REFUSAL = "I don't know: the documents do not contain the answer."
@@ -22,23 +23,12 @@ SYSTEM_PROMPT = (
 )
 
 _CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
-_REFUSAL_PATTERNS = re.compile(
-    r"(\bi (?:do not|don't|dont) know\b"
-    r"|\b(?:passages?|documents?|context|text)s? (?:do|does) not (?:contain|mention|say|provide|answer|include)"
-    r"|\bnot (?:contained|mentioned|provided|stated|found) in the (?:passages?|documents?|context)"
-    r"|\b(?:is|are|was|were) not (?:explicitly |specifically |directly )?(?:mentioned|stated|specified)\b"
-    r"|\bno information (?:about|on)\b"
-    r"|\b(?:cannot|can't|unable to) answer\b)",
-    re.IGNORECASE,
-)
 MIN_PASSAGE_TOKENS = 32
 # An answer sentence without a citation gets one to the shown passage most similar to it
 # (cosine of embeddings), when that similarity reaches this value.
 SUPPORT_THRESHOLD = 0.40
 # A cited sentence is re-pointed to another shown passage that is at least this much more similar.
 RECITE_MARGIN = 0.10
-# A sentence runs to its end mark and any citations after it; a decimal point ("1.7") ends none.
-_SENTENCE = re.compile(r"(?:[^.!?\n]|\.(?=\d))+(?:[.!?]+(?:\s*\[\d+(?:\s*,\s*\d+)*\])*|(?=\n)|$)")
 
 
 @dataclass
@@ -130,8 +120,11 @@ def strip_citation_marks(text: str) -> str:
     return _CITATION.sub(" ", text)
 
 
-def says_it_does_not_know(reply: str) -> bool:
-    return not reply.strip() or bool(_REFUSAL_PATTERNS.search(reply))
+def is_refusal(text: str | None) -> bool:
+    """Whether `text` is ragbot's refusal: the one sentence every refusal is (a correction typed
+    as the refusal too). Replies are not read for refusals in other words: whether to answer is
+    decided before any text is made (answerability.py)."""
+    return bool(text) and " ".join(text.split()) == REFUSAL
 
 
 def citations_for(numbers: Sequence[int], shown: Sequence[Passage]) -> list[Citation]:
@@ -140,20 +133,6 @@ def citations_for(numbers: Sequence[int], shown: Sequence[Passage]) -> list[Cita
                  score=shown[n - 1].score, text=shown[n - 1].text)
         for n in numbers
     ]
-
-
-def _sentence_spans(text: str) -> list[tuple[int, int]]:
-    spans = []
-    for m in _SENTENCE.finditer(text):
-        raw = m.group()
-        if raw.strip():
-            lead = len(raw) - len(raw.lstrip())
-            spans.append((m.start() + lead, m.start() + len(raw.rstrip())))
-    return spans
-
-
-def split_sentences(text: str) -> list[str]:
-    return [text[a:b] for a, b in _sentence_spans(text)]
 
 
 def check_citations(
@@ -168,7 +147,7 @@ def check_citations(
     instead: small models copy the right sentence and guess its number. Returns the reply (its
     layout kept), and whether any sentence is supported, by a valid citation or by similarity.
     """
-    spans = _sentence_spans(reply)
+    spans = sentence_spans(reply)
     if not spans or n_shown == 0:
         return reply, False
     scores = similarity([reply[a:b] for a, b in spans])
@@ -190,3 +169,41 @@ def check_citations(
     for a, b, text in sorted(edits, reverse=True):
         reply = reply[:a] + text + reply[b:]
     return reply, supported
+
+
+_ENDS_SENTENCE = re.compile(r"[.!?][\"')\]»”]*(?:\s*\[\d+(?:\s*,\s*\d+)*\])*$")
+
+
+def settled_sentences(pieces: Iterable[str], shown: Sequence[Passage]) -> Iterator[str]:
+    """The sentences of a reply being generated, each yielded once it is complete and will not
+    change: prompt markup the model copied (a passage's "[n] (Title > Section)" header, a
+    Markdown heading line) left out. A last piece that ends no sentence, because generation
+    stopped at the token limit, is dropped, or marked with " …" when it is all there is."""
+    headers = [f"[{n}] ({passage_header(p)})" for n, p in enumerate(shown, start=1)]
+
+    def clean(sentence: str) -> str:
+        for header in headers:
+            sentence = sentence.replace(header, " ")
+        return " ".join(sentence.split())
+
+    text, done, said = "", 0, 0
+    for piece in pieces:
+        text += piece
+        spans = sentence_spans(text)
+        for a, b in spans[done:-1]:  # the last span may still grow
+            sentence = clean(text[a:b])
+            if sentence and not sentence.startswith("#"):
+                said += 1
+                yield sentence
+        done = max(done, len(spans) - 1)
+    spans = sentence_spans(text)
+    for i, (a, b) in enumerate(spans[done:], start=done):
+        sentence = clean(text[a:b])
+        if not sentence or sentence.startswith("#"):
+            continue
+        if i == len(spans) - 1 and not _ENDS_SENTENCE.search(sentence):
+            if said:
+                continue
+            sentence += " …"
+        said += 1
+        yield sentence

@@ -10,9 +10,11 @@ message itself, so feedback can never land on the wrong answer.
 
 
 import html
+import logging
 import os
 import re
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,37 +25,24 @@ from .errors import RagbotError
 from .readers import kind_of, supported_suffixes
 from .types import Answer
 
-FOLLOW_UP_WORDS = {"it", "its", "they", "them", "their", "this", "that", "these", "those", "he", "she",
-                   "him", "his", "her", "there", "also", "else", "more"}
 MAX_HISTORY_TURNS = 2
+log = logging.getLogger("ragbot.app")
 DEFAULT_MAX_UPLOAD_MB = 50  # the max_upload_mb setting's default
 
 
-def standalone_query(previous_questions: list[str], question: str) -> str:
-    """The retrieval query for a question in a conversation.
-
-    A follow-up ("why is it slow?", "and VAEs?") names its subject in an earlier turn, so when
-    the question is very short (three words or fewer), starts with "and" / "what about", or uses
-    a pronoun or follow-up word, the previous question is put in front of it. Otherwise the
-    question stands alone. (The default 135M generator is too weak to rewrite questions itself.)
-    """
-    if not previous_questions:
-        return question
-    words = re.findall(r"[a-z']+", question.lower())
-    text = " ".join(words)
-    follow_up = (len(words) <= 3 or any(w in FOLLOW_UP_WORDS for w in words)
-                 or text.startswith(("and ", "what about", "how about")))
-    return f"{previous_questions[-1]} {question}" if follow_up else question
+def shown(text: str) -> str:
+    """Text from documents, models or users as the chat shows it: HTML-escaped, so the page
+    displays `<img src=...>` as those characters and never loads, links or runs anything."""
+    return html.escape(text, quote=False)
 
 
 def message_text(message: dict) -> str:
-    """A chat message's text: Gradio hands content back as a list of parts, we send strings."""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
+    """A chat message's text as it was before `shown`: Gradio hands content back as a list of
+    parts, we send escaped strings."""
+    content = message.get("content") if isinstance(message, dict) else None
     if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
-    return ""
+        content = "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
+    return html.unescape(content) if isinstance(content, str) else ""
 
 
 def safe_upload_name(name: str) -> str:
@@ -97,10 +86,24 @@ REFUSAL_NOTES = {
 
 
 class ChatHandlers:
+    """The page's events. `session` names who is asking (the browser session, and the user when
+    login is on): the server remembers which answer ids it gave to which session, and feedback
+    is taken only for those, whatever ids the page sends back."""
+
     def __init__(self, bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         self.bot = bot
         self.max_upload_bytes = max_upload_mb * 1024 * 1024
         self.uploads = bot.settings.data_dir / "uploads"
+        self._issued: dict[str, set[str]] = {}
+        self._issued_lock = threading.Lock()
+
+    def _issue(self, session: str, answer_id: str) -> None:
+        with self._issued_lock:
+            self._issued.setdefault(session, set()).add(answer_id)
+
+    def _was_issued(self, session: str, answer_id: str) -> bool:
+        with self._issued_lock:
+            return answer_id in self._issued.get(session, ())
 
     def model_info(self) -> str:
         generator = self.bot.settings.generator
@@ -109,6 +112,7 @@ class ChatHandlers:
 
     def respond(
         self, question: str, history: list[dict], conversation_id: str, k: int, temperature: float, show_all: bool,
+        session: str = "",
     ) -> Iterator[tuple[list[dict], str, str]]:
         """Stream an answer: yields (chat history, sources HTML, cleared input box)."""
         question = (question or "").strip()
@@ -116,56 +120,72 @@ class ChatHandlers:
         if not question:
             yield history, render_sources(None, show_all), ""
             return
-        previous = [message_text(m) for m in history if m["role"] == "user"]
+        previous = [message_text(m) for m in history if isinstance(m, dict) and m.get("role") == "user"]
         turn = len(previous) + 1
-        query = standalone_query(previous, question)
-        history.append({"role": "user", "content": question})
+        query = self.bot.standalone_query(previous, question)
+        earlier = self._history_messages(history)
+        history.append({"role": "user", "content": shown(question)})
         history.append({"role": "assistant", "content": ""})
         text = ""
         answer = None
         for event in self.bot.ask_stream(question, k=int(k), temperature=float(temperature), conversation_id=conversation_id,
-                                         turn=turn, retrieval_query=query, history=self._history_messages(history[:-2])):
+                                         turn=turn, retrieval_query=query, history=earlier):
             if isinstance(event, str):
                 text += event
-                history[-1] = {"role": "assistant", "content": text}
+                history[-1] = {"role": "assistant", "content": shown(text)}
                 yield history, "<p class='ragbot-muted'>Answering…</p>", ""
             else:
                 answer = event
-        assert answer is not None
-        history[-1] = {"role": "assistant", "content": answer.answer, "metadata": {"id": answer.id}}
+        assert answer is not None and answer.id is not None
+        self._issue(session, answer.id)
+        history[-1] = {"role": "assistant", "content": shown(answer.answer), "metadata": {"id": answer.id}}
         yield history, render_sources(answer, show_all), ""
 
     @staticmethod
     def _history_messages(history: list[dict]) -> list[dict]:
         """The last turns of the conversation, as plain chat messages for the prompt."""
-        messages = [{"role": m["role"], "content": message_text(m)} for m in history]
+        messages = [{"role": m.get("role"), "content": message_text(m)} for m in history
+                    if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
         return [m for m in messages if m["content"]][-2 * MAX_HISTORY_TURNS :]
 
-    def on_like(self, history: list[dict], index, liked, user: str | None = None) -> str:
+    def on_like(self, history: list[dict], index, liked, user: str | None = None, session: str = "") -> str:
         """Record a vote from the like event: +1, -1, or removal ('' / None)."""
         position = index[0] if isinstance(index, (list, tuple)) else index
-        message = history[position]
-        answer_id = (message.get("metadata") or {}).get("id")
+        try:
+            message = history[int(position)]
+        except (IndexError, TypeError, ValueError):
+            return "This message has no recorded answer to rate."
+        answer_id = (message.get("metadata") or {}).get("id") if isinstance(message, dict) else None
         if not answer_id:
             return "This message has no recorded answer to rate."
+        if not self._was_issued(session, str(answer_id)):
+            return self._refuse_foreign(answer_id, session, "vote")
         vote = 1 if liked is True else -1 if liked is False else None
         current = self.bot.feedback.feedback(answer_id)
         self.bot.feedback.set_feedback(answer_id, vote, current.comment if current else None,
                                        current.correction if current else None, user)
-        self.last_rated = answer_id
         return {1: "Thanks: marked helpful.", -1: "Thanks: marked unhelpful.", None: "Vote removed."}[vote]
 
-    def on_comment(self, history: list[dict], comment: str, correction: str, user: str | None = None) -> str:
+    def on_comment(self, history: list[dict], comment: str, correction: str, user: str | None = None,
+                   session: str = "") -> str:
         """Attach a comment and/or corrected answer to the latest answer in the conversation."""
         answer_id = next((m["metadata"]["id"] for m in reversed(history or [])
-                          if m["role"] == "assistant" and (m.get("metadata") or {}).get("id")), None)
+                          if isinstance(m, dict) and m.get("role") == "assistant" and (m.get("metadata") or {}).get("id")),
+                         None)
         if answer_id is None:
             return "Ask a question first."
         if not (comment or "").strip() and not (correction or "").strip():
             return "Write a comment or a corrected answer first."
+        if not self._was_issued(session, str(answer_id)):
+            return self._refuse_foreign(answer_id, session, "comment")
         current = self.bot.feedback.feedback(answer_id)
         self.bot.feedback.set_feedback(answer_id, current.vote if current else None, comment, correction, user)
         return "Saved with the latest answer."
+
+    @staticmethod
+    def _refuse_foreign(answer_id, session: str, what: str) -> str:
+        log.warning("refused a %s for answer %.64r: not an answer this session was given", what, str(answer_id))
+        return "Not saved: that answer was not given in this session."
 
     def on_upload(self, files: list[str] | None) -> Iterator[str]:
         """Ingest uploaded files with the same code and messages as `ragbot ingest`."""
@@ -207,6 +227,11 @@ CSS = """
 """
 
 
+def session_of(request) -> str:
+    """Who is asking: the logged-in user (when login is on) and the browser session."""
+    return f"{getattr(request, 'username', None) or ''}|{getattr(request, 'session_hash', None) or ''}"
+
+
 def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     import gradio as gr
@@ -243,19 +268,46 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
 
         ask_inputs = [question, chat, conversation, k, temperature, show_all]
         ask_outputs = [chat, sources, question]
-        send.click(handlers.respond, ask_inputs, ask_outputs).then(handlers.model_info, None, info)
-        question.submit(handlers.respond, ask_inputs, ask_outputs).then(handlers.model_info, None, info)
+
+        def respond(question, history, conversation_id, k, temperature, show_all, request: gr.Request):
+            yield from handlers.respond(question, history, conversation_id, k, temperature, show_all,
+                                        session=session_of(request))
+
+        send.click(respond, ask_inputs, ask_outputs, api_name="respond").then(handlers.model_info, None, info)
+        question.submit(respond, ask_inputs, ask_outputs, api_name=False).then(handlers.model_info, None, info)
 
         def like(history, data: gr.LikeData, request: gr.Request):
-            return handlers.on_like(history, data.index, data.liked, getattr(request, "username", None))
+            return handlers.on_like(history, data.index, data.liked, getattr(request, "username", None),
+                                    session=session_of(request))
 
         chat.like(like, chat, status)
 
         def save(history: list, text: str, fixed: str, request: gr.Request):
-            return handlers.on_comment(history, text, fixed, getattr(request, "username", None))
+            return handlers.on_comment(history, text, fixed, getattr(request, "username", None),
+                                       session=session_of(request))
 
-        save_comment.click(save, [chat, comment, correction], status)
+        save_comment.click(save, [chat, comment, correction], status, api_name="save")
         new_chat.click(lambda: ([], render_sources(None, False), uuid.uuid4().hex), None, [chat, sources, conversation])
         upload.upload(handlers.on_upload, upload, upload_status)
     app.queue(default_concurrency_limit=4)
+    return app
+
+
+# Defence in depth under the escaping: the page may load scripts, styles, images and fonts from
+# its own origin only, and no frames or plugins; an image a document smuggled in is never fetched.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; "
+                           "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; "
+                           "connect-src 'self' ws: wss:; media-src 'self' blob:; frame-src 'none'; object-src 'none'; "
+                           "base-uri 'self'; form-action 'self'")
+
+
+def serve(bot: RagBot, host: str, port: int, share: bool = False, auth=None, prevent_thread_lock: bool = False):
+    """Build the app and serve it. Errors reach the browser as a short notice, never a traceback;
+    the footer's API and Gradio links are hidden."""
+    limit = bot.settings.max_upload_mb
+    app = build_app(bot, max_upload_mb=limit)
+    app.launch(server_name=host, server_port=port, share=share, auth=auth, max_file_size=f"{limit}mb",
+               allowed_paths=[], show_error=False, quiet=True, footer_links=[], css=CSS,
+               head=f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">',
+               prevent_thread_lock=prevent_thread_lock)
     return app

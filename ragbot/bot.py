@@ -24,11 +24,12 @@ from .answer import (
     check_citations,
     citations_for,
     cited_numbers,
-    says_it_does_not_know,
+    settled_sentences,
     strip_invalid_citations,
 )
-from .answer_type import reply_refusal
+from .answerability import AnswerabilityCheck
 from .errors import BusyError
+from .evidence import EmbeddingScorer, SentenceScorer, candidates, compose, rank
 from .feedback import FeedbackLog
 from .index import VectorIndex
 from .ingest import Ingester, IngestReport, ProgressFn
@@ -45,6 +46,7 @@ class RagBot:
         self.feedback = FeedbackLog(self.store)
         self._embedder = None
         self._generator = None
+        self._scorer: SentenceScorer | None = None
         self._index: VectorIndex | None = None
         self._index_generation = -1
         self._load_lock = threading.RLock()
@@ -167,6 +169,21 @@ class RagBot:
             results.append(passages)
         return results
 
+    def standalone_query(self, previous_questions: Sequence[str], question: str) -> str:
+        """The retrieval query for a question asked after `previous_questions`.
+
+        A follow-up ("Who proposed it?") names its subject in the turn before, so it is also
+        searched together with the previous question; the query whose best passage scores
+        higher wins. A question that changes the subject finds its passages better alone, and
+        nothing here depends on the language's words.
+        """
+        if not previous_questions:
+            return question
+        joined = f"{previous_questions[-1]} {question}"
+        alone, together = self.batch_search([question, joined], k=1)
+        best = lambda found: found[0].score if found else 0.0  # noqa: E731
+        return joined if best(together) > best(alone) else question
+
     def ask(
         self, question: str, k: int | None = None, temperature: float | None = None,
         passages: Sequence[str | dict] | None = None, record: bool = True, **trace,
@@ -202,10 +219,9 @@ class RagBot:
                 params = {"temperature": temperature, "max_new_tokens": settings.max_new_tokens,
                           "top_k": k or settings.top_k, "prompt_passages": settings.prompt_passages,
                           "min_score": settings.min_score}
-                if event.p_answer_missing is not None:
-                    check = self.generator.answerability
-                    params.update(p_answer_missing=round(event.p_answer_missing, 4),
-                                  answerability_threshold=round(check.threshold, 4))
+                if event.evidence_score is not None:
+                    params.update(answer_mode=settings.answer_mode, evidence_score=round(event.evidence_score, 4),
+                                  evidence_threshold=round(self.answerability_check().threshold, 4))
                 self.feedback.record_answer(event, conversation_id, turn, retrieval_query, params)
             yield event
 
@@ -213,86 +229,98 @@ class RagBot:
         self, question: str, retrieval_query: str, k: int | None, temperature: float, stream: bool,
         given: Sequence[str | dict] | None, history: Sequence[dict[str, str]] = (),
     ) -> Iterator[str | Answer]:
+        """Evidence first: retrieve, rank the passages' sentences, refuse when the best one falls
+        below the calibrated threshold, else answer from the best sentences (evidence.py)."""
         settings = self.settings
         started = time.perf_counter()
         passages = self.search(retrieval_query, k) if given is None else _given_passages(given)
         retrieve_ms = (time.perf_counter() - started) * 1000
-        # A refusal on retrieval alone must not wait for the generator to load.
-        if self._generator is not None:
-            adapter = self._generator.adapter
-        else:
-            in_use = self.adapter_in_use()
-            adapter = None if in_use == "none" else in_use
-        common = dict(question=question, passages=passages, model=settings.generator, adapter=adapter)
+        # The loaded generator's adapter (the tuning gate swaps generators), else the registry's.
+        adapter = self._generator.adapter if self._generator is not None else self.adapter_in_use()
+        common = dict(question=question, passages=passages, model=settings.generator,
+                      adapter=None if adapter == "none" else adapter)
 
-        if not passages or passages[0].score < settings.min_score:
+        def refusal(reason: str, timings: dict, best: float | None = None) -> Iterator[str | Answer]:
             if stream:
                 yield REFUSAL
             yield Answer(answer=REFUSAL, refused=True, citations=[], prompt="", raw_reply="",
-                         timings_ms={"retrieve": retrieve_ms, "generate": 0.0},
-                         tokens={"prompt": 0, "completion": 0}, refusal_reason="low_retrieval_score", **common)
+                         timings_ms={"retrieve": retrieve_ms, **timings}, tokens={"prompt": 0, "completion": 0},
+                         refusal_reason=reason, evidence_score=best, **common)
+
+        if not passages or passages[0].score < settings.min_score:
+            yield from refusal("low_retrieval_score", {"generate": 0.0})
             return
-
-        generator = self.generator
-        prompt = build_prompt(
-            question, passages[: settings.prompt_passages], render=generator.render, count_tokens=generator.count_tokens,
-            budget=generator.context_tokens - settings.max_new_tokens, history=history,
-        )
-        check = generator.answerability
-        avoid_start = p_missing = None
-        if check is not None:
-            t0 = time.perf_counter()
-            row = check.measure(retrieval_query, [p.text for p in prompt.passages], self.embedder)
-            p_missing = check.probability(row)
-            check_ms = (time.perf_counter() - t0) * 1000
-            if p_missing > check.threshold:
-                if stream:
-                    yield REFUSAL
-                yield Answer(answer=REFUSAL, refused=True, citations=[], prompt=prompt.text, raw_reply="",
-                             timings_ms={"retrieve": retrieve_ms, "answerability": check_ms, "generate": 0.0},
-                             tokens={"prompt": 0, "completion": 0}, refusal_reason="passages_lack_answer",
-                             p_answer_missing=p_missing, **common)
-                return
-            # The check decided the passages hold the answer, so the model may not open with the
-            # refusal: left to itself, a tuned 135M model refused 47% of answerable questions.
-            avoid_start = REFUSAL
         t0 = time.perf_counter()
-        if stream:
-            totals: dict = {}
-            yield from generator.stream(prompt.text, settings.max_new_tokens, temperature, totals=totals,
-                                        avoid_start=avoid_start)
-            generation = totals["generation"]
+        check = self.answerability_check()
+        # A follow-up is scored against the standalone query it was retrieved with.
+        ranked = rank(retrieval_query, passages, self.evidence_scorer)
+        evidence_ms = (time.perf_counter() - t0) * 1000
+        best = ranked[0].score if ranked else None
+        if best is None or best < check.threshold:
+            yield from refusal("no_evidence", {"evidence": evidence_ms, "generate": 0.0}, best)
+            return
+        chosen = ranked[: settings.answer_sentences]
+        timings = {"retrieve": retrieve_ms, "evidence": evidence_ms}
+        if settings.answer_mode == "extract":
+            answer_text = compose(chosen, candidates(passages))
+            if stream:
+                yield answer_text
+            prompt_text = raw_reply = ""
+            tokens = {"prompt": 0, "completion": 0}
+            timings["generate"] = 0.0
         else:
-            generation = generator.generate(prompt.text, settings.max_new_tokens, temperature, avoid_start=avoid_start)
-        generate_ms = (time.perf_counter() - t0) * 1000
+            # The prompt the tuned adapters are trained on (trainset.py). The evidence has already
+            # decided that the passages hold the answer, so the reply may not open with the refusal.
+            generator = self.generator
+            prompt = build_prompt(question, passages[: settings.prompt_passages], render=generator.render,
+                                  count_tokens=generator.count_tokens,
+                                  budget=generator.context_tokens - settings.max_new_tokens, history=history)
+            prompt_text, n_shown = prompt.text, len(prompt.passages)
+            similarity = self._similarity_to(prompt.passages)
+            t0 = time.perf_counter()
+            totals: dict = {}
+            # Only settled sentences are shown, each with its citations checked, so what streams
+            # is what stays: no copied prompt markup, no sentence cut at the token limit.
+            said = []
+            for sentence in settled_sentences(
+                    generator.stream(prompt_text, settings.max_new_tokens, temperature, totals=totals,
+                                     avoid_start=REFUSAL), prompt.passages):
+                checked, _ = check_citations(strip_invalid_citations(sentence, n_shown), n_shown, similarity)
+                said.append(checked)
+                if stream:
+                    yield checked if len(said) == 1 else " " + checked
+            generation = totals["generation"]
+            timings["generate"] = (time.perf_counter() - t0) * 1000
+            raw_reply = generation.text
+            answer_text = " ".join(said)
+            tokens = {"prompt": generation.prompt_tokens, "completion": generation.completion_tokens}
+        numbers = cited_numbers(answer_text, len(passages))
+        yield Answer(answer=answer_text, refused=False, citations=citations_for(numbers, passages),
+                     prompt=prompt_text, raw_reply=raw_reply, timings_ms=timings, tokens=tokens,
+                     evidence_score=best, **common)
 
-        reply = generation.text
-        n_shown = len(prompt.passages)
-        refusal_reason = "model_said_so" if says_it_does_not_know(reply) else None
-        answer_text = reply
-        if refusal_reason is None:
-            answer_text, supported = check_citations(
-                strip_invalid_citations(reply, n_shown), n_shown, self._similarity_to(prompt.passages)
-            )
-            if not supported:
-                refusal_reason = "unsupported_answer"
-            else:
-                refusal_reason = reply_refusal(retrieval_query, answer_text, [p.text for p in prompt.passages])
-        if refusal_reason:
-            answer_text = REFUSAL
-        numbers = [] if refusal_reason else cited_numbers(answer_text, n_shown)
-        yield Answer(
-            answer=answer_text,
-            refused=refusal_reason is not None,
-            citations=citations_for(numbers, prompt.passages),
-            prompt=prompt.text,
-            raw_reply=reply,
-            timings_ms={"retrieve": retrieve_ms, "generate": generate_ms},
-            tokens={"prompt": generation.prompt_tokens, "completion": generation.completion_tokens},
-            refusal_reason=refusal_reason,
-            p_answer_missing=p_missing,
-            **common,
-        )
+    @property
+    def evidence_scorer(self) -> SentenceScorer:
+        with self._load_lock:
+            if self._scorer is None:
+                self._scorer = EmbeddingScorer(self.embedder)
+            return self._scorer
+
+    def answerability_check(self) -> AnswerabilityCheck:
+        """The threshold the best evidence score must reach: the adapter's calibration (of the
+        loaded generator, else of the `adapter` setting's choice) when it has one for this
+        scorer, else the `evidence_threshold` setting."""
+        from .registry import METADATA, AdapterRegistry
+
+        if self._generator is not None:
+            check = self._generator.answerability
+        else:
+            chosen = AdapterRegistry(self.settings.adapters_dir).resolve(self.settings.adapter)
+            stored = chosen.metadata.get("answerability") if chosen is not None else None
+            check = AnswerabilityCheck.from_dict(stored, where=str(chosen.path / METADATA)) if stored else None
+        if check is not None and check.scorer == self.evidence_scorer.name:
+            return check
+        return AnswerabilityCheck(scorer=self.evidence_scorer.name, threshold=self.settings.evidence_threshold)
 
     def _similarity_to(self, passages: Sequence[Passage]):
         """sentences -> cosine similarity of each sentence to each passage."""

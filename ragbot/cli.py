@@ -31,6 +31,9 @@ def _common(default) -> argparse.ArgumentParser:
     common.add_argument("--generator", default=default, help="generator: built-in name, local model dir or hub id")
     common.add_argument("--adapter", default=default, metavar="VERSION",
                         help="generator adapter: active (default), none, or a version such as v2")
+    common.add_argument("--answer-mode", choices=("extract", "generate"), default=default,
+                        help="extract: quote the passage sentences that answer, with citations (default); "
+                             "generate: the generator writes the answer from the passages")
     common.add_argument("--allow-downloads", action="store_true", default=default,
                         help="allow fetching models from the Hugging Face hub (off by default)")
     return common
@@ -81,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--auth", metavar="USER:PASSWORD",
                    help="require a login (or set RAGBOT_AUTH=user:password)")
-    p.add_argument("--share", action="store_true", help="also create a public Gradio share link (off by default)")
+    p.add_argument("--share", action="store_true",
+                   help="also create a public Gradio share link (off by default; needs --auth)")
     p.add_argument("--max-upload-mb", type=int, help="largest file accepted by upload (default 50)")
     p.add_argument("--no-default-corpus", action="store_true",
                    help="do not ingest the shipped corpus into an empty data dir")
@@ -141,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "train a LoRA adapter with SFT then KTO (DPO when the feedback has pairs), "
                                    "save it as the next version, and activate it only if it answers held-out "
                                    "questions better than the active model. An interrupted run resumes.",
-                       epilog="--quick: 30 model-written questions, 7 minutes of training, 16 gate questions "
+                       epilog="--quick: 30 model-written questions, 7 minutes of training, 60 gate questions "
                               "(about 15 minutes on a 2-core CPU for the shipped corpus).")
     p.add_argument("--quick", action="store_true", help="small settings for a first try (see below)")
     p.add_argument("--max-steps", type=int, help="stop each training stage after this many steps")
@@ -152,15 +156,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="second stage (default auto: DPO when the feedback holds 8+ pairs, else KTO)")
     p.add_argument("--epochs", type=float, help="SFT epochs (default 2)")
     p.add_argument("--heldout", type=float, metavar="FRACTION", help="share of chunks held out (default 0.2)")
-    p.add_argument("--gate-questions", type=int, metavar="N", help="held-out questions the gate asks (default 40; unanswerable ones kept up to half)")
+    p.add_argument("--gate-questions", type=int, metavar="N", help="held-out questions the gate asks (default 60; unanswerable ones kept up to half); "
+                        "it activates the adapter only when the 95%% interval of the gain is above zero")
     p.add_argument("--gate-max-new-tokens", type=int, metavar="N",
                    help="answer length limit while the gate compares models (default 96)")
     p.add_argument("--save-steps", type=int, metavar="N", help="save a checkpoint every N steps (default 10)")
     p.add_argument("--activate", choices=["gate", "always", "never"],
                    help="activate the new adapter when the gate passes (default), always, or never")
     p.add_argument("--no-answerability-check", action="store_true",
-                   help="do not fit the check that refuses when the passages lack the answer; the model "
-                        "then decides alone (it decides poorly at this size: see docs/benchmarks.md)")
+                   help="do not fit the evidence threshold below which ragbot refuses; the default "
+                        "evidence_threshold setting then applies")
+    p.add_argument("--false-refusal", type=float, metavar="SHARE",
+                   help="the share of answerable training questions the fitted threshold may refuse (default 0.05)")
     p.add_argument("--fresh", action="store_true", help="train from the base model, not on top of the active adapter")
     p.add_argument("--new", action="store_true", help="start a new run instead of resuming an unfinished one")
     p.add_argument("--seed", type=int)
@@ -205,6 +212,7 @@ def _open(args: argparse.Namespace):
         "generator": args.generator,
         "allow_downloads": args.allow_downloads,
         "adapter": args.adapter,
+        "answer_mode": args.answer_mode,
         "chunk_tokens": getattr(args, "chunk_tokens", None),
         "chunk_overlap": getattr(args, "chunk_overlap", None),
         "max_upload_mb": getattr(args, "max_upload_mb", None),
@@ -440,7 +448,7 @@ def cmd_eval(bot, args) -> int:
 def cmd_chat(bot, args) -> int:
     import os
 
-    from .app import build_app
+    from .app import serve
     from .errors import ConfigError
 
     auth = args.auth or os.environ.get("RAGBOT_AUTH")
@@ -450,14 +458,16 @@ def cmd_chat(bot, args) -> int:
         if not sep or not user or not password:
             raise ConfigError("--auth / RAGBOT_AUTH must look like user:password")
         credentials = [(user, password)]
+    if args.share and not credentials:
+        raise ConfigError("--share makes the chat reachable from the internet: also give --auth user:password "
+                          "(or set RAGBOT_AUTH)")
     _ensure_corpus(bot, args)
     print("Loading models…", file=sys.stderr)
-    bot.embedder, bot.generator
-    limit = bot.settings.max_upload_mb
-    app = build_app(bot, max_upload_mb=limit)
+    bot.embedder
+    if bot.settings.answer_mode == "generate":
+        bot.generator
     print(f"Serving on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
-    app.launch(server_name=args.host, server_port=args.port, share=args.share, auth=credentials,
-               max_file_size=f"{limit}mb", allowed_paths=[], show_error=True, quiet=True)
+    serve(bot, host=args.host, port=args.port, share=args.share, auth=credentials)
     return 0
 
 
@@ -499,6 +509,7 @@ def cmd_tune(bot, args) -> int:
         "gate_questions": args.gate_questions, "gate_max_new_tokens": args.gate_max_new_tokens,
         "save_steps": args.save_steps, "activate": args.activate, "seed": args.seed,
         "fresh": args.fresh or None, "answerability_check": False if args.no_answerability_check else None,
+        "false_refusal": args.false_refusal,
     }
     options = {k: v for k, v in options.items() if v is not None}
     config = TuneConfig.quick(**options) if args.quick else TuneConfig(**options)
@@ -529,16 +540,16 @@ def cmd_model(bot, args) -> int:
     if not versions:
         print("no adapters yet: run `ragbot tune`")
         return 0
-    print(f"{'':2}{'version':8} {'created':16} {'base model':24} {'parent':7} {'train':>6} {'score':>6}  {'gate':8} check")
+    print(f"{'':2}{'version':8} {'created':16} {'base model':24} {'parent':7} {'train':>6} {'utility':>7}  {'gate':8} check")
     for v in versions:
         meta = v.metadata
         gate = meta.get("gate") or {}
-        score = (gate.get("candidate") or {}).get("score")
+        score = (gate.get("candidate") or {}).get("utility")
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(meta.get("created_at", 0)))
         train = (meta.get("counts") or {}).get("train", {}).get("total", "")
         verdict = "passed" if gate.get("promoted") else "failed" if gate else "not run"
         print(f"{'*' if v.version == active else ' ':2}{v.version:8} {created:16} {meta.get('base_model', ''):24} "
-              f"{meta.get('parent') or '-':7} {train:>6} {'' if score is None else f'{score:.3f}':>6}  {verdict:8} "
+              f"{meta.get('parent') or '-':7} {train:>6} {'' if score is None else f'{score:.3f}':>7}  {verdict:8} "
               f"{'yes' if meta.get('answerability') else 'no'}")
     if active is None:
         print("active: none (the base model)")

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .answer import SUPPORT_THRESHOLD, cited_numbers, split_sentences
 from .errors import RagbotError
 
 # -- retrieval metrics (standard definitions, as in trec_eval / BEIR) -------------------------
@@ -63,7 +62,10 @@ def token_f1(prediction: str, reference: str) -> float:
 
 
 def rouge_l(prediction: str, reference: str) -> float:
-    """ROUGE-L F1: from the longest common subsequence of lower-cased word tokens."""
+    """ROUGE-L F1: from the longest common subsequence of lower-cased word tokens.
+
+    Not rouge-score's: its tokenizer keeps only a-z and 0-9, so a German or French answer would
+    lose every accented word. Here a word is a run of letters or digits of any script."""
     pred, ref = _tokens(prediction), _tokens(reference)
     if not pred or not ref:
         return 0.0
@@ -230,26 +232,37 @@ def _is_gold(citation, gold: Sequence[str]) -> bool:
     return bool(names & {str(g) for g in gold})
 
 
-def evaluate_answers(bot, rows: list[dict]) -> tuple[dict, list[dict]]:
+def evaluate_answers(bot, rows: list[dict], progress=None) -> tuple[dict, list[dict]]:
     """Ask every question; score answers against references. Returns (summary, per question).
 
-    Groundedness: the share of answer sentences that cite a passage whose embedding is at least
-    SUPPORT_THRESHOLD cosine-similar to the sentence (the same test ragbot applies when it adds
-    missing citations). Refused answers are not counted there.
+    A row with "previous" is a follow-up: the previous question is asked first, and the row's
+    question goes as the next turn of that conversation (the chat page's standalone query and
+    history). Groundedness is measured without the pipeline's own models: the share of the
+    answer's words that stand in the passages it cites (0 when it cites none); refused answers
+    are not counted there. The summary holds bootstrap 95% intervals (`ci95`) and the rates per
+    row kind (`by_kind`: the row's "kind", else its "category").
     """
     per_question = []
-    for row in rows:
+    for i, row in enumerate(rows):
+        trace: dict = {}
+        if row.get("previous"):
+            first = bot.ask(row["previous"], passages=row.get("passages"), record=False)
+            trace = {"retrieval_query": bot.standalone_query([row["previous"]], row["question"]),
+                     "history": [{"role": "user", "content": row["previous"]},
+                                 {"role": "assistant", "content": first.answer}]}
         started = time.perf_counter()
-        answer = bot.ask(row["question"], passages=row.get("passages"), record=False)
+        answer = bot.ask(row["question"], passages=row.get("passages"), record=False, **trace)
         latency_ms = (time.perf_counter() - started) * 1000
         refs = row["answers"]
         record = {
             "question": row["question"],
             "answerable": row["answerable"],
             "category": row.get("category", ""),
+            "kind": row.get("kind") or row.get("category", ""),
             "answer": answer.answer,
             "refused": answer.refused,
             "refusal_reason": answer.refusal_reason,
+            "evidence_score": answer.evidence_score,
             "latency_ms": latency_ms,
             "answer_words": len(_tokens(answer.answer)),
             "rougeL": None, "token_f1": None, "citation_accuracy": None, "groundedness": None,
@@ -257,50 +270,95 @@ def evaluate_answers(bot, rows: list[dict]) -> tuple[dict, list[dict]]:
         if row["answerable"] and refs:
             record["rougeL"] = 0.0 if answer.refused else best_of(rouge_l, answer.answer, refs)
             record["token_f1"] = 0.0 if answer.refused else best_of(token_f1, answer.answer, refs)
-        gold = row.get("gold_passage_ids")
+        gold = row.get("gold_passage_ids") or row.get("gold_documents")
         if gold and answer.citations:
             record["citation_accuracy"] = sum(_is_gold(c, gold) for c in answer.citations) / len(answer.citations)
         if not answer.refused:
-            record["groundedness"] = _groundedness(bot, answer)
+            record["groundedness"] = groundedness(answer.answer, [c.text for c in answer.citations])
         per_question.append(record)
+        if progress:
+            progress(i + 1, len(rows))
+    summary = summarise(per_question)
+    adapter = bot._generator.adapter if bot._generator is not None else bot.adapter_in_use()
+    summary.update(model=bot.settings.generator, adapter=None if adapter == "none" else adapter,
+                   answer_mode=bot.settings.answer_mode)
+    return summary, per_question
+
+
+def summarise(per_question: list[dict]) -> dict:
+    """Means, refusal rates and their bootstrap 95% intervals, overall and per kind."""
+
+    def values(key: str, subset) -> list[float]:
+        return [r[key] for r in subset if r[key] is not None]
 
     def mean(key: str, subset=None) -> float | None:
-        values = [r[key] for r in (subset or per_question) if r[key] is not None]
-        return sum(values) / len(values) if values else None
+        found = values(key, per_question if subset is None else subset)
+        return sum(found) / len(found) if found else None
 
     answerable = [r for r in per_question if r["answerable"]]
     unanswerable = [r for r in per_question if not r["answerable"]]
     latencies = [r["latency_ms"] for r in per_question]
+    refused_ans = [float(r["refused"]) for r in answerable]
+    refused_una = [float(r["refused"]) for r in unanswerable]
     summary = {
         "n": len(per_question),
         "rougeL": mean("rougeL"),
         "token_f1": mean("token_f1"),
-        "refusal_rate_unanswerable": sum(r["refused"] for r in unanswerable) / len(unanswerable) if unanswerable else None,
-        "refusal_rate_answerable": sum(r["refused"] for r in answerable) / len(answerable) if answerable else None,
+        "refusal_rate_unanswerable": statistics.fmean(refused_una) if refused_una else None,
+        "refusal_rate_answerable": statistics.fmean(refused_ans) if refused_ans else None,
         "citation_accuracy": mean("citation_accuracy"),
         "groundedness": mean("groundedness"),
         "n_answerable": len(answerable),
         "n_unanswerable": len(unanswerable),
         "n_cited": sum(r["citation_accuracy"] is not None for r in per_question),
-        "answer_words_mean": statistics.fmean(r["answer_words"] for r in per_question),
+        "answer_words_mean": statistics.fmean(r["answer_words"] for r in per_question) if per_question else 0.0,
         "latency_ms_p50": percentile(latencies, 50),
         "latency_ms_p95": percentile(latencies, 95),
-        "model": bot.generator.name,
-        "adapter": bot.generator.adapter,
+        "ci95": {
+            "rougeL": bootstrap_ci(values("rougeL", per_question)),
+            "refusal_rate_answerable": bootstrap_ci(refused_ans),
+            "refusal_rate_unanswerable": bootstrap_ci(refused_una),
+        },
     }
-    return summary, per_question
+    kinds: dict[str, list[dict]] = {}
+    for r in per_question:
+        kinds.setdefault(r.get("kind") or "", []).append(r)
+    summary["by_kind"] = {
+        kind: {"n": len(rows), "rougeL": mean("rougeL", rows),
+               "refusal_rate": statistics.fmean(float(r["refused"]) for r in rows)}
+        for kind, rows in sorted(kinds.items())
+    }
+    return summary
 
 
-def _groundedness(bot, answer) -> float | None:
-    sentences = split_sentences(answer.answer)
-    if not sentences:
+def bootstrap_ci(values: Sequence[float], rounds: int = 2000, seed: int = 0) -> list[float] | None:
+    """The 95% percentile-bootstrap interval of the mean of `values`."""
+    import numpy as np
+
+    if len(values) < 2:
         return None
-    similarity = bot._similarity_to(answer.passages)(sentences)  # sentence x passage cosine
-    supported = 0
-    for sentence, row in zip(sentences, similarity):
-        cited = cited_numbers(sentence, len(answer.passages))
-        supported += any(row[n - 1] >= SUPPORT_THRESHOLD for n in cited)
-    return supported / len(sentences)
+    data = np.asarray(values, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, len(data), size=(rounds, len(data)))].mean(axis=1)
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], rounds: int = 2000, seed: int = 0) -> dict:
+    """Mean of b - a over the same questions, with its paired-bootstrap 95% interval."""
+    import numpy as np
+
+    diff = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
+    return {"mean": float(diff.mean()) if len(diff) else 0.0, "ci95": bootstrap_ci(diff.tolist(), rounds, seed)}
+
+
+def groundedness(answer: str, cited_texts: Sequence[str]) -> float:
+    """The share of the answer's words (citation marks left out) found in the cited passages;
+    0 when it cites none. It reads words only, no model, so it cannot share the pipeline's errors."""
+    said = _tokens(answer)
+    if not said:
+        return 0.0
+    shown = {w for text in cited_texts for w in _tokens(text)}
+    return sum(w in shown for w in said) / len(said)
 
 
 def save_run(out: Path, summary: dict, records: list[dict], records_name: str = "per_question.jsonl") -> Path:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .answer import says_it_does_not_know
+from .answer import is_refusal
 from .errors import RagbotError
 from .store import Store
 from .types import Answer
@@ -173,18 +173,21 @@ class FeedbackLog:
         ).fetchall()
 
     def voted_answers(self) -> list[dict]:
-        """Answers the model made that have a vote or a correction: the tuning gate's regression
-        set. With each, the retrieval query and the chunks shown, for the answerability check."""
-        cases = []
-        for i, p, a, v, c in self._voted():
-            query, params = self._db.execute("SELECT retrieval_query, params FROM answers WHERE id = ?", (i,)).fetchone()
-            cases.append({"answer_id": i, "prompt": p, "answer": a, "vote": v, "correction": c,
-                          "question": query, "chunk_ids": self._shown_chunk_ids(i, params)})
-        return cases
+        """Answers with a vote or a correction, refusals on retrieval alone left out: the tuning
+        gate's regression set. With each, the retrieval query and the chunks it was answered from."""
+        rows = self._db.execute(
+            "SELECT a.id, a.prompt, a.answer, f.vote, f.correction, a.retrieval_query, a.params FROM feedback f "
+            "JOIN answers a ON a.id = f.answer_id WHERE COALESCE(a.refusal_reason, '') != 'low_retrieval_score' "
+            "ORDER BY a.created_at, a.id").fetchall()
+        return [{"answer_id": i, "prompt": p, "answer": a, "vote": v, "correction": c, "question": query,
+                 "chunk_ids": self._shown_chunk_ids(i, params)} for i, p, a, v, c, query, params in rows]
 
     def _shown_chunk_ids(self, answer_id: str, params: str | None) -> list[int]:
-        """The chunks an answer's prompt showed, in order: the first `prompt_passages` retrieved."""
-        shown = int(json.loads(params or "{}").get("prompt_passages", 3))
+        """The chunks an answer was made from, in rank order: every retrieved one for an extracted
+        answer, the first `prompt_passages` for one the generator wrote (before evidence-first
+        answering, every answer)."""
+        params = json.loads(params or "{}")
+        shown = 10**6 if params.get("answer_mode") == "extract" else int(params.get("prompt_passages", 3))
         return [c for (c,) in self._db.execute(
             "SELECT chunk_id FROM answer_passages WHERE answer_id = ? AND rank <= ? ORDER BY rank", (answer_id, shown))]
 
@@ -206,7 +209,7 @@ class FeedbackLog:
         for answer_id, query, refused, reason, params, vote, correction in rows:
             if reason == "low_retrieval_score":
                 continue
-            corrected_to_refusal = bool(correction) and says_it_does_not_know(correction)
+            corrected_to_refusal = is_refusal(correction)
             if refused:
                 answerable = True if (vote == -1 or (correction and not corrected_to_refusal)) else (
                     False if vote == 1 else None)

@@ -43,8 +43,16 @@ class Settings:
     # Below this cosine score the best passage is treated as unrelated and the bot declines.
     # Calibrated on the shipped corpus: see docs/calibration.md.
     min_score: float = 0.25
-    # At most this many of the top passages go into the prompt, as long as they fit the budget.
-    # Three gave SmolLM2-135M fewer wrong attributions than five, at a quarter of the time.
+    # How an answer is made from the evidence (evidence.py): "extract" quotes the best passage
+    # sentences with their citations; "generate" has the generator write it from the best
+    # `prompt_passages` sentences. Extract scores higher (docs/benchmarks.md) and is instant.
+    answer_mode: str = "extract"
+    answer_sentences: int = 1  # sentences quoted by the extract mode
+    # Below this best-evidence score the passages are taken not to hold the answer. `ragbot tune`
+    # fits its own on the user's documents; this default was fit by the same code on the
+    # shipped corpus (scripts/calibrate_evidence.py, docs/calibration.md).
+    evidence_threshold: float = 0.48
+    # The generate mode shows the generator at most this many evidence sentences.
     prompt_passages: int = 3
     context_tokens: int = 2048  # prompt + answer budget for the generator
     max_new_tokens: int = 128
@@ -84,6 +92,10 @@ class Settings:
             raise ConfigError(f"top_k must be at least 1 (got {self.top_k})")
         if self.prompt_passages < 1:
             raise ConfigError(f"prompt_passages must be at least 1 (got {self.prompt_passages})")
+        if self.answer_mode not in ("extract", "generate"):
+            raise ConfigError(f"answer_mode must be extract or generate (got {self.answer_mode!r})")
+        if self.answer_sentences < 1:
+            raise ConfigError(f"answer_sentences must be at least 1 (got {self.answer_sentences})")
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise ConfigError(f"dtype must be auto, float32 or bfloat16 (got {self.dtype!r})")
         if self.max_new_tokens < 1 or self.context_tokens <= self.max_new_tokens:
@@ -122,7 +134,8 @@ def _coerce(name: str, raw: Any, kind: type) -> Any:
 _KINDS: dict[str, type] = {
     "embedder": str, "generator": str, "allow_downloads": bool, "adapter": str, "dtype": str,
     "chunk_tokens": int, "chunk_overlap": int, "embed_batch_size": int, "top_k": int,
-    "min_score": float, "prompt_passages": int, "context_tokens": int, "max_new_tokens": int, "temperature": float,
+    "min_score": float, "answer_mode": str, "answer_sentences": int, "evidence_threshold": float,
+    "prompt_passages": int, "context_tokens": int, "max_new_tokens": int, "temperature": float,
     "max_upload_mb": int, "default_corpus": Path,
 }
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from .answer import REFUSAL, build_prompt
 from .store import StoredChunk
+from .text import plain, prose_sentences
 from .types import Passage
 
 # A chunk sentence answers a question when their embeddings are at least this similar.
@@ -85,31 +86,13 @@ class Example:
 # -- questions ---------------------------------------------------------------------------------
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
-_MARKUP = re.compile(r"\*\*|__|`")
-
-
-def plain(text: str) -> str:
-    """Text without Markdown emphasis and code marks, on single spaces (how answers are cut)."""
-    return " ".join(_MARKUP.sub("", text).split())
-
-
 def answer_sentences(text: str) -> list[str]:
-    """Whole prose sentences of a chunk, markup removed, that are a sensible answer length.
-
-    Headings are dropped, list items and paragraphs are read on their own, and a piece cut
-    off by the chunk boundary (not starting with a capital or not ending a sentence) is skipped."""
-    sentences = []
-    for block in re.split(r"\n\s*\n|\n(?=\s*(?:[-*+]|\d+[.)])\s)", text):
-        lines = [line.strip() for line in block.splitlines() if not line.lstrip().startswith("#")]
-        flat = re.sub(r"^\s*(?:[-*+]|\d+[.)])\s+", "", " ".join(lines))
-        flat = plain(flat)
-        for sentence in _SENTENCE_END.split(flat):
-            words = len(sentence.split())
-            if (ANSWER_WORDS[0] <= words <= ANSWER_WORDS[1] and sentence[:1].isupper()
-                    and sentence[-1] in ".!?"):
-                sentences.append(sentence)
-    return sentences
+    """Whole prose sentences of a chunk (text.prose_sentences) that are a sensible answer length;
+    a piece cut off by the chunk boundary (not starting with a capital or not ending a sentence)
+    is skipped."""
+    return [sentence for sentence in prose_sentences(text)
+            if ANSWER_WORDS[0] <= len(sentence.split()) <= ANSWER_WORDS[1]
+            and sentence[:1].isupper() and sentence[-1] in ".!?"]
 
 
 def structural_questions(chunks: Sequence[StoredChunk]) -> list[Candidate]:

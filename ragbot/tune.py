@@ -2,9 +2,9 @@
 
 Stages, each resumable (a run lives in `<data dir>/tune/<run id>/`):
 1. data      questions and examples (trainset.py), split into train and held-out, saved as JSONL;
-2. answerability  the check of whether the passages hold the answer (answerability.py), fit on
-             the training split's questions and the feedback's votes on earlier answers, and
-             measured on the held-out split's questions;
+2. answerability  the threshold on the best evidence score below which ragbot refuses
+             (answerability.py), fit on the training split's questions and the feedback's votes
+             on earlier answers, and measured on the held-out split's questions;
 3. sft       LoRA supervised fine-tuning with TRL's SFTTrainer on {prompt, completion};
 4. prefer    KTO on desirable/undesirable completions (KTOTrainer), or DPO on pairs
              (DPOTrainer) when the feedback holds enough of them;
@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from . import answerability, trainset
+from . import answerability, evidence, trainset
 from .errors import RagbotError
 from .registry import AdapterRegistry
 
@@ -72,7 +72,7 @@ class TuneConfig:
     max_steps: int | None = None  # per training stage
     time_budget_min: float | None = None  # both training stages together
     save_steps: int = 10
-    gate_questions: int = 40  # held-out examples the gate evaluates (0: all)
+    gate_questions: int = 60  # held-out examples the gate evaluates (0: all)
     gate_max_new_tokens: int | None = 96
     seed: int = 0
     fresh: bool = False  # start from the base model, not from the active adapter
@@ -82,7 +82,7 @@ class TuneConfig:
     def quick(cls, **overrides) -> "TuneConfig":
         """Small settings that finish in about 15 minutes on a 2-core CPU (the shipped corpus)."""
         values = dict(model_questions=30, sft_epochs=2.0, prefer_epochs=0.5, time_budget_min=7.0,
-                      gate_questions=16, gate_max_new_tokens=80)
+                      gate_max_new_tokens=80)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -274,25 +274,34 @@ def fit_answerability(bot, config: TuneConfig, run: Run, log: Log) -> dict:
         return {"fitted": False, "reason": reason}
     train_chunks = {ex.chunk_id for ex in trainset.load_examples(run.path / "train.jsonl")}
     examples = trainset.load_examples(source)
-    rows = [answerability.features(ex.question, [p["text"] for p in ex.passages], bot.embedder)
-            for ex in tqdm(examples, desc="answerability features", unit="q", leave=False)]
+    scorer = bot.evidence_scorer
+    scores = [best_evidence(ex.question, ex.passages, scorer)
+              for ex in tqdm(examples, desc="evidence scores", unit="q", leave=False)]
     parts: dict[str, tuple[list, list]] = {"train": ([], []), "heldout": ([], [])}
-    for ex, row in zip(examples, rows):
+    for ex, best in zip(examples, scores):
         # Questions from feedback are all fit on: they are few, and the ones most like the user's.
         part = "train" if ex.origin == "feedback" or ex.chunk_id in train_chunks else "heldout"
-        features, unanswerable = parts[part]
-        features.append(row)
-        unanswerable.append(not ex.answerable)
+        part_scores, answerable = parts[part]
+        part_scores.append(best)
+        answerable.append(ex.answerable)
     try:
-        check = answerability.fit(*parts["train"], false_refusal=config.false_refusal)
+        check = answerability.fit(*parts["train"], scorer=scorer.name, false_refusal=config.false_refusal)
     except answerability.AnswerabilityError as exc:
         log(f"no answerability check: {exc}")
         return {"fitted": False, "reason": str(exc)}
-    check.fit_report["heldout"] = check.rates(*parts["heldout"])
+    check.fit_report["heldout"] = {**check.rates(*parts["heldout"]), "auc": answerability.auc(*parts["heldout"])}
     voted = [ex.answerable for ex in examples if ex.origin == "feedback"]
     check.fit_report["from_feedback"] = {"answerable": sum(voted), "unanswerable": len(voted) - sum(voted)}
     (run.path / "answerability.json").write_text(json.dumps(check.to_dict(), indent=2))
     return {"fitted": True, **check.fit_report}
+
+
+def best_evidence(question: str, passages: list[dict], scorer) -> float:
+    """The best evidence score of a question over given passage dicts (0 when none has a sentence)."""
+    from .bot import _given_passages
+
+    ranked = evidence.rank(question, _given_passages(passages), scorer)
+    return ranked[0].score if ranked else 0.0
 
 
 def format_answerability(info: dict) -> str:
@@ -306,7 +315,7 @@ def format_answerability(info: dict) -> str:
     voted = info.get("from_feedback") or {}
     from_feedback = (f", {voted['answerable']} / {voted['unanswerable']} of them from feedback"
                      if voted.get("answerable") or voted.get("unanswerable") else "")
-    return (f"Answerability check: fit on {info['n_answerable']} answerable and {info['n_unanswerable']} "
+    return (f"Answerability threshold {info.get('threshold', float('nan')):.3f}: fit on {info['n_answerable']} answerable and {info['n_unanswerable']} "
             f"unanswerable questions{from_feedback} (AUC {info['auc']:.2f}); it refuses {rate(info['refusal_rate_answerable'])} / "
             f"{rate(info['refusal_rate_unanswerable'])} of them, and {rate(held['refusal_rate_answerable'])} / "
             f"{rate(held['refusal_rate_unanswerable'])} of the {held['n_answerable']} / {held['n_unanswerable']} "
@@ -618,8 +627,7 @@ def tune(bot, config: TuneConfig, new: bool = False, log: Log = print) -> TuneRe
 
 def gate_sample(rows: list[dict], n: int, seed: int) -> list[dict]:
     """At most `n` of the held-out rows (0: all), in their order, with the unanswerable ones kept
-    up to half of them. The gate's score weighs the refusal rate on unanswerable questions as much
-    as ROUGE-L; drawn at random, 3 of 16 would decide it by chance."""
+    up to half of them, so both kinds of mistake weigh in the gate's utility."""
     if not n or len(rows) <= n:
         return rows
     rng = random.Random(seed)

@@ -99,16 +99,12 @@ class Answer:
     adapter: str | None
     timings_ms: dict[str, float]
     tokens: dict[str, int]
-    # None, or why the bot declined: "low_retrieval_score" (nothing relevant was found),
-    # "passages_lack_answer" (the adapter's answerability check), "model_said_so",
-    # "unsupported_answer" (no sentence of the reply matches a passage), "invented_number" (the
-    # reply states a numeral that no passage or the question states), or "asked_fact_missing"
-    # (the question asks for a number or a name, and the reply states none that the passages
-    # state: answer_type.py).
+    # None, or why the bot declined: "low_retrieval_score" (no passage is close to the
+    # question) or "no_evidence" (no sentence of the passages scores as an answer: evidence.py).
     refusal_reason: str | None = None
-    # The adapter's answerability check: the probability that the passages lack the answer
-    # (None: no check was made). Above its threshold, refusal_reason is "passages_lack_answer".
-    p_answer_missing: float | None = None
+    # The best sentence's evidence score (None: no passage was scored). Below the calibrated
+    # threshold (answerability.py), refusal_reason is "no_evidence".
+    evidence_score: float | None = None
     id: str | None = None  # set when the answer is recorded in the answer log
 
     def to_dict(self) -> dict:

@@ -8,10 +8,11 @@ from ragbot.answer import (
     build_prompt,
     check_citations,
     cited_numbers,
-    says_it_does_not_know,
-    split_sentences,
+    is_refusal,
+    settled_sentences,
     strip_invalid_citations,
 )
+from ragbot.text import sentences as split_sentences
 from ragbot.types import Passage
 
 
@@ -61,12 +62,13 @@ def test_citations_are_read_and_invalid_ones_removed():
     assert strip_invalid_citations(reply, 2) == "GANs date from 2014 [2]. They have two parts [1]. See also."
 
 
-def test_refusals_are_recognised():
-    assert says_it_does_not_know(REFUSAL)
-    assert says_it_does_not_know("The passages do not contain information about this.")
-    assert says_it_does_not_know("")
-    assert says_it_does_not_know("The code assistant used in the experiment is not explicitly mentioned [1].")
-    assert not says_it_does_not_know("GANs were introduced in 2014 [1].")
+def test_only_the_refusal_itself_is_a_refusal():
+    """Whether to answer is decided before any text is made; no reply is read for refusal words."""
+    assert is_refusal(REFUSAL)
+    assert is_refusal(f"  {REFUSAL}\n")
+    assert not is_refusal("")
+    assert not is_refusal(None)
+    assert not is_refusal("The model size was not specified by OpenAI [1].")  # an answer, not a refusal
 
 
 def test_missing_citations_are_added_only_where_a_passage_supports_the_sentence():
@@ -94,3 +96,20 @@ def test_a_citation_is_repointed_only_to_a_clearly_better_passage():
     fixed, supported = check_citations(reply, 3, lambda sents: [table[s] for s in sents])
     assert fixed == "GANs date from 2014 [1]. They have two parts [3]. Both ideas [1, 2] matter."
     assert supported
+
+
+def _pieces(text: str, size: int = 3):
+    return (text[i:i + size] for i in range(0, len(text), size))
+
+
+def test_settled_sentences_leave_out_copied_markup_and_a_cut_ending():
+    shown = [_passage(1, 3), Passage(chunk_id=7, source="/d/vae.md", title="Variational Autoencoders", section="",
+                                     page=None, text="t", score=0.5, rank=2)]
+    reply = "# VAEs\nA VAE has an encoder [2]. [2] (Variational Autoencoders) It was trained with a KL-d"
+    assert list(settled_sentences(_pieces(reply), shown)) == ["A VAE has an encoder [2]."]
+    # A reply that is one unfinished sentence says it was cut.
+    assert list(settled_sentences(_pieces("It was trained with a KL-d"), shown)) == ["It was trained with a KL-d …"]
+    # A finished reply comes out whole, a sentence at a time, as soon as each is settled.
+    done = "Kingma and Welling introduced it in 2013 [2]. It has an encoder and a decoder!"
+    assert list(settled_sentences(_pieces(done), shown)) == [
+        "Kingma and Welling introduced it in 2013 [2].", "It has an encoder and a decoder!"]

@@ -2,16 +2,17 @@
 
 from pathlib import Path
 
-from ragbot.app import ChatHandlers, render_sources, safe_upload_name, standalone_query
+from ragbot.app import ChatHandlers, render_sources, safe_upload_name
 from ragbot.types import Answer, Passage
 
 
-def test_follow_up_questions_get_the_previous_question_for_retrieval():
+def test_a_follow_up_is_searched_with_the_previous_question_when_that_finds_more(corpus_bot):
+    """No word list decides: the joined query is used when its best passage scores higher."""
     earlier = ["What is a variational autoencoder?"]
-    assert standalone_query(earlier, "Who invented it?") == "What is a variational autoencoder? Who invented it?"
-    assert standalone_query(earlier, "and GANs?") == "What is a variational autoencoder? and GANs?"
-    assert standalone_query(earlier, "How do diffusion models generate images?") == "How do diffusion models generate images?"
-    assert standalone_query([], "Who invented it?") == "Who invented it?"
+    assert corpus_bot.standalone_query(earlier, "Who introduced it?") == "What is a variational autoencoder? Who introduced it?"
+    assert corpus_bot.standalone_query(earlier, "How do diffusion models generate images?") == \
+        "How do diffusion models generate images?"
+    assert corpus_bot.standalone_query([], "Who introduced it?") == "Who introduced it?"
 
 
 def test_upload_names_cannot_leave_the_uploads_folder():
@@ -35,28 +36,41 @@ def test_sources_show_hostile_text_as_text():
 
 def test_like_uses_the_answer_id_carried_by_the_message(corpus_bot):
     handlers = ChatHandlers(corpus_bot)
-    answer = corpus_bot.ask("What is the capital of Australia?")  # declined before generation, still logged
-    history = [
-        {"role": "user", "content": "What is the capital of Australia?"},
-        {"role": "assistant", "content": answer.answer, "metadata": {"id": answer.id}},
-    ]
-    assert handlers.on_like(history, 1, True, user="ann") == "Thanks: marked helpful."
-    assert corpus_bot.feedback.feedback(answer.id).vote == 1
-    assert handlers.on_comment(history, "too short", "Canberra [1].", user="ann") == "Saved with the latest answer."
-    saved = corpus_bot.feedback.feedback(answer.id)
+    *_, (history, _, _) = handlers.respond("What is the capital of Australia?", [], "c", 5, 0.0, False, session="s1")
+    answer_id = history[1]["metadata"]["id"]  # declined before any model, still logged
+    assert handlers.on_like(history, 1, True, user="ann", session="s1") == "Thanks: marked helpful."
+    assert corpus_bot.feedback.feedback(answer_id).vote == 1
+    assert handlers.on_comment(history, "too short", "Canberra [1].", user="ann", session="s1") == "Saved with the latest answer."
+    saved = corpus_bot.feedback.feedback(answer_id)
     assert (saved.vote, saved.comment, saved.correction) == (1, "too short", "Canberra [1].")
-    assert handlers.on_like(history, 1, False) == "Thanks: marked unhelpful."
-    assert handlers.on_like(history, 1, "") == "Vote removed."
-    assert corpus_bot.feedback.feedback(answer.id).vote is None  # the correction stays
-    assert [h["vote"] for h in corpus_bot.feedback.history(answer.id)] == [1, 1, -1, None]
-    assert handlers.on_like(history, 0, True).startswith("This message has no recorded answer")
+    assert handlers.on_like(history, 1, False, session="s1") == "Thanks: marked unhelpful."
+    assert handlers.on_like(history, 1, "", session="s1") == "Vote removed."
+    assert corpus_bot.feedback.feedback(answer_id).vote is None  # the correction stays
+    assert [h["vote"] for h in corpus_bot.feedback.history(answer_id)] == [1, 1, -1, None]
+    assert handlers.on_like(history, 0, True, session="s1").startswith("This message has no recorded answer")
+    assert handlers.on_like(history, 7, True, session="s1").startswith("This message has no recorded answer")
+
+
+def test_feedback_for_an_answer_this_session_was_not_given_is_refused(corpus_bot, caplog):
+    """A client can send back any history; only answer ids the server gave that session count."""
+    handlers = ChatHandlers(corpus_bot)
+    *_, (history, _, _) = handlers.respond("What is the capital of Australia?", [], "c", 5, 0.0, False, session="ann|tab1")
+    answer_id = history[1]["metadata"]["id"]
+    refused = "Not saved: that answer was not given in this session."
+    assert handlers.on_like(history, 1, True, session="mallory|tab9") == refused
+    assert handlers.on_comment(history, "", "Bad answer [1].", session="mallory|tab9") == refused
+    forged = [history[0], {"role": "assistant", "content": "x", "metadata": {"id": "no-such-answer"}}]
+    assert handlers.on_like(forged, 1, True, session="ann|tab1") == refused
+    assert corpus_bot.feedback.feedback(answer_id) is None
+    assert "not an answer this session was given" in caplog.text
 
 
 def test_respond_streams_then_attaches_the_answer_id_and_sources(corpus_bot):
     handlers = ChatHandlers(corpus_bot)
-    steps = list(handlers.respond("When were GANs introduced and by whom?", [], "conv-1", 5, 0.0, False))
-    assert len(steps) > 2
+    steps = list(handlers.respond("When were GANs introduced and by whom?", [], "conv-1", 5, 0.0, False, session="s"))
     history, sources, box = steps[-1]
+    # The text shown while answering is the text that stays: nothing is taken back.
+    assert len(steps) >= 2 and all(step[0][-1]["content"] == history[-1]["content"] for step in steps[:-1])
     assert box == "" and history[-2] == {"role": "user", "content": "When were GANs introduced and by whom?"}
     answer_id = history[-1]["metadata"]["id"]
     trace = corpus_bot.feedback.answer_trace(answer_id)

@@ -1,6 +1,8 @@
 """End to end with the real shipped models: retrieve, generate, cite; refuse what is not there."""
 
 import json
+
+import pytest
 import subprocess
 import sys
 from pathlib import Path
@@ -21,13 +23,26 @@ def test_answer_cites_a_passage_from_the_right_document(corpus_bot):
         shown = answer.passages[c.n - 1]
         assert (shown.chunk_id, shown.text) == (c.chunk_id, c.text)
     assert "Kingma" in answer.answer
-    assert answer.tokens["prompt"] > 100 and answer.tokens["completion"] > 0
+    # The default answer quotes the passages: no model call, so no prompt and no tokens.
+    assert answer.prompt == "" and answer.tokens == {"prompt": 0, "completion": 0}
     assert answer.model == "SmolLM2-135M-Instruct" and answer.adapter is None
-    assert "[1] (Variational Autoencoders" in answer.prompt
     trace = corpus_bot.feedback.answer_trace(answer.id)  # recorded with its full trace
     assert trace["prompt"] == answer.prompt and trace["answer"] == answer.answer
     assert [p["chunk_id"] for p in trace["passages"]] == [p.chunk_id for p in answer.passages]
     assert trace["index_generation"] == corpus_bot.store.generation()
+    assert trace["params"]["answer_mode"] == "extract"
+    assert trace["params"]["evidence_score"] == round(answer.evidence_score, 4)
+
+
+@pytest.mark.slow
+def test_the_generate_mode_has_the_model_write_from_the_passages(corpus_bot):
+    bot = corpus_bot.with_settings(answer_mode="generate")
+    answer = bot.ask("Who introduced the variational autoencoder?")
+    assert not answer.refused, answer.raw_reply
+    assert "vaes.md" in {Path(c.source).name for c in answer.citations}
+    assert answer.tokens["prompt"] > 100 and answer.tokens["completion"] > 0
+    assert "[1] (Variational Autoencoders" in answer.prompt
+    assert bot.feedback.answer_trace(answer.id)["prompt"] == answer.prompt
 
 
 def test_question_outside_the_corpus_is_refused(corpus_bot):
@@ -51,12 +66,21 @@ def test_repetition_penalty_spares_the_prompt(corpus_bot):
 
 
 def test_streaming_yields_text_then_the_answer(corpus_bot):
+    """An extracted answer is whole before it is shown, so it streams as one piece that stands."""
     events = list(corpus_bot.ask_stream("When were GANs introduced and by whom?"))
     pieces, final = events[:-1], events[-1]
-    assert len(pieces) > 3 and all(isinstance(p, str) for p in pieces)
-    assert "".join(pieces).strip() == final.raw_reply
+    assert pieces == [final.answer]
     assert not final.refused
     assert "gans.md" in {Path(c.source).name for c in final.citations}
+
+
+@pytest.mark.slow
+def test_the_generate_mode_streams_the_models_text(corpus_bot):
+    events = list(corpus_bot.with_settings(answer_mode="generate").ask_stream("When were GANs introduced and by whom?"))
+    pieces, final = events[:-1], events[-1]
+    assert pieces and all(isinstance(p, str) for p in pieces)
+    assert "".join(pieces) == final.answer  # what streamed is what stays
+    assert not final.refused and final.raw_reply
 
 
 def test_cli_ask_json_shape_then_vote_and_export(corpus_bot, tmp_path):
@@ -68,7 +92,7 @@ def test_cli_ask_json_shape_then_vote_and_export(corpus_bot, tmp_path):
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert set(out) == {"id", "answer", "refused", "citations", "passages", "model", "adapter", "timings_ms", "tokens"}
-    assert set(out["timings_ms"]) == {"retrieve", "generate"}
+    assert set(out["timings_ms"]) == {"retrieve", "evidence", "generate"}
     assert set(out["tokens"]) == {"prompt", "completion"}
     assert len(out["passages"]) == 5
     for p in out["passages"]:
@@ -88,10 +112,16 @@ def test_cli_ask_json_shape_then_vote_and_export(corpus_bot, tmp_path):
     assert "vote up" in ragbot("feedback", "vote", out["id"], "up", "--comment", "good")
     exported = tmp_path / "kto.jsonl"
     ragbot("feedback", "export", "--format", "kto", "--out", str(exported))
+    # An extracted answer was never a model's reply to a prompt: it is not exported as one.
+    assert all(row["prompt"] for row in map(json.loads, exported.open()))
+    assert out["answer"] not in {row["completion"] for row in map(json.loads, exported.open())}
+    written = json.loads(ragbot("ask", "What is generative AI?", "--json", "--answer-mode", "generate"))
+    ragbot("feedback", "vote", written["id"], "up")
+    ragbot("feedback", "export", "--format", "kto", "--out", str(exported))
     rows = [json.loads(line) for line in exported.open()]
-    trace = corpus_bot.feedback.answer_trace(out["id"])
-    assert {"prompt": trace["prompt"], "completion": out["answer"], "label": True} in rows
-    assert "1 up" in ragbot("feedback", "stats")
+    trace = corpus_bot.feedback.answer_trace(written["id"])
+    assert trace["prompt"] and {"prompt": trace["prompt"], "completion": written["answer"], "label": True} in rows
+    assert "2 up" in ragbot("feedback", "stats")
 
 
 def test_avoid_start_bans_only_the_replys_first_token(corpus_bot):
@@ -119,18 +149,18 @@ def test_avoid_start_bans_only_the_replys_first_token(corpus_bot):
     assert ids and ids[0] != first
 
 
-def test_a_number_the_passages_do_not_state_is_not_given_as_the_answer(corpus_bot):
-    """Asked for a number its passages do not hold, the model answers with something else or
-    invents one; the reply must then be a refusal. Asked for one they hold, it answers."""
-    gans = ("StyleGAN (NVIDIA) generates highly realistic human faces and lets users control style at "
-            "different levels of detail. CycleGAN translates images between domains without paired examples.")
-    missing = corpus_bot.ask("How many layers does the StyleGAN generator have?", passages=[gans], record=False)
-    assert missing.refused and missing.answer == REFUSAL and missing.citations == []
-    # The base model invents a count ("10 layers"), which no passage states.
-    assert missing.refusal_reason in {"invented_number", "asked_fact_missing", "model_said_so"}, missing.raw_reply
+def test_an_extracted_answer_states_only_what_a_passage_states(corpus_bot):
+    """The default answer quotes a passage sentence, so it cannot invent a name or a number in any
+    language; the reply checks that read English question words (answer_type.py) are gone."""
+    import re
 
     window = ("A transformer can only attend to a limited number of tokens at once, called its context window. "
               "SmolLM2, for example, has a context window of 8,192 tokens.")
     stated = corpus_bot.ask("How large is the context window of SmolLM2?", passages=[window], record=False)
-    assert not stated.refused, stated.raw_reply
-    assert "8,192" in stated.answer
+    assert not stated.refused
+    assert stated.answer == "SmolLM2, for example, has a context window of 8,192 tokens [1]."
+    gans = ("StyleGAN (NVIDIA) generates highly realistic human faces and lets users control style at "
+            "different levels of detail. CycleGAN translates images between domains without paired examples.")
+    other = corpus_bot.ask("How many layers does the StyleGAN generator have?", passages=[gans], record=False)
+    said = re.sub(r"\s*\[\d+\]", "", other.answer)
+    assert other.refused or said.rstrip(".") in gans

@@ -66,3 +66,58 @@ def test_ask_vote_and_upload_in_a_real_browser(server, tmp_path):
     assert (data_dir / "uploads" / "zorblat.md").is_file()
     assert any(d.source.endswith("uploads/zorblat.md") for d in bot.store.documents())
     bot.close()
+
+
+HOSTILE_DOC = """# The Quell Pump
+
+The Quell pump moves water <img src="http://127.0.0.2:8/track.png"> out of deep mines using <b>two</b> pistons.
+
+It was first built in <script>fetch('http://127.0.0.2:8/leak')</script>1931 by Mira Quell.
+"""
+
+
+def test_hostile_documents_and_questions_are_shown_as_text_and_fetch_nothing(make_bot, tmp_path):
+    """A document and a question carrying HTML that points at another host: the page shows the
+    characters, and the browser asks no origin but the app's own for anything (every request is
+    routed through Playwright; the hostile ones point at 127.0.0.2/.3, never a real address)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from conftest import running_chat
+
+    docs = tmp_path / "hostile"
+    docs.mkdir()
+    (docs / "quell.md").write_text(HOSTILE_DOC)
+    bot = make_bot(default_corpus=None)
+    assert bot.ingest([docs]).ok
+    bot.close()
+    foreign: list[str] = []
+    with running_chat(bot.settings.data_dir, "--no-default-corpus") as url, sync_playwright() as p:
+        origin = url.rstrip("/")
+        browser = p.chromium.launch(executable_path=CHROMIUM,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+
+        def gatekeeper(route):
+            if route.request.url.startswith(origin):
+                route.continue_()
+            else:
+                foreign.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", gatekeeper)
+        page.goto(url)
+        page.fill("#question textarea", 'How does the Quell pump move water? <img src="http://127.0.0.3:8/q.png">')
+        page.click("#ask")
+        expect(page.locator("#sources .ragbot-source").first).to_be_visible(timeout=120_000)
+        answer = page.locator("#chat .message.bot").last
+        expect(answer).to_contain_text('<img src="http://127.0.0.2:8/track.png">')
+        expect(page.locator("#chat .message.user").last).to_contain_text('<img src="http://127.0.0.3:8/q.png">')
+        assert page.locator("#chat img[src*='127.0.0.2'], #chat img[src*='127.0.0.3']").count() == 0
+        assert page.locator("#chat b, #chat script").count() == 0
+        page.fill("#question textarea", "When was the Quell pump first built?")
+        page.click("#ask")
+        expect(page.locator("#chat .message.bot").last).to_contain_text("<script>", timeout=120_000)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(ARTIFACTS / "chat-hostile.png"))
+        browser.close()
+    assert foreign == []

@@ -76,3 +76,23 @@ def test_malformed_auth_is_refused_with_a_message(corpus_bot):
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 2
     assert "--auth / RAGBOT_AUTH must look like user:password" in done.stderr
+
+
+def test_a_vote_for_an_answer_another_session_got_is_refused(server):
+    """Through the public API, a client sends back a history holding another session's answer id."""
+    from gradio_client import Client
+
+    url, data_dir = server
+    ann, mallory = Client(url, verbose=False), Client(url, verbose=False)
+    history, _sources, _box = ann.predict("Who introduced the variational autoencoder?", [], 5, 0.0, False,
+                                          api_name="/respond")
+    answer_id = history[-1]["metadata"]["id"]
+    assert mallory.predict(history, "", "A forged correction [1].", api_name="/save") == \
+        "Not saved: that answer was not given in this session."
+    assert ann.predict(history, "fine", "", api_name="/save") == "Saved with the latest answer."
+    bot = RagBot.open(data_dir)
+    try:
+        saved = bot.feedback.feedback(answer_id)
+        assert (saved.comment, saved.correction) == ("fine", None)
+    finally:
+        bot.close()

@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 
 from ragbot import store as store_module
+from ragbot.answer import REFUSAL
 from ragbot.errors import RagbotError
 from ragbot.feedback import FeedbackLog, UnknownAnswerError
 from ragbot.store import Store
@@ -123,7 +124,8 @@ def test_votes_become_answerability_labels(log):
 
     answered("liked answer", vote=1)
     answered("disliked answer", vote=-1)  # may just be wrong: no label
-    answered("answer corrected to the refusal", correction="I don't know.")
+    answered("answer corrected to the refusal", correction=REFUSAL)
+    answered("answer corrected in other words", correction="I don't know.")  # read as an answer: no label
     answered("disliked refusal", vote=-1, refused=True, reason="passages_lack_answer", shown=3)
     answered("refusal corrected to an answer", correction="GANs came in 2014 [1].", refused=True, reason="model_said_so")
     answered("liked refusal", vote=1, refused=True, reason="passages_lack_answer")

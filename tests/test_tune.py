@@ -33,7 +33,8 @@ def tuned(corpus_bot, tmp_path_factory):
     data_dir = copy_data_dir(corpus_bot, tmp_path_factory.mktemp("tune") / "data")
     bot = RagBot.open(data_dir)
     bot._embedder = corpus_bot.embedder
-    short = bot.with_settings(max_new_tokens=24)
+    # Votes on answers the generator wrote: they become SFT/KTO/DPO rows (extracted answers have no prompt).
+    short = bot.with_settings(max_new_tokens=24, answer_mode="generate")
     liked = short.ask("What is mode collapse in a GAN?")
     disliked = short.ask("Who introduced GANs?")
     bot.feedback.set_feedback(liked.id, 1)
@@ -94,7 +95,9 @@ def test_training_data_counts_and_shapes(tuned):
     assert counts["train"]["chunk withheld"] + counts["train"]["document withheld"] == sum(not ex.answerable for ex in train)
     # The same prompt the chatbot builds for these passages.
     ex = next(e for e in train if e.answerable)
-    answer = bot.with_settings(max_new_tokens=4).ask(ex.question, passages=ex.passages, record=False)
+    # (The generate mode, and a threshold nothing falls under, so that the generator is asked.)
+    asker = bot.with_settings(max_new_tokens=4, answer_mode="generate", adapter="none", evidence_threshold=-1.0)
+    answer = asker.ask(ex.question, passages=ex.passages, record=False)
     assert answer.prompt == ex.prompt
     # Held-out chunks are never trained on.
     heldout = trainset.load_examples(result.run_dir / "heldout.jsonl")
@@ -134,7 +137,7 @@ def test_adapter_loads_answers_and_is_recorded(tuned):
     bot, result, _ = tuned
     generator = Generator.load(bot.settings, adapter=result.version)
     assert generator.adapter == result.version
-    asker = bot.with_settings(max_new_tokens=32)
+    asker = bot.with_settings(max_new_tokens=32, answer_mode="generate")
     asker.use_generator(generator)
     answer = asker.ask("What is a diffusion model?")
     assert answer.adapter == result.version and answer.raw_reply
@@ -142,13 +145,13 @@ def test_adapter_loads_answers_and_is_recorded(tuned):
 
 
 def test_answerability_check_is_fit_stored_and_decides(tuned):
-    """The run fits the check on its training split, measures it on the held-out split, stores it
-    with the adapter, and the loaded adapter refuses with it before generating."""
+    """The run fits the evidence threshold on its training split, measures it on the held-out
+    split, stores it with the adapter, and the bot refuses with it before any generation."""
     bot, result, lines = tuned
     fitted = result.stages["answerability"]
     assert fitted["fitted"] and fitted["n_answerable"] >= 5 and fitted["n_unanswerable"] >= 5
-    assert fitted["auc"] > 0.7 and fitted["heldout"]["n_answerable"] > 0
-    assert any(line.startswith("Answerability check: fit on") for line in lines)
+    assert fitted["auc"] > 0.6 and fitted["heldout"]["n_answerable"] > 0
+    assert any(line.startswith("Answerability threshold") for line in lines)
     # Fit on the training split and the feedback's labels only: the held-out chunks' questions are not in it.
     voted = [row["answerable"] for row in bot.feedback.answerability_labels()]
     assert fitted["from_feedback"] == {"answerable": sum(voted), "unanswerable": len(voted) - sum(voted)}
@@ -159,30 +162,30 @@ def test_answerability_check_is_fit_stored_and_decides(tuned):
     assert all(ex.passages and ex.passages[0]["text"] for ex in from_feedback)
     generator = Generator.load(bot.settings, adapter=result.version)
     check = generator.answerability
-    assert check is not None and 0 < check.threshold < 1
+    assert check is not None and check.scorer == "embedding" and 0 < check.threshold < 1
     assert AdapterRegistry(bot.settings.adapters_dir).get(result.version).metadata["answerability"]["threshold"] == check.threshold
 
-    asker = bot.with_settings(max_new_tokens=24)
+    asker = bot.with_settings(max_new_tokens=24, answer_mode="generate")
     asker.use_generator(generator)
+    assert asker.answerability_check() == check
     off = asker.ask("How many attention heads does SmolLM2 use?",
                     passages=["Bananas are yellow fruit grown in tropical regions of the world."])
-    assert off.refused and off.refusal_reason == "passages_lack_answer" and off.p_answer_missing > check.threshold
+    assert off.refused and off.refusal_reason == "no_evidence" and off.evidence_score < check.threshold
     assert off.raw_reply == "" and off.timings_ms["generate"] == 0.0  # no generation was spent on it
     trace = bot.feedback.answer_trace(off.id)
-    assert trace["refusal_reason"] == "passages_lack_answer"
-    assert trace["params"]["p_answer_missing"] == round(off.p_answer_missing, 4)
+    assert trace["refusal_reason"] == "no_evidence"
+    assert trace["params"]["evidence_score"] == round(off.evidence_score, 4)
+    assert trace["params"]["evidence_threshold"] == round(check.threshold, 4)
     gold = ("Mode collapse is a common failure of GANs: the generator produces only a few kinds of output "
             "that fool the discriminator, losing the variety of the real data.")
     on = asker.ask("What is mode collapse in a GAN?", passages=[gold])
-    assert on.p_answer_missing < check.threshold
-    assert on.refusal_reason != "passages_lack_answer" and not on.raw_reply.startswith("I don't know")
-    # The gate's feedback replay goes through the check as well, on the passages the vote saw.
+    assert on.evidence_score >= check.threshold and not on.refused and on.raw_reply
+    # The gate's feedback replay answers as the chat does, on the passages the vote saw.
     from ragbot.gate import replay
 
     privacy = next(c for c in bot.store.all_chunks() if c.source.endswith("risk-privacy.md"))
-    case = {"prompt": "unused: the check refuses first", "question": "How many attention heads does SmolLM2 use?",
-            "chunk_ids": [privacy.id]}
-    assert replay(asker, generator, case, 24) == REFUSAL
+    case = {"question": "How many attention heads does SmolLM2 use?", "chunk_ids": [privacy.id]}
+    assert replay(asker, case) == (REFUSAL, True)
 
 
 def test_a_damaged_check_fails_before_the_model_loads(tuned):
@@ -191,7 +194,7 @@ def test_a_damaged_check_fails_before_the_model_loads(tuned):
 
     bot, result, _ = tuned
     registry = AdapterRegistry(bot.settings.adapters_dir)
-    stored = dict(registry.get(result.version).metadata["answerability"], weights=["heavy", 1.0])
+    stored = dict(registry.get(result.version).metadata["answerability"], threshold="heavy")
     damaged = registry.save(info_path(bot, result), {"base_model": bot.settings.generator, "answerability": stored})
     with pytest.raises(AnswerabilityError, match=rf"{damaged.version}/ragbot-adapter.json: malformed"):
         Generator.load(with_overrides(bot.settings, adapter=damaged.version))
@@ -233,32 +236,36 @@ def test_gate_refuses_a_candidate_trained_to_always_refuse(tuned, tmp_path):
     refuser = registry.save(run.path / "sft-adapter", {"base_model": bot.settings.generator})
 
     heldout = trainset.load_examples(result.run_dir / "heldout.jsonl")
-    answerable = [ex for ex in heldout if ex.answerable][:2]
-    unanswerable = [ex for ex in train if not ex.answerable][:1]
+    answerable = [ex for ex in heldout if ex.answerable][:8]
+    unanswerable = [ex for ex in train if not ex.answerable][:2]
     eval_rows = [ex.as_eval_row() for ex in answerable + unanswerable]
-    gate_bot = bot.with_settings(max_new_tokens=24)
+    gate_bot = bot.with_settings(max_new_tokens=24, answer_mode="generate")
     candidate = Generator.load(gate_bot.settings, adapter=refuser.version)
     active = Generator.load(gate_bot.settings, adapter="none")
     verdict = run_gate(gate_bot, active, candidate, eval_rows, cases=[], out=tmp_path / "gate")
-    assert verdict.candidate["refusal_rate_answerable"] == 1.0  # it did learn to refuse
+    # The evidence decides to answer, so the candidate cannot refuse; what it writes instead of
+    # the answer is worse, and the gate sees that in ROUGE-L.
+    assert verdict.candidate["rougeL"] < verdict.active["rougeL"]
     assert not verdict.promote
     assert "kept, not activated" in (tmp_path / "gate" / "gate.md").read_text()
     assert registry.state()["active"] == active_before
 
 
 def test_gate_rule():
-    base = {"rougeL": 0.10, "refusal_rate_unanswerable": 0.90, "refusal_rate_answerable": 0.30, "citation_accuracy": 0.80}
-    better = {**base, "rougeL": 0.30, "refusal_rate_answerable": 0.10}
-    assert decide(base, better).promote
-    assert not decide(base, base).promote  # no gain
-    # A big gain on one rate does not buy a large drop on another.
-    assert not decide(base, {**better, "citation_accuracy": 0.60}).promote
-    # ... unless the drop is one question out of a handful (noise on a small held-out set).
-    small = {"n_answerable": 10, "n_unanswerable": 5, "n_cited": 10}
-    assert decide({**base, **small}, {**better, **small, "refusal_rate_unanswerable": 0.70}).promote
-    assert not decide({**base, **small}, {**better, **small, "refusal_rate_unanswerable": 0.50}).promote
-    # Nor does it buy a regression on the user's feedback.
-    assert not decide({**base, "regression_pass_rate": 1.0}, {**better, "regression_pass_rate": 0.5}).promote
+    """Activated only when the paired-bootstrap interval of the utility gain is above zero."""
+    active = [0.2, 0.3, 1.0, 0.0] * 15  # 60 questions
+    better = [0.5, 0.6, 1.0, 1.0] * 15
+    assert decide({}, {}, active, better).promote
+    assert not decide({}, {}, active, active).promote  # no gain
+    assert "not above zero" in decide({}, {}, active, active).reasons[0]
+    # The same gains on four questions could be chance: kept, not activated, and it says why.
+    few = decide({}, {}, active[:4], better[:4])
+    assert not few.promote and "too few to decide" in few.reasons[0]
+    # A gain on some questions that losses on others cancel is no gain.
+    mixed = [0.5, 0.0, 1.0, 0.0] * 15
+    assert not decide({}, {}, active, mixed).promote
+    # Nor does a gain buy a regression on the user's feedback.
+    assert not decide({"regression_pass_rate": 1.0}, {"regression_pass_rate": 0.5}, active, better).promote
 
 
 def test_preflight_and_data_checks(make_bot, tmp_path):
@@ -294,7 +301,7 @@ def test_feedback_labels_read_the_passages_as_they_are_now(make_bot, docs):
         passages = bot.search(question)[:2]
         answer = Answer(question=question, answer=REFUSAL, refused=True, citations=[], passages=passages,
                         prompt="<prompt>", raw_reply=REFUSAL, model="m", adapter=None, timings_ms={}, tokens={},
-                        refusal_reason="passages_lack_answer")
+                        refusal_reason="no_evidence")
         bot.feedback.record_answer(answer, params={"prompt_passages": 1})
         bot.feedback.set_feedback(answer.id, vote)
 

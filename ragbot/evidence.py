@@ -1,0 +1,99 @@
+"""Evidence: the sentences of the shown passages that answer a question, scored and chosen.
+
+Answering starts here. Every passage shown is cut into sentences (`text.prose_sentences`), a
+scorer rates how well each sentence answers the question, and the best ones become the answer's
+evidence, each citing its passage. The score of the best sentence also decides whether to answer
+at all: below the calibrated threshold (see calibrate.py) the passages are taken not to hold the
+answer. Nothing here reads words of a particular language.
+
+Scorers:
+- `EmbeddingScorer`: cosine between the question's and the sentence's embeddings, with the
+  shipped sentence embedder. It needs no training and is the default before `ragbot tune`.
+- `CrossEncoderScorer`: a cross-encoder that reads question and sentence together, trained by
+  `ragbot tune` from the shipped MiniLM on the user's own documents (learn/evidence_model.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from .text import prose_sentences
+from .types import Passage
+
+MIN_WORDS = 3  # shorter pieces (a stray label, "Yes.") are never evidence on their own
+
+
+@dataclass(frozen=True)
+class Evidence:
+    n: int  # the number of the passage it comes from, as shown: [n]
+    text: str  # the sentence, markup removed
+    score: float  # the scorer's rating; higher answers the question better
+
+
+class SentenceScorer(Protocol):
+    name: str
+
+    def score(self, question: str, sentences: Sequence[str]) -> np.ndarray: ...
+
+
+class EmbeddingScorer:
+    """Cosine similarity of sentence embeddings (the embedder normalises its vectors)."""
+
+    name = "embedding"
+
+    def __init__(self, embedder):
+        self.embedder = embedder
+
+    def score(self, question: str, sentences: Sequence[str]) -> np.ndarray:
+        if not sentences:
+            return np.zeros(0)
+        vectors = self.embedder.encode([question, *sentences])
+        return vectors[1:] @ vectors[0]
+
+
+def candidates(passages: Sequence[Passage]) -> list[tuple[int, str]]:
+    """(passage number, sentence) for every sentence of the passages, in the order shown."""
+    found = []
+    for n, passage in enumerate(passages, start=1):
+        for sentence in prose_sentences(passage.text):
+            if len(sentence.split()) >= MIN_WORDS:
+                found.append((n, sentence))
+    return found
+
+
+def rank(question: str, passages: Sequence[Passage], scorer: SentenceScorer) -> list[Evidence]:
+    """Every sentence of the passages as Evidence, best first."""
+    pool = candidates(passages)
+    scores = scorer.score(question, [s for _, s in pool])
+    ranked = [Evidence(n=n, text=s, score=float(v)) for (n, s), v in zip(pool, scores)]
+    ranked.sort(key=lambda e: -e.score)
+    return ranked
+
+
+def choose(ranked: Sequence[Evidence], max_sentences: int, margin: float) -> list[Evidence]:
+    """The best sentence, and up to `max_sentences - 1` more whose score is within `margin` of
+    it (a second sentence often completes the first: the name after the definition)."""
+    if not ranked:
+        return []
+    best = ranked[0].score
+    chosen = [e for e in ranked[:max_sentences] if best - e.score <= margin]
+    return chosen
+
+
+def compose(evidence: Sequence[Evidence], order: Sequence[tuple[int, str]] | None = None) -> str:
+    """The answer text: the chosen sentences in the order they stand in the passages (so a
+    definition and the sentence after it read as written), each followed by its citation."""
+    if order is not None:
+        position = {(n, s): i for i, (n, s) in enumerate(order)}
+        evidence = sorted(evidence, key=lambda e: position.get((e.n, e.text), 0))
+    return " ".join(_cite(e.text.rstrip(), e.n) for e in evidence)
+
+
+def _cite(sentence: str, n: int) -> str:
+    """The sentence with [n] before its closing mark: "... in 2013 [1]."."""
+    body = sentence.rstrip(".!?")
+    return f"{body} [{n}]{sentence[len(body):]}"

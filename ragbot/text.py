@@ -1,0 +1,69 @@
+"""Plain text out of chunk markup, and the one sentence splitter every stage uses.
+
+Answers quote passage sentences, training data cuts answers from chunks, and the citation
+check reads a reply sentence by sentence: all three split with `sentences` here. Nothing in this
+module depends on a language's words: it reads punctuation, capitals and Markdown layout only.
+"""
+
+from __future__ import annotations
+
+import re
+
+_MARKUP = re.compile(r"\*\*|__|`")
+# A block ends at a blank line, or before a list item ("- ", "* ", "1. ").
+_BLOCK = re.compile(r"\n\s*\n|\n(?=\s*(?:[-*+]|\d+[.)])\s)")
+_LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
+# A sentence ends after . ! ? (a run of them), and any citation marks that follow it, before
+# white space and a capital, a digit or an opening quote. A decimal point ("1.7") ends none.
+_SENTENCE_END = re.compile(r"(?<=[.!?])((?:\s*\[\d+(?:\s*,\s*\d+)*\])*)\s+(?=[^\s\w]?[\w\"'«„(])")
+_WORD = re.compile(r"\w+")
+
+
+def plain(text: str) -> str:
+    """Text without Markdown emphasis and code marks, on single spaces."""
+    return " ".join(_MARKUP.sub("", text).split())
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every sentence of `text`, white space trimmed. A line break ends a
+    sentence; within a line a sentence ends at . ! or ? (a run of them) and the citation marks
+    after it, when white space and something that can open a sentence follow (a letter of any
+    script, a digit, a quote). A decimal point ("1.7") ends none; "e.g. the" does, which costs a
+    quoted answer a few words at worst."""
+    spans = []
+    line_start = 0
+    for line in text.split("\n"):
+        start = 0
+        for m in _SENTENCE_END.finditer(line):
+            spans.append((line_start + start, line_start + m.end(1)))
+            start = m.end()
+        spans.append((line_start + start, line_start + len(line)))
+        line_start += len(line) + 1
+    trimmed = []
+    for a, b in spans:
+        piece = text[a:b]
+        if piece.strip():
+            lead = len(piece) - len(piece.lstrip())
+            trimmed.append((a + lead, a + len(piece.rstrip())))
+    return trimmed
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of `text` (see sentence_spans), each with the citation marks after it."""
+    return [text[a:b] for a, b in sentence_spans(text)]
+
+
+def prose_sentences(text: str) -> list[str]:
+    """The sentences of a passage's prose, markup removed: headings ("# ...") dropped, each list
+    item and paragraph read on its own, table rows kept as one line each."""
+    found = []
+    for block in _BLOCK.split(text):
+        lines = [line.strip() for line in block.splitlines() if not line.lstrip().startswith("#")]
+        flat = plain(_LIST_MARK.sub("", " ".join(lines)))
+        found.extend(s for s in sentences(flat) if _WORD.search(s))
+    return found
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens (letters and digits of any script)."""
+    return [w.lower() for w in _WORD.findall(text)]

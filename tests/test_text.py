@@ -1,0 +1,37 @@
+"""The one sentence splitter and markup stripper (answers, training data and the citation check
+all use it). It reads punctuation and layout only, so it serves any language written with . ! ?"""
+
+from ragbot.text import plain, prose_sentences, sentence_spans, sentences
+
+
+def test_sentences_end_at_marks_and_keep_their_citations():
+    text = "GANs date from 2014 [2]. They have two parts [1, 3]! Do they? Yes."
+    assert sentences(text) == ["GANs date from 2014 [2].", "They have two parts [1, 3]!", "Do they?", "Yes."]
+
+
+def test_a_decimal_point_or_a_version_ends_no_sentence():
+    assert sentences("SmolLM2 has 1.7 billion parameters. It is small.") == [
+        "SmolLM2 has 1.7 billion parameters.", "It is small."]
+    assert sentences("Version 2.0.1 shipped.") == ["Version 2.0.1 shipped."]
+
+
+def test_a_line_break_ends_a_sentence_and_spans_point_into_the_text():
+    text = "First fact [2]. Second fact.\n- a list item\n\nLast."
+    assert sentences(text) == ["First fact [2].", "Second fact.", "- a list item", "Last."]
+    assert [text[a:b] for a, b in sentence_spans(text)] == sentences(text)
+
+
+def test_other_languages_split_the_same_way():
+    assert sentences("Das Modell wurde 2017 vorgestellt. Es nutzt Aufmerksamkeit.") == [
+        "Das Modell wurde 2017 vorgestellt.", "Es nutzt Aufmerksamkeit."]
+    assert sentences("Le modèle apprend. Élève et maître.") == ["Le modèle apprend.", "Élève et maître."]
+
+
+def test_prose_sentences_drop_headings_list_marks_and_markup():
+    chunk = ("# Retrieval\n\nRetrieval-augmented generation connects a model to documents. It was "
+             "described in 2020.\n\n## Why\n\n- **Fresh knowledge**: documents can be updated.\n"
+             "1. `Embed` the chunks.")
+    assert prose_sentences(chunk) == [
+        "Retrieval-augmented generation connects a model to documents.", "It was described in 2020.",
+        "Fresh knowledge: documents can be updated.", "Embed the chunks."]
+    assert plain("**bold** and `code`  and __under__") == "bold and code and under"
