@@ -171,35 +171,42 @@ def check_citations(
     return reply, supported
 
 
+# The shape of a passage header in the prompt, "[2] (Title > Section, page 4)", closed or cut off.
+_HEADER_SHAPE = re.compile(r"\[\d+\] \([^()\n]*(?:\)|(?=\n)|$)")
 _ENDS_SENTENCE = re.compile(r"[.!?][\"')\]»”]*(?:\s*\[\d+(?:\s*,\s*\d+)*\])*$")
 
 
 def settled_sentences(pieces: Iterable[str], shown: Sequence[Passage]) -> Iterator[str]:
     """The sentences of a reply being generated, each yielded once it is complete and will not
-    change: prompt markup the model copied (a passage's "[n] (Title > Section)" header, a
-    Markdown heading line) left out. A last piece that ends no sentence, because generation
-    stopped at the token limit, is dropped, or marked with " …" when it is all there is."""
+    change: prompt markup the model copied (a passage's "[n] (Title > Section)" header, whole or
+    cut off, and Markdown heading lines) left out. A last piece that ends no sentence, because
+    generation stopped at the token limit, is dropped, or marked with " …" when it is all there is."""
     headers = [f"[{n}] ({passage_header(p)})" for n, p in enumerate(shown, start=1)]
 
-    def clean(sentence: str) -> str:
+    def visible(text: str) -> str:
         for header in headers:
-            sentence = sentence.replace(header, " ")
-        return " ".join(sentence.split())
+            text = text.replace(header, " ")
+        return _HEADER_SHAPE.sub(" ", text)
 
-    text, done, said = "", 0, 0
+    def shown_sentence(text: str, a: int, b: int) -> str | None:
+        sentence = " ".join(text[a:b].split())
+        return sentence if sentence and not sentence.startswith("#") else None
+
+    raw, done, said = "", 0, 0
     for piece in pieces:
-        text += piece
+        raw += piece
+        text = visible(raw)
         spans = sentence_spans(text)
         for a, b in spans[done:-1]:  # the last span may still grow
-            sentence = clean(text[a:b])
-            if sentence and not sentence.startswith("#"):
+            if sentence := shown_sentence(text, a, b):
                 said += 1
                 yield sentence
         done = max(done, len(spans) - 1)
+    text = visible(raw)
     spans = sentence_spans(text)
     for i, (a, b) in enumerate(spans[done:], start=done):
-        sentence = clean(text[a:b])
-        if not sentence or sentence.startswith("#"):
+        sentence = shown_sentence(text, a, b)
+        if sentence is None:
             continue
         if i == len(spans) - 1 and not _ENDS_SENTENCE.search(sentence):
             if said:

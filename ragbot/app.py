@@ -77,6 +77,7 @@ def render_sources(answer: Answer | None, show_all: bool) -> str:
 
 REFUSAL_NOTES = {
     "low_retrieval_score": "no passage in your documents is close enough to the question",
+    "no_evidence": "no sentence of the retrieved passages answers the question well enough",
     "passages_lack_answer": "the retrieved passages do not seem to hold the answer (the tuned model's answerability check)",
     "model_said_so": "the model found no answer in the retrieved passages",
     "unsupported_answer": "the model's reply was not supported by any retrieved passage",

@@ -293,6 +293,10 @@ class RagBot:
             timings["generate"] = (time.perf_counter() - t0) * 1000
             raw_reply = generation.text
             answer_text = " ".join(said)
+            if not said:  # the reply held nothing but markup: the evidence answers instead
+                answer_text = compose(chosen, candidates(passages))
+                if stream:
+                    yield answer_text
             tokens = {"prompt": generation.prompt_tokens, "completion": generation.completion_tokens}
         numbers = cited_numbers(answer_text, len(passages))
         yield Answer(answer=answer_text, refused=False, citations=citations_for(numbers, passages),
@@ -325,9 +329,12 @@ class RagBot:
     def _similarity_to(self, passages: Sequence[Passage]):
         """sentences -> cosine similarity of each sentence to each passage."""
 
+        shown = []  # the passages' vectors, computed on the first call
+
         def similarity(sentences: list[str]):
-            vectors = self.embedder.encode(sentences + [p.text for p in passages])
-            return (vectors[: len(sentences)] @ vectors[len(sentences) :].T).tolist()
+            if not shown:
+                shown.append(self.embedder.encode([p.text for p in passages]))
+            return (self.embedder.encode(sentences) @ shown[0].T).tolist()
 
         return similarity
 

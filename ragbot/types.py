@@ -99,8 +99,8 @@ class Answer:
     adapter: str | None
     timings_ms: dict[str, float]
     tokens: dict[str, int]
-    # None, or why the bot declined: "low_retrieval_score" (no passage is close to the
-    # question) or "no_evidence" (no sentence of the passages scores as an answer: evidence.py).
+    # None, or why the bot declined: "no_evidence" (no sentence of the passages scores as an
+    # answer: evidence.py) or "low_retrieval_score" (the best passage is under `min_score`).
     refusal_reason: str | None = None
     # The best sentence's evidence score (None: no passage was scored). Below the calibrated
     # threshold (answerability.py), refusal_reason is "no_evidence".

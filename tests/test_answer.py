@@ -107,6 +107,9 @@ def test_settled_sentences_leave_out_copied_markup_and_a_cut_ending():
                                      page=None, text="t", score=0.5, rank=2)]
     reply = "# VAEs\nA VAE has an encoder [2]. [2] (Variational Autoencoders) It was trained with a KL-d"
     assert list(settled_sentences(_pieces(reply), shown)) == ["A VAE has an encoder [2]."]
+    # A header copied in part (cut before its line ends), or for a passage that was never shown.
+    partial = "[1] (Doc 1 > Sec\nIt uses a decoder [1]. [3] (Made up) It has two parts [1]."
+    assert list(settled_sentences(_pieces(partial), shown)) == ["It uses a decoder [1].", "It has two parts [1]."]
     # A reply that is one unfinished sentence says it was cut.
     assert list(settled_sentences(_pieces("It was trained with a KL-d"), shown)) == ["It was trained with a KL-d …"]
     # A finished reply comes out whole, a sentence at a time, as soon as each is settled.

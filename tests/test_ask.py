@@ -50,7 +50,7 @@ def test_question_outside_the_corpus_is_refused(corpus_bot):
     assert answer.refused
     assert answer.answer == REFUSAL
     assert answer.citations == []
-    assert answer.refusal_reason == "low_retrieval_score"
+    assert answer.refusal_reason == "no_evidence"
 
 
 def test_repetition_penalty_spares_the_prompt(corpus_bot):

