@@ -1,8 +1,10 @@
-"""From passages to a grounded answer: the prompt the model sees, and reading its reply.
+"""The generator's side of answering: the prompt it sees, and reading its reply.
 
 The prompt numbers the passages [1]..[n] in rank order and fits them into the generator's
 context budget, counted in the generator's own tokens. The reply is read for [n] citations
-(only numbers of passages actually shown count) and for a plain "I don't know".
+(only numbers of passages actually shown count), shown a settled sentence at a time, and each
+sentence is pointed at the passage that supports it. Whether to answer at all is decided
+before, by the evidence (evidence.py, answerability.py); REFUSAL is the one sentence a refusal is.
 """
 
 from __future__ import annotations
@@ -172,21 +174,27 @@ def check_citations(
 
 
 # The shape of a passage header in the prompt, "[2] (Title > Section, page 4)", closed or cut off.
-_HEADER_SHAPE = re.compile(r"\[\d+\] \([^()\n]*(?:\)|(?=\n)|$)")
+_HEADER_SHAPE = re.compile(r"\[(\d+)\] \(([^()\n]*)(?:\)|(?=\n)|$)")
 _ENDS_SENTENCE = re.compile(r"[.!?][\"')\]»”]*(?:\s*\[\d+(?:\s*,\s*\d+)*\])*$")
 
 
-def settled_sentences(pieces: Iterable[str], shown: Sequence[Passage]) -> Iterator[str]:
+def settled_sentences(pieces: Iterable[str], shown: Sequence[Passage],
+                      was_cut: Callable[[], bool] = lambda: True) -> Iterator[str]:
     """The sentences of a reply being generated, each yielded once it is complete and will not
-    change: prompt markup the model copied (a passage's "[n] (Title > Section)" header, whole or
-    cut off, and Markdown heading lines) left out. A last piece that ends no sentence, because
-    generation stopped at the token limit, is dropped, or marked with " …" when it is all there is."""
-    headers = [f"[{n}] ({passage_header(p)})" for n, p in enumerate(shown, start=1)]
+    change, with prompt markup the model copied left out: a shown passage's "[n] (Title >
+    Section)" header, whole or cut short, a header for a passage number never shown, and Markdown
+    heading lines. A last piece that ends no sentence is dropped when `was_cut()` says generation
+    stopped at the token limit (or marked " …" when it is all there is); otherwise it stands."""
+    headers = {str(n): passage_header(p) for n, p in enumerate(shown, start=1)}
+
+    def markup(match: re.Match) -> str:
+        n, inside = match.group(1), match.group(2)
+        header = headers.get(n)
+        copied = header is None or (inside and header.startswith(inside.rstrip(" .…")))
+        return " " if copied else match.group(0)
 
     def visible(text: str) -> str:
-        for header in headers:
-            text = text.replace(header, " ")
-        return _HEADER_SHAPE.sub(" ", text)
+        return _HEADER_SHAPE.sub(markup, text)
 
     def shown_sentence(text: str, a: int, b: int) -> str | None:
         sentence = " ".join(text[a:b].split())
@@ -208,7 +216,7 @@ def settled_sentences(pieces: Iterable[str], shown: Sequence[Passage]) -> Iterat
         sentence = shown_sentence(text, a, b)
         if sentence is None:
             continue
-        if i == len(spans) - 1 and not _ENDS_SENTENCE.search(sentence):
+        if i == len(spans) - 1 and not _ENDS_SENTENCE.search(sentence) and was_cut():
             if said:
                 continue
             sentence += " …"

@@ -76,6 +76,9 @@ def fit(scores: Sequence[float], answerable: Sequence[bool], scorer: str,
     `false_refusal` of the answerable questions (the costlier mistake)."""
     s = np.asarray(scores, dtype=np.float64)
     a = np.asarray(answerable, dtype=bool)
+    # Passages with no sentence score -inf (nothing answers); below every real score will do.
+    if np.isfinite(s).any():
+        s = np.where(np.isfinite(s), s, s[np.isfinite(s)].min() - 1.0)
     if min(int(a.sum()), int((~a).sum())) < MIN_EACH:
         raise AnswerabilityError(f"too few questions to fit the answerability threshold: {int(a.sum())} answerable "
                                  f"and {int((~a).sum())} unanswerable (needs {MIN_EACH} each)")

@@ -26,6 +26,7 @@ from .readers import kind_of, supported_suffixes
 from .types import Answer
 
 MAX_HISTORY_TURNS = 2
+MAX_QUESTION_CHARS = 1000  # longer is a pasted document, not a question
 log = logging.getLogger("ragbot.app")
 DEFAULT_MAX_UPLOAD_MB = 50  # the max_upload_mb setting's default
 
@@ -78,12 +79,10 @@ def render_sources(answer: Answer | None, show_all: bool) -> str:
 REFUSAL_NOTES = {
     "low_retrieval_score": "no passage in your documents is close enough to the question",
     "no_evidence": "no sentence of the retrieved passages answers the question well enough",
-    "passages_lack_answer": "the retrieved passages do not seem to hold the answer (the tuned model's answerability check)",
-    "model_said_so": "the model found no answer in the retrieved passages",
-    "unsupported_answer": "the model's reply was not supported by any retrieved passage",
-    "invented_number": "the model's reply stated a number that no retrieved passage states",
-    "asked_fact_missing": "the question asks for a number or a name, and the reply gave none that the passages state",
 }
+
+
+SAVED = "Saved with the latest answer."
 
 
 class ChatHandlers:
@@ -111,16 +110,26 @@ class ChatHandlers:
         adapter = self.bot.generator.adapter if self.bot._generator else None
         return f"Model: **{generator}**, adapter: **{adapter or 'none'}**"
 
+    @staticmethod
+    def question_problem(question: str | None) -> str | None:
+        """Why a question cannot be asked as typed, or None."""
+        text = (question or "").strip()
+        if not text:
+            return "Type a question first."
+        if len(text) > MAX_QUESTION_CHARS:
+            return f"A question can be at most {MAX_QUESTION_CHARS} characters (this one has {len(text)})."
+        return None
+
     def respond(
         self, question: str, history: list[dict], conversation_id: str, k: int, temperature: float, show_all: bool,
         session: str = "",
     ) -> Iterator[tuple[list[dict], str, str]]:
-        """Stream an answer: yields (chat history, sources HTML, cleared input box)."""
-        question = (question or "").strip()
-        history = list(history or [])
-        if not question:
-            yield history, render_sources(None, show_all), ""
+        """Stream an answer: yields (chat history, sources HTML, cleared input box). A question
+        that cannot be asked (question_problem) changes nothing."""
+        if self.question_problem(question):
             return
+        question = question.strip()
+        history = list(history or [])
         previous = [message_text(m) for m in history if isinstance(m, dict) and m.get("role") == "user"]
         turn = len(previous) + 1
         query = self.bot.standalone_query(previous, question)
@@ -181,7 +190,7 @@ class ChatHandlers:
             return self._refuse_foreign(answer_id, session, "comment")
         current = self.bot.feedback.feedback(answer_id)
         self.bot.feedback.set_feedback(answer_id, current.vote if current else None, comment, correction, user)
-        return "Saved with the latest answer."
+        return SAVED
 
     @staticmethod
     def _refuse_foreign(answer_id, session: str, what: str) -> str:
@@ -245,7 +254,8 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             with gr.Column(scale=3):
                 chat = gr.Chatbot(label="Chat", height=480, sanitize_html=True, render_markdown=False,
                                   elem_id="chat", feedback_options=("Like", "Dislike"))
-                question = gr.Textbox(label="Question", placeholder="Ask about your documents…", elem_id="question")
+                question = gr.Textbox(label="Question", placeholder="Ask about your documents…", elem_id="question",
+                                      max_length=MAX_QUESTION_CHARS)
                 with gr.Row():
                     send = gr.Button("Ask", variant="primary", elem_id="ask")
                     new_chat = gr.Button("New conversation")
@@ -271,6 +281,11 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         ask_outputs = [chat, sources, question]
 
         def respond(question, history, conversation_id, k, temperature, show_all, request: gr.Request):
+            problem = handlers.question_problem(question)
+            if problem:  # said in a notice; the conversation, its sources and the box stay as they are
+                gr.Warning(problem)
+                yield gr.skip(), gr.skip(), gr.skip()
+                return
             yield from handlers.respond(question, history, conversation_id, k, temperature, show_all,
                                         session=session_of(request))
 
@@ -284,10 +299,13 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         chat.like(like, chat, status)
 
         def save(history: list, text: str, fixed: str, request: gr.Request):
-            return handlers.on_comment(history, text, fixed, getattr(request, "username", None),
+            said = handlers.on_comment(history, text, fixed, getattr(request, "username", None),
                                        session=session_of(request))
+            # Saved fields are emptied, so a second Save cannot attach them to a later answer.
+            done = said == SAVED
+            return said, "" if done else gr.skip(), "" if done else gr.skip()
 
-        save_comment.click(save, [chat, comment, correction], status, api_name="save")
+        save_comment.click(save, [chat, comment, correction], [status, comment, correction], api_name="save")
         new_chat.click(lambda: ([], render_sources(None, False), uuid.uuid4().hex), None, [chat, sources, conversation])
         upload.upload(handlers.on_upload, upload, upload_status)
     app.queue(default_concurrency_limit=4)

@@ -175,7 +175,10 @@ class RagBot:
         A follow-up ("Who proposed it?") names its subject in the turn before, so it is also
         searched together with the previous question; the query whose best passage scores
         higher wins. A question that changes the subject finds its passages better alone, and
-        nothing here depends on the language's words.
+        nothing here depends on the language's words. Known weakness: a short question on a new
+        subject ("And GANs?", or an off-topic one) can find more through the previous question's
+        words, and is then answered about the previous subject; telling those apart needs a
+        model that reads the two questions together.
         """
         if not previous_questions:
             return question
@@ -219,9 +222,10 @@ class RagBot:
                 params = {"temperature": temperature, "max_new_tokens": settings.max_new_tokens,
                           "top_k": k or settings.top_k, "prompt_passages": settings.prompt_passages,
                           "min_score": settings.min_score}
+                params["answer_mode"] = settings.answer_mode
                 if event.evidence_score is not None:
-                    params.update(answer_mode=settings.answer_mode, evidence_score=round(event.evidence_score, 4),
-                                  evidence_threshold=round(self.answerability_check().threshold, 4))
+                    params.update(evidence_score=round(event.evidence_score, 4),
+                                  evidence_threshold=round(event.evidence_threshold, 4))
                 self.feedback.record_answer(event, conversation_id, turn, retrieval_query, params)
             yield event
 
@@ -240,24 +244,27 @@ class RagBot:
         common = dict(question=question, passages=passages, model=settings.generator,
                       adapter=None if adapter == "none" else adapter)
 
-        def refusal(reason: str, timings: dict, best: float | None = None) -> Iterator[str | Answer]:
+        def refusal(reason: str, timings: dict, best: float | None = None,
+                    threshold: float | None = None) -> Iterator[str | Answer]:
             if stream:
                 yield REFUSAL
             yield Answer(answer=REFUSAL, refused=True, citations=[], prompt="", raw_reply="",
                          timings_ms={"retrieve": retrieve_ms, **timings}, tokens={"prompt": 0, "completion": 0},
-                         refusal_reason=reason, evidence_score=best, **common)
+                         refusal_reason=reason, evidence_score=best, evidence_threshold=threshold, **common)
 
         if not passages or passages[0].score < settings.min_score:
             yield from refusal("low_retrieval_score", {"generate": 0.0})
             return
         t0 = time.perf_counter()
         check = self.answerability_check()
+        # The generate mode shows the model the first `prompt_passages`: its evidence must be there.
+        pool = passages if settings.answer_mode == "extract" else passages[: settings.prompt_passages]
         # A follow-up is scored against the standalone query it was retrieved with.
-        ranked = rank(retrieval_query, passages, self.evidence_scorer)
+        ranked = rank(retrieval_query, pool, self.evidence_scorer)
         evidence_ms = (time.perf_counter() - t0) * 1000
         best = ranked[0].score if ranked else None
-        if best is None or best < check.threshold:
-            yield from refusal("no_evidence", {"evidence": evidence_ms, "generate": 0.0}, best)
+        if best is None or check.lacks_answer(best):
+            yield from refusal("no_evidence", {"evidence": evidence_ms, "generate": 0.0}, best, check.threshold)
             return
         chosen = ranked[: settings.answer_sentences]
         timings = {"retrieve": retrieve_ms, "evidence": evidence_ms}
@@ -282,9 +289,10 @@ class RagBot:
             # Only settled sentences are shown, each with its citations checked, so what streams
             # is what stays: no copied prompt markup, no sentence cut at the token limit.
             said = []
-            for sentence in settled_sentences(
-                    generator.stream(prompt_text, settings.max_new_tokens, temperature, totals=totals,
-                                     avoid_start=REFUSAL), prompt.passages):
+            reply = generator.stream(prompt_text, settings.max_new_tokens, temperature, totals=totals,
+                                     avoid_start=REFUSAL)
+            cut = lambda: totals["generation"].completion_tokens >= settings.max_new_tokens  # noqa: E731
+            for sentence in settled_sentences(reply, prompt.passages, was_cut=cut):
                 checked, _ = check_citations(strip_invalid_citations(sentence, n_shown), n_shown, similarity)
                 said.append(checked)
                 if stream:
@@ -301,7 +309,7 @@ class RagBot:
         numbers = cited_numbers(answer_text, len(passages))
         yield Answer(answer=answer_text, refused=False, citations=citations_for(numbers, passages),
                      prompt=prompt_text, raw_reply=raw_reply, timings_ms=timings, tokens=tokens,
-                     evidence_score=best, **common)
+                     evidence_score=best, evidence_threshold=check.threshold, **common)
 
     @property
     def evidence_scorer(self) -> SentenceScorer:

@@ -3,14 +3,13 @@
 Answering starts here. Every passage shown is cut into sentences (`text.prose_sentences`), a
 scorer rates how well each sentence answers the question, and the best ones become the answer's
 evidence, each citing its passage. The score of the best sentence also decides whether to answer
-at all: below the calibrated threshold (see calibrate.py) the passages are taken not to hold the
-answer. Nothing here reads words of a particular language.
+at all: below the threshold fit by code (answerability.py) the passages are taken not to hold
+the answer. Nothing here reads words of a particular language.
 
-Scorers:
-- `EmbeddingScorer`: cosine between the question's and the sentence's embeddings, with the
-  shipped sentence embedder. It needs no training and is the default before `ragbot tune`.
-- `CrossEncoderScorer`: a cross-encoder that reads question and sentence together, trained by
-  `ragbot tune` from the shipped MiniLM on the user's own documents (learn/evidence_model.py).
+The scorer is `EmbeddingScorer`: the cosine between the question's and the sentence's
+embeddings, with the shipped sentence embedder; it needs no training. A scorer is anything with
+a `name` and `score(question, sentences)`, so a learned one (a cross-encoder trained on the
+user's documents) can take its place; a fitted threshold records which scorer it was fit for.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
+from .answer import strip_citation_marks
 from .text import prose_sentences
 from .types import Passage
 
@@ -56,11 +56,15 @@ class EmbeddingScorer:
 
 
 def candidates(passages: Sequence[Passage]) -> list[tuple[int, str]]:
-    """(passage number, sentence) for every sentence of the passages, in the order shown."""
-    found = []
+    """(passage number, sentence) for every sentence of the passages, in the order shown. A
+    document's own bracketed numbers ("[2]") are taken out, so that a quote's only citation marks
+    are ragbot's; a sentence that overlapping chunks both hold counts once, for the first."""
+    found, seen = [], set()
     for n, passage in enumerate(passages, start=1):
         for sentence in prose_sentences(passage.text):
-            if len(sentence.split()) >= MIN_WORDS:
+            sentence = " ".join(strip_citation_marks(sentence).split())
+            if len(sentence.split()) >= MIN_WORDS and sentence not in seen:
+                seen.add(sentence)
                 found.append((n, sentence))
     return found
 
@@ -74,14 +78,10 @@ def rank(question: str, passages: Sequence[Passage], scorer: SentenceScorer) -> 
     return ranked
 
 
-def choose(ranked: Sequence[Evidence], max_sentences: int, margin: float) -> list[Evidence]:
-    """The best sentence, and up to `max_sentences - 1` more whose score is within `margin` of
-    it (a second sentence often completes the first: the name after the definition)."""
-    if not ranked:
-        return []
-    best = ranked[0].score
-    chosen = [e for e in ranked[:max_sentences] if best - e.score <= margin]
-    return chosen
+def best_score(question: str, passages: Sequence[Passage], scorer: SentenceScorer) -> float | None:
+    """The best sentence's score; None when the passages hold no sentence (then nothing answers)."""
+    ranked = rank(question, passages, scorer)
+    return ranked[0].score if ranked else None
 
 
 def compose(evidence: Sequence[Evidence], order: Sequence[tuple[int, str]] | None = None) -> str:

@@ -169,9 +169,6 @@ class Ingester:
             except DocumentError as exc:
                 report.failed.append((exc.path, exc.reason))
                 item = None
-            except Exception as exc:  # noqa: BLE001 - one unreadable file must not stop the others
-                report.failed.append((str(file), f"could not be read ({type(exc).__name__}: {exc})"))
-                item = None
             if item is None or isinstance(item, str):
                 if isinstance(item, str):
                     report.unchanged.append(item)
@@ -199,7 +196,12 @@ class Ingester:
                     return source
             except OSError as exc:
                 raise DocumentError(source, f"cannot read: {exc.strerror or exc}") from None
-        doc = read_document(file)
+        try:
+            doc = read_document(file)
+        except DocumentError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a reader's bug or limit fails this file, not the ingest
+            raise DocumentError(source, f"could not be read ({type(exc).__name__}: {exc})") from None
         chunks = chunk_document(
             doc,
             count_tokens=self.embedder.count_tokens,

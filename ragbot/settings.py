@@ -46,7 +46,7 @@ class Settings:
     min_score: float = 0.0
     # How an answer is made from the evidence (evidence.py): "extract" quotes the best passage
     # sentences with their citations; "generate" has the generator write it from the best
-    # `prompt_passages` sentences. Extract scores higher (docs/benchmarks.md) and is instant.
+    # `prompt_passages` passages. Extract scores higher (docs/benchmarks.md §8) and is instant.
     answer_mode: str = "extract"
     answer_sentences: int = 1  # sentences quoted by the extract mode
     # Below this best-evidence score the passages are taken not to hold the answer. `ragbot tune`

@@ -14,8 +14,9 @@ _MARKUP = re.compile(r"\*\*|__|`")
 _BLOCK = re.compile(r"\n\s*\n|\n(?=\s*(?:[-*+]|\d+[.)])\s)")
 _LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 # A sentence ends after . ! ? (a run of them), and any citation marks that follow it, before
-# white space and a capital, a digit or an opening quote. A decimal point ("1.7") ends none.
-_SENTENCE_END = re.compile(r"(?<=[.!?])((?:\s*\[\d+(?:\s*,\s*\d+)*\])*)\s+(?=[^\s\w]?[\w\"'«„(])")
+# white space and a letter, a digit or an opening quote. A decimal point ("1.7") ends none, and a
+# citation mark after the full stop ("Fact. [2]") belongs to the sentence before it.
+_SENTENCE_END = re.compile(r"(?<=[.!?])((?:\s*\[\d+(?:\s*,\s*\d+)*\])*)\s+(?=[^\s\w\[]?[\w\"'«„(])")
 _WORD = re.compile(r"\w+")
 
 

@@ -297,11 +297,12 @@ def fit_answerability(bot, config: TuneConfig, run: Run, log: Log) -> dict:
 
 
 def best_evidence(question: str, passages: list[dict], scorer) -> float:
-    """The best evidence score of a question over given passage dicts (0 when none has a sentence)."""
+    """The best evidence score of a question over given passage dicts. Passages without a
+    sentence answer nothing, so they score below any threshold (as the bot refuses them)."""
     from .bot import _given_passages
 
-    ranked = evidence.rank(question, _given_passages(passages), scorer)
-    return ranked[0].score if ranked else 0.0
+    best = evidence.best_score(question, _given_passages(passages), scorer)
+    return float("-inf") if best is None else best
 
 
 def format_answerability(info: dict) -> str:

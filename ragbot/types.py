@@ -105,6 +105,7 @@ class Answer:
     # The best sentence's evidence score (None: no passage was scored). Below the calibrated
     # threshold (answerability.py), refusal_reason is "no_evidence".
     evidence_score: float | None = None
+    evidence_threshold: float | None = None  # the threshold it was held to
     id: str | None = None  # set when the answer is recorded in the answer log
 
     def to_dict(self) -> dict:

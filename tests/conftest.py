@@ -19,11 +19,11 @@ from ragbot import RagBot, load_settings
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
 DATA = Path(__file__).resolve().parent / "data"
-ARTIFACTS = ROOT / "test-artifacts"
+ARTIFACTS = ROOT / "test-artifacts"  # screenshots and server logs, kept after the run
 # The development sets' soundness is stated against the retrieval floor they were written with
 # (the old default `min_score`, docs/calibration.md): off-topic questions score below it, near
 # misses above it. The setting itself is off now; this is a property of retrieval, not of answering.
-RETRIEVAL_FLOOR = 0.25  # screenshots and server logs, kept after the run
+RETRIEVAL_FLOOR = 0.25
 
 # Tests never touch the user's data dir or the network.
 os.environ.pop("RAGBOT_HOME", None)

@@ -108,11 +108,24 @@ def test_settled_sentences_leave_out_copied_markup_and_a_cut_ending():
     reply = "# VAEs\nA VAE has an encoder [2]. [2] (Variational Autoencoders) It was trained with a KL-d"
     assert list(settled_sentences(_pieces(reply), shown)) == ["A VAE has an encoder [2]."]
     # A header copied in part (cut before its line ends), or for a passage that was never shown.
-    partial = "[1] (Doc 1 > Sec\nIt uses a decoder [1]. [3] (Made up) It has two parts [1]."
+    partial = "[2] (Variational Auto\nIt uses a decoder [1]. [3] (Made up) It has two parts [1]."
     assert list(settled_sentences(_pieces(partial), shown)) == ["It uses a decoder [1].", "It has two parts [1]."]
+    # A citation followed by the model's own parenthesis is text, not markup.
+    assert list(settled_sentences(_pieces("GANs came in 2014 [1] (Goodfellow et al.)."), shown)) == [
+        "GANs came in 2014 [1] (Goodfellow et al.)."]
     # A reply that is one unfinished sentence says it was cut.
     assert list(settled_sentences(_pieces("It was trained with a KL-d"), shown)) == ["It was trained with a KL-d …"]
+    # Unless generation ended by itself: then the last words stand as written.
+    assert list(settled_sentences(_pieces("Yes [1]. Two parts [2]"), shown, was_cut=lambda: False)) == [
+        "Yes [1].", "Two parts [2]"]
     # A finished reply comes out whole, a sentence at a time, as soon as each is settled.
     done = "Kingma and Welling introduced it in 2013 [2]. It has an encoder and a decoder!"
     assert list(settled_sentences(_pieces(done), shown)) == [
         "Kingma and Welling introduced it in 2013 [2].", "It has an encoder and a decoder!"]
+
+
+def test_a_citation_after_the_full_stop_stays_with_its_sentence_while_streaming():
+    """Streamed one character at a time, "Fact. [2" must not settle "Fact." without its [2]."""
+    shown = [_passage(1, 3), _passage(2, 3)]
+    assert list(settled_sentences(_pieces("Fact one. [2] Fact two [1].", 1), shown)) == [
+        "Fact one. [2]", "Fact two [1]."]

@@ -1,5 +1,6 @@
 """Chat UI handlers as plain functions (the browser test drives the page itself)."""
 
+import copy
 from pathlib import Path
 
 from ragbot.app import ChatHandlers, render_sources, safe_upload_name
@@ -67,10 +68,13 @@ def test_feedback_for_an_answer_this_session_was_not_given_is_refused(corpus_bot
 
 def test_respond_streams_then_attaches_the_answer_id_and_sources(corpus_bot):
     handlers = ChatHandlers(corpus_bot)
-    steps = list(handlers.respond("When were GANs introduced and by whom?", [], "conv-1", 5, 0.0, False, session="s"))
+    # Each step as the page received it (the handler updates one history list in place).
+    steps = [copy.deepcopy(step) for step in
+             handlers.respond("When were GANs introduced and by whom?", [], "conv-1", 5, 0.0, False, session="s")]
     history, sources, box = steps[-1]
     # The text shown while answering is the text that stays: nothing is taken back.
-    assert len(steps) >= 2 and all(step[0][-1]["content"] == history[-1]["content"] for step in steps[:-1])
+    shown = [step[0][-1]["content"] for step in steps[:-1]]
+    assert shown and all(text == history[-1]["content"] for text in shown)
     assert box == "" and history[-2] == {"role": "user", "content": "When were GANs introduced and by whom?"}
     answer_id = history[-1]["metadata"]["id"]
     trace = corpus_bot.feedback.answer_trace(answer_id)
@@ -102,3 +106,17 @@ def test_upload_validates_and_ingests_with_the_cli_messages(make_bot, tmp_path):
     assert list(handlers.on_upload([])) == ["No file chosen."]
     assert not (tmp_path.parent / "evil.md").exists()
     assert Path(bot.store.documents()[0].source).parent == uploads
+
+
+def test_an_empty_or_overlong_question_changes_nothing_and_says_why(corpus_bot):
+    from ragbot.app import MAX_QUESTION_CHARS
+
+    handlers = ChatHandlers(corpus_bot)
+    assert handlers.question_problem("   ") == "Type a question first."
+    long = "why " * (MAX_QUESTION_CHARS // 4 + 1)
+    assert handlers.question_problem(long).startswith(f"A question can be at most {MAX_QUESTION_CHARS} characters")
+    assert handlers.question_problem("What is RAG?") is None
+    before = corpus_bot.store._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+    assert list(handlers.respond("  ", [{"role": "user", "content": "q"}], "c", 5, 0.0, False, session="s")) == []
+    assert list(handlers.respond(long, [], "c", 5, 0.0, False, session="s")) == []
+    assert corpus_bot.store._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == before

@@ -126,9 +126,9 @@ def test_votes_become_answerability_labels(log):
     answered("disliked answer", vote=-1)  # may just be wrong: no label
     answered("answer corrected to the refusal", correction=REFUSAL)
     answered("answer corrected in other words", correction="I don't know.")  # read as an answer: no label
-    answered("disliked refusal", vote=-1, refused=True, reason="passages_lack_answer", shown=3)
-    answered("refusal corrected to an answer", correction="GANs came in 2014 [1].", refused=True, reason="model_said_so")
-    answered("liked refusal", vote=1, refused=True, reason="passages_lack_answer")
+    answered("disliked refusal", vote=-1, refused=True, reason="no_evidence", shown=3)
+    answered("refusal corrected to an answer", correction="GANs came in 2014 [1].", refused=True, reason="no_evidence")
+    answered("liked refusal", vote=1, refused=True, reason="no_evidence")
     answered("refused on retrieval", vote=-1, refused=True, reason="low_retrieval_score")  # not the check's call
     labels = {row["question"]: row for row in log.answerability_labels()}
     assert {q: row["answerable"] for q, row in labels.items()} == {

@@ -15,7 +15,7 @@ import pytest
 from conftest import copy_data_dir
 from ragbot import RagBot, trainset
 from ragbot.answer import REFUSAL
-from ragbot.gate import decide, run_gate
+from ragbot.gate import MIN_QUESTIONS, decide, run_gate
 from ragbot.generate import Generator
 from ragbot.registry import AdapterError, AdapterRegistry
 from ragbot.tune import Run, TuneConfig, TuneError, gate_sample, preflight, preference_method, train_sft, tune
@@ -236,8 +236,10 @@ def test_gate_refuses_a_candidate_trained_to_always_refuse(tuned, tmp_path):
     refuser = registry.save(run.path / "sft-adapter", {"base_model": bot.settings.generator})
 
     heldout = trainset.load_examples(result.run_dir / "heldout.jsonl")
-    answerable = [ex for ex in heldout if ex.answerable][:8]
-    unanswerable = [ex for ex in train if not ex.answerable][:2]
+    # Enough questions for the gate to decide (gate.MIN_QUESTIONS), held-out ones first.
+    answerable = [ex for ex in heldout + train if ex.answerable][:16]
+    unanswerable = [ex for ex in train if not ex.answerable][:4]
+    assert len(answerable) + len(unanswerable) >= MIN_QUESTIONS
     eval_rows = [ex.as_eval_row() for ex in answerable + unanswerable]
     gate_bot = bot.with_settings(max_new_tokens=24, answer_mode="generate")
     candidate = Generator.load(gate_bot.settings, adapter=refuser.version)
@@ -246,7 +248,7 @@ def test_gate_refuses_a_candidate_trained_to_always_refuse(tuned, tmp_path):
     # The evidence decides to answer, so the candidate cannot refuse; what it writes instead of
     # the answer is worse, and the gate sees that in ROUGE-L.
     assert verdict.candidate["rougeL"] < verdict.active["rougeL"]
-    assert not verdict.promote
+    assert not verdict.promote and "too few" not in verdict.reasons[0]
     assert "kept, not activated" in (tmp_path / "gate" / "gate.md").read_text()
     assert registry.state()["active"] == active_before
 
