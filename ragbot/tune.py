@@ -643,7 +643,15 @@ def gate_candidate(bot, config: TuneConfig, version: str, heldout: list, run: Ru
     from .gate import run_gate
     from .generate import Generator
 
-    rows = gate_sample([ex.as_eval_row() for ex in heldout], config.gate_questions, config.seed)
+    # The held-out chunks' questions, also as the answerability stage showed them (with the chunk,
+    # and with the chunk or its document withheld): three times the rows, so the gate can decide.
+    held_chunks = {ex.chunk_id for ex in heldout}
+    shown = run.path / "answerability.jsonl"
+    extra = [ex for ex in trainset.load_examples(shown)
+             if ex.origin != "feedback" and ex.chunk_id in held_chunks] if shown.is_file() else []
+    candidates = {(row["question"], json.dumps(row.get("passages"), sort_keys=True)): row
+                  for row in (ex.as_eval_row() for ex in [*heldout, *extra])}
+    rows = gate_sample(list(candidates.values()), config.gate_questions, config.seed)
     if not rows:
         raise TuneError("no held-out examples to compare the models on; raise --heldout")
     gate_bot = bot.with_settings(max_new_tokens=config.gate_max_new_tokens)
