@@ -43,7 +43,12 @@ class AnswerabilityCheck:
 
     def rates(self, scores: Sequence[float], answerable: Sequence[bool]) -> dict:
         """How often it would refuse the answerable and the unanswerable ones of `scores`."""
-        return refusal_rates(scores, answerable, self.threshold)
+        refused = [self.lacks_answer(s) for s in scores]
+        ans = [r for r, a in zip(refused, answerable) if a]
+        una = [r for r, a in zip(refused, answerable) if not a]
+        return {"n_answerable": len(ans), "n_unanswerable": len(una),
+                "refusal_rate_answerable": sum(ans) / len(ans) if ans else None,
+                "refusal_rate_unanswerable": sum(una) / len(una) if una else None}
 
     def to_dict(self) -> dict:
         return {"kind": "evidence_threshold", **asdict(self)}
@@ -59,15 +64,6 @@ class AnswerabilityCheck:
                        fit_report=dict(data.get("fit_report") or {}))
         except (KeyError, TypeError, ValueError) as exc:
             raise AnswerabilityError(f"{where}: malformed answerability check ({exc!r})") from None
-
-
-def refusal_rates(scores: Sequence[float], answerable: Sequence[bool], threshold: float) -> dict:
-    refused = [s < threshold for s in scores]
-    ans = [r for r, a in zip(refused, answerable) if a]
-    una = [r for r, a in zip(refused, answerable) if not a]
-    return {"n_answerable": len(ans), "n_unanswerable": len(una),
-            "refusal_rate_answerable": sum(ans) / len(ans) if ans else None,
-            "refusal_rate_unanswerable": sum(una) / len(una) if una else None}
 
 
 def fit(scores: Sequence[float], answerable: Sequence[bool], scorer: str,

@@ -29,7 +29,7 @@ from .answer import (
 )
 from .answerability import AnswerabilityCheck
 from .errors import BusyError
-from .evidence import EmbeddingScorer, SentenceScorer, candidates, compose, rank
+from .evidence import EmbeddingScorer, SentenceScorer, compose, rank
 from .feedback import FeedbackLog
 from .index import VectorIndex
 from .ingest import Ingester, IngestReport, ProgressFn
@@ -239,10 +239,8 @@ class RagBot:
         started = time.perf_counter()
         passages = self.search(retrieval_query, k) if given is None else _given_passages(given)
         retrieve_ms = (time.perf_counter() - started) * 1000
-        # The loaded generator's adapter (the tuning gate swaps generators), else the registry's.
-        adapter = self._generator.adapter if self._generator is not None else self.adapter_in_use()
         common = dict(question=question, passages=passages, model=settings.generator,
-                      adapter=None if adapter == "none" else adapter)
+                      adapter=self.answering_adapter())
 
         def refusal(reason: str, timings: dict, best: float | None = None,
                     threshold: float | None = None) -> Iterator[str | Answer]:
@@ -269,7 +267,7 @@ class RagBot:
         chosen = ranked[: settings.answer_sentences]
         timings = {"retrieve": retrieve_ms, "evidence": evidence_ms}
         if settings.answer_mode == "extract":
-            answer_text = compose(chosen, candidates(passages))
+            answer_text = compose(chosen)
             if stream:
                 yield answer_text
             prompt_text = raw_reply = ""
@@ -302,7 +300,7 @@ class RagBot:
             raw_reply = generation.text
             answer_text = " ".join(said)
             if not said:  # the reply held nothing but markup: the evidence answers instead
-                answer_text = compose(chosen, candidates(passages))
+                answer_text = compose(chosen)
                 if stream:
                     yield answer_text
             tokens = {"prompt": generation.prompt_tokens, "completion": generation.completion_tokens}
@@ -358,6 +356,12 @@ class RagBot:
             "adapter": self.adapter_in_use(),
             "schema_version": self.store.schema_version(),
         }
+
+    def answering_adapter(self) -> str | None:
+        """The adapter answers come from now, None for the base model: the loaded generator's
+        (the tuning gate swaps generators), else the registry's choice, without loading it."""
+        adapter = self._generator.adapter if self._generator is not None else self.adapter_in_use()
+        return None if adapter in (None, "none") else adapter
 
     def adapter_in_use(self) -> str:
         """The adapter version answers come from ("none": the base model), without loading it."""

@@ -279,9 +279,7 @@ def evaluate_answers(bot, rows: list[dict], progress=None) -> tuple[dict, list[d
         if progress:
             progress(i + 1, len(rows))
     summary = summarise(per_question)
-    adapter = bot._generator.adapter if bot._generator is not None else bot.adapter_in_use()
-    summary.update(model=bot.settings.generator, adapter=None if adapter == "none" else adapter,
-                   answer_mode=bot.settings.answer_mode)
+    summary.update(model=bot.settings.generator, adapter=bot.answering_adapter(), answer_mode=bot.settings.answer_mode)
     return summary, per_question
 
 

@@ -32,6 +32,7 @@ class Evidence:
     n: int  # the number of the passage it comes from, as shown: [n]
     text: str  # the sentence, markup removed
     score: float  # the scorer's rating; higher answers the question better
+    position: int = 0  # where it stands among all the passages' sentences, in the order shown
 
 
 class SentenceScorer(Protocol):
@@ -73,7 +74,7 @@ def rank(question: str, passages: Sequence[Passage], scorer: SentenceScorer) -> 
     """Every sentence of the passages as Evidence, best first."""
     pool = candidates(passages)
     scores = scorer.score(question, [s for _, s in pool])
-    ranked = [Evidence(n=n, text=s, score=float(v)) for (n, s), v in zip(pool, scores)]
+    ranked = [Evidence(n=n, text=s, score=float(v), position=i) for i, ((n, s), v) in enumerate(zip(pool, scores))]
     ranked.sort(key=lambda e: -e.score)
     return ranked
 
@@ -84,13 +85,10 @@ def best_score(question: str, passages: Sequence[Passage], scorer: SentenceScore
     return ranked[0].score if ranked else None
 
 
-def compose(evidence: Sequence[Evidence], order: Sequence[tuple[int, str]] | None = None) -> str:
+def compose(evidence: Sequence[Evidence]) -> str:
     """The answer text: the chosen sentences in the order they stand in the passages (so a
     definition and the sentence after it read as written), each followed by its citation."""
-    if order is not None:
-        position = {(n, s): i for i, (n, s) in enumerate(order)}
-        evidence = sorted(evidence, key=lambda e: position.get((e.n, e.text), 0))
-    return " ".join(_cite(e.text.rstrip(), e.n) for e in evidence)
+    return " ".join(_cite(e.text.rstrip(), e.n) for e in sorted(evidence, key=lambda e: e.position))
 
 
 def _cite(sentence: str, n: int) -> str:

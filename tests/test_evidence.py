@@ -35,9 +35,9 @@ def test_rank_orders_by_score_and_compose_cites_in_passage_order():
     ranked = rank("q", passages, _ByLength())
     assert [e.n for e in ranked] == [2, 1, 1]
     assert ranked[0] == Evidence(n=2, text="The longest sentence of them all, by quite a margin indeed.",
-                                 score=ranked[0].score)
+                                 score=ranked[0].score, position=2)
     # Two sentences read in the order they stand in the passages, each citing its own.
-    assert compose(ranked[:2], candidates(passages)) == (
+    assert compose(ranked[:2]) == (
         "A much longer sentence than the others [1]. The longest sentence of them all, by quite a margin indeed [2].")
 
 
