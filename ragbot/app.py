@@ -57,6 +57,9 @@ def render_sources(answer: Answer | None, show_all: bool) -> str:
     """HTML for the sources panel; every text from documents is escaped, never interpreted."""
     if answer is None:
         return "<p class='ragbot-muted'>Sources of the answer appear here.</p>"
+    if answer.correction_of:
+        return (f"<p>Your correction of the answer to “{html.escape(answer.corrected_question or '')}”: "
+                f"given for questions that ask the same. Vote on this answer to change it again.</p>")
     if answer.refused and not show_all:
         return f"<p>No source: {html.escape(REFUSAL_NOTES.get(answer.refusal_reason or '', 'declined'))}.</p>"
     cited = {c.n for c in answer.citations}
@@ -79,6 +82,7 @@ def render_sources(answer: Answer | None, show_all: bool) -> str:
 REFUSAL_NOTES = {
     "low_retrieval_score": "no passage in your documents is close enough to the question",
     "no_evidence": "no sentence of the retrieved passages answers the question well enough",
+    "corrected": "you corrected an earlier answer to this question to the refusal",
 }
 
 

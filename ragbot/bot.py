@@ -24,12 +24,15 @@ from .answer import (
     check_citations,
     citations_for,
     cited_numbers,
+    is_refusal,
     settled_sentences,
+    strip_citation_marks,
     strip_invalid_citations,
 )
 from .answerability import AnswerabilityCheck
+from .corrections import CorrectionMemory, Match, MatchThreshold
 from .errors import BusyError
-from .evidence import EmbeddingScorer, SentenceScorer, compose, rank
+from .evidence import EmbeddingScorer, Evidence, SentenceScorer, compose, rank
 from .feedback import FeedbackLog
 from .index import VectorIndex
 from .ingest import Ingester, IngestReport, ProgressFn
@@ -49,6 +52,7 @@ class RagBot:
         self._scorer: SentenceScorer | None = None
         self._index: VectorIndex | None = None
         self._index_generation = -1
+        self._memory: tuple[tuple, CorrectionMemory] | None = None
         self._load_lock = threading.RLock()
 
     @classmethod
@@ -223,6 +227,8 @@ class RagBot:
                           "top_k": k or settings.top_k, "prompt_passages": settings.prompt_passages,
                           "min_score": settings.min_score}
                 params["answer_mode"] = settings.answer_mode
+                if event.correction_of:
+                    params["correction_of"] = event.correction_of
                 if event.evidence_score is not None:
                     params.update(evidence_score=round(event.evidence_score, 4),
                                   evidence_threshold=round(event.evidence_threshold, 4))
@@ -250,6 +256,19 @@ class RagBot:
                          timings_ms={"retrieve": retrieve_ms, **timings}, tokens={"prompt": 0, "completion": 0},
                          refusal_reason=reason, evidence_score=best, evidence_threshold=threshold, **common)
 
+        match = self.correction_for(retrieval_query)
+        if match is not None and match.correction.correction is not None:
+            # The user said what the answer to this question is: that is the answer.
+            said = match.correction.correction
+            refused = is_refusal(said)
+            text = REFUSAL if refused else " ".join(strip_citation_marks(said).split())
+            if stream:
+                yield text
+            yield Answer(answer=text, refused=refused, citations=[], prompt="", raw_reply="",
+                         timings_ms={"retrieve": retrieve_ms, "generate": 0.0}, tokens={"prompt": 0, "completion": 0},
+                         refusal_reason="corrected" if refused else None, correction_of=match.correction.answer_id,
+                         corrected_question=match.correction.question, **common)
+            return
         if not passages or passages[0].score < settings.min_score:
             yield from refusal("low_retrieval_score", {"generate": 0.0})
             return
@@ -259,6 +278,8 @@ class RagBot:
         pool = passages if settings.answer_mode == "extract" else passages[: settings.prompt_passages]
         # A follow-up is scored against the standalone query it was retrieved with.
         ranked = rank(retrieval_query, pool, self.evidence_scorer)
+        if match is not None:  # a thumbs-down alone: what was rejected is not quoted again
+            ranked = _without(ranked, match.correction.answer)
         evidence_ms = (time.perf_counter() - t0) * 1000
         best = ranked[0].score if ranked else None
         if best is None or check.lacks_answer(best):
@@ -308,6 +329,38 @@ class RagBot:
         yield Answer(answer=answer_text, refused=False, citations=citations_for(numbers, passages),
                      prompt=prompt_text, raw_reply=raw_reply, timings_ms=timings, tokens=tokens,
                      evidence_score=best, evidence_threshold=check.threshold, **common)
+
+    def correction_for(self, query: str) -> Match | None:
+        """The user's correction (or thumbs-down) of an earlier answer to a question that asks
+        what `query` asks, if any (corrections.py)."""
+        memory = self.correction_memory()
+        if memory is None or not len(memory):
+            return None
+        return memory.match(self.embedder.encode([query])[0])
+
+    def correction_memory(self) -> CorrectionMemory | None:
+        """The corrections as they stand now, rebuilt when feedback or the threshold changes."""
+        if not self.settings.use_corrections:
+            return None
+        threshold = self.correction_threshold()
+        key = (self.feedback.fingerprint(), threshold)
+        with self._load_lock:
+            if self._memory is None or self._memory[0] != key:
+                memory = CorrectionMemory.build(self.feedback.corrections(), self.embedder, threshold)
+                self._memory = (key, memory)
+            return self._memory[1]
+
+    def correction_threshold(self) -> float:
+        """The answering adapter's fitted match threshold, else the `correction_match` setting."""
+        stored = self._adapter_metadata().get("corrections")
+        fitted = MatchThreshold.from_dict(stored, where=f"adapter {self.answering_adapter()}") if stored else None
+        return fitted.threshold if fitted else self.settings.correction_match
+
+    def _adapter_metadata(self) -> dict:
+        from .registry import AdapterRegistry
+
+        version = self.answering_adapter()
+        return AdapterRegistry(self.settings.adapters_dir).get(version).metadata if version else {}
 
     @property
     def evidence_scorer(self) -> SentenceScorer:
@@ -370,6 +423,12 @@ class RagBot:
         if self.settings.adapter != "active":
             return self.settings.adapter
         return AdapterRegistry(self.settings.adapters_dir).state()["active"] or "none"
+
+def _without(ranked: list[Evidence], rejected: str) -> list[Evidence]:
+    """The evidence minus the sentences a rejected answer quoted."""
+    said = "".join(strip_citation_marks(rejected).split())  # spaces left by the marks do not count
+    return [e for e in ranked if "".join(e.text.split()) not in said]
+
 
 def _given_passages(given: Sequence[str | dict]) -> list[Passage]:
     """Passages supplied by the caller instead of retrieved (scored 1.0, negative chunk ids).

@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("answer_id")
     f.add_argument("vote", choices=["up", "down", "none"])
     f.add_argument("--comment", help="why")
-    f.add_argument("--correction", help="what the answer should have been")
+    f.add_argument("--correction", help="what the answer should have been: from now on it answers this question "
+                                        "and questions that ask the same (the refusal sentence makes ragbot refuse)")
     f.add_argument("--user", help="who votes (recorded in the history)")
     f = fb.add_parser("show", parents=[common], help="an answer's full trace, feedback and history")
     f.add_argument("answer_id")
@@ -145,8 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "train a LoRA adapter with SFT then KTO (DPO when the feedback has pairs), "
                                    "save it as the next version, and activate it only if it answers held-out "
                                    "questions better than the active model. An interrupted run resumes.",
-                       epilog="--quick: 30 model-written questions, 7 minutes of training, 60 gate questions "
-                              "(about 15 minutes on a 2-core CPU for the shipped corpus).")
+                       epilog="--quick: 30 model-written questions, at most 24 SFT and 4 KTO/DPO steps, 60 gate "
+                              "questions (about 10 minutes on a 2-core CPU for the shipped corpus). It is bounded by "
+                              "steps, not minutes, so a busy machine makes the same adapter, later; the progress "
+                              "bars show the time left.")
     p.add_argument("--quick", action="store_true", help="small settings for a first try (see below)")
     p.add_argument("--max-steps", type=int, help="stop each training stage after this many steps")
     p.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop training after this many minutes")
@@ -295,6 +298,9 @@ def cmd_search(bot, args) -> int:
 
 def _print_answer(answer) -> None:
     print(answer.answer)
+    if answer.correction_of:
+        print(f"\n(your correction of the answer to \"{answer.corrected_question}\"; "
+              f"`ragbot feedback vote {answer.correction_of} none` removes it)")
     if answer.citations:
         print("\nSources:")
         for c in answer.citations:
@@ -353,6 +359,8 @@ def cmd_ask(bot, args) -> int:
             continue
         if answer.prompt and answer.answer != answer.raw_reply:  # citations added, or reply unsupported
             print(f"→ {answer.answer}")
+        if answer.correction_of:
+            print(f"  (your correction of the answer to \"{answer.corrected_question}\")")
         for c in answer.citations:
             page = f", page {c.page}" if c.page is not None else ""
             print(f"  [{c.n}] {c.source}{page}")

@@ -53,6 +53,11 @@ class Settings:
     # fits its own on the user's documents; this default was fit by the same code on the
     # shipped corpus (scripts/calibrate_evidence.py, docs/calibration.md).
     evidence_threshold: float = 0.48
+    # Answer a question the user corrected before with the correction (corrections.py). Two
+    # questions ask the same when their embeddings' cosine reaches `correction_match`; `ragbot
+    # tune` fits its own, this default was fit by the same code on the shipped corpus.
+    use_corrections: bool = True
+    correction_match: float = 0.76
     # The generate mode shows the generator at most this many evidence sentences.
     prompt_passages: int = 3
     context_tokens: int = 2048  # prompt + answer budget for the generator
@@ -97,6 +102,8 @@ class Settings:
             raise ConfigError(f"answer_mode must be extract or generate (got {self.answer_mode!r})")
         if self.answer_sentences < 1:
             raise ConfigError(f"answer_sentences must be at least 1 (got {self.answer_sentences})")
+        if not -1 <= self.correction_match <= 1:
+            raise ConfigError(f"correction_match is a cosine, in [-1, 1] (got {self.correction_match})")
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise ConfigError(f"dtype must be auto, float32 or bfloat16 (got {self.dtype!r})")
         if self.max_new_tokens < 1 or self.context_tokens <= self.max_new_tokens:
@@ -136,6 +143,7 @@ _KINDS: dict[str, type] = {
     "embedder": str, "generator": str, "allow_downloads": bool, "adapter": str, "dtype": str,
     "chunk_tokens": int, "chunk_overlap": int, "embed_batch_size": int, "top_k": int,
     "min_score": float, "answer_mode": str, "answer_sentences": int, "evidence_threshold": float,
+    "use_corrections": bool, "correction_match": float,
     "prompt_passages": int, "context_tokens": int, "max_new_tokens": int, "temperature": float,
     "max_upload_mb": int, "default_corpus": Path,
 }

@@ -4,7 +4,8 @@ Stages, each resumable (a run lives in `<data dir>/tune/<run id>/`):
 1. data      questions and examples (trainset.py), split into train and held-out, saved as JSONL;
 2. answerability  the threshold on the best evidence score below which ragbot refuses
              (answerability.py), fit on the training split's questions and the feedback's votes
-             on earlier answers, and measured on the held-out split's questions;
+             on earlier answers, and measured on the held-out split's questions; with it, the
+             cosine at which a new question asks what a corrected one asked (corrections.py);
 3. sft       LoRA supervised fine-tuning with TRL's SFTTrainer on {prompt, completion};
 4. prefer    KTO on desirable/undesirable completions (KTOTrainer), or DPO on pairs
              (DPOTrainer) when the feedback holds enough of them;
@@ -27,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from . import answerability, evidence, trainset
+from . import answerability, corrections, evidence, trainset
 from .errors import RagbotError
 from .registry import AdapterRegistry
 
@@ -70,6 +71,7 @@ class TuneConfig:
     gradient_accumulation: int = 2
     max_length: int = 1024
     max_steps: int | None = None  # per training stage
+    prefer_max_steps: int | None = None  # the preference stage's own limit (None: max_steps)
     time_budget_min: float | None = None  # both training stages together
     save_steps: int = 10
     gate_questions: int = 60  # held-out examples the gate evaluates (0: all)
@@ -80,10 +82,16 @@ class TuneConfig:
 
     @classmethod
     def quick(cls, **overrides) -> "TuneConfig":
-        """Small settings that finish in about 15 minutes on a 2-core CPU (the shipped corpus)."""
-        values = dict(model_questions=30, sft_epochs=2.0, prefer_epochs=0.5, time_budget_min=7.0,
+        """Small settings that finish in about 10 minutes on a 2-core CPU (the shipped corpus).
+
+        Training is bounded by steps, not minutes, so a busier machine makes the same adapter,
+        only later (24 SFT steps are 2 epochs of the shipped corpus's quick data; the KTO steps
+        each cost about three SFT steps, bench/bench_tune.py)."""
+        values = dict(model_questions=30, sft_epochs=2.0, prefer_epochs=0.5, max_steps=24, prefer_max_steps=4,
                       gate_max_new_tokens=80)
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if overrides.get("max_steps") is not None and overrides.get("prefer_max_steps") is None:
+            values["prefer_max_steps"] = min(values["prefer_max_steps"], values["max_steps"])
         return cls(**values)
 
     def validate(self) -> None:
@@ -323,6 +331,27 @@ def format_answerability(info: dict) -> str:
             f"held-out ones")
 
 
+def fit_correction_match(bot, run: Run, log: Log) -> dict:
+    """Fit the threshold at which a question asks what a corrected one asked (corrections.py)
+    on the run's questions, each belonging to its chunk's document; saved as corrections.json."""
+    examples = [ex for name in ("train.jsonl", "heldout.jsonl")
+                for ex in trainset.load_examples(run.path / name) if ex.origin != "feedback"]
+    try:
+        fitted = corrections.fit_on_questions(bot, [(ex.question, ex.chunk_id) for ex in examples])
+    except corrections.CorrectionsError as exc:
+        return {"fitted": False, "reason": str(exc)}
+    (run.path / "corrections.json").write_text(json.dumps(fitted.to_dict(), indent=2))
+    return {"fitted": True, "threshold": fitted.threshold, **fitted.fit_report}
+
+
+def format_correction_match(info: dict) -> str:
+    if not info.get("fitted"):
+        return f"Correction match threshold: the default ({info.get('reason')})"
+    return (f"Correction match threshold {info['threshold']:.3f}: fit on {info['questions']} questions about "
+            f"{info['documents']} documents (a question about another document reaches it "
+            f"{info['false_match_target']:.0%} of the time)")
+
+
 # -- stages 3 and 4: training --------------------------------------------------------------------
 
 
@@ -396,13 +425,14 @@ def _lora_config(model, config: TuneConfig):
                       task_type="CAUSAL_LM")
 
 
-def _training_args(config_cls, config: TuneConfig, out: Path, epochs: float, lr: float, **extra):
+def _training_args(config_cls, config: TuneConfig, out: Path, epochs: float, lr: float,
+                   max_steps: int | None = None, **extra):
     from .models import cpu_has_native_bf16, pick_device
 
     cuda = pick_device() == "cuda"
     bf16 = cuda or cpu_has_native_bf16()
     return config_cls(
-        output_dir=str(out), num_train_epochs=epochs, max_steps=config.max_steps or -1,
+        output_dir=str(out), num_train_epochs=epochs, max_steps=max_steps or config.max_steps or -1,
         per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.gradient_accumulation,
         learning_rate=lr, lr_scheduler_type="linear",
         warmup_steps=2, logging_steps=1, save_strategy="steps", save_steps=config.save_steps,
@@ -499,14 +529,14 @@ def train_preference(bot, config: TuneConfig, method: str, rows: list[dict], run
         bad = len(rows) - good
         # Balance the two losses (KTO paper: desirable weight x count ~ undesirable weight x count).
         args = _training_args(KTOConfig, config, run.path / "prefer", config.prefer_epochs,
-                              config.prefer_learning_rate, beta=config.beta,
+                              config.prefer_learning_rate, config.prefer_max_steps, beta=config.beta,
                               desirable_weight=max(1.0, bad / max(1, good)), undesirable_weight=1.0)
         trainer = KTOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
     else:
         from trl import DPOConfig, DPOTrainer
 
         args = _training_args(DPOConfig, config, run.path / "prefer", config.prefer_epochs,
-                              config.prefer_learning_rate, beta=config.beta)
+                              config.prefer_learning_rate, config.prefer_max_steps, beta=config.beta)
         trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
     info = _train(trainer, run.path / "prefer", deadline, method.upper(), log)
     info["method"] = method
@@ -562,6 +592,10 @@ def tune(bot, config: TuneConfig, new: bool = False, log: Log = print) -> TuneRe
             run.mark("answerability", **fit_answerability(bot, config, run, log))
         log(format_answerability(run.state()["stages"]["answerability"]))
 
+    if not run.done("corrections"):
+        run.mark("corrections", **fit_correction_match(bot, run, log))
+    log(format_correction_match(run.state()["stages"]["corrections"]))
+
     train = trainset.load_examples(run.path / "train.jsonl")
     heldout = trainset.load_examples(run.path / "heldout.jsonl")
     feedback = json.loads((run.path / "feedback.json").read_text())
@@ -593,13 +627,15 @@ def tune(bot, config: TuneConfig, new: bool = False, log: Log = print) -> TuneRe
     if not run.done("register"):
         check_file = run.path / "answerability.json"
         check = json.loads(check_file.read_text()) if check_file.is_file() else None
+        match_file = run.path / "corrections.json"
+        match = json.loads(match_file.read_text()) if match_file.is_file() else None
         info = registry.save(adapter_dir, {
             "base_model": settings.generator,
             "parent": parent.version if parent else None,
             "data_hash": trainset.data_hash(sft, kto if method == "kto" else dpo if method else []),
             "counts": counts, "config": run.state()["config"],
             "training": {k: v for k, v in stages.items() if k not in ("data", "answerability")},
-            "run": str(run.path), "answerability": check,
+            "run": str(run.path), "answerability": check, "corrections": match,
         })
         run.mark("register", version=info.version)
     version = run.state()["stages"]["register"]["version"]

@@ -106,6 +106,10 @@ class Answer:
     # threshold (answerability.py), refusal_reason is "no_evidence".
     evidence_score: float | None = None
     evidence_threshold: float | None = None  # the threshold it was held to
+    # Set when the answer is the user's correction of an earlier answer (corrections.py): that
+    # answer's id, and the question it answered.
+    correction_of: str | None = None
+    corrected_question: str | None = None
     id: str | None = None  # set when the answer is recorded in the answer log
 
     def to_dict(self) -> dict:
@@ -120,6 +124,7 @@ class Answer:
             "adapter": self.adapter,
             "timings_ms": self.timings_ms,
             "tokens": self.tokens,
+            "correction_of": self.correction_of,
         }
 
 

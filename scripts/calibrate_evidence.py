@@ -1,11 +1,13 @@
-"""Fit the default `evidence_threshold` on the shipped corpus, by the code `ragbot tune` uses.
+"""Fit the defaults `evidence_threshold` and `correction_match` on the shipped corpus, by the
+code `ragbot tune` uses.
 
 Ingests corpus/ into a scratch data dir, makes questions about its chunks the way tuning does
 (structure and the local generator, trainset.py), shows each with its gold chunk and with the
 chunk or its whole document withheld (trainset.answerability_examples), scores the best evidence
-sentence of each (evidence.py), and fits the threshold (answerability.fit). No hand-written
-question set is read. Prints the threshold and the fit report; the value goes into settings.py
-as the default for data dirs that have not been tuned (docs/calibration.md).
+sentence of each (evidence.py), and fits the threshold (answerability.fit); the same questions,
+each belonging to its chunk's document, fit the correction match threshold (corrections.fit).
+No hand-written question set is read. Prints both thresholds and their fit reports; the values
+go into settings.py as the defaults for data dirs that have not been tuned (docs/calibration.md).
 
     python scripts/calibrate_evidence.py [--model-questions 80] [--seed 0]
 """
@@ -16,7 +18,7 @@ import random
 import tempfile
 from pathlib import Path
 
-from ragbot import RagBot, answerability, trainset
+from ragbot import RagBot, answerability, corrections, trainset
 from ragbot.tune import best_evidence
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +51,9 @@ def main() -> None:
                               false_refusal=args.false_refusal)
     print(json.dumps({"questions_kept": dict(report.kept), "examples": len(examples), **check.fit_report}, indent=2))
     print(f"evidence_threshold = {check.threshold:.2f}")
+    match = corrections.fit_on_questions(bot, [(c.question, c.chunk_id) for c, _ in kept])
+    print(json.dumps(match.fit_report, indent=2))
+    print(f"correction_match = {match.threshold:.2f}")
 
 
 if __name__ == "__main__":

@@ -188,6 +188,25 @@ def test_answerability_check_is_fit_stored_and_decides(tuned):
     assert replay(asker, case) == (REFUSAL, True)
 
 
+def test_correction_match_threshold_is_fit_and_stored(tuned):
+    """The run also fits the cosine at which a question asks what a corrected one asked, on its
+    own questions about the corpus's documents, and answers with that adapter use it."""
+    bot, result, lines = tuned
+    fitted = result.stages["corrections"]
+    assert fitted["fitted"] and fitted["documents"] >= 2 and fitted["questions"] >= 10
+    assert any(line.startswith("Correction match threshold") for line in lines)
+    stored = AdapterRegistry(bot.settings.adapters_dir).get(result.version).metadata["corrections"]
+    assert stored["threshold"] == fitted["threshold"]
+    assert bot.with_settings(adapter=result.version).correction_threshold() == fitted["threshold"]
+    assert bot.with_settings(adapter="none").correction_threshold() == bot.settings.correction_match
+
+
+def test_quick_runs_are_bounded_by_steps_not_minutes():
+    quick = TuneConfig.quick()
+    assert quick.time_budget_min is None and quick.max_steps == 24 and quick.prefer_max_steps == 4
+    assert TuneConfig.quick(max_steps=2).prefer_max_steps == 2
+
+
 def test_a_damaged_check_fails_before_the_model_loads(tuned):
     from ragbot.answerability import AnswerabilityError
     from ragbot.settings import with_overrides

@@ -1,0 +1,130 @@
+"""What the user taught: a question asked again is answered as the user corrected it.
+
+A correction is the answer a user typed under one of ragbot's answers in the chat (or
+`ragbot feedback --correction`); a thumbs-down without one says only that the answer was wrong.
+Both are stored with the answer they judge (feedback.py), and from then on:
+- a question that asks what a corrected question asked is answered with the correction, marked
+  as the user's (`Answer.correction_of` names the answer it corrected); a correction that is the
+  refusal sentence makes ragbot refuse;
+- for a question that asks what a thumbs-down answer's question asked, the rejected sentence is
+  not quoted again: the next-best evidence answers, or ragbot refuses when none is good enough.
+Corrections take effect at once, with no tuning; `ragbot tune` also trains the generator on them.
+
+"Asks what it asked" is decided by the cosine of the two questions' embeddings (the retrieval
+queries, so a follow-up is compared as it was searched) reaching `match_threshold`. The threshold
+is fit by code, not chosen: questions about different documents of the user's own corpus ask
+different things, so `fit` sets it at the `1 - false_match` quantile of each such question's
+closest cosine to a question about another document. A question unrelated to every correction
+then takes one over at most about that rate. Two different questions about the same subject can
+still be that close, which is why the answer says whose correction it shows and of which question.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import RagbotError
+
+FALSE_MATCH = 0.05  # share of questions about other documents allowed to reach the threshold
+MIN_DOCUMENTS = 2
+MIN_QUESTIONS = 10
+
+
+class CorrectionsError(RagbotError):
+    pass
+
+
+@dataclass(frozen=True)
+class Correction:
+    answer_id: str  # the answer the user judged
+    question: str  # its retrieval query
+    answer: str  # what ragbot answered
+    correction: str | None  # what the user says the answer is (None: a thumbs-down alone)
+    at: float  # when the feedback was last changed
+
+
+@dataclass(frozen=True)
+class Match:
+    correction: Correction
+    similarity: float
+
+
+@dataclass
+class MatchThreshold:
+    threshold: float
+    fit_report: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"kind": "question_cosine", "threshold": self.threshold, "fit_report": self.fit_report}
+
+    @classmethod
+    def from_dict(cls, data: dict | None, where: str) -> "MatchThreshold | None":
+        if not data:
+            return None
+        if data.get("kind") != "question_cosine":
+            return None
+        try:
+            return cls(threshold=float(data["threshold"]), fit_report=dict(data.get("fit_report") or {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorrectionsError(f"{where}: malformed correction match threshold ({exc!r})") from None
+
+
+def fit(vectors: np.ndarray, documents: Sequence[str], false_match: float = FALSE_MATCH) -> MatchThreshold:
+    """The match threshold from questions (`vectors`, normalised) about known `documents`."""
+    documents = np.asarray(list(documents))
+    if len(documents) < MIN_QUESTIONS or len(set(documents.tolist())) < MIN_DOCUMENTS:
+        raise CorrectionsError(f"too few questions to fit the correction match threshold: {len(documents)} "
+                               f"questions about {len(set(documents.tolist()))} documents (needs {MIN_QUESTIONS} "
+                               f"about {MIN_DOCUMENTS} or more)")
+    similarity = np.asarray(vectors, dtype=np.float32) @ np.asarray(vectors, dtype=np.float32).T
+    similarity[documents[:, None] == documents[None, :]] = -np.inf
+    closest = similarity.max(axis=1)
+    threshold = float(np.quantile(closest, 1 - false_match))
+    return MatchThreshold(threshold, {"false_match_target": false_match, "questions": int(len(documents)),
+                                      "documents": len(set(documents.tolist())),
+                                      "closest_other_document_median": float(np.median(closest))})
+
+
+def fit_on_questions(bot, questions: Sequence[tuple[str, int]], false_match: float = FALSE_MATCH) -> MatchThreshold:
+    """`fit` on (question, chunk id) pairs of the user's corpus, e.g. the questions `ragbot tune`
+    makes from its chunks: each question's document is its chunk's."""
+    unique = list(dict.fromkeys((" ".join(q.split()), c) for q, c in questions if c >= 0))
+    chunks = bot.store.chunks(sorted({c for _, c in unique}))
+    unique = [(q, c) for q, c in unique if c in chunks]
+    vectors = bot.embedder.encode([q for q, _ in unique]) if unique else np.zeros((0, 1))
+    return fit(vectors, [chunks[c].source for _, c in unique], false_match)
+
+
+class CorrectionMemory:
+    """The user's corrections with their questions' vectors, matched against new questions."""
+
+    def __init__(self, corrections: Sequence[Correction], vectors: np.ndarray, threshold: float):
+        self.corrections = list(corrections)
+        self.vectors = vectors
+        self.threshold = threshold
+
+    @classmethod
+    def build(cls, corrections: Sequence[Correction], embedder, threshold: float) -> "CorrectionMemory":
+        """One entry per question: the newest feedback on it wins."""
+        newest: dict[str, Correction] = {}
+        for item in sorted(corrections, key=lambda c: c.at):
+            newest[" ".join(item.question.split()).casefold()] = item
+        kept = list(newest.values())
+        vectors = embedder.encode([c.question for c in kept]) if kept else np.zeros((0, 1), dtype=np.float32)
+        return cls(kept, vectors, threshold)
+
+    def __len__(self) -> int:
+        return len(self.corrections)
+
+    def match(self, query_vector: np.ndarray) -> Match | None:
+        """The correction whose question is closest to the query, if it reaches the threshold."""
+        if not self.corrections:
+            return None
+        similarity = self.vectors @ np.asarray(query_vector, dtype=np.float32).reshape(-1)
+        best = int(np.argmax(similarity))
+        if similarity[best] < self.threshold:
+            return None
+        return Match(self.corrections[best], float(similarity[best]))

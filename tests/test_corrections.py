@@ -1,0 +1,112 @@
+"""Corrections change answers at once: the corrected question and its paraphrases get the user's
+answer, an unrelated question does not, and a thumbs-down stops the rejected sentence coming back."""
+
+import numpy as np
+import pytest
+
+from ragbot import corrections
+from ragbot.answer import REFUSAL
+from ragbot.app import render_sources
+from ragbot.corrections import Correction, CorrectionMemory
+
+
+def _unit(rows):
+    rows = np.asarray(rows, dtype=np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_fit_sits_at_the_quantile_of_closest_questions_about_other_documents():
+    rng = np.random.default_rng(0)
+    # Two documents, 20 questions each, clustered around two directions.
+    a = _unit(np.array([1.0, 0.0, 0.0]) + 0.3 * rng.standard_normal((20, 3)))
+    b = _unit(np.array([0.0, 1.0, 0.0]) + 0.3 * rng.standard_normal((20, 3)))
+    vectors = np.vstack([a, b])
+    docs = ["a"] * 20 + ["b"] * 20
+    fitted = corrections.fit(vectors, docs, false_match=0.05)
+    cross = vectors @ vectors.T
+    cross[np.equal.outer(docs, docs)] = -np.inf
+    closest = cross.max(axis=1)
+    assert fitted.threshold == pytest.approx(np.quantile(closest, 0.95))
+    # at most ~5% of the questions reach it from another document
+    assert (closest >= fitted.threshold).mean() <= 0.05 + 1 / 40
+    assert fitted.fit_report["documents"] == 2
+
+
+def test_fit_needs_several_documents():
+    with pytest.raises(corrections.CorrectionsError, match="documents"):
+        corrections.fit(_unit(np.eye(12)), ["one"] * 12)
+
+
+class _Embedder:
+    """Vectors by hand: each text maps to a direction."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def encode(self, texts):
+        return _unit([self.table[t] for t in texts])
+
+
+def test_memory_matches_the_closest_question_and_the_newest_feedback_wins():
+    embedder = _Embedder({"q1": [1, 0, 0], "Q1 ": [1, 0, 0], "q2": [0, 1, 0]})
+    items = [Correction("old", "q1", "wrong", "first fix", at=1.0),
+             Correction("new", "Q1 ", "wrong", "second fix", at=2.0),
+             Correction("other", "q2", "bad", None, at=1.5)]
+    memory = CorrectionMemory.build(items, embedder, threshold=0.9)
+    assert len(memory) == 2  # "q1" and "Q1 " are one question
+    found = memory.match(_unit([[1, 0.1, 0]])[0])
+    assert found.correction.correction == "second fix" and found.similarity > 0.9
+    assert memory.match(_unit([[1, 1, 0]])[0]) is None  # 0.71 to both: below the threshold
+    assert memory.match(_unit([[0, 0, 1]])[0]) is None
+
+
+def test_a_correction_answers_the_question_again_and_its_paraphrase(corpus_bot):
+    bot = corpus_bot  # with the default match threshold (fit on the shipped corpus's own questions)
+    question = "Who described retrieval-augmented generation and when?"
+    first = bot.ask(question)
+    assert "Lewis" not in first.answer  # the quoted sentence misses it, which is why the user corrects
+    fix = "Lewis and colleagues at Facebook AI Research described it in 2020."
+    bot.feedback.set_feedback(first.id, -1, correction=fix)
+    try:
+        again = bot.ask(question)
+        assert again.answer == fix and not again.refused
+        assert again.correction_of == first.id and again.corrected_question == question
+        assert bot.feedback.answer_trace(again.id)["params"]["correction_of"] == first.id
+        shown = render_sources(again, show_all=False)
+        assert "Your correction of the answer to" in shown and "Who described retrieval" in shown
+        reworded = bot.ask("Who first described retrieval-augmented generation, and in which year?")
+        assert reworded.answer == fix
+        unrelated = bot.ask("What is mode collapse in a GAN?")
+        assert unrelated.correction_of is None and "mode collapse" in unrelated.answer
+        # Off: the documents answer as before.
+        plain = bot.with_settings(use_corrections=False)
+        plain._embedder = corpus_bot.embedder
+        assert plain.ask(question, record=False).answer == first.answer
+    finally:
+        bot.feedback.set_feedback(first.id, None)
+    assert bot.ask(question, record=False).answer == first.answer  # feedback removed: as before
+
+
+def test_a_correction_to_the_refusal_makes_ragbot_refuse(corpus_bot):
+    question = "What is latent diffusion?"
+    first = corpus_bot.ask(question)
+    assert not first.refused
+    corpus_bot.feedback.set_feedback(first.id, -1, correction=REFUSAL)
+    try:
+        again = corpus_bot.ask(question, record=False)
+        assert again.refused and again.refusal_reason == "corrected" and again.answer == REFUSAL
+    finally:
+        corpus_bot.feedback.set_feedback(first.id, None)
+
+
+def test_a_thumbs_down_stops_the_rejected_sentence_being_quoted_again(corpus_bot):
+    question = "What is mode collapse in a GAN?"
+    first = corpus_bot.ask(question)
+    corpus_bot.feedback.set_feedback(first.id, -1)
+    try:
+        again = corpus_bot.ask(question, record=False)
+        assert again.answer != first.answer and again.correction_of is None
+        rejected = first.answer.split(" [")[0]
+        assert rejected not in again.answer
+    finally:
+        corpus_bot.feedback.set_feedback(first.id, None)
