@@ -35,10 +35,16 @@ from .errors import BusyError
 from .evidence import EmbeddingScorer, Evidence, SentenceScorer, compose, rank
 from .feedback import FeedbackLog
 from .index import VectorIndex
+from .lexical import LexicalIndex, fuse
 from .ingest import Ingester, IngestReport, ProgressFn
 from .settings import Settings, load_settings
 from .store import Store
 from .types import Answer, Passage
+
+
+# Candidates each ranking gives the hybrid fusion: deeper than top_k, so a chunk second in one
+# ranking and absent from the other's top few can still win.
+FUSION_DEPTH = 50
 
 
 class RagBot:
@@ -52,6 +58,7 @@ class RagBot:
         self._scorer: SentenceScorer | None = None
         self._index: VectorIndex | None = None
         self._index_generation = -1
+        self._lexical: tuple[int, LexicalIndex] | None = None
         self._memory: tuple[tuple, CorrectionMemory] | None = None
         self._load_lock = threading.RLock()
 
@@ -114,6 +121,21 @@ class RagBot:
             self._index, self._index_generation = index, generation
             return index
 
+    def _current_lexical(self) -> LexicalIndex:
+        """The BM25 index matching the database's generation, loaded or rebuilt as needed."""
+        with self._load_lock:
+            generation = self.store.generation()
+            if self._lexical is not None and self._lexical[0] == generation:
+                return self._lexical[1]
+            tokenize, tokenizer = self.embedder.word_pieces, self.embedder.name
+            index = LexicalIndex.load(self.settings.index_dir, generation, tokenize, tokenizer)
+            if index is None:
+                index = LexicalIndex.build(self.store.all_chunks(), tokenize, tokenizer)
+                if generation == self.store.generation():
+                    index.save(self.settings.index_dir, generation)
+            self._lexical = (generation, index)
+            return index
+
     @contextmanager
     def _writing(self) -> Iterator[Ingester]:
         lock_path = self.settings.data_dir / "write.lock"
@@ -136,11 +158,21 @@ class RagBot:
 
     def ingest(self, paths: Sequence[str | Path], prune: bool = False, progress: ProgressFn | None = None) -> IngestReport:
         with self._writing() as ingester:
-            return ingester.ingest(paths, prune=prune, progress=progress)
+            report = ingester.ingest(paths, prune=prune, progress=progress)
+            self._after_write()
+            return report
 
     def remove(self, paths: Sequence[str | Path]) -> list[str]:
         with self._writing() as ingester:
-            return ingester.remove(paths)
+            removed = ingester.remove(paths)
+            self._after_write()
+            return removed
+
+    def _after_write(self) -> None:
+        """Build the new generation's BM25 index while the write lock is held, so searches (in
+        this process or another) find it ready."""
+        if self.settings.retrieval != "dense":
+            self._current_lexical()
 
     def ensure_default_corpus(self, progress: ProgressFn | None = None) -> IngestReport | None:
         """Ingest the shipped corpus when the data dir holds no documents yet."""
@@ -155,17 +187,31 @@ class RagBot:
         return self.batch_search([query], k)[0]
 
     def batch_search(self, queries: Sequence[str], k: int | None = None) -> list[list[Passage]]:
+        """The k best passages for each query, by the `retrieval` setting: dense (FAISS), bm25,
+        or hybrid (both fused, lexical.py). A passage's score is always its cosine with the
+        query, whichever ranking found it, so thresholds on it mean one thing."""
         k = k or self.settings.top_k
+        mode = self.settings.retrieval
         vectors = self.embedder.encode(list(queries), batch_size=self.settings.embed_batch_size)
-        scores, ids = self._current_index().search(vectors, k)
-        found = self.store.chunks([int(i) for row in ids for i in row if i >= 0])
+        index = self._current_index()
+        depth = k if mode == "dense" else max(k, FUSION_DEPTH)
+        _, dense_ids = index.search(vectors, depth)
+        rankings = [[int(i) for i in row if i >= 0] for row in dense_ids]
+        if mode != "dense":
+            lexical = self._current_lexical().search(queries, depth)
+            if mode == "bm25":
+                rankings = [[c for c, _ in hits][:k] for hits in lexical]
+            else:
+                weights = (1.0, self.settings.lexical_weight)
+                rankings = [fuse([dense, [c for c, _ in hits]], weights, k) for dense, hits in zip(rankings, lexical)]
+        found = self.store.chunks(sorted({c for row in rankings for c in row}))
         results = []
-        for row_scores, row_ids in zip(scores, ids):
+        for vector, ranking in zip(vectors, rankings):
+            ranking = [c for c in ranking[:k] if c in found]
+            cosines = index.vectors(ranking) @ vector if ranking else []
             passages = []
-            for score, chunk_id in zip(row_scores, row_ids):
-                chunk = found.get(int(chunk_id))
-                if chunk is None:
-                    continue
+            for chunk_id, score in zip(ranking, cosines):
+                chunk = found[chunk_id]
                 passages.append(Passage(
                     chunk_id=chunk.id, source=chunk.source, title=chunk.title, section=chunk.section,
                     page=chunk.page, text=chunk.text, score=float(score), rank=len(passages) + 1,

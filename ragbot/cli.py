@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder with corpus.jsonl (or corpus.part*.jsonl), queries.jsonl, qrels/SPLIT.tsv")
     e.add_argument("--split", default="test", help="qrels split (default test)")
     e.add_argument("-k", type=int, default=10, help="cut-off for recall (default 10)")
+    e.add_argument("--modes", default="dense,bm25,hybrid", metavar="LIST",
+                   help="retrieval modes to compare, side by side, with per-query wins/losses against the first "
+                        "(default dense,bm25,hybrid; the detailed files are written for the `retrieval` setting's)")
     e.add_argument("--out", metavar="DIR", help="where to write summary.json, per_query.jsonl and worst.md")
     e.add_argument("--report", metavar="DIR", help="also write a markdown report with plots")
     e.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -416,7 +419,8 @@ def cmd_eval(bot, args) -> int:
         written = evaluate.write_beir_documents(data, work / "documents")
         print(f"{beir.name}: {len(data.corpus)} documents ({written} new or changed), "
               f"{len(data.qrels)} judged queries", file=sys.stderr)
-        eval_bot = RagBot.open(work / "data", embedder=bot.settings.embedder, default_corpus=None)
+        eval_bot = RagBot.open(work / "data", embedder=bot.settings.embedder, default_corpus=None,
+                               retrieval=bot.settings.retrieval, lexical_weight=bot.settings.lexical_weight)
         try:
             progress, close = _progress_bar("index", args.json)
             try:
@@ -424,7 +428,11 @@ def cmd_eval(bot, args) -> int:
             finally:
                 close()
             print(report.summary(), file=sys.stderr)
-            result = evaluate.evaluate_retrieval(eval_bot, data, k=args.k)
+            modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+            if bot.settings.retrieval not in modes:
+                modes.append(bot.settings.retrieval)
+            results = evaluate.compare_retrieval(eval_bot, data, modes, k=args.k)
+            result = results[bot.settings.retrieval]
         finally:
             eval_bot.close()
         out = evaluate.save_run(_out_dir(bot, args, f"retrieval-{beir.name}"), result.summary, result.per_query,
@@ -433,7 +441,16 @@ def cmd_eval(bot, args) -> int:
         lines = ["# Worst queries by nDCG@10", "", "| nDCG@10 | query | relevant | retrieved top 3 |", "| --- | --- | --- | --- |"]
         lines += [f"| {r['ndcg@10']:.3f} | {r['query']} | {', '.join(r['relevant'])} | {', '.join(r['top'][:3])} |" for r in worst]
         (out / "worst.md").write_text("\n".join(lines) + "\n")
-        summary = result.summary
+        first = modes[0]
+        (out / "modes.json").write_text(json.dumps({m: r.summary for m, r in results.items()}, indent=2))
+        if not args.json:
+            print(f"| mode | nDCG@10 | recall@{args.k} | MRR@10 | wins / losses vs {first} | search ms/query |")
+            print("| --- | ---: | ---: | ---: | ---: | ---: |")
+            for mode, r in results.items():
+                m = r.summary
+                print(f"| {mode} | {m['ndcg@10']:.3f} | {m[f'recall@{args.k}']:.3f} | {m['mrr@10']:.3f} | "
+                      f"{m[f'wins_vs_{first}']} / {m[f'losses_vs_{first}']} | {m['search_ms_per_query']:.1f} |")
+        summary = {**result.summary, "modes": {m: r.summary for m, r in results.items()}}
     else:
         _ensure_corpus(bot, argparse.Namespace(no_default_corpus=False, json=args.json))
         rows = evaluate.load_qa(Path(args.qa))
@@ -447,6 +464,8 @@ def cmd_eval(bot, args) -> int:
         print(json.dumps(summary))
     else:
         for key, value in summary.items():
+            if key == "modes":  # the table above
+                continue
             shown = f"{value:.4f}" if isinstance(value, float) else value
             print(f"{key:28} {shown}")
         print(f"written to {out}")

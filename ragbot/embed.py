@@ -56,6 +56,15 @@ class Embedder:
         encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         return [len(ids) for ids in encoded]
 
+    def word_pieces(self, texts: Sequence[str]) -> list[list[str]]:
+        """The tokens the embedder reads in each text (its own learned vocabulary: "GANs" is
+        "gan" + "##s"), punctuation left out: the terms of the BM25 index (lexical.py)."""
+        if not texts:
+            return []
+        encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return [[t for t in self.tokenizer.convert_ids_to_tokens(ids) if any(ch.isalnum() for ch in t)]
+                for ids in encoded]
+
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         """Character span of every token of `text`."""
         return list(self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"])

@@ -205,6 +205,24 @@ def evaluate_retrieval(bot, data: BeirData, k: int = 10, chunks_per_query: int =
     return RetrievalResult(summary=summary, per_query=per_query)
 
 
+def compare_retrieval(bot, data: BeirData, modes: Sequence[str] = ("dense", "bm25", "hybrid"),
+                      k: int = 10) -> dict[str, RetrievalResult]:
+    """`evaluate_retrieval` for each retrieval mode on the same index, with each mode's
+    per-query wins and losses (nDCG@10) against the first mode, and its search latency."""
+    results = {mode: evaluate_retrieval(bot.with_settings(retrieval=mode), data, k=k) for mode in modes}
+    base = results[modes[0]].per_query
+    for mode, result in results.items():
+        pairs = list(zip(base, result.per_query))
+        result.summary["mode"] = mode
+        result.summary[f"wins_vs_{modes[0]}"] = sum(r["ndcg@10"] > b["ndcg@10"] + 1e-9 for b, r in pairs)
+        result.summary[f"losses_vs_{modes[0]}"] = sum(r["ndcg@10"] < b["ndcg@10"] - 1e-9 for b, r in pairs)
+        result.summary["ndcg@10_ci95"] = bootstrap_ci([r["ndcg@10"] for r in result.per_query])
+        if mode != modes[0]:
+            result.summary[f"ndcg@10_gain_vs_{modes[0]}"] = paired_difference(
+                [b["ndcg@10"] for b, _ in pairs], [r["ndcg@10"] for _, r in pairs])
+    return results
+
+
 # -- answers ---------------------------------------------------------------------------------
 
 

@@ -15,11 +15,16 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .answer import is_refusal
 from .errors import RagbotError
+from .files import atomic_file
 from .store import Store
 from .types import Answer
+
+if TYPE_CHECKING:
+    from .corrections import Correction
 
 EXPORT_FORMATS = ("sft", "kto", "dpo")
 
@@ -278,12 +283,9 @@ class FeedbackLog:
 
     def export(self, fmt: str, out: Path) -> int:
         """Write the export as JSONL, atomically; returns the number of rows."""
-        out = Path(out)
-        tmp = out.with_name(f".{out.name}.tmp")
         n = 0
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with atomic_file(Path(out)) as fh:
             for row in self.export_rows(fmt):
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
                 n += 1
-        tmp.replace(out)
         return n

@@ -1,18 +1,18 @@
 """The FAISS vector index: exact inner-product search over unit vectors, addressable by chunk id.
 
 A file `index/<generation>.faiss` holds the vectors of the database at that generation (see
-store.py). Files are written to a temporary name, synced, then renamed, so a crash never leaves
-a half-written index under a real name.
+store.py). It is written atomically (files.py), so a crash never leaves a half-written index
+under a real name.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from .files import write_atomic
 
 _NAME = re.compile(r"^(\d+)\.faiss$")
 
@@ -40,6 +40,12 @@ class VectorIndex:
         if len(ids):
             self._index.remove_ids(np.asarray(ids, dtype=np.int64))
 
+    def vectors(self, ids) -> np.ndarray:
+        """The stored vectors of chunk ids (each must be in the index)."""
+        if not len(ids):
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.vstack([self._index.reconstruct(int(i)) for i in ids])
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids), each of shape (n_queries, k); missing hits have id -1."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -53,23 +59,11 @@ class VectorIndex:
     def save(self, directory: Path, generation: int) -> Path:
         import faiss
 
-        directory.mkdir(parents=True, exist_ok=True)
         target = directory / f"{generation}.faiss"
-        data = faiss.serialize_index(self._index)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".faiss", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data.tobytes())
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        _fsync_dir(directory)
+        write_atomic(target, faiss.serialize_index(self._index).tobytes())
         for old in directory.iterdir():
             match = _NAME.match(old.name)
-            if (match and int(match.group(1)) != generation) or old.name.startswith(".tmp-"):
+            if match and int(match.group(1)) != generation:
                 old.unlink(missing_ok=True)
         return target
 
@@ -89,13 +83,3 @@ class VectorIndex:
             return None
         return cls(dim, index)
 
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -14,11 +14,11 @@ import importlib.metadata
 import json
 import os
 import shutil
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 from .errors import ModelError
+from .files import new_temp_dir, state_lock, swap_in_dir
 from .settings import DEFAULT_EMBEDDER, DEFAULT_GENERATOR, Settings
 
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
@@ -167,7 +167,11 @@ def resolve_generator(settings: Settings) -> str:
     target = settings.models_dir / f"{DEFAULT_GENERATOR}-{key}"
     if (target / "ragbot-conversion.json").is_file():
         return str(target)
-    convert_gguf(gguf, target)
+    # Two processes starting at once convert once: the second waits, then finds it done.
+    with state_lock(settings.models_dir / ".convert.lock", f"converting the generator in {settings.models_dir}",
+                    timeout=600):
+        if not (target / "ragbot-conversion.json").is_file():
+            convert_gguf(gguf, target)
     for stale in settings.models_dir.glob(f"{DEFAULT_GENERATOR}-*"):
         if stale != target and (stale / "ragbot-conversion.json").is_file():
             shutil.rmtree(stale, ignore_errors=True)  # an older conversion, ~0.5 GB
@@ -183,8 +187,7 @@ def convert_gguf(gguf: Path, target: Path) -> None:
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    tmp = new_temp_dir(target.parent, ".convert-")
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -201,9 +204,7 @@ def convert_gguf(gguf: Path, target: Path) -> None:
         (tmp / "ragbot-conversion.json").write_text(
             json.dumps({"source": str(gguf), "sha256": sha256_file(gguf)}, indent=2)
         )
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        swap_in_dir(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

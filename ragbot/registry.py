@@ -7,21 +7,22 @@
 
 `ragbot-adapter.json` holds the metadata: base model, data hash and counts, training config,
 gate metrics, parent adapter, creation time. A version dir appears by rename, and state.json is
-replaced atomically, so an interrupted save never leaves a half-written adapter active.
+replaced atomically (files.py), so an interrupted save never leaves a half-written adapter
+active; every change holds the registry's inter-process lock, so two processes never make two
+adapters with one number.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import RagbotError
+from .files import new_temp_dir, state_lock, swap_in_dir, write_atomic
 
 METADATA = "ragbot-adapter.json"
 STATE = "state.json"
@@ -101,56 +102,54 @@ class AdapterRegistry:
 
     # -- writing ----------------------------------------------------------------------------
 
+    def _changing(self):
+        """The lock every change of the registry holds, so two processes never number two
+        adapters alike or interleave changes of state.json."""
+        return state_lock(self.root / ".lock", f"the adapter registry in {self.root}")
+
     def save(self, trained_dir: Path, metadata: dict) -> AdapterInfo:
         """Copy a trained adapter dir in as the next version (not activated)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        existing = [int(_VERSION.match(p.name).group(1)) for p in self.root.iterdir() if _VERSION.match(p.name)]
-        version = f"v{max(existing, default=0) + 1}"
-        tmp = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=self.root))
-        try:
-            for item in Path(trained_dir).iterdir():
-                if item.is_file():
-                    shutil.copy2(item, tmp / item.name)
-            record = {"version": version, "created_at": time.time(), **metadata}
-            (tmp / METADATA).write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
-            os.replace(tmp, self.root / version)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        with self._changing():
+            existing = [int(_VERSION.match(p.name).group(1)) for p in self.root.iterdir() if _VERSION.match(p.name)]
+            version = f"v{max(existing, default=0) + 1}"
+            tmp = new_temp_dir(self.root, f".{version}-")
+            try:
+                for item in Path(trained_dir).iterdir():
+                    if item.is_file():
+                        shutil.copy2(item, tmp / item.name)
+                record = {"version": version, "created_at": time.time(), **metadata}
+                (tmp / METADATA).write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
+                swap_in_dir(tmp, self.root / version)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
         return self.get(version)
 
     def update_metadata(self, version: str, **fields) -> AdapterInfo:
-        info = self.get(version)
-        info.metadata.update(fields)
-        _write_atomic(info.path / METADATA, json.dumps(info.metadata, indent=2, default=str))
+        with self._changing():
+            info = self.get(version)
+            info.metadata.update(fields)
+            write_atomic(info.path / METADATA, json.dumps(info.metadata, indent=2, default=str))
         return info
 
     def activate(self, version: str) -> AdapterInfo | None:
         """Make `version` (or "none", the base model) what "active" means."""
-        info = None if version == NO_ADAPTER else self.get(version)
-        state = self.state()
-        if state["active"] != (info.version if info else None):
-            state["history"].append(state["active"])
-        state["active"] = info.version if info else None
-        self.root.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.root / STATE, json.dumps(state, indent=2))
+        with self._changing():
+            info = None if version == NO_ADAPTER else self.get(version)
+            state = self.state()
+            if state["active"] != (info.version if info else None):
+                state["history"].append(state["active"])
+            state["active"] = info.version if info else None
+            write_atomic(self.root / STATE, json.dumps(state, indent=2))
         return info
 
     def rollback(self) -> AdapterInfo | None:
         """Re-activate what was active before the current one (None: the base model)."""
-        state = self.state()
-        if not state["history"]:
-            raise AdapterError("nothing to roll back to: no earlier activation is recorded")
-        previous = state["history"].pop()
-        state["active"] = previous
-        _write_atomic(self.root / STATE, json.dumps(state, indent=2))
+        with self._changing():
+            state = self.state()
+            if not state["history"]:
+                raise AdapterError("nothing to roll back to: no earlier activation is recorded")
+            previous = state["history"].pop()
+            state["active"] = previous
+            write_atomic(self.root / STATE, json.dumps(state, indent=2))
         return self.get(previous) if previous else None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

@@ -40,6 +40,10 @@ class Settings:
     embed_batch_size: int = 64
     # Retrieval and answering.
     top_k: int = 5
+    # How passages are found (lexical.py): "hybrid" fuses BM25 and the embedder's ranking,
+    # "dense" uses the embedder only, "bm25" words only. Chosen by measurement (docs/benchmarks.md).
+    retrieval: str = "hybrid"
+    lexical_weight: float = 1.0  # BM25's weight in the hybrid fusion (dense: 1)
     # A floor on the best passage's cosine: below it the bot declines before weighing evidence.
     # Off by default: on the frozen test set the evidence threshold alone refused the same
     # questions (docs/benchmarks.md §8), and this value could only be picked by hand.
@@ -98,6 +102,10 @@ class Settings:
             raise ConfigError(f"top_k must be at least 1 (got {self.top_k})")
         if self.prompt_passages < 1:
             raise ConfigError(f"prompt_passages must be at least 1 (got {self.prompt_passages})")
+        if self.retrieval not in ("hybrid", "dense", "bm25"):
+            raise ConfigError(f"retrieval must be hybrid, dense or bm25 (got {self.retrieval!r})")
+        if self.lexical_weight < 0:
+            raise ConfigError(f"lexical_weight must be 0 or more (got {self.lexical_weight})")
         if self.answer_mode not in ("extract", "generate"):
             raise ConfigError(f"answer_mode must be extract or generate (got {self.answer_mode!r})")
         if self.answer_sentences < 1:
@@ -142,6 +150,7 @@ def _coerce(name: str, raw: Any, kind: type) -> Any:
 _KINDS: dict[str, type] = {
     "embedder": str, "generator": str, "allow_downloads": bool, "adapter": str, "dtype": str,
     "chunk_tokens": int, "chunk_overlap": int, "embed_batch_size": int, "top_k": int,
+    "retrieval": str, "lexical_weight": float,
     "min_score": float, "answer_mode": str, "answer_sentences": int, "evidence_threshold": float,
     "use_corrections": bool, "correction_match": float,
     "prompt_passages": int, "context_tokens": int, "max_new_tokens": int, "temperature": float,

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .answer import REFUSAL, build_prompt
+from .files import atomic_file
 from .store import StoredChunk
 from .text import plain, prose_sentences
 from .types import Passage
@@ -363,11 +364,9 @@ def data_hash(*row_lists: Sequence[dict]) -> str:
 
 
 def save_examples(examples: Sequence[Example], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_file(path) as fh:
         for ex in examples:
             fh.write(json.dumps(asdict(ex), ensure_ascii=False) + "\n")
-    tmp.replace(path)
 
 
 def load_examples(path: Path) -> list[Example]:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from . import answerability, corrections, evidence, trainset
 from .errors import RagbotError
+from .files import state_lock, write_atomic
 from .registry import AdapterRegistry
 
 MIN_FREE_BYTES = 1 << 30  # checkpoints and the adapter need far less; a nearly full disk fails late
@@ -154,9 +155,7 @@ class Run:
             raise TuneError(f"{self.state_file}: unreadable ({exc}); remove the run folder or use --new") from None
 
     def save_state(self, state: dict) -> None:
-        tmp = self.state_file.with_name(".state.json.tmp")
-        tmp.write_text(json.dumps(state, indent=2, default=str))
-        tmp.replace(self.state_file)
+        write_atomic(self.state_file, json.dumps(state, indent=2, default=str))
 
     def mark(self, stage: str, **info) -> None:
         state = self.state()
@@ -233,7 +232,7 @@ def build_data(bot, config: TuneConfig, run: Run, log: Log) -> dict:
         trainset.save_examples(check_examples + from_feedback, run.path / "answerability.jsonl")
         feedback["answerability"] = [{"question": ex.question, "answerable": ex.answerable} for ex in from_feedback]
 
-    (run.path / "feedback.json").write_text(json.dumps(feedback, ensure_ascii=False))
+    write_atomic(run.path / "feedback.json", json.dumps(feedback, ensure_ascii=False))
     counts = {
         "questions_made": dict(report.made),
         "questions_kept": dict(report.kept),
@@ -300,7 +299,7 @@ def fit_answerability(bot, config: TuneConfig, run: Run, log: Log) -> dict:
     check.fit_report["heldout"] = {**check.rates(*parts["heldout"]), "auc": answerability.auc(*parts["heldout"])}
     voted = [ex.answerable for ex in examples if ex.origin == "feedback"]
     check.fit_report["from_feedback"] = {"answerable": sum(voted), "unanswerable": len(voted) - sum(voted)}
-    (run.path / "answerability.json").write_text(json.dumps(check.to_dict(), indent=2))
+    write_atomic(run.path / "answerability.json", json.dumps(check.to_dict(), indent=2))
     return {"fitted": True, **check.fit_report}
 
 
@@ -340,7 +339,7 @@ def fit_correction_match(bot, run: Run, log: Log) -> dict:
         fitted = corrections.fit_on_questions(bot, [(ex.question, ex.chunk_id) for ex in examples])
     except corrections.CorrectionsError as exc:
         return {"fitted": False, "reason": str(exc)}
-    (run.path / "corrections.json").write_text(json.dumps(fitted.to_dict(), indent=2))
+    write_atomic(run.path / "corrections.json", json.dumps(fitted.to_dict(), indent=2))
     return {"fitted": True, "threshold": fitted.threshold, **fitted.fit_report}
 
 
@@ -564,8 +563,15 @@ def preference_method(config: TuneConfig, kto: list[dict], dpo_feedback: int) ->
 
 
 def tune(bot, config: TuneConfig, new: bool = False, log: Log = print) -> TuneResult:
+    """Run (or resume) a tuning run. One at a time per data dir: a second one is refused at once
+    with who runs the first (files.state_lock)."""
     config.validate()
     preflight(bot)
+    with state_lock(bot.settings.data_dir / "tune.lock", f"tuning in {bot.settings.data_dir}", timeout=0):
+        return _tune(bot, config, new, log)
+
+
+def _tune(bot, config: TuneConfig, new: bool, log: Log) -> TuneResult:
     settings = bot.settings
     registry = AdapterRegistry(settings.adapters_dir)
     run = None if new else Run.latest_unfinished(settings.tune_dir)

@@ -1,0 +1,121 @@
+"""Durable state on disk: atomic writes, folders swapped in whole, and inter-process locks.
+
+Every writer of ragbot's state goes through here, so a crash at any moment leaves either the old
+file or the new one under the real name, never a half-written one:
+- `atomic_file` / `write_atomic`: a temporary file with a unique name in the same folder, written,
+  flushed and fsync'ed, renamed over the target, then the folder fsync'ed (so the rename itself
+  survives a power cut);
+- `swap_in_dir`: a folder built under a temporary name (an adapter, a converted model, a BM25
+  index) becomes the target by one rename, its files synced first;
+- `state_lock`: an inter-process lock (`filelock`) around a change of shared state, which says
+  who holds it (pid, command, since when) when it is busy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from .errors import BusyError
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename inside `directory` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
+    """Write `path` through a temporary file that replaces it only when the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    fsync_dir(path.parent)
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    with atomic_file(path, "wb" if isinstance(data, bytes) else "w") as fh:
+        fh.write(data)
+
+
+def new_temp_dir(parent: Path, prefix: str) -> Path:
+    """A fresh folder next to where the finished one will go (same filesystem: rename works)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+
+
+def swap_in_dir(tmp: Path, target: Path) -> None:
+    """Make the finished folder `tmp` the `target`, replacing an older one. Its files are synced
+    first; a reader sees the old folder or the new one."""
+    for item in tmp.rglob("*"):
+        if item.is_file():
+            with open(item, "rb") as fh:
+                os.fsync(fh.fileno())
+    fsync_dir(tmp)
+    if target.exists():
+        # A folder cannot be renamed over a non-empty one: move the old aside, then drop it.
+        old = target.with_name(f".{target.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+    fsync_dir(target.parent)
+
+
+@contextmanager
+def state_lock(path: Path, what: str, timeout: float = 30.0) -> Iterator[None]:
+    """Hold the inter-process lock `path` while `what` changes. Waits up to `timeout` seconds
+    (0: not at all), then raises BusyError naming the holder."""
+    from filelock import FileLock, Timeout
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path))
+    holder = path.with_name(path.name + ".holder.json")
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout:
+        raise BusyError(f"{what} is busy: {describe_holder(holder)}; try again when it is done") from None
+    try:
+        write_atomic(holder, json.dumps({"pid": os.getpid(), "started_at": time.time(),
+                                         "command": " ".join(sys.argv[:3])}))
+        yield
+    finally:
+        holder.unlink(missing_ok=True)
+        lock.release()
+
+
+def describe_holder(holder: Path) -> str:
+    try:
+        info = json.loads(holder.read_text(encoding="utf-8"))
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["started_at"]))
+        return f"process {info['pid']} ({info.get('command') or 'ragbot'}) holds it since {since}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process holds it"

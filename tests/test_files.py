@@ -1,0 +1,93 @@
+"""The one atomic-write helper and the inter-process locks every state change holds."""
+
+import json
+import multiprocessing
+import os
+from pathlib import Path
+
+import pytest
+
+from ragbot.errors import BusyError
+from ragbot.files import atomic_file, new_temp_dir, state_lock, swap_in_dir, write_atomic
+from ragbot.registry import AdapterRegistry
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "state.json"
+    write_atomic(target, '{"v": 1}')
+    with pytest.raises(RuntimeError):
+        with atomic_file(target) as fh:
+            fh.write('{"v": 2, "half')
+            raise RuntimeError("killed mid-write")
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+    write_atomic(target, b"bytes too")
+    assert target.read_bytes() == b"bytes too"
+
+
+def test_a_folder_is_swapped_in_whole(tmp_path):
+    target = tmp_path / "v1"
+    for content in ("first", "second"):
+        tmp = new_temp_dir(tmp_path, ".v1-")
+        (tmp / "weights").write_text(content)
+        swap_in_dir(tmp, target)
+        assert (target / "weights").read_text() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v1"]  # no temporary or old folder left
+
+
+def _hold(path: str, ready, release) -> None:
+    with state_lock(Path(path), "the thing"):
+        ready.set()
+        release.wait(30)
+
+
+def test_a_busy_lock_names_its_holder(tmp_path):
+    lock = tmp_path / "x.lock"
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold, args=(str(lock), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        with pytest.raises(BusyError, match=rf"the thing is busy: process {holder.pid} .* since \d{{4}}-"):
+            with state_lock(lock, "the thing", timeout=0):
+                pass
+    finally:
+        release.set()
+        holder.join(30)
+    with state_lock(lock, "the thing", timeout=5):  # free again once the holder is done
+        assert json.loads(lock.with_name("x.lock.holder.json").read_text())["pid"] == os.getpid()
+    assert not lock.with_name("x.lock.holder.json").exists()
+
+
+def _save_adapters(root: str, source: str, n: int) -> None:
+    registry = AdapterRegistry(Path(root))
+    for _ in range(n):
+        registry.save(Path(source), {"base_model": "test"})
+
+
+def test_two_processes_never_save_two_adapters_with_one_number(tmp_path):
+    source = tmp_path / "trained"
+    source.mkdir()
+    (source / "adapter_config.json").write_text("{}")
+    root = tmp_path / "adapters"
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_save_adapters, args=(str(root), str(source), 5)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+        assert w.exitcode == 0
+    versions = [info.version for info in AdapterRegistry(root).versions()]
+    assert versions == [f"v{i}" for i in range(1, 11)]
+
+
+def test_a_second_tune_on_the_same_data_dir_is_refused(make_bot, docs, monkeypatch):
+    from ragbot import tune as tuning
+
+    bot = make_bot()
+    bot.ingest([docs])
+    monkeypatch.setattr(tuning, "preflight", lambda bot: None)
+    with state_lock(bot.settings.data_dir / "tune.lock", "tuning"):
+        with pytest.raises(BusyError, match=r"tuning in .* is busy: process \d+"):
+            tuning.tune(bot, tuning.TuneConfig(model_questions=0))

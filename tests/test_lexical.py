@@ -1,0 +1,83 @@
+"""BM25 next to FAISS: the fusion's arithmetic, the index per generation, and what it finds."""
+
+from pathlib import Path
+
+import pytest
+
+from ragbot.lexical import RRF_K, LexicalIndex, fuse
+from ragbot.store import StoredChunk
+
+
+def _chunk(i: int, text: str, title: str = "doc") -> StoredChunk:
+    return StoredChunk(i, f"/docs/{title}.md", title, "", None, text)
+
+
+def test_reciprocal_rank_fusion():
+    # b is 2nd and 1st; a is 1st and absent; c is 3rd and 2nd.
+    fused = fuse([[1, 2, 3], [2, 3]], weights=(1.0, 1.0), k=3)
+    assert fused == [2, 3, 1]  # 1/62+1/61 > 1/63+1/62 > 1/61
+    assert fuse([[1, 2, 3], [2, 3]], weights=(1.0, 0.0), k=3) == [1, 2, 3]  # weight 0: dense order
+    assert 1 / (RRF_K + 1) + 1 / (RRF_K + 2) > 1 / (RRF_K + 1)
+
+
+def test_index_finds_exact_words_and_survives_a_round_trip(tmp_path, embedder):
+    pieces, name = embedder.word_pieces, embedder.name
+    chunks = [_chunk(10, "The Frechet Inception Distance (FID) compares image statistics."),
+              _chunk(11, "Bananas are yellow fruit grown in tropical regions."),
+              _chunk(12, "Das Modell liest die Dokumente und antwortet mit Quellen.", title="de")]
+    index = LexicalIndex.build(chunks, pieces, name)
+    assert [c for c, _ in index.search(["FID"], 3)[0]] == [10]
+    assert [c for c, _ in index.search(["the FIDs"], 3)[0]] == [10]  # word pieces: "fid" + "##s"
+    assert [c for c, _ in index.search(["Dokumente Quellen"], 3)[0]] == [12]  # any language, no word lists
+    assert index.search(["zzzunknown"], 3) == [[]]
+    index.save(tmp_path, 4)
+    assert LexicalIndex.load(tmp_path, 4, pieces, "another tokenizer") is None  # rebuilt, not misread
+    again = LexicalIndex.load(tmp_path, 4, pieces, name)
+    assert again is not None and again.search(["bananas"], 2)[0][0][0] == 11
+    index.save(tmp_path, 5)  # a newer generation replaces the older one's files
+    assert not (tmp_path / "4.bm25").exists() and LexicalIndex.load(tmp_path, 4, pieces, name) is None
+    assert LexicalIndex.load(tmp_path, 99, pieces, name) is None
+    empty = LexicalIndex.build([], pieces, name)
+    assert empty.search(["anything"], 3) == [[]]
+    empty.save(tmp_path, 6)
+    assert len(LexicalIndex.load(tmp_path, 6, pieces, name)) == 0
+
+
+def test_hybrid_search_keeps_cosine_scores_and_follows_the_generation(make_bot, docs):
+    bot = make_bot()
+    bot.ingest([docs])
+    generation = bot.store.generation()
+    assert (bot.settings.index_dir / f"{generation}.bm25").is_dir()  # built with the write
+    dense = bot.with_settings(retrieval="dense")
+    dense._embedder = bot.embedder
+    query = "Which volcano in Sicily is active?"
+    hybrid_top = bot.search(query, k=3)
+    dense_top = {p.chunk_id: p.score for p in dense.search(query, k=3)}
+    assert Path(hybrid_top[0].source).name == "volcano.html"
+    for p in hybrid_top:  # a passage's score is its cosine, whichever ranking found it
+        if p.chunk_id in dense_top:
+            assert p.score == pytest.approx(dense_top[p.chunk_id], abs=1e-5)
+    words = bot.with_settings(retrieval="bm25")
+    words._embedder = bot.embedder
+    assert Path(words.search("croissants pastry", k=1)[0].source).name == "paris.md"
+    # A new generation gets its own BM25 index; a missing one is rebuilt from the database.
+    (docs / "bananas.txt").write_text("Bananas are yellow. Plantains are cooked before eating.\n")
+    bot.ingest([docs])
+    assert bot.store.generation() != generation
+    for path in bot.settings.index_dir.glob("*.bm25"):
+        import shutil
+
+        shutil.rmtree(path)
+    fresh = make_bot(bot.settings.data_dir)
+    assert Path(fresh.search("plantains cooked", k=1)[0].source).name == "bananas.txt"
+    assert (bot.settings.index_dir / f"{bot.store.generation()}.bm25").is_dir()
+
+
+@pytest.mark.parametrize("question, source, k", [
+    ("What is the C2PA standard for?", "risk-deepfakes.md", 1),  # dense alone: 3rd
+    ("How is generative AI used by hospitals?", "generative-ai-applications-by-industry.pdf", 3),  # dense: not in 3
+])
+def test_hybrid_finds_what_dense_search_missed(corpus_bot, question, source, k):
+    assert corpus_bot.settings.retrieval == "hybrid"
+    top = corpus_bot.search(question, k=k)
+    assert source in {Path(p.source).name for p in top}, [(Path(p.source).name, round(p.score, 3)) for p in top]
