@@ -9,7 +9,10 @@ Systems (each answers every question through `RagBot.ask`, follow-ups as the cha
 - quote2:  the baseline the answer issue measured, the two best sentences quoted;
 - generate: the generator writes the answer (refusal still by the evidence threshold);
 - release: the code at the `--release` commit (a git worktree), as it answered before;
-- extract-no-min-score: extract without the retrieval-score refusal (is `min_score` needed?).
+- extract-no-min-score: extract without the retrieval-score refusal (is `min_score` needed?);
+- extract-dense: extract with dense retrieval only (before hybrid search);
+- extract-no-corrections: extract without the user's corrections (the same unless voted on).
+`--against SYSTEM` adds the paired bootstrap interval of each system's differences to SYSTEM.
 
 The documents: the shipped corpus, the frozen set's German and French documents, and the two
 public-domain PDFs from ../shared/data/pdfs when present (rows that need them are skipped,
@@ -128,6 +131,7 @@ def main() -> None:
     parser.add_argument("--qa", default=str(FROZEN / "answers.jsonl"))
     parser.add_argument("--systems", default="extract,quote2,generate")
     parser.add_argument("--release", metavar="COMMIT", help="also answer with the code at this commit")
+    parser.add_argument("--against", metavar="SYSTEM", help="also the paired differences to this system")
     parser.add_argument("--work", help="folder for data dirs and answers (default: a temporary one)")
     parser.add_argument("--reuse", action="store_true",
                         help="score a system's answers already in --work instead of asking again")
@@ -147,7 +151,8 @@ def main() -> None:
 
     systems = [s for s in args.systems.split(",") if s]
     settings = {"extract": {}, "quote2": {"answer_sentences": 2}, "generate": {"answer_mode": "generate"},
-                "extract-no-min-score": {"min_score": -1.0}}
+                "extract-no-min-score": {"min_score": -1.0}, "extract-dense": {"retrieval": "dense"},
+                "extract-no-corrections": {"use_corrections": False}}
     if args.release:
         release_dir = work / f"release-{args.release}"
         if not release_dir.is_dir():
@@ -174,11 +179,11 @@ def main() -> None:
             for lang in sorted({r["lang"] for r in records[system]})}
         results[system] = summary
         print(f"{system}: {len(answers)} answers in {summary['seconds']:.0f}s", flush=True)
-    if "release" in records:
+    for base in [b for b in ("release", args.against) if b in records]:
         for system in systems:
-            if system != "release":
-                a, b = records["release"], records[system]
-                results[system]["vs_release"] = {
+            if system != base:
+                a, b = records[base], records[system]
+                results[system][f"vs_{base}"] = {
                     "rougeL": paired_difference([r["rougeL"] for r in a if r["answerable"]],
                                                 [r["rougeL"] for r in b if r["answerable"]]),
                     "refused_answerable": paired_difference([r["refused"] for r in a if r["answerable"]],
@@ -205,9 +210,9 @@ def main() -> None:
     print(table([{"kind": k, **{f"{s} refused": results[s]["by_kind"].get(k, {}).get("refusal_rate") for s in results},
                   **{f"{s} rougeL": results[s]["by_kind"].get(k, {}).get("rougeL") for s in results}} for k in kinds]))
     for system, summary in results.items():
-        if "vs_release" in summary:
-            d = summary["vs_release"]
-            print(f"{system} - release: " + "; ".join(f"{k} {v['mean']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]"
+        for key in [k for k in summary if k.startswith("vs_")]:
+            d = summary[key]
+            print(f"{system} - {key[3:]}: " + "; ".join(f"{k} {v['mean']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]"
                                                    for k, v in d.items() if v["ci95"]))
     print("written to", save("answers", {"qa": str(args.qa), "skipped_rows": len(skipped), "systems": results}))
 

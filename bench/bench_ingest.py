@@ -69,6 +69,15 @@ def main() -> None:
     raw.encode(texts, batch_size=64)
     raw_seconds = time.perf_counter() - t0
 
+    # The BM25 index of hybrid search (included in the ingest's seconds above): built alone here,
+    # to say what share of the ingest it costs.
+    from ragbot.lexical import LexicalIndex
+
+    chunks = bot.store.all_chunks()
+    t0 = time.perf_counter()
+    LexicalIndex.build(chunks, bot.embedder.word_pieces, bot.embedder.name)
+    bm25_seconds = time.perf_counter() - t0
+
     pipeline_rate = n_chunks / in_command
     raw_rate = n_chunks / raw_seconds
     result = {
@@ -83,6 +92,8 @@ def main() -> None:
         "ratio_ingest_vs_raw_encode": pipeline_rate / raw_rate,
         "embed_dtype": bot.embedder.dtype_name,
         "ingest_peak_rss_mb": ingest_rss,
+        "bm25_build_seconds": bm25_seconds,
+        "bm25_share_of_ingest": bm25_seconds / in_command,
     }
     print(table([{"metric": k, "value": v} for k, v in result.items()]))
     print(f"saved {save('ingest', result)}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +32,7 @@ from .answer import (
 )
 from .answerability import AnswerabilityCheck
 from .corrections import CorrectionMemory, Match, MatchThreshold
-from .errors import BusyError
+from .errors import BusyError, DiskFullError
 from .evidence import EmbeddingScorer, Evidence, SentenceScorer, compose, rank
 from .feedback import FeedbackLog
 from .index import VectorIndex
@@ -117,7 +118,7 @@ class RagBot:
                 ids, vectors = self.store.all_vectors(dim)
                 index.add(ids, vectors)
                 if generation == self.store.generation():
-                    index.save(self.settings.index_dir, generation)
+                    _save_if_room(index, self.settings.index_dir, generation)
             self._index, self._index_generation = index, generation
             return index
 
@@ -132,7 +133,7 @@ class RagBot:
             if index is None:
                 index = LexicalIndex.build(self.store.all_chunks(), tokenize, tokenizer)
                 if generation == self.store.generation():
-                    index.save(self.settings.index_dir, generation)
+                    _save_if_room(index, self.settings.index_dir, generation)
             self._lexical = (generation, index)
             return index
 
@@ -159,7 +160,9 @@ class RagBot:
     def ingest(self, paths: Sequence[str | Path], prune: bool = False, progress: ProgressFn | None = None) -> IngestReport:
         with self._writing() as ingester:
             report = ingester.ingest(paths, prune=prune, progress=progress)
+            started = time.perf_counter()
             self._after_write()
+            report.seconds += time.perf_counter() - started  # the BM25 index is part of the ingest
             return report
 
     def remove(self, paths: Sequence[str | Path]) -> list[str]:
@@ -451,6 +454,8 @@ class RagBot:
             "chunks": chunks,
             "generation": self.store.generation(),
             "embedder": self.store.meta("embedder") or self.settings.embedder,
+            "retrieval": self.settings.retrieval,
+            "bm25_index_saved": (self.settings.index_dir / f"{self.store.generation()}.bm25").is_dir(),
             "generator": self.settings.generator,
             "adapter": self.adapter_in_use(),
             "schema_version": self.store.schema_version(),
@@ -469,6 +474,15 @@ class RagBot:
         if self.settings.adapter != "active":
             return self.settings.adapter
         return AdapterRegistry(self.settings.adapters_dir).state()["active"] or "none"
+
+def _save_if_room(index, directory: Path, generation: int) -> None:
+    """Save a rebuilt index for the next start; on a full disk keep it in memory only, so
+    reading goes on from the database (the next start rebuilds it again)."""
+    try:
+        index.save(directory, generation)
+    except DiskFullError as exc:
+        warnings.warn(f"search index kept in memory only: {exc}", stacklevel=3)
+
 
 def _without(ranked: list[Evidence], rejected: str) -> list[Evidence]:
     """The evidence minus the sentences a rejected answer quoted."""

@@ -376,7 +376,7 @@ def cmd_status(bot, args) -> int:
         print(json.dumps(status, indent=2))
     else:
         for key, value in status.items():
-            print(f"{key:15} {value}")
+            print(f"{key:17} {value}")
     return 0
 
 

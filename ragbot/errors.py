@@ -28,5 +28,9 @@ class DocumentError(RagbotError):
         self.reason = reason
 
 
+class DiskFullError(RagbotError):
+    """The disk holding the data dir is full; what was stored before is kept."""
+
+
 class BusyError(RagbotError):
     """Another ragbot process is writing to the same data dir."""

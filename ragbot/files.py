@@ -13,6 +13,7 @@ file or the new one under the real name, never a half-written one:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -24,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from .errors import BusyError
+from .errors import BusyError, DiskFullError
 
 
 def fsync_dir(directory: Path) -> None:
@@ -41,18 +42,52 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(path: Path) -> DiskFullError:
+    try:
+        free = f"{shutil.disk_usage(path if path.is_dir() else path.parent).free / 2**20:.1f} MB free"
+    except OSError:
+        free = "free space unknown"
+    return DiskFullError(f"{path}: no space left on the device ({free}); what was stored before is kept. "
+                         f"Free some space, then run the command again")
+
+
+@contextmanager
+def full_disk_reported(path: Path) -> Iterator[None]:
+    """Turn a full disk inside the block into DiskFullError naming `path`."""
+    try:
+        yield
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(Path(path)) from None
+        raise
+
+
 @contextmanager
 def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
-    """Write `path` through a temporary file that replaces it only when the block succeeds."""
+    """Write `path` through a temporary file that replaces it only when the block succeeds.
+    A full disk becomes DiskFullError, with the old file still in place."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(path) from None
+        raise
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(path) from None
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

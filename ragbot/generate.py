@@ -60,7 +60,8 @@ class Generator:
         local_only = not settings.allow_downloads
         try:
             tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only)
-            model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, local_files_only=local_only)
+            model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, local_files_only=local_only,
+                                                         use_safetensors=True)
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load generator {settings.generator!r} from {location}: {exc}") from None
         if not tokenizer.chat_template:
@@ -68,6 +69,9 @@ class Generator:
         if chosen is not None:
             from peft import PeftModel
 
+            from .models import require_safetensors
+
+            require_safetensors(chosen.path, f"adapter {chosen.version}")
             try:
                 model = PeftModel.from_pretrained(model, str(chosen.path)).merge_and_unload()
             except (OSError, ValueError, RuntimeError) as exc:

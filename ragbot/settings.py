@@ -61,7 +61,7 @@ class Settings:
     # questions ask the same when their embeddings' cosine reaches `correction_match`; `ragbot
     # tune` fits its own, this default was fit by the same code on the shipped corpus.
     use_corrections: bool = True
-    correction_match: float = 0.76
+    correction_match: float = 0.79
     # The generate mode shows the generator at most this many evidence sentences.
     prompt_passages: int = 3
     context_tokens: int = 2048  # prompt + answer budget for the generator

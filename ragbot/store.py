@@ -202,13 +202,19 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All or nothing; a full disk rolls back and becomes DiskFullError."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.execute("COMMIT")
+        except BaseException as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                from .files import disk_full
+
+                raise disk_full(self.path) from None
             raise
-        self._db.execute("COMMIT")
 
     # -- meta -------------------------------------------------------------------------------
 

@@ -399,10 +399,14 @@ def _load_trainable(bot, adapter_dir: Path | None):
     from .models import load_plan
 
     location, _, _ = load_plan(bot.settings, "generator")
-    model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32,
+    model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32, use_safetensors=True,
                                                  local_files_only=not bot.settings.allow_downloads)
     if adapter_dir is not None:
         from peft import PeftModel
+
+        from .models import require_safetensors
+
+        require_safetensors(adapter_dir, "the adapter to continue from")
 
         model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=True)
     return model

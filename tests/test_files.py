@@ -91,3 +91,49 @@ def test_a_second_tune_on_the_same_data_dir_is_refused(make_bot, docs, monkeypat
     with state_lock(bot.settings.data_dir / "tune.lock", "tuning"):
         with pytest.raises(BusyError, match=r"tuning in .* is busy: process \d+"):
             tuning.tune(bot, tuning.TuneConfig(model_questions=0))
+
+
+def test_a_full_disk_while_saving_the_index_is_one_clear_error_and_reading_goes_on(make_bot, docs, monkeypatch):
+    import errno
+
+    from ragbot.errors import DiskFullError
+
+    bot = make_bot()
+    bot.ingest([docs / "paris.md"])
+    real_fsync = os.fsync
+
+    def full(fd):
+        if os.path.isfile(f"/proc/self/fd/{fd}") or not os.path.isdir(os.readlink(f"/proc/self/fd/{fd}")):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(DiskFullError, match=r"\.faiss: no space left on the device .*stored before the disk filled"):
+        bot.ingest([docs])
+    assert not [p for p in bot.settings.index_dir.iterdir() if p.name.startswith(".")]  # no temporary left
+    # Every start rebuilds the missing index from the database; with no room to save it, it is
+    # kept in memory and searching still works.
+    later = make_bot(bot.settings.data_dir)
+    with pytest.warns(UserWarning, match="kept in memory only"):
+        top = later.search("Mount Etna", k=1)
+    assert top[0].source.endswith("volcano.html")
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    again = make_bot(bot.settings.data_dir)
+    assert again.search("Mount Etna", k=1)[0].source.endswith("volcano.html")
+    assert (bot.settings.index_dir / f"{again.store.generation()}.faiss").is_file()  # saved once there is room
+
+
+def test_a_full_database_rolls_back_the_batch_and_says_so(make_bot, docs):
+    from ragbot.errors import DiskFullError
+
+    bot = make_bot()
+    bot.ingest([docs / "paris.md"])
+    db = bot.store._db
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {pages + 1}")  # SQLite's own "database or disk is full"
+    (docs / "long.txt").write_text("Lava flows slowly downhill and cools into basalt. " * 400)
+    with pytest.raises(DiskFullError, match=r"ragbot\.db: no space left on the device"):
+        bot.ingest([docs])
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert [Path(d.source).name for d in bot.store.documents()] == ["paris.md"]
+    assert bot.search("Eiffel Tower", k=1)[0].source.endswith("paris.md")
