@@ -236,8 +236,8 @@ class RagBot:
         if not previous_questions:
             return question
         joined = f"{previous_questions[-1]} {question}"
-        alone, together = self.batch_search([question, joined], k=1)
-        best = lambda found: found[0].score if found else 0.0  # noqa: E731
+        alone, together = self.batch_search([question, joined])
+        best = lambda found: max((p.score for p in found), default=0.0)  # noqa: E731
         return joined if best(together) > best(alone) else question
 
     def ask(
@@ -318,7 +318,7 @@ class RagBot:
                          refusal_reason="corrected" if refused else None, correction_of=match.correction.answer_id,
                          corrected_question=match.correction.question, **common)
             return
-        if not passages or passages[0].score < settings.min_score:
+        if not passages or max(p.score for p in passages) < settings.min_score:
             yield from refusal("low_retrieval_score", {"generate": 0.0})
             return
         t0 = time.perf_counter()

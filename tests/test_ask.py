@@ -91,7 +91,9 @@ def test_cli_ask_json_shape_then_vote_and_export(corpus_bot, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    assert set(out) == {"id", "answer", "refused", "citations", "passages", "model", "adapter", "timings_ms", "tokens"}
+    assert set(out) == {"id", "answer", "refused", "citations", "passages", "model", "adapter", "timings_ms", "tokens",
+                        "correction_of"}
+    assert out["correction_of"] is None
     assert set(out["timings_ms"]) == {"retrieve", "evidence", "generate"}
     assert set(out["tokens"]) == {"prompt", "completion"}
     assert len(out["passages"]) == 5

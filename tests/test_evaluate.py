@@ -114,7 +114,10 @@ def test_near_miss_questions_are_on_topic(corpus_bot):
     the off-topic ones in corpus_qa.jsonl, retrieval mostly lets them through to the model."""
     rows = load_qa(DATA / "corpus_qa_near_miss.jsonl")
     assert len(rows) == 18 and not any(r["answerable"] for r in rows)
-    top = [passages[0].score for passages in corpus_bot.batch_search([r["question"] for r in rows], k=1)]
+    # A property of the set as written: measured, like the floor, by the embedder's ranking alone
+    # (hybrid search may put a passage that shares rarer words first, with a lower cosine).
+    dense = corpus_bot.with_settings(retrieval="dense")
+    top = [passages[0].score for passages in dense.batch_search([r["question"] for r in rows], k=1)]
     assert sum(score >= RETRIEVAL_FLOOR for score in top) >= 14
 
 
