@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 import uuid
+from pathlib import Path
 
 from .errors import RagbotError
 
@@ -195,6 +196,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("documents", parents=[common], help="list stored documents")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("doctor", parents=[common], help="check the data dir; --repair rebuilds what can be rebuilt",
+                       description="Check the database (integrity, migrations, orphan chunks), the search indexes "
+                                   "against the database, the adapter registry, the model files' hashes and free "
+                                   "disk. --repair rebuilds the indexes from the database, removes leftovers of "
+                                   "interrupted writes and orphan chunks, and resets a damaged registry state; what "
+                                   "it cannot repair (a damaged database) it names. Exit status 0 when clean.")
+    p.add_argument("--repair", action="store_true", help="repair what can be rebuilt")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("backup", parents=[common], help="a consistent copy of the data dir, safe while it is in use",
+                       description="Copy the database with SQLite's backup API (consistent even while another "
+                                   "process writes), the adapters and config.toml into DEST (a new folder). "
+                                   "Indexes and the converted generator are rebuilt on first use.")
+    p.add_argument("dest", metavar="DEST")
+    p = sub.add_parser("restore", parents=[common], help="make the data dir a backup's state",
+                       description="Restore a backup made by `ragbot backup` into the data dir. A data dir that is "
+                                   "not empty is replaced only with --replace, and then moved aside, not deleted.")
+    p.add_argument("backup", metavar="BACKUP")
+    p.add_argument("--replace", action="store_true", help="move the current data dir aside and restore in its place")
     return parser
 
 
@@ -229,6 +249,8 @@ def _open(args: argparse.Namespace):
 def _run(args: argparse.Namespace) -> int:
     if getattr(args, "eval_command", None) == "report":
         return cmd_eval(None, args)  # reads run folders only: no data dir, no models
+    if args.command in ("doctor", "backup", "restore"):  # they must not open (or create) the database first
+        return MAINTENANCE[args.command](args)
     bot = _open(args)
     try:
         return COMMANDS[args.command](bot, args)
@@ -393,16 +415,12 @@ def cmd_documents(bot, args) -> int:
 
 
 def _out_dir(bot, args, name: str):
-    from pathlib import Path
-
     if args.out:
         return Path(args.out)
     return bot.settings.data_dir / "eval-runs" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def cmd_eval(bot, args) -> int:
-    from pathlib import Path
-
     from . import evaluate
     from .bot import RagBot
 
@@ -599,3 +617,42 @@ COMMANDS = {
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _data_dir(args) -> Path:
+    from .settings import default_data_dir
+
+    return Path(args.data_dir).expanduser() if getattr(args, "data_dir", None) else default_data_dir()
+
+
+def cmd_doctor(args) -> int:
+    from .doctor import doctor
+
+    report = doctor(_data_dir(args), repair=args.repair)
+    if args.json:
+        print(json.dumps({"clean": report.clean, "findings": [f.__dict__ for f in report.findings]}, indent=2))
+    else:
+        print("\n".join(report.lines()))
+        print("clean" if report.clean else "problems found" + ("" if args.repair else " (try --repair)"))
+    return 0 if report.clean else 1
+
+
+def cmd_backup(args) -> int:
+    from .doctor import backup
+
+    manifest = backup(_data_dir(args), Path(args.dest))
+    counts = ", ".join(f"{n} {name}" for name, n in manifest["counts"].items())
+    print(f"backed up {_data_dir(args)} to {Path(args.dest).expanduser().resolve()} ({counts})")
+    return 0
+
+
+def cmd_restore(args) -> int:
+    from .doctor import restore
+
+    done = restore(Path(args.backup), _data_dir(args), replace=args.replace)
+    print(f"restored {args.backup} into {_data_dir(args)} (backup of {time.strftime('%Y-%m-%d %H:%M', time.localtime(done['created_at']))})"
+          + (f"; the previous data dir is at {done['moved_aside']}" if done["moved_aside"] else ""))
+    return 0
+
+
+MAINTENANCE = {"doctor": cmd_doctor, "backup": cmd_backup, "restore": cmd_restore}

