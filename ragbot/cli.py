@@ -277,12 +277,14 @@ def _progress_bar(label: str, quiet: bool = False):
 
 
 def _print_report(report) -> None:
+    from .text import one_line
+
     for path, reason in report.failed:
-        print(f"failed: {path}: {reason}", file=sys.stderr)
+        print(f"failed: {one_line(path)}: {reason}", file=sys.stderr)
     for path, reason in report.skipped:
-        print(f"skipped: {path}: {reason}", file=sys.stderr)
+        print(f"skipped: {one_line(path)}: {reason}", file=sys.stderr)
     for path in report.removed:
-        print(f"removed: {path}")
+        print(f"removed: {one_line(path)}")
     print(report.summary())
 
 
@@ -407,9 +409,11 @@ def cmd_documents(bot, args) -> int:
     if args.json:
         print(json.dumps([d.__dict__ for d in docs], indent=2))
         return 0
+    from .text import one_line
+
     for d in docs:
         pages = f", {d.n_pages} pages" if d.n_pages else ""
-        print(f"{d.source}  ({d.kind}, {d.n_chunks} chunks{pages})")
+        print(f"{one_line(d.source)}  ({d.kind}, {d.n_chunks} chunks{pages})")
     print(f"{len(docs)} document(s)")
     return 0
 

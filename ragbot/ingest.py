@@ -98,6 +98,10 @@ def collect_files(paths: Iterable[str | Path], report: IngestReport) -> list[Pat
 
 def _stat_problem(path: Path) -> str | None:
     try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:  # bytes Python kept as surrogates: the database stores names as text
+        return "the file name is not valid UTF-8; rename the file to ingest it"
+    try:
         os.stat(path)
     except FileNotFoundError:
         return "broken symbolic link" if os.path.islink(path) else "no such file or directory"

@@ -7,7 +7,9 @@ act on. Nothing here touches the index or the database.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import stat
 from pathlib import Path
 
 from .errors import DocumentError
@@ -67,11 +69,26 @@ def read_document(path: Path) -> Document:
 
 
 def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, read from one open file: a path that became a FIFO or a device after it
+    was listed is refused (opened without blocking, checked with fstat), and a file that grows
+    while it is read stops at the size limit instead of filling memory."""
+    too_big = f"over the {MAX_FILE_BYTES / 2**20:.0f} MiB limit"
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise DocumentError(str(path), f"file is {size / 2**20:.0f} MiB, over the {MAX_FILE_BYTES // 2**20} MiB limit")
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise DocumentError(str(path), "not a regular file (a pipe, device or socket)")
+            if info.st_size > MAX_FILE_BYTES:
+                raise DocumentError(str(path), f"file is {info.st_size / 2**20:.0f} MiB, {too_big}")
+            os.set_blocking(fd, True)
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                data = fh.read(MAX_FILE_BYTES + 1)
+        finally:
+            os.close(fd)
+        if len(data) > MAX_FILE_BYTES:
+            raise DocumentError(str(path), f"file grew past the limit while it was read ({too_big})")
+        return data
     except PermissionError:
         raise DocumentError(str(path), "permission denied (cannot read the file)") from None
     except FileNotFoundError:

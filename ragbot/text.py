@@ -68,3 +68,9 @@ def prose_sentences(text: str) -> list[str]:
 def words(text: str) -> list[str]:
     """Lower-cased word tokens (letters and digits of any script)."""
     return [w.lower() for w in _WORD.findall(text)]
+
+
+def one_line(text: str) -> str:
+    """`text` safe to print on one line: a name holding a newline, a control character or bytes
+    that are not UTF-8 (kept by Python as surrogates) is shown escaped, as Python writes it."""
+    return text if text.isprintable() else ascii(text)[1:-1]
