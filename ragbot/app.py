@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .answer import passage_header
 from .bot import RagBot
+from .conversations import ConversationError, Conversations
 from .errors import RagbotError
 from .readers import kind_of, supported_suffixes
 from .types import Answer
@@ -100,6 +101,8 @@ class ChatHandlers:
         self.uploads = bot.settings.data_dir / "uploads"
         self._issued: dict[str, set[str]] = {}
         self._issued_lock = threading.Lock()
+        self.conversations = Conversations(bot.store)
+        self.exports = bot.settings.data_dir / "exports"
 
     def _issue(self, session: str, answer_id: str) -> None:
         with self._issued_lock:
@@ -154,6 +157,47 @@ class ChatHandlers:
         self._issue(session, answer.id)
         history[-1] = {"role": "assistant", "content": shown(answer.answer), "metadata": {"id": answer.id}}
         yield history, render_sources(answer, show_all), ""
+
+    # -- conversations ------------------------------------------------------------------------
+
+    def start_turn(self, conversation_id: str, owner: str, question: str) -> str | None:
+        """Record the turn in the owner's conversation; the reason it cannot be, or None."""
+        try:
+            self.conversations.touch(conversation_id, owner, question)
+        except ConversationError:
+            return "This conversation cannot be continued here; start a new one."
+        return None
+
+    def conversation_choices(self, owner: str) -> list[tuple[str, str]]:
+        """(label, id) of the owner's conversations, newest first: its title and date."""
+        import time
+
+        return [(f"{c.title} · {time.strftime('%Y-%m-%d %H:%M', time.localtime(c.updated_at))}", c.id)
+                for c in self.conversations.list(owner)]
+
+    def reopen(self, conversation_id: str, owner: str, session: str) -> list[dict]:
+        """The conversation's messages as the chat shows them, its answers issued to this session
+        (so they can be voted on again); empty for an id the owner does not have."""
+        try:
+            turns = self.conversations.turns(conversation_id, owner)
+        except ConversationError:
+            return []
+        history = []
+        for turn in turns:
+            self._issue(session, turn.answer_id)
+            history.append({"role": "user", "content": shown(turn.question)})
+            history.append({"role": "assistant", "content": shown(turn.answer), "metadata": {"id": turn.answer_id}})
+        return history
+
+    def export_conversation(self, conversation_id: str, owner: str) -> Path | None:
+        try:
+            text = self.conversations.export(conversation_id, owner)
+        except ConversationError:
+            return None
+        self.exports.mkdir(parents=True, exist_ok=True)
+        path = self.exports / f"conversation-{conversation_id}.md"  # the id is a random 128-bit name
+        path.write_text(text, encoding="utf-8")
+        return path
 
     @staticmethod
     def _history_messages(history: list[dict]) -> list[dict]:
@@ -246,6 +290,38 @@ def session_of(request) -> str:
     return f"{getattr(request, 'username', None) or ''}|{getattr(request, 'session_hash', None) or ''}"
 
 
+_TOKEN = re.compile(r"^[0-9a-f]{32}$")
+
+
+def browser_secret(data_dir: Path) -> str:
+    """The key Gradio encrypts the browser's saved state with, made once per data dir. It is not
+    a password (Gradio sends it to the page); it only has to outlive a server restart."""
+    import secrets
+
+    from .files import write_atomic
+
+    path = data_dir / "browser-state.key"
+    try:
+        key = path.read_text(encoding="ascii").strip()
+        if _TOKEN.match(key):
+            return key
+    except (OSError, UnicodeDecodeError):
+        pass
+    key = secrets.token_hex(16)
+    write_atomic(path, key)
+    return key
+
+
+def owner_of(request, browser: dict | None) -> str:
+    """Whose conversations these are: the logged-in user, else the browser's own random token
+    (kept in its local storage; a token of another shape is not trusted and gives nothing)."""
+    user = getattr(request, "username", None)
+    if user:
+        return f"user:{user}"
+    token = str((browser or {}).get("owner") or "")
+    return f"browser:{token}" if _TOKEN.match(token) else f"session:{getattr(request, 'session_hash', '')}"
+
+
 def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     import gradio as gr
@@ -253,15 +329,28 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
     handlers = ChatHandlers(bot, max_upload_mb)
     with gr.Blocks(title="ragbot", analytics_enabled=False) as app:
         conversation = gr.State(lambda: uuid.uuid4().hex)
+        # What this browser keeps between visits: its owner token, the open conversation, settings.
+        # Gradio encrypts it with this secret: one per data dir, so it still reads after a restart.
+        browser = gr.BrowserState({}, storage_key="ragbot", secret=browser_secret(bot.settings.data_dir))
         gr.Markdown("## ragbot — answers from your documents, with sources")
         with gr.Row():
+            with gr.Column(scale=1, min_width=220):
+                past = gr.Radio(choices=[], label="Conversations", elem_id="conversations")
+                with gr.Accordion("Rename, export or delete", open=False, elem_id="conversation-tools"):
+                    new_title = gr.Textbox(label="New title", elem_id="new-title", max_length=80)
+                    rename = gr.Button("Rename", elem_id="rename")
+                    export = gr.Button("Export as Markdown", elem_id="export")
+                    exported = gr.File(label="Export", interactive=False, elem_id="exported")
+                    delete = gr.Button("Delete this conversation", variant="stop", elem_id="delete")
             with gr.Column(scale=3):
                 chat = gr.Chatbot(label="Chat", height=480, sanitize_html=True, render_markdown=False,
                                   elem_id="chat", feedback_options=("Like", "Dislike"))
-                question = gr.Textbox(label="Question", placeholder="Ask about your documents…", elem_id="question",
-                                      max_length=MAX_QUESTION_CHARS)
+                # Usable once the page has loaded its conversation (on_load), so a first question
+                # always lands in this browser's own conversation.
+                question = gr.Textbox(label="Question", placeholder="Loading…", elem_id="question",
+                                      max_length=MAX_QUESTION_CHARS, interactive=False)
                 with gr.Row():
-                    send = gr.Button("Ask", variant="primary", elem_id="ask")
+                    send = gr.Button("Ask", variant="primary", elem_id="ask", interactive=False)
                     new_chat = gr.Button("New conversation")
                 status = gr.Markdown(elem_id="status")
                 with gr.Accordion("Comment or correct the latest answer", open=False):
@@ -284,8 +373,10 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         ask_inputs = [question, chat, conversation, k, temperature, show_all]
         ask_outputs = [chat, sources, question]
 
-        def respond(question, history, conversation_id, k, temperature, show_all, request: gr.Request):
+        def respond(question, history, conversation_id, k, temperature, show_all, saved, request: gr.Request):
             problem = handlers.question_problem(question)
+            if not problem:
+                problem = handlers.start_turn(conversation_id, owner_of(request, saved), question.strip())
             if problem:  # said in a notice; the conversation, its sources and the box stay as they are
                 gr.Warning(problem)
                 yield gr.skip(), gr.skip(), gr.skip()
@@ -293,8 +384,77 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             yield from handlers.respond(question, history, conversation_id, k, temperature, show_all,
                                         session=session_of(request))
 
-        send.click(respond, ask_inputs, ask_outputs, api_name="respond").then(handlers.model_info, None, info)
-        question.submit(respond, ask_inputs, ask_outputs, api_name=False).then(handlers.model_info, None, info)
+        def listed(conversation_id, saved, request: gr.Request):
+            """The conversation list, with the open one selected and remembered by the browser."""
+            owner = owner_of(request, saved)
+            choices = handlers.conversation_choices(owner)
+            chosen = conversation_id if any(c[1] == conversation_id for c in choices) else None
+            return gr.update(choices=choices, value=chosen), {**(saved or {}), "conversation": conversation_id}
+
+        for trigger in (send.click, question.submit):
+            trigger(respond, ask_inputs + [browser], ask_outputs, api_name="respond" if trigger == send.click else False
+                    ).then(handlers.model_info, None, info).then(listed, [conversation, browser], [past, browser])
+
+        def on_load(saved, request: gr.Request):
+            """A reload or a server restart: the browser's open conversation comes back, with its
+            settings; the first visit gets its owner token."""
+            saved = dict(saved or {})
+            if not _TOKEN.match(str(saved.get("owner") or "")):
+                saved["owner"] = uuid.uuid4().hex
+            owner = owner_of(request, saved)
+            history = handlers.reopen(str(saved.get("conversation") or ""), owner, session_of(request))
+            current = str(saved["conversation"]) if history else uuid.uuid4().hex
+            saved["conversation"] = current
+            choices = handlers.conversation_choices(owner)
+            return (saved, current, history, gr.update(choices=choices, value=current if history else None),
+                    saved.get("k", bot.settings.top_k), bool(saved.get("show_all", False)),
+                    saved.get("temperature", bot.settings.temperature),
+                    gr.update(interactive=True, placeholder="Ask about your documents…"), gr.update(interactive=True))
+
+        app.load(on_load, browser, [browser, conversation, chat, past, k, show_all, temperature, question, send])
+
+        def open_past(chosen, saved, show, request: gr.Request):
+            history = handlers.reopen(str(chosen or ""), owner_of(request, saved), session_of(request))
+            if not history:
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return history, chosen, render_sources(None, show), {**(saved or {}), "conversation": chosen}
+
+        past.input(open_past, [past, browser, show_all], [chat, conversation, sources, browser])
+
+        def rename_current(conversation_id, title, saved, request: gr.Request):
+            try:
+                handlers.conversations.rename(conversation_id, owner_of(request, saved), title)
+            except ConversationError as exc:
+                return gr.skip(), f"Not renamed: {exc}.", gr.skip()
+            choices = handlers.conversation_choices(owner_of(request, saved))
+            return gr.update(choices=choices, value=conversation_id), "Renamed.", ""
+
+        rename.click(rename_current, [conversation, new_title, browser], [past, status, new_title])
+
+        def export_current(conversation_id, saved, request: gr.Request):
+            path = handlers.export_conversation(conversation_id, owner_of(request, saved))
+            return str(path) if path else None
+
+        export.click(export_current, [conversation, browser], exported)
+
+        def delete_current(conversation_id, saved, request: gr.Request):
+            owner = owner_of(request, saved)
+            try:
+                handlers.conversations.delete(conversation_id, owner)
+            except ConversationError:
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), "Nothing to delete: ask a question first.", gr.skip()
+            fresh = uuid.uuid4().hex
+            return ([], fresh, gr.update(choices=handlers.conversation_choices(owner), value=None),
+                    render_sources(None, False), "Conversation deleted (its answers stay in the answer log).",
+                    {**(saved or {}), "conversation": fresh})
+
+        delete.click(delete_current, [conversation, browser], [chat, conversation, past, sources, status, browser])
+
+        def remember(saved, k_value, show, temp):
+            return {**(saved or {}), "k": k_value, "show_all": show, "temperature": temp}
+
+        for control in (k, show_all, temperature):
+            control.change(remember, [browser, k, show_all, temperature], browser)
 
         def like(history, data: gr.LikeData, request: gr.Request):
             return handlers.on_like(history, data.index, data.liked, getattr(request, "username", None),
@@ -310,7 +470,11 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             return said, "" if done else gr.skip(), "" if done else gr.skip()
 
         save_comment.click(save, [chat, comment, correction], [status, comment, correction], api_name="save")
-        new_chat.click(lambda: ([], render_sources(None, False), uuid.uuid4().hex), None, [chat, sources, conversation])
+        def start_new(saved):
+            fresh = uuid.uuid4().hex
+            return [], render_sources(None, False), fresh, gr.update(value=None), {**(saved or {}), "conversation": fresh}
+
+        new_chat.click(start_new, browser, [chat, sources, conversation, past, browser])
         upload.upload(handlers.on_upload, upload, upload_status)
     app.queue(default_concurrency_limit=4)
     return app
@@ -329,8 +493,9 @@ def serve(bot: RagBot, host: str, port: int, share: bool = False, auth=None, pre
     the footer's API and Gradio links are hidden."""
     limit = bot.settings.max_upload_mb
     app = build_app(bot, max_upload_mb=limit)
+    # Only the conversation exports (named by random ids) may be served from the data dir.
     app.launch(server_name=host, server_port=port, share=share, auth=auth, max_file_size=f"{limit}mb",
-               allowed_paths=[], show_error=False, quiet=True, footer_links=[], css=CSS,
+               allowed_paths=[str(bot.settings.data_dir / "exports")], show_error=False, quiet=True, footer_links=[], css=CSS,
                head=f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">',
                prevent_thread_lock=prevent_thread_lock)
     return app

@@ -107,6 +107,20 @@ MIGRATIONS: list[tuple[int, str]] = [
         )
         """,
     ),
+    (
+        3,
+        """
+        CREATE TABLE conversations (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            title TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            deleted INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX conversations_owner ON conversations(owner, deleted, updated_at)
+        """,
+    ),
 ]
 
 

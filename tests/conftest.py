@@ -113,9 +113,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running_chat(data_dir: Path, *extra: str):
-    """`ragbot chat` in its own process on a free port; yields its URL."""
-    port = _free_port()
+def running_chat(data_dir: Path, *extra: str, port: int | None = None):
+    """`ragbot chat` in its own process on a free port (or `port`); yields its URL."""
+    port = port or _free_port()
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / f"chat-server-{port}.log"
     with open(log_path, "w") as log:

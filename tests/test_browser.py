@@ -14,7 +14,7 @@ import pytest
 
 from ragbot import RagBot
 
-from conftest import ARTIFACTS
+from conftest import ARTIFACTS, ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -127,3 +127,60 @@ def test_hostile_documents_and_questions_are_shown_as_text_and_fetch_nothing(mak
         page.screenshot(path=str(ARTIFACTS / "chat-hostile.png"))
         browser.close()
     assert foreign == []
+
+
+def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot, tmp_path):
+    """The open conversation comes back after a reload and a server restart (same address: the
+    browser keeps its token and the conversation's id in local storage); it is listed, renamed,
+    exported and deleted; another browser sees none of it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from conftest import _free_port, running_chat
+
+    bot = make_bot()
+    bot.ingest([ROOT / "corpus" / "gans.md"])
+    data_dir = bot.settings.data_dir
+    port = _free_port()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        page = context.new_page()
+        with running_chat(data_dir, port=port) as url:
+            page.goto(url)
+            page.fill("#question textarea", "When were GANs introduced?")
+            page.click("#ask")
+            expect(page.locator("#sources .ragbot-source").first).to_be_visible(timeout=180_000)
+            expect(page.locator("#conversations")).to_contain_text("When were GANs introduced?", timeout=30_000)
+            page.reload()
+            expect(page.locator("#chat .message.bot").last).to_contain_text("2014", timeout=60_000)
+        with running_chat(data_dir, port=port) as url:  # a new server process, the same database
+            page.reload()
+            expect(page.locator("#chat .message.bot").last).to_contain_text("2014", timeout=60_000)
+            expect(page.locator("#conversations")).to_contain_text("When were GANs introduced?")
+            page.locator('#chat button[aria-label="Like"]').last.click()  # reopened answers can be voted on
+            expect(page.locator("#status")).to_contain_text("marked helpful", timeout=30_000)
+
+            page.get_by_text("Rename, export or delete").click()
+            page.fill("#new-title textarea", "GAN history")
+            page.click("#rename")
+            expect(page.locator("#conversations")).to_contain_text("GAN history", timeout=30_000)
+            page.click("#export")
+            expect(page.locator("#exported")).to_contain_text(".md", timeout=30_000)
+
+            other = browser.new_context().new_page()  # another browser: its own token, nothing listed
+            other.goto(url)
+            expect(other.locator("#conversations")).not_to_contain_text("GAN history", timeout=30_000)
+            assert other.locator("#chat .message").count() == 0
+
+            page.click("#delete")
+            expect(page.locator("#status")).to_contain_text("Conversation deleted", timeout=30_000)
+            expect(page.locator("#conversations")).not_to_contain_text("GAN history")
+            page.screenshot(path=str(ARTIFACTS / "chat-conversations.png"))
+        browser.close()
+    exported = list((data_dir / "exports").glob("conversation-*.md"))
+    assert len(exported) == 1 and "When were GANs introduced?" in exported[0].read_text()
+    reopened = RagBot.open(data_dir)
+    assert reopened.store._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == 1  # kept for tuning
+    assert reopened.store._db.execute("SELECT vote FROM feedback").fetchone() == (1,)
+    reopened.close()

@@ -28,7 +28,7 @@ def test_twenty_concurrent_sessions_lose_no_feedback(server):
         client = Client(url, verbose=False)
         question = QUESTIONS[i % len(QUESTIONS)]
         started = time.perf_counter()
-        history, _sources, _box = client.predict(question, [], 5, 0.0, False, api_name="/respond")
+        history, _sources, _box = client.predict(question, [], 5, 0.0, False, {}, api_name="/respond")
         elapsed = time.perf_counter() - started
         comment = f"session {i}"
         status, comment_box, correction_box = client.predict(history, comment, "", api_name="/save")
@@ -85,7 +85,7 @@ def test_a_vote_for_an_answer_another_session_got_is_refused(server):
 
     url, data_dir = server
     ann, mallory = Client(url, verbose=False), Client(url, verbose=False)
-    history, _sources, _box = ann.predict("Who introduced the variational autoencoder?", [], 5, 0.0, False,
+    history, _sources, _box = ann.predict("Who introduced the variational autoencoder?", [], 5, 0.0, False, {},
                                           api_name="/respond")
     answer_id = history[-1]["metadata"]["id"]
     assert mallory.predict(history, "", "A forged correction [1].", api_name="/save")[0] == \

@@ -1,0 +1,118 @@
+"""Conversations: the chat page's list of past conversations, kept in the data dir's database.
+
+The turns themselves are the answer log (feedback.py): every answer is recorded with its
+conversation id and turn. This module adds who a conversation belongs to, its title (the first
+question, until renamed) and dates, so a conversation can be listed, reopened after a reload or a
+server restart, renamed, exported and deleted. An owner is the logged-in user when the page has
+a login, else a random token the browser keeps; every read and change checks it, so an id sent
+by another browser opens nothing. Deleting hides a conversation from its owner; its answers and
+votes stay in the answer log, which tuning learns from.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from .errors import RagbotError
+from .store import Store
+
+TITLE_CHARS = 80
+
+
+class ConversationError(RagbotError):
+    pass
+
+
+@dataclass
+class Conversation:
+    id: str
+    title: str
+    created_at: float
+    updated_at: float
+    turns: int
+
+
+@dataclass
+class Turn:
+    question: str
+    answer: str
+    answer_id: str
+    refused: bool
+
+
+class Conversations:
+    def __init__(self, store: Store):
+        self.store = store
+
+    @property
+    def _db(self):
+        return self.store._db
+
+    def _owned(self, conversation_id: str, owner: str) -> tuple | None:
+        row = self._db.execute("SELECT owner, deleted FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+        if row is None:
+            return None
+        if row[0] != owner or row[1]:
+            raise ConversationError("no such conversation")  # the same words for another's and a deleted one
+        return row
+
+    def touch(self, conversation_id: str, owner: str, first_question: str) -> None:
+        """Record a turn's time; a new conversation is created, titled by its first question."""
+        now = time.time()
+        with self.store.transaction() as db:
+            row = db.execute("SELECT owner, deleted FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+            if row is None:
+                title = " ".join(first_question.split())[:TITLE_CHARS] or "(untitled)"
+                db.execute("INSERT INTO conversations(id, owner, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+                           (conversation_id, owner, title, now, now))
+            elif row[0] != owner or row[1]:
+                raise ConversationError("no such conversation")
+            else:
+                db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
+
+    def list(self, owner: str, limit: int = 50) -> list[Conversation]:
+        rows = self._db.execute(
+            "SELECT c.id, c.title, c.created_at, c.updated_at, "
+            "(SELECT COUNT(*) FROM answers a WHERE a.conversation_id = c.id) "
+            "FROM conversations c WHERE c.owner = ? AND c.deleted = 0 ORDER BY c.updated_at DESC LIMIT ?",
+            (owner, limit)).fetchall()
+        return [Conversation(*row) for row in rows]
+
+    def turns(self, conversation_id: str, owner: str) -> list[Turn]:
+        if self._owned(conversation_id, owner) is None:
+            return []
+        rows = self._db.execute(
+            "SELECT question, answer, id, refused FROM answers WHERE conversation_id = ? ORDER BY turn, created_at",
+            (conversation_id,)).fetchall()
+        return [Turn(q, a, i, bool(r)) for q, a, i, r in rows]
+
+    def rename(self, conversation_id: str, owner: str, title: str) -> None:
+        title = " ".join((title or "").split())[:TITLE_CHARS]
+        if not title:
+            raise ConversationError("a title needs at least one character")
+        if self._owned(conversation_id, owner) is None:
+            raise ConversationError("no such conversation")
+        with self.store.transaction() as db:
+            db.execute("UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id))
+
+    def delete(self, conversation_id: str, owner: str) -> None:
+        if self._owned(conversation_id, owner) is None:
+            raise ConversationError("no such conversation")
+        with self.store.transaction() as db:
+            db.execute("UPDATE conversations SET deleted = 1, updated_at = ? WHERE id = ?", (time.time(), conversation_id))
+
+    def export(self, conversation_id: str, owner: str, fmt: str = "markdown") -> str:
+        """The conversation as Markdown (questions, answers) or JSON (with answer ids)."""
+        if self._owned(conversation_id, owner) is None:
+            raise ConversationError("no such conversation")
+        title = self._db.execute("SELECT title FROM conversations WHERE id = ?", (conversation_id,)).fetchone()[0]
+        turns = self.turns(conversation_id, owner)
+        if fmt == "json":
+            return json.dumps({"id": conversation_id, "title": title,
+                               "turns": [t.__dict__ for t in turns]}, ensure_ascii=False, indent=2)
+        lines = [f"# {title}", ""]
+        for t in turns:
+            lines += [f"**Question:** {t.question}", "", f"**Answer:** {t.answer}", ""]
+        return "\n".join(lines)

@@ -1,0 +1,70 @@
+"""Conversations belong to their owner: listed, reopened, renamed, exported and deleted only by it."""
+
+import json
+
+import pytest
+
+from ragbot.app import ChatHandlers, owner_of
+from ragbot.conversations import ConversationError, Conversations
+
+
+def test_a_conversation_is_its_owners_only(make_bot, docs):
+    bot = make_bot()
+    bot.ingest([docs])
+    conversations = Conversations(bot.store)
+    conversations.touch("c1", "browser:ann", "  Where is the   Eiffel Tower? ")
+    first = bot.ask("Where is the Eiffel Tower?", conversation_id="c1", turn=1)
+    conversations.touch("c1", "browser:ann", "When was it completed?")
+    bot.ask("When was it completed?", conversation_id="c1", turn=2)
+    [listed] = conversations.list("browser:ann")
+    assert (listed.id, listed.title, listed.turns) == ("c1", "Where is the Eiffel Tower?", 2)
+    turns = conversations.turns("c1", "browser:ann")
+    assert [t.question for t in turns] == ["Where is the Eiffel Tower?", "When was it completed?"]
+    assert turns[0].answer_id == first.id
+
+    assert conversations.list("browser:mallory") == []
+    for attempt in (lambda: conversations.turns("c1", "browser:mallory"),
+                    lambda: conversations.touch("c1", "browser:mallory", "hijack"),
+                    lambda: conversations.rename("c1", "browser:mallory", "mine"),
+                    lambda: conversations.delete("c1", "browser:mallory"),
+                    lambda: conversations.export("c1", "browser:mallory")):
+        with pytest.raises(ConversationError, match="no such conversation"):
+            attempt()
+
+    conversations.rename("c1", "browser:ann", "Paris")
+    assert conversations.list("browser:ann")[0].title == "Paris"
+    exported = json.loads(conversations.export("c1", "browser:ann", "json"))
+    assert exported["title"] == "Paris" and len(exported["turns"]) == 2
+    assert conversations.export("c1", "browser:ann").startswith("# Paris\n")
+    conversations.delete("c1", "browser:ann")
+    assert conversations.list("browser:ann") == []
+    with pytest.raises(ConversationError):
+        conversations.turns("c1", "browser:ann")
+    assert bot.feedback.answer_trace(first.id)["question"] == "Where is the Eiffel Tower?"  # the log keeps it
+
+
+def test_reopening_issues_the_answers_to_the_session_so_they_can_be_voted_on(make_bot, docs):
+    bot = make_bot()
+    bot.ingest([docs])
+    handlers = ChatHandlers(bot)
+    assert handlers.start_turn("c2", "browser:ann", "Where is Mount Etna?") is None
+    *_, (history, _, _) = handlers.respond("Where is Mount Etna?", [], "c2", 5, 0.0, False, session="tab1")
+    reopened = handlers.reopen("c2", "browser:ann", session="tab2")  # a reload: a new session
+    assert [m["role"] for m in reopened] == ["user", "assistant"]
+    assert reopened[1]["metadata"]["id"] == history[1]["metadata"]["id"]
+    assert handlers.on_like(reopened, 1, True, session="tab2") == "Thanks: marked helpful."
+    assert handlers.reopen("c2", "browser:mallory", session="tab3") == []
+    assert handlers.start_turn("c2", "browser:mallory", "hijack").startswith("This conversation cannot be continued")
+
+
+class _Request:
+    def __init__(self, username=None, session_hash="s"):
+        self.username, self.session_hash = username, session_hash
+
+
+def test_owner_is_the_user_else_a_well_formed_browser_token():
+    token = "0123456789abcdef0123456789abcdef"
+    assert owner_of(_Request(username="ann"), {"owner": token}) == "user:ann"
+    assert owner_of(_Request(), {"owner": token}) == f"browser:{token}"
+    assert owner_of(_Request(session_hash="h"), {"owner": "../../etc"}) == "session:h"  # not trusted
+    assert owner_of(_Request(session_hash="h"), None) == "session:h"
