@@ -48,10 +48,31 @@ def message_text(message: dict) -> str:
 
 
 def safe_upload_name(name: str) -> str:
-    """A file name that cannot leave the uploads folder: no separators, no dots in front."""
+    """A file name that cannot leave the uploads folder: no separators, no dots in front, no
+    control or shell-special characters. Letters of any script are kept ("Übersicht.pdf")."""
     base = os.path.basename(name.replace("\\", "/"))
-    base = re.sub(r"[^A-Za-z0-9._ -]", "_", base).strip(" .")
-    return base[:120] or "upload"
+    base = "".join(ch if (ch.isalnum() or ch in "._ -()") else "_" for ch in base).strip(" .")
+    stem, dot, suffix = base.rpartition(".")
+    if dot and len(base.encode("utf-8")) > 200:  # file systems allow 255 bytes
+        stem = stem.encode("utf-8")[: 200 - len(suffix.encode("utf-8"))].decode("utf-8", "ignore")
+        base = f"{stem}.{suffix}"
+    return base[:200] or "upload"
+
+
+def upload_target(folder: Path, name: str, data_hash: str) -> Path:
+    """Where an upload is kept: its own name, or, when an earlier upload with other content has
+    that name, the name with the content's hash in it, so neither replaces the other."""
+    target = folder / name
+    if not target.exists() or _sha256(target) == data_hash:
+        return target
+    stem, dot, suffix = name.rpartition(".")
+    return folder / (f"{stem}-{data_hash[:8]}.{suffix}" if dot else f"{name}-{data_hash[:8]}")
+
+
+def _sha256(path: Path) -> str:
+    from .models import sha256_file
+
+    return sha256_file(path)
 
 
 def render_sources(answer: Answer | None, show_all: bool) -> str:
@@ -257,26 +278,56 @@ class ChatHandlers:
             name = safe_upload_name(source.name)
             if kind_of(Path(name)) is None:
                 problems.append(f"{name}: unsupported file type; supported: {supported_suffixes()}")
+                _discard(source)
                 continue
             if source.stat().st_size > self.max_upload_bytes:
                 problems.append(f"{name}: larger than the {self.max_upload_bytes // 2**20} MiB upload limit")
+                _discard(source)
                 continue
-            target = self.uploads / name
-            shutil.copyfile(source, target)
-            accepted.append(target)
+            target = upload_target(self.uploads, name, _sha256(source))
+            fresh = not target.exists()
+            if fresh:
+                shutil.copyfile(source, target)
+            _discard(source)  # Gradio's own copy: documents live in the data dir only
+            accepted.append((target, fresh))
         lines = [f"failed: {p}" for p in problems]
         if accepted:
-            yield "\n".join(lines + [f"Ingesting {len(accepted)} file(s)…"])
+            names = ", ".join(t.name for t, _ in accepted)
+            yield "\n".join(lines + [f"Ingesting {len(accepted)} file(s): {names}…"])
             try:
-                report = self.bot.ingest(accepted)
+                report = self.bot.ingest([t for t, _ in accepted])
             except RagbotError as exc:
                 yield "\n".join(lines + [f"failed: {exc}"])
                 return
+            new = {str(t) for t, fresh in accepted if fresh}
             for path, reason in report.failed:
-                (target := Path(path)).unlink(missing_ok=True)
-                lines.append(f"failed: {target.name}: {reason}")
+                if path in new:  # an earlier upload under another name is never touched
+                    Path(path).unlink(missing_ok=True)
+                lines.append(f"failed: {Path(path).name}: {reason}")
+            for kind, paths in (("added", report.added), ("updated", report.updated), ("unchanged", report.unchanged)):
+                if paths:
+                    lines.append(f"{kind}: " + ", ".join(Path(p).name for p in paths))
             lines.append(report.summary())
         yield "\n".join(lines)
+
+
+def gradio_upload_dir() -> Path:
+    import tempfile
+
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+
+
+def _discard(path: Path) -> None:
+    """Remove Gradio's temporary copy of an upload (and the folder Gradio made for it); a path
+    outside Gradio's upload folder is left alone."""
+    try:
+        path = Path(path).resolve()
+        if not path.is_relative_to(gradio_upload_dir()):
+            return
+        path.unlink(missing_ok=True)
+        path.parent.rmdir()  # only when empty
+    except OSError:
+        pass
 
 
 CSS = """

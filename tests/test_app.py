@@ -123,3 +123,38 @@ def test_an_empty_or_overlong_question_changes_nothing_and_says_why(corpus_bot):
     assert list(handlers.respond("  ", [{"role": "user", "content": "q"}], "c", 5, 0.0, False, session="s")) == []
     assert list(handlers.respond(long, [], "c", 5, 0.0, False, session="s")) == []
     assert corpus_bot.store._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == before
+
+
+def test_uploads_keep_their_names_never_replace_each_other_and_leave_no_temporary_copy(make_bot, tmp_path,
+                                                                                        monkeypatch):
+    """Unicode names are kept; another file with an earlier upload's name gets the content's hash
+    in its name; a failed re-upload leaves the earlier version and its chunks; Gradio's own
+    copies are removed once ingested."""
+    gradio_tmp = tmp_path / "gradio-cache"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(gradio_tmp))
+    bot = make_bot()
+    handlers = ChatHandlers(bot)
+
+    def gradio_copy(name: str, text: str) -> str:
+        folder = gradio_tmp / f"{abs(hash((name, text)))}"
+        folder.mkdir(parents=True)
+        (folder / name).write_text(text, encoding="utf-8")
+        return str(folder / name)
+
+    status = list(handlers.on_upload([gradio_copy("Übersicht über Pumpen.md", "# Pumpen\n\nDie Quell-Pumpe hebt Wasser.\n")]))[-1]
+    assert "added: Übersicht über Pumpen.md" in status
+    first = gradio_copy("notes.md", "# Notes\n\nThe staging server restarts every Sunday.\n")
+    assert "added: notes.md" in list(handlers.on_upload([first]))[-1]
+    second = gradio_copy("notes.md", "# Other notes\n\nThe build server restarts every Monday.\n")
+    status = list(handlers.on_upload([second]))[-1]
+    [renamed] = [p.name for p in (bot.settings.data_dir / "uploads").glob("notes-*.md")]
+    assert f"added: {renamed}" in status
+    uploads = bot.settings.data_dir / "uploads"
+    assert "Sunday" in (uploads / "notes.md").read_text() and "Monday" in (uploads / renamed).read_text()
+    # The same content again changes nothing; a broken file under a used name leaves the earlier one.
+    assert "unchanged: notes.md" in list(handlers.on_upload([gradio_copy("notes.md", "# Notes\n\nThe staging server restarts every Sunday.\n")]))[-1]
+    status = list(handlers.on_upload([gradio_copy("notes.md", "")]))[-1]
+    assert "failed: notes-" in status and "empty file" in status
+    assert (uploads / "notes.md").is_file()
+    assert bot.search("When does the staging server restart?", k=1)[0].source == str(uploads / "notes.md")
+    assert not list(gradio_tmp.rglob("*.md"))  # no temporary copy left behind
