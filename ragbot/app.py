@@ -210,6 +210,27 @@ class ChatHandlers:
             history.append({"role": "assistant", "content": shown(turn.answer), "metadata": {"id": turn.answer_id}})
         return history
 
+    def example_questions(self, n: int = 3) -> list[str]:
+        """A first visit's suggestions, made from the user's own documents the way tuning makes
+        questions (their definitions and section headings), from different documents."""
+        import random
+
+        from .trainset import structural_questions
+
+        ids = [r[0] for r in self.bot.store._db.execute("SELECT id FROM chunks ORDER BY RANDOM() LIMIT 200")]
+        chunks = self.bot.store.chunks(ids)
+        candidates = structural_questions([chunks[i] for i in ids if i in chunks])
+        random.shuffle(candidates)
+        picked, sources = [], set()
+        for candidate in sorted(candidates, key=lambda c: c.origin != "definition"):
+            source = chunks[candidate.chunk_id].source
+            if source not in sources and len(candidate.question) <= 120:
+                picked.append(candidate.question)
+                sources.add(source)
+            if len(picked) == n:
+                break
+        return picked
+
     def export_conversation(self, conversation_id: str, owner: str) -> Path | None:
         try:
             text = self.conversations.export(conversation_id, owner)
@@ -403,6 +424,8 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 with gr.Row():
                     send = gr.Button("Ask", variant="primary", elem_id="ask", interactive=False)
                     new_chat = gr.Button("New conversation")
+                examples = gr.Radio(choices=[], label="New here? Try a question about your documents",
+                                    elem_id="examples", visible=False)
                 status = gr.Markdown(elem_id="status")
                 with gr.Accordion("Comment or correct the latest answer", open=False):
                     comment = gr.Textbox(label="Comment", elem_id="comment")
@@ -460,9 +483,13 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             return (saved, current, history, gr.update(choices=choices, value=current if history else None),
                     saved.get("k", bot.settings.top_k), bool(saved.get("show_all", False)),
                     saved.get("temperature", bot.settings.temperature),
-                    gr.update(interactive=True, placeholder="Ask about your documents…"), gr.update(interactive=True))
+                    gr.update(interactive=True, placeholder="Ask about your documents…"), gr.update(interactive=True),
+                    gr.update(choices=[] if history or choices else handlers.example_questions(), value=None,
+                              visible=not history and not choices))
 
-        app.load(on_load, browser, [browser, conversation, chat, past, k, show_all, temperature, question, send])
+        app.load(on_load, browser, [browser, conversation, chat, past, k, show_all, temperature, question, send,
+                                    examples])
+        examples.input(lambda chosen: chosen or gr.skip(), examples, question)
 
         def open_past(chosen, saved, show, request: gr.Request):
             history = handlers.reopen(str(chosen or ""), owner_of(request, saved), session_of(request))

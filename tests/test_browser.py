@@ -148,6 +148,10 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
         page = context.new_page()
         with running_chat(data_dir, port=port) as url:
             page.goto(url)
+            # A first visit suggests questions made from the documents; choosing one fills the box.
+            expect(page.locator("#examples")).to_contain_text("?", timeout=60_000)
+            page.locator("#examples label").first.click()
+            expect(page.locator("#question textarea")).not_to_have_value("", timeout=30_000)
             page.fill("#question textarea", "When were GANs introduced?")
             page.click("#ask")
             expect(page.locator("#sources .ragbot-source").first).to_be_visible(timeout=180_000)

@@ -68,3 +68,13 @@ def test_owner_is_the_user_else_a_well_formed_browser_token():
     assert owner_of(_Request(), {"owner": token}) == f"browser:{token}"
     assert owner_of(_Request(session_hash="h"), {"owner": "../../etc"}) == "session:h"  # not trusted
     assert owner_of(_Request(session_hash="h"), None) == "session:h"
+
+
+def test_example_questions_come_from_the_users_documents(make_bot, docs):
+    bot = make_bot()
+    bot.ingest([docs])
+    examples = ChatHandlers(bot).example_questions()
+    assert examples and all(q.endswith("?") for q in examples)
+    names = ("Etna", "Croissants", "Paris", "Food", "Bananas", "Volcano", "Eiffel")  # the documents' terms
+    assert all(any(name.lower() in q.lower() for name in names) for q in examples), examples
+    assert len(examples) == len(set(examples)) >= 2  # from different documents
