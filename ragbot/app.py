@@ -231,6 +231,53 @@ class ChatHandlers:
                 break
         return picked
 
+    # -- the document library -------------------------------------------------------------------
+
+    def library(self) -> tuple[list[list], list[tuple[str, str]]]:
+        """The stored documents as table rows, and as (label, source) choices."""
+        import time
+
+        rows, choices = [], []
+        for d in sorted(self.bot.store.documents(), key=lambda d: -d.ingested_at):
+            name = Path(d.source).name
+            origin = "upload" if self._is_upload(d.source) else str(Path(d.source).parent)
+            rows.append([name, d.kind, d.n_pages or "", d.n_chunks,
+                         time.strftime("%Y-%m-%d %H:%M", time.localtime(d.ingested_at)), origin])
+            choices.append((f"{name} ({origin})", d.source))
+        return rows, choices
+
+    def _is_upload(self, source: str) -> bool:
+        return Path(source).parent == self.uploads
+
+    def _stored(self, source: str | None):
+        """The stored document the page names, or None: a value the page sends back is checked."""
+        return next((d for d in self.bot.store.documents() if d.source == source), None) if source else None
+
+    def delete_document(self, source: str | None) -> str:
+        doc = self._stored(source)
+        if doc is None:
+            return "Choose a document first."
+        try:
+            self.bot.remove([doc.source])
+        except RagbotError as exc:
+            return f"Not deleted: {exc}"
+        if self._is_upload(doc.source):
+            Path(doc.source).unlink(missing_ok=True)  # ragbot's own copy of an upload
+        return f"Deleted {Path(doc.source).name}: its passages are no longer searched."
+
+    def reingest_document(self, source: str | None) -> str:
+        doc = self._stored(source)
+        if doc is None:
+            return "Choose a document first."
+        if not Path(doc.source).is_file():
+            return f"{Path(doc.source).name} is no longer on disk; delete it from the library instead."
+        try:
+            report = self.bot.ingest([doc.source])
+        except RagbotError as exc:
+            return f"Not re-ingested: {exc}"
+        failed = "; ".join(reason for _, reason in report.failed)
+        return f"{Path(doc.source).name}: " + (f"failed: {failed}" if failed else report.summary())
+
     def export_conversation(self, conversation_id: str, owner: str) -> Path | None:
         try:
             text = self.conversations.export(conversation_id, owner)
@@ -439,6 +486,14 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                     show_all = gr.Checkbox(False, label="Show all retrieved passages", elem_id="show-all")
                     temperature = gr.Slider(0.0, 1.5, value=bot.settings.temperature, step=0.05, label="Temperature")
                     info = gr.Markdown(handlers.model_info())
+                with gr.Accordion("Your documents", open=False, elem_id="library"):
+                    documents = gr.Dataframe(headers=["document", "type", "pages", "chunks", "added", "from"],
+                                             interactive=False, elem_id="documents", wrap=True)
+                    chosen_doc = gr.Dropdown(choices=[], label="Document", elem_id="document-choice")
+                    with gr.Row():
+                        reingest = gr.Button("Re-ingest", elem_id="reingest")
+                        delete_doc = gr.Button("Delete from ragbot", variant="stop", elem_id="delete-document")
+                    library_status = gr.Markdown(elem_id="library-status")
                 with gr.Accordion("Add documents", open=True):
                     upload = gr.File(file_count="multiple", label=f"PDF, Markdown, text or HTML (max {max_upload_mb} MB each)",
                                      elem_id="upload")
@@ -553,7 +608,14 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             return [], render_sources(None, False), fresh, gr.update(value=None), {**(saved or {}), "conversation": fresh}
 
         new_chat.click(start_new, browser, [chat, sources, conversation, past, browser])
-        upload.upload(handlers.on_upload, upload, upload_status)
+        def library():
+            rows, choices = handlers.library()
+            return rows, gr.update(choices=choices, value=None)
+
+        upload.upload(handlers.on_upload, upload, upload_status).then(library, None, [documents, chosen_doc])
+        app.load(library, None, [documents, chosen_doc])
+        delete_doc.click(handlers.delete_document, chosen_doc, library_status).then(library, None, [documents, chosen_doc])
+        reingest.click(handlers.reingest_document, chosen_doc, library_status).then(library, None, [documents, chosen_doc])
     app.queue(default_concurrency_limit=4)
     return app
 

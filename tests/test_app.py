@@ -158,3 +158,24 @@ def test_uploads_keep_their_names_never_replace_each_other_and_leave_no_temporar
     assert (uploads / "notes.md").is_file()
     assert bot.search("When does the staging server restart?", k=1)[0].source == str(uploads / "notes.md")
     assert not list(gradio_tmp.rglob("*.md"))  # no temporary copy left behind
+
+
+def test_the_document_library_lists_deletes_and_reingests(make_bot, docs, tmp_path):
+    bot = make_bot()
+    bot.ingest([docs])
+    handlers = ChatHandlers(bot)
+    note = tmp_path / "pump.md"
+    note.write_text("# Pump\n\nThe Quell pump lifts water from the Zorblat mine.\n")
+    list(handlers.on_upload([str(note)]))
+    rows, choices = handlers.library()
+    assert sorted(r[0] for r in rows) == ["bananas.txt", "paris.md", "pump.md", "volcano.html"]
+    assert {r[0]: r[5] for r in rows}["pump.md"] == "upload" and {r[0]: r[5] for r in rows}["paris.md"] == str(docs)
+    upload = next(source for label, source in choices if label.startswith("pump.md"))
+    assert handlers.delete_document("/etc/passwd") == "Choose a document first."  # not a stored document
+    assert handlers.reingest_document(None) == "Choose a document first."
+    assert "unchanged 1" in handlers.reingest_document(str(docs / "paris.md"))
+    assert handlers.delete_document(upload).startswith("Deleted pump.md")
+    assert not Path(upload).exists()  # ragbot's copy of the upload goes with it
+    assert all("pump.md" not in p.source for p in bot.search("Which pump lifts water from the Zorblat mine?", k=10))
+    assert handlers.delete_document(str(docs / "paris.md")).startswith("Deleted paris.md")
+    assert (docs / "paris.md").is_file()  # a document from the user's own folder is only forgotten

@@ -181,10 +181,24 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             expect(page.locator("#status")).to_contain_text("Conversation deleted", timeout=30_000)
             expect(page.locator("#conversations")).not_to_contain_text("GAN history")
             page.screenshot(path=str(ARTIFACTS / "chat-conversations.png"))
+
+            # The document library: the document is listed, deleted, and its passages never come back.
+            page.get_by_text("Your documents", exact=True).click()
+            expect(page.locator("#documents")).to_contain_text("gans.md", timeout=30_000)
+            page.locator("#document-choice input").click()
+            page.get_by_role("option", name=re.compile("gans.md")).click()
+            page.click("#delete-document")
+            expect(page.locator("#library-status")).to_contain_text("Deleted gans.md", timeout=60_000)
+            expect(page.locator("#documents")).not_to_contain_text("gans.md", timeout=30_000)
+            page.fill("#question textarea", "When were GANs introduced?")
+            page.click("#ask")
+            expect(page.locator("#sources")).to_contain_text("No source", timeout=120_000)
+            expect(page.locator("#chat .message.bot").last).to_contain_text("do not contain the answer")
         browser.close()
     exported = list((data_dir / "exports").glob("conversation-*.md"))
     assert len(exported) == 1 and "When were GANs introduced?" in exported[0].read_text()
     reopened = RagBot.open(data_dir)
-    assert reopened.store._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == 1  # kept for tuning
+    # The deleted conversation's answer is kept for tuning, next to the refusal asked afterwards.
+    assert reopened.store._db.execute("SELECT refused FROM answers ORDER BY created_at").fetchall() == [(0,), (1,)]
     assert reopened.store._db.execute("SELECT vote FROM feedback").fetchone() == (1,)
     reopened.close()
