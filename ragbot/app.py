@@ -123,6 +123,7 @@ class ChatHandlers:
         self._issued: dict[str, set[str]] = {}
         self._issued_lock = threading.Lock()
         self.conversations = Conversations(bot.store)
+        self._stops: dict[str, threading.Event] = {}  # the answer in progress, per session
         self.exports = bot.settings.data_dir / "exports"
 
     def _issue(self, session: str, answer_id: str) -> None:
@@ -166,18 +167,32 @@ class ChatHandlers:
         history.append({"role": "assistant", "content": ""})
         text = ""
         answer = None
+        stop = self._stops[session] = threading.Event()
         for event in self.bot.ask_stream(question, k=int(k), temperature=float(temperature), conversation_id=conversation_id,
-                                         turn=turn, retrieval_query=query, history=earlier):
+                                         turn=turn, retrieval_query=query, history=earlier, stop=stop):
             if isinstance(event, str):
                 text += event
                 history[-1] = {"role": "assistant", "content": shown(text)}
                 yield history, "<p class='ragbot-muted'>Answering…</p>", ""
             else:
                 answer = event
+        self._stops.pop(session, None)
+        if stop.is_set():  # the model stopped at its next token; the unfinished answer is not kept
+            history[-1] = {"role": "assistant", "content": shown(text + " …")}
+            yield history, "<p>Stopped: this answer was not finished, so it is not kept or rated.</p>", ""
+            return
         assert answer is not None and answer.id is not None
         self._issue(session, answer.id)
         history[-1] = {"role": "assistant", "content": shown(answer.answer), "metadata": {"id": answer.id}}
         yield history, render_sources(answer, show_all), ""
+
+    def request_stop(self, session: str) -> str:
+        """Stop this session's answer in progress (the respond loop checks between pieces)."""
+        stop = self._stops.get(session)
+        if stop is None:
+            return "Nothing to stop."
+        stop.set()
+        return "Stopping…"
 
     # -- conversations ------------------------------------------------------------------------
 
@@ -470,6 +485,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                                       max_length=MAX_QUESTION_CHARS, interactive=False)
                 with gr.Row():
                     send = gr.Button("Ask", variant="primary", elem_id="ask", interactive=False)
+                    stop = gr.Button("Stop", elem_id="stop")
                     new_chat = gr.Button("New conversation")
                 examples = gr.Radio(choices=[], label="New here? Try a question about your documents",
                                     elem_id="examples", visible=False)
@@ -523,6 +539,11 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         for trigger in (send.click, question.submit):
             trigger(respond, ask_inputs + [browser], ask_outputs, api_name="respond" if trigger == send.click else False
                     ).then(handlers.model_info, None, info).then(listed, [conversation, browser], [past, browser])
+
+        def stop_answer(request: gr.Request):
+            return handlers.request_stop(session_of(request))
+
+        stop.click(stop_answer, None, status, api_name=False)
 
         def on_load(saved, request: gr.Request):
             """A reload or a server restart: the browser's open conversation comes back, with its

@@ -259,19 +259,22 @@ class RagBot:
     def ask_stream(
         self, question: str, k: int | None = None, temperature: float | None = None, record: bool = True, **trace,
     ) -> Iterator[str | Answer]:
-        """Yield the answer's text in pieces as it is generated, then the finished Answer."""
+        """Yield the answer's text in pieces as it is generated, then the finished Answer. Setting
+        the event `stop` (a trace keyword) ends generation at the next token; a stopped answer is
+        not recorded (its Answer has no id)."""
         return self._answer(question, k, temperature, stream=True, record=record, **trace)
 
     def _answer(
         self, question: str, k: int | None, temperature: float | None, stream: bool,
         given: Sequence[str | dict] | None = None, record: bool = True,
         conversation_id: str | None = None, turn: int = 0, retrieval_query: str | None = None,
-        history: Sequence[dict[str, str]] = (),
+        history: Sequence[dict[str, str]] = (), stop: threading.Event | None = None,
     ) -> Iterator[str | Answer]:
         settings = self.settings
         temperature = settings.temperature if temperature is None else temperature
-        for event in self._make_answer(question, retrieval_query or question, k, temperature, stream, given, history):
-            if isinstance(event, Answer) and record:
+        for event in self._make_answer(question, retrieval_query or question, k, temperature, stream, given, history,
+                                       stop):
+            if isinstance(event, Answer) and record and not (stop is not None and stop.is_set()):
                 params = {"temperature": temperature, "max_new_tokens": settings.max_new_tokens,
                           "top_k": k or settings.top_k, "prompt_passages": settings.prompt_passages,
                           "min_score": settings.min_score}
@@ -286,7 +289,7 @@ class RagBot:
 
     def _make_answer(
         self, question: str, retrieval_query: str, k: int | None, temperature: float, stream: bool,
-        given: Sequence[str | dict] | None, history: Sequence[dict[str, str]] = (),
+        given: Sequence[str | dict] | None, history: Sequence[dict[str, str]] = (), stop: threading.Event | None = None,
     ) -> Iterator[str | Answer]:
         """Evidence first: retrieve, rank the passages' sentences, refuse when the best one falls
         below the calibrated threshold, else answer from the best sentences (evidence.py)."""
@@ -358,7 +361,7 @@ class RagBot:
             # is what stays: no copied prompt markup, no sentence cut at the token limit.
             said = []
             reply = generator.stream(prompt_text, settings.max_new_tokens, temperature, totals=totals,
-                                     avoid_start=REFUSAL)
+                                     avoid_start=REFUSAL, stop=stop)
             cut = lambda: totals["generation"].completion_tokens >= settings.max_new_tokens  # noqa: E731
             for sentence in settled_sentences(reply, prompt.passages, was_cut=cut):
                 checked, _ = check_citations(strip_invalid_citations(sentence, n_shown), n_shown, similarity)

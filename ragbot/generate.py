@@ -130,17 +130,25 @@ class Generator:
 
     def stream(
         self, prompt: str, max_new_tokens: int, temperature: float = 0.0, totals: dict | None = None,
-        avoid_start: str | None = None,
+        avoid_start: str | None = None, stop: threading.Event | None = None,
     ) -> Iterator[str]:
-        """Yield pieces of the reply as they are decoded; then totals["generation"] holds the totals."""
+        """Yield pieces of the reply as they are decoded; then totals["generation"] holds the totals.
+        Setting `stop`, or closing the generator early, stops the model at its next token instead
+        of letting it decode to the end in the background (the chat's Stop button)."""
         import torch
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        class _StopWhenAsked(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
 
         inputs = self._inputs(prompt)
         n_prompt = int(inputs["input_ids"].shape[1])
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         result: dict = {}
         kwargs = self._generate_kwargs(max_new_tokens, temperature, n_prompt, avoid_start)
+        stop = stop or threading.Event()
+        kwargs["stopping_criteria"] = StoppingCriteriaList([_StopWhenAsked()])
 
         def work() -> None:
             try:
@@ -153,10 +161,14 @@ class Generator:
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
         pieces = []
-        for piece in streamer:
-            pieces.append(piece)
-            yield piece
-        thread.join()
+        try:
+            for piece in streamer:
+                pieces.append(piece)
+                yield piece
+        finally:
+            if thread.is_alive():
+                stop.set()  # no-op when the reply ended by itself
+            thread.join()
         if "error" in result:
             raise result["error"]
         completion = int(result["output"].shape[1]) - n_prompt

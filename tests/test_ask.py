@@ -166,3 +166,30 @@ def test_an_extracted_answer_states_only_what_a_passage_states(corpus_bot):
     other = corpus_bot.ask("How many layers does the StyleGAN generator have?", passages=[gans], record=False)
     said = re.sub(r"\s*\[\d+\]", "", other.answer)
     assert other.refused or said.rstrip(".") in gans
+
+
+def test_stop_ends_generation_within_a_second(corpus_bot):
+    """The chat's Stop: the answer in progress ends, and so does the model's decoding thread."""
+    import threading
+    import time as clock
+
+    from ragbot.app import ChatHandlers
+
+    writer = corpus_bot.with_settings(answer_mode="generate", max_new_tokens=400)
+    writer.use_generator(corpus_bot.generator)
+    handlers = ChatHandlers(writer)
+    before = threading.active_count()
+    steps = handlers.respond("Explain in detail how diffusion models generate images.", [], "stop-test", 5, 0.0,
+                             False, session="s")
+    for history, sources, _ in steps:
+        if history[-1]["content"]:  # the first piece has been shown
+            break
+    asked = clock.perf_counter()
+    handlers.request_stop("s")
+    *_, (history, sources, _) = steps
+    assert clock.perf_counter() - asked < 1.0
+    assert "Stopped" in sources and "metadata" not in history[-1]  # not kept, nothing to rate
+    deadline = clock.perf_counter() + 1.0
+    while threading.active_count() > before and clock.perf_counter() < deadline:
+        clock.sleep(0.05)
+    assert threading.active_count() <= before  # the model is not decoding on in the background
