@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -26,6 +27,27 @@ from pathlib import Path
 from typing import IO
 
 from .errors import BusyError, DiskFullError
+
+
+# How long an older index generation stays after a newer one is saved: another process that read
+# the older generation from the database just before may still be opening its files.
+GRACE_SECONDS = 120
+
+
+def remove_old_generations(directory: Path, pattern: "re.Pattern[str]", keep: int, grace: float = GRACE_SECONDS) -> None:
+    """Remove the files (or folders) named like `pattern` (group 1: the generation) of every
+    generation but `keep`, once they are older than `grace` seconds, and leftovers of
+    interrupted writes (names starting with a dot and `.tmp`) just as old."""
+    now = time.time()
+    for entry in directory.iterdir():
+        match = pattern.match(entry.name)
+        stale = (match and int(match.group(1)) != keep) or (entry.name.startswith(".") and ".tmp" in entry.name)
+        try:
+            if not stale or now - entry.stat().st_mtime < grace:
+                continue
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+        except OSError:
+            continue
 
 
 def fsync_dir(directory: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import write_atomic
+from .files import remove_old_generations, write_atomic
 
 _NAME = re.compile(r"^(\d+)\.faiss$")
 
@@ -61,10 +61,7 @@ class VectorIndex:
 
         target = directory / f"{generation}.faiss"
         write_atomic(target, faiss.serialize_index(self._index).tobytes())
-        for old in directory.iterdir():
-            match = _NAME.match(old.name)
-            if match and int(match.group(1)) != generation:
-                old.unlink(missing_ok=True)
+        remove_old_generations(directory, _NAME, generation)
         return target
 
     @classmethod

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import full_disk_reported, new_temp_dir, swap_in_dir
+from .files import full_disk_reported, new_temp_dir, remove_old_generations, swap_in_dir
 from .store import StoredChunk
 
 RRF_K = 60  # the constant of the RRF paper; it damps the difference between the first ranks
@@ -95,10 +95,7 @@ class LexicalIndex:
             finally:
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)
-        for old in directory.iterdir():
-            match = _NAME.match(old.name)
-            if match and int(match.group(1)) != generation:
-                shutil.rmtree(old, ignore_errors=True)
+        remove_old_generations(directory, _NAME, generation)
         return target
 
     @classmethod

@@ -1,5 +1,6 @@
 """BM25 next to FAISS: the fusion's arithmetic, the index per generation, and what it finds."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -34,13 +35,17 @@ def test_index_finds_exact_words_and_survives_a_round_trip(tmp_path, embedder):
     assert LexicalIndex.load(tmp_path, 4, pieces, "another tokenizer") is None  # rebuilt, not misread
     again = LexicalIndex.load(tmp_path, 4, pieces, name)
     assert again is not None and again.search(["bananas"], 2)[0][0][0] == 11
-    index.save(tmp_path, 5)  # a newer generation replaces the older one's files
+    index.save(tmp_path, 5)  # a newer generation: the older one stays a while for readers still opening it
+    assert LexicalIndex.load(tmp_path, 4, pieces, name) is not None
+    os.utime(tmp_path / "4.bm25", (1, 1))  # older than the grace period
+    index.save(tmp_path, 6)
     assert not (tmp_path / "4.bm25").exists() and LexicalIndex.load(tmp_path, 4, pieces, name) is None
+    assert (tmp_path / "5.bm25").is_dir()  # recent: kept
     assert LexicalIndex.load(tmp_path, 99, pieces, name) is None
     empty = LexicalIndex.build([], pieces, name)
     assert empty.search(["anything"], 3) == [[]]
-    empty.save(tmp_path, 6)
-    assert len(LexicalIndex.load(tmp_path, 6, pieces, name)) == 0
+    empty.save(tmp_path, 7)
+    assert len(LexicalIndex.load(tmp_path, 7, pieces, name)) == 0
 
 
 def test_hybrid_search_keeps_cosine_scores_and_follows_the_generation(make_bot, docs):
