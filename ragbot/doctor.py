@@ -169,8 +169,10 @@ def _report_index(report: DoctorReport, name: str, problem: str | None, repair: 
         report.add(name, "ok")
         return
     if not repair:
-        report.add(name, "problem", f"{problem} (--repair rebuilds it from the database; searching rebuilds it "
-                                    f"in memory meanwhile)")
+        if problem == "missing":  # what a crash between the database's commit and the save leaves
+            report.add(name, "warning", "missing: the next search rebuilds it from the database (or --repair now)")
+        else:
+            report.add(name, "problem", f"{problem} (--repair rebuilds it from the database)")
         return
     # A wrong index under the generation's name would be loaded again: it goes first.
     if path.is_dir():

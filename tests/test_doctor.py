@@ -48,8 +48,9 @@ def test_missing_and_wrong_indexes_leftovers_and_registry_damage_are_found_then_
     report = doctor(settings.data_dir)
     assert not report.clean
     statuses = _statuses(report)
-    assert statuses[f"FAISS index (generation {generation})"] == "problem"
-    assert statuses[f"BM25 index (generation {generation})"] == "problem"
+    # A missing index is what a crash after the database's commit leaves: rebuilt on the next search.
+    assert statuses[f"FAISS index (generation {generation})"] == "warning"
+    assert statuses[f"BM25 index (generation {generation})"] == "warning"
     assert statuses["index leftovers"] == "warning" and statuses["adapter state"] == "problem"
 
     repaired = doctor(settings.data_dir, repair=True)
@@ -120,3 +121,18 @@ def test_cli_doctor_exit_status_and_restore_of_something_else(ingested, tmp_path
     (tmp_path / "junk").mkdir()
     bad = run("restore", str(tmp_path / "junk"))
     assert bad.returncode == 2 and "is not a ragbot backup" in bad.stderr
+
+
+def test_an_index_that_holds_other_chunks_is_a_problem_and_is_rebuilt(ingested):
+    import numpy as np
+
+    from ragbot.index import VectorIndex
+
+    settings, generation = ingested.settings, ingested.store.generation()
+    wrong = VectorIndex(ingested.embedder.dim)
+    wrong.add(np.array([999], dtype=np.int64), np.ones((1, ingested.embedder.dim), dtype=np.float32))
+    wrong.save(settings.index_dir, generation)
+    ingested.close()
+    assert _statuses(doctor(settings.data_dir))[f"FAISS index (generation {generation})"] == "problem"
+    repaired = doctor(settings.data_dir, repair=True)
+    assert _statuses(repaired)[f"FAISS index (generation {generation})"] == "repaired" and repaired.clean
