@@ -16,6 +16,7 @@ import re
 import shutil
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from .readers import kind_of, supported_suffixes
 from .types import Answer
 
 MAX_HISTORY_TURNS = 2
+MAX_SESSIONS = 10_000  # sessions whose answer ids the server remembers
+MAX_IDS_PER_SESSION = 5_000
 MAX_QUESTION_CHARS = 1000  # longer is a pasted document, not a question
 log = logging.getLogger("ragbot.app")
 DEFAULT_MAX_UPLOAD_MB = 50  # the max_upload_mb setting's default
@@ -120,7 +123,9 @@ class ChatHandlers:
         self.bot = bot
         self.max_upload_bytes = max_upload_mb * 1024 * 1024
         self.uploads = bot.settings.data_dir / "uploads"
-        self._issued: dict[str, set[str]] = {}
+        # Answer ids given to each session, most recent sessions last; bounded, so a server that
+        # runs for months does not grow without end (an evicted session re-opens its conversation).
+        self._issued: OrderedDict[str, dict[str, None]] = OrderedDict()  # session -> ids, oldest first
         self._issued_lock = threading.Lock()
         self.conversations = Conversations(bot.store)
         self._stops: dict[str, threading.Event] = {}  # the answer in progress, per session
@@ -128,7 +133,13 @@ class ChatHandlers:
 
     def _issue(self, session: str, answer_id: str) -> None:
         with self._issued_lock:
-            self._issued.setdefault(session, set()).add(answer_id)
+            ids = self._issued.pop(session, {})
+            ids[answer_id] = None
+            while len(ids) > MAX_IDS_PER_SESSION:
+                del ids[next(iter(ids))]
+            self._issued[session] = ids
+            while len(self._issued) > MAX_SESSIONS:
+                self._issued.popitem(last=False)
 
     def _was_issued(self, session: str, answer_id: str) -> bool:
         with self._issued_lock:

@@ -179,3 +179,15 @@ def test_the_document_library_lists_deletes_and_reingests(make_bot, docs, tmp_pa
     assert all("pump.md" not in p.source for p in bot.search("Which pump lifts water from the Zorblat mine?", k=10))
     assert handlers.delete_document(str(docs / "paris.md")).startswith("Deleted paris.md")
     assert (docs / "paris.md").is_file()  # a document from the user's own folder is only forgotten
+
+
+def test_issued_answer_ids_are_bounded(corpus_bot, monkeypatch):
+    from ragbot import app as chat
+
+    monkeypatch.setattr(chat, "MAX_SESSIONS", 3)
+    handlers = ChatHandlers(corpus_bot)
+    for n in range(5):
+        handlers._issue(f"s{n}", f"id{n}")
+    handlers._issue("s2", "again")  # used again: now the most recent
+    assert list(handlers._issued) == ["s3", "s4", "s2"]
+    assert not handlers._was_issued("s0", "id0") and handlers._was_issued("s2", "id2")
