@@ -63,9 +63,9 @@ def main() -> None:
         answer = bot.ask(row["question"], conversation_id=f"drill-{i}", turn=1)
         right = not answer.refused and best_of(rouge_l, answer.answer, row["answers"]) >= args.judge
         if right:
-            bot.feedback.set_feedback(answer.id, 1, user="drill")
+            bot.feedback.set_feedback(answer.id, 1)
         else:
-            bot.feedback.set_feedback(answer.id, -1, correction=row["answers"][0], user="drill")
+            bot.feedback.set_feedback(answer.id, -1, correction=row["answers"][0])
         votes.append({**row, "first_answer": answer.answer, "right": right})
     print(f"voted: {sum(v['right'] for v in votes)} thumbs-up, {sum(not v['right'] for v in votes)} corrected")
 

@@ -24,6 +24,7 @@ from .answer import passage_header
 from .bot import RagBot
 from .conversations import ConversationError, Conversations
 from .errors import RagbotError
+from .files import write_atomic
 from .readers import kind_of, supported_suffixes
 from .types import Answer
 
@@ -60,6 +61,22 @@ def safe_upload_name(name: str) -> str:
         stem = stem.encode("utf-8")[: 200 - len(suffix.encode("utf-8"))].decode("utf-8", "ignore")
         base = f"{stem}.{suffix}"
     return base[:200] or "upload"
+
+
+def _keep_upload(source: Path, folder: Path, name: str) -> tuple[Path, bool]:
+    """Copy an upload into the uploads folder: (where it is kept, whether it is a new file). The
+    file is created exclusively, so two uploads of one name at once cannot overwrite each other."""
+    data_hash = _sha256(source)
+    for _ in range(3):
+        target = upload_target(folder, name, data_hash)
+        try:
+            with open(source, "rb") as src, open(target, "xb") as dst:
+                shutil.copyfileobj(src, dst)
+            return target, True
+        except FileExistsError:
+            if _sha256(target) == data_hash:
+                return target, False  # the same file, kept already
+    raise RagbotError(f"{name}: could not be stored under a name of its own; upload it again")
 
 
 def upload_target(folder: Path, name: str, data_hash: str) -> Path:
@@ -122,14 +139,14 @@ class ChatHandlers:
     def __init__(self, bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         self.bot = bot
         self.max_upload_bytes = max_upload_mb * 1024 * 1024
-        self.uploads = bot.settings.data_dir / "uploads"
+        self.uploads = (bot.settings.data_dir / "uploads").resolve()  # sources are stored absolute
         # Answer ids given to each session, most recent sessions last; bounded, so a server that
         # runs for months does not grow without end (an evicted session re-opens its conversation).
         self._issued: OrderedDict[str, dict[str, None]] = OrderedDict()  # session -> ids, oldest first
         self._issued_lock = threading.Lock()
         self.conversations = Conversations(bot.store)
         self._stops: dict[str, threading.Event] = {}  # the answer in progress, per session
-        self.exports = bot.settings.data_dir / "exports"
+        self.exports = (bot.settings.data_dir / "exports").resolve()
 
     def _issue(self, session: str, answer_id: str) -> None:
         with self._issued_lock:
@@ -162,7 +179,7 @@ class ChatHandlers:
 
     def respond(
         self, question: str, history: list[dict], conversation_id: str, k: int, temperature: float, show_all: bool,
-        session: str = "",
+        session: str = "", user: str | None = None,
     ) -> Iterator[tuple[list[dict], str, str]]:
         """Stream an answer: yields (chat history, sources HTML, cleared input box). A question
         that cannot be asked (question_problem) changes nothing."""
@@ -179,15 +196,19 @@ class ChatHandlers:
         text = ""
         answer = None
         stop = self._stops[session] = threading.Event()
-        for event in self.bot.ask_stream(question, k=int(k), temperature=float(temperature), conversation_id=conversation_id,
-                                         turn=turn, retrieval_query=query, history=earlier, stop=stop):
-            if isinstance(event, str):
-                text += event
-                history[-1] = {"role": "assistant", "content": shown(text)}
-                yield history, "<p class='ragbot-muted'>Answering…</p>", ""
-            else:
-                answer = event
-        self._stops.pop(session, None)
+        try:
+            for event in self.bot.ask_stream(question, k=int(k), temperature=float(temperature),
+                                             conversation_id=conversation_id, turn=turn, retrieval_query=query,
+                                             history=earlier, stop=stop, user=user):
+                if isinstance(event, str):
+                    text += event
+                    history[-1] = {"role": "assistant", "content": shown(text)}
+                    yield history, "<p class='ragbot-muted'>Answering…</p>", ""
+                else:
+                    answer = event
+        finally:
+            if self._stops.get(session) is stop:  # a newer answer of this session keeps its own
+                del self._stops[session]
         if stop.is_set():  # the model stopped at its next token; the unfinished answer is not kept
             history[-1] = {"role": "assistant", "content": shown(text + " …")}
             yield history, "<p>Stopped: this answer was not finished, so it is not kept or rated.</p>", ""
@@ -309,10 +330,15 @@ class ChatHandlers:
             text = self.conversations.export(conversation_id, owner)
         except ConversationError:
             return None
-        self.exports.mkdir(parents=True, exist_ok=True)
         path = self.exports / f"conversation-{conversation_id}.md"  # the id is a random 128-bit name
-        path.write_text(text, encoding="utf-8")
+        write_atomic(path, text)
         return path
+
+    def delete_conversation(self, conversation_id: str, owner: str) -> None:
+        """Hide the conversation from its owner and remove its export (ConversationError if it
+        is not the owner's)."""
+        self.conversations.delete(conversation_id, owner)
+        (self.exports / f"conversation-{conversation_id}.md").unlink(missing_ok=True)
 
     @staticmethod
     def _history_messages(history: list[dict]) -> list[dict]:
@@ -378,10 +404,7 @@ class ChatHandlers:
                 problems.append(f"{name}: larger than the {self.max_upload_bytes // 2**20} MiB upload limit")
                 _discard(source)
                 continue
-            target = upload_target(self.uploads, name, _sha256(source))
-            fresh = not target.exists()
-            if fresh:
-                shutil.copyfile(source, target)
+            target, fresh = _keep_upload(source, self.uploads, name)
             _discard(source)  # Gradio's own copy: documents live in the data dir only
             accepted.append((target, fresh))
         lines = [f"failed: {p}" for p in problems]
@@ -538,7 +561,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 yield gr.skip(), gr.skip(), gr.skip()
                 return
             yield from handlers.respond(question, history, conversation_id, k, temperature, show_all,
-                                        session=session_of(request))
+                                        session=session_of(request), user=getattr(request, "username", None))
 
         def listed(conversation_id, saved, request: gr.Request):
             """The conversation list, with the open one selected and remembered by the browser."""
@@ -605,7 +628,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         def delete_current(conversation_id, saved, request: gr.Request):
             owner = owner_of(request, saved)
             try:
-                handlers.conversations.delete(conversation_id, owner)
+                handlers.delete_conversation(conversation_id, owner)
             except ConversationError:
                 return gr.skip(), gr.skip(), gr.skip(), gr.skip(), "Nothing to delete: ask a question first.", gr.skip()
             fresh = uuid.uuid4().hex

@@ -60,7 +60,7 @@ class RagBot:
         self._index: VectorIndex | None = None
         self._index_generation = -1
         self._lexical: tuple[int, LexicalIndex] | None = None
-        self._memory: tuple[tuple, CorrectionMemory] | None = None
+        self._memories: dict[str | None, tuple[tuple, CorrectionMemory]] = {}  # per user
         self._load_lock = threading.RLock()
 
     @classmethod
@@ -137,6 +137,19 @@ class RagBot:
             self._lexical = (generation, index)
             return index
 
+    def _search_snapshot(self, lexical: bool) -> tuple[VectorIndex, LexicalIndex | None]:
+        """The FAISS index and (when asked) the BM25 index of one and the same generation: another
+        process may commit an ingest between loading the two."""
+        with self._load_lock:
+            for _ in range(5):
+                index = self._current_index()
+                if not lexical:
+                    return index, None
+                words = self._current_lexical()
+                if self._lexical is not None and self._lexical[0] == self._index_generation:
+                    return index, words
+            raise BusyError(f"{self.settings.data_dir} changed five times while searching; try again")
+
     @contextmanager
     def _writing(self) -> Iterator[Ingester]:
         lock_path = self.settings.data_dir / "write.lock"
@@ -196,12 +209,12 @@ class RagBot:
         k = k or self.settings.top_k
         mode = self.settings.retrieval
         vectors = self.embedder.encode(list(queries), batch_size=self.settings.embed_batch_size)
-        index = self._current_index()
+        index, lexical_index = self._search_snapshot(mode != "dense")
         depth = k if mode == "dense" else max(k, FUSION_DEPTH)
         _, dense_ids = index.search(vectors, depth)
         rankings = [[int(i) for i in row if i >= 0] for row in dense_ids]
-        if mode != "dense":
-            lexical = self._current_lexical().search(queries, depth)
+        if lexical_index is not None:
+            lexical = lexical_index.search(queries, depth)
             if mode == "bm25":
                 rankings = [[c for c, _ in hits][:k] for hits in lexical]
             else:
@@ -268,12 +281,12 @@ class RagBot:
         self, question: str, k: int | None, temperature: float | None, stream: bool,
         given: Sequence[str | dict] | None = None, record: bool = True,
         conversation_id: str | None = None, turn: int = 0, retrieval_query: str | None = None,
-        history: Sequence[dict[str, str]] = (), stop: threading.Event | None = None,
+        history: Sequence[dict[str, str]] = (), stop: threading.Event | None = None, user: str | None = None,
     ) -> Iterator[str | Answer]:
         settings = self.settings
         temperature = settings.temperature if temperature is None else temperature
         for event in self._make_answer(question, retrieval_query or question, k, temperature, stream, given, history,
-                                       stop):
+                                       stop, user):
             if isinstance(event, Answer) and record and not (stop is not None and stop.is_set()):
                 params = {"temperature": temperature, "max_new_tokens": settings.max_new_tokens,
                           "top_k": k or settings.top_k, "prompt_passages": settings.prompt_passages,
@@ -290,6 +303,7 @@ class RagBot:
     def _make_answer(
         self, question: str, retrieval_query: str, k: int | None, temperature: float, stream: bool,
         given: Sequence[str | dict] | None, history: Sequence[dict[str, str]] = (), stop: threading.Event | None = None,
+        user: str | None = None,
     ) -> Iterator[str | Answer]:
         """Evidence first: retrieve, rank the passages' sentences, refuse when the best one falls
         below the calibrated threshold, else answer from the best sentences (evidence.py)."""
@@ -308,7 +322,8 @@ class RagBot:
                          timings_ms={"retrieve": retrieve_ms, **timings}, tokens={"prompt": 0, "completion": 0},
                          refusal_reason=reason, evidence_score=best, evidence_threshold=threshold, **common)
 
-        match = self.correction_for(retrieval_query)
+        # The user's own corrections, for questions ragbot retrieved for (not on given passages).
+        match = self.correction_for(retrieval_query, user) if given is None else None
         if match is not None and match.correction.correction is not None:
             # The user said what the answer to this question is: that is the answer.
             said = match.correction.correction
@@ -382,25 +397,26 @@ class RagBot:
                      prompt=prompt_text, raw_reply=raw_reply, timings_ms=timings, tokens=tokens,
                      evidence_score=best, evidence_threshold=check.threshold, **common)
 
-    def correction_for(self, query: str) -> Match | None:
-        """The user's correction (or thumbs-down) of an earlier answer to a question that asks
+    def correction_for(self, query: str, user: str | None = None) -> Match | None:
+        """`user`'s correction (or thumbs-down) of an earlier answer to a question that asks
         what `query` asks, if any (corrections.py)."""
-        memory = self.correction_memory()
+        memory = self.correction_memory(user)
         if memory is None or not len(memory):
             return None
         return memory.match(self.embedder.encode([query])[0])
 
-    def correction_memory(self) -> CorrectionMemory | None:
-        """The corrections as they stand now, rebuilt when feedback or the threshold changes."""
+    def correction_memory(self, user: str | None = None) -> CorrectionMemory | None:
+        """`user`'s corrections as they stand now, rebuilt when feedback or the threshold changes."""
         if not self.settings.use_corrections:
             return None
         threshold = self.correction_threshold()
         key = (self.feedback.fingerprint(), threshold)
         with self._load_lock:
-            if self._memory is None or self._memory[0] != key:
-                memory = CorrectionMemory.build(self.feedback.corrections(), self.embedder, threshold)
-                self._memory = (key, memory)
-            return self._memory[1]
+            cached = self._memories.get(user)
+            if cached is None or cached[0] != key:
+                cached = (key, CorrectionMemory.build(self.feedback.corrections(user), self.embedder, threshold))
+                self._memories[user] = cached
+            return cached[1]
 
     def correction_threshold(self) -> float:
         """The answering adapter's fitted match threshold, else the `correction_match` setting."""

@@ -619,8 +619,6 @@ COMMANDS = {
     "documents": cmd_documents,
 }
 
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 def _data_dir(args) -> Path:
@@ -660,3 +658,7 @@ def cmd_restore(args) -> int:
 
 
 MAINTENANCE = {"doctor": cmd_doctor, "backup": cmd_backup, "restore": cmd_restore}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -50,13 +50,19 @@ class Conversations:
     def _db(self):
         return self.store._db
 
-    def _owned(self, conversation_id: str, owner: str) -> tuple | None:
+    def _exists(self, conversation_id: str, owner: str) -> bool:
+        """Whether the owner has this conversation (False: none has it yet). Another owner's, or
+        a deleted one, raises, in the same words as a missing one, so nothing is learnt."""
         row = self._db.execute("SELECT owner, deleted FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
         if row is None:
-            return None
+            return False
         if row[0] != owner or row[1]:
-            raise ConversationError("no such conversation")  # the same words for another's and a deleted one
-        return row
+            raise ConversationError("no such conversation")
+        return True
+
+    def _require(self, conversation_id: str, owner: str) -> None:
+        if not self._exists(conversation_id, owner):
+            raise ConversationError("no such conversation")
 
     def touch(self, conversation_id: str, owner: str, first_question: str) -> None:
         """Record a turn's time; a new conversation is created, titled by its first question."""
@@ -81,7 +87,7 @@ class Conversations:
         return [Conversation(*row) for row in rows]
 
     def turns(self, conversation_id: str, owner: str) -> list[Turn]:
-        if self._owned(conversation_id, owner) is None:
+        if not self._exists(conversation_id, owner):
             return []
         rows = self._db.execute(
             "SELECT question, answer, id, refused FROM answers WHERE conversation_id = ? ORDER BY turn, created_at",
@@ -92,21 +98,18 @@ class Conversations:
         title = " ".join((title or "").split())[:TITLE_CHARS]
         if not title:
             raise ConversationError("a title needs at least one character")
-        if self._owned(conversation_id, owner) is None:
-            raise ConversationError("no such conversation")
+        self._require(conversation_id, owner)
         with self.store.transaction() as db:
             db.execute("UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id))
 
     def delete(self, conversation_id: str, owner: str) -> None:
-        if self._owned(conversation_id, owner) is None:
-            raise ConversationError("no such conversation")
+        self._require(conversation_id, owner)
         with self.store.transaction() as db:
             db.execute("UPDATE conversations SET deleted = 1, updated_at = ? WHERE id = ?", (time.time(), conversation_id))
 
     def export(self, conversation_id: str, owner: str, fmt: str = "markdown") -> str:
         """The conversation as Markdown (questions, answers) or JSON (with answer ids)."""
-        if self._owned(conversation_id, owner) is None:
-            raise ConversationError("no such conversation")
+        self._require(conversation_id, owner)
         title = self._db.execute("SELECT title FROM conversations WHERE id = ?", (conversation_id,)).fetchone()[0]
         turns = self.turns(conversation_id, owner)
         if fmt == "json":

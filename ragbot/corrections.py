@@ -2,7 +2,10 @@
 
 A correction is the answer a user typed under one of ragbot's answers in the chat (or
 `ragbot feedback --correction`); a thumbs-down without one says only that the answer was wrong.
-Both are stored with the answer they judge (feedback.py), and from then on:
+Both are stored with the answer they judge (feedback.py), and from then on, for the same user
+(each user's corrections are theirs: with a login on the chat page, one user's correction never
+answers another), and for questions retrieved by ragbot (an evaluation on given passages
+measures the model, not the memory):
 - a question that asks what a corrected question asked is answered with the correction, marked
   as the user's (`Answer.correction_of` names the answer it corrected); a correction that is the
   refusal sentence makes ragbot refuse;
@@ -44,6 +47,7 @@ class Correction:
     answer: str  # what ragbot answered
     correction: str | None  # what the user says the answer is (None: a thumbs-down alone)
     at: float  # when the feedback was last changed
+    cancels: str | None = None  # judging an answer made from a correction: that correction's answer id
 
 
 @dataclass(frozen=True)
@@ -108,9 +112,12 @@ class CorrectionMemory:
 
     @classmethod
     def build(cls, corrections: Sequence[Correction], embedder, threshold: float) -> "CorrectionMemory":
-        """One entry per question: the newest feedback on it wins."""
+        """One entry per question: the newest feedback on it wins, and feedback on an answer that
+        a correction made replaces that correction, whatever words its question used."""
         newest: dict[str, Correction] = {}
         for item in sorted(corrections, key=lambda c: c.at):
+            if item.cancels:
+                newest = {key: kept for key, kept in newest.items() if kept.answer_id != item.cancels}
             newest[" ".join(item.question.split()).casefold()] = item
         kept = list(newest.values())
         vectors = embedder.encode([c.question for c in kept]) if kept else np.zeros((0, 1), dtype=np.float32)

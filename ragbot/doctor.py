@@ -28,11 +28,20 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BusyError, RagbotError
-from .files import new_temp_dir, state_lock, swap_in_dir, write_atomic
+from .files import (
+    LEFTOVER_SECONDS,
+    full_disk_reported,
+    new_temp_dir,
+    remove_path,
+    state_lock,
+    swap_in_dir,
+    write_atomic,
+)
 
 LOW_DISK_BYTES = 1 << 30
 BACKUP_MANIFEST = "ragbot-backup.json"
@@ -73,18 +82,40 @@ def doctor(data_dir: Path, repair: bool = False, settings_overrides: dict | None
         return report  # nothing else can be trusted, or rebuilt, from a damaged database
     from .bot import RagBot
 
-    bot = RagBot(settings)
-    try:
-        _check(report, "database contents", lambda: _contents(bot, report, repair))
-        _check(report, "search indexes", lambda: _indexes(bot, report, repair))
-        _check(report, "adapter registry", lambda: _registry(bot, report, repair))
-        _check(report, "model files", lambda: _models(report))
-        free = shutil.disk_usage(settings.data_dir).free
-        report.add("free disk", "ok" if free >= LOW_DISK_BYTES else "warning",
-                   f"{free / 2**30:.1f} GB free" + ("" if free >= LOW_DISK_BYTES else ": ingest and tune may fail"))
-    finally:
-        bot.close()
+    with _write_lock(settings.data_dir, held=repair):  # repairs change state: no ingest may run meanwhile
+        bot = RagBot(settings)
+        try:
+            _checks(bot, report, repair)
+        finally:
+            bot.close()
     return report
+
+
+@contextmanager
+def _write_lock(data_dir: Path, held: bool):
+    """The lock every ingest and remove holds (bot.py), taken without waiting."""
+    if not held:
+        yield
+        return
+    with open(data_dir / "write.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BusyError(f"another ragbot process is writing to {data_dir}; repair when it is done") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _checks(bot, report: DoctorReport, repair: bool) -> None:
+    _check(report, "database contents", lambda: _contents(bot, report, repair))
+    _check(report, "search indexes", lambda: _indexes(bot, report, repair))
+    _check(report, "adapter registry", lambda: _registry(bot, report, repair))
+    _check(report, "model files", lambda: _models(report))
+    free = shutil.disk_usage(bot.settings.data_dir).free
+    report.add("free disk", "ok" if free >= LOW_DISK_BYTES else "warning",
+               f"{free / 2**30:.1f} GB free" + ("" if free >= LOW_DISK_BYTES else ": ingest and tune may fail"))
 
 
 def _check(report: DoctorReport, name: str, run: Callable[[], None]) -> None:
@@ -154,11 +185,19 @@ def _indexes(bot, report: DoctorReport, repair: bool) -> None:
                    None if set(lexical.ids.tolist()) == expected else "holds other chunks than the database")
         _report_index(report, f"BM25 index (generation {generation})", problem, repair,
                       settings.index_dir / f"{generation}.bm25", bot._current_lexical)
-    leftovers = [p for p in settings.index_dir.iterdir() if p.name.startswith(".")] if settings.index_dir.is_dir() else []
+    # Temporary files of interrupted writes; a reader that is saving a rebuilt index right now
+    # holds no lock, so only leftovers older than any save are removed.
+    now = time.time()
+    leftovers = [p for p in settings.index_dir.iterdir() if p.name.startswith(".") and ".tmp" in p.name] \
+        if settings.index_dir.is_dir() else []
     if leftovers and repair:
-        for path in leftovers:
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-        report.add("index leftovers", "repaired", f"removed {len(leftovers)} files of interrupted writes")
+        old = [p for p in leftovers if now - p.stat().st_mtime >= LEFTOVER_SECONDS]
+        for path in old:
+            remove_path(path)
+        report.add("index leftovers", "repaired" if len(old) == len(leftovers) else "warning",
+                   f"removed {len(old)} files of interrupted writes"
+                   + (f"; {len(leftovers) - len(old)} less than an hour old kept (a save may be running)"
+                      if len(old) < len(leftovers) else ""))
     elif leftovers:
         report.add("index leftovers", "warning", f"{len(leftovers)} files of interrupted writes (--repair removes them)")
 
@@ -199,8 +238,10 @@ def _registry(bot, report: DoctorReport, repair: bool) -> None:
             report.add(f"adapter {info.version}", "problem", str(exc))
     broken = [p.name for p in registry.root.iterdir() if p.is_dir() and not (p / METADATA).is_file()]
     if broken and repair:
-        for name in broken:
-            shutil.rmtree(registry.root / name, ignore_errors=True)
+        with state_lock(registry.root / ".lock", f"the adapter registry in {registry.root}"):  # no save under way
+            broken = [p.name for p in registry.root.iterdir() if p.is_dir() and not (p / METADATA).is_file()]
+            for name in broken:
+                shutil.rmtree(registry.root / name, ignore_errors=True)
         report.add("adapter leftovers", "repaired", f"removed {', '.join(broken)} (interrupted saves, no metadata)")
     elif broken:
         report.add("adapter leftovers", "warning", f"{', '.join(broken)}: no metadata (interrupted saves; "
@@ -255,6 +296,11 @@ def backup(data_dir: Path, dest: Path) -> dict:
         raise RagbotError(f"{dest} already exists; name a new folder for the backup")
     if not settings.db_path.is_file():
         raise RagbotError(f"{settings.db_path} does not exist: nothing to back up")
+    with full_disk_reported(dest):
+        return _backup(settings, dest)
+
+
+def _backup(settings, dest: Path) -> dict:
     tmp = new_temp_dir(dest.parent, f".{dest.name}-")
     try:
         source = sqlite3.connect(settings.db_path, timeout=30)
@@ -271,9 +317,11 @@ def backup(data_dir: Path, dest: Path) -> dict:
         if adapters.is_dir():
             with state_lock(adapters / ".lock", f"the adapter registry in {adapters}"):
                 shutil.copytree(adapters, tmp / "adapters", ignore=shutil.ignore_patterns(".*"))
-        config = settings.data_dir / "config.toml"
-        if config.is_file():
-            shutil.copy2(config, tmp / "config.toml")
+        for name in ("config.toml", "browser-state.key"):  # the key: browsers' saved state stays readable
+            if (settings.data_dir / name).is_file():
+                shutil.copy2(settings.data_dir / name, tmp / name)
+        if (settings.data_dir / "uploads").is_dir():  # the chat's uploads are documents only ragbot holds
+            shutil.copytree(settings.data_dir / "uploads", tmp / "uploads")
         manifest = {"created_at": time.time(), "source": str(settings.data_dir), "schema_version": schema,
                     "counts": counts}
         write_atomic(tmp / BACKUP_MANIFEST, json.dumps(manifest, indent=2))
@@ -294,25 +342,31 @@ def restore(backup_dir: Path, data_dir: Path, replace: bool = False) -> dict:
         manifest = json.loads((backup_dir / BACKUP_MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise RagbotError(f"{backup_dir} is not a ragbot backup ({BACKUP_MANIFEST}: {exc})") from None
-    check = sqlite3.connect(f"file:{backup_dir / 'ragbot.db'}?mode=ro", uri=True)
+    database = backup_dir / "ragbot.db"
+    if not database.is_file():
+        raise RagbotError(f"{database} is missing: this backup cannot be used")
     try:
-        if [r[0] for r in check.execute("PRAGMA integrity_check")] != ["ok"]:
-            raise RagbotError(f"{backup_dir / 'ragbot.db'} fails SQLite's integrity check; this backup cannot be used")
+        check = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+        try:
+            good = [r[0] for r in check.execute("PRAGMA integrity_check")] == ["ok"]
+        finally:
+            check.close()
     except sqlite3.DatabaseError as exc:
-        raise RagbotError(f"{backup_dir / 'ragbot.db'} cannot be read ({exc})") from None
-    finally:
-        check.close()
+        raise RagbotError(f"{database} cannot be read ({exc})") from None
+    if not good:
+        raise RagbotError(f"{database} fails SQLite's integrity check; this backup cannot be used")
+    with full_disk_reported(data_dir):
+        return _restore(backup_dir, data_dir, replace, manifest)
+
+
+def _restore(backup_dir: Path, data_dir: Path, replace: bool, manifest: dict) -> dict:
     moved = None
     if data_dir.is_dir() and any(data_dir.iterdir()):
         if not replace:
             raise RagbotError(f"{data_dir} is not empty; restore into a new folder, or pass --replace "
                               f"(the current data dir is moved aside, not deleted)")
         moved = data_dir.with_name(f"{data_dir.name}.before-restore-{time.strftime('%Y%m%d-%H%M%S')}")
-        with open(data_dir / "write.lock", "w") as lock:  # the lock every ingest and remove holds
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise BusyError(f"another ragbot process is writing to {data_dir}; restore when it is done") from None
+        with _write_lock(data_dir, held=True):  # no ingest or remove may be under way
             data_dir.rename(moved)
     tmp = new_temp_dir(data_dir.parent, f".{data_dir.name}-restore-")
     try:

@@ -196,18 +196,22 @@ class FeedbackLog:
         return [c for (c,) in self._db.execute(
             "SELECT chunk_id FROM answer_passages WHERE answer_id = ? AND rank <= ? ORDER BY rank", (answer_id, shown))]
 
-    def corrections(self) -> list["Correction"]:
-        """Corrections, and thumbs-down answers without one, for the correction memory
-        (corrections.py). A thumbs-down on a refusal says nothing about which sentence to avoid,
-        so it is left out unless it carries a correction."""
+    def corrections(self, user: str | None = None) -> list["Correction"]:
+        """`user`'s corrections, and thumbs-down answers without one, for the correction memory
+        (corrections.py); `user` None is the feedback given without a name (one user's
+        machine). A thumbs-down on a refusal says nothing about which sentence to avoid, so it is
+        left out, unless it carries a correction or the refusal came from a correction (then it
+        takes that correction back)."""
         from .corrections import Correction
 
         rows = self._db.execute(
-            "SELECT a.id, a.retrieval_query, a.answer, f.correction, f.updated_at FROM feedback f "
-            "JOIN answers a ON a.id = f.answer_id "
-            "WHERE f.correction IS NOT NULL OR (f.vote = -1 AND a.refused = 0) ORDER BY f.updated_at, a.id"
-        ).fetchall()
-        return [Correction(answer_id=i, question=q, answer=a, correction=c, at=t) for i, q, a, c, t in rows]
+            "SELECT a.id, a.retrieval_query, a.answer, f.correction, f.updated_at, a.params FROM feedback f "
+            "JOIN answers a ON a.id = f.answer_id WHERE f.user IS ? AND (f.correction IS NOT NULL OR "
+            "(f.vote = -1 AND (a.refused = 0 OR a.refusal_reason = 'corrected'))) ORDER BY f.updated_at, a.id",
+            (user,)).fetchall()
+        return [Correction(answer_id=i, question=q, answer=a, correction=c, at=t,
+                           cancels=json.loads(params or "{}").get("correction_of"))
+                for i, q, a, c, t, params in rows]
 
     def fingerprint(self) -> tuple:
         """Changes whenever any feedback does (history only grows), to know when to reload."""

@@ -29,25 +29,48 @@ from typing import IO
 from .errors import BusyError, DiskFullError
 
 
-# How long an older index generation stays after a newer one is saved: another process that read
-# the older generation from the database just before may still be opening its files.
+# How long an older index generation stays once a newer one is saved: another process that read
+# the older generation from the database just before may still be opening its files. A leftover
+# of an interrupted write is removed once it is this old itself (a big index takes a while).
 GRACE_SECONDS = 120
+LEFTOVER_SECONDS = 3600
+_STALE = ".stale-"  # prefix of the marker that records when a generation became old
 
 
 def remove_old_generations(directory: Path, pattern: "re.Pattern[str]", keep: int, grace: float = GRACE_SECONDS) -> None:
-    """Remove the files (or folders) named like `pattern` (group 1: the generation) of every
-    generation but `keep`, once they are older than `grace` seconds, and leftovers of
-    interrupted writes (names starting with a dot and `.tmp`) just as old."""
+    """Called after saving generation `keep`: the files (or folders) named like `pattern`
+    (group 1: the generation) of other generations are marked old the first time they are seen,
+    and removed on a later save once the mark is `grace` seconds old."""
     now = time.time()
     for entry in directory.iterdir():
-        match = pattern.match(entry.name)
-        stale = (match and int(match.group(1)) != keep) or (entry.name.startswith(".") and ".tmp" in entry.name)
         try:
-            if not stale or now - entry.stat().st_mtime < grace:
+            if entry.name.startswith(_STALE):
+                if not (directory / entry.name[len(_STALE):]).exists():
+                    entry.unlink(missing_ok=True)  # the marker of something already gone
                 continue
-            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+            if entry.name.startswith(".") and ".tmp" in entry.name:
+                if now - entry.stat().st_mtime >= LEFTOVER_SECONDS:
+                    remove_path(entry)
+                continue
+            match = pattern.match(entry.name)
+            if not match or int(match.group(1)) == keep:
+                continue
+            marker = directory / f"{_STALE}{entry.name}"
+            if not marker.exists():
+                marker.touch()
+            elif now - marker.stat().st_mtime >= grace:
+                remove_path(entry)
+                marker.unlink(missing_ok=True)
         except OSError:
             continue
+
+
+def remove_path(path: Path) -> None:
+    """A file or a whole folder, gone (missing is fine)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def fsync_dir(directory: Path) -> None:

@@ -138,16 +138,18 @@ class Generator:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
+        closed = threading.Event()  # the reader left early; the caller's `stop` is only read
+
         class _StopWhenAsked(StoppingCriteria):
             def __call__(self, input_ids, scores, **kwargs):
-                return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
+                asked = closed.is_set() or (stop is not None and stop.is_set())
+                return torch.full((input_ids.shape[0],), asked, dtype=torch.bool, device=input_ids.device)
 
         inputs = self._inputs(prompt)
         n_prompt = int(inputs["input_ids"].shape[1])
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         result: dict = {}
         kwargs = self._generate_kwargs(max_new_tokens, temperature, n_prompt, avoid_start)
-        stop = stop or threading.Event()
         kwargs["stopping_criteria"] = StoppingCriteriaList([_StopWhenAsked()])
 
         def work() -> None:
@@ -161,13 +163,15 @@ class Generator:
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
         pieces = []
+        finished = False
         try:
             for piece in streamer:
                 pieces.append(piece)
                 yield piece
+            finished = True
         finally:
-            if thread.is_alive():
-                stop.set()  # no-op when the reply ended by itself
+            if not finished:  # closed before the reply ended: stop decoding at the next token
+                closed.set()
             thread.join()
         if "error" in result:
             raise result["error"]

@@ -84,15 +84,16 @@ def load_plan(settings: Settings, which: str) -> tuple[str, str, object]:
     return location, device, pick_dtype(settings.dtype, device)
 
 
-def require_safetensors(folder: Path, what: str) -> None:
+def require_safetensors(folder: Path, what: str, name: str = "adapter_model.safetensors") -> None:
     """Weights are read only from safetensors files: a pickled checkpoint (.bin, .pt) can run
-    code when loaded, and the data dir is not a place to trust code from."""
+    code when loaded, and the data dir is not a place to trust code from. `name` is the file the
+    loader reads first (PEFT falls back to a pickled adapter_model.bin when it is missing)."""
     folder = Path(folder)
-    if not any(folder.glob("*.safetensors")):
+    if not (folder / name).is_file():
         pickled = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl")) \
             if folder.is_dir() else []
         found = f" (found {', '.join(pickled)}: pickled weights are not loaded)" if pickled else ""
-        raise ModelError(f"{what} in {folder} has no safetensors weights{found}")
+        raise ModelError(f"{what} in {folder} has no {name}{found}")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -193,3 +193,9 @@ def test_stop_ends_generation_within_a_second(corpus_bot):
     while threading.active_count() > before and clock.perf_counter() < deadline:
         clock.sleep(0.05)
     assert threading.active_count() <= before  # the model is not decoding on in the background
+    # An answer that ends by itself is kept and can be rated: nothing else sets the stop.
+    short = corpus_bot.with_settings(answer_mode="generate", max_new_tokens=24)
+    short.use_generator(corpus_bot.generator)
+    *_, (history, sources, _) = ChatHandlers(short).respond("What is a GAN?", [], "stop-test-2", 5, 0.0, False,
+                                                           session="s")
+    assert history[-1]["metadata"]["id"] and "Stopped" not in sources

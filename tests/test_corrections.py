@@ -110,3 +110,34 @@ def test_a_thumbs_down_stops_the_rejected_sentence_being_quoted_again(corpus_bot
         assert rejected not in again.answer
     finally:
         corpus_bot.feedback.set_feedback(first.id, None)
+
+
+def test_corrections_are_each_users_own_and_stay_out_of_evaluations_on_given_passages(corpus_bot):
+    question = "What is mode collapse in a GAN?"
+    first = corpus_bot.ask(question, user="ann")
+    fix = "Mode collapse is when a GAN's generator makes only a few kinds of output."
+    corpus_bot.feedback.set_feedback(first.id, -1, correction=fix, user="ann")
+    try:
+        assert corpus_bot.ask(question, record=False, user="ann").answer == fix
+        assert corpus_bot.ask(question, record=False, user="bob").answer != fix  # another user's answer stands
+        assert corpus_bot.ask(question, record=False).answer != fix
+        given = corpus_bot.ask(question, record=False, user="ann",
+                               passages=["Mode collapse means the generator covers few modes of the data."])
+        assert given.correction_of is None  # an evaluation on given passages measures the model
+    finally:
+        corpus_bot.feedback.set_feedback(first.id, None, user="ann")
+
+
+def test_a_thumbs_down_on_a_corrected_answer_takes_the_correction_back(corpus_bot):
+    question = "What is latent diffusion?"
+    first = corpus_bot.ask(question)
+    corpus_bot.feedback.set_feedback(first.id, -1, correction=REFUSAL)
+    corrected = corpus_bot.ask("What is latent diffusion exactly?")  # reworded: the correction still answers
+    try:
+        assert corrected.refused and corrected.correction_of == first.id
+        corpus_bot.feedback.set_feedback(corrected.id, -1)  # "no, that was wrong too"
+        again = corpus_bot.ask(question, record=False)
+        assert not again.refused and again.correction_of is None  # the documents answer again
+    finally:
+        corpus_bot.feedback.set_feedback(first.id, None)
+        corpus_bot.feedback.set_feedback(corrected.id, None)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ragbot.lexical import RRF_K, LexicalIndex, fuse
+from ragbot.lexical import LexicalIndex, fuse
 from ragbot.store import StoredChunk
 
 
@@ -18,7 +18,6 @@ def test_reciprocal_rank_fusion():
     fused = fuse([[1, 2, 3], [2, 3]], weights=(1.0, 1.0), k=3)
     assert fused == [2, 3, 1]  # 1/62+1/61 > 1/63+1/62 > 1/61
     assert fuse([[1, 2, 3], [2, 3]], weights=(1.0, 0.0), k=3) == [1, 2, 3]  # weight 0: dense order
-    assert 1 / (RRF_K + 1) + 1 / (RRF_K + 2) > 1 / (RRF_K + 1)
 
 
 def test_index_finds_exact_words_and_survives_a_round_trip(tmp_path, embedder):
@@ -36,16 +35,19 @@ def test_index_finds_exact_words_and_survives_a_round_trip(tmp_path, embedder):
     again = LexicalIndex.load(tmp_path, 4, pieces, name)
     assert again is not None and again.search(["bananas"], 2)[0][0][0] == 11
     index.save(tmp_path, 5)  # a newer generation: the older one stays a while for readers still opening it
-    assert LexicalIndex.load(tmp_path, 4, pieces, name) is not None
-    os.utime(tmp_path / "4.bm25", (1, 1))  # older than the grace period
+    os.utime(tmp_path / "4.bm25", (1, 1))  # written long ago: what counts is when it became old
     index.save(tmp_path, 6)
+    assert LexicalIndex.load(tmp_path, 4, pieces, name) is not None
+    os.utime(tmp_path / ".stale-4.bm25", (1, 1))  # old for longer than the grace period now
+    index.save(tmp_path, 7)
     assert not (tmp_path / "4.bm25").exists() and LexicalIndex.load(tmp_path, 4, pieces, name) is None
-    assert (tmp_path / "5.bm25").is_dir()  # recent: kept
+    assert not (tmp_path / ".stale-4.bm25").exists()
+    assert (tmp_path / "5.bm25").is_dir() and (tmp_path / "6.bm25").is_dir()  # old only recently: kept
     assert LexicalIndex.load(tmp_path, 99, pieces, name) is None
     empty = LexicalIndex.build([], pieces, name)
     assert empty.search(["anything"], 3) == [[]]
-    empty.save(tmp_path, 7)
-    assert len(LexicalIndex.load(tmp_path, 7, pieces, name)) == 0
+    empty.save(tmp_path, 8)
+    assert len(LexicalIndex.load(tmp_path, 8, pieces, name)) == 0
 
 
 def test_hybrid_search_keeps_cosine_scores_and_follows_the_generation(make_bot, docs):
@@ -59,9 +61,10 @@ def test_hybrid_search_keeps_cosine_scores_and_follows_the_generation(make_bot, 
     hybrid_top = bot.search(query, k=3)
     dense_top = {p.chunk_id: p.score for p in dense.search(query, k=3)}
     assert Path(hybrid_top[0].source).name == "volcano.html"
-    for p in hybrid_top:  # a passage's score is its cosine, whichever ranking found it
-        if p.chunk_id in dense_top:
-            assert p.score == pytest.approx(dense_top[p.chunk_id], abs=1e-5)
+    shared = [p for p in hybrid_top if p.chunk_id in dense_top]
+    assert shared  # a passage's score is its cosine, whichever ranking found it
+    for p in shared:
+        assert p.score == pytest.approx(dense_top[p.chunk_id], abs=1e-5)
     words = bot.with_settings(retrieval="bm25")
     words._embedder = bot.embedder
     assert Path(words.search("croissants pastry", k=1)[0].source).name == "paris.md"
@@ -69,7 +72,7 @@ def test_hybrid_search_keeps_cosine_scores_and_follows_the_generation(make_bot, 
     (docs / "bananas.txt").write_text("Bananas are yellow. Plantains are cooked before eating.\n")
     bot.ingest([docs])
     assert bot.store.generation() != generation
-    for path in bot.settings.index_dir.glob("*.bm25"):
+    for path in bot.settings.index_dir.glob("[0-9]*.bm25"):
         import shutil
 
         shutil.rmtree(path)

@@ -23,7 +23,10 @@ def test_pickled_adapters_are_not_loaded(tmp_path):
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text("{}")
     (adapter / "adapter_model.bin").write_bytes(b"not loaded")
-    with pytest.raises(ModelError, match=r"adapter v1 in .* has no safetensors weights \(found adapter_model\.bin"):
+    with pytest.raises(ModelError, match=r"adapter v1 in .* has no adapter_model\.safetensors \(found adapter_model\.bin"):
+        models.require_safetensors(adapter, "adapter v1")
+    (adapter / "other.safetensors").write_bytes(b"")  # some safetensors file is not the one PEFT reads
+    with pytest.raises(ModelError):
         models.require_safetensors(adapter, "adapter v1")
     (adapter / "adapter_model.safetensors").write_bytes(b"")
     models.require_safetensors(adapter, "adapter v1")
