@@ -171,6 +171,8 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             expect(page.locator("#conversations")).to_contain_text("GAN history", timeout=30_000)
             page.click("#export")
             expect(page.locator("#exported")).to_contain_text(".md", timeout=30_000)
+            exported = list((data_dir / "exports").glob("conversation-*.md"))
+            assert len(exported) == 1 and "When were GANs introduced?" in exported[0].read_text()
 
             other = browser.new_context().new_page()  # another browser: its own token, nothing listed
             other.goto(url)
@@ -195,8 +197,7 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             expect(page.locator("#sources")).to_contain_text("No source", timeout=120_000)
             expect(page.locator("#chat .message.bot").last).to_contain_text("do not contain the answer")
         browser.close()
-    exported = list((data_dir / "exports").glob("conversation-*.md"))
-    assert len(exported) == 1 and "When were GANs introduced?" in exported[0].read_text()
+    assert not list((data_dir / "exports").glob("conversation-*.md"))  # the export went with the conversation
     reopened = RagBot.open(data_dir)
     # The deleted conversation's answer is kept for tuning, next to the refusal asked afterwards.
     assert reopened.store._db.execute("SELECT refused FROM answers ORDER BY created_at").fetchall() == [(0,), (1,)]
