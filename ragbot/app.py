@@ -572,7 +572,8 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
 
         for trigger in (send.click, question.submit):
             trigger(respond, ask_inputs + [browser], ask_outputs, api_name="respond" if trigger == send.click else False
-                    ).then(handlers.model_info, None, info).then(listed, [conversation, browser], [past, browser])
+                    ).then(handlers.model_info, None, info).then(listed, [conversation, browser], [past, browser]
+                    ).then(lambda: gr.update(visible=False), None, examples)  # suggestions are for a first visit
 
         def stop_answer(request: gr.Request):
             return handlers.request_stop(session_of(request))
