@@ -128,7 +128,7 @@ REFUSAL_NOTES = {
 }
 
 
-SAVED = "Saved with the latest answer."
+SAVED = "Saved with the chosen answer."
 
 
 class ChatHandlers:
@@ -366,11 +366,12 @@ class ChatHandlers:
         return {1: "Thanks: marked helpful.", -1: "Thanks: marked unhelpful.", None: "Vote removed."}[vote]
 
     def on_comment(self, history: list[dict], comment: str, correction: str, user: str | None = None,
-                   session: str = "") -> str:
-        """Attach a comment and/or corrected answer to the latest answer in the conversation."""
-        answer_id = next((m["metadata"]["id"] for m in reversed(history or [])
-                          if isinstance(m, dict) and m.get("role") == "assistant" and (m.get("metadata") or {}).get("id")),
-                         None)
+                   session: str = "", answer_id: str | None = None) -> str:
+        """Attach a comment and/or corrected answer to the chosen answer of the conversation
+        (`answer_id`, an id the page sends back and so checked like any other), else the latest."""
+        if not answer_id:
+            answer_id = next((m["metadata"]["id"] for m in reversed(history or []) if isinstance(m, dict)
+                              and m.get("role") == "assistant" and (m.get("metadata") or {}).get("id")), None)
         if answer_id is None:
             return "Ask a question first."
         if not (comment or "").strip() and not (correction or "").strip():
@@ -380,6 +381,20 @@ class ChatHandlers:
         current = self.bot.feedback.feedback(answer_id)
         self.bot.feedback.set_feedback(answer_id, current.vote if current else None, comment, correction, user)
         return SAVED
+
+    @staticmethod
+    def answer_choices(history: list[dict]) -> list[tuple[str, str]]:
+        """The conversation's answers as (label, answer id), latest first: what a comment or
+        correction can be attached to."""
+        choices, question = [], ""
+        for message in history or []:
+            if not isinstance(message, dict):
+                continue
+            if message.get("role") == "user":
+                question = message_text(message)
+            elif (message.get("metadata") or {}).get("id"):
+                choices.append((f"{len(choices) + 1}. {question[:70]}", message["metadata"]["id"]))
+        return list(reversed(choices))
 
     @staticmethod
     def _refuse_foreign(answer_id, session: str, what: str) -> str:
@@ -524,7 +539,8 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 examples = gr.Radio(choices=[], label="New here? Try a question about your documents",
                                     elem_id="examples", visible=False)
                 status = gr.Markdown(elem_id="status")
-                with gr.Accordion("Comment or correct the latest answer", open=False):
+                with gr.Accordion("Comment on or correct an answer", open=False):
+                    which = gr.Dropdown(choices=[], label="Answer (latest first)", elem_id="which-answer")
                     comment = gr.Textbox(label="Comment", elem_id="comment")
                     correction = gr.Textbox(label="Corrected answer", elem_id="correction")
                     save_comment = gr.Button("Save")
@@ -651,14 +667,20 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
 
         chat.like(like, chat, status)
 
-        def save(history: list, text: str, fixed: str, request: gr.Request):
+        def save(history: list, text: str, fixed: str, chosen: str | None, request: gr.Request):
             said = handlers.on_comment(history, text, fixed, getattr(request, "username", None),
-                                       session=session_of(request))
+                                       session=session_of(request), answer_id=chosen)
             # Saved fields are emptied, so a second Save cannot attach them to a later answer.
             done = said == SAVED
             return said, "" if done else gr.skip(), "" if done else gr.skip()
 
-        save_comment.click(save, [chat, comment, correction], [status, comment, correction], api_name="save")
+        save_comment.click(save, [chat, comment, correction, which], [status, comment, correction], api_name="save")
+
+        def answers_of(history):
+            choices = handlers.answer_choices(history)
+            return gr.update(choices=choices, value=choices[0][1] if choices else None)
+
+        chat.change(answers_of, chat, which)
         def start_new(saved):
             fresh = uuid.uuid4().hex
             return [], render_sources(None, False), fresh, gr.update(value=None), {**(saved or {}), "conversation": fresh}

@@ -41,7 +41,7 @@ def test_like_uses_the_answer_id_carried_by_the_message(corpus_bot):
     answer_id = history[1]["metadata"]["id"]  # declined before any model, still logged
     assert handlers.on_like(history, 1, True, user="ann", session="s1") == "Thanks: marked helpful."
     assert corpus_bot.feedback.feedback(answer_id).vote == 1
-    assert handlers.on_comment(history, "too short", "Canberra [1].", user="ann", session="s1") == "Saved with the latest answer."
+    assert handlers.on_comment(history, "too short", "Canberra [1].", user="ann", session="s1") == "Saved with the chosen answer."
     saved = corpus_bot.feedback.feedback(answer_id)
     assert (saved.vote, saved.comment, saved.correction) == (1, "too short", "Canberra [1].")
     assert handlers.on_like(history, 1, False, session="s1") == "Thanks: marked unhelpful."
@@ -191,3 +191,18 @@ def test_issued_answer_ids_are_bounded(corpus_bot, monkeypatch):
     handlers._issue("s2", "again")  # used again: now the most recent
     assert list(handlers._issued) == ["s3", "s4", "s2"]
     assert not handlers._was_issued("s0", "id0") and handlers._was_issued("s2", "id2")
+
+
+def test_a_comment_goes_to_the_chosen_answer_of_the_conversation(make_bot, docs):
+    bot = make_bot()
+    bot.ingest([docs])
+    handlers = ChatHandlers(bot)
+    *_, (history, _, _) = handlers.respond("Where is the Eiffel Tower?", [], "c", 5, 0.0, False, session="s")
+    *_, (history, _, _) = handlers.respond("Where is Mount Etna?", history, "c", 5, 0.0, False, session="s")
+    choices = handlers.answer_choices(history)
+    assert [label for label, _ in choices] == ["2. Where is Mount Etna?", "1. Where is the Eiffel Tower?"]
+    first_id = choices[1][1]
+    assert handlers.on_comment(history, "", "In Paris [1].", session="s", answer_id=first_id) == "Saved with the chosen answer."
+    assert bot.feedback.feedback(first_id).correction == "In Paris [1]."
+    assert bot.feedback.feedback(choices[0][1]) is None  # the latest answer is untouched
+    assert handlers.on_comment(history, "x", "", session="s", answer_id="not-given-here").startswith("Not saved")

@@ -165,9 +165,17 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             page.locator('#chat button[aria-label="Like"]').last.click()  # reopened answers can be voted on
             expect(page.locator("#status")).to_contain_text("marked helpful", timeout=30_000)
 
+            page.get_by_text("Comment on or correct an answer").click()
+            expect(page.locator("#which-answer input")).to_have_value("1. When were GANs introduced?", timeout=30_000)
+            page.fill("#correction textarea", "In 2014, by Ian Goodfellow and colleagues.")
+            page.get_by_role("button", name="Save").click()
+            expect(page.locator("#status")).to_contain_text("Saved with the chosen answer.", timeout=30_000)
+            expect(page.locator("#correction textarea")).to_have_value("")
+
             page.get_by_text("Rename, export or delete").click()
             page.fill("#new-title textarea", "GAN history")
             page.click("#rename")
+            expect(page.locator("#status")).to_contain_text("Renamed.", timeout=30_000)
             expect(page.locator("#conversations")).to_contain_text("GAN history", timeout=30_000)
             page.click("#export")
             expect(page.locator("#exported")).to_contain_text(".md", timeout=30_000)
@@ -192,14 +200,17 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             page.click("#delete-document")
             expect(page.locator("#library-status")).to_contain_text("Deleted gans.md", timeout=60_000)
             expect(page.locator("#documents")).not_to_contain_text("gans.md", timeout=30_000)
-            page.fill("#question textarea", "When were GANs introduced?")
+            # (Not the corrected question: the user's correction would answer it, documents or not.)
+            page.fill("#question textarea", "What is a generative adversarial network made of?")
             page.click("#ask")
             expect(page.locator("#sources")).to_contain_text("No source", timeout=120_000)
+            expect(page.locator("#sources")).not_to_contain_text("gans.md")
             expect(page.locator("#chat .message.bot").last).to_contain_text("do not contain the answer")
         browser.close()
     assert not list((data_dir / "exports").glob("conversation-*.md"))  # the export went with the conversation
     reopened = RagBot.open(data_dir)
     # The deleted conversation's answer is kept for tuning, next to the refusal asked afterwards.
     assert reopened.store._db.execute("SELECT refused FROM answers ORDER BY created_at").fetchall() == [(0,), (1,)]
-    assert reopened.store._db.execute("SELECT vote FROM feedback").fetchone() == (1,)
+    assert reopened.store._db.execute("SELECT vote, correction FROM feedback").fetchone() == \
+        (1, "In 2014, by Ian Goodfellow and colleagues.")
     reopened.close()

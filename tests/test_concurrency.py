@@ -31,9 +31,9 @@ def test_twenty_concurrent_sessions_lose_no_feedback(server):
         history, _sources, _box = client.predict(question, [], 5, 0.0, False, {}, api_name="/respond")
         elapsed = time.perf_counter() - started
         comment = f"session {i}"
-        status, comment_box, correction_box = client.predict(history, comment, "", api_name="/save")
+        status, comment_box, correction_box = client.predict(history, comment, "", None, api_name="/save")
         assert (comment_box, correction_box) == ("", "")  # emptied once saved
-        assert status == "Saved with the latest answer.", status
+        assert status == "Saved with the chosen answer.", status
         return history[-1]["metadata"]["id"], comment, elapsed
 
     with ThreadPoolExecutor(max_workers=SESSIONS) as pool:
@@ -88,9 +88,9 @@ def test_a_vote_for_an_answer_another_session_got_is_refused(server):
     history, _sources, _box = ann.predict("Who introduced the variational autoencoder?", [], 5, 0.0, False, {},
                                           api_name="/respond")
     answer_id = history[-1]["metadata"]["id"]
-    assert mallory.predict(history, "", "A forged correction [1].", api_name="/save")[0] == \
+    assert mallory.predict(history, "", "A forged correction [1].", None, api_name="/save")[0] == \
         "Not saved: that answer was not given in this session."
-    assert ann.predict(history, "fine", "", api_name="/save")[0] == "Saved with the latest answer."
+    assert ann.predict(history, "fine", "", None, api_name="/save")[0] == "Saved with the chosen answer."
     bot = RagBot.open(data_dir)
     try:
         saved = bot.feedback.feedback(answer_id)
