@@ -29,6 +29,7 @@ from .readers import kind_of, supported_suffixes
 from .types import Answer
 
 MAX_HISTORY_TURNS = 2
+MAX_K, MAX_TEMPERATURE = 20, 1.5  # the settings sliders' ranges
 MAX_SESSIONS = 10_000  # sessions whose answer ids the server remembers
 MAX_IDS_PER_SESSION = 5_000
 MAX_QUESTION_CHARS = 1000  # longer is a pasted document, not a question
@@ -186,6 +187,9 @@ class ChatHandlers:
         if self.question_problem(question):
             return
         question = question.strip()
+        # Sent by the page (or any API client): kept to the ranges the page's sliders offer.
+        k = min(max(int(k), 1), MAX_K)
+        temperature = min(max(float(temperature), 0.0), MAX_TEMPERATURE)
         history = list(history or [])
         previous = [message_text(m) for m in history if isinstance(m, dict) and m.get("role") == "user"]
         turn = len(previous) + 1
@@ -548,9 +552,10 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 gr.Markdown("### Sources")
                 sources = gr.HTML(render_sources(None, False), elem_id="sources")
                 with gr.Accordion("Settings", open=False, elem_id="settings"):
-                    k = gr.Slider(1, 20, value=bot.settings.top_k, step=1, label="Passages to retrieve")
+                    k = gr.Slider(1, MAX_K, value=min(bot.settings.top_k, MAX_K), step=1, label="Passages to retrieve")
                     show_all = gr.Checkbox(False, label="Show all retrieved passages", elem_id="show-all")
-                    temperature = gr.Slider(0.0, 1.5, value=bot.settings.temperature, step=0.05, label="Temperature")
+                    temperature = gr.Slider(0.0, MAX_TEMPERATURE, value=bot.settings.temperature, step=0.05,
+                                            label="Temperature")
                     info = gr.Markdown(handlers.model_info())
                 with gr.Accordion("Your documents", open=False, elem_id="library"):
                     documents = gr.Dataframe(headers=["document", "type", "pages", "chunks", "added", "from"],

@@ -311,8 +311,9 @@ class RagBot:
         started = time.perf_counter()
         passages = self.search(retrieval_query, k) if given is None else _given_passages(given)
         retrieve_ms = (time.perf_counter() - started) * 1000
-        common = dict(question=question, passages=passages, model=settings.generator,
-                      adapter=self.answering_adapter())
+        adapter = self.answering_adapter()
+        metadata = self._adapter_metadata(adapter)  # read once: both thresholds come from it
+        common = dict(question=question, passages=passages, model=settings.generator, adapter=adapter)
 
         def refusal(reason: str, timings: dict, best: float | None = None,
                     threshold: float | None = None) -> Iterator[str | Answer]:
@@ -323,7 +324,7 @@ class RagBot:
                          refusal_reason=reason, evidence_score=best, evidence_threshold=threshold, **common)
 
         # The user's own corrections, for questions ragbot retrieved for (not on given passages).
-        match = self.correction_for(retrieval_query, user) if given is None else None
+        match = self.correction_for(retrieval_query, user, metadata) if given is None else None
         if match is not None and match.correction.correction is not None:
             # The user said what the answer to this question is: that is the answer.
             said = match.correction.correction
@@ -340,7 +341,7 @@ class RagBot:
             yield from refusal("low_retrieval_score", {"generate": 0.0})
             return
         t0 = time.perf_counter()
-        check = self.answerability_check()
+        check = self.answerability_check(metadata)
         # The generate mode shows the model the first `prompt_passages`: its evidence must be there.
         pool = passages if settings.answer_mode == "extract" else passages[: settings.prompt_passages]
         # A follow-up is scored against the standalone query it was retrieved with.
@@ -397,19 +398,19 @@ class RagBot:
                      prompt=prompt_text, raw_reply=raw_reply, timings_ms=timings, tokens=tokens,
                      evidence_score=best, evidence_threshold=check.threshold, **common)
 
-    def correction_for(self, query: str, user: str | None = None) -> Match | None:
+    def correction_for(self, query: str, user: str | None = None, metadata: dict | None = None) -> Match | None:
         """`user`'s correction (or thumbs-down) of an earlier answer to a question that asks
         what `query` asks, if any (corrections.py)."""
-        memory = self.correction_memory(user)
+        memory = self.correction_memory(user, metadata)
         if memory is None or not len(memory):
             return None
         return memory.match(self.embedder.encode([query])[0])
 
-    def correction_memory(self, user: str | None = None) -> CorrectionMemory | None:
+    def correction_memory(self, user: str | None = None, metadata: dict | None = None) -> CorrectionMemory | None:
         """`user`'s corrections as they stand now, rebuilt when feedback or the threshold changes."""
         if not self.settings.use_corrections:
             return None
-        threshold = self.correction_threshold()
+        threshold = self.correction_threshold(metadata)
         key = (self.feedback.fingerprint(), threshold)
         with self._load_lock:
             cached = self._memories.get(user)
@@ -418,16 +419,18 @@ class RagBot:
                 self._memories[user] = cached
             return cached[1]
 
-    def correction_threshold(self) -> float:
-        """The answering adapter's fitted match threshold, else the `correction_match` setting."""
-        stored = self._adapter_metadata().get("corrections")
-        fitted = MatchThreshold.from_dict(stored, where=f"adapter {self.answering_adapter()}") if stored else None
+    def correction_threshold(self, metadata: dict | None = None) -> float:
+        """The answering adapter's fitted match threshold (from its `metadata` when the caller has
+        read it), else the `correction_match` setting."""
+        stored = (self._adapter_metadata() if metadata is None else metadata).get("corrections")
+        fitted = MatchThreshold.from_dict(stored, where="the adapter's metadata") if stored else None
         return fitted.threshold if fitted else self.settings.correction_match
 
-    def _adapter_metadata(self) -> dict:
+    def _adapter_metadata(self, version: str | None = "") -> dict:
+        """The metadata of adapter `version` (default: the answering one; None: the base model)."""
         from .registry import AdapterRegistry
 
-        version = self.answering_adapter()
+        version = self.answering_adapter() if version == "" else version
         return AdapterRegistry(self.settings.adapters_dir).get(version).metadata if version else {}
 
     @property
@@ -437,18 +440,15 @@ class RagBot:
                 self._scorer = EmbeddingScorer(self.embedder)
             return self._scorer
 
-    def answerability_check(self) -> AnswerabilityCheck:
+    def answerability_check(self, metadata: dict | None = None) -> AnswerabilityCheck:
         """The threshold the best evidence score must reach: the adapter's calibration (of the
-        loaded generator, else of the `adapter` setting's choice) when it has one for this
-        scorer, else the `evidence_threshold` setting."""
-        from .registry import METADATA, AdapterRegistry
-
+        loaded generator, else of the `adapter` setting's choice, from its `metadata` when the
+        caller has read it) when it has one for this scorer, else the `evidence_threshold` setting."""
         if self._generator is not None:
             check = self._generator.answerability
         else:
-            chosen = AdapterRegistry(self.settings.adapters_dir).resolve(self.settings.adapter)
-            stored = chosen.metadata.get("answerability") if chosen is not None else None
-            check = AnswerabilityCheck.from_dict(stored, where=str(chosen.path / METADATA)) if stored else None
+            stored = (self._adapter_metadata() if metadata is None else metadata).get("answerability")
+            check = AnswerabilityCheck.from_dict(stored, where="the adapter's metadata") if stored else None
         if check is not None and check.scorer == self.evidence_scorer.name:
             return check
         return AnswerabilityCheck(scorer=self.evidence_scorer.name, threshold=self.settings.evidence_threshold)

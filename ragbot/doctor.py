@@ -33,15 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BusyError, RagbotError
-from .files import (
-    LEFTOVER_SECONDS,
-    full_disk_reported,
-    new_temp_dir,
-    remove_path,
-    state_lock,
-    swap_in_dir,
-    write_atomic,
-)
+from .files import LEFTOVER_SECONDS, building_dir, full_disk_reported, remove_path, state_lock, write_atomic
 
 LOW_DISK_BYTES = 1 << 30
 BACKUP_MANIFEST = "ragbot-backup.json"
@@ -214,10 +206,7 @@ def _report_index(report: DoctorReport, name: str, problem: str | None, repair: 
             report.add(name, "problem", f"{problem} (--repair rebuilds it from the database)")
         return
     # A wrong index under the generation's name would be loaded again: it goes first.
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
+    remove_path(path)
     rebuild()
     report.add(name, "repaired", f"{problem}: rebuilt from the database")
 
@@ -301,8 +290,7 @@ def backup(data_dir: Path, dest: Path) -> dict:
 
 
 def _backup(settings, dest: Path) -> dict:
-    tmp = new_temp_dir(dest.parent, f".{dest.name}-")
-    try:
+    with building_dir(dest, f".{dest.name}-") as tmp:
         source = sqlite3.connect(settings.db_path, timeout=30)
         target = sqlite3.connect(tmp / "ragbot.db")
         try:
@@ -325,10 +313,6 @@ def _backup(settings, dest: Path) -> dict:
         manifest = {"created_at": time.time(), "source": str(settings.data_dir), "schema_version": schema,
                     "counts": counts}
         write_atomic(tmp / BACKUP_MANIFEST, json.dumps(manifest, indent=2))
-        swap_in_dir(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return manifest
 
 
@@ -368,14 +352,9 @@ def _restore(backup_dir: Path, data_dir: Path, replace: bool, manifest: dict) ->
         moved = data_dir.with_name(f"{data_dir.name}.before-restore-{time.strftime('%Y%m%d-%H%M%S')}")
         with _write_lock(data_dir, held=True):  # no ingest or remove may be under way
             data_dir.rename(moved)
-    tmp = new_temp_dir(data_dir.parent, f".{data_dir.name}-restore-")
-    try:
+    with building_dir(data_dir, f".{data_dir.name}-restore-") as tmp:
         for item in backup_dir.iterdir():
             if item.name == BACKUP_MANIFEST:
                 continue
             (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
-        swap_in_dir(tmp, data_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return {**manifest, "moved_aside": str(moved) if moved else None}

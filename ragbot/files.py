@@ -150,6 +150,19 @@ def new_temp_dir(parent: Path, prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
 
 
+@contextmanager
+def building_dir(target: Path, prefix: str) -> Iterator[Path]:
+    """Build a folder under a temporary name next to `target` (the block fills it); it becomes
+    `target` in one swap when the block succeeds, and is removed when it fails."""
+    tmp = new_temp_dir(Path(target).parent, prefix)
+    try:
+        yield tmp
+        swap_in_dir(tmp, Path(target))
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def swap_in_dir(tmp: Path, target: Path) -> None:
     """Make the finished folder `tmp` the `target`, replacing an older one. Its files are synced
     first; a reader sees the old folder or the new one."""

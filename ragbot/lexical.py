@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .files import full_disk_reported, new_temp_dir, remove_old_generations, swap_in_dir
+from .files import building_dir, full_disk_reported, remove_old_generations
 from .store import StoredChunk
 
 RRF_K = 60  # the constant of the RRF paper; it damps the difference between the first ranks
@@ -86,15 +85,10 @@ class LexicalIndex:
     def save(self, directory: Path, generation: int) -> Path:
         target = directory / f"{generation}.bm25"
         with full_disk_reported(target):
-            tmp = new_temp_dir(directory, ".tmp-bm25-")
-            try:
+            with building_dir(target, ".tmp-bm25-") as tmp:
                 if len(self):
                     self._retriever.save(str(tmp), show_progress=False)
                 (tmp / _IDS).write_text(json.dumps({"tokenizer": self.tokenizer, "chunk_ids": self.ids.tolist()}))
-                swap_in_dir(tmp, target)
-            finally:
-                if tmp.exists():
-                    shutil.rmtree(tmp, ignore_errors=True)
         remove_old_generations(directory, _NAME, generation)
         return target
 

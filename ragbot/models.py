@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .errors import ModelError
-from .files import new_temp_dir, state_lock, swap_in_dir
+from .files import building_dir, state_lock
 from .settings import DEFAULT_EMBEDDER, DEFAULT_GENERATOR, Settings
 
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
@@ -205,8 +205,7 @@ def convert_gguf(gguf: Path, target: Path) -> None:
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tmp = new_temp_dir(target.parent, ".convert-")
-    try:
+    with building_dir(target, ".convert-") as tmp:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
         config = loaded.config
@@ -222,7 +221,3 @@ def convert_gguf(gguf: Path, target: Path) -> None:
         (tmp / "ragbot-conversion.json").write_text(
             json.dumps({"source": str(gguf), "sha256": sha256_file(gguf)}, indent=2)
         )
-        swap_in_dir(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)

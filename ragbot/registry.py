@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import RagbotError
-from .files import full_disk_reported, new_temp_dir, state_lock, swap_in_dir, write_atomic
+from .files import building_dir, full_disk_reported, state_lock, write_atomic
 
 METADATA = "ragbot-adapter.json"
 STATE = "state.json"
@@ -113,17 +113,12 @@ class AdapterRegistry:
             existing = [int(_VERSION.match(p.name).group(1)) for p in self.root.iterdir() if _VERSION.match(p.name)]
             version = f"v{max(existing, default=0) + 1}"
             with full_disk_reported(self.root / version):
-                tmp = new_temp_dir(self.root, f".{version}-")
-                try:
+                with building_dir(self.root / version, f".{version}-") as tmp:
                     for item in Path(trained_dir).iterdir():
                         if item.is_file():
                             shutil.copy2(item, tmp / item.name)
                     record = {"version": version, "created_at": time.time(), **metadata}
                     (tmp / METADATA).write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
-                    swap_in_dir(tmp, self.root / version)
-                finally:
-                    if tmp.exists():
-                        shutil.rmtree(tmp, ignore_errors=True)
         return self.get(version)
 
     def update_metadata(self, version: str, **fields) -> AdapterInfo:

@@ -206,3 +206,10 @@ def test_a_comment_goes_to_the_chosen_answer_of_the_conversation(make_bot, docs)
     assert bot.feedback.feedback(first_id).correction == "In Paris [1]."
     assert bot.feedback.feedback(choices[0][1]) is None  # the latest answer is untouched
     assert handlers.on_comment(history, "x", "", session="s", answer_id="not-given-here").startswith("Not saved")
+
+
+def test_settings_sent_by_a_client_are_kept_to_the_pages_ranges(corpus_bot):
+    handlers = ChatHandlers(corpus_bot)
+    *_, (history, _, _) = handlers.respond("What is a GAN?", [], "c", 10**9, 99.0, False, session="s")
+    trace = corpus_bot.feedback.answer_trace(history[-1]["metadata"]["id"])
+    assert len(trace["passages"]) == 20 and trace["params"]["temperature"] == 1.5
