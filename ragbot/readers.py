@@ -25,6 +25,10 @@ KINDS = {
     ".htm": "html",
 }
 MAX_FILE_BYTES = 200 * 1024 * 1024
+# A line of text this long is encoded data (base64, a minified dump), not something a person
+# reads: chunks cut from it are noise in every answer. Checked on the text that would be chunked
+# (after HTML and PDF extraction), so minified HTML with short paragraphs passes.
+MAX_LINE_CHARS = 1_000_000
 
 
 def kind_of(path: Path) -> str | None:
@@ -57,6 +61,7 @@ def read_document(path: Path) -> Document:
         pages = []
     if not text.strip():
         raise DocumentError(name, "no text found in the file")
+    _check_line_lengths(name, text)
     return Document(
         source=name,
         kind=kind,
@@ -66,6 +71,14 @@ def read_document(path: Path) -> Document:
         size=len(data),
         pages=pages,
     )
+
+
+def _check_line_lengths(name: str, text: str) -> None:
+    for number, line in enumerate(text.split("\n"), 1):
+        if len(line) > MAX_LINE_CHARS:
+            raise DocumentError(name, f"line {number} is {len(line):,} characters long, over the "
+                                      f"{MAX_LINE_CHARS:,}-character limit for one line; text that long "
+                                      f"without a line break is usually encoded data, not prose")
 
 
 def _read_bytes(path: Path) -> bytes:

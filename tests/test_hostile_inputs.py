@@ -4,6 +4,7 @@ hangs (every run is bounded by a timeout), and the good files are ingested."""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -67,6 +68,19 @@ def test_a_file_that_vanishes_or_grows_between_listing_and_reading(make_bot, tmp
     (folder / "big.txt").write_text("x " * 100)
     report = bot.ingest([folder / "big.txt"])
     assert report.failed and "over the" in report.failed[0][1] and "limit" in report.failed[0][1]
+
+
+def test_a_line_over_the_limit_is_refused_and_the_rest_ingested(make_bot, tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, "MAX_LINE_CHARS", 50)  # the same check as the 1,000,000 limit, small
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "prose.txt").write_text("Pumps move water.\nEach line here is short.\n")
+    (folder / "dump.txt").write_text("A heading\n\n" + "QUJD" * 20 + "\nshort\n")
+    report = make_bot().ingest([folder])
+    assert [Path(p).name for p in report.added] == ["prose.txt"]
+    (source, reason), = report.failed
+    assert Path(source).name == "dump.txt"
+    assert reason.startswith("line 3 is 80 characters long, over the 50-character limit")
 
 
 @pytest.mark.parametrize("target", ["/dev/zero", "/dev/urandom"])
