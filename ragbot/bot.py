@@ -11,11 +11,10 @@ processes never interleave; reads notice another process's writes and reload the
 
 from __future__ import annotations
 
-import fcntl
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from .corrections import CorrectionMemory, Match, MatchThreshold
 from .errors import BusyError, DiskFullError
 from .evidence import EmbeddingScorer, Evidence, SentenceScorer, compose, rank
 from .feedback import FeedbackLog
+from .files import state_lock
 from .index import VectorIndex
 from .lexical import LexicalIndex, fuse
 from .ingest import Ingester, IngestReport, ProgressFn
@@ -46,6 +46,8 @@ from .types import Answer, Passage
 # Candidates each ranking gives the hybrid fusion: deeper than top_k, so a chunk second in one
 # ranking and absent from the other's top few can still win.
 FUSION_DEPTH = 50
+# How long an ingest or remove waits for another process's to finish before it gives up.
+WRITE_WAIT_SECONDS = 600.0
 
 
 class RagBot:
@@ -151,35 +153,29 @@ class RagBot:
             raise BusyError(f"{self.settings.data_dir} changed five times while searching; try again")
 
     @contextmanager
-    def _writing(self) -> Iterator[Ingester]:
-        lock_path = self.settings.data_dir / "write.lock"
-        with open(lock_path, "w") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise BusyError(
-                    f"another ragbot process is writing to {self.settings.data_dir}; try again when it is done"
-                ) from None
-            try:
-                with self._load_lock:
-                    ingester = Ingester(self.settings, self.store, self._current_index(), self.embedder)
-                    yield ingester
-                    self._index_generation = self.store.generation()
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    def _writing(self, on_wait: Callable[[str], None] | None = None) -> Iterator[Ingester]:
+        """Hold the data dir's write lock (one ingest, remove or repair at a time, across
+        processes; a second one waits for the first, up to WRITE_WAIT_SECONDS)."""
+        with state_lock(self.settings.data_dir / "write.lock", f"the data dir {self.settings.data_dir}",
+                        timeout=WRITE_WAIT_SECONDS, on_wait=on_wait):
+            with self._load_lock:
+                ingester = Ingester(self.settings, self.store, self._current_index(), self.embedder)
+                yield ingester
+                self._index_generation = self.store.generation()
 
     # -- writing ----------------------------------------------------------------------------
 
-    def ingest(self, paths: Sequence[str | Path], prune: bool = False, progress: ProgressFn | None = None) -> IngestReport:
-        with self._writing() as ingester:
+    def ingest(self, paths: Sequence[str | Path], prune: bool = False, progress: ProgressFn | None = None,
+               on_wait: Callable[[str], None] | None = None) -> IngestReport:
+        with self._writing(on_wait) as ingester:
             report = ingester.ingest(paths, prune=prune, progress=progress)
             started = time.perf_counter()
             self._after_write()
             report.seconds += time.perf_counter() - started  # the BM25 index is part of the ingest
             return report
 
-    def remove(self, paths: Sequence[str | Path]) -> list[str]:
-        with self._writing() as ingester:
+    def remove(self, paths: Sequence[str | Path], on_wait: Callable[[str], None] | None = None) -> list[str]:
+        with self._writing(on_wait) as ingester:
             removed = ingester.remove(paths)
             self._after_write()
             return removed

@@ -291,15 +291,21 @@ def _print_report(report) -> None:
 def cmd_ingest(bot, args) -> int:
     progress, close = _progress_bar("ingest", args.quiet)
     try:
-        report = bot.ingest(args.paths, prune=args.prune, progress=progress)
+        report = bot.ingest(args.paths, prune=args.prune, progress=progress, on_wait=_say_waiting)
     finally:
         close()
     _print_report(report)
     return 0 if report.ok else 1
 
 
+def _say_waiting(message: str) -> None:
+    from .text import one_line
+
+    print(one_line(message), file=sys.stderr, flush=True)
+
+
 def cmd_remove(bot, args) -> int:
-    removed = bot.remove(args.paths)
+    removed = bot.remove(args.paths, on_wait=_say_waiting)
     for source in removed:
         print(f"removed: {source}")
     if not removed:

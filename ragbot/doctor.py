@@ -22,7 +22,6 @@ converted generator are rebuilt from those on first use, so they are not copied.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import shutil
 import sqlite3
@@ -32,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import BusyError, RagbotError
+from .errors import RagbotError
 from .files import LEFTOVER_SECONDS, building_dir, full_disk_reported, remove_path, state_lock, write_atomic
 
 LOW_DISK_BYTES = 1 << 30
@@ -89,15 +88,8 @@ def _write_lock(data_dir: Path, held: bool):
     if not held:
         yield
         return
-    with open(data_dir / "write.lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BusyError(f"another ragbot process is writing to {data_dir}; repair when it is done") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with state_lock(data_dir / "write.lock", f"the data dir {data_dir}", timeout=0):
+        yield
 
 
 def _checks(bot, report: DoctorReport, repair: bool) -> None:

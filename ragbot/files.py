@@ -21,7 +21,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -183,9 +183,11 @@ def swap_in_dir(tmp: Path, target: Path) -> None:
 
 
 @contextmanager
-def state_lock(path: Path, what: str, timeout: float = 30.0) -> Iterator[None]:
+def state_lock(path: Path, what: str, timeout: float = 30.0,
+               on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold the inter-process lock `path` while `what` changes. Waits up to `timeout` seconds
-    (0: not at all), then raises BusyError naming the holder."""
+    (0: not at all; `on_wait` is told who holds it when a wait begins), then raises BusyError
+    naming the holder."""
     from filelock import FileLock, Timeout
 
     path = Path(path)
@@ -193,16 +195,33 @@ def state_lock(path: Path, what: str, timeout: float = 30.0) -> Iterator[None]:
     lock = FileLock(str(path))
     holder = path.with_name(path.name + ".holder.json")
     try:
-        lock.acquire(timeout=timeout)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if timeout <= 0:
+                raise
+            if on_wait is not None:
+                on_wait(f"waiting for {what}: {describe_holder(holder)}")
+            lock.acquire(timeout=timeout)
     except Timeout:
         raise BusyError(f"{what} is busy: {describe_holder(holder)}; try again when it is done") from None
     try:
-        write_atomic(holder, json.dumps({"pid": os.getpid(), "started_at": time.time(),
-                                         "command": " ".join(sys.argv[:3])}))
+        try:
+            write_atomic(holder, json.dumps({"pid": os.getpid(), "started_at": time.time(), "command": _command()}))
+        except (OSError, DiskFullError):
+            pass  # naming the holder is a courtesy: a full disk must not keep the lock from working
         yield
     finally:
         holder.unlink(missing_ok=True)
         lock.release()
+
+
+def _command() -> str:
+    """This process's command, short: `ragbot ingest docs` rather than the path of __main__.py."""
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    if program in ("ragbot", "__main__.py"):
+        program = "ragbot"
+    return " ".join([program, *sys.argv[1:3]])
 
 
 def describe_holder(holder: Path) -> str:

@@ -9,9 +9,10 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 
-from conftest import ROOT
+from conftest import CORPUS, ROOT
 from ragbot.doctor import doctor
 
 ROUNDS = int(os.environ.get("RAGBOT_DRILL_ROUNDS", "4"))
@@ -90,3 +91,69 @@ def test_kill_during_remove_then_remove_again(make_bot, docs, tmp_path):
         again.remove([target])  # completes, whether the killed one did or not
         assert all(not p.source.endswith("bananas.txt") for p in again.search("yellow tropical fruit", k=5))
         assert doctor(bot.settings.data_dir).clean
+
+
+# Saves a tiny adapter as the next version and activates it, again and again: what `ragbot tune`
+# and `ragbot model activate` do to the registry, many times while ingests run.
+SAVER = r"""
+import sys, tempfile
+from pathlib import Path
+import numpy as np
+from safetensors.numpy import save_file
+from ragbot.registry import AdapterRegistry
+registry = AdapterRegistry(Path(sys.argv[1]) / "adapters")
+with tempfile.TemporaryDirectory() as tmp:
+    save_file({"w": np.zeros(4, dtype=np.float32)}, f"{tmp}/adapter_model.safetensors")
+    for n in range(int(sys.argv[3])):
+        info = registry.save(Path(tmp), {"base_model": "drill", "saver": sys.argv[2]})
+        registry.activate(info.version)
+        print(info.version, flush=True)
+"""
+
+
+def _ragbot(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ragbot", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_two_ingests_racing_adapter_saves_and_activations(make_bot, tmp_path):
+    """Two `ragbot ingest` on one new data dir, two processes saving and activating adapters, and
+    `ragbot model activate` from the CLI, all at once: every document is stored once, no two
+    adapters share a number, and the state is one the registry can read."""
+    from ragbot.registry import AdapterRegistry
+
+    files = sorted(CORPUS.glob("*"))
+    halves = [tmp_path / "first", tmp_path / "second"]
+    for n, folder in enumerate(halves):
+        folder.mkdir()
+        for path in files[n::2]:
+            (folder / path.name).write_bytes(path.read_bytes())
+    data_dir = tmp_path / "data"
+    per_saver = 6
+    procs = [_ragbot("ingest", str(folder), "--data-dir", str(data_dir)) for folder in halves]
+    procs += [subprocess.Popen([sys.executable, "-c", SAVER, str(data_dir), name, str(per_saver)], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+              for name in ("a", "b")]
+    registry = AdapterRegistry(data_dir / "adapters")
+    activations = []
+    deadline = time.time() + 120
+    while len(registry.versions()) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    for version in ("v1", "v2", "none"):  # while the savers and ingests still run
+        activations.append(_ragbot("model", "activate", version, "--data-dir", str(data_dir)))
+    outputs = [p.communicate(timeout=300)[0] for p in procs + activations]
+    assert all(p.returncode == 0 for p in procs + activations), outputs
+
+    saved = [out.split() for out in outputs[2:4]]
+    numbers = [v for vs in saved for v in vs]
+    assert len(numbers) == 2 * per_saver and len(set(numbers)) == len(numbers)  # never one number twice
+    versions = registry.versions()
+    assert sorted(v.version for v in versions) == sorted(numbers)
+    assert all(v.metadata["version"] == v.version for v in versions)
+    state = registry.state()
+    assert state["active"] is None or state["active"] in numbers
+    assert all(h is None or h in numbers for h in state["history"])
+
+    bot = _assert_usable(make_bot, data_dir)
+    assert sorted(Path(d.source).name for d in bot.store.documents()) == sorted(p.name for p in files)
+    assert len({d.source for d in bot.store.documents()}) == len(files)

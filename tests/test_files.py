@@ -52,6 +52,11 @@ def test_a_busy_lock_names_its_holder(tmp_path):
         with pytest.raises(BusyError, match=rf"the thing is busy: process {holder.pid} .* since \d{{4}}-"):
             with state_lock(lock, "the thing", timeout=0):
                 pass
+        said = []
+        with pytest.raises(BusyError):
+            with state_lock(lock, "the thing", timeout=0.5, on_wait=said.append):
+                pass
+        assert len(said) == 1 and said[0].startswith(f"waiting for the thing: process {holder.pid} ")
     finally:
         release.set()
         holder.join(30)
