@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup chat test chromium bench clean
+.PHONY: setup chat test drills chromium bench clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,12 @@ chat: $(STAMP)
 
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest
+
+# Fault drills (docs/reliability.md): every drill in tests/test_drills.py with 20 rounds, the long
+# ones `make test` leaves out included (tune killed at random moments, a data dir on a small
+# tmpfs). About 25 minutes on 2 cores; CI runs it after the tests.
+drills: $(STAMP)
+	RAGBOT_DRILL_ROUNDS=20 $(BIN)/python -m pytest tests/test_drills.py -m "drill or not drill"
 
 chromium:
 	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -1,7 +1,8 @@
 """kill -9 at random moments while state changes: afterwards the data dir checks clean (doctor),
 search works, the interrupted command completes when run again, and no vote a client was told
 was saved is lost. RAGBOT_DRILL_ROUNDS sets the rounds per drill (default 4; docs/reliability.md
-reports a 20-round run)."""
+reports a 20-round run). The drills marked `drill` take minutes: `make drills` runs every drill
+here with 20 rounds, and CI runs it after the tests."""
 
 import os
 import random
@@ -11,8 +12,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 
-from conftest import CORPUS, ROOT
+from conftest import CORPUS, ROOT, copy_data_dir
+from ragbot import RagBot
 from ragbot.doctor import doctor
 
 ROUNDS = int(os.environ.get("RAGBOT_DRILL_ROUNDS", "4"))
@@ -157,3 +160,121 @@ def test_two_ingests_racing_adapter_saves_and_activations(make_bot, tmp_path):
     bot = _assert_usable(make_bot, data_dir)
     assert sorted(Path(d.source).name for d in bot.store.documents()) == sorted(p.name for p in files)
     assert len({d.source for d in bot.store.documents()}) == len(files)
+
+
+# Run inside a mount namespace of its own, where a small tmpfs holds the data dir: ingest the
+# corpus, fill the disk up to a little room, ingest more, then look at what is left.
+SMALL_DISK = r"""
+set -u
+mount -t tmpfs -o size=20m ragbot-drill "$DISK" || exit 99
+ragbot() { "$PY" -m ragbot "$@" --data-dir "$DISK/data"; }
+ragbot ingest "$CORPUS" -q > "$OUT/first.out" 2>&1; echo $? > "$OUT/first.rc"
+"$PY" -c "import os, sys; v = os.statvfs(sys.argv[1]); room = v.f_bavail * v.f_frsize
+open(sys.argv[1] + '/ballast', 'wb').write(b'x' * max(0, room - 256 * 1024))" "$DISK"
+ragbot ingest "$MORE" -q > "$OUT/full.out" 2>&1; echo $? > "$OUT/full.rc"
+ragbot search "What is a diffusion model?" -k 1 > "$OUT/search.out" 2>&1; echo $? > "$OUT/search.rc"
+"$PY" -c "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('PRAGMA integrity_check').fetchone()[0])" \
+    "$DISK/data/ragbot.db" > "$OUT/integrity.out" 2>&1
+rm "$DISK/ballast"
+ragbot ingest "$MORE" -q > "$OUT/again.out" 2>&1; echo $? > "$OUT/again.rc"
+ragbot doctor > "$OUT/doctor.out" 2>&1; echo $? > "$OUT/doctor.rc"
+"""
+
+
+def _in_own_mount_namespace() -> list[str] | None:
+    """The unshare command that gives a shell its own mounts (root, or an unprivileged user
+    namespace), or None where this machine allows neither."""
+    import shutil
+
+    if shutil.which("unshare") is None:
+        return None
+    for cmd in (["unshare", "--mount"], ["unshare", "--user", "--map-root-user", "--mount"]):
+        if subprocess.run([*cmd, "true"], capture_output=True).returncode == 0:
+            return cmd
+    return None
+
+
+@pytest.mark.drill
+def test_a_data_dir_on_a_small_tmpfs_that_fills_up(tmp_path):
+    """A real 20 MB tmpfs (not an injected error): the ingest that meets the full disk fails with
+    one clear line, the previous state stays searchable and intact, and once there is room the
+    same ingest completes and doctor is clean."""
+    unshare = _in_own_mount_namespace()
+    if unshare is None:
+        pytest.skip("this machine allows no mount namespace (unshare), so no tmpfs can be mounted")
+    more = tmp_path / "more"
+    more.mkdir()
+    rng = random.Random(2)
+    words = " ".join((CORPUS / "transformers.md").read_text().split()).split(" ")
+    for n in range(3):  # text unlike the corpus's files, about 600 chunks in all
+        paragraphs = ["\n".join(" ".join(rng.choice(words) for _ in range(60)) + "." for _ in range(4))
+                      for _ in range(100)]
+        (more / f"notes-{n}.txt").write_text("\n\n".join(paragraphs))
+    out, disk = tmp_path / "out", tmp_path / "disk"
+    out.mkdir()
+    disk.mkdir()
+    env = {**os.environ, "PY": sys.executable, "DISK": str(disk), "CORPUS": str(CORPUS), "MORE": str(more),
+           "OUT": str(out)}
+    done = subprocess.run([*unshare, "bash", "-c", SMALL_DISK], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    if done.returncode == 99:
+        pytest.skip(f"no tmpfs could be mounted here: {done.stderr.strip()[:200]}")
+
+    def said(name: str) -> str:
+        return (out / name).read_text()
+
+    assert said("first.rc").strip() == "0", said("first.out")
+    assert said("full.rc").strip() != "0"
+    full = said("full.out")
+    assert "Traceback" not in full and "no space left on the device" in full, full
+    assert len(full.strip().splitlines()) == 1
+    assert "what was stored before is kept" in full
+    assert said("search.rc").strip() == "0" and "diffusion" in said("search.out").lower(), said("search.out")
+    assert said("integrity.out").strip() == "ok"
+    assert said("again.rc").strip() == "0", said("again.out")
+    assert "added 3" in said("again.out")
+    assert said("doctor.rc").strip() == "0", said("doctor.out")
+
+
+TUNE = ["--max-steps", "2", "--model-questions", "2", "--preference", "kto", "--gate-questions", "3",
+        "--gate-max-new-tokens", "16", "--save-steps", "1", "--seed", "1"]
+
+
+@pytest.mark.drill
+def test_kill_during_tune_at_random_moments(corpus_bot, embedder, tmp_path):
+    """`ragbot tune` killed at a random moment of its ~90 s (loading, building data, before and
+    after its checkpoints, saving, gating), round after round, each round resuming what the last
+    left: afterwards doctor is clean, search works, the registry reads, and a last run completes."""
+    from ragbot.registry import AdapterRegistry
+
+    data_dir = copy_data_dir(corpus_bot, tmp_path / "data")
+    registry = AdapterRegistry(data_dir / "adapters")
+    rng = random.Random(3)
+    moments = []
+    for _ in range(ROUNDS):
+        proc = _ragbot("tune", "--data-dir", str(data_dir), *TUNE)
+        delay = rng.uniform(1.0, 90.0)
+        try:
+            proc.communicate(timeout=delay)
+            moments.append(f"{delay:.0f}s: finished first")
+        except subprocess.TimeoutExpired:
+            checkpoints = sorted("/".join(p.parts[-3:]) for p in (data_dir / "tune").glob("*/*/checkpoint-*"))
+            proc.kill()
+            proc.communicate(timeout=60)
+            moments.append(f"{delay:.0f}s: killed after {', '.join(checkpoints) or 'no checkpoint'}")
+        report = doctor(data_dir)
+        assert report.clean, (moments, report.lines())
+        state = registry.state()
+        versions = [v.version for v in registry.versions()]
+        assert all(v.metadata["version"] == v.version for v in registry.versions())
+        assert state["active"] is None or state["active"] in versions
+        bot = RagBot.open(data_dir)
+        bot._embedder = embedder
+        assert bot.search("What is a diffusion model?", k=1)
+        bot.close()
+    print("\n".join(moments))
+    last = _ragbot("tune", "--data-dir", str(data_dir), *TUNE)
+    out = last.communicate(timeout=900)[0]
+    assert last.returncode == 0, out[-3000:]
+    assert f"adapter v{len(registry.versions())}: saved" in out
+    assert doctor(data_dir).clean
