@@ -195,22 +195,25 @@ class RagBot:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def search(self, query: str, k: int | None = None) -> list[Passage]:
-        return self.batch_search([query], k)[0]
+    def search(self, query: str, k: int | None = None, sources: Sequence[str] | None = None) -> list[Passage]:
+        return self.batch_search([query], k, sources)[0]
 
-    def batch_search(self, queries: Sequence[str], k: int | None = None) -> list[list[Passage]]:
+    def batch_search(self, queries: Sequence[str], k: int | None = None,
+                     sources: Sequence[str] | None = None) -> list[list[Passage]]:
         """The k best passages for each query, by the `retrieval` setting: dense (FAISS), bm25,
         or hybrid (both fused, lexical.py). A passage's score is always its cosine with the
-        query, whichever ranking found it, so thresholds on it mean one thing."""
+        query, whichever ranking found it, so thresholds on it mean one thing. With `sources`,
+        only those documents are searched (None: all of them)."""
         k = k or self.settings.top_k
         mode = self.settings.retrieval
         vectors = self.embedder.encode(list(queries), batch_size=self.settings.embed_batch_size)
         index, lexical_index = self._search_snapshot(mode != "dense")
+        only = None if sources is None else self.store.chunk_ids_of(sources)
         depth = k if mode == "dense" else max(k, FUSION_DEPTH)
-        _, dense_ids = index.search(vectors, depth)
+        _, dense_ids = index.search(vectors, depth, only)
         rankings = [[int(i) for i in row if i >= 0] for row in dense_ids]
         if lexical_index is not None:
-            lexical = lexical_index.search(queries, depth)
+            lexical = lexical_index.search(queries, depth, only)
             if mode == "bm25":
                 rankings = [[c for c, _ in hits][:k] for hits in lexical]
             else:
@@ -231,7 +234,8 @@ class RagBot:
             results.append(passages)
         return results
 
-    def standalone_query(self, previous_questions: Sequence[str], question: str) -> str:
+    def standalone_query(self, previous_questions: Sequence[str], question: str,
+                         sources: Sequence[str] | None = None) -> str:
         """The retrieval query for a question asked after `previous_questions`.
 
         A follow-up ("Who proposed it?") names its subject in the turn before, so it is also
@@ -245,7 +249,7 @@ class RagBot:
         if not previous_questions:
             return question
         joined = f"{previous_questions[-1]} {question}"
-        alone, together = self.batch_search([question, joined])
+        alone, together = self.batch_search([question, joined], sources=sources)
         best = lambda found: max((p.score for p in found), default=0.0)  # noqa: E731
         return joined if best(together) > best(alone) else question
 
@@ -257,7 +261,8 @@ class RagBot:
 
         `passages` (texts, or dicts with "text" and optional "id") replaces retrieval, to
         evaluate generation alone on given passages. With `record`, the answer and its trace
-        go to the answer log (answer.id is set); `trace` may name conversation_id and turn.
+        go to the answer log (answer.id is set); `trace` may name conversation_id and turn, and
+        `sources`, the documents to search (None: all).
         """
         answer = None
         for event in self._answer(question, k, temperature, stream=False, given=passages, record=record, **trace):
@@ -278,16 +283,19 @@ class RagBot:
         given: Sequence[str | dict] | None = None, record: bool = True,
         conversation_id: str | None = None, turn: int = 0, retrieval_query: str | None = None,
         history: Sequence[dict[str, str]] = (), stop: threading.Event | None = None, user: str | None = None,
+        sources: Sequence[str] | None = None,
     ) -> Iterator[str | Answer]:
         settings = self.settings
         temperature = settings.temperature if temperature is None else temperature
         for event in self._make_answer(question, retrieval_query or question, k, temperature, stream, given, history,
-                                       stop, user):
+                                       stop, user, sources):
             if isinstance(event, Answer) and record and not (stop is not None and stop.is_set()):
                 params = {"temperature": temperature, "max_new_tokens": settings.max_new_tokens,
                           "top_k": k or settings.top_k, "prompt_passages": settings.prompt_passages,
                           "min_score": settings.min_score}
                 params["answer_mode"] = settings.answer_mode
+                if sources is not None:
+                    params["sources"] = list(sources)
                 if event.correction_of:
                     params["correction_of"] = event.correction_of
                 if event.evidence_score is not None:
@@ -299,13 +307,14 @@ class RagBot:
     def _make_answer(
         self, question: str, retrieval_query: str, k: int | None, temperature: float, stream: bool,
         given: Sequence[str | dict] | None, history: Sequence[dict[str, str]] = (), stop: threading.Event | None = None,
-        user: str | None = None,
+        user: str | None = None, sources: Sequence[str] | None = None,
     ) -> Iterator[str | Answer]:
         """Evidence first: retrieve, rank the passages' sentences, refuse when the best one falls
-        below the calibrated threshold, else answer from the best sentences (evidence.py)."""
+        below the calibrated threshold, else answer from the best sentences (evidence.py).
+        `sources` limits retrieval to those documents; the user's corrections still answer."""
         settings = self.settings
         started = time.perf_counter()
-        passages = self.search(retrieval_query, k) if given is None else _given_passages(given)
+        passages = self.search(retrieval_query, k, sources) if given is None else _given_passages(given)
         retrieve_ms = (time.perf_counter() - started) * 1000
         adapter = self.answering_adapter()
         metadata = self._adapter_metadata(adapter)  # read once: both thresholds come from it

@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", parents=[common], help="show the passages that best match a query")
     p.add_argument("query")
     p.add_argument("-k", type=int, default=5, help="number of passages (default 5)")
+    p.add_argument("--in", dest="within", action="append", metavar="PATH",
+                   help="search only the stored documents at PATH (a file or a folder; repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("ask", parents=[common], help="answer a question from the documents, with citations",
@@ -74,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question", nargs="?")
     p.add_argument("-k", type=int, help="passages to retrieve (default 5)")
     p.add_argument("--temperature", type=float, help="0 for greedy decoding (default)")
+    p.add_argument("--in", dest="within", action="append", metavar="PATH",
+                   help="answer only from the stored documents at PATH (a file or a folder; repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-default-corpus", action="store_true",
                    help="do not ingest the shipped corpus into an empty data dir")
@@ -315,8 +319,22 @@ def cmd_remove(bot, args) -> int:
     return 0
 
 
+def _chosen_documents(bot, within: list[str] | None) -> list[str] | None:
+    """The stored documents under the --in paths (None: search them all); a path holding none
+    is an error that says so."""
+    if not within:
+        return None
+    from .errors import RagbotError
+
+    paths = [str(Path(w).expanduser().resolve()) for w in within]
+    found = bot.store.documents_under(paths)
+    if not found:
+        raise RagbotError(f"no stored document is at {', '.join(within)}; see `ragbot documents`")
+    return [d.source for d in found]
+
+
 def cmd_search(bot, args) -> int:
-    passages = bot.search(args.query, k=args.k)
+    passages = bot.search(args.query, k=args.k, sources=_chosen_documents(bot, args.within))
     if args.json:
         print(json.dumps([p.to_dict() for p in passages], ensure_ascii=False, indent=2))
         return 0
@@ -357,8 +375,9 @@ def _ensure_corpus(bot, args) -> None:
 
 def cmd_ask(bot, args) -> int:
     _ensure_corpus(bot, args)
+    sources = _chosen_documents(bot, args.within)
     if args.question:
-        answer = bot.ask(args.question, k=args.k, temperature=args.temperature)
+        answer = bot.ask(args.question, k=args.k, temperature=args.temperature, sources=sources)
         if args.json:
             print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
         else:
@@ -382,7 +401,7 @@ def cmd_ask(bot, args) -> int:
         answer = None
         turn += 1
         for event in bot.ask_stream(question, k=args.k, temperature=args.temperature,
-                                    conversation_id=conversation, turn=turn):
+                                    conversation_id=conversation, turn=turn, sources=sources):
             if isinstance(event, str):
                 print(event, end="", flush=True)
             else:

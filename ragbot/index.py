@@ -46,13 +46,19 @@ class VectorIndex:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.vstack([self._index.reconstruct(int(i)) for i in ids])
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids), each of shape (n_queries, k); missing hits have id -1."""
+    def search(self, queries: np.ndarray, k: int, only: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each of shape (n_queries, k); missing hits have id -1. With `only`
+        (chunk ids), the search is exact over those chunks alone."""
+        import faiss
+
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if len(self) == 0:
+        if len(self) == 0 or (only is not None and not len(only)):
             n = len(queries)
             return np.full((n, k), -np.inf, dtype=np.float32), np.full((n, k), -1, dtype=np.int64)
-        return self._index.search(queries, min(k, len(self)))
+        if only is None:
+            return self._index.search(queries, min(k, len(self)))
+        chosen = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(only, dtype=np.int64)))
+        return self._index.search(queries, min(k, len(self)), params=chosen)
 
     # -- persistence ------------------------------------------------------------------------
 

@@ -64,11 +64,12 @@ class LexicalIndex:
             retriever.index(tokenize([chunk_text(c) for c in chunks]), show_progress=False)
         return cls(retriever, np.array([c.id for c in chunks], dtype=np.int64), tokenize, tokenizer)
 
-    def search(self, queries: Sequence[str], k: int) -> list[list[tuple[int, float]]]:
+    def search(self, queries: Sequence[str], k: int, only: np.ndarray | None = None) -> list[list[tuple[int, float]]]:
         """For each query, up to k (chunk id, BM25 score) pairs, best first; chunks sharing no
-        word with the query are left out."""
-        if not len(self):
+        word with the query are left out, and with `only` (chunk ids) every other chunk too."""
+        if not len(self) or (only is not None and not len(only)):
             return [[] for _ in queries]
+        mask = None if only is None else np.isin(self.ids, np.asarray(only, dtype=np.int64)).astype(np.float32)
         vocab = self._retriever.vocab_dict
         found = []
         for tokens in self._tokenize(list(queries)):
@@ -76,7 +77,8 @@ class LexicalIndex:
             if not known:
                 found.append([])
                 continue
-            rows, scores = self._retriever.retrieve([known], k=min(k, len(self)), show_progress=False)
+            rows, scores = self._retriever.retrieve([known], k=min(k, len(self)), show_progress=False,
+                                                    weight_mask=mask)
             found.append([(int(self.ids[r]), float(s)) for r, s in zip(rows[0], scores[0]) if s > 0])
         return found
 

@@ -287,6 +287,14 @@ class Store:
             found.update((row[0], StoredDocument(*row)) for row in rows)
         return sorted(found.values(), key=lambda d: d.source)
 
+    def chunk_ids_of(self, sources: Sequence[str]) -> np.ndarray:
+        """The chunk ids of the documents `sources` names (exact sources; unknown ones add none)."""
+        ids: list[int] = []
+        for source in dict.fromkeys(sources):
+            ids += [r[0] for r in self._db.execute(
+                "SELECT c.id FROM chunks c JOIN documents d ON c.doc_id = d.id WHERE d.source = ?", (source,))]
+        return np.array(sorted(ids), dtype=np.int64)
+
     def counts(self) -> tuple[int, int]:
         docs = self._db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
         chunks = self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]

@@ -199,3 +199,16 @@ def test_stop_ends_generation_within_a_second(corpus_bot):
     *_, (history, sources, _) = ChatHandlers(short).respond("What is a GAN?", [], "stop-test-2", 5, 0.0, False,
                                                            session="s")
     assert history[-1]["metadata"]["id"] and "Stopped" not in sources
+
+
+def test_cli_searches_only_the_documents_named_with_in(corpus_bot, tmp_path):
+    def search(*args):
+        return subprocess.run([sys.executable, "-m", "ragbot", "search", "What is mode collapse in a GAN?", *args,
+                               "--data-dir", str(corpus_bot.settings.data_dir)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+    done = search("--json", "-k", "3", "--in", str(ROOT / "corpus" / "vaes.md"))
+    assert done.returncode == 0, done.stderr
+    assert [Path(p["source"]).name for p in json.loads(done.stdout)] == ["vaes.md"] * 3
+    done = search("--in", str(tmp_path / "nothing-here"))
+    assert done.returncode == 2 and "no stored document is at" in done.stderr and "nothing-here" in done.stderr

@@ -89,3 +89,23 @@ def test_hybrid_finds_what_dense_search_missed(corpus_bot, question, source, k):
     assert corpus_bot.settings.retrieval == "hybrid"
     top = corpus_bot.search(question, k=k)
     assert source in {Path(p.source).name for p in top}, [(Path(p.source).name, round(p.score, 3)) for p in top]
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_search_only_chosen_documents(corpus_bot, mode):
+    """With `sources`, every ranking searches those documents alone, exactly: the best passage
+    of the whole corpus is not found when its document is not chosen."""
+    from conftest import CORPUS
+
+    bot = corpus_bot.with_settings(retrieval=mode)
+    question = "What is mode collapse in a GAN?"
+    assert Path(bot.search(question, k=1)[0].source).name == "gans.md"
+    chosen = [str(CORPUS / "vaes.md"), str(CORPUS / "diffusion-models.md")]
+    found = bot.search(question, k=8, sources=chosen)
+    assert found and {p.source for p in found} <= set(chosen)
+    if mode != "bm25":  # BM25 finds only chunks sharing a word with the question
+        assert len(found) == 8
+    assert bot.search(question, k=5, sources=[]) == []
+    assert bot.search(question, k=5, sources=["/not/stored.md"]) == []
+    answer = bot.ask(question, record=False, sources=[])
+    assert answer.refused and answer.refusal_reason == "low_retrieval_score" and not answer.passages
