@@ -20,19 +20,22 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
-from .answer import passage_header
+from .answer import mark_citations, passage_header
 from .bot import RagBot
 from .conversations import ConversationError, Conversations
 from .errors import RagbotError
 from .files import write_atomic
 from .readers import kind_of, supported_suffixes
-from .types import Answer
+from .types import Answer, Passage
 
 MAX_HISTORY_TURNS = 2
 MAX_K, MAX_TEMPERATURE = 20, 1.5  # the settings sliders' ranges
 MAX_SESSIONS = 10_000  # sessions whose answer ids the server remembers
 MAX_IDS_PER_SESSION = 5_000
 MAX_QUESTION_CHARS = 1000  # longer is a pasted document, not a question
+DOCUMENT_ROUTE = "/ragbot/documents"  # + "/<stored id>": a stored PDF, for its pages to open in the browser
+BUSY = "Answering… Stop it to ask something else."
+READY = "Ask about your documents…"
 log = logging.getLogger("ragbot.app")
 DEFAULT_MAX_UPLOAD_MB = 50  # the max_upload_mb setting's default
 
@@ -43,13 +46,23 @@ def shown(text: str) -> str:
     return html.escape(text, quote=False)
 
 
+def shown_answer(text: str) -> str:
+    """An answer as the chat shows it: escaped like all text, each citation number a link to
+    that passage in the sources panel (the only markup in a message, and ragbot's own)."""
+    return mark_citations(shown(text), lambda n: f'<a class="ragbot-cite" href="#source-{n}">{n}</a>')
+
+
+# Every text in a message is escaped (`shown`), so a "<" there is the start of ragbot's own markup.
+_OWN_MARKUP = re.compile(r"<[^>]*>")
+
+
 def message_text(message: dict) -> str:
-    """A chat message's text as it was before `shown`: Gradio hands content back as a list of
-    parts, we send escaped strings."""
+    """A chat message's text as it was before `shown` or `shown_answer`: Gradio hands content
+    back as a list of parts, we send escaped strings."""
     content = message.get("content") if isinstance(message, dict) else None
     if isinstance(content, list):
         content = "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
-    return html.unescape(content) if isinstance(content, str) else ""
+    return html.unescape(_OWN_MARKUP.sub("", content)) if isinstance(content, str) else ""
 
 
 def safe_upload_name(name: str) -> str:
@@ -96,8 +109,9 @@ def _sha256(path: Path) -> str:
     return sha256_file(path)
 
 
-def render_sources(answer: Answer | None, show_all: bool) -> str:
-    """HTML for the sources panel; every text from documents is escaped, never interpreted."""
+def render_sources(answer: Answer | None, show_all: bool, links: dict[str, str] | None = None) -> str:
+    """HTML for the sources panel; every text from documents is escaped, never interpreted.
+    `links` maps a PDF's source to the address that serves it (its pages open from there)."""
     if answer is None:
         return "<p class='ragbot-muted'>Sources of the answer appear here.</p>"
     if answer.correction_of:
@@ -105,18 +119,28 @@ def render_sources(answer: Answer | None, show_all: bool) -> str:
                 f"given for questions that ask the same. Vote on this answer to change it again.</p>")
     if answer.refused and not show_all:
         return f"<p>No source: {html.escape(REFUSAL_NOTES.get(answer.refusal_reason or '', 'declined'))}.</p>"
-    cited = {c.n for c in answer.citations}
+    return render_passages(answer.passages, {c.n for c in answer.citations}, show_all, links)
+
+
+def render_passages(passages: list[Passage], cited: set[int], show_all: bool, links: dict[str, str] | None = None) -> str:
+    """The passages of one answer, cited ones marked; each row is the target of its [n] links
+    in the answer (id `source-n`)."""
     rows = []
-    for p in answer.passages:
+    for p in passages:
         if not show_all and p.rank not in cited:
             continue
         page = f", page {p.page}" if p.page is not None else ""
         mark = "cited" if p.rank in cited else "retrieved"
         snippet = p.text if len(p.text) <= 400 else p.text[:400] + " …"
+        opener = ""
+        if links and p.source in links:
+            target = f"{links[p.source]}#page={p.page}" if p.page is not None else links[p.source]
+            opener = (f" <a class='ragbot-open' href='{html.escape(target)}' target='_blank' rel='noopener noreferrer'>"
+                      f"open{' page ' + str(p.page) if p.page is not None else ''} ↗</a>")
         rows.append(
-            f"<div class='ragbot-source' data-rank='{p.rank}'><b>[{p.rank}]</b> "
+            f"<div class='ragbot-source' id='source-{p.rank}' data-rank='{p.rank}'><b>[{p.rank}]</b> "
             f"{html.escape(Path(p.source).name)}{html.escape(page)} "
-            f"<span class='ragbot-muted'>({html.escape(passage_header(p))}; score {p.score:.2f}; {mark})</span>"
+            f"<span class='ragbot-muted'>({html.escape(passage_header(p))}; score {p.score:.2f}; {mark})</span>{opener}"
             f"<blockquote>{html.escape(snippet)}</blockquote></div>"
         )
     return "".join(rows) or "<p>The answer cites no passage.</p>"
@@ -180,10 +204,12 @@ class ChatHandlers:
 
     def respond(
         self, question: str, history: list[dict], conversation_id: str, k: int, temperature: float, show_all: bool,
-        session: str = "", user: str | None = None,
+        session: str = "", user: str | None = None, sources: list[str] | None = None,
     ) -> Iterator[tuple[list[dict], str, str]]:
         """Stream an answer: yields (chat history, sources HTML, cleared input box). A question
-        that cannot be asked (question_problem) changes nothing."""
+        that cannot be asked (question_problem) changes nothing. `sources`: the documents to
+        search (chosen_sources; None: all). The turn is the question's place in `history`, so a
+        question asked again (regenerate, edit) replaces that turn and the ones after it."""
         if self.question_problem(question):
             return
         question = question.strip()
@@ -193,20 +219,21 @@ class ChatHandlers:
         history = list(history or [])
         previous = [message_text(m) for m in history if isinstance(m, dict) and m.get("role") == "user"]
         turn = len(previous) + 1
-        query = self.bot.standalone_query(previous, question)
         earlier = self._history_messages(history)
         history.append({"role": "user", "content": shown(question)})
         history.append({"role": "assistant", "content": ""})
+        yield history, "<p class='ragbot-muted'>Answering…</p>", ""  # the question shows at once
+        query = self.bot.standalone_query(previous, question, sources)
         text = ""
         answer = None
         stop = self._stops[session] = threading.Event()
         try:
             for event in self.bot.ask_stream(question, k=int(k), temperature=float(temperature),
                                              conversation_id=conversation_id, turn=turn, retrieval_query=query,
-                                             history=earlier, stop=stop, user=user):
+                                             history=earlier, stop=stop, user=user, sources=sources):
                 if isinstance(event, str):
                     text += event
-                    history[-1] = {"role": "assistant", "content": shown(text)}
+                    history[-1] = {"role": "assistant", "content": shown_answer(text)}
                     yield history, "<p class='ragbot-muted'>Answering…</p>", ""
                 else:
                     answer = event
@@ -219,8 +246,59 @@ class ChatHandlers:
             return
         assert answer is not None and answer.id is not None
         self._issue(session, answer.id)
-        history[-1] = {"role": "assistant", "content": shown(answer.answer), "metadata": {"id": answer.id}}
-        yield history, render_sources(answer, show_all), ""
+        history[-1] = {"role": "assistant", "content": shown_answer(answer.answer), "metadata": {"id": answer.id}}
+        yield history, render_sources(answer, show_all, self.document_links(answer.passages)), ""
+
+    # -- what an answer rests on -----------------------------------------------------------------
+
+    def document_links(self, passages: list[Passage]) -> dict[str, str]:
+        """Where the page opens each PDF among `passages` (the document route, by stored id)."""
+        links = {}
+        for source in {p.source for p in passages}:
+            doc = self.bot.store.document(source)
+            if doc is not None and doc.kind == "pdf":
+                links[source] = f"{DOCUMENT_ROUTE.lstrip('/')}/{doc.id}"
+        return links
+
+    def sources_of(self, history: list[dict], index, session: str, show_all: bool) -> str | None:
+        """The sources panel for the answer at `index` of the chat (the one a user clicked), read
+        from the answer log; None when that message is no answer this session was given."""
+        if isinstance(index, (list, tuple)):
+            index = index[0]
+        try:
+            message = (history or [])[int(index)]
+            answer_id = str(message["metadata"]["id"])
+        except (IndexError, KeyError, TypeError, ValueError):
+            return None
+        if not self._was_issued(session, answer_id):
+            return None
+        try:
+            trace = self.bot.feedback.answer_trace(answer_id)
+        except RagbotError:
+            return None
+        if trace["params"].get("correction_of"):
+            return ("<p>Your correction of an earlier answer: given for questions that ask the same.</p>")
+        if trace["refused"] and not show_all:
+            return f"<p>No source: {html.escape(REFUSAL_NOTES.get(trace['refusal_reason'] or '', 'declined'))}.</p>"
+        chunks = self.bot.store.chunks([row["chunk_id"] for row in trace["passages"]])
+        passages = [Passage(chunk_id=c.id, source=c.source, title=c.title, section=c.section, page=c.page,
+                            text=c.text, score=row["score"], rank=row["rank"])
+                    for row in trace["passages"] if (c := chunks.get(row["chunk_id"])) is not None]
+        cited = {row["rank"] for row in trace["passages"] if row["cited"]}
+        gone = len(trace["passages"]) - len(passages)
+        note = (f"<p class='ragbot-muted'>{gone} passage(s) of this answer are no longer stored.</p>" if gone else "")
+        return note + render_passages(passages, cited, show_all, self.document_links(passages))
+
+    def chosen_sources(self, chosen: list[str] | None) -> tuple[list[str] | None, str | None]:
+        """The documents a question may search, from what the page sends: (sources, problem).
+        Nothing chosen: all documents. Only stored documents count, whatever the page sends."""
+        if not chosen:
+            return None, None
+        stored = {d.source for d in self.bot.store.documents()}
+        kept = [c for c in chosen if isinstance(c, str) and c in stored]
+        if not kept:
+            return None, "None of the chosen documents is stored any more: choose again, or clear the choice."
+        return kept, None
 
     def request_stop(self, session: str) -> str:
         """Stop this session's answer in progress (the respond loop checks between pieces)."""
@@ -258,7 +336,7 @@ class ChatHandlers:
         for turn in turns:
             self._issue(session, turn.answer_id)
             history.append({"role": "user", "content": shown(turn.question)})
-            history.append({"role": "assistant", "content": shown(turn.answer), "metadata": {"id": turn.answer_id}})
+            history.append({"role": "assistant", "content": shown_answer(turn.answer), "metadata": {"id": turn.answer_id}})
         return history
 
     def example_questions(self, n: int = 3) -> list[str]:
@@ -469,6 +547,8 @@ def _discard(path: Path) -> None:
 CSS = """
 .ragbot-muted { color: #6b7280; font-size: 0.9em; }
 .ragbot-source blockquote { margin: 4px 0 12px 0; padding-left: 8px; border-left: 3px solid #d1d5db; white-space: pre-wrap; }
+.ragbot-source.ragbot-highlight { background: #fef9c3; outline: 2px solid #facc15; }
+a.ragbot-cite { text-decoration: none; font-weight: 600; }
 """
 
 
@@ -530,8 +610,10 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                     exported = gr.File(label="Export", interactive=False, elem_id="exported")
                     delete = gr.Button("Delete this conversation", variant="stop", elem_id="delete")
             with gr.Column(scale=3):
+                # Regenerate (the retry button) and edit-and-resend (a question's pencil) ask again
+                # from that question on; what followed it is replaced, as in the stored conversation.
                 chat = gr.Chatbot(label="Chat", height=480, sanitize_html=True, render_markdown=False,
-                                  elem_id="chat", feedback_options=("Like", "Dislike"))
+                                  elem_id="chat", feedback_options=("Like", "Dislike"), editable="user")
                 # Usable once the page has loaded its conversation (on_load), so a first question
                 # always lands in this browser's own conversation.
                 question = gr.Textbox(label="Question", placeholder="Loading…", elem_id="question",
@@ -560,6 +642,8 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 with gr.Accordion("Your documents", open=False, elem_id="library"):
                     documents = gr.Dataframe(headers=["document", "type", "pages", "chunks", "added", "from"],
                                              interactive=False, elem_id="documents", wrap=True)
+                    search_in = gr.Dropdown(choices=[], value=[], multiselect=True, elem_id="search-in",
+                                            label="Search only these documents (none chosen: all of them)")
                     chosen_doc = gr.Dropdown(choices=[], label="Document", elem_id="document-choice")
                     with gr.Row():
                         reingest = gr.Button("Re-ingest", elem_id="reingest")
@@ -573,16 +657,55 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         ask_inputs = [question, chat, conversation, k, temperature, show_all]
         ask_outputs = [chat, sources, question]
 
-        def respond(question, history, conversation_id, k, temperature, show_all, saved, request: gr.Request):
+        def answer(question, history, conversation_id, k, temperature, show_all, saved, chosen, request):
+            """Stream the answer to `question` after `history`; the box says why it is closed
+            meanwhile (the release step opens it again)."""
             problem = handlers.question_problem(question)
+            sources_, not_stored = handlers.chosen_sources(chosen)
+            problem = problem or not_stored
             if not problem:
                 problem = handlers.start_turn(conversation_id, owner_of(request, saved), question.strip())
             if problem:  # said in a notice; the conversation, its sources and the box stay as they are
                 gr.Warning(problem)
                 yield gr.skip(), gr.skip(), gr.skip()
                 return
-            yield from handlers.respond(question, history, conversation_id, k, temperature, show_all,
-                                        session=session_of(request), user=getattr(request, "username", None))
+            first = True
+            for history_, html_, _ in handlers.respond(question, history, conversation_id, k, temperature, show_all,
+                                                       session=session_of(request),
+                                                       user=getattr(request, "username", None), sources=sources_):
+                box = gr.update(value="", interactive=False, placeholder=BUSY) if first else gr.skip()
+                first = False
+                yield history_, html_, box
+
+        def respond(question, history, conversation_id, k, temperature, show_all, saved, chosen=None,
+                    request: gr.Request = None):
+            yield from answer(question, history, conversation_id, k, temperature, show_all, saved, chosen, request)
+
+        def regenerate(history, conversation_id, k, temperature, show_all, saved, chosen, data: gr.RetryData,
+                       request: gr.Request):
+            """Ask the question at data.index again; its answer and all after it are replaced."""
+            history = list(history or [])
+            at = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
+            if not (0 <= int(at) < len(history)) or history[int(at)].get("role") != "user":
+                yield gr.skip(), gr.skip(), gr.skip()
+                return
+            yield from answer(message_text(history[int(at)]), history[:int(at)], conversation_id, k, temperature,
+                              show_all, saved, chosen, request)
+
+        def edit_and_resend(history, conversation_id, k, temperature, show_all, saved, chosen, data: gr.EditData,
+                            request: gr.Request):
+            """The question at data.index, as the user edited it, asked in its place."""
+            history = list(history or [])
+            at = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
+            edited = data.value if isinstance(data.value, str) else message_text({"content": data.value})
+            if not (0 <= int(at) < len(history)) or history[int(at)].get("role") != "user":
+                yield gr.skip(), gr.skip(), gr.skip()
+                return
+            yield from answer(edited, history[:int(at)], conversation_id, k, temperature, show_all, saved, chosen,
+                              request)
+
+        def release():
+            return gr.update(interactive=True, placeholder=READY)
 
         def listed(conversation_id, saved, request: gr.Request):
             """The conversation list, with the open one selected and remembered by the browser."""
@@ -591,10 +714,21 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             chosen = conversation_id if any(c[1] == conversation_id for c in choices) else None
             return gr.update(choices=choices, value=chosen), {**(saved or {}), "conversation": conversation_id}
 
-        for trigger in (send.click, question.submit):
-            trigger(respond, ask_inputs + [browser], ask_outputs, api_name="respond" if trigger == send.click else False
-                    ).then(handlers.model_info, None, info).then(listed, [conversation, browser], [past, browser]
-                    ).then(lambda: gr.update(visible=False), None, examples)  # suggestions are for a first visit
+        again_inputs = [chat, conversation, k, temperature, show_all, browser, search_in]
+        for event in (send.click(respond, ask_inputs + [browser, search_in], ask_outputs, api_name="respond"),
+                      question.submit(respond, ask_inputs + [browser, search_in], ask_outputs, api_name=False),
+                      chat.retry(regenerate, again_inputs, ask_outputs, api_name=False),
+                      chat.edit(edit_and_resend, again_inputs, ask_outputs, api_name=False)):
+            event.then(release, None, question, api_name=False).then(handlers.model_info, None, info, api_name=False
+                       ).then(listed, [conversation, browser], [past, browser], api_name=False
+                       ).then(lambda: gr.update(visible=False), None, examples, api_name=False)  # for a first visit
+
+        def show_sources_of(history, show, data: gr.SelectData, request: gr.Request):
+            """A click on an answer (or one of its [n]) shows that answer's sources."""
+            found = handlers.sources_of(history, data.index, session_of(request), show)
+            return found if found is not None else gr.skip()
+
+        chat.select(show_sources_of, [chat, show_all], sources, api_name=False)
 
         def stop_answer(request: gr.Request):
             return handlers.request_stop(session_of(request))
@@ -615,7 +749,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             return (saved, current, history, gr.update(choices=choices, value=current if history else None),
                     saved.get("k", bot.settings.top_k), bool(saved.get("show_all", False)),
                     saved.get("temperature", bot.settings.temperature),
-                    gr.update(interactive=True, placeholder="Ask about your documents…"), gr.update(interactive=True),
+                    gr.update(interactive=True, placeholder=READY), gr.update(interactive=True),
                     gr.update(choices=[] if history or choices else handlers.example_questions(), value=None,
                               visible=not history and not choices))
 
@@ -691,14 +825,17 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             return [], render_sources(None, False), fresh, gr.update(value=None), {**(saved or {}), "conversation": fresh}
 
         new_chat.click(start_new, browser, [chat, sources, conversation, past, browser])
-        def library():
+        def library(searched):
             rows, choices = handlers.library()
-            return rows, gr.update(choices=choices, value=None)
+            stored = {source for _, source in choices}
+            return (rows, gr.update(choices=choices, value=None),
+                    gr.update(choices=choices, value=[s for s in (searched or []) if s in stored]))
 
-        upload.upload(handlers.on_upload, upload, upload_status).then(library, None, [documents, chosen_doc])
-        app.load(library, None, [documents, chosen_doc])
-        delete_doc.click(handlers.delete_document, chosen_doc, library_status).then(library, None, [documents, chosen_doc])
-        reingest.click(handlers.reingest_document, chosen_doc, library_status).then(library, None, [documents, chosen_doc])
+        shelf = [documents, chosen_doc, search_in]
+        upload.upload(handlers.on_upload, upload, upload_status).then(library, search_in, shelf)
+        app.load(library, search_in, shelf)
+        delete_doc.click(handlers.delete_document, chosen_doc, library_status).then(library, search_in, shelf)
+        reingest.click(handlers.reingest_document, chosen_doc, library_status).then(library, search_in, shelf)
     app.queue(default_concurrency_limit=4)
     return app
 
@@ -719,6 +856,78 @@ def serve(bot: RagBot, host: str, port: int, share: bool = False, auth=None, pre
     # Only the conversation exports (named by random ids) may be served from the data dir.
     app.launch(server_name=host, server_port=port, share=share, auth=auth, max_file_size=f"{limit}mb",
                allowed_paths=[str(bot.settings.data_dir / "exports")], show_error=False, quiet=True, footer_links=[], css=CSS,
-               head=f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">',
-               prevent_thread_lock=prevent_thread_lock)
+               head=f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">{HIGHLIGHT_SCRIPT}',
+               prevent_thread_lock=True)
+    add_document_route(app.app, bot)
+    if not prevent_thread_lock:
+        app.block_thread()
     return app
+
+
+def add_document_route(server, bot: RagBot) -> None:
+    """GET DOCUMENT_ROUTE/<id>: the stored PDF with that id, shown inline, so a citation's page
+    opens in the browser's PDF viewer. Only stored documents are served (the id is looked up, no
+    path comes from the client), only PDFs, only while the file is the one that was ingested;
+    with login on, only to a logged-in user (Gradio's own check)."""
+    from fastapi import HTTPException, Request
+    from fastapi.responses import FileResponse
+
+    from .models import sha256_file
+
+    import inspect
+
+    async def logged_in(request: Request) -> bool:
+        """Gradio's own test of a request's login (its /gradio_api/user route, read the same way)."""
+        if server.auth is None and server.auth_dependency is None:
+            return True
+        if server.auth_dependency is not None:
+            user = server.auth_dependency(request)
+            return (await user if inspect.isawaitable(user) else user) is not None
+        token = (request.cookies.get(f"access-token-{server.cookie_id}")
+                 or request.cookies.get(f"access-token-unsecure-{server.cookie_id}"))
+        return server.tokens.get(token) is not None
+
+    async def document(doc_id: int, request: Request):
+        if not await logged_in(request):
+            raise HTTPException(401, "log in first")
+        doc = bot.store.document_by_id(doc_id)
+        if doc is None or doc.kind != "pdf":
+            raise HTTPException(404, "no such PDF is stored")
+        path = Path(doc.source)
+        if not path.is_file() or sha256_file(path) != doc.sha256:
+            raise HTTPException(410, f"{path.name} changed or moved since it was ingested: ingest it again")
+        return FileResponse(path, media_type="application/pdf", content_disposition_type="inline", filename=path.name)
+
+    server.add_api_route(DOCUMENT_ROUTE + "/{doc_id}", document, methods=["GET"], include_in_schema=False)
+
+
+# A click on a citation [n] highlights passage n in the sources panel and scrolls to it; for an
+# older answer the panel first changes to that answer's sources (chat.select), so the passage
+# is marked again when the panel changes within a few seconds of the click.
+HIGHLIGHT_SCRIPT = """<script>
+(() => {
+  let wanted = null;
+  const mark = () => {
+    if (!wanted || Date.now() - wanted.at > 5000) return;
+    document.querySelectorAll('.ragbot-highlight').forEach(e => e.classList.remove('ragbot-highlight'));
+    const row = document.querySelector('#sources #source-' + wanted.n);
+    if (row) { row.classList.add('ragbot-highlight'); row.scrollIntoView({block: 'nearest'}); }
+  };
+  document.addEventListener('click', e => {
+    const link = e.target.closest && e.target.closest('a.ragbot-cite');
+    if (!link) return;
+    e.preventDefault();
+    wanted = {n: link.getAttribute('href').replace('#source-', ''), at: Date.now()};
+    mark();
+  }, true);
+  const watch = () => {
+    const panel = document.getElementById('sources');
+    if (panel) new MutationObserver(mark).observe(panel, {childList: true, subtree: true, characterData: true});
+    return !!panel;
+  };
+  if (!watch()) {
+    const early = new MutationObserver(() => { if (watch()) early.disconnect(); });
+    early.observe(document.documentElement, {childList: true, subtree: true});
+  }
+})();
+</script>"""

@@ -90,9 +90,16 @@ class Conversations:
         if not self._exists(conversation_id, owner):
             return []
         rows = self._db.execute(
-            "SELECT question, answer, id, refused FROM answers WHERE conversation_id = ? ORDER BY turn, created_at",
+            "SELECT question, answer, id, refused, turn FROM answers WHERE conversation_id = ? ORDER BY created_at, rowid",
             (conversation_id,)).fetchall()
-        return [Turn(q, a, i, bool(r)) for q, a, i, r in rows]
+        # Replayed in the order they were given: an answer to turn n (a question asked again, as
+        # it was or edited) replaces turn n and every turn after it, as it did on the page.
+        shown: list[Turn] = []
+        for question, answer, answer_id, refused, turn in rows:
+            if turn >= 1:
+                del shown[turn - 1:]
+            shown.append(Turn(question, answer, answer_id, bool(refused)))
+        return shown
 
     def rename(self, conversation_id: str, owner: str, title: str) -> None:
         title = " ".join((title or "").split())[:TITLE_CHARS]

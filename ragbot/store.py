@@ -275,6 +275,10 @@ class Store:
         row = self._db.execute(f"{self._DOCUMENT_COLUMNS} WHERE d.source = ?", (source,)).fetchone()
         return StoredDocument(*row) if row else None
 
+    def document_by_id(self, doc_id: int) -> StoredDocument | None:
+        row = self._db.execute(f"{self._DOCUMENT_COLUMNS} WHERE d.id = ?", (int(doc_id),)).fetchone()
+        return StoredDocument(*row) if row else None
+
     def documents_under(self, paths: Sequence[str]) -> list[StoredDocument]:
         """Documents whose source is one of `paths` or inside one of them (as folders)."""
         found: dict[int, StoredDocument] = {}

@@ -75,8 +75,12 @@ def test_respond_streams_then_attaches_the_answer_id_and_sources(corpus_bot):
     steps = [copy.deepcopy(step) for step in
              handlers.respond("When were GANs introduced and by whom?", [], "conv-1", 5, 0.0, False, session="s")]
     history, sources, box = steps[-1]
+    # The question shows at once, with an empty answer and a note, before anything is searched.
+    first_history, first_note, _ = steps[0]
+    assert first_history[-2]["content"] == "When were GANs introduced and by whom?"
+    assert first_history[-1]["content"] == "" and "Answering" in first_note
     # The text shown while answering is the text that stays: nothing is taken back.
-    shown = [step[0][-1]["content"] for step in steps[:-1]]
+    shown = [step[0][-1]["content"] for step in steps[1:-1]]
     assert shown and all(text == history[-1]["content"] for text in shown)
     assert box == "" and history[-2] == {"role": "user", "content": "When were GANs introduced and by whom?"}
     answer_id = history[-1]["metadata"]["id"]
@@ -213,3 +217,37 @@ def test_settings_sent_by_a_client_are_kept_to_the_pages_ranges(corpus_bot):
     *_, (history, _, _) = handlers.respond("What is a GAN?", [], "c", 10**9, 99.0, False, session="s")
     trace = corpus_bot.feedback.answer_trace(history[-1]["metadata"]["id"])
     assert len(trace["passages"]) == 20 and trace["params"]["temperature"] == 1.5
+
+
+def test_citations_link_to_their_passages_and_read_back_as_text():
+    from ragbot.app import message_text, shown_answer
+
+    said = 'Pumps move <img src="http://127.0.0.2/x.png"> water [1, 2] and air [3].'
+    html_ = shown_answer(said)
+    assert '<a class="ragbot-cite" href="#source-1">1</a>, <a class="ragbot-cite" href="#source-2">2</a>' in html_
+    assert "<img" not in html_ and "&lt;img" in html_
+    assert message_text({"role": "assistant", "content": html_}) == said
+
+
+def test_sources_of_an_earlier_answer_only_for_the_session_that_got_it(corpus_bot):
+    handlers = ChatHandlers(corpus_bot)
+    *_, (history, latest, _) = handlers.respond("When were GANs introduced and by whom?", [], "c-src", 5, 0.0, False,
+                                                session="s1")
+    shown = handlers.sources_of(history, 1, "s1", False)
+    assert shown is not None and "id='source-1'" in shown and "gans.md" in shown
+    assert handlers.sources_of(history, 1, "s2", False) is None  # another session never got that answer
+    assert handlers.sources_of(history, 0, "s1", False) is None  # a question, not an answer
+    forged = [history[0], {**history[1], "metadata": {"id": "not-an-id"}}]
+    assert handlers.sources_of(forged, 1, "s1", False) is None
+    assert handlers.sources_of(history, 7, "s1", False) is None
+
+
+def test_chosen_documents_are_checked_against_the_stored_ones(corpus_bot):
+    from conftest import CORPUS
+
+    handlers = ChatHandlers(corpus_bot)
+    gans = str(CORPUS / "gans.md")
+    assert handlers.chosen_sources([]) == (None, None) and handlers.chosen_sources(None) == (None, None)
+    assert handlers.chosen_sources([gans, "/etc/passwd", 7]) == ([gans], None)
+    sources, problem = handlers.chosen_sources(["/etc/passwd"])
+    assert sources is None and "None of the chosen documents" in problem

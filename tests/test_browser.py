@@ -214,3 +214,136 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
     assert reopened.store._db.execute("SELECT vote, correction FROM feedback").fetchone() == \
         (1, "In 2014, by Ian Goodfellow and colleagues.")
     reopened.close()
+
+
+def _launch(p):
+    return p.chromium.launch(executable_path=CHROMIUM,
+                             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+
+
+def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
+    """Regenerate and edit-and-resend replace the turn (also after a reload); a citation [n] of
+    an older answer shows that answer's passage n, highlighted; a PDF's page opens from the
+    app's own address; a question searches only the documents chosen for it."""
+    import sqlite3
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from conftest import running_chat
+
+    bot = make_bot(default_corpus=None)
+    corpus = ROOT / "corpus"
+    assert bot.ingest([corpus / "gans.md", corpus / "vaes.md", corpus / "generative-ai-applications-by-industry.pdf"]).ok
+    data_dir = bot.settings.data_dir
+    bot.close()
+
+    def answers() -> int:
+        with sqlite3.connect(data_dir / "ragbot.db") as db:
+            return db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+
+    def answered(n: int) -> None:
+        """Wait until the log holds n answers and the page has opened its question box again."""
+        for _ in range(600):
+            if answers() >= n:
+                break
+            page.wait_for_timeout(200)
+        assert answers() == n
+        expect(box).to_have_attribute("placeholder", re.compile("Ask about"), timeout=60_000)
+
+    with running_chat(data_dir, "--no-default-corpus") as url, sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.goto(url)
+        box, bots = page.locator("#question textarea"), page.locator("#chat .message.bot")
+
+        def ask(question: str, answers_before: int) -> None:
+            expect(box).to_be_editable(timeout=60_000)
+            box.fill(question)
+            page.click("#ask")
+            answered(answers_before + 1)
+
+        ask("How is generative AI used in healthcare?", 0)
+        opener = page.locator("#sources a.ragbot-open").first
+        expect(opener).to_be_visible(timeout=30_000)
+        href = opener.get_attribute("href")
+        assert re.fullmatch(r"ragbot/documents/\d+#page=\d+", href) and opener.get_attribute("target") == "_blank"
+        pdf = page.request.get(url + href.split("#")[0])
+        assert pdf.status == 200 and pdf.headers["content-type"] == "application/pdf"
+        assert pdf.headers["content-disposition"].startswith("inline") and pdf.body().startswith(b"%PDF")
+        assert page.request.get(url + "ragbot/documents/99999").status == 404
+
+        # Regenerate: asked again, still one turn on the page, a second answer in the log.
+        page.locator('#chat button[aria-label="Retry"]').last.click()
+        answered(2)
+        assert page.locator("#chat [data-testid='user']").count() == 1
+
+        # Edit and resend: the question is replaced, and so is its answer.
+        page.locator("#chat [data-testid='user']").last.hover()
+        page.locator('#chat button[aria-label="Edit"]').last.click()
+        page.locator("#chat textarea").last.fill("When were GANs introduced and by whom?")
+        page.locator('#chat button[aria-label="Submit"]').click()
+        answered(3)
+        expect(bots.last).to_contain_text("2014")
+        assert page.locator("#chat [data-testid='user']").count() == 1
+
+        ask("What does the encoder of a variational autoencoder output?", 3)
+        expect(page.locator("#sources")).to_contain_text("vaes.md")
+        # [1] of the older answer: the panel shows that answer's passage 1, marked and in view.
+        page.locator("#chat [data-testid='bot']").first.locator("a.ragbot-cite").first.click()
+        marked = page.locator("#sources .ragbot-highlight")
+        expect(marked).to_contain_text("gans.md", timeout=30_000)
+        expect(marked).to_have_attribute("id", "source-1")
+        expect(marked).to_be_in_viewport()
+        page.screenshot(path=str(ARTIFACTS / "chat-citation.png"))
+
+        page.reload()  # the stored conversation is what the page showed: the edited turn, then the VAE one
+        expect(page.locator("#chat [data-testid='user']")).to_have_count(2, timeout=60_000)
+        expect(page.locator("#chat [data-testid='user']").first).to_contain_text("When were GANs introduced")
+
+        # Only the chosen document is searched: a GAN question finds no GAN passage.
+        page.get_by_text("Your documents", exact=True).click()
+        page.locator("#search-in input").click()
+        page.get_by_role("option", name=re.compile("vaes.md")).click()
+        page.keyboard.press("Escape")
+        ask("Who introduced generative adversarial networks?", 4)
+        expect(page.locator("#sources")).not_to_contain_text("gans.md")
+        with sqlite3.connect(data_dir / "ragbot.db") as db:
+            params = db.execute("SELECT params FROM answers ORDER BY created_at DESC LIMIT 1").fetchone()[0]
+        assert '"sources": ["' in params and "vaes.md" in params and "gans.md" not in params
+        browser.close()
+
+
+def test_stop_ends_a_streaming_answer_within_a_second(corpus_bot):
+    """The generate mode streams for seconds: meanwhile the question box is closed and says
+    why; Stop ends the answer within a second and opens the box again."""
+    import time
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from conftest import running_chat
+
+    corpus_bot.generator  # converted once, in the shared data dir
+    with running_chat(corpus_bot.settings.data_dir, "--answer-mode", "generate") as url, sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.goto(url)
+        box = page.locator("#question textarea")
+        expect(box).to_be_editable(timeout=60_000)
+        box.fill("Explain in detail how diffusion models generate images, step by step.")
+        page.click("#ask")
+        expect(box).to_have_attribute("placeholder", re.compile("Answering"), timeout=10_000)
+        expect(box).to_be_disabled()
+        message = page.locator("#chat [data-testid='bot']").last
+        expect(message).not_to_have_text("", timeout=180_000)  # the first sentence has streamed
+        page.click("#stop")
+        clicked = time.monotonic()
+        last_text, last_change = message.inner_text(), clicked
+        while time.monotonic() - clicked < 4:
+            text = message.inner_text()
+            if text != last_text:
+                last_text, last_change = text, time.monotonic()
+            page.wait_for_timeout(100)
+        assert last_change - clicked < 1.0, f"text still changed {last_change - clicked:.1f} s after Stop"
+        expect(page.locator("#sources")).to_contain_text("Stopped", timeout=5_000)
+        expect(box).to_be_editable(timeout=5_000)
+        browser.close()

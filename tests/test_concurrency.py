@@ -10,6 +10,8 @@ import pytest
 
 from ragbot import RagBot
 
+from conftest import ROOT
+
 QUESTIONS = [
     "When were GANs introduced and by whom?",
     "What is the capital of Australia?",  # declined before generation
@@ -64,13 +66,19 @@ def test_login_is_required_when_auth_is_set(corpus_bot):
             Client(url, verbose=False)
         client = Client(url, auth=("ann", "s3cret"), verbose=False)
         assert "/respond" in client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+        # The stored PDFs the page links to are behind the same login.
+        import urllib.error
+        import urllib.request
+
+        pdf = corpus_bot.store.document(str(ROOT / "corpus" / "generative-ai-applications-by-industry.pdf"))
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{url}ragbot/documents/{pdf.id}", timeout=10)
+        assert refused.value.code == 401
 
 
 def test_malformed_auth_is_refused_with_a_message(corpus_bot):
     import subprocess
     import sys
-
-    from conftest import ROOT
 
     done = subprocess.run([sys.executable, "-m", "ragbot", "chat", "--auth", "no-colon", "--no-default-corpus",
                            "--data-dir", str(corpus_bot.settings.data_dir)],

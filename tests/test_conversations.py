@@ -78,3 +78,25 @@ def test_example_questions_come_from_the_users_documents(make_bot, docs):
     names = ("Etna", "Croissants", "Paris", "Food", "Bananas", "Volcano", "Eiffel")  # the documents' terms
     assert all(any(name.lower() in q.lower() for name in names) for q in examples), examples
     assert len(examples) == len(set(examples)) >= 2  # from different documents
+
+
+def test_asking_a_turn_again_replaces_it_and_the_turns_after_it(make_bot, docs):
+    """Regenerate and edit-and-resend ask a question in its old place: the stored conversation
+    then reads as the page showed it (the log keeps every answer)."""
+    bot = make_bot()
+    bot.ingest([docs])
+    handlers = ChatHandlers(bot)
+    history: list = []
+    for question in ("Where is the Eiffel Tower?", "Where is Mount Etna?", "What color are bananas?"):
+        handlers.start_turn("c3", "browser:ann", question)
+        *_, (history, _, _) = handlers.respond(question, history, "c3", 5, 0.0, False, session="s")
+    handlers.start_turn("c3", "browser:ann", "When was the Eiffel Tower completed?")
+    *_, (edited, _, _) = handlers.respond("When was the Eiffel Tower completed?", history[:2], "c3", 5, 0.0, False,
+                                          session="s")  # turn 2 edited: turn 3 goes with the old turn 2
+    turns = handlers.conversations.turns("c3", "browser:ann")
+    assert [t.question for t in turns] == ["Where is the Eiffel Tower?", "When was the Eiffel Tower completed?"]
+    assert turns[1].answer_id == edited[-1]["metadata"]["id"]
+    *_, (again, _, _) = handlers.respond("Where is the Eiffel Tower?", [], "c3", 5, 0.0, False, session="s")
+    turns = handlers.conversations.turns("c3", "browser:ann")  # turn 1 regenerated: one turn left
+    assert [t.answer_id for t in turns] == [again[-1]["metadata"]["id"]]
+    assert bot.store._db.execute("SELECT COUNT(*) FROM answers WHERE conversation_id = 'c3'").fetchone()[0] == 5
