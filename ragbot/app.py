@@ -825,6 +825,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             return [], render_sources(None, False), fresh, gr.update(value=None), {**(saved or {}), "conversation": fresh}
 
         new_chat.click(start_new, browser, [chat, sources, conversation, past, browser])
+        chat.clear(start_new, browser, [chat, sources, conversation, past, browser])  # the chat's own trash button
         def library(searched):
             rows, choices = handlers.library()
             stored = {source for _, source in choices}

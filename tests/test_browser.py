@@ -310,6 +310,15 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
         with sqlite3.connect(data_dir / "ragbot.db") as db:
             params = db.execute("SELECT params FROM answers ORDER BY created_at DESC LIMIT 1").fetchone()[0]
         assert '"sources": ["' in params and "vaes.md" in params and "gans.md" not in params
+
+        # The chat's own trash button starts a new conversation; the old one stays listed.
+        page.locator('#chat button[aria-label="Clear"]').click()
+        expect(page.locator("#chat [data-testid='user']")).to_have_count(0)
+        ask("What does the decoder of a variational autoencoder do?", 5)
+        with sqlite3.connect(data_dir / "ragbot.db") as db:
+            turns = db.execute("SELECT conversation_id, turn FROM answers ORDER BY created_at").fetchall()
+        assert len({c for c, _ in turns}) == 2 and turns[-1][1] == 1
+        expect(page.locator("#conversations label")).to_have_count(2, timeout=30_000)
         browser.close()
 
 
