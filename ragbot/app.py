@@ -35,6 +35,7 @@ MAX_IDS_PER_SESSION = 5_000
 MAX_QUESTION_CHARS = 1000  # longer is a pasted document, not a question
 DOCUMENT_ROUTE = "/ragbot/documents"  # + "/<stored id>": a stored PDF, for its pages to open in the browser
 BUSY = "Answering… Stop it to ask something else."
+ANSWERING = "<p class='ragbot-muted'>Answering…</p>"
 READY = "Ask about your documents…"
 log = logging.getLogger("ragbot.app")
 DEFAULT_MAX_UPLOAD_MB = 50  # the max_upload_mb setting's default
@@ -63,6 +64,27 @@ def message_text(message: dict) -> str:
     if isinstance(content, list):
         content = "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
     return html.unescape(_OWN_MARKUP.sub("", content)) if isinstance(content, str) else ""
+
+
+def message_at(history: list | None, index) -> dict | None:
+    """The chat message an event names by index (Gradio sends an int or an [int, int]); None
+    for an index the page cannot have meant."""
+    if isinstance(index, (list, tuple)):
+        index = index[0] if index else None
+    try:
+        message = (history or [])[int(index)]
+    except (IndexError, TypeError, ValueError):
+        return None
+    return message if isinstance(message, dict) and int(index) >= 0 else None
+
+
+def answer_id_of(message: dict | None) -> str | None:
+    """The id of the stored answer a chat message shows (an id the page sends back: it is
+    checked against what the session was given before it is used)."""
+    if not isinstance(message, dict) or message.get("role") != "assistant":
+        return None
+    answer_id = (message.get("metadata") or {}).get("id")
+    return str(answer_id) if answer_id else None
 
 
 def safe_upload_name(name: str) -> str:
@@ -114,12 +136,22 @@ def render_sources(answer: Answer | None, show_all: bool, links: dict[str, str] 
     `links` maps a PDF's source to the address that serves it (its pages open from there)."""
     if answer is None:
         return "<p class='ragbot-muted'>Sources of the answer appear here.</p>"
-    if answer.correction_of:
-        return (f"<p>Your correction of the answer to “{html.escape(answer.corrected_question or '')}”: "
+    return render_panel(answer.passages, {c.n for c in answer.citations}, show_all, links, refused=answer.refused,
+                        refusal_reason=answer.refusal_reason,
+                        corrected_question=answer.corrected_question if answer.correction_of else None)
+
+
+def render_panel(passages: list[Passage], cited: set[int], show_all: bool, links: dict[str, str] | None = None,
+                 refused: bool = False, refusal_reason: str | None = None,
+                 corrected_question: str | None = None) -> str:
+    """The sources panel of one answer: what a correction answered, why there is no source, or
+    its passages."""
+    if corrected_question is not None:
+        return (f"<p>Your correction of the answer to “{html.escape(corrected_question)}”: "
                 f"given for questions that ask the same. Vote on this answer to change it again.</p>")
-    if answer.refused and not show_all:
-        return f"<p>No source: {html.escape(REFUSAL_NOTES.get(answer.refusal_reason or '', 'declined'))}.</p>"
-    return render_passages(answer.passages, {c.n for c in answer.citations}, show_all, links)
+    if refused and not show_all:
+        return f"<p>No source: {html.escape(REFUSAL_NOTES.get(refusal_reason or '', 'declined'))}.</p>"
+    return render_passages(passages, cited, show_all, links)
 
 
 def render_passages(passages: list[Passage], cited: set[int], show_all: bool, links: dict[str, str] | None = None) -> str:
@@ -218,25 +250,28 @@ class ChatHandlers:
         temperature = min(max(float(temperature), 0.0), MAX_TEMPERATURE)
         history = list(history or [])
         previous = [message_text(m) for m in history if isinstance(m, dict) and m.get("role") == "user"]
-        turn = len(previous) + 1
+        # The turn counts the answers kept before this question (a stopped one is not stored), so
+        # a question asked again replaces the same stored turns it replaces on the page.
+        turn = sum(1 for m in history if answer_id_of(m)) + 1
         earlier = self._history_messages(history)
         history.append({"role": "user", "content": shown(question)})
         history.append({"role": "assistant", "content": ""})
-        yield history, "<p class='ragbot-muted'>Answering…</p>", ""  # the question shows at once
-        query = self.bot.standalone_query(previous, question, sources)
         text = ""
         answer = None
-        stop = self._stops[session] = threading.Event()
+        stop = self._stops[session] = threading.Event()  # Stop works from the moment the question shows
         try:
-            for event in self.bot.ask_stream(question, k=int(k), temperature=float(temperature),
-                                             conversation_id=conversation_id, turn=turn, retrieval_query=query,
-                                             history=earlier, stop=stop, user=user, sources=sources):
-                if isinstance(event, str):
-                    text += event
-                    history[-1] = {"role": "assistant", "content": shown_answer(text)}
-                    yield history, "<p class='ragbot-muted'>Answering…</p>", ""
-                else:
-                    answer = event
+            yield history, ANSWERING, ""
+            if not stop.is_set():
+                query = self.bot.standalone_query(previous, question, sources)
+                for event in self.bot.ask_stream(question, k=int(k), temperature=float(temperature),
+                                                 conversation_id=conversation_id, turn=turn, retrieval_query=query,
+                                                 history=earlier, stop=stop, user=user, sources=sources):
+                    if isinstance(event, str):
+                        text += event
+                        history[-1] = {"role": "assistant", "content": shown_answer(text)}
+                        yield history, ANSWERING, ""
+                    else:
+                        answer = event
         finally:
             if self._stops.get(session) is stop:  # a newer answer of this session keeps its own
                 del self._stops[session]
@@ -263,23 +298,19 @@ class ChatHandlers:
     def sources_of(self, history: list[dict], index, session: str, show_all: bool) -> str | None:
         """The sources panel for the answer at `index` of the chat (the one a user clicked), read
         from the answer log; None when that message is no answer this session was given."""
-        if isinstance(index, (list, tuple)):
-            index = index[0]
-        try:
-            message = (history or [])[int(index)]
-            answer_id = str(message["metadata"]["id"])
-        except (IndexError, KeyError, TypeError, ValueError):
-            return None
-        if not self._was_issued(session, answer_id):
+        answer_id = answer_id_of(message_at(history, index))
+        if answer_id is None or not self._was_issued(session, answer_id):
             return None
         try:
             trace = self.bot.feedback.answer_trace(answer_id)
         except RagbotError:
             return None
+        corrected_question = None
         if trace["params"].get("correction_of"):
-            return ("<p>Your correction of an earlier answer: given for questions that ask the same.</p>")
-        if trace["refused"] and not show_all:
-            return f"<p>No source: {html.escape(REFUSAL_NOTES.get(trace['refusal_reason'] or '', 'declined'))}.</p>"
+            try:
+                corrected_question = self.bot.feedback.answer_trace(trace["params"]["correction_of"])["question"]
+            except RagbotError:
+                corrected_question = ""
         chunks = self.bot.store.chunks([row["chunk_id"] for row in trace["passages"]])
         passages = [Passage(chunk_id=c.id, source=c.source, title=c.title, section=c.section, page=c.page,
                             text=c.text, score=row["score"], rank=row["rank"])
@@ -287,7 +318,8 @@ class ChatHandlers:
         cited = {row["rank"] for row in trace["passages"] if row["cited"]}
         gone = len(trace["passages"]) - len(passages)
         note = (f"<p class='ragbot-muted'>{gone} passage(s) of this answer are no longer stored.</p>" if gone else "")
-        return note + render_passages(passages, cited, show_all, self.document_links(passages))
+        return note + render_panel(passages, cited, show_all, self.document_links(passages), refused=trace["refused"],
+                                   refusal_reason=trace["refusal_reason"], corrected_question=corrected_question)
 
     def chosen_sources(self, chosen: list[str] | None) -> tuple[list[str] | None, str | None]:
         """The documents a question may search, from what the page sends: (sources, problem).
@@ -299,6 +331,10 @@ class ChatHandlers:
         if not kept:
             return None, "None of the chosen documents is stored any more: choose again, or clear the choice."
         return kept, None
+
+    def answering(self, session: str) -> bool:
+        """Whether an answer of this session is still being written."""
+        return session in self._stops
 
     def request_stop(self, session: str) -> str:
         """Stop this session's answer in progress (the respond loop checks between pieces)."""
@@ -431,12 +467,7 @@ class ChatHandlers:
 
     def on_like(self, history: list[dict], index, liked, user: str | None = None, session: str = "") -> str:
         """Record a vote from the like event: +1, -1, or removal ('' / None)."""
-        position = index[0] if isinstance(index, (list, tuple)) else index
-        try:
-            message = history[int(position)]
-        except (IndexError, TypeError, ValueError):
-            return "This message has no recorded answer to rate."
-        answer_id = (message.get("metadata") or {}).get("id") if isinstance(message, dict) else None
+        answer_id = answer_id_of(message_at(history, index))
         if not answer_id:
             return "This message has no recorded answer to rate."
         if not self._was_issued(session, str(answer_id)):
@@ -452,8 +483,7 @@ class ChatHandlers:
         """Attach a comment and/or corrected answer to the chosen answer of the conversation
         (`answer_id`, an id the page sends back and so checked like any other), else the latest."""
         if not answer_id:
-            answer_id = next((m["metadata"]["id"] for m in reversed(history or []) if isinstance(m, dict)
-                              and m.get("role") == "assistant" and (m.get("metadata") or {}).get("id")), None)
+            answer_id = next((answer_id_of(m) for m in reversed(history or []) if answer_id_of(m)), None)
         if answer_id is None:
             return "Ask a question first."
         if not (comment or "").strip() and not (correction or "").strip():
@@ -474,8 +504,8 @@ class ChatHandlers:
                 continue
             if message.get("role") == "user":
                 question = message_text(message)
-            elif (message.get("metadata") or {}).get("id"):
-                choices.append((f"{len(choices) + 1}. {question[:70]}", message["metadata"]["id"]))
+            elif answer_id_of(message):
+                choices.append((f"{len(choices) + 1}. {question[:70]}", answer_id_of(message)))
         return list(reversed(choices))
 
     @staticmethod
@@ -657,12 +687,16 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         ask_inputs = [question, chat, conversation, k, temperature, show_all]
         ask_outputs = [chat, sources, question]
 
-        def answer(question, history, conversation_id, k, temperature, show_all, saved, chosen, request):
+        def answer(question, history, conversation_id, k, temperature, show_all, saved, chosen, request,
+                   from_box=True):
             """Stream the answer to `question` after `history`; the box says why it is closed
-            meanwhile (the release step opens it again)."""
+            meanwhile (the release step opens it again). A question from the box empties it; one
+            asked again (regenerate, edit) leaves what is being typed there."""
             problem = handlers.question_problem(question)
             sources_, not_stored = handlers.chosen_sources(chosen)
             problem = problem or not_stored
+            if not problem and handlers.answering(session_of(request)):
+                problem = "An answer is still being written: wait for it, or stop it first."
             if not problem:
                 problem = handlers.start_turn(conversation_id, owner_of(request, saved), question.strip())
             if problem:  # said in a notice; the conversation, its sources and the box stay as they are
@@ -673,7 +707,9 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             for history_, html_, _ in handlers.respond(question, history, conversation_id, k, temperature, show_all,
                                                        session=session_of(request),
                                                        user=getattr(request, "username", None), sources=sources_):
-                box = gr.update(value="", interactive=False, placeholder=BUSY) if first else gr.skip()
+                box = gr.skip()
+                if first:
+                    box = gr.update(interactive=False, placeholder=BUSY, **({"value": ""} if from_box else {}))
                 first = False
                 yield history_, html_, box
 
@@ -681,28 +717,30 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                     request: gr.Request = None):
             yield from answer(question, history, conversation_id, k, temperature, show_all, saved, chosen, request)
 
-        def regenerate(history, conversation_id, k, temperature, show_all, saved, chosen, data: gr.RetryData,
-                       request: gr.Request):
-            """Ask the question at data.index again; its answer and all after it are replaced."""
-            history = list(history or [])
-            at = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
-            if not (0 <= int(at) < len(history)) or history[int(at)].get("role") != "user":
+        def asked_again(history, data, question, conversation_id, k, temperature, show_all, saved, chosen, request):
+            """Ask `question` in the place of the question at data.index: that turn and every
+            turn after it are replaced."""
+            asked = message_at(history, data.index)
+            if asked is None or asked.get("role") != "user":
                 yield gr.skip(), gr.skip(), gr.skip()
                 return
-            yield from answer(message_text(history[int(at)]), history[:int(at)], conversation_id, k, temperature,
-                              show_all, saved, chosen, request)
+            at = list(history).index(asked)
+            yield from answer(question, list(history)[:at], conversation_id, k, temperature, show_all, saved, chosen,
+                              request, from_box=False)
+
+        def regenerate(history, conversation_id, k, temperature, show_all, saved, chosen, data: gr.RetryData,
+                       request: gr.Request):
+            asked = message_at(history, data.index)
+            yield from asked_again(history, data, message_text(asked or {}), conversation_id, k, temperature,
+                                   show_all, saved, chosen, request)
 
         def edit_and_resend(history, conversation_id, k, temperature, show_all, saved, chosen, data: gr.EditData,
                             request: gr.Request):
-            """The question at data.index, as the user edited it, asked in its place."""
-            history = list(history or [])
-            at = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
-            edited = data.value if isinstance(data.value, str) else message_text({"content": data.value})
-            if not (0 <= int(at) < len(history)) or history[int(at)].get("role") != "user":
-                yield gr.skip(), gr.skip(), gr.skip()
-                return
-            yield from answer(edited, history[:int(at)], conversation_id, k, temperature, show_all, saved, chosen,
-                              request)
+            # The edit box starts from the question as the page holds it, escaped (a question has
+            # no markup of ours): the entities are read back as the characters they stand for.
+            edited = html.unescape(data.value) if isinstance(data.value, str) else message_text({"content": data.value})
+            yield from asked_again(history, data, edited, conversation_id, k, temperature, show_all, saved, chosen,
+                                   request)
 
         def release():
             return gr.update(interactive=True, placeholder=READY)
@@ -859,45 +897,54 @@ def serve(bot: RagBot, host: str, port: int, share: bool = False, auth=None, pre
                allowed_paths=[str(bot.settings.data_dir / "exports")], show_error=False, quiet=True, footer_links=[], css=CSS,
                head=f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">{HIGHLIGHT_SCRIPT}',
                prevent_thread_lock=True)
-    add_document_route(app.app, bot)
+    add_document_route(app.app, bot, login=auth is not None)
     if not prevent_thread_lock:
         app.block_thread()
     return app
 
 
-def add_document_route(server, bot: RagBot) -> None:
+def add_document_route(server, bot: RagBot, login: bool) -> None:
     """GET DOCUMENT_ROUTE/<id>: the stored PDF with that id, shown inline, so a citation's page
     opens in the browser's PDF viewer. Only stored documents are served (the id is looked up, no
     path comes from the client), only PDFs, only while the file is the one that was ingested;
-    with login on, only to a logged-in user (Gradio's own check)."""
+    with `login` (the chat was started with --auth), only to a logged-in user."""
     from fastapi import HTTPException, Request
     from fastapi.responses import FileResponse
 
     from .models import sha256_file
 
-    import inspect
+    hashes: dict[tuple, str] = {}  # (path, inode, size, mtime) -> sha256: a PDF viewer asks many times
 
-    async def logged_in(request: Request) -> bool:
-        """Gradio's own test of a request's login (its /gradio_api/user route, read the same way)."""
-        if server.auth is None and server.auth_dependency is None:
-            return True
-        if server.auth_dependency is not None:
-            user = server.auth_dependency(request)
-            return (await user if inspect.isawaitable(user) else user) is not None
-        token = (request.cookies.get(f"access-token-{server.cookie_id}")
-                 or request.cookies.get(f"access-token-unsecure-{server.cookie_id}"))
-        return server.tokens.get(token) is not None
+    def logged_in(request: Request) -> bool:
+        """Read as Gradio reads its own login cookie; anything unexpected refuses (fails closed)."""
+        try:
+            token = (request.cookies.get(f"access-token-{server.cookie_id}")
+                     or request.cookies.get(f"access-token-unsecure-{server.cookie_id}"))
+            return token is not None and server.tokens.get(token) is not None
+        except AttributeError:
+            return False
 
-    async def document(doc_id: int, request: Request):
-        if not await logged_in(request):
+    def unchanged(path: Path, expected: str) -> bool:
+        try:
+            info = path.stat()
+        except OSError:
+            return False
+        key = (str(path), info.st_ino, info.st_size, info.st_mtime_ns)
+        if key not in hashes:
+            hashes[key] = sha256_file(path)
+        return hashes[key] == expected
+
+    def document(doc_id: int, request: Request):  # a plain def: FastAPI runs it off the event loop
+        if login and not logged_in(request):
             raise HTTPException(401, "log in first")
         doc = bot.store.document_by_id(doc_id)
         if doc is None or doc.kind != "pdf":
             raise HTTPException(404, "no such PDF is stored")
         path = Path(doc.source)
-        if not path.is_file() or sha256_file(path) != doc.sha256:
+        if not path.is_file() or not unchanged(path, doc.sha256):
             raise HTTPException(410, f"{path.name} changed or moved since it was ingested: ingest it again")
-        return FileResponse(path, media_type="application/pdf", content_disposition_type="inline", filename=path.name)
+        return FileResponse(path, media_type="application/pdf", content_disposition_type="inline",
+                            filename=path.name, headers={"X-Content-Type-Options": "nosniff"})
 
     server.add_api_route(DOCUMENT_ROUTE + "/{doc_id}", document, methods=["GET"], include_in_schema=False)
 

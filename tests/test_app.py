@@ -251,3 +251,42 @@ def test_chosen_documents_are_checked_against_the_stored_ones(corpus_bot):
     assert handlers.chosen_sources([gans, "/etc/passwd", 7]) == ([gans], None)
     sources, problem = handlers.chosen_sources(["/etc/passwd"])
     assert sources is None and "None of the chosen documents" in problem
+
+
+def test_the_document_route_serves_stored_unchanged_pdfs_only_and_behind_the_login(make_bot, tmp_path):
+    import shutil
+
+    import httpx
+
+    from conftest import ROOT, _free_port
+    from ragbot.app import serve
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    pdf = folder / "report.pdf"
+    shutil.copy(ROOT / "corpus" / "generative-ai-applications-by-industry.pdf", pdf)
+    shutil.copy(ROOT / "corpus" / "gans.md", folder / "gans.md")
+    bot = make_bot(default_corpus=None)
+    assert bot.ingest([folder]).ok
+    pdf_id, md_id = bot.store.document(str(pdf)).id, bot.store.document(str(folder / "gans.md")).id
+
+    port = _free_port()
+    app = serve(bot, "127.0.0.1", port, auth=[("ann", "s3cret")], prevent_thread_lock=True)
+    try:
+        base = f"http://127.0.0.1:{port}/ragbot/documents"
+        with httpx.Client(timeout=30) as anyone:
+            assert anyone.get(f"{base}/{pdf_id}").status_code == 401
+        with httpx.Client(timeout=30) as ann:
+            assert ann.post(f"http://127.0.0.1:{port}/login", data={"username": "ann", "password": "s3cret"}
+                            ).status_code == 200
+            served = ann.get(f"{base}/{pdf_id}")
+            assert served.status_code == 200 and served.content == pdf.read_bytes()
+            assert served.headers["content-type"] == "application/pdf"
+            assert served.headers["x-content-type-options"] == "nosniff"
+            assert ann.get(f"{base}/{md_id}").status_code == 404  # stored, but not a PDF
+            assert ann.get(f"{base}/99999").status_code == 404
+            assert ann.get(f"{base}/..%2F..%2Fetc%2Fpasswd").status_code in (404, 422)  # ids only
+            pdf.write_bytes(pdf.read_bytes() + b"\n% changed\n")  # the page numbers may no longer hold
+            assert ann.get(f"{base}/{pdf_id}").status_code == 410
+    finally:
+        app.close()

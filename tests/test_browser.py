@@ -262,7 +262,7 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
             page.click("#ask")
             answered(answers_before + 1)
 
-        ask("How is generative AI used in healthcare?", 0)
+        ask("How is generative AI used in healthcare & finance?", 0)
         opener = page.locator("#sources a.ragbot-open").first
         expect(opener).to_be_visible(timeout=30_000)
         href = opener.get_attribute("href")
@@ -277,28 +277,35 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
         answered(2)
         assert page.locator("#chat [data-testid='user']").count() == 1
 
-        # Edit and resend: the question is replaced, and so is its answer.
+        # Edit and resend: the question, changed where it stands (its "&" read back as "&"), is
+        # asked in its place, and its answer replaces the old one.
         page.locator("#chat [data-testid='user']").last.hover()
         page.locator('#chat button[aria-label="Edit"]').last.click()
-        page.locator("#chat textarea").last.fill("When were GANs introduced and by whom?")
+        page.locator("#chat textarea").last.press("End")
+        page.locator("#chat textarea").last.type(" In banks?")
         page.locator('#chat button[aria-label="Submit"]').click()
         answered(3)
-        expect(bots.last).to_contain_text("2014")
+        with sqlite3.connect(data_dir / "ragbot.db") as db:
+            asked = db.execute("SELECT question FROM answers ORDER BY created_at DESC LIMIT 1").fetchone()[0]
+        assert asked == "How is generative AI used in healthcare & finance? In banks?"
         assert page.locator("#chat [data-testid='user']").count() == 1
 
         ask("What does the encoder of a variational autoencoder output?", 3)
         expect(page.locator("#sources")).to_contain_text("vaes.md")
-        # [1] of the older answer: the panel shows that answer's passage 1, marked and in view.
-        page.locator("#chat [data-testid='bot']").first.locator("a.ragbot-cite").first.click()
+        # [n] of the older answer: the panel shows that answer's passage n, marked and in view.
+        cite = page.locator("#chat [data-testid='bot']").first.locator("a.ragbot-cite").first
+        n = cite.get_attribute("href").removeprefix("#source-")
+        cite.click()
         marked = page.locator("#sources .ragbot-highlight")
-        expect(marked).to_contain_text("gans.md", timeout=30_000)
-        expect(marked).to_have_attribute("id", "source-1")
+        expect(marked).to_contain_text(".pdf", timeout=30_000)
+        expect(marked).to_have_attribute("id", f"source-{n}")
         expect(marked).to_be_in_viewport()
+        assert page.locator("#sources").inner_text().count("vaes.md") == 0  # not the latest answer's sources
         page.screenshot(path=str(ARTIFACTS / "chat-citation.png"))
 
         page.reload()  # the stored conversation is what the page showed: the edited turn, then the VAE one
         expect(page.locator("#chat [data-testid='user']")).to_have_count(2, timeout=60_000)
-        expect(page.locator("#chat [data-testid='user']").first).to_contain_text("When were GANs introduced")
+        expect(page.locator("#chat [data-testid='user']").first).to_contain_text("finance? In banks?")
 
         # Only the chosen document is searched: a GAN question finds no GAN passage.
         page.get_by_text("Your documents", exact=True).click()

@@ -100,3 +100,19 @@ def test_asking_a_turn_again_replaces_it_and_the_turns_after_it(make_bot, docs):
     turns = handlers.conversations.turns("c3", "browser:ann")  # turn 1 regenerated: one turn left
     assert [t.answer_id for t in turns] == [again[-1]["metadata"]["id"]]
     assert bot.store._db.execute("SELECT COUNT(*) FROM answers WHERE conversation_id = 'c3'").fetchone()[0] == 5
+
+
+def test_a_stopped_answer_takes_no_turn(make_bot, docs):
+    """A stopped answer is not stored: the next question is the next stored turn, so asking it
+    again later replaces that question, not one before it."""
+    bot = make_bot()
+    bot.ingest([docs])
+    handlers = ChatHandlers(bot)
+    handlers.start_turn("c4", "browser:ann", "Where is the Eiffel Tower?")
+    *_, (history, _, _) = handlers.respond("Where is the Eiffel Tower?", [], "c4", 5, 0.0, False, session="s")
+    history = history + [{"role": "user", "content": "Where is Mount Etna?"}, {"role": "assistant", "content": "It …"}]
+    *_, (history, _, _) = handlers.respond("What color are bananas?", history, "c4", 5, 0.0, False, session="s")
+    *_, (again, _, _) = handlers.respond("What color are bananas?", history[:4], "c4", 5, 0.0, False, session="s")
+    turns = handlers.conversations.turns("c4", "browser:ann")
+    assert [t.question for t in turns] == ["Where is the Eiffel Tower?", "What color are bananas?"]
+    assert turns[1].answer_id == again[-1]["metadata"]["id"]
