@@ -32,7 +32,7 @@ test: $(STAMP) chromium
 # ones `make test` leaves out included (tune killed at random moments, a data dir on a small
 # tmpfs). About 25 minutes on 2 cores; CI runs it after the tests.
 drills: $(STAMP)
-	RAGBOT_DRILL_ROUNDS=20 $(BIN)/python -m pytest tests/test_drills.py -m "drill or not drill"
+	RAGBOT_DRILL_ROUNDS=20 $(BIN)/python -m pytest tests/test_drills.py -m "drill or not drill" --durations=0
 
 chromium:
 	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

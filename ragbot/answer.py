@@ -118,9 +118,9 @@ def strip_invalid_citations(reply: str, n_passages: int) -> str:
     return re.sub(r"\s+([.,;:!?])", r"\1", _CITATION.sub(keep, reply)).strip()
 
 
-def mark_citations(text: str, mark: Callable[[int], str]) -> str:
-    """`text` with each number of its [n] and [n, m] markers replaced by mark(n)."""
-    return _CITATION.sub(lambda m: "[" + ", ".join(mark(int(n)) for n in m.group(1).split(",")) + "]", text)
+def mark_citations(text: str, mark: Callable[[str], str]) -> str:
+    """`text` with each number of its [n] and [n, m] markers replaced by mark(n) (n: its digits)."""
+    return _CITATION.sub(lambda m: "[" + ", ".join(mark(n.strip()) for n in m.group(1).split(",")) + "]", text)
 
 
 def strip_citation_marks(text: str) -> str:

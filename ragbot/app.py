@@ -33,6 +33,9 @@ MAX_K, MAX_TEMPERATURE = 20, 1.5  # the settings sliders' ranges
 MAX_SESSIONS = 10_000  # sessions whose answer ids the server remembers
 MAX_IDS_PER_SESSION = 5_000
 MAX_QUESTION_CHARS = 1000  # longer is a pasted document, not a question
+# The page waits this long for another process's ingest (e.g. `ragbot ingest` in a terminal),
+# then says who holds the data dir instead of leaving the user with a silent spinner.
+PAGE_WRITE_WAIT = 5.0
 DOCUMENT_ROUTE = "/ragbot/documents"  # + "/<stored id>": a stored PDF, for its pages to open in the browser
 BUSY = "Answering… Stop it to ask something else."
 ANSWERING = "<p class='ragbot-muted'>Answering…</p>"
@@ -423,7 +426,7 @@ class ChatHandlers:
         if doc is None:
             return "Choose a document first."
         try:
-            self.bot.remove([doc.source])
+            self.bot.remove([doc.source], wait=PAGE_WRITE_WAIT)
         except RagbotError as exc:
             return f"Not deleted: {exc}"
         if self._is_upload(doc.source):
@@ -437,7 +440,7 @@ class ChatHandlers:
         if not Path(doc.source).is_file():
             return f"{Path(doc.source).name} is no longer on disk; delete it from the library instead."
         try:
-            report = self.bot.ingest([doc.source])
+            report = self.bot.ingest([doc.source], wait=PAGE_WRITE_WAIT)
         except RagbotError as exc:
             return f"Not re-ingested: {exc}"
         failed = "; ".join(reason for _, reason in report.failed)
@@ -539,7 +542,7 @@ class ChatHandlers:
             names = ", ".join(t.name for t, _ in accepted)
             yield "\n".join(lines + [f"Ingesting {len(accepted)} file(s): {names}…"])
             try:
-                report = self.bot.ingest([t for t, _ in accepted])
+                report = self.bot.ingest([t for t, _ in accepted], wait=PAGE_WRITE_WAIT)
             except RagbotError as exc:
                 yield "\n".join(lines + [f"failed: {exc}"])
                 return

@@ -153,11 +153,15 @@ class RagBot:
             raise BusyError(f"{self.settings.data_dir} changed five times while searching; try again")
 
     @contextmanager
-    def _writing(self, on_wait: Callable[[str], None] | None = None) -> Iterator[Ingester]:
+    def _writing(self, on_wait: Callable[[str], None] | None = None,
+                 wait: float = WRITE_WAIT_SECONDS) -> Iterator[Ingester]:
         """Hold the data dir's write lock (one ingest, remove or repair at a time, across
-        processes; a second one waits for the first, up to WRITE_WAIT_SECONDS)."""
+        processes; a second one waits for the first, up to `wait` seconds, then BusyError)."""
         with state_lock(self.settings.data_dir / "write.lock", f"the data dir {self.settings.data_dir}",
-                        timeout=WRITE_WAIT_SECONDS, on_wait=on_wait):
+                        timeout=wait, on_wait=on_wait):
+            if self.store.replaced():
+                raise BusyError(f"{self.settings.db_path} was replaced while this command waited (a restore?); "
+                                f"run it again")
             with self._load_lock:
                 ingester = Ingester(self.settings, self.store, self._current_index(), self.embedder)
                 yield ingester
@@ -166,16 +170,17 @@ class RagBot:
     # -- writing ----------------------------------------------------------------------------
 
     def ingest(self, paths: Sequence[str | Path], prune: bool = False, progress: ProgressFn | None = None,
-               on_wait: Callable[[str], None] | None = None) -> IngestReport:
-        with self._writing(on_wait) as ingester:
+               on_wait: Callable[[str], None] | None = None, wait: float = WRITE_WAIT_SECONDS) -> IngestReport:
+        with self._writing(on_wait, wait) as ingester:
             report = ingester.ingest(paths, prune=prune, progress=progress)
             started = time.perf_counter()
             self._after_write()
             report.seconds += time.perf_counter() - started  # the BM25 index is part of the ingest
             return report
 
-    def remove(self, paths: Sequence[str | Path], on_wait: Callable[[str], None] | None = None) -> list[str]:
-        with self._writing(on_wait) as ingester:
+    def remove(self, paths: Sequence[str | Path], on_wait: Callable[[str], None] | None = None,
+               wait: float = WRITE_WAIT_SECONDS) -> list[str]:
+        with self._writing(on_wait, wait) as ingester:
             removed = ingester.remove(paths)
             self._after_write()
             return removed

@@ -321,16 +321,18 @@ def cmd_remove(bot, args) -> int:
 
 def _chosen_documents(bot, within: list[str] | None) -> list[str] | None:
     """The stored documents under the --in paths (None: search them all); a path holding none
-    is an error that says so."""
+    is an error that names it."""
     if not within:
         return None
     from .errors import RagbotError
 
-    paths = [str(Path(w).expanduser().resolve()) for w in within]
-    found = bot.store.documents_under(paths)
-    if not found:
-        raise RagbotError(f"no stored document is at {', '.join(within)}; see `ragbot documents`")
-    return [d.source for d in found]
+    sources: dict[str, None] = {}
+    for path in within:
+        found = bot.store.documents_under([str(Path(path).expanduser().resolve())])
+        if not found:
+            raise RagbotError(f"no stored document is at {path}; see `ragbot documents`")
+        sources.update((d.source, None) for d in found)
+    return list(sources)
 
 
 def cmd_search(bot, args) -> int:

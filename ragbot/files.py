@@ -186,8 +186,8 @@ def swap_in_dir(tmp: Path, target: Path) -> None:
 def state_lock(path: Path, what: str, timeout: float = 30.0,
                on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold the inter-process lock `path` while `what` changes. Waits up to `timeout` seconds
-    (0: not at all; `on_wait` is told who holds it when a wait begins), then raises BusyError
-    naming the holder."""
+    (0: not at all, negative: as long as it takes; `on_wait` is told who holds it when a wait
+    begins), then raises BusyError naming the holder."""
     from filelock import FileLock, Timeout
 
     path = Path(path)
@@ -198,7 +198,7 @@ def state_lock(path: Path, what: str, timeout: float = 30.0,
         try:
             lock.acquire(timeout=0)
         except Timeout:
-            if timeout <= 0:
+            if timeout == 0:
                 raise
             if on_wait is not None:
                 on_wait(f"waiting for {what}: {describe_holder(holder)}")
@@ -207,6 +207,7 @@ def state_lock(path: Path, what: str, timeout: float = 30.0,
         raise BusyError(f"{what} is busy: {describe_holder(holder)}; try again when it is done") from None
     try:
         try:
+            holder.unlink(missing_ok=True)  # a killed holder's record must not outlive it
             write_atomic(holder, json.dumps({"pid": os.getpid(), "started_at": time.time(), "command": _command()}))
         except (OSError, DiskFullError):
             pass  # naming the holder is a courtesy: a full disk must not keep the lock from working

@@ -74,11 +74,17 @@ def read_document(path: Path) -> Document:
 
 
 def _check_line_lengths(name: str, text: str) -> None:
-    for number, line in enumerate(text.split("\n"), 1):
-        if len(line) > MAX_LINE_CHARS:
-            raise DocumentError(name, f"line {number} is {len(line):,} characters long, over the "
+    if len(text) <= MAX_LINE_CHARS:
+        return  # no line can be longer than the text
+    start, number = 0, 1
+    while start <= len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        if end - start > MAX_LINE_CHARS:
+            raise DocumentError(name, f"line {number} is {end - start:,} characters long, over the "
                                       f"{MAX_LINE_CHARS:,}-character limit for one line; text that long "
                                       f"without a line break is usually encoded data, not prose")
+        start, number = end + 1, number + 1
 
 
 def _read_bytes(path: Path) -> bytes:

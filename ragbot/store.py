@@ -10,6 +10,7 @@ The schema changes only through the numbered MIGRATIONS below, recorded in schem
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -164,6 +165,15 @@ class Store:
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._migrate()
+        self._inode = os.stat(path).st_ino
+
+    def replaced(self) -> bool:
+        """Whether the database file at `path` is no longer the one opened here (a restore moved
+        the data dir aside and put another in its place)."""
+        try:
+            return os.stat(self.path).st_ino != self._inode
+        except FileNotFoundError:
+            return True
 
     @property
     def _db(self) -> sqlite3.Connection:

@@ -254,7 +254,7 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
         browser = _launch(p)
         page = browser.new_page(viewport={"width": 1300, "height": 900})
         page.goto(url)
-        box, bots = page.locator("#question textarea"), page.locator("#chat .message.bot")
+        box = page.locator("#question textarea")
 
         def ask(question: str, answers_before: int) -> None:
             expect(box).to_be_editable(timeout=60_000)

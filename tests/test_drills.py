@@ -9,6 +9,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 from conftest import CORPUS, ROOT, copy_data_dir
 from ragbot import RagBot
 from ragbot.doctor import doctor
+from ragbot.files import state_lock
 
 ROUNDS = int(os.environ.get("RAGBOT_DRILL_ROUNDS", "4"))
 
@@ -120,9 +122,10 @@ def _ragbot(*args: str) -> subprocess.Popen:
 
 
 def test_two_ingests_racing_adapter_saves_and_activations(make_bot, tmp_path):
-    """Two `ragbot ingest` on one new data dir, two processes saving and activating adapters, and
-    `ragbot model activate` from the CLI, all at once: every document is stored once, no two
-    adapters share a number, and the state is one the registry can read."""
+    """Two `ragbot ingest` on one new data dir (both made to wait for the write lock, and told
+    who holds it), two processes saving and activating adapters, and `ragbot model activate`
+    from the CLI, all at once: every document is stored once, no two adapters share a number,
+    and the state is one the registry can read."""
     from ragbot.registry import AdapterRegistry
 
     files = sorted(CORPUS.glob("*"))
@@ -132,20 +135,33 @@ def test_two_ingests_racing_adapter_saves_and_activations(make_bot, tmp_path):
         for path in files[n::2]:
             (folder / path.name).write_bytes(path.read_bytes())
     data_dir = tmp_path / "data"
+    data_dir.mkdir()
     per_saver = 6
-    procs = [_ragbot("ingest", str(folder), "--data-dir", str(data_dir)) for folder in halves]
-    procs += [subprocess.Popen([sys.executable, "-c", SAVER, str(data_dir), name, str(per_saver)], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-              for name in ("a", "b")]
-    registry = AdapterRegistry(data_dir / "adapters")
-    activations = []
-    deadline = time.time() + 120
-    while len(registry.versions()) < 2 and time.time() < deadline:
-        time.sleep(0.2)
-    for version in ("v1", "v2", "none"):  # while the savers and ingests still run
-        activations.append(_ragbot("model", "activate", version, "--data-dir", str(data_dir)))
-    outputs = [p.communicate(timeout=300)[0] for p in procs + activations]
-    assert all(p.returncode == 0 for p in procs + activations), outputs
+    said: list[list[str]] = [[], []]
+    # The drill holds the write lock until both ingests wait for it, so they do meet.
+    with state_lock(data_dir / "write.lock", "the drill"):
+        ingests = [_ragbot("ingest", str(folder), "--data-dir", str(data_dir)) for folder in halves]
+        readers = [threading.Thread(target=lambda p=p, out=out: out.extend(p.stdout), daemon=True)
+                   for p, out in zip(ingests, said)]
+        for reader in readers:
+            reader.start()
+        savers = [subprocess.Popen([sys.executable, "-c", SAVER, str(data_dir), name, str(per_saver)], cwd=ROOT,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for name in ("a", "b")]
+        registry = AdapterRegistry(data_dir / "adapters")
+        deadline = time.time() + 180
+        while time.time() < deadline and not all(any("waiting for the data dir" in line for line in out)
+                                                  for out in said):
+            time.sleep(0.2)
+        assert all(any("waiting for the data dir" in line for line in out) for out in said), said
+        while len(registry.versions()) < 2 and time.time() < deadline:
+            time.sleep(0.2)
+        activations = [_ragbot("model", "activate", version, "--data-dir", str(data_dir))
+                       for version in ("v1", "v2", "none")]  # while the savers still run
+    for proc, reader in zip(ingests, readers):
+        proc.wait(timeout=300)
+        reader.join(timeout=60)
+    outputs = ["".join(out) for out in said] + [p.communicate(timeout=300)[0] for p in savers + activations]
+    assert all(p.returncode == 0 for p in ingests + savers + activations), outputs
 
     saved = [out.split() for out in outputs[2:4]]
     numbers = [v for vs in saved for v in vs]
@@ -258,10 +274,11 @@ def test_kill_during_tune_at_random_moments(corpus_bot, embedder, tmp_path):
             proc.communicate(timeout=delay)
             moments.append(f"{delay:.0f}s: finished first")
         except subprocess.TimeoutExpired:
-            checkpoints = sorted("/".join(p.parts[-3:]) for p in (data_dir / "tune").glob("*/*/checkpoint-*"))
+            runs = sorted((data_dir / "tune").glob("*/"), key=lambda p: p.stat().st_mtime)
+            checkpoints = sorted("/".join(p.parts[-2:]) for p in runs[-1].glob("*/checkpoint-*")) if runs else []
             proc.kill()
             proc.communicate(timeout=60)
-            moments.append(f"{delay:.0f}s: killed after {', '.join(checkpoints) or 'no checkpoint'}")
+            moments.append(f"{delay:.0f}s: killed; newest run's checkpoints: {', '.join(checkpoints) or 'none'}")
         report = doctor(data_dir)
         assert report.clean, (moments, report.lines())
         state = registry.state()

@@ -142,3 +142,41 @@ def test_a_full_database_rolls_back_the_batch_and_says_so(make_bot, docs):
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert [Path(d.source).name for d in bot.store.documents()] == ["paris.md"]
     assert bot.search("Eiffel Tower", k=1)[0].source.endswith("paris.md")
+
+
+def test_a_write_waits_for_the_data_dir_then_names_its_holder(make_bot, docs):
+    """An ingest waits for another process's write (saying so), then gives up with the holder's
+    name; a repair does not wait at all; once the holder is done, the ingest goes through."""
+    from ragbot.doctor import doctor
+
+    bot = make_bot()
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold, args=(str(bot.settings.data_dir / "write.lock"), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        said = []
+        with pytest.raises(BusyError, match=rf"the data dir .* is busy: process {holder.pid} "):
+            bot.ingest([docs], wait=0.5, on_wait=said.append)
+        assert len(said) == 1 and said[0].startswith("waiting for the data dir")
+        with pytest.raises(BusyError, match=rf"process {holder.pid} "):
+            doctor(bot.settings.data_dir, repair=True)
+    finally:
+        release.set()
+        holder.join(30)
+    assert bot.ingest([docs]).ok
+
+
+def test_a_writer_stops_when_the_data_dir_was_restored_under_it(make_bot, docs, tmp_path):
+    """`restore --replace` moves the data dir aside and puts the backup in its place: a process
+    that opened the old one must not write into the folder moved aside."""
+    from ragbot.doctor import backup, restore
+
+    bot = make_bot()
+    bot.ingest([docs / "paris.md"])
+    backup(bot.settings.data_dir, tmp_path / "copy")
+    restore(tmp_path / "copy", bot.settings.data_dir, replace=True)
+    with pytest.raises(BusyError, match="was replaced while this command waited"):
+        bot.ingest([docs])
+    assert make_bot(bot.settings.data_dir).ingest([docs]).ok  # a fresh start writes to the restored one

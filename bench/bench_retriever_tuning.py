@@ -1,0 +1,138 @@
+"""Does tuning the embedder on the corpus's own text pay? BEIR SciFact, measured before building it.
+
+The embedder (all-MiniLM-L6-v2) is fine-tuned with sentence-transformers' own trainer and
+MultipleNegativesRankingLoss on pairs made from the corpus texts alone, no judged queries and
+no word lists: the inverse cloze task (one sentence of a chunk is the query, the chunk without
+that sentence, under its title, is the passage; one time in ten the sentence stays, so exact
+matches are learned too). Hard negatives are the other passages of each batch. The corpus is
+then embedded again with the tuned model (timed, as a re-ingest would), and dense and hybrid
+retrieval are scored. The learning rate is chosen on the train queries (qrels/train.tsv), never
+on the test queries, and the test gain is reported with a paired bootstrap 95% interval.
+
+    python bench/bench_retriever_tuning.py [--rates 2e-5,5e-5] [--max-pairs N]
+Needs ../shared/data/scifact and the SciFact index bench_scifact.py keeps in bench/.cache;
+without them it says so and exits 0. About 15 minutes per learning rate on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+from common import SHARED, machine, peak_rss_mb, save, table
+
+
+def ict_pairs(chunks, rng: random.Random, keep: float = 0.1) -> list[tuple[str, str]]:
+    """(query, passage) pairs by the inverse cloze task: a sentence of the chunk asks for the
+    rest of the chunk."""
+    from ragbot.text import sentence_spans
+
+    pairs = []
+    for chunk in chunks:
+        spans = [s for s in sentence_spans(chunk.text) if len(chunk.text[s[0]:s[1]].split()) >= 5]
+        if len(spans) < 3:
+            continue
+        start, end = rng.choice(spans)
+        query = chunk.text[start:end].strip()
+        rest = chunk.text if rng.random() < keep else (chunk.text[:start] + chunk.text[end:])
+        pairs.append((query, f"{chunk.title}\n{' '.join(rest.split())}"))
+    return pairs
+
+
+def tune(pairs: list[tuple[str, str]], base: str, out: Path, rate: float, seed: int) -> float:
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+    from sentence_transformers.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.training_args import BatchSamplers, SentenceTransformerTrainingArguments
+
+    model = SentenceTransformer(base, device="cpu")
+    data = Dataset.from_dict({"anchor": [q for q, _ in pairs], "positive": [p for _, p in pairs]})
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(out / "run"), num_train_epochs=1, per_device_train_batch_size=64, learning_rate=rate,
+        warmup_ratio=0.1, batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no", logging_steps=20,
+        report_to=[], seed=seed, use_cpu=True, dataloader_num_workers=0,
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data,
+                                         loss=MultipleNegativesRankingLoss(model))
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    model.save_pretrained(str(out / "model"), safe_serialization=True)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", default=str(Path(__file__).resolve().parent / ".cache"))
+    parser.add_argument("--rates", default="2e-5,5e-5", help="learning rates tried; chosen on the train queries")
+    parser.add_argument("--max-pairs", type=int, default=0, help="0: one pair per chunk that has 3+ sentences")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    folder = SHARED / "scifact"
+    work = Path(args.cache) / "scifact"
+    if not folder.is_dir() or not (work / "data" / "ragbot.db").is_file():
+        print(f"skipped: needs {folder} and the index of bench/bench_scifact.py in {work}")
+        return
+    print(f"machine: {machine()}", file=sys.stderr)
+
+    from ragbot import RagBot
+    from ragbot.evaluate import compare_retrieval, evaluate_retrieval, load_beir, paired_difference
+    from ragbot.models import resolve_embedder
+
+    test, train = load_beir(folder, "test"), load_beir(folder, "train")
+    base = RagBot.open(work / "data", default_corpus=None, retrieval="hybrid")
+    weight = base.settings.lexical_weight
+    rng = random.Random(args.seed)
+    pairs = ict_pairs(base.store.all_chunks(), rng)
+    if args.max_pairs:
+        pairs = pairs[: args.max_pairs]
+    print(f"{len(pairs)} inverse-cloze pairs from {base.store.counts()[1]} chunks", file=sys.stderr)
+
+    runs = {}
+    for rate in [float(r) for r in args.rates.split(",")]:
+        out = Path(args.cache) / f"scifact-tuned-{rate:g}"
+        train_seconds = tune(pairs, resolve_embedder(base.settings), out, rate, args.seed) \
+            if not (out / "model" / "model.safetensors").is_file() else float("nan")
+        bot = RagBot.open(out / "data", default_corpus=None, retrieval="hybrid", embedder=str(out / "model"),
+                          lexical_weight=weight)
+        started = time.perf_counter()
+        report = bot.ingest([work / "documents"], prune=True)
+        embed_seconds = time.perf_counter() - started
+        print(f"rate {rate:g}: {report.summary()}", file=sys.stderr)
+        on_train = evaluate_retrieval(bot.with_settings(retrieval="dense"), train, k=10).summary["ndcg@10"]
+        print(f"rate {rate:g}: train nDCG@10 dense {on_train:.3f}", file=sys.stderr)
+        runs[rate] = {"bot": bot, "train_ndcg@10_dense": on_train, "train_seconds": train_seconds,
+                      "reingest_seconds": embed_seconds, "chunks": report.chunks_added}
+    base_train = evaluate_retrieval(base.with_settings(retrieval="dense"), train, k=10).summary["ndcg@10"]
+    rate = max(runs, key=lambda r: runs[r]["train_ndcg@10_dense"])
+    chosen = runs[rate]["bot"]
+
+    before = compare_retrieval(base, test, ("dense", "hybrid"), k=10)
+    after = compare_retrieval(chosen, test, ("dense", "hybrid"), k=10)
+    rows, gains = [], {}
+    for mode in ("dense", "hybrid"):
+        for name, result in ((f"{mode}, shipped MiniLM", before[mode]), (f"{mode}, tuned (lr {rate:g})", after[mode])):
+            low, high = result.summary["ndcg@10_ci95"]
+            rows.append({"system": name, "ndcg@10": f"{result.summary['ndcg@10']:.3f} [{low:.3f}, {high:.3f}]",
+                         "recall@10": f"{result.summary['recall@10']:.3f}",
+                         "search ms/query": f"{result.summary['search_ms_per_query']:.1f}"})
+        gains[mode] = paired_difference([r["ndcg@10"] for r in before[mode].per_query],
+                                        [r["ndcg@10"] for r in after[mode].per_query])
+    print(table(rows))
+    for mode, gain in gains.items():
+        print(f"tuned - shipped, {mode}: nDCG@10 {gain['mean']:+.3f} [{gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}]")
+    print(f"train queries, dense nDCG@10: shipped {base_train:.3f}, "
+          + ", ".join(f"lr {r:g} {v['train_ndcg@10_dense']:.3f}" for r, v in runs.items()))
+    payload = {"pairs": len(pairs), "chosen_rate": rate, "train_ndcg@10_dense_shipped": base_train,
+               "runs": {str(r): {k: v for k, v in run.items() if k != "bot"} for r, run in runs.items()},
+               "test": {mode: {"shipped": before[mode].summary, "tuned": after[mode].summary, "gain": gains[mode]}
+                        for mode in gains},
+               "peak_rss_mb": peak_rss_mb()}
+    print(f"saved {save('retriever_tuning', payload)}")
+
+
+if __name__ == "__main__":
+    main()
