@@ -262,6 +262,17 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
             page.click("#ask")
             answered(answers_before + 1)
 
+        # Limits said on the page: an empty question is a notice (nothing asked), the box takes
+        # at most MAX_QUESTION_CHARS, and Gradio's API and footer links are not shown.
+        expect(box).to_be_editable(timeout=60_000)
+        page.click("#ask")
+        expect(page.get_by_text("Type a question first.")).to_be_visible(timeout=30_000)
+        assert answers() == 0 and page.locator("#chat [data-testid='user']").count() == 0
+        from ragbot.app import MAX_QUESTION_CHARS
+
+        assert box.get_attribute("maxlength") == str(MAX_QUESTION_CHARS)
+        assert page.get_by_text("Use via API").count() == 0 and page.get_by_text("Built with Gradio").count() == 0
+
         ask("How is generative AI used in healthcare & finance?", 0)
         opener = page.locator("#sources a.ragbot-open").first
         expect(opener).to_be_visible(timeout=30_000)
@@ -351,6 +362,12 @@ def test_stop_ends_a_streaming_answer_within_a_second(corpus_bot):
         expect(box).to_be_disabled()
         message = page.locator("#chat [data-testid='bot']").last
         expect(message).not_to_have_text("", timeout=180_000)  # the first sentence has streamed
+        # No vote on a half-written answer: where the page offers the button, the vote is refused.
+        votes_before = corpus_bot.store._db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
+        like = page.locator("#chat [data-testid='bot']").last.locator("xpath=..").locator('button[aria-label="Like"]')
+        if like.count():
+            like.first.click()
+            expect(page.locator("#status")).to_contain_text("no recorded answer", timeout=10_000)
         page.click("#stop")
         clicked = time.monotonic()
         last_text, last_change = message.inner_text(), clicked
@@ -363,3 +380,4 @@ def test_stop_ends_a_streaming_answer_within_a_second(corpus_bot):
         expect(page.locator("#sources")).to_contain_text("Stopped", timeout=5_000)
         expect(box).to_be_editable(timeout=5_000)
         browser.close()
+    assert corpus_bot.store._db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0] == votes_before
