@@ -64,6 +64,8 @@ class RagBot:
         self._lexical: tuple[int, LexicalIndex] | None = None
         self._memories: dict[str | None, tuple[tuple, CorrectionMemory]] = {}  # per user
         self._load_lock = threading.RLock()
+        # While this process writes the next generation, its searches read the one it started from.
+        self._writing_here = False
 
     @classmethod
     def open(cls, data_dir: str | Path | None = None, **overrides) -> "RagBot":
@@ -111,7 +113,7 @@ class RagBot:
         """The FAISS index matching the database's generation, loaded or rebuilt as needed."""
         with self._load_lock:
             generation = self.store.generation()
-            if self._index is not None and generation == self._index_generation:
+            if self._index is not None and (generation == self._index_generation or self._writing_here):
                 return self._index
             dim = self.embedder.dim
             index = VectorIndex.load(self.settings.index_dir, generation, dim)
@@ -128,7 +130,7 @@ class RagBot:
         """The BM25 index matching the database's generation, loaded or rebuilt as needed."""
         with self._load_lock:
             generation = self.store.generation()
-            if self._lexical is not None and self._lexical[0] == generation:
+            if self._lexical is not None and (self._lexical[0] == generation or self._writing_here):
                 return self._lexical[1]
             tokenize, tokenizer = self.embedder.word_pieces, self.embedder.name
             index = LexicalIndex.load(self.settings.index_dir, generation, tokenize, tokenizer)
@@ -156,16 +158,37 @@ class RagBot:
     def _writing(self, on_wait: Callable[[str], None] | None = None,
                  wait: float = WRITE_WAIT_SECONDS) -> Iterator[Ingester]:
         """Hold the data dir's write lock (one ingest, remove or repair at a time, across
-        processes; a second one waits for the first, up to `wait` seconds, then BusyError)."""
+        processes; a second one waits for the first, up to `wait` seconds, then BusyError).
+
+        The next generation is built on a copy of the index: searches in this process go on
+        reading the generation the write started from (an immutable snapshot, never changed
+        under them), and the new one replaces it once the write has succeeded."""
         with state_lock(self.settings.data_dir / "write.lock", f"the data dir {self.settings.data_dir}",
                         timeout=wait, on_wait=on_wait):
             if self.store.replaced():
                 raise BusyError(f"{self.settings.db_path} was replaced while this command waited (a restore?); "
                                 f"run it again")
             with self._load_lock:
-                ingester = Ingester(self.settings, self.store, self._current_index(), self.embedder)
+                before = self._current_index()
+                if self.settings.retrieval != "dense":
+                    self._current_lexical()  # so searches meanwhile have the BM25 of the same generation
+                self._writing_here = True
+            try:
+                ingester = Ingester(self.settings, self.store, before.copy(), self.embedder)
                 yield ingester
-                self._index_generation = self.store.generation()
+            except BaseException:
+                with self._load_lock:
+                    self._writing_here = False  # the next search loads (or rebuilds) what was committed
+                raise
+            with self._load_lock:
+                self._writing_here = False
+                self._index, self._index_generation = ingester.index, self.store.generation()
+            if self.settings.retrieval != "dense":
+                # The new generation's BM25 index, built while the write lock is held, so searches
+                # (in this process or another) find it ready.
+                started = time.perf_counter()
+                self._current_lexical()
+                ingester.lexical_seconds = time.perf_counter() - started
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -173,23 +196,13 @@ class RagBot:
                on_wait: Callable[[str], None] | None = None, wait: float = WRITE_WAIT_SECONDS) -> IngestReport:
         with self._writing(on_wait, wait) as ingester:
             report = ingester.ingest(paths, prune=prune, progress=progress)
-            started = time.perf_counter()
-            self._after_write()
-            report.seconds += time.perf_counter() - started  # the BM25 index is part of the ingest
-            return report
+        report.seconds += ingester.lexical_seconds  # the BM25 index is part of the ingest
+        return report
 
     def remove(self, paths: Sequence[str | Path], on_wait: Callable[[str], None] | None = None,
                wait: float = WRITE_WAIT_SECONDS) -> list[str]:
         with self._writing(on_wait, wait) as ingester:
-            removed = ingester.remove(paths)
-            self._after_write()
-            return removed
-
-    def _after_write(self) -> None:
-        """Build the new generation's BM25 index while the write lock is held, so searches (in
-        this process or another) find it ready."""
-        if self.settings.retrieval != "dense":
-            self._current_lexical()
+            return ingester.remove(paths)
 
     def ensure_default_corpus(self, progress: ProgressFn | None = None) -> IngestReport | None:
         """Ingest the shipped corpus when the data dir holds no documents yet."""

@@ -27,6 +27,12 @@ class VectorIndex:
     def __len__(self) -> int:
         return int(self._index.ntotal)
 
+    def copy(self) -> "VectorIndex":
+        """An independent copy (the next generation is built on one while searches read this)."""
+        import faiss
+
+        return VectorIndex(self.dim, faiss.clone_index(self._index))
+
     def ids(self) -> np.ndarray:
         import faiss
 

@@ -151,6 +151,7 @@ class Ingester:
         self.store = store
         self.index = index
         self.embedder = embedder
+        self.lexical_seconds = 0.0  # set by RagBot: building the new generation's BM25 index
         self.pipeline = (
             f"v{PIPELINE_VERSION}|{embedder.name}|chunk={settings.chunk_tokens}/{settings.chunk_overlap}"
         )

@@ -108,3 +108,39 @@ def test_sigkill_during_ingest_leaves_a_usable_index(make_bot, embedder, tmp_pat
     assert chunks >= before[1]
     assert reopened.search("What is a GAN?", k=1)[0].source.endswith("gans.md")
     reopened.close()
+
+
+def test_searches_read_a_snapshot_while_this_process_ingests(make_bot, docs, tmp_path):
+    """An ingest builds the next generation on a copy of the index: a search meanwhile (the chat
+    answering while an upload is ingested) is not held up, and reads the generation the ingest
+    started from; afterwards the new documents are found."""
+    import threading
+
+    bot = make_bot()
+    bot.ingest([docs / "paris.md"])
+    more = tmp_path / "more"
+    more.mkdir()
+    (more / "a-pumps.md").write_text("# Pumps\n\nThe Quell pump moves water with a spiral screw.\n")
+    (more / "b-tides.md").write_text("# Tides\n\nTides rise and fall twice a day with the moon.\n")
+    inside, release = threading.Event(), threading.Event()
+
+    def slow(done, total, chunks):
+        if done == 1:  # the ingest is under way: hold it here
+            inside.set()
+            release.wait(60)
+
+    writer = threading.Thread(target=lambda: bot.ingest([more], progress=slow))
+    writer.start()
+    try:
+        assert inside.wait(60)
+        found: list = []
+        reader = threading.Thread(target=lambda: found.extend(bot.search("How does the Quell pump move water?", k=3)))
+        reader.start()
+        reader.join(20)
+        assert not reader.is_alive(), "the search waited for the ingest"
+        assert found and not any(p.source.endswith(("a-pumps.md", "b-tides.md")) for p in found)
+    finally:
+        release.set()
+        writer.join(60)
+    assert bot.search("How does the Quell pump move water?", k=1)[0].source.endswith("a-pumps.md")
+    assert bot.search("When do tides rise?", k=1)[0].source.endswith("b-tides.md")
