@@ -24,7 +24,7 @@ SYSTEM_PROMPT = (
     f'If the passages do not answer the question, reply only: "{REFUSAL}"'
 )
 
-_CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+_CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]", re.ASCII)  # [n] or [n, m]: ASCII digits
 MIN_PASSAGE_TOKENS = 32
 # An answer sentence without a citation gets one to the shown passage most similar to it
 # (cosine of embeddings), when that similarity reaches this value.

@@ -69,16 +69,25 @@ def message_text(message: dict) -> str:
     return html.unescape(_OWN_MARKUP.sub("", content)) if isinstance(content, str) else ""
 
 
-def message_at(history: list | None, index) -> dict | None:
-    """The chat message an event names by index (Gradio sends an int or an [int, int]); None
-    for an index the page cannot have meant."""
+def message_index(history: list | None, index) -> int | None:
+    """The position in `history` of the message an event names (Gradio sends an int or an
+    [int, int]); None for an index the page cannot have meant."""
     if isinstance(index, (list, tuple)):
         index = index[0] if index else None
     try:
-        message = (history or [])[int(index)]
-    except (IndexError, TypeError, ValueError):
+        position = int(index)
+    except (TypeError, ValueError):
         return None
-    return message if isinstance(message, dict) and int(index) >= 0 else None
+    history = history or []
+    if not 0 <= position < len(history) or not isinstance(history[position], dict):
+        return None
+    return position
+
+
+def message_at(history: list | None, index) -> dict | None:
+    """The chat message an event names, or None (see message_index)."""
+    position = message_index(history, index)
+    return None if position is None else history[position]
 
 
 def answer_id_of(message: dict | None) -> str | None:
@@ -243,8 +252,9 @@ class ChatHandlers:
     ) -> Iterator[tuple[list[dict], str, str]]:
         """Stream an answer: yields (chat history, sources HTML, cleared input box). A question
         that cannot be asked (question_problem) changes nothing. `sources`: the documents to
-        search (chosen_sources; None: all). The turn is the question's place in `history`, so a
-        question asked again (regenerate, edit) replaces that turn and the ones after it."""
+        search (chosen_sources; None: all). The turn is one more than the stored answers in
+        `history`, so a question asked again (regenerate, edit, with `history` cut before it)
+        replaces that turn and the ones after it."""
         if self.question_problem(question):
             return
         question = question.strip()
@@ -544,6 +554,9 @@ class ChatHandlers:
             try:
                 report = self.bot.ingest([t for t, _ in accepted], wait=PAGE_WRITE_WAIT)
             except RagbotError as exc:
+                for target, fresh in accepted:
+                    if fresh:  # not ingested: ragbot's copy goes (an earlier upload under that name stays)
+                        target.unlink(missing_ok=True)
                 yield "\n".join(lines + [f"failed: {exc}"])
                 return
             new = {str(t) for t, fresh in accepted if fresh}
@@ -723,11 +736,10 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         def asked_again(history, data, question, conversation_id, k, temperature, show_all, saved, chosen, request):
             """Ask `question` in the place of the question at data.index: that turn and every
             turn after it are replaced."""
-            asked = message_at(history, data.index)
-            if asked is None or asked.get("role") != "user":
+            at = message_index(history, data.index)  # by position: the same question may be asked twice
+            if at is None or history[at].get("role") != "user":
                 yield gr.skip(), gr.skip(), gr.skip()
                 return
-            at = list(history).index(asked)
             yield from answer(question, list(history)[:at], conversation_id, k, temperature, show_all, saved, chosen,
                               request, from_box=False)
 
@@ -745,7 +757,11 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             yield from asked_again(history, data, edited, conversation_id, k, temperature, show_all, saved, chosen,
                                    request)
 
-        def release():
+        def release(request: gr.Request):
+            """Open the question box again, unless another answer of this session is still being
+            written (a regenerate refused meanwhile must not open it)."""
+            if handlers.answering(session_of(request)):
+                return gr.skip()
             return gr.update(interactive=True, placeholder=READY)
 
         def listed(conversation_id, saved, request: gr.Request):

@@ -166,8 +166,8 @@ class RagBot:
         with state_lock(self.settings.data_dir / "write.lock", f"the data dir {self.settings.data_dir}",
                         timeout=wait, on_wait=on_wait):
             if self.store.replaced():
-                raise BusyError(f"{self.settings.db_path} was replaced while this command waited (a restore?); "
-                                f"run it again")
+                raise BusyError(f"{self.settings.db_path} was replaced since this process opened it (a restore?); "
+                                f"run the command again, or restart `ragbot chat`")
             with self._load_lock:
                 before = self._current_index()
                 if self.settings.retrieval != "dense":

@@ -216,7 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dest", metavar="DEST")
     p = sub.add_parser("restore", parents=[common], help="make the data dir a backup's state",
                        description="Restore a backup made by `ragbot backup` into the data dir. A data dir that is "
-                                   "not empty is replaced only with --replace, and then moved aside, not deleted.")
+                                   "not empty is replaced only with --replace, and then moved aside, not deleted. "
+                                   "Stop `ragbot chat` on this data dir first: a running chat holds no lock and "
+                                   "would go on answering from the database moved aside.")
     p.add_argument("backup", metavar="BACKUP")
     p.add_argument("--replace", action="store_true", help="move the current data dir aside and restore in its place")
     return parser

@@ -202,7 +202,11 @@ def state_lock(path: Path, what: str, timeout: float = 30.0,
                 raise
             if on_wait is not None:
                 on_wait(f"waiting for {what}: {describe_holder(holder)}")
-            lock.acquire(timeout=timeout)
+            try:
+                lock.acquire(timeout=timeout)
+            except FileNotFoundError:  # its folder went away meanwhile (a restore moves a data dir aside)
+                raise BusyError(f"{path.parent} was moved while waiting for {what} (a restore?); "
+                                f"run the command again") from None
     except Timeout:
         raise BusyError(f"{what} is busy: {describe_holder(holder)}; try again when it is done") from None
     try:

@@ -290,3 +290,50 @@ def test_the_document_route_serves_stored_unchanged_pdfs_only_and_behind_the_log
             assert ann.get(f"{base}/{pdf_id}").status_code == 410
     finally:
         app.close()
+
+
+def test_message_index_names_a_position_never_a_lookalike():
+    from ragbot.app import message_at, message_index
+
+    same = {"role": "user", "content": "Why?"}
+    history = [same, {"role": "assistant", "content": "a"}, dict(same), {"role": "assistant", "content": "b"}]
+    assert message_index(history, 2) == 2 and message_index(history, [2, 0]) == 2  # not the first "Why?"
+    assert message_at(history, 3)["content"] == "b"
+    for bad in (-1, 4, "x", None, [], [9]):
+        assert message_index(history, bad) is None
+    assert message_index(["not a message"], 0) is None
+
+
+def test_stop_pressed_as_the_question_appears_ends_the_answer(corpus_bot):
+    handlers = ChatHandlers(corpus_bot)
+    steps = handlers.respond("When were GANs introduced and by whom?", [], "c-stop", 5, 0.0, False, session="s9")
+    history, _, _ = next(steps)  # the question shows; nothing is searched yet
+    assert history[-1]["content"] == "" and handlers.answering("s9")
+    assert handlers.request_stop("s9") == "Stopping…"
+    *_, (history, note, _) = steps
+    assert note.startswith("<p>Stopped") and "metadata" not in history[-1] and not handlers.answering("s9")
+
+
+def test_an_upload_that_cannot_be_ingested_now_leaves_no_copy(make_bot, tmp_path, monkeypatch):
+    import multiprocessing
+
+    from ragbot import app as app_module
+    from test_files import _hold
+
+    monkeypatch.setattr(app_module, "PAGE_WRITE_WAIT", 0.2)
+    bot = make_bot()
+    handlers = ChatHandlers(bot)
+    note = tmp_path / "note.md"
+    note.write_text("# Note\n\nThe staging server restarts on Sundays.\n")
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold, args=(str(bot.settings.data_dir / "write.lock"), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        *_, said = handlers.on_upload([str(note)])
+    finally:
+        release.set()
+        holder.join(30)
+    assert f"is busy: process {holder.pid}" in said
+    assert not any(handlers.uploads.glob("*")) if handlers.uploads.exists() else True

@@ -216,5 +216,5 @@ def test_cli_searches_only_the_documents_named_with_in(corpus_bot, tmp_path):
     done = search("--json", "-k", "3", "--in", str(ROOT / "corpus" / "vaes.md"))
     assert done.returncode == 0, done.stderr
     assert [Path(p["source"]).name for p in json.loads(done.stdout)] == ["vaes.md"] * 3
-    done = search("--in", str(tmp_path / "nothing-here"))
+    done = search("--in", str(ROOT / "corpus" / "vaes.md"), "--in", str(tmp_path / "nothing-here"))  # each path counts
     assert done.returncode == 2 and "no stored document is at" in done.stderr and "nothing-here" in done.stderr

@@ -3,6 +3,7 @@
 import json
 import multiprocessing
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -177,6 +178,39 @@ def test_a_writer_stops_when_the_data_dir_was_restored_under_it(make_bot, docs, 
     bot.ingest([docs / "paris.md"])
     backup(bot.settings.data_dir, tmp_path / "copy")
     restore(tmp_path / "copy", bot.settings.data_dir, replace=True)
-    with pytest.raises(BusyError, match="was replaced while this command waited"):
+    with pytest.raises(BusyError, match="was replaced since this process opened it"):
         bot.ingest([docs])
     assert make_bot(bot.settings.data_dir).ingest([docs]).ok  # a fresh start writes to the restored one
+
+
+def test_a_lock_whose_folder_is_moved_while_waiting_says_so(tmp_path):
+    """A restore moves the data dir aside while a writer waits for its lock: the writer stops
+    with a message, not a FileNotFoundError from the lock library."""
+    import threading
+
+    folder = tmp_path / "data"
+    lock = folder / "write.lock"
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold, args=(str(lock), ready, release))
+    holder.start()
+    outcome: list = []
+
+    def wait_for_it():
+        try:
+            with state_lock(lock, "the data dir", timeout=30):
+                outcome.append("acquired")
+        except BusyError as exc:
+            outcome.append(str(exc))
+
+    try:
+        assert ready.wait(60)
+        waiter = threading.Thread(target=wait_for_it)
+        waiter.start()
+        time.sleep(0.5)
+        folder.rename(tmp_path / "data.before-restore")
+        waiter.join(30)
+        assert outcome and "was moved while waiting for the data dir" in outcome[0], outcome
+    finally:
+        release.set()
+        holder.join(30)
