@@ -890,7 +890,9 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                     gr.update(choices=choices, value=[s for s in (searched or []) if s in stored]))
 
         shelf = [documents, chosen_doc, search_in]
-        upload.upload(handlers.on_upload, upload, upload_status).then(library, search_in, shelf)
+        # Emptied once ingested, so the next files dropped there are a new upload.
+        upload.upload(handlers.on_upload, upload, upload_status).then(library, search_in, shelf).then(
+            lambda: None, None, upload, api_name=False)
         app.load(library, search_in, shelf)
         delete_doc.click(handlers.delete_document, chosen_doc, library_status).then(library, search_in, shelf)
         reingest.click(handlers.reingest_document, chosen_doc, library_status).then(library, search_in, shelf)

@@ -62,8 +62,20 @@ def test_ask_vote_and_upload_in_a_real_browser(server, tmp_path):
         page.click("#ask")
         expect(page.locator("#sources .ragbot-source").first).to_contain_text("zorblat.md", timeout=180_000)
         page.screenshot(path=str(ARTIFACTS / "chat-upload.png"))
+
+        # Another file of the same name is kept under a distinct name; the first stays as it was.
+        other = tmp_path / "second" / "zorblat.md"
+        other.parent.mkdir()
+        other.write_text("# Zorblat, later\n\nA second Zorblat engine was built in 1950 in Leeds.\n")
+        page.set_input_files("#upload input[type=file]", str(other))  # the upload box emptied itself
+        expect(page.locator("#upload-status textarea")).to_have_value(re.compile(r"added: zorblat-[0-9a-f]{8}\.md"),
+                                                                      timeout=120_000)
+        # The settings are this browser's: show-all is still on after a reload.
+        page.reload()
+        page.get_by_text("Settings", exact=True).first.click()
+        expect(page.locator("#show-all input[type=checkbox]")).to_be_checked(timeout=30_000)
         browser.close()
-    assert (data_dir / "uploads" / "zorblat.md").is_file()
+    assert "Mira Quell" in (data_dir / "uploads" / "zorblat.md").read_text()
     assert any(d.source.endswith("uploads/zorblat.md") for d in bot.store.documents())
     bot.close()
 
