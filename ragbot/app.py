@@ -635,11 +635,26 @@ def owner_of(request, browser: dict | None) -> str:
     return f"browser:{token}" if _TOKEN.match(token) else f"session:{getattr(request, 'session_hash', '')}"
 
 
+def remembered(saved: dict | None, **changes) -> dict | None:
+    """What this browser keeps, with `changes`; None (leave it as it is) while the page holds no
+    owner token yet: a change written then would replace the whole record, and the browser would
+    lose its token and with it its conversations."""
+    if not _TOKEN.match(str((saved or {}).get("owner") or "")):
+        return None
+    return {**saved, **changes}
+
+
 def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     import gradio as gr
 
     handlers = ChatHandlers(bot, max_upload_mb)
+
+    def keep(saved, **changes):
+        """The browser's record with `changes`, or no change at all (see remembered)."""
+        record = remembered(saved, **changes)
+        return gr.skip() if record is None else record
+
     with gr.Blocks(title="ragbot", analytics_enabled=False) as app:
         conversation = gr.State(lambda: uuid.uuid4().hex)
         # What this browser keeps between visits: its owner token, the open conversation, settings.
@@ -769,7 +784,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             owner = owner_of(request, saved)
             choices = handlers.conversation_choices(owner)
             chosen = conversation_id if any(c[1] == conversation_id for c in choices) else None
-            return gr.update(choices=choices, value=chosen), {**(saved or {}), "conversation": conversation_id}
+            return gr.update(choices=choices, value=chosen), keep(saved, conversation=conversation_id)
 
         again_inputs = [chat, conversation, k, temperature, show_all, browser, search_in]
         for event in (send.click(respond, ask_inputs + [browser, search_in], ask_outputs, api_name="respond"),
@@ -818,7 +833,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             history = handlers.reopen(str(chosen or ""), owner_of(request, saved), session_of(request))
             if not history:
                 return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-            return history, chosen, render_sources(None, show), {**(saved or {}), "conversation": chosen}
+            return history, chosen, render_sources(None, show), keep(saved, conversation=chosen)
 
         past.input(open_past, [past, browser, show_all], [chat, conversation, sources, browser])
 
@@ -847,12 +862,12 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             fresh = uuid.uuid4().hex
             return ([], fresh, gr.update(choices=handlers.conversation_choices(owner), value=None),
                     render_sources(None, False), "Conversation deleted (its answers stay in the answer log).",
-                    {**(saved or {}), "conversation": fresh})
+                    keep(saved, conversation=fresh))
 
         delete.click(delete_current, [conversation, browser], [chat, conversation, past, sources, status, browser])
 
         def remember(saved, k_value, show, temp):
-            return {**(saved or {}), "k": k_value, "show_all": show, "temperature": temp}
+            return keep(saved, k=k_value, show_all=show, temperature=temp)
 
         for control in (k, show_all, temperature):
             control.change(remember, [browser, k, show_all, temperature], browser)
@@ -879,7 +894,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         chat.change(answers_of, chat, which)
         def start_new(saved):
             fresh = uuid.uuid4().hex
-            return [], render_sources(None, False), fresh, gr.update(value=None), {**(saved or {}), "conversation": fresh}
+            return [], render_sources(None, False), fresh, gr.update(value=None), keep(saved, conversation=fresh)
 
         new_chat.click(start_new, browser, [chat, sources, conversation, past, browser])
         chat.clear(start_new, browser, [chat, sources, conversation, past, browser])  # the chat's own trash button

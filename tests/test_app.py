@@ -337,3 +337,12 @@ def test_an_upload_that_cannot_be_ingested_now_leaves_no_copy(make_bot, tmp_path
         holder.join(30)
     assert f"is busy: process {holder.pid}" in said
     assert not any(handlers.uploads.glob("*")) if handlers.uploads.exists() else True
+
+
+def test_the_browser_record_is_never_written_without_its_owner_token():
+    from ragbot.app import remembered
+
+    token = "0123456789abcdef0123456789abcdef"
+    assert remembered({"owner": token, "k": 5}, conversation="c") == {"owner": token, "k": 5, "conversation": "c"}
+    assert remembered({}, k=3) is None and remembered(None, k=3) is None  # the page has not read it yet
+    assert remembered({"owner": "../../x"}, k=3) is None
