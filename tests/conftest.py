@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import socket
@@ -145,3 +146,27 @@ def server(corpus_bot):
     """`ragbot chat` over the corpus bot's data dir: (url, data dir)."""
     with running_chat(corpus_bot.settings.data_dir) as url:
         yield url, corpus_bot.settings.data_dir
+
+
+def _hold_lock(path: str, ready, release) -> None:
+    from ragbot.files import state_lock
+
+    with state_lock(Path(path), "the thing"):
+        ready.set()
+        release.wait(60)
+
+
+@contextmanager
+def lock_held_elsewhere(path: Path):
+    """The inter-process lock `path` held by another process (as another ragbot command holds
+    it) until the block ends; yields that process."""
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(str(path), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        yield holder
+    finally:
+        release.set()
+        holder.join(30)

@@ -12,6 +12,8 @@ from ragbot.errors import BusyError
 from ragbot.files import atomic_file, new_temp_dir, state_lock, swap_in_dir, write_atomic
 from ragbot.registry import AdapterRegistry
 
+from conftest import lock_held_elsewhere
+
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     target = tmp_path / "state.json"
@@ -36,20 +38,9 @@ def test_a_folder_is_swapped_in_whole(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v1"]  # no temporary or old folder left
 
 
-def _hold(path: str, ready, release) -> None:
-    with state_lock(Path(path), "the thing"):
-        ready.set()
-        release.wait(30)
-
-
 def test_a_busy_lock_names_its_holder(tmp_path):
     lock = tmp_path / "x.lock"
-    ctx = multiprocessing.get_context("spawn")
-    ready, release = ctx.Event(), ctx.Event()
-    holder = ctx.Process(target=_hold, args=(str(lock), ready, release))
-    holder.start()
-    try:
-        assert ready.wait(60)
+    with lock_held_elsewhere(lock) as holder:
         with pytest.raises(BusyError, match=rf"the thing is busy: process {holder.pid} .* since \d{{4}}-"):
             with state_lock(lock, "the thing", timeout=0):
                 pass
@@ -58,9 +49,6 @@ def test_a_busy_lock_names_its_holder(tmp_path):
             with state_lock(lock, "the thing", timeout=0.5, on_wait=said.append):
                 pass
         assert len(said) == 1 and said[0].startswith(f"waiting for the thing: process {holder.pid} ")
-    finally:
-        release.set()
-        holder.join(30)
     with state_lock(lock, "the thing", timeout=5):  # free again once the holder is done
         assert json.loads(lock.with_name("x.lock.holder.json").read_text())["pid"] == os.getpid()
     assert not lock.with_name("x.lock.holder.json").exists()
@@ -151,21 +139,13 @@ def test_a_write_waits_for_the_data_dir_then_names_its_holder(make_bot, docs):
     from ragbot.doctor import doctor
 
     bot = make_bot()
-    ctx = multiprocessing.get_context("spawn")
-    ready, release = ctx.Event(), ctx.Event()
-    holder = ctx.Process(target=_hold, args=(str(bot.settings.data_dir / "write.lock"), ready, release))
-    holder.start()
-    try:
-        assert ready.wait(60)
+    with lock_held_elsewhere(bot.settings.data_dir / "write.lock") as holder:
         said = []
         with pytest.raises(BusyError, match=rf"the data dir .* is busy: process {holder.pid} "):
             bot.ingest([docs], wait=0.5, on_wait=said.append)
         assert len(said) == 1 and said[0].startswith("waiting for the data dir")
         with pytest.raises(BusyError, match=rf"process {holder.pid} "):
             doctor(bot.settings.data_dir, repair=True)
-    finally:
-        release.set()
-        holder.join(30)
     assert bot.ingest([docs]).ok
 
 
@@ -190,10 +170,6 @@ def test_a_lock_whose_folder_is_moved_while_waiting_says_so(tmp_path):
 
     folder = tmp_path / "data"
     lock = folder / "write.lock"
-    ctx = multiprocessing.get_context("spawn")
-    ready, release = ctx.Event(), ctx.Event()
-    holder = ctx.Process(target=_hold, args=(str(lock), ready, release))
-    holder.start()
     outcome: list = []
 
     def wait_for_it():
@@ -203,14 +179,10 @@ def test_a_lock_whose_folder_is_moved_while_waiting_says_so(tmp_path):
         except BusyError as exc:
             outcome.append(str(exc))
 
-    try:
-        assert ready.wait(60)
+    with lock_held_elsewhere(lock):
         waiter = threading.Thread(target=wait_for_it)
         waiter.start()
         time.sleep(0.5)
         folder.rename(tmp_path / "data.before-restore")
         waiter.join(30)
         assert outcome and "was moved while waiting for the data dir" in outcome[0], outcome
-    finally:
-        release.set()
-        holder.join(30)
