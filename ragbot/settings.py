@@ -28,6 +28,10 @@ class Settings:
     # Models: a built-in name, a local Hugging Face model dir, or a hub id (needs allow_downloads).
     embedder: str = DEFAULT_EMBEDDER
     generator: str = DEFAULT_GENERATOR
+    # What runs the generator (generators/): "llama.cpp", "transformers", or "auto" (llama.cpp when
+    # llama-cpp-python is installed and the generator is a GGUF file; measured faster, §3 of
+    # docs/benchmarks.md). `ragbot tune` always trains with transformers.
+    generator_backend: str = "auto"
     allow_downloads: bool = False
     # LoRA adapter on the generator: "active" (the registry's choice, see `ragbot model`),
     # "none" (the base model), or a version such as "v3".
@@ -112,6 +116,8 @@ class Settings:
             raise ConfigError(f"answer_sentences must be at least 1 (got {self.answer_sentences})")
         if not -1 <= self.correction_match <= 1:
             raise ConfigError(f"correction_match is a cosine, in [-1, 1] (got {self.correction_match})")
+        if self.generator_backend not in ("auto", "llama.cpp", "transformers"):
+            raise ConfigError(f"generator_backend must be auto, llama.cpp or transformers (got {self.generator_backend!r})")
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise ConfigError(f"dtype must be auto, float32 or bfloat16 (got {self.dtype!r})")
         if self.max_new_tokens < 1 or self.context_tokens <= self.max_new_tokens:
@@ -148,7 +154,7 @@ def _coerce(name: str, raw: Any, kind: type) -> Any:
 
 
 _KINDS: dict[str, type] = {
-    "embedder": str, "generator": str, "allow_downloads": bool, "adapter": str, "dtype": str,
+    "embedder": str, "generator": str, "generator_backend": str, "allow_downloads": bool, "adapter": str, "dtype": str,
     "chunk_tokens": int, "chunk_overlap": int, "embed_batch_size": int, "top_k": int,
     "retrieval": str, "lexical_weight": float,
     "min_score": float, "answer_mode": str, "answer_sentences": int, "evidence_threshold": float,

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from . import answerability, corrections, evidence, trainset
-from .errors import RagbotError
+from .errors import ModelError, RagbotError
 from .files import state_lock, write_atomic
 from .registry import AdapterRegistry
 
@@ -570,6 +570,9 @@ def tune(bot, config: TuneConfig, new: bool = False, log: Log = print) -> TuneRe
     """Run (or resume) a tuning run. One at a time per data dir: a second one is refused at once
     with who runs the first (files.state_lock)."""
     config.validate()
+    if bot.settings.generator_backend != "transformers":
+        # Training is PyTorch's; the tuned adapter is also exported for llama.cpp (below).
+        bot = bot.with_settings(generator_backend="transformers")
     preflight(bot)
     with state_lock(bot.settings.data_dir / "tune.lock", f"tuning in {bot.settings.data_dir}", timeout=0):
         return _tune(bot, config, new, log)
@@ -639,6 +642,7 @@ def _tune(bot, config: TuneConfig, new: bool, log: Log) -> TuneResult:
         check = json.loads(check_file.read_text()) if check_file.is_file() else None
         match_file = run.path / "corrections.json"
         match = json.loads(match_file.read_text()) if match_file.is_file() else None
+        export_for_llama_cpp(settings, adapter_dir, log)
         info = registry.save(adapter_dir, {
             "base_model": settings.generator,
             "parent": parent.version if parent else None,
@@ -672,6 +676,22 @@ def _tune(bot, config: TuneConfig, new: bool, log: Log) -> TuneResult:
                       gate=gate_result, stages=stages)
 
 
+def export_for_llama_cpp(settings, adapter_dir: Path, log: Log) -> None:
+    """Save the adapter as a GGUF LoRA next to its weights, so the llama.cpp backend serves it
+    (generators/gguf_lora.py). Only for a GGUF generator; a failure leaves the adapter usable
+    with the transformers backend, and says so."""
+    from .generators.gguf_lora import ADAPTER_GGUF, export_lora
+    from .models import generator_gguf
+
+    base = generator_gguf(settings)
+    if base is None:
+        return
+    try:
+        export_lora(adapter_dir, base, adapter_dir / ADAPTER_GGUF)
+    except ModelError as exc:
+        log(f"the adapter was not exported for llama.cpp ({exc}); it runs with --backend transformers")
+
+
 def gate_sample(rows: list[dict], n: int, seed: int) -> list[dict]:
     """At most `n` of the held-out rows (0: all), in their order, with the unanswerable ones kept
     up to half of them, so both kinds of mistake weigh in the gate's utility."""
@@ -687,7 +707,7 @@ def gate_sample(rows: list[dict], n: int, seed: int) -> list[dict]:
 
 def gate_candidate(bot, config: TuneConfig, version: str, heldout: list, run: Run):
     from .gate import run_gate
-    from .generate import Generator
+    from .generators.transformers_backend import TransformersGenerator
 
     # The held-out chunks' questions, also as the answerability stage showed them (with the chunk,
     # and with the chunk or its document withheld): three times the rows, so the gate can decide.
@@ -703,7 +723,7 @@ def gate_candidate(bot, config: TuneConfig, version: str, heldout: list, run: Ru
     gate_bot = bot.with_settings(max_new_tokens=config.gate_max_new_tokens)
     loaded = bot.generator  # the data stage's model: reused when it is the active one
     same = (loaded.adapter or "none") == gate_bot.adapter_in_use()
-    active = loaded if same else Generator.load(gate_bot.settings, adapter="active")
-    candidate = Generator.load(gate_bot.settings, adapter=version)
+    active = loaded if same else TransformersGenerator.load(gate_bot.settings, adapter="active")
+    candidate = TransformersGenerator.load(gate_bot.settings, adapter=version)
     cases = bot.feedback.voted_answers()
     return run_gate(gate_bot, active, candidate, rows, cases, out=run.path / "gate")

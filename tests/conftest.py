@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ragbot import RagBot, load_settings
+from ragbot.models import resolve_generator
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
@@ -45,6 +46,14 @@ def corpus_bot(tmp_path_factory) -> RagBot:
     report = bot.ingest([CORPUS])
     assert report.ok, report.failed
     return bot
+
+
+@pytest.fixture(scope="session")
+def torch_generator(corpus_bot):
+    """The shipped generator on the transformers backend (the default backend may be llama.cpp)."""
+    from ragbot.generators import load_generator
+
+    return load_generator(corpus_bot.settings, backend="transformers")
 
 
 @pytest.fixture
@@ -89,7 +98,7 @@ def copy_data_dir(bot: RagBot, dest: Path, votes: bool = False) -> Path:
     feedback is only what its own test gives."""
     import sqlite3
 
-    bot.generator  # converts the model once, in the shared data dir
+    resolve_generator(bot.settings)  # converts the model for training once, in the shared data dir
     src = bot.settings.data_dir
     dest.mkdir(parents=True)
     with sqlite3.connect(src / "ragbot.db") as source, sqlite3.connect(dest / "ragbot.db") as target:

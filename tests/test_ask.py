@@ -53,12 +53,13 @@ def test_question_outside_the_corpus_is_refused(corpus_bot):
     assert answer.refusal_reason == "no_evidence"
 
 
-def test_repetition_penalty_spares_the_prompt(corpus_bot):
+def test_repetition_penalty_spares_the_prompt(torch_generator):
     """A grounded answer quotes its passages and the refusal quotes the system prompt, so only
-    tokens the reply itself has produced are penalised."""
+    tokens the reply itself has produced are penalised (the llama.cpp backend's penalty is
+    checked against this one in test_generators.py)."""
     import torch
 
-    kwargs = corpus_bot.generator._generate_kwargs(8, 0.0, n_prompt=3)
+    kwargs = torch_generator._generate_kwargs(8, 0.0, n_prompt=3)
     ids = torch.tensor([[11, 12, 13, 14]])  # three prompt tokens, then the reply's first token
     scores = kwargs["logits_processor"](ids, torch.ones(1, 32))
     assert scores[0, 11:14].tolist() == [1.0, 1.0, 1.0]
@@ -132,15 +133,16 @@ def test_cli_ask_json_shape_then_vote_and_export(corpus_bot, tmp_path):
     assert ups() == before + 2
 
 
-def test_avoid_start_bans_only_the_replys_first_token(corpus_bot):
+def test_avoid_start_bans_only_the_replys_first_token(torch_generator):
     """With the answerability check saying the answer is there, the reply may not open with the
-    refusal; a real generation on an unrelated passage, where refusing is the natural reply."""
+    refusal; a real generation on an unrelated passage, where refusing is the natural reply.
+    (The transformers backend; llama.cpp's ban is tested in test_generators.py.)"""
     import torch
 
     from ragbot.answer import build_prompt
     from ragbot.types import Passage
 
-    generator = corpus_bot.generator
+    generator = torch_generator
     first = generator.tokenizer(REFUSAL, add_special_tokens=False)["input_ids"][0]
     kwargs = generator._generate_kwargs(8, 0.0, n_prompt=3, avoid_start=REFUSAL)
     at_start = kwargs["logits_processor"](torch.tensor([[1, 2, 3]]), torch.zeros(1, first + 1))

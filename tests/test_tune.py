@@ -16,7 +16,7 @@ from conftest import copy_data_dir
 from ragbot import RagBot, trainset
 from ragbot.answer import REFUSAL
 from ragbot.gate import MIN_QUESTIONS, decide, run_gate
-from ragbot.generate import Generator
+from ragbot.generators.transformers_backend import TransformersGenerator
 from ragbot.registry import AdapterError, AdapterRegistry
 from ragbot.tune import Run, TuneConfig, TuneError, gate_sample, preflight, preference_method, train_sft, tune
 
@@ -135,13 +135,37 @@ def test_adapter_weights_changed_and_registry_records_them(tuned):
 
 def test_adapter_loads_answers_and_is_recorded(tuned):
     bot, result, _ = tuned
-    generator = Generator.load(bot.settings, adapter=result.version)
+    generator = TransformersGenerator.load(bot.settings, adapter=result.version)
     assert generator.adapter == result.version
     asker = bot.with_settings(max_new_tokens=32, answer_mode="generate")
     asker.use_generator(generator)
     answer = asker.ask("What is a diffusion model?")
     assert answer.adapter == result.version and answer.raw_reply
     assert bot.feedback.answer_trace(answer.id)["adapter"] == result.version
+
+
+def test_the_adapter_is_saved_for_llama_cpp_too_and_served_there(tuned):
+    """`ragbot tune` trains with PyTorch and saves the adapter as a GGUF LoRA in its registry
+    entry; the llama.cpp backend applies it (its fidelity: test_generators.py)."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    import gguf
+    from safetensors.torch import load_file
+
+    from ragbot.generators import load_generator
+
+    bot, result, _ = tuned
+    info = AdapterRegistry(bot.settings.adapters_dir).get(result.version)
+    reader = gguf.GGUFReader(str(info.path / "adapter.gguf"))
+    assert reader.fields["general.type"].contents() == "adapter"
+    pairs = {t.name for t in reader.tensors}
+    assert len(pairs) == len(load_file(info.path / "adapter_model.safetensors"))
+    assert all(name.startswith("blk.") and name.endswith((".lora_a", ".lora_b")) for name in pairs)
+    generator = load_generator(bot.settings, adapter=result.version, backend="llama.cpp")
+    assert generator.backend == "llama.cpp" and generator.adapter == result.version
+    asker = bot.with_settings(max_new_tokens=16, answer_mode="generate", evidence_threshold=-1.0)
+    asker.use_generator(generator)
+    answer = asker.ask("What is a diffusion model?", record=False)
+    assert answer.adapter == result.version and answer.raw_reply
 
 
 def test_answerability_check_is_fit_stored_and_decides(tuned):
@@ -160,7 +184,7 @@ def test_answerability_check_is_fit_stored_and_decides(tuned):
     from_feedback = [ex for ex in trainset.load_examples(result.run_dir / "answerability.jsonl") if ex.origin == "feedback"]
     assert [ex.question for ex in from_feedback] == [row["question"] for row in bot.feedback.answerability_labels()]
     assert all(ex.passages and ex.passages[0]["text"] for ex in from_feedback)
-    generator = Generator.load(bot.settings, adapter=result.version)
+    generator = TransformersGenerator.load(bot.settings, adapter=result.version)
     check = generator.answerability
     assert check is not None and check.scorer == "embedding" and 0 < check.threshold < 1
     assert AdapterRegistry(bot.settings.adapters_dir).get(result.version).metadata["answerability"]["threshold"] == check.threshold
@@ -216,7 +240,7 @@ def test_a_damaged_check_fails_before_the_model_loads(tuned):
     stored = dict(registry.get(result.version).metadata["answerability"], threshold="heavy")
     damaged = registry.save(info_path(bot, result), {"base_model": bot.settings.generator, "answerability": stored})
     with pytest.raises(AnswerabilityError, match=rf"{damaged.version}/ragbot-adapter.json: malformed"):
-        Generator.load(with_overrides(bot.settings, adapter=damaged.version))
+        TransformersGenerator.load(with_overrides(bot.settings, adapter=damaged.version))
 
 
 def test_registry_activate_rollback_and_errors(tuned, tmp_path):
@@ -239,7 +263,7 @@ def test_registry_activate_rollback_and_errors(tuned, tmp_path):
 
     other = AdapterRegistry(bot.settings.adapters_dir).save(info_path(bot, result), {"base_model": "other-model"})
     with pytest.raises(AdapterError, match="trained on 'other-model'"):
-        Generator.load(with_overrides(bot.settings, adapter=other.version))
+        TransformersGenerator.load(with_overrides(bot.settings, adapter=other.version))
     assert first.path.is_dir()
 
 
@@ -261,8 +285,8 @@ def test_gate_refuses_a_candidate_trained_to_always_refuse(tuned, tmp_path):
     assert len(answerable) + len(unanswerable) >= MIN_QUESTIONS
     eval_rows = [ex.as_eval_row() for ex in answerable + unanswerable]
     gate_bot = bot.with_settings(max_new_tokens=24, answer_mode="generate")
-    candidate = Generator.load(gate_bot.settings, adapter=refuser.version)
-    active = Generator.load(gate_bot.settings, adapter="none")
+    candidate = TransformersGenerator.load(gate_bot.settings, adapter=refuser.version)
+    active = TransformersGenerator.load(gate_bot.settings, adapter="none")
     verdict = run_gate(gate_bot, active, candidate, eval_rows, cases=[], out=tmp_path / "gate")
     # The evidence decides to answer, so the candidate cannot refuse; what it writes instead of
     # the answer is worse, and the gate sees that in ROUGE-L.

@@ -1,34 +1,23 @@
-"""The generator: a transformers causal LM that turns a chat prompt into text.
-
-It knows nothing about retrieval or citations (answer.py builds the prompt and reads the reply).
-The model is loaded once per process; `stream` yields text as tokens are decoded.
+"""The transformers backend: the generator in PyTorch (bfloat16 where the CPU computes it
+natively), a LoRA adapter merged into its weights. `ragbot tune` trains on this backend's model.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 
-from .answerability import AnswerabilityCheck
-from .errors import ModelError
-from .models import load_plan
-from .settings import Settings
-
-# Penalty on tokens the reply has already produced (1.0: none).
-REPETITION_PENALTY = 1.1
+from ..errors import ModelError
+from ..models import load_plan
+from ..settings import Settings
+from . import REPETITION_PENALTY, Generation, chosen_adapter
 
 
-@dataclass
-class Generation:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
+class TransformersGenerator:
+    backend = "transformers"
 
-
-class Generator:
     def __init__(self, model, tokenizer, name: str, context_tokens: int, adapter: str | None = None,
-                 answerability: AnswerabilityCheck | None = None):
+                 answerability=None):
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
@@ -40,20 +29,12 @@ class Generator:
         self.context_tokens = min(context_tokens, int(limit))
 
     @classmethod
-    def load(cls, settings: Settings, adapter: str | None = None) -> "Generator":
+    def load(cls, settings: Settings, adapter: str | None = None) -> "TransformersGenerator":
         """The generator named by `settings`, with the LoRA adapter `adapter` (default: the
         `adapter` setting: "active", "none" or a version) merged into its weights."""
-        from .registry import METADATA, AdapterError, AdapterRegistry
+        from ..registry import AdapterError
 
-        chosen = AdapterRegistry(settings.adapters_dir).resolve(adapter or settings.adapter)
-        if chosen is not None and chosen.base_model != settings.generator:
-            raise AdapterError(
-                f"adapter {chosen.version} was trained on {chosen.base_model!r}, not on the generator "
-                f"{settings.generator!r}; use --adapter none, or `ragbot model activate none`"
-            )
-        check = None  # read before the model loads, so a damaged check fails at once
-        if chosen is not None and chosen.metadata.get("answerability"):
-            check = AnswerabilityCheck.from_dict(chosen.metadata["answerability"], where=str(chosen.path / METADATA))
+        chosen, check = chosen_adapter(settings, adapter)
         location, device, dtype = load_plan(settings, "generator")
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -69,7 +50,7 @@ class Generator:
         if chosen is not None:
             from peft import PeftModel
 
-            from .models import require_safetensors
+            from ..models import require_safetensors
 
             require_safetensors(chosen.path, f"adapter {chosen.version}")
             try:

@@ -1,0 +1,246 @@
+"""The generator backends: llama.cpp and transformers behave alike where ragbot relies on it
+(chat template, token counts, the repetition penalty, stop, a banned first token), a tuned
+adapter exported to GGUF changes llama.cpp's output as it changes PyTorch's, and a generator can
+be a GGUF file or a model in a local Ollama store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+
+import numpy as np
+import pytest
+
+from ragbot.errors import ModelError
+from ragbot.generators import REPETITION_PENALTY, load_generator, pick_backend
+from ragbot.models import find_smollm2_gguf, generator_gguf, ollama_gguf, resolve_generator
+from ragbot.settings import with_overrides
+
+llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (make setup builds it)")
+
+MESSAGES = [
+    {"role": "system", "content": "Answer from the passages. Cite them as [n]."},
+    {"role": "user", "content": "[1] Der Eiffelturm steht in Paris.\n\nWo steht der Eiffelturm? Où est-il ?"},
+]
+
+
+@pytest.fixture(scope="module")
+def both(corpus_bot):
+    settings = corpus_bot.settings
+    resolve_generator(settings)  # the conversion transformers needs, shared with other tests
+    return load_generator(settings, backend="llama.cpp"), load_generator(settings, backend="transformers")
+
+
+def test_auto_picks_llama_cpp_for_the_shipped_gguf(corpus_bot):
+    assert pick_backend(corpus_bot.settings) == "llama.cpp"
+    assert pick_backend(with_overrides(corpus_bot.settings, generator_backend="transformers")) == "transformers"
+
+
+@pytest.mark.slow
+def test_backends_render_and_count_alike(both):
+    fast, torch_gen = both
+    assert fast.render(MESSAGES) == torch_gen.render(MESSAGES)
+    assert fast.render(MESSAGES).endswith("<|im_start|>assistant\n")
+    for text in (fast.render(MESSAGES), "Straße, Übergröße, naïve café: 1889 and 70B.", "x" * 300):
+        assert fast.count_tokens(text) == torch_gen.count_tokens(text)
+    assert fast.context_tokens == torch_gen.context_tokens == 2048
+
+
+def test_penalty_and_greedy_pick_match_transformers():
+    """The llama.cpp loop's penalty (the reply's tokens only) is transformers' processor's."""
+    import torch
+    from transformers import RepetitionPenaltyLogitsProcessor
+
+    from ragbot.generators.llama_cpp_backend import _pick
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, 500).astype(np.float32)
+    prompt, reply = [5, 6, 7, 8], [9, 9, 10, int(np.argmax(logits))]
+    processor = RepetitionPenaltyLogitsProcessor(REPETITION_PENALTY, prompt_ignore_length=len(prompt))
+    expected = processor(torch.tensor([prompt + reply]), torch.tensor(logits[None].copy()))[0].numpy()
+    ours = logits.copy()
+    assert _pick(ours, reply, None, 0.0, rng) == int(np.argmax(expected))
+    np.testing.assert_allclose(ours, expected, rtol=1e-6)
+    assert ours[5] == logits[5]  # a prompt token is not penalised
+    assert _pick(logits.copy(), [], int(np.argmax(logits)), 0.0, rng) != int(np.argmax(logits))  # banned
+
+
+@pytest.mark.slow
+def test_llama_cpp_stream_stops_bans_and_reuses_the_prefix(both):
+    fast, _ = both
+    prompt = fast.render([{"role": "user", "content": "Write a long story about a dragon."}])
+    free = fast.generate(prompt, 12)
+    assert free.completion_tokens == 12 and free.text
+
+    stop = threading.Event()
+    totals: dict = {}
+    pieces = []
+    for piece in fast.stream(prompt, 64, totals=totals, stop=stop):
+        pieces.append(piece)
+        stop.set()
+    assert len(pieces) == 1 and totals["generation"].completion_tokens == 1
+
+    early = fast.stream(prompt, 64)
+    next(early)
+    early.close()  # the lock is released: the next call runs
+    again = fast.generate(prompt, 12)
+    assert again.text == free.text  # greedy, and the cached prefix gives the same logits
+
+    first_word = free.text.split()[0]
+    banned = fast.generate(prompt, 12, avoid_start=first_word)
+    assert not banned.text.startswith(first_word)
+
+
+def _random_lora(model_dir, out, targets, seed=0):
+    """A PEFT LoRA on the top 10 layers with random B (PEFT starts B at zero), saved to `out`;
+    returns the float32 model with it merged."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    peft = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=targets,
+                                            layers_to_transform=list(range(20, 30))))
+    for name, param in peft.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.3)
+    peft.save_pretrained(out)
+    return peft.merge_and_unload()
+
+
+@pytest.mark.slow
+def test_an_exported_adapter_changes_llama_cpp_as_it_changes_pytorch(corpus_bot, tmp_path, monkeypatch):
+    """The logits' change from an adapter, llama.cpp (GGUF LoRA on Q4_1) against PyTorch
+    (merged, float32), correlates above 0.95 on every prompt, and the greedy next token agrees
+    wherever PyTorch's choice is clear. Exported without llama.cpp's row order for Q and K, the
+    same adapter's change does not correlate: the check can tell."""
+    import torch
+    from llama_cpp import Llama
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ragbot.generators import gguf_lora
+
+    model_dir = resolve_generator(corpus_bot.settings)
+    gguf = find_smollm2_gguf()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    prompts = [f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n" for q in
+               ("What is the capital of France?", "Name three fruits.", "Was ist ein Vulkan?")]
+
+    def torch_logits(model, prompt):
+        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        with torch.inference_mode():
+            return model(**ids).logits[0, -1].float().numpy()
+
+    def llama_logits(prompt, lora=None):
+        llm = Llama(model_path=str(gguf), n_ctx=256, n_threads=2, lora_path=str(lora) if lora else None, verbose=False)
+        llm.eval(llm.tokenize(prompt.encode(), add_bos=False, special=True))
+        return np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),)).copy()
+
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    torch_before = [torch_logits(base, p) for p in prompts]
+    llama_before = [llama_logits(p) for p in prompts]
+    for targets in (["q_proj", "k_proj"], ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]):
+        out = tmp_path / "-".join(targets)
+        merged = _random_lora(model_dir, out, targets)
+        gguf_lora.export_lora(out, gguf, out / "adapter.gguf")
+        for i, prompt in enumerate(prompts):
+            after = torch_logits(merged, prompt)
+            llama_after = llama_logits(prompt, out / "adapter.gguf")
+            change, llama_change = after - torch_before[i], llama_after - llama_before[i]
+            assert np.abs(change).mean() > 0.5  # the adapter does change the output
+            assert np.corrcoef(change, llama_change)[0, 1] > 0.95, (targets, prompt)
+            top2 = np.sort(after)[-2:]
+            if top2[1] - top2[0] > 0.5:
+                assert int(np.argmax(llama_after)) == int(np.argmax(after)), (targets, prompt)
+
+    monkeypatch.setattr(gguf_lora, "_PERMUTED_QK", set())
+    out = tmp_path / "unpermuted"
+    merged = _random_lora(model_dir, out, ["q_proj", "k_proj"])
+    gguf_lora.export_lora(out, gguf, out / "adapter.gguf")
+    change = torch_logits(merged, prompts[0]) - torch_before[0]
+    llama_change = llama_logits(prompts[0], out / "adapter.gguf") - llama_before[0]
+    assert np.corrcoef(change, llama_change)[0, 1] < 0.5
+
+
+def test_export_refuses_an_adapter_for_another_model(tmp_path):
+    from safetensors.torch import save_file
+    import torch
+
+    from ragbot.generators.gguf_lora import export_lora
+
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 4, "lora_alpha": 8}))
+    save_file({"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.zeros(4, 1024),
+               "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": torch.zeros(1024, 4)},
+              str(tmp_path / "adapter_model.safetensors"))
+    with pytest.raises(ModelError, match=r"q_proj is 1024x1024, .* has blk\.0\.attn_q\.weight 576x576"):
+        export_lora(tmp_path, find_smollm2_gguf(), tmp_path / "adapter.gguf")
+    assert not list(tmp_path.glob("*.gguf")) and not list(tmp_path.glob(".*.tmp"))
+
+
+def _ollama_store(root, name: str, tag: str, blob_source) -> None:
+    digest = "sha256:" + "ab" * 32
+    blobs = root / "blobs"
+    blobs.mkdir(parents=True)
+    (blobs / digest.replace(":", "-")).symlink_to(blob_source)
+    manifest = root / "manifests" / "registry.ollama.ai" / "library" / name / tag
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"schemaVersion": 2, "layers": [
+        {"mediaType": "application/vnd.ollama.image.template", "digest": "sha256:" + "cd" * 32},
+        {"mediaType": "application/vnd.ollama.image.model", "digest": digest, "size": 1},
+    ]}))
+
+
+@pytest.mark.slow
+def test_a_generator_from_a_gguf_file_or_the_ollama_store(corpus_bot, tmp_path, monkeypatch):
+    shipped = find_smollm2_gguf()
+    copy = tmp_path / "my model.gguf"
+    shutil.copy(shipped, copy)
+    settings = with_overrides(corpus_bot.settings, generator=str(copy), adapter="none")
+    assert generator_gguf(settings) == copy.resolve()
+    assert pick_backend(settings) == "llama.cpp"
+
+    store = tmp_path / "ollama"
+    _ollama_store(store, "smollm2", "135m", shipped)
+    monkeypatch.setenv("OLLAMA_MODELS", str(store))
+    assert ollama_gguf("smollm2:135m") == store / "blobs" / ("sha256-" + "ab" * 32)
+    assert ollama_gguf("smollm2") is None  # no "latest" tag in this store
+    for name in ("smollm2:135m", "ollama:smollm2:135m"):
+        settings = with_overrides(corpus_bot.settings, generator=name, adapter="none")
+        assert generator_gguf(settings).name.startswith("sha256-")
+    generator = load_generator(settings)
+    assert generator.backend == "llama.cpp"
+    reply = generator.generate(generator.render([{"role": "user", "content": "Say hello."}]), 8)
+    assert reply.completion_tokens > 0 and reply.text
+
+    with pytest.raises(ModelError, match=r"no model 'qwen9:1b' in the Ollama store .*ollama list"):
+        generator_gguf(with_overrides(corpus_bot.settings, generator="ollama:qwen9:1b"))
+
+
+def test_a_gguf_that_is_not_a_chat_model_is_refused_with_a_reason(corpus_bot, tmp_path):
+    import gguf
+
+    not_gguf = tmp_path / "notes.gguf"
+    not_gguf.write_text("hello")
+    with pytest.raises(ModelError, match="notes.gguf is not a GGUF file"):
+        generator_gguf(with_overrides(corpus_bot.settings, generator=str(not_gguf)))
+
+    plain = tmp_path / "base-model.gguf"
+    writer = gguf.GGUFWriter(str(plain), "llama")
+    writer.add_block_count(1)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    settings = with_overrides(corpus_bot.settings, generator=str(plain), adapter="none")
+    with pytest.raises(ModelError, match=r"base-model.gguf has no chat template: .*instruction-tuned"):
+        load_generator(settings, backend="llama.cpp")
+
+
+def test_a_model_larger_than_the_free_memory_is_refused_before_loading(corpus_bot, monkeypatch):
+    from ragbot import models
+
+    monkeypatch.setattr(models, "available_memory", lambda: 10 * 2**20)
+    with pytest.raises(ModelError, match=r"needs about 0\.\d GiB of memory and 0\.0 GiB is available"):
+        load_generator(with_overrides(corpus_bot.settings, adapter="none"), backend="llama.cpp")
