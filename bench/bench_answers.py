@@ -7,7 +7,8 @@
 Systems (each answers every question through `RagBot.ask`, follow-ups as the chat page asks them):
 - extract: the shipped default, the best evidence sentence quoted with its citation;
 - quote2:  the baseline the answer issue measured, the two best sentences quoted;
-- generate: the generator writes the answer (refusal still by the evidence threshold);
+- generate: the generator writes the answer (refusal still by the evidence threshold), on the
+  default backend; generate-llama.cpp / generate-transformers name the backend;
 - release: the code at the `--release` commit (a git worktree), as it answered before;
 - extract-no-min-score: extract without the retrieval-score refusal (is `min_score` needed?);
 - extract-dense: extract with dense retrieval only (before hybrid search);
@@ -151,6 +152,8 @@ def main() -> None:
 
     systems = [s for s in args.systems.split(",") if s]
     settings = {"extract": {}, "quote2": {"answer_sentences": 2}, "generate": {"answer_mode": "generate"},
+                "generate-llama.cpp": {"answer_mode": "generate", "generator_backend": "llama.cpp"},
+                "generate-transformers": {"answer_mode": "generate", "generator_backend": "transformers"},
                 "extract-no-min-score": {"min_score": -1.0}, "extract-dense": {"retrieval": "dense"},
                 "extract-no-corrections": {"use_corrections": False}}
     if args.release:

@@ -120,7 +120,7 @@ def main() -> None:
             first = time.perf_counter() - t0
             t0 = time.perf_counter()
             out = torch_gen.model.generate(**inputs, max_new_tokens=args.new_tokens, **kwargs)
-            total = time.perf_counter() - t0 + first  # as if streamed: prefill, then the rest
+            total = time.perf_counter() - t0  # prefill and every token: decode = (n - 1) / (total - first)
         return first, int(out.shape[1]) - n_prompt, total
 
     paths = {"ragbot llama.cpp": ragbot_fast, "raw llama.cpp": raw_llama, "raw llama.cpp, shipped Q4_1": raw_llama_q4,

@@ -15,7 +15,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 from .answer import (
@@ -402,11 +402,12 @@ class RagBot:
             reply = generator.stream(prompt_text, settings.max_new_tokens, temperature, totals=totals,
                                      avoid_start=REFUSAL, stop=stop)
             cut = lambda: totals["generation"].completion_tokens >= settings.max_new_tokens  # noqa: E731
-            for sentence in settled_sentences(reply, prompt.passages, was_cut=cut):
-                checked, _ = check_citations(strip_invalid_citations(sentence, n_shown), n_shown, similarity)
-                said.append(checked)
-                if stream:
-                    yield checked if len(said) == 1 else " " + checked
+            with closing(reply):  # a reader who leaves early frees the model at once, not at GC
+                for sentence in settled_sentences(reply, prompt.passages, was_cut=cut):
+                    checked, _ = check_citations(strip_invalid_citations(sentence, n_shown), n_shown, similarity)
+                    said.append(checked)
+                    if stream:
+                        yield checked if len(said) == 1 else " " + checked
             generation = totals["generation"]
             timings["generate"] = (time.perf_counter() - t0) * 1000
             raw_reply = generation.text

@@ -397,7 +397,7 @@ def cmd_ask(bot, args) -> int:
             print(f"\n(answer id {answer.id}: `ragbot feedback vote {answer.id} up|down`)", file=sys.stderr)
         return 0
     # Interactive: load the models before the first question so answers start quickly.
-    print("Loading models… (the first time, the generator is converted once: about 30 s)", file=sys.stderr)
+    print("Loading models… (the first time, the generator is prepared once: up to 30 s)", file=sys.stderr)
     bot.embedder, bot.generator
     print("Ask a question about your documents (empty line or Ctrl-D to quit).")
     conversation = uuid.uuid4().hex

@@ -299,6 +299,10 @@ def resolve_generator(settings: Settings) -> str:
         if not (target / "ragbot-conversion.json").is_file():
             convert_gguf(gguf, target)
     for stale in settings.models_dir.glob(f"{stem}-*"):
+        # Only this model's older conversions: `<stem>-<12 hex digits>`, not `<stem>-instruct-…`.
+        key_part = stale.name[len(stem) + 1:]
+        if len(key_part) != 12 or any(c not in "0123456789abcdef" for c in key_part):
+            continue
         if stale != target and (stale / "ragbot-conversion.json").is_file():
             shutil.rmtree(stale, ignore_errors=True)  # an older conversion, ~0.5 GB
     return str(target)

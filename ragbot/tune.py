@@ -392,15 +392,19 @@ def _callbacks(deadline: float | None, desc: str):
 
 
 def _load_trainable(bot, adapter_dir: Path | None):
-    """The base generator in float32 (training weights), with `adapter_dir` loaded trainable."""
+    """(model, tokenizer): the base generator in float32 (training weights), with `adapter_dir`
+    loaded trainable, read from where the transformers backend reads it (whatever backend the
+    bot answers with)."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .models import load_plan
 
     location, _, _ = load_plan(bot.settings, "generator")
+    local_only = not bot.settings.allow_downloads
+    tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only)
     model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32, use_safetensors=True,
-                                                 local_files_only=not bot.settings.allow_downloads)
+                                                 local_files_only=local_only)
     if adapter_dir is not None:
         from peft import PeftModel
 
@@ -409,7 +413,7 @@ def _load_trainable(bot, adapter_dir: Path | None):
         require_safetensors(adapter_dir, "the adapter to continue from")
 
         model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=True)
-    return model
+    return model, tokenizer
 
 
 def _lora_config(model, config: TuneConfig):
@@ -496,12 +500,12 @@ def train_sft(bot, config: TuneConfig, rows: list[dict], run: Run, parent: Path 
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    model = _load_trainable(bot, parent)
+    model, tokenizer = _load_trainable(bot, parent)
     args = _training_args(SFTConfig, config, run.path / "sft", config.sft_epochs, config.sft_learning_rate,
                           completion_only_loss=True, packing=False)
     lora = None if parent else _lora_config(model, config)
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                         processing_class=bot.generator.tokenizer, peft_config=lora)
+                         processing_class=tokenizer, peft_config=lora)
     info = _train(trainer, run.path / "sft", deadline, "SFT", log)
     info["tokens_per_epoch"] = _token_count(trainer)
     info["tokens_per_second"] = _throughput(info, trainer, len(rows))
@@ -521,8 +525,7 @@ def train_preference(bot, config: TuneConfig, method: str, rows: list[dict], run
                      deadline: float | None, log: Log) -> dict:
     from datasets import Dataset
 
-    model = _load_trainable(bot, run.path / "sft-adapter")
-    tokenizer = bot.generator.tokenizer
+    model, tokenizer = _load_trainable(bot, run.path / "sft-adapter")
     rows = list(rows)
     random.Random(config.seed).shuffle(rows)
     if method == "kto":
@@ -683,13 +686,12 @@ def export_for_llama_cpp(settings, adapter_dir: Path, log: Log) -> None:
     from .generators.gguf_lora import ADAPTER_GGUF, export_lora
     from .models import generator_gguf
 
-    base = generator_gguf(settings)
-    if base is None:
-        return
     try:
-        export_lora(adapter_dir, base, adapter_dir / ADAPTER_GGUF)
-    except ModelError as exc:
-        log(f"the adapter was not exported for llama.cpp ({exc}); it runs with --backend transformers")
+        base = generator_gguf(settings)
+        if base is not None:
+            export_lora(adapter_dir, base, adapter_dir / ADAPTER_GGUF)
+    except (ModelError, OSError, KeyError, ValueError) as exc:
+        log(f"the adapter was not exported for llama.cpp ({exc}); it answers on the transformers backend")
 
 
 def gate_sample(rows: list[dict], n: int, seed: int) -> list[dict]:
@@ -722,7 +724,8 @@ def gate_candidate(bot, config: TuneConfig, version: str, heldout: list, run: Ru
         raise TuneError("no held-out examples to compare the models on; raise --heldout")
     gate_bot = bot.with_settings(max_new_tokens=config.gate_max_new_tokens)
     loaded = bot.generator  # the data stage's model: reused when it is the active one
-    same = (loaded.adapter or "none") == gate_bot.adapter_in_use()
+    # Both sides on the backend the candidate was trained with.
+    same = loaded.backend == "transformers" and (loaded.adapter or "none") == gate_bot.adapter_in_use()
     active = loaded if same else TransformersGenerator.load(gate_bot.settings, adapter="active")
     candidate = TransformersGenerator.load(gate_bot.settings, adapter=version)
     cases = bot.feedback.voted_answers()

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from ragbot.errors import ModelError
-from ragbot.generators import REPETITION_PENALTY, load_generator, pick_backend
+from ragbot.generators import REPETITION_PENALTY, llama_cpp_installed, load_generator, pick_backend
 from ragbot.models import find_smollm2_gguf, generator_gguf, ollama_gguf, resolve_generator
 from ragbot.settings import with_overrides
 
-llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (make setup builds it)")
+needs_llama_cpp = pytest.mark.skipif(not llama_cpp_installed(),
+                                     reason="llama-cpp-python is not installed (make setup builds it)")
 
 MESSAGES = [
     {"role": "system", "content": "Answer from the passages. Cite them as [n]."},
@@ -27,14 +28,30 @@ MESSAGES = [
 
 @pytest.fixture(scope="module")
 def both(corpus_bot):
+    if not llama_cpp_installed():
+        pytest.skip("llama-cpp-python is not installed (make setup builds it)")
     settings = corpus_bot.settings
     resolve_generator(settings)  # the conversion transformers needs, shared with other tests
     return load_generator(settings, backend="llama.cpp"), load_generator(settings, backend="transformers")
 
 
+@needs_llama_cpp
 def test_auto_picks_llama_cpp_for_the_shipped_gguf(corpus_bot):
     assert pick_backend(corpus_bot.settings) == "llama.cpp"
     assert pick_backend(with_overrides(corpus_bot.settings, generator_backend="transformers")) == "transformers"
+
+
+def test_auto_falls_back_to_transformers(corpus_bot, tmp_path, monkeypatch):
+    """Without llama.cpp (not built, or its library does not load), and for a Hugging Face model
+    dir, `auto` means transformers; `ragbot status` says which."""
+    from ragbot import generators
+
+    monkeypatch.setattr(generators, "llama_cpp_installed", lambda: False)
+    assert pick_backend(corpus_bot.settings) == "transformers"
+    assert corpus_bot.with_settings().status()["generator_backend"] == "transformers"
+    monkeypatch.undo()
+    model_dir = resolve_generator(corpus_bot.settings)  # a Hugging Face dir
+    assert pick_backend(with_overrides(corpus_bot.settings, generator=model_dir)) == "transformers"
 
 
 @pytest.mark.slow
@@ -62,16 +79,32 @@ def test_penalty_and_greedy_pick_match_transformers():
     ours = logits.copy()
     assert _pick(ours, reply, None, 0.0, rng) == int(np.argmax(expected))
     np.testing.assert_allclose(ours, expected, rtol=1e-6)
-    assert ours[5] == logits[5]  # a prompt token is not penalised
     assert _pick(logits.copy(), [], int(np.argmax(logits)), 0.0, rng) != int(np.argmax(logits))  # banned
 
 
 @pytest.mark.slow
 def test_llama_cpp_stream_stops_bans_and_reuses_the_prefix(both):
     fast, _ = both
-    prompt = fast.render([{"role": "user", "content": "Write a long story about a dragon."}])
+    system = {"role": "system", "content": "You are a storyteller. Tell stories to children."}
+    prompt = fast.render([system, {"role": "user", "content": "Write a long story about a dragon."}])
+    other = fast.render([system, {"role": "user", "content": "Write a poem about the sea."}])
+    fast.llm.reset()  # an empty cache: this answer is the reference
     free = fast.generate(prompt, 12)
     assert free.completion_tokens == 12 and free.text
+    # After another question with the same system prompt, only the rest is evaluated, and the
+    # answer is the one from an empty cache (stale entries after the shared start are dropped).
+    fast.generate(other, 12)
+    a, b = fast._tokens(prompt), fast._tokens(other)
+    shared = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+    assert shared >= fast.count_tokens(fast.render([system]))  # the whole system prompt at least
+    evaluated = []
+    real_eval = fast.llm.eval
+    fast.llm.eval = lambda tokens: (evaluated.append(len(tokens)), real_eval(tokens))[1]
+    try:
+        assert fast.generate(prompt, 12).text == free.text
+    finally:
+        del fast.llm.eval
+    assert evaluated[0] == len(a) - shared  # the prompt pass: only what follows the shared start
 
     stop = threading.Event()
     totals: dict = {}
@@ -110,6 +143,7 @@ def _random_lora(model_dir, out, targets, seed=0):
     return peft.merge_and_unload()
 
 
+@needs_llama_cpp
 @pytest.mark.slow
 def test_an_exported_adapter_changes_llama_cpp_as_it_changes_pytorch(corpus_bot, tmp_path, monkeypatch):
     """The logits' change from an adapter, llama.cpp (GGUF LoRA on Q4_1) against PyTorch
@@ -192,6 +226,7 @@ def _ollama_store(root, name: str, tag: str, blob_source) -> None:
     ]}))
 
 
+@needs_llama_cpp
 @pytest.mark.slow
 def test_a_generator_from_a_gguf_file_or_the_ollama_store(corpus_bot, tmp_path, monkeypatch):
     shipped = find_smollm2_gguf()
@@ -216,8 +251,11 @@ def test_a_generator_from_a_gguf_file_or_the_ollama_store(corpus_bot, tmp_path, 
 
     with pytest.raises(ModelError, match=r"no model 'qwen9:1b' in the Ollama store .*ollama list"):
         generator_gguf(with_overrides(corpus_bot.settings, generator="ollama:qwen9:1b"))
+    for hostile in ("../../etc:passwd", "smollm2:..", "a/../../b", "./smollm2:135m"):
+        assert ollama_gguf(hostile) is None, hostile  # names never leave the store's manifests
 
 
+@needs_llama_cpp
 def test_a_gguf_that_is_not_a_chat_model_is_refused_with_a_reason(corpus_bot, tmp_path):
     import gguf
 
@@ -238,6 +276,7 @@ def test_a_gguf_that_is_not_a_chat_model_is_refused_with_a_reason(corpus_bot, tm
         load_generator(settings, backend="llama.cpp")
 
 
+@needs_llama_cpp
 def test_a_model_larger_than_the_free_memory_is_refused_before_loading(corpus_bot, monkeypatch):
     from ragbot import models
 

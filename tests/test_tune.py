@@ -144,7 +144,7 @@ def test_adapter_loads_answers_and_is_recorded(tuned):
     assert bot.feedback.answer_trace(answer.id)["adapter"] == result.version
 
 
-def test_the_adapter_is_saved_for_llama_cpp_too_and_served_there(tuned):
+def test_the_adapter_is_saved_for_llama_cpp_too_and_served_there(tuned, monkeypatch):
     """`ragbot tune` trains with PyTorch and saves the adapter as a GGUF LoRA in its registry
     entry; the llama.cpp backend applies it (its fidelity: test_generators.py)."""
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
@@ -166,6 +166,20 @@ def test_the_adapter_is_saved_for_llama_cpp_too_and_served_there(tuned):
     asker.use_generator(generator)
     answer = asker.ask("What is a diffusion model?", record=False)
     assert answer.adapter == result.version and answer.raw_reply
+
+    # An adapter llama.cpp cannot apply (an architecture the export does not know) still
+    # answers with `auto`, on transformers; asked for by name, llama.cpp says why it cannot.
+    from ragbot.errors import ModelError
+    from ragbot.generators import llama_cpp_backend
+
+    def unsupported(*args):
+        raise ModelError("exporting adapters for the 'gemma9' architecture to llama.cpp is not supported")
+
+    monkeypatch.setattr(llama_cpp_backend, "adapter_gguf", unsupported)
+    fallback = load_generator(bot.settings, adapter=result.version)
+    assert fallback.backend == "transformers" and fallback.adapter == result.version
+    with pytest.raises(ModelError, match=f"adapter {result.version} cannot run on llama.cpp: .*gemma9"):
+        load_generator(bot.settings, adapter=result.version, backend="llama.cpp")
 
 
 def test_answerability_check_is_fit_stored_and_decides(tuned):

@@ -22,6 +22,7 @@ import importlib.util
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 from ..settings import Settings
@@ -77,8 +78,16 @@ def chosen_adapter(settings: Settings, adapter: str | None = None):
     return chosen, check
 
 
+@lru_cache(maxsize=1)
 def llama_cpp_installed() -> bool:
-    return importlib.util.find_spec("llama_cpp") is not None
+    """True when llama-cpp-python imports (its shared library loads), not merely when it is there."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        return False
+    try:
+        import llama_cpp  # noqa: F401
+    except (ImportError, OSError, RuntimeError):
+        return False
+    return True
 
 
 def pick_backend(settings: Settings) -> str:
@@ -94,11 +103,17 @@ def pick_backend(settings: Settings) -> str:
 def load_generator(settings: Settings, adapter: str | None = None, backend: str | None = None) -> Generator:
     """The generator named by `settings` on `backend` (default: the setting's choice), with the
     LoRA adapter `adapter` (default: the `adapter` setting: "active", "none" or a version)."""
-    backend = backend or pick_backend(settings)
-    if backend == "llama.cpp":
-        from .llama_cpp_backend import LlamaCppGenerator
+    chosen = backend or pick_backend(settings)
+    if chosen == "llama.cpp":
+        from .llama_cpp_backend import AdapterNotServable, LlamaCppGenerator
 
-        return LlamaCppGenerator.load(settings, adapter)
+        try:
+            return LlamaCppGenerator.load(settings, adapter)
+        except AdapterNotServable:
+            if backend or settings.generator_backend != "auto":
+                raise  # llama.cpp was asked for by name
+            # `auto`: an adapter llama.cpp cannot apply (an architecture gguf_lora.py does not
+            # export) still answers, on transformers.
     from .transformers_backend import TransformersGenerator
 
     return TransformersGenerator.load(settings, adapter)

@@ -117,5 +117,6 @@ def export_lora(adapter_dir: Path, base_gguf: Path, target: Path) -> Path:
         os.replace(writer_path, target)
         fsync_dir(target.parent)
     finally:
+        writer.close()  # again after an error: the file handle is released
         writer_path.unlink(missing_ok=True)
     return target

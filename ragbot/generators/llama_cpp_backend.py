@@ -19,12 +19,14 @@ import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import ModelError
+from ..errors import BusyError, ModelError
 from ..settings import Settings
 from . import REPETITION_PENALTY, Generation, chosen_adapter
 from .gguf_lora import ADAPTER_GGUF, export_lora
 
-TOP_P = 0.9  # nucleus sampling at temperature > 0, as the transformers backend
+TOP_P = 0.9  # nucleus sampling at temperature > 0 (the transformers backend's top_p)
+# How long a question waits for the one before it to finish decoding before it is refused.
+WAIT_SECONDS = 300
 # Version of what `prepared_weights` writes; bump when it changes.
 PREPARED_VERSION = 1
 
@@ -104,6 +106,10 @@ def prepared_weights(settings: Settings, gguf: Path) -> Path:
     return target
 
 
+class AdapterNotServable(ModelError):
+    """The adapter could not be exported for llama.cpp (the `auto` backend then uses transformers)."""
+
+
 class LlamaCppGenerator:
     backend = "llama.cpp"
 
@@ -144,10 +150,13 @@ class LlamaCppGenerator:
         if not template:
             raise ModelError(f"generator {gguf} has no chat template: it is not a chat model; "
                              f"use an instruction-tuned model")
-        check_fits_in_memory(gguf, "generator")
         chosen, check = chosen_adapter(settings, adapter)
-        lora = adapter_gguf(settings, chosen, gguf) if chosen is not None else None
+        try:
+            lora = adapter_gguf(settings, chosen, gguf) if chosen is not None else None
+        except (ModelError, OSError, KeyError, ValueError) as exc:
+            raise AdapterNotServable(f"adapter {chosen.version} cannot run on llama.cpp: {exc}") from None
         weights = prepared_weights(settings, gguf)
+        check_fits_in_memory(weights, "generator")
         threads = cpu_threads()
         try:
             # Flash attention: 10-20% faster prompts here, the same decoding speed (§3).
@@ -158,8 +167,12 @@ class LlamaCppGenerator:
             where = f" with adapter {chosen.version} ({lora})" if chosen else ""
             error = AdapterError if chosen else ModelError
             raise error(f"llama.cpp cannot load {gguf}{where}: {exc}") from None
-        return cls(llm, name=settings.generator, template=template, context_tokens=settings.context_tokens,
-                   adapter=chosen.version if chosen else None, answerability=check)
+        try:
+            return cls(llm, name=settings.generator, template=template, context_tokens=settings.context_tokens,
+                       adapter=chosen.version if chosen else None, answerability=check)
+        except Exception as exc:  # the template does not compile: free the model, say why
+            llm.close()
+            raise ModelError(f"generator {gguf}: its chat template cannot be used ({exc})") from None
 
     def _token_text(self, token: int) -> str:
         return "" if token < 0 else self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
@@ -194,6 +207,8 @@ class LlamaCppGenerator:
 
         tokens = self._tokens(prompt)
         n_prompt = len(tokens)
+        if not tokens:
+            raise ModelError("the prompt is empty")
         if n_prompt + max_new_tokens > self.llm.n_ctx():
             raise ModelError(f"the prompt ({n_prompt} tokens) and the answer ({max_new_tokens}) do not fit "
                              f"the context of {self.llm.n_ctx()} tokens")
@@ -203,27 +218,50 @@ class LlamaCppGenerator:
         # Bytes in, whole characters out: a multi-byte character cut between tokens waits.
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pieces: list[str] = []
-        with self._lock:
-            self._evaluate_prompt(tokens)
-            n_vocab = self.llm.n_vocab()
-            while len(reply) < max_new_tokens and not (stop is not None and stop.is_set()):
-                logits = np.ctypeslib.as_array(self.llm._ctx.get_logits_ith(-1), shape=(n_vocab,)).copy()
-                token = _pick(logits, reply, banned if not reply else None, temperature, rng)
-                if llama_cpp.llama_vocab_is_eog(self._vocab, token):
-                    break
-                piece = decoder.decode(self.llm.detokenize([token], prev_tokens=reply))
-                reply.append(token)
-                if piece:
-                    pieces.append(piece)
-                    yield piece
-                self.llm.eval([token])
+        if self._acquire(stop):  # else stopped while waiting: nothing decoded
+            try:
+                self._evaluate_prompt(tokens)
+                n_vocab = self.llm.n_vocab()
+                while not (stop is not None and stop.is_set()):
+                    logits = np.ctypeslib.as_array(self.llm._ctx.get_logits_ith(-1), shape=(n_vocab,)).copy()
+                    token = _pick(logits, reply, banned if not reply else None, temperature, rng)
+                    if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                        break
+                    piece = decoder.decode(self.llm.detokenize([token], prev_tokens=reply))
+                    reply.append(token)
+                    if piece:
+                        pieces.append(piece)
+                        yield piece
+                    if len(reply) >= max_new_tokens:
+                        break
+                    self.llm.eval([token])
+            finally:
+                self._lock.release()
         pieces.append(decoder.decode(b"", final=True))
         if totals is not None:
             totals["generation"] = Generation("".join(pieces).strip(), n_prompt, len(reply))
 
+    def _acquire(self, stop: threading.Event | None) -> bool:
+        """Wait for the question before this one to finish decoding (one model, one context):
+        True once this one may decode, False when `stop` was set first, BusyError after
+        WAIT_SECONDS."""
+        waited = 0.0
+        while not self._lock.acquire(timeout=0.1):
+            waited += 0.1
+            if stop is not None and stop.is_set():
+                return False
+            if waited >= WAIT_SECONDS:
+                raise BusyError(f"the generator has been answering other questions for {WAIT_SECONDS} s; "
+                                f"try again in a moment")
+        if stop is not None and stop.is_set():
+            self._lock.release()
+            return False
+        return True
+
     def _evaluate_prompt(self, tokens: list[int]) -> None:
         """Evaluate `tokens`, reusing the longest prefix already in the KV cache; at least the
-        last token is evaluated again, so the logits are this prompt's."""
+        last token is evaluated again, so the logits are this prompt's. Where the cache cannot
+        drop its tail (recurrent models), everything is evaluated again."""
         llm = self.llm
         cached = llm.input_ids[: llm.n_tokens]
         keep = 0
@@ -231,8 +269,11 @@ class LlamaCppGenerator:
             if a != b:
                 break
             keep += 1
-        keep = min(keep, len(tokens) - 1)
-        llm.n_tokens = keep  # eval() drops the KV cache from n_tokens on
+        keep = max(0, min(keep, len(tokens) - 1))
+        if not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
+            llm._ctx.kv_cache_clear()
+            keep = 0
+        llm.n_tokens = keep
         llm.eval(tokens[keep:])
 
 
