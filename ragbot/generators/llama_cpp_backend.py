@@ -64,7 +64,7 @@ def prepared_weights(settings: Settings, gguf: Path) -> Path:
     The shipped model is Q4_1, a type llama.cpp's fast prompt kernels do not cover: a 390-token
     prompt took 1.2-1.4 s to evaluate on this project's 2-core machine, against 0.4-0.5 s for the
     same weights in BF16 (on a CPU with native bf16) and 0.5-0.6 s in Q8_0, while decoding stays
-    at 85-120 tokens/s (docs/benchmarks.md §3). So the shipped model is re-encoded once (0.5 s)
+    at 60-120 tokens/s (docs/benchmarks.md §3). So the shipped model is re-encoded once (0.5 s)
     into `<data dir>/models/`: BF16 where the CPU computes bf16 natively, else Q8_0. A GGUF the
     user brings runs as it is: its quantisation is their choice of size and speed.
     """
