@@ -39,6 +39,15 @@ def timed(pieces) -> tuple[float, int, float]:
     return first or 0.0, n, time.perf_counter() - t0
 
 
+def completion_chunks(chunks):
+    """llama-cpp-python's streamed chunks, less the last one that only says why it stopped
+    (counted, it would add a token that was never decoded)."""
+    for chunk in chunks:
+        if chunk["choices"][0].get("finish_reason") and not chunk["choices"][0].get("text"):
+            continue
+        yield chunk
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--new-tokens", type=int, default=64)
@@ -92,7 +101,7 @@ def main() -> None:
         # Greedy, with llama.cpp's own repetition penalty at the same strength.
         chunks = fast.llm.create_completion(prompt, max_tokens=args.new_tokens, temperature=0.0,
                                             repeat_penalty=REPETITION_PENALTY, stream=True)
-        return timed(chunks)
+        return timed(completion_chunks(chunks))
 
     from llama_cpp import Llama
 
@@ -106,7 +115,7 @@ def main() -> None:
         shipped._ctx.kv_cache_clear()
         chunks = shipped.create_completion(prompt, max_tokens=args.new_tokens, temperature=0.0,
                                            repeat_penalty=REPETITION_PENALTY, stream=True)
-        return timed(chunks)
+        return timed(completion_chunks(chunks))
 
     def raw_torch(prompt: str, cached: bool = False):
         inputs = torch_gen.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)

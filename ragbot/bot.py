@@ -412,7 +412,8 @@ class RagBot:
             timings["generate"] = (time.perf_counter() - t0) * 1000
             raw_reply = generation.text
             answer_text = " ".join(said)
-            if not said:  # the reply held nothing but markup: the evidence answers instead
+            stopped = stop is not None and stop.is_set()
+            if not said and not stopped:  # the reply held nothing but markup: the evidence answers instead
                 answer_text = compose(chosen)
                 if stream:
                     yield answer_text

@@ -120,9 +120,45 @@ def test_llama_cpp_stream_stops_bans_and_reuses_the_prefix(both):
     again = fast.generate(prompt, 12)
     assert again.text == free.text  # greedy, and the cached prefix gives the same logits
 
+    # Where the cache cannot drop its tail, the whole prompt is evaluated again: same answer.
+    fast.generate(other, 12)
+    evaluated.clear()
+    fast.llm.eval = lambda tokens: (evaluated.append(len(tokens)), real_eval(tokens))[1]
+    fast.llm._ctx.kv_cache_seq_rm = lambda *args: False
+    try:
+        assert fast.generate(prompt, 12).text == free.text
+    finally:
+        del fast.llm.eval
+        del fast.llm._ctx.kv_cache_seq_rm
+    assert evaluated[0] == len(a)
+
     first_word = free.text.split()[0]
     banned = fast.generate(prompt, 12, avoid_start=first_word)
     assert not banned.text.startswith(first_word)
+
+
+@pytest.mark.slow
+def test_llama_cpp_waits_for_the_model_stops_while_waiting_and_gives_up(both, monkeypatch):
+    """One model answers one question at a time: the next waits; Stop while waiting ends it with
+    nothing decoded; after the wait limit it is refused with a message."""
+    from ragbot.errors import BusyError
+    from ragbot.generators import llama_cpp_backend
+
+    fast, _ = both
+    prompt = fast.render([{"role": "user", "content": "Say hello."}])
+    stop = threading.Event()
+    fast._lock.acquire()  # another question is being answered
+    try:
+        threading.Timer(0.3, stop.set).start()
+        totals: dict = {}
+        assert list(fast.stream(prompt, 8, totals=totals, stop=stop)) == []
+        assert totals["generation"].completion_tokens == 0
+        monkeypatch.setattr(llama_cpp_backend, "WAIT_SECONDS", 0.3)
+        with pytest.raises(BusyError, match="answering other questions"):
+            list(fast.stream(prompt, 8))
+    finally:
+        fast._lock.release()
+    assert fast.generate(prompt, 4).completion_tokens > 0  # free again
 
 
 def _random_lora(model_dir, out, targets, seed=0):

@@ -97,12 +97,20 @@ def pick_backend(settings: Settings) -> str:
     choice = settings.generator_backend
     if choice != "auto":
         return choice
-    return "llama.cpp" if llama_cpp_installed() and generator_gguf(settings) is not None else "transformers"
+    gguf = generator_gguf(settings)
+    if not llama_cpp_installed() or gguf is None:
+        return "transformers"
+    from .gguf_lora import can_serve
+
+    chosen, _ = chosen_adapter(settings)
+    return "llama.cpp" if chosen is None or can_serve(chosen.path, gguf) else "transformers"
 
 
 def load_generator(settings: Settings, adapter: str | None = None, backend: str | None = None) -> Generator:
     """The generator named by `settings` on `backend` (default: the setting's choice), with the
     LoRA adapter `adapter` (default: the `adapter` setting: "active", "none" or a version)."""
+    if backend == "auto":
+        backend = None
     chosen = backend or pick_backend(settings)
     if chosen == "llama.cpp":
         from .llama_cpp_backend import AdapterNotServable, LlamaCppGenerator
@@ -113,7 +121,7 @@ def load_generator(settings: Settings, adapter: str | None = None, backend: str 
             if backend or settings.generator_backend != "auto":
                 raise  # llama.cpp was asked for by name
             # `auto`: an adapter llama.cpp cannot apply (an architecture gguf_lora.py does not
-            # export) still answers, on transformers.
+            # export, a LoRA llama.cpp refuses) still answers, on transformers.
     from .transformers_backend import TransformersGenerator
 
     return TransformersGenerator.load(settings, adapter)

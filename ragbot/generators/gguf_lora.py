@@ -44,6 +44,18 @@ def _llama_permute(rows, n_head: int):
     return rows.reshape(n_head, 2, rows.shape[0] // n_head // 2, *rows.shape[1:]).swapaxes(1, 2).reshape(rows.shape)
 
 
+def can_serve(adapter_dir: Path, base_gguf: Path) -> bool:
+    """Whether llama.cpp can apply this adapter: it was exported, or can be (a known architecture)."""
+    import gguf
+
+    if (Path(adapter_dir) / ADAPTER_GGUF).is_file():
+        return True
+    try:
+        return str(_field(gguf.GGUFReader(str(base_gguf)), "general.architecture")) in _SUPPORTED
+    except (OSError, ValueError):
+        return False
+
+
 def export_lora(adapter_dir: Path, base_gguf: Path, target: Path) -> Path:
     """Write the PEFT adapter in `adapter_dir` as a GGUF LoRA for `base_gguf` at `target`
     (atomically: a crash leaves no half file under that name)."""

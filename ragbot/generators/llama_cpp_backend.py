@@ -62,8 +62,8 @@ def prepared_weights(settings: Settings, gguf: Path) -> Path:
     """The GGUF file llama.cpp runs for `gguf`.
 
     The shipped model is Q4_1, a type llama.cpp's fast prompt kernels do not cover: a 390-token
-    prompt took 1.2-1.4 s to evaluate on this project's 2-core machine, against 0.4-0.5 s for the
-    same weights in BF16 (on a CPU with native bf16) and 0.5-0.6 s in Q8_0, while decoding stays
+    prompt took 1.2-1.4 s to evaluate on this project's 2-core machine, against 0.4-0.7 s for the
+    same weights in BF16 (on a CPU with native bf16) and 0.5-0.9 s in Q8_0, while decoding stays
     at 60-120 tokens/s (docs/benchmarks.md §3). So the shipped model is re-encoded once (0.5 s)
     into `<data dir>/models/`: BF16 where the CPU computes bf16 natively, else Q8_0. A GGUF the
     user brings runs as it is: its quantisation is their choice of size and speed.
@@ -135,7 +135,6 @@ class LlamaCppGenerator:
     @classmethod
     def load(cls, settings: Settings, adapter: str | None = None) -> "LlamaCppGenerator":
         from ..models import check_fits_in_memory, generator_gguf, gguf_chat_template
-        from ..registry import AdapterError
 
         gguf = generator_gguf(settings)
         if gguf is None:
@@ -143,7 +142,7 @@ class LlamaCppGenerator:
                              f"needs; use generator_backend = \"transformers\" for a Hugging Face model dir")
         try:
             from llama_cpp import Llama
-        except ImportError:
+        except (ImportError, OSError, RuntimeError):  # not built, or its library does not load
             raise ModelError("the llama.cpp backend needs llama-cpp-python (see the README: `make setup` builds "
                              "it); or set generator_backend = \"transformers\"") from None
         template = gguf_chat_template(gguf)
@@ -164,9 +163,10 @@ class LlamaCppGenerator:
                         n_threads_batch=threads, flash_attn=True, lora_path=str(lora) if lora else None,
                         verbose=False)
         except (ValueError, RuntimeError) as exc:
-            where = f" with adapter {chosen.version} ({lora})" if chosen else ""
-            error = AdapterError if chosen else ModelError
-            raise error(f"llama.cpp cannot load {gguf}{where}: {exc}") from None
+            if chosen is not None:
+                raise AdapterNotServable(f"adapter {chosen.version} cannot run on llama.cpp: llama.cpp cannot "
+                                         f"load {lora} on {gguf}: {exc}") from None
+            raise ModelError(f"llama.cpp cannot load {gguf}: {exc}") from None
         try:
             return cls(llm, name=settings.generator, template=template, context_tokens=settings.context_tokens,
                        adapter=chosen.version if chosen else None, answerability=check)
