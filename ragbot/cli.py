@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 from .errors import RagbotError
+from .settings import GENERATOR_BACKENDS
 
 EPILOG = """\
 The data dir holds the database, the vector index and converted models. It is --data-dir,
@@ -32,11 +33,10 @@ def _common(default) -> argparse.ArgumentParser:
     common.add_argument("--generator", default=default,
                         help="generator: built-in name, a .gguf file, an Ollama model (ollama:NAME, or a name "
                              "your Ollama store holds), a local Hugging Face model dir, or a hub id")
-    common.add_argument("--backend", dest="generator_backend", choices=("auto", "llama.cpp", "transformers"),
-                        default=default,
+    common.add_argument("--backend", dest="generator_backend", choices=GENERATOR_BACKENDS, default=default,
                         help="what runs the generator: llama.cpp (fast on a CPU, needs a GGUF generator), "
                              "transformers (any model; what tune trains with), or auto (default: llama.cpp "
-                             "when it is installed and the generator is a GGUF file)")
+                             "when it is installed, the generator is a GGUF file and the adapter runs there)")
     common.add_argument("--adapter", default=default, metavar="VERSION",
                         help="generator adapter: active (default), none, or a version such as v2")
     common.add_argument("--answer-mode", choices=("extract", "generate"), default=default,

@@ -139,6 +139,28 @@ def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
     fsync_dir(path.parent)
 
 
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary name next to `path`, for a writer that wants a file name rather than a file
+    object (a library that writes the file itself); when the block succeeds the file is synced
+    and renamed over `path`, otherwise removed. A full disk becomes DiskFullError."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(path) from None
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
 def write_atomic(path: Path, data: str | bytes) -> None:
     with atomic_file(path, "wb" if isinstance(data, bytes) else "w") as fh:
         fh.write(data)

@@ -18,6 +18,8 @@ from .errors import ConfigError
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 DEFAULT_GENERATOR = "SmolLM2-135M-Instruct"
 
+GENERATOR_BACKENDS = ("auto", "llama.cpp", "transformers")
+
 # The shipped corpus sits next to the package in a source checkout.
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 
@@ -116,8 +118,9 @@ class Settings:
             raise ConfigError(f"answer_sentences must be at least 1 (got {self.answer_sentences})")
         if not -1 <= self.correction_match <= 1:
             raise ConfigError(f"correction_match is a cosine, in [-1, 1] (got {self.correction_match})")
-        if self.generator_backend not in ("auto", "llama.cpp", "transformers"):
-            raise ConfigError(f"generator_backend must be auto, llama.cpp or transformers (got {self.generator_backend!r})")
+        if self.generator_backend not in GENERATOR_BACKENDS:
+            raise ConfigError(f"generator_backend must be one of {', '.join(GENERATOR_BACKENDS)} "
+                              f"(got {self.generator_backend!r})")
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise ConfigError(f"dtype must be auto, float32 or bfloat16 (got {self.dtype!r})")
         if self.max_new_tokens < 1 or self.context_tokens <= self.max_new_tokens:

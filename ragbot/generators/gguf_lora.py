@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 from ..errors import ModelError
-from ..files import fsync_dir
+from ..files import atomic_path
 
 ADAPTER_GGUF = "adapter.gguf"  # the exported file's name inside an adapter's folder
 # Architectures whose converted GGUF reorders the rows of Q and K (llama.cpp's
@@ -98,37 +97,31 @@ def export_lora(adapter_dir: Path, base_gguf: Path, target: Path) -> Path:
             raise ModelError(f"adapter {adapter_dir}: tensor {key!r} is not a LoRA A or B matrix; "
                              f"llama.cpp cannot apply it")
 
-    writer_path = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    writer = gguf.GGUFWriter(str(writer_path), arch)
-    try:
-        writer.add_type(gguf.GGUFType.ADAPTER)
-        writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
-        writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
-        for module, pair in sorted(pairs.items()):
-            if set(pair) != {"lora_A", "lora_B"}:
-                raise ModelError(f"adapter {adapter_dir}: {module} has only {', '.join(pair)}")
-            name = names.get_name(module + ".weight", try_suffixes=(".weight",))
-            if name is None or name not in base_shapes:
-                raise ModelError(f"adapter {adapter_dir}: {module} has no counterpart in {base_gguf.name}")
-            lora_a, lora_b = pair["lora_A"], pair["lora_B"]
-            if (lora_b.shape[0], lora_a.shape[1]) != base_shapes[name]:
-                raise ModelError(f"adapter {adapter_dir}: {module} is {lora_b.shape[0]}x{lora_a.shape[1]}, "
-                                 f"{base_gguf.name} has {name} {base_shapes[name][0]}x{base_shapes[name][1]}")
-            if arch in _PERMUTED_QK and name.endswith("attn_q.weight"):
-                lora_b = _llama_permute(lora_b, n_head)
-            elif arch in _PERMUTED_QK and name.endswith("attn_k.weight"):
-                lora_b = _llama_permute(lora_b, n_head_kv)
-            writer.add_tensor(name + ".lora_a", np.ascontiguousarray(lora_a, dtype=np.float32))
-            writer.add_tensor(name + ".lora_b", np.ascontiguousarray(lora_b, dtype=np.float32))
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        with open(writer_path, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(writer_path, target)
-        fsync_dir(target.parent)
-    finally:
-        writer.close()  # again after an error: the file handle is released
-        writer_path.unlink(missing_ok=True)
+    with atomic_path(target) as tmp:
+        writer = gguf.GGUFWriter(str(tmp), arch)
+        try:
+            writer.add_type(gguf.GGUFType.ADAPTER)
+            writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+            writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
+            for module, pair in sorted(pairs.items()):
+                if set(pair) != {"lora_A", "lora_B"}:
+                    raise ModelError(f"adapter {adapter_dir}: {module} has only {', '.join(pair)}")
+                name = names.get_name(module + ".weight", try_suffixes=(".weight",))
+                if name is None or name not in base_shapes:
+                    raise ModelError(f"adapter {adapter_dir}: {module} has no counterpart in {base_gguf.name}")
+                lora_a, lora_b = pair["lora_A"], pair["lora_B"]
+                if (lora_b.shape[0], lora_a.shape[1]) != base_shapes[name]:
+                    raise ModelError(f"adapter {adapter_dir}: {module} is {lora_b.shape[0]}x{lora_a.shape[1]}, "
+                                     f"{base_gguf.name} has {name} {base_shapes[name][0]}x{base_shapes[name][1]}")
+                if arch in _PERMUTED_QK and name.endswith("attn_q.weight"):
+                    lora_b = _llama_permute(lora_b, n_head)
+                elif arch in _PERMUTED_QK and name.endswith("attn_k.weight"):
+                    lora_b = _llama_permute(lora_b, n_head_kv)
+                writer.add_tensor(name + ".lora_a", np.ascontiguousarray(lora_a, dtype=np.float32))
+                writer.add_tensor(name + ".lora_b", np.ascontiguousarray(lora_b, dtype=np.float32))
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_tensors_to_file()
+        finally:
+            writer.close()
     return target

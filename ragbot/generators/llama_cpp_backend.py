@@ -68,7 +68,7 @@ def prepared_weights(settings: Settings, gguf: Path) -> Path:
     into `<data dir>/models/`: BF16 where the CPU computes bf16 natively, else Q8_0. A GGUF the
     user brings runs as it is: its quantisation is their choice of size and speed.
     """
-    from ..files import state_lock
+    from ..files import atomic_path, state_lock
     from ..models import SMOLLM2_GGUF_SHA256, cpu_has_native_bf16, is_shipped_generator
 
     if not is_shipped_generator(settings.generator):
@@ -88,18 +88,14 @@ def prepared_weights(settings: Settings, gguf: Path) -> Path:
                     timeout=600):
         if target.is_file():
             return target
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         params = llama_cpp.llama_model_quantize_default_params()
         params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{kind}")
         params.allow_requantize = True
         params.nthread = cpu_threads()
-        try:
+        with atomic_path(target) as tmp:
             failed = llama_cpp.llama_model_quantize(str(gguf).encode(), str(tmp).encode(), ctypes.byref(params))
             if failed or not tmp.is_file():
                 raise ModelError(f"llama.cpp could not re-encode {gguf} as {kind} (code {failed})")
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
     for stale in settings.models_dir.glob(f"{gguf.stem}.*.gguf"):
         if stale != target:
             stale.unlink(missing_ok=True)
