@@ -7,6 +7,8 @@ so each batch carries little padding.
 
 from __future__ import annotations
 
+import threading
+
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -36,6 +38,11 @@ class Embedder:
         # Room for the [CLS] and [SEP] tokens the model adds itself.
         self.max_tokens = int(model.max_seq_length) - 2
         self.tokenizer = model.tokenizer
+        # One call into the model or its tokenizer at a time: the fast tokenizer keeps its padding
+        # and truncation as state that each call sets, so two threads (chat sessions answering
+        # at once) could tokenize with each other's settings and fail. Held per batch, so a long
+        # ingest lets a question's embedding in between.
+        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, settings: Settings) -> "Embedder":
@@ -53,7 +60,8 @@ class Embedder:
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:
             return []
-        encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        with self._lock:
+            encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         return [len(ids) for ids in encoded]
 
     def word_pieces(self, texts: Sequence[str]) -> list[list[str]]:
@@ -61,13 +69,15 @@ class Embedder:
         "gan" + "##s"), punctuation left out: the terms of the BM25 index (lexical.py)."""
         if not texts:
             return []
-        encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        with self._lock:
+            encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         return [[t for t in self.tokenizer.convert_ids_to_tokens(ids) if any(ch.isalnum() for ch in t)]
                 for ids in encoded]
 
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         """Character span of every token of `text`."""
-        return list(self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"])
+        with self._lock:
+            return list(self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"])
 
     def encode(
         self,
@@ -85,14 +95,15 @@ class Embedder:
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 idx = order[start : start + batch_size]
-                vectors = self._model.encode(
-                    [texts[i] for i in idx],
-                    batch_size=batch_size,
-                    convert_to_tensor=True,
-                    normalize_embeddings=True,
-                    show_progress_bar=False,
-                )
-                out[idx] = vectors.float().cpu().numpy()
+                with self._lock:
+                    vectors = self._model.encode(
+                        [texts[i] for i in idx],
+                        batch_size=batch_size,
+                        convert_to_tensor=True,
+                        normalize_embeddings=True,
+                        show_progress_bar=False,
+                    )
+                    out[idx] = vectors.float().cpu().numpy()
                 if on_progress:
                     on_progress(len(idx))
         return out
@@ -104,11 +115,11 @@ class Embedder:
 
         if not texts:
             return []
-        with torch.inference_mode():
+        with self._lock, torch.inference_mode():
             outputs = self._model.encode(list(texts), output_value=None, normalize_embeddings=True,
                                          show_progress_bar=False)
-        offsets = self.tokenizer(list(texts), truncation=True, max_length=int(self._model.max_seq_length),
-                                 return_offsets_mapping=True)["offset_mapping"]
+            offsets = self.tokenizer(list(texts), truncation=True, max_length=int(self._model.max_seq_length),
+                                     return_offsets_mapping=True)["offset_mapping"]
         result = []
         for out, spans in zip(outputs, offsets):
             n = int(out["attention_mask"].sum())

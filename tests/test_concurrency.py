@@ -6,6 +6,7 @@ import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
 from ragbot import RagBot
@@ -105,3 +106,30 @@ def test_a_vote_for_an_answer_another_session_got_is_refused(server):
         assert (saved.comment, saved.correction) == ("fine", None)
     finally:
         bot.close()
+
+
+def test_the_embedder_serves_many_threads_at_once(embedder):
+    """Chat sessions embed at the same time: questions (padded batches), token counts and
+    offsets (no padding) from many threads, each answer the same as alone. The fast tokenizer
+    keeps padding and truncation as state each call sets; unguarded, this failed within a few
+    rounds ("Unable to create tensor ... padding=True")."""
+    texts = [("word " * (3 + i % 17)).strip() + f" {i}" for i in range(40)]
+    expected = embedder.encode(texts)
+    counts = embedder.count_tokens(texts)
+
+    def work(i: int):
+        if i % 3 == 0:
+            return "encode", i, embedder.encode(texts[i: i + 8])
+        if i % 3 == 1:
+            return "count", i, embedder.count_tokens(texts[i: i + 8])
+        return "offsets", i, embedder.token_offsets(texts[i])
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        results = list(pool.map(work, list(range(30)) * 8))
+    for kind, i, value in results:
+        if kind == "encode":
+            np.testing.assert_allclose(value, expected[i: i + 8], atol=2e-2)
+        elif kind == "count":
+            assert value == counts[i: i + 8]
+        else:
+            assert len(value) == counts[i]
