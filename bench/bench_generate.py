@@ -78,14 +78,22 @@ def main() -> None:
         found = bot.search(question, k=passages)
         return build_prompt(question, found, fast.render, fast.count_tokens, budget=budget).text
 
-    def fresh(gen) -> None:
-        """Forget the llama.cpp KV cache, so the next prompt is evaluated in full."""
-        gen.llm.reset()
-        gen.llm._ctx.kv_cache_clear()
+    from llama_cpp import Llama
+
+    from ragbot.models import generator_gguf
+
+    # llama-cpp-python as its users run it, on the file ragbot runs, with ragbot's context settings.
+    same_file = Llama(model_path=fast.model.path_model, n_ctx=bot.settings.context_tokens, n_batch=512,
+                      n_threads=cpu_threads(), n_threads_batch=cpu_threads(), flash_attn=True, verbose=False)
+
+    def fresh(llm) -> None:
+        """Forget a Llama's KV cache, so the next prompt is evaluated in full."""
+        llm.reset()
+        llm._ctx.kv_cache_clear()
 
     def ragbot_fast(prompt: str, cached: bool = False):
         if not cached:
-            fresh(fast)
+            fast.clear_cache()
         totals: dict = {}
         first, _, total = timed(fast.stream(prompt, args.new_tokens, 0.0, totals=totals))
         return first, totals["generation"].completion_tokens, total
@@ -97,22 +105,17 @@ def main() -> None:
 
     def raw_llama(prompt: str, cached: bool = False):
         if not cached:
-            fresh(fast)
+            fresh(same_file)
         # Greedy, with llama.cpp's own repetition penalty at the same strength.
-        chunks = fast.llm.create_completion(prompt, max_tokens=args.new_tokens, temperature=0.0,
+        chunks = same_file.create_completion(prompt, max_tokens=args.new_tokens, temperature=0.0,
                                             repeat_penalty=REPETITION_PENALTY, stream=True)
         return timed(completion_chunks(chunks))
-
-    from llama_cpp import Llama
-
-    from ragbot.models import generator_gguf
 
     shipped = Llama(model_path=str(generator_gguf(bot.settings)), n_ctx=2048, n_threads=cpu_threads(),
                     n_threads_batch=cpu_threads(), verbose=False)
 
     def raw_llama_q4(prompt: str, cached: bool = False):
-        shipped.reset()
-        shipped._ctx.kv_cache_clear()
+        fresh(shipped)
         chunks = shipped.create_completion(prompt, max_tokens=args.new_tokens, temperature=0.0,
                                            repeat_penalty=REPETITION_PENALTY, stream=True)
         return timed(completion_chunks(chunks))
@@ -172,7 +175,7 @@ def main() -> None:
         row["ttft_vs_raw_llama"] = row["ttft_s"] / raw["ttft_s"]
     print(table(rows))
     dtype = str(torch_gen.model.dtype) if torch_gen else None
-    print(f"transformers dtype {dtype}; llama.cpp on {cpu_threads()} threads, weights {fast.llm.model_path}")
+    print(f"transformers dtype {dtype}; llama.cpp on {cpu_threads()} threads, weights {fast.model.path_model}")
     print(f"saved {save('generate', {'rows': rows, 'dtype': dtype, 'peak_rss_mb': peak_rss_mb()})}")
 
 

@@ -911,7 +911,9 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         app.load(library, search_in, shelf)
         delete_doc.click(handlers.delete_document, chosen_doc, library_status).then(library, search_in, shelf)
         reingest.click(handlers.reingest_document, chosen_doc, library_status).then(library, search_in, shelf)
-    app.queue(default_concurrency_limit=4)
+    # As many answers at once as the generator decodes together (generators/llama_cpp_backend.py),
+    # at least 4: retrieval and the extract mode interleave on the CPU.
+    app.queue(default_concurrency_limit=max(4, bot.settings.parallel_answers))
     return app
 
 

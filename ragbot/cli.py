@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--share", action="store_true",
                    help="also create a public Gradio share link (off by default; needs --auth)")
     p.add_argument("--max-upload-mb", type=int, help="largest file accepted by upload (default 50)")
+    p.add_argument("--parallel-answers", type=int, metavar="N",
+                   help="answers the llama.cpp backend writes together (default 4); each holds a KV cache of "
+                        "context_tokens, so memory grows with N")
     p.add_argument("--no-default-corpus", action="store_true",
                    help="do not ingest the shipped corpus into an empty data dir")
     p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
@@ -256,6 +259,7 @@ def _open(args: argparse.Namespace):
         "chunk_tokens": getattr(args, "chunk_tokens", None),
         "chunk_overlap": getattr(args, "chunk_overlap", None),
         "max_upload_mb": getattr(args, "max_upload_mb", None),
+        "parallel_answers": getattr(args, "parallel_answers", None),
     }
     return RagBot.open(args.data_dir, **overrides)
 

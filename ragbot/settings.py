@@ -72,6 +72,9 @@ class Settings:
     prompt_passages: int = 3
     context_tokens: int = 2048  # prompt + answer budget for the generator
     max_new_tokens: int = 128
+    # Questions the llama.cpp backend decodes together, each with its own KV cache of
+    # `context_tokens` (memory grows with it); the chat serves this many answers at once.
+    parallel_answers: int = 4
     temperature: float = 0.0
     max_upload_mb: int = 50  # largest file the chat page accepts
     default_corpus: Path | None = field(default=DEFAULT_CORPUS)
@@ -125,6 +128,8 @@ class Settings:
             raise ConfigError(f"dtype must be auto, float32 or bfloat16 (got {self.dtype!r})")
         if self.max_new_tokens < 1 or self.context_tokens <= self.max_new_tokens:
             raise ConfigError("context_tokens must be larger than max_new_tokens, both positive")
+        if not 1 <= self.parallel_answers <= 64:
+            raise ConfigError(f"parallel_answers must be between 1 and 64 (got {self.parallel_answers})")
         if self.max_upload_mb < 1:
             raise ConfigError(f"max_upload_mb must be at least 1 (got {self.max_upload_mb})")
         if not 0.0 <= self.temperature <= 2.0:
@@ -162,7 +167,8 @@ _KINDS: dict[str, type] = {
     "retrieval": str, "lexical_weight": float,
     "min_score": float, "answer_mode": str, "answer_sentences": int, "evidence_threshold": float,
     "use_corrections": bool, "correction_match": float,
-    "prompt_passages": int, "context_tokens": int, "max_new_tokens": int, "temperature": float,
+    "prompt_passages": int, "context_tokens": int, "max_new_tokens": int, "parallel_answers": int,
+    "temperature": float,
     "max_upload_mb": int, "default_corpus": Path,
 }
 

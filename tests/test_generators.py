@@ -82,14 +82,30 @@ def test_penalty_and_greedy_pick_match_transformers():
     assert _pick(logits.copy(), [], int(np.argmax(logits)), 0.0, rng) != int(np.argmax(logits))  # banned
 
 
+@pytest.fixture
+def fast_alone(corpus_bot):
+    """A llama.cpp generator of its own (empty KV caches) with `parallel_answers` slots."""
+    generators = []
+
+    def make(parallel_answers: int):
+        generators.append(load_generator(with_overrides(corpus_bot.settings, parallel_answers=parallel_answers),
+                                         backend="llama.cpp"))
+        return generators[-1]
+
+    yield make
+    for generator in generators:
+        generator._decoder.close()
+
+
+@needs_llama_cpp
 @pytest.mark.slow
-def test_llama_cpp_stream_stops_bans_and_reuses_the_prefix(both):
-    fast, _ = both
+def test_llama_cpp_stream_stops_bans_and_reuses_the_prefix(fast_alone):
+    fast = fast_alone(1)
     system = {"role": "system", "content": "You are a storyteller. Tell stories to children."}
     prompt = fast.render([system, {"role": "user", "content": "Write a long story about a dragon."}])
     other = fast.render([system, {"role": "user", "content": "Write a poem about the sea."}])
-    fast.llm.reset()  # an empty cache: this answer is the reference
-    free = fast.generate(prompt, 12)
+    totals: dict = {}
+    free = fast.generate(prompt, 12)  # an empty cache: this answer is the reference
     assert free.completion_tokens == 12 and free.text
     # After another question with the same system prompt, only the rest is evaluated, and the
     # answer is the one from an empty cache (stale entries after the shared start are dropped).
@@ -97,17 +113,10 @@ def test_llama_cpp_stream_stops_bans_and_reuses_the_prefix(both):
     a, b = fast._tokens(prompt), fast._tokens(other)
     shared = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
     assert shared >= fast.count_tokens(fast.render([system]))  # the whole system prompt at least
-    evaluated = []
-    real_eval = fast.llm.eval
-    fast.llm.eval = lambda tokens: (evaluated.append(len(tokens)), real_eval(tokens))[1]
-    try:
-        assert fast.generate(prompt, 12).text == free.text
-    finally:
-        del fast.llm.eval
-    assert evaluated[0] == len(a) - shared  # the prompt pass: only what follows the shared start
+    assert "".join(fast.stream(prompt, 12, totals=totals)) and totals["generation"].text == free.text
+    assert totals["reused_tokens"] == shared  # the prompt pass: only what follows the shared start
 
     stop = threading.Event()
-    totals: dict = {}
     pieces = []
     for piece in fast.stream(prompt, 64, totals=totals, stop=stop):
         pieces.append(piece)
@@ -116,38 +125,78 @@ def test_llama_cpp_stream_stops_bans_and_reuses_the_prefix(both):
 
     early = fast.stream(prompt, 64)
     next(early)
-    early.close()  # the lock is released: the next call runs
+    early.close()  # the slot is freed: the next call runs
     again = fast.generate(prompt, 12)
     assert again.text == free.text  # greedy, and the cached prefix gives the same logits
 
-    # Where the cache cannot drop its tail, the whole prompt is evaluated again: same answer.
+    # Where the cache cannot drop its tail (only a whole sequence), the whole prompt is
+    # evaluated again: same answer.
     fast.generate(other, 12)
-    evaluated.clear()
-    fast.llm.eval = lambda tokens: (evaluated.append(len(tokens)), real_eval(tokens))[1]
-    fast.llm._ctx.kv_cache_seq_rm = lambda *args: False
+    ctx = fast._decoder.ctx
+    real = ctx.kv_cache_seq_rm
+    ctx.kv_cache_seq_rm = lambda seq, p0, p1: p0 == 0 and real(seq, p0, p1)
     try:
         assert fast.generate(prompt, 12).text == free.text
+        totals.clear()
+        list(fast.stream(prompt, 12, totals=totals))
+        assert totals["reused_tokens"] == 0
     finally:
-        del fast.llm.eval
-        del fast.llm._ctx.kv_cache_seq_rm
-    assert evaluated[0] == len(a)
+        del ctx.kv_cache_seq_rm
 
     first_word = free.text.split()[0]
     banned = fast.generate(prompt, 12, avoid_start=first_word)
     assert not banned.text.startswith(first_word)
 
 
+@needs_llama_cpp
 @pytest.mark.slow
-def test_llama_cpp_waits_for_the_model_stops_while_waiting_and_gives_up(both, monkeypatch):
-    """One model answers one question at a time: the next waits; Stop while waiting ends it with
-    nothing decoded; after the wait limit it is refused with a message."""
+def test_concurrent_questions_are_decoded_together(fast_alone):
+    """Questions asked at once share the decoding steps, each keeps its own answer (no
+    sequence reads another's cache), and a new one takes the slot whose cache shares its start."""
+    fast = fast_alone(4)
+    system = {"role": "system", "content": "Answer in one short sentence."}
+    asked = ["What is the capital of France?", "Wie viele Beine hat eine Spinne?",
+             "What colour is the sky on a clear day?", "Qui a écrit Les Misérables ?"]
+    prompts = [fast.render([system, {"role": "user", "content": q}]) for q in asked]
+    alone = [fast.generate(p, 12).text for p in prompts]
+    assert len(set(alone)) == 4
+    assert fast._decoder.widest == 1
+
+    together: list = [None] * 4
+    free = fast._decoder.free
+    for _ in range(4):
+        free.acquire()  # every slot busy: the four questions wait, then start at once
+    threads = [threading.Thread(target=lambda i=i: together.__setitem__(i, fast.generate(prompts[i], 12).text))
+               for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for _ in range(4):
+        free.release()
+    for thread in threads:
+        thread.join(120)
+    assert fast._decoder.widest >= 2  # at least two questions shared a step
+    # Batched arithmetic may differ from one question alone in the last bits, so a near tie
+    # late in a long answer can go the other way; these short answers have none.
+    assert together == alone
+    totals: dict = {}
+    list(fast.stream(prompts[0], 4, totals=totals))
+    assert totals["reused_tokens"] == len(fast._tokens(prompts[0])) - 1  # its own earlier cache
+
+
+@needs_llama_cpp
+@pytest.mark.slow
+def test_llama_cpp_waits_for_a_slot_stops_while_waiting_and_gives_up(fast_alone, monkeypatch):
+    """Every slot answering: the next question waits; Stop while waiting ends it with nothing
+    decoded; after the wait limit it is refused with a message."""
     from ragbot.errors import BusyError
     from ragbot.generators import llama_cpp_backend
 
-    fast, _ = both
+    fast = fast_alone(2)
     prompt = fast.render([{"role": "user", "content": "Say hello."}])
     stop = threading.Event()
-    fast._lock.acquire()  # another question is being answered
+    free = fast._decoder.free
+    for _ in range(2):
+        free.acquire()  # both slots answering other questions
     try:
         threading.Timer(0.3, stop.set).start()
         totals: dict = {}
@@ -157,7 +206,8 @@ def test_llama_cpp_waits_for_the_model_stops_while_waiting_and_gives_up(both, mo
         with pytest.raises(BusyError, match="answering other questions"):
             list(fast.stream(prompt, 8))
     finally:
-        fast._lock.release()
+        free.release()
+        free.release()
     assert fast.generate(prompt, 4).completion_tokens > 0  # free again
 
 
@@ -182,15 +232,16 @@ def _random_lora(model_dir, out, targets, seed=0):
 @needs_llama_cpp
 @pytest.mark.slow
 def test_an_exported_adapter_changes_llama_cpp_as_it_changes_pytorch(corpus_bot, tmp_path, monkeypatch):
-    """The logits' change from an adapter, llama.cpp (GGUF LoRA on Q4_1) against PyTorch
-    (merged, float32), correlates above 0.95 on every prompt, and the greedy next token agrees
+    """The logits' change from an adapter, in ragbot's llama.cpp decoder (GGUF LoRA on Q4_1)
+    against PyTorch (merged, float32), correlates above 0.95 on every prompt, and the greedy next token agrees
     wherever PyTorch's choice is clear. Exported without llama.cpp's row order for Q and K, the
     same adapter's change does not correlate: the check can tell."""
+    import llama_cpp
     import torch
-    from llama_cpp import Llama
+    from llama_cpp._internals import LlamaModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ragbot.generators import gguf_lora
+    from ragbot.generators import gguf_lora, llama_cpp_backend
 
     model_dir = resolve_generator(corpus_bot.settings)
     gguf = find_smollm2_gguf()
@@ -203,10 +254,27 @@ def test_an_exported_adapter_changes_llama_cpp_as_it_changes_pytorch(corpus_bot,
         with torch.inference_mode():
             return model(**ids).logits[0, -1].float().numpy()
 
+    # Through ragbot's own decoder (the LoRA set on its context), the logits it picks from.
+    seen = []
+    real_pick = llama_cpp_backend._pick
+    monkeypatch.setattr(llama_cpp_backend, "_pick",
+                        lambda logits, *rest: (seen.append(logits.copy()), real_pick(logits, *rest))[1])
+
     def llama_logits(prompt, lora=None):
-        llm = Llama(model_path=str(gguf), n_ctx=256, n_threads=2, lora_path=str(lora) if lora else None, verbose=False)
-        llm.eval(llm.tokenize(prompt.encode(), add_bos=False, special=True))
-        return np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),)).copy()
+        model = LlamaModel(path_model=str(gguf), params=llama_cpp.llama_model_default_params(), verbose=False)
+        decoder = llama_cpp_backend._Decoder(model, lora, slots=1, context_tokens=256)
+        try:
+            job = llama_cpp_backend._Job(model.tokenize(prompt.encode(), add_bos=False, special=True), 1, 0.0, None)
+            decoder.free.acquire()
+            decoder.submit(job)
+            kinds = []
+            while "end" not in kinds:
+                assert decoder.step() and "error" not in kinds
+                while not job.out.empty():
+                    kinds.append(job.out.get_nowait()[0])
+        finally:
+            decoder.close()
+        return seen[-1]
 
     base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     torch_before = [torch_logits(base, p) for p in prompts]
