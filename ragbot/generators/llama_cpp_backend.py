@@ -2,9 +2,9 @@
 applied as a GGUF LoRA (gguf_lora.py).
 
 Decoding is ragbot's own short loop over llama.cpp's `llama_decode` and each question's
-last-token logits, not llama-cpp-python's sampler chain: the repetition penalty must skip the prompt's tokens (the
-passages a grounded answer quotes), which llama.cpp's penalty sampler cannot, and the first
-token may be banned (`avoid_start`). The loop costs one numpy pass over the vocabulary per token.
+last-token logits, not llama-cpp-python's sampler chain: the repetition penalty must skip the
+prompt's tokens (the passages a grounded answer quotes), which llama.cpp's penalty sampler
+cannot, and the first token may be banned (`avoid_start`). The loop costs one numpy pass over the vocabulary per token.
 Questions asked at the same time are decoded together (`_Decoder`: one llama.cpp batch per
 step holds every question's next token), up to the `parallel_answers` setting; more wait for a
 free slot. The prompt's longest prefix already in a slot's KV cache (the system prompt, a
