@@ -132,14 +132,19 @@ class RagBot:
             generation = self.store.generation()
             if self._lexical is not None and (self._lexical[0] == generation or self._writing_here):
                 return self._lexical[1]
-            tokenize, tokenizer = self.embedder.word_pieces, self.embedder.name
-            index = LexicalIndex.load(self.settings.index_dir, generation, tokenize, tokenizer)
-            if index is None:
-                index = LexicalIndex.build(self.store.all_chunks(), tokenize, tokenizer)
-                if generation == self.store.generation():
-                    _save_if_room(index, self.settings.index_dir, generation)
+            index = self._lexical_of(generation)
             self._lexical = (generation, index)
             return index
+
+    def _lexical_of(self, generation: int) -> LexicalIndex:
+        """The BM25 index of `generation` (the database's now): loaded, else built and saved."""
+        tokenize, tokenizer = self.embedder.word_pieces, self.embedder.name
+        index = LexicalIndex.load(self.settings.index_dir, generation, tokenize, tokenizer)
+        if index is None:
+            index = LexicalIndex.build(self.store.all_chunks(), tokenize, tokenizer)
+            if generation == self.store.generation():
+                _save_if_room(index, self.settings.index_dir, generation)
+        return index
 
     def _search_snapshot(self, lexical: bool) -> tuple[VectorIndex, LexicalIndex | None]:
         """The FAISS index and (when asked) the BM25 index of one and the same generation: another
@@ -173,22 +178,29 @@ class RagBot:
                 if self.settings.retrieval != "dense":
                     self._current_lexical()  # so searches meanwhile have the BM25 of the same generation
                 self._writing_here = True
+            committed = False
             try:
                 ingester = Ingester(self.settings, self.store, before.copy(), self.embedder)
                 yield ingester
-            except BaseException:
+                generation = self.store.generation()
+                lexical = None
+                if self.settings.retrieval != "dense":
+                    # The new generation's BM25 index, built while the write lock is held, so
+                    # searches in another process find it ready, and outside the load lock, so
+                    # searches here go on reading the generation before it meanwhile.
+                    started = time.perf_counter()
+                    lexical = self._lexical_of(generation)
+                    ingester.lexical_seconds = time.perf_counter() - started
                 with self._load_lock:
-                    self._writing_here = False  # the next search loads (or rebuilds) what was committed
-                raise
-            with self._load_lock:
-                self._writing_here = False
-                self._index, self._index_generation = ingester.index, self.store.generation()
-            if self.settings.retrieval != "dense":
-                # The new generation's BM25 index, built while the write lock is held, so searches
-                # (in this process or another) find it ready.
-                started = time.perf_counter()
-                self._current_lexical()
-                ingester.lexical_seconds = time.perf_counter() - started
+                    self._index, self._index_generation = ingester.index, generation
+                    if lexical is not None:
+                        self._lexical = (generation, lexical)
+                    self._writing_here = False
+                committed = True
+            finally:
+                if not committed:
+                    with self._load_lock:
+                        self._writing_here = False  # the next search loads (or rebuilds) what was committed
 
     # -- writing ----------------------------------------------------------------------------
 

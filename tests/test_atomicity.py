@@ -144,3 +144,43 @@ def test_searches_read_a_snapshot_while_this_process_ingests(make_bot, docs, tmp
         writer.join(60)
     assert bot.search("How does the Quell pump move water?", k=1)[0].source.endswith("a-pumps.md")
     assert bot.search("When do tides rise?", k=1)[0].source.endswith("b-tides.md")
+
+
+def test_searches_do_not_wait_for_the_new_bm25_index(make_bot, docs, tmp_path, monkeypatch):
+    """After an upload is stored, its BM25 index is built (seconds to minutes for a large
+    corpus): searches meanwhile read the generation before it, not wait for the build."""
+    import threading
+
+    from ragbot import bot as bot_module
+
+    bot = make_bot()
+    bot.ingest([docs / "paris.md"])
+    more = tmp_path / "more"
+    more.mkdir()
+    (more / "pumps.md").write_text("# Pumps\n\nThe Quell pump moves water with a spiral screw.\n")
+    inside, release = threading.Event(), threading.Event()
+    real_build = bot_module.LexicalIndex.build
+    writer_thread: list = []
+
+    def slow_build(chunks, tokenize, tokenizer):
+        if threading.current_thread() in writer_thread:  # the ingest's build: hold it here
+            inside.set()
+            release.wait(60)
+        return real_build(chunks, tokenize, tokenizer)
+
+    monkeypatch.setattr(bot_module.LexicalIndex, "build", staticmethod(slow_build))
+    writer = threading.Thread(target=lambda: bot.ingest([more]))
+    writer_thread.append(writer)
+    writer.start()
+    try:
+        assert inside.wait(60)
+        found: list = []
+        reader = threading.Thread(target=lambda: found.extend(bot.search("How does the Quell pump move water?", k=3)))
+        reader.start()
+        reader.join(20)
+        assert not reader.is_alive(), "the search waited for the BM25 build"
+        assert found and not any(p.source.endswith("pumps.md") for p in found)
+    finally:
+        release.set()
+        writer.join(60)
+    assert bot.search("How does the Quell pump move water?", k=1)[0].source.endswith("pumps.md")
