@@ -20,7 +20,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF \
 	$(if $(call has,avx512_vnni),-DGGML_AVX512_VNNI=ON) \
 	$(if $(call has,avx512_bf16),-DGGML_AVX512_BF16=ON)
 
-.PHONY: setup chat test drills chromium bench clean
+.PHONY: setup chat test heavy drills chromium bench clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,11 @@ test: $(STAMP) chromium
 drills: $(STAMP)
 	RAGBOT_DRILL_ROUNDS=20 $(BIN)/python -m pytest tests/test_drills.py -m "drill or not drill" --durations=0
 
+# Tests that train for minutes (the tuning gate's refusal, the tuning notebook): CI runs them
+# after `make test`, which leaves them out to stay near 10 minutes.
+heavy: $(STAMP)
+	$(BIN)/python -m pytest -m heavy
+
 chromium:
 	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
@@ -64,4 +69,5 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_generate.py
 	$(BIN)/python bench/bench_tune.py
 	$(BIN)/python bench/bench_memory.py
+	$(BIN)/python bench/bench_load.py
 	$(BIN)/python bench/bench_scifact.py

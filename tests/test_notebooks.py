@@ -23,7 +23,9 @@ def test_there_are_three_notebooks():
     assert [p.name for p in NOTEBOOKS] == ["evaluation.ipynb", "quickstart.ipynb", "tuning.ipynb"]
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+# The tuning notebook trains for a minute or more: CI runs it (`make heavy`).
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.heavy) if p.stem == "tuning" else p
+                                  for p in NOTEBOOKS], ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path, notebook_home):
     import nbformat
     from nbclient import NotebookClient

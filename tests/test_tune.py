@@ -284,6 +284,7 @@ def test_registry_activate_rollback_and_errors(tuned, tmp_path):
     assert first.path.is_dir()
 
 
+@pytest.mark.heavy
 def test_gate_refuses_a_candidate_trained_to_always_refuse(tuned, tmp_path):
     bot, result, _ = tuned
     train = trainset.load_examples(result.run_dir / "train.jsonl")
