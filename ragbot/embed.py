@@ -69,8 +69,10 @@ class Embedder:
         "gan" + "##s"), punctuation left out: the terms of the BM25 index (lexical.py)."""
         if not texts:
             return []
-        with self._lock:
-            encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        encoded = []
+        for start in range(0, len(texts), 256):  # the lock is let go between parts (a whole corpus)
+            with self._lock:
+                encoded += self.tokenizer(list(texts[start: start + 256]), add_special_tokens=False)["input_ids"]
         return [[t for t in self.tokenizer.convert_ids_to_tokens(ids) if any(ch.isalnum() for ch in t)]
                 for ids in encoded]
 

@@ -185,6 +185,35 @@ def test_concurrent_questions_are_decoded_together(fast_alone):
 
 @needs_llama_cpp
 @pytest.mark.slow
+def test_a_reader_who_stops_reading_holds_up_no_one(fast_alone):
+    """Steps are run by the questions' own threads: a question whose reader paused does not stop
+    another from being answered; a reader who leaves frees the slot; a llama.cpp failure fails
+    the questions in that step with a message and frees their slots."""
+    fast = fast_alone(2)
+    free = fast._decoder.free
+    story = fast.render([{"role": "user", "content": "Write a long story about a dragon."}])
+    sea = fast.render([{"role": "user", "content": "Write a poem about the sea."}])
+    paused = fast.stream(story, 64)
+    next(paused)  # one piece read, then nobody reads on: its slot stays taken
+    assert fast.generate(sea, 12).completion_tokens == 12
+    paused.close()
+    fast.clear_cache()  # needs every slot: waits for none (the left reader's slot is free)
+    assert free.acquire(timeout=5) and free.acquire(timeout=5)
+    free.release()
+    free.release()
+
+    ctx = fast._decoder.ctx
+    ctx.decode = lambda batch: (_ for _ in ()).throw(RuntimeError("llama_decode returned -3"))
+    try:
+        with pytest.raises(ModelError, match="llama.cpp failed while decoding: llama_decode returned -3"):
+            fast.generate(sea, 12)
+    finally:
+        del ctx.decode
+    assert fast.generate(sea, 12).completion_tokens == 12  # its slot was freed, its cache dropped
+
+
+@needs_llama_cpp
+@pytest.mark.slow
 def test_llama_cpp_waits_for_a_slot_stops_while_waiting_and_gives_up(fast_alone, monkeypatch):
     """Every slot answering: the next question waits; Stop while waiting ends it with nothing
     decoded; after the wait limit it is refused with a message."""

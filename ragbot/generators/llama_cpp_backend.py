@@ -187,6 +187,8 @@ class LlamaCppGenerator:
         return "" if token < 0 else self.model.detokenize([token], special=True).decode("utf-8", errors="replace")
 
     def _tokens(self, text: str) -> list[int]:
+        if self._decoder.closed:  # its model is freed
+            raise ModelError("the generator was closed")
         # `special=True`: the chat template's markers are single tokens, as in transformers'
         # tokenizer(text, add_special_tokens=False).
         return self.model.tokenize(text.encode("utf-8"), add_bos=False, special=True)
@@ -224,6 +226,7 @@ class LlamaCppGenerator:
         pieces: list[str] = []
         shown = 0  # reply tokens behind the pieces yielded
         decoder = self._decoder
+        ended = False
         if self._acquire(stop):  # else stopped while waiting: nothing decoded
             decoder.submit(job)
             try:
@@ -247,10 +250,12 @@ class LlamaCppGenerator:
                         if kind == "piece":
                             yield value
                     if kind == "end":
+                        ended = True
                         break
             finally:
-                job.cancelled.set()  # a reader who left (or a stop) frees the slot at the next step
-                decoder.step()
+                if not ended:  # a reader who left, a stop: its slot is freed at the next step
+                    job.cancelled.set()
+                    decoder.step()
         if totals is not None:
             totals["generation"] = Generation("".join(pieces).strip(), n_prompt, shown)
             totals["reused_tokens"] = job.reused
@@ -354,7 +359,7 @@ class _Decoder:
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = slots * context_tokens
         params.n_seq_max = slots
-        params.kv_unified = False  # each sequence its own `context_tokens`
+        params.kv_unified = False  # each sequence its own `context_tokens` (measured: no faster unified)
         params.n_batch = params.n_ubatch = batch_tokens
         params.n_threads = params.n_threads_batch = cpu_threads()
         # Flash attention: 10-20% faster prompts here, the same decoding speed (§3).
@@ -376,7 +381,7 @@ class _Decoder:
         self.n_vocab = model.n_vocab()
         self.slots = [_Slot(seq) for seq in range(slots)]
         self.free = threading.BoundedSemaphore(slots)  # taken by a question before it is submitted
-        self.widest = 0  # most questions decoded in one step so far (benchmarks and tests read it)
+        self.widest = 0  # most questions decoded in one step so far (tests read it)
 
     def submit(self, job: _Job) -> None:
         """Queue `job` (its thread holds one of `free`); the next step admits it."""
@@ -390,11 +395,13 @@ class _Decoder:
         try:
             while self._waiting:  # a slot is free for each: its question holds `free`
                 job = self._waiting.popleft()
-                if self._closed:
-                    job.out.put(("error", ModelError("the generator was closed"), 0))
-                    self.free.release()
-                else:
+                if self._closed or job.cancelled.is_set():
+                    self._end(job, ModelError("the generator was closed") if self._closed else None)
+                    continue
+                try:
                     self._admit(job)
+                except Exception as exc:  # llama.cpp could not trim a cache: this question fails alone
+                    self._end(job, ModelError(f"llama.cpp could not start this answer: {exc}"))
             if self._closed:
                 return True
             try:
@@ -413,7 +420,8 @@ class _Decoder:
         held = 0
         try:
             for _ in self.slots:  # every slot's permit: no question is being decoded
-                self.free.acquire()
+                while not self.free.acquire(timeout=0.1):
+                    self.step()  # questions whose readers left end at the next step
                 held += 1
             with self._stepping:
                 for slot in self.slots:
@@ -422,6 +430,10 @@ class _Decoder:
         finally:
             for _ in range(held):
                 self.free.release()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
         import llama_cpp
@@ -461,11 +473,19 @@ class _Decoder:
         for slot in self.slots:
             if slot.job is not None and slot.job.cancelled.is_set():
                 self._finish(slot)
+        active = [s for s in self.slots if s.job is not None]
+        # Every answering question's next token first, then the new prompts in the room left.
+        room, takes = self.batch_tokens, {}
+        for slot in sorted(active, key=lambda s: len(s.job.todo)):
+            takes[slot.seq] = min(len(slot.job.todo), room)
+            room -= takes[slot.seq]
+        # In slot order: llama.cpp splits a batch over separate KV sequences into runs of
+        # consecutive sequence ids (one forward pass each), so out-of-order rows cost passes.
         batch = self.batch.batch
         n, ready = 0, []
-        for slot in sorted((s for s in self.slots if s.job is not None), key=lambda s: len(s.job.todo)):
+        for slot in active:
             job = slot.job
-            take = job.todo[: self.batch_tokens - n]
+            take = job.todo[: takes[slot.seq]]
             for token in take:
                 batch.token[n] = token
                 batch.pos[n] = len(slot.cached)
@@ -505,6 +525,10 @@ class _Decoder:
 
     def _finish(self, slot: _Slot, error: Exception | None = None) -> None:
         job, slot.job = slot.job, None
+        self._end(job, error)
+
+    def _end(self, job: _Job, error: Exception | None = None) -> None:
+        """Tell `job`'s reader it is over (or why it failed), and free its permit."""
         if error is not None:
             job.out.put(("error", error, len(job.reply)))
         else:
