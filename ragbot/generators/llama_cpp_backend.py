@@ -243,6 +243,7 @@ class LlamaCppGenerator:
                         except queue.Empty:
                             continue
                     if kind == "error":
+                        ended = True
                         raise value
                     shown = count
                     if value:
@@ -355,6 +356,7 @@ class _Decoder:
         self.slots: list[_Slot] = []
         self._waiting: deque[_Job] = deque()
         self._stepping = threading.Lock()  # held while a thread runs a step (llama.cpp's context)
+        self._clearing = threading.Lock()
         self._closed = False
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = slots * context_tokens
@@ -417,6 +419,12 @@ class _Decoder:
         return True
 
     def clear(self) -> None:
+        if self._closed:
+            return
+        with self._clearing:  # two clears each holding some slots would wait on each other
+            self._clear()
+
+    def _clear(self) -> None:
         held = 0
         try:
             for _ in self.slots:  # every slot's permit: no question is being decoded
@@ -457,9 +465,13 @@ class _Decoder:
         slot = max(free, key=lambda s: _shared_start(s.cached, job.tokens))
         # At least the last prompt token is evaluated again, so the logits are this prompt's.
         keep = min(_shared_start(slot.cached, job.tokens), len(job.tokens) - 1)
-        if not self._drop_after(slot.seq, keep):  # a cache that cannot drop its tail (recurrent)
-            self._drop_after(slot.seq, 0)
-            keep = 0
+        try:
+            if not self._drop_after(slot.seq, keep):  # a cache that cannot drop its tail (recurrent)
+                self._drop_after(slot.seq, 0)
+                keep = 0
+        except Exception:
+            slot.cached = []  # what it holds is unknown now: the next question evaluates all
+            raise
         slot.cached = job.tokens[:keep]
         slot.job, job.todo, job.reused = job, job.tokens[keep:], keep
 
@@ -480,7 +492,8 @@ class _Decoder:
             takes[slot.seq] = min(len(slot.job.todo), room)
             room -= takes[slot.seq]
         # In slot order: llama.cpp splits a batch over separate KV sequences into runs of
-        # consecutive sequence ids (one forward pass each), so out-of-order rows cost passes.
+        # consecutive sequence ids with as many tokens from each (one forward pass per run), so
+        # rows out of order cost passes. A step with new prompt tokens takes at least two.
         batch = self.batch.batch
         n, ready = 0, []
         for slot in active:
