@@ -110,6 +110,18 @@ def test_sigkill_during_ingest_leaves_a_usable_index(make_bot, embedder, tmp_pat
     reopened.close()
 
 
+def _search_without_waiting(bot, question: str, what: str) -> list:
+    """The passages a search in another thread finds, failing if it takes 20 s (waits for `what`)."""
+    import threading
+
+    found: list = []
+    reader = threading.Thread(target=lambda: found.extend(bot.search(question, k=3)))
+    reader.start()
+    reader.join(20)
+    assert not reader.is_alive(), f"the search waited for {what}"
+    return found
+
+
 def test_searches_read_a_snapshot_while_this_process_ingests(make_bot, docs, tmp_path):
     """An ingest builds the next generation on a copy of the index: a search meanwhile (the chat
     answering while an upload is ingested) is not held up, and reads the generation the ingest
@@ -133,11 +145,7 @@ def test_searches_read_a_snapshot_while_this_process_ingests(make_bot, docs, tmp
     writer.start()
     try:
         assert inside.wait(60)
-        found: list = []
-        reader = threading.Thread(target=lambda: found.extend(bot.search("How does the Quell pump move water?", k=3)))
-        reader.start()
-        reader.join(20)
-        assert not reader.is_alive(), "the search waited for the ingest"
+        found = _search_without_waiting(bot, "How does the Quell pump move water?", "the ingest")
         assert found and not any(p.source.endswith(("a-pumps.md", "b-tides.md")) for p in found)
     finally:
         release.set()
@@ -174,11 +182,7 @@ def test_searches_do_not_wait_for_the_new_bm25_index(make_bot, docs, tmp_path, m
     writer.start()
     try:
         assert inside.wait(60)
-        found: list = []
-        reader = threading.Thread(target=lambda: found.extend(bot.search("How does the Quell pump move water?", k=3)))
-        reader.start()
-        reader.join(20)
-        assert not reader.is_alive(), "the search waited for the BM25 build"
+        found = _search_without_waiting(bot, "How does the Quell pump move water?", "the BM25 build")
         assert found and not any(p.source.endswith("pumps.md") for p in found)
     finally:
         release.set()
