@@ -115,28 +115,9 @@ def full_disk_reported(path: Path) -> Iterator[None]:
 def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
     """Write `path` through a temporary file that replaces it only when the block succeeds.
     A full disk becomes DiskFullError, with the old file still in place."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise disk_full(path) from None
-        raise
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+    with atomic_path(path) as tmp, full_disk_reported(path):
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
             yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise disk_full(path) from None
-        raise
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    fsync_dir(path.parent)
 
 
 @contextmanager
@@ -145,17 +126,17 @@ def atomic_path(path: Path) -> Iterator[Path]:
     object (a library that writes the file itself); when the block succeeds the file is synced
     and renamed over `path`, otherwise removed. A full disk becomes DiskFullError."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with full_disk_reported(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    tmp = Path(name)
     try:
-        yield tmp
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise disk_full(path) from None
-        raise
+        with full_disk_reported(path):
+            yield tmp
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
