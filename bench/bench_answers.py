@@ -12,6 +12,7 @@ Systems (each answers every question through `RagBot.ask`, follow-ups as the cha
 - release: the code at the `--release` commit (a git worktree), as it answered before;
 - extract-no-min-score: extract without the retrieval-score refusal (is `min_score` needed?);
 - extract-dense: extract with dense retrieval only (before hybrid search);
+- extract-embedding: extract with sentences ranked by the cosine (before the coverage ranking);
 - extract-no-corrections: extract without the user's corrections (the same unless voted on).
 `--against SYSTEM` adds the paired bootstrap interval of each system's differences to SYSTEM.
 
@@ -155,6 +156,7 @@ def main() -> None:
                 "generate-llama.cpp": {"answer_mode": "generate", "generator_backend": "llama.cpp"},
                 "generate-transformers": {"answer_mode": "generate", "generator_backend": "transformers"},
                 "extract-no-min-score": {"min_score": -1.0}, "extract-dense": {"retrieval": "dense"},
+                "extract-embedding": {"evidence_ranking": "embedding"},
                 "extract-no-corrections": {"use_corrections": False}}
     if args.release:
         release_dir = work / f"release-{args.release}"

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 
+import numpy as np
+
 from .answer import (
     REFUSAL,
     build_prompt,
@@ -32,7 +34,7 @@ from .answer import (
 from .answerability import AnswerabilityCheck
 from .corrections import CorrectionMemory, Match, MatchThreshold
 from .errors import BusyError, DiskFullError, RagbotError
-from .evidence import EmbeddingScorer, Evidence, SentenceScorer, compose, rank
+from .evidence import CoverageScorer, EmbeddingScorer, Evidence, SentenceScorer, compose, rank
 from .feedback import FeedbackLog
 from .files import state_lock
 from .index import VectorIndex
@@ -59,6 +61,7 @@ class RagBot:
         self._embedder = None
         self._generator = None
         self._scorer: SentenceScorer | None = None
+        self._ranker: SentenceScorer | None = None  # the evidence ranking (evidence_ranking setting)
         self._index: VectorIndex | None = None
         self._index_generation = -1
         self._lexical: tuple[int, LexicalIndex] | None = None
@@ -379,12 +382,16 @@ class RagBot:
         check = self.answerability_check(metadata)
         # The generate mode shows the model the first `prompt_passages`: its evidence must be there.
         pool = passages if settings.answer_mode == "extract" else passages[: settings.prompt_passages]
-        # A follow-up is scored against the standalone query it was retrieved with.
-        ranked = rank(retrieval_query, pool, self.evidence_scorer)
+        # A follow-up is scored against the standalone query it was retrieved with. The ranker
+        # chooses what to quote; the check's scorer (the cosine) decides whether to answer.
+        ranked = rank(retrieval_query, pool, self.evidence_ranker)
+        judged = ranked if self.evidence_ranker is self.evidence_scorer else rank(retrieval_query, pool,
+                                                                                 self.evidence_scorer)
         if match is not None:  # a thumbs-down alone: what was rejected is not quoted again
             ranked = _without(ranked, match.correction.answer)
+            judged = _without(judged, match.correction.answer)
         evidence_ms = (time.perf_counter() - t0) * 1000
-        best = ranked[0].score if ranked else None
+        best = judged[0].score if judged else None
         if best is None or check.lacks_answer(best):
             yield from refusal("no_evidence", {"evidence": evidence_ms, "generate": 0.0}, best, check.threshold)
             return
@@ -472,10 +479,27 @@ class RagBot:
 
     @property
     def evidence_scorer(self) -> SentenceScorer:
+        """The scorer whose best score the answerability check thresholds (the cosine)."""
         with self._load_lock:
             if self._scorer is None:
                 self._scorer = EmbeddingScorer(self.embedder)
             return self._scorer
+
+    @property
+    def evidence_ranker(self) -> SentenceScorer:
+        """The scorer that ranks sentences to quote, by the `evidence_ranking` setting."""
+        if self.settings.evidence_ranking == "embedding":
+            return self.evidence_scorer
+        with self._load_lock:
+            if self._ranker is None:
+                self._ranker = CoverageScorer(self.embedder, self._document_frequencies)
+            return self._ranker
+
+    def _document_frequencies(self, terms: Sequence[str]) -> tuple[np.ndarray, int]:
+        """How many chunks of the current generation hold each term, and how many chunks there
+        are (from the BM25 index: the coverage scorer's IDF)."""
+        _, words = self._search_snapshot(lexical=True)
+        return words.document_frequencies(terms), len(words)
 
     def answerability_check(self, metadata: dict | None = None) -> AnswerabilityCheck:
         """The threshold the best evidence score must reach: the adapter's calibration (of the

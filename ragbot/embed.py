@@ -27,6 +27,7 @@ class TokenVectors:
     vector: np.ndarray  # (dim,)
     tokens: np.ndarray  # (n_tokens, dim)
     spans: list[tuple[int, int]]
+    pieces: list[str]  # each token as the vocabulary spells it ("gan", "##s"): the BM25 terms
 
 
 class Embedder:
@@ -120,14 +121,15 @@ class Embedder:
         with self._lock, torch.inference_mode():
             outputs = self._model.encode(list(texts), output_value=None, normalize_embeddings=True,
                                          show_progress_bar=False)
-            offsets = self.tokenizer(list(texts), truncation=True, max_length=int(self._model.max_seq_length),
-                                     return_offsets_mapping=True)["offset_mapping"]
+            encoded = self.tokenizer(list(texts), truncation=True, max_length=int(self._model.max_seq_length),
+                                     return_offsets_mapping=True)
+            pieces = [self.tokenizer.convert_ids_to_tokens(ids) for ids in encoded["input_ids"]]
         result = []
-        for out, spans in zip(outputs, offsets):
+        for out, spans, names in zip(outputs, encoded["offset_mapping"], pieces):
             n = int(out["attention_mask"].sum())
             keep = [i for i, (start, end) in enumerate(spans[:n]) if end > start]
             tokens = out["token_embeddings"][:n].float().cpu().numpy()[keep]
             tokens /= np.linalg.norm(tokens, axis=1, keepdims=True) + 1e-12
-            result.append(TokenVectors(vector=out["sentence_embedding"].float().cpu().numpy(),
-                                       tokens=tokens, spans=[tuple(spans[i]) for i in keep]))
+            result.append(TokenVectors(vector=out["sentence_embedding"].float().cpu().numpy(), tokens=tokens,
+                                       spans=[tuple(spans[i]) for i in keep], pieces=[names[i] for i in keep]))
         return result

@@ -6,15 +6,24 @@ evidence, each citing its passage. The score of the best sentence also decides w
 at all: below the threshold fit by code (answerability.py) the passages are taken not to hold
 the answer. Nothing here reads words of a particular language.
 
-The scorer is `EmbeddingScorer`: the cosine between the question's and the sentence's
-embeddings, with the shipped sentence embedder; it needs no training. A scorer is anything with
-a `name` and `score(question, sentences)`, so a learned one (a cross-encoder trained on the
-user's documents) can take its place; a fitted threshold records which scorer it was fit for.
+Two scorers, both from the shipped sentence embedder, needing no training:
+- `EmbeddingScorer` ("embedding"): the cosine between question and sentence embeddings. Its best
+  score decides whether to answer at all (the threshold fit by answerability.py).
+- `CoverageScorer` ("coverage"): how well the sentence covers the part of the question it covers
+  worst. Each question token is matched to its closest sentence token (the embedder's contextual
+  token vectors), and the score is the similarity below which a quarter of the question lies,
+  each token weighted by its IDF in the user's own chunks (the BM25 index's document
+  frequencies). A sentence on the question's subject that lacks what is asked ("how many
+  layers") leaves the rare asked-for tokens unmatched, which a whole-sentence cosine averages
+  away. It ranks the sentences to quote by default (the `evidence_ranking` setting): on the
+  development sets it picked better sentences than the cosine (docs/benchmarks.md §13).
+A scorer is anything with a `name` and `score(question, sentences)`; a fitted threshold records
+which scorer it was fit for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,6 +34,9 @@ from .text import prose_sentences
 from .types import Passage
 
 MIN_WORDS = 3  # shorter pieces (a stray label, "Yes.") are never evidence on their own
+# The share of the question's (IDF-weighted) tokens a coverage score looks at: its worst quarter.
+# Chosen among a quarter, a half and the weighted mean on the development sets (§13).
+WORST_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,43 @@ class EmbeddingScorer:
             return np.zeros(0)
         vectors = self.embedder.encode([question, *sentences])
         return vectors[1:] @ vectors[0]
+
+
+class CoverageScorer:
+    """The question's worst-covered quarter: for each question token its best cosine with any
+    token of the sentence, and the IDF-weighted 25% quantile of those. `document_frequencies`
+    (terms -> counts, and the number of chunks) gives the IDF from the user's chunks; tokens that
+    are not terms (punctuation, special tokens) weigh nothing."""
+
+    name = "coverage"
+
+    def __init__(self, embedder, document_frequencies: Callable[[Sequence[str]], tuple[np.ndarray, int]]):
+        self.embedder = embedder
+        self.document_frequencies = document_frequencies
+
+    def score(self, question: str, sentences: Sequence[str]) -> np.ndarray:
+        if not sentences:
+            return np.zeros(0)
+        asked, *told = self.embedder.encode_tokens([question, *sentences])
+        weights = self._weights(asked.pieces)
+        return np.array([worst_share((asked.tokens @ s.tokens.T).max(axis=1), weights, WORST_SHARE)
+                         if len(s.tokens) else -1.0 for s in told])
+
+    def _weights(self, pieces: Sequence[str]) -> np.ndarray:
+        frequencies, n_chunks = self.document_frequencies(pieces)
+        is_term = np.array([any(ch.isalnum() for ch in p) for p in pieces], dtype=bool)
+        weights = np.log((n_chunks + 1) / (np.asarray(frequencies, dtype=np.float64) + 0.5)) * is_term
+        # A question of punctuation only (or an empty index) still gets a score: every token alike.
+        return weights if weights.sum() > 0 else np.ones(len(pieces))
+
+
+def worst_share(values: np.ndarray, weights: np.ndarray, share: float) -> float:
+    """The weighted `share` quantile of `values`: the value below which `share` of the weight lies."""
+    if not len(values):
+        return -1.0
+    order = np.argsort(values, kind="stable")
+    reached = np.cumsum(weights[order]) / weights.sum()
+    return float(values[order][min(int(np.searchsorted(reached, share)), len(values) - 1)])
 
 
 def candidates(passages: Sequence[Passage]) -> list[tuple[int, str]]:

@@ -82,6 +82,13 @@ class LexicalIndex:
             found.append([(int(self.ids[r]), float(s)) for r, s in zip(rows[0], scores[0]) if s > 0])
         return found
 
+    def document_frequencies(self, terms: Sequence[str]) -> np.ndarray:
+        """How many indexed chunks hold each term (0 for a term none holds)."""
+        if not len(self):
+            return np.zeros(len(terms), dtype=np.int64)
+        vocab, per_term = self._retriever.vocab_dict, np.diff(self._retriever.scores["indptr"])
+        return np.array([per_term[vocab[t]] if t in vocab else 0 for t in terms], dtype=np.int64)
+
     # -- persistence ------------------------------------------------------------------------
 
     def save(self, directory: Path, generation: int) -> Path:

@@ -19,6 +19,7 @@ DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 DEFAULT_GENERATOR = "SmolLM2-135M-Instruct"
 
 GENERATOR_BACKENDS = ("auto", "llama.cpp", "transformers")
+EVIDENCE_RANKINGS = ("coverage", "embedding")  # evidence.py
 
 # The shipped corpus sits next to the package in a source checkout.
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "corpus"
@@ -59,6 +60,11 @@ class Settings:
     # `prompt_passages` passages. Extract scores higher (docs/benchmarks.md §8) and is instant.
     answer_mode: str = "extract"
     answer_sentences: int = 1  # sentences quoted by the extract mode
+    # How the passages' sentences are ranked to choose the evidence (evidence.py): "coverage"
+    # (how well a sentence covers the question's least-covered part, token by token) or
+    # "embedding" (the sentences' cosine). Coverage picked better sentences (docs/benchmarks.md
+    # §13). Whether to answer at all is decided by the cosine and `evidence_threshold` either way.
+    evidence_ranking: str = "coverage"
     # Below this best-evidence score the passages are taken not to hold the answer. `ragbot tune`
     # fits its own on the user's documents; this default was fit by the same code on the
     # shipped corpus (scripts/calibrate_evidence.py, docs/calibration.md).
@@ -117,6 +123,9 @@ class Settings:
             raise ConfigError(f"lexical_weight must be 0 or more (got {self.lexical_weight})")
         if self.answer_mode not in ("extract", "generate"):
             raise ConfigError(f"answer_mode must be extract or generate (got {self.answer_mode!r})")
+        if self.evidence_ranking not in EVIDENCE_RANKINGS:
+            raise ConfigError(f"evidence_ranking must be one of {', '.join(EVIDENCE_RANKINGS)} "
+                              f"(got {self.evidence_ranking!r})")
         if self.answer_sentences < 1:
             raise ConfigError(f"answer_sentences must be at least 1 (got {self.answer_sentences})")
         if not -1 <= self.correction_match <= 1:
@@ -166,6 +175,7 @@ _KINDS: dict[str, type] = {
     "chunk_tokens": int, "chunk_overlap": int, "embed_batch_size": int, "top_k": int,
     "retrieval": str, "lexical_weight": float,
     "min_score": float, "answer_mode": str, "answer_sentences": int, "evidence_threshold": float,
+    "evidence_ranking": str,
     "use_corrections": bool, "correction_match": float,
     "prompt_passages": int, "context_tokens": int, "max_new_tokens": int, "parallel_answers": int,
     "temperature": float,

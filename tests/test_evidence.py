@@ -6,7 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from ragbot.answer import REFUSAL
-from ragbot.evidence import Evidence, EmbeddingScorer, candidates, compose, rank
+import pytest
+
+from ragbot.errors import ConfigError
+from ragbot.evidence import CoverageScorer, EmbeddingScorer, Evidence, candidates, compose, rank, worst_share
 from ragbot.types import Passage
 
 
@@ -67,3 +70,54 @@ def test_below_the_threshold_it_refuses_and_says_why(corpus_bot):
     assert far.refused and far.refusal_reason == "no_evidence"
     floor = corpus_bot.with_settings(min_score=0.5).ask("What is the capital of Peru?", record=False)
     assert floor.refused and floor.refusal_reason == "low_retrieval_score" and floor.evidence_score is None
+
+
+def test_worst_share_is_the_weighted_quantile():
+    values, weights = np.array([0.9, 0.1, 0.5]), np.array([1.0, 1.0, 2.0])
+    # Sorted: 0.1 (a quarter of the weight), 0.5 (half), 0.9 (a quarter).
+    assert worst_share(values, weights, 0.25) == 0.1
+    assert worst_share(values, weights, 0.5) == 0.5
+    assert worst_share(values, weights, 0.9) == 0.9
+    assert worst_share(np.array([]), np.array([]), 0.25) == -1.0
+
+
+def test_coverage_weighs_rare_terms_up_and_punctuation_not_at_all(embedder):
+    frequencies = {"the": 99, "tower": 3}
+    scorer = CoverageScorer(embedder, lambda terms: (np.array([frequencies.get(t, 0) for t in terms]), 100))
+    weights = dict(zip(["the", "tower", "eiffel", "?"], scorer._weights(["the", "tower", "eiffel", "?"])))
+    assert weights["?"] == 0 and weights["the"] < weights["tower"] < weights["eiffel"]
+    # With no term weighed at all (an empty index), every token counts alike.
+    empty = CoverageScorer(embedder, lambda terms: (np.zeros(len(terms)), 0))
+    assert list(empty._weights(["?", "!"])) == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("question, states_it, about_it", [
+    ("When was the Eiffel Tower completed?", "The Eiffel Tower was completed in 1889.",
+     "The Eiffel Tower is an iron tower in Paris, and the Eiffel Tower is famous across the world."),
+    ("How many layers does the encoder have?", "The encoder has six layers.",
+     "The encoder maps the input text to a sequence of vectors."),
+])
+def test_coverage_drops_a_sentence_that_lacks_what_is_asked(embedder, question, states_it, about_it):
+    """A near miss: the second sentence is about the question's subject but does not say what is
+    asked. Its cosine stays close to the stating sentence's; its coverage falls far below."""
+    coverage = CoverageScorer(embedder, lambda terms: (np.zeros(len(terms)), 100)).score(question, [states_it, about_it])
+    cosine = EmbeddingScorer(embedder).score(question, [states_it, about_it])
+    assert coverage[0] - coverage[1] > 0.4
+    assert coverage[0] - coverage[1] > cosine[0] - cosine[1]
+
+
+def test_coverage_ranks_the_quotes_and_the_cosine_decides_to_answer(corpus_bot):
+    assert corpus_bot.evidence_ranker.name == "coverage" and corpus_bot.evidence_scorer.name == "embedding"
+    answer = corpus_bot.ask("What is retrieval-augmented generation?", record=False)
+    question = "What is retrieval-augmented generation?"
+    # The refusal check thresholds the best cosine, whatever ranked the quote.
+    cosine_best = rank(question, answer.passages, corpus_bot.evidence_scorer)[0]
+    assert answer.evidence_score == cosine_best.score
+    assert answer.evidence_threshold == corpus_bot.settings.evidence_threshold
+    # The quote is the coverage ranking's first sentence.
+    quoted = rank(question, answer.passages, corpus_bot.evidence_ranker)[0]
+    assert answer.answer.startswith(quoted.text.rstrip("."))
+    cosine = corpus_bot.with_settings(evidence_ranking="embedding")
+    assert cosine.evidence_ranker is cosine.evidence_scorer
+    with pytest.raises(ConfigError, match="evidence_ranking"):
+        corpus_bot.with_settings(evidence_ranking="cross-encoder")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ragbot.lexical import LexicalIndex, fuse
+from ragbot.lexical import LexicalIndex, chunk_text, fuse
 from ragbot.store import StoredChunk
 
 
@@ -34,6 +34,12 @@ def test_index_finds_exact_words_and_survives_a_round_trip(tmp_path, embedder):
     assert LexicalIndex.load(tmp_path, 4, pieces, "another tokenizer") is None  # rebuilt, not misread
     again = LexicalIndex.load(tmp_path, 4, pieces, name)
     assert again is not None and again.search(["bananas"], 2)[0][0][0] == 11
+    # Document frequencies (the coverage scorer's IDF), the same after loading: the chunks that
+    # hold each word piece, as BM25 reads them (title first).
+    terms = ["fid", "the", "bananas", "zzzunknown"]
+    expected = [sum(t in pieces([chunk_text(c)])[0] for c in chunks) for t in terms]
+    assert list(index.document_frequencies(terms)) == list(again.document_frequencies(terms)) == expected
+    assert expected[2] == 1 and expected[-1] == 0  # "bananas" is one word piece, in one chunk
     index.save(tmp_path, 5)  # a newer generation: the older one stays a while for readers still opening it
     os.utime(tmp_path / "4.bm25", (1, 1))  # written long ago: what counts is when it became old
     index.save(tmp_path, 6)
@@ -45,7 +51,7 @@ def test_index_finds_exact_words_and_survives_a_round_trip(tmp_path, embedder):
     assert (tmp_path / "5.bm25").is_dir() and (tmp_path / "6.bm25").is_dir()  # old only recently: kept
     assert LexicalIndex.load(tmp_path, 99, pieces, name) is None
     empty = LexicalIndex.build([], pieces, name)
-    assert empty.search(["anything"], 3) == [[]]
+    assert empty.search(["anything"], 3) == [[]] and list(empty.document_frequencies(["fid"])) == [0]
     empty.save(tmp_path, 8)
     assert len(LexicalIndex.load(tmp_path, 8, pieces, name)) == 0
 
