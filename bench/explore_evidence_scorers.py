@@ -219,7 +219,7 @@ class _Scorer:
         return self.fn(q, list(ss)) if ss else np.zeros(0)
 
 dev = []
-for f in sorted(ROOT / "tests" / "data".glob("corpus_qa*.jsonl")):
+for f in sorted((ROOT / "tests" / "data").glob("corpus_qa*.jsonl")):
     for line in open(f):
         dev.append(json.loads(line))
 print("dev rows", len(dev), flush=True)

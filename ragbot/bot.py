@@ -178,7 +178,7 @@ class RagBot:
                                 f"run the command again, or restart `ragbot chat`")
             with self._load_lock:
                 before = self._current_index()
-                if self.settings.retrieval != "dense":
+                if self.settings.uses_bm25:
                     self._current_lexical()  # so searches meanwhile have the BM25 of the same generation
                 self._writing_here = True
             committed = False
@@ -187,7 +187,7 @@ class RagBot:
                 yield ingester
                 generation = self.store.generation()
                 lexical = None
-                if self.settings.retrieval != "dense":
+                if self.settings.uses_bm25:
                     # The new generation's BM25 index, built while the write lock is held, so
                     # searches in another process find it ready, and outside the load lock, so
                     # searches here go on reading the generation before it meanwhile.
@@ -496,9 +496,10 @@ class RagBot:
             return self._ranker
 
     def _document_frequencies(self, terms: Sequence[str]) -> tuple[np.ndarray, int]:
-        """How many chunks of the current generation hold each term, and how many chunks there
-        are (from the BM25 index: the coverage scorer's IDF)."""
-        _, words = self._search_snapshot(lexical=True)
+        """How many chunks hold each term, and how many chunks there are (from the BM25 index: the
+        coverage scorer's IDF). The index need not be of the FAISS index's generation: an IDF
+        one ingest old is as good, so this never waits for a write to finish."""
+        words = self._current_lexical()
         return words.document_frequencies(terms), len(words)
 
     def answerability_check(self, metadata: dict | None = None) -> AnswerabilityCheck:

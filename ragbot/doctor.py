@@ -163,7 +163,7 @@ def _indexes(bot, report: DoctorReport, repair: bool) -> None:
                None if set(index.ids().tolist()) == expected else "holds other chunks than the database")
     _report_index(report, f"FAISS index (generation {generation})", problem, repair,
                   settings.index_dir / f"{generation}.faiss", bot._current_index)
-    if settings.retrieval != "dense":
+    if settings.uses_bm25:
         lexical = LexicalIndex.load(settings.index_dir, generation, bot.embedder.word_pieces, bot.embedder.name)
         problem = ("missing" if lexical is None else
                    None if set(lexical.ids.tolist()) == expected else "holds other chunks than the database")

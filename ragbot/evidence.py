@@ -92,7 +92,7 @@ class CoverageScorer:
         frequencies, n_chunks = self.document_frequencies(pieces)
         is_term = np.array([any(ch.isalnum() for ch in p) for p in pieces], dtype=bool)
         weights = np.log((n_chunks + 1) / (np.asarray(frequencies, dtype=np.float64) + 0.5)) * is_term
-        # A question of punctuation only (or an empty index) still gets a score: every token alike.
+        # A question of punctuation only still gets a score: every token alike.
         return weights if weights.sum() > 0 else np.ones(len(pieces))
 
 

@@ -87,7 +87,9 @@ class LexicalIndex:
         if not len(self):
             return np.zeros(len(terms), dtype=np.int64)
         vocab, per_term = self._retriever.vocab_dict, np.diff(self._retriever.scores["indptr"])
-        return np.array([per_term[vocab[t]] if t in vocab else 0 for t in terms], dtype=np.int64)
+        # bm25s keeps an empty term at the vocabulary's end, past the per-term counts.
+        return np.array([per_term[vocab[t]] if vocab.get(t, len(per_term)) < len(per_term) else 0 for t in terms],
+                        dtype=np.int64)
 
     # -- persistence ------------------------------------------------------------------------
 

@@ -86,6 +86,11 @@ class Settings:
     default_corpus: Path | None = field(default=DEFAULT_CORPUS)
 
     @property
+    def uses_bm25(self) -> bool:
+        """Whether anything reads the BM25 index: the search, or the coverage ranking's IDF."""
+        return self.retrieval != "dense" or self.evidence_ranking == "coverage"
+
+    @property
     def db_path(self) -> Path:
         return self.data_dir / "ragbot.db"
 

@@ -86,7 +86,7 @@ def test_coverage_weighs_rare_terms_up_and_punctuation_not_at_all(embedder):
     scorer = CoverageScorer(embedder, lambda terms: (np.array([frequencies.get(t, 0) for t in terms]), 100))
     weights = dict(zip(["the", "tower", "eiffel", "?"], scorer._weights(["the", "tower", "eiffel", "?"])))
     assert weights["?"] == 0 and weights["the"] < weights["tower"] < weights["eiffel"]
-    # With no term weighed at all (an empty index), every token counts alike.
+    # A question with no term at all (punctuation only): every token counts alike.
     empty = CoverageScorer(embedder, lambda terms: (np.zeros(len(terms)), 0))
     assert list(empty._weights(["?", "!"])) == [1.0, 1.0]
 
@@ -108,16 +108,35 @@ def test_coverage_drops_a_sentence_that_lacks_what_is_asked(embedder, question, 
 
 def test_coverage_ranks_the_quotes_and_the_cosine_decides_to_answer(corpus_bot):
     assert corpus_bot.evidence_ranker.name == "coverage" and corpus_bot.evidence_scorer.name == "embedding"
-    answer = corpus_bot.ask("What is retrieval-augmented generation?", record=False)
-    question = "What is retrieval-augmented generation?"
-    # The refusal check thresholds the best cosine, whatever ranked the quote.
-    cosine_best = rank(question, answer.passages, corpus_bot.evidence_scorer)[0]
-    assert answer.evidence_score == cosine_best.score
-    assert answer.evidence_threshold == corpus_bot.settings.evidence_threshold
-    # The quote is the coverage ranking's first sentence.
-    quoted = rank(question, answer.passages, corpus_bot.evidence_ranker)[0]
-    assert answer.answer.startswith(quoted.text.rstrip("."))
+    question = "Which paper introduced the transformer architecture?"
+    answer = corpus_bot.ask(question, record=False)
+    by_coverage = rank(question, answer.passages, corpus_bot.evidence_ranker)[0]
+    by_cosine = rank(question, answer.passages, corpus_bot.evidence_scorer)[0]
+    # The cosine's best sentence only mentions the architecture; coverage's names the paper.
+    assert by_coverage.text != by_cosine.text and "Attention Is All You Need" not in by_cosine.text
+    assert answer.answer.startswith(by_coverage.text.rstrip(".")) and "Attention Is All You Need" in answer.answer
+    # Whether to answer was decided by the best cosine and its threshold, whatever ranked the quote.
+    assert answer.evidence_score == by_cosine.score and answer.evidence_threshold == corpus_bot.settings.evidence_threshold
+    between = corpus_bot.with_settings(evidence_threshold=by_cosine.score + 1e-6)
+    assert between.ask(question, record=False).refusal_reason == "no_evidence"
     cosine = corpus_bot.with_settings(evidence_ranking="embedding")
     assert cosine.evidence_ranker is cosine.evidence_scorer
+    assert cosine.ask(question, record=False).answer.startswith(by_cosine.text.rstrip("."))
     with pytest.raises(ConfigError, match="evidence_ranking"):
         corpus_bot.with_settings(evidence_ranking="cross-encoder")
+
+
+def test_dense_retrieval_answers_while_an_ingest_runs(make_bot, docs):
+    """The coverage ranking reads BM25's document frequencies even with dense retrieval, so the
+    writes keep BM25 current in that mode too, and a question asked while a write runs is
+    answered (it was refused as busy: the BM25 loaded by a question before the last ingest no
+    longer matched the FAISS index's generation)."""
+    bot = make_bot(retrieval="dense")
+    bot.ingest([docs])
+    question = "When was the Eiffel Tower completed?"
+    assert "Eiffel" in bot.ask(question, record=False).answer
+    (docs / "rome.md").write_text("# Rome\n\nThe Colosseum in Rome was completed in 80 AD under Titus.\n")
+    bot.ingest([docs])
+    with bot._writing():
+        assert "Eiffel" in bot.ask(question, record=False).answer
+    assert bot._lexical is not None and bot._lexical[0] == bot.store.generation()
