@@ -11,6 +11,7 @@ processes never interleave; reads notice another process's writes and reload the
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import warnings
@@ -37,7 +38,7 @@ from .errors import BusyError, DiskFullError, RagbotError
 from .evidence import CoverageScorer, EmbeddingScorer, Evidence, SentenceScorer, compose, rank
 from .feedback import FeedbackLog
 from .files import state_lock
-from .index import VectorIndex
+from .index import VectorIndex, approximate_if_due
 from .lexical import LexicalIndex, fuse
 from .ingest import Ingester, IngestReport, ProgressFn
 from .settings import Settings, load_settings
@@ -124,6 +125,8 @@ class RagBot:
                 index = VectorIndex(dim)
                 ids, vectors = self.store.all_vectors(dim)
                 index.add(ids, vectors)
+                # Past the size setting, approximate again (measured anew; the record is not rewritten here).
+                index, _ = approximate_if_due(index, self.settings.approximate_index_above, None)
                 if generation == self.store.generation():
                     _save_if_room(index, self.settings.index_dir, generation)
             self._index, self._index_generation = index, generation
@@ -536,12 +539,26 @@ class RagBot:
             "generation": self.store.generation(),
             "embedder": self.store.meta("embedder") or self.settings.embedder,
             "retrieval": self.settings.retrieval,
+            "vector_index": self._vector_index_status(),
             "bm25_index_saved": (self.settings.index_dir / f"{self.store.generation()}.bm25").is_dir(),
             "generator": self.settings.generator,
             "generator_backend": self._backend_in_use(),
             "adapter": self.adapter_in_use(),
             "schema_version": self.store.schema_version(),
         }
+
+    def _vector_index_status(self) -> str:
+        """Which vector index searches use, and its recall as measured when it was built."""
+        index = self._current_index()
+        described = index.describe()
+        if index.kind == "ivf":
+            try:
+                built = json.loads(self.store.meta("vector_index") or "{}")
+                described += (f"; recall@10 {built['recall_at_10']:.3f} against exact search when built "
+                              f"on {built['vectors']} vectors")
+            except (ValueError, KeyError, TypeError):
+                pass
+        return described
 
     def _backend_in_use(self) -> str:
         """What runs the generator (generators/), or why it cannot run, without loading it."""

@@ -51,6 +51,10 @@ class Settings:
     # "dense" uses the embedder only, "bm25" words only. Chosen by measurement (docs/benchmarks.md).
     retrieval: str = "hybrid"
     lexical_weight: float = 1.0  # BM25's weight in the hybrid fusion (dense: 1)
+    # Past this many chunks the vector index becomes approximate (FAISS IVF, index.py), its
+    # recall@10 against exact search measured when it is built; 0 keeps it exact. Exact search
+    # takes about 13 ms a question at 100k chunks and 136 ms at 1M on 2 cores (docs/benchmarks.md §2).
+    approximate_index_above: int = 200_000
     # A floor on the best passage's cosine: below it the bot declines before weighing evidence.
     # Off by default: on the frozen test set the evidence threshold alone refused the same
     # questions (docs/benchmarks.md §8), and this value could only be picked by hand.
@@ -124,6 +128,8 @@ class Settings:
             raise ConfigError(f"prompt_passages must be at least 1 (got {self.prompt_passages})")
         if self.retrieval not in ("hybrid", "dense", "bm25"):
             raise ConfigError(f"retrieval must be hybrid, dense or bm25 (got {self.retrieval!r})")
+        if self.approximate_index_above < 0:
+            raise ConfigError(f"approximate_index_above must be 0 (never) or more (got {self.approximate_index_above})")
         if self.lexical_weight < 0:
             raise ConfigError(f"lexical_weight must be 0 or more (got {self.lexical_weight})")
         if self.answer_mode not in ("extract", "generate"):
@@ -178,7 +184,7 @@ def _coerce(name: str, raw: Any, kind: type) -> Any:
 _KINDS: dict[str, type] = {
     "embedder": str, "generator": str, "generator_backend": str, "allow_downloads": bool, "adapter": str, "dtype": str,
     "chunk_tokens": int, "chunk_overlap": int, "embed_batch_size": int, "top_k": int,
-    "retrieval": str, "lexical_weight": float,
+    "retrieval": str, "lexical_weight": float, "approximate_index_above": int,
     "min_score": float, "answer_mode": str, "answer_sentences": int, "evidence_threshold": float,
     "evidence_ranking": str,
     "use_corrections": bool, "correction_match": float,
