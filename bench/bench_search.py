@@ -11,8 +11,8 @@ The data is synthetic, since embedding a million chunks takes hours here:
 - texts: 120 words each, drawn with Zipf frequencies from the embedder's own whole-word
   vocabulary, indexed by ragbot's BM25 (`LexicalIndex`, the embedder's word pieces);
 - queries: a vector at cosine 0.5 (`--cosine`) from a stored chunk's, in a random direction (as
-  a question sits from its best passage), and 8 words of that chunk's text. The index measures
-  its build-time recall on queries made the same way from other chunks.
+  a question sits from its best passage), and 8 words of that chunk's text. (The index measures
+  its own build-time recall on 200 queries of each of two kinds, index.check_queries.)
 Hybrid search here is what `RagBot.batch_search` does (dense and BM25 to depth FUSION_DEPTH,
 reciprocal-rank fusion, cosine of the fused top k from the index's vectors) without reading the
 chunks' rows from SQLite. Recall@10 of the approximate index is against exact search, for dense
@@ -55,7 +55,7 @@ def recall(truth: list, found: list) -> float:
 def main() -> None:
     from ragbot.bot import FUSION_DEPTH
     from ragbot.embed import Embedder
-    from ragbot.index import QUERY_COSINE, VectorIndex, near
+    from ragbot.index import VectorIndex, near
     from ragbot.lexical import LexicalIndex, fuse
     from ragbot.settings import load_settings
     from ragbot.store import StoredChunk
@@ -63,11 +63,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--cosine", type=float, default=None,
-                        help="queries' cosine to the chunk each is made from (default: the index's own, 0.5)")
+    parser.add_argument("--cosine", type=float, default=0.5,
+                        help="queries' cosine to the chunk each is made from")
     parser.add_argument("--no-hybrid", action="store_true", help="dense search only (no BM25 index)")
     args = parser.parse_args()
-    args.cosine = QUERY_COSINE if args.cosine is None else args.cosine
     print(machine(), flush=True)
     rng = np.random.default_rng(0)
     embedder = None if args.no_hybrid else Embedder.load(load_settings("/nonexistent-ragbot-bench"))

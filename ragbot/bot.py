@@ -38,7 +38,7 @@ from .errors import BusyError, DiskFullError, RagbotError
 from .evidence import CoverageScorer, EmbeddingScorer, Evidence, SentenceScorer, compose, rank
 from .feedback import FeedbackLog
 from .files import state_lock
-from .index import VectorIndex, approximate_if_due
+from .index import VectorIndex
 from .lexical import LexicalIndex, fuse
 from .ingest import Ingester, IngestReport, ProgressFn
 from .settings import Settings, load_settings
@@ -125,8 +125,6 @@ class RagBot:
                 index = VectorIndex(dim)
                 ids, vectors = self.store.all_vectors(dim)
                 index.add(ids, vectors)
-                # Past the size setting, approximate again (measured anew; the record is not rewritten here).
-                index, _ = approximate_if_due(index, self.settings.approximate_index_above, None)
                 if generation == self.store.generation():
                     _save_if_room(index, self.settings.index_dir, generation)
             self._index, self._index_generation = index, generation
@@ -548,16 +546,32 @@ class RagBot:
         }
 
     def _vector_index_status(self) -> str:
-        """Which vector index searches use, and its recall as measured when it was built."""
-        index = self._current_index()
-        described = index.describe()
-        if index.kind == "ivf":
-            try:
-                built = json.loads(self.store.meta("vector_index") or "{}")
-                described += (f"; recall@10 {built['recall_at_10']:.3f} against exact search when built "
-                              f"on {built['vectors']} vectors")
-            except (ValueError, KeyError, TypeError):
-                pass
+        """Which vector index searches use, and its recall on the check it was built with. From
+        the index this process holds, else from the record the last write kept (store meta
+        "vector_index") and the saved file's presence: status never loads an index (1.5 GB at a
+        million chunks), the embedder, or rebuilds anything."""
+        generation = self.store.generation()
+        try:
+            record = json.loads(self.store.meta("vector_index") or "{}")
+        except ValueError:
+            record = {}
+        record = record if isinstance(record, dict) else {}
+        with self._load_lock:
+            index = self._index if self._index is not None and self._index_generation == generation else None
+        if index is not None:
+            described, kind = index.describe(), index.kind
+        elif not (self.settings.index_dir / f"{generation}.faiss").is_file():
+            return "not saved for this generation (the next search builds it, exact)"
+        else:
+            kind = "ivf" if record.get("kind") == "ivf" else "exact"
+            chunks = self.store.counts()[1]
+            described = (f"approximate (IVF: {record.get('lists')} lists, {record.get('nprobe')} read per search), "
+                         f"{chunks} vectors" if kind == "ivf" else f"exact (flat), {chunks} vectors")
+        if kind == "ivf" and record.get("kind") == "ivf" and "recall_at_10" in record:
+            described += (f"; recall@10 {record['recall_at_10']:.3f} on its check against exact search when built "
+                          f"on {record['vectors']} vectors")
+        if record.get("attempted_at"):
+            described += f"; kept as it is: {record.get('reason')}"
         return described
 
     def _backend_in_use(self) -> str:
