@@ -71,3 +71,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_memory.py
 	$(BIN)/python bench/bench_load.py
 	$(BIN)/python bench/bench_scifact.py
+	$(BIN)/python bench/bench_pdf_retrieval.py

@@ -13,7 +13,9 @@ Systems (each answers every question through `RagBot.ask`, follow-ups as the cha
 - extract-no-min-score: extract without the retrieval-score refusal (is `min_score` needed?);
 - extract-dense: extract with dense retrieval only (before hybrid search);
 - extract-embedding: extract with sentences ranked by the cosine (before the coverage ranking);
-- extract-no-corrections: extract without the user's corrections (the same unless voted on).
+- extract-no-corrections: extract without the user's corrections (the same unless voted on);
+- extract-plain-pdf: extract on PDFs read as plain page text (before `pdf_structure`), in a data
+  dir of its own.
 `--against SYSTEM` adds the paired bootstrap interval of each system's differences to SYSTEM.
 
 The documents: the shipped corpus, the frozen set's German and French documents, and the two
@@ -85,11 +87,12 @@ def documents(shared: bool) -> list[Path]:
     return paths
 
 
-def prepare(data_dir: Path, paths: list[Path], pythonpath: str | None) -> None:
-    code = ("import sys; from ragbot import RagBot; bot = RagBot.open(sys.argv[1], default_corpus=None); "
-            "r = bot.ingest(sys.argv[2:]); print(r.summary()); sys.exit(0 if r.ok else 1)")
-    subprocess.run([sys.executable, "-c", code, str(data_dir), *map(str, paths)], check=True, env=_env(pythonpath),
-                   cwd=data_dir.parent)
+def prepare(data_dir: Path, paths: list[Path], pythonpath: str | None, overrides: dict | None = None) -> None:
+    code = ("import json, sys; from ragbot import RagBot; "
+            "bot = RagBot.open(sys.argv[1], default_corpus=None, **json.loads(sys.argv[2])); "
+            "r = bot.ingest(sys.argv[3:]); print(r.summary()); sys.exit(0 if r.ok else 1)")
+    subprocess.run([sys.executable, "-c", code, str(data_dir), json.dumps(overrides or {}), *map(str, paths)],
+                   check=True, env=_env(pythonpath), cwd=data_dir.parent)
 
 
 def _env(pythonpath: str | None) -> dict:
@@ -157,7 +160,10 @@ def main() -> None:
                 "generate-transformers": {"answer_mode": "generate", "generator_backend": "transformers"},
                 "extract-no-min-score": {"min_score": -1.0}, "extract-dense": {"retrieval": "dense"},
                 "extract-embedding": {"evidence_ranking": "embedding"},
-                "extract-no-corrections": {"use_corrections": False}}
+                "extract-no-corrections": {"use_corrections": False},
+                "extract-plain-pdf": {"pdf_structure": False}}
+    # Systems whose documents are read differently ingest into a data dir of their own.
+    reading = {"extract-plain-pdf": {"pdf_structure": False}}
     if args.release:
         release_dir = work / f"release-{args.release}"
         if not release_dir.is_dir():
@@ -166,9 +172,9 @@ def main() -> None:
     results, records = {}, {}
     for system in systems:
         pythonpath = str(work / f"release-{args.release}") if system == "release" else None
-        data_dir = work / ("data-release" if system == "release" else "data")
+        data_dir = work / ("data-release" if system == "release" else f"data-{system}" if system in reading else "data")
         if not (data_dir / "ragbot.db").is_file():
-            prepare(data_dir, documents(shared), pythonpath)
+            prepare(data_dir, documents(shared), pythonpath, reading.get(system))
         started = time.perf_counter()
         done = work / f"{system}.jsonl"
         if args.reuse and done.is_file() and sum(1 for _ in done.open()) == len(rows):

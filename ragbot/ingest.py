@@ -22,6 +22,7 @@ from .embed import Embedder
 from .errors import DiskFullError, DocumentError
 from .index import VectorIndex, approximate_if_due
 from .models import sha256_file
+from .pdf import VERSION as PDF_RULES
 from .readers import kind_of, read_document, supported_suffixes
 from .settings import Settings
 from .store import Store
@@ -62,11 +63,15 @@ class IngestReport:
         if self.skipped:
             parts.append(f"skipped {len(self.skipped)}")
         line = f"{', '.join(parts)} — {self.chunks_added} chunks in {self.seconds:.1f}s ({rate:.0f} chunks/s)"
-        if self.vector_index:
-            built = self.vector_index
+        built = self.vector_index
+        if built and built.get("attempted_at"):
+            line += f"\nvector index kept {'approximate' if built['kind'] == 'ivf' else 'exact'}: {built['reason']}"
+        elif built and built["kind"] == "ivf":
             line += (f"\nvector index now approximate (IVF, {built['lists']} lists, {built['nprobe']} read per search): "
-                     f"recall@10 {built['recall_at_10']:.3f} against exact search on {built['vectors']} vectors, "
-                     f"built in {built['seconds']:.0f}s")
+                     f"recall@10 {built['recall_at_10']:.3f} against exact search on {built['vectors']} vectors "
+                     f"(queries made from them), built in {built['seconds']:.0f}s")
+        elif built:
+            line += f"\nvector index exact ({built['reason']})"
         return line
 
 
@@ -163,6 +168,12 @@ class Ingester:
         self.pipeline = (
             f"v{PIPELINE_VERSION}|{embedder.name}|chunk={settings.chunk_tokens}/{settings.chunk_overlap}"
         )
+        # A PDF is read again when the way PDFs are read changes; other files are not.
+        self.pdf_pipeline = self.pipeline + (f"|pdf-structure={PDF_RULES}" if settings.pdf_structure else "")
+
+    def _pipeline_for(self, file: Path) -> str:
+        """What a stored document must have been made with to count as current."""
+        return self.pdf_pipeline if kind_of(file) == "pdf" else self.pipeline
 
     def ingest(self, paths: Sequence[str | Path], prune: bool = False, progress: ProgressFn | None = None) -> IngestReport:
         started = time.perf_counter()
@@ -207,14 +218,14 @@ class Ingester:
         """The document and its chunks, or its source when it is stored and unchanged."""
         source = str(file)
         stored = self.store.document(source)
-        if stored is not None and stored.pipeline == self.pipeline:
+        if stored is not None and stored.pipeline == self._pipeline_for(file):
             try:
                 if sha256_file(file) == stored.sha256:
                     return source
             except OSError as exc:
                 raise DocumentError(source, f"cannot read: {exc.strerror or exc}") from None
         try:
-            doc = read_document(file)
+            doc = read_document(file, pdf_structure=self.settings.pdf_structure)
         except DocumentError:
             raise
         except Exception as exc:  # noqa: BLE001 - a reader's bug or limit fails this file, not the ingest
@@ -240,7 +251,8 @@ class Ingester:
         for doc, chunks, existed in batch:
             doc_vectors = vectors[offset : offset + len(chunks)]
             offset += len(chunks)
-            old_ids, new_ids = self.store.replace_document(doc, chunks, doc_vectors, self.pipeline)
+            old_ids, new_ids = self.store.replace_document(doc, chunks, doc_vectors,
+                                                            self._pipeline_for(Path(doc.source)))
             self.index.remove(old_ids)
             self.index.add(np.asarray(new_ids, dtype=np.int64), doc_vectors)
             (report.updated if existed else report.added).append(doc.source)
@@ -263,7 +275,7 @@ class Ingester:
         targets = [os.path.abspath(os.path.expanduser(str(p))) for p in paths]
         sources = [d.source for d in self.store.documents_under(targets)]
         self.index.remove(self.store.remove_documents(sources))
-        self.save_index()
+        self.save_index()  # a remove that makes the index exact again is reported by status
         return sources
 
     def prune(self) -> list[str]:
@@ -275,8 +287,12 @@ class Ingester:
     def save_index(self) -> dict | None:
         """Save the index of this generation, made approximate first when the corpus has grown
         past `approximate_index_above` (index.py); returns that build's measurements, if any."""
+        try:
+            last = json.loads(self.store.meta("vector_index") or "null")
+        except ValueError:
+            last = None
         self.index, built = approximate_if_due(self.index, self.settings.approximate_index_above,
-                                               self.store.meta("vector_index"))
+                                               last if isinstance(last, dict) else None)
         if built is not None:
             with self.store.transaction():
                 self.store.set_meta("vector_index", json.dumps(built))

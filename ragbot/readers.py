@@ -13,6 +13,7 @@ import stat
 from pathlib import Path
 
 from .errors import DocumentError
+from .pdf import read_pdf
 from .types import Document, PageSpan
 
 KINDS = {
@@ -39,8 +40,9 @@ def supported_suffixes() -> str:
     return ", ".join(sorted(KINDS))
 
 
-def read_document(path: Path) -> Document:
-    """Read `path` (a regular file) into a Document, or raise DocumentError."""
+def read_document(path: Path, pdf_structure: bool = True) -> Document:
+    """Read `path` (a regular file) into a Document, or raise DocumentError. `pdf_structure`:
+    PDF headings marked and running headers/footers dropped (pdf.py), else pypdf's plain text."""
     name = str(path)
     kind = kind_of(path)
     if kind is None:
@@ -50,7 +52,7 @@ def read_document(path: Path) -> Document:
     if not data.strip():
         raise DocumentError(name, "empty file")
     if kind == "pdf":
-        title, text, pages = _read_pdf(path, data)
+        title, text, pages = _read_pdf(path, data, pdf_structure)
     else:
         raw = _decode_text(path, data)
         if kind == "html":
@@ -149,34 +151,16 @@ def _markdown_title(text: str) -> str:
     return match.group(1).strip() if match else ""
 
 
-# pypdf refuses arrays and dictionaries over 100,000 elements, a guard against hostile files that
-# valid reports exceed (a large filing's page tree or structure tree). These limits only bound
-# how many objects one array may hold; the decompression limits that bound memory stay as they are.
-PYPDF_ELEMENT_LIMIT = 20_000_000
-
-
-def _read_pdf(path: Path, data: bytes) -> tuple[str, str, list[PageSpan]]:
-    """Title, text and page spans of a PDF: pypdf first, then PDFium (pypdfium2) for a PDF that
-    pypdf cannot read. Only when both fail is the file refused, with pypdf's reason."""
+def _read_pdf(path: Path, data: bytes, structure: bool) -> tuple[str, str, list[PageSpan]]:
+    """Title, text and page spans of a PDF (pdf.py reads the pages)."""
     name = str(path)
-    if not data.lstrip().startswith(b"%PDF"):
-        raise DocumentError(name, "not a PDF (no %PDF header); the file is corrupt or misnamed")
-    try:
-        title, page_texts = _pdf_pages_pypdf(name, data)
-    except DocumentError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - pypdf raises many types on files it cannot parse
-        reason = f"corrupt or unreadable PDF ({type(exc).__name__}: {exc})"
-        try:
-            title, page_texts = _pdf_pages_pdfium(data)
-        except Exception:  # noqa: BLE001 - the second reader failing too confirms the first
-            raise DocumentError(name, reason) from None
-    if not page_texts:
+    read = read_pdf(name, data, structure=structure)
+    if not read.pages:
         raise DocumentError(name, "PDF has no pages")
     parts: list[str] = []
     pages: list[PageSpan] = []
     offset = 0
-    for number, raw in enumerate(page_texts, start=1):
+    for number, raw in enumerate(read.pages, start=1):
         page_text = _normalise(raw)
         pages.append(PageSpan(number=number, start=offset))
         parts.append(page_text)
@@ -186,51 +170,7 @@ def _read_pdf(path: Path, data: bytes) -> tuple[str, str, list[PageSpan]]:
         raise DocumentError(
             name, f"no text layer in {len(pages)} page(s): image-only (scanned) PDF; run OCR on it first"
         )
-    return title, text, pages
-
-
-def _pdf_pages_pypdf(name: str, data: bytes) -> tuple[str, list[str]]:
-    import io
-    import logging
-
-    from pypdf import PdfReader, apply_configuration
-
-    logging.getLogger("pypdf").setLevel(logging.ERROR)  # pypdf warns on every small oddity
-    with apply_configuration(array_maximum_element_count=PYPDF_ELEMENT_LIMIT,
-                             dictionary_maximum_element_count=PYPDF_ELEMENT_LIMIT):
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            # Many PDFs are "encrypted" with an empty user password; those open fine.
-            try:
-                opened = reader.decrypt("")
-            except Exception:  # noqa: BLE001 - pypdf raises several types for unsupported crypto
-                opened = 0
-            if not opened:
-                raise DocumentError(name, "encrypted PDF: it needs a password; save an unencrypted copy")
-        texts = [page.extract_text() or "" for page in reader.pages]
-        try:
-            title = str(reader.metadata.title).strip() if reader.metadata and reader.metadata.title else ""
-        except Exception:  # noqa: BLE001 - a broken info dictionary costs only the title
-            title = ""
-    return title, texts
-
-
-def _pdf_pages_pdfium(data: bytes) -> tuple[str, list[str]]:
-    import pypdfium2
-
-    pdf = pypdfium2.PdfDocument(data)
-    try:
-        texts = []
-        for i in range(len(pdf)):
-            page = pdf[i]
-            textpage = page.get_textpage()
-            texts.append(textpage.get_text_range())
-            textpage.close()
-            page.close()
-        title = (pdf.get_metadata_dict().get("Title") or "").strip()
-    finally:
-        pdf.close()
-    return title, texts
+    return read.title, text, pages
 
 
 def _html_to_text(raw: str) -> tuple[str, str]:

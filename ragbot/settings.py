@@ -44,6 +44,10 @@ class Settings:
     # Chunking, in embedder tokens.
     chunk_tokens: int = 200
     chunk_overlap: int = 40
+    # Read PDFs with their structure (pdf.py): headings found from font sizes start sections,
+    # running headers/footers and unreadable text are dropped. Off: pypdf's plain page text.
+    # Measured on the shared PDFs before it became the default (docs/benchmarks.md §14).
+    pdf_structure: bool = True
     embed_batch_size: int = 64
     # Retrieval and answering.
     top_k: int = 5
@@ -183,7 +187,7 @@ def _coerce(name: str, raw: Any, kind: type) -> Any:
 
 _KINDS: dict[str, type] = {
     "embedder": str, "generator": str, "generator_backend": str, "allow_downloads": bool, "adapter": str, "dtype": str,
-    "chunk_tokens": int, "chunk_overlap": int, "embed_batch_size": int, "top_k": int,
+    "chunk_tokens": int, "chunk_overlap": int, "pdf_structure": bool, "embed_batch_size": int, "top_k": int,
     "retrieval": str, "lexical_weight": float, "approximate_index_above": int,
     "min_score": float, "answer_mode": str, "answer_sentences": int, "evidence_threshold": float,
     "evidence_ranking": str,

@@ -124,10 +124,10 @@ def test_any_error_from_a_reader_fails_that_file_only(make_bot, docs, monkeypatc
 
     real = ragbot.ingest.read_document
 
-    def flaky(path):
+    def flaky(path, **options):
         if path.name == "paris.md":
             raise MemoryError("parser blew up")
-        return real(path)
+        return real(path, **options)
 
     monkeypatch.setattr(ragbot.ingest, "read_document", flaky)
     bot = make_bot()
@@ -204,3 +204,15 @@ def test_pdf_from_the_corpus_keeps_pages(make_bot, tmp_path):
     assert bot.ingest([pdf]).ok
     top = bot.search("law firms verify case citations", k=1)[0]
     assert top.page == 4
+    assert top.section.endswith("Legal Services")  # the PDF's heading, found from its font size
+
+
+def test_changing_how_pdfs_are_read_reads_only_the_pdfs_again(make_bot, docs):
+    copy_corpus_file("generative-ai-applications-by-industry.pdf", docs)
+    bot = make_bot()
+    assert bot.ingest([docs]).ok
+    plain = make_bot(data_dir=bot.settings.data_dir, pdf_structure=False)
+    report = plain.ingest([docs])
+    assert (len(report.updated), len(report.unchanged)) == (1, 3)  # the PDF, not the three others
+    assert plain.search("law firms verify case citations", k=1)[0].section == ""
+    assert len(plain.ingest([docs]).unchanged) == 4

@@ -4,7 +4,7 @@ import pytest
 from pypdf import PdfWriter
 
 from ragbot.errors import DocumentError
-from ragbot import readers
+from ragbot import pdf
 from ragbot.readers import read_document
 
 from conftest import CORPUS
@@ -99,16 +99,21 @@ def test_missing_file(tmp_path):
         read_document(tmp_path / "gone.md")
 
 
-def text_pdf(page_texts: list[str], pages_extra: bytes = b"") -> bytes:
-    """A small valid PDF, one Helvetica line per page, written object by object so a test can put
-    `pages_extra` (e.g. a huge array) in the page tree's root, as large company reports do."""
+def text_pdf(page_texts: list[str | list[tuple[float, str]]], pages_extra: bytes = b"") -> bytes:
+    """A small valid PDF written object by object, so a test can put `pages_extra` (e.g. a huge
+    array) in the page tree's root, as large company reports do. Each page is one 12 pt Helvetica
+    line, or lines given as (font size, text) from the top down."""
     n = len(page_texts)
     font = 3 + 2 * n
     kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(n))
     objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
                f"<< /Type /Pages /Count {n} /Kids [{kids}] ".encode() + pages_extra + b">>"]
     for i, text in enumerate(page_texts):
-        stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+        lines, y, shown = [(12.0, text)] if isinstance(text, str) else text, 760.0, []
+        for size, line in lines:
+            y -= 1.5 * max(size, 4)
+            shown.append(f"BT /F1 {size} Tf 72 {y:.1f} Td ({line}) Tj ET")
+        stream = "\n".join(shown).encode()
         objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {4 + 2 * i} 0 R "
                        f"/Resources << /Font << /F1 {font} 0 R >> >> >>".encode())
         objects.append(f"<< /Length {len(stream)} >>\nstream\n".encode() + stream + b"\nendstream")
@@ -149,7 +154,7 @@ def test_pdf_that_pypdf_cannot_parse_is_read_by_pdfium(tmp_path, monkeypatch):
     def broken(name, data):
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr(readers, "_pdf_pages_pypdf", broken)
+    monkeypatch.setattr(pdf, "_lines_pypdf", broken)
     path = tmp_path / "odd.pdf"
     path.write_bytes(text_pdf(["First page text", "Second page text"]))
     doc = read_document(path)
@@ -161,8 +166,110 @@ def test_pdf_that_neither_reader_opens_names_pypdfs_reason(tmp_path, monkeypatch
     def broken(name, data):
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr(readers, "_pdf_pages_pypdf", broken)
+    monkeypatch.setattr(pdf, "_lines_pypdf", broken)
     path = tmp_path / "bad.pdf"
     path.write_bytes(b"%PDF-1.7\n1 0 obj << /Type /Catalog >>\ngarbage")
     with pytest.raises(DocumentError, match=r"corrupt or unreadable PDF \(RecursionError"):
         read_document(path)
+
+
+def _report_page(number: int, pages: int, body: list[str]) -> list[tuple[float, str]]:
+    """A page of a report: a running header, a page number footer, an invisible 1 pt marker."""
+    return [(10, "Quarterly Report of the Harbour Board"), (1, f"_marker-{number:04d}-hidden"), *[(10, b) for b in body],
+            (10, f"Page {number} of {pages}")]
+
+
+def test_pdf_structure_marks_headings_and_drops_page_furniture(tmp_path):
+    pages = [
+        _report_page(1, 4, ["Harbour figures for the year."]),
+        [(18, "Annual Overview")] + _report_page(2, 4, ["The harbour handled more ships than before."])[0:],
+        _report_page(3, 4, ["Dredging continued through spring.", "It took four months.", "Two ships helped.",
+                            "Quarterly Report of the Harbour Board", "was the body that paid for it.",
+                            "The work ended in May.", "Costs were on budget.", "Nobody was hurt."]),
+        [(14, "Dredging")] + _report_page(4, 4, ["The channel was deepened to twelve metres."]),
+    ]
+    path = tmp_path / "report.pdf"
+    path.write_bytes(text_pdf(pages))
+    doc = read_document(path)
+    lines = [line for line in doc.text.splitlines() if line.strip()]
+    assert "# Annual Overview" in lines and "## Dredging" in lines  # larger sizes, higher levels
+    assert not any("marker" in line for line in lines)  # 1 pt text is not meant to be read
+    assert not any(line.startswith("Page ") for line in lines)  # the page-number footer
+    # The running header goes from the top of each page; the same words inside a page stay.
+    assert lines.count("Quarterly Report of the Harbour Board") == 1
+    assert doc.page_at(doc.text.index("deepened")) == 4 and doc.page_at(doc.text.index("Dredging continued")) == 3
+    plain = read_document(path, pdf_structure=False)
+    assert "#" not in plain.text and "_marker-0003-hidden" in plain.text and "Page 4 of 4" in plain.text
+
+
+def _lines(*lines):
+    return [pdf.Line(((text, size),)) for size, text in lines]
+
+
+def test_pdf_structure_keeps_what_is_not_furniture():
+    def prose(page):
+        return [(10, f"Paragraph {word} of page {page}, long enough to be the body text.") for word in "abcdef"]
+
+    long_display = " ".join(["word"] * (pdf.HEADING_MAX_WORDS + 1))
+    pages = [_lines(*prose("one"), (24, long_display), (0, ""), (24, "A real heading"), *prose("two"),
+                    (10, "Closing line one.")),
+             _lines(*prose("three"), (10, "Closing line two."))]
+    text = "\n".join(pdf.structure_pages(pages))
+    # A large block of many words is display text; a short one is a heading.
+    assert long_display in text and f"# {long_display}" not in text and "# A real heading" in text
+    # Lines that differ in words are not a running footer (digits are ignored, words are not).
+    assert "Closing line one." in text and "Closing line two." in text
+
+
+def test_running_lines_match_on_size_and_letters():
+    body = [(10, f"Body sentence {word} that only this page has.") for word in ("one", "two", "three", "four")]
+    pages = [_lines((9, "Methods"), (18, "Methods"), *body, (10, "Total 120 340"), (10, "17")),
+             _lines((9, "Methods"), *body[1:], (10, "Total 125 350"), (10, "18")),
+             _lines((9, "Methods"), *body[2:], (10, "Total 130 360"), (10, "19"))]
+    text = "\n".join(pdf.structure_pages(pages))
+    lines = text.splitlines()
+    # The 9 pt running header goes; the 18 pt chapter heading with the same words stays.
+    assert lines.count("# Methods") == 1 and "Methods" not in lines
+    # The page number (the last line, no letters) goes; a repeated row of words and numbers one
+    # line above it is a running footer only because its words repeat at the same size.
+    assert not any(line in ("17", "18", "19") for line in lines)
+    digits_only = [_lines((10, "Body of page A, long enough."), (10, "2024 2025"), (10, "Footer text")),
+                   _lines((10, "Body of page B, long enough."), (10, "2023 2024"), (10, "Footer text"))]
+    kept = "\n".join(pdf.structure_pages(digits_only))
+    assert "2024 2025" in kept and "2023 2024" in kept and "Footer text" not in kept
+
+
+def test_a_second_body_size_is_not_headings_and_furniture_only_pdfs_keep_their_text():
+    small = [(8, f"Table cell text {i} in small print, many of them.") for i in range(8)]
+    prose = [(10, f"Prose paragraph {i}, set a little larger than the tables.") for i in range(5)]
+    paragraphs = [line for p in prose for line in ((0, ""), p)]  # each a short block of its own
+    text = "\n".join(pdf.structure_pages([_lines(*small, *paragraphs)]))
+    assert "#" not in text  # 10 pt holds over BODY_SHARE of the text: a body size too
+    # Sizes unknown (PDFium): text as it came, but repeated page furniture still goes.
+    unknown = [[pdf.Line(((t, None),)) for t in ("Header", body, f"{i}")] for i, body in enumerate(("One", "Two", "Three"))]
+    assert pdf.structure_pages(unknown) == ["One", "Two", "Three"]
+
+
+def test_identical_pages_are_not_all_furniture(tmp_path):
+    path = tmp_path / "certificates.pdf"
+    path.write_bytes(text_pdf(["Certificate of completion"] * 3))
+    doc = read_document(path)
+    assert doc.text.count("Certificate of completion") == 3
+
+
+def test_mostly_tiny_text_is_kept_whole():
+    """Text in a scaled form XObject comes out of pypdf with its unscaled size: a page that is
+    mostly "tiny" is read as it is, not emptied."""
+    page = _lines((1.2, "All of this page's text sits in a scaled form."), (1.2, "So does this line."), (10, "Note"))
+    assert "scaled form" in pdf.structure_pages([page])[0]
+
+
+def test_the_corpus_pdf_has_sections(embedder):
+    from ragbot.chunking import chunk_document
+
+    doc = read_document(CORPUS / "generative-ai-applications-by-industry.pdf")
+    assert "# Generative AI Applications by Industry" in doc.text and "\n## Healthcare\n" in doc.text
+    chunks = chunk_document(doc, count_tokens=embedder.count_tokens, token_offsets=embedder.token_offsets,
+                            chunk_tokens=200, overlap=40, max_tokens=embedder.max_tokens)
+    legal = next(c for c in chunks if "Law firms" in c.text)
+    assert legal.section.endswith("Legal Services") and legal.page == 4

@@ -1,0 +1,94 @@
+"""Retrieval on PDFs read plainly and read with their structure (the `pdf_structure` setting).
+
+The eight PDFs of ../shared/data/pdfs (federal strategic plans with running headers and repeated
+boilerplate, three NTSB accident reports, a handbook page, an essay) are ingested twice, once
+per setting, into separate data dirs. The 36 questions of the frozen set
+tests/data/frozen/pdf_retrieval.jsonl (written before the structure work) are searched with the
+default retrieval; a question is a hit at k when one of the top k passages comes from its file
+and spans one of its gold pages. Reported in total only, with bootstrap 95% intervals and the
+paired difference; also chunks, ingest seconds and what the structure removed.
+
+    python bench/bench_pdf_retrieval.py [--data-dir DIR] [--retrieval hybrid|dense|bm25]
+Needs ../shared/data/pdfs; without it the benchmark says so and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+from common import ROOT, SHARED, machine, save, table
+
+QUESTIONS = ROOT / "tests" / "data" / "frozen" / "pdf_retrieval.jsonl"
+KS = (1, 5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parent / ".cache" / "pdf_retrieval"))
+    parser.add_argument("--retrieval", default=None, help="retrieval mode (default: the settings' default)")
+    args = parser.parse_args()
+    folder = SHARED / "pdfs"
+    if not folder.is_dir():
+        print(f"skipped: {folder} not found")
+        return
+    print(machine(), flush=True)
+
+    from ragbot import RagBot
+    from ragbot.evaluate import bootstrap_ci, paired_difference
+
+    questions = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()]
+    overrides = {"retrieval": args.retrieval} if args.retrieval else {}
+    hits: dict[str, dict[int, list[float]]] = {}
+    rows, details = [], {}
+    for name, structure in (("plain", False), ("structure", True)):
+        bot = RagBot.open(Path(args.data_dir) / name, default_corpus=None, pdf_structure=structure, **overrides)
+        started = time.perf_counter()
+        report = bot.ingest(sorted(folder.glob("*.pdf")), prune=True)
+        seconds = time.perf_counter() - started
+        print(report.summary(), file=sys.stderr)
+        with sqlite3.connect(f"file:{bot.settings.db_path}?mode=ro", uri=True) as db:
+            pages = {cid: (page, page_end) for cid, page, page_end in db.execute("SELECT id, page, page_end FROM chunks")}
+            n_chunks, n_chars = db.execute("SELECT COUNT(*), SUM(LENGTH(text)) FROM chunks").fetchone()
+            n_sections = db.execute("SELECT COUNT(DISTINCT doc_id || '|' || section) FROM chunks WHERE section != ''").fetchone()[0]
+        found = bot.batch_search([q["question"] for q in questions], k=max(KS))
+        hits[name] = {k: [] for k in KS}
+        for q, passages in zip(questions, found):
+            for k in KS:
+                hits[name][k].append(float(any(_on_gold_page(p, q, pages) for p in passages[:k])))
+        row = {"reading": name}
+        for k in KS:
+            values = hits[name][k]
+            low, high = bootstrap_ci(values)
+            row[f"hit@{k}"] = f"{sum(values) / len(values):.3f} [{low:.3f}, {high:.3f}]"
+        row.update({"chunks": n_chunks, "chunk chars": n_chars, "sections": n_sections,
+                    "ingest s": f"{seconds:.1f}"})
+        rows.append(row)
+        details[name] = {"hits": hits[name], "chunks": n_chunks, "chunk_chars": n_chars, "sections": n_sections,
+                         "ingest_seconds": seconds, "retrieval": bot.settings.retrieval}
+        bot.close()
+    print(table(rows))
+    differences = {}
+    for k in KS:
+        differences[k] = paired_difference(hits["plain"][k], hits["structure"][k])
+        low, high = differences[k]["ci95"]
+        print(f"structure - plain, hit@{k}: {differences[k]['mean']:+.3f} [{low:+.3f}, {high:+.3f}] "
+              f"over {len(questions)} questions")
+    print(f"saved {save('pdf_retrieval', {'rows': rows, 'details': details, 'difference': differences})}")
+
+
+def _on_gold_page(passage, question: dict, pages: dict) -> bool:
+    if Path(passage.source).name != question["document"]:
+        return False
+    first, last = pages.get(passage.chunk_id, (passage.page, passage.page))
+    if first is None:
+        return False
+    return any(first <= gold <= (last or first) for gold in question["pages"])
+
+
+if __name__ == "__main__":
+    main()

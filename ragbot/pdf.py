@@ -1,0 +1,263 @@
+"""Read a PDF into page texts, with the structure a reader sees kept and the page furniture dropped.
+
+pypdf extracts each page's text; while it does, it reports every run of text with its font size
+(the font's size scaled by the text and page matrices). From those sizes (`structure`):
+- text too small to read (under MIN_READABLE_POINTS: markers some generators hide in the page)
+  is dropped;
+- across pages, a line that recurs, at the same size, among the first or last MARGIN_LINES
+  lines of at least half the pages (digits ignored, so "Page 3 of 40" matches "Page 4 of 40") is
+  a running header or footer, or a page number, and is dropped there. First and last mean in
+  the order pypdf extracts the page (its content stream), which is usually, not always, the
+  order on the page;
+- the **body size** is the size that holds most of the remaining characters;
+- a **heading** is a short block of consecutive lines set larger than the body (HEADING_SCALE),
+  written as a Markdown heading ("## 1.1. Holdings & Descriptions") so chunking starts a section
+  there and every chunk under it carries the heading path (chunking.py). Larger sizes are higher
+  levels. A block of many words at a large size is display text, and a size holding a large
+  share of the text (BODY_SHARE) is a second body size: both stay text.
+If nothing is left (every page the same few lines), the plain text is used.
+
+Nothing here reads words: only sizes, positions and repetition, so it works the same in any
+language. When pypdf cannot read a file, PDFium (pypdfium2) extracts plain text; it gives no
+sizes, so only running headers and footers are dropped. Problems are DocumentError(path, reason).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from .errors import DocumentError
+
+# pypdf refuses arrays and dictionaries over 100,000 elements, a guard against hostile files that
+# valid reports exceed (a large filing's page tree or structure tree). These limits only bound
+# how many objects one array may hold; the decompression limits that bound memory stay as they are.
+PYPDF_ELEMENT_LIMIT = 20_000_000
+VERSION = 1  # of the rules below; a stored PDF read with another version is read again
+HEADING_SCALE = 1.08  # a heading is set at least this much larger than the body (Word: 12 pt over 11)
+HEADING_MAX_WORDS = 20  # a larger-set block with more words than this is display text, not a heading
+HEADING_MAX_CHARS = 150  # the same in characters (scripts written without spaces)
+BODY_SHARE = 0.3  # a size holding this share of the characters is body text, never headings
+MIN_READABLE_POINTS = 3.0  # text set smaller than this is not meant to be read
+MARGIN_LINES = 3  # lines at the top and at the bottom of a page where running headers/footers sit
+MIN_REPEATS = 2  # a running header or footer appears on at least this many pages (and half of them)
+_DIGITS = re.compile(r"\d+")
+_SPACES = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Line:
+    """One extracted line, as the runs of text it is made of, each with its font size (None when
+    unknown: PDFium gives none)."""
+
+    parts: tuple[tuple[str, float | None], ...]
+
+    @property
+    def text(self) -> str:
+        return "".join(text for text, _ in self.parts)
+
+    @property
+    def size(self) -> float | None:
+        """The size holding most of the line's characters."""
+        weight = Counter()
+        for text, size in self.parts:
+            if size is not None and text.strip():
+                weight[size] += len(text.strip())
+        return weight.most_common(1)[0][0] if weight else None
+
+    def readable(self) -> "Line":
+        """The line without its runs set too small to read."""
+        return Line(tuple((t, s) for t, s in self.parts if s is None or s >= MIN_READABLE_POINTS))
+
+
+@dataclass(frozen=True)
+class PdfText:
+    title: str  # from the document information; "" when it has none
+    pages: list[str]
+
+
+def read_pdf(name: str, data: bytes, structure: bool = True) -> PdfText:
+    """The title and page texts of a PDF's bytes (`name` is for messages). With `structure`,
+    headings are marked and page furniture dropped (module doc); without it, each page is
+    pypdf's text as it comes. pypdf first, then PDFium for a PDF that pypdf cannot read; only
+    when both fail is the file refused, with pypdf's reason."""
+    if not data.lstrip().startswith(b"%PDF"):
+        raise DocumentError(name, "not a PDF (no %PDF header); the file is corrupt or misnamed")
+    try:
+        title, pages = _lines_pypdf(name, data)
+    except DocumentError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pypdf raises many types on files it cannot parse
+        reason = f"corrupt or unreadable PDF ({type(exc).__name__}: {exc})"
+        try:
+            title, pages = _lines_pdfium(data)
+        except Exception:  # noqa: BLE001 - the second reader failing too confirms the first
+            raise DocumentError(name, reason) from None
+    plain = ["\n".join(line.text for line in page) for page in pages]
+    if structure:
+        structured = structure_pages(pages)
+        if any(text.strip() for text in structured) or not any(text.strip() for text in plain):
+            return PdfText(title, structured)
+        # Everything was taken for page furniture (identical short pages): the plain text it is.
+    return PdfText(title, plain)
+
+
+def structure_pages(pages: list[list[Line]]) -> list[str]:
+    """Page texts with unreadable text and running headers/footers dropped and headings marked."""
+    pages = [_readable(page) for page in pages]
+    pages = drop_running_lines(pages)
+    sizes = _characters_by_size(pages)
+    body = sizes.most_common(1)[0][0] if sizes else None
+    if body is None:  # sizes unknown (PDFium)
+        return ["\n".join(line.text for line in page) for page in pages]
+    total = sum(sizes.values())
+    # Larger than the body, and not a second body size (a part of the document set larger).
+    heading_sizes = sorted((s for s, n in sizes.items() if s >= body * HEADING_SCALE and n < BODY_SHARE * total),
+                           reverse=True)
+    level = {size: min(6, rank + 1) for rank, size in enumerate(heading_sizes)}
+    texts = []
+    for page in pages:
+        out: list[str] = []
+        for block in _blocks(page):
+            if _is_heading(block, level):
+                out.append(f"\n{'#' * level[block[0].size]} {' '.join(line.text.strip() for line in block)}\n")
+            else:
+                out.extend(line.text for line in block)
+        texts.append("\n".join(out))
+    return texts
+
+
+def _characters_by_size(pages: list[list[Line]]) -> Counter:
+    sizes = Counter()
+    for page in pages:
+        for line in page:
+            for text, size in line.parts:
+                if size is not None:
+                    sizes[size] += len(text.strip())
+    return sizes
+
+
+def _readable(page: list[Line]) -> list[Line]:
+    """The page without text too small to read, when most of the page is readable. (A page whose
+    text is mostly that small is kept whole: its sizes are likely wrong, as for text in a scaled
+    form XObject, whose matrix pypdf does not apply.) A line made only of unreadable text goes; an
+    empty line stays, it separates paragraphs."""
+    sizes = _characters_by_size([page])
+    small = sum(n for s, n in sizes.items() if s < MIN_READABLE_POINTS)
+    if not small or small * 2 >= sum(sizes.values()):
+        return page
+    return [line.readable() for line in page if line.readable().text.strip() or not line.text.strip()]
+
+
+def _is_heading(block: list[Line], level: dict) -> bool:
+    joined = " ".join(line.text.strip() for line in block)
+    return (block[0].size in level and len(joined.split()) <= HEADING_MAX_WORDS and len(joined) <= HEADING_MAX_CHARS
+            and any(c.isalpha() for c in joined))
+
+
+def drop_running_lines(pages: list[list[Line]]) -> list[list[Line]]:
+    """Pages without the lines that recur among their first or last lines (module doc). Lines
+    match on their text with digits ignored and on their size, so a chapter heading set large
+    is not the small running header of the same words. A line without letters (a page number)
+    counts only as the very first or last line of its page."""
+    def key(line: Line) -> tuple[str, float | None]:
+        return _SPACES.sub(" ", _DIGITS.sub("#", line.text)).strip(), line.size
+
+    def margins(page: list[Line]) -> set[int]:
+        filled = [i for i, line in enumerate(page) if line.text.strip()]
+        edge = set(filled[:MARGIN_LINES] + filled[-MARGIN_LINES:])
+        outermost = {filled[0], filled[-1]} if filled else set()
+        return {i for i in edge if i in outermost or any(c.isalpha() for c in page[i].text)}
+
+    seen = Counter()
+    for page in pages:
+        seen.update({key(page[i]) for i in margins(page)})
+    running = {k for k, n in seen.items() if n >= max(MIN_REPEATS, len(pages) / 2)}
+    if not running:
+        return pages
+    return [[line for i, line in enumerate(page) if not (i in edge and key(line) in running)]
+            for page, edge in ((page, margins(page)) for page in pages)]
+
+
+def _blocks(lines: list[Line]) -> list[list[Line]]:
+    """Runs of consecutive non-empty lines of one size; an empty line is a block of its own."""
+    blocks: list[list[Line]] = []
+    for line in lines:
+        if blocks and line.text.strip() and blocks[-1][-1].text.strip() and blocks[-1][-1].size == line.size:
+            blocks[-1].append(line)
+        else:
+            blocks.append([line])
+    return blocks
+
+
+def _lines_pypdf(name: str, data: bytes) -> tuple[str, list[list[Line]]]:
+    import logging
+
+    from pypdf import PdfReader, apply_configuration
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # pypdf warns on every small oddity
+    with apply_configuration(array_maximum_element_count=PYPDF_ELEMENT_LIMIT,
+                             dictionary_maximum_element_count=PYPDF_ELEMENT_LIMIT):
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            # Many PDFs are "encrypted" with an empty user password; those open fine.
+            try:
+                opened = reader.decrypt("")
+            except Exception:  # noqa: BLE001 - pypdf raises several types for unsupported crypto
+                opened = 0
+            if not opened:
+                raise DocumentError(name, "encrypted PDF: it needs a password; save an unencrypted copy")
+        pages = [_page_lines(page) for page in reader.pages]
+        try:
+            title = str(reader.metadata.title).strip() if reader.metadata and reader.metadata.title else ""
+        except Exception:  # noqa: BLE001 - a broken info dictionary costs only the title
+            title = ""
+    return title, pages
+
+
+def _page_lines(page) -> list[Line]:
+    """A page's lines as pypdf extracts them, each made of runs with their font sizes. The runs
+    pypdf reports to its visitor add up to exactly the text it returns, so every character
+    gets its run's size."""
+    runs: list[tuple[str, float]] = []
+
+    def visit(text, cm, tm, font, font_size):
+        # The size on the page: the font size scaled by the text and page matrices' vertical scale.
+        scale = (tm[2] ** 2 + tm[3] ** 2) ** 0.5 * (cm[2] ** 2 + cm[3] ** 2) ** 0.5
+        runs.append((text, round(float(font_size) * scale * 2) / 2))  # to the half point
+
+    text = page.extract_text(visitor_text=visit) or ""
+    if "".join(t for t, _ in runs) != text:  # not as expected of this pypdf: text without sizes
+        return [Line(((line, None),)) for line in text.split("\n")]
+    lines: list[Line] = []
+    current: list[tuple[str, float]] = []
+    for run, size in runs:
+        for i, part in enumerate(run.split("\n")):
+            if i:  # a line break inside the run closes the line so far
+                lines.append(Line(tuple(current)))
+                current = []
+            if part:
+                current.append((part, size))
+    lines.append(Line(tuple(current)))
+    return lines
+
+
+def _lines_pdfium(data: bytes) -> tuple[str, list[list[Line]]]:
+    import pypdfium2
+
+    pdf = pypdfium2.PdfDocument(data)
+    try:
+        pages = []
+        for i in range(len(pdf)):
+            page = pdf[i]
+            textpage = page.get_textpage()
+            text = textpage.get_text_range().replace("\r\n", "\n").replace("\r", "\n")
+            pages.append([Line(((line, None),)) for line in text.split("\n")])
+            textpage.close()
+            page.close()
+        title = (pdf.get_metadata_dict().get("Title") or "").strip()
+    finally:
+        pdf.close()
+    return title, pages
