@@ -58,7 +58,7 @@ from ragbot import RagBot
 data_dir, rows_path, out_path, overrides = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 bot = RagBot.open(data_dir, **overrides)
 try:
-    from ragbot.app import standalone_query as joined  # the release decides follow-ups with a word list
+    from ragbot.interfaces.app import standalone_query as joined  # the release decides follow-ups with a word list
     follow_up = lambda previous, question: joined([previous], question)
 except ImportError:
     follow_up = lambda previous, question: bot.standalone_query([previous], question)
@@ -111,7 +111,7 @@ def answer_all(data_dir: Path, rows_path: Path, out: Path, overrides: dict, pyth
 
 
 def score(rows: list[dict], answers: list[dict]) -> list[dict]:
-    from ragbot.evaluate import best_of, groundedness, rouge_l, token_f1
+    from ragbot.evaluation.metrics import best_of, groundedness, rouge_l, token_f1
 
     records = []
     for row, got in zip(rows, answers):
@@ -141,7 +141,7 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="score a system's answers already in --work instead of asking again")
     args = parser.parse_args()
-    from ragbot.evaluate import paired_difference, summarise
+    from ragbot.evaluation.metrics import paired_difference, summarise
 
     shared = all((SHARED / "pdfs" / name).is_file() for name in SHARED_PDFS)
     rows = [json.loads(line) for line in open(args.qa, encoding="utf-8") if line.strip()]

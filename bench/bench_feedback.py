@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, ROOT, machine  # noqa: E402
 
 from ragbot import RagBot  # noqa: E402
-from ragbot.evaluate import bootstrap_ci, best_of, evaluate_answers, load_qa, paired_difference, rouge_l  # noqa: E402
-from ragbot.gate import utility  # noqa: E402
+from ragbot.evaluation.metrics import bootstrap_ci, best_of, evaluate_answers, load_qa, paired_difference, rouge_l  # noqa: E402
+from ragbot.learn.gate import utility  # noqa: E402
 
 DATA = ROOT / "bench" / "data" / "feedback_paraphrases.jsonl"
 DEV = ROOT / "tests" / "data"
@@ -71,7 +71,7 @@ def main() -> None:
 
     tuned = None
     if not args.no_tune:
-        from ragbot.tune import TuneConfig, tune
+        from ragbot.learn.tune import TuneConfig, tune
 
         result = tune(bot, TuneConfig.quick(seed=args.seed), new=True)
         tuned = {"version": result.version, "activated": result.activated,

@@ -61,7 +61,7 @@ def main() -> None:
     from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
     from ragbot import RagBot
-    from ragbot.answer import build_prompt
+    from ragbot.answer.generation import build_prompt
     from ragbot.generators import REPETITION_PENALTY, llama_cpp_installed, load_generator
     from ragbot.generators.llama_cpp_backend import cpu_threads
 

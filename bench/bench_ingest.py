@@ -37,7 +37,7 @@ def main() -> None:
     ingest_rss = peak_rss_mb(children=True)
 
     from ragbot import RagBot
-    from ragbot.ingest import Ingester
+    from ragbot.ingest.ingester import Ingester
 
     bot = RagBot.open(data_dir)
     docs = bot.store.documents()
@@ -71,7 +71,7 @@ def main() -> None:
 
     # The BM25 index of hybrid search (included in the ingest's seconds above): built alone here,
     # to say what share of the ingest it costs.
-    from ragbot.lexical import LexicalIndex
+    from ragbot.retrieve.lexical import LexicalIndex
 
     chunks = bot.store.all_chunks()
     t0 = time.perf_counter()

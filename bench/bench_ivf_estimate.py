@@ -38,9 +38,9 @@ def main() -> None:
     print(machine(), flush=True)
     import faiss
 
-    from ragbot.embed import Embedder
-    from ragbot.evaluate import load_beir
-    from ragbot.index import CHECK_RECALL, NPROBES, RECALL_QUERIES, TARGET_RECALL, VectorIndex, _exact, _lists_for, check_queries
+    from ragbot.retrieve.embed import Embedder
+    from ragbot.evaluation.metrics import load_beir
+    from ragbot.retrieve.index import CHECK_RECALL, NPROBES, RECALL_QUERIES, TARGET_RECALL, VectorIndex, _exact, _lists_for, check_queries
     from ragbot.settings import load_settings
 
     data = load_beir(folder, "test")

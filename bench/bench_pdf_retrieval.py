@@ -39,7 +39,7 @@ def main() -> None:
     print(machine(), flush=True)
 
     from ragbot import RagBot
-    from ragbot.evaluate import bootstrap_ci, paired_difference
+    from ragbot.evaluation.metrics import bootstrap_ci, paired_difference
 
     questions = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()]
     overrides = {"retrieval": args.retrieval} if args.retrieval else {}

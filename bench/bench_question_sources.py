@@ -31,9 +31,11 @@ def main() -> None:
     parser.add_argument("--arms", default="structure,model,both")
     args = parser.parse_args()
 
-    from ragbot import RagBot, evaluate, trainset
-    from ragbot.registry import AdapterRegistry
-    from ragbot.tune import Run, TuneConfig, build_data, train_sft
+    from ragbot import RagBot
+    from ragbot.evaluation import metrics as evaluate
+    from ragbot.learn import trainset
+    from ragbot.learn.registry import AdapterRegistry
+    from ragbot.learn.tune import Run, TuneConfig, build_data, train_sft
 
     work = Path(tempfile.mkdtemp(prefix="ragbot-bench-sources-"))
     bot = RagBot.open(work / "data")

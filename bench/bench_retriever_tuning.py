@@ -87,7 +87,7 @@ def main() -> None:
     print(f"machine: {machine()}", file=sys.stderr)
 
     from ragbot import RagBot
-    from ragbot.evaluate import compare_retrieval, evaluate_retrieval, load_beir, paired_difference
+    from ragbot.evaluation.metrics import compare_retrieval, evaluate_retrieval, load_beir, paired_difference
     from ragbot.models import resolve_embedder
 
     test, train = load_beir(folder, "test"), load_beir(folder, "train")

@@ -36,7 +36,7 @@ def main() -> None:
 
 
     from ragbot import RagBot
-    from ragbot.evaluate import compare_retrieval, evaluate_retrieval, load_beir, write_beir_documents
+    from ragbot.evaluation.metrics import compare_retrieval, evaluate_retrieval, load_beir, write_beir_documents
 
     work = Path(args.data_dir) / "scifact"
     data = load_beir(folder, "test")

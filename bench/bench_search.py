@@ -54,11 +54,11 @@ def recall(truth: list, found: list) -> float:
 
 def main() -> None:
     from ragbot.bot import FUSION_DEPTH
-    from ragbot.embed import Embedder
-    from ragbot.index import VectorIndex, near
-    from ragbot.lexical import LexicalIndex, fuse
+    from ragbot.retrieve.embed import Embedder
+    from ragbot.retrieve.index import VectorIndex, near
+    from ragbot.retrieve.lexical import LexicalIndex, fuse
     from ragbot.settings import load_settings
-    from ragbot.store import StoredChunk
+    from ragbot.storage.store import StoredChunk
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])

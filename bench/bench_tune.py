@@ -31,8 +31,9 @@ def main() -> None:
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from ragbot import RagBot, trainset
-    from ragbot.tune import TuneConfig, _load_trainable, _lora_config, _training_args
+    from ragbot import RagBot
+    from ragbot.learn import trainset
+    from ragbot.learn.tune import TuneConfig, _load_trainable, _lora_config, _training_args
 
     bot = RagBot.open(tempfile.mkdtemp(prefix="ragbot-bench-tune-"))
     bot.ingest([ROOT / "corpus"])

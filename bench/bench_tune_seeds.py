@@ -37,9 +37,9 @@ def main() -> None:
     parser.add_argument("--busy-seed", type=int, default=2, help="the seed run while a core is kept busy")
     parser.add_argument("--work", default=None)
     args = parser.parse_args()
-    from ragbot.evaluate import paired_difference
-    from ragbot.gate import utility
-    from ragbot.registry import AdapterRegistry
+    from ragbot.evaluation.metrics import paired_difference
+    from ragbot.learn.gate import utility
+    from ragbot.learn.registry import AdapterRegistry
 
     work = Path(args.work or tempfile.mkdtemp(prefix="ragbot-bench-seeds-"))
     work.mkdir(parents=True, exist_ok=True)

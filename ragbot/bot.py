@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .answer import (
+from ragbot.answer.generation import (
     REFUSAL,
     build_prompt,
     check_citations,
@@ -32,18 +32,18 @@ from .answer import (
     strip_citation_marks,
     strip_invalid_citations,
 )
-from .answerability import AnswerabilityCheck
-from .corrections import CorrectionMemory, Match, MatchThreshold
-from .errors import BusyError, DiskFullError, RagbotError
-from .evidence import CoverageScorer, EmbeddingScorer, Evidence, SentenceScorer, compose, rank
-from .feedback import FeedbackLog
-from .files import state_lock
-from .index import VectorIndex
-from .lexical import LexicalIndex, fuse
-from .ingest import Ingester, IngestReport, ProgressFn
-from .settings import Settings, load_settings
-from .store import Store
-from .types import Answer, Passage
+from ragbot.answer.answerability import AnswerabilityCheck
+from ragbot.answer.corrections import CorrectionMemory, Match, MatchThreshold
+from ragbot.errors import BusyError, DiskFullError, RagbotError
+from ragbot.answer.evidence import CoverageScorer, EmbeddingScorer, Evidence, SentenceScorer, compose, rank
+from ragbot.learn.feedback import FeedbackLog
+from ragbot.storage.files import state_lock
+from ragbot.retrieve.index import VectorIndex
+from ragbot.retrieve.lexical import LexicalIndex, fuse
+from ragbot.ingest.ingester import Ingester, IngestReport, ProgressFn
+from ragbot.settings import Settings, load_settings
+from ragbot.storage.store import Store
+from ragbot.types import Answer, Passage
 
 
 # Candidates each ranking gives the hybrid fusion: deeper than top_k, so a chunk second in one
@@ -84,7 +84,7 @@ class RagBot:
     def embedder(self):
         with self._load_lock:
             if self._embedder is None:
-                from .embed import Embedder
+                from ragbot.retrieve.embed import Embedder
 
                 embedder = Embedder.load(self.settings)
                 self.store.claim_embedder(embedder.name, embedder.dim)
@@ -95,14 +95,14 @@ class RagBot:
     def generator(self):
         with self._load_lock:
             if self._generator is None:
-                from .generators import load_generator
+                from ragbot.generators import load_generator
 
                 self._generator = load_generator(self.settings)
             return self._generator
 
     def with_settings(self, **overrides) -> "RagBot":
         """A RagBot on the same data dir with some settings changed, sharing the loaded embedder."""
-        from .settings import with_overrides
+        from ragbot.settings import with_overrides
 
         other = RagBot(with_overrides(self.settings, **overrides))
         other._embedder = self._embedder
@@ -473,7 +473,7 @@ class RagBot:
 
     def _adapter_metadata(self, version: str | None = "") -> dict:
         """The metadata of adapter `version` (default: the answering one; None: the base model)."""
-        from .registry import AdapterRegistry
+        from ragbot.learn.registry import AdapterRegistry
 
         version = self.answering_adapter() if version == "" else version
         return AdapterRegistry(self.settings.adapters_dir).get(version).metadata if version else {}
@@ -578,7 +578,7 @@ class RagBot:
         """What runs the generator (generators/), or why it cannot run, without loading it."""
         if self._generator is not None:
             return self._generator.backend
-        from .generators import pick_backend
+        from ragbot.generators import pick_backend
 
         try:
             return pick_backend(self.settings)
@@ -593,7 +593,7 @@ class RagBot:
 
     def adapter_in_use(self) -> str:
         """The adapter version answers come from ("none": the base model), without loading it."""
-        from .registry import AdapterRegistry
+        from ragbot.learn.registry import AdapterRegistry
 
         if self.settings.adapter != "active":
             return self.settings.adapter

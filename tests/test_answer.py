@@ -1,7 +1,7 @@
 """Prompt building and reply reading. The token counter here is a stand-in (one token per
 word): these functions take any counter, and the real tokenizer is exercised in test_ask.py."""
 
-from ragbot.answer import (
+from ragbot.answer.generation import (
     RECITE_MARGIN,
     REFUSAL,
     SUPPORT_THRESHOLD,

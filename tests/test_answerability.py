@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from ragbot import answerability
-from ragbot.answerability import AnswerabilityCheck, AnswerabilityError
+from ragbot.answer import answerability
+from ragbot.answer.answerability import AnswerabilityCheck, AnswerabilityError
 
 
 def _scores(n: int, seed: int = 0) -> tuple[list[float], list[bool]]:

@@ -3,7 +3,7 @@
 import copy
 from pathlib import Path
 
-from ragbot.app import ChatHandlers, render_sources, safe_upload_name
+from ragbot.interfaces.app import ChatHandlers, render_sources, safe_upload_name
 from ragbot.types import Answer, Passage
 
 
@@ -116,7 +116,7 @@ def test_upload_validates_and_ingests_with_the_cli_messages(make_bot, tmp_path):
 
 
 def test_an_empty_or_overlong_question_changes_nothing_and_says_why(corpus_bot):
-    from ragbot.app import MAX_QUESTION_CHARS
+    from ragbot.interfaces.app import MAX_QUESTION_CHARS
 
     handlers = ChatHandlers(corpus_bot)
     assert handlers.question_problem("   ") == "Type a question first."
@@ -186,7 +186,7 @@ def test_the_document_library_lists_deletes_and_reingests(make_bot, docs, tmp_pa
 
 
 def test_issued_answer_ids_are_bounded(corpus_bot, monkeypatch):
-    from ragbot import app as chat
+    from ragbot.interfaces import app as chat
 
     monkeypatch.setattr(chat, "MAX_SESSIONS", 3)
     handlers = ChatHandlers(corpus_bot)
@@ -220,7 +220,7 @@ def test_settings_sent_by_a_client_are_kept_to_the_pages_ranges(corpus_bot):
 
 
 def test_citations_link_to_their_passages_and_read_back_as_text():
-    from ragbot.app import message_text, shown_answer
+    from ragbot.interfaces.app import message_text, shown_answer
 
     said = 'Pumps move <img src="http://127.0.0.2/x.png"> water [1, 2] and air [3].'
     html_ = shown_answer(said)
@@ -259,7 +259,7 @@ def test_the_document_route_serves_stored_unchanged_pdfs_only_and_behind_the_log
     import httpx
 
     from conftest import ROOT, _free_port
-    from ragbot.app import serve
+    from ragbot.interfaces.app import serve
 
     folder = tmp_path / "docs"
     folder.mkdir()
@@ -293,7 +293,7 @@ def test_the_document_route_serves_stored_unchanged_pdfs_only_and_behind_the_log
 
 
 def test_message_index_names_a_position_never_a_lookalike():
-    from ragbot.app import message_at, message_index
+    from ragbot.interfaces.app import message_at, message_index
 
     same = {"role": "user", "content": "Why?"}
     history = [same, {"role": "assistant", "content": "a"}, dict(same), {"role": "assistant", "content": "b"}]
@@ -316,7 +316,7 @@ def test_stop_pressed_as_the_question_appears_ends_the_answer(corpus_bot):
 
 def test_an_upload_that_cannot_be_ingested_now_leaves_no_copy(make_bot, tmp_path, monkeypatch):
     from conftest import lock_held_elsewhere
-    from ragbot import app as app_module
+    from ragbot.interfaces import app as app_module
 
     monkeypatch.setattr(app_module, "PAGE_WRITE_WAIT", 0.2)
     bot = make_bot()
@@ -330,7 +330,7 @@ def test_an_upload_that_cannot_be_ingested_now_leaves_no_copy(make_bot, tmp_path
 
 
 def test_the_browser_record_is_never_written_without_its_owner_token():
-    from ragbot.app import remembered
+    from ragbot.interfaces.app import remembered
 
     token = "0123456789abcdef0123456789abcdef"
     assert remembered({"owner": token, "k": 5}, conversation="c") == {"owner": token, "k": 5, "conversation": "c"}

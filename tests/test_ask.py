@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ragbot.answer import REFUSAL
+from ragbot.answer.generation import REFUSAL
 
 from conftest import ROOT
 
@@ -139,7 +139,7 @@ def test_avoid_start_bans_only_the_replys_first_token(torch_generator):
     (The transformers backend; llama.cpp's ban is tested in test_generators.py.)"""
     import torch
 
-    from ragbot.answer import build_prompt
+    from ragbot.answer.generation import build_prompt
     from ragbot.types import Passage
 
     generator = torch_generator
@@ -181,7 +181,7 @@ def test_stop_ends_generation_within_a_second(corpus_bot):
     import threading
     import time as clock
 
-    from ragbot.app import ChatHandlers
+    from ragbot.interfaces.app import ChatHandlers
 
     writer = corpus_bot.with_settings(answer_mode="generate", max_new_tokens=400)
     writer.use_generator(corpus_bot.generator)

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from ragbot import RagBot
-from ragbot.index import VectorIndex
-from ragbot.store import Store
+from ragbot.retrieve.index import VectorIndex
+from ragbot.storage.store import Store
 
 from conftest import CORPUS, ROOT
 

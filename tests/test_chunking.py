@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from ragbot.chunking import chunk_document
-from ragbot.readers import read_document
+from ragbot.ingest.chunking import chunk_document
+from ragbot.ingest.readers import read_document
 from ragbot.types import Document
 
 from conftest import CORPUS, DATA
@@ -84,7 +84,7 @@ def _summary(chunk):
 
 
 def write_golden():  # pragma: no cover - a maintenance helper
-    from ragbot.embed import Embedder
+    from ragbot.retrieve.embed import Embedder
     from ragbot.settings import load_settings
 
     embedder = Embedder.load(load_settings("/nonexistent-ragbot-test-dir"))

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from ragbot.app import ChatHandlers, owner_of
-from ragbot.conversations import ConversationError, Conversations
+from ragbot.interfaces.app import ChatHandlers, owner_of
+from ragbot.interfaces.conversations import ConversationError, Conversations
 
 
 def test_a_conversation_is_its_owners_only(make_bot, docs):

@@ -4,10 +4,10 @@ answer, an unrelated question does not, and a thumbs-down stops the rejected sen
 import numpy as np
 import pytest
 
-from ragbot import corrections
-from ragbot.answer import REFUSAL
-from ragbot.app import render_sources
-from ragbot.corrections import Correction, CorrectionMemory
+from ragbot.answer import corrections
+from ragbot.answer.generation import REFUSAL
+from ragbot.interfaces.app import render_sources
+from ragbot.answer.corrections import Correction, CorrectionMemory
 
 
 def _unit(rows):

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from ragbot.doctor import backup, doctor, restore
+from ragbot.storage.doctor import backup, doctor, restore
 from ragbot.errors import RagbotError
 
 
@@ -131,7 +131,7 @@ def test_cli_doctor_exit_status_and_restore_of_something_else(ingested, tmp_path
 def test_an_index_that_holds_other_chunks_is_a_problem_and_is_rebuilt(ingested):
     import numpy as np
 
-    from ragbot.index import VectorIndex
+    from ragbot.retrieve.index import VectorIndex
 
     settings, generation = ingested.settings, ingested.store.generation()
     wrong = VectorIndex(ingested.embedder.dim)

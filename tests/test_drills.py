@@ -17,8 +17,8 @@ import pytest
 
 from conftest import CORPUS, ROOT, copy_data_dir
 from ragbot import RagBot
-from ragbot.doctor import doctor
-from ragbot.files import state_lock
+from ragbot.storage.doctor import doctor
+from ragbot.storage.files import state_lock
 
 ROUNDS = int(os.environ.get("RAGBOT_DRILL_ROUNDS", "4"))
 
@@ -105,7 +105,7 @@ import sys, tempfile
 from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
-from ragbot.registry import AdapterRegistry
+from ragbot.learn.registry import AdapterRegistry
 registry = AdapterRegistry(Path(sys.argv[1]) / "adapters")
 with tempfile.TemporaryDirectory() as tmp:
     save_file({"w": np.zeros(4, dtype=np.float32)}, f"{tmp}/adapter_model.safetensors")
@@ -126,7 +126,7 @@ def test_two_ingests_racing_adapter_saves_and_activations(make_bot, tmp_path):
     who holds it), two processes saving and activating adapters, and `ragbot model activate`
     from the CLI, all at once: every document is stored once, no two adapters share a number,
     and the state is one the registry can read."""
-    from ragbot.registry import AdapterRegistry
+    from ragbot.learn.registry import AdapterRegistry
 
     files = sorted(CORPUS.glob("*"))
     halves = [tmp_path / "first", tmp_path / "second"]
@@ -261,7 +261,7 @@ def test_kill_during_tune_at_random_moments(corpus_bot, embedder, tmp_path):
     """`ragbot tune` killed at a random moment of its ~90 s (loading, building data, before and
     after its checkpoints, saving, gating), round after round, each round resuming what the last
     left: afterwards doctor is clean, search works, the registry reads, and a last run completes."""
-    from ragbot.registry import AdapterRegistry
+    from ragbot.learn.registry import AdapterRegistry
 
     data_dir = copy_data_dir(corpus_bot, tmp_path / "data")
     registry = AdapterRegistry(data_dir / "adapters")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ragbot.errors import RagbotError
-from ragbot.evaluate import (
+from ragbot.evaluation.metrics import (
     best_of,
     load_beir,
     load_qa,
@@ -158,7 +158,7 @@ def test_blind_sets_are_sound(corpus_bot, name, sizes, found, past_retrieval):
 
 
 def test_eval_answers_on_given_passages_and_retrieval(corpus_bot):
-    from ragbot.evaluate import evaluate_answers
+    from ragbot.evaluation.metrics import evaluate_answers
 
     rows = [
         {"question": "Who introduced the variational autoencoder?",

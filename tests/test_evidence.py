@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ragbot.answer import REFUSAL
+from ragbot.answer.generation import REFUSAL
 import pytest
 
 from ragbot.errors import ConfigError
-from ragbot.evidence import CoverageScorer, EmbeddingScorer, Evidence, candidates, compose, rank, worst_share
+from ragbot.answer.evidence import CoverageScorer, EmbeddingScorer, Evidence, candidates, compose, rank, worst_share
 from ragbot.types import Passage
 
 

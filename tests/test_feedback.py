@@ -7,11 +7,11 @@ import sqlite3
 
 import pytest
 
-from ragbot import store as store_module
-from ragbot.answer import REFUSAL
+from ragbot.storage import store as store_module
+from ragbot.answer.generation import REFUSAL
 from ragbot.errors import RagbotError
-from ragbot.feedback import FeedbackLog, UnknownAnswerError
-from ragbot.store import Store
+from ragbot.learn.feedback import FeedbackLog, UnknownAnswerError
+from ragbot.storage.store import Store
 from ragbot.types import Answer, Citation, Passage
 
 

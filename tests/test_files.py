@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from ragbot.errors import BusyError
-from ragbot.files import atomic_file, new_temp_dir, state_lock, swap_in_dir, write_atomic
-from ragbot.registry import AdapterRegistry
+from ragbot.storage.files import atomic_file, new_temp_dir, state_lock, swap_in_dir, write_atomic
+from ragbot.learn.registry import AdapterRegistry
 
 from conftest import lock_held_elsewhere
 
@@ -77,7 +77,7 @@ def test_two_processes_never_save_two_adapters_with_one_number(tmp_path):
 
 
 def test_a_second_tune_on_the_same_data_dir_is_refused(make_bot, docs, monkeypatch):
-    from ragbot import tune as tuning
+    from ragbot.learn import tune as tuning
 
     bot = make_bot()
     bot.ingest([docs])
@@ -136,7 +136,7 @@ def test_a_full_database_rolls_back_the_batch_and_says_so(make_bot, docs):
 def test_a_write_waits_for_the_data_dir_then_names_its_holder(make_bot, docs):
     """An ingest waits for another process's write (saying so), then gives up with the holder's
     name; a repair does not wait at all; once the holder is done, the ingest goes through."""
-    from ragbot.doctor import doctor
+    from ragbot.storage.doctor import doctor
 
     bot = make_bot()
     with lock_held_elsewhere(bot.settings.data_dir / "write.lock") as holder:
@@ -152,7 +152,7 @@ def test_a_write_waits_for_the_data_dir_then_names_its_holder(make_bot, docs):
 def test_a_writer_stops_when_the_data_dir_was_restored_under_it(make_bot, docs, tmp_path):
     """`restore --replace` moves the data dir aside and puts the backup in its place: a process
     that opened the old one must not write into the folder moved aside."""
-    from ragbot.doctor import backup, restore
+    from ragbot.storage.doctor import backup, restore
 
     bot = make_bot()
     bot.ingest([docs / "paris.md"])

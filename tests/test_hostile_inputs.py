@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from ragbot import readers
+from ragbot.ingest import readers
 
 TIMEOUT = 180  # a FIFO read without care blocks forever; /dev/zero never ends
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ragbot import index as index_module
-from ragbot.index import CHECK_RECALL, TARGET_RECALL, VectorIndex, approximate_if_due
+from ragbot.retrieve import index as index_module
+from ragbot.retrieve.index import CHECK_RECALL, TARGET_RECALL, VectorIndex, approximate_if_due
 
 DIM = 32
 

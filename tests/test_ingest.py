@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ragbot import RagBot
 from ragbot.errors import DocumentError, IndexMismatchError
-from ragbot.ingest import IngestReport, collect_files
-from ragbot.readers import read_document
+from ragbot.ingest.ingester import IngestReport, collect_files
+from ragbot.ingest.readers import read_document
 
 from conftest import ROOT, copy_corpus_file
 
@@ -120,16 +120,16 @@ def test_bad_inputs_are_reported_and_good_files_still_ingested(make_bot, docs, t
 
 def test_any_error_from_a_reader_fails_that_file_only(make_bot, docs, monkeypatch):
     """An exception of any type from a reader (a parser bug, a limit) is one line for that file."""
-    import ragbot.ingest
+    import ragbot.ingest.ingester
 
-    real = ragbot.ingest.read_document
+    real = ragbot.ingest.ingester.read_document
 
     def flaky(path, **options):
         if path.name == "paris.md":
             raise MemoryError("parser blew up")
         return real(path, **options)
 
-    monkeypatch.setattr(ragbot.ingest, "read_document", flaky)
+    monkeypatch.setattr(ragbot.ingest.ingester, "read_document", flaky)
     bot = make_bot()
     report = bot.ingest([docs])
     failed = {os.path.basename(path): reason for path, reason in report.failed}

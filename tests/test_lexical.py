@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from ragbot.lexical import LexicalIndex, chunk_text, fuse
-from ragbot.store import StoredChunk
+from ragbot.retrieve.lexical import LexicalIndex, chunk_text, fuse
+from ragbot.storage.store import StoredChunk
 
 
 def _chunk(i: int, text: str, title: str = "doc") -> StoredChunk:

@@ -4,8 +4,8 @@ import pytest
 from pypdf import PdfWriter
 
 from ragbot.errors import DocumentError
-from ragbot import pdf
-from ragbot.readers import read_document
+from ragbot.ingest import pdf
+from ragbot.ingest.readers import read_document
 
 from conftest import CORPUS
 
@@ -265,7 +265,7 @@ def test_mostly_tiny_text_is_kept_whole():
 
 
 def test_the_corpus_pdf_has_sections(embedder):
-    from ragbot.chunking import chunk_document
+    from ragbot.ingest.chunking import chunk_document
 
     doc = read_document(CORPUS / "generative-ai-applications-by-industry.pdf")
     assert "# Generative AI Applications by Industry" in doc.text and "\n## Healthcare\n" in doc.text

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from ragbot.errors import RagbotError
-from ragbot.report import write_report
+from ragbot.evaluation.report import write_report
 
 from conftest import ROOT
 

@@ -1,6 +1,6 @@
 import pytest
 
-from ragbot.cli import build_parser
+from ragbot.interfaces.cli import build_parser
 from ragbot.errors import ConfigError
 from ragbot.settings import load_settings, with_overrides
 

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 
 from conftest import copy_data_dir
-from ragbot import RagBot, trainset
-from ragbot.answer import REFUSAL
-from ragbot.gate import MIN_QUESTIONS, decide, run_gate
+from ragbot import RagBot
+from ragbot.learn import trainset
+from ragbot.answer.generation import REFUSAL
+from ragbot.learn.gate import MIN_QUESTIONS, decide, run_gate
 from ragbot.generators.transformers_backend import TransformersGenerator
-from ragbot.registry import AdapterError, AdapterRegistry
-from ragbot.tune import Run, TuneConfig, TuneError, gate_sample, preflight, preference_method, train_sft, tune
+from ragbot.learn.registry import AdapterError, AdapterRegistry
+from ragbot.learn.tune import Run, TuneConfig, TuneError, gate_sample, preflight, preference_method, train_sft, tune
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -222,7 +223,7 @@ def test_answerability_check_is_fit_stored_and_decides(tuned):
     on = asker.ask("What is mode collapse in a GAN?", passages=[gold])
     assert on.evidence_score >= check.threshold and not on.refused and on.raw_reply
     # The gate's feedback replay answers as the chat does, on the passages the vote saw.
-    from ragbot.gate import replay
+    from ragbot.learn.gate import replay
 
     privacy = next(c for c in bot.store.all_chunks() if c.source.endswith("risk-privacy.md"))
     case = {"question": "How many attention heads does SmolLM2 use?", "chunk_ids": [privacy.id]}
@@ -249,7 +250,7 @@ def test_quick_runs_are_bounded_by_steps_not_minutes():
 
 
 def test_a_damaged_check_fails_before_the_model_loads(tuned):
-    from ragbot.answerability import AnswerabilityError
+    from ragbot.answer.answerability import AnswerabilityError
     from ragbot.settings import with_overrides
 
     bot, result, _ = tuned

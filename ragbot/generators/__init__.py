@@ -1,6 +1,6 @@
 """The generator: a causal LM that turns a chat prompt into text, behind one interface.
 
-It knows nothing about retrieval or citations (answer.py builds the prompt and reads the reply).
+It knows nothing about retrieval or citations (answer/generation.py builds the prompt and reads the reply).
 Two backends implement the same `Generator` protocol:
 
 - `transformers` (transformers_backend.py): the model in PyTorch, the backend `ragbot tune`
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
-from ..settings import Settings
+from ragbot.settings import Settings
 
 # Penalty on tokens the reply has already produced (1.0: none).
 REPETITION_PENALTY = 1.1
@@ -63,8 +63,8 @@ class Generator(Protocol):
 def chosen_adapter(settings: Settings, adapter: str | None = None):
     """(AdapterInfo or None, its answerability check or None) for `adapter` (default: the
     setting). The check is read before any model loads, so a damaged one fails at once."""
-    from ..answerability import AnswerabilityCheck
-    from ..registry import METADATA, AdapterError, AdapterRegistry
+    from ragbot.answer.answerability import AnswerabilityCheck
+    from ragbot.learn.registry import METADATA, AdapterError, AdapterRegistry
 
     chosen = AdapterRegistry(settings.adapters_dir).resolve(adapter or settings.adapter)
     if chosen is not None and chosen.base_model != settings.generator:
@@ -92,7 +92,7 @@ def llama_cpp_installed() -> bool:
 
 def pick_backend(settings: Settings) -> str:
     """The backend `settings` ask for, with "auto" resolved (see the module docstring)."""
-    from ..models import generator_gguf
+    from ragbot.models import generator_gguf
 
     choice = settings.generator_backend
     if choice != "auto":
@@ -100,7 +100,7 @@ def pick_backend(settings: Settings) -> str:
     gguf = generator_gguf(settings)
     if not llama_cpp_installed() or gguf is None:
         return "transformers"
-    from .gguf_lora import can_serve
+    from ragbot.generators.gguf_lora import can_serve
 
     chosen, _ = chosen_adapter(settings)
     return "llama.cpp" if chosen is None or can_serve(chosen.path, gguf) else "transformers"
@@ -113,7 +113,7 @@ def load_generator(settings: Settings, adapter: str | None = None, backend: str 
         backend = None
     chosen = backend or pick_backend(settings)
     if chosen == "llama.cpp":
-        from .llama_cpp_backend import AdapterNotServable, LlamaCppGenerator
+        from ragbot.generators.llama_cpp_backend import AdapterNotServable, LlamaCppGenerator
 
         try:
             return LlamaCppGenerator.load(settings, adapter)
@@ -122,6 +122,6 @@ def load_generator(settings: Settings, adapter: str | None = None, backend: str 
                 raise  # llama.cpp was asked for by name
             # `auto`: an adapter llama.cpp cannot apply (an architecture gguf_lora.py does not
             # export, a LoRA llama.cpp refuses) still answers, on transformers.
-    from .transformers_backend import TransformersGenerator
+    from ragbot.generators.transformers_backend import TransformersGenerator
 
     return TransformersGenerator.load(settings, adapter)

@@ -22,8 +22,8 @@ import json
 import math
 from pathlib import Path
 
-from ..errors import ModelError
-from ..files import atomic_path
+from ragbot.errors import ModelError
+from ragbot.storage.files import atomic_path
 
 ADAPTER_GGUF = "adapter.gguf"  # the exported file's name inside an adapter's folder
 # Architectures whose converted GGUF reorders the rows of Q and K (llama.cpp's

@@ -23,10 +23,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import BusyError, ModelError
-from ..settings import Settings
-from . import REPETITION_PENALTY, Generation, chosen_adapter
-from .gguf_lora import ADAPTER_GGUF, export_lora
+from ragbot.errors import BusyError, ModelError
+from ragbot.settings import Settings
+from ragbot.generators import REPETITION_PENALTY, Generation, chosen_adapter
+from ragbot.generators.gguf_lora import ADAPTER_GGUF, export_lora
 
 TOP_P = 0.9  # nucleus sampling at temperature > 0 (the transformers backend's top_p)
 # How long a question waits for a free slot (all answering others) before it is refused.
@@ -51,8 +51,8 @@ def adapter_gguf(settings: Settings, info, base_gguf: Path) -> Path:
     saved = info.path / ADAPTER_GGUF
     if saved.is_file():
         return saved
-    from ..files import state_lock
-    from ..models import sha256_file
+    from ragbot.storage.files import state_lock
+    from ragbot.models import sha256_file
 
     key = sha256_file(info.path / "adapter_model.safetensors")[:12]
     cached = settings.models_dir / "adapters" / f"{info.version}-{key}.gguf"
@@ -74,8 +74,8 @@ def prepared_weights(settings: Settings, gguf: Path) -> Path:
     into `<data dir>/models/`: BF16 where the CPU computes bf16 natively, else Q8_0. A GGUF the
     user brings runs as it is: its quantisation is their choice of size and speed.
     """
-    from ..files import atomic_path, state_lock
-    from ..models import SMOLLM2_GGUF_SHA256, cpu_has_native_bf16, is_shipped_generator
+    from ragbot.storage.files import atomic_path, state_lock
+    from ragbot.models import SMOLLM2_GGUF_SHA256, cpu_has_native_bf16, is_shipped_generator
 
     if not is_shipped_generator(settings.generator):
         return gguf
@@ -135,7 +135,7 @@ class LlamaCppGenerator:
 
     @classmethod
     def load(cls, settings: Settings, adapter: str | None = None) -> "LlamaCppGenerator":
-        from ..models import check_fits_in_memory, generator_gguf, gguf_chat_template
+        from ragbot.models import check_fits_in_memory, generator_gguf, gguf_chat_template
 
         gguf = generator_gguf(settings)
         if gguf is None:

@@ -7,10 +7,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-from ..errors import ModelError
-from ..models import load_plan
-from ..settings import Settings
-from . import REPETITION_PENALTY, Generation, chosen_adapter
+from ragbot.errors import ModelError
+from ragbot.models import load_plan
+from ragbot.settings import Settings
+from ragbot.generators import REPETITION_PENALTY, Generation, chosen_adapter
 
 
 class TransformersGenerator:
@@ -32,7 +32,7 @@ class TransformersGenerator:
     def load(cls, settings: Settings, adapter: str | None = None) -> "TransformersGenerator":
         """The generator named by `settings`, with the LoRA adapter `adapter` (default: the
         `adapter` setting: "active", "none" or a version) merged into its weights."""
-        from ..registry import AdapterError
+        from ragbot.learn.registry import AdapterError
 
         chosen, check = chosen_adapter(settings, adapter)
         location, device, dtype = load_plan(settings, "generator")
@@ -50,7 +50,7 @@ class TransformersGenerator:
         if chosen is not None:
             from peft import PeftModel
 
-            from ..models import require_safetensors
+            from ragbot.models import require_safetensors
 
             require_safetensors(chosen.path, f"adapter {chosen.version}")
             try:

@@ -15,8 +15,8 @@ import json
 import time
 from dataclasses import dataclass
 
-from .errors import RagbotError
-from .store import Store
+from ragbot.errors import RagbotError
+from ragbot.storage.store import Store
 
 TITLE_CHARS = 80
 

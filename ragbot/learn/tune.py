@@ -28,10 +28,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from . import answerability, corrections, evidence, trainset
-from .errors import ModelError, RagbotError
-from .files import state_lock, write_atomic
-from .registry import AdapterRegistry
+from ragbot.answer import answerability
+from ragbot.answer import corrections
+from ragbot.answer import evidence
+from ragbot.learn import trainset
+from ragbot.errors import ModelError, RagbotError
+from ragbot.storage.files import state_lock, write_atomic
+from ragbot.learn.registry import AdapterRegistry
 
 MIN_FREE_BYTES = 1 << 30  # checkpoints and the adapter need far less; a nearly full disk fails late
 MIN_SFT_EXAMPLES = 8
@@ -306,7 +309,7 @@ def fit_answerability(bot, config: TuneConfig, run: Run, log: Log) -> dict:
 def best_evidence(question: str, passages: list[dict], scorer) -> float:
     """The best evidence score of a question over given passage dicts. Passages without a
     sentence answer nothing, so they score below any threshold (as the bot refuses them)."""
-    from .bot import _given_passages
+    from ragbot.bot import _given_passages
 
     best = evidence.best_score(question, _given_passages(passages), scorer)
     return float("-inf") if best is None else best
@@ -398,7 +401,7 @@ def _load_trainable(bot, adapter_dir: Path | None):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .models import load_plan
+    from ragbot.models import load_plan
 
     location, _, _ = load_plan(bot.settings, "generator")
     local_only = not bot.settings.allow_downloads
@@ -408,7 +411,7 @@ def _load_trainable(bot, adapter_dir: Path | None):
     if adapter_dir is not None:
         from peft import PeftModel
 
-        from .models import require_safetensors
+        from ragbot.models import require_safetensors
 
         require_safetensors(adapter_dir, "the adapter to continue from")
 
@@ -434,7 +437,7 @@ def _lora_config(model, config: TuneConfig):
 
 def _training_args(config_cls, config: TuneConfig, out: Path, epochs: float, lr: float,
                    max_steps: int | None = None, **extra):
-    from .models import cpu_has_native_bf16, pick_device
+    from ragbot.models import cpu_has_native_bf16, pick_device
 
     cuda = pick_device() == "cuda"
     bf16 = cuda or cpu_has_native_bf16()
@@ -683,8 +686,8 @@ def export_for_llama_cpp(settings, adapter_dir: Path, log: Log) -> None:
     """Save the adapter as a GGUF LoRA next to its weights, so the llama.cpp backend serves it
     (generators/gguf_lora.py). Only for a GGUF generator; a failure leaves the adapter usable
     with the transformers backend, and says so."""
-    from .generators.gguf_lora import ADAPTER_GGUF, export_lora
-    from .models import generator_gguf
+    from ragbot.generators.gguf_lora import ADAPTER_GGUF, export_lora
+    from ragbot.models import generator_gguf
 
     try:
         base = generator_gguf(settings)
@@ -708,8 +711,8 @@ def gate_sample(rows: list[dict], n: int, seed: int) -> list[dict]:
 
 
 def gate_candidate(bot, config: TuneConfig, version: str, heldout: list, run: Run):
-    from .gate import run_gate
-    from .generators.transformers_backend import TransformersGenerator
+    from ragbot.learn.gate import run_gate
+    from ragbot.generators.transformers_backend import TransformersGenerator
 
     # The held-out chunks' questions, also as the answerability stage showed them (with the chunk,
     # and with the chunk or its document withheld): three times the rows, so the gate can decide.

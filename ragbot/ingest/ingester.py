@@ -17,16 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .chunking import chunk_document
-from .embed import Embedder
-from .errors import DiskFullError, DocumentError
-from .index import VectorIndex, approximate_if_due
-from .models import sha256_file
-from .pdf import VERSION as PDF_RULES
-from .readers import kind_of, read_document, supported_suffixes
-from .settings import Settings
-from .store import Store
-from .types import Chunk, Document
+from ragbot.ingest.chunking import chunk_document
+from ragbot.retrieve.embed import Embedder
+from ragbot.errors import DiskFullError, DocumentError
+from ragbot.retrieve.index import VectorIndex, approximate_if_due
+from ragbot.models import sha256_file
+from ragbot.ingest.pdf import VERSION as PDF_RULES
+from ragbot.ingest.readers import kind_of, read_document, supported_suffixes
+from ragbot.settings import Settings
+from ragbot.storage.store import Store
+from ragbot.types import Chunk, Document
 
 PIPELINE_VERSION = 1  # bump when reading or chunking changes, so documents are redone
 MAX_PREFIX_TOKENS = 48

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import RagbotError
+from ragbot.errors import RagbotError
 
 FALSE_MATCH = 0.05  # share of questions about other documents allowed to reach the threshold
 MIN_DOCUMENTS = 2

@@ -13,8 +13,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from .text import sentence_spans
-from .types import Citation, Passage
+from ragbot.text import sentence_spans
+from ragbot.types import Citation, Passage
 
 REFUSAL = "I don't know: the documents do not contain the answer."
 

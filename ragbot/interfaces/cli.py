@@ -14,8 +14,8 @@ import time
 import uuid
 from pathlib import Path
 
-from .errors import RagbotError
-from .settings import GENERATOR_BACKENDS
+from ragbot.errors import RagbotError
+from ragbot.settings import GENERATOR_BACKENDS
 
 EPILOG = """\
 The data dir holds the database, the vector index and converted models. It is --data-dir,
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _open(args: argparse.Namespace):
-    from .bot import RagBot
+    from ragbot.bot import RagBot
 
     overrides = {
         "embedder": args.embedder,
@@ -295,7 +295,7 @@ def _progress_bar(label: str, quiet: bool = False):
 
 
 def _print_report(report) -> None:
-    from .text import one_line
+    from ragbot.text import one_line
 
     for path, reason in report.failed:
         print(f"failed: {one_line(path)}: {reason}", file=sys.stderr)
@@ -317,7 +317,7 @@ def cmd_ingest(bot, args) -> int:
 
 
 def _say_waiting(message: str) -> None:
-    from .text import one_line
+    from ragbot.text import one_line
 
     print(one_line(message), file=sys.stderr, flush=True)
 
@@ -338,7 +338,7 @@ def _chosen_documents(bot, within: list[str] | None) -> list[str] | None:
     is an error that names it."""
     if not within:
         return None
-    from .errors import RagbotError
+    from ragbot.errors import RagbotError
 
     sources: dict[str, None] = {}
     for path in within:
@@ -450,7 +450,7 @@ def cmd_documents(bot, args) -> int:
     if args.json:
         print(json.dumps([d.__dict__ for d in docs], indent=2))
         return 0
-    from .text import one_line
+    from ragbot.text import one_line
 
     for d in docs:
         pages = f", {d.n_pages} pages" if d.n_pages else ""
@@ -466,11 +466,11 @@ def _out_dir(bot, args, name: str):
 
 
 def cmd_eval(bot, args) -> int:
-    from . import evaluate
-    from .bot import RagBot
+    from ragbot.evaluation import metrics as evaluate
+    from ragbot.bot import RagBot
 
     if args.eval_command == "report":
-        from .report import write_report
+        from ragbot.evaluation.report import write_report
 
         path = write_report(Path(args.out), Path(args.run), Path(args.baseline) if args.baseline else None)
         print(f"wrote {path}")
@@ -520,7 +520,7 @@ def cmd_eval(bot, args) -> int:
         summary, per_question = evaluate.evaluate_answers(bot, rows)
         out = evaluate.save_run(_out_dir(bot, args, "answers"), summary, per_question)
     if args.report:
-        from .report import write_report
+        from ragbot.evaluation.report import write_report
 
         print(f"report: {write_report(Path(args.report), out)}", file=sys.stderr)
     if args.json:
@@ -538,8 +538,8 @@ def cmd_eval(bot, args) -> int:
 def cmd_chat(bot, args) -> int:
     import os
 
-    from .app import serve
-    from .errors import ConfigError
+    from ragbot.interfaces.app import serve
+    from ragbot.errors import ConfigError
 
     auth = args.auth or os.environ.get("RAGBOT_AUTH")
     credentials = None
@@ -590,7 +590,7 @@ def cmd_feedback(bot, args) -> int:
 
 
 def cmd_tune(bot, args) -> int:
-    from .tune import TuneConfig, tune
+    from ragbot.learn.tune import TuneConfig, tune
 
     _ensure_corpus(bot, argparse.Namespace(no_default_corpus=args.no_default_corpus, json=False))
     options = {
@@ -610,7 +610,7 @@ def cmd_tune(bot, args) -> int:
 
 
 def cmd_model(bot, args) -> int:
-    from .registry import AdapterRegistry
+    from ragbot.learn.registry import AdapterRegistry
 
     registry = AdapterRegistry(bot.settings.adapters_dir)
     if args.model_command == "activate":
@@ -663,13 +663,13 @@ COMMANDS = {
 
 
 def _data_dir(args) -> Path:
-    from .settings import default_data_dir
+    from ragbot.settings import default_data_dir
 
     return Path(args.data_dir).expanduser() if getattr(args, "data_dir", None) else default_data_dir()
 
 
 def cmd_doctor(args) -> int:
-    from .doctor import doctor
+    from ragbot.storage.doctor import doctor
 
     report = doctor(_data_dir(args), repair=args.repair)
     if args.json:
@@ -681,7 +681,7 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_backup(args) -> int:
-    from .doctor import backup
+    from ragbot.storage.doctor import backup
 
     manifest = backup(_data_dir(args), Path(args.dest))
     counts = ", ".join(f"{n} {name}" for name, n in manifest["counts"].items())
@@ -690,7 +690,7 @@ def cmd_backup(args) -> int:
 
 
 def cmd_restore(args) -> int:
-    from .doctor import restore
+    from ragbot.storage.doctor import restore
 
     done = restore(Path(args.backup), _data_dir(args), replace=args.replace)
     print(f"restored {args.backup} into {_data_dir(args)} (backup of {time.strftime('%Y-%m-%d %H:%M', time.localtime(done['created_at']))})"

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .answer import is_refusal
-from .errors import RagbotError
-from .files import atomic_file
-from .store import Store
-from .types import Answer
+from ragbot.answer.generation import is_refusal
+from ragbot.errors import RagbotError
+from ragbot.storage.files import atomic_file
+from ragbot.storage.store import Store
+from ragbot.types import Answer
 
 if TYPE_CHECKING:
-    from .corrections import Correction
+    from ragbot.answer.corrections import Correction
 
 EXPORT_FORMATS = ("sft", "kto", "dpo")
 
@@ -202,7 +202,7 @@ class FeedbackLog:
         machine). A thumbs-down on a refusal says nothing about which sentence to avoid, so it is
         left out, unless it carries a correction or the refusal came from a correction (then it
         takes that correction back)."""
-        from .corrections import Correction
+        from ragbot.answer.corrections import Correction
 
         rows = self._db.execute(
             "SELECT a.id, a.retrieval_query, a.answer, f.correction, f.updated_at, a.params FROM feedback f "

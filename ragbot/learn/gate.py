@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .answer import REFUSAL, is_refusal
-from .evaluate import evaluate_answers, paired_difference, save_run, token_f1
+from ragbot.answer.generation import REFUSAL, is_refusal
+from ragbot.evaluation.metrics import evaluate_answers, paired_difference, save_run, token_f1
 
 SAME_ANSWER_F1 = 0.5
 # Below this many questions the bootstrap interval is too optimistic to decide on (with four
@@ -112,7 +112,7 @@ def run_gate(bot, active_generator, candidate_generator, rows: list[dict], cases
             (out / label / "regression.json").write_text(json.dumps(regression, indent=2))
     result = decide(summaries["active"], summaries["candidate"], utilities["active"], utilities["candidate"])
     if out is not None:
-        from .report import write_report
+        from ragbot.evaluation.report import write_report
 
         write_report(out / "report", out / "candidate", out / "active")
         (out / "gate.md").write_text(result.table())

@@ -11,7 +11,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from .errors import RagbotError
+from ragbot.errors import RagbotError
 
 
 def load_run(folder: Path) -> tuple[dict, list[dict], str]:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import IndexMismatchError, RagbotError
-from .types import Chunk, Document
+from ragbot.errors import IndexMismatchError, RagbotError
+from ragbot.types import Chunk, Document
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -235,7 +235,7 @@ class Store:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
-                from .files import disk_full
+                from ragbot.storage.files import disk_full
 
                 raise disk_full(self.path) from None
             raise

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import building_dir, full_disk_reported, remove_old_generations
-from .store import StoredChunk
+from ragbot.storage.files import building_dir, full_disk_reported, remove_old_generations
+from ragbot.storage.store import StoredChunk
 
 RRF_K = 60  # the constant of the RRF paper; it damps the difference between the first ranks
 _NAME = re.compile(r"^(\d+)\.bm25$")

@@ -29,9 +29,9 @@ from typing import Protocol
 
 import numpy as np
 
-from .answer import strip_citation_marks
-from .text import prose_sentences
-from .types import Passage
+from ragbot.answer.generation import strip_citation_marks
+from ragbot.text import prose_sentences
+from ragbot.types import Passage
 
 MIN_WORDS = 3  # shorter pieces (a stray label, "Yes.") are never evidence on their own
 # The share of the question's (IDF-weighted) tokens a coverage score looks at: its worst quarter.

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import remove_old_generations, write_atomic
+from ragbot.storage.files import remove_old_generations, write_atomic
 
 _NAME = re.compile(r"^(\d+)\.faiss$")
 TARGET_RECALL = 0.95  # of exact search's top 10 for real questions, what nprobe is chosen for

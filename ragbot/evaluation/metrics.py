@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import RagbotError
+from ragbot.errors import RagbotError
 
 # -- retrieval metrics (standard definitions, as in trec_eval / BEIR) -------------------------
 

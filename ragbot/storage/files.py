@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from .errors import BusyError, DiskFullError
+from ragbot.errors import BusyError, DiskFullError
 
 
 # How long an older index generation stays once a newer one is saved: another process that read

@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import RagbotError
-from .files import building_dir, full_disk_reported, state_lock, write_atomic
+from ragbot.errors import RagbotError
+from ragbot.storage.files import building_dir, full_disk_reported, state_lock, write_atomic
 
 METADATA = "ragbot-adapter.json"
 STATE = "state.json"

@@ -29,7 +29,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from .errors import DocumentError
+from ragbot.errors import DocumentError
 
 # pypdf refuses arrays and dictionaries over 100,000 elements, a guard against hostile files that
 # valid reports exceed (a large filing's page tree or structure tree). These limits only bound

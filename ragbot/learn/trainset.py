@@ -29,11 +29,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .answer import REFUSAL, build_prompt
-from .files import atomic_file
-from .store import StoredChunk
-from .text import plain, prose_sentences
-from .types import Passage
+from ragbot.answer.generation import REFUSAL, build_prompt
+from ragbot.storage.files import atomic_file
+from ragbot.storage.store import StoredChunk
+from ragbot.text import plain, prose_sentences
+from ragbot.types import Passage
 
 # A chunk sentence answers a question when their embeddings are at least this similar.
 ANSWER_MIN_SIMILARITY = 0.35

@@ -1,0 +1,1 @@
+"""Evaluation: retrieval and answer metrics, BEIR and QA-file runners, markdown reports."""

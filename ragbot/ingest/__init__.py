@@ -1,0 +1,1 @@
+"""Ingest: files read into Documents (readers, PDFs), cut into chunks, embedded and stored."""

@@ -1,0 +1,1 @@
+"""Interfaces: the `ragbot` command and the Gradio chat page, thin layers over RagBot."""

@@ -1,0 +1,1 @@
+"""Learn: feedback, tuning data, `ragbot tune`, the gate and the versioned adapters."""

@@ -1,0 +1,1 @@
+"""Storage: the SQLite database, atomic files and locks, and `ragbot doctor` / backup / restore."""
