@@ -58,7 +58,7 @@ from ragbot import RagBot
 data_dir, rows_path, out_path, overrides = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 bot = RagBot.open(data_dir, **overrides)
 try:
-    from ragbot.interfaces.app import standalone_query as joined  # the release decides follow-ups with a word list
+    from ragbot.app import standalone_query as joined  # the release (flat layout) decides follow-ups with a word list
     follow_up = lambda previous, question: joined([previous], question)
 except ImportError:
     follow_up = lambda previous, question: bot.standalone_query([previous], question)

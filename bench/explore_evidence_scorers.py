@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-from ragbot import RagBot, trainset  # noqa: E402
+from ragbot import RagBot  # noqa: E402
+from ragbot.learn import trainset  # noqa: E402
 from ragbot.evaluation.metrics import rouge_l  # noqa: E402
 from ragbot.answer.evidence import candidates  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
@@ -203,7 +204,7 @@ keep = set(sys.argv[2:]) if len(sys.argv) > 2 else set(scorers)
 scorers = {k: v for k, v in scorers.items() if k in keep}
 
 # the calibration examples, made as scripts/calibrate_evidence.py makes them (structure + model questions)
-from ragbot import answerability  # noqa: E402
+from ragbot.answer import answerability  # noqa: E402
 from ragbot.learn.tune import best_evidence  # noqa: E402
 cands = trainset.structural_questions(bot.store.all_chunks()) + [trainset.Candidate(r["q"], r["chunk"], "model") for r in rows]
 kept_all = trainset.check_candidates(bot, cands, trainset.CheckReport())

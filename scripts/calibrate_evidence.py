@@ -19,8 +19,7 @@ import tempfile
 from pathlib import Path
 
 from ragbot import RagBot
-from ragbot.answer import answerability
-from ragbot.answer import corrections
+from ragbot.answer import answerability, corrections
 from ragbot.learn import trainset
 from ragbot.learn.tune import best_evidence
 

@@ -1,1 +1,2 @@
-"""Learn: feedback, tuning data, `ragbot tune`, the gate and the versioned adapters."""
+"""Learn: the answer log every ask writes and the votes on it (feedback.py), tuning data, `ragbot
+tune`, the gate and the versioned adapters."""

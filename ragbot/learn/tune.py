@@ -28,9 +28,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from ragbot.answer import answerability
-from ragbot.answer import corrections
-from ragbot.answer import evidence
+from ragbot.answer import answerability, corrections, evidence
 from ragbot.learn import trainset
 from ragbot.errors import ModelError, RagbotError
 from ragbot.storage.files import state_lock, write_atomic

@@ -1,1 +1,2 @@
-"""Retrieve: the embedder, the FAISS vector index and the BM25 index, and how they are searched."""
+"""Retrieve: the embedder, the FAISS vector index and the BM25 index. RagBot.batch_search (bot.py) runs
+them and fuses their rankings."""
