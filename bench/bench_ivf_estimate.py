@@ -20,7 +20,7 @@ import argparse
 
 import numpy as np
 
-from common import SHARED, machine, save, table
+from common import shared_data, machine, save, table
 
 
 BETWEEN = "check: between two stored"
@@ -31,9 +31,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lists", type=int, default=0, help="IVF lists (default: what the index would use)")
     args = parser.parse_args()
-    folder = SHARED / "scifact"
-    if not folder.is_dir():
-        print(f"skipped: {folder} not found")
+    folder = shared_data("scifact")
+    if folder is None:
         return
     print(machine(), flush=True)
     import faiss

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, SHARED, machine, save, table
+from common import shared_data, ROOT, machine, save, table
 
 QUESTIONS = ROOT / "tests" / "data" / "frozen" / "pdf_retrieval.jsonl"
 KS = (1, 5)
@@ -32,9 +32,8 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parent / ".cache" / "pdf_retrieval"))
     parser.add_argument("--retrieval", default=None, help="retrieval mode (default: the settings' default)")
     args = parser.parse_args()
-    folder = SHARED / "pdfs"
-    if not folder.is_dir():
-        print(f"skipped: {folder} not found")
+    folder = shared_data("pdfs")
+    if folder is None:
         return
     print(machine(), flush=True)
 

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import SHARED, peak_rss_mb, save, table
+from common import shared_data, peak_rss_mb, save, table
 
 PUBLISHED = {
     "all-MiniLM-L6-v2 (MTEB results)": "0.645",
@@ -29,9 +29,8 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parent / ".cache"))
     parser.add_argument("--weights", default="0.5,1,2", help="lexical weights tried on the train queries")
     args = parser.parse_args()
-    folder = SHARED / "scifact"
-    if not folder.is_dir():
-        print(f"skipped: {folder} not found (SciFact is read from ../shared/data/scifact)")
+    folder = shared_data("scifact")
+    if folder is None:
         return
 
 

@@ -37,6 +37,15 @@ def machine() -> dict:
     }
 
 
+def shared_data(name: str) -> Path | None:
+    """../shared/data/<name>, or None (having said the benchmark is skipped) when it is not there."""
+    folder = SHARED / name
+    if folder.is_dir():
+        return folder
+    print(f"skipped: {folder} not found (this benchmark reads ../shared/data/{name})")
+    return None
+
+
 def peak_rss_mb(children: bool = False) -> float:
     """Peak resident memory of this process (or of its finished children), in MiB."""
     who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF

@@ -143,9 +143,8 @@ class VectorIndex:
 
     def exact(self) -> "VectorIndex":
         """A flat index over the same ids and vectors."""
-        ids = self.ids()
         flat = VectorIndex(self.dim)
-        flat.add(ids, self.vectors(ids))
+        flat.add(*self._all())
         return flat
 
     def _all(self) -> tuple[np.ndarray, np.ndarray]:
@@ -159,8 +158,9 @@ class VectorIndex:
 
     def approximate(self, seed: int = 0) -> tuple["VectorIndex", dict]:
         """An IVF index over the same ids and vectors, and what was measured building it: lists,
-        nprobe, recall@10 against exact search, seconds. `recall_at_10` below CHECK_RECALL means
-        no nprobe tried reached it; the caller then keeps the exact index."""
+        nprobe, recall@10 on its check against exact search, seconds. `recall_at_10` below
+        CHECK_RECALL means no nprobe tried reached it; approximate_if_due then keeps the index
+        as it was."""
         import faiss
 
         started = time.perf_counter()
