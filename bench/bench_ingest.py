@@ -75,7 +75,7 @@ def main() -> None:
 
     chunks = bot.store.all_chunks()
     t0 = time.perf_counter()
-    LexicalIndex.build(chunks, bot.embedder.word_pieces, bot.embedder.name)
+    LexicalIndex.of(chunks, bot.embedder)
     bm25_seconds = time.perf_counter() - t0
 
     pipeline_rate = n_chunks / in_command

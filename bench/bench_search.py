@@ -96,7 +96,7 @@ def main() -> None:
             drawn = rng.choice(len(words), size=(n, WORDS), p=zipf)
             texts = [" ".join(words[i] for i in row_) for row_ in drawn]
             chunks = [StoredChunk(int(i), f"/bench/{i // 50}.md", f"doc {i // 50}", "", None, t) for i, t in enumerate(texts)]
-            lexical = LexicalIndex.build(chunks, embedder.word_pieces, embedder.name)
+            lexical = LexicalIndex.of(chunks, embedder)
             row["bm25_build_s"] = time.perf_counter() - started
             asked = [" ".join(texts[p].split()[j] for j in rng.choice(WORDS, 8, replace=False)) for p in picked]
 

@@ -141,11 +141,14 @@ class RagBot:
             return index
 
     def _lexical_of(self, generation: int) -> LexicalIndex:
-        """The BM25 index of `generation` (the database's now): loaded, else built and saved."""
-        tokenize, tokenizer = self.embedder.word_pieces, self.embedder.name
-        index = LexicalIndex.load(self.settings.index_dir, generation, tokenize, tokenizer)
+        """The BM25 index of `generation` (the database's now): loaded, else built and saved.
+        A build reuses the term counts of the index this process last had (lexical.py), so
+        after an ingest only its new chunks are read and tokenized."""
+        index = LexicalIndex.load(self.settings.index_dir, generation, self.embedder)
         if index is None:
-            index = LexicalIndex.build(self.store.all_chunks(), tokenize, tokenizer)
+            previous = self._lexical[1] if self._lexical is not None else None
+            index = LexicalIndex.build(self.store.chunk_ids(), lambda ids: list(self.store.chunks(ids).values()),
+                                       self.embedder, previous)
             if generation == self.store.generation():
                 _save_if_room(index, self.settings.index_dir, generation)
         return index

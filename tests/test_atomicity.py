@@ -170,11 +170,11 @@ def test_searches_do_not_wait_for_the_new_bm25_index(make_bot, docs, tmp_path, m
     real_build = bot_module.LexicalIndex.build
     writer_thread: list = []
 
-    def slow_build(chunks, tokenize, tokenizer):
+    def slow_build(*args, **kwargs):
         if threading.current_thread() in writer_thread:  # the ingest's build: hold it here
             inside.set()
             release.wait(60)
-        return real_build(chunks, tokenize, tokenizer)
+        return real_build(*args, **kwargs)
 
     monkeypatch.setattr(bot_module.LexicalIndex, "build", staticmethod(slow_build))
     writer = threading.Thread(target=lambda: bot.ingest([more]))

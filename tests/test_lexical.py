@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ragbot.retrieve.lexical import LexicalIndex, chunk_text, fuse
@@ -13,6 +14,16 @@ def _chunk(i: int, text: str, title: str = "doc") -> StoredChunk:
     return StoredChunk(i, f"/docs/{title}.md", title, "", None, text)
 
 
+class _Renamed:
+    """The embedder's words under another tokenizer name."""
+
+    def __init__(self, embedder, name):
+        self._embedder, self.name = embedder, name
+
+    def __getattr__(self, attribute):
+        return getattr(self._embedder, attribute)
+
+
 def test_reciprocal_rank_fusion():
     # b is 2nd and 1st; a is 1st and absent; c is 3rd and 2nd.
     fused = fuse([[1, 2, 3], [2, 3]], weights=(1.0, 1.0), k=3)
@@ -21,18 +32,18 @@ def test_reciprocal_rank_fusion():
 
 
 def test_index_finds_exact_words_and_survives_a_round_trip(tmp_path, embedder):
-    pieces, name = embedder.word_pieces, embedder.name
+    pieces = embedder.word_pieces
     chunks = [_chunk(10, "The Frechet Inception Distance (FID) compares image statistics."),
               _chunk(11, "Bananas are yellow fruit grown in tropical regions."),
               _chunk(12, "Das Modell liest die Dokumente und antwortet mit Quellen.", title="de")]
-    index = LexicalIndex.build(chunks, pieces, name)
+    index = LexicalIndex.of(chunks, embedder)
     assert [c for c, _ in index.search(["FID"], 3)[0]] == [10]
     assert [c for c, _ in index.search(["the FIDs"], 3)[0]] == [10]  # word pieces: "fid" + "##s"
     assert [c for c, _ in index.search(["Dokumente Quellen"], 3)[0]] == [12]  # any language, no word lists
     assert index.search(["zzzunknown"], 3) == [[]]
     index.save(tmp_path, 4)
-    assert LexicalIndex.load(tmp_path, 4, pieces, "another tokenizer") is None  # rebuilt, not misread
-    again = LexicalIndex.load(tmp_path, 4, pieces, name)
+    assert LexicalIndex.load(tmp_path, 4, _Renamed(embedder, "another tokenizer")) is None  # rebuilt, not misread
+    again = LexicalIndex.load(tmp_path, 4, embedder)
     assert again is not None and again.search(["bananas"], 2)[0][0][0] == 11
     # Document frequencies (the coverage scorer's IDF), the same after loading: the chunks that
     # hold each word piece, as BM25 reads them (title first).
@@ -43,17 +54,94 @@ def test_index_finds_exact_words_and_survives_a_round_trip(tmp_path, embedder):
     index.save(tmp_path, 5)  # a newer generation: the older one stays a while for readers still opening it
     os.utime(tmp_path / "4.bm25", (1, 1))  # written long ago: what counts is when it became old
     index.save(tmp_path, 6)
-    assert LexicalIndex.load(tmp_path, 4, pieces, name) is not None
+    assert LexicalIndex.load(tmp_path, 4, embedder) is not None
     os.utime(tmp_path / ".stale-4.bm25", (1, 1))  # old for longer than the grace period now
     index.save(tmp_path, 7)
-    assert not (tmp_path / "4.bm25").exists() and LexicalIndex.load(tmp_path, 4, pieces, name) is None
+    assert not (tmp_path / "4.bm25").exists() and LexicalIndex.load(tmp_path, 4, embedder) is None
     assert not (tmp_path / ".stale-4.bm25").exists()
     assert (tmp_path / "5.bm25").is_dir() and (tmp_path / "6.bm25").is_dir()  # old only recently: kept
-    assert LexicalIndex.load(tmp_path, 99, pieces, name) is None
-    empty = LexicalIndex.build([], pieces, name)
+    assert LexicalIndex.load(tmp_path, 99, embedder) is None
+    empty = LexicalIndex.of([], embedder)
     assert empty.search(["anything"], 3) == [[]] and list(empty.document_frequencies(["fid"])) == [0]
     empty.save(tmp_path, 8)
-    assert len(LexicalIndex.load(tmp_path, 8, pieces, name)) == 0
+    assert len(LexicalIndex.load(tmp_path, 8, embedder)) == 0
+
+
+def _corpus_chunks() -> list[StoredChunk]:
+    """The shipped corpus's paragraphs as chunks: real text, of varied length."""
+    from conftest import CORPUS
+
+    chunks = []
+    for path in sorted(CORPUS.glob("*.md")):
+        for part in path.read_text().split("\n\n"):
+            if part.strip():
+                chunks.append(_chunk(len(chunks) + 1, part.strip(), title=path.stem))
+    return chunks
+
+
+def test_counts_build_scores_as_bm25s_own_build(embedder):
+    """The array build (`build_index_from_ids` given term counts) gives bm25s' own scores: the
+    same score matrix as bm25s.BM25 indexing the word pieces as strings, and the same results."""
+    import bm25s
+
+    chunks = _corpus_chunks()
+    assert len(chunks) > 100
+    ours = LexicalIndex.of(chunks, embedder)
+    theirs = bm25s.BM25()
+    theirs.index(embedder.word_pieces([chunk_text(c) for c in chunks]), show_progress=False)
+    # Columns are term ids: bm25s numbers the terms it met, we use the tokenizer's ids.
+    terms = [t for t in theirs.vocab_dict if t]
+    assert len(terms) > 1000
+    for term in terms[::7]:
+        mine, other = ours._retriever.vocab_dict[term], theirs.vocab_dict[term]
+        a = slice(*ours._retriever.scores["indptr"][mine: mine + 2])
+        b = slice(*theirs.scores["indptr"][other: other + 2])
+        assert list(ours._retriever.scores["indices"][a]) == list(theirs.scores["indices"][b])
+        np.testing.assert_allclose(ours._retriever.scores["data"][a], theirs.scores["data"][b], rtol=1e-5)
+    for question in ["What is mode collapse in a GAN?", "Wer hat das Modell trainiert?", "FID KL divergence"]:
+        known = [t for t in embedder.word_pieces([question])[0] if t in theirs.vocab_dict]
+        rows, scores = theirs.retrieve([known], k=10, show_progress=False)
+        expected = [(chunks[r].id, s) for r, s in zip(rows[0], scores[0]) if s > 0]
+        found = ours.search([question], 10)[0]
+        assert [c for c, _ in found] == [c for c, _ in expected]
+        np.testing.assert_allclose([s for _, s in found], [s for _, s in expected], rtol=1e-5)
+
+
+def test_a_new_generation_reads_only_new_chunks(embedder, tmp_path):
+    """Built from the index before it, a generation tokenizes only the chunks that index lacks,
+    and is the index a build from scratch makes: same scores, same results, same frequencies."""
+    chunks = _corpus_chunks()
+    by_id = {c.id: c for c in chunks}
+    read: list[int] = []
+
+    def reader(ids):
+        read.extend(ids)
+        return [by_id[i] for i in ids]
+
+    first_ids = [c.id for c in chunks if c.id % 3]  # two thirds of the chunks
+    first = LexicalIndex.build(first_ids, reader, embedder)
+    assert sorted(read) == first_ids
+    first.save(tmp_path, 1)
+    first = LexicalIndex.load(tmp_path, 1, embedder)  # its counts as saved (memory-mapped)
+    assert first.counts is not None and list(first.counts.ids) == first_ids
+    # Next: a third of the old chunks removed (a document re-ingested), the rest of the corpus added.
+    now = [c.id for c in chunks if c.id % 3 == 0 or c.id % 5]
+    read.clear()
+    second = LexicalIndex.build(now, reader, embedder, previous=first)
+    assert sorted(read) == sorted(set(now) - set(first_ids))  # the new ones only
+    scratch = LexicalIndex.of([by_id[i] for i in now], embedder)
+    assert list(second.ids) == list(scratch.ids) == sorted(now)
+    for name in ("indptr", "indices"):
+        assert np.array_equal(second._retriever.scores[name], scratch._retriever.scores[name])
+    np.testing.assert_allclose(second._retriever.scores["data"], scratch._retriever.scores["data"], rtol=1e-6)
+    for question in ["What is mode collapse in a GAN?", "diffusion noise steps", "hallucination citations"]:
+        assert second.search([question], 8) == scratch.search([question], 8)
+    terms = ["gan", "diffusion", "the", "zzzunknown"]
+    assert list(second.document_frequencies(terms)) == list(scratch.document_frequencies(terms))
+    # Counts made with another tokenizer are not reused: everything is read again.
+    read.clear()
+    LexicalIndex.build(now, reader, _Renamed(embedder, "another tokenizer"), previous=first)
+    assert sorted(read) == sorted(now)
 
 
 def test_hybrid_search_keeps_cosine_scores_and_follows_the_generation(make_bot, docs):
@@ -74,10 +162,17 @@ def test_hybrid_search_keeps_cosine_scores_and_follows_the_generation(make_bot, 
     words = bot.with_settings(retrieval="bm25")
     words._embedder = bot.embedder
     assert Path(words.search("croissants pastry", k=1)[0].source).name == "paris.md"
-    # A new generation gets its own BM25 index; a missing one is rebuilt from the database.
+    # A new generation gets its own BM25 index, reading only the new document's chunks from the
+    # database; a missing one is rebuilt from the database.
     (docs / "bananas.txt").write_text("Bananas are yellow. Plantains are cooked before eating.\n")
+    before, read = set(bot.store.chunk_ids().tolist()), []
+    real_chunks = bot.store.chunks
+    bot.store.chunks = lambda ids: read.extend(ids) or real_chunks(ids)
     bot.ingest([docs])
+    del bot.store.chunks
     assert bot.store.generation() != generation
+    added = set(bot.store.chunk_ids().tolist()) - before
+    assert added and set(read) == added
     for path in bot.settings.index_dir.glob("[0-9]*.bm25"):
         import shutil
 

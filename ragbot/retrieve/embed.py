@@ -11,6 +11,7 @@ import threading
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -68,14 +69,30 @@ class Embedder:
     def word_pieces(self, texts: Sequence[str]) -> list[list[str]]:
         """The tokens the embedder reads in each text (its own learned vocabulary: "GANs" is
         "gan" + "##s"), punctuation left out: the terms of the BM25 index (lexical.py)."""
+        spell = self.tokenizer.convert_ids_to_tokens
+        return [spell(ids.tolist()) for ids in self.word_piece_ids(texts)]
+
+    def word_piece_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """`word_pieces` as the pieces' ids in `vocabulary` (int32), one array per text."""
         if not texts:
             return []
         encoded = []
         for start in range(0, len(texts), 256):  # the lock is let go between parts (a whole corpus)
             with self._lock:
                 encoded += self.tokenizer(list(texts[start: start + 256]), add_special_tokens=False)["input_ids"]
-        return [[t for t in self.tokenizer.convert_ids_to_tokens(ids) if any(ch.isalnum() for ch in t)]
-                for ids in encoded]
+        is_term = self._is_term
+        return [row[is_term[row]] for row in (np.asarray(ids, dtype=np.int32) for ids in encoded)]
+
+    @cached_property
+    def vocabulary(self) -> dict[str, int]:
+        """Every word piece of the tokenizer and its id."""
+        return dict(self.tokenizer.get_vocab())
+
+    @cached_property
+    def _is_term(self) -> np.ndarray:
+        """For each token id: whether the piece holds a letter or digit (punctuation is no term)."""
+        spelled = self.tokenizer.convert_ids_to_tokens(list(range(max(self.vocabulary.values()) + 1)))
+        return np.array([piece is not None and any(ch.isalnum() for ch in piece) for piece in spelled], dtype=bool)
 
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         """Character span of every token of `text`."""

@@ -10,8 +10,17 @@ with bm25s' whole-word tokens (docs/benchmarks.md).
 
 Each chunk is indexed with its title and section path, as the embedder sees it. One index per
 index generation (store.py) sits beside the FAISS file as `index/<generation>.bm25/`, written to a
-temporary folder and swapped into place (files.py), and rebuilt from the database whenever it is missing,
-like the FAISS index.
+temporary folder and swapped into place (files.py), and rebuilt from the database whenever it is
+missing, like the FAISS index.
+
+**Incremental.** Each generation's folder also keeps every chunk's term counts (`TermCounts`).
+A new generation reuses the counts of the chunks it shares with the one before (chunk ids are
+never reused, and a stored chunk never changes), so an ingest reads and tokenizes only its own new
+chunks, and the BM25 scores are then computed from all counts in one vectorised pass
+(`_counts_bm25`). Tokenizing was four fifths of a rebuild, and bm25s' own build loops over the
+documents in Python; its scores are still recomputed for every chunk, since a new chunk changes
+every term's IDF and the mean length (docs/benchmarks.md §2). bm25s keeps the scores, searches
+and saves them.
 
 Fusion is reciprocal-rank fusion (Cormack et al., 2009): a chunk's fused score is the sum over the
 rankings it appears in of weight / (RRF_K + rank). It needs no score calibration between the two
@@ -23,7 +32,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -33,6 +44,8 @@ from ragbot.storage.store import StoredChunk
 RRF_K = 60  # the constant of the RRF paper; it damps the difference between the first ranks
 _NAME = re.compile(r"^(\d+)\.bm25$")
 _IDS = "chunk_ids.json"
+_COUNTS = ("ids", "indptr", "terms", "counts")  # TermCounts' arrays, each saved as <name>.npy
+READ_BATCH = 10_000  # chunks read from the database (and tokenized) at a time
 
 
 def chunk_text(chunk: StoredChunk) -> str:
@@ -42,27 +55,161 @@ def chunk_text(chunk: StoredChunk) -> str:
     return f"{head}\n{chunk.text}" if head else chunk.text
 
 
-Tokenize = Callable[[Sequence[str]], list[list[str]]]
+class Words(Protocol):
+    """What the index reads words with: the embedder's word pieces (embed.py)."""
+
+    name: str
+    vocabulary: dict[str, int]
+
+    def word_pieces(self, texts: Sequence[str]) -> list[list[str]]: ...
+
+    def word_piece_ids(self, texts: Sequence[str]) -> list[np.ndarray]: ...
 
 
-class LexicalIndex:
-    def __init__(self, retriever, ids: np.ndarray, tokenize: Tokenize, tokenizer: str):
-        self._retriever = retriever
-        self.ids = np.asarray(ids, dtype=np.int64)
-        self._tokenize = tokenize
-        self.tokenizer = tokenizer  # names the tokenize function; an index is only read with its own
+@dataclass(frozen=True)
+class TermCounts:
+    """Which terms each chunk holds and how often: row i (terms[indptr[i]:indptr[i+1]], counts
+    alike) is chunk ids[i]; ids ascend."""
+
+    ids: np.ndarray  # int64
+    indptr: np.ndarray  # int64, len(ids) + 1
+    terms: np.ndarray  # int32 term ids (the vocabulary's), each once per row
+    counts: np.ndarray  # int32, how often the row's chunk holds the term
 
     def __len__(self) -> int:
         return len(self.ids)
 
     @classmethod
-    def build(cls, chunks: Sequence[StoredChunk], tokenize: Tokenize, tokenizer: str) -> "LexicalIndex":
-        import bm25s
+    def of(cls, ids: Sequence[int], pieces: Sequence[np.ndarray]) -> "TermCounts":
+        """The counts of texts given as term-id arrays, one per chunk id."""
+        ids = np.asarray(ids, dtype=np.int64)
+        rows = np.repeat(np.arange(len(pieces), dtype=np.int64), [len(p) for p in pieces])
+        flat = np.concatenate(pieces).astype(np.int64) if len(pieces) else np.zeros(0, dtype=np.int64)
+        # Each (row, term) once, with its count: unique over row * (largest term + 1) + term.
+        width = int(flat.max()) + 1 if len(flat) else 1
+        keys, counts = np.unique(rows * width + flat, return_counts=True)
+        per_row = np.bincount(keys // width, minlength=len(ids))
+        made = cls(ids, np.concatenate([[0], np.cumsum(per_row)]).astype(np.int64),
+                   (keys % width).astype(np.int32), counts.astype(np.int32))
+        return made.sorted()
 
-        retriever = bm25s.BM25()
-        if chunks:
-            retriever.index(tokenize([chunk_text(c) for c in chunks]), show_progress=False)
-        return cls(retriever, np.array([c.id for c in chunks], dtype=np.int64), tokenize, tokenizer)
+    def sorted(self) -> "TermCounts":
+        return self if np.all(self.ids[1:] > self.ids[:-1]) else self.take(np.argsort(self.ids, kind="stable"))
+
+    def take(self, rows: np.ndarray) -> "TermCounts":
+        """Rows `rows` (positions), in that order."""
+        starts, lengths = self.indptr[rows], np.diff(self.indptr)[rows]
+        indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        # Each taken row's positions in terms/counts: its start plus 0..length-1.
+        at = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
+        return TermCounts(self.ids[rows], indptr, self.terms[at], self.counts[at])
+
+    def keep(self, ids: np.ndarray) -> "TermCounts":
+        """The rows of the chunks `ids` names (ids it does not hold are left out)."""
+        return self.take(np.flatnonzero(np.isin(self.ids, ids)))
+
+    @staticmethod
+    def join(parts: Sequence["TermCounts"]) -> "TermCounts":
+        lengths = [np.diff(p.indptr) for p in parts]
+        joined = TermCounts(np.concatenate([p.ids for p in parts]),
+                            np.concatenate([[0], np.cumsum(np.concatenate(lengths))]).astype(np.int64),
+                            np.concatenate([p.terms for p in parts]), np.concatenate([p.counts for p in parts]))
+        return joined.sorted()
+
+    def save(self, folder: Path) -> None:
+        for name in _COUNTS:
+            np.save(folder / f"{name}.npy", getattr(self, name))
+
+    @classmethod
+    def load(cls, folder: Path) -> "TermCounts | None":
+        """The saved counts (memory-mapped: only an ingest reads them), or None when the folder
+        has none (written before they were kept) or they do not fit together."""
+        try:
+            counts = cls(*(np.load(folder / f"{name}.npy", mmap_mode="r") for name in _COUNTS))
+        except (OSError, ValueError):
+            return None
+        if len(counts.indptr) != len(counts.ids) + 1 or len(counts.terms) != len(counts.counts) \
+                or (len(counts.indptr) and counts.indptr[-1] != len(counts.terms)):
+            return None
+        return counts
+
+
+def _counts_bm25():
+    """bm25s' BM25 with the build step its docs invite overriding (`build_index_from_ids`) given
+    a `TermCounts` in place of token lists: the same Lucene-variant scores as bm25s' own loop
+    (k1, b and the IDF as bm25s sets them), computed as arrays. bm25s is imported only here,
+    when an index is built."""
+    import bm25s
+
+    class CountsBM25(bm25s.BM25):
+        def build_index_from_ids(self, unique_token_ids, corpus_token_ids, show_progress=True, leave_progress=False):
+            if self.method != "lucene":
+                raise ValueError(f"the counts build computes the lucene variant, not {self.method!r}")
+            self.nonoccurrence_array = None  # as bm25s' build sets it for the lucene variant
+            counts: TermCounts = corpus_token_ids
+            n_docs, n_vocab = len(counts), int(max(unique_token_ids, default=-1)) + 1
+            rows = np.repeat(np.arange(n_docs, dtype=np.int64), np.diff(counts.indptr))
+            tf = np.asarray(counts.counts, dtype=np.float64)
+            lengths = np.bincount(rows, weights=tf, minlength=n_docs)  # tokens per chunk
+            terms = np.asarray(counts.terms, dtype=np.int64)
+            df = np.bincount(terms, minlength=n_vocab)
+            idf = np.where(df > 0, np.log1p((n_docs - df + 0.5) / (df + 0.5)), 0.0)
+            tfc = tf / (self.k1 * ((1 - self.b) + self.b * lengths[rows] / lengths.mean()) + tf)
+            order = np.argsort(terms, kind="stable")  # by term, chunks ascending within each
+            return {"data": (idf[terms] * tfc)[order].astype(self.dtype),
+                    "indices": rows[order].astype(self.int_dtype),
+                    "indptr": np.concatenate([[0], np.cumsum(df)]).astype(self.int_dtype),
+                    "num_docs": n_docs}
+
+    return CountsBM25()
+
+
+class _Indexed:
+    """What bm25s' `index` takes: token ids (here the counts) and the vocabulary."""
+
+    def __init__(self, ids: TermCounts, vocab: dict[str, int]):
+        self.ids, self.vocab = ids, vocab
+
+
+class LexicalIndex:
+    def __init__(self, retriever, counts: TermCounts | None, ids: np.ndarray, words: Words):
+        self._retriever = retriever
+        self.counts = counts  # None for an index saved before counts were kept: the next build reads everything
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.words = words
+        self.tokenizer = words.name  # an index is only read with the tokenizer it was built with
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def build(cls, ids: Sequence[int], read: Callable[[Sequence[int]], Sequence[StoredChunk]], words: Words,
+              previous: "LexicalIndex | None" = None) -> "LexicalIndex":
+        """The index of the chunks `ids`. The term counts of chunks `previous` holds are reused
+        (when it was built with the same words); `read(ids)` gives the others' stored chunks
+        (those it still finds), which are tokenized here."""
+        ids = np.unique(np.asarray(ids, dtype=np.int64))
+        reused = previous.counts.keep(ids) if previous is not None and previous.counts is not None \
+            and previous.tokenizer == words.name else None
+        missing = ids if reused is None else np.setdiff1d(ids, reused.ids)
+        parts = [] if reused is None else [reused]
+        for start in range(0, len(missing), READ_BATCH):
+            chunks = read(missing[start: start + READ_BATCH].tolist())
+            parts.append(TermCounts.of([c.id for c in chunks], words.word_piece_ids([chunk_text(c) for c in chunks])))
+        # A chunk another process removed meanwhile is not read, and so not indexed (a reader
+        # may build while another process writes; the generation check then reloads).
+        counts = TermCounts.join(parts) if parts else TermCounts.of([], [])
+        retriever = _counts_bm25()
+        if len(counts):
+            # A copy: bm25s adds an empty term to the vocabulary it is given.
+            retriever.index(_Indexed(counts, dict(words.vocabulary)), show_progress=False)
+        return cls(retriever, counts, counts.ids, words)
+
+    @classmethod
+    def of(cls, chunks: Sequence[StoredChunk], words: Words) -> "LexicalIndex":
+        """The index of these chunks, built from scratch."""
+        by_id = {c.id: c for c in chunks}
+        return cls.build(list(by_id), lambda ids: [by_id[i] for i in ids], words)
 
     def search(self, queries: Sequence[str], k: int, only: np.ndarray | None = None) -> list[list[tuple[int, float]]]:
         """For each query, up to k (chunk id, BM25 score) pairs, best first; chunks sharing no
@@ -72,7 +219,7 @@ class LexicalIndex:
         mask = None if only is None else np.isin(self.ids, np.asarray(only, dtype=np.int64)).astype(np.float32)
         vocab = self._retriever.vocab_dict
         found = []
-        for tokens in self._tokenize(list(queries)):
+        for tokens in self.words.word_pieces(list(queries)):
             known = [t for t in tokens if t in vocab]
             if not known:
                 found.append([])
@@ -99,26 +246,31 @@ class LexicalIndex:
             with building_dir(target, ".tmp-bm25-") as tmp:
                 if len(self):
                     self._retriever.save(str(tmp), show_progress=False)
+                if self.counts is not None:
+                    self.counts.save(tmp)
                 (tmp / _IDS).write_text(json.dumps({"tokenizer": self.tokenizer, "chunk_ids": self.ids.tolist()}))
         remove_old_generations(directory, _NAME, generation)
         return target
 
     @classmethod
-    def load(cls, directory: Path, generation: int, tokenize: Tokenize, tokenizer: str) -> "LexicalIndex | None":
-        """The index saved for `generation` with `tokenizer`, or None when there is none (or it
-        is unusable, or was made with another tokenizer)."""
+    def load(cls, directory: Path, generation: int, words: Words) -> "LexicalIndex | None":
+        """The index saved for `generation` with `words`' tokenizer, or None when there is none
+        (or it is unusable, or was made with another tokenizer)."""
         import bm25s
 
         path = directory / f"{generation}.bm25"
         try:
             meta = json.loads((path / _IDS).read_text())
-            if meta.get("tokenizer") != tokenizer:
+            if meta.get("tokenizer") != words.name:
                 return None
             ids = np.array(meta["chunk_ids"], dtype=np.int64)
             retriever = bm25s.BM25.load(str(path), show_progress=False, verbosity=0) if len(ids) else bm25s.BM25()
         except (OSError, ValueError, KeyError, AttributeError):
             return None
-        return cls(retriever, ids, tokenize, tokenizer)
+        counts = TermCounts.load(path)
+        if counts is not None and not np.array_equal(counts.ids, ids):
+            counts = None  # they do not belong to this index: the next build reads every chunk
+        return cls(retriever, counts, ids, words)
 
 
 def fuse(rankings: Sequence[Sequence[int]], weights: Sequence[float], k: int) -> list[int]:

@@ -164,7 +164,7 @@ def _indexes(bot, report: DoctorReport, repair: bool) -> None:
     _report_index(report, f"FAISS index (generation {generation})", problem, repair,
                   settings.index_dir / f"{generation}.faiss", bot._current_index)
     if settings.uses_bm25:
-        lexical = LexicalIndex.load(settings.index_dir, generation, bot.embedder.word_pieces, bot.embedder.name)
+        lexical = LexicalIndex.load(settings.index_dir, generation, bot.embedder)
         problem = ("missing" if lexical is None else
                    None if set(lexical.ids.tolist()) == expected else "holds other chunks than the database")
         _report_index(report, f"BM25 index (generation {generation})", problem, repair,

@@ -150,6 +150,7 @@ class StoredChunk:
 
 
 # The columns of a StoredChunk, in its field order.
+_IN_LIMIT = 900  # ids bound in one `IN (...)`: SQLite before 3.32 allows 999 variables
 _CHUNK_SELECT = (
     "SELECT c.id, d.source, d.title, c.section, c.page, c.text FROM chunks c JOIN documents d ON d.id = c.doc_id"
 )
@@ -365,11 +366,18 @@ class Store:
     # -- chunks -----------------------------------------------------------------------------
 
     def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]:
-        if not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
-        rows = self._db.execute(f"{_CHUNK_SELECT} WHERE c.id IN ({marks})", list(ids)).fetchall()
-        return {row[0]: StoredChunk(*row) for row in rows}
+        ids, found = list(ids), {}
+        for start in range(0, len(ids), _IN_LIMIT):
+            part = ids[start: start + _IN_LIMIT]
+            marks = ",".join("?" * len(part))
+            for row in self._db.execute(f"{_CHUNK_SELECT} WHERE c.id IN ({marks})", part):
+                found[row[0]] = StoredChunk(*row)
+        return found
+
+    def chunk_ids(self) -> np.ndarray:
+        """Every stored chunk's id, ascending."""
+        rows = self._db.execute("SELECT id FROM chunks ORDER BY id").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def all_chunks(self) -> list[StoredChunk]:
         rows = self._db.execute(f"{_CHUNK_SELECT} ORDER BY c.id").fetchall()
