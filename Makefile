@@ -66,6 +66,7 @@ clean:
 bench: $(STAMP)
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_search.py
+	$(BIN)/python bench/bench_bm25.py
 	$(BIN)/python bench/bench_generate.py
 	$(BIN)/python bench/bench_tune.py
 	$(BIN)/python bench/bench_memory.py
