@@ -28,6 +28,7 @@ import io
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 
 from ragbot.errors import DocumentError
 
@@ -58,9 +59,10 @@ class Line:
     def text(self) -> str:
         return "".join(text for text, _ in self.parts)
 
-    @property
+    @cached_property
     def size(self) -> float | None:
-        """The size holding most of the line's characters."""
+        """The size holding most of the line's characters (computed once: lines are compared
+        by size many times)."""
         weight = Counter()
         for text, size in self.parts:
             if size is not None and text.strip():
