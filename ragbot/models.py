@@ -257,14 +257,45 @@ def available_memory() -> int | None:
     return None
 
 
-def check_fits_in_memory(path: Path, what: str) -> None:
-    """A clear error, before loading, when the weights file is larger than the memory available
-    (weights are mapped whole; 10% more for the context and buffers)."""
+def check_fits_in_memory(path: Path, what: str, cache_bytes: int = 0, cache: str = "") -> None:
+    """A clear error, before loading, when the weights file and the model's cache (`cache_bytes`,
+    described by `cache`) need more than the memory available (weights are mapped whole; 10%
+    more for buffers)."""
     available = available_memory()
-    needed = path.stat().st_size * 1.1
+    weights = path.stat().st_size * 1.1
+    needed = weights + cache_bytes
     if available is not None and needed > available:
-        raise ModelError(f"{what} {path} needs about {needed / 2**30:.1f} GiB of memory and "
-                         f"{available / 2**30:.1f} GiB is available: pick a smaller or more quantised model")
+        parts = f" ({weights / 2**30:.1f} GiB of weights, {cache_bytes / 2**30:.1f} GiB for {cache})" if cache_bytes else ""
+        raise ModelError(f"{what} {path} needs about {needed / 2**30:.1f} GiB of memory{parts} and "
+                         f"{available / 2**30:.1f} GiB is available: pick a smaller or more quantised model"
+                         + (", or fewer parallel answers or a smaller context" if cache_bytes else ""))
+
+
+def gguf_cache_bytes(path: Path, positions: int) -> int:
+    """Bytes of llama.cpp's KV cache holding `positions` tokens for the GGUF model at `path`:
+    a key and a value of 16 bits per KV head and position, in every layer (the default cache
+    type), from the file's metadata. 0 when the metadata does not say (the check then counts the
+    weights only)."""
+    import gguf
+
+    fields = gguf.GGUFReader(str(path)).fields
+
+    def value(key: str):
+        field = fields.get(key)
+        return field.contents() if field is not None else None
+
+    arch = value("general.architecture")
+    layers, width, heads = (value(f"{arch}.{k}") for k in ("block_count", "embedding_length", "attention.head_count"))
+    kv_heads = value(f"{arch}.attention.head_count_kv") or heads
+    if isinstance(heads, list):  # per layer in some models: the widest layer bounds it
+        heads = max(heads)
+    if isinstance(kv_heads, list):
+        kv_heads = max(kv_heads)
+    if not (layers and width and heads and kv_heads):
+        return 0
+    key = value(f"{arch}.attention.key_length") or width // heads
+    values = value(f"{arch}.attention.value_length") or key
+    return 2 * int(layers) * int(positions) * int(kv_heads) * (int(key) + int(values))
 
 
 def gguf_chat_template(path: Path) -> str | None:

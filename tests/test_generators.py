@@ -415,5 +415,24 @@ def test_a_model_larger_than_the_free_memory_is_refused_before_loading(corpus_bo
     from ragbot import models
 
     monkeypatch.setattr(models, "available_memory", lambda: 10 * 2**20)
-    with pytest.raises(ModelError, match=r"needs about 0\.\d GiB of memory and 0\.0 GiB is available"):
+    with pytest.raises(ModelError, match=r"needs about 0\.\d GiB of memory \(0\.\d GiB of weights, 0\.2 GiB for the "
+                                         r"cache of 4 parallel answers of 2048 tokens\) and 0\.0 GiB is available"):
         load_generator(with_overrides(corpus_bot.settings, adapter="none"), backend="llama.cpp")
+
+
+@needs_llama_cpp
+def test_the_kv_cache_of_parallel_answers_counts_in_the_memory_check(corpus_bot, monkeypatch):
+    """The check counts the KV cache llama.cpp will allocate (keys and values of 16 bits, every
+    layer, every position of every parallel answer), from the GGUF metadata, not the weights only."""
+    from ragbot import models
+    from ragbot.generators.llama_cpp_backend import prepared_weights
+
+    settings = with_overrides(corpus_bot.settings, adapter="none", parallel_answers=8, context_tokens=8192)
+    weights = prepared_weights(settings, models.generator_gguf(settings))
+    # SmolLM2-135M: 30 layers, 3 KV heads of 64 dimensions (576 / 9 heads).
+    assert models.gguf_cache_bytes(weights, 8 * 8192) == 2 * 30 * 8 * 8192 * 3 * (64 + 64)  # 1.41 GiB
+    # Room for the weights and 0.5 GiB more: enough for 4 answers of 2,048 tokens, not for these.
+    monkeypatch.setattr(models, "available_memory", lambda: int(weights.stat().st_size * 1.1) + 2**29)
+    with pytest.raises(ModelError, match=r"1\.4 GiB for the cache of 8 parallel answers of 8192 tokens\) .*"
+                                         r"fewer parallel answers or a smaller context"):
+        load_generator(settings, backend="llama.cpp")

@@ -135,7 +135,7 @@ class LlamaCppGenerator:
 
     @classmethod
     def load(cls, settings: Settings, adapter: str | None = None) -> "LlamaCppGenerator":
-        from ragbot.models import check_fits_in_memory, generator_gguf, gguf_chat_template
+        from ragbot.models import check_fits_in_memory, generator_gguf, gguf_cache_bytes, gguf_chat_template
 
         gguf = generator_gguf(settings)
         if gguf is None:
@@ -158,7 +158,9 @@ class LlamaCppGenerator:
         except (ModelError, OSError, KeyError, ValueError) as exc:
             raise AdapterNotServable(f"adapter {chosen.version} cannot run on llama.cpp: {exc}") from None
         weights = prepared_weights(settings, gguf)
-        check_fits_in_memory(weights, "generator")
+        positions = settings.parallel_answers * settings.context_tokens  # the context _Decoder makes
+        check_fits_in_memory(weights, "generator", gguf_cache_bytes(weights, positions),
+                             f"the cache of {settings.parallel_answers} parallel answers of {settings.context_tokens} tokens")
         set_verbose(False)
         _backend_init()
         try:
