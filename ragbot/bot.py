@@ -196,7 +196,9 @@ class RagBot:
                     # searches in another process find it ready, and outside the load lock, so
                     # searches here go on reading the generation before it meanwhile.
                     started = time.perf_counter()
-                    lexical = self._lexical_of(generation)
+                    held = self._lexical
+                    # A write that changed nothing keeps its generation, and the index in memory.
+                    lexical = held[1] if held is not None and held[0] == generation else self._lexical_of(generation)
                     ingester.lexical_seconds = time.perf_counter() - started
                 with self._load_lock:
                     self._index, self._index_generation = ingester.index, generation

@@ -173,6 +173,10 @@ def test_hybrid_search_keeps_cosine_scores_and_follows_the_generation(make_bot, 
     assert bot.store.generation() != generation
     added = set(bot.store.chunk_ids().tolist()) - before
     assert added and set(read) == added
+    # A write that changes nothing keeps the generation and the index in memory (no reload).
+    held, generation = bot._lexical[1], bot.store.generation()
+    bot.ingest([docs])
+    assert bot.store.generation() == generation and bot._lexical[1] is held
     for path in bot.settings.index_dir.glob("[0-9]*.bm25"):
         import shutil
 
