@@ -56,7 +56,7 @@ from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTraine
 from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 from ragbot.models import load_plan
 location, _, _ = load_plan(bot.settings, "embedder")
-epochs = float(sys.argv[1]) if len(sys.argv) > 1 else 2
+epochs = float(sys.argv[1]) if len(sys.argv) > 1 else 3
 lr = float(sys.argv[2]) if len(sys.argv) > 2 else 5e-5
 ce = CrossEncoder(location, num_labels=1, device="cpu", max_length=128)
 args = CrossEncoderTrainingArguments(output_dir=str(W / "ce-ckpt"), num_train_epochs=epochs, learning_rate=lr,
@@ -96,5 +96,5 @@ rl = [max(rouge_l(p, x) for x in r["answers"]) for p, r in zip(picked, dev) if r
 print(f"dev AUC {roc_auc_score(ans, best):.3f} vs near {roc_auc_score(ans[pairs], best[pairs]):.3f} ceiling near refused@10% {np.mean(best[near] < t10):.3f}")
 print(f"dev with synthetic threshold: answerable refused {np.mean(best[ans] < thr):.3f} near refused {np.mean(best[near] < thr):.3f} unanswerable refused {np.mean(best[~ans] < thr):.3f}")
 print(f"dev ROUGE-L of picked {np.mean(rl):.3f}")
-json.dump({"best": best.tolist(), "ans": ans.tolist(), "near": near.tolist()}, open(f"/tmp/x/ce_{epochs}_{lr}.json", "w"))
+json.dump({"best": best.tolist(), "ans": ans.tolist(), "near": near.tolist()}, open(W / f"ce_{epochs}_{lr}.json", "w"))
 ce.save(str(W / f"ce-{epochs}-{lr}"))

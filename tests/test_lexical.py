@@ -144,6 +144,51 @@ def test_a_new_generation_reads_only_new_chunks(embedder, tmp_path):
     assert sorted(read) == sorted(now)
 
 
+def test_counts_not_reused_from_an_older_folder_and_reads_come_in_batches(embedder, tmp_path, monkeypatch):
+    """A folder saved without counts (before they were kept), or with counts of another terms
+    version, loads for searching but gives nothing to reuse: the next build reads every chunk.
+    Chunks are read, and looked up in SQLite, in bounded batches."""
+    import json
+
+    from ragbot.retrieve import lexical
+
+    chunks = _corpus_chunks()[:60]
+    by_id = {c.id: c for c in chunks}
+    batches: list[int] = []
+
+    def reader(ids):
+        batches.append(len(ids))
+        return [by_id[i] for i in ids]
+
+    monkeypatch.setattr(lexical, "READ_BATCH", 25)
+    index = LexicalIndex.build(list(by_id), reader, embedder)
+    assert batches == [25, 25, 10]
+    index.save(tmp_path, 1)
+    for name in lexical._COUNTS:
+        (tmp_path / "1.bm25" / f"{name}.npy").unlink()
+    old = LexicalIndex.load(tmp_path, 1, embedder)
+    assert old is not None and old.counts is None and old.search(["generator"], 3) == index.search(["generator"], 3)
+    batches.clear()
+    LexicalIndex.build(list(by_id), reader, embedder, previous=old)
+    assert sum(batches) == len(chunks)  # everything read again
+    index.save(tmp_path, 2)
+    meta = tmp_path / "2.bm25" / lexical._IDS
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "terms": lexical.TERMS_VERSION + 1}))
+    assert LexicalIndex.load(tmp_path, 2, embedder).counts is None
+
+
+def test_the_database_gives_more_chunks_than_it_binds_at_once(make_bot, docs, monkeypatch):
+    from ragbot.storage import store
+
+    bot = make_bot()
+    bot.ingest([docs])
+    ids = bot.store.chunk_ids().tolist()
+    assert len(ids) > 2 and ids == sorted(ids)
+    whole = bot.store.chunks(ids)
+    monkeypatch.setattr(store, "_IN_LIMIT", 2)  # SQLite before 3.32 binds 999 at most
+    assert bot.store.chunks(ids) == whole and sorted(whole) == ids
+
+
 def test_hybrid_search_keeps_cosine_scores_and_follows_the_generation(make_bot, docs):
     bot = make_bot()
     bot.ingest([docs])

@@ -296,12 +296,7 @@ def _exact(queries: np.ndarray, ids: np.ndarray, vectors: np.ndarray, k: int) ->
         return out_scores, out_ids
     scores, rows = faiss.knn(np.ascontiguousarray(queries, dtype=np.float32),
                              np.ascontiguousarray(vectors, dtype=np.float32), n, metric=faiss.METRIC_INNER_PRODUCT)
-    out_scores[:, :n] = scores
-    out_ids[:, :n] = np.asarray(ids)[rows]
-    return out_scores, out_ids
-    top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-    top = np.take_along_axis(top, order, axis=1)
-    out_scores[:, :n] = np.take_along_axis(scores, top, axis=1)
-    out_ids[:, :n] = np.asarray(ids)[top]
+    found = rows >= 0  # FAISS gives -1 where it found nothing (a vector of NaNs)
+    out_scores[:, :n] = np.where(found, scores, -np.inf)
+    out_ids[:, :n] = np.where(found, np.asarray(ids)[np.maximum(rows, 0)], -1)
     return out_scores, out_ids

@@ -45,6 +45,9 @@ RRF_K = 60  # the constant of the RRF paper; it damps the difference between the
 _NAME = re.compile(r"^(\d+)\.bm25$")
 _IDS = "chunk_ids.json"
 _COUNTS = ("ids", "indptr", "terms", "counts")  # TermCounts' arrays, each saved as <name>.npy
+# Of what a chunk's counts are made (chunk_text, word_piece_ids): counts saved with another
+# version are not reused, since every generation would carry them forward.
+TERMS_VERSION = 1
 READ_BATCH = 10_000  # chunks read from the database (and tokenized) at a time
 
 
@@ -123,15 +126,17 @@ class TermCounts:
     @classmethod
     def load(cls, folder: Path) -> "TermCounts | None":
         """The saved counts (memory-mapped: only an ingest reads them), or None when the folder
-        has none (written before they were kept) or they do not fit together."""
+        has none (written before they were kept) or their shapes do not fit together (checked
+        on the per-chunk arrays only, so loading reads no term array)."""
         try:
             counts = cls(*(np.load(folder / f"{name}.npy", mmap_mode="r") for name in _COUNTS))
         except (OSError, ValueError):
             return None
-        if len(counts.indptr) != len(counts.ids) + 1 or len(counts.terms) != len(counts.counts) \
-                or (len(counts.indptr) and counts.indptr[-1] != len(counts.terms)):
-            return None
-        return counts
+        fits = (len(counts.indptr) == len(counts.ids) + 1 and len(counts.terms) == len(counts.counts)
+                and counts.indptr[0] == 0 and counts.indptr[-1] == len(counts.terms)
+                and bool(np.all(np.diff(counts.indptr) >= 0)) and bool(np.all(np.diff(counts.ids) > 0))
+                and counts.terms.dtype == np.int32 and counts.counts.dtype == np.int32)
+        return counts if fits else None
 
 
 def _counts_bm25():
@@ -148,17 +153,22 @@ def _counts_bm25():
             self.nonoccurrence_array = None  # as bm25s' build sets it for the lucene variant
             counts: TermCounts = corpus_token_ids
             n_docs, n_vocab = len(counts), int(max(unique_token_ids, default=-1)) + 1
-            rows = np.repeat(np.arange(n_docs, dtype=np.int64), np.diff(counts.indptr))
-            tf = np.asarray(counts.counts, dtype=np.float64)
+            # 32-bit arrays where they fit, temporaries dropped early: at a million chunks there
+            # are about 10^8 (chunk, term) entries, and each byte per entry is 100 MB.
+            rows = np.repeat(np.arange(n_docs, dtype=np.int32), np.diff(counts.indptr))
+            tf = np.asarray(counts.counts, dtype=np.float32)
             lengths = np.bincount(rows, weights=tf, minlength=n_docs)  # tokens per chunk
-            terms = np.asarray(counts.terms, dtype=np.int64)
+            norm = (self.k1 * ((1 - self.b) + self.b * lengths / lengths.mean())).astype(np.float32)
+            terms = np.asarray(counts.terms, dtype=np.int32)
             df = np.bincount(terms, minlength=n_vocab)
-            idf = np.where(df > 0, np.log1p((n_docs - df + 0.5) / (df + 0.5)), 0.0)
-            tfc = tf / (self.k1 * ((1 - self.b) + self.b * lengths[rows] / lengths.mean()) + tf)
+            idf = np.where(df > 0, np.log1p((n_docs - df + 0.5) / (df + 0.5)), 0.0).astype(np.float32)
+            scores = idf[terms] * (tf / (norm[rows] + tf))
+            del tf, norm
             order = np.argsort(terms, kind="stable")  # by term, chunks ascending within each
-            return {"data": (idf[terms] * tfc)[order].astype(self.dtype),
+            del terms
+            return {"data": scores[order].astype(self.dtype),
                     "indices": rows[order].astype(self.int_dtype),
-                    "indptr": np.concatenate([[0], np.cumsum(df)]).astype(self.int_dtype),
+                    "indptr": np.concatenate([[0], np.cumsum(df)]).astype(np.int64),
                     "num_docs": n_docs}
 
     return CountsBM25()
@@ -248,8 +258,11 @@ class LexicalIndex:
                     self._retriever.save(str(tmp), show_progress=False)
                 if self.counts is not None:
                     self.counts.save(tmp)
-                (tmp / _IDS).write_text(json.dumps({"tokenizer": self.tokenizer, "chunk_ids": self.ids.tolist()}))
+                (tmp / _IDS).write_text(json.dumps({"tokenizer": self.tokenizer, "terms": TERMS_VERSION,
+                                                    "chunk_ids": self.ids.tolist()}))
         remove_old_generations(directory, _NAME, generation)
+        if self.counts is not None:  # held from the file from now on, not in memory
+            self.counts = TermCounts.load(target) or self.counts
         return target
 
     @classmethod
@@ -267,7 +280,7 @@ class LexicalIndex:
             retriever = bm25s.BM25.load(str(path), show_progress=False, verbosity=0) if len(ids) else bm25s.BM25()
         except (OSError, ValueError, KeyError, AttributeError):
             return None
-        counts = TermCounts.load(path)
+        counts = TermCounts.load(path) if meta.get("terms") == TERMS_VERSION else None
         if counts is not None and not np.array_equal(counts.ids, ids):
             counts = None  # they do not belong to this index: the next build reads every chunk
         return cls(retriever, counts, ids, words)
