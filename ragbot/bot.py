@@ -35,7 +35,7 @@ from ragbot.answer.generation import (
 from ragbot.answer.answerability import AnswerabilityCheck
 from ragbot.answer.corrections import CorrectionMemory, Match, MatchThreshold
 from ragbot.errors import BusyError, DiskFullError, RagbotError
-from ragbot.answer.evidence import CoverageScorer, EmbeddingScorer, Evidence, SentenceScorer, compose, rank
+from ragbot.answer.evidence import CoverageScorer, EmbeddingScorer, Evidence, SentenceScorer, compose, rank_both
 from ragbot.learn.feedback import FeedbackLog
 from ragbot.storage.files import state_lock
 from ragbot.retrieve.index import VectorIndex
@@ -146,7 +146,8 @@ class RagBot:
         after an ingest only its new chunks are read and tokenized."""
         index = LexicalIndex.load(self.settings.index_dir, generation, self.embedder)
         if index is None:
-            previous = self._lexical[1] if self._lexical is not None else None
+            # Not across a restore: the restored database numbers its chunks anew.
+            previous = self._lexical[1] if self._lexical is not None and not self.store.replaced() else None
             index = LexicalIndex.build(self.store.chunk_ids(), lambda ids: list(self.store.chunks(ids).values()),
                                        self.embedder, previous)
             if generation == self.store.generation():
@@ -390,9 +391,7 @@ class RagBot:
         pool = passages if settings.answer_mode == "extract" else passages[: settings.prompt_passages]
         # A follow-up is scored against the standalone query it was retrieved with. The ranker
         # chooses what to quote; the check's scorer (the cosine) decides whether to answer.
-        ranked = rank(retrieval_query, pool, self.evidence_ranker)
-        judged = ranked if self.evidence_ranker is self.evidence_scorer else rank(retrieval_query, pool,
-                                                                                 self.evidence_scorer)
+        ranked, judged = rank_both(retrieval_query, pool, self.evidence_ranker, self.evidence_scorer)
         if match is not None:  # a thumbs-down alone: what was rejected is not quoted again
             ranked = _without(ranked, match.correction.answer)
             judged = _without(judged, match.correction.answer)

@@ -9,7 +9,8 @@ from ragbot.answer.generation import REFUSAL
 import pytest
 
 from ragbot.errors import ConfigError
-from ragbot.answer.evidence import CoverageScorer, EmbeddingScorer, Evidence, candidates, compose, rank, worst_share
+from ragbot.answer.evidence import (CoverageScorer, EmbeddingScorer, Evidence, candidates, compose, rank, rank_both,
+                                    worst_share)
 from ragbot.types import Passage
 
 
@@ -140,3 +141,21 @@ def test_dense_retrieval_answers_while_an_ingest_runs(make_bot, docs):
     with bot._writing():
         assert "Eiffel" in bot.ask(question, record=False).answer
     assert bot._lexical is not None and bot._lexical[0] == bot.store.generation()
+
+
+def test_coverage_and_the_cosine_come_from_one_pass_of_the_embedder(corpus_bot, monkeypatch):
+    """Answering ranks by coverage and decides by the cosine: both from one pass of the embedder,
+    with the very scores each scorer gives alone (the cosine's threshold was fit on them)."""
+    question = "Why do GANs suffer from mode collapse?"
+    passages = corpus_bot.search(question, k=5)
+    ranker, judge = corpus_bot.evidence_ranker, corpus_bot.evidence_scorer
+    alone = rank(question, passages, ranker), rank(question, passages, judge)
+    embedder = corpus_bot.embedder
+    calls = []
+    for method in ("encode", "encode_tokens"):
+        real = getattr(embedder, method)
+        monkeypatch.setattr(embedder, method, lambda *a, _real=real, _m=method, **k: calls.append(_m) or _real(*a, **k))
+    together = rank_both(question, passages, ranker, judge)
+    assert calls == ["encode_tokens"]
+    for one, other in zip(alone, together):
+        assert [(e.text, e.score) for e in one] == [(e.text, e.score) for e in other]

@@ -81,12 +81,19 @@ class CoverageScorer:
         self.document_frequencies = document_frequencies
 
     def score(self, question: str, sentences: Sequence[str]) -> np.ndarray:
+        return self.score_with_cosine(question, sentences)[0]
+
+    def score_with_cosine(self, question: str, sentences: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The coverage scores, and the cosines of the sentence embeddings (EmbeddingScorer's
+        scores) from the same pass of the embedder."""
         if not sentences:
-            return np.zeros(0)
+            return np.zeros(0), np.zeros(0)
         asked, *told = self.embedder.encode_tokens([question, *sentences])
         weights = self._weights(asked.pieces)
-        return np.array([worst_share((asked.tokens @ s.tokens.T).max(axis=1), weights, WORST_SHARE)
-                         if len(s.tokens) else -1.0 for s in told])
+        coverage = np.array([worst_share((asked.tokens @ s.tokens.T).max(axis=1), weights, WORST_SHARE)
+                             if len(s.tokens) else -1.0 for s in told])
+        # As EmbeddingScorer computes it (one matrix-vector product), so the cosines are its own.
+        return coverage, np.stack([s.vector for s in told]) @ asked.vector
 
     def _weights(self, pieces: Sequence[str]) -> np.ndarray:
         frequencies, n_chunks = self.document_frequencies(pieces)
@@ -122,7 +129,27 @@ def candidates(passages: Sequence[Passage]) -> list[tuple[int, str]]:
 def rank(question: str, passages: Sequence[Passage], scorer: SentenceScorer) -> list[Evidence]:
     """Every sentence of the passages as Evidence, best first."""
     pool = candidates(passages)
-    scores = scorer.score(question, [s for _, s in pool])
+    return _ranked(pool, scorer.score(question, [s for _, s in pool]))
+
+
+def rank_both(question: str, passages: Sequence[Passage], ranker: SentenceScorer,
+              judge: SentenceScorer) -> tuple[list[Evidence], list[Evidence]]:
+    """The sentences ranked by `ranker` (which to quote) and by `judge` (whether to answer at
+    all). When the ranker is coverage and the judge the cosine of the same embedder, both come
+    from one pass of it (the second pass cost about 70 ms an answer)."""
+    pool = candidates(passages)
+    sentences = [s for _, s in pool]
+    if ranker is judge:
+        ranked = _ranked(pool, ranker.score(question, sentences))
+        return ranked, ranked
+    if isinstance(ranker, CoverageScorer) and isinstance(judge, EmbeddingScorer) and ranker.embedder is judge.embedder:
+        by_ranker, by_judge = ranker.score_with_cosine(question, sentences)
+    else:
+        by_ranker, by_judge = ranker.score(question, sentences), judge.score(question, sentences)
+    return _ranked(pool, by_ranker), _ranked(pool, by_judge)
+
+
+def _ranked(pool: Sequence[tuple[int, str]], scores: np.ndarray) -> list[Evidence]:
     ranked = [Evidence(n=n, text=s, score=float(v), position=i) for i, ((n, s), v) in enumerate(zip(pool, scores))]
     ranked.sort(key=lambda e: -e.score)
     return ranked

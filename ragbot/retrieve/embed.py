@@ -128,25 +128,33 @@ class Embedder:
                     on_progress(len(idx))
         return out
 
-    def encode_tokens(self, texts: Sequence[str]) -> list[TokenVectors]:
+    def encode_tokens(self, texts: Sequence[str], batch_size: int = 64) -> list[TokenVectors]:
         """Each text's embedding and its tokens' contextual vectors, from one pass of the model.
-        Texts longer than the model reads are cut where the model cuts them."""
+        Texts longer than the model reads are cut where the model cuts them. Batched and
+        normalised as `encode` does (shortest first, `batch_size` at a time), so the embeddings
+        are the very vectors `encode` gives: in bfloat16, padding and the order of operations
+        move the last bits."""
         import torch
 
-        if not texts:
-            return []
-        with self._lock, torch.inference_mode():
-            outputs = self._model.encode(list(texts), output_value=None, normalize_embeddings=True,
-                                         show_progress_bar=False)
-            encoded = self.tokenizer(list(texts), truncation=True, max_length=int(self._model.max_seq_length),
-                                     return_offsets_mapping=True)
-            pieces = [self.tokenizer.convert_ids_to_tokens(ids) for ids in encoded["input_ids"]]
-        result = []
-        for out, spans, names in zip(outputs, encoded["offset_mapping"], pieces):
-            n = int(out["attention_mask"].sum())
-            keep = [i for i, (start, end) in enumerate(spans[:n]) if end > start]
-            tokens = out["token_embeddings"][:n].float().cpu().numpy()[keep]
-            tokens /= np.linalg.norm(tokens, axis=1, keepdims=True) + 1e-12
-            result.append(TokenVectors(vector=out["sentence_embedding"].float().cpu().numpy(), tokens=tokens,
-                                       spans=[tuple(spans[i]) for i in keep], pieces=[names[i] for i in keep]))
+        result: list[TokenVectors | None] = [None] * len(texts)
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        for start in range(0, len(texts), batch_size):
+            idx = order[start: start + batch_size]
+            part = [texts[i] for i in idx]
+            with self._lock, torch.inference_mode():
+                outputs = self._model.encode(part, batch_size=batch_size, output_value=None, normalize_embeddings=False,
+                                             show_progress_bar=False)
+                # Normalised as one batch in the model's dtype, as `encode` does: the same bits.
+                vectors = torch.nn.functional.normalize(torch.stack([o["sentence_embedding"] for o in outputs]),
+                                                        p=2, dim=1).float().cpu().numpy()
+                encoded = self.tokenizer(part, truncation=True, max_length=int(self._model.max_seq_length),
+                                         return_offsets_mapping=True)
+                pieces = [self.tokenizer.convert_ids_to_tokens(ids) for ids in encoded["input_ids"]]
+            for i, out, vector, spans, names in zip(idx, outputs, vectors, encoded["offset_mapping"], pieces):
+                n = int(out["attention_mask"].sum())
+                keep = [j for j, (first, end) in enumerate(spans[:n]) if end > first]
+                tokens = out["token_embeddings"][:n].float().cpu().numpy()[keep]
+                tokens /= np.linalg.norm(tokens, axis=1, keepdims=True) + 1e-12
+                result[i] = TokenVectors(vector=vector, tokens=tokens,
+                                         spans=[tuple(spans[j]) for j in keep], pieces=[names[j] for j in keep])
         return result
