@@ -157,7 +157,7 @@ def _indexes(bot, report: DoctorReport, repair: bool) -> None:
 
     settings, store = bot.settings, bot.store
     generation = store.generation()
-    expected = {r[0] for r in store._db.execute("SELECT id FROM chunks")}
+    expected = set(store.chunk_ids().tolist())
     index = VectorIndex.load(settings.index_dir, generation, bot.embedder.dim)
     problem = ("missing" if index is None else
                None if set(index.ids().tolist()) == expected else "holds other chunks than the database")

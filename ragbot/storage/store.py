@@ -149,8 +149,8 @@ class StoredChunk:
     text: str
 
 
-# The columns of a StoredChunk, in its field order.
 _IN_LIMIT = 900  # ids bound in one `IN (...)`: SQLite before 3.32 allows 999 variables
+# The columns of a StoredChunk, in its field order.
 _CHUNK_SELECT = (
     "SELECT c.id, d.source, d.title, c.section, c.page, c.text FROM chunks c JOIN documents d ON d.id = c.doc_id"
 )
