@@ -43,9 +43,9 @@ chat: $(STAMP)
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest
 
-# Fault drills (docs/reliability.md): every drill in tests/test_drills.py with 20 rounds, the long
-# ones `make test` leaves out included (tune killed at random moments, a data dir on a small
-# tmpfs). About 25 minutes on 2 cores; CI runs it after the tests.
+# Fault drills (docs/reliability.md): every drill in tests/test_drills.py with 20 rounds (kill -9
+# during votes, removes and tune; racing ingests; a data dir on a small tmpfs), all of which
+# `make test` leaves out. About 25 minutes on 2 cores; CI runs it after the tests.
 drills: $(STAMP)
 	RAGBOT_DRILL_ROUNDS=20 $(BIN)/python -m pytest tests/test_drills.py -m "drill or not drill" --durations=0
 

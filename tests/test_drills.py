@@ -1,8 +1,9 @@
 """kill -9 at random moments while state changes: afterwards the data dir checks clean (doctor),
 search works, the interrupted command completes when run again, and no vote a client was told
 was saved is lost. RAGBOT_DRILL_ROUNDS sets the rounds per drill (default 4; docs/reliability.md
-reports a 20-round run). The drills marked `drill` take minutes: `make drills` runs every drill
-here with 20 rounds, and CI runs it after the tests."""
+reports a 20-round run). Every drill here is marked `drill`, so `make test` leaves them out (they
+take 15 s to minutes each): `make drills` runs them all with 20 rounds, and CI runs it after the
+tests."""
 
 import os
 import random
@@ -63,6 +64,7 @@ def _assert_usable(bot_factory, data_dir):
     return bot
 
 
+@pytest.mark.drill
 def test_kill_while_votes_are_written_loses_no_acknowledged_vote(make_bot, docs):
     bot = make_bot()
     bot.ingest([docs])
@@ -85,6 +87,7 @@ def test_kill_while_votes_are_written_loses_no_acknowledged_vote(make_bot, docs)
     assert writes > 10 * ROUNDS  # the kills landed among the writes, not before them
 
 
+@pytest.mark.drill
 def test_kill_during_remove_then_remove_again(make_bot, docs, tmp_path):
     rng = random.Random(1)
     for round_ in range(ROUNDS):
@@ -121,6 +124,7 @@ def _ragbot(*args: str) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True)
 
 
+@pytest.mark.drill
 def test_two_ingests_racing_adapter_saves_and_activations(make_bot, tmp_path):
     """Two `ragbot ingest` on one new data dir (both made to wait for the write lock, and told
     who holds it), two processes saving and activating adapters, and `ragbot model activate`
