@@ -9,7 +9,14 @@ then embedded again with the tuned model (timed, as a re-ingest would), and dens
 retrieval are scored. The learning rate is chosen on the train queries (qrels/train.tsv), never
 on the test queries, and the test gain is reported with a paired bootstrap 95% interval.
 
-    python bench/bench_retriever_tuning.py [--rates 2e-5,5e-5] [--max-pairs N]
+    python bench/bench_retriever_tuning.py [--rates 2e-5,5e-5] [--max-pairs N] [--pairs ict|feedback]
+
+`--pairs feedback` is the issue's "with feedback" row: the judged train queries
+(qrels/train.tsv) stand in for questions users asked and liked. Each pair is a question and the
+chunk of its gold document that the current hybrid search ranks first (the passage a liked answer
+would cite), with the best-ranked chunk of any other document as a hard negative (mined with BM25
+and the embedder together, as hybrid search ranks them). A fifth of the train queries is held
+out to choose the learning rate; the test queries are only scored.
 Needs ../shared/data/scifact and the SciFact index bench_scifact.py keeps in bench/.cache;
 without them it says so and exits 0. Training reads 128 tokens of each text in bf16 autocast
 (--max-seq-length, --no-bf16); with --max-pairs 3000 a learning rate takes about 15 minutes
@@ -44,19 +51,38 @@ def ict_pairs(chunks, rng: random.Random, keep: float = 0.1) -> list[tuple[str, 
     return pairs
 
 
-def tune(pairs: list[tuple[str, str]], base: str, out: Path, rate: float, seed: int, max_seq_length: int,
-         bf16: bool) -> float:
+def feedback_pairs(bot, data, query_ids: list[str], depth: int = 100) -> list[tuple[str, str, str]]:
+    """(question, liked passage, hard negative) for judged queries (module doc)."""
+    from ragbot.evaluation.metrics import _doc_id_of
+
+    found = bot.batch_search([data.queries[q] for q in query_ids], k=depth)
+    triples = []
+    for qid, passages in zip(query_ids, found):
+        gold = set(data.qrels[qid])
+        positive = next((p for p in passages if _doc_id_of(p.source) in gold), None)
+        negative = next((p for p in passages if _doc_id_of(p.source) not in gold), None)
+        if positive is None or negative is None:
+            continue  # no liked passage was shown: nothing a user could have voted on
+        triples.append((data.queries[qid], f"{positive.title}\n{positive.text}", f"{negative.title}\n{negative.text}"))
+    return triples
+
+
+def tune(pairs: list[tuple[str, ...]], base: str, out: Path, rate: float, seed: int, max_seq_length: int,
+         bf16: bool, epochs: int = 1, batch: int = 64) -> float:
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
-    from sentence_transformers.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.training_args import (BatchSamplers,
                                                                           SentenceTransformerTrainingArguments)
 
     model = SentenceTransformer(base, device="cpu")
     model.max_seq_length = max_seq_length  # training only: the saved model reads as far as the shipped one
-    data = Dataset.from_dict({"anchor": [q for q, _ in pairs], "positive": [p for _, p in pairs]})
+    columns = {"anchor": [p[0] for p in pairs], "positive": [p[1] for p in pairs]}
+    if len(pairs[0]) > 2:  # a hard negative per pair, next to the other passages of the batch
+        columns["negative"] = [p[2] for p in pairs]
+    data = Dataset.from_dict(columns)
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(out / "run"), num_train_epochs=1, per_device_train_batch_size=64, learning_rate=rate,
+        output_dir=str(out / "run"), num_train_epochs=epochs, per_device_train_batch_size=batch, learning_rate=rate,
         warmup_steps=0.1, batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no", logging_steps=10,
         report_to=[], seed=seed, use_cpu=True, dataloader_num_workers=0, bf16=bf16,
     )
@@ -78,6 +104,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-seq-length", type=int, default=128, help="tokens of each text read while training")
     parser.add_argument("--no-bf16", action="store_true", help="train in float32 (default: bf16 autocast)")
+    parser.add_argument("--pairs", choices=("ict", "feedback"), default="ict",
+                        help="ict: from the corpus texts alone; feedback: judged train queries as liked answers")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=64)
     args = parser.parse_args()
     folder = SHARED / "scifact"
     work = Path(args.cache) / "scifact"
@@ -87,24 +117,37 @@ def main() -> None:
     print(f"machine: {machine()}", file=sys.stderr)
 
     from ragbot import RagBot
-    from ragbot.evaluation.metrics import compare_retrieval, evaluate_retrieval, load_beir, paired_difference
+    from ragbot.evaluation.metrics import (BeirData, compare_retrieval, evaluate_retrieval, load_beir,
+                                           paired_difference)
     from ragbot.models import resolve_embedder
 
     test, train = load_beir(folder, "test"), load_beir(folder, "train")
     base = RagBot.open(work / "data", default_corpus=None, retrieval="hybrid")
     weight = base.settings.lexical_weight
     rng = random.Random(args.seed)
-    pairs = ict_pairs(base.store.all_chunks(), rng)
-    rng.shuffle(pairs)
-    if args.max_pairs:
-        pairs = pairs[: args.max_pairs]  # a sample from every part of the corpus
-    print(f"{len(pairs)} inverse-cloze pairs from {base.store.counts()[1]} chunks", file=sys.stderr)
+    choose_on = train
+    if args.pairs == "ict":
+        pairs = ict_pairs(base.store.all_chunks(), rng)
+        rng.shuffle(pairs)
+        if args.max_pairs:
+            pairs = pairs[: args.max_pairs]  # a sample from every part of the corpus
+        print(f"{len(pairs)} inverse-cloze pairs from {base.store.counts()[1]} chunks", file=sys.stderr)
+    else:
+        query_ids = sorted(train.qrels)
+        rng.shuffle(query_ids)
+        held = set(query_ids[: len(query_ids) // 5])
+        pairs = feedback_pairs(base, train, [q for q in query_ids if q not in held])
+        rng.shuffle(pairs)
+        choose_on = BeirData(corpus=train.corpus, queries=train.queries,
+                             qrels={q: d for q, d in train.qrels.items() if q in held})
+        print(f"{len(pairs)} liked-answer pairs with a hard negative from {len(query_ids) - len(held)} train "
+              f"queries; the rate is chosen on the other {len(held)}", file=sys.stderr)
 
     runs = {}
     for rate in [float(r) for r in args.rates.split(",")]:
-        out = Path(args.cache) / f"scifact-tuned-{rate:g}"
+        out = Path(args.cache) / f"scifact-tuned-{args.pairs}-{rate:g}"
         train_seconds = tune(pairs, resolve_embedder(base.settings), out, rate, args.seed, args.max_seq_length,
-                             not args.no_bf16) \
+                             not args.no_bf16, args.epochs, args.batch) \
             if not (out / "model" / "model.safetensors").is_file() else float("nan")
         bot = RagBot.open(out / "data", default_corpus=None, retrieval="hybrid", embedder=str(out / "model"),
                           lexical_weight=weight)
@@ -112,11 +155,11 @@ def main() -> None:
         report = bot.ingest([work / "documents"], prune=True)
         embed_seconds = time.perf_counter() - started
         print(f"rate {rate:g}: {report.summary()}", file=sys.stderr)
-        on_train = evaluate_retrieval(bot.with_settings(retrieval="dense"), train, k=10).summary["ndcg@10"]
+        on_train = evaluate_retrieval(bot.with_settings(retrieval="dense"), choose_on, k=10).summary["ndcg@10"]
         print(f"rate {rate:g}: train nDCG@10 dense {on_train:.3f}", file=sys.stderr)
         runs[rate] = {"bot": bot, "train_ndcg@10_dense": on_train, "train_seconds": train_seconds,
                       "reingest_seconds": embed_seconds, "chunks": report.chunks_added}
-    base_train = evaluate_retrieval(base.with_settings(retrieval="dense"), train, k=10).summary["ndcg@10"]
+    base_train = evaluate_retrieval(base.with_settings(retrieval="dense"), choose_on, k=10).summary["ndcg@10"]
     rate = max(runs, key=lambda r: runs[r]["train_ndcg@10_dense"])
     chosen = runs[rate]["bot"]
 
@@ -134,14 +177,14 @@ def main() -> None:
     print(table(rows))
     for mode, gain in gains.items():
         print(f"tuned - shipped, {mode}: nDCG@10 {gain['mean']:+.3f} [{gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}]")
-    print(f"train queries, dense nDCG@10: shipped {base_train:.3f}, "
+    print(f"{len(choose_on.qrels)} train queries, dense nDCG@10: shipped {base_train:.3f}, "
           + ", ".join(f"lr {r:g} {v['train_ndcg@10_dense']:.3f}" for r, v in runs.items()))
-    payload = {"pairs": len(pairs), "chosen_rate": rate, "train_ndcg@10_dense_shipped": base_train,
+    payload = {"pairs": len(pairs), "kind": args.pairs, "epochs": args.epochs, "batch": args.batch, "chosen_rate": rate, "train_ndcg@10_dense_shipped": base_train,
                "runs": {str(r): {k: v for k, v in run.items() if k != "bot"} for r, run in runs.items()},
                "test": {mode: {"shipped": before[mode].summary, "tuned": after[mode].summary, "gain": gains[mode]}
                         for mode in gains},
                "peak_rss_mb": peak_rss_mb()}
-    print(f"saved {save('retriever_tuning', payload)}")
+    print(f"saved {save(f'retriever_tuning_{args.pairs}', payload)}")
 
 
 if __name__ == "__main__":
