@@ -33,4 +33,4 @@ class DiskFullError(RagbotError):
 
 
 class BusyError(RagbotError):
-    """Another ragbot process is writing to the same data dir."""
+    """Another ragbot process is writing to the same data dir (or, for a restore, serving it)."""

@@ -186,3 +186,68 @@ def test_a_lock_whose_folder_is_moved_while_waiting_says_so(tmp_path):
         folder.rename(tmp_path / "data.before-restore")
         waiter.join(30)
         assert outcome and "was moved while waiting for the data dir" in outcome[0], outcome
+
+
+SERVE_SCRIPT = """
+import sys
+from pathlib import Path
+from ragbot.storage.files import serving
+with serving(Path(sys.argv[1])):
+    print("serving", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_restore_refuses_while_a_chat_serves_the_data_dir(make_bot, docs, tmp_path):
+    """A running chat has the database open: a restore must not move the data dir aside under it
+    (its answers and votes would go there). Several chats may serve one data dir; once they end,
+    even by kill -9, the restore goes ahead."""
+    import subprocess
+    import sys
+
+    from ragbot.storage.doctor import backup, restore
+    from ragbot.storage.files import serving
+
+    bot = make_bot()
+    bot.ingest([docs / "paris.md"])
+    data_dir = bot.settings.data_dir
+    backup(data_dir, tmp_path / "copy")
+    inode = os.stat(bot.settings.db_path).st_ino
+    chat = subprocess.Popen([sys.executable, "-c", SERVE_SCRIPT, str(data_dir)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert chat.stdout.readline().strip() == "serving"
+        with serving(data_dir):  # a second chat on the same data dir is allowed
+            pass
+        with pytest.raises(BusyError, match="`ragbot chat` is serving .*stop it first"):
+            restore(tmp_path / "copy", data_dir, replace=True)
+        assert os.stat(bot.settings.db_path).st_ino == inode  # nothing moved
+        assert not list(tmp_path.glob("*.before-restore-*"))
+    finally:
+        chat.kill()
+        chat.wait(30)
+    done = restore(tmp_path / "copy", data_dir, replace=True)
+    assert done["moved_aside"] and os.stat(bot.settings.db_path).st_ino != inode
+
+
+def test_ragbot_chat_serves_under_the_lock(make_bot, docs, monkeypatch):
+    """`ragbot chat` holds the serving lock from before it loads models until the server stops."""
+    import ragbot.interfaces.app as app
+    from ragbot.interfaces import cli
+    from ragbot.storage.files import not_served
+
+    bot = make_bot()
+    bot.ingest([docs / "paris.md"])
+    seen = []
+
+    def serve(bot, **kwargs):
+        with pytest.raises(BusyError, match="is serving"):
+            with not_served(bot.settings.data_dir):
+                pass
+        seen.append(kwargs["port"])
+
+    monkeypatch.setattr(app, "serve", serve)
+    args = cli.build_parser().parse_args(["chat", "--data-dir", str(bot.settings.data_dir), "--no-default-corpus"])
+    assert cli.cmd_chat(bot, args) == 0 and seen
+    with not_served(bot.settings.data_dir):  # released once the server stopped
+        pass

@@ -227,8 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("restore", parents=[common], help="make the data dir a backup's state",
                        description="Restore a backup made by `ragbot backup` into the data dir. A data dir that is "
                                    "not empty is replaced only with --replace, and then moved aside, not deleted. "
-                                   "Stop `ragbot chat` on this data dir first: a running chat holds no lock and "
-                                   "would go on answering from the database moved aside.")
+                                   "It refuses while an ingest writes to the data dir or a `ragbot chat` serves it: "
+                                   "stop the chat first.")
     p.add_argument("backup", metavar="BACKUP")
     p.add_argument("--replace", action="store_true", help="move the current data dir aside and restore in its place")
     return parser
@@ -538,8 +538,9 @@ def cmd_eval(bot, args) -> int:
 def cmd_chat(bot, args) -> int:
     import os
 
+    from ragbot.errors import BusyError, ConfigError
     from ragbot.interfaces.app import serve
-    from ragbot.errors import ConfigError
+    from ragbot.storage.files import serving
 
     auth = args.auth or os.environ.get("RAGBOT_AUTH")
     credentials = None
@@ -551,13 +552,17 @@ def cmd_chat(bot, args) -> int:
     if args.share and not credentials:
         raise ConfigError("--share makes the chat reachable from the internet: also give --auth user:password "
                           "(or set RAGBOT_AUTH)")
-    _ensure_corpus(bot, args)
-    print("Loading models…", file=sys.stderr)
-    bot.embedder
-    if bot.settings.answer_mode == "generate":
-        bot.generator
-    print(f"Serving on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
-    serve(bot, host=args.host, port=args.port, share=args.share, auth=credentials)
+    # Held while the server runs, so `ragbot restore` refuses to swap the data dir under it.
+    with serving(bot.settings.data_dir):
+        if bot.store.replaced():  # restored between opening the database and taking the lock
+            raise BusyError(f"{bot.settings.db_path} was replaced while the chat started (a restore?); start it again")
+        _ensure_corpus(bot, args)
+        print("Loading models…", file=sys.stderr)
+        bot.embedder
+        if bot.settings.answer_mode == "generate":
+            bot.generator
+        print(f"Serving on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
+        serve(bot, host=args.host, port=args.port, share=args.share, auth=credentials)
     return 0
 
 

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ragbot.errors import RagbotError
-from ragbot.storage.files import LEFTOVER_SECONDS, building_dir, full_disk_reported, remove_path, state_lock, write_atomic
+from ragbot.storage.files import (LEFTOVER_SECONDS, building_dir, full_disk_reported, not_served, remove_path, state_lock,
+                                  write_atomic)
 
 LOW_DISK_BYTES = 1 << 30
 BACKUP_MANIFEST = "ragbot-backup.json"
@@ -342,7 +343,8 @@ def _restore(backup_dir: Path, data_dir: Path, replace: bool, manifest: dict) ->
             raise RagbotError(f"{data_dir} is not empty; restore into a new folder, or pass --replace "
                               f"(the current data dir is moved aside, not deleted)")
         moved = data_dir.with_name(f"{data_dir.name}.before-restore-{time.strftime('%Y%m%d-%H%M%S')}")
-        with _write_lock(data_dir, held=True):  # no ingest or remove may be under way
+        # No ingest or remove may be under way, and no chat server may have the database open.
+        with _write_lock(data_dir, held=True), not_served(data_dir):
             data_dir.rename(moved)
     with building_dir(data_dir, f".{data_dir.name}-restore-") as tmp:
         for item in backup_dir.iterdir():

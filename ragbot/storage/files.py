@@ -8,7 +8,9 @@ file or the new one under the real name, never a half-written one:
 - `swap_in_dir`: a folder built under a temporary name (an adapter, a converted model, a BM25
   index) becomes the target by one rename, its files synced first;
 - `state_lock`: an inter-process lock (`filelock`) around a change of shared state, which says
-  who holds it (pid, command, since when) when it is busy.
+  who holds it (pid, command, since when) when it is busy;
+- `serving` / `not_served`: a shared lock every `ragbot chat` holds on its data dir while it runs,
+  and the exclusive one a restore takes, so a data dir is never swapped under a running server.
 """
 
 from __future__ import annotations
@@ -239,3 +241,52 @@ def describe_holder(holder: Path) -> str:
         return f"process {info['pid']} ({info.get('command') or 'ragbot'}) holds it since {since}"
     except (OSError, ValueError, KeyError, TypeError):
         return "another process holds it"
+
+
+SERVING_LOCK = "serving.lock"
+
+
+@contextmanager
+def serving(data_dir: Path) -> Iterator[None]:
+    """Held by a chat server for as long as it serves `data_dir`: a shared lock, so several
+    servers may serve one data dir, and `not_served` (a restore) refuses while any does. The
+    kernel drops it when the process ends, however it ends. `filelock` has no shared mode, so
+    this is flock(2) itself; where there is none (Windows) nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:  # no flock: restore relies on its --help telling users to stop the chat
+        yield
+        return
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / SERVING_LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH)  # waits only for a restore's moment of holding it
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def not_served(data_dir: Path) -> Iterator[None]:
+    """Held while `data_dir` is swapped for another (a restore): taken without waiting, and
+    refused while a chat server serves it (`serving`), whose open database would otherwise take
+    its answers and votes to the data dir moved aside."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path = data_dir / SERVING_LOCK
+    if not path.is_file():  # never served
+        yield
+        return
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BusyError(f"a `ragbot chat` is serving {data_dir}: stop it first, then restore (its answers "
+                              f"and votes would go to the data dir moved aside)") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
