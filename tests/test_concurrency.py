@@ -133,3 +133,31 @@ def test_the_embedder_serves_many_threads_at_once(embedder):
             assert value == counts[i: i + 8]
         else:
             assert len(value) == counts[i]
+
+
+def test_counting_a_long_documents_tokens_lets_questions_in_between(embedder, monkeypatch):
+    """Chunking a long document counts the tokens of thousands of sentences: the embedder's lock
+    is taken a part at a time, so a chat question's embedding waits for one part, not all."""
+    import threading
+
+    texts = [f"sentence number {i} of a long report" for i in range(600)]
+    alone = [len(ids) for ids in embedder.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    taken = []
+
+    class Counted:
+        def __init__(self):
+            self.lock = threading.Lock()
+
+        def __enter__(self):
+            taken.append(1)
+            return self.lock.__enter__()
+
+        def __exit__(self, *exc):
+            return self.lock.__exit__(*exc)
+
+    monkeypatch.setattr(embedder, "_lock", Counted())
+    assert embedder.count_tokens(texts) == alone
+    assert len(taken) == 3  # 600 texts in parts of 256
+    taken.clear()
+    assert [len(p) for p in embedder.word_piece_ids(texts)] == [len(p) for p in embedder.word_pieces(texts)]
+    assert len(taken) == 6

@@ -60,11 +60,17 @@ class Embedder:
         return cls(model, name=settings.embedder, dtype_name=str(dtype).removeprefix("torch."))
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        if not texts:
-            return []
-        with self._lock:
-            encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-        return [len(ids) for ids in encoded]
+        return [len(ids) for ids in self._input_ids(texts)]
+
+    def _input_ids(self, texts: Sequence[str], part: int = 256) -> list[list[int]]:
+        """Each text's token ids (no special tokens), tokenized `part` texts at a time with the
+        lock let go between parts, so a question's embedding is not kept waiting behind a long
+        document's thousands of sentences."""
+        encoded: list[list[int]] = []
+        for start in range(0, len(texts), part):
+            with self._lock:
+                encoded += self.tokenizer(list(texts[start: start + part]), add_special_tokens=False)["input_ids"]
+        return encoded
 
     def word_pieces(self, texts: Sequence[str]) -> list[list[str]]:
         """The tokens the embedder reads in each text (its own learned vocabulary: "GANs" is
@@ -74,14 +80,8 @@ class Embedder:
 
     def word_piece_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
         """`word_pieces` as the pieces' ids in `vocabulary` (int32), one array per text."""
-        if not texts:
-            return []
-        encoded = []
-        for start in range(0, len(texts), 256):  # the lock is let go between parts (a whole corpus)
-            with self._lock:
-                encoded += self.tokenizer(list(texts[start: start + 256]), add_special_tokens=False)["input_ids"]
         is_term = self._is_term
-        return [row[is_term[row]] for row in (np.asarray(ids, dtype=np.int32) for ids in encoded)]
+        return [row[is_term[row]] for row in (np.asarray(ids, dtype=np.int32) for ids in self._input_ids(texts))]
 
     @cached_property
     def vocabulary(self) -> dict[str, int]:
