@@ -181,3 +181,51 @@ def test_eval_answers_on_given_passages_and_retrieval(corpus_bot):
     assert 0.0 <= summary["groundedness"] <= 1.0
     for key in ("rougeL", "token_f1", "refusal_rate_answerable", "citation_accuracy", "latency_ms_p50", "latency_ms_p95"):
         assert summary[key] is not None
+
+
+def test_eval_retrieval_on_liked_answers(make_bot, docs, tmp_path, capsys):
+    """`ragbot eval retrieval --feedback` judges search by the user's liked answers: each such
+    question's relevant chunks are the ones its answer cited. A correction, a thumbs-down, a
+    liked refusal and a chunk no longer stored judge nothing; a question liked twice counts once."""
+    from ragbot.evaluation.metrics import feedback_judgements
+    from ragbot.interfaces import cli
+
+    bot = make_bot()
+    bot.ingest([docs])
+    log = bot.feedback
+    liked = [bot.ask(q) for q in ("Where is the Eiffel Tower?", "Which volcano is one of the most active?",
+                                  "Where is the Eiffel Tower?")]
+    corrected, disliked = bot.ask("What are croissants?"), bot.ask("What colour are bananas?")
+    refused = bot.ask("Who won the 1998 football world cup?")
+    assert not any(a.refused for a in liked + [corrected, disliked]) and refused.refused
+    for answer in liked + [refused]:
+        log.set_feedback(answer.id, 1)
+    log.set_feedback(corrected.id, 1, correction="A French pastry of layered dough [1].")
+    log.set_feedback(disliked.id, -1)
+
+    rows = log.liked_passages()
+    assert [r["answer_id"] for r in rows] == [a.id for a in liked]
+    assert all(r["chunk_ids"] == [c.chunk_id for c in a.citations] and r["chunk_ids"] for r, a in zip(rows, liked))
+    stored = set(bot.store.chunk_ids())
+    data = feedback_judgements(rows, stored)
+    assert sorted(data.qrels) == sorted([liked[0].id, liked[1].id])  # the repeated question once
+    assert feedback_judgements(rows, stored - set(rows[1]["chunk_ids"])).qrels.keys() == {liked[0].id}
+
+    args = cli.build_parser().parse_args(["eval", "retrieval", "--feedback", "--data-dir", str(bot.settings.data_dir),
+                                          "--out", str(tmp_path / "out"), "--json", "--modes", "dense,bm25"])
+    assert cli.cmd_eval(bot, args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["queries"] == 2 and summary["ndcg@10"] == 1.0  # each cited chunk comes first again
+    assert set(summary["modes"]) == {"dense", "bm25", "hybrid"}
+    per_query = [json.loads(line) for line in (tmp_path / "out" / "per_query.jsonl").open()]
+    assert {q["relevant"][0] for q in per_query} == {str(c) for r in rows[:2] for c in r["chunk_ids"]}
+
+
+def test_eval_retrieval_on_feedback_without_likes_says_what_to_do(make_bot, docs, tmp_path):
+    from ragbot.interfaces import cli
+
+    bot = make_bot()
+    bot.ingest([docs])
+    args = cli.build_parser().parse_args(["eval", "retrieval", "--feedback", "--data-dir", str(bot.settings.data_dir)])
+    with pytest.raises(RagbotError, match="no liked answers.*thumbs-up"):
+        cli.cmd_eval(bot, args)

@@ -13,7 +13,7 @@ import re
 import statistics
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,8 +168,30 @@ class RetrievalResult:
     per_query: list[dict] = field(default_factory=list)
 
 
-def evaluate_retrieval(bot, data: BeirData, k: int = 10, chunks_per_query: int = 100) -> RetrievalResult:
-    """Rank documents (best chunk score per document) for every judged query."""
+def chunk_unit(passage) -> str:
+    """What a judged query's relevance names when it names chunks (`feedback_judgements`)."""
+    return str(passage.chunk_id)
+
+
+def feedback_judgements(liked: Sequence[dict], stored_ids: set[int]) -> BeirData:
+    """Liked answers (`FeedbackLog.liked_passages`) as judged queries: the question, and the
+    chunks its answer cited as the relevant ones, those still stored. A question liked twice
+    counts once; one whose cited chunks are all gone (re-ingested, removed) is left out."""
+    queries, qrels, seen = {}, {}, set()
+    for row in liked:
+        relevant = {str(c): 1 for c in row["chunk_ids"] if c in stored_ids}
+        if relevant and row["question"] not in seen:
+            seen.add(row["question"])
+            queries[row["answer_id"]] = row["question"]
+            qrels[row["answer_id"]] = relevant
+    return BeirData(corpus={}, queries=queries, qrels=qrels)
+
+
+def evaluate_retrieval(bot, data: BeirData, k: int = 10, chunks_per_query: int = 100,
+                       unit: Callable | None = None) -> RetrievalResult:
+    """Rank documents (best chunk score per document) for every judged query; with `unit`
+    (`chunk_unit`), rank what it names for each passage instead."""
+    unit = unit or (lambda passage: _doc_id_of(passage.source))
     query_ids = sorted(data.qrels)
     started = time.perf_counter()
     results = bot.batch_search([data.queries[q] for q in query_ids], k=max(chunks_per_query, k))
@@ -178,7 +200,7 @@ def evaluate_retrieval(bot, data: BeirData, k: int = 10, chunks_per_query: int =
     for qid, passages in zip(query_ids, results):
         ranked: list[str] = []
         for p in passages:
-            doc = _doc_id_of(p.source)
+            doc = unit(p)
             if doc not in ranked:
                 ranked.append(doc)
         relevant = data.qrels[qid]
@@ -206,10 +228,10 @@ def evaluate_retrieval(bot, data: BeirData, k: int = 10, chunks_per_query: int =
 
 
 def compare_retrieval(bot, data: BeirData, modes: Sequence[str] = ("dense", "bm25", "hybrid"),
-                      k: int = 10) -> dict[str, RetrievalResult]:
+                      k: int = 10, unit: Callable | None = None) -> dict[str, RetrievalResult]:
     """`evaluate_retrieval` for each retrieval mode on the same index, with each mode's
     per-query wins and losses (nDCG@10) against the first mode, and its search latency."""
-    results = {mode: evaluate_retrieval(bot.with_settings(retrieval=mode), data, k=k) for mode in modes}
+    results = {mode: evaluate_retrieval(bot.with_settings(retrieval=mode), data, k=k, unit=unit) for mode in modes}
     base = results[modes[0]].per_query
     for mode, result in results.items():
         pairs = list(zip(base, result.per_query))

@@ -109,11 +109,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="measure retrieval or answer quality",
                        description="Measure retrieval (BEIR data sets) or answers (a QA file).")
     evals = p.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
-    e = evals.add_parser("retrieval", parents=[common], help="nDCG@10, Recall@k and MRR@10 on a BEIR folder",
-                         description="Index a BEIR corpus with ragbot's own ingest (into <data dir>/beir/NAME, "
-                                     "reused while unchanged) and score retrieval on the judged queries.")
-    e.add_argument("--beir", required=True, metavar="DIR",
-                   help="folder with corpus.jsonl (or corpus.part*.jsonl), queries.jsonl, qrels/SPLIT.tsv")
+    e = evals.add_parser("retrieval", parents=[common],
+                         help="nDCG@10, Recall@k and MRR@10 on a BEIR folder or on your liked answers",
+                         description="With --beir: index a BEIR corpus with ragbot's own ingest (into "
+                                     "<data dir>/beir/NAME, reused while unchanged) and score retrieval on the "
+                                     "judged queries. With --feedback: score retrieval on the data dir itself, "
+                                     "each question whose answer got a thumbs-up (and no correction) judged by "
+                                     "the chunks that answer cited. Those chunks were found by the search of the "
+                                     "day, so the scores favour it; they tell how often search still puts what you "
+                                     "liked first, and compare modes on your own questions.")
+    source = e.add_mutually_exclusive_group(required=True)
+    source.add_argument("--beir", metavar="DIR",
+                        help="folder with corpus.jsonl (or corpus.part*.jsonl), queries.jsonl, qrels/SPLIT.tsv")
+    source.add_argument("--feedback", action="store_true", help="judge by your liked answers' cited passages")
     e.add_argument("--split", default="test", help="qrels split (default test)")
     e.add_argument("-k", type=int, default=10, help="cut-off for recall (default 10)")
     e.add_argument("--modes", default="dense,bm25,hybrid", metavar="LIST",
@@ -467,7 +475,6 @@ def _out_dir(bot, args, name: str):
 
 def cmd_eval(bot, args) -> int:
     from ragbot.evaluation import metrics as evaluate
-    from ragbot.bot import RagBot
 
     if args.eval_command == "report":
         from ragbot.evaluation.report import write_report
@@ -476,29 +483,15 @@ def cmd_eval(bot, args) -> int:
         print(f"wrote {path}")
         return 0
     if args.eval_command == "retrieval":
-        beir = Path(args.beir).expanduser().resolve()
-        data = evaluate.load_beir(beir, args.split)
-        work = bot.settings.data_dir / "beir" / beir.name
-        written = evaluate.write_beir_documents(data, work / "documents")
-        print(f"{beir.name}: {len(data.corpus)} documents ({written} new or changed), "
-              f"{len(data.qrels)} judged queries", file=sys.stderr)
-        eval_bot = RagBot.open(work / "data", embedder=bot.settings.embedder, default_corpus=None,
-                               retrieval=bot.settings.retrieval, lexical_weight=bot.settings.lexical_weight)
-        try:
-            progress, close = _progress_bar("index", args.json)
-            try:
-                report = eval_bot.ingest([work / "documents"], prune=True, progress=progress)
-            finally:
-                close()
-            print(report.summary(), file=sys.stderr)
-            modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-            if bot.settings.retrieval not in modes:
-                modes.append(bot.settings.retrieval)
-            results = evaluate.compare_retrieval(eval_bot, data, modes, k=args.k)
-            result = results[bot.settings.retrieval]
-        finally:
-            eval_bot.close()
-        out = evaluate.save_run(_out_dir(bot, args, f"retrieval-{beir.name}"), result.summary, result.per_query,
+        modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+        if bot.settings.retrieval not in modes:
+            modes.append(bot.settings.retrieval)
+        if args.feedback:
+            name, results = "feedback", _retrieval_on_feedback(bot, modes, args.k)
+        else:
+            name, results = _retrieval_on_beir(bot, Path(args.beir).expanduser().resolve(), args, modes)
+        result = results[bot.settings.retrieval]
+        out = evaluate.save_run(_out_dir(bot, args, f"retrieval-{name}"), result.summary, result.per_query,
                                 "per_query.jsonl")
         worst = sorted(result.per_query, key=lambda r: r["ndcg@10"])[:20]
         lines = ["# Worst queries by nDCG@10", "", "| nDCG@10 | query | relevant | retrieved top 3 |", "| --- | --- | --- | --- |"]
@@ -507,12 +500,17 @@ def cmd_eval(bot, args) -> int:
         first = modes[0]
         (out / "modes.json").write_text(json.dumps({m: r.summary for m, r in results.items()}, indent=2))
         if not args.json:
-            print(f"| mode | nDCG@10 | recall@{args.k} | MRR@10 | wins / losses vs {first} | search ms/query |")
-            print("| --- | ---: | ---: | ---: | ---: | ---: |")
+            print(f"| mode | nDCG@10 | recall@{args.k} | MRR@10 | wins / losses vs {first} | "
+                  f"nDCG@10 vs {first} [95% CI] | search ms/query |")
+            print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
             for mode, r in results.items():
                 m = r.summary
+                gain = m.get(f"ndcg@10_gain_vs_{first}")
+                against = (f"{gain['mean']:+.3f} [{gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}]"
+                           if gain and gain["ci95"] else "–")
                 print(f"| {mode} | {m['ndcg@10']:.3f} | {m[f'recall@{args.k}']:.3f} | {m['mrr@10']:.3f} | "
-                      f"{m[f'wins_vs_{first}']} / {m[f'losses_vs_{first}']} | {m['search_ms_per_query']:.1f} |")
+                      f"{m[f'wins_vs_{first}']} / {m[f'losses_vs_{first}']} | {against} | "
+                      f"{m['search_ms_per_query']:.1f} |")
         summary = {**result.summary, "modes": {m: r.summary for m, r in results.items()}}
     else:
         _ensure_corpus(bot, argparse.Namespace(no_default_corpus=False, json=args.json))
@@ -564,6 +562,42 @@ def cmd_chat(bot, args) -> int:
         print(f"Serving on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
         serve(bot, host=args.host, port=args.port, share=args.share, auth=credentials)
     return 0
+
+
+def _retrieval_on_beir(bot, beir: Path, args, modes: list[str]):
+    from ragbot.bot import RagBot
+    from ragbot.evaluation import metrics as evaluate
+
+    data = evaluate.load_beir(beir, args.split)
+    work = bot.settings.data_dir / "beir" / beir.name
+    written = evaluate.write_beir_documents(data, work / "documents")
+    print(f"{beir.name}: {len(data.corpus)} documents ({written} new or changed), "
+          f"{len(data.qrels)} judged queries", file=sys.stderr)
+    eval_bot = RagBot.open(work / "data", embedder=bot.settings.embedder, default_corpus=None,
+                           retrieval=bot.settings.retrieval, lexical_weight=bot.settings.lexical_weight)
+    try:
+        progress, close = _progress_bar("index", args.json)
+        try:
+            report = eval_bot.ingest([work / "documents"], prune=True, progress=progress)
+        finally:
+            close()
+        print(report.summary(), file=sys.stderr)
+        return beir.name, evaluate.compare_retrieval(eval_bot, data, modes, k=args.k)
+    finally:
+        eval_bot.close()
+
+
+def _retrieval_on_feedback(bot, modes: list[str], k: int):
+    from ragbot.evaluation import metrics as evaluate
+
+    liked = bot.feedback.liked_passages()
+    data = evaluate.feedback_judgements(liked, set(bot.store.chunk_ids()))
+    print(f"{len(data.qrels)} liked answers with their cited passages still stored "
+          f"({len(liked)} liked in all)", file=sys.stderr)
+    if not data.qrels:
+        raise RagbotError("no liked answers to judge retrieval by: give answers a thumbs-up in the chat "
+                          "(or `ragbot feedback vote ID up`), then run this again")
+    return evaluate.compare_retrieval(bot, data, modes, k=k, unit=evaluate.chunk_unit)
 
 
 def cmd_feedback(bot, args) -> int:
