@@ -164,8 +164,12 @@ def _counts_bm25():
             idf = np.where(df > 0, np.log1p((n_docs - df + 0.5) / (df + 0.5)), 0.0).astype(np.float32)
             scores = idf[terms] * (tf / (norm[rows] + tf))
             del tf, norm
-            order = np.argsort(terms, kind="stable")  # by term, chunks ascending within each
+            # By term, chunks ascending within each. numpy's stable sort is a radix sort for 16-bit
+            # keys, three times faster than for 32-bit ones (a WordPiece vocabulary has ~30k terms).
+            keys = terms.astype(np.uint16) if n_vocab <= 2**16 else terms
             del terms
+            order = np.argsort(keys, kind="stable")
+            del keys
             return {"data": scores[order].astype(self.dtype),
                     "indices": rows[order].astype(self.int_dtype),
                     "indptr": np.concatenate([[0], np.cumsum(df)]).astype(np.int64),
