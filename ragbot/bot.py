@@ -369,7 +369,7 @@ class RagBot:
                          refusal_reason=reason, evidence_score=best, evidence_threshold=threshold, **common)
 
         # The user's own corrections, for questions ragbot retrieved for (not on given passages).
-        match = self.correction_for(retrieval_query, user, metadata) if given is None else None
+        match = self.correction_for(retrieval_query, user, metadata, turn=question) if given is None else None
         if match is not None and match.correction.correction is not None:
             # The user said what the answer to this question is: that is the answer.
             said = match.correction.correction
@@ -447,13 +447,18 @@ class RagBot:
                      prompt=prompt_text, raw_reply=raw_reply, timings_ms=timings, tokens=tokens,
                      evidence_score=best, evidence_threshold=check.threshold, **common)
 
-    def correction_for(self, query: str, user: str | None = None, metadata: dict | None = None) -> Match | None:
+    def correction_for(self, query: str, user: str | None = None, metadata: dict | None = None,
+                       turn: str | None = None) -> Match | None:
         """`user`'s correction (or thumbs-down) of an earlier answer to a question that asks
-        what `query` asks, if any (corrections.py)."""
+        what `query` asks, if any (corrections.py). `turn`: the user's own words, when `query`
+        is a follow-up searched with the question before it."""
         memory = self.correction_memory(user, metadata)
         if memory is None or not len(memory):
             return None
-        return memory.match(self.embedder.encode([query])[0])
+        if turn is None or turn == query:
+            return memory.match(self.embedder.encode([query])[0])
+        query_vector, turn_vector = self.embedder.encode([query, turn])
+        return memory.match(query_vector, turn_vector)
 
     def correction_memory(self, user: str | None = None, metadata: dict | None = None) -> CorrectionMemory | None:
         """`user`'s corrections as they stand now, rebuilt when feedback or the threshold changes."""

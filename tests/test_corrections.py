@@ -60,6 +60,43 @@ def test_memory_matches_the_closest_question_and_the_newest_feedback_wins():
     assert memory.match(_unit([[0, 0, 1]])[0]) is None
 
 
+def test_a_follow_ups_correction_needs_the_follow_up_too():
+    """A follow-up is searched with the question before it, so its query alone is close to that
+    first question: its correction must not answer the first question asked again."""
+    embedder = _Embedder({"what is rag? who introduced it?": [1, 0.3, 0], "who introduced it?": [0, 1, 0],
+                          "q2": [0, 0, 1]})
+    items = [Correction("follow", "what is rag? who introduced it?", "bad", "Lewis et al.", at=1.0,
+                        turn="who introduced it?"),
+             Correction("first", "q2", "bad", "fix", at=1.0)]
+    memory = CorrectionMemory.build(items, embedder, threshold=0.9)
+    asked_again = _unit([[1, 0.2, 0]])[0]  # "What is RAG?": 0.99 to the follow-up's query
+    assert memory.match(asked_again) is None  # its own words are not the follow-up's
+    found = memory.match(asked_again, _unit([[0.1, 1, 0]])[0])  # the same follow-up after the same question
+    assert found.correction.answer_id == "follow" and found.similarity > 0.9
+    assert memory.match(_unit([[0, 0.1, 1]])[0]).correction.answer_id == "first"  # a first question as before
+
+
+def test_a_correction_on_a_follow_up_answers_that_follow_up_only(corpus_bot):
+    """The chat page's path: the follow-up "Who introduced it?" is searched with the question
+    before it; corrected, it answers the same follow-up in another conversation, not the first
+    question asked again."""
+    first_question = "What is retrieval-augmented generation?"
+    follow_up = "Who introduced it?"
+    before = corpus_bot.ask(first_question, record=False)
+    query = corpus_bot.standalone_query([first_question], follow_up)
+    assert query != follow_up  # searched together with the question before it
+    answer = corpus_bot.ask(follow_up, retrieval_query=query, conversation_id="c1", turn=1)
+    fix = "Lewis and colleagues at Facebook AI Research introduced it in 2020."
+    corpus_bot.feedback.set_feedback(answer.id, -1, correction=fix)
+    try:
+        again = corpus_bot.ask(first_question, record=False)
+        assert again.correction_of is None and again.answer == before.answer
+        elsewhere = corpus_bot.ask(follow_up, record=False, retrieval_query=query, conversation_id="c2", turn=1)
+        assert elsewhere.answer == fix and elsewhere.correction_of == answer.id
+    finally:
+        corpus_bot.feedback.set_feedback(answer.id, None)
+
+
 def test_a_correction_answers_the_question_again_and_its_paraphrase(corpus_bot):
     bot = corpus_bot  # with the default match threshold (fit on the shipped corpus's own questions)
     question = "Who described retrieval-augmented generation and when?"

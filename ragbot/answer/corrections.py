@@ -13,8 +13,13 @@ measures the model, not the memory):
   not quoted again: the next-best evidence answers, or ragbot refuses when none is good enough.
 Corrections take effect at once, with no tuning; `ragbot tune` also trains the generator on them.
 
-"Asks what it asked" is decided by the cosine of the two questions' embeddings (the retrieval
-queries, so a follow-up is compared as it was searched) reaching `match_threshold`. The threshold
+"Asks what it asked" is decided by the cosine of the two questions' embeddings reaching
+`match_threshold`, twice: for the retrieval queries (so a follow-up is compared as it was
+searched, with the question before it) and for the user's own words of the turn. A follow-up's
+query holds the previous question too ("What is RAG? Who introduced it?"), so it alone would
+hand a correction about who introduced RAG to the next "What is RAG?"; the turns ("Who
+introduced it?" against "What is RAG?") keep them apart. For a first question the two are the
+same text. The threshold
 is fit by code, not chosen: questions about different documents of the user's own corpus ask
 different things, so `fit` sets it at the `1 - false_match` quantile of each such question's
 closest cosine to a question about another document. A question unrelated to every correction
@@ -48,6 +53,12 @@ class Correction:
     correction: str | None  # what the user says the answer is (None: a thumbs-down alone)
     at: float  # when the feedback was last changed
     cancels: str | None = None  # judging an answer made from a correction: that correction's answer id
+    turn: str = ""  # the user's own words, when a follow-up was searched with the question before it
+
+    @property
+    def asked(self) -> str:
+        """The user's own words of the judged turn."""
+        return self.turn or self.question
 
 
 @dataclass(frozen=True)
@@ -105,9 +116,11 @@ def fit_on_questions(bot, questions: Sequence[tuple[str, int]], false_match: flo
 class CorrectionMemory:
     """The user's corrections with their questions' vectors, matched against new questions."""
 
-    def __init__(self, corrections: Sequence[Correction], vectors: np.ndarray, threshold: float):
+    def __init__(self, corrections: Sequence[Correction], vectors: np.ndarray, threshold: float,
+                 turn_vectors: np.ndarray | None = None):
         self.corrections = list(corrections)
-        self.vectors = vectors
+        self.vectors = vectors  # of the retrieval queries
+        self.turn_vectors = vectors if turn_vectors is None else turn_vectors  # of the user's own words
         self.threshold = threshold
 
     @classmethod
@@ -120,17 +133,27 @@ class CorrectionMemory:
                 newest = {key: kept for key, kept in newest.items() if kept.answer_id != item.cancels}
             newest[" ".join(item.question.split()).casefold()] = item
         kept = list(newest.values())
-        vectors = embedder.encode([c.question for c in kept]) if kept else np.zeros((0, 1), dtype=np.float32)
-        return cls(kept, vectors, threshold)
+        if not kept:
+            empty = np.zeros((0, 1), dtype=np.float32)
+            return cls(kept, empty, threshold, empty)
+        texts = list(dict.fromkeys([c.question for c in kept] + [c.asked for c in kept]))
+        encoded = dict(zip(texts, embedder.encode(texts)))
+        return cls(kept, np.stack([encoded[c.question] for c in kept]), threshold,
+                   np.stack([encoded[c.asked] for c in kept]))
 
     def __len__(self) -> int:
         return len(self.corrections)
 
-    def match(self, query_vector: np.ndarray) -> Match | None:
-        """The correction whose question is closest to the query, if it reaches the threshold."""
+    def match(self, query_vector: np.ndarray, turn_vector: np.ndarray | None = None) -> Match | None:
+        """The correction whose question is closest to the query, if it reaches the threshold;
+        with `turn_vector` (the user's own words, when the query is not just them), its turn
+        must reach it too, and the lower of the two cosines counts."""
         if not self.corrections:
             return None
         similarity = self.vectors @ np.asarray(query_vector, dtype=np.float32).reshape(-1)
+        turn = self.turn_vectors @ np.asarray(query_vector if turn_vector is None else turn_vector,
+                                              dtype=np.float32).reshape(-1)
+        similarity = np.minimum(similarity, turn)
         best = int(np.argmax(similarity))
         if similarity[best] < self.threshold:
             return None

@@ -220,13 +220,13 @@ class FeedbackLog:
         from ragbot.answer.corrections import Correction
 
         rows = self._db.execute(
-            "SELECT a.id, a.retrieval_query, a.answer, f.correction, f.updated_at, a.params FROM feedback f "
+            "SELECT a.id, a.retrieval_query, a.answer, f.correction, f.updated_at, a.params, a.question FROM feedback f "
             "JOIN answers a ON a.id = f.answer_id WHERE f.user IS ? AND (f.correction IS NOT NULL OR "
             "(f.vote = -1 AND (a.refused = 0 OR a.refusal_reason = 'corrected'))) ORDER BY f.updated_at, a.id",
             (user,)).fetchall()
         return [Correction(answer_id=i, question=q, answer=a, correction=c, at=t,
-                           cancels=json.loads(params or "{}").get("correction_of"))
-                for i, q, a, c, t, params in rows]
+                           cancels=json.loads(params or "{}").get("correction_of"), turn=turn if turn != q else "")
+                for i, q, a, c, t, params, turn in rows]
 
     def fingerprint(self) -> tuple:
         """Changes whenever any feedback does (history only grows), to know when to reload."""
