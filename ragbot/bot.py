@@ -167,6 +167,13 @@ class RagBot:
                     return index, words
             raise BusyError(f"{self.settings.data_dir} changed five times while searching; try again")
 
+    def check_not_replaced(self) -> None:
+        """BusyError if the database file is no longer the one this process opened (a restore put
+        another in its place): nothing may be written to, or served from, the one moved aside."""
+        if self.store.replaced():
+            raise BusyError(f"{self.settings.db_path} was replaced since this process opened it (a restore?); "
+                            f"run the command again, or restart `ragbot chat`")
+
     @contextmanager
     def _writing(self, on_wait: Callable[[str], None] | None = None,
                  wait: float = WRITE_WAIT_SECONDS) -> Iterator[Ingester]:
@@ -178,9 +185,7 @@ class RagBot:
         under them), and the new one replaces it once the write has succeeded."""
         with state_lock(self.settings.data_dir / "write.lock", f"the data dir {self.settings.data_dir}",
                         timeout=wait, on_wait=on_wait):
-            if self.store.replaced():
-                raise BusyError(f"{self.settings.db_path} was replaced since this process opened it (a restore?); "
-                                f"run the command again, or restart `ragbot chat`")
+            self.check_not_replaced()
             with self._load_lock:
                 before = self._current_index()
                 if self.settings.uses_bm25:

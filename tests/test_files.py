@@ -204,6 +204,7 @@ def test_restore_refuses_while_a_chat_serves_the_data_dir(make_bot, docs, tmp_pa
     even by kill -9, the restore goes ahead."""
     import subprocess
     import sys
+    import threading
 
     from ragbot.storage.doctor import backup, restore
     from ragbot.storage.files import serving
@@ -217,8 +218,10 @@ def test_restore_refuses_while_a_chat_serves_the_data_dir(make_bot, docs, tmp_pa
                             stdout=subprocess.PIPE, text=True)
     try:
         assert chat.stdout.readline().strip() == "serving"
-        with serving(data_dir):  # a second chat on the same data dir is allowed
-            pass
+        second = threading.Thread(target=lambda: serving(data_dir).__enter__())  # a second chat: allowed
+        second.start()
+        second.join(10)
+        assert not second.is_alive()
         with pytest.raises(BusyError, match="`ragbot chat` is serving .*stop it first"):
             restore(tmp_path / "copy", data_dir, replace=True)
         assert os.stat(bot.settings.db_path).st_ino == inode  # nothing moved
@@ -228,6 +231,38 @@ def test_restore_refuses_while_a_chat_serves_the_data_dir(make_bot, docs, tmp_pa
         chat.wait(30)
     done = restore(tmp_path / "copy", data_dir, replace=True)
     assert done["moved_aside"] and os.stat(bot.settings.db_path).st_ino != inode
+
+
+def test_a_chat_started_during_a_restore_waits_then_stops(make_bot, docs, tmp_path, monkeypatch):
+    """The restore holds the serving lock from start to end: a chat that opened the data dir
+    meanwhile waits for it, then finds its database replaced and stops instead of serving the
+    one moved aside."""
+    import threading
+
+    import ragbot.interfaces.app as app
+    from ragbot.interfaces import cli
+    from ragbot.storage.doctor import backup, restore
+    from ragbot.storage.files import not_served, serving
+
+    bot = make_bot()
+    bot.ingest([docs / "paris.md"])
+    data_dir = bot.settings.data_dir
+    backup(data_dir, tmp_path / "copy")
+    started = []
+    with not_served(data_dir):  # as a restore holds it
+        waiter = threading.Thread(target=lambda: started.append(serving(data_dir).__enter__()))
+        waiter.start()
+        waiter.join(1)
+        assert waiter.is_alive() and not started  # waits for the restore
+    waiter.join(10)
+    assert started == [True]
+
+    chat = make_bot(data_dir)  # opened the database, then a restore replaced it
+    restore(tmp_path / "copy", data_dir, replace=True)
+    monkeypatch.setattr(app, "serve", lambda bot, **kwargs: pytest.fail("served the database moved aside"))
+    args = cli.build_parser().parse_args(["chat", "--data-dir", str(data_dir), "--no-default-corpus"])
+    with pytest.raises(BusyError, match="was replaced since this process opened it"):
+        cli.cmd_chat(chat, args)
 
 
 def test_ragbot_chat_serves_under_the_lock(make_bot, docs, monkeypatch):

@@ -235,8 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("restore", parents=[common], help="make the data dir a backup's state",
                        description="Restore a backup made by `ragbot backup` into the data dir. A data dir that is "
                                    "not empty is replaced only with --replace, and then moved aside, not deleted. "
-                                   "It refuses while an ingest writes to the data dir or a `ragbot chat` serves it: "
-                                   "stop the chat first.")
+                                   "It refuses while an ingest writes to the data dir or a `ragbot chat` serves it "
+                                   "(where the system has flock; elsewhere, stop the chat first).")
     p.add_argument("backup", metavar="BACKUP")
     p.add_argument("--replace", action="store_true", help="move the current data dir aside and restore in its place")
     return parser
@@ -536,9 +536,9 @@ def cmd_eval(bot, args) -> int:
 def cmd_chat(bot, args) -> int:
     import os
 
-    from ragbot.errors import BusyError, ConfigError
+    from ragbot.errors import ConfigError
     from ragbot.interfaces.app import serve
-    from ragbot.storage.files import serving
+    from ragbot.storage.files import serving, serving_lock_path
 
     auth = args.auth or os.environ.get("RAGBOT_AUTH")
     credentials = None
@@ -550,10 +550,13 @@ def cmd_chat(bot, args) -> int:
     if args.share and not credentials:
         raise ConfigError("--share makes the chat reachable from the internet: also give --auth user:password "
                           "(or set RAGBOT_AUTH)")
-    # Held while the server runs, so `ragbot restore` refuses to swap the data dir under it.
-    with serving(bot.settings.data_dir):
-        if bot.store.replaced():  # restored between opening the database and taking the lock
-            raise BusyError(f"{bot.settings.db_path} was replaced while the chat started (a restore?); start it again")
+    # Held while the server runs, so `ragbot restore` refuses to swap the data dir under it (and a
+    # chat that starts during a restore waits for it here).
+    with serving(bot.settings.data_dir) as locked:
+        bot.check_not_replaced()  # restored between opening the database and taking the lock
+        if not locked:
+            print(f"warning: could not lock {serving_lock_path(bot.settings.data_dir)} (no flock here): "
+                  f"`ragbot restore` will not know this chat is running; stop it before restoring", file=sys.stderr)
         _ensure_corpus(bot, args)
         print("Loading models…", file=sys.stderr)
         bot.embedder

@@ -332,7 +332,9 @@ def restore(backup_dir: Path, data_dir: Path, replace: bool = False) -> dict:
         raise RagbotError(f"{database} cannot be read ({exc})") from None
     if not good:
         raise RagbotError(f"{database} fails SQLite's integrity check; this backup cannot be used")
-    with full_disk_reported(data_dir):
+    # For the whole restore: no chat server may have the database open (refused), and one that
+    # starts meanwhile waits, then finds its database replaced and stops.
+    with full_disk_reported(data_dir), not_served(data_dir):
         return _restore(backup_dir, data_dir, replace, manifest)
 
 
@@ -343,8 +345,7 @@ def _restore(backup_dir: Path, data_dir: Path, replace: bool, manifest: dict) ->
             raise RagbotError(f"{data_dir} is not empty; restore into a new folder, or pass --replace "
                               f"(the current data dir is moved aside, not deleted)")
         moved = data_dir.with_name(f"{data_dir.name}.before-restore-{time.strftime('%Y%m%d-%H%M%S')}")
-        # No ingest or remove may be under way, and no chat server may have the database open.
-        with _write_lock(data_dir, held=True), not_served(data_dir):
+        with _write_lock(data_dir, held=True):  # no ingest or remove may be under way
             data_dir.rename(moved)
     with building_dir(data_dir, f".{data_dir.name}-restore-") as tmp:
         for item in backup_dir.iterdir():

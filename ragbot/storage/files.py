@@ -243,50 +243,63 @@ def describe_holder(holder: Path) -> str:
         return "another process holds it"
 
 
-SERVING_LOCK = "serving.lock"
+def serving_lock_path(data_dir: Path) -> Path:
+    """The serving lock of `data_dir`: beside it, not in it, so a restore that moves the data
+    dir aside and puts another in its place holds one and the same lock throughout."""
+    data_dir = Path(data_dir).resolve()
+    return data_dir.with_name(f".{data_dir.name}.serving.lock")
 
 
 @contextmanager
-def serving(data_dir: Path) -> Iterator[None]:
-    """Held by a chat server for as long as it serves `data_dir`: a shared lock, so several
-    servers may serve one data dir, and `not_served` (a restore) refuses while any does. The
-    kernel drops it when the process ends, however it ends. `filelock` has no shared mode, so
-    this is flock(2) itself; where there is none (Windows) nothing is locked."""
+def _flock(data_dir: Path, exclusive: bool) -> Iterator[bool]:
+    """flock(2) on `data_dir`'s serving lock; yields whether it is held. `filelock` has no shared
+    mode, so this is flock itself. Where there is none (Windows), or the folder above the data
+    dir takes no file or its file system no lock (some network mounts), nothing is locked and it
+    yields False. A shared lock waits for an exclusive one; an exclusive one held or shared
+    elsewhere is BusyError at once."""
     try:
         import fcntl
-    except ImportError:  # no flock: restore relies on its --help telling users to stop the chat
-        yield
+    except ImportError:
+        yield False
         return
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / SERVING_LOCK, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_SH)  # waits only for a restore's moment of holding it
+    path = serving_lock_path(data_dir)
+    try:
+        handle = open(path, "a")
+    except OSError:
+        yield False
+        return
+    with handle:
         try:
-            yield
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH)
+        except BlockingIOError:
+            raise BusyError(f"a `ragbot chat` is serving {data_dir}: stop it first, then restore (its answers "
+                            f"and votes would go to the data dir moved aside)") from None
+        except OSError:
+            held = False
+        else:
+            held = True
+        try:
+            yield held
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if held:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def serving(data_dir: Path) -> Iterator[bool]:
+    """Held by a chat server for as long as it serves `data_dir`: a shared lock, so several
+    servers may serve one data dir, and `not_served` (a restore) refuses while any does. A
+    server that starts during a restore waits for it here. The kernel drops the lock when the
+    process ends, however it ends. Yields False where it cannot be taken (`_flock`): the server
+    then says a restore will not know of it."""
+    with _flock(data_dir, exclusive=False) as held:
+        yield held
 
 
 @contextmanager
 def not_served(data_dir: Path) -> Iterator[None]:
-    """Held while `data_dir` is swapped for another (a restore): taken without waiting, and
-    refused while a chat server serves it (`serving`), whose open database would otherwise take
-    its answers and votes to the data dir moved aside."""
-    try:
-        import fcntl
-    except ImportError:
+    """Held for a whole restore of `data_dir`: taken without waiting, and refused while a chat
+    server serves it (`serving`), whose open database would otherwise take its answers and
+    votes to the data dir moved aside."""
+    with _flock(data_dir, exclusive=True):
         yield
-        return
-    path = data_dir / SERVING_LOCK
-    if not path.is_file():  # never served
-        yield
-        return
-    with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BusyError(f"a `ragbot chat` is serving {data_dir}: stop it first, then restore (its answers "
-                              f"and votes would go to the data dir moved aside)") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
