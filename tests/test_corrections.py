@@ -95,6 +95,16 @@ def test_a_correction_on_a_follow_up_answers_that_follow_up_only(corpus_bot):
         assert elsewhere.answer == fix and elsewhere.correction_of == answer.id
     finally:
         corpus_bot.feedback.set_feedback(answer.id, None)
+    # The price, as the README says: a correction of the question asked whole does not answer it
+    # asked as a follow-up, whose own words ("Who introduced it?") name no subject.
+    whole = corpus_bot.ask("Who introduced retrieval-augmented generation?")
+    corpus_bot.feedback.set_feedback(whole.id, -1, correction=fix)
+    try:
+        assert corpus_bot.ask("Who introduced retrieval-augmented generation?", record=False).answer == fix
+        asked_after = corpus_bot.ask(follow_up, record=False, retrieval_query=query, conversation_id="c3", turn=1)
+        assert asked_after.correction_of is None
+    finally:
+        corpus_bot.feedback.set_feedback(whole.id, None)
 
 
 def test_a_correction_answers_the_question_again_and_its_paraphrase(corpus_bot):

@@ -186,7 +186,8 @@ def test_eval_answers_on_given_passages_and_retrieval(corpus_bot):
 def test_eval_retrieval_on_liked_answers(make_bot, docs, tmp_path, capsys):
     """`ragbot eval retrieval --feedback` judges search by the user's liked answers: each such
     question's relevant chunks are the ones its answer cited. A correction, a thumbs-down, a
-    liked refusal and a chunk no longer stored judge nothing; a question liked twice counts once."""
+    liked refusal (it cites nothing) and a chunk no longer stored judge nothing; a question liked
+    twice counts once."""
     from ragbot.evaluation.metrics import feedback_judgements
     from ragbot.interfaces import cli
 

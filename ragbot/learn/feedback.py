@@ -188,14 +188,14 @@ class FeedbackLog:
                  "chunk_ids": self._shown_chunk_ids(i, params)} for i, p, a, v, c, query, params in rows]
 
     def liked_passages(self) -> list[dict]:
-        """Answers with a thumbs-up and no correction, not refusals, with the chunks each cited:
+        """Answers with a thumbs-up and no correction, with the chunks each cited (a refusal cites none):
         what search should find for that question (`ragbot eval retrieval --feedback`). Each
         with its retrieval query (a follow-up's standalone question) and the cited chunk ids in
         rank order, oldest answer first."""
         rows = self._db.execute(
             "SELECT a.id, a.retrieval_query, p.chunk_id FROM feedback f JOIN answers a ON a.id = f.answer_id "
             "JOIN answer_passages p ON p.answer_id = a.id WHERE f.vote = 1 AND f.correction IS NULL "
-            "AND a.refused = 0 AND p.cited = 1 ORDER BY a.created_at, a.id, p.rank").fetchall()
+            "AND p.cited = 1 ORDER BY a.created_at, a.id, p.rank").fetchall()
         liked: dict[str, dict] = {}
         for answer_id, question, chunk_id in rows:
             liked.setdefault(answer_id, {"answer_id": answer_id, "question": question, "chunk_ids": []})
