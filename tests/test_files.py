@@ -218,7 +218,11 @@ def test_restore_refuses_while_a_chat_serves_the_data_dir(make_bot, docs, tmp_pa
                             stdout=subprocess.PIPE, text=True)
     try:
         assert chat.stdout.readline().strip() == "serving"
-        second = threading.Thread(target=lambda: serving(data_dir).__enter__())  # a second chat: allowed
+        def second_chat():
+            with serving(data_dir):
+                pass
+
+        second = threading.Thread(target=second_chat)  # a second chat on the same data dir: allowed
         second.start()
         second.join(10)
         assert not second.is_alive()
@@ -249,8 +253,13 @@ def test_a_chat_started_during_a_restore_waits_then_stops(make_bot, docs, tmp_pa
     data_dir = bot.settings.data_dir
     backup(data_dir, tmp_path / "copy")
     started = []
+
+    def chat_starts():
+        with serving(data_dir) as held:
+            started.append(held)
+
     with not_served(data_dir):  # as a restore holds it
-        waiter = threading.Thread(target=lambda: started.append(serving(data_dir).__enter__()))
+        waiter = threading.Thread(target=chat_starts)
         waiter.start()
         waiter.join(1)
         assert waiter.is_alive() and not started  # waits for the restore

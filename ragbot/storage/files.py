@@ -251,12 +251,12 @@ def serving_lock_path(data_dir: Path) -> Path:
 
 
 @contextmanager
-def _flock(data_dir: Path, exclusive: bool) -> Iterator[bool]:
+def _flock(data_dir: Path, exclusive: bool, busy: str = "") -> Iterator[bool]:
     """flock(2) on `data_dir`'s serving lock; yields whether it is held. `filelock` has no shared
     mode, so this is flock itself. Where there is none (Windows), or the folder above the data
     dir takes no file or its file system no lock (some network mounts), nothing is locked and it
     yields False. A shared lock waits for an exclusive one; an exclusive one held or shared
-    elsewhere is BusyError at once."""
+    elsewhere is BusyError(`busy`) at once."""
     try:
         import fcntl
     except ImportError:
@@ -272,8 +272,7 @@ def _flock(data_dir: Path, exclusive: bool) -> Iterator[bool]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH)
         except BlockingIOError:
-            raise BusyError(f"a `ragbot chat` is serving {data_dir}: stop it first, then restore (its answers "
-                            f"and votes would go to the data dir moved aside)") from None
+            raise BusyError(busy) from None
         except OSError:
             held = False
         else:
@@ -301,5 +300,6 @@ def not_served(data_dir: Path) -> Iterator[None]:
     """Held for a whole restore of `data_dir`: taken without waiting, and refused while a chat
     server serves it (`serving`), whose open database would otherwise take its answers and
     votes to the data dir moved aside."""
-    with _flock(data_dir, exclusive=True):
+    with _flock(data_dir, exclusive=True, busy=f"a `ragbot chat` is serving {data_dir}: stop it first, then "
+                                               f"restore (its answers and votes would go to the data dir moved aside)"):
         yield
