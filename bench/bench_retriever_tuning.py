@@ -69,31 +69,12 @@ def feedback_pairs(bot, data, query_ids: list[str], depth: int = 100) -> list[tu
 
 def tune(pairs: list[tuple[str, ...]], base: str, out: Path, rate: float, seed: int, max_seq_length: int,
          bf16: bool, epochs: int = 1, batch: int = 64) -> float:
-    from datasets import Dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-    from sentence_transformers.sentence_transformer.training_args import (BatchSamplers,
-                                                                          SentenceTransformerTrainingArguments)
+    """Train as `ragbot tune --retriever` does (learn/retriever.py), at the rate given; seconds taken."""
+    from ragbot.learn.retriever import RetrieverConfig, train
 
-    model = SentenceTransformer(base, device="cpu")
-    model.max_seq_length = max_seq_length  # training only: the saved model reads as far as the shipped one
-    columns = {"anchor": [p[0] for p in pairs], "positive": [p[1] for p in pairs]}
-    if len(pairs[0]) > 2:  # a hard negative per pair, next to the other passages of the batch
-        columns["negative"] = [p[2] for p in pairs]
-    data = Dataset.from_dict(columns)
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(out / "run"), num_train_epochs=epochs, per_device_train_batch_size=batch, learning_rate=rate,
-        warmup_steps=0.1, batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no", logging_steps=10,
-        report_to=[], seed=seed, use_cpu=True, dataloader_num_workers=0, bf16=bf16,
-    )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data,
-                                         loss=MultipleNegativesRankingLoss(model))
-    started = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - started
-    model.max_seq_length = SentenceTransformer(base, device="cpu").max_seq_length
-    model.save_pretrained(str(out / "model"), safe_serialization=True)
-    return seconds
+    config = RetrieverConfig(learning_rate=rate, seed=seed, max_seq_length=max_seq_length, epochs=epochs,
+                             batch_size=batch)
+    return train(base, pairs, out, config, bf16)["seconds"]
 
 
 def main() -> None:

@@ -7,11 +7,16 @@
 
 Models load lazily, once per RagBot. Writes (ingest, remove) hold a lock on the data dir so two
 processes never interleave; reads notice another process's writes and reload the index.
+
+Which embedder ranks passages is the database's choice (store.py): the shipped one, or one that
+`ragbot tune --retriever` tuned on liked answers. A tuned one only orders the passages; every
+score shown or compared with a threshold is the shipped embedder's cosine.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 import warnings
@@ -65,6 +70,8 @@ class RagBot:
         self._ranker: SentenceScorer | None = None  # the evidence ranking (evidence_ranking setting)
         self._index: VectorIndex | None = None
         self._index_generation = -1
+        self._index_ranker: str | None = None  # the tuned embedder whose vectors _index holds (None: shipped)
+        self._rankers: dict[str, object] = {}  # tuned embedders loaded, by version
         self._lexical: tuple[int, LexicalIndex] | None = None
         self._memories: dict[str | None, tuple[tuple, CorrectionMemory]] = {}  # per user
         self._load_lock = threading.RLock()
@@ -113,22 +120,100 @@ class RagBot:
         with self._load_lock:
             self._generator = generator
 
+    def ranker(self, version: str):
+        """The tuned embedder `version` (EmbedderRegistry), loaded once."""
+        with self._load_lock:
+            if version not in self._rankers:
+                from ragbot.learn.registry import EmbedderRegistry
+                from ragbot.retrieve.embed import Embedder
+
+                info = EmbedderRegistry(self.settings.embedders_dir).get(version)
+                self._rankers[version] = Embedder.load_tuned(self.settings, info.path, version)
+            return self._rankers[version]
+
+    def index_dir(self, ranker: str | None) -> Path:
+        """Where the FAISS index files of `ranker`'s vectors live (None: the shipped embedder's)."""
+        return self.settings.index_dir if ranker is None else self.settings.index_dir / f"embedder-{ranker}"
+
     def _current_index(self) -> VectorIndex:
-        """The FAISS index matching the database's generation, loaded or rebuilt as needed."""
+        """The FAISS index matching the database's generation, loaded or rebuilt as needed: of
+        the vectors of the embedder that ranks (store.py)."""
         with self._load_lock:
             generation = self.store.generation()
             if self._index is not None and (generation == self._index_generation or self._writing_here):
                 return self._index
             dim = self.embedder.dim
-            index = VectorIndex.load(self.settings.index_dir, generation, dim)
+            ranker = self.store.ranking_embedder()
+            directory = self.index_dir(ranker)
+            index = VectorIndex.load(directory, generation, dim)
             if index is None:  # first run, or a write was interrupted before the index was saved
                 index = VectorIndex(dim)
-                ids, vectors = self.store.all_vectors(dim)
-                index.add(ids, vectors)
+                if ranker is None:
+                    index.add(*self.store.all_vectors(dim))
+                else:
+                    self.embed_for_ranking(ranker)  # chunks a crash left without (none, normally)
+                    index.add(*self.store.ranking_vectors(ranker, dim))
                 if generation == self.store.generation():
-                    _save_if_room(index, self.settings.index_dir, generation)
-            self._index, self._index_generation = index, generation
+                    _save_if_room(index, directory, generation)
+            self._index, self._index_generation, self._index_ranker = index, generation, ranker
             return index
+
+    def embed_for_ranking(self, version: str, progress: Callable[[int, int], None] | None = None) -> int:
+        """Store tuned embedder `version`'s vectors of every chunk that lacks them; how many it
+        embedded. Safe while others write: each vector is of a chunk's stored text."""
+        from ragbot.ingest.ingester import embedding_input
+
+        missing = self.store.chunks_without_ranking_vectors(version)
+        if not len(missing):
+            return 0
+        ranker, done = self.ranker(version), 0
+        for start in range(0, len(missing), 512):
+            rows = self.store.embedding_rows(missing[start: start + 512])
+            texts = [embedding_input(ranker, title, section, text, n) for _, title, section, text, n in rows]
+            self.store.add_ranking_vectors(version, [r[0] for r in rows],
+                                           ranker.encode(texts, batch_size=self.settings.embed_batch_size))
+            done += len(rows)
+            if progress:
+                progress(done, len(missing))
+        return done
+
+    def rank_with(self, version: str | None, rollback: bool = False,
+                  progress: Callable[[int, int], None] | None = None,
+                  on_wait: Callable[[str], None] | None = None) -> str | None:
+        """Make tuned embedder `version` (None: the shipped one) rank passages from the next
+        generation on, or with `rollback`, what ranked before the current one; returns what
+        ranks now. Embeds the chunks first (minutes on a large corpus), mostly before taking
+        the write lock; keeps the vectors of what ranks and of the rollback target, and drops
+        other tuned embedders' (embedded again if they are chosen again)."""
+        history = self.store.ranking_history()
+        if rollback:
+            if not history:
+                raise RagbotError("nothing to roll back to: no earlier ranking embedder is recorded")
+            version = history[-1]
+        if version is not None:
+            self.ranker(version)  # a missing or unreadable version fails here, before any work
+            self.embed_for_ranking(version, progress)
+        with state_lock(self.settings.data_dir / "write.lock", f"the data dir {self.settings.data_dir}",
+                        timeout=WRITE_WAIT_SECONDS, on_wait=on_wait):
+            self.check_not_replaced()
+            current, history = self.store.ranking_embedder(), self.store.ranking_history()
+            if version == current:
+                return current
+            if version is not None:
+                self.embed_for_ranking(version)  # chunks ingested meanwhile
+            history = history[:-1] if rollback else [*history, current][-10:]
+            self.store.set_ranking_embedder(version, history)
+            keep = [v for v in (version, history[-1] if history else None) if v is not None]
+            self.store.drop_ranking_vectors(keep)
+            for folder in self.settings.index_dir.glob("embedder-*"):  # index files no generation can use again
+                if folder.name != f"embedder-{version}":
+                    shutil.rmtree(folder, ignore_errors=True)
+            with self._load_lock:
+                self._index = None
+                self._current_index()  # built from the stored vectors, and saved
+                if self.settings.uses_bm25:
+                    self._current_lexical()  # the new generation's, ready for other processes
+        return version
 
     def _current_lexical(self) -> LexicalIndex:
         """The BM25 index matching the database's generation, loaded or rebuilt as needed."""
@@ -154,17 +239,18 @@ class RagBot:
                 _save_if_room(index, self.settings.index_dir, generation)
         return index
 
-    def _search_snapshot(self, lexical: bool) -> tuple[VectorIndex, LexicalIndex | None]:
-        """The FAISS index and (when asked) the BM25 index of one and the same generation: another
+    def _search_snapshot(self, lexical: bool) -> tuple[VectorIndex, LexicalIndex | None, str | None]:
+        """The FAISS index and (when asked) the BM25 index of one and the same generation, and
+        the tuned embedder whose vectors the FAISS index holds (None: the shipped one): another
         process may commit an ingest between loading the two."""
         with self._load_lock:
             for _ in range(5):
                 index = self._current_index()
                 if not lexical:
-                    return index, None
+                    return index, None, self._index_ranker
                 words = self._current_lexical()
                 if self._lexical is not None and self._lexical[0] == self._index_generation:
-                    return index, words
+                    return index, words, self._index_ranker
             raise BusyError(f"{self.settings.data_dir} changed five times while searching; try again")
 
     def check_not_replaced(self) -> None:
@@ -188,12 +274,15 @@ class RagBot:
             self.check_not_replaced()
             with self._load_lock:
                 before = self._current_index()
+                ranker = self._index_ranker
                 if self.settings.uses_bm25:
                     self._current_lexical()  # so searches meanwhile have the BM25 of the same generation
                 self._writing_here = True
             committed = False
             try:
-                ingester = Ingester(self.settings, self.store, before.copy(), self.embedder)
+                ingester = Ingester(self.settings, self.store, before.copy(), self.embedder,
+                                    ranking=None if ranker is None else (ranker, self.ranker(ranker)),
+                                    index_dir=self.index_dir(ranker))
                 yield ingester
                 generation = self.store.generation()
                 lexical = None
@@ -250,25 +339,20 @@ class RagBot:
         query, whichever ranking found it, so thresholds on it mean one thing. With `sources`,
         only those documents are searched (None: all of them)."""
         k = k or self.settings.top_k
-        mode = self.settings.retrieval
         vectors = self.embedder.encode(list(queries), batch_size=self.settings.embed_batch_size)
-        index, lexical_index = self._search_snapshot(mode != "dense")
+        index, lexical_index, ranker = self._search_snapshot(self.settings.retrieval != "dense")
         only = None if sources is None else self.store.chunk_ids_of(sources)
-        depth = k if mode == "dense" else max(k, FUSION_DEPTH)
-        _, dense_ids = index.search(vectors, depth, only)
-        rankings = [[int(i) for i in row if i >= 0] for row in dense_ids]
-        if lexical_index is not None:
-            lexical = lexical_index.search(queries, depth, only)
-            if mode == "bm25":
-                rankings = [[c for c, _ in hits][:k] for hits in lexical]
-            else:
-                weights = (1.0, self.settings.lexical_weight)
-                rankings = [fuse([dense, [c for c, _ in hits]], weights, k) for dense, hits in zip(rankings, lexical)]
+        ranking_vectors = vectors if ranker is None else \
+            self.ranker(ranker).encode(list(queries), batch_size=self.settings.embed_batch_size)
+        rankings = self.rank(queries, ranking_vectors, index, lexical_index, k, only)
         found = self.store.chunks(sorted({c for row in rankings for c in row}))
         results = []
         for vector, ranking in zip(vectors, rankings):
             ranking = [c for c in ranking[:k] if c in found]
-            cosines = index.vectors(ranking) @ vector if ranking else []
+            if not ranking:
+                cosines = []
+            else:  # the shipped embedder's cosines, whichever embedder ranked
+                cosines = (index.vectors(ranking) if ranker is None else self.store.vectors_of(ranking, index.dim)) @ vector
             passages = []
             for chunk_id, score in zip(ranking, cosines):
                 chunk = found[chunk_id]
@@ -278,6 +362,24 @@ class RagBot:
                 ))
             results.append(passages)
         return results
+
+    def rank(self, queries: Sequence[str], vectors: np.ndarray, index: VectorIndex,
+             lexical_index: LexicalIndex | None, k: int, only: np.ndarray | None = None) -> list[list[int]]:
+        """The k best chunk ids for each query by the `retrieval` setting: dense (the FAISS
+        `index`, searched with the query `vectors` of the embedder whose vectors it holds),
+        bm25, or hybrid (both fused, lexical.py)."""
+        mode = self.settings.retrieval
+        depth = k if mode == "dense" else max(k, FUSION_DEPTH)
+        _, dense_ids = index.search(vectors, depth, only)
+        rankings = [[int(i) for i in row if i >= 0] for row in dense_ids]
+        if lexical_index is not None and mode != "dense":
+            lexical = lexical_index.search(queries, depth, only)
+            if mode == "bm25":
+                rankings = [[c for c, _ in hits][:k] for hits in lexical]
+            else:
+                weights = (1.0, self.settings.lexical_weight)
+                rankings = [fuse([dense, [c for c, _ in hits]], weights, k) for dense, hits in zip(rankings, lexical)]
+        return rankings
 
     def standalone_query(self, previous_questions: Sequence[str], question: str,
                          sources: Sequence[str] | None = None) -> str:
@@ -550,6 +652,7 @@ class RagBot:
             "chunks": chunks,
             "generation": self.store.generation(),
             "embedder": self.store.meta("embedder") or self.settings.embedder,
+            "ranking_embedder": self.store.ranking_embedder() or "the shipped embedder",
             "retrieval": self.settings.retrieval,
             "vector_index": self._vector_index_status(),
             "bm25_index_saved": (self.settings.index_dir / f"{self.store.generation()}.bm25").is_dir(),
@@ -574,7 +677,7 @@ class RagBot:
             index = self._index if self._index is not None and self._index_generation == generation else None
         if index is not None:
             described, kind = index.describe(), index.kind
-        elif not (self.settings.index_dir / f"{generation}.faiss").is_file():
+        elif not (self.index_dir(self.store.ranking_embedder()) / f"{generation}.faiss").is_file():
             return "not saved for this generation (the next search builds it, exact)"
         else:
             kind = "ivf" if record.get("kind") == "ivf" else "exact"

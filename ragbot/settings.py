@@ -115,6 +115,11 @@ class Settings:
         return self.data_dir / "adapters"
 
     @property
+    def embedders_dir(self) -> Path:
+        """Embedders tuned to rank passages (`ragbot tune --retriever`)."""
+        return self.data_dir / "embedders"
+
+    @property
     def tune_dir(self) -> Path:
         return self.data_dir / "tune"
 

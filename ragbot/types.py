@@ -53,9 +53,6 @@ class Chunk:
     sha256: str
     ord: int  # position in the document
 
-    def embedding_input(self, prefix: str) -> str:
-        return f"{prefix}\n{self.text}" if prefix else self.text
-
 
 @dataclass
 class Passage:

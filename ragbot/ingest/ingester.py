@@ -158,12 +158,33 @@ def _walk(root: Path, report: IngestReport) -> list[Path]:
     return found
 
 
+def embedding_input(embedder: Embedder, title: str, section: str, text: str, n_tokens: int) -> str:
+    """What is embedded for a chunk: its text behind a short title/section line, within the
+    embedder's limit (the same for the shipped embedder and a tuned one, which share a tokenizer)."""
+    prefix = section if section.startswith(title) else " > ".join(p for p in (title, section) if p)
+    budget = min(MAX_PREFIX_TOKENS, embedder.max_tokens - n_tokens)
+    if budget <= 0:
+        prefix = ""
+    else:
+        offsets = embedder.token_offsets(prefix)
+        if len(offsets) > budget:
+            prefix = prefix[: offsets[budget - 1][1]]
+    return f"{prefix}\n{text}" if prefix else text
+
+
 class Ingester:
-    def __init__(self, settings: Settings, store: Store, index: VectorIndex, embedder: Embedder):
+    """Writes one generation. `index` is the FAISS index being updated: the shipped embedder's
+    vectors, or with `ranking` (a tuned embedder's version and the embedder), that one's; every
+    chunk is then embedded by both, since the shipped vectors give the scores (store.py)."""
+
+    def __init__(self, settings: Settings, store: Store, index: VectorIndex, embedder: Embedder,
+                 ranking: tuple[str, Embedder] | None = None, index_dir: Path | None = None):
         self.settings = settings
         self.store = store
         self.index = index
         self.embedder = embedder
+        self.ranking = ranking
+        self.index_dir = index_dir or settings.index_dir
         self.lexical_seconds = 0.0  # set by RagBot: building the new generation's BM25 index
         self.pipeline = (
             f"v{PIPELINE_VERSION}|{embedder.name}|chunk={settings.chunk_tokens}/{settings.chunk_overlap}"
@@ -246,30 +267,24 @@ class Ingester:
         inputs = [self.embedding_input(doc, chunk) for doc, chunks, _ in batch for chunk in chunks]
         t0 = time.perf_counter()
         vectors = self.embedder.encode(inputs, batch_size=self.settings.embed_batch_size)
+        ranked = vectors
+        if self.ranking is not None:
+            ranked = self.ranking[1].encode(inputs, batch_size=self.settings.embed_batch_size)
         report.embed_seconds += time.perf_counter() - t0
         offset = 0
         for doc, chunks, existed in batch:
-            doc_vectors = vectors[offset : offset + len(chunks)]
+            part = slice(offset, offset + len(chunks))
             offset += len(chunks)
-            old_ids, new_ids = self.store.replace_document(doc, chunks, doc_vectors,
-                                                            self._pipeline_for(Path(doc.source)))
+            tuned = None if self.ranking is None else (self.ranking[0], ranked[part])
+            old_ids, new_ids = self.store.replace_document(doc, chunks, vectors[part],
+                                                            self._pipeline_for(Path(doc.source)), ranking=tuned)
             self.index.remove(old_ids)
-            self.index.add(np.asarray(new_ids, dtype=np.int64), doc_vectors)
+            self.index.add(np.asarray(new_ids, dtype=np.int64), ranked[part])
             (report.updated if existed else report.added).append(doc.source)
             report.chunks_added += len(chunks)
 
     def embedding_input(self, doc: Document, chunk: Chunk) -> str:
-        """The chunk text behind a short title/section line, within the embedder's limit."""
-        section = chunk.section
-        prefix = section if section.startswith(doc.title) else " > ".join(p for p in (doc.title, section) if p)
-        budget = min(MAX_PREFIX_TOKENS, self.embedder.max_tokens - chunk.n_tokens)
-        if budget <= 0:
-            prefix = ""
-        else:
-            offsets = self.embedder.token_offsets(prefix)
-            if len(offsets) > budget:
-                prefix = prefix[: offsets[budget - 1][1]]
-        return chunk.embedding_input(prefix)
+        return embedding_input(self.embedder, doc.title, chunk.section, chunk.text, chunk.n_tokens)
 
     def remove(self, paths: Sequence[str | Path]) -> list[str]:
         targets = [os.path.abspath(os.path.expanduser(str(p))) for p in paths]
@@ -296,5 +311,5 @@ class Ingester:
         if built is not None:
             with self.store.transaction():
                 self.store.set_meta("vector_index", json.dumps(built))
-        self.index.save(self.settings.index_dir, self.store.generation())
+        self.index.save(self.index_dir, self.store.generation())
         return built

@@ -176,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
                               "questions (about 10 minutes on a 2-core CPU for the shipped corpus). It is bounded by "
                               "steps, not minutes, so a busy machine makes the same adapter, later; the progress "
                               "bars show the time left.")
+    p.add_argument("--retriever", action="store_true",
+                   help="tune the embedder that ranks passages instead, on questions whose answers got a thumbs-up "
+                        "(needs 40+ of them); it only orders passages, scores stay the shipped embedder's. "
+                        "Applies with --max-steps, --heldout, --activate and --seed")
     p.add_argument("--quick", action="store_true", help="small settings for a first try (see below)")
     p.add_argument("--max-steps", type=int, help="stop each training stage after this many steps")
     p.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop training after this many minutes")
@@ -203,15 +207,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-default-corpus", action="store_true",
                    help="do not ingest the shipped corpus into an empty data dir")
 
-    p = sub.add_parser("model", help="list, activate or roll back generator adapters",
+    p = sub.add_parser("model", help="list, activate or roll back generator adapters (or tuned embedders)",
                        description="Adapters made by `ragbot tune` are versions v1, v2, ... in <data dir>/adapters. "
-                                   "The active one is used by ask, chat and eval (override with --adapter).")
+                                   "The active one is used by ask, chat and eval (override with --adapter). "
+                                   "With --retriever, the same for the embedders `ragbot tune --retriever` made "
+                                   "(<data dir>/embedders): the active one ranks passages for every search.")
     mc = p.add_subparsers(dest="model_command", metavar="WHAT", required=True)
-    m = mc.add_parser("list", parents=[common], help="adapters with their metrics; * marks the active one")
+    which = argparse.ArgumentParser(add_help=False)
+    which.add_argument("--retriever", action="store_true",
+                       help="the embedders that rank passages (made by `ragbot tune --retriever`), not adapters")
+    m = mc.add_parser("list", parents=[common, which], help="adapters with their metrics; * marks the active one")
     m.add_argument("--json", action="store_true")
-    m = mc.add_parser("activate", parents=[common], help="make VERSION (or none: the base model) active")
+    m = mc.add_parser("activate", parents=[common, which],
+                      help="make VERSION (or none: the base model, or the shipped embedder) active; an embedder "
+                           "first embeds every chunk it has no vector of")
     m.add_argument("version", metavar="VERSION")
-    mc.add_parser("rollback", parents=[common], help="re-activate what was active before")
+    mc.add_parser("rollback", parents=[common, which], help="re-activate what was active before")
 
     p = sub.add_parser("status", parents=[common], help="what the data dir holds")
     p.add_argument("--json", action="store_true")
@@ -634,6 +645,8 @@ def cmd_feedback(bot, args) -> int:
 def cmd_tune(bot, args) -> int:
     from ragbot.learn.tune import TuneConfig, tune
 
+    if args.retriever:
+        return _tune_retriever(bot, args)
     _ensure_corpus(bot, argparse.Namespace(no_default_corpus=args.no_default_corpus, json=False))
     options = {
         "max_steps": args.max_steps, "time_budget_min": args.time_budget, "model_questions": args.model_questions,
@@ -651,9 +664,67 @@ def cmd_tune(bot, args) -> int:
     return 0
 
 
+_GENERATOR_ONLY = ("quick", "time_budget", "model_questions", "preference", "epochs", "gate_questions",
+                   "gate_max_new_tokens", "save_steps", "no_answerability_check", "false_refusal", "fresh", "new")
+
+
+def _tune_retriever(bot, args) -> int:
+    from ragbot.learn.retriever import RetrieverConfig, tune_retriever
+
+    given = [f"--{name.replace('_', '-')}" for name in _GENERATOR_ONLY if getattr(args, name, None)]
+    if given:
+        raise RagbotError(f"{', '.join(given)} tune the generator and do not apply with --retriever")
+    options = {"max_steps": args.max_steps, "heldout_fraction": args.heldout, "activate": args.activate,
+               "seed": args.seed}
+    config = RetrieverConfig(**{k: v for k, v in options.items() if v is not None})
+    result = tune_retriever(bot, config, log=lambda line: print(line, file=sys.stderr))
+    state = "ranks passages now" if result.activated else "saved, not ranking"
+    print(f"embedder {result.version}: {state} ({result.gate['reason']})")
+    return 0
+
+
+def _model_embedders(bot, args) -> int:
+    from ragbot.learn.registry import EmbedderRegistry
+
+    if args.model_command in ("activate", "rollback"):
+        from tqdm import tqdm
+
+        version = None if args.model_command == "rollback" or args.version in ("none", "shipped") else args.version
+        with tqdm(desc="embedding the chunks", unit="chunk", file=sys.stderr, disable=None) as bar:
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            now = bot.rank_with(version, rollback=args.model_command == "rollback", progress=progress,
+                                on_wait=_say_waiting)
+        print(f"ranking passages: {now or 'the shipped embedder'}")
+        return 0
+    ranking, versions = bot.store.ranking_embedder(), EmbedderRegistry(bot.settings.embedders_dir).versions()
+    if args.json:
+        print(json.dumps({"ranking": ranking, "embedders": [
+            {"version": v.version, "path": str(v.path), **v.metadata} for v in versions]}, indent=2, default=str))
+        return 0
+    if not versions:
+        print("no tuned embedders yet: run `ragbot tune --retriever`")
+        return 0
+    print(f"{'':2}{'version':8} {'created':16} {'pairs':>6} {'held out':>8} {'nDCG@10 before -> after':24} gate")
+    for v in versions:
+        meta, gate = v.metadata, v.metadata.get("gate") or {}
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(meta.get("created_at", 0)))
+        scores = (f"{gate['active_ndcg@10']:.3f} -> {gate['candidate_ndcg@10']:.3f}" if gate else "")
+        verdict = "passed" if gate.get("promote") else "failed" if gate else "not run"
+        print(f"{'*' if v.version == ranking else ' ':2}{v.version:8} {created:16} "
+              f"{(meta.get('training') or {}).get('pairs', ''):>6} {gate.get('questions', ''):>8} {scores:24} {verdict}")
+    if ranking is None:
+        print("ranking passages: the shipped embedder")
+    return 0
+
+
 def cmd_model(bot, args) -> int:
     from ragbot.learn.registry import AdapterRegistry
 
+    if args.retriever:
+        return _model_embedders(bot, args)
     registry = AdapterRegistry(bot.settings.adapters_dir)
     if args.model_command == "activate":
         info = registry.activate(args.version)

@@ -1,4 +1,5 @@
-"""Versioned LoRA adapters for the generator, kept in `<data dir>/adapters/`.
+"""Versioned models made by `ragbot tune`: LoRA adapters for the generator, kept in
+`<data dir>/adapters/`, and embedders tuned to rank passages, kept in `<data dir>/embedders/`.
 
     adapters/
       v1/  adapter_model.safetensors, adapter_config.json, tokenizer files, ragbot-adapter.json
@@ -10,6 +11,10 @@ gate metrics, parent adapter, creation time. A version dir appears by rename, an
 replaced atomically (files.py), so an interrupted save never leaves a half-written adapter
 active; every change holds the registry's inter-process lock, so two processes never make two
 adapters with one number.
+
+Which embedder ranks is not kept here but in the database (store.py, `ranking_embedder`), since
+it changes together with the index generation and the chunk vectors it searches; its registry
+only keeps the saved versions (`VersionRegistry`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from ragbot.errors import RagbotError
 from ragbot.storage.files import building_dir, full_disk_reported, state_lock, write_atomic
 
 METADATA = "ragbot-adapter.json"
+EMBEDDER_METADATA = "ragbot-embedder.json"
 STATE = "state.json"
 _VERSION = re.compile(r"^v(\d+)$")
 NO_ADAPTER = "none"
@@ -45,36 +51,79 @@ class AdapterInfo:
         return self.metadata.get("base_model", "")
 
 
-class AdapterRegistry:
+class VersionRegistry:
+    """Saved versions v1, v2, ... in `root`, each a folder with a metadata file; never changed
+    once saved except for their metadata."""
+
+    noun = "model"
+    metadata_file = METADATA
+
     def __init__(self, root: Path):
         self.root = Path(root)
 
     # -- reading ----------------------------------------------------------------------------
 
     def versions(self) -> list[AdapterInfo]:
-        """Saved adapters, oldest first."""
+        """Saved versions, oldest first."""
         if not self.root.is_dir():
             return []
         found = []
         for entry in self.root.iterdir():
             match = _VERSION.match(entry.name)
-            if match and (entry / METADATA).is_file():
+            if match and (entry / self.metadata_file).is_file():
                 found.append((int(match.group(1)), entry))
         return [self._info(path) for _, path in sorted(found)]
 
     def get(self, version: str) -> AdapterInfo:
         path = self.root / version
-        if not _VERSION.match(version) or not (path / METADATA).is_file():
+        if not _VERSION.match(version) or not (path / self.metadata_file).is_file():
             known = ", ".join(v.version for v in self.versions()) or "none saved yet"
-            raise AdapterError(f"no adapter {version!r} in {self.root} (known: {known})")
+            raise AdapterError(f"no {self.noun} {version!r} in {self.root} (known: {known})")
         return self._info(path)
 
     def _info(self, path: Path) -> AdapterInfo:
         try:
-            metadata = json.loads((path / METADATA).read_text(encoding="utf-8"))
+            metadata = json.loads((path / self.metadata_file).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
-            raise AdapterError(f"{path / METADATA}: unreadable ({exc})") from None
+            raise AdapterError(f"{path / self.metadata_file}: unreadable ({exc})") from None
         return AdapterInfo(version=path.name, path=path, metadata=metadata)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def _changing(self):
+        """The lock every change of the registry holds, so two processes never number two
+        versions alike or interleave changes of state.json."""
+        return state_lock(self.root / ".lock", f"the {self.noun} registry in {self.root}")
+
+    def save(self, trained_dir: Path, metadata: dict) -> AdapterInfo:
+        """Copy a trained model's folder in as the next version (not activated); its
+        subfolders too (a sentence-transformers model keeps its pooling in one)."""
+        with self._changing():
+            existing = [int(_VERSION.match(p.name).group(1)) for p in self.root.iterdir() if _VERSION.match(p.name)]
+            version = f"v{max(existing, default=0) + 1}"
+            with full_disk_reported(self.root / version):
+                with building_dir(self.root / version, f".{version}-") as tmp:
+                    for item in Path(trained_dir).iterdir():
+                        if item.is_file():
+                            shutil.copy2(item, tmp / item.name)
+                        elif item.is_dir():
+                            shutil.copytree(item, tmp / item.name)
+                    record = {"version": version, "created_at": time.time(), **metadata}
+                    (tmp / self.metadata_file).write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
+        return self.get(version)
+
+    def update_metadata(self, version: str, **fields) -> AdapterInfo:
+        with self._changing():
+            info = self.get(version)
+            info.metadata.update(fields)
+            write_atomic(info.path / self.metadata_file, json.dumps(info.metadata, indent=2, default=str))
+        return info
+
+
+class AdapterRegistry(VersionRegistry):
+    """The generator's LoRA adapters, and which one is active (state.json)."""
+
+    noun = "adapter"
 
     def state(self) -> dict:
         path = self.root / STATE
@@ -100,34 +149,6 @@ class AdapterRegistry:
             return self.active()
         return self.get(choice)
 
-    # -- writing ----------------------------------------------------------------------------
-
-    def _changing(self):
-        """The lock every change of the registry holds, so two processes never number two
-        adapters alike or interleave changes of state.json."""
-        return state_lock(self.root / ".lock", f"the adapter registry in {self.root}")
-
-    def save(self, trained_dir: Path, metadata: dict) -> AdapterInfo:
-        """Copy a trained adapter dir in as the next version (not activated)."""
-        with self._changing():
-            existing = [int(_VERSION.match(p.name).group(1)) for p in self.root.iterdir() if _VERSION.match(p.name)]
-            version = f"v{max(existing, default=0) + 1}"
-            with full_disk_reported(self.root / version):
-                with building_dir(self.root / version, f".{version}-") as tmp:
-                    for item in Path(trained_dir).iterdir():
-                        if item.is_file():
-                            shutil.copy2(item, tmp / item.name)
-                    record = {"version": version, "created_at": time.time(), **metadata}
-                    (tmp / METADATA).write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
-        return self.get(version)
-
-    def update_metadata(self, version: str, **fields) -> AdapterInfo:
-        with self._changing():
-            info = self.get(version)
-            info.metadata.update(fields)
-            write_atomic(info.path / METADATA, json.dumps(info.metadata, indent=2, default=str))
-        return info
-
     def activate(self, version: str) -> AdapterInfo | None:
         """Make `version` (or "none", the base model) what "active" means."""
         with self._changing():
@@ -149,3 +170,11 @@ class AdapterRegistry:
             state["active"] = previous
             write_atomic(self.root / STATE, json.dumps(state, indent=2))
         return self.get(previous) if previous else None
+
+
+class EmbedderRegistry(VersionRegistry):
+    """Embedders tuned to rank passages (learn/retriever.py). Which one ranks is the database's
+    `ranking_embedder` (store.py), not state kept here."""
+
+    noun = "embedder"
+    metadata_file = EMBEDDER_METADATA

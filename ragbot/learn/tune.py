@@ -355,7 +355,7 @@ def format_correction_match(info: dict) -> str:
 # -- stages 3 and 4: training --------------------------------------------------------------------
 
 
-def _callbacks(deadline: float | None, desc: str):
+def training_callbacks(deadline: float | None, desc: str):
     """A progress bar (steps, loss, ETA) and a stop at the time budget, as TRL/transformers callbacks."""
     from tqdm import tqdm
     from transformers import TrainerCallback
@@ -453,7 +453,7 @@ def _training_args(config_cls, config: TuneConfig, out: Path, epochs: float, lr:
 def _train(trainer, out: Path, deadline: float | None, desc: str, log: Log) -> dict:
     from transformers import PrinterCallback
 
-    progress, budget = _callbacks(deadline, desc)
+    progress, budget = training_callbacks(deadline, desc)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(progress)
     trainer.add_callback(budget)

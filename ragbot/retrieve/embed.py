@@ -59,6 +59,21 @@ class Embedder:
         model.eval()
         return cls(model, name=settings.embedder, dtype_name=str(dtype).removeprefix("torch."))
 
+    @classmethod
+    def load_tuned(cls, settings: Settings, path, version: str) -> "Embedder":
+        """A tuned copy of the shipped embedder saved at `path` (learn/retriever.py), loaded on
+        the device and in the dtype the shipped one uses; named after its version."""
+        _, device, dtype = load_plan(settings, "embedder")
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load the tuned embedder {version} from {path}: {exc}") from None
+        model.to(dtype)
+        model.eval()
+        return cls(model, name=f"{settings.embedder}@{version}", dtype_name=str(dtype).removeprefix("torch."))
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(ids) for ids in self._input_ids(texts)]
 

@@ -157,13 +157,16 @@ def _indexes(bot, report: DoctorReport, repair: bool) -> None:
     from ragbot.retrieve.lexical import LexicalIndex
 
     settings, store = bot.settings, bot.store
+    if not _ranking_embedder(bot, report, repair):
+        return
     generation = store.generation()
     expected = set(store.chunk_ids().tolist())
-    index = VectorIndex.load(settings.index_dir, generation, bot.embedder.dim)
+    directory = bot.index_dir(store.ranking_embedder())
+    index = VectorIndex.load(directory, generation, bot.embedder.dim)
     problem = ("missing" if index is None else
                None if set(index.ids().tolist()) == expected else "holds other chunks than the database")
     _report_index(report, f"FAISS index (generation {generation})", problem, repair,
-                  settings.index_dir / f"{generation}.faiss", bot._current_index)
+                  directory / f"{generation}.faiss", bot._current_index)
     if settings.uses_bm25:
         lexical = LexicalIndex.load(settings.index_dir, generation, bot.embedder)
         problem = ("missing" if lexical is None else
@@ -202,6 +205,33 @@ def _report_index(report: DoctorReport, name: str, problem: str | None, repair: 
     remove_path(path)
     rebuild()
     report.add(name, "repaired", f"{problem}: rebuilt from the database")
+
+
+def _ranking_embedder(bot, report: DoctorReport, repair: bool) -> bool:
+    """Whether the tuned embedder that ranks (if one does) can be loaded and has a vector of
+    every chunk; --repair embeds the missing ones, or makes the shipped embedder rank again
+    when the tuned one is gone. False when searches cannot run as the database says."""
+    version = bot.store.ranking_embedder()
+    if version is None:
+        return True
+    try:
+        bot.ranker(version)
+    except RagbotError as exc:
+        if not repair:
+            report.add("ranking embedder", "problem", f"{exc} (--repair makes the shipped embedder rank again)")
+            return False
+        bot.store.set_ranking_embedder(None, bot.store.ranking_history())  # the repair holds the write lock
+        report.add("ranking embedder", "repaired", f"{exc}: the shipped embedder ranks again")
+        return True
+    missing = len(bot.store.chunks_without_ranking_vectors(version))
+    if missing and repair:
+        bot.embed_for_ranking(version)
+        report.add("ranking embedder", "repaired", f"{version}: embedded {missing} chunks it had no vector of")
+    elif missing:
+        report.add("ranking embedder", "problem", f"{version} has no vector of {missing} chunks (--repair embeds them)")
+    else:
+        report.add("ranking embedder", "ok", f"{version} ranks passages (tuned on liked answers)")
+    return True
 
 
 def _registry(bot, report: DoctorReport, repair: bool) -> None:
@@ -294,10 +324,10 @@ def _backup(settings, dest: Path) -> dict:
         finally:
             target.close()
             source.close()
-        adapters = settings.adapters_dir
-        if adapters.is_dir():
-            with state_lock(adapters / ".lock", f"the adapter registry in {adapters}"):
-                shutil.copytree(adapters, tmp / "adapters", ignore=shutil.ignore_patterns(".*"))
+        for registry, noun in ((settings.adapters_dir, "adapter"), (settings.embedders_dir, "embedder")):
+            if registry.is_dir():
+                with state_lock(registry / ".lock", f"the {noun} registry in {registry}"):
+                    shutil.copytree(registry, tmp / registry.name, ignore=shutil.ignore_patterns(".*"))
         for name in ("config.toml", "browser-state.key"):  # the key: browsers' saved state stays readable
             if (settings.data_dir / name).is_file():
                 shutil.copy2(settings.data_dir / name, tmp / name)

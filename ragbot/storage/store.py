@@ -5,11 +5,17 @@ The FAISS index (index.py) is a fast copy of the vectors kept here. Every write 
 it holds, so a process killed between the two writes leaves an index that is simply rebuilt
 from this database on the next open, never one that disagrees with it.
 
+A tuned embedder (`ragbot tune --retriever`) ranks with vectors of its own, kept per chunk in
+`ranking_vectors`; the meta key `ranking_embedder` names the one in use (none: the shipped
+embedder ranks), and changes in the same transaction as the generation, so the index file of a
+generation always holds one embedder's vectors.
+
 The schema changes only through the numbered MIGRATIONS below, recorded in schema_migrations.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -120,6 +126,20 @@ MIGRATIONS: list[tuple[int, str]] = [
             deleted INTEGER NOT NULL DEFAULT 0
         );
         CREATE INDEX conversations_owner ON conversations(owner, deleted, updated_at)
+        """,
+    ),
+    (
+        4,
+        # Each chunk's vector from a tuned embedder (learn/retriever.py), which only ranks: the
+        # vector in `chunks` stays the shipped embedder's, whose cosines are shown and thresholded.
+        """
+        CREATE TABLE ranking_vectors (
+            embedder TEXT NOT NULL,
+            chunk_id INTEGER NOT NULL REFERENCES chunks(id) ON DELETE CASCADE,
+            vector BLOB NOT NULL,
+            PRIMARY KEY (embedder, chunk_id)
+        );
+        CREATE INDEX ranking_vectors_chunk ON ranking_vectors(chunk_id)
         """,
     ),
 ]
@@ -316,13 +336,16 @@ class Store:
         return docs, chunks
 
     def replace_document(
-        self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, pipeline: str
+        self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, pipeline: str,
+        ranking: tuple[str, np.ndarray] | None = None,
     ) -> tuple[list[int], list[int]]:
-        """Store `doc` with its chunks, replacing any earlier version in the same transaction.
+        """Store `doc` with its chunks, replacing any earlier version in the same transaction;
+        with `ranking` (a tuned embedder's version and its vectors of the chunks), those too.
 
         Returns (chunk ids removed, chunk ids added).
         """
         assert len(chunks) == len(vectors)
+        assert ranking is None or len(ranking[1]) == len(chunks)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         with self.transaction() as db:
             old_ids = self._delete_sources(db, [doc.source])
@@ -341,6 +364,8 @@ class Store:
                      chunk.end, chunk.n_tokens, chunk.sha256, vector.tobytes()),
                 )
                 new_ids.append(cursor.lastrowid)
+            if ranking is not None:
+                self._insert_ranking_vectors(db, ranking[0], new_ids, ranking[1])
             self._bump_generation()
         return old_ids, new_ids
 
@@ -385,9 +410,87 @@ class Store:
 
     def all_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of every chunk, for rebuilding the FAISS index."""
-        rows = self._db.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        vectors = np.zeros((len(rows), dim), dtype=np.float32)
-        for i, (_, blob) in enumerate(rows):
-            vectors[i] = np.frombuffer(blob, dtype=np.float32)
-        return ids, vectors
+        return _unpack(self._db.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall(), dim)
+
+    # -- a tuned embedder's vectors ---------------------------------------------------------
+
+    def ranking_embedder(self) -> str | None:
+        """The tuned embedder that ranks (its registry version), or None: the shipped one."""
+        return self.meta("ranking_embedder") or None
+
+    def ranking_history(self) -> list[str | None]:
+        """What ranked before, oldest first (None: the shipped embedder), for a rollback."""
+        return json.loads(self.meta("ranking_history") or "[]")
+
+    def set_ranking_embedder(self, version: str | None, history: list[str | None]) -> None:
+        """Make `version` (None: the shipped embedder) rank from the next generation on. The
+        caller holds the write lock and has stored its vectors of every chunk."""
+        with self.transaction():
+            self.set_meta("ranking_embedder", version or "")
+            self.set_meta("ranking_history", json.dumps(history))
+            self._bump_generation()
+
+    def chunks_without_ranking_vectors(self, embedder: str) -> np.ndarray:
+        rows = self._db.execute(
+            "SELECT c.id FROM chunks c LEFT JOIN ranking_vectors r ON r.chunk_id = c.id AND r.embedder = ? "
+            "WHERE r.chunk_id IS NULL ORDER BY c.id", (embedder,)).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def add_ranking_vectors(self, embedder: str, ids: Sequence[int], vectors: np.ndarray) -> None:
+        """Store `embedder`'s vectors of chunks (a chunk removed meanwhile is skipped). Nothing
+        searches them until that embedder is made to rank, so the generation stays."""
+        ids = [int(i) for i in ids]
+        with self.transaction() as db:
+            present: set[int] = set()
+            for start in range(0, len(ids), _IN_LIMIT):
+                part = ids[start: start + _IN_LIMIT]
+                present.update(r[0] for r in db.execute(
+                    f"SELECT id FROM chunks WHERE id IN ({','.join('?' * len(part))})", part))
+            keep = [i for i, chunk_id in enumerate(ids) if chunk_id in present]
+            self._insert_ranking_vectors(db, embedder, [int(ids[i]) for i in keep], np.asarray(vectors)[keep])
+
+    @staticmethod
+    def _insert_ranking_vectors(db: sqlite3.Connection, embedder: str, ids: Sequence[int], vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        db.executemany("INSERT OR REPLACE INTO ranking_vectors(embedder, chunk_id, vector) VALUES (?, ?, ?)",
+                       [(embedder, int(i), v.tobytes()) for i, v in zip(ids, vectors)])
+
+    def drop_ranking_vectors(self, keep: Sequence[str]) -> int:
+        """Delete the vectors of every tuned embedder not in `keep`; how many rows went."""
+        marks = ",".join("?" * len(keep)) or "''"
+        with self.transaction() as db:
+            return db.execute(f"DELETE FROM ranking_vectors WHERE embedder NOT IN ({marks})", list(keep)).rowcount
+
+    def ranking_vectors(self, embedder: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of every chunk by `embedder`, for building its FAISS index."""
+        rows = self._db.execute("SELECT chunk_id, vector FROM ranking_vectors WHERE embedder = ? ORDER BY chunk_id",
+                                (embedder,)).fetchall()
+        return _unpack(rows, dim)
+
+    def vectors_of(self, ids: Sequence[int], dim: int) -> np.ndarray:
+        """The shipped embedder's vectors of chunks `ids` (each stored), in that order."""
+        ids = [int(i) for i in ids]
+        found: dict[int, bytes] = {}
+        for start in range(0, len(ids), _IN_LIMIT):
+            part = ids[start: start + _IN_LIMIT]
+            found.update(self._db.execute(
+                f"SELECT id, vector FROM chunks WHERE id IN ({','.join('?' * len(part))})", part).fetchall())
+        return _unpack([(i, found[i]) for i in ids], dim)[1]
+
+    def embedding_rows(self, ids: Sequence[int]) -> list[tuple[int, str, str, str, int]]:
+        """(id, document title, section, text, tokens) of chunks: what their embedding input is made of."""
+        ids, rows = [int(i) for i in ids], []
+        for start in range(0, len(ids), _IN_LIMIT):
+            part = ids[start: start + _IN_LIMIT]
+            rows += self._db.execute(
+                "SELECT c.id, d.title, c.section, c.text, c.n_tokens FROM chunks c JOIN documents d ON d.id = c.doc_id "
+                f"WHERE c.id IN ({','.join('?' * len(part))}) ORDER BY c.id", part).fetchall()
+        return rows
+
+
+def _unpack(rows: Sequence[tuple[int, bytes]], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    vectors = np.zeros((len(rows), dim), dtype=np.float32)
+    for i, (_, blob) in enumerate(rows):
+        vectors[i] = np.frombuffer(blob, dtype=np.float32)
+    return ids, vectors
