@@ -43,7 +43,7 @@ from ragbot.errors import BusyError, DiskFullError, RagbotError
 from ragbot.answer.evidence import CoverageScorer, EmbeddingScorer, Evidence, SentenceScorer, compose, rank_both
 from ragbot.learn.feedback import FeedbackLog
 from ragbot.storage.files import state_lock
-from ragbot.retrieve.index import VectorIndex
+from ragbot.retrieve.index import VectorIndex, approximate_if_due
 from ragbot.retrieve.lexical import LexicalIndex, fuse
 from ragbot.ingest.ingester import Ingester, IngestReport, ProgressFn
 from ragbot.settings import Settings, load_settings
@@ -70,8 +70,8 @@ class RagBot:
         self._ranker: SentenceScorer | None = None  # the evidence ranking (evidence_ranking setting)
         self._index: VectorIndex | None = None
         self._index_generation = -1
-        self._index_ranker: str | None = None  # the tuned embedder whose vectors _index holds (None: shipped)
-        self._rankers: dict[str, object] = {}  # tuned embedders loaded, by version
+        self._index_ranking: str | None = None  # the tuned embedder whose vectors _index holds (None: shipped)
+        self._tuned_embedders: dict[str, object] = {}  # loaded, by version
         self._lexical: tuple[int, LexicalIndex] | None = None
         self._memories: dict[str | None, tuple[tuple, CorrectionMemory]] = {}  # per user
         self._load_lock = threading.RLock()
@@ -120,43 +120,62 @@ class RagBot:
         with self._load_lock:
             self._generator = generator
 
-    def ranker(self, version: str):
+    def tuned_embedder(self, version: str):
         """The tuned embedder `version` (EmbedderRegistry), loaded once."""
         with self._load_lock:
-            if version not in self._rankers:
+            if version not in self._tuned_embedders:
                 from ragbot.learn.registry import EmbedderRegistry
                 from ragbot.retrieve.embed import Embedder
 
                 info = EmbedderRegistry(self.settings.embedders_dir).get(version)
-                self._rankers[version] = Embedder.load_tuned(self.settings, info.path, version)
-            return self._rankers[version]
+                self._tuned_embedders[version] = Embedder.load_tuned(self.settings, info.path, version)
+            return self._tuned_embedders[version]
 
-    def index_dir(self, ranker: str | None) -> Path:
-        """Where the FAISS index files of `ranker`'s vectors live (None: the shipped embedder's)."""
-        return self.settings.index_dir if ranker is None else self.settings.index_dir / f"embedder-{ranker}"
+    def index_dir_of(self, ranking: str | None) -> Path:
+        """Where the FAISS index files of tuned embedder `ranking`'s vectors live (None: the
+        shipped embedder's)."""
+        return self.settings.index_dir if ranking is None else self.settings.index_dir / f"embedder-{ranking}"
 
     def _current_index(self) -> VectorIndex:
         """The FAISS index matching the database's generation, loaded or rebuilt as needed: of
         the vectors of the embedder that ranks (store.py)."""
         with self._load_lock:
-            generation = self.store.generation()
+            generation, ranking = self.store.ranking_state()
             if self._index is not None and (generation == self._index_generation or self._writing_here):
                 return self._index
-            dim = self.embedder.dim
-            ranker = self.store.ranking_embedder()
-            directory = self.index_dir(ranker)
-            index = VectorIndex.load(directory, generation, dim)
+            directory = self.index_dir_of(ranking)
+            index = VectorIndex.load(directory, generation, self.embedder.dim)
             if index is None:  # first run, or a write was interrupted before the index was saved
-                index = VectorIndex(dim)
-                if ranker is None:
-                    index.add(*self.store.all_vectors(dim))
-                else:
-                    self.embed_for_ranking(ranker)  # chunks a crash left without (none, normally)
-                    index.add(*self.store.ranking_vectors(ranker, dim))
+                for _ in range(5):
+                    index = self.index_from_store(ranking)
+                    if index is not None:
+                        break
+                    generation, ranking = self.store.ranking_state()  # switched meanwhile: read anew
+                    directory = self.index_dir_of(ranking)
+                if index is None:
+                    raise BusyError(f"the ranking embedder of {self.settings.data_dir} changed five times while "
+                                    f"loading its index; try again")
                 if generation == self.store.generation():
                     _save_if_room(index, directory, generation)
-            self._index, self._index_generation, self._index_ranker = index, generation, ranker
+            self._index, self._index_generation, self._index_ranking = index, generation, ranking
             return index
+
+    def index_from_store(self, ranking: str | None) -> VectorIndex | None:
+        """An exact index of every chunk's vector by tuned embedder `ranking` (None: the shipped
+        one), or None when the database lacks some (it ranks no longer, and they were dropped).
+        Never embeds: a search must not do an activation's work."""
+        index = VectorIndex(self.embedder.dim)
+        if ranking is None:
+            index.add(*self.store.all_vectors(index.dim))
+            return index
+        ids, vectors = self.store.ranking_vectors(ranking, index.dim)
+        if len(ids) != self.store.counts()[1]:
+            if self.store.ranking_embedder() == ranking:  # it ranks, yet vectors are missing
+                raise RagbotError(f"{self.settings.db_path}: the tuned embedder {ranking} has no vector of "
+                                  f"{self.store.counts()[1] - len(ids)} chunks; run `ragbot doctor --repair`")
+            return None
+        index.add(ids, vectors)
+        return index
 
     def embed_for_ranking(self, version: str, progress: Callable[[int, int], None] | None = None) -> int:
         """Store tuned embedder `version`'s vectors of every chunk that lacks them; how many it
@@ -166,54 +185,88 @@ class RagBot:
         missing = self.store.chunks_without_ranking_vectors(version)
         if not len(missing):
             return 0
-        ranker, done = self.ranker(version), 0
+        embedder, done = self.tuned_embedder(version), 0
         for start in range(0, len(missing), 512):
             rows = self.store.embedding_rows(missing[start: start + 512])
-            texts = [embedding_input(ranker, title, section, text, n) for _, title, section, text, n in rows]
+            texts = [embedding_input(embedder, title, section, text, n) for _, title, section, text, n in rows]
             self.store.add_ranking_vectors(version, [r[0] for r in rows],
-                                           ranker.encode(texts, batch_size=self.settings.embed_batch_size))
+                                           embedder.encode(texts, batch_size=self.settings.embed_batch_size))
             done += len(rows)
             if progress:
                 progress(done, len(missing))
         return done
 
-    def rank_with(self, version: str | None, rollback: bool = False,
-                  progress: Callable[[int, int], None] | None = None,
+    def rank_with(self, version: str | None, progress: Callable[[int, int], None] | None = None,
                   on_wait: Callable[[str], None] | None = None) -> str | None:
         """Make tuned embedder `version` (None: the shipped one) rank passages from the next
-        generation on, or with `rollback`, what ranked before the current one; returns what
-        ranks now. Embeds the chunks first (minutes on a large corpus), mostly before taking
-        the write lock; keeps the vectors of what ranks and of the rollback target, and drops
-        other tuned embedders' (embedded again if they are chosen again)."""
+        generation on; returns it. Embeds the chunks it has no vectors of first (minutes on a
+        large corpus), mostly before taking the write lock."""
+        if version is not None:
+            self.tuned_embedder(version)  # a missing or unreadable version fails here, before any work
+            self.embed_for_ranking(version, progress)
+        with self._writing_lock(on_wait):
+            current, history = self.store.ranking_embedder(), self.store.ranking_history()
+            if version != current:
+                self._switch_ranking(version, [*history, current][-10:])
+        return version
+
+    def rollback_ranking(self, progress: Callable[[int, int], None] | None = None,
+                         on_wait: Callable[[str], None] | None = None) -> str | None:
+        """Make what ranked before the current embedder rank again; returns it (None: shipped)."""
         history = self.store.ranking_history()
-        if rollback:
+        if not history:
+            raise RagbotError("nothing to roll back to: no earlier ranking embedder is recorded")
+        if history[-1] is not None:
+            self.tuned_embedder(history[-1])
+            self.embed_for_ranking(history[-1], progress)
+        with self._writing_lock(on_wait):
+            history = self.store.ranking_history()
             if not history:
                 raise RagbotError("nothing to roll back to: no earlier ranking embedder is recorded")
-            version = history[-1]
+            self._switch_ranking(history[-1], history[:-1])
+            return history[-1]
+
+    def drop_unkept_ranking_vectors(self, on_wait: Callable[[str], None] | None = None) -> None:
+        """Delete the vectors of tuned embedders that neither rank nor are the rollback target
+        (a candidate the gate kept out); they are embedded again if chosen later."""
+        with self._writing_lock(on_wait):
+            self._drop_unkept()
+
+    def _writing_lock(self, on_wait: Callable[[str], None] | None = None):
+        """The data dir's write lock (one ingest, remove, repair or switch of the ranking at a time)."""
+        return state_lock(self.settings.data_dir / "write.lock", f"the data dir {self.settings.data_dir}",
+                          timeout=WRITE_WAIT_SECONDS, on_wait=on_wait)
+
+    def _drop_unkept(self) -> None:
+        """(The write lock held.) Drop the vectors of tuned embedders that neither rank nor are
+        the rollback target, and the index files no generation can use again."""
+        current, history = self.store.ranking_embedder(), self.store.ranking_history()
+        self.store.drop_ranking_vectors([v for v in (current, history[-1] if history else None) if v is not None])
+        for folder in self.settings.index_dir.glob("embedder-*"):
+            if folder.name != f"embedder-{current}":
+                # Whatever reads these reads an older generation; it loaded the file already, or
+                # rebuilds from the database (a save for an old generation is skipped).
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _switch_ranking(self, version: str | None, history: list[str | None]) -> None:
+        """(The write lock held, `version`'s vectors stored.) Let `version` rank from a new
+        generation, and build that generation's indexes now, so other processes find them."""
+        self.check_not_replaced()
         if version is not None:
-            self.ranker(version)  # a missing or unreadable version fails here, before any work
-            self.embed_for_ranking(version, progress)
-        with state_lock(self.settings.data_dir / "write.lock", f"the data dir {self.settings.data_dir}",
-                        timeout=WRITE_WAIT_SECONDS, on_wait=on_wait):
-            self.check_not_replaced()
-            current, history = self.store.ranking_embedder(), self.store.ranking_history()
-            if version == current:
-                return current
-            if version is not None:
-                self.embed_for_ranking(version)  # chunks ingested meanwhile
-            history = history[:-1] if rollback else [*history, current][-10:]
-            self.store.set_ranking_embedder(version, history)
-            keep = [v for v in (version, history[-1] if history else None) if v is not None]
-            self.store.drop_ranking_vectors(keep)
-            for folder in self.settings.index_dir.glob("embedder-*"):  # index files no generation can use again
-                if folder.name != f"embedder-{version}":
-                    shutil.rmtree(folder, ignore_errors=True)
-            with self._load_lock:
-                self._index = None
-                self._current_index()  # built from the stored vectors, and saved
-                if self.settings.uses_bm25:
-                    self._current_lexical()  # the new generation's, ready for other processes
-        return version
+            self.embed_for_ranking(version)  # chunks ingested meanwhile
+        self.store.set_ranking_embedder(version, history)
+        self._drop_unkept()
+        with self._load_lock:
+            index = self.index_from_store(version)
+            index, built = approximate_if_due(index, self.settings.approximate_index_above, None)
+            if built is not None:
+                with self.store.transaction():
+                    self.store.set_meta("vector_index", json.dumps(built))
+            generation = self.store.generation()
+            _save_if_room(index, self.index_dir_of(version), generation)
+            self._index, self._index_generation, self._index_ranking = index, generation, version
+            if self.settings.uses_bm25:
+                self._current_lexical()  # the new generation's, ready for other processes
 
     def _current_lexical(self) -> LexicalIndex:
         """The BM25 index matching the database's generation, loaded or rebuilt as needed."""
@@ -247,10 +300,10 @@ class RagBot:
             for _ in range(5):
                 index = self._current_index()
                 if not lexical:
-                    return index, None, self._index_ranker
+                    return index, None, self._index_ranking
                 words = self._current_lexical()
                 if self._lexical is not None and self._lexical[0] == self._index_generation:
-                    return index, words, self._index_ranker
+                    return index, words, self._index_ranking
             raise BusyError(f"{self.settings.data_dir} changed five times while searching; try again")
 
     def check_not_replaced(self) -> None:
@@ -274,15 +327,15 @@ class RagBot:
             self.check_not_replaced()
             with self._load_lock:
                 before = self._current_index()
-                ranker = self._index_ranker
+                ranking = self._index_ranking
                 if self.settings.uses_bm25:
                     self._current_lexical()  # so searches meanwhile have the BM25 of the same generation
                 self._writing_here = True
             committed = False
             try:
                 ingester = Ingester(self.settings, self.store, before.copy(), self.embedder,
-                                    ranking=None if ranker is None else (ranker, self.ranker(ranker)),
-                                    index_dir=self.index_dir(ranker))
+                                    ranking=None if ranking is None else (ranking, self.tuned_embedder(ranking)),
+                                    index_dir=self.index_dir_of(ranking))
                 yield ingester
                 generation = self.store.generation()
                 lexical = None
@@ -340,19 +393,24 @@ class RagBot:
         only those documents are searched (None: all of them)."""
         k = k or self.settings.top_k
         vectors = self.embedder.encode(list(queries), batch_size=self.settings.embed_batch_size)
-        index, lexical_index, ranker = self._search_snapshot(self.settings.retrieval != "dense")
+        index, lexical_index, tuned = self._search_snapshot(self.settings.retrieval != "dense")
         only = None if sources is None else self.store.chunk_ids_of(sources)
-        ranking_vectors = vectors if ranker is None else \
-            self.ranker(ranker).encode(list(queries), batch_size=self.settings.embed_batch_size)
+        ranking_vectors = vectors  # a tuned embedder ranks with its own query vectors (bm25 ranks without)
+        if tuned is not None and self.settings.retrieval != "bm25":
+            ranking_vectors = self.tuned_embedder(tuned).encode(list(queries), batch_size=self.settings.embed_batch_size)
         rankings = self.rank(queries, ranking_vectors, index, lexical_index, k, only)
-        found = self.store.chunks(sorted({c for row in rankings for c in row}))
+        wanted = sorted({c for row in rankings for c in row[:k]})
+        found = self.store.chunks(wanted)
+        # The shipped embedder's vectors give every score, whichever embedder ranked: from the
+        # index, or while a tuned one ranks, from the database (a chunk removed meanwhile is left out).
+        shipped = self.store.vectors_of(wanted, index.dim) if tuned is not None else None
         results = []
         for vector, ranking in zip(vectors, rankings):
-            ranking = [c for c in ranking[:k] if c in found]
+            ranking = [c for c in ranking[:k] if c in found and (shipped is None or c in shipped)]
             if not ranking:
                 cosines = []
-            else:  # the shipped embedder's cosines, whichever embedder ranked
-                cosines = (index.vectors(ranking) if ranker is None else self.store.vectors_of(ranking, index.dim)) @ vector
+            else:
+                cosines = (index.vectors(ranking) if shipped is None else np.stack([shipped[c] for c in ranking])) @ vector
             passages = []
             for chunk_id, score in zip(ranking, cosines):
                 chunk = found[chunk_id]
@@ -677,7 +735,7 @@ class RagBot:
             index = self._index if self._index is not None and self._index_generation == generation else None
         if index is not None:
             described, kind = index.describe(), index.kind
-        elif not (self.index_dir(self.store.ranking_embedder()) / f"{generation}.faiss").is_file():
+        elif not (self.index_dir_of(self.store.ranking_embedder()) / f"{generation}.faiss").is_file():
             return "not saved for this generation (the next search builds it, exact)"
         else:
             kind = "ivf" if record.get("kind") == "ivf" else "exact"
@@ -717,11 +775,12 @@ class RagBot:
         return AdapterRegistry(self.settings.adapters_dir).state()["active"] or "none"
 
 def _save_if_room(index, directory: Path, generation: int) -> None:
-    """Save a rebuilt index for the next start; on a full disk keep it in memory only, so
-    reading goes on from the database (the next start rebuilds it again)."""
+    """Save a rebuilt index for the next start; on a full disk (or a folder removed meanwhile:
+    the ranking embedder changed) keep it in memory only, so reading goes on from the database
+    (the next start rebuilds it again)."""
     try:
         index.save(directory, generation)
-    except DiskFullError as exc:
+    except (DiskFullError, OSError) as exc:
         warnings.warn(f"search index kept in memory only: {exc}", stacklevel=3)
 
 

@@ -39,12 +39,18 @@ def test_like_uses_the_answer_id_carried_by_the_message(corpus_bot):
     handlers = ChatHandlers(corpus_bot)
     *_, (history, _, _) = handlers.respond("What is the capital of Australia?", [], "c", 5, 0.0, False, session="s1")
     answer_id = history[1]["metadata"]["id"]  # declined before any model, still logged
+    assert handlers.votes(history, "s1") == [None]
     assert handlers.on_like(history, 1, True, user="ann", session="s1") == "Thanks: marked helpful."
     assert corpus_bot.feedback.feedback(answer_id).vote == 1
+    # The thumbs the page is sent: the stored vote, for this session's answers only.
+    assert handlers.votes(history, "s1") == ["Like"] and handlers.votes(history, "other|tab") == [None]
+    assert handlers.votes(history + [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}],
+                          "s1") == ["Like", None]
     assert handlers.on_comment(history, "too short", "Canberra [1].", user="ann", session="s1") == "Saved with the chosen answer."
     saved = corpus_bot.feedback.feedback(answer_id)
     assert (saved.vote, saved.comment, saved.correction) == (1, "too short", "Canberra [1].")
     assert handlers.on_like(history, 1, False, session="s1") == "Thanks: marked unhelpful."
+    assert handlers.votes(history, "s1") == ["Dislike"]
     assert handlers.on_like(history, 1, "", session="s1") == "Vote removed."
     assert corpus_bot.feedback.feedback(answer_id).vote is None  # the correction stays
     assert [h["vote"] for h in corpus_bot.feedback.history(answer_id)] == [1, 1, -1, None]

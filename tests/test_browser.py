@@ -352,6 +352,51 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
         browser.close()
 
 
+def test_votes_are_shown_where_they_were_given_and_nowhere_else(make_bot):
+    """A thumbs-up stays shown after a reload and when its conversation is reopened, and is not
+    carried over to the answer that takes its place in a new conversation (the Chatbot keeps
+    its thumbs by position: every change of its messages must send them, ChatHandlers.votes)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from conftest import running_chat
+
+    bot = make_bot()
+    bot.ingest([ROOT / "corpus" / "gans.md"])
+    liked = '#chat button[aria-label="Liked"]'
+    with sync_playwright() as p, running_chat(bot.settings.data_dir) as url:
+        browser = p.chromium.launch(executable_path=CHROMIUM,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+        page.goto(url)
+
+        def ask(question: str, answers: int) -> None:
+            page.fill("#question textarea", question)
+            page.click("#ask")
+            expect(page.locator("#chat [data-testid='bot']")).to_have_count(answers, timeout=180_000)
+            expect(page.locator("#sources .ragbot-source").first).to_be_visible(timeout=180_000)
+            expect(page.locator("#question textarea")).to_be_editable(timeout=60_000)
+
+        ask("When were GANs introduced?", 1)
+        page.locator('#chat button[aria-label="Like"]').last.click()
+        expect(page.locator("#status")).to_contain_text("marked helpful", timeout=30_000)
+        expect(page.locator(liked)).to_have_count(1)
+
+        page.reload()
+        expect(page.locator("#chat .message.bot").last).to_contain_text("2014", timeout=60_000)
+        expect(page.locator(liked)).to_have_count(1, timeout=30_000)
+
+        page.locator('#chat button[aria-label="Clear"]').click()  # a new conversation
+        expect(page.locator("#chat [data-testid='user']")).to_have_count(0)
+        ask("What is mode collapse?", 1)
+        expect(page.locator(liked)).to_have_count(0)
+        page.screenshot(path=str(ARTIFACTS / "chat-votes-new-conversation.png"))
+
+        page.locator("#conversations label").filter(has_text="When were GANs introduced?").click()
+        expect(page.locator("#chat .message.bot").last).to_contain_text("2014", timeout=60_000)
+        expect(page.locator(liked)).to_have_count(1, timeout=30_000)
+        browser.close()
+
+
 def test_stop_ends_a_streaming_answer_within_a_second(corpus_bot):
     """The generate mode streams for seconds: meanwhile the question box is closed and says
     why; Stop ends the answer within a second and opens the box again. On the transformers

@@ -44,7 +44,7 @@ def _dense_order(bot, question: str, version: str | None) -> list[int]:
         query = bot.embedder.encode([question])[0]
     else:
         ids, vectors = bot.store.ranking_vectors(version, dim)
-        query = bot.ranker(version).encode([question])[0]
+        query = bot.tuned_embedder(version).encode([question])[0]
     return [int(i) for i in ids[np.argsort(-(vectors @ query), kind="stable")]]
 
 
@@ -52,35 +52,60 @@ def test_a_tuned_embedder_orders_passages_and_the_shipped_one_scores_them(make_b
     bot = make_bot(retrieval="dense")
     bot.ingest([docs])
     shipped = {q: [(p.chunk_id, p.score) for p in bot.search(q, k=4)] for q in QUESTIONS}
+    # Another process on the data dir, holding the shipped index already (a chat server).
+    other = make_bot(bot.settings.data_dir, retrieval="dense")
+    assert [p.chunk_id for p in other.search(QUESTIONS[0], k=4)] == [c for c, _ in shipped[QUESTIONS[0]]]
     version = _save_other_embedder(bot, tmp_path / "other")
 
     assert bot.rank_with(version) == version
     assert bot.store.ranking_embedder() == version and bot.status()["ranking_embedder"] == version
     assert not len(bot.store.chunks_without_ranking_vectors(version))
-    reordered = 0
+    reordered = compared = 0
     for question in QUESTIONS:
         found = bot.search(question, k=4)
-        ids = [p.chunk_id for p in found]
-        assert ids == _dense_order(bot, question, version)[:4]  # ranked by the tuned vectors
-        query = bot.embedder.encode([question])[0]
-        shipped_cosines = bot.store.vectors_of(ids, bot.embedder.dim) @ query
-        assert np.allclose([p.score for p in found], shipped_cosines, atol=1e-5)  # scored by the shipped ones
-        reordered += ids != [c for c, _ in shipped[question]]
-    assert reordered  # the noise did change some ranking: the test can tell the two apart
-
-    # Another process on the data dir searches with the tuned ranking too (the generation moved).
-    other = make_bot(bot.settings.data_dir, retrieval="dense")
+        assert [p.chunk_id for p in found] == _dense_order(bot, question, version)[:4]  # ranked by the tuned vectors
+        before = dict(shipped[question])
+        for p in found:  # scored as before: the shipped embedder's cosine
+            if p.chunk_id in before:
+                assert p.score == pytest.approx(before[p.chunk_id], abs=1e-5)
+                compared += 1
+        reordered += [p.chunk_id for p in found] != [c for c, _ in shipped[question]]
+    assert reordered and compared >= len(QUESTIONS)  # the test can tell the two apart, and compared scores
+    # The other process notices the switch at its next search.
     assert [p.chunk_id for p in other.search(QUESTIONS[0], k=4)] == _dense_order(bot, QUESTIONS[0], version)[:4]
+    # Hybrid search and a search within chosen documents rank with it too.
+    hybrid = make_bot(bot.settings.data_dir, retrieval="hybrid")
+    found = hybrid.search(QUESTIONS[1], k=4)
+    query = bot.embedder.encode([QUESTIONS[1]])[0]
+    ids, vectors = bot.store.all_vectors(bot.embedder.dim)
+    cosines = dict(zip(ids.tolist(), vectors @ query))
+    assert found and all(p.score == pytest.approx(cosines[p.chunk_id], abs=1e-5) for p in found)
+    within = [d.source for d in bot.store.documents()][:1]
+    assert {p.source for p in bot.search(QUESTIONS[0], k=4, sources=within)} <= set(within)
 
-    # While it ranks, an ingest embeds every new chunk twice, and a remove takes both vectors away.
+    # While it ranks, an ingest embeds every new chunk twice (the vectors it stores are the ones
+    # the tuned embedder gives), and a remove takes both vectors away.
     extra = tmp_path / "extra"
     extra.mkdir()
     (extra / "tea.md").write_text("# Tea\n\nGreen tea is made from leaves that are not oxidised.\n", encoding="utf-8")
     bot.ingest([extra])
     assert not len(bot.store.chunks_without_ranking_vectors(version))
     assert bot.search("How is green tea made?", k=1)[0].source.endswith("tea.md")
+    ids, stored = bot.store.ranking_vectors(version, bot.embedder.dim)
+    with bot.store.transaction() as db:
+        db.execute("DELETE FROM ranking_vectors WHERE embedder = ?", (version,))
+    assert bot.embed_for_ranking(version) == len(ids)
+    assert np.allclose(bot.store.ranking_vectors(version, bot.embedder.dim)[1], stored, atol=1e-4)
     bot.remove([extra])
     assert len(bot.store.ranking_vectors(version, bot.embedder.dim)[0]) == bot.store.counts()[1]
+
+    # A lost index file is rebuilt from the tuned vectors, in the tuned embedder's folder.
+    generation = bot.store.generation()
+    (bot.index_dir_of(version) / f"{generation}.faiss").unlink()
+    fresh = make_bot(bot.settings.data_dir, retrieval="dense")
+    assert [p.chunk_id for p in fresh.search(QUESTIONS[2], k=4)] == _dense_order(bot, QUESTIONS[2], version)[:4]
+    assert (bot.index_dir_of(version) / f"{generation}.faiss").is_file()
+    assert not (bot.settings.index_dir / f"{generation}.faiss").exists()
 
     # A second tuned embedder: the first is its rollback target, whose vectors are kept, so going
     # back to it embeds nothing.
@@ -88,15 +113,16 @@ def test_a_tuned_embedder_orders_passages_and_the_shipped_one_scores_them(make_b
     bot.rank_with(second)
     assert bot.store.ranking_history() == [None, version]
     assert not len(bot.store.chunks_without_ranking_vectors(version))
-    assert bot.rank_with(None, rollback=True) == version
+    assert bot.rollback_ranking() == version
     assert len(bot.store.chunks_without_ranking_vectors(second)) == bot.store.counts()[1]  # no longer kept
+    assert not bot.settings.index_dir.joinpath(f"embedder-{second}").exists()
 
     # Rollback again: the shipped embedder ranks, exactly as before.
-    assert bot.rank_with(None, rollback=True) is None
+    assert bot.rollback_ranking() is None
     for question in QUESTIONS:
         assert [(p.chunk_id, pytest.approx(p.score, abs=1e-5)) for p in bot.search(question, k=4)] == shipped[question]
     with pytest.raises(RagbotError, match="nothing to roll back"):
-        bot.rank_with(None, rollback=True)
+        bot.rollback_ranking()
 
 
 def test_an_unknown_tuned_embedder_is_refused_before_any_work(make_bot, docs):
@@ -105,6 +131,23 @@ def test_an_unknown_tuned_embedder_is_refused_before_any_work(make_bot, docs):
     with pytest.raises(RagbotError, match="no embedder 'v3'"):
         bot.rank_with("v3")
     assert bot.store.ranking_embedder() is None
+
+
+def test_doctor_makes_the_shipped_embedder_rank_when_the_tuned_one_is_gone(make_bot, docs, tmp_path):
+    import shutil
+
+    bot = make_bot()
+    bot.ingest([docs])
+    version = _save_other_embedder(bot, tmp_path / "other")
+    bot.rank_with(version)
+    shutil.rmtree(bot.settings.embedders_dir / version)
+    statuses = {f.check: f.status for f in doctor(bot.settings.data_dir).findings}
+    assert statuses["ranking embedder"] == "problem"
+    assert any(name.startswith("BM25 index") for name in statuses)  # the other checks still ran
+    repaired = {f.check: f.status for f in doctor(bot.settings.data_dir, repair=True).findings}
+    assert repaired["ranking embedder"] == "repaired"
+    assert bot.store.ranking_embedder() is None and version not in bot.store.ranking_history()
+    assert doctor(bot.settings.data_dir).clean
 
 
 def test_doctor_finds_and_embeds_chunks_a_tuned_embedder_has_no_vector_of(make_bot, docs, tmp_path):
@@ -162,16 +205,21 @@ def test_tune_retriever_trains_gates_and_keeps_what_the_gate_says(make_bot, caps
     assert not result.activated and bot.store.ranking_embedder() is None
     # A candidate not made to rank keeps no vectors.
     assert len(bot.store.chunks_without_ranking_vectors(result.version)) == bot.store.counts()[1]
-    # The gate's numbers are the held-out questions' searches, both ways.
-    assert result.gate["questions"] >= 20
-    assert 0 < result.gate["active_ndcg@10"] <= 1 and 0 < result.gate["candidate_ndcg@10"] <= 1
+    # The gate's numbers are the held-out questions' searches, both ways, and its decision the
+    # rule applied to them.
+    from ragbot.learn.retriever import split_feedback
+
+    _, heldout = split_feedback(bot, RetrieverConfig())
+    assert result.gate["questions"] == len(heldout) >= 20
+    shipped = ndcg_per_question(bot, heldout, None)
+    assert sum(shipped) / len(shipped) == pytest.approx(result.gate["active_ndcg@10"], abs=1e-9)
+    gate = result.gate
+    assert gate["gain"]["mean"] == pytest.approx(gate["candidate_ndcg@10"] - gate["active_ndcg@10"], abs=1e-9)
+    assert gate["promote"] == (gate["gain"]["ci95"][0] > 0)
 
     forced = tune_retriever(bot, RetrieverConfig(max_steps=2, activate="always"), log=lambda line: None)
     assert forced.activated and bot.store.ranking_embedder() == forced.version
     # Judged again now that it ranks, the candidate scores what the gate measured.
-    from ragbot.learn.retriever import split_feedback
-
-    _, heldout = split_feedback(bot, RetrieverConfig())
     measured = ndcg_per_question(bot, heldout, forced.version)
     assert sum(measured) / len(measured) == pytest.approx(forced.gate["candidate_ndcg@10"], abs=1e-9)
 
@@ -183,6 +231,11 @@ def test_tune_retriever_trains_gates_and_keeps_what_the_gate_says(make_bot, caps
     assert bot.store.ranking_embedder() is None
 
 
-def test_tune_retriever_refuses_generator_options(tmp_path, capsys):
+def test_tune_retriever_refuses_generator_options_and_bm25(tmp_path, capsys):
     assert main(["tune", "--retriever", "--quick", "--data-dir", str(tmp_path / "d")]) == 2
     assert "--quick tune the generator and do not apply with --retriever" in capsys.readouterr().err
+    assert main(["tune", "--retriever", "--model-questions", "0", "--data-dir", str(tmp_path / "d")]) == 2
+    assert "--model-questions tune the generator" in capsys.readouterr().err
+    (tmp_path / "d" / "config.toml").write_text('retrieval = "bm25"\n')
+    assert main(["tune", "--retriever", "--data-dir", str(tmp_path / "d")]) == 2
+    assert "ranks without the embedder" in capsys.readouterr().err

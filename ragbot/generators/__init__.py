@@ -61,7 +61,7 @@ class Generator(Protocol):
 
 
 def chosen_adapter(settings: Settings, adapter: str | None = None):
-    """(AdapterInfo or None, its answerability check or None) for `adapter` (default: the
+    """(VersionInfo or None, its answerability check or None) for `adapter` (default: the
     setting). The check is read before any model loads, so a damaged one fails at once."""
     from ragbot.answer.answerability import AnswerabilityCheck
     from ragbot.learn.registry import METADATA, AdapterError, AdapterRegistry

@@ -491,6 +491,22 @@ class ChatHandlers:
                                        current.correction if current else None, user)
         return {1: "Thanks: marked helpful.", -1: "Thanks: marked unhelpful.", None: "Vote removed."}[vote]
 
+    def votes(self, history: list[dict] | None, session: str = "") -> list[str | None]:
+        """The chat's thumbs for each assistant message of `history`, in order, as stored:
+        "Like", "Dislike" or None (the Chatbot's feedback_value). Every path that changes the
+        chat's messages sends them, or the page would keep showing a vote where its message
+        was (a reopened conversation's, a replaced turn's). Only answers issued to this session
+        show theirs: the ids come from the page."""
+        shown: list[str | None] = []
+        for message in history or []:
+            if not isinstance(message, dict) or message.get("role") != "assistant":
+                continue
+            answer_id = answer_id_of(message)
+            current = self.bot.feedback.feedback(answer_id) if answer_id and self._was_issued(session, answer_id) \
+                else None
+            shown.append({1: "Like", -1: "Dislike"}.get(current.vote) if current else None)
+        return shown
+
     def on_comment(self, history: list[dict], comment: str, correction: str, user: str | None = None,
                    session: str = "", answer_id: str | None = None) -> str:
         """Attach a comment and/or corrected answer to the chosen answer of the conversation
@@ -650,6 +666,10 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
 
     handlers = ChatHandlers(bot, max_upload_mb)
 
+    def empty_chat():
+        """No messages, and no thumbs shown (see ChatHandlers.votes)."""
+        return gr.update(value=[], feedback_value=[])
+
     def keep(saved, **changes):
         """The browser's record with `changes`, or no change at all (see remembered)."""
         record = remembered(saved, **changes)
@@ -738,11 +758,12 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             for history_, html_, _ in handlers.respond(question, history, conversation_id, k, temperature, show_all,
                                                        session=session_of(request),
                                                        user=getattr(request, "username", None), sources=sources_):
-                box = gr.skip()
-                if first:
+                box, shown_ = gr.skip(), history_
+                if first:  # the turns kept keep their thumbs; a replaced turn's go with it
                     box = gr.update(interactive=False, placeholder=BUSY, **({"value": ""} if from_box else {}))
+                    shown_ = gr.update(value=history_, feedback_value=handlers.votes(history_, session_of(request)))
                 first = False
-                yield history_, html_, box
+                yield shown_, html_, box
 
         def respond(question, history, conversation_id, k, temperature, show_all, saved, chosen=None,
                     request: gr.Request = None):
@@ -818,7 +839,8 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             current = str(saved["conversation"]) if history else uuid.uuid4().hex
             saved["conversation"] = current
             choices = handlers.conversation_choices(owner)
-            return (saved, current, history, gr.update(choices=choices, value=current if history else None),
+            shown_ = gr.update(value=history, feedback_value=handlers.votes(history, session_of(request)))
+            return (saved, current, shown_, gr.update(choices=choices, value=current if history else None),
                     saved.get("k", bot.settings.top_k), bool(saved.get("show_all", False)),
                     saved.get("temperature", bot.settings.temperature),
                     gr.update(interactive=True, placeholder=READY), gr.update(interactive=True),
@@ -833,7 +855,8 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             history = handlers.reopen(str(chosen or ""), owner_of(request, saved), session_of(request))
             if not history:
                 return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-            return history, chosen, render_sources(None, show), keep(saved, conversation=chosen)
+            shown_ = gr.update(value=history, feedback_value=handlers.votes(history, session_of(request)))
+            return shown_, chosen, render_sources(None, show), keep(saved, conversation=chosen)
 
         past.input(open_past, [past, browser, show_all], [chat, conversation, sources, browser])
 
@@ -860,7 +883,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             except ConversationError:
                 return gr.skip(), gr.skip(), gr.skip(), gr.skip(), "Nothing to delete: ask a question first.", gr.skip()
             fresh = uuid.uuid4().hex
-            return ([], fresh, gr.update(choices=handlers.conversation_choices(owner), value=None),
+            return (empty_chat(), fresh, gr.update(choices=handlers.conversation_choices(owner), value=None),
                     render_sources(None, False), "Conversation deleted (its answers stay in the answer log).",
                     keep(saved, conversation=fresh))
 
@@ -873,10 +896,13 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             control.change(remember, [browser, k, show_all, temperature], browser)
 
         def like(history, data: gr.LikeData, request: gr.Request):
-            return handlers.on_like(history, data.index, data.liked, getattr(request, "username", None),
+            said = handlers.on_like(history, data.index, data.liked, getattr(request, "username", None),
                                     session=session_of(request))
+            # The thumbs as stored: a refused vote is not shown as given, and a later change of
+            # the messages can reset what the page shows (votes).
+            return said, gr.update(feedback_value=handlers.votes(history, session_of(request)))
 
-        chat.like(like, chat, status)
+        chat.like(like, chat, [status, chat])
 
         def save(history: list, text: str, fixed: str, chosen: str | None, request: gr.Request):
             said = handlers.on_comment(history, text, fixed, getattr(request, "username", None),
@@ -894,7 +920,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         chat.change(answers_of, chat, which)
         def start_new(saved):
             fresh = uuid.uuid4().hex
-            return [], render_sources(None, False), fresh, gr.update(value=None), keep(saved, conversation=fresh)
+            return empty_chat(), render_sources(None, False), fresh, gr.update(value=None), keep(saved, conversation=fresh)
 
         new_chat.click(start_new, browser, [chat, sources, conversation, past, browser])
         chat.clear(start_new, browser, [chat, sources, conversation, past, browser])  # the chat's own trash button

@@ -188,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preference", choices=["auto", "kto", "dpo", "none"],
                    help="second stage (default auto: DPO when the feedback holds 8+ pairs, else KTO)")
     p.add_argument("--epochs", type=float, help="SFT epochs (default 2)")
-    p.add_argument("--heldout", type=float, metavar="FRACTION", help="share of chunks held out (default 0.2)")
+    p.add_argument("--heldout", type=float, metavar="FRACTION",
+                   help="share of chunks held out (default 0.2); with --retriever, of liked questions")
     p.add_argument("--gate-questions", type=int, metavar="N", help="held-out questions the gate asks (default 60; unanswerable ones kept up to half); "
                         "it activates the adapter only when the 95%% interval of the gain is above zero")
     p.add_argument("--gate-max-new-tokens", type=int, metavar="N",
@@ -671,7 +672,8 @@ _GENERATOR_ONLY = ("quick", "time_budget", "model_questions", "preference", "epo
 def _tune_retriever(bot, args) -> int:
     from ragbot.learn.retriever import RetrieverConfig, tune_retriever
 
-    given = [f"--{name.replace('_', '-')}" for name in _GENERATOR_ONLY if getattr(args, name, None)]
+    given = [f"--{name.replace('_', '-')}" for name in _GENERATOR_ONLY
+             if getattr(args, name, None) is not None and getattr(args, name) is not False]  # 0 is given
     if given:
         raise RagbotError(f"{', '.join(given)} tune the generator and do not apply with --retriever")
     options = {"max_steps": args.max_steps, "heldout_fraction": args.heldout, "activate": args.activate,
@@ -689,14 +691,16 @@ def _model_embedders(bot, args) -> int:
     if args.model_command in ("activate", "rollback"):
         from tqdm import tqdm
 
-        version = None if args.model_command == "rollback" or args.version in ("none", "shipped") else args.version
         with tqdm(desc="embedding the chunks", unit="chunk", file=sys.stderr, disable=None) as bar:
             def progress(done: int, total: int) -> None:
                 bar.total = total
                 bar.update(done - bar.n)
 
-            now = bot.rank_with(version, rollback=args.model_command == "rollback", progress=progress,
-                                on_wait=_say_waiting)
+            if args.model_command == "rollback":
+                now = bot.rollback_ranking(progress=progress, on_wait=_say_waiting)
+            else:
+                version = None if args.version in ("none", "shipped") else args.version
+                now = bot.rank_with(version, progress=progress, on_wait=_say_waiting)
         print(f"ranking passages: {now or 'the shipped embedder'}")
         return 0
     ranking, versions = bot.store.ranking_embedder(), EmbedderRegistry(bot.settings.embedders_dir).versions()

@@ -36,12 +36,16 @@ _VERSION = re.compile(r"^v(\d+)$")
 NO_ADAPTER = "none"
 
 
-class AdapterError(RagbotError):
+class RegistryError(RagbotError):
+    pass
+
+
+class AdapterError(RegistryError):
     pass
 
 
 @dataclass
-class AdapterInfo:
+class VersionInfo:
     version: str
     path: Path
     metadata: dict
@@ -57,13 +61,14 @@ class VersionRegistry:
 
     noun = "model"
     metadata_file = METADATA
+    error: type[RegistryError] = RegistryError
 
     def __init__(self, root: Path):
         self.root = Path(root)
 
     # -- reading ----------------------------------------------------------------------------
 
-    def versions(self) -> list[AdapterInfo]:
+    def versions(self) -> list[VersionInfo]:
         """Saved versions, oldest first."""
         if not self.root.is_dir():
             return []
@@ -74,19 +79,19 @@ class VersionRegistry:
                 found.append((int(match.group(1)), entry))
         return [self._info(path) for _, path in sorted(found)]
 
-    def get(self, version: str) -> AdapterInfo:
+    def get(self, version: str) -> VersionInfo:
         path = self.root / version
         if not _VERSION.match(version) or not (path / self.metadata_file).is_file():
             known = ", ".join(v.version for v in self.versions()) or "none saved yet"
-            raise AdapterError(f"no {self.noun} {version!r} in {self.root} (known: {known})")
+            raise self.error(f"no {self.noun} {version!r} in {self.root} (known: {known})")
         return self._info(path)
 
-    def _info(self, path: Path) -> AdapterInfo:
+    def _info(self, path: Path) -> VersionInfo:
         try:
             metadata = json.loads((path / self.metadata_file).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
-            raise AdapterError(f"{path / self.metadata_file}: unreadable ({exc})") from None
-        return AdapterInfo(version=path.name, path=path, metadata=metadata)
+            raise self.error(f"{path / self.metadata_file}: unreadable ({exc})") from None
+        return VersionInfo(version=path.name, path=path, metadata=metadata)
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -95,7 +100,7 @@ class VersionRegistry:
         versions alike or interleave changes of state.json."""
         return state_lock(self.root / ".lock", f"the {self.noun} registry in {self.root}")
 
-    def save(self, trained_dir: Path, metadata: dict) -> AdapterInfo:
+    def save(self, trained_dir: Path, metadata: dict) -> VersionInfo:
         """Copy a trained model's folder in as the next version (not activated); its
         subfolders too (a sentence-transformers model keeps its pooling in one)."""
         with self._changing():
@@ -112,7 +117,7 @@ class VersionRegistry:
                     (tmp / self.metadata_file).write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
         return self.get(version)
 
-    def update_metadata(self, version: str, **fields) -> AdapterInfo:
+    def update_metadata(self, version: str, **fields) -> VersionInfo:
         with self._changing():
             info = self.get(version)
             info.metadata.update(fields)
@@ -124,6 +129,7 @@ class AdapterRegistry(VersionRegistry):
     """The generator's LoRA adapters, and which one is active (state.json)."""
 
     noun = "adapter"
+    error = AdapterError
 
     def state(self) -> dict:
         path = self.root / STATE
@@ -137,11 +143,11 @@ class AdapterRegistry(VersionRegistry):
         state.setdefault("history", [])
         return state
 
-    def active(self) -> AdapterInfo | None:
+    def active(self) -> VersionInfo | None:
         version = self.state()["active"]
         return self.get(version) if version else None
 
-    def resolve(self, choice: str) -> AdapterInfo | None:
+    def resolve(self, choice: str) -> VersionInfo | None:
         """The adapter a setting names: "active", "none", or a version."""
         if choice == NO_ADAPTER:
             return None
@@ -149,7 +155,7 @@ class AdapterRegistry(VersionRegistry):
             return self.active()
         return self.get(choice)
 
-    def activate(self, version: str) -> AdapterInfo | None:
+    def activate(self, version: str) -> VersionInfo | None:
         """Make `version` (or "none", the base model) what "active" means."""
         with self._changing():
             info = None if version == NO_ADAPTER else self.get(version)
@@ -160,7 +166,7 @@ class AdapterRegistry(VersionRegistry):
             write_atomic(self.root / STATE, json.dumps(state, indent=2))
         return info
 
-    def rollback(self) -> AdapterInfo | None:
+    def rollback(self) -> VersionInfo | None:
         """Re-activate what was active before the current one (None: the base model)."""
         with self._changing():
             state = self.state()

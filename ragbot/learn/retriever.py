@@ -171,14 +171,13 @@ def judge_searches(bot, heldout: dict[str, list[int]], version: str | None) -> l
     """(nDCG@10, recall@5) of each held-out question's search, judged by the chunks its answer
     cited, with embedder `version` ranking (None: the shipped one; its vectors must be stored)
     and BM25 as the `retrieval` setting says."""
-    from ragbot.retrieve.index import VectorIndex
-
     questions = list(heldout)
-    index, lexical, ranker = bot._search_snapshot(bot.settings.retrieval != "dense")
-    if version != ranker:  # not the ranking in use: an exact index of its stored vectors
-        index = VectorIndex(bot.embedder.dim)
-        index.add(*(bot.store.all_vectors(index.dim) if version is None else bot.store.ranking_vectors(version, index.dim)))
-    embedder = bot.embedder if version is None else bot.ranker(version)
+    _, lexical, _ = bot._search_snapshot(bot.settings.retrieval != "dense")
+    # Both sides on an exact index of their stored vectors (the one in use may be approximate).
+    index = bot.index_from_store(version)
+    if index is None:
+        raise RetrieverTuneError(f"the tuned embedder {version} has no vectors of every chunk stored")
+    embedder = bot.embedder if version is None else bot.tuned_embedder(version)
     queries = embedder.encode(questions, batch_size=bot.settings.embed_batch_size)
     judged = []
     for question, ranking in zip(questions, bot.rank(questions, queries, index, lexical, 10)):
@@ -218,6 +217,9 @@ def tune_retriever(bot, config: RetrieverConfig, log: Log = print) -> RetrieverR
     from ragbot.models import cpu_has_native_bf16, resolve_embedder
 
     config.validate()
+    if bot.settings.retrieval == "bm25":
+        raise RetrieverTuneError("the retrieval setting is bm25, which ranks without the embedder: a tuned one "
+                                 "would change nothing (set retrieval to hybrid or dense)")
     train_on, heldout = split_feedback(bot, config)
     active = bot.store.ranking_embedder()
     log(f"{len(train_on)} liked questions to learn from, {len(heldout)} held out to judge; ranking now: "
@@ -237,7 +239,7 @@ def tune_retriever(bot, config: RetrieverConfig, log: Log = print) -> RetrieverR
             f"(loss {trained['loss']:.3f}, {'bf16' if bf16 else 'float32'})")
         registry = EmbedderRegistry(bot.settings.embedders_dir)
         info = registry.save(work / "model", {
-            "base_model": bot.settings.embedder, "parent": active, "config": asdict(config), "training": trained,
+            "base_model": bot.settings.embedder, "ranking_before": active, "config": asdict(config), "training": trained,
             "feedback": {"train_questions": len(train_on), "heldout_questions": len(heldout)},
         })
     finally:
@@ -257,6 +259,5 @@ def tune_retriever(bot, config: RetrieverConfig, log: Log = print) -> RetrieverR
     if activate:
         bot.rank_with(version)
     else:  # its vectors are not kept; activating it later embeds the chunks again
-        history = bot.store.ranking_history()
-        bot.store.drop_ranking_vectors([v for v in (active, history[-1] if history else None) if v])
+        bot.drop_unkept_ranking_vectors()
     return RetrieverResult(version=version, activated=activate, gate=gate)

@@ -16,7 +16,7 @@ from functools import cached_property
 import numpy as np
 
 from ragbot.errors import ModelError
-from ragbot.models import load_plan
+from ragbot.models import load_plan, require_safetensors
 from ragbot.settings import Settings
 
 
@@ -48,31 +48,31 @@ class Embedder:
 
     @classmethod
     def load(cls, settings: Settings) -> "Embedder":
-        location, device, dtype = load_plan(settings, "embedder")
-        from sentence_transformers import SentenceTransformer
-
-        try:
-            model = SentenceTransformer(location, device=device, local_files_only=not settings.allow_downloads)
-        except OSError as exc:
-            raise ModelError(f"cannot load embedder {settings.embedder!r}: {exc}") from None
-        model.to(dtype)
-        model.eval()
-        return cls(model, name=settings.embedder, dtype_name=str(dtype).removeprefix("torch."))
+        location, _, _ = load_plan(settings, "embedder")
+        return cls._load(settings, location, settings.embedder, f"embedder {settings.embedder!r}",
+                         local_only=not settings.allow_downloads)
 
     @classmethod
     def load_tuned(cls, settings: Settings, path, version: str) -> "Embedder":
         """A tuned copy of the shipped embedder saved at `path` (learn/retriever.py), loaded on
-        the device and in the dtype the shipped one uses; named after its version."""
+        the device and in the dtype the shipped one uses; named after its version. Only from
+        safetensors: a pickled checkpoint in the data dir could run code when loaded."""
+        require_safetensors(path, f"the tuned embedder {version}", "model.safetensors")
+        return cls._load(settings, str(path), f"{settings.embedder}@{version}",
+                         f"the tuned embedder {version} from {path}", local_only=True)
+
+    @classmethod
+    def _load(cls, settings: Settings, location: str, name: str, what: str, local_only: bool) -> "Embedder":
         _, device, dtype = load_plan(settings, "embedder")
         from sentence_transformers import SentenceTransformer
 
         try:
-            model = SentenceTransformer(str(path), device=device, local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load the tuned embedder {version} from {path}: {exc}") from None
+            model = SentenceTransformer(location, device=device, local_files_only=local_only)
+        except Exception as exc:  # noqa: BLE001 - a missing, partial or corrupt model folder: said, not a traceback
+            raise ModelError(f"cannot load {what}: {type(exc).__name__}: {exc}") from None
         model.to(dtype)
         model.eval()
-        return cls(model, name=f"{settings.embedder}@{version}", dtype_name=str(dtype).removeprefix("torch."))
+        return cls(model, name=name, dtype_name=str(dtype).removeprefix("torch."))
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(ids) for ids in self._input_ids(texts)]

@@ -16,8 +16,9 @@ adapter folders (no adapter active: the base model answers until one is activate
 it cannot repair (a damaged database) it names, with what to do: restore a backup.
 
 A backup is the database copied with SQLite's backup API (consistent while another process
-writes, unlike copying the file with its WAL), the adapters, and config.toml; indexes and the
-converted generator are rebuilt from those on first use, so they are not copied.
+writes, unlike copying the file with its WAL), the adapters, the tuned embedders, and
+config.toml; indexes and the converted generator are rebuilt from those on first use, so they
+are not copied.
 """
 
 from __future__ import annotations
@@ -157,16 +158,16 @@ def _indexes(bot, report: DoctorReport, repair: bool) -> None:
     from ragbot.retrieve.lexical import LexicalIndex
 
     settings, store = bot.settings, bot.store
-    if not _ranking_embedder(bot, report, repair):
-        return
     generation = store.generation()
     expected = set(store.chunk_ids().tolist())
-    directory = bot.index_dir(store.ranking_embedder())
-    index = VectorIndex.load(directory, generation, bot.embedder.dim)
-    problem = ("missing" if index is None else
-               None if set(index.ids().tolist()) == expected else "holds other chunks than the database")
-    _report_index(report, f"FAISS index (generation {generation})", problem, repair,
-                  directory / f"{generation}.faiss", bot._current_index)
+    if _ranking_embedder(bot, report, repair):  # else searches fail before they read the FAISS index
+        generation = store.generation()  # a repair may have switched the ranking
+        directory = bot.index_dir_of(store.ranking_embedder())
+        index = VectorIndex.load(directory, generation, bot.embedder.dim)
+        problem = ("missing" if index is None else
+                   None if set(index.ids().tolist()) == expected else "holds other chunks than the database")
+        _report_index(report, f"FAISS index (generation {generation})", problem, repair,
+                      directory / f"{generation}.faiss", bot._current_index)
     if settings.uses_bm25:
         lexical = LexicalIndex.load(settings.index_dir, generation, bot.embedder)
         problem = ("missing" if lexical is None else
@@ -176,8 +177,8 @@ def _indexes(bot, report: DoctorReport, repair: bool) -> None:
     # Temporary files of interrupted writes; a reader that is saving a rebuilt index right now
     # holds no lock, so only leftovers older than any save are removed.
     now = time.time()
-    leftovers = [p for p in settings.index_dir.iterdir() if p.name.startswith(".") and ".tmp" in p.name] \
-        if settings.index_dir.is_dir() else []
+    folders = [settings.index_dir, *settings.index_dir.glob("embedder-*")] if settings.index_dir.is_dir() else []
+    leftovers = [p for folder in folders for p in folder.iterdir() if p.name.startswith(".") and ".tmp" in p.name]
     if leftovers and repair:
         old = [p for p in leftovers if now - p.stat().st_mtime >= LEFTOVER_SECONDS]
         for path in old:
@@ -215,12 +216,13 @@ def _ranking_embedder(bot, report: DoctorReport, repair: bool) -> bool:
     if version is None:
         return True
     try:
-        bot.ranker(version)
+        bot.tuned_embedder(version)
     except RagbotError as exc:
         if not repair:
             report.add("ranking embedder", "problem", f"{exc} (--repair makes the shipped embedder rank again)")
             return False
-        bot.store.set_ranking_embedder(None, bot.store.ranking_history())  # the repair holds the write lock
+        # The repair holds the write lock. The broken version is left out of the rollback history.
+        bot.store.set_ranking_embedder(None, [v for v in bot.store.ranking_history() if v != version])
         report.add("ranking embedder", "repaired", f"{exc}: the shipped embedder ranks again")
         return True
     missing = len(bot.store.chunks_without_ranking_vectors(version))

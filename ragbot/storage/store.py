@@ -391,13 +391,7 @@ class Store:
     # -- chunks -----------------------------------------------------------------------------
 
     def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]:
-        ids, found = list(ids), {}
-        for start in range(0, len(ids), _IN_LIMIT):
-            part = ids[start: start + _IN_LIMIT]
-            marks = ",".join("?" * len(part))
-            for row in self._db.execute(f"{_CHUNK_SELECT} WHERE c.id IN ({marks})", part):
-                found[row[0]] = StoredChunk(*row)
-        return found
+        return {row[0]: StoredChunk(*row) for row in _rows_of(self._db, f"{_CHUNK_SELECT} WHERE c.id IN ({{}})", ids)}
 
     def chunk_ids(self) -> np.ndarray:
         """Every stored chunk's id, ascending."""
@@ -417,6 +411,11 @@ class Store:
     def ranking_embedder(self) -> str | None:
         """The tuned embedder that ranks (its registry version), or None: the shipped one."""
         return self.meta("ranking_embedder") or None
+
+    def ranking_state(self) -> tuple[int, str | None]:
+        """(generation, ranking embedder), read together: a switch changes both at once."""
+        rows = dict(self._db.execute("SELECT key, value FROM meta WHERE key IN ('generation', 'ranking_embedder')"))
+        return int(rows.get("generation") or 0), rows.get("ranking_embedder") or None
 
     def ranking_history(self) -> list[str | None]:
         """What ranked before, oldest first (None: the shipped embedder), for a rollback."""
@@ -441,11 +440,7 @@ class Store:
         searches them until that embedder is made to rank, so the generation stays."""
         ids = [int(i) for i in ids]
         with self.transaction() as db:
-            present: set[int] = set()
-            for start in range(0, len(ids), _IN_LIMIT):
-                part = ids[start: start + _IN_LIMIT]
-                present.update(r[0] for r in db.execute(
-                    f"SELECT id FROM chunks WHERE id IN ({','.join('?' * len(part))})", part))
+            present = {r[0] for r in _rows_of(db, "SELECT id FROM chunks WHERE id IN ({})", ids)}
             keep = [i for i, chunk_id in enumerate(ids) if chunk_id in present]
             self._insert_ranking_vectors(db, embedder, [int(ids[i]) for i in keep], np.asarray(vectors)[keep])
 
@@ -467,25 +462,24 @@ class Store:
                                 (embedder,)).fetchall()
         return _unpack(rows, dim)
 
-    def vectors_of(self, ids: Sequence[int], dim: int) -> np.ndarray:
-        """The shipped embedder's vectors of chunks `ids` (each stored), in that order."""
-        ids = [int(i) for i in ids]
-        found: dict[int, bytes] = {}
-        for start in range(0, len(ids), _IN_LIMIT):
-            part = ids[start: start + _IN_LIMIT]
-            found.update(self._db.execute(
-                f"SELECT id, vector FROM chunks WHERE id IN ({','.join('?' * len(part))})", part).fetchall())
-        return _unpack([(i, found[i]) for i in ids], dim)[1]
+    def vectors_of(self, ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
+        """The shipped embedder's vectors of chunks `ids`, by id (a chunk not stored is absent)."""
+        rows = _rows_of(self._db, "SELECT id, vector FROM chunks WHERE id IN ({})", ids)
+        return {chunk_id: np.frombuffer(blob, dtype=np.float32, count=dim) for chunk_id, blob in rows}
 
     def embedding_rows(self, ids: Sequence[int]) -> list[tuple[int, str, str, str, int]]:
         """(id, document title, section, text, tokens) of chunks: what their embedding input is made of."""
-        ids, rows = [int(i) for i in ids], []
-        for start in range(0, len(ids), _IN_LIMIT):
-            part = ids[start: start + _IN_LIMIT]
-            rows += self._db.execute(
-                "SELECT c.id, d.title, c.section, c.text, c.n_tokens FROM chunks c JOIN documents d ON d.id = c.doc_id "
-                f"WHERE c.id IN ({','.join('?' * len(part))}) ORDER BY c.id", part).fetchall()
-        return rows
+        return sorted(_rows_of(self._db, "SELECT c.id, d.title, c.section, c.text, c.n_tokens FROM chunks c "
+                                         "JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({})", ids))
+
+
+def _rows_of(db: sqlite3.Connection, sql: str, ids: Sequence[int]) -> list[tuple]:
+    """The rows of `sql`, whose "{}" is an id list, for all of `ids`, _IN_LIMIT at a time."""
+    ids, rows = [int(i) for i in ids], []
+    for start in range(0, len(ids), _IN_LIMIT):
+        part = ids[start: start + _IN_LIMIT]
+        rows += db.execute(sql.format(",".join("?" * len(part))), part).fetchall()
+    return rows
 
 
 def _unpack(rows: Sequence[tuple[int, bytes]], dim: int) -> tuple[np.ndarray, np.ndarray]:
