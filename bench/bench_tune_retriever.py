@@ -12,7 +12,7 @@ gate was right. They are scored before and after, dense and hybrid, with the pai
     python bench/bench_tune_retriever.py
 
 Needs ../shared/data/scifact and the SciFact index bench_scifact.py keeps in bench/.cache;
-without them it says so and exits 0. About 8 minutes on 2 cores, most of it re-embedding.
+without them it says so and exits 0. About 10 minutes on 2 cores, most of it re-embedding.
 """
 
 from __future__ import annotations

@@ -72,6 +72,7 @@ class RagBot:
         self._index_generation = -1
         self._index_ranking: str | None = None  # the tuned embedder whose vectors _index holds (None: shipped)
         self._tuned_embedders: dict[str, object] = {}  # loaded, by version
+        self._shipped_ranking = False  # True: search as if no tuned embedder ranked (with_shipped_ranking)
         self._lexical: tuple[int, LexicalIndex] | None = None
         self._memories: dict[str | None, tuple[tuple, CorrectionMemory]] = {}  # per user
         self._load_lock = threading.RLock()
@@ -115,6 +116,13 @@ class RagBot:
         other._embedder = self._embedder
         return other
 
+    def with_shipped_ranking(self) -> "RagBot":
+        """A RagBot on the same data dir whose searches rank with the shipped embedder, whatever
+        tuned one ranks (`ragbot eval retrieval` compares the two). For reading only."""
+        other = self.with_settings()
+        other._shipped_ranking = True
+        return other
+
     def use_generator(self, generator) -> None:
         """Answer with `generator` from now on (the tuning gate swaps candidate and active)."""
         with self._load_lock:
@@ -143,38 +151,32 @@ class RagBot:
             generation, ranking = self.store.ranking_state()
             if self._index is not None and (generation == self._index_generation or self._writing_here):
                 return self._index
-            directory = self.index_dir_of(ranking)
-            index = VectorIndex.load(directory, generation, self.embedder.dim)
+            ranking = None if self._shipped_ranking else ranking
+            index = VectorIndex.load(self.index_dir_of(ranking), generation, self.embedder.dim)
             if index is None:  # first run, or a write was interrupted before the index was saved
-                for _ in range(5):
-                    index = self.index_from_store(ranking)
-                    if index is not None:
-                        break
-                    generation, ranking = self.store.ranking_state()  # switched meanwhile: read anew
-                    directory = self.index_dir_of(ranking)
-                if index is None:
-                    raise BusyError(f"the ranking embedder of {self.settings.data_dir} changed five times while "
-                                    f"loading its index; try again")
-                if generation == self.store.generation():
-                    _save_if_room(index, directory, generation)
+                generation, ranking, ids, vectors, missing = self.store.index_snapshot(self._shipped_ranking,
+                                                                                      self.embedder.dim)
+                if missing:  # it ranks, yet some chunks have no vector by it: no commit leaves that
+                    raise RagbotError(f"{self.settings.db_path}: the tuned embedder {ranking} has no vector of "
+                                      f"{missing} chunks; run `ragbot doctor --repair`")
+                index = VectorIndex(self.embedder.dim)
+                index.add(ids, vectors)
+                if generation == self.store.generation() and not self._shipped_ranking:
+                    _save_if_room(index, self.index_dir_of(ranking), generation)
             self._index, self._index_generation, self._index_ranking = index, generation, ranking
             return index
 
     def index_from_store(self, ranking: str | None) -> VectorIndex | None:
         """An exact index of every chunk's vector by tuned embedder `ranking` (None: the shipped
-        one), or None when the database lacks some (it ranks no longer, and they were dropped).
-        Never embeds: a search must not do an activation's work."""
+        one), or None when the database lacks some of them (never embeds: that is an activation's
+        work). For a comparison, or a switch under the write lock; searches use _current_index."""
         index = VectorIndex(self.embedder.dim)
         if ranking is None:
             index.add(*self.store.all_vectors(index.dim))
             return index
-        ids, vectors = self.store.ranking_vectors(ranking, index.dim)
-        if len(ids) != self.store.counts()[1]:
-            if self.store.ranking_embedder() == ranking:  # it ranks, yet vectors are missing
-                raise RagbotError(f"{self.settings.db_path}: the tuned embedder {ranking} has no vector of "
-                                  f"{self.store.counts()[1] - len(ids)} chunks; run `ragbot doctor --repair`")
+        if len(self.store.chunks_without_ranking_vectors(ranking)):
             return None
-        index.add(ids, vectors)
+        index.add(*self.store.ranking_vectors(ranking, index.dim))
         return index
 
     def embed_for_ranking(self, version: str, progress: Callable[[int, int], None] | None = None) -> int:
@@ -257,8 +259,13 @@ class RagBot:
         self.store.set_ranking_embedder(version, history)
         self._drop_unkept()
         with self._load_lock:
-            index = self.index_from_store(version)
-            index, built = approximate_if_due(index, self.settings.approximate_index_above, None)
+            index = self.index_from_store(version)  # complete: the write lock is held, its vectors stored
+            try:
+                last = json.loads(self.store.meta("vector_index") or "null")
+            except ValueError:
+                last = None
+            index, built = approximate_if_due(index, self.settings.approximate_index_above,
+                                              last if isinstance(last, dict) else None)
             if built is not None:
                 with self.store.transaction():
                     self.store.set_meta("vector_index", json.dumps(built))
@@ -407,6 +414,8 @@ class RagBot:
         results = []
         for vector, ranking in zip(vectors, rankings):
             ranking = [c for c in ranking[:k] if c in found and (shipped is None or c in shipped)]
+            if shipped is None and ranking:  # BM25's generation may hold a chunk this index has not got yet
+                ranking = [c for c, held in zip(ranking, index.holds(np.asarray(ranking, dtype=np.int64))) if held]
             if not ranking:
                 cosines = []
             else:

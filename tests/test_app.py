@@ -3,7 +3,7 @@
 import copy
 from pathlib import Path
 
-from ragbot.interfaces.app import ChatHandlers, render_sources, safe_upload_name
+from ragbot.interfaces.app import ChatHandlers, literal, render_sources, safe_upload_name, snippet_html
 from ragbot.types import Answer, Passage
 
 
@@ -35,6 +35,18 @@ def test_sources_show_hostile_text_as_text():
     assert ", page 2" in rendered
 
 
+def test_a_passage_heading_is_shown_as_a_title_and_its_text_as_text():
+    shown = snippet_html("## Evaluating retrieval\n\nRAG is judged <b>twice</b>.\n# <script>x</script> ##")
+    assert shown == "<b>Evaluating retrieval</b><br>RAG is judged &lt;b&gt;twice&lt;/b&gt;.<br><b>&lt;script&gt;x&lt;/script&gt;</b>"
+    assert snippet_html("#hashtag is not a heading") == "#hashtag is not a heading"
+
+
+def test_text_in_a_status_line_is_shown_as_typed():
+    """The status lines are Markdown: a question or file name there must not become a link or markup."""
+    assert literal("[x](http://e.vil) <img src=x> *a* & b") == \
+        r"\[x\]\(http\:\/\/e\.vil\) &lt;img src\=x&gt; \*a\* &amp; b"
+
+
 def test_like_uses_the_answer_id_carried_by_the_message(corpus_bot):
     handlers = ChatHandlers(corpus_bot)
     *_, (history, _, _) = handlers.respond("What is the capital of Australia?", [], "c", 5, 0.0, False, session="s1")
@@ -46,7 +58,9 @@ def test_like_uses_the_answer_id_carried_by_the_message(corpus_bot):
     assert handlers.votes(history, "s1") == ["Like"] and handlers.votes(history, "other|tab") == [None]
     assert handlers.votes(history + [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}],
                           "s1") == ["Like", None]
-    assert handlers.on_comment(history, "too short", "Canberra [1].", user="ann", session="s1") == "Saved with the chosen answer."
+    assert handlers.on_comment(history, "too short", "Canberra [1].", user="ann", session="s1") == (
+        r"Saved your comment and correction with answer 1 (“What is the capital of Australia\?”). "
+        "Questions that ask the same get your correction from now on.")
     saved = corpus_bot.feedback.feedback(answer_id)
     assert (saved.vote, saved.comment, saved.correction) == (1, "too short", "Canberra [1].")
     assert handlers.on_like(history, 1, False, session="s1") == "Thanks: marked unhelpful."
@@ -68,6 +82,7 @@ def test_feedback_for_an_answer_this_session_was_not_given_is_refused(corpus_bot
     answer_id = history[1]["metadata"]["id"]
     refused = "Not saved: that answer was not given in this session."
     assert handlers.on_like(history, 1, True, session="mallory|tab9") == refused
+    assert handlers.votes(history, "mallory|tab9", clicked=1) == [""]  # the refused click is taken off the page
     assert handlers.on_comment(history, "", "Bad answer [1].", session="mallory|tab9") == refused
     forged = [history[0], {"role": "assistant", "content": "x", "metadata": {"id": "no-such-answer"}}]
     assert handlers.on_like(forged, 1, True, session="ann|tab1") == refused
@@ -184,10 +199,10 @@ def test_the_document_library_lists_deletes_and_reingests(make_bot, docs, tmp_pa
     assert handlers.delete_document("/etc/passwd") == "Choose a document first."  # not a stored document
     assert handlers.reingest_document(None) == "Choose a document first."
     assert "unchanged 1" in handlers.reingest_document(str(docs / "paris.md"))
-    assert handlers.delete_document(upload).startswith("Deleted pump.md")
+    assert handlers.delete_document(upload).startswith(r"Deleted pump\.md:")
     assert not Path(upload).exists()  # ragbot's copy of the upload goes with it
     assert all("pump.md" not in p.source for p in bot.search("Which pump lifts water from the Zorblat mine?", k=10))
-    assert handlers.delete_document(str(docs / "paris.md")).startswith("Deleted paris.md")
+    assert handlers.delete_document(str(docs / "paris.md")).startswith(r"Deleted paris\.md:")
     assert (docs / "paris.md").is_file()  # a document from the user's own folder is only forgotten
 
 
@@ -212,8 +227,13 @@ def test_a_comment_goes_to_the_chosen_answer_of_the_conversation(make_bot, docs)
     choices = handlers.answer_choices(history)
     assert [label for label, _ in choices] == ["2. Where is Mount Etna?", "1. Where is the Eiffel Tower?"]
     first_id = choices[1][1]
-    assert handlers.on_comment(history, "", "In Paris [1].", session="s", answer_id=first_id) == "Saved with the chosen answer."
+    assert handlers.on_comment(history, "", "In Paris [1].", session="s", answer_id=first_id) == (
+        r"Saved your correction with answer 1 (“Where is the Eiffel Tower\?”). "
+        "Questions that ask the same get your correction from now on.")
     assert bot.feedback.feedback(first_id).correction == "In Paris [1]."
+    assert handlers.on_comment(history, "right city", "", session="s", answer_id=first_id).startswith("Saved your comment")
+    saved = bot.feedback.feedback(first_id)
+    assert (saved.comment, saved.correction) == ("right city", "In Paris [1].")  # a comment keeps the correction
     assert bot.feedback.feedback(choices[0][1]) is None  # the latest answer is untouched
     assert handlers.on_comment(history, "x", "", session="s", answer_id="not-given-here").startswith("Not saved")
 

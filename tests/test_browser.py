@@ -181,7 +181,8 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             expect(page.locator("#which-answer input")).to_have_value("1. When were GANs introduced?", timeout=30_000)
             page.fill("#correction textarea", "In 2014, by Ian Goodfellow and colleagues.")
             page.get_by_role("button", name="Save").click()
-            expect(page.locator("#status")).to_contain_text("Saved with the chosen answer.", timeout=30_000)
+            expect(page.locator("#status")).to_contain_text(
+                "Saved your correction with answer 1 (“When were GANs introduced?”).", timeout=30_000)
             expect(page.locator("#correction textarea")).to_have_value("")
 
             page.get_by_text("Rename, export or delete").click()

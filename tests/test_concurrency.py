@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from ragbot import RagBot
+from ragbot.interfaces.app import literal
 
 from conftest import ROOT
 
@@ -36,7 +37,7 @@ def test_twenty_concurrent_sessions_lose_no_feedback(server):
         comment = f"session {i}"
         status, comment_box, correction_box = client.predict(history, comment, "", None, api_name="/save")
         assert (comment_box, correction_box) == ("", "")  # emptied once saved
-        assert status == "Saved with the chosen answer.", status
+        assert status == f"Saved your comment with answer 1 (“{literal(question)}”).", status
         return history[-1]["metadata"]["id"], comment, elapsed
 
     with ThreadPoolExecutor(max_workers=SESSIONS) as pool:
@@ -99,7 +100,7 @@ def test_a_vote_for_an_answer_another_session_got_is_refused(server):
     answer_id = history[-1]["metadata"]["id"]
     assert mallory.predict(history, "", "A forged correction [1].", None, api_name="/save")[0] == \
         "Not saved: that answer was not given in this session."
-    assert ann.predict(history, "fine", "", None, api_name="/save")[0] == "Saved with the chosen answer."
+    assert ann.predict(history, "fine", "", None, api_name="/save")[0].startswith("Saved your comment with answer 1 (")
     bot = RagBot.open(data_dir)
     try:
         saved = bot.feedback.feedback(answer_id)

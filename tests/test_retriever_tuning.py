@@ -217,8 +217,15 @@ def test_tune_retriever_trains_gates_and_keeps_what_the_gate_says(make_bot, caps
     assert gate["gain"]["mean"] == pytest.approx(gate["candidate_ndcg@10"] - gate["active_ndcg@10"], abs=1e-9)
     assert gate["promote"] == (gate["gain"]["ci95"][0] > 0)
 
+    from ragbot.evaluation.metrics import compare_retrieval, feedback_judgements
+
+    liked = feedback_judgements(bot.feedback.liked_passages(), set(bot.store.chunk_ids().tolist()))
+    before = compare_retrieval(bot, liked, ["hybrid"])["hybrid"].per_query
     forced = tune_retriever(bot, RetrieverConfig(max_steps=2, activate="always"), log=lambda line: None)
     assert forced.activated and bot.store.ranking_embedder() == forced.version
+    # `eval retrieval` can still search as before, beside the tuned ranking.
+    after = compare_retrieval(bot, liked, ["hybrid", "hybrid@shipped"])
+    assert [r["top"] for r in after["hybrid@shipped"].per_query] == [r["top"] for r in before]
     # Judged again now that it ranks, the candidate scores what the gate measured.
     measured = ndcg_per_question(bot, heldout, forced.version)
     assert sum(measured) / len(measured) == pytest.approx(forced.gate["candidate_ndcg@10"], abs=1e-9)

@@ -231,8 +231,9 @@ def evaluate_retrieval(bot, data: BeirData, k: int = 10, chunks_per_query: int =
 def compare_retrieval(bot, data: BeirData, modes: Sequence[str] = ("dense", "bm25", "hybrid"),
                       k: int = 10, unit: Callable | None = None) -> dict[str, RetrievalResult]:
     """`evaluate_retrieval` for each retrieval mode on the same index, with each mode's
-    per-query wins and losses (nDCG@10) against the first mode, and its search latency."""
-    results = {mode: evaluate_retrieval(bot.with_settings(retrieval=mode), data, k=k, unit=unit) for mode in modes}
+    per-query wins and losses (nDCG@10) against the first mode, and its search latency. A mode
+    "hybrid@shipped" (or dense, bm25) searches as if no tuned embedder ranked."""
+    results = {mode: evaluate_retrieval(_searching(bot, mode), data, k=k, unit=unit) for mode in modes}
     base = results[modes[0]].per_query
     for mode, result in results.items():
         pairs = list(zip(base, result.per_query))
@@ -244,6 +245,19 @@ def compare_retrieval(bot, data: BeirData, modes: Sequence[str] = ("dense", "bm2
             result.summary[f"ndcg@10_gain_vs_{modes[0]}"] = paired_difference(
                 [b["ndcg@10"] for b, _ in pairs], [r["ndcg@10"] for _, r in pairs])
     return results
+
+
+RETRIEVAL_MODES = ("dense", "bm25", "hybrid")
+
+
+def _searching(bot, mode: str):
+    """The bot that searches in `mode`: a retrieval setting, optionally "@shipped"."""
+    retrieval, _, ranking = mode.partition("@")
+    if retrieval not in RETRIEVAL_MODES or ranking not in ("", "shipped"):
+        raise RagbotError(f"unknown retrieval mode {mode!r}: use {', '.join(RETRIEVAL_MODES)}, "
+                          f"each optionally with @shipped (the shipped embedder ranks)")
+    searching = bot.with_settings(retrieval=retrieval)
+    return searching.with_shipped_ranking() if ranking else searching
 
 
 # -- answers ---------------------------------------------------------------------------------

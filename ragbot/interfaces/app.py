@@ -13,6 +13,7 @@ import html
 import logging
 import os
 import re
+import string
 import shutil
 import threading
 import uuid
@@ -54,6 +55,17 @@ def shown_answer(text: str) -> str:
     """An answer as the chat shows it: escaped like all text, each citation number a link to
     that passage in the sources panel (the only markup in a message, and ragbot's own)."""
     return mark_citations(shown(text), lambda n: f'<a class="ragbot-cite" href="#source-{n}">{n}</a>')
+
+
+# ASCII punctuation, which Markdown lets a backslash make literal; not & and ; (html.escape's entities).
+_MARKDOWN_MARKS = re.compile("([" + re.escape("".join(c for c in string.punctuation if c not in "&;")) + "])")
+
+
+def literal(text: str) -> str:
+    """Text from documents or users as a Markdown component (the status lines) shows it: HTML
+    escaped and every punctuation mark backslashed, so a question such as "[x](http://...)" is
+    shown as typed, never as a link or markup."""
+    return _MARKDOWN_MARKS.sub(r"\\\1", html.escape(text, quote=False))
 
 
 # Every text in a message is escaped (`shown`), so a "<" there is the start of ragbot's own markup.
@@ -185,9 +197,23 @@ def render_passages(passages: list[Passage], cited: set[int], show_all: bool, li
             f"<div class='ragbot-source' id='source-{p.rank}' data-rank='{p.rank}'><b>[{p.rank}]</b> "
             f"{html.escape(Path(p.source).name)}{html.escape(page)} "
             f"<span class='ragbot-muted'>({html.escape(passage_header(p))}; score {p.score:.2f}; {mark})</span>{opener}"
-            f"<blockquote>{html.escape(snippet)}</blockquote></div>"
+            f"<blockquote>{snippet_html(snippet)}</blockquote></div>"
         )
     return "".join(rows) or "<p>The answer cites no passage.</p>"
+
+
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")  # a Markdown heading line (the chunk's section title)
+
+
+def snippet_html(text: str) -> str:
+    """A passage's text as the sources panel shows it: escaped, line by line (blank lines left
+    out), a Markdown heading line (how ragbot's readers mark a section) shown as a bold title
+    rather than its "#" marks."""
+    lines = []
+    for line in text.splitlines():
+        heading = _HEADING.match(line)
+        lines.append(f"<b>{html.escape(heading.group(1))}</b>" if heading else html.escape(line))
+    return "<br>".join(line for line in lines if line.strip())
 
 
 REFUSAL_NOTES = {
@@ -197,7 +223,7 @@ REFUSAL_NOTES = {
 }
 
 
-SAVED = "Saved with the chosen answer."
+SAVED = "Saved "  # how every message of a saved comment or correction begins (ChatHandlers.saved_note)
 
 
 class ChatHandlers:
@@ -441,20 +467,20 @@ class ChatHandlers:
             return f"Not deleted: {exc}"
         if self._is_upload(doc.source):
             Path(doc.source).unlink(missing_ok=True)  # ragbot's own copy of an upload
-        return f"Deleted {Path(doc.source).name}: its passages are no longer searched."
+        return f"Deleted {literal(Path(doc.source).name)}: its passages are no longer searched."
 
     def reingest_document(self, source: str | None) -> str:
         doc = self._stored(source)
         if doc is None:
             return "Choose a document first."
         if not Path(doc.source).is_file():
-            return f"{Path(doc.source).name} is no longer on disk; delete it from the library instead."
+            return f"{literal(Path(doc.source).name)} is no longer on disk; delete it from the library instead."
         try:
             report = self.bot.ingest([doc.source], wait=PAGE_WRITE_WAIT)
         except RagbotError as exc:
             return f"Not re-ingested: {exc}"
         failed = "; ".join(reason for _, reason in report.failed)
-        return f"{Path(doc.source).name}: " + (f"failed: {failed}" if failed else report.summary())
+        return f"{literal(Path(doc.source).name)}: " + (f"failed: {literal(failed)}" if failed else report.summary())
 
     def export_conversation(self, conversation_id: str, owner: str) -> Path | None:
         try:
@@ -491,20 +517,23 @@ class ChatHandlers:
                                        current.correction if current else None, user)
         return {1: "Thanks: marked helpful.", -1: "Thanks: marked unhelpful.", None: "Vote removed."}[vote]
 
-    def votes(self, history: list[dict] | None, session: str = "") -> list[str | None]:
+    def votes(self, history: list[dict] | None, session: str = "", clicked=None) -> list[str | None]:
         """The chat's thumbs for each assistant message of `history`, in order, as stored:
         "Like", "Dislike" or None (the Chatbot's feedback_value). Every path that changes the
         chat's messages sends them, or the page would keep showing a vote where its message
         was (a reopened conversation's, a replaced turn's). Only answers issued to this session
-        show theirs: the ids come from the page."""
+        show theirs: the ids come from the page. `clicked`: the message a vote was just given on
+        (the like event's index); "" there, not None, when nothing is stored for it."""
         shown: list[str | None] = []
-        for message in history or []:
+        at = message_index(history, clicked) if clicked is not None else None
+        for i, message in enumerate(history or []):
             if not isinstance(message, dict) or message.get("role") != "assistant":
                 continue
             answer_id = answer_id_of(message)
             current = self.bot.feedback.feedback(answer_id) if answer_id and self._was_issued(session, answer_id) \
                 else None
-            shown.append({1: "Like", -1: "Dislike"}.get(current.vote) if current else None)
+            vote = {1: "Like", -1: "Dislike"}.get(current.vote) if current else None
+            shown.append("" if vote is None and i == at else vote)
         return shown
 
     def on_comment(self, history: list[dict], comment: str, correction: str, user: str | None = None,
@@ -520,8 +549,24 @@ class ChatHandlers:
         if not self._was_issued(session, str(answer_id)):
             return self._refuse_foreign(answer_id, session, "comment")
         current = self.bot.feedback.feedback(answer_id)
-        self.bot.feedback.set_feedback(answer_id, current.vote if current else None, comment, correction, user)
-        return SAVED
+        # A field left empty keeps what was saved before (the page empties both once saved).
+        self.bot.feedback.set_feedback(answer_id, current.vote if current else None,
+                                       (comment or "").strip() or (current.comment if current else None),
+                                       (correction or "").strip() or (current.correction if current else None), user)
+        return self.saved_note(history, str(answer_id), bool((comment or "").strip()), bool((correction or "").strip()))
+
+    def saved_note(self, history: list[dict], answer_id: str, comment: bool, correction: bool) -> str:
+        """What was saved, with which answer, and what a correction does from now on."""
+        label = dict((i, text) for text, i in self.answer_choices(history)).get(answer_id)
+        what = " and ".join(w for w, given in (("comment", comment), ("correction", correction)) if given)
+        where = "with the chosen answer"
+        if label:  # "2. When were GANs introduced?"
+            n, question = label.split(". ", 1)
+            where = f"with answer {n} (“{literal(question)}”)"
+        note = f"{SAVED}your {what} {where}."
+        if correction and self.bot.settings.use_corrections:
+            note += " Questions that ask the same get your correction from now on."
+        return note
 
     @staticmethod
     def answer_choices(history: list[dict]) -> list[tuple[str, str]]:
@@ -898,9 +943,10 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         def like(history, data: gr.LikeData, request: gr.Request):
             said = handlers.on_like(history, data.index, data.liked, getattr(request, "username", None),
                                     session=session_of(request))
-            # The thumbs as stored: a refused vote is not shown as given, and a later change of
-            # the messages can reset what the page shows (votes).
-            return said, gr.update(feedback_value=handlers.votes(history, session_of(request)))
+            # The thumbs as stored, so a later change of the messages can reset them (votes); the
+            # one clicked is sent as "" when nothing is stored (a refused vote), not as the None
+            # the page had, which would leave the click showing.
+            return said, gr.update(feedback_value=handlers.votes(history, session_of(request), clicked=data.index))
 
         chat.like(like, chat, [status, chat])
 
@@ -908,7 +954,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             said = handlers.on_comment(history, text, fixed, getattr(request, "username", None),
                                        session=session_of(request), answer_id=chosen)
             # Saved fields are emptied, so a second Save cannot attach them to a later answer.
-            done = said == SAVED
+            done = said.startswith(SAVED)
             return said, "" if done else gr.skip(), "" if done else gr.skip()
 
         save_comment.click(save, [chat, comment, correction, which], [status, comment, correction], api_name="save")

@@ -126,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-k", type=int, default=10, help="cut-off for recall (default 10)")
     e.add_argument("--modes", default="dense,bm25,hybrid", metavar="LIST",
                    help="retrieval modes to compare, side by side, with per-query wins/losses against the first "
-                        "(default dense,bm25,hybrid; the detailed files are written for the `retrieval` setting's)")
+                        "(default dense,bm25,hybrid; the detailed files are written for the `retrieval` setting's). "
+                        "MODE@shipped ranks with the shipped embedder while a tuned one ranks; with --feedback, "
+                        "the setting's mode@shipped is added then")
     e.add_argument("--out", metavar="DIR", help="where to write summary.json, per_query.jsonl and worst.md")
     e.add_argument("--report", metavar="DIR", help="also write a markdown report with plots")
     e.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -499,6 +501,8 @@ def cmd_eval(bot, args) -> int:
         if bot.settings.retrieval not in modes:
             modes.append(bot.settings.retrieval)
         if args.feedback:
+            if bot.store.ranking_embedder() and not any("@" in m for m in modes):
+                modes.append(f"{bot.settings.retrieval}@shipped")  # what tuning the embedder changed
             name, results = "feedback", _retrieval_on_feedback(bot, modes, args.k)
         else:
             name, results = _retrieval_on_beir(bot, Path(args.beir).expanduser().resolve(), args, modes)

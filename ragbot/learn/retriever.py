@@ -248,6 +248,12 @@ def tune_retriever(bot, config: RetrieverConfig, log: Log = print) -> RetrieverR
     chunks = bot.store.counts()[1]
     with tqdm(total=chunks, desc=f"embedding the chunks with {version}", unit="chunk") as bar:
         bot.embed_for_ranking(version, lambda done, total: bar.update(done - bar.n))
+    # Judged against what ranks now (another process may have switched it during training), on
+    # every chunk (ingests meanwhile embedded too).
+    active = bot.store.ranking_embedder()
+    bot.embed_for_ranking(version)
+    if active is not None:
+        bot.embed_for_ranking(active)
     before, after = judge_searches(bot, heldout, active), judge_searches(bot, heldout, version)
     gate = decide([n for n, _ in before], [n for n, _ in after], config.seed,
                   recall=([r for _, r in before], [r for _, r in after]))

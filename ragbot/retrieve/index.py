@@ -78,7 +78,7 @@ class VectorIndex:
                  for i in range(ivf.nlist) if lists.list_size(i)]
         return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
-    def _holds(self, ids: np.ndarray) -> np.ndarray:
+    def holds(self, ids: np.ndarray) -> np.ndarray:
         """Which of `ids` the index holds (the sorted id list is kept until the next change)."""
         if self._sorted_ids is None:
             self._sorted_ids = np.sort(self.ids())
@@ -121,7 +121,7 @@ class VectorIndex:
             chosen = faiss.SearchParameters(sel=faiss.IDSelectorBatch(only))
             return self._index.search(queries, min(k, len(self)), params=chosen)
         if len(only) <= EXACT_WITHIN:  # few chunks: exact over their stored vectors
-            only = only[self._holds(only)]  # chosen as the database stands, maybe newer than this index
+            only = only[self.holds(only)]  # chosen as the database stands, maybe newer than this index
             return _exact(queries, only, self.vectors(only), k) if len(only) else _nothing(len(queries), k)
         nprobe = min(ivf.nlist, int(np.ceil(ivf.nprobe * len(self) / len(only))))
         chosen = faiss.SearchParametersIVF(sel=faiss.IDSelectorBatch(only), nprobe=nprobe)

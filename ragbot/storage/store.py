@@ -456,6 +456,28 @@ class Store:
         with self.transaction() as db:
             return db.execute(f"DELETE FROM ranking_vectors WHERE embedder NOT IN ({marks})", list(keep)).rowcount
 
+    def index_snapshot(self, shipped: bool, dim: int) -> tuple[int, str | None, np.ndarray, np.ndarray, int]:
+        """What a FAISS index is rebuilt from, read as one snapshot (a commit meanwhile cannot
+        mix in): (generation, the ranking embedder, chunk ids, their vectors by it, chunks it
+        has no vector of). With `shipped`, the shipped embedder's vectors whatever ranks."""
+        db = self._db
+        db.execute("BEGIN")  # deferred: the reads below see one state of the database
+        try:
+            rows = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('generation', 'ranking_embedder')"))
+            generation, ranking = int(rows.get("generation") or 0), rows.get("ranking_embedder") or None
+            if shipped or ranking is None:
+                found = db.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
+                missing = 0
+            else:
+                found = db.execute("SELECT c.id, r.vector FROM chunks c LEFT JOIN ranking_vectors r ON "
+                                   "r.chunk_id = c.id AND r.embedder = ? ORDER BY c.id", (ranking,)).fetchall()
+                missing = sum(1 for _, blob in found if blob is None)
+                found = [row for row in found if row[1] is not None]
+        finally:
+            db.execute("COMMIT")
+        ids, vectors = _unpack(found, dim)
+        return generation, None if shipped else ranking, ids, vectors, missing
+
     def ranking_vectors(self, embedder: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of every chunk by `embedder`, for building its FAISS index."""
         rows = self._db.execute("SELECT chunk_id, vector FROM ranking_vectors WHERE embedder = ? ORDER BY chunk_id",
