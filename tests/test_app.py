@@ -194,7 +194,9 @@ def test_the_document_library_lists_deletes_and_reingests(make_bot, docs, tmp_pa
     list(handlers.on_upload([str(note)]))
     rows, choices = handlers.library()
     assert sorted(r[0] for r in rows) == ["bananas.txt", "paris.md", "pump.md", "volcano.html"]
-    assert {r[0]: r[5] for r in rows}["pump.md"] == "upload" and {r[0]: r[5] for r in rows}["paris.md"] == str(docs)
+    origins = {r[0]: r[5] for r in rows}
+    assert origins["pump.md"] == "upload" and origins["paris.md"] == "…/" + "/".join(docs.parts[-2:])
+    assert f"paris.md ({docs})" in [label for label, _ in choices]  # the choice names the folder whole
     upload = next(source for label, source in choices if label.startswith("pump.md"))
     assert handlers.delete_document("/etc/passwd") == "Choose a document first."  # not a stored document
     assert handlers.reingest_document(None) == "Choose a document first."

@@ -185,9 +185,9 @@ def test_eval_answers_on_given_passages_and_retrieval(corpus_bot):
 
 def test_eval_retrieval_on_liked_answers(make_bot, docs, tmp_path, capsys):
     """`ragbot eval retrieval --feedback` judges search by the user's liked answers: each such
-    question's relevant chunks are the ones its answer cited. A correction, a thumbs-down, a
-    liked refusal (it cites nothing) and a chunk no longer stored judge nothing; a question liked
-    twice counts once."""
+    question's relevant chunks are the ones its answer cited; a correction judges by the
+    passages it cites. A thumbs-down, a liked refusal (it cites nothing), a correction citing
+    nothing and a chunk no longer stored judge nothing; a question liked twice counts once."""
     from ragbot.evaluation.metrics import feedback_judgements
     from ragbot.interfaces import cli
 
@@ -197,12 +197,16 @@ def test_eval_retrieval_on_liked_answers(make_bot, docs, tmp_path, capsys):
     liked = [bot.ask(q) for q in ("Where is the Eiffel Tower?", "Which volcano is one of the most active?",
                                   "Where is the Eiffel Tower?")]
     corrected, disliked = bot.ask("What are croissants?"), bot.ask("What colour are bananas?")
+    uncited = bot.ask("Where is Mount Etna?")
     refused = bot.ask("Who won the 1998 football world cup?")
-    assert not any(a.refused for a in liked + [corrected, disliked]) and refused.refused
+    assert not any(a.refused for a in liked + [corrected, disliked, uncited]) and refused.refused
     for answer in liked + [refused]:
         log.set_feedback(answer.id, 1)
-    log.set_feedback(corrected.id, 1, correction="A French pastry of layered dough [1].")
+    log.set_feedback(corrected.id, 1, correction="A French pastry of layered dough [1] [9].")  # no passage 9
+    log.set_feedback(uncited.id, -1, correction="In Sicily.")
     log.set_feedback(disliked.id, -1)
+    assert log.corrected_passages() == [{"answer_id": corrected.id, "question": corrected.question,
+                                         "chunk_ids": [corrected.passages[0].chunk_id]}]
 
     rows = log.liked_passages()
     assert [r["answer_id"] for r in rows] == [a.id for a in liked]
@@ -216,10 +220,11 @@ def test_eval_retrieval_on_liked_answers(make_bot, docs, tmp_path, capsys):
                                           "--out", str(tmp_path / "out"), "--json", "--modes", "dense,bm25"])
     assert cli.cmd_eval(bot, args) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["queries"] == 2 and summary["ndcg@10"] == 1.0  # each cited chunk comes first again
+    assert summary["queries"] == 3 and summary["ndcg@10"] == 1.0  # each cited chunk comes first again
     assert set(summary["modes"]) == {"dense", "bm25", "hybrid"}
     per_query = [json.loads(line) for line in (tmp_path / "out" / "per_query.jsonl").open()]
-    assert {q["relevant"][0] for q in per_query} == {str(c) for r in rows[:2] for c in r["chunk_ids"]}
+    assert {q["relevant"][0] for q in per_query} == {str(c) for r in rows[:2] for c in r["chunk_ids"]} | \
+        {str(corrected.passages[0].chunk_id)}
 
 
 def test_eval_retrieval_on_feedback_without_likes_says_what_to_do(make_bot, docs, tmp_path):

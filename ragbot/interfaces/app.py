@@ -444,9 +444,13 @@ class ChatHandlers:
         rows, choices = [], []
         for d in sorted(self.bot.store.documents(), key=lambda d: -d.ingested_at):
             name = Path(d.source).name
-            origin = "upload" if self._is_upload(d.source) else str(Path(d.source).parent)
+            parent = Path(d.source).parent
+            origin = "upload" if self._is_upload(d.source) else str(parent)
+            # The table shows the folder's last two names (a full path made the narrow column
+            # scroll sideways); the choices name it whole.
+            short = origin if origin == "upload" or len(parent.parts) <= 3 else "…/" + "/".join(parent.parts[-2:])
             rows.append([name, d.kind, d.n_pages or "", d.n_chunks,
-                         time.strftime("%Y-%m-%d %H:%M", time.localtime(d.ingested_at)), origin])
+                         time.strftime("%Y-%m-%d %H:%M", time.localtime(d.ingested_at)), short])
             choices.append((f"{name} ({origin})", d.source))
         return rows, choices
 
@@ -754,7 +758,8 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 with gr.Accordion("Comment on or correct an answer", open=False):
                     which = gr.Dropdown(choices=[], label="Answer (latest first)", elem_id="which-answer")
                     comment = gr.Textbox(label="Comment", elem_id="comment")
-                    correction = gr.Textbox(label="Corrected answer", elem_id="correction")
+                    correction = gr.Textbox(label="Corrected answer", elem_id="correction",
+                                            placeholder="The right answer; cite the source that holds it as [n]")
                     save_comment = gr.Button("Save")
             with gr.Column(scale=2):
                 gr.Markdown("### Sources")

@@ -609,10 +609,10 @@ def _retrieval_on_beir(bot, beir: Path, args, modes: list[str]):
 def _retrieval_on_feedback(bot, modes: list[str], k: int):
     from ragbot.evaluation import metrics as evaluate
 
-    liked = bot.feedback.liked_passages()
+    liked = bot.feedback.relevant_passages()
     data = evaluate.feedback_judgements(liked, set(bot.store.chunk_ids()))
-    print(f"{len(data.qrels)} liked answers with their cited passages still stored "
-          f"({len(liked)} liked in all)", file=sys.stderr)
+    print(f"{len(data.qrels)} questions with their liked or corrected passages still stored "
+          f"({len(liked)} liked answers and corrections citing passages in all)", file=sys.stderr)
     if not data.qrels:
         raise RagbotError("no liked answers to judge retrieval by: give answers a thumbs-up in the chat "
                           "(or `ragbot feedback vote ID up`), then run this again")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ragbot.answer.generation import is_refusal
+from ragbot.answer.generation import cited_numbers, is_refusal
 from ragbot.errors import RagbotError
 from ragbot.storage.files import atomic_file
 from ragbot.storage.store import Store
@@ -201,6 +201,26 @@ class FeedbackLog:
             liked.setdefault(answer_id, {"answer_id": answer_id, "question": question, "chunk_ids": []})
             liked[answer_id]["chunk_ids"].append(chunk_id)
         return list(liked.values())
+
+    def corrected_passages(self) -> list[dict]:
+        """Corrections that cite passages of the answer they correct ("In 2014 [2]."), with the
+        chunks cited, as `liked_passages` gives them: the user's own word on which passage
+        answers that question. [n] is the answer's n-th passage, as the chat numbered them."""
+        rows = self._db.execute(
+            "SELECT a.id, a.retrieval_query, f.correction FROM feedback f JOIN answers a ON a.id = f.answer_id "
+            "WHERE f.correction IS NOT NULL ORDER BY a.created_at, a.id").fetchall()
+        found = []
+        for answer_id, question, correction in rows:
+            ranks = dict(self._db.execute("SELECT rank, chunk_id FROM answer_passages WHERE answer_id = ?", (answer_id,)))
+            cited = [ranks[n] for n in cited_numbers(correction, max(ranks, default=0)) if n in ranks]
+            if cited:
+                found.append({"answer_id": answer_id, "question": question, "chunk_ids": cited})
+        return found
+
+    def relevant_passages(self) -> list[dict]:
+        """Questions with the passages the user said answer them: those a liked answer cited and
+        those a correction cites (`liked_passages`, `corrected_passages`), liked ones first."""
+        return self.liked_passages() + self.corrected_passages()
 
     def _shown_chunk_ids(self, answer_id: str, params: str | None) -> list[int]:
         """The chunks an answer was made from, in rank order: every retrieved one for an extracted

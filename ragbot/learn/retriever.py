@@ -1,8 +1,10 @@
 """`ragbot tune --retriever`: the embedder learns which passages answer the user's questions.
 
 From the feedback: every question whose answer got a thumbs-up (and no correction) is a pair of
-that question and the chunk the answer cited first; its hard negative is the chunk the current
-search ranks highest among documents the answer did not cite. On SciFact, with judged train
+that question and the chunk the answer cited first, and so is every question whose correction
+cites a passage ("In 2014 [2]."), with that passage; its hard negative is the chunk the current
+search ranks highest among documents the answer did not cite. ("Liked questions" below means
+both.) On SciFact, with judged train
 queries standing in for liked answers, such pairs raised hybrid nDCG@10 from 0.723 to 0.750
 (paired gain +0.027 [+0.010, +0.044]); pairs made from the corpus text alone did not help
 (docs/benchmarks.md §11), so only feedback trains it.
@@ -80,7 +82,7 @@ class RetrieverResult:
 
 def split_feedback(bot, config: RetrieverConfig) -> tuple[dict, dict]:
     """(training, held out): liked questions, each {question: cited chunk ids}, split at random."""
-    data = feedback_judgements(bot.feedback.liked_passages(), set(bot.store.chunk_ids().tolist()))
+    data = feedback_judgements(bot.feedback.relevant_passages(), set(bot.store.chunk_ids().tolist()))
     questions = {data.queries[q]: [int(c) for c in data.qrels[q]] for q in sorted(data.qrels)}
     order = sorted(questions)
     random.Random(config.seed).shuffle(order)
@@ -89,6 +91,7 @@ def split_feedback(bot, config: RetrieverConfig) -> tuple[dict, dict]:
     if len(order) < needed or len(order) - held < MIN_TRAIN_PAIRS:
         raise RetrieverTuneError(
             f"tuning the retriever needs at least {needed} different questions whose answers got a thumbs-up "
+            f"(or a correction citing a passage) "
             f"({MIN_TRAIN_PAIRS} to learn from, {MIN_QUESTIONS} held out to judge the result); the feedback holds "
             f"{len(order)} (with their cited passages still stored). Vote on more answers in the chat "
             f"(or `ragbot feedback vote ID up`), then run this again")

@@ -16,7 +16,7 @@ from functools import cached_property
 import numpy as np
 
 from ragbot.errors import ModelError
-from ragbot.models import load_plan, require_safetensors
+from ragbot.models import load_plan, pick_device, pick_dtype, require_safetensors
 from ragbot.settings import Settings
 
 
@@ -63,7 +63,8 @@ class Embedder:
 
     @classmethod
     def _load(cls, settings: Settings, location: str, name: str, what: str, local_only: bool) -> "Embedder":
-        _, device, dtype = load_plan(settings, "embedder")
+        device = pick_device()
+        dtype = pick_dtype(settings.dtype, device)
         from sentence_transformers import SentenceTransformer
 
         try:
