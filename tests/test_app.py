@@ -36,8 +36,10 @@ def test_sources_show_hostile_text_as_text():
 
 
 def test_a_passage_heading_is_shown_as_a_title_and_its_text_as_text():
-    shown = snippet_html("## Evaluating retrieval\n\nRAG is judged <b>twice</b>.\n# <script>x</script> ##")
-    assert shown == "<b>Evaluating retrieval</b><br>RAG is judged &lt;b&gt;twice&lt;/b&gt;.<br><b>&lt;script&gt;x&lt;/script&gt;</b>"
+    shown = snippet_html("## Evaluating retrieval\n\nRAG is judged <b>twice</b>,\nonce for search.\n"
+                         "- first item\n- second\n# <script>x</script> ##")
+    assert shown == ("<b>Evaluating retrieval</b><br>RAG is judged &lt;b&gt;twice&lt;/b&gt;, once for search.<br>"
+                     "- first item<br>- second<br><b>&lt;script&gt;x&lt;/script&gt;</b>")
     assert snippet_html("#hashtag is not a heading") == "#hashtag is not a heading"
 
 
@@ -194,8 +196,8 @@ def test_the_document_library_lists_deletes_and_reingests(make_bot, docs, tmp_pa
     list(handlers.on_upload([str(note)]))
     rows, choices = handlers.library()
     assert sorted(r[0] for r in rows) == ["bananas.txt", "paris.md", "pump.md", "volcano.html"]
-    origins = {r[0]: r[5] for r in rows}
-    assert origins["pump.md"] == "upload" and origins["paris.md"] == "…/" + "/".join(docs.parts[-2:])
+    details = {r[0]: r[1] for r in rows}
+    assert details["pump.md"] == "markdown, 1 chunk, from upload" and details["paris.md"].endswith(f", from {docs.name}")
     assert f"paris.md ({docs})" in [label for label, _ in choices]  # the choice names the folder whole
     upload = next(source for label, source in choices if label.startswith("pump.md"))
     assert handlers.delete_document("/etc/passwd") == "Choose a document first."  # not a stored document

@@ -381,20 +381,25 @@ def test_votes_are_shown_where_they_were_given_and_nowhere_else(make_bot):
         page.locator('#chat button[aria-label="Like"]').last.click()
         expect(page.locator("#status")).to_contain_text("marked helpful", timeout=30_000)
         expect(page.locator(liked)).to_have_count(1)
+        ask("What is mode collapse?", 2)  # the first answer keeps its thumb; the status is not left stale
+        expect(page.locator(liked)).to_have_count(1)
+        expect(page.locator("#status")).not_to_contain_text("marked helpful", timeout=30_000)
 
-        page.reload()
-        expect(page.locator("#chat .message.bot").last).to_contain_text("2014", timeout=60_000)
+        page.reload()  # the votes come back, and the latest answer's sources with them
+        expect(page.locator("#chat [data-testid='bot']")).to_have_count(2, timeout=60_000)
         expect(page.locator(liked)).to_have_count(1, timeout=30_000)
+        expect(page.locator("#sources .ragbot-source").first).to_be_visible(timeout=30_000)
 
         page.locator('#chat button[aria-label="Clear"]').click()  # a new conversation
         expect(page.locator("#chat [data-testid='user']")).to_have_count(0)
-        ask("What is mode collapse?", 1)
+        ask("What is a GAN?", 1)
         expect(page.locator(liked)).to_have_count(0)
         page.screenshot(path=str(ARTIFACTS / "chat-votes-new-conversation.png"))
 
         page.locator("#conversations label").filter(has_text="When were GANs introduced?").click()
-        expect(page.locator("#chat .message.bot").last).to_contain_text("2014", timeout=60_000)
+        expect(page.locator("#chat .message.bot").first).to_contain_text("2014", timeout=60_000)
         expect(page.locator(liked)).to_have_count(1, timeout=30_000)
+        expect(page.locator("#sources .ragbot-source").first).to_be_visible(timeout=30_000)
         browser.close()
 
 

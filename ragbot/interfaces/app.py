@@ -203,17 +203,28 @@ def render_passages(passages: list[Passage], cited: set[int], show_all: bool, li
 
 
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")  # a Markdown heading line (the chunk's section title)
+_ITEM = re.compile(r"^\s*([-*+]|\d+[.)])\s")  # a Markdown list item starts a line of its own
 
 
 def snippet_html(text: str) -> str:
-    """A passage's text as the sources panel shows it: escaped, line by line (blank lines left
-    out), a Markdown heading line (how ragbot's readers mark a section) shown as a bold title
-    rather than its "#" marks."""
-    lines = []
+    """A passage's text as the sources panel shows it: escaped; a paragraph's wrapped lines
+    joined, each paragraph, list item and heading on a line of its own, a Markdown heading
+    (how ragbot's readers mark a section) shown as a bold title rather than its "#" marks."""
+    blocks: list[str] = []
+    joined = False  # whether the next line continues the block before it (a wrapped paragraph line)
     for line in text.splitlines():
         heading = _HEADING.match(line)
-        lines.append(f"<b>{html.escape(heading.group(1))}</b>" if heading else html.escape(line))
-    return "<br>".join(line for line in lines if line.strip())
+        if not line.strip():
+            joined = False
+        elif heading:
+            blocks.append(f"<b>{html.escape(heading.group(1))}</b>")
+            joined = False
+        elif joined and not _ITEM.match(line):
+            blocks[-1] += " " + html.escape(line.strip())
+        else:
+            blocks.append(html.escape(line.strip()))
+            joined = True
+    return "<br>".join(blocks)
 
 
 REFUSAL_NOTES = {
@@ -334,6 +345,13 @@ class ChatHandlers:
                 links[source] = f"{DOCUMENT_ROUTE.lstrip('/')}/{doc.id}"
         return links
 
+    def latest_sources(self, history: list[dict], session: str, show_all: bool) -> str:
+        """The sources panel of the conversation's latest answer (a reopened or reloaded one), so
+        its [n] can be read, and cited in a correction, without a click first."""
+        last = next((i for i in range(len(history or []) - 1, -1, -1) if answer_id_of(history[i])), None)
+        found = self.sources_of(history, last, session, show_all) if last is not None else None
+        return found if found is not None else render_sources(None, show_all)
+
     def sources_of(self, history: list[dict], index, session: str, show_all: bool) -> str | None:
         """The sources panel for the answer at `index` of the chat (the one a user clicked), read
         from the answer log; None when that message is no answer this session was given."""
@@ -446,11 +464,13 @@ class ChatHandlers:
             name = Path(d.source).name
             parent = Path(d.source).parent
             origin = "upload" if self._is_upload(d.source) else str(parent)
-            # The table shows the folder's last two names (a full path made the narrow column
-            # scroll sideways); the choices name it whole.
-            short = origin if origin == "upload" or len(parent.parts) <= 3 else "…/" + "/".join(parent.parts[-2:])
-            rows.append([name, d.kind, d.n_pages or "", d.n_chunks,
-                         time.strftime("%Y-%m-%d %H:%M", time.localtime(d.ingested_at)), short])
+            # Three columns fit the side column (six made it scroll sideways): the kind, size and
+            # the folder's last name together; the choices name the folder whole.
+            pages = f", {d.n_pages} pages" if d.n_pages else ""
+            chunks = f"{d.n_chunks} chunk{'s' if d.n_chunks != 1 else ''}"
+            where = origin if origin == "upload" else parent.name or origin
+            rows.append([name, f"{d.kind}{pages}, {chunks}, from {where}",
+                         time.strftime("%Y-%m-%d", time.localtime(d.ingested_at))])
             choices.append((f"{name} ({origin})", d.source))
         return rows, choices
 
@@ -771,7 +791,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                                             label="Temperature")
                     info = gr.Markdown(handlers.model_info())
                 with gr.Accordion("Your documents", open=False, elem_id="library"):
-                    documents = gr.Dataframe(headers=["document", "type", "pages", "chunks", "added", "from"],
+                    documents = gr.Dataframe(headers=["document", "what", "added"],
                                              interactive=False, elem_id="documents", wrap=True)
                     search_in = gr.Dropdown(choices=[], value=[], multiselect=True, elem_id="search-in",
                                             label="Search only these documents (none chosen: all of them)")
@@ -862,7 +882,8 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                       question.submit(respond, ask_inputs + [browser, search_in], ask_outputs, api_name=False),
                       chat.retry(regenerate, again_inputs, ask_outputs, api_name=False),
                       chat.edit(edit_and_resend, again_inputs, ask_outputs, api_name=False)):
-            event.then(release, None, question, api_name=False).then(handlers.model_info, None, info, api_name=False
+            event.then(release, None, question, api_name=False).then(lambda: "", None, status, api_name=False  # stale
+                       ).then(handlers.model_info, None, info, api_name=False
                        ).then(listed, [conversation, browser], [past, browser], api_name=False
                        ).then(lambda: gr.update(visible=False), None, examples, api_name=False)  # for a first visit
 
@@ -897,8 +918,11 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                     gr.update(choices=[] if history or choices else handlers.example_questions(), value=None,
                               visible=not history and not choices))
 
+        def loaded_sources(history, show, request: gr.Request):
+            return handlers.latest_sources(history, session_of(request), show)
+
         app.load(on_load, browser, [browser, conversation, chat, past, k, show_all, temperature, question, send,
-                                    examples])
+                                    examples]).then(loaded_sources, [chat, show_all], sources, api_name=False)
         examples.input(lambda chosen: chosen or gr.skip(), examples, question)
 
         def open_past(chosen, saved, show, request: gr.Request):
@@ -906,7 +930,8 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             if not history:
                 return gr.skip(), gr.skip(), gr.skip(), gr.skip()
             shown_ = gr.update(value=history, feedback_value=handlers.votes(history, session_of(request)))
-            return shown_, chosen, render_sources(None, show), keep(saved, conversation=chosen)
+            return shown_, chosen, handlers.latest_sources(history, session_of(request), show), \
+                keep(saved, conversation=chosen)
 
         past.input(open_past, [past, browser, show_all], [chat, conversation, sources, browser])
 
