@@ -15,7 +15,6 @@ score shown or compared with a threshold is the shipped embedder's cosine.
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 import time
@@ -43,9 +42,9 @@ from ragbot.errors import BusyError, DiskFullError, RagbotError
 from ragbot.answer.evidence import CoverageScorer, EmbeddingScorer, Evidence, SentenceScorer, compose, rank_both
 from ragbot.learn.feedback import FeedbackLog
 from ragbot.storage.files import state_lock
-from ragbot.retrieve.index import VectorIndex, approximate_if_due
+from ragbot.retrieve.index import VectorIndex
 from ragbot.retrieve.lexical import LexicalIndex, fuse
-from ragbot.ingest.ingester import Ingester, IngestReport, ProgressFn
+from ragbot.ingest.ingester import Ingester, IngestReport, ProgressFn, save_generation_index
 from ragbot.settings import Settings, load_settings
 from ragbot.storage.store import Store
 from ragbot.types import Answer, Passage
@@ -234,10 +233,11 @@ class RagBot:
         with self._writing_lock(on_wait):
             self._drop_unkept()
 
-    def _writing_lock(self, on_wait: Callable[[str], None] | None = None):
-        """The data dir's write lock (one ingest, remove, repair or switch of the ranking at a time)."""
+    def _writing_lock(self, on_wait: Callable[[str], None] | None = None, wait: float = WRITE_WAIT_SECONDS):
+        """The data dir's write lock (one ingest, remove, repair or switch of the ranking at a
+        time, across processes; a second one waits up to `wait` seconds, then BusyError)."""
         return state_lock(self.settings.data_dir / "write.lock", f"the data dir {self.settings.data_dir}",
-                          timeout=WRITE_WAIT_SECONDS, on_wait=on_wait)
+                          timeout=wait, on_wait=on_wait)
 
     def _drop_unkept(self) -> None:
         """(The write lock held.) Drop the vectors of tuned embedders that neither rank nor are
@@ -259,19 +259,10 @@ class RagBot:
         self.store.set_ranking_embedder(version, history)
         self._drop_unkept()
         with self._load_lock:
-            index = self.index_from_store(version)  # complete: the write lock is held, its vectors stored
-            try:
-                last = json.loads(self.store.meta("vector_index") or "null")
-            except ValueError:
-                last = None
-            index, built = approximate_if_due(index, self.settings.approximate_index_above,
-                                              last if isinstance(last, dict) else None)
-            if built is not None:
-                with self.store.transaction():
-                    self.store.set_meta("vector_index", json.dumps(built))
-            generation = self.store.generation()
-            _save_if_room(index, self.index_dir_of(version), generation)
-            self._index, self._index_generation, self._index_ranking = index, generation, version
+            # Complete: the write lock is held and its vectors are stored.
+            index, _ = save_generation_index(self.store, self.settings, self.index_from_store(version),
+                                             self.index_dir_of(version))
+            self._index, self._index_generation, self._index_ranking = index, self.store.generation(), version
             if self.settings.uses_bm25:
                 self._current_lexical()  # the new generation's, ready for other processes
 
@@ -329,8 +320,7 @@ class RagBot:
         The next generation is built on a copy of the index: searches in this process go on
         reading the generation the write started from (an immutable snapshot, never changed
         under them), and the new one replaces it once the write has succeeded."""
-        with state_lock(self.settings.data_dir / "write.lock", f"the data dir {self.settings.data_dir}",
-                        timeout=wait, on_wait=on_wait):
+        with self._writing_lock(on_wait, wait):
             self.check_not_replaced()
             with self._load_lock:
                 before = self._current_index()
@@ -735,11 +725,7 @@ class RagBot:
         "vector_index") and the saved file's presence: status never loads an index (1.5 GB at a
         million chunks), the embedder, or rebuilds anything."""
         generation = self.store.generation()
-        try:
-            record = json.loads(self.store.meta("vector_index") or "{}")
-        except ValueError:
-            record = {}
-        record = record if isinstance(record, dict) else {}
+        record = self.store.vector_index_record()
         with self._load_lock:
             index = self._index if self._index is not None and self._index_generation == generation else None
         if index is not None:

@@ -8,7 +8,6 @@ is reported with its reason and never stops the others.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -300,16 +299,19 @@ class Ingester:
         return gone
 
     def save_index(self) -> dict | None:
-        """Save the index of this generation, made approximate first when the corpus has grown
-        past `approximate_index_above` (index.py); returns that build's measurements, if any."""
-        try:
-            last = json.loads(self.store.meta("vector_index") or "null")
-        except ValueError:
-            last = None
-        self.index, built = approximate_if_due(self.index, self.settings.approximate_index_above,
-                                               last if isinstance(last, dict) else None)
-        if built is not None:
-            with self.store.transaction():
-                self.store.set_meta("vector_index", json.dumps(built))
-        self.index.save(self.index_dir, self.store.generation())
+        """Save the index of this generation (`save_generation_index`); returns the measurements
+        of an approximate build, if one was due."""
+        self.index, built = save_generation_index(self.store, self.settings, self.index, self.index_dir)
         return built
+
+
+def save_generation_index(store: Store, settings: Settings, index: VectorIndex,
+                          directory: Path) -> tuple[VectorIndex, dict | None]:
+    """`index`, of the database's generation, made approximate first when the corpus has grown
+    past `approximate_index_above` (index.py) and saved in `directory`; with that build's
+    measurements, if any (kept as the store's vector index record)."""
+    index, built = approximate_if_due(index, settings.approximate_index_above, store.vector_index_record() or None)
+    if built is not None:
+        store.set_vector_index_record(built)
+    index.save(directory, store.generation())
+    return index, built

@@ -564,20 +564,21 @@ class ChatHandlers:
                    session: str = "", answer_id: str | None = None) -> str:
         """Attach a comment and/or corrected answer to the chosen answer of the conversation
         (`answer_id`, an id the page sends back and so checked like any other), else the latest."""
+        comment, correction = (comment or "").strip(), (correction or "").strip()
         if not answer_id:
             answer_id = next((answer_id_of(m) for m in reversed(history or []) if answer_id_of(m)), None)
         if answer_id is None:
             return "Ask a question first."
-        if not (comment or "").strip() and not (correction or "").strip():
+        if not comment and not correction:
             return "Write a comment or a corrected answer first."
         if not self._was_issued(session, str(answer_id)):
             return self._refuse_foreign(answer_id, session, "comment")
         current = self.bot.feedback.feedback(answer_id)
         # A field left empty keeps what was saved before (the page empties both once saved).
         self.bot.feedback.set_feedback(answer_id, current.vote if current else None,
-                                       (comment or "").strip() or (current.comment if current else None),
-                                       (correction or "").strip() or (current.correction if current else None), user)
-        return self.saved_note(history, str(answer_id), bool((comment or "").strip()), bool((correction or "").strip()))
+                                       comment or (current.comment if current else None),
+                                       correction or (current.correction if current else None), user)
+        return self.saved_note(history, str(answer_id), bool(comment), bool(correction))
 
     def saved_note(self, history: list[dict], answer_id: str, comment: bool, correction: bool) -> str:
         """What was saved, with which answer, and what a correction does from now on."""

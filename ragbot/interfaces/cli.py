@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "bars show the time left.")
     p.add_argument("--retriever", action="store_true",
                    help="tune the embedder that ranks passages instead, on questions whose answers got a thumbs-up "
-                        "(needs 40+ of them); it only orders passages, scores stay the shipped embedder's. "
+                        "or a correction citing a passage [n] (needs 40+ of them); it only orders passages, scores stay the shipped embedder's. "
                         "Applies with --max-steps, --heldout, --activate and --seed")
     p.add_argument("--quick", action="store_true", help="small settings for a first try (see below)")
     p.add_argument("--max-steps", type=int, help="stop each training stage after this many steps")

@@ -120,20 +120,28 @@ def run_gate(bot, active_generator, candidate_generator, rows: list[dict], cases
     return result
 
 
+def gain_is_clear(active: Sequence[float], candidate: Sequence[float], measure: str, questions: str,
+                  seed: int = 0, too_few: str = "") -> tuple[bool, dict, str]:
+    """The rule every gate decides by: (whether the paired-bootstrap 95% interval of the
+    candidate's gain in `measure` lies above zero over at least MIN_QUESTIONS `questions`, the
+    gain, the reason in words). `too_few`: what to do about too few questions."""
+    gain = paired_difference(active, candidate, seed=seed)
+    n = len(candidate)
+    interval = f"[{gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}]" if gain["ci95"] else "(none)"
+    reason = f"{measure} gain {gain['mean']:+.3f}, 95% interval {interval} over {n} {questions}"
+    if n < MIN_QUESTIONS:
+        return False, gain, reason + f": too few to decide (needs {MIN_QUESTIONS}{too_few})"
+    ok = gain["ci95"] is not None and gain["ci95"][0] > 0
+    return ok, gain, reason + ("" if ok else ": not above zero")
+
+
 def decide(active: dict, candidate: dict, active_utility: Sequence[float], candidate_utility: Sequence[float],
            seed: int = 0) -> GateResult:
     """Promote when the paired-bootstrap 95% interval of the utility gain is above zero and the
     feedback regression pass rate does not fall."""
-    gain = paired_difference(active_utility, candidate_utility, seed=seed)
+    ok, gain, reason = gain_is_clear(active_utility, candidate_utility, "utility", "questions", seed,
+                                     "; raise --gate-questions or --heldout")
     candidate = {**candidate, "utility_gain": gain}
-    n = len(candidate_utility)
-    interval = f"[{gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}]" if gain["ci95"] else "(none)"
-    reason = f"utility gain {gain['mean']:+.3f}, 95% interval {interval} over {n} questions"
-    if n < MIN_QUESTIONS:
-        ok, reason = False, reason + f": too few to decide (needs {MIN_QUESTIONS}; raise --gate-questions or --heldout)"
-    else:
-        ok = gain["ci95"] is not None and gain["ci95"][0] > 0
-        reason += "" if ok else ": not above zero"
     reasons = [reason]
     a_reg, c_reg = active.get("regression_pass_rate"), candidate.get("regression_pass_rate")
     if a_reg is not None and c_reg is not None:

@@ -31,20 +31,18 @@ from __future__ import annotations
 import random
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ragbot.errors import RagbotError
-from ragbot.evaluation.metrics import feedback_judgements, ndcg_at_k, paired_difference, recall_at_k
-from ragbot.learn.gate import MIN_QUESTIONS
+from ragbot.evaluation.metrics import feedback_judgements, ndcg_at_k, recall_at_k
+from ragbot.learn.gate import MIN_QUESTIONS, gain_is_clear
 from ragbot.learn.registry import EmbedderRegistry
+from ragbot.learn.tune import Log, TuneError, training_callbacks
 
 MIN_TRAIN_PAIRS = 20
-Log = Callable[[str], None]
 
 
-class RetrieverTuneError(RagbotError):
+class RetrieverTuneError(TuneError):
     pass
 
 
@@ -134,8 +132,6 @@ def train(base: str, pairs: list[tuple[str, ...]], out: Path, config: RetrieverC
 
     from transformers import PrinterCallback
 
-    from ragbot.learn.tune import training_callbacks
-
     model = SentenceTransformer(base, device="cpu", local_files_only=True)
     reads = model.max_seq_length
     model.max_seq_length = config.max_seq_length
@@ -194,15 +190,8 @@ def decide(active: list[float], candidate: list[float], seed: int = 0,
     """Rank with the candidate when the paired-bootstrap 95% interval of its nDCG@10 gain over
     at least MIN_QUESTIONS held-out questions is above zero. `recall` (each side's recall@5 per
     question) is reported, not decided on."""
-    gain = paired_difference(active, candidate, seed=seed)
+    promote, gain, reason = gain_is_clear(active, candidate, "nDCG@10", "held-out liked questions", seed)
     n = len(candidate)
-    interval = f"[{gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}]" if gain["ci95"] else "(none)"
-    reason = f"nDCG@10 gain {gain['mean']:+.3f}, 95% interval {interval} over {n} held-out liked questions"
-    if n < MIN_QUESTIONS:
-        promote, reason = False, reason + f": too few to decide (needs {MIN_QUESTIONS})"
-    else:
-        promote = gain["ci95"] is not None and gain["ci95"][0] > 0
-        reason += "" if promote else ": not above zero"
     decision = {"active_ndcg@10": sum(active) / n if n else 0.0,
                 "candidate_ndcg@10": sum(candidate) / n if n else 0.0,
                 "gain": gain, "questions": n, "promote": promote, "reason": reason}

@@ -270,6 +270,19 @@ class Store:
     def set_meta(self, key: str, value: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
+    def vector_index_record(self) -> dict:
+        """What the last write measured of the vector index (meta "vector_index", index.py);
+        empty when there is none or it cannot be read."""
+        try:
+            record = json.loads(self.meta("vector_index") or "{}")
+        except ValueError:
+            return {}
+        return record if isinstance(record, dict) else {}
+
+    def set_vector_index_record(self, record: dict) -> None:
+        with self.transaction():
+            self.set_meta("vector_index", json.dumps(record))
+
     def generation(self) -> int:
         return int(self.meta("generation") or 0)
 
@@ -463,8 +476,7 @@ class Store:
         db = self._db
         db.execute("BEGIN")  # deferred: the reads below see one state of the database
         try:
-            rows = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('generation', 'ranking_embedder')"))
-            generation, ranking = int(rows.get("generation") or 0), rows.get("ranking_embedder") or None
+            generation, ranking = self.ranking_state()
             if shipped or ranking is None:
                 found = db.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
                 missing = 0
