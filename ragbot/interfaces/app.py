@@ -883,9 +883,11 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                       question.submit(respond, ask_inputs + [browser, search_in], ask_outputs, api_name=False),
                       chat.retry(regenerate, again_inputs, ask_outputs, api_name=False),
                       chat.edit(edit_and_resend, again_inputs, ask_outputs, api_name=False)):
-            event.then(release, None, question, api_name=False).then(lambda: "", None, status, api_name=False  # stale
+            # The list first: a conversation clicked once the box is open is not then overwritten
+            # by a list (and a remembered conversation) still on its way.
+            event.then(listed, [conversation, browser], [past, browser], api_name=False
+                       ).then(release, None, question, api_name=False).then(lambda: "", None, status, api_name=False  # stale
                        ).then(handlers.model_info, None, info, api_name=False
-                       ).then(listed, [conversation, browser], [past, browser], api_name=False
                        ).then(lambda: gr.update(visible=False), None, examples, api_name=False)  # for a first visit
 
         def show_sources_of(history, show, data: gr.SelectData, request: gr.Request):
