@@ -204,12 +204,15 @@ def render_passages(passages: list[Passage], cited: set[int], show_all: bool, li
 
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")  # a Markdown heading line (the chunk's section title)
 _ITEM = re.compile(r"^\s*([-*+]|\d+[.)])\s")  # a Markdown list item starts a line of its own
+_STRONG = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")  # Markdown **bold**, read on the escaped text
 
 
 def snippet_html(text: str) -> str:
     """A passage's text as the sources panel shows it: escaped; a paragraph's wrapped lines
     joined, each paragraph, list item and heading on a line of its own, a Markdown heading
-    (how ragbot's readers mark a section) shown as a bold title rather than its "#" marks."""
+    (how ragbot's readers mark a section) shown as a bold title rather than its "#" marks, and
+    **bold** words bold rather than between asterisks. The bold tags are put around text already
+    escaped, so a passage's own markup still shows as text."""
     blocks: list[str] = []
     joined = False  # whether the next line continues the block before it (a wrapped paragraph line)
     for line in text.splitlines():
@@ -224,7 +227,7 @@ def snippet_html(text: str) -> str:
         else:
             blocks.append(html.escape(line.strip()))
             joined = True
-    return "<br>".join(blocks)
+    return "<br>".join(_STRONG.sub(r"<b>\1</b>", block) for block in blocks)
 
 
 REFUSAL_NOTES = {
