@@ -72,6 +72,15 @@ def test_like_uses_the_answer_id_carried_by_the_message(corpus_bot):
     assert handlers.on_like(history, 1, "", session="s1") == "Vote removed."
     assert corpus_bot.feedback.feedback(answer_id).vote is None  # the correction stays
     assert [h["vote"] for h in corpus_bot.feedback.history(answer_id)] == [1, 1, -1, None]
+    # A [n] past the passages the answer showed names none: said, and kept as text.
+    shown = len(corpus_bot.feedback.answer_trace(answer_id)["passages"])
+    assert shown >= 1
+    assert handlers.on_comment(history, "", f"Canberra [{shown + 1}].", session="s1").endswith(
+        rf"Its \[{shown + 1}\] names no passage: that answer showed {shown} passages, so it is kept as text, "
+        "not as a source.")
+    assert corpus_bot.feedback.corrected_passages() == []
+    assert "names no passage" not in handlers.on_comment(history, "", "Canberra [1].", session="s1")
+    assert [row["answer_id"] for row in corpus_bot.feedback.corrected_passages()] == [answer_id]
     assert handlers.on_like(history, 0, True, session="s1").startswith("This message has no recorded answer")
     assert handlers.on_like(history, 7, True, session="s1").startswith("This message has no recorded answer")
     # The data dir is shared by the read-only tests: a correction left in it would answer this

@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
-from ragbot.answer.generation import mark_citations, passage_header
+from ragbot.answer.generation import cited_numbers, mark_citations, passage_header
 from ragbot.bot import RagBot
 from ragbot.interfaces.conversations import ConversationError, Conversations
 from ragbot.errors import RagbotError
@@ -581,7 +581,19 @@ class ChatHandlers:
         self.bot.feedback.set_feedback(answer_id, current.vote if current else None,
                                        comment or (current.comment if current else None),
                                        correction or (current.correction if current else None), user)
-        return self.saved_note(history, str(answer_id), bool(comment), bool(correction))
+        note = self.saved_note(history, str(answer_id), bool(comment), bool(correction))
+        return note + self._unknown_sources_note(str(answer_id), correction) if correction else note
+
+    def _unknown_sources_note(self, answer_id: str, correction: str) -> str:
+        """A warning when the correction cites [n] that the answer did not show: those numbers
+        name no passage, so the correction is kept as text and says nothing of the sources."""
+        shown = len(self.bot.feedback.answer_trace(answer_id)["passages"])
+        unknown = [n for n in cited_numbers(correction, 10**6) if n > shown]
+        if not unknown:
+            return ""
+        marks = ", ".join(literal(f"[{n}]") for n in unknown)  # the status line is Markdown
+        had = "showed no passages" if not shown else f"showed {shown} passage{'s' if shown > 1 else ''}"
+        return f" Its {marks} names no passage: that answer {had}, so it is kept as text, not as a source."
 
     def saved_note(self, history: list[dict], answer_id: str, comment: bool, correction: bool) -> str:
         """What was saved, with which answer, and what a correction does from now on."""
