@@ -553,9 +553,10 @@ class RagBot:
         check = self.answerability_check(metadata)
         # The generate mode shows the model the first `prompt_passages`: its evidence must be there.
         pool = passages if settings.answer_mode == "extract" else passages[: settings.prompt_passages]
-        # A follow-up is scored against the standalone query it was retrieved with. The ranker
-        # chooses what to quote; the check's scorer (the cosine) decides whether to answer.
-        ranked, judged = rank_both(retrieval_query, pool, self.evidence_ranker, self.evidence_scorer)
+        # A follow-up is judged against the standalone query it was retrieved with, and its
+        # sentences ranked by that and the question as asked. The ranker chooses what to quote;
+        # the check's scorer (the cosine) decides whether to answer.
+        ranked, judged = rank_both(retrieval_query, pool, self.evidence_ranker, self.evidence_scorer, turn=question)
         if match is not None:  # a thumbs-down alone: what was rejected is not quoted again
             ranked = _without(ranked, match.correction.answer)
             judged = _without(judged, match.correction.answer)

@@ -159,3 +159,23 @@ def test_coverage_and_the_cosine_come_from_one_pass_of_the_embedder(corpus_bot, 
     assert calls == ["encode_tokens"]
     for one, other in zip(alone, together):
         assert [(e.text, e.score) for e in one] == [(e.text, e.score) for e in other]
+
+
+def test_a_follow_up_quotes_what_it_asks_not_what_the_question_before_it_was_answered_with(corpus_bot):
+    """"And HumanEval?" after "What does the MMLU benchmark test?": ranked by the joined question
+    alone, the sentence that answered the first question comes first again; ranked by the turn and
+    the joined question together, the sentence on HumanEval. Whether to answer is still decided
+    by the joined question's cosine, as its threshold was fit."""
+    first = "What does the MMLU benchmark test?"
+    assert corpus_bot.ask(first, record=False).answer.startswith("MMLU tests knowledge")
+    turn = "And HumanEval?"
+    query = corpus_bot.standalone_query([first], turn)
+    assert query == f"{first} {turn}"
+    passages = corpus_bot.search(query, k=5)
+    ranker, judge = corpus_bot.evidence_ranker, corpus_bot.evidence_scorer
+    assert rank(query, passages, ranker)[0].text.startswith("MMLU tests knowledge")
+    ranked, judged = rank_both(query, passages, ranker, judge, turn=turn)
+    assert ranked[0].text.startswith("HumanEval checks")
+    assert [(e.text, e.score) for e in judged] == [(e.text, e.score) for e in rank(query, passages, judge)]
+    follow_up = corpus_bot.ask(turn, record=False, retrieval_query=query)
+    assert follow_up.answer.startswith("HumanEval checks") and not follow_up.refused
