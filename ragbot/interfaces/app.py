@@ -778,8 +778,10 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             with gr.Column(scale=3):
                 # Regenerate (the retry button) and edit-and-resend (a question's pencil) ask again
                 # from that question on; what followed it is replaced, as in the stored conversation.
-                chat = gr.Chatbot(label="Chat", height=480, sanitize_html=True, render_markdown=False,
-                                  elem_id="chat", feedback_options=("Like", "Dislike"), editable="user")
+                # Its label is not shown: it floated over the top message once the chat scrolled.
+                chat = gr.Chatbot(label="Chat", show_label=False, height=480, sanitize_html=True,
+                                  render_markdown=False, elem_id="chat", feedback_options=("Like", "Dislike"),
+                                  editable="user")
                 # Usable once the page has loaded its conversation (on_load), so a first question
                 # always lands in this browser's own conversation.
                 question = gr.Textbox(label="Question", placeholder="Loading…", elem_id="question",
