@@ -63,6 +63,18 @@ def tuned(corpus_bot, tmp_path_factory):
     bot.close()
 
 
+def test_definition_questions_read_as_questions():
+    """The chat page suggests these on a first visit: "What is a large language model (LLM)?",
+    not "What is A large language model (LLM)?"; a name keeps its capital."""
+    from ragbot.storage.store import StoredChunk
+
+    text = ("A large language model (LLM) is a neural network trained on text. "
+            "The transformer is an architecture based on attention layers. "
+            "Gustave Eiffel is an engineer who built towers and bridges.")
+    questions = [c.question for c in trainset.structural_questions([StoredChunk(1, "/d.md", "d", "", None, text)])]
+    assert questions == ["What is a large language model (LLM)?", "What is the transformer?", "What is Gustave Eiffel?"]
+
+
 def test_killed_run_resumes_from_its_checkpoint(tuned):
     _, result, lines = tuned
     assert any("resuming the unfinished run" in line for line in lines)

@@ -123,7 +123,7 @@ def structural_questions(chunks: Sequence[StoredChunk]) -> list[Candidate]:
 def _lower_ok(term: str) -> bool:
     """Lower-case the first letter unless the first word is an acronym or a name-like word."""
     first = term.split()[0]
-    return first[1:].islower() and first.lower() in {"the", "a", "an"}
+    return (len(first) == 1 or first[1:].islower()) and first.lower() in {"the", "a", "an"}
 
 
 def _lower(heading: str) -> str:
