@@ -1,8 +1,9 @@
 """Retrieval on PDFs read plainly and read with their structure (the `pdf_structure` setting).
 
 The eight PDFs of ../shared/data/pdfs (federal strategic plans with running headers and repeated
-boilerplate, three NTSB accident reports, a handbook page, an essay) are ingested twice, once
-per setting, into separate data dirs. The 36 questions of the frozen set
+boilerplate, three NTSB accident reports, a handbook page, an essay) are ingested three times,
+into separate data dirs: plainly, with the structure but without table rows (an ablation of
+`pdf.table_rows`), and with the whole structure. The 36 questions of the frozen set
 tests/data/frozen/pdf_retrieval.jsonl (written before the structure work) are searched with the
 default retrieval; a question is a hit at k when one of the top k passages comes from its file
 and spans one of its gold pages. Reported in total only, with bootstrap 95% intervals and the
@@ -50,8 +51,14 @@ def main() -> None:
     overrides = {"retrieval": args.retrieval} if args.retrieval else {}
     hits: dict[str, dict[int, list[float]]] = {}
     rows, details = [], {}
-    for name, structure in (("plain", False), ("structure", True)):
-        bot = RagBot.open(Path(args.data_dir) / name, default_corpus=None, pdf_structure=structure, **overrides)
+    from ragbot.ingest import pdf
+
+    with_tables = pdf.table_rows
+    for name, structure in (("plain", False), ("structure without table rows", True), ("structure", True)):
+        # The ablation reads with every structure rule but the table rows (pdf.table_rows).
+        pdf.table_rows = (lambda page: {}) if name == "structure without table rows" else with_tables
+        bot = RagBot.open(Path(args.data_dir) / name.replace(" ", "-"), default_corpus=None, pdf_structure=structure,
+                          **overrides)
         started = time.perf_counter()
         report = bot.ingest(sorted(folder.glob("*.pdf")), prune=True)
         seconds = time.perf_counter() - started
@@ -85,11 +92,12 @@ def main() -> None:
         bot.close()
     print(table(rows))
     differences = {}
-    for k in KS:
-        differences[k] = paired_difference(hits["plain"][k], hits["structure"][k])
-        low, high = differences[k]["ci95"]
-        print(f"structure - plain, hit@{k}: {differences[k]['mean']:+.3f} [{low:+.3f}, {high:+.3f}] "
-              f"over {len(questions)} questions")
+    for base in ("plain", "structure without table rows"):
+        for k in KS:
+            differences[f"{base} {k}"] = d = paired_difference(hits[base][k], hits["structure"][k])
+            low, high = d["ci95"]
+            print(f"structure - {base}, hit@{k}: {d['mean']:+.3f} [{low:+.3f}, {high:+.3f}] "
+                  f"over {len(questions)} questions")
     name = "pdf_retrieval" if args.set == "default" else f"pdf_retrieval_{args.set}"
     print(f"saved {save(name, {'set': args.set, 'rows': rows, 'details': details, 'difference': differences})}")
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 import re
 
 _MARKUP = re.compile(r"\*\*|__|`")
+# How the readers separate a table row's cells (HTML's <td>s, a PDF's column stops): a line
+# holding it is a table row, read on its own.
+TABLE_CELL = " | "
 # A block ends at a blank line, or before a list item ("- ", "* ", "1. ").
 _BLOCK = re.compile(r"\n\s*\n|\n(?=\s*(?:[-*+]|\d+[.)])\s)")
 _LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
@@ -56,13 +59,26 @@ def sentences(text: str) -> list[str]:
 
 def prose_sentences(text: str) -> list[str]:
     """The sentences of a passage's prose, markup removed: headings ("# ...") dropped, each list
-    item and paragraph read on its own, table rows kept as one line each."""
+    item and paragraph read on its own, each table row (a line holding TABLE_CELL) one sentence."""
     found = []
     for block in _BLOCK.split(text):
         lines = [line.strip() for line in block.splitlines() if not line.lstrip().startswith("#")]
-        flat = plain(_LIST_MARK.sub("", " ".join(lines)))
-        found.extend(s for s in sentences(flat) if _WORD.search(s))
+        prose: list[str] = []
+        for line in [*lines, None]:  # None: the end of the block ends its prose
+            if line is not None and not is_table_row(line):
+                prose.append(line)
+                continue
+            flat = plain(_LIST_MARK.sub("", " ".join(prose)))
+            found.extend(s for s in sentences(flat) if _WORD.search(s))
+            prose = []
+            if line is not None and _WORD.search(line):
+                found.append(plain(line.strip(" |")))
     return found
+
+
+def is_table_row(line: str) -> bool:
+    """Whether a line is a table row as the readers write one (cells separated by TABLE_CELL)."""
+    return TABLE_CELL in line
 
 
 def words(text: str) -> list[str]:

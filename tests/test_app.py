@@ -41,6 +41,8 @@ def test_a_passage_heading_is_shown_as_a_title_and_its_text_as_text():
     assert shown == ("<b>Evaluating retrieval</b><br>RAG is judged &lt;b&gt;twice&lt;/b&gt;, once for search.<br>"
                      "- first item<br>- second<br><b>&lt;script&gt;x&lt;/script&gt;</b>")
     assert snippet_html("#hashtag is not a heading") == "#hashtag is not a heading"
+    assert snippet_html("Form:\nLocation: | Quincy, FL\nAircraft: | Piper\nwrapped\nline") == \
+        "Form:<br>Location: | Quincy, FL<br>Aircraft: | Piper<br>wrapped line"
     assert snippet_html("- **StyleGAN** (NVIDIA) and **<i>x</i>**\n\n2 ** 3 ** 4, **a\n\nb**") == \
         "- <b>StyleGAN</b> (NVIDIA) and <b>&lt;i&gt;x&lt;/i&gt;</b><br>2 ** 3 ** 4, **a<br>b**"
 

@@ -99,10 +99,11 @@ def test_missing_file(tmp_path):
         read_document(tmp_path / "gone.md")
 
 
-def text_pdf(page_texts: list[str | list[tuple[float, str]]], pages_extra: bytes = b"") -> bytes:
+def text_pdf(page_texts: list[str | list[tuple[float, str | list[tuple[float, str]]]]], pages_extra: bytes = b"") -> bytes:
     """A small valid PDF written object by object, so a test can put `pages_extra` (e.g. a huge
     array) in the page tree's root, as large company reports do. Each page is one 12 pt Helvetica
-    line, or lines given as (font size, text) from the top down."""
+    line, or lines given as (font size, text) from the top down; a line's text may be cells,
+    (x, text) each, set at those x positions."""
     n = len(page_texts)
     font = 3 + 2 * n
     kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(n))
@@ -112,7 +113,8 @@ def text_pdf(page_texts: list[str | list[tuple[float, str]]], pages_extra: bytes
         lines, y, shown = [(12.0, text)] if isinstance(text, str) else text, 760.0, []
         for size, line in lines:
             y -= 1.5 * max(size, 4)
-            shown.append(f"BT /F1 {size} Tf 72 {y:.1f} Td ({line}) Tj ET")
+            for x, cell in [(72, line)] if isinstance(line, str) else line:
+                shown.append(f"BT /F1 {size} Tf {x} {y:.1f} Td ({cell}) Tj ET")
         stream = "\n".join(shown).encode()
         objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {4 + 2 * i} 0 R "
                        f"/Resources << /Font << /F1 {font} 0 R >> >> >>".encode())
@@ -273,3 +275,30 @@ def test_the_corpus_pdf_has_sections(embedder):
                             chunk_tokens=200, overlap=40, max_tokens=embedder.max_tokens)
     legal = next(c for c in chunks if "Law firms" in c.text)
     assert legal.section.endswith("Legal Services") and legal.page == 4
+
+
+def test_pdf_form_rows_keep_their_cells_apart(tmp_path):
+    """A form's grid (cells at shared column stops) is read as rows of cells separated by " | ",
+    each row a sentence of its own; prose, and a line whose gap no neighbour shares, stay text."""
+    from ragbot.text import prose_sentences
+
+    grid = [(10.0, [(54, "Location:"), (180, "Quincy, FL"), (350, "Accident Number:"), (460, "NYC08CA055")]),
+            (10.0, [(54, "Departure Point:"), (180, "Quincy, FL (2J9)"), (350, "Registration:"), (460, "N5921D")]),
+            (10.0, [(54, "Aircraft:"), (180, "Piper PA-22-150")]),
+            (10.0, ""),
+            (10.0, "The pilot was attempting to land at his private airstrip on a calm evening."),
+            (10.0, [(54, "A lone line"), (300, "with one gap")]),
+            (10.0, "and the airplane came to rest upright after it contacted trees and wires.")]
+    path = tmp_path / "form.pdf"
+    path.write_bytes(text_pdf([grid]))
+    text = read_document(path).text
+    rows = [line for line in text.splitlines() if " | " in line]
+    assert rows == ["Location: | Quincy, FL | Accident Number: | NYC08CA055",
+                    "Departure Point: | Quincy, FL (2J9) | Registration: | N5921D",
+                    "Aircraft: | Piper PA-22-150"]
+    assert "The pilot was attempting to land at his private airstrip on a calm evening." in text
+    assert "A lone line" in text and "A lone line | with one gap" not in text
+    assert prose_sentences(text)[:3] == rows
+    # Without structure, pypdf's text as it comes.
+    plain = read_document(path, pdf_structure=False).text
+    assert " | " not in plain and "Quincy, FL (2J9)" in plain

@@ -35,3 +35,13 @@ def test_prose_sentences_drop_headings_list_marks_and_markup():
         "Retrieval-augmented generation connects a model to documents.", "It was described in 2020.",
         "Fresh knowledge: documents can be updated.", "Embed the chunks."]
     assert plain("**bold** and `code`  and __under__") == "bold and code and under"
+
+
+def test_each_table_row_is_a_sentence_of_its_own():
+    """Rows of a table (cells separated by " | ", as the HTML and PDF readers write them) are not
+    run together into one sentence with the rows around them; prose around them is split as
+    before."""
+    chunk = ("The form reads:\nLocation: | Quincy, FL | Registration: | N5921D\n"
+             "Aircraft: | Piper PA-22-150 |\n| --- | --- |\nThe pilot was not hurt. He walked\naway.")
+    assert prose_sentences(chunk) == ["The form reads:", "Location: | Quincy, FL | Registration: | N5921D",
+                                      "Aircraft: | Piper PA-22-150", "The pilot was not hurt.", "He walked away."]

@@ -14,7 +14,13 @@ pypdf extracts each page's text; while it does, it reports every run of text wit
   written as a Markdown heading ("## 1.1. Holdings & Descriptions") so chunking starts a section
   there and every chunk under it carries the heading path (chunking.py). Larger sizes are higher
   levels. A block of many words at a large size is display text, and a size holding a large
-  share of the text (BODY_SHARE) is a second body size: both stay text.
+  share of the text (BODY_SHARE) is a second body size: both stay text;
+- a **table row** is a line with a cell that starts where a cell of the line above or below it
+  starts (a column stop, within STOP_TOLERANCE points), after a gap of at least an em past the
+  text before it. Its cells are written separated by " | " (text.TABLE_CELL), as the HTML reader
+  writes a table's cells, so a form's "Departure Point: | Quincy, FL" is read as one row rather
+  than run into the next row's words. Prose lines do not share such stops; a table whose cells
+  wrap onto lines of their own is not found.
 If nothing is left (every page the same few lines), the plain text is used.
 
 Nothing here reads words: only sizes, positions and repetition, so it works the same in any
@@ -31,18 +37,25 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from ragbot.errors import DocumentError
+from ragbot.text import TABLE_CELL
 
 # pypdf refuses arrays and dictionaries over 100,000 elements, a guard against hostile files that
 # valid reports exceed (a large filing's page tree or structure tree). These limits only bound
 # how many objects one array may hold; the decompression limits that bound memory stay as they are.
 PYPDF_ELEMENT_LIMIT = 20_000_000
-VERSION = 1  # of the rules below; a stored PDF read with another version is read again
+VERSION = 2  # of the rules below; a stored PDF read with another version is read again (2: table rows)
 HEADING_SCALE = 1.08  # a heading is set at least this much larger than the body (Word: 12 pt over 11)
 HEADING_MAX_WORDS = 20  # a larger-set block with more words than this is display text, not a heading
 HEADING_MAX_CHARS = 150  # the same in characters (scripts written without spaces)
 BODY_SHARE = 0.3  # a size holding this share of the characters is body text, never headings
 MIN_READABLE_POINTS = 3.0  # text set smaller than this is not meant to be read
 MARGIN_LINES = 3  # lines at the top and at the bottom of a page where running headers/footers sit
+# A table cell starts at least CELL_GAP_EMS past the end of the text before it, that end
+# estimated with NARROW_CHAR_EMS per character (narrower than most fonts' average, so the gap is
+# if anything overestimated), and at a column stop a neighbouring line shares within STOP_TOLERANCE.
+CELL_GAP_EMS = 1.0
+NARROW_CHAR_EMS = 0.45
+STOP_TOLERANCE = 1.0  # points
 MIN_REPEATS = 2  # a running header or footer appears on at least this many pages (and half of them)
 _DIGITS = re.compile(r"\d+")
 _SPACES = re.compile(r"\s+")
@@ -51,9 +64,11 @@ _SPACES = re.compile(r"\s+")
 @dataclass(frozen=True)
 class Line:
     """One extracted line, as the runs of text it is made of, each with its font size (None when
-    unknown: PDFium gives none)."""
+    unknown: PDFium gives none), and where each run starts on the page (x in points; empty when
+    unknown)."""
 
     parts: tuple[tuple[str, float | None], ...]
+    starts: tuple[float, ...] = ()
 
     @property
     def text(self) -> str:
@@ -71,7 +86,24 @@ class Line:
 
     def readable(self) -> "Line":
         """The line without its runs set too small to read."""
-        return Line(tuple((t, s) for t, s in self.parts if s is None or s >= MIN_READABLE_POINTS))
+        keep = [i for i, (_, s) in enumerate(self.parts) if s is None or s >= MIN_READABLE_POINTS]
+        return Line(tuple(self.parts[i] for i in keep), tuple(self.starts[i] for i in keep) if self.starts else ())
+
+    def cell_starts(self) -> list[tuple[int, float]]:
+        """(run index, x) of the runs that start a new cell by their gap: visible runs that
+        start at least CELL_GAP_EMS past the (narrowly estimated) end of the visible run before."""
+        if not self.starts:
+            return []
+        visible = [i for i, (text, _) in enumerate(self.parts) if text.strip()]
+        found = []
+        for before, i in zip(visible, visible[1:]):
+            text, size = self.parts[before]
+            if size is None:
+                continue
+            end = self.starts[before] + NARROW_CHAR_EMS * size * len(text)
+            if self.starts[i] - end >= CELL_GAP_EMS * size:
+                found.append((i, self.starts[i]))
+        return found
 
 
 @dataclass(frozen=True)
@@ -121,14 +153,32 @@ def structure_pages(pages: list[list[Line]]) -> list[str]:
     level = {size: min(6, rank + 1) for rank, size in enumerate(heading_sizes)}
     texts = []
     for page in pages:
+        rows = table_rows(page)
         out: list[str] = []
         for block in _blocks(page):
             if _is_heading(block, level):
                 out.append(f"\n{'#' * level[block[0].size]} {' '.join(line.text.strip() for line in block)}\n")
             else:
-                out.extend(line.text for line in block)
+                out.extend(rows.get(id(line), line.text) for line in block)
         texts.append("\n".join(out))
     return texts
+
+
+def table_rows(page: list[Line]) -> dict[int, str]:
+    """The page's table rows (module doc), each as its text with the cells separated by
+    TABLE_CELL, keyed by the id of its Line. A cell boundary is a gap that a neighbouring line
+    has at the same x too: a column stop."""
+    gaps = [line.cell_starts() for line in page]
+    rows = {}
+    for i, line in enumerate(page):
+        near = [x for j in (i - 1, i + 1) if 0 <= j < len(page) for _, x in gaps[j]]
+        cells = {k for k, x in gaps[i] if any(abs(x - y) <= STOP_TOLERANCE for y in near)}
+        if cells:
+            row = ""
+            for k, (text, _) in enumerate(line.parts):
+                row = row.rstrip() + TABLE_CELL + text.lstrip() if k in cells else row + text
+            rows[id(line)] = row
+    return rows
 
 
 def _characters_by_size(pages: list[list[Line]]) -> Counter:
@@ -223,26 +273,29 @@ def _page_lines(page) -> list[Line]:
     """A page's lines as pypdf extracts them, each made of runs with their font sizes. The runs
     pypdf reports to its visitor add up to exactly the text it returns, so every character
     gets its run's size."""
-    runs: list[tuple[str, float]] = []
+    runs: list[tuple[str, float, float]] = []
 
     def visit(text, cm, tm, font, font_size):
         # The size on the page: the font size scaled by the text and page matrices' vertical scale.
         scale = (tm[2] ** 2 + tm[3] ** 2) ** 0.5 * (cm[2] ** 2 + cm[3] ** 2) ** 0.5
-        runs.append((text, round(float(font_size) * scale * 2) / 2))  # to the half point
+        x = float(tm[4] * cm[0] + tm[5] * cm[2] + cm[4])  # where the run starts on the page
+        runs.append((text, round(float(font_size) * scale * 2) / 2, x))  # the size to the half point
 
     text = page.extract_text(visitor_text=visit) or ""
-    if "".join(t for t, _ in runs) != text:  # not as expected of this pypdf: text without sizes
+    if "".join(t for t, _, _ in runs) != text:  # not as expected of this pypdf: text without sizes
         return [Line(((line, None),)) for line in text.split("\n")]
     lines: list[Line] = []
     current: list[tuple[str, float]] = []
-    for run, size in runs:
+    starts: list[float] = []
+    for run, size, x in runs:
         for i, part in enumerate(run.split("\n")):
             if i:  # a line break inside the run closes the line so far
-                lines.append(Line(tuple(current)))
-                current = []
+                lines.append(Line(tuple(current), tuple(starts)))
+                current, starts = [], []
             if part:
                 current.append((part, size))
-    lines.append(Line(tuple(current)))
+                starts.append(x if not i else float("nan"))  # after a break inside the run: unknown
+    lines.append(Line(tuple(current), tuple(starts)))
     return lines
 
 

@@ -27,6 +27,7 @@ from ragbot.interfaces.conversations import ConversationError, Conversations
 from ragbot.errors import RagbotError
 from ragbot.storage.files import write_atomic
 from ragbot.ingest.readers import kind_of, supported_suffixes
+from ragbot.text import is_table_row
 from ragbot.types import Answer, Passage
 
 MAX_HISTORY_TURNS = 2
@@ -209,7 +210,7 @@ _STRONG = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")  # Markdown **bold**, read o
 
 def snippet_html(text: str) -> str:
     """A passage's text as the sources panel shows it: escaped; a paragraph's wrapped lines
-    joined, each paragraph, list item and heading on a line of its own, a Markdown heading
+    joined, each paragraph, list item, table row and heading on a line of its own, a Markdown heading
     (how ragbot's readers mark a section) shown as a bold title rather than its "#" marks, and
     **bold** words bold rather than between asterisks. The bold tags are put around text already
     escaped, so a passage's own markup still shows as text."""
@@ -222,11 +223,11 @@ def snippet_html(text: str) -> str:
         elif heading:
             blocks.append(f"<b>{html.escape(heading.group(1))}</b>")
             joined = False
-        elif joined and not _ITEM.match(line):
+        elif joined and not _ITEM.match(line) and not is_table_row(line):
             blocks[-1] += " " + html.escape(line.strip())
         else:
             blocks.append(html.escape(line.strip()))
-            joined = True
+            joined = not is_table_row(line)  # a table row is a line of its own
     return "<br>".join(_STRONG.sub(r"<b>\1</b>", block) for block in blocks)
 
 
