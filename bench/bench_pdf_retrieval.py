@@ -56,7 +56,7 @@ def main() -> None:
     with_tables = pdf.table_rows
     for name, structure in (("plain", False), ("structure without table rows", True), ("structure", True)):
         # The ablation reads with every structure rule but the table rows (pdf.table_rows).
-        pdf.table_rows = (lambda page: {}) if name == "structure without table rows" else with_tables
+        pdf.table_rows = (lambda page: [None] * len(page)) if name == "structure without table rows" else with_tables
         bot = RagBot.open(Path(args.data_dir) / name.replace(" ", "-"), default_corpus=None, pdf_structure=structure,
                           **overrides)
         started = time.perf_counter()

@@ -10,8 +10,7 @@ from __future__ import annotations
 import re
 
 _MARKUP = re.compile(r"\*\*|__|`")
-# How the readers separate a table row's cells (HTML's <td>s, a PDF's column stops): a line
-# holding it is a table row, read on its own.
+# How a table row's cells are separated (HTML's <td>s, a PDF's column stops, Markdown tables).
 TABLE_CELL = " | "
 # A block ends at a blank line, or before a list item ("- ", "* ", "1. ").
 _BLOCK = re.compile(r"\n\s*\n|\n(?=\s*(?:[-*+]|\d+[.)])\s)")
@@ -77,8 +76,11 @@ def prose_sentences(text: str) -> list[str]:
 
 
 def is_table_row(line: str) -> bool:
-    """Whether a line is a table row as the readers write one (cells separated by TABLE_CELL)."""
-    return TABLE_CELL in line
+    """Whether a line is a table row: it begins or ends with a bar, as a Markdown table row, the
+    PDF reader's rows ("| a | b |") and the HTML reader's ("a | b |") do. A bar inside prose
+    ("ls | grep x") does not make one."""
+    line = line.strip()
+    return len(line) > 1 and (line.startswith("|") or line.endswith("|"))
 
 
 def words(text: str) -> list[str]:

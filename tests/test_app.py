@@ -41,8 +41,10 @@ def test_a_passage_heading_is_shown_as_a_title_and_its_text_as_text():
     assert shown == ("<b>Evaluating retrieval</b><br>RAG is judged &lt;b&gt;twice&lt;/b&gt;, once for search.<br>"
                      "- first item<br>- second<br><b>&lt;script&gt;x&lt;/script&gt;</b>")
     assert snippet_html("#hashtag is not a heading") == "#hashtag is not a heading"
-    assert snippet_html("Form:\nLocation: | Quincy, FL\nAircraft: | Piper\nwrapped\nline") == \
-        "Form:<br>Location: | Quincy, FL<br>Aircraft: | Piper<br>wrapped line"
+    assert snippet_html("Form:\n| Location: | Quincy, FL |\n| Aircraft: | Piper |\nwrapped | line\nends") == \
+        "Form:<br>| Location: | Quincy, FL |<br>| Aircraft: | Piper |<br>wrapped | line ends"
+    assert snippet_html("x**2 + y**2 and f(**kwargs) or g(**opts), **bold**") == \
+        "x**2 + y**2 and f(**kwargs) or g(**opts), <b>bold</b>"
     assert snippet_html("- **StyleGAN** (NVIDIA) and **<i>x</i>**\n\n2 ** 3 ** 4, **a\n\nb**") == \
         "- <b>StyleGAN</b> (NVIDIA) and <b>&lt;i&gt;x&lt;/i&gt;</b><br>2 ** 3 ** 4, **a<br>b**"
 
@@ -74,13 +76,18 @@ def test_like_uses_the_answer_id_carried_by_the_message(corpus_bot):
     assert handlers.on_like(history, 1, "", session="s1") == "Vote removed."
     assert corpus_bot.feedback.feedback(answer_id).vote is None  # the correction stays
     assert [h["vote"] for h in corpus_bot.feedback.history(answer_id)] == [1, 1, -1, None]
-    # A [n] past the passages the answer showed names none: said, and kept as text.
+    # A [n] past the passages the answer showed names none: said, and not read as a source.
     shown = len(corpus_bot.feedback.answer_trace(answer_id)["passages"])
-    assert shown >= 1
+    assert shown >= 2
     assert handlers.on_comment(history, "", f"Canberra [{shown + 1}].", session="s1").endswith(
-        rf"Its \[{shown + 1}\] names no passage: that answer showed {shown} passages, so it is kept as text, "
-        "not as a source.")
+        rf"Its \[{shown + 1}\] names no passage: that answer showed {shown} passages, so it is not read as a source.")
     assert corpus_bot.feedback.corrected_passages() == []
+    assert handlers.on_comment(history, "", f"Canberra [2][{shown + 1}, {shown + 2}].", session="s1").endswith(
+        rf"Its \[{shown + 1}\], \[{shown + 2}\] name no passage: that answer showed {shown} passages, so they are "
+        "not read as sources.")
+    second = corpus_bot.feedback.answer_trace(answer_id)["passages"][1]["chunk_id"]
+    assert corpus_bot.feedback.corrected_passages() == [{"answer_id": answer_id, "question": history[0]["content"],
+                                                          "chunk_ids": [second]}]  # its [2] still is one
     assert "names no passage" not in handlers.on_comment(history, "", "Canberra [1].", session="s1")
     assert [row["answer_id"] for row in corpus_bot.feedback.corrected_passages()] == [answer_id]
     assert handlers.on_like(history, 0, True, session="s1").startswith("This message has no recorded answer")

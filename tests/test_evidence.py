@@ -161,6 +161,29 @@ def test_coverage_and_the_cosine_come_from_one_pass_of_the_embedder(corpus_bot, 
         assert [(e.text, e.score) for e in one] == [(e.text, e.score) for e in other]
 
 
+class _SharedWords:
+    """Scores a sentence by the words it shares with the question (a stand-in ranker and judge)."""
+
+    name = "shared"
+
+    def score(self, question, sentences):
+        asked = set(question.lower().replace("?", "").split())
+        return np.array([float(len(asked & set(s.lower().rstrip(".").split()))) for s in sentences])
+
+
+def test_a_follow_up_is_ranked_by_the_turn_and_the_joined_question_and_judged_by_the_joined_one():
+    """With one scorer both ranking and judging (evidence_ranking = "embedding"), a follow-up's
+    ranking is the mean of its scores for the joined question and the turn; the judgement is the
+    joined question's own."""
+    passages = [_passage(1, "Paris is a city in France. Paris was founded by the Parisii tribe.")]
+    scorer = _SharedWords()
+    joined, turn = "what is paris? who founded it?", "who founded it?"
+    ranked, judged = rank_both(joined, passages, scorer, scorer, turn=turn)
+    assert [(e.text, e.score) for e in judged] == [(e.text, e.score) for e in rank(joined, passages, scorer)]
+    assert ranked[0].text == "Paris was founded by the Parisii tribe."
+    assert ranked[0].score == (scorer.score(joined, [ranked[0].text])[0] + scorer.score(turn, [ranked[0].text])[0]) / 2
+
+
 def test_a_follow_up_quotes_what_it_asks_not_what_the_question_before_it_was_answered_with(corpus_bot):
     """"And HumanEval?" after "What does the MMLU benchmark test?": ranked by the joined question
     alone, the sentence that answered the first question comes first again; ranked by the turn and

@@ -288,17 +288,31 @@ def test_pdf_form_rows_keep_their_cells_apart(tmp_path):
             (10.0, ""),
             (10.0, "The pilot was attempting to land at his private airstrip on a calm evening."),
             (10.0, [(54, "A lone line"), (300, "with one gap")]),
-            (10.0, "and the airplane came to rest upright after it contacted trees and wires.")]
+            (10.0, "and the airplane came to rest upright after it contacted trees and wires."),
+            (10.0, ""),
+            # A bulleted list, the glyph set apart from its text: not a cell.
+            (10.0, [(72, "-"), (90, "Fresh documents can be added at any time without")]),
+            (10.0, [(90, "retraining the model, which is cheap.")]),
+            (10.0, [(72, "-"), (90, "Private documents stay on the machine.")]),
+            (10.0, ""),
+            # References with a hanging indent: the next line continues the cell.
+            (10.0, [(72, "[1]"), (100, "Lewis, P. Retrieval-augmented generation for")]),
+            (10.0, [(100, "knowledge-intensive tasks. 2020.")]),
+            (10.0, [(72, "[2]"), (100, "Kingma, D. Auto-encoding variational Bayes.")]),
+            (10.0, [(100, "2013.")])]
     path = tmp_path / "form.pdf"
     path.write_bytes(text_pdf([grid]))
     text = read_document(path).text
     rows = [line for line in text.splitlines() if " | " in line]
-    assert rows == ["Location: | Quincy, FL | Accident Number: | NYC08CA055",
-                    "Departure Point: | Quincy, FL (2J9) | Registration: | N5921D",
-                    "Aircraft: | Piper PA-22-150"]
+    assert rows == ["| Location: | Quincy, FL | Accident Number: | NYC08CA055 |",
+                    "| Departure Point: | Quincy, FL (2J9) | Registration: | N5921D |",
+                    "| Aircraft: | Piper PA-22-150 |"]
     assert "The pilot was attempting to land at his private airstrip on a calm evening." in text
     assert "A lone line" in text and "A lone line | with one gap" not in text
-    assert prose_sentences(text)[:3] == rows
+    sentences = prose_sentences(text)
+    assert sentences[:3] == [row.strip("| ") for row in rows]
+    assert "Fresh documents can be added at any time without retraining the model, which is cheap." in sentences
+    assert "[1] Lewis, P. Retrieval-augmented generation for" in text.splitlines()  # no row: it wraps
     # Without structure, pypdf's text as it comes.
     plain = read_document(path, pdf_structure=False).text
     assert " | " not in plain and "Quincy, FL (2J9)" in plain

@@ -41,7 +41,8 @@ def test_each_table_row_is_a_sentence_of_its_own():
     """Rows of a table (cells separated by " | ", as the HTML and PDF readers write them) are not
     run together into one sentence with the rows around them; prose around them is split as
     before."""
-    chunk = ("The form reads:\nLocation: | Quincy, FL | Registration: | N5921D\n"
-             "Aircraft: | Piper PA-22-150 |\n| --- | --- |\nThe pilot was not hurt. He walked\naway.")
+    chunk = ("The form reads:\n| Location: | Quincy, FL | Registration: | N5921D |\n"
+             "Aircraft: | Piper PA-22-150 |\n| --- | --- |\nThe pilot was not hurt. He typed ls | grep x\nand walked away.")
     assert prose_sentences(chunk) == ["The form reads:", "Location: | Quincy, FL | Registration: | N5921D",
-                                      "Aircraft: | Piper PA-22-150", "The pilot was not hurt.", "He walked away."]
+                                      "Aircraft: | Piper PA-22-150", "The pilot was not hurt.",
+                                      "He typed ls | grep x and walked away."]

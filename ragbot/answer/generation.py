@@ -97,13 +97,14 @@ def _truncate(text: str, tokens: int, count_tokens: Callable[[str], int]) -> str
     return (cut[:space] if space > len(cut) // 2 else cut).rstrip() + " …"
 
 
-def cited_numbers(reply: str, n_passages: int) -> list[int]:
-    """Passage numbers cited as [n] or [n, m], in first-seen order, limited to 1..n_passages."""
+def cited_numbers(reply: str, n_passages: int | None = None) -> list[int]:
+    """Passage numbers cited as [n] or [n, m], in first-seen order, limited to 1..n_passages
+    (None: every number from 1 on)."""
     found: list[int] = []
     for match in _CITATION.finditer(reply):
         for part in match.group(1).split(","):
             n = int(part)
-            if 1 <= n <= n_passages and n not in found:
+            if 1 <= n <= (n if n_passages is None else n_passages) and n not in found:
                 found.append(n)
     return found
 

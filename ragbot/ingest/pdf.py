@@ -17,10 +17,14 @@ pypdf extracts each page's text; while it does, it reports every run of text wit
   share of the text (BODY_SHARE) is a second body size: both stay text;
 - a **table row** is a line with a cell that starts where a cell of the line above or below it
   starts (a column stop, within STOP_TOLERANCE points), after a gap of at least an em past the
-  text before it. Its cells are written separated by " | " (text.TABLE_CELL), as the HTML reader
-  writes a table's cells, so a form's "Departure Point: | Quincy, FL" is read as one row rather
-  than run into the next row's words. Prose lines do not share such stops; a table whose cells
-  wrap onto lines of their own is not found.
+  text before it, which holds a letter or digit (a bullet glyph set apart from its item is not a
+  cell). It is written as a Markdown table row, "| Departure Point: | Quincy, FL |" (cells
+  separated by text.TABLE_CELL), so a form's row is read as one rather than run into the next
+  row's words. A line whose next line continues one of its cells (no gaps of its own, starting
+  at one of its stops: a wrapped cell, a hanging indent) is not a row, nor are prose lines,
+  which share no such stops. Not found: a table whose cells wrap onto lines of their own, cells
+  pypdf reports as one run (text placed within one text object), right-aligned columns (their
+  cells share no start), and a row whose neighbours on its page have no cell at its columns.
 If nothing is left (every page the same few lines), the plain text is used.
 
 Nothing here reads words: only sizes, positions and repetition, so it works the same in any
@@ -89,20 +93,30 @@ class Line:
         keep = [i for i, (_, s) in enumerate(self.parts) if s is None or s >= MIN_READABLE_POINTS]
         return Line(tuple(self.parts[i] for i in keep), tuple(self.starts[i] for i in keep) if self.starts else ())
 
+    def first_start(self) -> float | None:
+        """Where the line's first visible run starts (None when unknown)."""
+        for (text, _), x in zip(self.parts, self.starts):
+            if text.strip():
+                return x if x == x else None  # NaN: not known
+        return None
+
     def cell_starts(self) -> list[tuple[int, float]]:
         """(run index, x) of the runs that start a new cell by their gap: visible runs that
-        start at least CELL_GAP_EMS past the (narrowly estimated) end of the visible run before."""
+        start at least CELL_GAP_EMS past the (narrowly estimated) end of the visible run before,
+        when the cell they end holds a letter or digit. NaN positions (unknown) start none."""
         if not self.starts:
             return []
         visible = [i for i, (text, _) in enumerate(self.parts) if text.strip()]
-        found = []
+        found, cell = [], ""  # cell: the text of the cell so far
         for before, i in zip(visible, visible[1:]):
             text, size = self.parts[before]
+            cell += text
             if size is None:
                 continue
             end = self.starts[before] + NARROW_CHAR_EMS * size * len(text)
-            if self.starts[i] - end >= CELL_GAP_EMS * size:
+            if self.starts[i] - end >= CELL_GAP_EMS * size and any(c.isalnum() for c in cell):
                 found.append((i, self.starts[i]))
+                cell = ""
         return found
 
 
@@ -153,32 +167,46 @@ def structure_pages(pages: list[list[Line]]) -> list[str]:
     level = {size: min(6, rank + 1) for rank, size in enumerate(heading_sizes)}
     texts = []
     for page in pages:
-        rows = table_rows(page)
+        # A row becomes a line of its own text, at its own size (so blocks and headings see it as before).
+        page = [Line(((row, line.size),)) if row is not None else line for line, row in zip(page, table_rows(page))]
         out: list[str] = []
         for block in _blocks(page):
             if _is_heading(block, level):
                 out.append(f"\n{'#' * level[block[0].size]} {' '.join(line.text.strip() for line in block)}\n")
             else:
-                out.extend(rows.get(id(line), line.text) for line in block)
+                out.extend(line.text for line in block)
         texts.append("\n".join(out))
     return texts
 
 
-def table_rows(page: list[Line]) -> dict[int, str]:
-    """The page's table rows (module doc), each as its text with the cells separated by
-    TABLE_CELL, keyed by the id of its Line. A cell boundary is a gap that a neighbouring line
-    has at the same x too: a column stop."""
+def table_rows(page: list[Line]) -> list[str | None]:
+    """For each line of the page, its text as a table row (module doc), or None when it is not one."""
+    return [_row(line, cells) if cells else None for line, cells in zip(page, _cells(page))]
+
+
+def _cells(page: list[Line]) -> list[set[int]]:
+    """For each line, the indexes of the runs that start its cells: gaps (Line.cell_starts) at a
+    column stop that the line above or below has too. A line whose next line continues one of
+    its cells (no gaps of its own and starting at one of its stops) has none."""
     gaps = [line.cell_starts() for line in page]
-    rows = {}
+    found = []
     for i, line in enumerate(page):
         near = [x for j in (i - 1, i + 1) if 0 <= j < len(page) for _, x in gaps[j]]
-        cells = {k for k, x in gaps[i] if any(abs(x - y) <= STOP_TOLERANCE for y in near)}
-        if cells:
-            row = ""
-            for k, (text, _) in enumerate(line.parts):
-                row = row.rstrip() + TABLE_CELL + text.lstrip() if k in cells else row + text
-            rows[id(line)] = row
-    return rows
+        stops = {k: x for k, x in gaps[i] if any(abs(x - y) <= STOP_TOLERANCE for y in near)}
+        after = page[i + 1].first_start() if i + 1 < len(page) and not gaps[i + 1] else None
+        if after is not None and any(abs(after - x) <= STOP_TOLERANCE for x in stops.values()):
+            stops = {}  # a wrapped cell or a hanging indent
+        found.append(set(stops))
+    return found
+
+
+def _row(line: Line, cells: set[int]) -> str:
+    """The line as a Markdown table row: its cells (runs from each index in `cells` on)
+    separated by TABLE_CELL, between outer bars."""
+    row = ""
+    for k, (text, _) in enumerate(line.parts):
+        row = row.rstrip() + TABLE_CELL + text.lstrip() if k in cells else row + text
+    return f"| {row.strip()} |"
 
 
 def _characters_by_size(pages: list[list[Line]]) -> Counter:

@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
-from ragbot.answer.generation import cited_numbers, mark_citations, passage_header
+from ragbot.answer.generation import mark_citations, passage_header
 from ragbot.bot import RagBot
 from ragbot.interfaces.conversations import ConversationError, Conversations
 from ragbot.errors import RagbotError
@@ -205,7 +205,8 @@ def render_passages(passages: list[Passage], cited: set[int], show_all: bool, li
 
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")  # a Markdown heading line (the chunk's section title)
 _ITEM = re.compile(r"^\s*([-*+]|\d+[.)])\s")  # a Markdown list item starts a line of its own
-_STRONG = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")  # Markdown **bold**, read on the escaped text
+# Markdown **bold**, read on the escaped text; not inside a word or code ("x**2", "f(**kw)").
+_STRONG = re.compile(r"(?<![\w*])\*\*(?=[^\s*])((?:(?!\*\*).)+?)(?<=[^\s*])\*\*(?![\w*])")
 
 
 def snippet_html(text: str) -> str:
@@ -587,14 +588,16 @@ class ChatHandlers:
 
     def _unknown_sources_note(self, answer_id: str, correction: str) -> str:
         """A warning when the correction cites [n] that the answer did not show: those numbers
-        name no passage, so the correction is kept as text and says nothing of the sources."""
-        shown = len(self.bot.feedback.answer_trace(answer_id)["passages"])
-        unknown = [n for n in cited_numbers(correction, 10**6) if n > shown]
+        name no passage, so they are not read as sources (the correction is kept as written)."""
+        _, unknown = self.bot.feedback.passages_cited(answer_id, correction)
         if not unknown:
             return ""
+        shown = len(self.bot.feedback.answer_trace(answer_id)["passages"])
         marks = ", ".join(literal(f"[{n}]") for n in unknown)  # the status line is Markdown
         had = "showed no passages" if not shown else f"showed {shown} passage{'s' if shown > 1 else ''}"
-        return f" Its {marks} names no passage: that answer {had}, so it is kept as text, not as a source."
+        one = len(unknown) == 1
+        return (f" Its {marks} {'names' if one else 'name'} no passage: that answer {had}, so "
+                f"{'it is' if one else 'they are'} not read as {'a source' if one else 'sources'}.")
 
     def saved_note(self, history: list[dict], answer_id: str, comment: bool, correction: bool) -> str:
         """What was saved, with which answer, and what a correction does from now on."""

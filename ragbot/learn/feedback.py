@@ -211,11 +211,18 @@ class FeedbackLog:
             "WHERE f.correction IS NOT NULL ORDER BY a.created_at, a.id").fetchall()
         found = []
         for answer_id, question, correction in rows:
-            ranks = dict(self._db.execute("SELECT rank, chunk_id FROM answer_passages WHERE answer_id = ?", (answer_id,)))
-            cited = [ranks[n] for n in cited_numbers(correction, max(ranks, default=0)) if n in ranks]
+            cited, _ = self.passages_cited(answer_id, correction)
             if cited:
                 found.append({"answer_id": answer_id, "question": question, "chunk_ids": cited})
         return found
+
+    def passages_cited(self, answer_id: str, text: str) -> tuple[list[int], list[int]]:
+        """The chunks that the [n] marks of `text` name among the passages answer `answer_id`
+        showed ([n] is its n-th passage, as the chat numbered them), and the numbers that name
+        none of them."""
+        ranks = dict(self._db.execute("SELECT rank, chunk_id FROM answer_passages WHERE answer_id = ?", (answer_id,)))
+        numbers = cited_numbers(text)
+        return [ranks[n] for n in numbers if n in ranks], [n for n in numbers if n not in ranks]
 
     def relevant_passages(self) -> list[dict]:
         """Questions with the passages the user said answer them: those a liked answer cited and
