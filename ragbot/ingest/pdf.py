@@ -153,7 +153,8 @@ def read_pdf(name: str, data: bytes, structure: bool = True) -> PdfText:
 
 
 def structure_pages(pages: list[list[Line]]) -> list[str]:
-    """Page texts with unreadable text and running headers/footers dropped and headings marked."""
+    """Page texts with unreadable text and running headers/footers dropped, table rows written as
+    rows and headings marked."""
     pages = [_readable(page) for page in pages]
     pages = drop_running_lines(pages)
     sizes = _characters_by_size(pages)
