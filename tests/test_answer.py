@@ -10,6 +10,7 @@ from ragbot.answer.generation import (
     cited_numbers,
     is_refusal,
     settled_sentences,
+    strip_citation_marks,
     strip_invalid_citations,
 )
 from ragbot.text import sentences as split_sentences
@@ -60,6 +61,14 @@ def test_citations_are_read_and_invalid_ones_removed():
     assert cited_numbers(reply, n_passages=3) == [2, 1, 3]
     assert cited_numbers(reply, n_passages=2) == [2, 1]
     assert strip_invalid_citations(reply, 2) == "GANs date from 2014 [2]. They have two parts [1]. See also."
+    assert cited_numbers(reply) == [2, 1, 3, 9]  # no limit
+
+
+def test_marks_are_stripped_without_leaving_a_space_before_punctuation():
+    """A correction served as the answer loses its marks: "engine [1]." reads "engine.", and a
+    mark between words leaves them apart."""
+    said = strip_citation_marks("It had a Lycoming engine [1]. GANs[2]and VAEs [3, 4] differ [5]!")
+    assert " ".join(said.split()) == "It had a Lycoming engine. GANs and VAEs differ!"
 
 
 def test_only_the_refusal_itself_is_a_refusal():

@@ -80,11 +80,12 @@ def test_like_uses_the_answer_id_carried_by_the_message(corpus_bot):
     shown = len(corpus_bot.feedback.answer_trace(answer_id)["passages"])
     assert shown >= 2
     assert handlers.on_comment(history, "", f"Canberra [{shown + 1}].", session="s1").endswith(
-        rf"Its \[{shown + 1}\] names no passage: that answer showed {shown} passages, so it is not read as a source.")
+        rf"Its \[{shown + 1}\] names no passage: that answer had passages \[1\] to \[{shown}\] (“Show all retrieved "
+        "passages” lists them), so it is not read as a source.")
     assert corpus_bot.feedback.corrected_passages() == []
     assert handlers.on_comment(history, "", f"Canberra [2][{shown + 1}, {shown + 2}].", session="s1").endswith(
-        rf"Its \[{shown + 1}\], \[{shown + 2}\] name no passage: that answer showed {shown} passages, so they are "
-        "not read as sources.")
+        rf"Its \[{shown + 1}\], \[{shown + 2}\] name no passage: that answer had passages \[1\] to \[{shown}\] "
+        "(“Show all retrieved passages” lists them), so they are not read as sources.")
     second = corpus_bot.feedback.answer_trace(answer_id)["passages"][1]["chunk_id"]
     assert corpus_bot.feedback.corrected_passages() == [{"answer_id": answer_id, "question": history[0]["content"],
                                                           "chunk_ids": [second]}]  # its [2] still is one

@@ -124,8 +124,14 @@ def mark_citations(text: str, mark: Callable[[str], str]) -> str:
     return _CITATION.sub(lambda m: "[" + ", ".join(mark(n.strip()) for n in m.group(1).split(",")) + "]", text)
 
 
+_MARK_BEFORE_PUNCTUATION = re.compile(r"\s*\[\d+(?:\s*,\s*\d+)*\](?=[.,;:!?])", re.ASCII)
+
+
 def strip_citation_marks(text: str) -> str:
-    return _CITATION.sub(" ", text)
+    """`text` without its [n] marks. A mark before punctuation goes with the space before it
+    ("a Lycoming engine [1]." -> "a Lycoming engine."); any other leaves a space, so the words
+    either side stay apart."""
+    return _CITATION.sub(" ", _MARK_BEFORE_PUNCTUATION.sub("", text))
 
 
 def is_refusal(text: str | None) -> bool:

@@ -594,7 +594,9 @@ class ChatHandlers:
             return ""
         shown = len(self.bot.feedback.answer_trace(answer_id)["passages"])
         marks = ", ".join(literal(f"[{n}]") for n in unknown)  # the status line is Markdown
-        had = "showed no passages" if not shown else f"showed {shown} passage{'s' if shown > 1 else ''}"
+        # The Sources panel lists the cited passages only, unless Settings says to show all.
+        had = ("had no passages" if not shown else f"had one passage, {literal('[1]')}" if shown == 1
+               else f"had passages {literal('[1]')} to {literal(f'[{shown}]')} (“Show all retrieved passages” lists them)")
         one = len(unknown) == 1
         return (f" Its {marks} {'names' if one else 'name'} no passage: that answer {had}, so "
                 f"{'it is' if one else 'they are'} not read as {'a source' if one else 'sources'}.")
