@@ -58,7 +58,7 @@ def sentences(text: str) -> list[str]:
 
 def prose_sentences(text: str) -> list[str]:
     """The sentences of a passage's prose, markup removed: headings ("# ...") dropped, each list
-    item and paragraph read on its own, each table row (a line holding TABLE_CELL) one sentence."""
+    item and paragraph read on its own, each table row (`is_table_row`) one sentence."""
     found = []
     for block in _BLOCK.split(text):
         lines = [line.strip() for line in block.splitlines() if not line.lstrip().startswith("#")]
@@ -73,6 +73,11 @@ def prose_sentences(text: str) -> list[str]:
             if line is not None and _WORD.search(line):
                 found.append(plain(line.strip(" |")))
     return found
+
+
+def is_list_item(line: str) -> bool:
+    """Whether a line starts a Markdown list item ("- ", "* ", "1. ")."""
+    return bool(_LIST_MARK.match(line))
 
 
 def is_table_row(line: str) -> bool:

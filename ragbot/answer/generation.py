@@ -104,7 +104,7 @@ def cited_numbers(reply: str, n_passages: int | None = None) -> list[int]:
     for match in _CITATION.finditer(reply):
         for part in match.group(1).split(","):
             n = int(part)
-            if 1 <= n <= (n if n_passages is None else n_passages) and n not in found:
+            if n >= 1 and (n_passages is None or n <= n_passages) and n not in found:
                 found.append(n)
     return found
 
@@ -124,7 +124,7 @@ def mark_citations(text: str, mark: Callable[[str], str]) -> str:
     return _CITATION.sub(lambda m: "[" + ", ".join(mark(n.strip()) for n in m.group(1).split(",")) + "]", text)
 
 
-_MARK_BEFORE_PUNCTUATION = re.compile(r"\s*\[\d+(?:\s*,\s*\d+)*\](?=[.,;:!?])", re.ASCII)
+_MARK_BEFORE_PUNCTUATION = re.compile(r"\s*" + _CITATION.pattern + r"(?=[.,;:!?])", re.ASCII)
 
 
 def strip_citation_marks(text: str) -> str:

@@ -27,7 +27,7 @@ from ragbot.interfaces.conversations import ConversationError, Conversations
 from ragbot.errors import RagbotError
 from ragbot.storage.files import write_atomic
 from ragbot.ingest.readers import kind_of, supported_suffixes
-from ragbot.text import is_table_row
+from ragbot.text import is_list_item, is_table_row
 from ragbot.types import Answer, Passage
 
 MAX_HISTORY_TURNS = 2
@@ -204,7 +204,6 @@ def render_passages(passages: list[Passage], cited: set[int], show_all: bool, li
 
 
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")  # a Markdown heading line (the chunk's section title)
-_ITEM = re.compile(r"^\s*([-*+]|\d+[.)])\s")  # a Markdown list item starts a line of its own
 # Markdown **bold**, read on the escaped text; not inside a word or code ("x**2", "f(**kw)").
 _STRONG = re.compile(r"(?<![\w*])\*\*(?=[^\s*])((?:(?!\*\*).)+?)(?<=[^\s*])\*\*(?![\w*])")
 
@@ -224,7 +223,7 @@ def snippet_html(text: str) -> str:
         elif heading:
             blocks.append(f"<b>{html.escape(heading.group(1))}</b>")
             joined = False
-        elif joined and not _ITEM.match(line) and not is_table_row(line):
+        elif joined and not is_list_item(line) and not is_table_row(line):  # those start lines of their own
             blocks[-1] += " " + html.escape(line.strip())
         else:
             blocks.append(html.escape(line.strip()))
