@@ -12,6 +12,7 @@ import re
 _MARKUP = re.compile(r"\*\*|__|`")
 # How a table row's cells are separated (HTML's <td>s, a PDF's column stops, Markdown tables).
 TABLE_CELL = " | "
+_CELL_BAR = re.compile(r"(?<!\\)\|")  # a bar between cells; Markdown writes a bar inside one as "\|"
 # A block ends at a blank line, or before a list item ("- ", "* ", "1. ").
 _BLOCK = re.compile(r"\n\s*\n|\n(?=\s*(?:[-*+]|\d+[.)])\s)")
 _LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
@@ -58,7 +59,8 @@ def sentences(text: str) -> list[str]:
 
 def prose_sentences(text: str) -> list[str]:
     """The sentences of a passage's prose, markup removed: headings ("# ...") dropped, each list
-    item and paragraph read on its own, each table row (`is_table_row`) one sentence."""
+    item and paragraph read on its own, each table row (`is_table_row`) one sentence, its cells
+    read as a line without bars (`cells_as_prose`), as an answer quotes it."""
     found = []
     for block in _BLOCK.split(text):
         lines = [line.strip() for line in block.splitlines() if not line.lstrip().startswith("#")]
@@ -71,7 +73,7 @@ def prose_sentences(text: str) -> list[str]:
             found.extend(s for s in sentences(flat) if _WORD.search(s))
             prose = []
             if line is not None and _WORD.search(line):
-                found.append(plain(line.strip(" |")))
+                found.append(cells_as_prose(plain(line)))
     return found
 
 
@@ -86,6 +88,21 @@ def is_table_row(line: str) -> bool:
     ("ls | grep x") does not make one."""
     line = line.strip()
     return len(line) > 1 and (line.startswith("|") or line.endswith("|"))
+
+
+def cells_as_prose(row: str) -> str:
+    """A table row ("| Departure Point: | Quincy, FL | Flight Plan: | None |") as a line a reader
+    can take in an answer: a label (a cell ending in a colon) is followed by its value, every other
+    cell by a semicolon ("Departure Point: Quincy, FL; Flight Plan: None"); a label whose value
+    cell is empty, by a semicolon too ("Name:; Year: 2019"). An escaped bar ("a\\|b") is text."""
+    cells = [c.strip().replace("\\|", "|") for c in _CELL_BAR.split(row)]
+    cells = [c for c in cells if c]
+    line = ""
+    for cell, after in zip(cells, [*cells[1:], None]):
+        line += cell
+        if after is not None:
+            line += " " if cell.endswith(":") and not after.endswith(":") else "; "
+    return line
 
 
 def words(text: str) -> list[str]:

@@ -43,6 +43,19 @@ def test_each_table_row_is_a_sentence_of_its_own():
     before."""
     chunk = ("The form reads:\n| Location: | Quincy, FL | Registration: | N5921D |\n"
              "Aircraft: | Piper PA-22-150 |\n| --- | --- |\nThe pilot was not hurt. He typed ls | grep x\nand walked away.")
-    assert prose_sentences(chunk) == ["The form reads:", "Location: | Quincy, FL | Registration: | N5921D",
-                                      "Aircraft: | Piper PA-22-150", "The pilot was not hurt.",
+    # A row's cells read as one line, each label followed by its value; a bar in prose stays.
+    assert prose_sentences(chunk) == ["The form reads:", "Location: Quincy, FL; Registration: N5921D",
+                                      "Aircraft: Piper PA-22-150", "The pilot was not hurt.",
                                       "He typed ls | grep x and walked away."]
+    assert prose_sentences("| Name | Year |\n| GPT-2 | 2019 |") == ["Name; Year", "GPT-2; 2019"]
+
+
+def test_a_rows_cells_read_as_labels_and_values():
+    from ragbot.text import cells_as_prose
+
+    assert cells_as_prose("| Departure Point: | Quincy, FL (2J9) | Flight Plan: | None |") == (
+        "Departure Point: Quincy, FL (2J9); Flight Plan: None")
+    assert cells_as_prose("| Name: | | Year: | 2019 |") == "Name:; Year: 2019"  # an empty value cell
+    assert cells_as_prose("| Key: | Value: |") == "Key:; Value:"  # a label is not another label's value
+    assert cells_as_prose("| a \\| b | c |") == "a | b; c"  # Markdown's escaped bar is text
+    assert cells_as_prose("| GPT-2 | 2019 |") == "GPT-2; 2019"
