@@ -32,12 +32,13 @@ from ragbot.answer.generation import (
     citations_for,
     cited_numbers,
     is_refusal,
+    renumber_citations,
     settled_sentences,
     strip_citation_marks,
     strip_invalid_citations,
 )
 from ragbot.answer.answerability import AnswerabilityCheck
-from ragbot.answer.corrections import CorrectionMemory, Match, MatchThreshold
+from ragbot.answer.corrections import Correction, CorrectionMemory, Match, MatchThreshold
 from ragbot.errors import BusyError, DiskFullError, RagbotError
 from ragbot.answer.evidence import CoverageScorer, EmbeddingScorer, Evidence, SentenceScorer, compose, rank_both
 from ragbot.learn.feedback import FeedbackLog
@@ -535,16 +536,17 @@ class RagBot:
         # The user's own corrections, for questions ragbot retrieved for (not on given passages).
         match = self.correction_for(retrieval_query, user, metadata, turn=question) if given is None else None
         if match is not None and match.correction.correction is not None:
-            # The user said what the answer to this question is: that is the answer.
-            said = match.correction.correction
-            refused = is_refusal(said)
-            text = REFUSAL if refused else " ".join(strip_citation_marks(said).split())
+            # The user said what the answer to this question is: that is the answer, citing the
+            # passages it names.
+            refused = is_refusal(match.correction.correction)
+            text, shown = (REFUSAL, passages) if refused else self._correction_cited(match.correction, passages)
             if stream:
                 yield text
-            yield Answer(answer=text, refused=refused, citations=[], prompt="", raw_reply="",
-                         timings_ms={"retrieve": retrieve_ms, "generate": 0.0}, tokens={"prompt": 0, "completion": 0},
-                         refusal_reason="corrected" if refused else None, correction_of=match.correction.answer_id,
-                         corrected_question=match.correction.question, **common)
+            yield Answer(answer=text, refused=refused, citations=citations_for(cited_numbers(text, len(shown)), shown),
+                         prompt="", raw_reply="", timings_ms={"retrieve": retrieve_ms, "generate": 0.0},
+                         tokens={"prompt": 0, "completion": 0}, refusal_reason="corrected" if refused else None,
+                         correction_of=match.correction.answer_id, corrected_question=match.correction.asked,
+                         **{**common, "passages": shown})
             return
         if not passages or max(p.score for p in passages) < settings.min_score:
             yield from refusal("low_retrieval_score", {"generate": 0.0})
@@ -611,6 +613,23 @@ class RagBot:
         yield Answer(answer=answer_text, refused=False, citations=citations_for(numbers, passages),
                      prompt=prompt_text, raw_reply=raw_reply, timings_ms=timings, tokens=tokens,
                      evidence_score=best, evidence_threshold=check.threshold, **common)
+
+    def _correction_cited(self, correction: Correction, passages: Sequence[Passage]) -> tuple[str, list[Passage]]:
+        """A correction as the answer: its [n] marks (the n-th passage of the answer it corrects)
+        renumbered to the passages of this answer, a cited passage this search did not find added
+        after them with the score it was shown with; a mark that names no passage is taken out."""
+        cited = self.feedback.cited_chunks(correction.answer_id, correction.correction)
+        shown = list(passages)
+        number = {p.chunk_id: i for i, p in enumerate(shown, start=1)}
+        missing = self.store.chunks([c for c, _ in cited.values() if c not in number])
+        for chunk_id, score in cited.values():
+            chunk = missing.get(chunk_id)
+            if chunk is not None and chunk_id not in number:  # a chunk removed since is not cited
+                shown.append(Passage(chunk_id=chunk.id, source=chunk.source, title=chunk.title, section=chunk.section,
+                                     page=chunk.page, text=chunk.text, score=score, rank=len(shown) + 1))
+                number[chunk_id] = len(shown)
+        marks = {n: number[c] for n, (c, _) in cited.items() if c in number}
+        return " ".join(renumber_citations(correction.correction, marks).split()), shown
 
     def correction_for(self, query: str, user: str | None = None, metadata: dict | None = None,
                        turn: str | None = None) -> Match | None:
@@ -781,9 +800,15 @@ def _save_if_room(index, directory: Path, generation: int) -> None:
 
 
 def _without(ranked: list[Evidence], rejected: str) -> list[Evidence]:
-    """The evidence minus the sentences a rejected answer quoted."""
-    said = "".join(strip_citation_marks(rejected).split())  # spaces left by the marks do not count
-    return [e for e in ranked if "".join(e.text.split()) not in said]
+    """The evidence minus the sentences a rejected answer quoted. Compared without white space
+    (the citation marks leave spaces), bars and semicolons: a table row quoted before b7b81a6
+    read "Engine Manufacturer: | Lycoming", the same row now reads "Engine Manufacturer: Lycoming"."""
+    said = _quote_key(strip_citation_marks(rejected))
+    return [e for e in ranked if _quote_key(e.text) not in said]
+
+
+def _quote_key(text: str) -> str:
+    return "".join(ch for ch in text if not ch.isspace() and ch not in "|;")
 
 
 def _given_passages(given: Sequence[str | dict]) -> list[Passage]:

@@ -104,7 +104,7 @@ class Answer:
     evidence_score: float | None = None
     evidence_threshold: float | None = None  # the threshold it was held to
     # Set when the answer is the user's correction of an earlier answer (corrections.py): that
-    # answer's id, and the question it answered.
+    # answer's id, and that answer's question as the user typed it.
     correction_of: str | None = None
     corrected_question: str | None = None
     id: str | None = None  # set when the answer is recorded in the answer log

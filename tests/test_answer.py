@@ -9,6 +9,7 @@ from ragbot.answer.generation import (
     check_citations,
     cited_numbers,
     is_refusal,
+    renumber_citations,
     settled_sentences,
     strip_citation_marks,
     strip_invalid_citations,
@@ -65,10 +66,18 @@ def test_citations_are_read_and_invalid_ones_removed():
 
 
 def test_marks_are_stripped_without_leaving_a_space_before_punctuation():
-    """A correction served as the answer loses its marks: "engine [1]." reads "engine.", and a
-    mark between words leaves them apart."""
+    """A mark a correction's text cannot keep goes: "engine [1]." reads "engine.", and a mark
+    between words leaves them apart."""
     said = strip_citation_marks("It had a Lycoming engine [1]. GANs[2]and VAEs [3, 4] differ [5]!")
     assert " ".join(said.split()) == "It had a Lycoming engine. GANs and VAEs differ!"
+
+
+def test_a_corrections_marks_are_renumbered_and_unknown_ones_go():
+    text = "Mixed by those weights [2]. Both [3, 2] say so [9]. GANs[7]and VAEs differ."
+    assert renumber_citations(text, {2: 1, 3: 4}) == "Mixed by those weights [1]. Both [4, 1] say so. GANs and VAEs differ."
+    assert renumber_citations("No marks here.", {1: 2}) == "No marks here."
+    # Whatever else the user typed stays as typed.
+    assert renumber_citations("Odd \x000\x00 text [1].", {1: 2}) == "Odd \x000\x00 text [2]."
 
 
 def test_only_the_refusal_itself_is_a_refusal():

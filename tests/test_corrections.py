@@ -4,6 +4,7 @@ answer, an unrelated question does not, and a thumbs-down stops the rejected sen
 import numpy as np
 import pytest
 
+from conftest import CORPUS
 from ragbot.answer import corrections
 from ragbot.answer.generation import REFUSAL
 from ragbot.interfaces.app import render_sources
@@ -93,6 +94,8 @@ def test_a_correction_on_a_follow_up_answers_that_follow_up_only(corpus_bot):
         assert again.correction_of is None and again.answer == before.answer
         elsewhere = corpus_bot.ask(follow_up, record=False, retrieval_query=query, conversation_id="c2", turn=1)
         assert elsewhere.answer == fix and elsewhere.correction_of == answer.id
+        # The sources panel names the question as the user typed it, not the joined query.
+        assert elsewhere.corrected_question == follow_up
     finally:
         corpus_bot.feedback.set_feedback(answer.id, None)
     # The price, as the README says: a correction of the question asked whole does not answer it
@@ -188,3 +191,47 @@ def test_a_thumbs_down_on_a_corrected_answer_takes_the_correction_back(corpus_bo
     finally:
         corpus_bot.feedback.set_feedback(first.id, None)
         corpus_bot.feedback.set_feedback(corrected.id, None)
+
+
+def test_a_row_rejected_in_its_old_form_is_not_quoted_again():
+    """Answers quoted a table row with its bars ("Engine Manufacturer: | Lycoming [2]") before
+    rows were read as "Engine Manufacturer: Lycoming"; a thumbs-down given then still counts."""
+    from ragbot.answer.evidence import Evidence
+    from ragbot.bot import _without
+
+    ranked = [Evidence(n=2, text="Engine Manufacturer: Lycoming; Engine Model/Series: O-320", score=0.9),
+              Evidence(n=1, text="The engine lost power on final approach.", score=0.5)]
+    for rejected in ("Engine Manufacturer: | Lycoming | Engine Model/Series: | O-320 [2]",
+                     "Engine Manufacturer: Lycoming; Engine Model/Series: O-320 [2]."):
+        assert [e.text for e in _without(ranked, rejected)] == ["The engine lost power on final approach."]
+    assert len(_without(ranked, "Something else entirely [1].")) == 2
+
+
+def test_a_correction_cites_the_passages_it_names_where_they_stand_now(corpus_bot):
+    """A correction's [n] names the n-th passage of the answer it corrects. Served again, the mark
+    is renumbered to where that passage stands among this answer's passages, or the passage is
+    added after them when this search did not find it; a mark that names none is dropped."""
+    bot = corpus_bot
+    question = "Who described retrieval-augmented generation and when?"
+    first = bot.ask(question)
+    n = next(p.rank for p in first.passages if "Lewis" in p.text)
+    lewis = first.passages[n - 1].chunk_id
+    bot.feedback.set_feedback(first.id, -1, correction=f"Lewis and colleagues described it in 2020 [{n}]. See [9].")
+    try:
+        again = bot.ask(question)
+        k = next(p.rank for p in again.passages if p.chunk_id == lewis)
+        assert again.answer == f"Lewis and colleagues described it in 2020 [{k}]. See."
+        assert [(c.n, c.chunk_id) for c in again.citations] == [(k, lewis)]
+        shown = render_sources(again, show_all=False)
+        assert "Your correction of the answer to" in shown and "Lewis" in shown and f"id='source-{k}'" in shown
+        # Searching only another document finds no such passage: it is added after the others.
+        elsewhere = bot.ask(question, record=False, sources=[str(CORPUS / "gans.md")])
+        assert elsewhere.correction_of == first.id
+        assert elsewhere.passages[-1].chunk_id == lewis and "retrieval-augmented" in elsewhere.passages[-1].source
+        last = len(elsewhere.passages)
+        assert elsewhere.answer.endswith(f"in 2020 [{last}]. See.") and [c.n for c in elsewhere.citations] == [last]
+        # The answer log keeps what was shown and cited, as for any answer.
+        trace = bot.feedback.answer_trace(again.id)
+        assert [r["chunk_id"] for r in trace["passages"] if r["cited"]] == [lewis]
+    finally:
+        bot.feedback.set_feedback(first.id, None)

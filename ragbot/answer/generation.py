@@ -10,7 +10,7 @@ before, by the evidence (evidence.py, answerability.py); REFUSAL is the one sent
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from ragbot.text import sentence_spans
@@ -124,14 +124,28 @@ def mark_citations(text: str, mark: Callable[[str], str]) -> str:
     return _CITATION.sub(lambda m: "[" + ", ".join(mark(n.strip()) for n in m.group(1).split(",")) + "]", text)
 
 
-_MARK_BEFORE_PUNCTUATION = re.compile(r"\s*" + _CITATION.pattern + r"(?=[.,;:!?])", re.ASCII)
+# A mark with the white space before it, and the punctuation after it if any.
+_MARK_IN_TEXT = re.compile(r"(\s*)" + _CITATION.pattern + r"(?=([.,;:!?])?)", re.ASCII)
 
 
 def strip_citation_marks(text: str) -> str:
     """`text` without its [n] marks. A mark before punctuation goes with the space before it
     ("a Lycoming engine [1]." -> "a Lycoming engine."); any other leaves a space, so the words
     either side stay apart."""
-    return _CITATION.sub(" ", _MARK_BEFORE_PUNCTUATION.sub("", text))
+    return renumber_citations(text, {})
+
+
+def renumber_citations(text: str, numbers: Mapping[int, int]) -> str:
+    """`text` with each [n] mark renumbered by `numbers` ([2, 5] with {2: 1, 5: 3} reads [1, 3]);
+    a mark naming none of them is taken out, as strip_citation_marks takes it."""
+
+    def renumbered(match: re.Match) -> str:
+        mapped = dict.fromkeys(numbers[n] for n in map(int, match.group(2).split(",")) if n in numbers)
+        if mapped:
+            return f"{match.group(1)}[{', '.join(map(str, mapped))}]"
+        return "" if match.group(3) else " "
+
+    return _MARK_IN_TEXT.sub(renumbered, text)
 
 
 def is_refusal(text: str | None) -> bool:

@@ -220,9 +220,15 @@ class FeedbackLog:
         """The chunks that the [n] marks of `text` name among the passages answer `answer_id`
         showed ([n] is its n-th passage, as the chat numbered them), and the numbers that name
         none of them."""
-        ranks = dict(self._db.execute("SELECT rank, chunk_id FROM answer_passages WHERE answer_id = ?", (answer_id,)))
-        numbers = cited_numbers(text)
-        return [ranks[n] for n in numbers if n in ranks], [n for n in numbers if n not in ranks]
+        named = self.cited_chunks(answer_id, text)
+        return [c for c, _ in named.values()], [n for n in cited_numbers(text) if n not in named]
+
+    def cited_chunks(self, answer_id: str, text: str) -> dict[int, tuple[int, float]]:
+        """For each [n] of `text` that names a passage answer `answer_id` showed: that passage's
+        chunk id and the score it was shown with, in first-cited order."""
+        shown = {rank: (chunk_id, score) for rank, chunk_id, score in self._db.execute(
+            "SELECT rank, chunk_id, score FROM answer_passages WHERE answer_id = ?", (answer_id,))}
+        return {n: shown[n] for n in cited_numbers(text) if n in shown}
 
     def relevant_passages(self) -> list[dict]:
         """Questions with the passages the user said answer them: those a liked answer cited and
