@@ -35,6 +35,24 @@ def test_sources_show_hostile_text_as_text():
     assert ", page 2" in rendered
 
 
+def test_a_long_passage_opens_to_its_whole_text():
+    """The panel shows a passage's first SNIPPET_CHARS; the rest (where the answer may be) is one
+    click away, escaped like the rest."""
+    from ragbot.interfaces.app import SNIPPET_CHARS
+
+    text = "x" * SNIPPET_CHARS + " described by Lewis & colleagues <b>in 2020</b>."
+    long = Passage(chunk_id=1, source="/d/rag.md", title="RAG", section="", page=None, text=text, score=0.5, rank=1)
+    answer = Answer(question="q", answer="a [1]", refused=False, citations=[], passages=[long], prompt="p",
+                    raw_reply="a", model="m", adapter=None, timings_ms={}, tokens={})
+    rendered = render_sources(answer, show_all=True)
+    summary, whole = rendered.split("</summary>")
+    assert "Lewis" not in summary and "x …" in summary and summary.endswith("(show all)</span>")
+    assert whole.startswith("x" * SNIPPET_CHARS + " described by Lewis &amp; colleagues &lt;b&gt;in 2020&lt;/b&gt;.")
+    short = render_sources(Answer(**{**answer.__dict__, "passages": [Passage(**{**long.__dict__, "text": "Short."})]}),
+                           show_all=True)
+    assert "<details" not in short and "<blockquote>Short.</blockquote>" in short
+
+
 def test_a_passage_heading_is_shown_as_a_title_and_its_text_as_text():
     shown = snippet_html("## Evaluating retrieval\n\nRAG is judged <b>twice</b>,\nonce for search.\n"
                          "- first item\n- second\n# <script>x</script> ##")
@@ -387,3 +405,12 @@ def test_the_browser_record_is_never_written_without_its_owner_token():
     assert remembered({"owner": token, "k": 5}, conversation="c") == {"owner": token, "k": 5, "conversation": "c"}
     assert remembered({}, k=3) is None and remembered(None, k=3) is None  # the page has not read it yet
     assert remembered({"owner": "../../x"}, k=3) is None
+
+
+def test_settings_name_what_makes_the_answers(corpus_bot):
+    """Quoted answers come from the embedder's ranking: naming the generator there would mislead."""
+    quoting = ChatHandlers(corpus_bot).model_info()
+    assert corpus_bot.settings.embedder in quoting and "quote" in quoting
+    assert corpus_bot.settings.generator not in quoting
+    writing = ChatHandlers(corpus_bot.with_settings(answer_mode="generate")).model_info()
+    assert corpus_bot.settings.generator in writing and "adapter" in writing

@@ -169,14 +169,18 @@ def render_sources(answer: Answer | None, show_all: bool, links: dict[str, str] 
 def render_panel(passages: list[Passage], cited: set[int], show_all: bool, links: dict[str, str] | None = None,
                  refused: bool = False, refusal_reason: str | None = None,
                  corrected_question: str | None = None) -> str:
-    """The sources panel of one answer: what a correction answered, why there is no source, or
-    its passages."""
+    """The sources panel of one answer: what a correction answered (and the passages it cites),
+    why there is no source, or its passages."""
     if corrected_question is not None:
-        return (f"<p>Your correction of the answer to “{html.escape(corrected_question)}”: "
+        note = (f"<p>Your correction of the answer to “{html.escape(corrected_question)}”: "
                 f"given for questions that ask the same. Vote on this answer to change it again.</p>")
+        return note + (render_passages(passages, cited, show_all, links) if cited or show_all else "")
     if refused and not show_all:
         return f"<p>No source: {html.escape(REFUSAL_NOTES.get(refusal_reason or '', 'declined'))}.</p>"
     return render_passages(passages, cited, show_all, links)
+
+
+SNIPPET_CHARS = 400  # of a passage, shown before it is opened
 
 
 def render_passages(passages: list[Passage], cited: set[int], show_all: bool, links: dict[str, str] | None = None) -> str:
@@ -188,7 +192,11 @@ def render_passages(passages: list[Passage], cited: set[int], show_all: bool, li
             continue
         page = f", page {p.page}" if p.page is not None else ""
         mark = "cited" if p.rank in cited else "retrieved"
-        snippet = p.text if len(p.text) <= 400 else p.text[:400] + " …"
+        # The first SNIPPET_CHARS; a click on them shows the whole passage (the answer may be past them).
+        shown = snippet_html(p.text[:SNIPPET_CHARS] + " …") if len(p.text) > SNIPPET_CHARS else ""
+        body = (f"<details class='ragbot-more'><summary title='Show the whole passage'>{shown} "
+                f"<span class='ragbot-muted'>(show all)</span></summary>"
+                f"{snippet_html(p.text)}</details>" if shown else snippet_html(p.text))
         opener = ""
         if links and p.source in links:
             target = f"{links[p.source]}#page={p.page}" if p.page is not None else links[p.source]
@@ -198,7 +206,7 @@ def render_passages(passages: list[Passage], cited: set[int], show_all: bool, li
             f"<div class='ragbot-source' id='source-{p.rank}' data-rank='{p.rank}'><b>[{p.rank}]</b> "
             f"{html.escape(Path(p.source).name)}{html.escape(page)} "
             f"<span class='ragbot-muted'>({html.escape(passage_header(p))}; score {p.score:.2f}; {mark})</span>{opener}"
-            f"<blockquote>{snippet_html(snippet)}</blockquote></div>"
+            f"<blockquote>{body}</blockquote></div>"
         )
     return "".join(rows) or "<p>The answer cites no passage.</p>"
 
@@ -273,9 +281,14 @@ class ChatHandlers:
             return answer_id in self._issued.get(session, ())
 
     def model_info(self) -> str:
-        generator = self.bot.settings.generator
+        settings = self.bot.settings
+        if settings.answer_mode == "extract":  # no generator runs: naming one would mislead
+            tuned = self.bot.store.ranking_embedder()
+            ranks = f" (passages ranked by your tuned embedder **{tuned}**)" if tuned else ""
+            return (f"Answers quote the sentence of your documents that answers best, with its source, found "
+                    f"with **{settings.embedder}**{ranks}. No text is generated (answer mode: extract).")
         adapter = self.bot.generator.adapter if self.bot._generator else None
-        return f"Model: **{generator}**, adapter: **{adapter or 'none'}**"
+        return f"Answers are written by **{settings.generator}**, adapter: **{adapter or 'none'}**"
 
     @staticmethod
     def question_problem(question: str | None) -> str | None:
@@ -701,6 +714,10 @@ CSS = """
 .ragbot-source blockquote { margin: 4px 0 12px 0; padding-left: 8px; border-left: 3px solid #d1d5db; white-space: pre-wrap; }
 .ragbot-source.ragbot-highlight { background: #fef9c3; outline: 2px solid #facc15; }
 a.ragbot-cite { text-decoration: none; font-weight: 600; }
+.ragbot-more > summary { cursor: pointer; list-style: none; }
+.ragbot-more > summary::-webkit-details-marker { display: none; }
+.ragbot-more[open] > summary { display: none; }
+#documents td, #documents th { overflow-wrap: anywhere; }
 """
 
 
@@ -810,11 +827,14 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 with gr.Accordion("Settings", open=False, elem_id="settings"):
                     k = gr.Slider(1, MAX_K, value=min(bot.settings.top_k, MAX_K), step=1, label="Passages to retrieve")
                     show_all = gr.Checkbox(False, label="Show all retrieved passages", elem_id="show-all")
+                    # Only a generator samples: quoted answers have no temperature.
                     temperature = gr.Slider(0.0, MAX_TEMPERATURE, value=bot.settings.temperature, step=0.05,
-                                            label="Temperature")
+                                            label="Temperature", visible=bot.settings.answer_mode == "generate")
                     info = gr.Markdown(handlers.model_info())
                 with gr.Accordion("Your documents", open=False, elem_id="library"):
-                    documents = gr.Dataframe(headers=["document", "what", "added"],
+                    # Widths in shares of the side column, and long file names broken anywhere
+                    # (CSS): with its own widths the table ran each column as wide as the column.
+                    documents = gr.Dataframe(headers=["document", "what", "added"], column_widths=["44%", "30%", "26%"],
                                              interactive=False, elem_id="documents", wrap=True)
                     search_in = gr.Dropdown(choices=[], value=[], multiselect=True, elem_id="search-in",
                                             label="Search only these documents (none chosen: all of them)")
@@ -1060,7 +1080,8 @@ def serve(bot: RagBot, host: str, port: int, share: bool = False, auth=None, pre
     # Only the conversation exports (named by random ids) may be served from the data dir.
     app.launch(server_name=host, server_port=port, share=share, auth=auth, max_file_size=f"{limit}mb",
                allowed_paths=[str(bot.settings.data_dir / "exports")], show_error=False, quiet=True, footer_links=[], css=CSS,
-               head=f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">{HIGHLIGHT_SCRIPT}',
+               head=f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">{HIGHLIGHT_SCRIPT}'
+                    f'{ARIA_LABEL_SCRIPT}',
                prevent_thread_lock=True)
     add_document_route(app.app, bot, login=auth is not None)
     if not prevent_thread_lock:
@@ -1113,6 +1134,30 @@ def add_document_route(server, bot: RagBot, login: bool) -> None:
 
     server.add_api_route(DOCUMENT_ROUTE + "/{doc_id}", document, methods=["GET"], include_in_schema=False)
 
+
+# Gradio labels each chat message for screen readers with its raw content ("bot's message: ...
+# [<a class="ragbot-cite" href="#source-1">1</a>]", "R&amp;D"), so a reader spoke the citation
+# links' tags and entity names. Each message's label is replaced by its text ("... [1]"); text a
+# user or a document wrote is escaped in the content, and the label is only ever set as text. A
+# label set here is not read again.
+ARIA_LABEL_SCRIPT = """<script>
+(() => {
+  const set = new WeakMap();
+  const clean = el => {
+    const label = el.getAttribute && el.getAttribute('aria-label');
+    if (!label || !/^[\\w ]+'s message: /.test(label) || !/[<&]/.test(label) || set.get(el) === label) return;
+    const text = new DOMParser().parseFromString(label, 'text/html').body.textContent;
+    set.set(el, text);
+    el.setAttribute('aria-label', text);
+  };
+  new MutationObserver(records => {
+    for (const r of records) {
+      if (r.type === 'attributes') clean(r.target);
+      else r.addedNodes.forEach(n => { if (n.nodeType === 1) { clean(n); n.querySelectorAll('[aria-label]').forEach(clean); } });
+    }
+  }).observe(document.documentElement, {subtree: true, childList: true, attributes: true, attributeFilter: ['aria-label']});
+})();
+</script>"""
 
 # A click on a citation [n] highlights passage n in the sources panel and scrolls to it; for an
 # older answer the panel first changes to that answer's sources (chat.select), so the passage
