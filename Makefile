@@ -49,8 +49,9 @@ test: $(STAMP) chromium
 drills: $(STAMP)
 	RAGBOT_DRILL_ROUNDS=20 $(BIN)/python -m pytest tests/test_drills.py -m "drill or not drill" --durations=0
 
-# Tests that train for minutes (the tuning gate's refusal, the tuning notebook): CI runs them
-# after `make test`, which leaves them out to stay near 10 minutes.
+# Tests that train a model (a killed and resumed tune run with the checks on its adapter,
+# registry, thresholds and gate; the tuning notebook): CI runs them after `make test`, which
+# leaves them out to stay near 10 minutes.
 heavy: $(STAMP)
 	$(BIN)/python -m pytest -m heavy
 

@@ -1,5 +1,8 @@
 """Tuning on the real default model: training data, a few-step LoRA run (SFT then KTO) that is
-killed and resumed, the adapter registry, and the gate (which must refuse a worse candidate)."""
+killed and resumed, the adapter registry, and the gate (which must refuse a worse candidate).
+
+The tests on that run are marked heavy (`make heavy`, CI): the run trains for about 100 s on two
+cores, which kept `make test` over its ten minutes."""
 
 from __future__ import annotations
 
@@ -75,6 +78,7 @@ def test_definition_questions_read_as_questions():
     assert questions == ["What is a large language model (LLM)?", "What is the transformer?", "What is Gustave Eiffel?"]
 
 
+@pytest.mark.heavy
 def test_killed_run_resumes_from_its_checkpoint(tuned):
     _, result, lines = tuned
     assert any("resuming the unfinished run" in line for line in lines)
@@ -84,6 +88,7 @@ def test_killed_run_resumes_from_its_checkpoint(tuned):
     assert all(v is not None for v in (sft["first_loss"], prefer["last_loss"]))
 
 
+@pytest.mark.heavy
 def test_training_data_counts_and_shapes(tuned):
     bot, result, lines = tuned
     counts = result.counts
@@ -125,6 +130,7 @@ def test_training_data_counts_and_shapes(tuned):
         assert set(row) == {"prompt", "chosen", "rejected"} and row["chosen"] != row["rejected"]
 
 
+@pytest.mark.heavy
 def test_adapter_weights_changed_and_registry_records_them(tuned):
     from safetensors.torch import load_file
 
@@ -146,6 +152,7 @@ def test_adapter_weights_changed_and_registry_records_them(tuned):
     assert registry.state()["active"] == (result.version if result.activated else None)
 
 
+@pytest.mark.heavy
 def test_adapter_loads_answers_and_is_recorded(tuned):
     bot, result, _ = tuned
     generator = TransformersGenerator.load(bot.settings, adapter=result.version)
@@ -157,6 +164,7 @@ def test_adapter_loads_answers_and_is_recorded(tuned):
     assert bot.feedback.answer_trace(answer.id)["adapter"] == result.version
 
 
+@pytest.mark.heavy
 def test_the_adapter_is_saved_for_llama_cpp_too_and_served_there(tuned, monkeypatch):
     """`ragbot tune` trains with PyTorch and saves the adapter as a GGUF LoRA in its registry
     entry; the llama.cpp backend applies it (its fidelity: test_generators.py)."""
@@ -198,6 +206,7 @@ def test_the_adapter_is_saved_for_llama_cpp_too_and_served_there(tuned, monkeypa
         load_generator(bot.settings, adapter=result.version, backend="llama.cpp")
 
 
+@pytest.mark.heavy
 def test_answerability_check_is_fit_stored_and_decides(tuned):
     """The run fits the evidence threshold on its training split, measures it on the held-out
     split, stores it with the adapter, and the bot refuses with it before any generation."""
@@ -242,6 +251,7 @@ def test_answerability_check_is_fit_stored_and_decides(tuned):
     assert replay(asker, case) == (REFUSAL, True)
 
 
+@pytest.mark.heavy
 def test_correction_match_threshold_is_fit_and_stored(tuned):
     """The run also fits the cosine at which a question asks what a corrected one asked, on its
     own questions about the corpus's documents, and answers with that adapter use it."""
@@ -261,6 +271,7 @@ def test_quick_runs_are_bounded_by_steps_not_minutes():
     assert TuneConfig.quick(max_steps=2).prefer_max_steps == 2
 
 
+@pytest.mark.heavy
 def test_a_damaged_check_fails_before_the_model_loads(tuned):
     from ragbot.answer.answerability import AnswerabilityError
     from ragbot.settings import with_overrides
@@ -273,6 +284,7 @@ def test_a_damaged_check_fails_before_the_model_loads(tuned):
         TransformersGenerator.load(with_overrides(bot.settings, adapter=damaged.version))
 
 
+@pytest.mark.heavy
 def test_registry_activate_rollback_and_errors(tuned, tmp_path):
     bot, result, _ = tuned
     registry = AdapterRegistry(tmp_path / "adapters")
