@@ -10,7 +10,11 @@ A question's short form (as written, or its plural: "VAE" for "VAEs") is then
 - followed by it ("Who introduced VAEs (Variational Autoencoders)?"),
 
 for the search only (the sentences are still ranked and judged on the question as asked), or,
-replaced, for everything ("answer": the question given to `RagBot.ask` is the spelled-out one).
+replaced, for everything ("answer": the question given to `RagBot.ask` is the spelled-out one),
+or for the ranking only, each sentence taking the better of its coverage scores for the question
+as asked and spelled out ("rank, better of both": a sentence that uses the short form keeps its
+score, one that uses the long form can gain; search and the answer check read the question as
+asked).
 
     python bench/explore_abbreviations.py [DATA_DIR]
 
@@ -99,9 +103,34 @@ def searching_with(bot, known, keep_short: bool | None):
     return other
 
 
+def ranking_with(bot, known):
+    """`bot` whose coverage ranker scores each sentence by the better of the question as asked and
+    spelled out (the cosines that judge stay the question's own)."""
+    import numpy as np
+
+    other = bot.with_settings()
+    other._embedder = bot.embedder
+    ranker = other.evidence_ranker
+    plain_scores = ranker.score_with_cosine
+
+    def better_of_both(question, sentences, also=()):
+        coverage, cosines = plain_scores(question, sentences, also)
+        spelled = expand(question, known, False)
+        spelled_also = [expand(q, known, False) for q in also]
+        if spelled != question or spelled_also != list(also):
+            coverage = np.maximum(coverage, plain_scores(spelled, sentences, spelled_also)[0])
+        return coverage, cosines
+
+    ranker.score_with_cosine = better_of_both
+    return other
+
+
 def answers(bot, rows, known, variant):
-    keep_short = {"as asked": None, "search, replaced": False, "search, followed": True, "answer, replaced": None}[variant]
+    keep_short = {"as asked": None, "search, replaced": False, "search, followed": True, "answer, replaced": None,
+                  "rank, better of both": None}[variant]
     asker = searching_with(bot, known, keep_short)
+    if variant == "rank, better of both":
+        asker = ranking_with(bot, known)
     spell = (lambda q: expand(q, known, False)) if variant == "answer, replaced" else (lambda q: q)
     out = []
     for row in rows:
@@ -130,7 +159,9 @@ def dev_answers(data_dir: str) -> None:
     unanswerable = [r for r in rows if not r["answerable"]]
     print(f"{len(rows)} development rows hold a defined short form ({len(answerable)} answerable)")
     base = None
-    for variant in ("as asked", "search, replaced", "search, followed", "answer, replaced"):
+    variants = sys.argv[2].split(";") if len(sys.argv) > 2 else [
+        "as asked", "search, replaced", "search, followed", "answer, replaced", "rank, better of both"]
+    for variant in variants:
         scores = answers(bot, answerable, known, variant)
         refused_unanswerable = sum(answers(bot, unanswerable, known, variant))
         line = f"{variant:18s} ROUGE-L {sum(scores) / len(scores):.3f}  unanswerable refused {refused_unanswerable:.0f}/{len(unanswerable)}"
@@ -166,4 +197,5 @@ def scifact() -> None:
 
 if __name__ == "__main__":
     dev_answers(sys.argv[1] if len(sys.argv) > 1 else "/tmp/ragbot-explore-abbreviations")
-    scifact()
+    if len(sys.argv) <= 2:
+        scifact()
