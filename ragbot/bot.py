@@ -29,6 +29,7 @@ from ragbot.answer.generation import (
     REFUSAL,
     build_prompt,
     check_citations,
+    cited_first,
     citations_for,
     cited_numbers,
     is_refusal,
@@ -539,7 +540,7 @@ class RagBot:
             # The user said what the answer to this question is: that is the answer, citing the
             # passages it names.
             refused = is_refusal(match.correction.correction)
-            text, shown = (REFUSAL, passages) if refused else self._correction_cited(match.correction, passages)
+            text, shown = (REFUSAL, passages) if refused else cited_first(*self._correction_cited(match.correction, passages))
             if stream:
                 yield text
             yield Answer(answer=text, refused=refused, citations=citations_for(cited_numbers(text, len(shown)), shown),
@@ -569,8 +570,11 @@ class RagBot:
             return
         chosen = ranked[: settings.answer_sentences]
         timings = {"retrieve": retrieve_ms, "evidence": evidence_ms}
+        shown = passages
         if settings.answer_mode == "extract":
-            answer_text = compose(chosen)
+            # Nothing has been shown yet, so the quoted passages can be numbered first. (A
+            # generated answer keeps the prompt's numbers: its sentences stream as they settle.)
+            answer_text, shown = cited_first(compose(chosen), passages)
             if stream:
                 yield answer_text
             prompt_text = raw_reply = ""
@@ -609,10 +613,10 @@ class RagBot:
                 if stream:
                     yield answer_text
             tokens = {"prompt": generation.prompt_tokens, "completion": generation.completion_tokens}
-        numbers = cited_numbers(answer_text, len(passages))
-        yield Answer(answer=answer_text, refused=False, citations=citations_for(numbers, passages),
+        numbers = cited_numbers(answer_text, len(shown))
+        yield Answer(answer=answer_text, refused=False, citations=citations_for(numbers, shown),
                      prompt=prompt_text, raw_reply=raw_reply, timings_ms=timings, tokens=tokens,
-                     evidence_score=best, evidence_threshold=check.threshold, **common)
+                     evidence_score=best, evidence_threshold=check.threshold, **{**common, "passages": shown})
 
     def _correction_cited(self, correction: Correction, passages: Sequence[Passage]) -> tuple[str, list[Passage]]:
         """A correction as the answer: its [n] marks (the n-th passage of the answer it corrects)

@@ -7,6 +7,7 @@ from ragbot.answer.generation import (
     SUPPORT_THRESHOLD,
     build_prompt,
     check_citations,
+    cited_first,
     cited_numbers,
     is_refusal,
     renumber_citations,
@@ -78,6 +79,17 @@ def test_a_corrections_marks_are_renumbered_and_unknown_ones_go():
     assert renumber_citations("No marks here.", {1: 2}) == "No marks here."
     # Whatever else the user typed stays as typed.
     assert renumber_citations("Odd \x000\x00 text [1].", {1: 2}) == "Odd \x000\x00 text [2]."
+
+
+def test_cited_passages_are_numbered_first():
+    """The fourth passage quoted reads [1]; the others keep their order after the cited ones, and
+    each mark still names the passage it named."""
+    passages = [_passage(r, 3) for r in range(1, 6)]
+    text, shown = cited_first("Quoted from the fourth [4]. And the second [2, 4].", passages)
+    assert text == "Quoted from the fourth [1]. And the second [2, 1]."
+    assert [p.chunk_id for p in shown] == [104, 102, 101, 103, 105] and [p.rank for p in shown] == [1, 2, 3, 4, 5]
+    assert [p.rank for p in passages] == [1, 2, 3, 4, 5]  # the passages given are not changed
+    assert cited_first("Nothing cited.", passages) == ("Nothing cited.", passages)
 
 
 def test_only_the_refusal_itself_is_a_refusal():

@@ -209,8 +209,9 @@ def test_a_row_rejected_in_its_old_form_is_not_quoted_again():
 
 def test_a_correction_cites_the_passages_it_names_where_they_stand_now(corpus_bot):
     """A correction's [n] names the n-th passage of the answer it corrects. Served again, the mark
-    is renumbered to where that passage stands among this answer's passages, or the passage is
-    added after them when this search did not find it; a mark that names none is dropped."""
+    names that passage among this answer's passages (numbered first, as any answer's cited
+    passages are), which holds it even when this search did not find it; a mark that names none
+    is dropped."""
     bot = corpus_bot
     question = "Who described retrieval-augmented generation and when?"
     first = bot.ask(question)
@@ -219,17 +220,18 @@ def test_a_correction_cites_the_passages_it_names_where_they_stand_now(corpus_bo
     bot.feedback.set_feedback(first.id, -1, correction=f"Lewis and colleagues described it in 2020 [{n}]. See [9].")
     try:
         again = bot.ask(question)
-        k = next(p.rank for p in again.passages if p.chunk_id == lewis)
-        assert again.answer == f"Lewis and colleagues described it in 2020 [{k}]. See."
-        assert [(c.n, c.chunk_id) for c in again.citations] == [(k, lewis)]
+        assert again.passages[0].chunk_id == lewis and len(again.passages) == len(first.passages)
+        assert again.answer == "Lewis and colleagues described it in 2020 [1]. See."
+        assert [(c.n, c.chunk_id) for c in again.citations] == [(1, lewis)]
         shown = render_sources(again, show_all=False)
-        assert "Your correction of the answer to" in shown and "Lewis" in shown and f"id='source-{k}'" in shown
-        # Searching only another document finds no such passage: it is added after the others.
+        assert "Your correction of the answer to" in shown and "Lewis" in shown and "id='source-1'" in shown
+        # Searching only another document finds no such passage: it is added to the ones found.
+        only_gans = bot.search(question, sources=[str(CORPUS / "gans.md")])
+        assert lewis not in {p.chunk_id for p in only_gans}
         elsewhere = bot.ask(question, record=False, sources=[str(CORPUS / "gans.md")])
         assert elsewhere.correction_of == first.id
-        assert elsewhere.passages[-1].chunk_id == lewis and "retrieval-augmented" in elsewhere.passages[-1].source
-        last = len(elsewhere.passages)
-        assert elsewhere.answer.endswith(f"in 2020 [{last}]. See.") and [c.n for c in elsewhere.citations] == [last]
+        assert [p.chunk_id for p in elsewhere.passages] == [lewis] + [p.chunk_id for p in only_gans]
+        assert elsewhere.answer.endswith("in 2020 [1]. See.") and [c.n for c in elsewhere.citations] == [1]
         # The answer log keeps what was shown and cited, as for any answer.
         trace = bot.feedback.answer_trace(again.id)
         assert [r["chunk_id"] for r in trace["passages"] if r["cited"]] == [lewis]

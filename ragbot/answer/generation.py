@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ragbot.text import sentence_spans
 from ragbot.types import Citation, Passage
@@ -146,6 +146,17 @@ def renumber_citations(text: str, numbers: Mapping[int, int]) -> str:
         return "" if match.group(3) else " "
 
     return _MARK_IN_TEXT.sub(renumbered, text)
+
+
+def cited_first(text: str, passages: Sequence[Passage]) -> tuple[str, list[Passage]]:
+    """`passages` numbered again so that those `text` cites come first, in the order it first
+    cites them, and the rest after in their own order; `text` with its [n] marks numbered to
+    match. An answer quoting the fourth passage found then cites [1], and the sources panel,
+    which lists the cited passages, does not start at [4]."""
+    cited = cited_numbers(text, len(passages))
+    order = cited + [n for n in range(1, len(passages) + 1) if n not in cited]
+    renumbered = [replace(passages[old - 1], rank=new) for new, old in enumerate(order, start=1)]
+    return renumber_citations(text, {old: new for new, old in enumerate(order, start=1)}), renumbered
 
 
 def is_refusal(text: str | None) -> bool:
