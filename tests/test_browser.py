@@ -25,6 +25,20 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+# Every text Gradio's screen-reader status region is given (it clears it again after a second).
+RECORD_ANNOUNCEMENTS = """
+window.ragbotAnnounced = [];
+new MutationObserver(records => {
+  for (const r of records) {
+    const node = r.target.nodeType === 1 ? r.target : r.target.parentElement;
+    const region = node && node.closest('[role=status][aria-live]');
+    const said = region && region.textContent.trim();
+    if (said) window.ragbotAnnounced.push(said);
+  }
+}).observe(document, {subtree: true, childList: true, characterData: true});
+"""
+
+
 def test_ask_vote_and_upload_in_a_real_browser(server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -33,6 +47,7 @@ def test_ask_vote_and_upload_in_a_real_browser(server, tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM,
                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.add_init_script(RECORD_ANNOUNCEMENTS)
         page.goto(url)
         page.fill("#question textarea", "When were GANs introduced and by whom?")
         page.click("#ask")
@@ -44,6 +59,9 @@ def test_ask_vote_and_upload_in_a_real_browser(server, tmp_path):
         label = page.locator('#chat [aria-label^="bot\'s message"]').last
         expect(label).to_have_attribute("aria-label", re.compile(r"Goodfellow.*\[1\]"))
         assert "<" not in label.get_attribute("aria-label")
+        # Gradio's status region announces a finished event in words, not as its missing key.
+        page.wait_for_function("window.ragbotAnnounced.includes('Done')", timeout=30_000)
+        assert not [said for said in page.evaluate("window.ragbotAnnounced") if "common." in said]
         page.screenshot(path=str(ARTIFACTS / "chat-answer.png"))
 
         page.locator('#chat button[aria-label="Like"]').last.click()
@@ -345,6 +363,16 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
         expect(marked).to_contain_text(".pdf", timeout=30_000)
         expect(marked).to_have_attribute("id", f"source-{n}")
         expect(marked).to_be_in_viewport()
+        # On a narrow window the sources panel sits under the chat: a citation clicked there brings
+        # its passage from below the fold to the middle of the window, not to its bottom edge.
+        page.set_viewport_size({"width": 700, "height": 800})
+        page.evaluate("window.scrollTo(0, 0)")
+        expect(marked).not_to_be_in_viewport()
+        cite.click()
+        expect(marked).to_be_in_viewport(ratio=1)
+        where = marked.bounding_box()
+        assert abs(where["y"] + where["height"] / 2 - 400) < 100, where
+        page.set_viewport_size({"width": 1300, "height": 900})
         assert page.locator("#sources").inner_text().count("vaes.md") == 0  # not the latest answer's sources
         page.screenshot(path=str(ARTIFACTS / "chat-citation.png"))
 
@@ -368,8 +396,8 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
         expect(page.locator("#chat [data-testid='user']")).to_have_count(0)
         ask("What does the decoder of a variational autoencoder do?", 5)
         with sqlite3.connect(data_dir / "ragbot.db") as db:
-            turns = db.execute("SELECT conversation_id, turn FROM answers ORDER BY created_at").fetchall()
-        assert len({c for c, _ in turns}) == 2 and turns[-1][1] == 1
+            turns = db.execute("SELECT conversation_id, turn, question FROM answers ORDER BY created_at").fetchall()
+        assert len({c for c, _, _ in turns}) == 2 and turns[-1][1] == 1, turns
         expect(page.locator("#conversations label")).to_have_count(2, timeout=30_000)
         browser.close()
 

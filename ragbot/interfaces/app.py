@@ -1072,9 +1072,17 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline
                            "base-uri 'self'; form-action 'self'")
 
 
+# Gradio's screen-reader status region announces a finished event as `common.complete`, a key
+# its English dictionary lacks (gradio 6.31), so screen readers spoke the key itself. Other
+# locales fall back to English.
+MISSING_TRANSLATIONS = {"common.complete": "Done"}
+
+
 def serve(bot: RagBot, host: str, port: int, share: bool = False, auth=None, prevent_thread_lock: bool = False):
     """Build the app and serve it. Errors reach the browser as a short notice, never a traceback;
     the footer's API and Gradio links are hidden."""
+    import gradio as gr
+
     limit = bot.settings.max_upload_mb
     app = build_app(bot, max_upload_mb=limit)
     # Only the conversation exports (named by random ids) may be served from the data dir.
@@ -1082,7 +1090,7 @@ def serve(bot: RagBot, host: str, port: int, share: bool = False, auth=None, pre
                allowed_paths=[str(bot.settings.data_dir / "exports")], show_error=False, quiet=True, footer_links=[], css=CSS,
                head=f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">{HIGHLIGHT_SCRIPT}'
                     f'{ARIA_LABEL_SCRIPT}',
-               prevent_thread_lock=True)
+               i18n=gr.I18n(en=MISSING_TRANSLATIONS), prevent_thread_lock=True)
     add_document_route(app.app, bot, login=auth is not None)
     if not prevent_thread_lock:
         app.block_thread()
@@ -1169,7 +1177,13 @@ HIGHLIGHT_SCRIPT = """<script>
     if (!wanted || Date.now() - wanted.at > 5000) return;
     document.querySelectorAll('.ragbot-highlight').forEach(e => e.classList.remove('ragbot-highlight'));
     const row = document.querySelector('#sources #source-' + wanted.n);
-    if (row) { row.classList.add('ragbot-highlight'); row.scrollIntoView({block: 'nearest'}); }
+    if (!row) return;
+    row.classList.add('ragbot-highlight');
+    // A row already in view stays where it is; one out of view is brought to the middle (its top,
+    // when it is taller than the window), not to the window's edge where it was easy to miss.
+    const box = row.getBoundingClientRect();
+    const inView = box.top >= 0 && box.bottom <= window.innerHeight;
+    row.scrollIntoView({block: inView ? 'nearest' : box.height > window.innerHeight ? 'start' : 'center'});
   };
   document.addEventListener('click', e => {
     const link = e.target.closest && e.target.closest('a.ragbot-cite');
