@@ -805,7 +805,7 @@ def _save_if_room(index, directory: Path, generation: int) -> None:
 
 def _without(ranked: list[Evidence], rejected: str) -> list[Evidence]:
     """The evidence minus the sentences a rejected answer quoted. Compared without white space
-    (the citation marks leave spaces), bars and semicolons: a table row quoted before b7b81a6
+    (the citation marks leave spaces), bars and semicolons: a table row quoted before b471f0e
     read "Engine Manufacturer: | Lycoming", the same row now reads "Engine Manufacturer: Lycoming"."""
     said = _quote_key(strip_citation_marks(rejected))
     return [e for e in ranked if _quote_key(e.text) not in said]

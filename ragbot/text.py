@@ -94,15 +94,26 @@ def cells_as_prose(row: str) -> str:
     """A table row ("| Departure Point: | Quincy, FL | Flight Plan: | None |") as a line a reader
     can take in an answer: a label (a cell ending in a colon) is followed by its value, every other
     cell by a semicolon ("Departure Point: Quincy, FL; Flight Plan: None"); a label whose value
-    cell is empty, by a semicolon too ("Name:; Year: 2019"). An escaped bar ("a\\|b") is text."""
-    cells = [c.strip().replace("\\|", "|") for c in _CELL_BAR.split(row)]
-    cells = [c for c in cells if c]
-    line = ""
-    for cell, after in zip(cells, [*cells[1:], None]):
-        line += cell
-        if after is not None:
-            line += " " if cell.endswith(":") and not after.endswith(":") else "; "
-    return line
+    cell is empty, or is another label, by a semicolon too ("Name:; Year: 2019"). An escaped
+    bar ("a\\|b") is text."""
+    cells = [c.strip().replace("\\|", "|") for c in _CELL_BAR.split(row.strip())]
+    # The row's outer bars leave an empty cell at each end; an empty cell inside is kept, so
+    # that a label before it is not paired with the cell after it ("| Name: | | Note |").
+    if cells and not cells[0]:
+        cells = cells[1:]
+    if cells and not cells[-1]:
+        cells = cells[:-1]
+    parts, i = [], 0
+    while i < len(cells):
+        cell, after = cells[i], cells[i + 1] if i + 1 < len(cells) else ""
+        if cell.endswith(":") and after and not after.endswith(":"):
+            parts.append(f"{cell} {after}")  # a label and its value
+            i += 2
+            continue
+        if cell:
+            parts.append(cell)
+        i += 1
+    return "; ".join(parts)
 
 
 def words(text: str) -> list[str]:

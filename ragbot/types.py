@@ -56,7 +56,9 @@ class Chunk:
 
 @dataclass
 class Passage:
-    """A retrieved chunk with its score and rank for one query."""
+    """A retrieved chunk with its score and its number for one answer: [rank] in the answer and
+    the sources panel, the search's order, except that an extracted answer's cited passages are
+    numbered first (generation.cited_first)."""
 
     chunk_id: int
     source: str
@@ -65,7 +67,7 @@ class Passage:
     page: int | None
     text: str
     score: float
-    rank: int  # 1-based
+    rank: int  # 1-based: the [n] that names it
 
     def to_dict(self) -> dict:
         return asdict(self)

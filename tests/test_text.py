@@ -57,5 +57,8 @@ def test_a_rows_cells_read_as_labels_and_values():
         "Departure Point: Quincy, FL (2J9); Flight Plan: None")
     assert cells_as_prose("| Name: | | Year: | 2019 |") == "Name:; Year: 2019"  # an empty value cell
     assert cells_as_prose("| Key: | Value: |") == "Key:; Value:"  # a label is not another label's value
+    # An empty value cell keeps the label from taking the next cell as its value.
+    assert cells_as_prose("| Name: | | Note | x |") == "Name:; Note; x"
+    assert cells_as_prose("Aircraft: | Piper PA-22-150 |") == "Aircraft: Piper PA-22-150"  # no bar before
     assert cells_as_prose("| a \\| b | c |") == "a | b; c"  # Markdown's escaped bar is text
     assert cells_as_prose("| GPT-2 | 2019 |") == "GPT-2; 2019"

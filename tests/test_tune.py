@@ -66,6 +66,27 @@ def tuned(corpus_bot, tmp_path_factory):
     bot.close()
 
 
+def test_a_passage_holding_the_answer_row_is_not_shown_as_unanswerable():
+    """An unanswerable training example withholds every passage that holds its answer sentence,
+    also a table row, stored with its bars and answered without them."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from ragbot.types import Passage
+
+    def passage(chunk_id: int, text: str) -> Passage:
+        return Passage(chunk_id=chunk_id, source="/d/report.pdf", title="Report", section="", page=2, text=text,
+                       score=0.5, rank=chunk_id)
+
+    # Embeddings far apart, so only the text decides here.
+    far_apart = SimpleNamespace(embedder=SimpleNamespace(encode=lambda texts: np.eye(len(texts), 8)))
+    row = passage(1, "| Engines: | 1 Reciprocating |\n| Engine Manufacturer: | Lycoming |")
+    other = passage(2, "The pilot was not hurt.")
+    assert trainset._without_answer(far_apart, "Engine Manufacturer: Lycoming", [row, other]) == [other]
+    assert trainset._without_answer(far_apart, "The pilot was not hurt.", [row, other]) == [row]
+
+
 def test_definition_questions_read_as_questions():
     """The chat page suggests these on a first visit: "What is a large language model (LLM)?",
     not "What is A large language model (LLM)?"; a name keeps its capital."""

@@ -41,7 +41,7 @@ WORST_SHARE = 0.25
 
 @dataclass(frozen=True)
 class Evidence:
-    n: int  # the number of the passage it comes from, as shown: [n]
+    n: int  # the passage it comes from, by its number in search order (an extract renumbers: cited_first)
     text: str  # the sentence, markup removed
     score: float  # the scorer's rating; higher answers the question better
     position: int = 0  # where it stands among all the passages' sentences, in the order shown

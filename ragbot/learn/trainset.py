@@ -290,8 +290,12 @@ def feedback_answerability_examples(bot, labels: Sequence[dict]) -> list[Example
 
 
 def _without_answer(bot, answer: str, passages: list[Passage]) -> list[Passage]:
-    """Passages that neither contain the answer sentence (chunks overlap) nor come close to it."""
-    passages = [p for p in passages if plain(answer).lower() not in plain(p.text).lower()]
+    """Passages that neither contain the answer sentence (chunks overlap) nor come close to it.
+    The answer is one of `prose_sentences`, so it is looked for among them too: a table row is
+    stored with its bars ("| Engines: | 1 |") and answered without ("Engines: 1")."""
+    said = plain(answer).lower()
+    passages = [p for p in passages if said not in plain(p.text).lower()
+                and said not in (s.lower() for s in prose_sentences(p.text))]
     if not passages:
         return []
     vectors = bot.embedder.encode([answer] + [p.text for p in passages])
