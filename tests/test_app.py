@@ -4,7 +4,7 @@ import copy
 from pathlib import Path
 
 from ragbot.interfaces.app import ChatHandlers, literal, render_sources, safe_upload_name, snippet_html
-from ragbot.types import Answer, Passage
+from ragbot.types import Answer, Citation, Passage
 
 
 def test_a_follow_up_is_searched_with_the_previous_question_when_that_finds_more(corpus_bot):
@@ -51,6 +51,10 @@ def test_a_long_passage_opens_to_its_whole_text():
     short = render_sources(Answer(**{**answer.__dict__, "passages": [Passage(**{**long.__dict__, "text": "Short."})]}),
                            show_all=True)
     assert "<details" not in short and "<blockquote>Short.</blockquote>" in short
+    # A cited passage is shown whole: the sentence quoted from it may stand past the cut.
+    cited = render_sources(Answer(**{**answer.__dict__, "citations": [Citation(
+        n=1, source=long.source, page=None, chunk_id=1, score=0.5, text=long.text)]}), show_all=False)
+    assert "<details" not in cited and "described by Lewis &amp; colleagues" in cited
 
 
 def test_a_passage_heading_is_shown_as_a_title_and_its_text_as_text():
@@ -59,8 +63,12 @@ def test_a_passage_heading_is_shown_as_a_title_and_its_text_as_text():
     assert shown == ("<b>Evaluating retrieval</b><br>RAG is judged &lt;b&gt;twice&lt;/b&gt;, once for search.<br>"
                      "- first item<br>- second<br><b>&lt;script&gt;x&lt;/script&gt;</b>")
     assert snippet_html("#hashtag is not a heading") == "#hashtag is not a heading"
+    # A table row reads as an answer quotes it ("Label: value"), so a quote can be found in it;
+    # a Markdown table's rule line is not shown, and a cell's markup stays text.
     assert snippet_html("Form:\n| Location: | Quincy, FL |\n| Aircraft: | Piper |\nwrapped | line\nends") == \
-        "Form:<br>| Location: | Quincy, FL |<br>| Aircraft: | Piper |<br>wrapped | line ends"
+        "Form:<br>Location: Quincy, FL<br>Aircraft: Piper<br>wrapped | line ends"
+    assert snippet_html("| Name | Note |\n| --- | --- |\n| <b>x</b> | a & b |") == \
+        "Name; Note<br>&lt;b&gt;x&lt;/b&gt;; a &amp; b"
     assert snippet_html("x**2 + y**2 and f(**kwargs) or g(**opts), **bold**") == \
         "x**2 + y**2 and f(**kwargs) or g(**opts), <b>bold</b>"
     assert snippet_html("- **StyleGAN** (NVIDIA) and **<i>x</i>**\n\n2 ** 3 ** 4, **a\n\nb**") == \

@@ -27,7 +27,7 @@ from ragbot.interfaces.conversations import ConversationError, Conversations
 from ragbot.errors import RagbotError
 from ragbot.storage.files import write_atomic
 from ragbot.ingest.readers import kind_of, supported_suffixes
-from ragbot.text import is_list_item, is_table_row
+from ragbot.text import cells_as_prose, is_list_item, is_table_row
 from ragbot.types import Answer, Passage
 
 MAX_HISTORY_TURNS = 2
@@ -192,8 +192,10 @@ def render_passages(passages: list[Passage], cited: set[int], show_all: bool, li
             continue
         page = f", page {p.page}" if p.page is not None else ""
         mark = "cited" if p.rank in cited else "retrieved"
-        # The first SNIPPET_CHARS; a click on them shows the whole passage (the answer may be past them).
-        shown = snippet_html(p.text[:SNIPPET_CHARS] + " …") if len(p.text) > SNIPPET_CHARS else ""
+        # A cited passage is shown whole: the quoted sentence may stand past any cut. Of another,
+        # the first SNIPPET_CHARS; a click on them shows the whole passage.
+        cut = len(p.text) > SNIPPET_CHARS and p.rank not in cited
+        shown = snippet_html(p.text[:SNIPPET_CHARS] + " …") if cut else ""
         body = (f"<details class='ragbot-more'><summary title='Show the whole passage'>{shown} "
                 f"<span class='ragbot-muted'>(show all)</span></summary>"
                 f"{snippet_html(p.text)}</details>" if shown else snippet_html(p.text))
@@ -218,7 +220,8 @@ _STRONG = re.compile(r"(?<![\w*])\*\*(?=[^\s*])((?:(?!\*\*).)+?)(?<=[^\s*])\*\*(
 
 def snippet_html(text: str) -> str:
     """A passage's text as the sources panel shows it: escaped; a paragraph's wrapped lines
-    joined, each paragraph, list item, table row and heading on a line of its own, a Markdown heading
+    joined, each paragraph, list item, table row ("Label: value; Label: value", as answers quote
+    it: text.cells_as_prose) and heading on a line of its own, a Markdown heading
     (how ragbot's readers mark a section) shown as a bold title rather than its "#" marks, and
     **bold** words bold rather than between asterisks. The bold tags are put around text already
     escaped, so a passage's own markup still shows as text."""
@@ -233,9 +236,13 @@ def snippet_html(text: str) -> str:
             joined = False
         elif joined and not is_list_item(line) and not is_table_row(line):  # those start lines of their own
             blocks[-1] += " " + html.escape(line.strip())
+        elif is_table_row(line):  # a line of its own, its cells read as an answer quotes them
+            if any(ch.isalnum() for ch in line):  # not a Markdown table's "| --- |" line
+                blocks.append(html.escape(cells_as_prose(line.strip())))
+            joined = False
         else:
             blocks.append(html.escape(line.strip()))
-            joined = not is_table_row(line)  # a table row is a line of its own
+            joined = True
     return "<br>".join(_STRONG.sub(r"<b>\1</b>", block) for block in blocks)
 
 
