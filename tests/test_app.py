@@ -319,6 +319,27 @@ def test_sources_of_an_earlier_answer_only_for_the_session_that_got_it(corpus_bo
     assert handlers.sources_of(history, 7, "s1", False) is None
 
 
+def test_choosing_the_answer_to_correct_shows_its_sources(corpus_bot):
+    """The correction form's answer choice shows that answer's passages, whose [n] a correction
+    cites, not those of the answer the panel showed before."""
+    from ragbot.interfaces.app import answer_id_of
+
+    handlers = ChatHandlers(corpus_bot)
+    *_, (history, _, _) = handlers.respond("When were GANs introduced and by whom?", [], "c-which", 5, 0.0, False,
+                                           session="s1")
+    *_, (history, latest, _) = handlers.respond("What does the encoder of a VAE output?", history, "c-which", 5, 0.0,
+                                                False, session="s1")
+    assert "vaes.md" in latest
+    (_, last_id), (_, first_id) = handlers.answer_choices(history)
+    assert first_id == answer_id_of(history[1])
+    chosen = handlers.sources_of_answer(history, first_id, "s1", False)
+    assert chosen == handlers.sources_of(history, 1, "s1", False) and "gans.md" in chosen and "vaes.md" not in chosen
+    assert handlers.sources_of_answer(history, last_id, "s1", False) == handlers.sources_of(history, 3, "s1", False)
+    assert handlers.sources_of_answer(history, first_id, "s2", False) is None  # not this session's answer
+    assert handlers.sources_of_answer(history, "not-an-id", "s1", False) is None
+    assert handlers.sources_of_answer(history, None, "s1", False) is None
+
+
 def test_chosen_documents_are_checked_against_the_stored_ones(corpus_bot):
     from conftest import CORPUS
 

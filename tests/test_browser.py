@@ -391,6 +391,15 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
             params = db.execute("SELECT params FROM answers ORDER BY created_at DESC LIMIT 1").fetchone()[0]
         assert '"sources": ["' in params and "vaes.md" in params and "gans.md" not in params
 
+        # Choosing an earlier answer to correct shows that answer's sources, whose [n] a
+        # correction cites, in place of the latest answer's.
+        expect(page.locator("#sources")).to_contain_text("vaes.md")
+        page.get_by_text("Comment on or correct an answer").click()
+        page.locator("#which-answer input").click()
+        page.get_by_role("option", name=re.compile(r"^1\. How is generative AI")).click()
+        expect(page.locator("#sources")).to_contain_text(".pdf", timeout=30_000)
+        expect(page.locator("#sources")).not_to_contain_text("vaes.md")
+
         # The chat's own trash button starts a new conversation; the old one stays listed.
         page.locator('#chat button[aria-label="Clear"]').click()
         expect(page.locator("#chat [data-testid='user']")).to_have_count(0)

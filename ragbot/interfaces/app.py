@@ -376,6 +376,13 @@ class ChatHandlers:
         found = self.sources_of(history, last, session, show_all) if last is not None else None
         return found if found is not None else render_sources(None, show_all)
 
+    def sources_of_answer(self, history: list[dict], answer_id: str | None, session: str, show_all: bool) -> str | None:
+        """The sources panel of the chat's answer `answer_id` (the one chosen to comment on or
+        correct); None when the chat shows no such answer, or this session was not given it."""
+        index = next((i for i, message in enumerate(history or []) if answer_id and answer_id_of(message) == answer_id),
+                     None)
+        return None if index is None else self.sources_of(history, index, session, show_all)
+
     def sources_of(self, history: list[dict], index, session: str, show_all: bool) -> str | None:
         """The sources panel for the answer at `index` of the chat (the one a user clicked), read
         from the answer log; None when that message is no answer this session was given."""
@@ -1046,6 +1053,14 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             return gr.update(choices=choices, value=choices[0][1] if choices else None)
 
         chat.change(answers_of, chat, which)
+
+        def show_sources_of_chosen(history, chosen, show, request: gr.Request):
+            """Choosing the answer to correct shows its sources: a correction cites [n] of that
+            answer's passages, not of the answer the panel showed before."""
+            found = handlers.sources_of_answer(history, chosen, session_of(request), show)
+            return found if found is not None else gr.skip()
+
+        which.input(show_sources_of_chosen, [chat, which, show_all], sources, api_name=False)
         def start_new(saved):
             fresh = uuid.uuid4().hex
             return empty_chat(), render_sources(None, False), fresh, gr.update(value=None), keep(saved, conversation=fresh)
