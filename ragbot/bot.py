@@ -415,10 +415,7 @@ class RagBot:
             passages = []
             for chunk_id, score in zip(ranking, cosines):
                 chunk = found[chunk_id]
-                passages.append(Passage(
-                    chunk_id=chunk.id, source=chunk.source, title=chunk.title, section=chunk.section,
-                    page=chunk.page, text=chunk.text, score=float(score), rank=len(passages) + 1,
-                ))
+                passages.append(chunk.as_passage(float(score), rank=len(passages) + 1))
             results.append(passages)
         return results
 
@@ -629,8 +626,7 @@ class RagBot:
         for chunk_id, score in cited.values():
             chunk = missing.get(chunk_id)
             if chunk is not None and chunk_id not in number:  # a chunk removed since is not cited
-                shown.append(Passage(chunk_id=chunk.id, source=chunk.source, title=chunk.title, section=chunk.section,
-                                     page=chunk.page, text=chunk.text, score=score, rank=len(shown) + 1))
+                shown.append(chunk.as_passage(score, rank=len(shown) + 1))
                 number[chunk_id] = len(shown)
         marks = {n: number[c] for n, (c, _) in cited.items() if c in number}
         return " ".join(renumber_citations(correction.correction, marks).split()), shown

@@ -234,12 +234,12 @@ def snippet_html(text: str) -> str:
         elif heading:
             blocks.append(f"<b>{html.escape(heading.group(1))}</b>")
             joined = False
-        elif joined and not is_list_item(line) and not is_table_row(line):  # those start lines of their own
-            blocks[-1] += " " + html.escape(line.strip())
         elif is_table_row(line):  # a line of its own, its cells read as an answer quotes them
             if any(ch.isalnum() for ch in line):  # not a Markdown table's "| --- |" line
                 blocks.append(html.escape(cells_as_prose(line.strip())))
             joined = False
+        elif joined and not is_list_item(line):  # a list item starts a line of its own
+            blocks[-1] += " " + html.escape(line.strip())
         else:
             blocks.append(html.escape(line.strip()))
             joined = True
@@ -400,8 +400,7 @@ class ChatHandlers:
             except RagbotError:
                 corrected_question = ""
         chunks = self.bot.store.chunks([row["chunk_id"] for row in trace["passages"]])
-        passages = [Passage(chunk_id=c.id, source=c.source, title=c.title, section=c.section, page=c.page,
-                            text=c.text, score=row["score"], rank=row["rank"])
+        passages = [c.as_passage(row["score"], row["rank"])
                     for row in trace["passages"] if (c := chunks.get(row["chunk_id"])) is not None]
         cited = {row["rank"] for row in trace["passages"] if row["cited"]}
         gone = len(trace["passages"]) - len(passages)

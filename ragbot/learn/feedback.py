@@ -1,9 +1,10 @@
 """The answer log and user feedback, in the data dir's SQLite database.
 
 Every answer is recorded with the full trace of how it was made (question, retrieval query,
-passages with scores and the numbers the answer cites them by (the search's order, but an
-extracted answer's cited passages first: `answer_passages.rank` is what the user saw), the exact prompt, model, adapter, index generation, generation
-parameters, timings). Votes, comments and corrections point at an answer by its id; the current
+passages with scores and the numbers the answer cites them by, the exact prompt, model, adapter,
+index generation, generation parameters, timings). A passage's number (`answer_passages.rank`) is
+the [n] the user saw: the search's order, except that an extracted answer's cited passages come
+first (generation.cited_first). Votes, comments and corrections point at an answer by its id; the current
 state is in `feedback`, every change is appended to `feedback_history`. Exports produce the
 dataset shapes TRL trainers take.
 """

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ragbot.errors import IndexMismatchError, RagbotError
-from ragbot.types import Chunk, Document
+from ragbot.types import Chunk, Document, Passage
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -167,6 +167,11 @@ class StoredChunk:
     section: str
     page: int | None
     text: str
+
+    def as_passage(self, score: float, rank: int) -> Passage:
+        """This chunk as passage [rank] of an answer, shown with `score`."""
+        return Passage(chunk_id=self.id, source=self.source, title=self.title, section=self.section, page=self.page,
+                       text=self.text, score=score, rank=rank)
 
 
 _IN_LIMIT = 900  # ids bound in one `IN (...)`: SQLite before 3.32 allows 999 variables
