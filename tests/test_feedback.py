@@ -183,3 +183,33 @@ def test_many_threads_record_and_vote_at_once(log):
     assert all(log.feedback(answer_id).comment == f"c{i}" for i, answer_id in enumerate(ids))
     stats = log.stats()[0]
     assert (stats["answers"], stats["up"], stats["down"]) == (80, 40, 40)
+
+
+_OPENER = r"""
+import sys, time
+from ragbot.storage.store import Store
+start = float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))
+store = Store(__import__("pathlib").Path(sys.argv[1]))
+print(store.schema_version())
+"""
+
+
+def test_processes_opening_one_new_database_at_once_all_get_it(tmp_path):
+    """Two `ragbot ingest` started together on a new data dir both create its database: each
+    must wait for the other's schema, never fail on 'database is locked' or apply a migration
+    twice (a drill in CI met both)."""
+    import subprocess
+    import sys
+    import time
+
+    for round_ in range(4):
+        path = tmp_path / f"round{round_}" / "ragbot.db"
+        start = time.time() + 2.0  # the processes import first, then open together
+        procs = [subprocess.Popen([sys.executable, "-c", _OPENER, str(path), str(start)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True) for _ in range(6)]
+        outputs = [p.communicate(timeout=120)[0] for p in procs]
+        assert all(p.returncode == 0 for p in procs), outputs
+        assert all(out.split() == [str(len(store_module.MIGRATIONS))] for out in outputs), outputs
+        versions = [r[0] for r in sqlite3.connect(path).execute("SELECT version FROM schema_migrations")]
+        assert sorted(versions) == list(range(1, len(store_module.MIGRATIONS) + 1))

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ragbot.errors import IndexMismatchError, RagbotError
+from ragbot.storage.files import disk_full, state_lock
 from ragbot.types import Chunk, Document, Passage
 
 MIGRATIONS: list[tuple[int, str]] = [
@@ -190,7 +191,11 @@ class Store:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        self._migrate()
+        # Processes opening one new database at once (two ingests on a new data dir) take turns:
+        # SQLite refuses a second switch to WAL outright, and a schema read before another
+        # process applies it would be applied twice.
+        with state_lock(path.with_name(path.name + ".schema.lock"), f"preparing {path}", timeout=120):
+            self._migrate()
         self._inode = os.stat(path).st_ino
 
     def replaced(self) -> bool:
@@ -261,8 +266,6 @@ class Store:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
-                from ragbot.storage.files import disk_full
-
                 raise disk_full(self.path) from None
             raise
 
