@@ -129,9 +129,9 @@ _MARK_IN_TEXT = re.compile(r"(\s*)" + _CITATION.pattern + r"(?=([.,;:!?])?)", re
 
 
 def strip_citation_marks(text: str) -> str:
-    """`text` without its [n] marks. A mark before punctuation goes with the space before it
-    ("a Lycoming engine [1]." -> "a Lycoming engine."); any other leaves a space, so the words
-    either side stay apart."""
+    """`text` without its [n] marks. A mark goes with the space before it ("a Lycoming engine
+    [1]." -> "a Lycoming engine.", "engine [1] and" -> "engine and"); one between two words with
+    no space leaves one, so the words stay apart."""
     return renumber_citations(text, {})
 
 
@@ -143,7 +143,10 @@ def renumber_citations(text: str, numbers: Mapping[int, int]) -> str:
         mapped = dict.fromkeys(numbers[n] for n in map(int, match.group(2).split(",")) if n in numbers)
         if mapped:
             return f"{match.group(1)}[{', '.join(map(str, mapped))}]"
-        return "" if match.group(3) else " "
+        after = match.string[match.end():match.end() + 1]
+        # Taken out with the space before it where punctuation, a space or the end follows;
+        # between two words ("a[9]b") it leaves one space.
+        return "" if match.group(3) or not after or after.isspace() else " "
 
     return _MARK_IN_TEXT.sub(renumbered, text)
 
