@@ -4,6 +4,9 @@ and schema migrations. Answers here are built directly: the log does not depend 
 
 import json
 import sqlite3
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -187,22 +190,18 @@ def test_many_threads_record_and_vote_at_once(log):
 
 _OPENER = r"""
 import sys, time
+from pathlib import Path
 from ragbot.storage.store import Store
 start = float(sys.argv[2])
 time.sleep(max(0.0, start - time.time()))
-store = Store(__import__("pathlib").Path(sys.argv[1]))
-print(store.schema_version())
+print(Store(Path(sys.argv[1])).schema_version())
 """
 
 
 def test_processes_opening_one_new_database_at_once_all_get_it(tmp_path):
     """Two `ragbot ingest` started together on a new data dir both create its database: each
     must wait for the other's schema, never fail on 'database is locked' or apply a migration
-    twice (a drill in CI met both)."""
-    import subprocess
-    import sys
-    import time
-
+    twice (CI's racing drill died on one of these; a local rerun met the other)."""
     for round_ in range(4):
         path = tmp_path / f"round{round_}" / "ragbot.db"
         start = time.time() + 2.0  # the processes import first, then open together
