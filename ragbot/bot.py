@@ -700,14 +700,19 @@ class RagBot:
         """The threshold the best evidence score must reach: the adapter's calibration (of the
         loaded generator, else of the `adapter` setting's choice, from its `metadata` when the
         caller has read it) when it has one for this scorer, else the `evidence_threshold` setting."""
+        return (self.adapter_answerability(metadata)
+                or AnswerabilityCheck(scorer=self.evidence_scorer.name, threshold=self.settings.evidence_threshold))
+
+    def adapter_answerability(self, metadata: dict | None = None) -> AnswerabilityCheck | None:
+        """The answering adapter's calibration of the answerability threshold for this scorer,
+        None when it has none (or answers come from the base model). It decides refusals in
+        extract mode too, where the adapter writes nothing."""
         if self._generator is not None:
             check = self._generator.answerability
         else:
             stored = (self._adapter_metadata() if metadata is None else metadata).get("answerability")
             check = AnswerabilityCheck.from_dict(stored, where="the adapter's metadata") if stored else None
-        if check is not None and check.scorer == self.evidence_scorer.name:
-            return check
-        return AnswerabilityCheck(scorer=self.evidence_scorer.name, threshold=self.settings.evidence_threshold)
+        return check if check is not None and check.scorer == self.evidence_scorer.name else None
 
     def _similarity_to(self, passages: Sequence[Passage]):
         """sentences -> cosine similarity of each sentence to each passage."""

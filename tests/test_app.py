@@ -338,6 +338,11 @@ def test_choosing_the_answer_to_correct_shows_its_sources(corpus_bot):
     assert handlers.sources_of_answer(history, first_id, "s2", False) is None  # not this session's answer
     assert handlers.sources_of_answer(history, "not-an-id", "s1", False) is None
     assert handlers.sources_of_answer(history, None, "s1", False) is None
+    # Redrawn with all passages (the show-all toggle): the chosen answer's, else the latest's.
+    assert handlers.shown_sources(history, first_id, "s1", True) == handlers.sources_of(history, 1, "s1", True)
+    assert handlers.shown_sources(history, None, "s1", True) == handlers.latest_sources(history, "s1", True)
+    assert handlers.shown_sources(history, first_id, "s2", True) == handlers.latest_sources(history, "s2", True)
+    assert handlers.shown_sources(history, first_id, "s1", True).count("ragbot-source") > chosen.count("ragbot-source")
 
 
 def test_chosen_documents_are_checked_against_the_stored_ones(corpus_bot):
@@ -443,3 +448,19 @@ def test_settings_name_what_makes_the_answers(corpus_bot):
     assert corpus_bot.settings.generator not in quoting
     writing = ChatHandlers(corpus_bot.with_settings(answer_mode="generate")).model_info()
     assert corpus_bot.settings.generator in writing and "adapter" in writing
+
+
+def test_settings_name_the_adapter_whose_calibration_declines_questions(corpus_bot, monkeypatch):
+    """In extract mode no adapter writes, but an active adapter's calibrated threshold still
+    decides which questions are declined: the settings say whose it is."""
+    from ragbot.answer.answerability import AnswerabilityCheck
+
+    bot = corpus_bot.with_settings()
+    plain = ChatHandlers(bot).model_info()
+    assert "evidence_threshold" in plain and f"{bot.settings.evidence_threshold:.2f}" in plain
+    check = AnswerabilityCheck(scorer="embedding", threshold=0.4321, fit_report={"n": 40})
+    monkeypatch.setattr(bot, "answering_adapter", lambda: "v7")
+    monkeypatch.setattr(bot, "_adapter_metadata", lambda version="": {"answerability": check.to_dict()})
+    assert bot.answerability_check() == check
+    tuned = ChatHandlers(bot).model_info()
+    assert "adapter **v7**" in tuned and "0.43" in tuned and "evidence_threshold" not in tuned

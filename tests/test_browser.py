@@ -72,14 +72,22 @@ def test_ask_vote_and_upload_in_a_real_browser(server, tmp_path):
             "SELECT a.question, f.vote FROM feedback f JOIN answers a ON a.id = f.answer_id "
             "ORDER BY f.updated_at DESC LIMIT 1").fetchone()
         assert row == ("When were GANs introduced and by whom?", 1)
+        # "Show all retrieved passages" redraws the panel at once, for the answer it shows.
+        shown = page.locator("#sources .ragbot-source")
+        cited_only = shown.count()
+        retrieved = bot.store._db.execute(
+            "SELECT COUNT(*) FROM answer_passages WHERE answer_id = (SELECT answer_id FROM feedback "
+            "ORDER BY updated_at DESC LIMIT 1)").fetchone()[0]
+        assert 0 < cited_only < retrieved
+        page.get_by_text("Settings", exact=True).first.click()
+        page.locator("#show-all input[type=checkbox]").check()
+        expect(shown).to_have_count(retrieved, timeout=30_000)
 
         doc = tmp_path / "zorblat.md"
         doc.write_text("# The Zorblat Engine\n\nThe Zorblat engine was invented in 1931 by Mira Quell "
                        "to pump water from deep mines.\n")
         page.set_input_files("#upload input[type=file]", str(doc))
         expect(page.locator("#upload-status textarea")).to_have_value(re.compile("added 1"), timeout=120_000)
-        page.get_by_text("Settings", exact=True).first.click()
-        page.locator("#show-all input[type=checkbox]").check()
         page.fill("#question textarea", "Who invented the Zorblat engine?")
         page.click("#ask")
         expect(page.locator("#sources .ragbot-source").first).to_contain_text("zorblat.md", timeout=180_000)

@@ -292,8 +292,13 @@ class ChatHandlers:
         if settings.answer_mode == "extract":  # no generator runs: naming one would mislead
             tuned = self.bot.store.ranking_embedder()
             ranks = f" (passages ranked by your tuned embedder **{tuned}**)" if tuned else ""
+            fitted = self.bot.adapter_answerability()
+            threshold = (f"the threshold adapter **{self.bot.answering_adapter()}** was calibrated with "
+                         f"(**{fitted.threshold:.2f}**)" if fitted else
+                         f"the `evidence_threshold` setting (**{settings.evidence_threshold:.2f}**)")
             return (f"Answers quote the sentence of your documents that answers best, with its source, found "
-                    f"with **{settings.embedder}**{ranks}. No text is generated (answer mode: extract).")
+                    f"with **{settings.embedder}**{ranks}. No text is generated (answer mode: extract). "
+                    f"A question is declined when no sentence comes close enough: {threshold}.")
         adapter = self.bot.generator.adapter if self.bot._generator else None
         return f"Answers are written by **{settings.generator}**, adapter: **{adapter or 'none'}**"
 
@@ -382,6 +387,12 @@ class ChatHandlers:
         index = next((i for i, message in enumerate(history or []) if answer_id and answer_id_of(message) == answer_id),
                      None)
         return None if index is None else self.sources_of(history, index, session, show_all)
+
+    def shown_sources(self, history: list[dict], answer_id: str | None, session: str, show_all: bool) -> str:
+        """The sources panel of the answer chosen to comment on (a click on an answer chooses
+        it), else of the latest answer: what the panel shows, drawn again with `show_all`."""
+        found = self.sources_of_answer(history, answer_id, session, show_all)
+        return found if found is not None else self.latest_sources(history, session, show_all)
 
     def sources_of(self, history: list[dict], index, session: str, show_all: bool) -> str | None:
         """The sources panel for the answer at `index` of the chat (the one a user clicked), read
@@ -946,11 +957,14 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                        ).then(lambda: gr.update(visible=False), None, examples, api_name=False)  # for a first visit
 
         def show_sources_of(history, show, data: gr.SelectData, request: gr.Request):
-            """A click on an answer (or one of its [n]) shows that answer's sources."""
+            """A click on an answer (or one of its [n]) shows that answer's sources, and makes it
+            the answer to comment on: the panel and the comment box speak of the same answer."""
             found = handlers.sources_of(history, data.index, session_of(request), show)
-            return found if found is not None else gr.skip()
+            if found is None:
+                return gr.skip(), gr.skip()
+            return found, gr.update(value=answer_id_of(message_at(history, data.index)))
 
-        chat.select(show_sources_of, [chat, show_all], sources, api_name=False)
+        chat.select(show_sources_of, [chat, show_all], [sources, which], api_name=False)
 
         def stop_answer(request: gr.Request):
             return handlers.request_stop(session_of(request))
@@ -1060,6 +1074,13 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             return found if found is not None else gr.skip()
 
         which.input(show_sources_of_chosen, [chat, which, show_all], sources, api_name=False)
+
+        def toggle_all_passages(history, chosen, show, request: gr.Request):
+            """"Show all retrieved passages" changes the panel at once, for the answer it shows."""
+            return handlers.shown_sources(history, chosen, session_of(request), show)
+
+        show_all.input(toggle_all_passages, [chat, which, show_all], sources, api_name=False)
+
         def start_new(saved):
             fresh = uuid.uuid4().hex
             return empty_chat(), render_sources(None, False), fresh, gr.update(value=None), keep(saved, conversation=fresh)
