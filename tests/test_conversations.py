@@ -116,3 +116,19 @@ def test_a_stopped_answer_takes_no_turn(make_bot, docs):
     turns = handlers.conversations.turns("c4", "browser:ann")
     assert [t.question for t in turns] == ["Where is the Eiffel Tower?", "What color are bananas?"]
     assert turns[1].answer_id == again[-1]["metadata"]["id"]
+
+
+def test_conversations_that_read_alike_are_told_apart_in_the_list(make_bot, docs):
+    """Two chats started with the same question within a minute would show the same label."""
+    handlers = ChatHandlers(make_bot())
+    for conversation_id in ("c1", "c2", "c3"):
+        handlers.conversations.touch(conversation_id, "browser:ann", "What is RAG?")
+    handlers.conversations.touch("c4", "browser:ann", "Who made it?")
+    with handlers.bot.store.transaction() as db:  # all in one minute, whenever the test runs
+        db.execute("UPDATE conversations SET updated_at = 1.8e9 + rowid")
+    choices = handlers.conversation_choices("browser:ann")
+    labels = [label for label, _ in choices]
+    assert len(set(labels)) == 4 and {cid for _, cid in choices} == {"c1", "c2", "c3", "c4"}
+    numbered = sorted(label for label in labels if label.startswith("What is RAG? · "))
+    assert [label[-4:] for label in numbered] == [" (1)", " (2)", " (3)"]
+    assert not any(label.endswith(")") for label in labels if label.startswith("Who made it?"))

@@ -453,11 +453,21 @@ class ChatHandlers:
         return None
 
     def conversation_choices(self, owner: str) -> list[tuple[str, str]]:
-        """(label, id) of the owner's conversations, newest first: its title and date."""
+        """(label, id) of the owner's conversations, newest first: its title and date. Two that
+        would read alike (the same first question, the same minute) are told apart by a number,
+        the older one the lower: "What is RAG? · 2026-12-03 09:14 (2)"."""
         import time
+        from collections import Counter
 
-        return [(f"{c.title} · {time.strftime('%Y-%m-%d %H:%M', time.localtime(c.updated_at))}", c.id)
-                for c in self.conversations.list(owner)]
+        listed = [(f"{c.title} · {time.strftime('%Y-%m-%d %H:%M', time.localtime(c.updated_at))}", c.id)
+                  for c in self.conversations.list(owner)]
+        left = Counter(label for label, _ in listed)  # newest first: the first of a label gets its count
+        choices = []
+        for label, conversation_id in listed:
+            alike = sum(1 for other, _ in listed if other == label)
+            choices.append((f"{label} ({left[label]})" if alike > 1 else label, conversation_id))
+            left[label] -= 1
+        return choices
 
     def reopen(self, conversation_id: str, owner: str, session: str) -> list[dict]:
         """The conversation's messages as the chat shows them, its answers issued to this session
