@@ -13,9 +13,13 @@ Systems (each answers every question through `RagBot.ask`, follow-ups as the cha
 - extract-no-min-score: extract without the retrieval-score refusal (is `min_score` needed?);
 - extract-dense: extract with dense retrieval only (before hybrid search);
 - extract-embedding: extract with sentences ranked by the cosine (before the coverage ranking);
+- extract-coverage: extract with sentences ranked by the worst-covered quarter (the default
+  before `coverage-questions`);
 - extract-no-corrections: extract without the user's corrections (the same unless voted on);
 - extract-plain-pdf: extract on PDFs read as plain page text (before `pdf_structure`), in a data
-  dir of its own.
+  dir of its own;
+- extract-questions: extract with sentences ranked by `coverage-questions`, as the default
+  (token weights also from the questions in the answer log: give `--question-log` to fill it).
 `--against SYSTEM` adds the paired bootstrap interval of each system's differences to SYSTEM.
 
 The documents: the shipped corpus, the frozen set's German and French documents, and the two
@@ -95,6 +99,16 @@ def prepare(data_dir: Path, paths: list[Path], pythonpath: str | None, overrides
                    check=True, env=_env(pythonpath), cwd=data_dir.parent)
 
 
+def log_questions(data_dir: Path, files: list[str], pythonpath: str | None) -> None:
+    """Ask every question of `files` (QA files) in the data dir, recorded in its answer log, as a
+    user's earlier questions; follow-ups as typed."""
+    code = ("import json, sys; from ragbot import RagBot; bot = RagBot.open(sys.argv[1], default_corpus=None); "
+            "qs = [json.loads(l)['question'] for f in sys.argv[2:] for l in open(f, encoding='utf-8') if l.strip()]; "
+            "[bot.ask(q) for q in qs]; print(len(qs), 'questions logged')")
+    subprocess.run([sys.executable, "-c", code, str(data_dir), *(str(Path(f).resolve()) for f in files)], check=True, env=_env(pythonpath),
+                   cwd=data_dir.parent)
+
+
 def _env(pythonpath: str | None) -> dict:
     env = dict(os.environ)
     if pythonpath:
@@ -138,6 +152,9 @@ def main() -> None:
     parser.add_argument("--release", metavar="COMMIT", help="also answer with the code at this commit")
     parser.add_argument("--against", metavar="SYSTEM", help="also the paired differences to this system")
     parser.add_argument("--work", help="folder for data dirs and answers (default: a temporary one)")
+    parser.add_argument("--question-log", metavar="QA_FILES",
+                        help="comma-separated QA files whose questions are asked (and logged) in each new data dir "
+                             "before answering: a user's earlier questions, read by extract-questions")
     parser.add_argument("--reuse", action="store_true",
                         help="score a system's answers already in --work instead of asking again")
     args = parser.parse_args()
@@ -160,8 +177,10 @@ def main() -> None:
                 "generate-transformers": {"answer_mode": "generate", "generator_backend": "transformers"},
                 "extract-no-min-score": {"min_score": -1.0}, "extract-dense": {"retrieval": "dense"},
                 "extract-embedding": {"evidence_ranking": "embedding"},
+                "extract-coverage": {"evidence_ranking": "coverage"},
                 "extract-no-corrections": {"use_corrections": False},
-                "extract-plain-pdf": {"pdf_structure": False}}
+                "extract-plain-pdf": {"pdf_structure": False},
+                "extract-questions": {"evidence_ranking": "coverage-questions"}}
     # Systems whose documents are read differently ingest into a data dir of their own.
     reading = {"extract-plain-pdf": {"pdf_structure": False}}
     if args.release:
@@ -175,6 +194,8 @@ def main() -> None:
         data_dir = work / ("data-release" if system == "release" else f"data-{system}" if system in reading else "data")
         if not (data_dir / "ragbot.db").is_file():
             prepare(data_dir, documents(shared), pythonpath, reading.get(system))
+            if args.question_log:
+                log_questions(data_dir, args.question_log.split(","), pythonpath)
         started = time.perf_counter()
         done = work / f"{system}.jsonl"
         if args.reuse and done.is_file() and sum(1 for _ in done.open()) == len(rows):

@@ -41,7 +41,8 @@ from ragbot.answer.generation import (
 from ragbot.answer.answerability import AnswerabilityCheck
 from ragbot.answer.corrections import Correction, CorrectionMemory, Match, MatchThreshold
 from ragbot.errors import BusyError, DiskFullError, RagbotError
-from ragbot.answer.evidence import CoverageScorer, EmbeddingScorer, Evidence, SentenceScorer, compose, rank_both
+from ragbot.answer.evidence import (CoverageScorer, EmbeddingScorer, Evidence, QuestionLog, SentenceScorer, compose,
+                                   rank_both)
 from ragbot.learn.feedback import FeedbackLog
 from ragbot.storage.files import state_lock
 from ragbot.retrieve.index import VectorIndex
@@ -686,7 +687,11 @@ class RagBot:
             return self.evidence_scorer
         with self._load_lock:
             if self._ranker is None:
-                self._ranker = CoverageScorer(self.embedder, self._document_frequencies)
+                if self.settings.evidence_ranking == "coverage-questions":
+                    asked = QuestionLog(self.embedder.word_pieces, self.feedback.questions_after)
+                    self._ranker = CoverageScorer(self.embedder, self._document_frequencies, asked, share=None)
+                else:
+                    self._ranker = CoverageScorer(self.embedder, self._document_frequencies)
             return self._ranker
 
     def _document_frequencies(self, terms: Sequence[str]) -> tuple[np.ndarray, int]:
@@ -736,6 +741,7 @@ class RagBot:
             "embedder": self.store.meta("embedder") or self.settings.embedder,
             "ranking_embedder": self.store.ranking_embedder() or "the shipped embedder",
             "retrieval": self.settings.retrieval,
+            "evidence_ranking": self._evidence_ranking_status(),
             "vector_index": self._vector_index_status(),
             "bm25_index_saved": (self.settings.index_dir / f"{self.store.generation()}.bm25").is_dir(),
             "generator": self.settings.generator,
@@ -743,6 +749,15 @@ class RagBot:
             "adapter": self.adapter_in_use(),
             "schema_version": self.store.schema_version(),
         }
+
+    def _evidence_ranking_status(self) -> str:
+        """The `evidence_ranking` setting, and for the ranking that learns from the answer log,
+        how many earlier questions it has to learn from."""
+        ranking = self.settings.evidence_ranking
+        if ranking != "coverage-questions":
+            return ranking
+        asked = self.feedback.questions_logged()
+        return f"{ranking} (question words learned from {asked} earlier question{'s' * (asked != 1)})"
 
     def _vector_index_status(self) -> str:
         """Which vector index searches use, and its recall on the check it was built with. From

@@ -19,7 +19,7 @@ DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 DEFAULT_GENERATOR = "SmolLM2-135M-Instruct"
 
 GENERATOR_BACKENDS = ("auto", "llama.cpp", "transformers")
-EVIDENCE_RANKINGS = ("coverage", "embedding")  # evidence.py
+EVIDENCE_RANKINGS = ("coverage", "coverage-questions", "embedding")  # evidence.py
 
 # The shipped corpus sits next to the package in a source checkout.
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "corpus"
@@ -68,11 +68,13 @@ class Settings:
     # `prompt_passages` passages. Extract scores higher (docs/benchmarks.md §8) and is instant.
     answer_mode: str = "extract"
     answer_sentences: int = 1  # sentences quoted by the extract mode
-    # How the passages' sentences are ranked to choose the evidence (evidence.py): "coverage"
-    # (how well a sentence covers the question's least-covered part, token by token) or
-    # "embedding" (the sentences' cosine). Coverage picked better sentences (docs/benchmarks.md
-    # §13). Whether to answer at all is decided by the cosine and `evidence_threshold` either way.
-    evidence_ranking: str = "coverage"
+    # How the passages' sentences are ranked to choose the evidence (evidence.py):
+    # "coverage-questions" (how well a sentence covers the question token by token, the weighted
+    # mean, a token weighing less the more of the user's earlier questions hold it, so "what"
+    # stops outweighing the subject; docs/benchmarks.md §18), "coverage" (the question's
+    # least-covered quarter, §13) or "embedding" (the sentences' cosine). Whether to answer at
+    # all is decided by the cosine and `evidence_threshold` either way.
+    evidence_ranking: str = "coverage-questions"
     # Below this best-evidence score the passages are taken not to hold the answer. `ragbot tune`
     # fits its own on the user's documents; this default was fit by the same code on the
     # shipped corpus (scripts/calibrate_evidence.py, docs/calibration.md).
@@ -96,7 +98,7 @@ class Settings:
     @property
     def uses_bm25(self) -> bool:
         """Whether anything reads the BM25 index: the search, or the coverage ranking's IDF."""
-        return self.retrieval != "dense" or self.evidence_ranking == "coverage"
+        return self.retrieval != "dense" or self.evidence_ranking.startswith("coverage")
 
     @property
     def db_path(self) -> Path:

@@ -9,8 +9,8 @@ from ragbot.answer.generation import REFUSAL
 import pytest
 
 from ragbot.errors import ConfigError
-from ragbot.answer.evidence import (CoverageScorer, EmbeddingScorer, Evidence, candidates, compose, rank, rank_both,
-                                    worst_share)
+from ragbot.answer.evidence import (CoverageScorer, EmbeddingScorer, Evidence, QuestionLog, candidates, compose,
+                                    question_idf, rank, rank_both, worst_share)
 from ragbot.types import Passage
 
 
@@ -92,6 +92,64 @@ def test_coverage_weighs_rare_terms_up_and_punctuation_not_at_all(embedder):
     assert list(empty._weights(["?", "!"])) == [1.0, 1.0]
 
 
+def test_question_idf_keeps_weights_on_an_empty_log_and_drops_what_every_question_holds():
+    assert list(question_idf(np.array([0, 0]), 0)) == [1.0, 1.0]
+    held = question_idf(np.array([0, 10, 200]), 200)  # in no question, in 10, in all 200
+    assert held[0] == pytest.approx(1.0) and 0.4 < held[1] < 0.6 and 0 < held[2] < 0.01
+
+
+def test_question_log_counts_each_question_once_and_reads_only_new_ones(embedder):
+    logged = [(1, "What is a GAN?"), (2, "What does a VAE learn?"), (5, "Who introduced GANs? What year?")]
+    asked_after = []
+
+    def questions_after(rowid):
+        asked_after.append(rowid)
+        return [row for row in logged if row[0] > rowid]
+
+    log = QuestionLog(embedder.word_pieces, questions_after)
+    counts, n = log(["what", "gan", "learn", "?"])
+    assert n == 3 and list(counts) == [3, 2, 1, 0]  # "what" twice in one question counts once; "?" is no term
+    logged.append((9, "What is RAG?"))
+    counts, n = log(["what", "rag"])
+    assert n == 4 and list(counts) == [4, 1] and asked_after == [0, 5]
+
+
+def test_coverage_questions_scores_the_mean_and_weighs_question_words_down(embedder):
+    none_asked = (lambda terms: (np.zeros(len(terms), dtype=int), 0))
+    asked_what = (lambda terms: (np.array([100 if t == "what" else 0 for t in terms]), 100))
+    chunks = (lambda terms: (np.zeros(len(terms)), 100))
+    fresh = CoverageScorer(embedder, chunks, none_asked, share=None)
+    used = CoverageScorer(embedder, chunks, asked_what, share=None)
+    assert fresh.name == used.name == "coverage-questions"
+    pieces = ["what", "is", "a", "gan", "?"]
+    assert list(fresh._weights(pieces)) == list(CoverageScorer(embedder, chunks)._weights(pieces))
+    weights = used._weights(pieces)
+    assert weights[0] < 0.01 * weights[3] and weights[4] == 0
+    # The weighted mean of each question token's best match, not the worst quarter.
+    question, sentence = "What is a GAN?", "A GAN pits a generator against a discriminator."
+    asked, told = embedder.encode_tokens([question, sentence])
+    best = (asked.tokens @ told.tokens.T).max(axis=1)
+    weights = used._weights(asked.pieces)
+    assert used.score(question, [sentence])[0] == pytest.approx(float(best @ weights / weights.sum()))
+    assert CoverageScorer(embedder, chunks).score(question, [sentence])[0] == pytest.approx(
+        worst_share(best, CoverageScorer(embedder, chunks)._weights(asked.pieces), 0.25))
+
+
+def test_coverage_questions_reads_the_bots_answer_log(make_bot, docs):
+    bot = make_bot(evidence_ranking="coverage-questions")
+    bot.ingest([docs])
+    ranker = bot.evidence_ranker
+    assert ranker.name == "coverage-questions" and bot.settings.uses_bm25
+    bot.ask("What is the Eiffel Tower?", record=False)
+    assert ranker.asked_before(["what"])[1] == 0  # a question not recorded is not in the log
+    bot.ask("What is the Eiffel Tower?")
+    bot.ask("When was it completed?")
+    counts, n = ranker.asked_before(["what", "when", "tower"])
+    assert n == 2 and list(counts) == [1, 1, 1]
+    assert bot.status()["evidence_ranking"] == "coverage-questions (question words learned from 2 earlier questions)"
+    assert bot.with_settings(evidence_ranking="coverage").status()["evidence_ranking"] == "coverage"
+
+
 @pytest.mark.parametrize("question, states_it, about_it", [
     ("When was the Eiffel Tower completed?", "The Eiffel Tower was completed in 1889.",
      "The Eiffel Tower is an iron tower in Paris, and the Eiffel Tower is famous across the world."),
@@ -108,7 +166,8 @@ def test_coverage_drops_a_sentence_that_lacks_what_is_asked(embedder, question, 
 
 
 def test_coverage_ranks_the_quotes_and_the_cosine_decides_to_answer(corpus_bot):
-    assert corpus_bot.evidence_ranker.name == "coverage" and corpus_bot.evidence_scorer.name == "embedding"
+    # The default ranker is coverage (the weighted mean with the question log's weights).
+    assert corpus_bot.evidence_ranker.name == "coverage-questions" and corpus_bot.evidence_scorer.name == "embedding"
     question = "Which paper introduced the transformer architecture?"
     answer = corpus_bot.ask(question, record=False)
     by_coverage = rank(question, answer.passages, corpus_bot.evidence_ranker)[0]

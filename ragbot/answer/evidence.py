@@ -9,20 +9,26 @@ the answer. Nothing here reads words of a particular language.
 Two scorers, both from the shipped sentence embedder, needing no training:
 - `EmbeddingScorer` ("embedding"): the cosine between question and sentence embeddings. Its best
   score decides whether to answer at all (the threshold fit by answerability.py).
-- `CoverageScorer` ("coverage"): how well the sentence covers the part of the question it covers
-  worst. Each question token is matched to its closest sentence token (the embedder's contextual
-  token vectors), and the score is the similarity below which a quarter of the question lies,
-  each token weighted by its IDF in the user's own chunks (the BM25 index's document
-  frequencies). A sentence on the question's subject that lacks what is asked ("how many
-  layers") leaves the rare asked-for tokens unmatched, which a whole-sentence cosine averages
-  away. It ranks the sentences to quote by default (the `evidence_ranking` setting): on the
-  development sets it picked better sentences than the cosine (docs/benchmarks.md §13).
+- `CoverageScorer`: how well the sentence covers the question, token by token. Each question
+  token is matched to its closest sentence token (the embedder's contextual token vectors), each
+  weighted by its IDF in the user's own chunks (the BM25 index's document frequencies). A
+  sentence on the question's subject that lacks what is asked ("how many layers") leaves the
+  rare asked-for tokens unmatched, where a whole-sentence cosine ranks it close to one that
+  says it. Two ways (the `evidence_ranking` setting):
+  - "coverage-questions", the default: the weighted mean of the matches, each token's weight
+    also scaled by its IDF over the questions the user asked before (QuestionLog, read from the
+    answer log), so that the words questions are made of ("what", "wer") stop outweighing the
+    subject. On the frozen set it ranked better sentences than "coverage" (docs/benchmarks.md §18).
+  - "coverage": the similarity below which the question's worst-covered quarter lies; it
+    ranked better sentences than the cosine (§13).
 A scorer is anything with a `name` and `score(question, sentences)`; a fitted threshold records
 which scorer it was fit for.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -34,8 +40,8 @@ from ragbot.text import prose_sentences
 from ragbot.types import Passage
 
 MIN_WORDS = 3  # shorter pieces (a stray label, "Yes.") are never evidence on their own
-# The share of the question's (IDF-weighted) tokens a coverage score looks at: its worst quarter.
-# Chosen among a quarter, a half and the weighted mean on the development sets (§13).
+# The share of the question's (IDF-weighted) tokens the "coverage" ranking looks at: its worst
+# quarter. Chosen among a quarter, a half and the weighted mean on the development sets (§13).
 WORST_SHARE = 0.25
 
 
@@ -68,17 +74,27 @@ class EmbeddingScorer:
         return vectors[1:] @ vectors[0]
 
 
+Frequencies = Callable[[Sequence[str]], tuple[np.ndarray, int]]  # terms -> (counts, how many texts)
+
+
 class CoverageScorer:
     """The question's worst-covered quarter: for each question token its best cosine with any
     token of the sentence, and the IDF-weighted 25% quantile of those. `document_frequencies`
     (terms -> counts, and the number of chunks) gives the IDF from the user's chunks; tokens that
-    are not terms (punctuation, special tokens) weigh nothing."""
+    are not terms (punctuation, special tokens) weigh nothing.
 
-    name = "coverage"
+    With `asked_before` (terms -> counts over the questions asked before, and their number: a
+    QuestionLog), each token's weight is also scaled by its IDF over those questions, and
+    `share=None` scores the weighted mean of the tokens' cosines instead of a quantile: the
+    "coverage-questions" ranking (docs/benchmarks.md section 18)."""
 
-    def __init__(self, embedder, document_frequencies: Callable[[Sequence[str]], tuple[np.ndarray, int]]):
+    def __init__(self, embedder, document_frequencies: Frequencies, asked_before: Frequencies | None = None,
+                 share: float | None = WORST_SHARE):
         self.embedder = embedder
         self.document_frequencies = document_frequencies
+        self.asked_before = asked_before
+        self.share = share
+        self.name = "coverage" if asked_before is None and share == WORST_SHARE else "coverage-questions"
 
     def score(self, question: str, sentences: Sequence[str]) -> np.ndarray:
         return self.score_with_cosine(question, sentences)[0]
@@ -101,15 +117,54 @@ class CoverageScorer:
 
     def _coverage(self, asked, told) -> np.ndarray:
         weights = self._weights(asked.pieces)
-        return np.array([worst_share((asked.tokens @ s.tokens.T).max(axis=1), weights, WORST_SHARE)
+        if self.share is None:
+            return np.array([float((asked.tokens @ s.tokens.T).max(axis=1) @ weights / weights.sum())
+                             if len(s.tokens) else -1.0 for s in told])
+        return np.array([worst_share((asked.tokens @ s.tokens.T).max(axis=1), weights, self.share)
                          if len(s.tokens) else -1.0 for s in told])
 
     def _weights(self, pieces: Sequence[str]) -> np.ndarray:
         frequencies, n_chunks = self.document_frequencies(pieces)
         is_term = np.array([any(ch.isalnum() for ch in p) for p in pieces], dtype=bool)
         weights = np.log((n_chunks + 1) / (np.asarray(frequencies, dtype=np.float64) + 0.5)) * is_term
-        # A question of punctuation only still gets a score: every token alike.
+        if self.asked_before is not None:
+            weights = weights * question_idf(*self.asked_before(pieces))
+        # A question of punctuation only (or of words every question holds) still gets a score:
+        # every token alike.
         return weights if weights.sum() > 0 else np.ones(len(pieces))
+
+
+def question_idf(counts: np.ndarray, n_questions: int) -> np.ndarray:
+    """Each token's IDF over the questions asked before, scaled to [0, 1]: 1 for a token no
+    question held (so every token keeps its weight while the log is empty), about 0 for one
+    every question held ("what", "wer", "quel" once a user has asked a few hundred questions)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if not n_questions:
+        return np.ones(len(counts))
+    return np.log((n_questions + 1) / (counts + 0.5)) / np.log((n_questions + 1) / 0.5)
+
+
+class QuestionLog:
+    """How many of the questions asked before hold each term, and how many there are: the
+    user's own questions as term statistics, in the embedder's word pieces. Reads only the
+    questions logged since its last call (`questions_after(rowid)` -> [(rowid, question)]), so a
+    long answer log is read once. An answer deleted later still counts: the weights move little."""
+
+    def __init__(self, word_pieces: Callable[[Sequence[str]], list[list[str]]],
+                 questions_after: Callable[[int], list[tuple[int, str]]]):
+        self.word_pieces, self.questions_after = word_pieces, questions_after
+        self._counts: Counter = Counter()
+        self._read = self._n = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, terms: Sequence[str]) -> tuple[np.ndarray, int]:
+        with self._lock:
+            rows = self.questions_after(self._read)
+            if rows:
+                for pieces in self.word_pieces([question for _, question in rows]):
+                    self._counts.update(set(pieces))
+                self._n, self._read = self._n + len(rows), rows[-1][0]
+            return np.array([self._counts.get(t, 0) for t in terms], dtype=np.int64), self._n
 
 
 def worst_share(values: np.ndarray, weights: np.ndarray, share: float) -> float:

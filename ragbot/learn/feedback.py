@@ -153,6 +153,16 @@ class FeedbackLog:
         ).fetchall()
         return [dict(zip(("vote", "comment", "correction", "user", "at"), r)) for r in rows]
 
+    def questions_after(self, rowid: int) -> list[tuple[int, str]]:
+        """(rowid, question) of the answers logged after `rowid`, oldest first: the questions as
+        the user typed them (a follow-up's turn, not the query it was searched with)."""
+        return self._db.execute("SELECT rowid, question FROM answers WHERE rowid > ? ORDER BY rowid",
+                                (rowid,)).fetchall()
+
+    def questions_logged(self) -> int:
+        """How many answers (and so questions) the log holds."""
+        return self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+
     def stats(self) -> list[dict]:
         """Answers, votes and the thumbs-up rate per (model, adapter)."""
         rows = self._db.execute(
