@@ -196,6 +196,8 @@ def main() -> None:
             prepare(data_dir, documents(shared), pythonpath, reading.get(system))
             if args.question_log:
                 log_questions(data_dir, args.question_log.split(","), pythonpath)
+        elif args.question_log:
+            print(f"{data_dir} exists: its answer log is used as it is (--question-log is asked only in a new one)")
         started = time.perf_counter()
         done = work / f"{system}.jsonl"
         if args.reuse and done.is_file() and sum(1 for _ in done.open()) == len(rows):

@@ -688,8 +688,10 @@ class RagBot:
         with self._load_lock:
             if self._ranker is None:
                 if self.settings.evidence_ranking == "coverage-questions":
-                    asked = QuestionLog(self.embedder.word_pieces, self.feedback.questions_after)
-                    self._ranker = CoverageScorer(self.embedder, self._document_frequencies, asked, share=None)
+                    asked = (QuestionLog(self.embedder.word_pieces, self.feedback.questions_after)
+                             if self.settings.question_log_weights else None)
+                    self._ranker = CoverageScorer(self.embedder, self._document_frequencies, asked, share=None,
+                                                  name="coverage-questions")
                 else:
                     self._ranker = CoverageScorer(self.embedder, self._document_frequencies)
             return self._ranker
@@ -756,6 +758,8 @@ class RagBot:
         ranking = self.settings.evidence_ranking
         if ranking != "coverage-questions":
             return ranking
+        if not self.settings.question_log_weights:
+            return f"{ranking} (earlier questions not used: question_log_weights is off)"
         asked = self.feedback.questions_logged()
         return f"{ranking} (question words learned from {asked} earlier question{'s' * (asked != 1)})"
 

@@ -75,6 +75,10 @@ class Settings:
     # least-covered quarter, §13) or "embedding" (the sentences' cosine). Whether to answer at
     # all is decided by the cosine and `evidence_threshold` either way.
     evidence_ranking: str = "coverage-questions"
+    # "coverage-questions" weighs a token down by how many earlier questions (the answer log)
+    # hold it. False: by the chunks alone, as on a first day, so answers do not move as more
+    # questions are asked (for a reproducible evaluation over a growing log).
+    question_log_weights: bool = True
     # Below this best-evidence score the passages are taken not to hold the answer. `ragbot tune`
     # fits its own on the user's documents; this default was fit by the same code on the
     # shipped corpus (scripts/calibrate_evidence.py, docs/calibration.md).
@@ -198,6 +202,7 @@ _KINDS: dict[str, type] = {
     "retrieval": str, "lexical_weight": float, "approximate_index_above": int,
     "min_score": float, "answer_mode": str, "answer_sentences": int, "evidence_threshold": float,
     "evidence_ranking": str,
+    "question_log_weights": bool,
     "use_corrections": bool, "correction_match": float,
     "prompt_passages": int, "context_tokens": int, "max_new_tokens": int, "parallel_answers": int,
     "temperature": float,

@@ -41,8 +41,11 @@ def embedder():
 
 @pytest.fixture(scope="session")
 def corpus_bot(tmp_path_factory) -> RagBot:
-    """A bot over the shipped corpus, shared by the read-only tests (its data dir is reused)."""
-    bot = RagBot.open(tmp_path_factory.mktemp("corpus-data"))
+    """A bot over the shipped corpus, shared by the read-only tests (its data dir is reused).
+    Its answer log fills up as the tests ask, so its sentences are ranked without the log's
+    weights (question_log_weights off, also for its `with_settings` copies): a test's quote must
+    not depend on which tests asked before it. Tests of the log use bots of their own."""
+    bot = RagBot.open(tmp_path_factory.mktemp("corpus-data"), question_log_weights=False)
     report = bot.ingest([CORPUS])
     assert report.ok, report.failed
     return bot

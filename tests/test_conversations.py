@@ -129,6 +129,6 @@ def test_conversations_that_read_alike_are_told_apart_in_the_list(make_bot, docs
     choices = handlers.conversation_choices("browser:ann")
     labels = [label for label, _ in choices]
     assert len(set(labels)) == 4 and {cid for _, cid in choices} == {"c1", "c2", "c3", "c4"}
-    numbered = sorted(label for label in labels if label.startswith("What is RAG? · "))
-    assert [label[-4:] for label in numbered] == [" (1)", " (2)", " (3)"]
+    label_of = {cid: label for label, cid in choices}
+    assert [label_of[cid][-4:] for cid in ("c1", "c2", "c3")] == [" (1)", " (2)", " (3)"]  # the oldest first
     assert not any(label.endswith(")") for label in labels if label.startswith("Who made it?"))

@@ -120,7 +120,6 @@ def test_coverage_questions_scores_the_mean_and_weighs_question_words_down(embed
     chunks = (lambda terms: (np.zeros(len(terms)), 100))
     fresh = CoverageScorer(embedder, chunks, none_asked, share=None)
     used = CoverageScorer(embedder, chunks, asked_what, share=None)
-    assert fresh.name == used.name == "coverage-questions"
     pieces = ["what", "is", "a", "gan", "?"]
     assert list(fresh._weights(pieces)) == list(CoverageScorer(embedder, chunks)._weights(pieces))
     weights = used._weights(pieces)
@@ -131,6 +130,7 @@ def test_coverage_questions_scores_the_mean_and_weighs_question_words_down(embed
     best = (asked.tokens @ told.tokens.T).max(axis=1)
     weights = used._weights(asked.pieces)
     assert used.score(question, [sentence])[0] == pytest.approx(float(best @ weights / weights.sum()))
+    assert list(used.score("\u200b", [sentence])) == [-1.0]  # a question the tokenizer keeps nothing of
     assert CoverageScorer(embedder, chunks).score(question, [sentence])[0] == pytest.approx(
         worst_share(best, CoverageScorer(embedder, chunks)._weights(asked.pieces), 0.25))
 
@@ -148,6 +148,9 @@ def test_coverage_questions_reads_the_bots_answer_log(make_bot, docs):
     assert n == 2 and list(counts) == [1, 1, 1]
     assert bot.status()["evidence_ranking"] == "coverage-questions (question words learned from 2 earlier questions)"
     assert bot.with_settings(evidence_ranking="coverage").status()["evidence_ranking"] == "coverage"
+    first_day = bot.with_settings(question_log_weights=False)
+    assert first_day.evidence_ranker.asked_before is None and first_day.evidence_ranker.share is None
+    assert "not used" in first_day.status()["evidence_ranking"]
 
 
 @pytest.mark.parametrize("question, states_it, about_it", [

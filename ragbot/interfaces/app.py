@@ -292,8 +292,13 @@ class ChatHandlers:
         if settings.answer_mode == "extract":  # no generator runs: naming one would mislead
             tuned = self.bot.store.ranking_embedder()
             ranks = f" (passages ranked by your tuned embedder **{tuned}**)" if tuned else ""
-            fitted = self.bot.adapter_answerability()
-            threshold = (f"the threshold adapter **{self.bot.answering_adapter()}** was calibrated with "
+            try:  # one read of the registry: an adapter activated meanwhile cannot mix in
+                adapter = self.bot.answering_adapter()
+                fitted = self.bot.adapter_answerability(self.bot._adapter_metadata(adapter)) if adapter else None
+            except RagbotError as exc:  # a damaged registry is told here, not a page that fails to load
+                adapter, fitted = None, None
+                log.warning("settings panel: %s", exc)
+            threshold = (f"the threshold adapter **{adapter}** was calibrated with "
                          f"(**{fitted.threshold:.2f}**)" if fitted else
                          f"the `evidence_threshold` setting (**{settings.evidence_threshold:.2f}**)")
             return (f"Answers quote the sentence of your documents that answers best, with its source, found "
@@ -461,11 +466,11 @@ class ChatHandlers:
 
         listed = [(f"{c.title} · {time.strftime('%Y-%m-%d %H:%M', time.localtime(c.updated_at))}", c.id)
                   for c in self.conversations.list(owner)]
-        left = Counter(label for label, _ in listed)  # newest first: the first of a label gets its count
+        alike = Counter(label for label, _ in listed)
+        left = Counter(alike)  # newest first: the first of a label gets its count
         choices = []
         for label, conversation_id in listed:
-            alike = sum(1 for other, _ in listed if other == label)
-            choices.append((f"{label} ({left[label]})" if alike > 1 else label, conversation_id))
+            choices.append((f"{label} ({left[label]})" if alike[label] > 1 else label, conversation_id))
             left[label] -= 1
         return choices
 
