@@ -105,7 +105,8 @@ def log_questions(data_dir: Path, files: list[str], pythonpath: str | None) -> N
     code = ("import json, sys; from ragbot import RagBot; bot = RagBot.open(sys.argv[1], default_corpus=None); "
             "qs = [json.loads(l)['question'] for f in sys.argv[2:] for l in open(f, encoding='utf-8') if l.strip()]; "
             "[bot.ask(q) for q in qs]; print(len(qs), 'questions logged')")
-    subprocess.run([sys.executable, "-c", code, str(data_dir), *(str(Path(f).resolve()) for f in files)], check=True, env=_env(pythonpath),
+    paths = [str(Path(f).resolve()) for f in files]  # the subprocess runs from the work folder
+    subprocess.run([sys.executable, "-c", code, str(data_dir), *paths], check=True, env=_env(pythonpath),
                    cwd=data_dir.parent)
 
 

@@ -8,8 +8,8 @@ the other half's questions (as a user's earlier questions); never the frozen set
     python bench/explore_question_log_ranking.py [WORK_DIR]
 
 Variants of the coverage ranker (refusal is the cosine's in all, so refusals do not change):
-the worst quarter (the default until section 18); the same with the question-log weights; the weighted mean; the mean
-with the log weights; the worst half with the log weights. Prints ROUGE-L on the answerable rows
+the worst quarter (the default until section 18); the same with the question-log weights; the
+weighted mean; the mean with the log weights; the worst half with the log weights. Prints ROUGE-L on the answerable rows
 and the paired difference to the worst quarter with its bootstrap 95% interval.
 """
 import json
@@ -54,8 +54,8 @@ for half, other in (("a", "b"), ("b", "a")):
         bot.ingest([ROOT / "corpus"])
         for row in rows_of(HALVES[other]):  # the other half's questions, as asked before
             bot.ask(row["question"])
-    variants = {"worst quarter (earlier default)": ranker(bot, 0.25, log=False), "worst quarter, log weights": ranker(bot, 0.25),
-                "weighted mean": ranker(bot, None, log=False), "weighted mean, log weights": ranker(bot, None),
+    variants = {"worst quarter (earlier default)": ranker(bot, 0.25, log=False),
+                "worst quarter, log weights": ranker(bot, 0.25), "weighted mean": ranker(bot, None, log=False), "weighted mean, log weights": ranker(bot, None),
                 "worst half, log weights": ranker(bot, 0.5)}
     for row in rows_of(HALVES[half]):
         if not row["answerable"]:

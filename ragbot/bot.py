@@ -710,6 +710,13 @@ class RagBot:
         return (self.adapter_answerability(metadata)
                 or AnswerabilityCheck(scorer=self.evidence_scorer.name, threshold=self.settings.evidence_threshold))
 
+    def answering_calibration(self) -> tuple[str | None, AnswerabilityCheck | None]:
+        """The answering adapter and its answerability calibration (adapter_answerability), from
+        one read of the registry, so an adapter activated meanwhile cannot mix in; (None, None)
+        for the base model."""
+        adapter = self.answering_adapter()
+        return (adapter, self.adapter_answerability(self._adapter_metadata(adapter))) if adapter else (None, None)
+
     def adapter_answerability(self, metadata: dict | None = None) -> AnswerabilityCheck | None:
         """The answering adapter's calibration of the answerability threshold for this scorer,
         None when it has none (or answers come from the base model). It decides refusals in

@@ -70,7 +70,7 @@ class Settings:
     answer_sentences: int = 1  # sentences quoted by the extract mode
     # How the passages' sentences are ranked to choose the evidence (evidence.py):
     # "coverage-questions" (how well a sentence covers the question token by token, the weighted
-    # mean, a token weighing less the more of the user's earlier questions hold it, so "what"
+    # mean, a token weighing less the more earlier questions in this data dir hold it, so "what"
     # stops outweighing the subject; docs/benchmarks.md §18), "coverage" (the question's
     # least-covered quarter, §13) or "embedding" (the sentences' cosine). Whether to answer at
     # all is decided by the cosine and `evidence_threshold` either way.

@@ -292,9 +292,8 @@ class ChatHandlers:
         if settings.answer_mode == "extract":  # no generator runs: naming one would mislead
             tuned = self.bot.store.ranking_embedder()
             ranks = f" (passages ranked by your tuned embedder **{tuned}**)" if tuned else ""
-            try:  # one read of the registry: an adapter activated meanwhile cannot mix in
-                adapter = self.bot.answering_adapter()
-                fitted = self.bot.adapter_answerability(self.bot._adapter_metadata(adapter)) if adapter else None
+            try:
+                adapter, fitted = self.bot.answering_calibration()
             except RagbotError as exc:  # a damaged registry is told here, not a page that fails to load
                 adapter, fitted = None, None
                 log.warning("settings panel: %s", exc)
