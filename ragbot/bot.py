@@ -438,6 +438,18 @@ class RagBot:
                 rankings = [fuse([dense, [c for c, _ in hits]], weights, k) for dense, hits in zip(rankings, lexical)]
         return rankings
 
+    def warm_up(self) -> None:
+        """Load now what the first answer would otherwise wait for: the embedder, the search
+        indexes of the database's generation, the sentence ranker with the earlier questions it
+        learns from (the answer log, read once), and in the generate mode the generator. Nothing
+        is logged or stored. The chat page calls it before it serves."""
+        probe = "warm-up"
+        self.search(probe)
+        if self.settings.answer_mode == "generate":
+            self.generator
+        self.evidence_ranker.score(probe, [probe])
+        self.answerability_check()
+
     def standalone_query(self, previous_questions: Sequence[str], question: str,
                          sources: Sequence[str] | None = None) -> str:
         """The retrieval query for a question asked after `previous_questions`.

@@ -153,6 +153,25 @@ def test_coverage_questions_reads_the_bots_answer_log(make_bot, docs):
     assert "not used" in first_day.status()["evidence_ranking"]
 
 
+def test_warm_up_loads_what_the_first_answer_needs_and_logs_nothing(make_bot, docs):
+    bot = make_bot(evidence_ranking="coverage-questions")
+    bot.ingest([docs])
+    bot.ask("What is the Eiffel Tower?")
+    bot.ask("When was it completed?")
+    restarted = make_bot(bot.settings.data_dir, evidence_ranking="coverage-questions")
+    assert restarted._index is None and restarted._lexical is None and restarted._ranker is None
+    restarted.warm_up()
+    assert restarted._index is not None and restarted._lexical is not None
+    assert restarted.evidence_ranker.asked_before._n == 2  # the answer log was read at the start
+    assert restarted.feedback.questions_logged() == 2
+
+
+def test_warm_up_on_an_empty_data_dir(make_bot):
+    bot = make_bot()
+    bot.warm_up()  # nothing ingested yet: still no error
+    assert bot.feedback.questions_logged() == 0
+
+
 @pytest.mark.parametrize("question, states_it, about_it", [
     ("When was the Eiffel Tower completed?", "The Eiffel Tower was completed in 1889.",
      "The Eiffel Tower is an iron tower in Paris, and the Eiffel Tower is famous across the world."),

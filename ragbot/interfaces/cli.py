@@ -574,10 +574,8 @@ def cmd_chat(bot, args) -> int:
             print(f"warning: could not lock {serving_lock_path(bot.settings.data_dir)} (no flock here): "
                   f"`ragbot restore` will not know this chat is running; stop it before restoring", file=sys.stderr)
         _ensure_corpus(bot, args)
-        print("Loading models…", file=sys.stderr)
-        bot.embedder
-        if bot.settings.answer_mode == "generate":
-            bot.generator
+        print("Loading models and indexes…", file=sys.stderr)
+        bot.warm_up()  # so the first question does not wait for them
         print(f"Serving on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
         serve(bot, host=args.host, port=args.port, share=args.share, auth=credentials)
     return 0
