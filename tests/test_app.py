@@ -1,6 +1,7 @@
 """Chat UI handlers as plain functions (the browser test drives the page itself)."""
 
 import copy
+import html
 from pathlib import Path
 
 from ragbot.interfaces.app import ChatHandlers, literal, render_sources, safe_upload_name, snippet_html
@@ -33,6 +34,10 @@ def test_sources_show_hostile_text_as_text():
     assert "<script>" not in rendered and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in rendered
     assert "<img" not in rendered and "&lt;b&gt;T&lt;/b&gt;" in rendered
     assert ", page 2" in rendered
+    # The number shown is named for what it is, and its explanation cannot end the attribute early.
+    from ragbot.interfaces.app import SIMILARITY_NOTE
+    assert f"<span title='{html.escape(SIMILARITY_NOTE)}'>similarity 0.50</span>" in rendered
+    assert "'" in SIMILARITY_NOTE and "answer's" not in rendered
 
 
 def test_a_long_passage_opens_to_its_whole_text():

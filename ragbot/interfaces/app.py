@@ -181,6 +181,11 @@ def render_panel(passages: list[Passage], cited: set[int], show_all: bool, links
 
 
 SNIPPET_CHARS = 400  # of a passage, shown before it is opened
+# What a passage's number in the panel is (Passage.score, its cosine with the question), and why
+# the list is not sorted by it: it comes in citation order, then in the search's, which (hybrid)
+# also counts shared words.
+SIMILARITY_NOTE = ("Cosine similarity of the passage and the question (0 to 1). The order follows the answer's "
+                   "citations, then the search, which also counts shared words, so it need not be sorted by this.")
 
 
 def render_passages(passages: list[Passage], cited: set[int], show_all: bool, links: dict[str, str] | None = None) -> str:
@@ -207,7 +212,8 @@ def render_passages(passages: list[Passage], cited: set[int], show_all: bool, li
         rows.append(
             f"<div class='ragbot-source' id='source-{p.rank}' data-rank='{p.rank}'><b>[{p.rank}]</b> "
             f"{html.escape(Path(p.source).name)}{html.escape(page)} "
-            f"<span class='ragbot-muted'>({html.escape(passage_header(p))}; score {p.score:.2f}; {mark})</span>{opener}"
+            f"<span class='ragbot-muted'>({html.escape(passage_header(p))}; "
+            f"<span title='{html.escape(SIMILARITY_NOTE)}'>similarity {p.score:.2f}</span>; {mark})</span>{opener}"
             f"<blockquote>{body}</blockquote></div>"
         )
     return "".join(rows) or "<p>The answer cites no passage.</p>"
