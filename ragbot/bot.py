@@ -416,7 +416,7 @@ class RagBot:
             passages = []
             for chunk_id, score in zip(ranking, cosines):
                 chunk = found[chunk_id]
-                passages.append(chunk.as_passage(float(score), rank=len(passages) + 1))
+                passages.append(chunk.as_passage(float(score), rank=len(passages) + 1, search_rank=len(passages) + 1))
             results.append(passages)
         return results
 

@@ -68,6 +68,9 @@ class Passage:
     text: str
     score: float
     rank: int  # 1-based: the [n] that names it
+    # 1-based place in the search's order (an extract renumbers `rank`, not this); None for a
+    # passage no search found (a chunk a correction cites, added after the search's).
+    search_rank: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -137,4 +140,5 @@ def _passage_fields(p: Passage) -> dict:
         "text": p.text,
         "title": p.title,
         "section": p.section,
+        "search_rank": p.search_rank,
     }

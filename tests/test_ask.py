@@ -34,6 +34,18 @@ def test_answer_cites_a_passage_from_the_right_document(corpus_bot):
     assert trace["params"]["evidence_score"] == round(answer.evidence_score, 4)
 
 
+def test_the_log_keeps_the_search_order_an_extract_renumbers(corpus_bot):
+    """An extract numbers its cited passage [1]; the trace also keeps where the search put each
+    passage, so what the search ranked first is not lost."""
+    answer = corpus_bot.ask("What is a diffusion model?")
+    trace = corpus_bot.feedback.answer_trace(answer.id)
+    assert [p["rank"] for p in trace["passages"]] == [p.rank for p in answer.passages]
+    searched = [p["chunk_id"] for p in sorted(trace["passages"], key=lambda p: p["search_rank"])]
+    assert searched == [p.chunk_id for p in corpus_bot.search(trace["retrieval_query"])]
+    assert [p["search_rank"] for p in trace["passages"]] == [p.search_rank for p in answer.passages]
+    assert [p["search_rank"] for p in answer.to_dict()["passages"]] == [p.search_rank for p in answer.passages]
+
+
 @pytest.mark.slow
 def test_the_generate_mode_has_the_model_write_from_the_passages(corpus_bot):
     bot = corpus_bot.with_settings(answer_mode="generate")

@@ -421,7 +421,7 @@ class ChatHandlers:
             except RagbotError:
                 corrected_question = ""
         chunks = self.bot.store.chunks([row["chunk_id"] for row in trace["passages"]])
-        passages = [c.as_passage(row["score"], row["rank"])
+        passages = [c.as_passage(row["score"], row["rank"], row["search_rank"])
                     for row in trace["passages"] if (c := chunks.get(row["chunk_id"])) is not None]
         cited = {row["rank"] for row in trace["passages"] if row["cited"]}
         gone = len(trace["passages"]) - len(passages)

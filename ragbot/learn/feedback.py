@@ -1,12 +1,12 @@
 """The answer log and user feedback, in the data dir's SQLite database.
 
 Every answer is recorded with the full trace of how it was made (question, retrieval query,
-passages with scores and the numbers the answer cites them by, the exact prompt, model, adapter,
-index generation, generation parameters, timings). A passage's number (`answer_passages.rank`) is
-the [n] the user saw: the search's order, except that an extracted answer's cited passages come
-first (generation.cited_first). Votes, comments and corrections point at an answer by its id; the current
-state is in `feedback`, every change is appended to `feedback_history`. Exports produce the
-dataset shapes TRL trainers take.
+passages with scores, the exact prompt, model, adapter, index generation, generation parameters,
+timings). A passage's number (`answer_passages.rank`) is the [n] the user saw: the search's order,
+except that an extracted answer's cited passages come first (generation.cited_first); its place in
+the search's order is kept too (`search_rank`). Votes, comments and corrections point at an
+answer by its id; the current state is in `feedback`, every change is appended to
+`feedback_history`. Exports produce the dataset shapes TRL trainers take.
 """
 
 from __future__ import annotations
@@ -78,8 +78,9 @@ class FeedbackLog:
                  json.dumps(answer.tokens), time.time()),
             )
             db.executemany(
-                "INSERT INTO answer_passages(answer_id, rank, chunk_id, score, cited) VALUES (?, ?, ?, ?, ?)",
-                [(answer_id, p.rank, p.chunk_id, p.score, int(p.rank in cited)) for p in answer.passages],
+                "INSERT INTO answer_passages(answer_id, rank, chunk_id, score, cited, search_rank) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(answer_id, p.rank, p.chunk_id, p.score, int(p.rank in cited), p.search_rank) for p in answer.passages],
             )
         answer.id = answer_id
         return answer_id
@@ -94,9 +95,9 @@ class FeedbackLog:
             trace[key] = json.loads(trace[key])
         trace["refused"] = bool(trace["refused"])
         trace["passages"] = [
-            {"rank": r, "chunk_id": c, "score": s, "cited": bool(k)}
-            for r, c, s, k in self._db.execute(
-                "SELECT rank, chunk_id, score, cited FROM answer_passages WHERE answer_id = ? ORDER BY rank",
+            {"rank": r, "chunk_id": c, "score": s, "cited": bool(k), "search_rank": f}
+            for r, c, s, k, f in self._db.execute(
+                "SELECT rank, chunk_id, score, cited, search_rank FROM answer_passages WHERE answer_id = ? ORDER BY rank",
                 (answer_id,),
             )
         ]

@@ -143,6 +143,12 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX ranking_vectors_chunk ON ranking_vectors(chunk_id)
         """,
     ),
+    (
+        5,
+        # Each logged passage's place in the search's order: `rank` is the [n] the user saw, which
+        # an extracted answer renumbers (cited first). NULL: not from a search, or logged before.
+        "ALTER TABLE answer_passages ADD COLUMN search_rank INTEGER",
+    ),
 ]
 
 
@@ -169,10 +175,11 @@ class StoredChunk:
     page: int | None
     text: str
 
-    def as_passage(self, score: float, rank: int) -> Passage:
-        """This chunk as passage [rank] of an answer, shown with `score`."""
+    def as_passage(self, score: float, rank: int, search_rank: int | None = None) -> Passage:
+        """This chunk as passage [rank] of an answer, shown with `score` (`search_rank`: its place
+        in the search's order, when a search found it)."""
         return Passage(chunk_id=self.id, source=self.source, title=self.title, section=self.section, page=self.page,
-                       text=self.text, score=score, rank=rank)
+                       text=self.text, score=score, rank=rank, search_rank=search_rank)
 
 
 _IN_LIMIT = 900  # ids bound in one `IN (...)`: SQLite before 3.32 allows 999 variables
