@@ -1,0 +1,84 @@
+"""Exploration behind docs/benchmarks.md §18 ("Refusing by the question-weighted scores: tried"):
+do the scores of the `coverage-questions` ranking, with the token weights learned from earlier
+questions, tell answerable questions from near misses better than the cosine that refuses today?
+On the development sets only (tests/data/corpus_qa*.jsonl, 301 rows; never the frozen set).
+
+    python bench/explore_question_log_refusal.py     # about 3 minutes on 2 cores
+
+For each question: hybrid retrieval over the shipped corpus (a follow-up searched as the bot
+searches it), and over every sentence of the shown passages the best score of each scorer. The
+answer log each question "was asked after" is every other development question (leave one out:
+a user with ~300 questions asked). Printed: each best score's AUC (answerable against
+unanswerable, and against the near misses alone) and the share of near misses and of all
+unanswerable questions it would refuse when its threshold refuses 10% of the answerable ones,
+that threshold fit on these same rows: a ceiling for any threshold fit by code.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from ragbot import RagBot
+    from ragbot.answer.evidence import CoverageScorer, candidates
+
+    bot = RagBot.open(Path(tempfile.mkdtemp(prefix="ragbot-explore-refusal-")) / "data", default_corpus=None)
+    bot.ingest([ROOT / "corpus"])
+    dev = [json.loads(line) for path in sorted((ROOT / "tests" / "data").glob("corpus_qa*.jsonl"))
+           for line in path.open()]
+    queries = [bot.standalone_query([r["previous"]], r["question"]) if r.get("previous") else r["question"]
+               for r in dev]
+    shown = bot.batch_search(queries)
+    pieces = bot.embedder.word_pieces([r["question"] for r in dev])
+    everyone = Counter(term for question in pieces for term in set(question))
+    chunks = bot._document_frequencies
+    rows = []
+    for row, own, passages in zip(dev, pieces, shown):
+        own = Counter(set(own))
+
+        def others(terms, own=own):  # every other development question, as a QuestionLog gives them
+            return np.array([everyone[t] - own[t] for t in terms]), len(dev) - 1
+
+        pool = [sentence for _, sentence in candidates(passages)]
+        if not pool:
+            continue
+        question = row["question"]
+        weighted_mean, cosine = CoverageScorer(bot.embedder, chunks, others, share=None).score_with_cosine(question, pool)
+        rows.append({
+            "answerable": bool(row["answerable"]), "near_miss": "near miss" in (row.get("category") or ""),
+            "cosine (refuses today)": cosine.max(),
+            "coverage, worst quarter": CoverageScorer(bot.embedder, chunks).score(question, pool).max(),
+            "weighted mean, no log": CoverageScorer(bot.embedder, chunks, share=None).score(question, pool).max(),
+            "weighted mean, log (coverage-questions)": weighted_mean.max(),
+            "worst quarter, log": CoverageScorer(bot.embedder, chunks, others).score(question, pool).max(),
+            "cosine of the sentence coverage-questions quotes": cosine[weighted_mean.argmax()],
+        })
+    answerable = np.array([r["answerable"] for r in rows])
+    near = np.array([r["near_miss"] for r in rows])
+    pairs = answerable | near
+    print(f"{len(rows)} questions: {answerable.sum()} answerable, {near.sum()} near misses, "
+          f"{(~answerable).sum()} unanswerable")
+    for name in rows[0]:
+        if name in ("answerable", "near_miss"):
+            continue
+        values = np.array([r[name] for r in rows])
+        threshold = np.quantile(values[answerable], 0.10)
+        print(f"{name:50s} AUC {roc_auc_score(answerable, values):.3f}  vs near misses "
+              f"{roc_auc_score(answerable[pairs], values[pairs]):.3f}  at 10% answerable refused: near misses "
+              f"{np.mean(values[near] < threshold):.3f}, unanswerable {np.mean(values[~answerable] < threshold):.3f}")
+
+
+if __name__ == "__main__":
+    main()
