@@ -55,7 +55,7 @@ def test_a_long_passage_opens_to_its_whole_text():
     assert whole.startswith("x" * SNIPPET_CHARS + " described by Lewis &amp; colleagues &lt;b&gt;in 2020&lt;/b&gt;.")
     short = render_sources(Answer(**{**answer.__dict__, "passages": [Passage(**{**long.__dict__, "text": "Short."})]}),
                            show_all=True)
-    assert "<details" not in short and "<blockquote>Short.</blockquote>" in short
+    assert "<details" not in short and "<blockquote class='ragbot-passage'>Short.</blockquote>" in short
     # A cited passage is shown whole: the sentence quoted from it may stand past the cut.
     cited = render_sources(Answer(**{**answer.__dict__, "citations": [Citation(
         n=1, source=long.source, page=None, chunk_id=1, score=0.5, text=long.text)]}), show_all=False)

@@ -82,6 +82,13 @@ def test_ask_vote_and_upload_in_a_real_browser(server, tmp_path):
         page.get_by_text("Settings", exact=True).first.click()
         page.locator("#show-all input[type=checkbox]").check()
         expect(shown).to_have_count(retrieved, timeout=30_000)
+        # Each passage's header stands with its own passage: more space above the header than
+        # between it and the passage (Gradio's blockquote margin had it the other way round).
+        above, below = shown.first.evaluate(
+            "e => [e.nextElementSibling.getBoundingClientRect().top - e.querySelector('blockquote')"
+            ".getBoundingClientRect().bottom, parseFloat(getComputedStyle(e.nextElementSibling"
+            ".querySelector('blockquote')).marginTop)]")
+        assert above > below, (above, below)
 
         doc = tmp_path / "zorblat.md"
         doc.write_text("# The Zorblat Engine\n\nThe Zorblat engine was invented in 1931 by Mira Quell "

@@ -214,7 +214,7 @@ def render_passages(passages: list[Passage], cited: set[int], show_all: bool, li
             f"{html.escape(Path(p.source).name)}{html.escape(page)} "
             f"<span class='ragbot-muted'>({html.escape(passage_header(p))}; "
             f"<span title='{html.escape(SIMILARITY_NOTE)}'>similarity {p.score:.2f}</span>; {mark})</span>{opener}"
-            f"<blockquote>{body}</blockquote></div>"
+            f"<blockquote class='ragbot-passage'>{body}</blockquote></div>"
         )
     return "".join(rows) or "<p>The answer cites no passage.</p>"
 
@@ -755,7 +755,12 @@ def _discard(path: Path) -> None:
 
 CSS = """
 .ragbot-muted { color: #6b7280; font-size: 0.9em; }
-.ragbot-source blockquote { margin: 4px 0 12px 0; padding-left: 8px; border-left: 3px solid #d1d5db; white-space: pre-wrap; }
+/* Gradio sets `.prose blockquote { margin: 24px 0 !important }`, so each passage's header stood
+   closer to the passage above than to its own: only an !important rule of ours (Gradio scopes it
+   to its container, so it is the more specific) puts the space between passages instead. */
+.ragbot-source { margin-bottom: 14px; }
+.ragbot-source blockquote.ragbot-passage { margin: 4px 0 0 0 !important; padding-left: 8px;
+  border-left: 3px solid #d1d5db; white-space: pre-wrap; }
 .ragbot-source.ragbot-highlight { background: #fef9c3; outline: 2px solid #facc15; }
 a.ragbot-cite { text-decoration: none; font-weight: 600; }
 .ragbot-more > summary { cursor: pointer; list-style: none; }
@@ -863,7 +868,10 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                     which = gr.Dropdown(choices=[], label="Answer (latest first)", elem_id="which-answer")
                     comment = gr.Textbox(label="Comment", elem_id="comment")
                     correction = gr.Textbox(label="Corrected answer", elem_id="correction",
-                                            placeholder="The right answer; cite the source that holds it as [n]")
+                                            placeholder="The right answer; cite the source that holds it as [n]",
+                                            info="[n] is a passage's number in Sources. The passages the answer "
+                                                 "did not cite are there too under Settings: Show all retrieved "
+                                                 "passages.")
                     save_comment = gr.Button("Save")
             with gr.Column(scale=2):
                 gr.Markdown("### Sources")
