@@ -11,12 +11,13 @@ answer log each question "was asked after" is every other development question (
 a user with ~300 questions asked). Printed: each best score's AUC (answerable against
 unanswerable, and against the near misses alone) and the share of near misses and of all
 unanswerable questions it would refuse when its threshold refuses 10% of the answerable ones,
-that threshold fit on these same rows: a ceiling for any threshold fit by code.
+that threshold set on these same rows (in-sample, so optimistic for any threshold fit by code).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import tempfile
 from collections import Counter
@@ -34,7 +35,8 @@ def main() -> None:
     from ragbot import RagBot
     from ragbot.answer.evidence import CoverageScorer, candidates
 
-    bot = RagBot.open(Path(tempfile.mkdtemp(prefix="ragbot-explore-refusal-")) / "data", default_corpus=None)
+    work = Path(tempfile.mkdtemp(prefix="ragbot-explore-refusal-"))
+    bot = RagBot.open(work / "data", default_corpus=None)
     bot.ingest([ROOT / "corpus"])
     dev = [json.loads(line) for path in sorted((ROOT / "tests" / "data").glob("corpus_qa*.jsonl"))
            for line in path.open()]
@@ -78,6 +80,8 @@ def main() -> None:
         print(f"{name:50s} AUC {roc_auc_score(answerable, values):.3f}  vs near misses "
               f"{roc_auc_score(answerable[pairs], values[pairs]):.3f}  at 10% answerable refused: near misses "
               f"{np.mean(values[near] < threshold):.3f}, unanswerable {np.mean(values[~answerable] < threshold):.3f}")
+    bot.close()
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

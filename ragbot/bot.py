@@ -440,15 +440,16 @@ class RagBot:
 
     def warm_up(self) -> None:
         """Load now what the first answer would otherwise wait for: the embedder, the search
-        indexes of the database's generation, the sentence ranker with the earlier questions it
-        learns from (the answer log, read once), and in the generate mode the generator. Nothing
-        is logged or stored. The chat page calls it before it serves."""
+        indexes of the database's generation (built and saved if missing, as a first search
+        would), the sentence ranker with the earlier questions it learns from (the answer log,
+        read once), the corrections given without a login, and in the generate mode the
+        generator. No answer is logged. The chat page calls it before it serves."""
         probe = "warm-up"
         self.search(probe)
         if self.settings.answer_mode == "generate":
             self.generator
         self.evidence_ranker.score(probe, [probe])
-        self.answerability_check()
+        self.correction_memory()
 
     def standalone_query(self, previous_questions: Sequence[str], question: str,
                          sources: Sequence[str] | None = None) -> str:

@@ -1,6 +1,8 @@
 """Prompt building and reply reading. The token counter here is a stand-in (one token per
 word): these functions take any counter, and the real tokenizer is exercised in test_ask.py."""
 
+from dataclasses import replace
+
 from ragbot.answer.generation import (
     RECITE_MARGIN,
     REFUSAL,
@@ -85,10 +87,11 @@ def test_a_corrections_marks_are_renumbered_and_unknown_ones_go():
 def test_cited_passages_are_numbered_first():
     """The fourth passage quoted reads [1]; the others keep their order after the cited ones, and
     each mark still names the passage it named."""
-    passages = [_passage(r, 3) for r in range(1, 6)]
+    passages = [replace(_passage(r, 3), search_rank=r) for r in range(1, 6)]
     text, shown = cited_first("Quoted from the fourth [4]. And the second [2, 4].", passages)
     assert text == "Quoted from the fourth [1]. And the second [2, 1]."
     assert [p.chunk_id for p in shown] == [104, 102, 101, 103, 105] and [p.rank for p in shown] == [1, 2, 3, 4, 5]
+    assert [p.search_rank for p in shown] == [4, 2, 1, 3, 5]  # where the search put each is kept
     assert [p.rank for p in passages] == [1, 2, 3, 4, 5]  # the passages given are not changed
     assert cited_first("Nothing cited.", passages) == ("Nothing cited.", passages)
 

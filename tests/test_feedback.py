@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -161,6 +162,28 @@ def test_database_survives_a_schema_upgrade(tmp_path, monkeypatch):
     upgraded.close()
     versions = [r[0] for r in sqlite3.connect(path).execute("SELECT version FROM schema_migrations ORDER BY version")]
     assert versions == list(range(1, len(store_module.MIGRATIONS) + 1))
+
+
+def test_an_answer_logged_before_search_ranks_reads_none(tmp_path, monkeypatch):
+    """Schema 5 added answer_passages.search_rank: a passage logged before it has none."""
+    path = tmp_path / "ragbot.db"
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:4])
+    old = Store(path)
+    answer_id = "logged-by-schema-4"  # as that ragbot wrote it: no search_rank column
+    old._db.execute("INSERT INTO answers(id, conversation_id, turn, question, retrieval_query, prompt, answer, raw_reply, "
+                    "refused, refusal_reason, model, adapter, index_generation, params, timings, tokens, created_at) "
+                    "VALUES (?, 'c', 0, 'q', 'q', '', 'a', '', 0, NULL, 'm', NULL, 0, '{}', '{}', '{}', 0)", (answer_id,))
+    old._db.executemany("INSERT INTO answer_passages(answer_id, rank, chunk_id, score, cited) VALUES (?, ?, ?, 0.5, 0)",
+                        [(answer_id, n, 10 + n) for n in (1, 2, 3)])
+    old.close()
+    monkeypatch.undo()
+    upgraded = Store(path)
+    log = FeedbackLog(upgraded)
+    assert [p["search_rank"] for p in log.answer_trace(answer_id)["passages"]] == [None, None, None]
+    later = _answer("q2", "a")
+    later.passages = [replace(p, search_rank=3 - i) for i, p in enumerate(later.passages)]
+    assert [p["search_rank"] for p in log.answer_trace(log.record_answer(later))["passages"]] == [3, 2, 1]
+    upgraded.close()
 
 
 def test_a_newer_database_is_refused(tmp_path):

@@ -274,6 +274,27 @@ def test_a_chat_started_during_a_restore_waits_then_stops(make_bot, docs, tmp_pa
         cli.cmd_chat(chat, args)
 
 
+def test_ragbot_chat_serves_when_the_warm_up_fails(make_bot, docs, monkeypatch, capsys):
+    """A fault the warm-up meets (a damaged index, an adapter's bad metadata) is a warning: the
+    page still serves documents, uploads and the log, and the question names the fault."""
+    import ragbot.interfaces.app as app
+    from ragbot.errors import RagbotError
+    from ragbot.interfaces import cli
+
+    bot = make_bot()
+    bot.ingest([docs / "paris.md"])
+    seen = []
+    monkeypatch.setattr(app, "serve", lambda bot, **kwargs: seen.append(kwargs["port"]))
+
+    def broken():
+        raise RagbotError("the index is damaged")
+
+    monkeypatch.setattr(bot, "warm_up", broken)
+    args = cli.build_parser().parse_args(["chat", "--data-dir", str(bot.settings.data_dir), "--no-default-corpus"])
+    assert cli.cmd_chat(bot, args) == 0 and seen
+    assert "warning: the index is damaged" in capsys.readouterr().err
+
+
 def test_ragbot_chat_serves_under_the_lock(make_bot, docs, monkeypatch):
     """`ragbot chat` holds the serving lock from before it loads models until the server stops."""
     import ragbot.interfaces.app as app

@@ -181,11 +181,13 @@ def render_panel(passages: list[Passage], cited: set[int], show_all: bool, links
 
 
 SNIPPET_CHARS = 400  # of a passage, shown before it is opened
-# What a passage's number in the panel is (Passage.score, its cosine with the question), and why
-# the list is not sorted by it: it comes in citation order, then in the search's, which (hybrid)
-# also counts shared words.
-SIMILARITY_NOTE = ("Cosine similarity of the passage and the question (0 to 1). The order follows the answer's "
-                   "citations, then the search, which also counts shared words, so it need not be sorted by this.")
+# What a passage's number in the panel is (Passage.score: the shipped embedder's cosine with the
+# search query), and why the list is not sorted by it: it follows the [n] numbers, which an extract
+# gives its cited passages first and the search (hybrid: shared words too; a tuned embedder)
+# orders otherwise.
+SIMILARITY_NOTE = ("Cosine similarity of the passage and the searched question: higher is closer. The list "
+                   "follows the [n] numbers, not this number: the answer's sources first, then the search's order, "
+                   "which also weighs the words they share.")
 
 
 def render_passages(passages: list[Passage], cited: set[int], show_all: bool, links: dict[str, str] | None = None) -> str:

@@ -575,7 +575,13 @@ def cmd_chat(bot, args) -> int:
                   f"`ragbot restore` will not know this chat is running; stop it before restoring", file=sys.stderr)
         _ensure_corpus(bot, args)
         print("Loading models and indexes…", file=sys.stderr)
-        bot.warm_up()  # so the first question does not wait for them
+        bot.embedder  # without it nothing works: a missing model stops the chat here
+        if bot.settings.answer_mode == "generate":
+            bot.generator
+        try:
+            bot.warm_up()  # so the first question does not wait for the indexes and logs
+        except RagbotError as exc:  # the page still serves uploads, documents and the log
+            print(f"warning: {exc}; questions may fail until it is fixed", file=sys.stderr)
         print(f"Serving on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
         serve(bot, host=args.host, port=args.port, share=args.share, auth=credentials)
     return 0
