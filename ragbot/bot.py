@@ -41,8 +41,8 @@ from ragbot.answer.generation import (
 from ragbot.answer.answerability import AnswerabilityCheck
 from ragbot.answer.corrections import Correction, CorrectionMemory, Match, MatchThreshold
 from ragbot.errors import BusyError, DiskFullError, RagbotError
-from ragbot.answer.evidence import (CoverageScorer, EmbeddingScorer, Evidence, QuestionLog, SentenceScorer, compose,
-                                   rank_both)
+from ragbot.answer.evidence import (CoverageScorer, EmbeddingScorer, Evidence, QuestionLog, SentenceScorer, candidates,
+                                   compose, rank_both)
 from ragbot.learn.feedback import FeedbackLog
 from ragbot.storage.files import state_lock
 from ragbot.retrieve.index import VectorIndex
@@ -644,6 +644,24 @@ class RagBot:
                 number[chunk_id] = len(shown)
         marks = {n: number[c] for n, (c, _) in cited.items() if c in number}
         return " ".join(renumber_citations(correction.correction, marks).split()), shown
+
+    def closest_passage(self, answer_id: str, text: str) -> int | None:
+        """The number [n] of the passage of answer `answer_id` that holds the sentence closest
+        to `text` (a correction, its [n] marks left out), by the cosine the evidence threshold
+        reads; None when no sentence reaches that threshold (none says what `text` says, as far
+        as the answer check can tell), the answer showed no passage still stored, or `text` has
+        no words."""
+        trace = self.feedback.answer_trace(answer_id)
+        chunks = self.store.chunks([row["chunk_id"] for row in trace["passages"]])
+        passages = [chunks[row["chunk_id"]].as_passage(row["score"], row["rank"])
+                    for row in trace["passages"] if row["chunk_id"] in chunks]
+        said = " ".join(strip_citation_marks(text).split())
+        pool = candidates(passages)
+        if not said or not pool:
+            return None
+        scores = self.evidence_scorer.score(said, [sentence for _, sentence in pool])
+        best = int(np.argmax(scores))
+        return passages[pool[best][0] - 1].rank if scores[best] >= self.answerability_check().threshold else None
 
     def correction_for(self, query: str, user: str | None = None, metadata: dict | None = None,
                        turn: str | None = None) -> Match | None:

@@ -80,6 +80,29 @@ def test_a_passage_heading_is_shown_as_a_title_and_its_text_as_text():
         "- <b>StyleGAN</b> (NVIDIA) and <b>&lt;i&gt;x&lt;/i&gt;</b><br>2 ** 3 ** 4, **a<br>b**"
 
 
+def test_a_correction_citing_another_passage_than_the_one_that_says_it_gets_a_hint(corpus_bot):
+    """The panel lists only the cited passages by default, so a correction may cite [1] for a
+    sentence that passage [n] holds; the note names [n]. Citing [n], or writing what no passage
+    says, gets no hint. The correction is saved as written either way."""
+    handlers = ChatHandlers(corpus_bot)
+    *_, (history, _, _) = handlers.respond("What is a GAN?", [], "c", 5, 0.0, False, session="s1")
+    answer_id = history[1]["metadata"]["id"]
+    trace = corpus_bot.feedback.answer_trace(answer_id)
+    texts = corpus_bot.store.chunks([p["chunk_id"] for p in trace["passages"]])
+    says = [p["rank"] for p in trace["passages"] if "two neural networks" in texts[p["chunk_id"]].text]
+    other = next(p["rank"] for p in trace["passages"] if p["rank"] not in says)
+    assert says, "the GAN definition is retrieved"
+    definition = "A generative adversarial network is made of two neural networks trained against each other"
+    try:
+        hinted = handlers.on_comment(history, "", f"{definition} [{other}].", session="s1")
+        assert f"Passage \\[{says[0]}\\] of that answer is closer to what your correction says" in hinted, hinted
+        assert corpus_bot.feedback.feedback(answer_id).correction == f"{definition} [{other}]."
+        assert "closer" not in handlers.on_comment(history, "", f"{definition} [{says[0]}].", session="s1")
+        assert "closer" not in handlers.on_comment(history, "", f"Canberra [{other}].", session="s1")
+    finally:  # the data dir is shared by the read-only tests: the correction is taken back
+        corpus_bot.feedback.set_feedback(answer_id, None)
+
+
 def test_text_in_a_status_line_is_shown_as_typed():
     """The status lines are Markdown: a question or file name there must not become a link or markup."""
     assert literal("[x](http://e.vil) <img src=x> *a* & b") == \

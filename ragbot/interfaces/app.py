@@ -642,7 +642,25 @@ class ChatHandlers:
                                        comment or (current.comment if current else None),
                                        correction or (current.correction if current else None), user)
         note = self.saved_note(history, str(answer_id), bool(comment), bool(correction))
-        return note + self._unknown_sources_note(str(answer_id), correction) if correction else note
+        if not correction:
+            return note
+        return note + self._unknown_sources_note(str(answer_id), correction) + self._closer_source_note(
+            str(answer_id), correction)
+
+    def _closer_source_note(self, answer_id: str, correction: str) -> str:
+        """A hint when the correction cites passages of the answer but another of its passages
+        holds the sentence closest to what it says: the [n] may be a slip (the panel lists only
+        the cited passages unless "Show all" is on), and the cited passage is what `ragbot tune
+        --retriever` learns from. The correction is kept as written."""
+        cited = self.bot.feedback.cited_chunks(answer_id, correction)  # the [n] that name a passage
+        if not cited:
+            return ""
+        closest = self.bot.closest_passage(answer_id, correction)
+        if closest is None or closest in cited:
+            return ""
+        return (f" Passage {literal(f'[{closest}]')} of that answer is closer to what your correction says than the "
+                f"passage{'s' if len(cited) > 1 else ''} it cites: check the number (“Show all retrieved "
+                f"passages” lists them all) and save again if it should cite {literal(f'[{closest}]')}.")
 
     def _unknown_sources_note(self, answer_id: str, correction: str) -> str:
         """A warning when the correction cites [n] that the answer did not show: those numbers
