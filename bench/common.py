@@ -75,3 +75,19 @@ def save(name: str, payload: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **payload}, indent=2))
     return path
+
+
+def searched_development_sets(work: Path, **settings):
+    """The development question sets (tests/data/corpus_qa*.jsonl, looked at freely; never the
+    frozen set) searched over the shipped corpus as the bot searches them (a follow-up with the
+    question before it), in a fresh data dir under `work` with `settings` overridden: (bot, rows,
+    each row's search query, the passages it found)."""
+    from ragbot import RagBot
+
+    bot = RagBot.open(work / "data", default_corpus=None, **settings)
+    bot.ingest([ROOT / "corpus"])
+    rows = [json.loads(line) for path in sorted((ROOT / "tests" / "data").glob("corpus_qa*.jsonl"))
+            for line in path.open()]
+    queries = [bot.standalone_query([r["previous"]], r["question"]) if r.get("previous") else r["question"]
+               for r in rows]
+    return bot, rows, queries, bot.batch_search(queries)

@@ -21,7 +21,6 @@ questions, that threshold fit on these same rows: an upper bound for any thresho
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -31,6 +30,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import searched_development_sets  # noqa: E402
+
 
 def main() -> None:
     import torch
@@ -38,17 +39,12 @@ def main() -> None:
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import cross_val_predict
 
-    from ragbot import RagBot
     from ragbot.answer.evidence import EmbeddingScorer, rank
     from ragbot.generators.transformers_backend import TransformersGenerator
 
-    bot = RagBot.open(Path(tempfile.mkdtemp(prefix="ragbot-explore-generator-")) / "data", default_corpus=None)
-    bot.ingest([ROOT / "corpus"])
-    dev = [json.loads(line) for path in sorted((ROOT / "tests" / "data").glob("corpus_qa*.jsonl"))
-           for line in path.open()]
-    queries = [bot.standalone_query([r["previous"]], r["question"]) if r.get("previous") else r["question"]
-               for r in dev]
-    shown = bot.batch_search(queries)
+    # The ranking shipped when this was measured (the default is coverage-questions since 2026-12-03).
+    bot, dev, queries, shown = searched_development_sets(Path(tempfile.mkdtemp(prefix="ragbot-explore-generator-")),
+                                                         evidence_ranking="coverage")
     cosine = EmbeddingScorer(bot.embedder)
     generator = TransformersGenerator.load(bot.settings)
     model, tokenizer = generator.model, generator.tokenizer

@@ -21,7 +21,6 @@ cosine of another sentence of the same passage.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
@@ -33,23 +32,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import searched_development_sets  # noqa: E402
+
 
 def main() -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import cross_val_predict
 
-    from ragbot import RagBot
     from ragbot.answer.evidence import CoverageScorer, candidates
 
-    work = Path(tempfile.mkdtemp(prefix="ragbot-explore-refusal-"))
-    bot = RagBot.open(work / "data", default_corpus=None)
-    bot.ingest([ROOT / "corpus"])
-    dev = [json.loads(line) for path in sorted((ROOT / "tests" / "data").glob("corpus_qa*.jsonl"))
-           for line in path.open()]
-    queries = [bot.standalone_query([r["previous"]], r["question"]) if r.get("previous") else r["question"]
-               for r in dev]
-    shown = bot.batch_search(queries)
+    work = Path(tempfile.mkdtemp(prefix="ragbot-explore-near-miss-"))
+    bot, dev, _, shown = searched_development_sets(work)
     pieces = bot.embedder.word_pieces([r["question"] for r in dev])
     everyone = Counter(term for question in pieces for term in set(question))
     chunks = bot._document_frequencies

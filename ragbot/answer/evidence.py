@@ -151,8 +151,9 @@ class QuestionLog:
     """How many of the questions asked before hold each term, and how many there are: the
     questions of the data dir's answer log (every user's of it), as term statistics in the
     embedder's word pieces. Reads only the questions logged since its last call
-    (`questions_after(rowid)` -> [(rowid, question)]), so a long answer log is read once: the
-    first answer after a start reads it all (0.24 s for 10,000 questions on 2 cores)."""
+    (`questions_after(rowid)` -> [(rowid, question)]), so a long answer log is read once: by
+    the chat's warm-up (RagBot.warm_up), else by the first answer after a start (0.24 s for
+    10,000 questions on 2 cores)."""
 
     def __init__(self, word_pieces: Callable[[Sequence[str]], list[list[str]]],
                  questions_after: Callable[[int], list[tuple[int, str]]]):
