@@ -264,8 +264,10 @@ def test_uploads_keep_their_names_never_replace_each_other_and_leave_no_temporar
 
 def test_the_document_library_lists_deletes_and_reingests(make_bot, docs, tmp_path):
     bot = make_bot()
-    bot.ingest([docs])
     handlers = ChatHandlers(bot)
+    assert not handlers.has_documents()  # the page opens "Add documents" for an empty library
+    bot.ingest([docs])
+    assert handlers.has_documents()
     note = tmp_path / "pump.md"
     note.write_text("# Pump\n\nThe Quell pump lifts water from the Zorblat mine.\n")
     list(handlers.on_upload([str(note)]))

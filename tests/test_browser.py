@@ -93,6 +93,10 @@ def test_ask_vote_and_upload_in_a_real_browser(server, tmp_path):
         doc = tmp_path / "zorblat.md"
         doc.write_text("# The Zorblat Engine\n\nThe Zorblat engine was invented in 1931 by Mira Quell "
                        "to pump water from deep mines.\n")
+        # With documents stored, "Add documents" starts closed (the sources stay in view).
+        expect(page.locator("#upload")).to_be_hidden()
+        page.get_by_text("Add documents", exact=True).click()
+        expect(page.locator("#upload")).to_be_visible()
         page.set_input_files("#upload input[type=file]", str(doc))
         expect(page.locator("#upload-status textarea")).to_have_value(re.compile("added 1"), timeout=120_000)
         page.fill("#question textarea", "Who invented the Zorblat engine?")

@@ -537,6 +537,9 @@ class ChatHandlers:
             choices.append((f"{name} ({origin})", d.source))
         return rows, choices
 
+    def has_documents(self) -> bool:
+        return self.bot.store.counts()[0] > 0
+
     def _is_upload(self, source: str) -> bool:
         return Path(source).parent == self.uploads
 
@@ -915,7 +918,9 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                         reingest = gr.Button("Re-ingest", elem_id="reingest")
                         delete_doc = gr.Button("Delete from ragbot", variant="stop", elem_id="delete-document")
                     library_status = gr.Markdown(elem_id="library-status")
-                with gr.Accordion("Add documents", open=True):
+                # Open on a first visit to an empty library, where adding documents comes first;
+                # closed once there are documents, so the sources stay in view (on_load sets it).
+                with gr.Accordion("Add documents", open=False, elem_id="add-documents") as adder:
                     upload = gr.File(file_count="multiple", label=f"PDF, Markdown, text or HTML (max {max_upload_mb} MB each)",
                                      elem_id="upload")
                     upload_status = gr.Textbox(label="Upload", interactive=False, lines=3, elem_id="upload-status")
@@ -1146,6 +1151,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         upload.upload(handlers.on_upload, upload, upload_status).then(library, search_in, shelf).then(
             lambda: None, None, upload, api_name=False)
         app.load(library, search_in, shelf)
+        app.load(lambda: gr.update(open=not handlers.has_documents()), None, adder, api_name=False)
         delete_doc.click(handlers.delete_document, chosen_doc, library_status).then(library, search_in, shelf)
         reingest.click(handlers.reingest_document, chosen_doc, library_status).then(library, search_in, shelf)
     # As many answers at once as the generator decodes together (generators/llama_cpp_backend.py),

@@ -249,9 +249,11 @@ class FeedbackLog:
         return self.liked_passages() + self.corrected_passages()
 
     def _shown_chunk_ids(self, answer_id: str, params: str | None) -> list[int]:
-        """The chunks an answer was made from, in rank order: every retrieved one for an extracted
-        answer, the first `prompt_passages` for one the generator wrote (before evidence-first
-        answering, every answer)."""
+        """The chunks an answer was made from, in the order it numbered them ([n]; an extract
+        puts the cited ones first, `search_rank` keeps the search's order), so that the gate's
+        replay (gate.py) and the training prompts number them as the answer's citations do:
+        every retrieved one for an extracted answer, the first `prompt_passages` for one the
+        generator wrote (before evidence-first answering, every answer)."""
         params = json.loads(params or "{}")
         shown = 10**6 if params.get("answer_mode") == "extract" else int(params.get("prompt_passages", 3))
         return [c for (c,) in self._db.execute(
