@@ -317,34 +317,3 @@ def test_pdf_form_rows_keep_their_cells_apart(tmp_path):
     # Without structure, pypdf's text as it comes.
     plain = read_document(path, pdf_structure=False).text
     assert " | " not in plain and "Quincy, FL (2J9)" in plain
-
-
-def test_a_grid_cell_that_wraps_stays_in_its_row(tmp_path):
-    """In a grid of three or more columns, a line that only continues a cell (no gaps, starting
-    at a column right of the first) joins that cell, or sets the value of a column the row left
-    empty; the next row, and prose at the first column, are not taken in. A two-column row that
-    wraps stays prose (the references of the test above)."""
-    grid = [(10.0, [(54, "Aircraft Make:"), (190, "Piper"), (320, "Registration:"), (446, "N5921D")]),
-            (10.0, [(54, "Model/Series:"), (190, "PA-22-150"), (320, "Aircraft Category:"), (446, "Airplane")]),
-            (10.0, [(54, "Airframe Total Time:"), (190, "3861 Hours at time of")]),
-            (10.0, [(190, "accident")]),
-            (10.0, [(54, "Registered Owner:"), (190, "Willis O Forman"), (320, "Rated Power:")]),
-            (10.0, [(54, "Operator:"), (190, "Willis O Forman"), (320, "Operating Certificate(s)")]),
-            (10.0, [(320, "Held:")]),
-            (10.0, [(446, "None")]),
-            (10.0, [(54, "Engine Type:"), (190, "Reciprocating"), (320, "Seats:"), (446, "4")]),
-            (10.0, [(54, "Landing Gear:"), (190, "Tailwheel"), (320, "Engines:"), (446, "1")]),
-            (10.0, [(54, "The pilot reported no mechanical malfunctions before the accident.")])]
-    path = tmp_path / "wrapped.pdf"
-    path.write_bytes(text_pdf([grid]))
-    lines = read_document(path).text.splitlines()
-    assert [line for line in lines if " | " in line] == [
-        "| Aircraft Make: | Piper | Registration: | N5921D |",
-        "| Model/Series: | PA-22-150 | Aircraft Category: | Airplane |",
-        "| Airframe Total Time: | 3861 Hours at time of accident |",
-        "| Registered Owner: | Willis O Forman | Rated Power: |",
-        "| Operator: | Willis O Forman | Operating Certificate(s) Held: | None |",
-        "| Engine Type: | Reciprocating | Seats: | 4 |",
-        "| Landing Gear: | Tailwheel | Engines: | 1 |"]
-    assert not {"accident", "Held:", "None"} & {line.strip() for line in lines}  # taken into their rows
-    assert "The pilot reported no mechanical malfunctions before the accident." in lines

@@ -20,18 +20,12 @@ pypdf extracts each page's text; while it does, it reports every run of text wit
   text before it, which holds a letter or digit (a bullet glyph set apart from its item is not a
   cell). It is written as a Markdown table row, "| Departure Point: | Quincy, FL |" (cells
   separated by text.TABLE_CELL), so a form's row is read as one rather than run into the next
-  row's words. A **wrapped cell**: the lines after a row that have no gaps of their own, at its
-  size, each starting at a column of the table right of its first (the stops of the row and of
-  the rows right above it) are joined to the row's cell at that column, or set in as the cell of
-  that column when the row left it empty ("| Operator: | Willis O Forman | Operating
-  Certificate(s) Held: | None |" from three lines). Only in a grid of three or more columns
-  (GRID_COLUMNS stops): with two, a row whose second column wraps onto the next line is left as
-  prose, since that is how hanging indents and list items are set; so are prose lines, which
-  share no stops. Not
-  found: a row whose other cells come on a wrapped cell's last line, not its first (cells set
-  in the middle of the row's height, as in the GSA plan's indicator tables), cells pypdf reports as
-  one run (text placed within one text object), right-aligned columns (their cells share no
-  start), and a row whose neighbours on its page have no cell at its columns.
+  row's words. A line whose next line continues one of its cells (no gaps of its own, starting
+  at one of its stops: a wrapped cell, a hanging indent) is not a row, nor are prose lines,
+  which share no such stops. Not found: a table whose cells wrap onto lines of their own (joining
+  them to their rows was tried and cost retrieval a little: docs/benchmarks.md §14), cells
+  pypdf reports as one run (text placed within one text object), right-aligned columns (their
+  cells share no start), and a row whose neighbours on its page have no cell at its columns.
 If nothing is left (every page the same few lines), the plain text is used.
 
 Nothing here reads words: only sizes, positions and repetition, so it works the same in any
@@ -54,7 +48,7 @@ from ragbot.text import TABLE_CELL
 # valid reports exceed (a large filing's page tree or structure tree). These limits only bound
 # how many objects one array may hold; the decompression limits that bound memory stay as they are.
 PYPDF_ELEMENT_LIMIT = 20_000_000
-VERSION = 3  # of the rules below; a stored PDF read with another version is read again (2: table rows, 3: wrapped cells)
+VERSION = 2  # of the rules below; a stored PDF read with another version is read again (2: table rows)
 HEADING_SCALE = 1.08  # a heading is set at least this much larger than the body (Word: 12 pt over 11)
 HEADING_MAX_WORDS = 20  # a larger-set block with more words than this is display text, not a heading
 HEADING_MAX_CHARS = 150  # the same in characters (scripts written without spaces)
@@ -67,10 +61,6 @@ MARGIN_LINES = 3  # lines at the top and at the bottom of a page where running h
 CELL_GAP_EMS = 1.0
 NARROW_CHAR_EMS = 0.45
 STOP_TOLERANCE = 1.0  # points
-# A table of at least this many column stops right of its first column (three columns or more) is
-# a grid, whose wrapped cells are joined to their row; with fewer, a second column that wraps is
-# a hanging indent or a list item's text, left as prose.
-GRID_COLUMNS = 2
 MIN_REPEATS = 2  # a running header or footer appears on at least this many pages (and half of them)
 _DIGITS = re.compile(r"\d+")
 _SPACES = re.compile(r"\s+")
@@ -179,10 +169,8 @@ def structure_pages(pages: list[list[Line]]) -> list[str]:
     level = {size: min(6, rank + 1) for rank, size in enumerate(heading_sizes)}
     texts = []
     for page in pages:
-        # A row becomes a line of its own text, at its own size (so blocks and headings see it as
-        # before); a line whose text a row above took in (a wrapped cell) goes.
-        page = [Line(((row, line.size),)) if row is not None else line for line, row in zip(page, table_rows(page))
-                if row != ""]
+        # A row becomes a line of its own text, at its own size (so blocks and headings see it as before).
+        page = [Line(((row, line.size),)) if row is not None else line for line, row in zip(page, table_rows(page))]
         out: list[str] = []
         for block in _blocks(page):
             if _is_heading(block, level):
@@ -194,77 +182,33 @@ def structure_pages(pages: list[list[Line]]) -> list[str]:
 
 
 def table_rows(page: list[Line]) -> list[str | None]:
-    """For each line of the page: its text as a table row (module doc), None when it is not one,
-    or "" when it continues a cell of a row above (a wrapped cell, whose text that row holds)."""
+    """For each line of the page, its text as a table row (module doc), or None when it is not one."""
+    return [_row(line, cells) if cells else None for line, cells in zip(page, _cells(page))]
+
+
+def _cells(page: list[Line]) -> list[set[int]]:
+    """For each line, the indexes of the runs that start its cells: gaps (Line.cell_starts) at a
+    column stop that the line above or below has too. A line whose next line continues one of
+    its cells (no gaps of its own and starting at one of its stops) has none."""
     gaps = [line.cell_starts() for line in page]
-    rows: list[str | None] = [None] * len(page)
-    for i, (line, stops) in enumerate(zip(page, _cells(page, gaps))):
-        if not stops or rows[i] == "":
-            continue
-        cells = _row_cells(line, stops)
-        columns = _table_columns(gaps, rows, i)
-        # Lines that continue a cell: no gaps of their own, at the row's size, starting at a column
-        # of the table right of its first (a line at the first column is the next row, or prose).
-        j = i + 1
-        while len(columns) >= GRID_COLUMNS and j < len(page) and not gaps[j] and page[j].text.strip() \
-                and page[j].size == line.size:
-            x = page[j].first_start()
-            column = next((c for c in columns if x is not None and abs(x - c) <= STOP_TOLERANCE), None)
-            if column is None or column <= cells[0][0] + STOP_TOLERANCE:
-                break
-            cell = next((c for c in cells if abs(c[0] - column) <= STOP_TOLERANCE), None)
-            if cell is None:  # a value set on a line of its own, under a column the row left empty
-                cells.append([column, page[j].text.strip()])
-                cells.sort(key=lambda c: c[0])
-            else:
-                cell[1] = f"{cell[1]} {page[j].text.strip()}"
-            rows[j] = ""
-            j += 1
-        if j == i + 1 and _continued(page, gaps, i, stops):
-            continue  # a two-column layout whose second column wraps: a hanging indent, a list
-        rows[i] = "| " + TABLE_CELL.join(text for _, text in cells) + " |"
-    return rows
-
-
-def _cells(page: list[Line], gaps: list[list[tuple[int, float]]]) -> list[dict[int, float]]:
-    """For each line, the runs that start its cells and where: gaps (Line.cell_starts) at a
-    column stop that the line above or below has too."""
     found = []
     for i, line in enumerate(page):
         near = [x for j in (i - 1, i + 1) if 0 <= j < len(page) for _, x in gaps[j]]
-        found.append({k: x for k, x in gaps[i] if any(abs(x - y) <= STOP_TOLERANCE for y in near)})
+        stops = {k: x for k, x in gaps[i] if any(abs(x - y) <= STOP_TOLERANCE for y in near)}
+        after = page[i + 1].first_start() if i + 1 < len(page) and not gaps[i + 1] else None
+        if after is not None and any(abs(after - x) <= STOP_TOLERANCE for x in stops.values()):
+            stops = {}  # a wrapped cell or a hanging indent
+        found.append(set(stops))
     return found
 
 
-def _continued(page: list[Line], gaps: list, i: int, stops: dict[int, float]) -> bool:
-    """Whether the next line continues one of line i's cells: no gaps of its own, and starting
-    at one of its stops."""
-    after = page[i + 1].first_start() if i + 1 < len(page) and not gaps[i + 1] else None
-    return after is not None and any(abs(after - x) <= STOP_TOLERANCE for x in stops.values())
-
-
-def _table_columns(gaps: list[list[tuple[int, float]]], rows: list[str | None], i: int) -> list[float]:
-    """The column stops of the table that line i ends so far: the gaps of line i and of the lines
-    with gaps right above it (past the wrapped cells joined to their rows), one x per column."""
-    columns: list[float] = []
-    j = i
-    while j >= 0 and (gaps[j] or rows[j] == ""):
-        for _, x in gaps[j]:
-            if all(abs(x - c) > STOP_TOLERANCE for c in columns):
-                columns.append(x)
-        j -= 1
-    return columns
-
-
-def _row_cells(line: Line, stops: dict[int, float]) -> list[list]:
-    """The line's cells as [x, text]: the runs from each index in `stops` on (the first cell from
-    the line's start)."""
-    cells: list[list] = [[line.first_start() or 0.0, ""]]
+def _row(line: Line, cells: set[int]) -> str:
+    """The line as a Markdown table row: its cells (runs from each index in `cells` on)
+    separated by TABLE_CELL, between outer bars."""
+    row = ""
     for k, (text, _) in enumerate(line.parts):
-        if k in stops:
-            cells.append([stops[k], ""])
-        cells[-1][1] += text
-    return [[x, " ".join(text.split())] for x, text in cells]
+        row = row.rstrip() + TABLE_CELL + text.lstrip() if k in cells else row + text
+    return f"| {row.strip()} |"
 
 
 def _characters_by_size(pages: list[list[Line]]) -> Counter:
