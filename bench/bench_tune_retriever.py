@@ -7,7 +7,9 @@ Then `tune_retriever` runs with its defaults (its own held-out split of those qu
 training recipe, re-embedding every chunk, its gate), except that the tuned embedder is made to
 rank whatever the gate says, so the 300 test queries, never seen by it, can tell whether the
 gate was right. They are scored before and after, dense and hybrid, with the paired-bootstrap
-95% interval of the gain.
+95% interval of the gain. The gate's held-out questions are also judged by the cited chunks
+alone (the gate before 2026-12-03), to show what the grading of the rest of the cited
+document changes.
 
     python bench/bench_tune_retriever.py
 
@@ -62,7 +64,7 @@ def main() -> None:
 
     from ragbot import RagBot
     from ragbot.evaluation.metrics import compare_retrieval, load_beir, paired_difference
-    from ragbot.learn.retriever import RetrieverConfig, tune_retriever
+    from ragbot.learn.retriever import RetrieverConfig, judge_searches, split_feedback, tune_retriever
 
     work = Path(args.cache) / "scifact-liked" / "data"
     shutil.rmtree(work.parent, ignore_errors=True)
@@ -93,6 +95,13 @@ def main() -> None:
         print(f"test, tuned - shipped, {mode}: nDCG@10 {gain['mean']:+.3f} "
               f"[{gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}]")
     gate = result.gate
+    # The gate's held-out questions judged by the cited chunks alone, both ways.
+    _, heldout = split_feedback(bot, RetrieverConfig(seed=args.seed))
+    cited = {q: {str(c): 1 for c in ids} for q, ids in heldout.items()}
+    cited_only = paired_difference([n for n, _ in judge_searches(bot, cited, None)],
+                                   [n for n, _ in judge_searches(bot, cited, result.version)])
+    print(f"gate judged by the cited chunks alone: nDCG@10 gain {cited_only['mean']:+.3f} "
+          f"[{cited_only['ci95'][0]:+.3f}, {cited_only['ci95'][1]:+.3f}]")
     print(f"gate on {gate['questions']} held-out liked questions: {gate['reason']} -> "
           f"{'would rank' if gate['promote'] else 'would keep the shipped embedder'}")
     from ragbot.learn.registry import EmbedderRegistry
@@ -100,7 +109,7 @@ def main() -> None:
     training = EmbedderRegistry(bot.settings.embedders_dir).get(result.version).metadata["training"]
     print(f"tune --retriever took {seconds:.0f}s: training {training['seconds']:.0f}s ({training['steps']} steps, "
           f"{training['pairs']} pairs), the rest mining negatives, embedding {bot.store.counts()[1]} chunks and the gate")
-    payload = {"liked": liked, "gate": gate, "training": training, "tune_seconds": seconds,
+    payload = {"liked": liked, "gate": gate, "gate_cited_only": cited_only, "training": training, "tune_seconds": seconds,
                "test": {mode: {"shipped": before[mode].summary, "tuned": after[mode].summary, "gain": gains[mode]}
                         for mode in modes},
                "peak_rss_mb": peak_rss_mb()}

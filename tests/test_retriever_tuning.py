@@ -12,7 +12,8 @@ from conftest import CORPUS, DATA
 from ragbot.errors import RagbotError
 from ragbot.interfaces.cli import main
 from ragbot.learn.registry import EmbedderRegistry
-from ragbot.learn.retriever import RetrieverConfig, RetrieverTuneError, decide, ndcg_per_question, tune_retriever
+from ragbot.learn.retriever import (RetrieverConfig, RetrieverTuneError, decide, graded_judgements, ndcg_per_question,
+                                    tune_retriever)
 from ragbot.storage.doctor import doctor
 from ragbot.types import Answer, Citation
 
@@ -172,6 +173,20 @@ def test_the_gate_decides_by_the_interval_of_the_paired_gain():
     assert not decide([0.0] * 10, [1.0] * 10)["promote"]  # every question better, but only ten
 
 
+def test_the_gate_grades_the_rest_of_a_cited_document_below_the_cited_chunk(make_bot, docs):
+    bot = make_bot()
+    bot.ingest([docs])
+    chunks = bot.store.all_chunks()
+    paris = [c.id for c in chunks if c.source.endswith("paris.md")]
+    assert len(paris) >= 2, "the judgement needs a document of two chunks"
+    cited, sibling = paris[0], paris[1:]
+    judged = graded_judgements(bot, {"When was the Eiffel Tower completed?": [cited]})
+    # The cited chunk at 2, the rest of its document at 1, other documents not at all.
+    assert judged == {"When was the Eiffel Tower completed?": {str(cited): 2} | {str(c): 1 for c in sibling}}
+    # A chunk no longer stored (re-ingested) judges only itself.
+    assert graded_judgements(bot, {"q": [10**6]}) == {"q": {str(10**6): 2}}
+
+
 def _like_dev_questions(bot) -> int:
     """Every answerable development question answered with the chunk of its gold document that
     search ranks first, and liked: a user who voted a lot."""
@@ -211,7 +226,8 @@ def test_tune_retriever_trains_gates_and_keeps_what_the_gate_says(make_bot, caps
 
     _, heldout = split_feedback(bot, RetrieverConfig())
     assert result.gate["questions"] == len(heldout) >= 20
-    shipped = ndcg_per_question(bot, heldout, None)
+    judged = graded_judgements(bot, heldout)
+    shipped = ndcg_per_question(bot, judged, None)
     assert sum(shipped) / len(shipped) == pytest.approx(result.gate["active_ndcg@10"], abs=1e-9)
     gate = result.gate
     assert gate["gain"]["mean"] == pytest.approx(gate["candidate_ndcg@10"] - gate["active_ndcg@10"], abs=1e-9)
@@ -227,7 +243,7 @@ def test_tune_retriever_trains_gates_and_keeps_what_the_gate_says(make_bot, caps
     after = compare_retrieval(bot, liked, ["hybrid", "hybrid@shipped"])
     assert [r["top"] for r in after["hybrid@shipped"].per_query] == [r["top"] for r in before]
     # Judged again now that it ranks, the candidate scores what the gate measured.
-    measured = ndcg_per_question(bot, heldout, forced.version)
+    measured = ndcg_per_question(bot, judged, forced.version)
     assert sum(measured) / len(measured) == pytest.approx(forced.gate["candidate_ndcg@10"], abs=1e-9)
 
     assert main(["model", "list", "--retriever", "--data-dir", str(bot.settings.data_dir)]) == 0
