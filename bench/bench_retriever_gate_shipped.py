@@ -43,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from ragbot import RagBot
-    from ragbot.evaluation.metrics import paired_difference
+    from ragbot.evaluation.metrics import CITED, paired_difference
     from ragbot.learn.retriever import RetrieverConfig, judge_searches, split_feedback, tune_retriever
 
     with tempfile.TemporaryDirectory() as folder:
@@ -53,7 +53,7 @@ def main() -> None:
             print(f"{like_development_questions(bot)} development questions liked")
             result = tune_retriever(bot, RetrieverConfig(activate="always", seed=args.seed), log=print)
             _, heldout = split_feedback(bot, RetrieverConfig(seed=args.seed))
-            cited = {q: {str(c): 1 for c in ids} for q, ids in heldout.items()}
+            cited = {q: {str(c): CITED for c in ids} for q, ids in heldout.items()}
             before = [n for n, _ in judge_searches(bot, cited, None)]
             after = [n for n, _ in judge_searches(bot, cited, result.version)]
             gain = paired_difference(before, after)

@@ -63,7 +63,7 @@ def main() -> None:
     print(f"machine: {machine()}", file=sys.stderr)
 
     from ragbot import RagBot
-    from ragbot.evaluation.metrics import compare_retrieval, load_beir, paired_difference
+    from ragbot.evaluation.metrics import CITED, compare_retrieval, load_beir, paired_difference
     from ragbot.learn.retriever import RetrieverConfig, judge_searches, split_feedback, tune_retriever
 
     work = Path(args.cache) / "scifact-liked" / "data"
@@ -97,7 +97,7 @@ def main() -> None:
     gate = result.gate
     # The gate's held-out questions judged by the cited chunks alone, both ways.
     _, heldout = split_feedback(bot, RetrieverConfig(seed=args.seed))
-    cited = {q: {str(c): 1 for c in ids} for q, ids in heldout.items()}
+    cited = {q: {str(c): CITED for c in ids} for q, ids in heldout.items()}
     cited_only = paired_difference([n for n, _ in judge_searches(bot, cited, None)],
                                    [n for n, _ in judge_searches(bot, cited, result.version)])
     print(f"gate judged by the cited chunks alone: nDCG@10 gain {cited_only['mean']:+.3f} "

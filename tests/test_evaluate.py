@@ -42,6 +42,9 @@ def test_recall_and_mrr_hand_computed():
     assert recall_at_k(["z"], relevant, 10) == 0.0  # grade 0 is not relevant
     assert mrr_at_k(["b", "d", "c"], relevant, 10) == pytest.approx(1 / 3)
     assert mrr_at_k(["b", "d", "c"], relevant, 2) == 0.0
+    graded = {"a": 2, "c": 1}  # with min_grade 2 only "a" is found: the cited chunk, not its document
+    assert recall_at_k(["c", "b"], graded, 2) == 0.5 and recall_at_k(["c", "b"], graded, 2, min_grade=2) == 0.0
+    assert mrr_at_k(["c", "a"], graded, 10) == 1.0 and mrr_at_k(["c", "a"], graded, 10, min_grade=2) == 0.5
 
 
 def test_rouge_l_and_token_f1_hand_computed():
@@ -220,11 +223,22 @@ def test_eval_retrieval_on_liked_answers(make_bot, docs, tmp_path, capsys):
                                           "--out", str(tmp_path / "out"), "--json", "--modes", "dense,bm25"])
     assert cli.cmd_eval(bot, args) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["queries"] == 3 and summary["ndcg@10"] == 1.0  # each cited chunk comes first again
+    assert summary["queries"] == 3 and summary["mrr@10"] == 1.0  # each cited chunk comes first again
     assert set(summary["modes"]) == {"dense", "bm25", "hybrid"}
     per_query = [json.loads(line) for line in (tmp_path / "out" / "per_query.jsonl").open()]
     assert {q["relevant"][0] for q in per_query} == {str(c) for r in rows[:2] for c in r["chunk_ids"]} | \
         {str(corrected.passages[0].chunk_id)}
+
+    # It judges as the `tune --retriever` gate does: the other chunks of a cited document count
+    # for nDCG@10 (below the cited chunk), so each question scores what the gate would score.
+    from ragbot.evaluation.metrics import graded_judgements
+    from ragbot.learn.retriever import ndcg_per_question
+
+    cited = {q["query"]: [int(c) for c in q["relevant"]] for q in per_query}
+    judged = graded_judgements(bot.store, cited)
+    assert any(len(grades) > len(cited[q]) for q, grades in judged.items()), "a cited document of two chunks"
+    gate = dict(zip(judged, ndcg_per_question(bot, judged, None)))
+    assert {q["query"]: q["ndcg@10"] for q in per_query} == pytest.approx(gate, abs=1e-9)
 
 
 def test_eval_retrieval_on_feedback_without_likes_says_what_to_do(make_bot, docs, tmp_path):

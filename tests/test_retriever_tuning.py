@@ -12,8 +12,8 @@ from conftest import CORPUS, DATA
 from ragbot.errors import RagbotError
 from ragbot.interfaces.cli import main
 from ragbot.learn.registry import EmbedderRegistry
-from ragbot.learn.retriever import (RetrieverConfig, RetrieverTuneError, decide, graded_judgements, ndcg_per_question,
-                                    tune_retriever)
+from ragbot.evaluation.metrics import graded_judgements
+from ragbot.learn.retriever import RetrieverConfig, RetrieverTuneError, decide, ndcg_per_question, tune_retriever
 from ragbot.storage.doctor import doctor
 from ragbot.types import Answer, Citation
 
@@ -180,11 +180,11 @@ def test_the_gate_grades_the_rest_of_a_cited_document_below_the_cited_chunk(make
     paris = [c.id for c in chunks if c.source.endswith("paris.md")]
     assert len(paris) >= 2, "the judgement needs a document of two chunks"
     cited, sibling = paris[0], paris[1:]
-    judged = graded_judgements(bot, {"When was the Eiffel Tower completed?": [cited]})
+    judged = graded_judgements(bot.store, {"When was the Eiffel Tower completed?": [cited]})
     # The cited chunk at 2, the rest of its document at 1, other documents not at all.
     assert judged == {"When was the Eiffel Tower completed?": {str(cited): 2} | {str(c): 1 for c in sibling}}
     # A chunk no longer stored (re-ingested) judges only itself.
-    assert graded_judgements(bot, {"q": [10**6]}) == {"q": {str(10**6): 2}}
+    assert graded_judgements(bot.store, {"q": [10**6]}) == {"q": {str(10**6): 2}}
 
 
 def _like_dev_questions(bot) -> int:
@@ -226,7 +226,7 @@ def test_tune_retriever_trains_gates_and_keeps_what_the_gate_says(make_bot, caps
 
     _, heldout = split_feedback(bot, RetrieverConfig())
     assert result.gate["questions"] == len(heldout) >= 20
-    judged = graded_judgements(bot, heldout)
+    judged = graded_judgements(bot.store, heldout)
     shipped = ndcg_per_question(bot, judged, None)
     assert sum(shipped) / len(shipped) == pytest.approx(result.gate["active_ndcg@10"], abs=1e-9)
     gate = result.gate

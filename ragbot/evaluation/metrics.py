@@ -30,14 +30,15 @@ def ndcg_at_k(ranked: Sequence[str], relevant: dict[str, int], k: int = 10) -> f
     return dcg / idcg if idcg else 0.0
 
 
-def recall_at_k(ranked: Sequence[str], relevant: dict[str, int], k: int = 10) -> float:
-    wanted = {doc for doc, grade in relevant.items() if grade > 0}
+def recall_at_k(ranked: Sequence[str], relevant: dict[str, int], k: int = 10, min_grade: int = 1) -> float:
+    """The share of the documents graded at least `min_grade` that are in the first k."""
+    wanted = {doc for doc, grade in relevant.items() if grade >= min_grade}
     return len(wanted & set(ranked[:k])) / len(wanted) if wanted else 0.0
 
 
-def mrr_at_k(ranked: Sequence[str], relevant: dict[str, int], k: int = 10) -> float:
+def mrr_at_k(ranked: Sequence[str], relevant: dict[str, int], k: int = 10, min_grade: int = 1) -> float:
     for i, doc in enumerate(ranked[:k]):
-        if relevant.get(doc, 0) > 0:
+        if relevant.get(doc, 0) >= min_grade:
             return 1.0 / (i + 1)
     return 0.0
 
@@ -104,6 +105,7 @@ class BeirData:
     corpus: dict[str, tuple[str, str]]  # doc id -> (title, text)
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]]  # query id -> doc id -> grade
+    hit_grade: int = 1  # the least grade that recall and MRR count as found
 
 
 def load_beir(directory: Path, split: str = "test") -> BeirData:
@@ -187,6 +189,32 @@ def feedback_judgements(liked: Sequence[dict], stored_ids: set[int]) -> BeirData
     return BeirData(corpus={}, queries=queries, qrels=qrels)
 
 
+CITED = 2  # a cited chunk's grade in `graded_judgements`; the other chunks of its document are 1
+
+
+def graded_judgements(store, cited: dict[str, Sequence[int]]) -> dict[str, dict[str, int]]:
+    """{key: {chunk id: grade}} for questions judged by the chunks their answers cited: the
+    cited chunks at grade `CITED`, the other chunks of their documents at 1. The cited chunk is
+    what the search of the day ranked high, so judged by it alone a search that ranks first
+    another chunk of the same document scores a miss (docs/benchmarks.md §11); the grade keeps
+    the cited chunk best. A cited chunk no longer stored judges only itself."""
+    chunks = store.chunks(sorted({c for ids in cited.values() for c in ids}))
+    judged = {}
+    for key, ids in cited.items():
+        sources = sorted({chunks[c].source for c in ids if c in chunks})
+        grades = {str(c): 1 for c in store.chunk_ids_of(sources).tolist()}
+        judged[key] = grades | {str(c): CITED for c in ids}
+    return judged
+
+
+def graded_feedback(liked: Sequence[dict], store) -> BeirData:
+    """`feedback_judgements` graded as the retriever gate grades (`graded_judgements`): nDCG
+    credits another chunk of a cited document, recall and MRR count the cited chunks."""
+    data = feedback_judgements(liked, set(store.chunk_ids().tolist()))
+    cited = {q: [int(c) for c in relevant] for q, relevant in data.qrels.items()}
+    return BeirData(corpus={}, queries=data.queries, qrels=graded_judgements(store, cited), hit_grade=CITED)
+
+
 def evaluate_retrieval(bot, data: BeirData, k: int = 10, chunks_per_query: int = 100,
                        unit: Callable | None = None) -> RetrievalResult:
     """Rank documents (best chunk score per document) for every judged query; with `unit`
@@ -208,10 +236,10 @@ def evaluate_retrieval(bot, data: BeirData, k: int = 10, chunks_per_query: int =
             "query_id": qid,
             "query": data.queries[qid],
             "ndcg@10": ndcg_at_k(ranked, relevant, 10),
-            f"recall@{k}": recall_at_k(ranked, relevant, k),
-            "mrr@10": mrr_at_k(ranked, relevant, 10),
+            f"recall@{k}": recall_at_k(ranked, relevant, k, data.hit_grade),
+            "mrr@10": mrr_at_k(ranked, relevant, 10, data.hit_grade),
             "top": ranked[:k],
-            "relevant": sorted(d for d, g in relevant.items() if g > 0),
+            "relevant": sorted(d for d, g in relevant.items() if g >= data.hit_grade),
         })
     n = len(per_query)
     summary = {
@@ -224,7 +252,7 @@ def evaluate_retrieval(bot, data: BeirData, k: int = 10, chunks_per_query: int =
     if data.corpus:  # judged by documents (BEIR); liked answers judge chunks and name no corpus
         summary["documents"] = len(data.corpus)
     if f"recall@{k}" != "recall@10":
-        summary["recall@10"] = sum(recall_at_k(r["top"], data.qrels[r["query_id"]], 10) for r in per_query) / n if n else 0.0
+        summary["recall@10"] = sum(recall_at_k(r["top"], data.qrels[r["query_id"]], 10, data.hit_grade) for r in per_query) / n if n else 0.0
     return RetrievalResult(summary=summary, per_query=per_query)
 
 

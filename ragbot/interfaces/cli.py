@@ -614,7 +614,7 @@ def _retrieval_on_feedback(bot, modes: list[str], k: int):
     from ragbot.evaluation import metrics as evaluate
 
     liked = bot.feedback.relevant_passages()
-    data = evaluate.feedback_judgements(liked, set(bot.store.chunk_ids()))
+    data = evaluate.graded_feedback(liked, bot.store)
     print(f"{len(data.qrels)} questions with their liked or corrected passages still stored "
           f"({len(liked)} liked answers and corrections citing passages in all)", file=sys.stderr)
     if not data.qrels:

@@ -37,7 +37,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ragbot.evaluation.metrics import feedback_judgements, ndcg_at_k, recall_at_k
+from ragbot.evaluation.metrics import CITED, feedback_judgements, graded_judgements, ndcg_at_k, recall_at_k
 from ragbot.learn.gate import MIN_QUESTIONS, gain_is_clear
 from ragbot.learn.registry import EmbedderRegistry
 from ragbot.learn.tune import Log, TuneError, training_callbacks
@@ -164,20 +164,6 @@ def train(base: str, pairs: list[tuple[str, ...]], out: Path, config: RetrieverC
 # -- 4. gate -------------------------------------------------------------------------------
 
 
-def graded_judgements(bot, cited: dict[str, list[int]]) -> dict[str, dict[str, int]]:
-    """Each question's judgement for the gate: the chunks its answer cited at grade 2, the other
-    chunks of their documents at grade 1. The cited chunk is what the search of the day ranked
-    high, so judged by it alone a candidate that ranks first another chunk of the same document
-    scores a miss (docs/benchmarks.md §11); the grade keeps the cited chunk best."""
-    chunks = bot.store.chunks(sorted({c for ids in cited.values() for c in ids}))
-    judged = {}
-    for question, ids in cited.items():
-        sources = sorted({chunks[c].source for c in ids if c in chunks})
-        grades = {str(c): 1 for c in bot.store.chunk_ids_of(sources).tolist()}
-        judged[question] = grades | {str(c): 2 for c in ids}
-    return judged
-
-
 def ndcg_per_question(bot, judged: dict[str, dict[str, int]], version: str | None) -> list[float]:
     """nDCG@10 of each held-out question's search (`judge_searches`)."""
     return [ndcg for ndcg, _ in judge_searches(bot, judged, version)]
@@ -199,9 +185,7 @@ def judge_searches(bot, judged: dict[str, dict[str, int]], version: str | None) 
     scores = []
     for question, ranking in zip(questions, bot.rank(questions, queries, index, lexical, 10)):
         ranked, grades = [str(c) for c in ranking], judged[question]
-        best = max(grades.values())
-        cited = {c: 1 for c, grade in grades.items() if grade == best}
-        scores.append((ndcg_at_k(ranked, grades, 10), recall_at_k(ranked, cited, 5)))
+        scores.append((ndcg_at_k(ranked, grades, 10), recall_at_k(ranked, grades, 5, CITED)))
     return scores
 
 
@@ -266,7 +250,7 @@ def tune_retriever(bot, config: RetrieverConfig, log: Log = print) -> RetrieverR
     bot.embed_for_ranking(version)
     if active is not None:
         bot.embed_for_ranking(active)
-    judged = graded_judgements(bot, heldout)
+    judged = graded_judgements(bot.store, heldout)
     before, after = judge_searches(bot, judged, active), judge_searches(bot, judged, version)
     gate = decide([n for n, _ in before], [n for n, _ in after], config.seed,
                   recall=([r for _, r in before], [r for _, r in after]))
