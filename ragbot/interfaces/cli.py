@@ -115,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "<data dir>/beir/NAME, reused while unchanged) and score retrieval on the "
                                      "judged queries. With --feedback: score retrieval on the data dir itself, "
                                      "each question whose answer got a thumbs-up (and no correction) judged by "
-                                     "the chunks that answer cited. Those chunks were found by the search of the "
+                                     "the chunks that answer cited, as `tune --retriever`'s gate judges: nDCG@10 "
+                                     "counts a cited chunk 2 and another chunk of its document 1, recall and MRR "
+                                     "count the cited chunks. Those chunks were found by the search of the "
                                      "day, so the scores favour it; they tell how often search still puts what you "
                                      "liked first, and compare modes on your own questions.")
     source = e.add_mutually_exclusive_group(required=True)
@@ -616,7 +618,8 @@ def _retrieval_on_feedback(bot, modes: list[str], k: int):
     liked = bot.feedback.relevant_passages()
     data = evaluate.graded_feedback(liked, bot.store)
     print(f"{len(data.qrels)} questions with their liked or corrected passages still stored "
-          f"({len(liked)} liked answers and corrections citing passages in all)", file=sys.stderr)
+          f"({len(liked)} liked answers and corrections citing passages in all); nDCG@10 also credits the "
+          f"rest of a cited document, recall and MRR count the cited passages", file=sys.stderr)
     if not data.qrels:
         raise RagbotError("no liked answers to judge retrieval by: give answers a thumbs-up in the chat "
                           "(or `ragbot feedback vote ID up`), then run this again")
