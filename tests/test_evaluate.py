@@ -228,6 +228,9 @@ def test_eval_retrieval_on_liked_answers(make_bot, docs, tmp_path, capsys):
     per_query = [json.loads(line) for line in (tmp_path / "out" / "per_query.jsonl").open()]
     assert {q["relevant"][0] for q in per_query} == {str(c) for r in rows[:2] for c in r["chunk_ids"]} | \
         {str(corrected.passages[0].chunk_id)}
+    # Every question's cited chunks are the first it finds again (what nDCG@10 == 1.0 said when
+    # only the cited chunks were judged).
+    assert all(set(q["top"][:len(q["relevant"])]) == set(q["relevant"]) for q in per_query)
 
     # It judges as the `tune --retriever` gate does: the other chunks of a cited document count
     # for nDCG@10 (below the cited chunk), so each question scores what the gate would score.
