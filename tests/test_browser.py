@@ -9,6 +9,7 @@ Screenshots go to test-artifacts/. Skipped (with the reason) where Chromium is n
 import os
 import re
 import shutil
+import time
 
 import pytest
 
@@ -189,7 +190,7 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
     """The open conversation comes back after a reload and a server restart (same address: the
     browser keeps its token and the conversation's id in local storage); it is listed, renamed,
     exported and deleted; another browser sees none of it."""
-    from playwright.sync_api import Error as PlaywrightError, expect, sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     from conftest import _free_port, running_chat
 
@@ -214,16 +215,13 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             expect(page.locator("#conversations")).to_contain_text("When were GANs introduced?", timeout=30_000)
             page.reload()
             expect(page.locator("#chat .message.bot").last).to_contain_text("2014", timeout=60_000)
+            # Closed before its server stops: Gradio's page, having lost its server, reconnects
+            # every 2 s and reloads itself once it can, racing any reload of ours (CI aborted it
+            # twice: ERR_ABORTED on 2026-12-02, "Not attached to an active page" on 2026-12-04).
+            page.close()
         with running_chat(data_dir, port=port) as url:  # a new server process, the same database
-            try:
-                page.reload()
-            except PlaywrightError as exc:
-                # Gradio's page, having lost its server, tries to reconnect every 2 s and reloads
-                # itself once it can: that reload may abort ours (CI, 2026-12-02). Either shows
-                # the page served by the new process.
-                if "ERR_ABORTED" not in str(exc):
-                    raise
-                page.wait_for_load_state()
+            page = context.new_page()  # the same browser profile: its local storage is kept
+            page.goto(url)
             expect(page.locator("#chat .message.bot").last).to_contain_text("2014", timeout=60_000)
             expect(page.locator("#conversations")).to_contain_text("When were GANs introduced?")
             page.locator('#chat button[aria-label="Like"]').last.click()  # reopened answers can be voted on
@@ -324,6 +322,11 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
     with running_chat(data_dir, "--no-default-corpus") as url, sync_playwright() as p:
         browser = _launch(p)
         page = browser.new_page(viewport={"width": 1300, "height": 900})
+        # Every load of the page, ours and any Gradio makes itself after losing its server (its
+        # reconnect reloads the page), and what it logged: said if the turns below disagree.
+        loads, logged = [], []
+        page.on("load", lambda _: loads.append(round(time.monotonic(), 1)))
+        page.on("console", lambda message: logged.append(f"{message.type}: {message.text}"[:200]))
         page.goto(url)
         box = page.locator("#question textarea")
 
@@ -429,7 +432,7 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
         ask("What does the decoder of a variational autoencoder do?", 5)
         with sqlite3.connect(data_dir / "ragbot.db") as db:
             turns = db.execute("SELECT conversation_id, turn, question FROM answers ORDER BY created_at").fetchall()
-        assert len({c for c, _, _ in turns}) == 2 and turns[-1][1] == 1, turns
+        assert len({c for c, _, _ in turns}) == 2 and turns[-1][1] == 1, (turns, loads, logged[-20:])
         expect(page.locator("#conversations label")).to_have_count(2, timeout=30_000)
         browser.close()
 
