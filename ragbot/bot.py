@@ -42,7 +42,7 @@ from ragbot.answer.answerability import AnswerabilityCheck
 from ragbot.answer.corrections import Correction, CorrectionMemory, Match, MatchThreshold
 from ragbot.errors import BusyError, DiskFullError, RagbotError
 from ragbot.answer.evidence import (CoverageScorer, EmbeddingScorer, Evidence, QuestionLog, SentenceScorer, candidates,
-                                   compose, rank_both)
+                                   compose, question_idf, rank_both)
 from ragbot.learn.feedback import FeedbackLog
 from ragbot.storage.files import state_lock
 from ragbot.retrieve.index import VectorIndex
@@ -70,6 +70,7 @@ class RagBot:
         self._generator = None
         self._scorer: SentenceScorer | None = None
         self._ranker: SentenceScorer | None = None  # the evidence ranking (evidence_ranking setting)
+        self._question_log: QuestionLog | None = None  # the questions asked before (answer log)
         self._index: VectorIndex | None = None
         self._index_generation = -1
         self._index_ranking: str | None = None  # the tuned embedder whose vectors _index holds (None: shipped)
@@ -430,7 +431,9 @@ class RagBot:
         _, dense_ids = index.search(vectors, depth, only)
         rankings = [[int(i) for i in row if i >= 0] for row in dense_ids]
         if lexical_index is not None and mode != "dense":
-            lexical = lexical_index.search(queries, depth, only)
+            weigh = self._question_weights if self.settings.lexical_question_weights \
+                and self.settings.question_log_weights else None
+            lexical = lexical_index.search(queries, depth, only, weigh)
             if mode == "bm25":
                 rankings = [[c for c, _ in hits][:k] for hits in lexical]
             else:
@@ -719,13 +722,25 @@ class RagBot:
         with self._load_lock:
             if self._ranker is None:
                 if self.settings.evidence_ranking == "coverage-questions":
-                    asked = (QuestionLog(self.embedder.word_pieces, self.feedback.questions_after)
-                             if self.settings.question_log_weights else None)
+                    asked = self.question_log if self.settings.question_log_weights else None
                     self._ranker = CoverageScorer(self.embedder, self._document_frequencies, asked, share=None,
                                                   name="coverage-questions")
                 else:
                     self._ranker = CoverageScorer(self.embedder, self._document_frequencies)
             return self._ranker
+
+    @property
+    def question_log(self) -> QuestionLog:
+        """The questions asked before in this data dir (the answer log), as term counts: the
+        sentence ranking and, with `lexical_question_weights`, BM25 weigh terms by them."""
+        with self._load_lock:
+            if self._question_log is None:
+                self._question_log = QuestionLog(self.embedder.word_pieces, self.feedback.questions_after)
+            return self._question_log
+
+    def _question_weights(self, terms: Sequence[str]) -> np.ndarray:
+        """Each term's IDF over the questions asked before, scaled to [0, 1] (1 while none were)."""
+        return question_idf(*self.question_log(terms))
 
     def _document_frequencies(self, terms: Sequence[str]) -> tuple[np.ndarray, int]:
         """How many chunks hold each term, and how many chunks there are (from the BM25 index: the

@@ -55,6 +55,10 @@ class Settings:
     # "dense" uses the embedder only, "bm25" words only. Chosen by measurement (docs/benchmarks.md).
     retrieval: str = "hybrid"
     lexical_weight: float = 1.0  # BM25's weight in the hybrid fusion (dense: 1)
+    # BM25 weighs each query term by its IDF over the questions asked before in this data dir
+    # (the answer log, as `coverage-questions` does), so a word most questions hold ("where")
+    # stops finding passages by itself. Only while `question_log_weights` is on.
+    lexical_question_weights: bool = False
     # Past this many chunks the vector index becomes approximate (FAISS IVF, index.py), its
     # recall@10 against exact search measured when it is built; 0 keeps it exact. Exact search
     # takes about 13 ms a question at 100k chunks and 136 ms at 1M on 2 cores (docs/benchmarks.md §2).
@@ -202,7 +206,7 @@ _KINDS: dict[str, type] = {
     "retrieval": str, "lexical_weight": float, "approximate_index_above": int,
     "min_score": float, "answer_mode": str, "answer_sentences": int, "evidence_threshold": float,
     "evidence_ranking": str,
-    "question_log_weights": bool,
+    "question_log_weights": bool, "lexical_question_weights": bool,
     "use_corrections": bool, "correction_match": float,
     "prompt_passages": int, "context_tokens": int, "max_new_tokens": int, "parallel_answers": int,
     "temperature": float,

@@ -107,6 +107,57 @@ def test_counts_build_scores_as_bm25s_own_build(embedder):
         np.testing.assert_allclose([s for _, s in found], [s for _, s in expected], rtol=1e-5)
 
 
+def test_weighted_terms_scale_their_part_of_the_score(embedder):
+    """With a weight per query term, a chunk's score is the weighted sum of its terms' BM25 scores:
+    weights of 1 give bm25s' own results; a term weighted 0 no longer finds chunks by itself,
+    and half a weight halves its part; the documents chosen (`only`) still bound the search."""
+    chunks = _corpus_chunks()
+    index = LexicalIndex.of(chunks, embedder)
+    for question in ["What is mode collapse in a GAN?", "Wer hat das Modell trainiert?", "FID KL divergence"]:
+        plain = index.search([question], 10)[0]
+        ones = index.search([question], 10, weigh=lambda terms: np.ones(len(terms)))[0]
+        assert [c for c, _ in ones] == [c for c, _ in plain]
+        np.testing.assert_allclose([s for _, s in ones], [s for _, s in plain], rtol=1e-5)
+
+    question = "what is mode collapse"
+    alone = {t: dict(index.search([t], len(chunks))[0]) for t in ("what", "is", "mode", "collapse")}
+    weights = {"what": 0.0, "is": 0.5, "mode": 1.0, "collapse": 2.0}
+    found = dict(index.search([question], len(chunks), weigh=lambda terms: np.array([weights[t] for t in terms]))[0])
+    expected = {}
+    for term, scores in alone.items():
+        for chunk_id, score in scores.items():
+            expected[chunk_id] = expected.get(chunk_id, 0.0) + weights[term] * score
+    expected = {c: v for c, v in expected.items() if v > 0}
+    assert set(found) == set(expected) and set(alone["what"]) - set(expected)  # "what" alone finds none now
+    np.testing.assert_allclose([found[c] for c in expected], list(expected.values()), rtol=1e-5)
+    chosen = np.array(sorted(expected)[:3])
+    within = index.search([question], 10, only=chosen, weigh=lambda terms: np.array([weights[t] for t in terms]))[0]
+    assert {c for c, _ in within} == set(chosen.tolist())
+
+
+def test_lexical_question_weights_follow_the_answer_log(make_bot, docs):
+    """With `lexical_question_weights`, a word the earlier questions (the answer log) hold weighs
+    less in BM25: asked about Sicily three times, "Sicily Sicily pastry" no longer ranks the
+    Sicilian chunk above the pastry one (each of those words one word piece). Off, or with `question_log_weights` off, BM25 is as before."""
+    bot = make_bot(retrieval="bm25")
+    bot.ingest([docs])
+    query = "Sicily Sicily pastry"
+    names = lambda b: [Path(p.source).name for p in b.search(query, k=2)]  # noqa: E731
+
+    def variant(**settings):
+        other = bot.with_settings(**settings)
+        other._embedder = bot.embedder
+        return other
+
+    weighted = variant(lexical_question_weights=True)
+    assert names(bot) == names(weighted) == ["volcano.html", "paris.md"]  # an empty log weighs every word 1
+    for question in ("Is Sicily warm?", "Where is Sicily?", "How big is Sicily?"):
+        bot.ask(question)
+    assert names(variant(lexical_question_weights=True)) == ["paris.md", "volcano.html"]
+    assert names(bot) == names(variant(lexical_question_weights=True, question_log_weights=False)) == \
+        ["volcano.html", "paris.md"]
+
+
 def test_a_new_generation_reads_only_new_chunks(embedder, tmp_path):
     """Built from the index before it, a generation tokenizes only the chunks that index lacks,
     and is the index a build from scratch makes: same scores, same results, same frequencies."""

@@ -225,9 +225,12 @@ class LexicalIndex:
         by_id = {c.id: c for c in chunks}
         return cls.build(list(by_id), lambda ids: [by_id[i] for i in ids], words)
 
-    def search(self, queries: Sequence[str], k: int, only: np.ndarray | None = None) -> list[list[tuple[int, float]]]:
+    def search(self, queries: Sequence[str], k: int, only: np.ndarray | None = None,
+               weigh: Callable[[Sequence[str]], np.ndarray] | None = None) -> list[list[tuple[int, float]]]:
         """For each query, up to k (chunk id, BM25 score) pairs, best first; chunks sharing no
-        word with the query are left out, and with `only` (chunk ids) every other chunk too."""
+        word with the query are left out, and with `only` (chunk ids) every other chunk too.
+        `weigh(terms)`: a weight for each of a query's terms, which multiplies that term's part
+        of every score (the question log's weights, bot.py); None: each term weighs 1."""
         if not len(self) or (only is not None and not len(only)):
             return [[] for _ in queries]
         mask = None if only is None else np.isin(self.ids, np.asarray(only, dtype=np.int64)).astype(np.float32)
@@ -238,10 +241,33 @@ class LexicalIndex:
             if not known:
                 found.append([])
                 continue
-            rows, scores = self._retriever.retrieve([known], k=min(k, len(self)), show_progress=False,
-                                                    weight_mask=mask)
-            found.append([(int(self.ids[r]), float(s)) for r, s in zip(rows[0], scores[0]) if s > 0])
+            if weigh is None:
+                rows, scores = self._retriever.retrieve([known], k=min(k, len(self)), show_progress=False,
+                                                        weight_mask=mask)
+                rows, scores = rows[0], scores[0]
+            else:
+                rows, scores = self._weighted_search(known, np.asarray(weigh(known), dtype=np.float64), k, mask)
+            found.append([(int(self.ids[r]), float(s)) for r, s in zip(rows, scores) if s > 0])
         return found
+
+    def _weighted_search(self, terms: Sequence[str], weights: np.ndarray, k: int,
+                         mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The k best rows by the weighted sum of the terms' BM25 scores. bm25s keeps each
+        term's scores over the chunks that hold it (a sparse matrix, row per term) and sums
+        them for a query, but takes no weight per query term: the sum is taken here, from
+        those same stored scores, so a weight of 1 for every term gives bm25s' own scores."""
+        stored = self._retriever.scores
+        vocab, indptr = self._retriever.vocab_dict, stored["indptr"]
+        spans = [(indptr[vocab[t]], indptr[vocab[t] + 1], w) for t, w in zip(terms, weights)]
+        rows = np.concatenate([stored["indices"][a:b] for a, b, _ in spans])
+        parts = np.concatenate([stored["data"][a:b].astype(np.float64) * w for a, b, w in spans])
+        total = np.bincount(rows, weights=parts, minlength=len(self))
+        if mask is not None:
+            total *= mask
+        k = min(k, len(total))
+        best = np.argpartition(-total, k - 1)[:k]
+        best = best[np.argsort(-total[best], kind="stable")]
+        return best, total[best]
 
     def document_frequencies(self, terms: Sequence[str]) -> np.ndarray:
         """How many indexed chunks hold each term (0 for a term none holds)."""
