@@ -19,7 +19,9 @@ Systems (each answers every question through `RagBot.ask`, follow-ups as the cha
 - extract-plain-pdf: extract on PDFs read as plain page text (before `pdf_structure`), in a data
   dir of its own;
 - extract-questions: extract with sentences ranked by `coverage-questions`, as the default
-  (token weights also from the questions in the answer log: give `--question-log` to fill it).
+  (token weights also from the questions in the answer log: give `--question-log` to fill it);
+- extract-lexical-questions: extract with BM25's query terms also weighted by the answer log's
+  questions (`lexical_question_weights`).
 `--against SYSTEM` adds the paired bootstrap interval of each system's differences to SYSTEM.
 
 The documents: the shipped corpus, the frozen set's German and French documents, and the two
@@ -181,7 +183,8 @@ def main() -> None:
                 "extract-coverage": {"evidence_ranking": "coverage"},
                 "extract-no-corrections": {"use_corrections": False},
                 "extract-plain-pdf": {"pdf_structure": False},
-                "extract-questions": {"evidence_ranking": "coverage-questions"}}
+                "extract-questions": {"evidence_ranking": "coverage-questions"},
+                "extract-lexical-questions": {"lexical_question_weights": True}}
     # Systems whose documents are read differently ingest into a data dir of their own.
     reading = {"extract-plain-pdf": {"pdf_structure": False}}
     if args.release:
