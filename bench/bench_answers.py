@@ -21,7 +21,9 @@ Systems (each answers every question through `RagBot.ask`, follow-ups as the cha
 - extract-questions: extract with sentences ranked by `coverage-questions`, as the default
   (token weights also from the questions in the answer log: give `--question-log` to fill it);
 - extract-lexical-questions: extract with BM25's query terms also weighted by the answer log's
-  questions (`lexical_question_weights`).
+  questions (`lexical_question_weights`);
+- extract-k3, extract-k8, extract-k10: extract with 3, 8 or 10 passages retrieved (`top_k`; 5 by
+  default), its sentences ranked over all of them.
 `--against SYSTEM` adds the paired bootstrap interval of each system's differences to SYSTEM.
 
 The documents: the shipped corpus, the frozen set's German and French documents, and the two
@@ -184,7 +186,8 @@ def main() -> None:
                 "extract-no-corrections": {"use_corrections": False},
                 "extract-plain-pdf": {"pdf_structure": False},
                 "extract-questions": {"evidence_ranking": "coverage-questions"},
-                "extract-lexical-questions": {"lexical_question_weights": True}}
+                "extract-lexical-questions": {"lexical_question_weights": True},
+                "extract-k3": {"top_k": 3}, "extract-k8": {"top_k": 8}, "extract-k10": {"top_k": 10}}
     # Systems whose documents are read differently ingest into a data dir of their own.
     reading = {"extract-plain-pdf": {"pdf_structure": False}}
     if args.release:
