@@ -733,6 +733,8 @@ class RagBot:
     def question_log(self) -> QuestionLog:
         """The questions asked before in this data dir (the answer log), as term counts: the
         sentence ranking and, with `lexical_question_weights`, BM25 weigh terms by them."""
+        if self._question_log is not None:  # read on every BM25 search: no lock once made
+            return self._question_log
         with self._load_lock:
             if self._question_log is None:
                 self._question_log = QuestionLog(self.embedder.word_pieces, self.feedback.questions_after)

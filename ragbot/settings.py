@@ -56,8 +56,9 @@ class Settings:
     retrieval: str = "hybrid"
     lexical_weight: float = 1.0  # BM25's weight in the hybrid fusion (dense: 1)
     # BM25 weighs each query term by its IDF over the questions asked before in this data dir
-    # (the answer log, as `coverage-questions` does), so a word most questions hold ("where")
-    # stops finding passages by itself. Only while `question_log_weights` is on.
+    # (the answer log, every user's, as `coverage-questions` does), so a word most questions
+    # hold ("where") weighs little. Only while `question_log_weights` is on. Tried, not adopted
+    # (docs/benchmarks.md §19).
     lexical_question_weights: bool = False
     # Past this many chunks the vector index becomes approximate (FAISS IVF, index.py), its
     # recall@10 against exact search measured when it is built; 0 keeps it exact. Exact search
@@ -79,9 +80,10 @@ class Settings:
     # least-covered quarter, §13) or "embedding" (the sentences' cosine). Whether to answer at
     # all is decided by the cosine and `evidence_threshold` either way.
     evidence_ranking: str = "coverage-questions"
-    # "coverage-questions" weighs a token down by how many earlier questions (the answer log)
-    # hold it. False: by the chunks alone, as on a first day, so answers do not move as more
-    # questions are asked (for a reproducible evaluation over a growing log).
+    # "coverage-questions" (and BM25, with `lexical_question_weights`) weighs a token down by how
+    # many earlier questions (the answer log) hold it. False: by the chunks alone, as on a first
+    # day, so answers do not move as more questions are asked (for a reproducible evaluation over
+    # a growing log).
     question_log_weights: bool = True
     # Below this best-evidence score the passages are taken not to hold the answer. `ragbot tune`
     # fits its own on the user's documents; this default was fit by the same code on the

@@ -218,6 +218,7 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             # Closed before its server stops: Gradio's page, having lost its server, reconnects
             # every 2 s and reloads itself once it can, racing any reload of ours (CI aborted it
             # twice: ERR_ABORTED on 2026-12-02, "Not attached to an active page" on 2026-12-04).
+            # So what is tested is a visit after the restart, not an open tab recovering by itself.
             page.close()
         with running_chat(data_dir, port=port) as url:  # a new server process, the same database
             page = context.new_page()  # the same browser profile: its local storage is kept
@@ -325,7 +326,8 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
         # Every load of the page, ours and any Gradio makes itself after losing its server (its
         # reconnect reloads the page), and what it logged: said if the turns below disagree.
         loads, logged = [], []
-        page.on("load", lambda _: loads.append(round(time.monotonic(), 1)))
+        started = time.monotonic()
+        page.on("load", lambda _: loads.append(round(time.monotonic() - started, 1)))  # seconds into the test
         page.on("console", lambda message: logged.append(f"{message.type}: {message.text}"[:200]))
         page.goto(url)
         box = page.locator("#question textarea")

@@ -255,18 +255,21 @@ class LexicalIndex:
         """The k best rows by the weighted sum of the terms' BM25 scores. bm25s keeps each
         term's scores over the chunks that hold it (a sparse matrix, row per term) and sums
         them for a query, but takes no weight per query term: the sum is taken here, from
-        those same stored scores, so a weight of 1 for every term gives bm25s' own scores."""
+        those same stored scores, so a weight of 1 for every term gives bm25s' scores (summed
+        in float64, not float32; equal scores are ordered by row, where bm25s' order is its own)."""
         stored = self._retriever.scores
         vocab, indptr = self._retriever.vocab_dict, stored["indptr"]
-        spans = [(indptr[vocab[t]], indptr[vocab[t] + 1], w) for t, w in zip(terms, weights)]
+        # bm25s keeps an empty term at the vocabulary's end, past the per-term rows.
+        spans = [(indptr[vocab[t]], indptr[vocab[t] + 1], w) for t, w in zip(terms, weights, strict=True)
+                 if vocab[t] < len(indptr) - 1]
+        if not spans:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
         rows = np.concatenate([stored["indices"][a:b] for a, b, _ in spans])
         parts = np.concatenate([stored["data"][a:b].astype(np.float64) * w for a, b, w in spans])
         total = np.bincount(rows, weights=parts, minlength=len(self))
         if mask is not None:
             total *= mask
-        k = min(k, len(total))
-        best = np.argpartition(-total, k - 1)[:k]
-        best = best[np.argsort(-total[best], kind="stable")]
+        best = np.lexsort((np.arange(len(total)), -total))[:k]  # by score, then by row
         return best, total[best]
 
     def document_frequencies(self, terms: Sequence[str]) -> np.ndarray:
