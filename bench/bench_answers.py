@@ -18,6 +18,8 @@ Systems (each answers every question through `RagBot.ask`, follow-ups as the cha
 - extract-no-corrections: extract without the user's corrections (the same unless voted on);
 - extract-plain-pdf: extract on PDFs read as plain page text (before `pdf_structure`), in a data
   dir of its own;
+- extract-ruled-tables: extract on PDFs whose tables drawn with rules are read from their cells
+  (`pdf_ruled_tables`), in a data dir of its own;
 - extract-questions: extract with sentences ranked by `coverage-questions`, as the default
   (token weights also from the questions in the answer log: give `--question-log` to fill it);
 - extract-lexical-questions: extract with BM25's query terms also weighted by the answer log's
@@ -185,11 +187,12 @@ def main() -> None:
                 "extract-coverage": {"evidence_ranking": "coverage"},
                 "extract-no-corrections": {"use_corrections": False},
                 "extract-plain-pdf": {"pdf_structure": False},
+                "extract-ruled-tables": {"pdf_ruled_tables": True},
                 "extract-questions": {"evidence_ranking": "coverage-questions"},
                 "extract-lexical-questions": {"lexical_question_weights": True},
                 "extract-k3": {"top_k": 3}, "extract-k8": {"top_k": 8}, "extract-k10": {"top_k": 10}}
     # Systems whose documents are read differently ingest into a data dir of their own.
-    reading = {"extract-plain-pdf": {"pdf_structure": False}}
+    reading = {"extract-plain-pdf": {"pdf_structure": False}, "extract-ruled-tables": {"pdf_ruled_tables": True}}
     if args.release:
         release_dir = work / f"release-{args.release}"
         if not release_dir.is_dir():

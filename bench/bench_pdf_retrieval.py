@@ -1,9 +1,10 @@
 """Retrieval on PDFs read plainly and read with their structure (the `pdf_structure` setting).
 
 The eight PDFs of ../shared/data/pdfs (federal strategic plans with running headers and repeated
-boilerplate, three NTSB accident reports, a handbook page, an essay) are ingested three times,
+boilerplate, three NTSB accident reports, a handbook page, an essay) are ingested four times,
 into separate data dirs: plainly, with the structure but without table rows (an ablation of
-`pdf.table_rows`), and with the whole structure. The 36 questions of the frozen set
+`pdf.table_rows`), with the whole structure (the default), and with tables drawn with rules also
+read from their cells (the setting `pdf_ruled_tables`). The 36 questions of the frozen set
 tests/data/frozen/pdf_retrieval.jsonl (written before the structure work) are searched with the
 default retrieval; a question is a hit at k when one of the top k passages comes from its file
 and spans one of its gold pages. Reported in total only, with bootstrap 95% intervals and the
@@ -31,6 +32,9 @@ from common import shared_data, ROOT, machine, save, table
 SETS = {"default": ROOT / "tests" / "data" / "frozen" / "pdf_retrieval.jsonl",
         "hard": ROOT / "tests" / "data" / "frozen" / "pdf_retrieval_hard.jsonl"}
 KS = (1, 5)
+# (name, pdf_structure, pdf_ruled_tables); "structure" is the default every other is compared with.
+READINGS = (("plain", False, False), ("structure without table rows", True, False), ("structure", True, False),
+            ("structure with ruled tables", True, True))
 
 
 def main() -> None:
@@ -53,12 +57,12 @@ def main() -> None:
     rows, details = [], {}
     from ragbot.ingest import pdf
 
-    with_tables = pdf.table_rows
-    for name, structure in (("plain", False), ("structure without table rows", True), ("structure", True)):
+    with_rows = pdf.table_rows
+    for name, structure, ruled in READINGS:
         # The ablation reads with every structure rule but the table rows (pdf.table_rows).
-        pdf.table_rows = (lambda page: [None] * len(page)) if name == "structure without table rows" else with_tables
+        pdf.table_rows = (lambda page: [None] * len(page)) if name == "structure without table rows" else with_rows
         bot = RagBot.open(Path(args.data_dir) / name.replace(" ", "-"), default_corpus=None, pdf_structure=structure,
-                          **overrides)
+                          pdf_ruled_tables=ruled, **overrides)
         started = time.perf_counter()
         report = bot.ingest(sorted(folder.glob("*.pdf")), prune=True)
         seconds = time.perf_counter() - started
@@ -92,11 +96,14 @@ def main() -> None:
         bot.close()
     print(table(rows))
     differences = {}
-    for base in ("plain", "structure without table rows"):
+    for name in [name for name, _, _ in READINGS if name != "structure"]:
         for k in KS:
-            differences[f"{base} {k}"] = d = paired_difference(hits[base][k], hits["structure"][k])
+            # Each other reading against the default: what the structure (or a part of it) adds,
+            # and what ruled tables would add to it.
+            new, old = (name, "structure") if name == "structure with ruled tables" else ("structure", name)
+            differences[f"{new} - {old} {k}"] = d = paired_difference(hits[old][k], hits[new][k])
             low, high = d["ci95"]
-            print(f"structure - {base}, hit@{k}: {d['mean']:+.3f} [{low:+.3f}, {high:+.3f}] "
+            print(f"{new} - {old}, hit@{k}: {d['mean']:+.3f} [{low:+.3f}, {high:+.3f}] "
                   f"over {len(questions)} questions")
     name = "pdf_retrieval" if args.set == "default" else f"pdf_retrieval_{args.set}"
     print(f"saved {save(name, {'set': args.set, 'rows': rows, 'details': details, 'difference': differences})}")

@@ -73,7 +73,7 @@ def prose_sentences(text: str) -> list[str]:
             found.extend(s for s in sentences(flat) if _WORD.search(s))
             prose = []
             if line is not None and _WORD.search(line):
-                found.append(cells_as_prose(plain(line)))
+                found.extend(row_sentences(plain(line)))
     return found
 
 
@@ -96,6 +96,22 @@ def cells_as_prose(row: str) -> str:
     cell by a semicolon ("Departure Point: Quincy, FL; Flight Plan: None"); a label whose value
     cell is empty, or is another label, by a semicolon too ("Name:; Year: 2019"). An escaped
     bar ("a\\|b") is text."""
+    return "; ".join(text for text, _ in _row_parts(row))
+
+
+def row_sentences(row: str) -> list[str]:
+    """A table row as the sentences an answer may quote: a form's row that pairs two labels or
+    more with their values ("| Airframe Total Time: | 3861 Hours | Engine Manufacturer: | Lycoming |")
+    gives each of its parts on its own, since each pair is a fact of its own; any other row is
+    one sentence (cells_as_prose)."""
+    parts = _row_parts(row)
+    if sum(paired for _, paired in parts) > 1:
+        return [text for text, _ in parts]
+    return [cells_as_prose(row)]
+
+
+def _row_parts(row: str) -> list[tuple[str, bool]]:
+    """The row's parts in order (cells_as_prose), each with whether it is a label and its value."""
     cells = [c.strip().replace("\\|", "|") for c in _CELL_BAR.split(row.strip())]
     # The row's outer bars leave an empty cell at each end; an empty cell inside is kept, so
     # that a label before it is not paired with the cell after it ("| Name: | | Note |").
@@ -107,13 +123,13 @@ def cells_as_prose(row: str) -> str:
     while i < len(cells):
         cell, after = cells[i], cells[i + 1] if i + 1 < len(cells) else ""
         if cell.endswith(":") and after and not after.endswith(":"):
-            parts.append(f"{cell} {after}")  # a label and its value
+            parts.append((f"{cell} {after}", True))  # a label and its value
             i += 2
             continue
         if cell:
-            parts.append(cell)
+            parts.append((cell, False))
         i += 1
-    return "; ".join(parts)
+    return parts
 
 
 def words(text: str) -> list[str]:

@@ -99,11 +99,13 @@ def test_missing_file(tmp_path):
         read_document(tmp_path / "gone.md")
 
 
-def text_pdf(page_texts: list[str | list[tuple[float, str | list[tuple[float, str]]]]], pages_extra: bytes = b"") -> bytes:
+def text_pdf(page_texts: list[str | list[tuple[float, str | list[tuple[float, str]]]]], pages_extra: bytes = b"",
+             drawn: str = "") -> bytes:
     """A small valid PDF written object by object, so a test can put `pages_extra` (e.g. a huge
     array) in the page tree's root, as large company reports do. Each page is one 12 pt Helvetica
-    line, or lines given as (font size, text) from the top down; a line's text may be cells,
-    (x, text) each, set at those x positions."""
+    line, or lines given as (font size, text) from the top down (the first line's baseline 15 pt
+    under 760 at 10 pt, each next one 1.5 sizes lower); a line's text may be cells, (x, text)
+    each, set at those x positions. `drawn`: PDF path operators painted on every page (rules)."""
     n = len(page_texts)
     font = 3 + 2 * n
     kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(n))
@@ -115,7 +117,7 @@ def text_pdf(page_texts: list[str | list[tuple[float, str | list[tuple[float, st
             y -= 1.5 * max(size, 4)
             for x, cell in [(72, line)] if isinstance(line, str) else line:
                 shown.append(f"BT /F1 {size} Tf {x} {y:.1f} Td ({cell}) Tj ET")
-        stream = "\n".join(shown).encode()
+        stream = "\n".join(([drawn] if drawn else []) + shown).encode()
         objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {4 + 2 * i} 0 R "
                        f"/Resources << /Font << /F1 {font} 0 R >> >> >>".encode())
         objects.append(f"<< /Length {len(stream)} >>\nstream\n".encode() + stream + b"\nendstream")
@@ -309,11 +311,81 @@ def test_pdf_form_rows_keep_their_cells_apart(tmp_path):
                     "| Aircraft: | Piper PA-22-150 |"]
     assert "The pilot was attempting to land at his private airstrip on a calm evening." in text
     assert "A lone line" in text and "A lone line | with one gap" not in text
-    sentences = prose_sentences(text)  # each row one sentence, its cells read as a line (as quoted)
-    assert sentences[:3] == ["Location: Quincy, FL; Accident Number: NYC08CA055",
-                             "Departure Point: Quincy, FL (2J9); Registration: N5921D", "Aircraft: Piper PA-22-150"]
+    sentences = prose_sentences(text)  # each label with its value a sentence (as quoted)
+    assert sentences[:5] == ["Location: Quincy, FL", "Accident Number: NYC08CA055", "Departure Point: Quincy, FL (2J9)",
+                             "Registration: N5921D", "Aircraft: Piper PA-22-150"]
     assert "Fresh documents can be added at any time without retraining the model, which is cheap." in sentences
     assert "[1] Lewis, P. Retrieval-augmented generation for" in text.splitlines()  # no row: it wraps
     # Without structure, pypdf's text as it comes.
     plain = read_document(path, pdf_structure=False).text
     assert " | " not in plain and "Quincy, FL (2J9)" in plain
+
+
+def test_pdf_ruled_table_is_read_from_its_cells(tmp_path):
+    """With `ruled_tables` (the setting pdf_ruled_tables), a table drawn with rules is read from
+    its cells (pdfplumber): a cell whose text wraps onto a line of its own stays one cell, and a
+    right-aligned column (no shared start, which the rows found by position need) is a column. A
+    box drawn around a paragraph is not a table. The text around the table keeps its place."""
+    page = [(10.0, "Crew and aircraft."),                                          # baseline 745
+            (10.0, [(60, "Restraint Used:"), (200, "Seatbelt, Shoulder")]),        # 730
+            (10.0, [(200, "harness")]),                                            # 715, the same cell
+            (10.0, [(60, "Hours:"), (290, "2319")]),                               # 700, set flush right
+            (10.0, [(60, "Landings:"), (300, "17")]),                              # 685
+            (10.0, "After the table, the narrative goes on."),                     # 670
+            (10.0, ""),
+            (10.0, "A boxed note about the flight is just a paragraph.")]          # 640
+    rules = [(50, 742, 320, 742), (50, 711.5, 320, 711.5), (50, 696.5, 320, 696.5), (50, 681.5, 320, 681.5),
+             (50, 681.5, 50, 742), (190, 681.5, 190, 742), (320, 681.5, 320, 742),
+             (50, 652, 400, 652), (50, 636, 400, 636), (50, 636, 50, 652), (400, 636, 400, 652)]  # the box
+    drawn = " ".join(f"{x0} {y0} m {x1} {y1} l S" for x0, y0, x1, y1 in rules)
+    path = tmp_path / "report.pdf"
+    path.write_bytes(text_pdf([page], drawn=drawn))
+    lines = [line for line in read_document(path, ruled_tables=True).text.splitlines() if line.strip()]
+    assert lines == ["Crew and aircraft.",
+                     "| Restraint Used: | Seatbelt, Shoulder harness |",
+                     "| Hours: | 2319 |",
+                     "| Landings: | 17 |",
+                     "After the table, the narrative goes on.",
+                     "A boxed note about the flight is just a paragraph."]
+    # The same page in a media box whose corner is not the origin (pdfplumber measures from it).
+    moved = tmp_path / "moved.pdf"
+    moved.write_bytes(path.read_bytes().replace(b"/MediaBox [0 0 612 792]", b"/MediaBox [9 9 621 801]"))
+    assert [line for line in read_document(moved, ruled_tables=True).text.splitlines() if line.strip()] == lines
+    # Read by position alone (the default), the wrapped cell and the flush-right column are prose.
+    by_position = read_document(path).text
+    assert "2319 |" not in by_position and "Shoulder harness" not in by_position
+
+
+def test_ruled_table_rows_replace_the_lines_in_its_box():
+    """The lines inside a ruled table's box (and one of unknown position between two of them)
+    give way to its rows, where its first line stood: a row spanning every column (a caption) is
+    a line of text, and a label's empty value keeps its place between cells."""
+    from ragbot.ingest.pdf import Line, RuledTable, with_tables
+
+    table = RuledTable((50, 600, 400, 700), (("Pilot Information",), ("Certificate:", "Private", "Age:", "85"),
+                                             ("Occupational Pilot:", "", "Last Review:", "2006")))
+    inside = [Line((("Pilot Information", 12.0),), (60.0,), 690.0),  # the caption, set larger
+              Line((("Certificate: Private", 10.0),), (60.0,), 675.0),
+              Line((("continued", 10.0),), (float("nan"),), None), Line((("Age: 85", 10.0),), (60.0,), 650.0)]
+    before, after = Line((("Before.", 10.0),), (60.0,), 720.0), Line((("After.", 10.0),), (60.0,), 580.0)
+    read = [(line.text, line.size) for line in with_tables([before, *inside, after], [table])]
+    assert read == [("Before.", 10.0), ("Pilot Information", 12.0), ("| Certificate: | Private | Age: | 85 |", 10.0),
+                    ("| Occupational Pilot: |  | Last Review: | 2006 |", 10.0), ("After.", 10.0)]
+    # Outside every table's box (and of unknown position between lines outside it): kept as it is.
+    assert with_tables([before, after], [table]) == [before, after]
+
+
+def test_only_pages_that_paint_a_grid_are_searched_for_ruled_tables():
+    """pdfplumber interprets a page several times slower than pypdf reads it, so a page that does
+    not paint enough to draw a grid (fewer than four paths, none of nine segments) is not given
+    to it; a page that does is."""
+    from ragbot.ingest.pdf import _pages_that_may_hold_grids
+
+    three_rules = " ".join(f"50 {y} m 300 {y} l S" for y in (700, 680, 660))
+    grid = " ".join(f"50 {y} m 300 {y} l S" for y in (700, 680, 660)) + " " + " ".join(
+        f"{x} 660 m {x} 700 l S" for x in (50, 175, 300))
+    one_path = "50 660 300 40 re 50 680 m 300 680 l 175 660 m 175 700 l S"  # outline and two rules: 9 segments
+    assert _pages_that_may_hold_grids(text_pdf(["Just prose."])) == ([], [False])
+    assert _pages_that_may_hold_grids(text_pdf(["Three rules."], drawn=three_rules)) == ([], [False])
+    assert _pages_that_may_hold_grids(text_pdf(["A grid."], drawn=grid)) == ([0], [True])
+    assert _pages_that_may_hold_grids(text_pdf(["A grid in one path."], drawn=one_path)) == ([0], [True])

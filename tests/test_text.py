@@ -40,14 +40,19 @@ def test_prose_sentences_drop_headings_list_marks_and_markup():
 def test_each_table_row_is_a_sentence_of_its_own():
     """Rows of a table (cells separated by " | ", as the HTML and PDF readers write them) are not
     run together into one sentence with the rows around them; prose around them is split as
-    before."""
+    before. A form's row pairing several labels with their values gives each pair as a sentence
+    of its own (each is a fact an answer may quote alone)."""
     chunk = ("The form reads:\n| Location: | Quincy, FL | Registration: | N5921D |\n"
              "Aircraft: | Piper PA-22-150 |\n| --- | --- |\nThe pilot was not hurt. He typed ls | grep x\nand walked away.")
-    # A row's cells read as one line, each label followed by its value; a bar in prose stays.
-    assert prose_sentences(chunk) == ["The form reads:", "Location: Quincy, FL; Registration: N5921D",
+    # A row's cells read as a line, each label followed by its value; a bar in prose stays.
+    assert prose_sentences(chunk) == ["The form reads:", "Location: Quincy, FL", "Registration: N5921D",
                                       "Aircraft: Piper PA-22-150", "The pilot was not hurt.",
                                       "He typed ls | grep x and walked away."]
     assert prose_sentences("| Name | Year |\n| GPT-2 | 2019 |") == ["Name; Year", "GPT-2; 2019"]
+    # One pair and other cells: one sentence. A label without a value is a part of its own.
+    assert prose_sentences("| Name: | Ambur | Signed |") == ["Name: Ambur; Signed"]
+    assert prose_sentences("| Wind: | Calm | Gusts: | | Visibility: | 10 Miles |") == [
+        "Wind: Calm", "Gusts:", "Visibility: 10 Miles"]
 
 
 def test_a_rows_cells_read_as_labels_and_values():

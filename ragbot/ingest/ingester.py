@@ -189,7 +189,8 @@ class Ingester:
             f"v{PIPELINE_VERSION}|{embedder.name}|chunk={settings.chunk_tokens}/{settings.chunk_overlap}"
         )
         # A PDF is read again when the way PDFs are read changes; other files are not.
-        self.pdf_pipeline = self.pipeline + (f"|pdf-structure={PDF_RULES}" if settings.pdf_structure else "")
+        self.pdf_pipeline = self.pipeline + (f"|pdf-structure={PDF_RULES}{'+ruled' if settings.pdf_ruled_tables else ''}"
+                                             if settings.pdf_structure else "")
 
     def _pipeline_for(self, file: Path) -> str:
         """What a stored document must have been made with to count as current."""
@@ -245,7 +246,8 @@ class Ingester:
             except OSError as exc:
                 raise DocumentError(source, f"cannot read: {exc.strerror or exc}") from None
         try:
-            doc = read_document(file, pdf_structure=self.settings.pdf_structure)
+            doc = read_document(file, pdf_structure=self.settings.pdf_structure,
+                                ruled_tables=self.settings.pdf_ruled_tables)
         except DocumentError:
             raise
         except Exception as exc:  # noqa: BLE001 - a reader's bug or limit fails this file, not the ingest

@@ -15,22 +15,30 @@ pypdf extracts each page's text; while it does, it reports every run of text wit
   there and every chunk under it carries the heading path (chunking.py). Larger sizes are higher
   levels. A block of many words at a large size is display text, and a size holding a large
   share of the text (BODY_SHARE) is a second body size: both stay text;
-- a **table row** is a line with a cell that starts where a cell of the line above or below it
-  starts (a column stop, within STOP_TOLERANCE points), after a gap of at least an em past the
-  text before it, which holds a letter or digit (a bullet glyph set apart from its item is not a
-  cell). It is written as a Markdown table row, "| Departure Point: | Quincy, FL |" (cells
+- with `ruled` (the setting pdf_ruled_tables, off by default: docs/benchmarks.md §14), a **ruled
+  table** (a table drawn with rules, found by pdfplumber from the lines painted on the page:
+  `ruled_tables`) is read from its cells, in place of the lines inside its box: each row
+  written as a Markdown table row, "| Restraint Used: | Seatbelt, Shoulder harness |", a cell
+  whose text wraps kept whole, a column set flush right read as a column, a row spanning the
+  table (its caption) as a line of text. A box holding fewer than GRID_ROWS rows of two cells
+  (a framed paragraph, an empty form) is not one;
+- elsewhere, a **table row** is a line with a cell that starts where a cell of the line above
+  or below it starts (a column stop, within STOP_TOLERANCE points), after a gap of at least an
+  em past the text before it, which holds a letter or digit (a bullet glyph set apart from its
+  item is not a cell). It is written as a Markdown table row, "| Departure Point: | Quincy, FL |" (cells
   separated by text.TABLE_CELL), so a form's row is read as one rather than run into the next
   row's words. A line whose next line continues one of its cells (no gaps of its own, starting
   at one of its stops: a wrapped cell, a hanging indent) is not a row, nor are prose lines,
-  which share no such stops. Not found: a table whose cells wrap onto lines of their own (joining
-  them to their rows was tried and cost retrieval a little: docs/benchmarks.md §14), cells
-  pypdf reports as one run (text placed within one text object), right-aligned columns (their
-  cells share no start), and a row whose neighbours on its page have no cell at its columns.
+  which share no such stops. Not found by position: a table whose cells wrap onto lines
+  of their own (joining them to their rows by position was tried and cost retrieval a little:
+  docs/benchmarks.md §14), cells pypdf reports as one run (text placed within one text object),
+  right-aligned columns (their cells share no start), and a row whose neighbours on its page
+  have no cell at its columns.
 If nothing is left (every page the same few lines), the plain text is used.
 
-Nothing here reads words: only sizes, positions and repetition, so it works the same in any
-language. When pypdf cannot read a file, PDFium (pypdfium2) extracts plain text; it gives no
-sizes, so only running headers and footers are dropped. Problems are DocumentError(path, reason).
+Nothing here reads words: only sizes, positions, painted rules and repetition, so it works the
+same in any language. When pypdf cannot read a file, PDFium (pypdfium2) extracts plain text; it
+gives no sizes, so only running headers and footers are dropped. Problems are DocumentError(path, reason).
 """
 
 from __future__ import annotations
@@ -62,6 +70,15 @@ CELL_GAP_EMS = 1.0
 NARROW_CHAR_EMS = 0.45
 STOP_TOLERANCE = 1.0  # points
 MIN_REPEATS = 2  # a running header or footer appears on at least this many pages (and half of them)
+# A table drawn with ruling lines (pdfplumber finds its cells from the lines): read as a table
+# when at least GRID_ROWS of its rows have two cells with text or more (a box drawn around a
+# paragraph, or an empty form, is not one). Words in a cell are apart when their glyphs are
+# WORD_GAP_EMS apart (pdfplumber's own 3 pt default ran the words of a tightly set plan together).
+GRID_ROWS = 2
+GRID_PATHS = 4  # painted paths a page needs to hold a ruled grid (_pages_that_may_hold_grids)
+GRID_SEGMENTS = 9  # or segments of one path
+WORD_GAP_EMS = 0.15
+BOX_TOLERANCE = 2.0  # points: a line whose start or baseline is this close to a table's box is in it
 _DIGITS = re.compile(r"\d+")
 _SPACES = re.compile(r"\s+")
 
@@ -69,11 +86,13 @@ _SPACES = re.compile(r"\s+")
 @dataclass(frozen=True)
 class Line:
     """One extracted line, as the runs of text it is made of, each with its font size (None when
-    unknown: PDFium gives none), and where each run starts on the page (x in points; empty when
-    unknown)."""
+    unknown: PDFium gives none), where each run starts on the page (x in points; empty when
+    unknown), and the height of its first run's baseline (y in points, from the page's bottom;
+    None when unknown: a line that began inside a run)."""
 
     parts: tuple[tuple[str, float | None], ...]
     starts: tuple[float, ...] = ()
+    y: float | None = None
 
     @property
     def text(self) -> str:
@@ -92,7 +111,8 @@ class Line:
     def readable(self) -> "Line":
         """The line without its runs set too small to read."""
         keep = [i for i, (_, s) in enumerate(self.parts) if s is None or s >= MIN_READABLE_POINTS]
-        return Line(tuple(self.parts[i] for i in keep), tuple(self.starts[i] for i in keep) if self.starts else ())
+        return Line(tuple(self.parts[i] for i in keep), tuple(self.starts[i] for i in keep) if self.starts else (),
+                    self.y)
 
     def first_start(self) -> float | None:
         """Where the line's first visible run starts (None when unknown)."""
@@ -122,18 +142,51 @@ class Line:
 
 
 @dataclass(frozen=True)
+class RuledTable:
+    """A table drawn with ruling lines: where it stands (left, bottom, right, top, in points from
+    the page's lower left corner, as Line.y and Line.starts) and each row's cell texts, in order
+    (a row of one cell: a caption or a cell spanning the row)."""
+
+    box: tuple[float, float, float, float]
+    rows: tuple[tuple[str, ...], ...]
+
+    def holds(self, line: Line) -> bool:
+        """Whether the line starts inside the table's box (False when its position is unknown)."""
+        x, y = line.first_start(), line.y
+        left, bottom, right, top = self.box
+        return (x is not None and y is not None and left - BOX_TOLERANCE <= x <= right + BOX_TOLERANCE
+                and bottom - BOX_TOLERANCE <= y <= top + BOX_TOLERANCE)
+
+    def lines(self, replaced: list[Line]) -> list[Line]:
+        """The rows as lines of text, in place of the lines pypdf read inside the box (`replaced`):
+        a row of two cells or more as a Markdown table row (a bar inside a cell escaped), at the
+        size of most of those lines' text; a row of one cell (a caption, a cell spanning the row)
+        as text at the size of the line that held it, so a caption set as a heading stays one."""
+        sizes = Counter()
+        for line in replaced:
+            if line.size is not None:
+                sizes[line.size] += len(line.text.strip())
+        body = sizes.most_common(1)[0][0] if sizes else None
+        held = {_SPACES.sub(" ", line.text).strip(): line.size for line in replaced}
+        return [Line(((f"| {TABLE_CELL.join(c.replace('|', chr(92) + '|') for c in row)} |", body),)) if len(row) > 1
+                else Line(((row[0], held.get(row[0], body)),)) for row in self.rows]
+
+
+@dataclass(frozen=True)
 class PdfText:
     title: str  # from the document information; "" when it has none
     pages: list[str]
 
 
-def read_pdf(name: str, data: bytes, structure: bool = True) -> PdfText:
+def read_pdf(name: str, data: bytes, structure: bool = True, ruled: bool = False) -> PdfText:
     """The title and page texts of a PDF's bytes (`name` is for messages). With `structure`,
-    headings are marked and page furniture dropped (module doc); without it, each page is
-    pypdf's text as it comes. pypdf first, then PDFium for a PDF that pypdf cannot read; only
+    headings are marked and page furniture dropped (module doc), and with `ruled` too,
+    tables drawn with rules are read from their cells; without it, each page is pypdf's text as
+    it comes. pypdf first, then PDFium for a PDF that pypdf cannot read; only
     when both fail is the file refused, with pypdf's reason."""
     if not data.lstrip().startswith(b"%PDF"):
         raise DocumentError(name, "not a PDF (no %PDF header); the file is corrupt or misnamed")
+    tables = None
     try:
         title, pages = _lines_pypdf(name, data)
     except DocumentError:
@@ -144,19 +197,25 @@ def read_pdf(name: str, data: bytes, structure: bool = True) -> PdfText:
             title, pages = _lines_pdfium(data)
         except Exception:  # noqa: BLE001 - the second reader failing too confirms the first
             raise DocumentError(name, reason) from None
+    else:
+        if structure and ruled:
+            tables = ruled_tables(data)
     plain = ["\n".join(line.text for line in page) for page in pages]
     if structure:
-        structured = structure_pages(pages)
+        structured = structure_pages(pages, tables)
         if any(text.strip() for text in structured) or not any(text.strip() for text in plain):
             return PdfText(title, structured)
         # Everything was taken for page furniture (identical short pages): the plain text it is.
     return PdfText(title, plain)
 
 
-def structure_pages(pages: list[list[Line]]) -> list[str]:
+def structure_pages(pages: list[list[Line]], tables: list[list[RuledTable]] | None = None) -> list[str]:
     """Page texts with unreadable text and running headers/footers dropped, table rows written as
-    rows and headings marked."""
+    rows and headings marked. `tables`: each page's ruled tables (ruled_tables), read from
+    their cells in place of the lines inside them."""
     pages = [_readable(page) for page in pages]
+    if tables:
+        pages = [with_tables(page, found) for page, found in zip(pages, tables)] + pages[len(tables):]
     pages = drop_running_lines(pages)
     sizes = _characters_by_size(pages)
     body = sizes.most_common(1)[0][0] if sizes else None
@@ -179,6 +238,105 @@ def structure_pages(pages: list[list[Line]]) -> list[str]:
                 out.extend(line.text for line in block)
         texts.append("\n".join(out))
     return texts
+
+
+def with_tables(page: list[Line], tables: list[RuledTable]) -> list[Line]:
+    """The page with the lines inside each ruled table replaced by the table's rows, where the
+    table's first line stood. A line of unknown position (begun inside a run) goes with its
+    table when the lines before and after it are both in that table. A line is in a table when
+    it starts in its box; text of such a line that pdfplumber finds in no cell is not kept."""
+    if not tables:
+        return page
+    inside = [next((t for t, table in enumerate(tables) if table.holds(line)), None) for line in page]
+    for i, line in enumerate(page):
+        if line.y is None and 0 < i < len(page) - 1 and inside[i - 1] is not None:
+            after = next((inside[j] for j in range(i + 1, len(page)) if page[j].y is not None), None)
+            if after == inside[i - 1]:
+                inside[i] = after
+    replaced: dict[int, list[Line]] = {}
+    for line, t in zip(page, inside):
+        if t is not None:
+            replaced.setdefault(t, []).append(line)
+    out, placed = [], set()
+    for line, t in zip(page, inside):
+        if t is None:
+            out.append(line)
+        elif t not in placed:
+            placed.add(t)
+            out.extend(tables[t].lines(replaced[t]))
+    return out
+
+
+def ruled_tables(data: bytes) -> list[list[RuledTable]]:
+    """Each page's tables drawn with ruling lines, as pdfplumber finds them from the lines (a
+    table of only text-aligned columns is left to table_rows). Cells whose text wraps onto
+    several lines are one cell. Empty for a PDF pdfplumber cannot read, or a page that is
+    rotated: those pages are read by the rules alone. pdfplumber interprets a page about five
+    times slower than pypdf reads it, so only pages that paint enough to draw a grid are given
+    to it (_pages_that_may_hold_grids)."""
+    import pdfplumber
+
+    try:
+        chosen, flags = _pages_that_may_hold_grids(data)
+        found: list[list[RuledTable]] = [[] for _ in flags]
+        if not chosen:
+            return found
+        with pdfplumber.open(io.BytesIO(data), pages=[i + 1 for i in chosen]) as pdf:
+            for page in pdf.pages:
+                found[page.page_number - 1] = _page_tables(page)
+                page.close()  # its parsed objects are not needed again
+    except Exception:  # noqa: BLE001 - pdfminer and PDFium raise many types; the rules still read the page
+        return []
+    return found
+
+
+def _pages_that_may_hold_grids(data: bytes) -> tuple[list[int], list[bool]]:
+    """(indexes of the pages that may hold a ruled table, one flag per page). The fewest painted
+    paths that draw a grid of two rows and two columns: four (a rectangle per cell; rules take
+    six), or one path of GRID_SEGMENTS segments or more (an outline and two inner rules). A page
+    with less holds no ruled table. PDFium counts them without interpreting the page's text."""
+    import pypdfium2
+    import pypdfium2.raw as pdfium
+
+    pdf = pypdfium2.PdfDocument(data)
+    try:
+        flags = []
+        for i in range(len(pdf)):
+            page = pdf[i]
+            paths = list(page.get_objects(filter=[pdfium.FPDF_PAGEOBJ_PATH], max_depth=3))
+            flags.append(len(paths) >= GRID_PATHS
+                         or any(pdfium.FPDFPath_CountSegments(path.raw) >= GRID_SEGMENTS for path in paths))
+            page.close()
+    finally:
+        pdf.close()
+    return [i for i, flag in enumerate(flags) if flag], flags
+
+
+def _page_tables(page) -> list[RuledTable]:
+    if page.rotation % 360:
+        return []
+    tables = []
+    for table in page.find_tables():
+        rows = []
+        for row in table.extract(x_tolerance_ratio=WORD_GAP_EMS):
+            # None: a cell merged into the one before it. An empty cell inside the row stays (a
+            # label's empty value is not the next cell's label); empty ones at its ends go.
+            cells = [_SPACES.sub(" ", cell).strip() for cell in row if cell is not None]
+            while cells and not cells[-1]:
+                cells.pop()
+            while cells and not cells[0]:
+                cells.pop(0)
+            if sum(map(bool, cells)) > 1:
+                rows.append(tuple(cells))
+            elif cells:
+                rows.append((cells[0],) if cells[0] else ())
+        rows = [row for row in rows if row]
+        if sum(len(row) > 1 for row in rows) >= GRID_ROWS:
+            # pdfplumber's x is the page's; its "top" is measured down from the media box's top,
+            # so the page's y is the box's height less it, wherever the box's corner lies.
+            x0, top, x1, low = table.bbox
+            tables.append(RuledTable((x0, page.height - low, x1, page.height - top), tuple(rows)))
+    return tables
 
 
 def table_rows(page: list[Line]) -> list[str | None]:
@@ -303,29 +461,33 @@ def _page_lines(page) -> list[Line]:
     """A page's lines as pypdf extracts them, each made of runs with their font sizes. The runs
     pypdf reports to its visitor add up to exactly the text it returns, so every character
     gets its run's size."""
-    runs: list[tuple[str, float, float]] = []
+    runs: list[tuple[str, float, float, float]] = []
 
     def visit(text, cm, tm, font, font_size):
         # The size on the page: the font size scaled by the text and page matrices' vertical scale.
         scale = (tm[2] ** 2 + tm[3] ** 2) ** 0.5 * (cm[2] ** 2 + cm[3] ** 2) ** 0.5
         x = float(tm[4] * cm[0] + tm[5] * cm[2] + cm[4])  # where the run starts on the page
-        runs.append((text, round(float(font_size) * scale * 2) / 2, x))  # the size to the half point
+        y = float(tm[4] * cm[1] + tm[5] * cm[3] + cm[5])  # and its baseline's height
+        runs.append((text, round(float(font_size) * scale * 2) / 2, x, y))  # the size to the half point
 
     text = page.extract_text(visitor_text=visit) or ""
-    if "".join(t for t, _, _ in runs) != text:  # not as expected of this pypdf: text without sizes
+    if "".join(run[0] for run in runs) != text:  # not as expected of this pypdf: text without sizes
         return [Line(((line, None),)) for line in text.split("\n")]
     lines: list[Line] = []
     current: list[tuple[str, float]] = []
     starts: list[float] = []
-    for run, size, x in runs:
+    y: float | None = None
+    for run, size, x, run_y in runs:
         for i, part in enumerate(run.split("\n")):
             if i:  # a line break inside the run closes the line so far
-                lines.append(Line(tuple(current), tuple(starts)))
-                current, starts = [], []
+                lines.append(Line(tuple(current), tuple(starts), y))
+                current, starts, y = [], [], None
             if part:
+                if not current:
+                    y = run_y if not i else None  # after a break inside the run: unknown
                 current.append((part, size))
                 starts.append(x if not i else float("nan"))  # after a break inside the run: unknown
-    lines.append(Line(tuple(current), tuple(starts)))
+    lines.append(Line(tuple(current), tuple(starts), y))
     return lines
 
 

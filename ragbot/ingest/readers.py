@@ -40,9 +40,10 @@ def supported_suffixes() -> str:
     return ", ".join(sorted(KINDS))
 
 
-def read_document(path: Path, pdf_structure: bool = True) -> Document:
+def read_document(path: Path, pdf_structure: bool = True, ruled_tables: bool = False) -> Document:
     """Read `path` (a regular file) into a Document, or raise DocumentError. `pdf_structure`:
-    PDF headings marked and running headers/footers dropped (pdf.py), else pypdf's plain text."""
+    PDF headings marked and running headers/footers dropped (pdf.py), else pypdf's plain text;
+    `ruled_tables`: with the structure, tables drawn with rules read from their cells."""
     name = str(path)
     kind = kind_of(path)
     if kind is None:
@@ -52,7 +53,7 @@ def read_document(path: Path, pdf_structure: bool = True) -> Document:
     if not data.strip():
         raise DocumentError(name, "empty file")
     if kind == "pdf":
-        title, text, pages = _read_pdf(path, data, pdf_structure)
+        title, text, pages = _read_pdf(path, data, pdf_structure, ruled_tables)
     else:
         raw = _decode_text(path, data)
         if kind == "html":
@@ -151,10 +152,10 @@ def _markdown_title(text: str) -> str:
     return match.group(1).strip() if match else ""
 
 
-def _read_pdf(path: Path, data: bytes, structure: bool) -> tuple[str, str, list[PageSpan]]:
+def _read_pdf(path: Path, data: bytes, structure: bool, ruled_tables: bool) -> tuple[str, str, list[PageSpan]]:
     """Title, text and page spans of a PDF (pdf.py reads the pages)."""
     name = str(path)
-    read = read_pdf(name, data, structure=structure)
+    read = read_pdf(name, data, structure=structure, ruled=ruled_tables)
     if not read.pages:
         raise DocumentError(name, "PDF has no pages")
     parts: list[str] = []
