@@ -51,7 +51,7 @@ class Settings:
     # With the structure, also read tables drawn with rules from their cells (pdfplumber): a cell
     # that wraps stays whole, a column set flush right is a column. Off by default: on the frozen
     # PDF set it moved one table question out of first place and made ingest of the shared PDFs
-    # about 30% slower, though the form questions of the development set gain (docs §14).
+    # about 55% slower, though the form questions of the development set gain (docs §14).
     pdf_ruled_tables: bool = False
     embed_batch_size: int = 64
     # Retrieval and answering.
@@ -209,7 +209,8 @@ def _coerce(name: str, raw: Any, kind: type) -> Any:
 
 _KINDS: dict[str, type] = {
     "embedder": str, "generator": str, "generator_backend": str, "allow_downloads": bool, "adapter": str, "dtype": str,
-    "chunk_tokens": int, "chunk_overlap": int, "pdf_structure": bool, "pdf_ruled_tables": bool, "embed_batch_size": int, "top_k": int,
+    "chunk_tokens": int, "chunk_overlap": int, "pdf_structure": bool, "pdf_ruled_tables": bool,
+    "embed_batch_size": int, "top_k": int,
     "retrieval": str, "lexical_weight": float, "approximate_index_above": int,
     "min_score": float, "answer_mode": str, "answer_sentences": int, "evidence_threshold": float,
     "evidence_ranking": str,

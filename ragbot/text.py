@@ -59,9 +59,16 @@ def sentences(text: str) -> list[str]:
 
 def prose_sentences(text: str) -> list[str]:
     """The sentences of a passage's prose, markup removed: headings ("# ...") dropped, each list
-    item and paragraph read on its own, each table row (`is_table_row`) one sentence, its cells
-    read as a line without bars (`cells_as_prose`), as an answer quotes it."""
-    found = []
+    item and paragraph read on its own, each table row (`is_table_row`) read as a line without
+    bars (`cells_as_prose`), as an answer quotes it: one sentence, or one for each label with its
+    value in a form's row that holds several (`row_sentences`)."""
+    return [sentence for sentence, _ in prose_pieces(text)]
+
+
+def prose_pieces(text: str) -> list[tuple[str, bool]]:
+    """prose_sentences, each with whether it is a field: a label with its value, from a table
+    row ("Registration: N5921D"). A field is a whole fact however few its words."""
+    found: list[tuple[str, bool]] = []
     for block in _BLOCK.split(text):
         lines = [line.strip() for line in block.splitlines() if not line.lstrip().startswith("#")]
         prose: list[str] = []
@@ -70,7 +77,7 @@ def prose_sentences(text: str) -> list[str]:
                 prose.append(line)
                 continue
             flat = plain(_LIST_MARK.sub("", " ".join(prose)))
-            found.extend(s for s in sentences(flat) if _WORD.search(s))
+            found.extend((s, False) for s in sentences(flat) if _WORD.search(s))
             prose = []
             if line is not None and _WORD.search(line):
                 found.extend(row_sentences(plain(line)))
@@ -99,15 +106,16 @@ def cells_as_prose(row: str) -> str:
     return "; ".join(text for text, _ in _row_parts(row))
 
 
-def row_sentences(row: str) -> list[str]:
-    """A table row as the sentences an answer may quote: a form's row that pairs two labels or
-    more with their values ("| Airframe Total Time: | 3861 Hours | Engine Manufacturer: | Lycoming |")
-    gives each of its parts on its own, since each pair is a fact of its own; any other row is
-    one sentence (cells_as_prose)."""
+def row_sentences(row: str) -> list[tuple[str, bool]]:
+    """A table row as the sentences an answer may quote, each with whether it is a field (a label
+    with its value): a form's row that pairs two labels or more with their values
+    ("| Airframe Total Time: | 3861 Hours | Engine Manufacturer: | Lycoming |") gives each of its
+    parts on its own, since each pair is a fact of its own; any other row is one sentence
+    (cells_as_prose), a field when it is one label with its value ("| Surname: | Ambur |")."""
     parts = _row_parts(row)
     if sum(paired for _, paired in parts) > 1:
-        return [text for text, _ in parts]
-    return [cells_as_prose(row)]
+        return parts
+    return [(cells_as_prose(row), len(parts) == 1 and parts[0][1])]
 
 
 def _row_parts(row: str) -> list[tuple[str, bool]]:

@@ -33,6 +33,15 @@ def test_candidates_are_every_prose_sentence_numbered_by_passage():
                                     (2, "Another passage sentence.")]
 
 
+def test_a_forms_fields_are_candidates_however_short():
+    """A label with its value from a table row is a whole fact ("Registration: N5921D", two
+    words); a bare label and short prose are still too short to quote."""
+    passages = [_passage(1, "| Aircraft Make: | Piper | Registration: | N5921D |\n| Wind: | Calm | Gusts: | | Seats: | 4 |\n"
+                            "| Surname: | Ambur |\n\nYes indeed.")]
+    assert candidates(passages) == [(1, "Aircraft Make: Piper"), (1, "Registration: N5921D"), (1, "Wind: Calm"),
+                                    (1, "Seats: 4"), (1, "Surname: Ambur")]
+
+
 def test_rank_orders_by_score_and_compose_cites_in_passage_order():
     passages = [_passage(1, "A short one here. A much longer sentence than the others."),
                 _passage(2, "The longest sentence of them all, by quite a margin indeed.")]

@@ -216,6 +216,9 @@ def test_changing_how_pdfs_are_read_reads_only_the_pdfs_again(make_bot, docs):
     assert (len(report.updated), len(report.unchanged)) == (1, 3)  # the PDF, not the three others
     assert plain.search("law firms verify case citations", k=1)[0].section == ""
     assert len(plain.ingest([docs]).unchanged) == 4
-    # Ruled tables on (with the structure): the PDF is read again, the others are not.
+    # Back to the structure, then ruled tables on as well: the PDF is read again each time, the others are not.
+    assert len(make_bot(data_dir=bot.settings.data_dir).ingest([docs]).updated) == 1
     ruled = make_bot(data_dir=bot.settings.data_dir, pdf_ruled_tables=True)
-    assert (len(ruled.ingest([docs]).updated), len(ruled.ingest([docs]).unchanged)) == (1, 4)
+    report = ruled.ingest([docs])
+    assert (len(report.updated), len(report.unchanged)) == (1, 3)
+    assert len(ruled.ingest([docs]).unchanged) == 4

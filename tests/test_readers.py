@@ -351,41 +351,54 @@ def test_pdf_ruled_table_is_read_from_its_cells(tmp_path):
     moved = tmp_path / "moved.pdf"
     moved.write_bytes(path.read_bytes().replace(b"/MediaBox [0 0 612 792]", b"/MediaBox [9 9 621 801]"))
     assert [line for line in read_document(moved, ruled_tables=True).text.splitlines() if line.strip()] == lines
+    from ragbot.ingest.pdf import ruled_tables
+
+    for drawn_on in (path, moved):  # the rules' own positions, on the page's scale
+        assert [table.box for table in ruled_tables(drawn_on.read_bytes())[0]] == [(50, 681.5, 320, 742)]
     # Read by position alone (the default), the wrapped cell and the flush-right column are prose.
     by_position = read_document(path).text
     assert "2319 |" not in by_position and "Shoulder harness" not in by_position
 
 
 def test_ruled_table_rows_replace_the_lines_in_its_box():
-    """The lines inside a ruled table's box (and one of unknown position between two of them)
-    give way to its rows, where its first line stood: a row spanning every column (a caption) is
-    a line of text, and a label's empty value keeps its place between cells."""
+    """The lines of a ruled table (in its box, their text the cells') give way to its rows, where
+    its first line stood; so does a line of unknown position between two of them whose text is
+    the table's. A row of one cell (a caption) keeps the size it was set at; a label's empty value
+    keeps its place between cells. A line in the box whose text is not the table's (prose of the
+    next column on the same baseline) is kept, and so is every line outside."""
     from ragbot.ingest.pdf import Line, RuledTable, with_tables
 
-    table = RuledTable((50, 600, 400, 700), (("Pilot Information",), ("Certificate:", "Private", "Age:", "85"),
+    table = RuledTable((50, 600, 400, 700), (("Pilot Information",), ("Certificate:", "Private", "Age:", "85, Male"),
                                              ("Occupational Pilot:", "", "Last Review:", "2006")))
-    inside = [Line((("Pilot Information", 12.0),), (60.0,), 690.0),  # the caption, set larger
-              Line((("Certificate: Private", 10.0),), (60.0,), 675.0),
-              Line((("continued", 10.0),), (float("nan"),), None), Line((("Age: 85", 10.0),), (60.0,), 650.0)]
-    before, after = Line((("Before.", 10.0),), (60.0,), 720.0), Line((("After.", 10.0),), (60.0,), 580.0)
-    read = [(line.text, line.size) for line in with_tables([before, *inside, after], [table])]
-    assert read == [("Before.", 10.0), ("Pilot Information", 12.0), ("| Certificate: | Private | Age: | 85 |", 10.0),
-                    ("| Occupational Pilot: |  | Last Review: | 2006 |", 10.0), ("After.", 10.0)]
-    # Outside every table's box (and of unknown position between lines outside it): kept as it is.
-    assert with_tables([before, after], [table]) == [before, after]
+
+    def line(text, y, size=10.0, x=60.0):
+        return Line(((text, size),), (x,), y)
+
+    page = [line("Before.", 720.0), line("Pilot  Information", 690.0, size=12.0),  # spaced unlike the cell
+            line("Certificate: Private", 675.0), Line((("Age: 85,", 10.0),), (float("nan"),), None),
+            line("Male", 660.0, x=300.0), line("Occupational Pilot: Last Review: 2006", 645.0),
+            line("and the second column's prose", 645.0, x=320.0), line("After.", 580.0)]
+    read = [(x.text, x.size) for x in with_tables(page, [table])]
+    assert read == [("Before.", 10.0), ("Pilot Information", 12.0),
+                    ("| Certificate: | Private | Age: | 85, Male |", 10.0),
+                    ("| Occupational Pilot: |  | Last Review: | 2006 |", 10.0),
+                    ("and the second column's prose", 10.0), ("After.", 10.0)]
+    # Outside every table's box, a line of unknown position between two lines outside it stays.
+    unknown = Line((("continued", 10.0),), (float("nan"),), None)
+    assert with_tables([page[0], unknown, page[-1]], [table]) == [page[0], unknown, page[-1]]
 
 
 def test_only_pages_that_paint_a_grid_are_searched_for_ruled_tables():
     """pdfplumber interprets a page several times slower than pypdf reads it, so a page that does
-    not paint enough to draw a grid (fewer than four paths, none of nine segments) is not given
-    to it; a page that does is."""
+    not paint enough path segments to draw a grid (nine) is not given to it; a page that does,
+    however the grid is drawn, is."""
     from ragbot.ingest.pdf import _pages_that_may_hold_grids
 
-    three_rules = " ".join(f"50 {y} m 300 {y} l S" for y in (700, 680, 660))
-    grid = " ".join(f"50 {y} m 300 {y} l S" for y in (700, 680, 660)) + " " + " ".join(
-        f"{x} 660 m {x} 700 l S" for x in (50, 175, 300))
-    one_path = "50 660 300 40 re 50 680 m 300 680 l 175 660 m 175 700 l S"  # outline and two rules: 9 segments
+    three_rules = " ".join(f"50 {y} m 300 {y} l S" for y in (700, 680, 660))  # 6 segments
+    six_rules = three_rules + " " + " ".join(f"{x} 660 m {x} 700 l S" for x in (50, 175, 300))
+    one_path = "50 660 250 40 re 50 680 m 300 680 l 175 660 m 175 700 l S"  # an outline and two rules
+    three_paths = "50 660 250 40 re S 50 680 m 300 680 l S 175 660 m 175 700 l S"  # the same, a path each
     assert _pages_that_may_hold_grids(text_pdf(["Just prose."])) == ([], [False])
     assert _pages_that_may_hold_grids(text_pdf(["Three rules."], drawn=three_rules)) == ([], [False])
-    assert _pages_that_may_hold_grids(text_pdf(["A grid."], drawn=grid)) == ([0], [True])
-    assert _pages_that_may_hold_grids(text_pdf(["A grid in one path."], drawn=one_path)) == ([0], [True])
+    for grid in (six_rules, one_path, three_paths):
+        assert _pages_that_may_hold_grids(text_pdf(["A grid.", "Prose."], drawn=grid)) == ([0, 1], [True, True])

@@ -36,10 +36,11 @@ from typing import Protocol
 import numpy as np
 
 from ragbot.answer.generation import strip_citation_marks
-from ragbot.text import prose_sentences
+from ragbot.text import prose_pieces
 from ragbot.types import Passage
 
-MIN_WORDS = 3  # shorter pieces (a stray label, "Yes.") are never evidence on their own
+MIN_WORDS = 3  # shorter pieces (a stray label, "Yes.") are never evidence on their own; a field
+# from a table row ("Registration: N5921D", text.prose_pieces) is a whole fact, whatever its length
 # The share of the question's (IDF-weighted) tokens the "coverage" ranking looks at: its worst
 # quarter. Chosen among a quarter, a half and the weighted mean on the development sets (§13).
 WORST_SHARE = 0.25
@@ -187,9 +188,9 @@ def candidates(passages: Sequence[Passage]) -> list[tuple[int, str]]:
     are ragbot's; a sentence that overlapping chunks both hold counts once, for the first."""
     found, seen = [], set()
     for n, passage in enumerate(passages, start=1):
-        for sentence in prose_sentences(passage.text):
+        for sentence, field in prose_pieces(passage.text):
             sentence = " ".join(strip_citation_marks(sentence).split())
-            if len(sentence.split()) >= MIN_WORDS and sentence not in seen:
+            if (field or len(sentence.split()) >= MIN_WORDS) and sentence not in seen:
                 seen.add(sentence)
                 found.append((n, sentence))
     return found

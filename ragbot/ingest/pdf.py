@@ -75,10 +75,10 @@ MIN_REPEATS = 2  # a running header or footer appears on at least this many page
 # paragraph, or an empty form, is not one). Words in a cell are apart when their glyphs are
 # WORD_GAP_EMS apart (pdfplumber's own 3 pt default ran the words of a tightly set plan together).
 GRID_ROWS = 2
-GRID_PATHS = 4  # painted paths a page needs to hold a ruled grid (_pages_that_may_hold_grids)
-GRID_SEGMENTS = 9  # or segments of one path
+GRID_SEGMENTS = 9  # path segments a page paints at least, to hold a ruled grid (_pages_that_may_hold_grids)
 WORD_GAP_EMS = 0.15
 BOX_TOLERANCE = 2.0  # points: a line whose start or baseline is this close to a table's box is in it
+_ESCAPED_BAR = "\\|"  # a bar inside a Markdown table cell
 _DIGITS = re.compile(r"\d+")
 _SPACES = re.compile(r"\s+")
 
@@ -145,17 +145,27 @@ class Line:
 class RuledTable:
     """A table drawn with ruling lines: where it stands (left, bottom, right, top, in points from
     the page's lower left corner, as Line.y and Line.starts) and each row's cell texts, in order
-    (a row of one cell: a caption or a cell spanning the row)."""
+    (a row with one cell of text, a caption or a label whose value is empty, holds that one)."""
 
     box: tuple[float, float, float, float]
     rows: tuple[tuple[str, ...], ...]
 
+    @cached_property
+    def _text(self) -> str:
+        """The cells' text run together without spaces, row by row (to find a line's text in)."""
+        return "".join("".join(row) for row in self.rows).replace(" ", "")
+
     def holds(self, line: Line) -> bool:
-        """Whether the line starts inside the table's box (False when its position is unknown)."""
+        """Whether the line is the table's: it starts inside the table's box and its text is the
+        cells' (a line that also holds text from outside, a column of prose on the same
+        baseline, is not). False when its position is unknown."""
         x, y = line.first_start(), line.y
         left, bottom, right, top = self.box
         return (x is not None and y is not None and left - BOX_TOLERANCE <= x <= right + BOX_TOLERANCE
-                and bottom - BOX_TOLERANCE <= y <= top + BOX_TOLERANCE)
+                and bottom - BOX_TOLERANCE <= y <= top + BOX_TOLERANCE and self.has_text_of(line))
+
+    def has_text_of(self, line: Line) -> bool:
+        return _SPACES.sub("", line.text) in self._text
 
     def lines(self, replaced: list[Line]) -> list[Line]:
         """The rows as lines of text, in place of the lines pypdf read inside the box (`replaced`):
@@ -167,9 +177,9 @@ class RuledTable:
             if line.size is not None:
                 sizes[line.size] += len(line.text.strip())
         body = sizes.most_common(1)[0][0] if sizes else None
-        held = {_SPACES.sub(" ", line.text).strip(): line.size for line in replaced}
-        return [Line(((f"| {TABLE_CELL.join(c.replace('|', chr(92) + '|') for c in row)} |", body),)) if len(row) > 1
-                else Line(((row[0], held.get(row[0], body)),)) for row in self.rows]
+        held = {_SPACES.sub("", line.text): line.size for line in replaced}  # spacing may differ
+        return [Line(((f"| {TABLE_CELL.join(c.replace('|', _ESCAPED_BAR) for c in row)} |", body),)) if len(row) > 1
+                else Line(((row[0], held.get(_SPACES.sub("", row[0]), body)),)) for row in self.rows]
 
 
 @dataclass(frozen=True)
@@ -214,8 +224,8 @@ def structure_pages(pages: list[list[Line]], tables: list[list[RuledTable]] | No
     rows and headings marked. `tables`: each page's ruled tables (ruled_tables), read from
     their cells in place of the lines inside them."""
     pages = [_readable(page) for page in pages]
-    if tables:
-        pages = [with_tables(page, found) for page, found in zip(pages, tables)] + pages[len(tables):]
+    if tables and len(tables) == len(pages):  # PDFium and pypdf read the same pages
+        pages = [with_tables(page, found) for page, found in zip(pages, tables)]
     pages = drop_running_lines(pages)
     sizes = _characters_by_size(pages)
     body = sizes.most_common(1)[0][0] if sizes else None
@@ -241,15 +251,16 @@ def structure_pages(pages: list[list[Line]], tables: list[list[RuledTable]] | No
 
 
 def with_tables(page: list[Line], tables: list[RuledTable]) -> list[Line]:
-    """The page with the lines inside each ruled table replaced by the table's rows, where the
-    table's first line stood. A line of unknown position (begun inside a run) goes with its
-    table when the lines before and after it are both in that table. A line is in a table when
-    it starts in its box; text of such a line that pdfplumber finds in no cell is not kept."""
+    """The page with the lines of each ruled table (RuledTable.holds) replaced by the table's
+    rows, where the table's first line stood. A line of unknown position (begun inside a run)
+    goes with its table when the lines before and after it are both in that table and its text
+    is the table's. A line that is not a table's is kept as it is, so no text is lost."""
     if not tables:
         return page
     inside = [next((t for t, table in enumerate(tables) if table.holds(line)), None) for line in page]
     for i, line in enumerate(page):
-        if line.y is None and 0 < i < len(page) - 1 and inside[i - 1] is not None:
+        if line.y is None and 0 < i < len(page) - 1 and inside[i - 1] is not None \
+                and tables[inside[i - 1]].has_text_of(line):
             after = next((inside[j] for j in range(i + 1, len(page)) if page[j].y is not None), None)
             if after == inside[i - 1]:
                 inside[i] = after
@@ -270,31 +281,31 @@ def with_tables(page: list[Line], tables: list[RuledTable]) -> list[Line]:
 def ruled_tables(data: bytes) -> list[list[RuledTable]]:
     """Each page's tables drawn with ruling lines, as pdfplumber finds them from the lines (a
     table of only text-aligned columns is left to table_rows). Cells whose text wraps onto
-    several lines are one cell. Empty for a PDF pdfplumber cannot read, or a page that is
-    rotated: those pages are read by the rules alone. pdfplumber interprets a page about five
-    times slower than pypdf reads it, so only pages that paint enough to draw a grid are given
-    to it (_pages_that_may_hold_grids)."""
-    import pdfplumber
-
+    several lines are one cell. Empty for a PDF pdfplumber or PDFium cannot open, and no tables
+    on a page pdfplumber cannot read or that is rotated: those are read by the rules alone.
+    pdfplumber interprets a page several times slower than pypdf reads it, so only pages that
+    paint enough to draw a grid are given to it (_pages_that_may_hold_grids)."""
     try:
+        import pdfplumber
+
         chosen, flags = _pages_that_may_hold_grids(data)
         found: list[list[RuledTable]] = [[] for _ in flags]
-        if not chosen:
-            return found
-        with pdfplumber.open(io.BytesIO(data), pages=[i + 1 for i in chosen]) as pdf:
-            for page in pdf.pages:
-                found[page.page_number - 1] = _page_tables(page)
-                page.close()  # its parsed objects are not needed again
-    except Exception:  # noqa: BLE001 - pdfminer and PDFium raise many types; the rules still read the page
+        if chosen:
+            with pdfplumber.open(io.BytesIO(data), pages=[i + 1 for i in chosen]) as pdf:
+                for page in pdf.pages:
+                    if 1 <= page.page_number <= len(found):
+                        found[page.page_number - 1] = _page_tables(page)
+                    page.close()  # its parsed objects are not needed again
+    except Exception:  # noqa: BLE001 - pdfminer and PDFium raise many types; the rules still read the PDF
         return []
     return found
 
 
 def _pages_that_may_hold_grids(data: bytes) -> tuple[list[int], list[bool]]:
-    """(indexes of the pages that may hold a ruled table, one flag per page). The fewest painted
-    paths that draw a grid of two rows and two columns: four (a rectangle per cell; rules take
-    six), or one path of GRID_SEGMENTS segments or more (an outline and two inner rules). A page
-    with less holds no ruled table. PDFium counts them without interpreting the page's text."""
+    """(indexes of the pages that may hold a ruled table, one flag per page). A grid of two rows
+    and two columns takes GRID_SEGMENTS path segments or more however it is drawn (an outline
+    rectangle and two inner rules: 5 + 2 + 2; six rules: 12; a rectangle per cell: 20); a page
+    that paints fewer holds no ruled table. PDFium counts them without interpreting the text."""
     import pypdfium2
     import pypdfium2.raw as pdfium
 
@@ -303,9 +314,9 @@ def _pages_that_may_hold_grids(data: bytes) -> tuple[list[int], list[bool]]:
         flags = []
         for i in range(len(pdf)):
             page = pdf[i]
-            paths = list(page.get_objects(filter=[pdfium.FPDF_PAGEOBJ_PATH], max_depth=3))
-            flags.append(len(paths) >= GRID_PATHS
-                         or any(pdfium.FPDFPath_CountSegments(path.raw) >= GRID_SEGMENTS for path in paths))
+            segments = sum(pdfium.FPDFPath_CountSegments(path.raw)
+                           for path in page.get_objects(filter=[pdfium.FPDF_PAGEOBJ_PATH], max_depth=3))
+            flags.append(segments >= GRID_SEGMENTS)
             page.close()
     finally:
         pdf.close()
@@ -313,12 +324,20 @@ def _pages_that_may_hold_grids(data: bytes) -> tuple[list[int], list[bool]]:
 
 
 def _page_tables(page) -> list[RuledTable]:
+    """The page's ruled tables (ruled_tables); none when it is rotated or cannot be read."""
     if page.rotation % 360:
         return []
+    # Text too small to read is not read here either (as _readable drops it).
+    page = page.filter(lambda obj: obj.get("object_type") != "char" or obj.get("size", 0) >= MIN_READABLE_POINTS)
     tables = []
-    for table in page.find_tables():
+    try:
+        found = page.find_tables()
+        extracted = [table.extract(x_tolerance_ratio=WORD_GAP_EMS) for table in found]
+    except Exception:  # noqa: BLE001 - pdfminer raises many types on a broken page; its text is read by the rules
+        return []
+    for table, cells_by_row in zip(found, extracted):
         rows = []
-        for row in table.extract(x_tolerance_ratio=WORD_GAP_EMS):
+        for row in cells_by_row:
             # None: a cell merged into the one before it. An empty cell inside the row stays (a
             # label's empty value is not the next cell's label); empty ones at its ends go.
             cells = [_SPACES.sub(" ", cell).strip() for cell in row if cell is not None]
@@ -326,11 +345,8 @@ def _page_tables(page) -> list[RuledTable]:
                 cells.pop()
             while cells and not cells[0]:
                 cells.pop(0)
-            if sum(map(bool, cells)) > 1:
+            if cells:
                 rows.append(tuple(cells))
-            elif cells:
-                rows.append((cells[0],) if cells[0] else ())
-        rows = [row for row in rows if row]
         if sum(len(row) > 1 for row in rows) >= GRID_ROWS:
             # pdfplumber's x is the page's; its "top" is measured down from the media box's top,
             # so the page's y is the box's height less it, wherever the box's corner lies.
