@@ -398,7 +398,7 @@ def test_only_pages_that_paint_a_grid_are_searched_for_ruled_tables():
     six_rules = three_rules + " " + " ".join(f"{x} 660 m {x} 700 l S" for x in (50, 175, 300))
     one_path = "50 660 250 40 re 50 680 m 300 680 l 175 660 m 175 700 l S"  # an outline and two rules
     three_paths = "50 660 250 40 re S 50 680 m 300 680 l S 175 660 m 175 700 l S"  # the same, a path each
-    assert _pages_that_may_hold_grids(text_pdf(["Just prose."])) == ([], [False])
-    assert _pages_that_may_hold_grids(text_pdf(["Three rules."], drawn=three_rules)) == ([], [False])
+    assert _pages_that_may_hold_grids(text_pdf(["Just prose."])) == [False]
+    assert _pages_that_may_hold_grids(text_pdf(["Three rules."], drawn=three_rules)) == [False]
     for grid in (six_rules, one_path, three_paths):
-        assert _pages_that_may_hold_grids(text_pdf(["A grid.", "Prose."], drawn=grid)) == ([0, 1], [True, True])
+        assert _pages_that_may_hold_grids(text_pdf(["A grid.", "Prose."], drawn=grid)) == [True, True]

@@ -288,7 +288,8 @@ def ruled_tables(data: bytes) -> list[list[RuledTable]]:
     try:
         import pdfplumber
 
-        chosen, flags = _pages_that_may_hold_grids(data)
+        flags = _pages_that_may_hold_grids(data)
+        chosen = [i for i, flag in enumerate(flags) if flag]
         found: list[list[RuledTable]] = [[] for _ in flags]
         if chosen:
             with pdfplumber.open(io.BytesIO(data), pages=[i + 1 for i in chosen]) as pdf:
@@ -301,11 +302,11 @@ def ruled_tables(data: bytes) -> list[list[RuledTable]]:
     return found
 
 
-def _pages_that_may_hold_grids(data: bytes) -> tuple[list[int], list[bool]]:
-    """(indexes of the pages that may hold a ruled table, one flag per page). A grid of two rows
-    and two columns takes GRID_SEGMENTS path segments or more however it is drawn (an outline
-    rectangle and two inner rules: 5 + 2 + 2; six rules: 12; a rectangle per cell: 20); a page
-    that paints fewer holds no ruled table. PDFium counts them without interpreting the text."""
+def _pages_that_may_hold_grids(data: bytes) -> list[bool]:
+    """For each page, whether it may hold a ruled table. A grid of two rows and two columns takes
+    GRID_SEGMENTS path segments or more however it is drawn (an outline rectangle and two inner
+    rules: 5 + 2 + 2; six rules: 12; a rectangle per cell: 20); a page that paints fewer holds no
+    ruled table. PDFium counts them without interpreting the text."""
     import pypdfium2
     import pypdfium2.raw as pdfium
 
@@ -320,7 +321,7 @@ def _pages_that_may_hold_grids(data: bytes) -> tuple[list[int], list[bool]]:
             page.close()
     finally:
         pdf.close()
-    return [i for i, flag in enumerate(flags) if flag], flags
+    return flags
 
 
 def _page_tables(page) -> list[RuledTable]:
