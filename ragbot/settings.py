@@ -51,7 +51,7 @@ class Settings:
     # With the structure, also read tables drawn with rules from their cells (pdfplumber): a cell
     # that wraps stays whole, a column set flush right is a column. Off by default: on the frozen
     # PDF set it moved one table question out of first place and made ingest of the shared PDFs
-    # about 55% slower, though the form questions of the development set gain (docs §14).
+    # about 26% slower, though the form questions of the development set gain (docs §14).
     pdf_ruled_tables: bool = False
     embed_batch_size: int = 64
     # Retrieval and answering.

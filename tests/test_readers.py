@@ -389,16 +389,24 @@ def test_ruled_table_rows_replace_the_lines_in_its_box():
 
 
 def test_only_pages_that_paint_a_grid_are_searched_for_ruled_tables():
-    """pdfplumber interprets a page several times slower than pypdf reads it, so a page that does
-    not paint enough path segments to draw a grid (nine) is not given to it; a page that does,
-    however the grid is drawn, is."""
+    """pdfplumber interprets a page several times slower than pypdf reads it, so a page whose
+    rules do not stand at three heights and three x positions (the fewest a grid of two rows and
+    two columns takes) is not given to it; a page whose rules do, however they are drawn, is."""
     from ragbot.ingest.pdf import _pages_that_may_hold_grids
 
-    three_rules = " ".join(f"50 {y} m 300 {y} l S" for y in (700, 680, 660))  # 6 segments
+    three_rules = " ".join(f"50 {y} m 300 {y} l S" for y in (700, 680, 660))
     six_rules = three_rules + " " + " ".join(f"{x} 660 m {x} 700 l S" for x in (50, 175, 300))
     one_path = "50 660 250 40 re 50 680 m 300 680 l 175 660 m 175 700 l S"  # an outline and two rules
     three_paths = "50 660 250 40 re S 50 680 m 300 680 l S 175 660 m 175 700 l S"  # the same, a path each
+    # A rectangle per cell, each drawn at the origin and moved into place: only the page's
+    # positions tell the cells' sides apart.
+    moved_cells = " ".join(f"q 1 0 0 1 {x} {y} cm 0 0 125 20 re S Q" for x in (50, 175) for y in (660, 680))
+    # What most pages of the shared strategic plans paint: a filled header band, a rule under
+    # the title and one above the footer (many segments, two x positions).
+    header_band = "0 742 612 50 re f 72 730 m 540 730 l S 72 60 m 540 60 l S 72 40 m 540 40 l S"
+    short_ticks = " ".join(f"{x} 700 m {x} 701 l S" for x in (50, 100, 150, 200)) + " " + three_rules  # ticks < 3 pt
     assert _pages_that_may_hold_grids(text_pdf(["Just prose."])) == [False]
-    assert _pages_that_may_hold_grids(text_pdf(["Three rules."], drawn=three_rules)) == [False]
-    for grid in (six_rules, one_path, three_paths):
+    for not_a_grid in (three_rules, header_band, short_ticks):
+        assert _pages_that_may_hold_grids(text_pdf(["Not a grid."], drawn=not_a_grid)) == [False]
+    for grid in (six_rules, one_path, three_paths, moved_cells):
         assert _pages_that_may_hold_grids(text_pdf(["A grid.", "Prose."], drawn=grid)) == [True, True]

@@ -43,6 +43,7 @@ gives no sizes, so only running headers and footers are dropped. Problems are Do
 
 from __future__ import annotations
 
+import ctypes
 import io
 import re
 from collections import Counter
@@ -75,7 +76,9 @@ MIN_REPEATS = 2  # a running header or footer appears on at least this many page
 # paragraph, or an empty form, is not one). Words in a cell are apart when their glyphs are
 # WORD_GAP_EMS apart (pdfplumber's own 3 pt default ran the words of a tightly set plan together).
 GRID_ROWS = 2
-GRID_SEGMENTS = 9  # path segments a page paints at least, to hold a ruled grid (_pages_that_may_hold_grids)
+GRID_RULES = 3  # rules each way that a grid of two rows and two columns takes (_pages_that_may_hold_grids)
+RULE_MIN_POINTS = 3.0  # a shorter straight segment is not a rule (pdfplumber's edge_min_length)
+ALIGNED_POINTS = 1.0  # a segment whose ends differ less than this across it is horizontal (or vertical)
 WORD_GAP_EMS = 0.15
 BOX_TOLERANCE = 2.0  # points: a line whose start or baseline is this close to a table's box is in it
 _ESCAPED_BAR = "\\|"  # a bar inside a Markdown table cell
@@ -303,10 +306,14 @@ def ruled_tables(data: bytes) -> list[list[RuledTable]]:
 
 
 def _pages_that_may_hold_grids(data: bytes) -> list[bool]:
-    """For each page, whether it may hold a ruled table. A grid of two rows and two columns takes
-    GRID_SEGMENTS path segments or more however it is drawn (an outline rectangle and two inner
-    rules: 5 + 2 + 2; six rules: 12; a rectangle per cell: 20); a page that paints fewer holds no
-    ruled table. PDFium counts them without interpreting the text."""
+    """For each page, whether it may hold a ruled table: whether it paints straight rules at
+    GRID_RULES different heights and GRID_RULES different x positions, the fewest that draw a grid
+    of two rows and two columns (pdfplumber finds cells only where rules cross). A rule is a
+    straight segment of a path, or a side of a rectangle, at least RULE_MIN_POINTS long (as
+    pdfplumber's own shortest edge). A page of prose under a header band and two rules (two
+    x positions) is skipped; however a grid is drawn (six rules, an outline and two rules, a
+    rectangle per cell, pieces moved into place), it is not. PDFium reads the paths without
+    interpreting the text."""
     import pypdfium2
     import pypdfium2.raw as pdfium
 
@@ -315,13 +322,53 @@ def _pages_that_may_hold_grids(data: bytes) -> list[bool]:
         flags = []
         for i in range(len(pdf)):
             page = pdf[i]
-            segments = sum(pdfium.FPDFPath_CountSegments(path.raw)
-                           for path in page.get_objects(filter=[pdfium.FPDF_PAGEOBJ_PATH], max_depth=3))
-            flags.append(segments >= GRID_SEGMENTS)
+            xs, ys = _rule_positions(page, pdfium)
+            flags.append(len(xs) >= GRID_RULES and len(ys) >= GRID_RULES)
             page.close()
     finally:
         pdf.close()
     return flags
+
+
+def _rule_positions(page, pdfium) -> tuple[set[int], set[int]]:
+    """The x positions of a page's vertical rules and the heights of its horizontal ones, in
+    whole points on the page (a path inside a form XObject is placed by the form's matrix too)."""
+    xs: set[int] = set()
+    ys: set[int] = set()
+    x, y = ctypes.c_float(), ctypes.c_float()
+    for path in page.get_objects(filter=[pdfium.FPDF_PAGEOBJ_PATH], max_depth=3):
+        placements = [path.get_matrix()]
+        container = path.container
+        while container is not None:
+            placements.append(container.get_matrix())
+            container = container.container
+
+        def on_page(px: float, py: float) -> tuple[float, float]:
+            for matrix in placements:
+                px, py = matrix.on_point(px, py)
+            return px, py
+
+        start = previous = None
+        for s in range(pdfium.FPDFPath_CountSegments(path.raw)):
+            segment = pdfium.FPDFPath_GetPathSegment(path.raw, s)
+            if not pdfium.FPDFPathSegment_GetPoint(segment, x, y):
+                continue
+            point = on_page(x.value, y.value)
+            kind = pdfium.FPDFPathSegment_GetType(segment)
+            if kind == pdfium.FPDF_SEGMENT_MOVETO:
+                start = previous = point
+                continue
+            if kind == pdfium.FPDF_SEGMENT_LINETO and previous is not None:
+                sides = [(previous, point)]
+                if pdfium.FPDFPathSegment_GetClose(segment) and start is not None:
+                    sides.append((point, start))
+                for (x0, y0), (x1, y1) in sides:
+                    if abs(y1 - y0) < ALIGNED_POINTS and abs(x1 - x0) >= RULE_MIN_POINTS:
+                        ys.add(round(y0))
+                    elif abs(x1 - x0) < ALIGNED_POINTS and abs(y1 - y0) >= RULE_MIN_POINTS:
+                        xs.add(round(x0))
+            previous = point
+    return xs, ys
 
 
 def _page_tables(page) -> list[RuledTable]:
