@@ -30,9 +30,11 @@ Systems (each answers every question through `RagBot.ask`, follow-ups as the cha
 
 The documents: the shipped corpus, the frozen set's German and French documents, and the two
 public-domain PDFs from ../shared/data/pdfs when present (rows that need them are skipped,
-and the output says so, when not). Every system's answers are scored by the same code here:
-ROUGE-L and refusals (evaluate.summarise), and against the release, the paired bootstrap
-interval of each difference. A frozen set is read only through these totals.
+and the output says so, when not); with a set whose rows need them (`"needs": "dev_table_docs"`),
+also the development documents with tables in bench/data/docs/tables. Every system's answers are scored by the same code here:
+ROUGE-L and refusals (evaluate.summarise), the share of each reference's words found in the
+reply (metrics.reference_recall: whether the reply holds the answer, however long it is), and
+against the release, the paired bootstrap interval of each difference. A frozen set is read only through these totals.
 
 Prints a table and writes bench/results/answers.json.
 """
@@ -53,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED, machine, save, table  # noqa: E402
 
 FROZEN = ROOT / "tests" / "data" / "frozen"
+TABLE_DOCS = ROOT / "bench" / "data" / "docs" / "tables"  # documents of bench/data/tables_dev.jsonl
 # What a reply must never show: a Markdown heading line or a passage header copied from the prompt.
 PROMPT_MARKUP = re.compile(r"(?:^|\n)\s*#|\[\d+\] \(")
 SHARED_PDFS = ("20071229X02007.pdf", "GSA2022.pdf")
@@ -90,10 +93,14 @@ with open(out_path, "w") as out:
 """
 
 
-def documents(shared: bool) -> list[Path]:
+def documents(shared: bool, table_docs: bool = False) -> list[Path]:
+    """What every data dir holds; `table_docs`: also the development set's documents with
+    tables (bench/data/docs/tables), for sets whose rows need them."""
     paths = [ROOT / "corpus", FROZEN / "docs"]
     if shared:
         paths += [SHARED / "pdfs" / name for name in SHARED_PDFS]
+    if table_docs:
+        paths.append(TABLE_DOCS)
     return paths
 
 
@@ -132,7 +139,7 @@ def answer_all(data_dir: Path, rows_path: Path, out: Path, overrides: dict, pyth
 
 
 def score(rows: list[dict], answers: list[dict]) -> list[dict]:
-    from ragbot.evaluation.metrics import best_of, groundedness, rouge_l, token_f1
+    from ragbot.evaluation.metrics import best_of, groundedness, reference_recall, rouge_l, token_f1
 
     records = []
     for row, got in zip(rows, answers):
@@ -145,6 +152,8 @@ def score(rows: list[dict], answers: list[dict]) -> list[dict]:
             "answer_words": len(got["answer"].split()),
             "rougeL": (0.0 if got["refused"] else best_of(rouge_l, got["answer"], row["answers"])) if answerable else None,
             "token_f1": (0.0 if got["refused"] else best_of(token_f1, got["answer"], row["answers"])) if answerable else None,
+            "reference_recall": (0.0 if got["refused"] else best_of(reference_recall, got["answer"], row["answers"]))
+            if answerable else None,
             "citation_accuracy": sum(c in gold for c in cited) / len(cited) if gold and cited else None,
             "groundedness": None if got["refused"] else groundedness(got["answer"], [t for _, t in got["cited"]]),
             "markup": bool(PROMPT_MARKUP.search(got["answer"])),
@@ -165,7 +174,7 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="score a system's answers already in --work instead of asking again")
     args = parser.parse_args()
-    from ragbot.evaluation.metrics import paired_difference, summarise
+    from ragbot.evaluation.metrics import bootstrap_ci, paired_difference, summarise
 
     shared = all((SHARED / "pdfs" / name).is_file() for name in SHARED_PDFS)
     rows = [json.loads(line) for line in open(args.qa, encoding="utf-8") if line.strip()]
@@ -198,12 +207,15 @@ def main() -> None:
         if not release_dir.is_dir():
             subprocess.run(["git", "worktree", "add", "--detach", str(release_dir), args.release], cwd=ROOT, check=True)
         systems.append("release")
+    table_docs = any(r.get("needs") == "dev_table_docs" for r in rows)
     results, records = {}, {}
     for system in systems:
         pythonpath = str(work / f"release-{args.release}") if system == "release" else None
         data_dir = work / ("data-release" if system == "release" else f"data-{system}" if system in reading else "data")
+        if table_docs:  # a data dir holds one set of documents: a work folder may serve several sets
+            data_dir = data_dir.with_name(data_dir.name + "-table-docs")
         if not (data_dir / "ragbot.db").is_file():
-            prepare(data_dir, documents(shared), pythonpath, reading.get(system))
+            prepare(data_dir, documents(shared, table_docs), pythonpath, reading.get(system))
             if args.question_log:
                 log_questions(data_dir, args.question_log.split(","), pythonpath)
         elif args.question_log:
@@ -218,6 +230,9 @@ def main() -> None:
         summary = summarise(records[system])
         summary["seconds"] = time.perf_counter() - started
         summary["replies_with_markup"] = sum(r["markup"] for r in records[system])
+        found = [r["reference_recall"] for r in records[system] if r["answerable"]]
+        summary["reference_recall"] = sum(found) / len(found) if found else None
+        summary["ci95"]["reference_recall"] = bootstrap_ci(found)
         summary["by_lang"] = {
             lang: summarise([r for r in records[system] if r["lang"] == lang])
             for lang in sorted({r["lang"] for r in records[system]})}
@@ -230,6 +245,8 @@ def main() -> None:
                 results[system][f"vs_{base}"] = {
                     "rougeL": paired_difference([r["rougeL"] for r in a if r["answerable"]],
                                                 [r["rougeL"] for r in b if r["answerable"]]),
+                    "reference_recall": paired_difference([r["reference_recall"] for r in a if r["answerable"]],
+                                                          [r["reference_recall"] for r in b if r["answerable"]]),
                     "refused_answerable": paired_difference([r["refused"] for r in a if r["answerable"]],
                                                             [r["refused"] for r in b if r["answerable"]]),
                     "refused_unanswerable": paired_difference([r["refused"] for r in a if not r["answerable"]],
@@ -242,6 +259,7 @@ def main() -> None:
 
     print(json.dumps(machine()))
     print(table([{"system": s, "n": r["n"], "rougeL (answerable)": ci(r, "rougeL"),
+                  "reference words found": ci(r, "reference_recall"),
                   "refused answerable": ci(r, "refusal_rate_answerable"),
                   "refused unanswerable": ci(r, "refusal_rate_unanswerable"),
                   "citation acc": r["citation_accuracy"], "grounded": r["groundedness"],

@@ -13,6 +13,7 @@ _MARKUP = re.compile(r"\*\*|__|`")
 # How a table row's cells are separated (HTML's <td>s, a PDF's column stops, Markdown tables).
 TABLE_CELL = " | "
 _CELL_BAR = re.compile(r"(?<!\\)\|")  # a bar between cells; Markdown writes a bar inside one as "\|"
+_ESCAPED_BAR = "\\|"
 # A block ends at a blank line, or before a list item ("- ", "* ", "1. ").
 _BLOCK = re.compile(r"\n\s*\n|\n(?=\s*(?:[-*+]|\d+[.)])\s)")
 _LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
@@ -118,15 +119,27 @@ def row_sentences(row: str) -> list[tuple[str, bool]]:
     return [(cells_as_prose(row), len(parts) == 1 and parts[0][1])]
 
 
-def _row_parts(row: str) -> list[tuple[str, bool]]:
-    """The row's parts in order (cells_as_prose), each with whether it is a label and its value."""
-    cells = [c.strip().replace("\\|", "|") for c in _CELL_BAR.split(row.strip())]
-    # The row's outer bars leave an empty cell at each end; an empty cell inside is kept, so
-    # that a label before it is not paired with the cell after it ("| Name: | | Note |").
+def table_row(cells: list[str]) -> str:
+    """Cells as a Markdown table row, "| a | b |", a bar inside a cell escaped ("\\|")."""
+    return f"| {TABLE_CELL.join(cell.replace('|', _ESCAPED_BAR) for cell in cells)} |"
+
+
+def table_cells(row: str) -> list[str]:
+    """A Markdown table row's cells (table_row read back), with or without outer bars. An empty
+    cell inside the row is kept, so that what follows it stays in its column ("| Name: | | Note |")."""
+    cells = [c.strip().replace(_ESCAPED_BAR, "|") for c in _CELL_BAR.split(row.strip())]
+    # The row's outer bars leave an empty cell at each end.
     if cells and not cells[0]:
         cells = cells[1:]
     if cells and not cells[-1]:
         cells = cells[:-1]
+    return cells
+
+
+def _row_parts(row: str) -> list[tuple[str, bool]]:
+    """The row's parts in order (cells_as_prose), each with whether it is a label and its value.
+    An empty cell pairs no label with the cell after it."""
+    cells = table_cells(row)
     parts, i = [], 0
     while i < len(cells):
         cell, after = cells[i], cells[i + 1] if i + 1 < len(cells) else ""

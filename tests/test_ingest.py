@@ -222,3 +222,17 @@ def test_changing_how_pdfs_are_read_reads_only_the_pdfs_again(make_bot, docs):
     report = ruled.ingest([docs])
     assert (len(report.updated), len(report.unchanged)) == (1, 3)
     assert len(ruled.ingest([docs]).unchanged) == 4
+
+
+def test_changing_how_tables_are_written_reads_markdown_and_html_again(make_bot, docs, monkeypatch):
+    from ragbot.ingest import ingester
+
+    copy_corpus_file("generative-ai-applications-by-industry.pdf", docs)
+    bot = make_bot()
+    assert bot.ingest([docs]).ok
+    monkeypatch.setattr(ingester, "TABLE_RULES", ingester.TABLE_RULES + 1)
+    again = make_bot(data_dir=bot.settings.data_dir)
+    report = again.ingest([docs])
+    assert sorted(Path(p).name for p in report.updated) == ["paris.md", "volcano.html"]
+    assert sorted(Path(p).name for p in report.unchanged) == ["bananas.txt", "generative-ai-applications-by-industry.pdf"]
+    assert len(again.ingest([docs]).unchanged) == 4  # once

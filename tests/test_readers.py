@@ -24,9 +24,56 @@ def test_html_keeps_headings_and_table_cells_and_drops_scripts():
     doc = read_document(CORPUS / "llms-vs-generative-ai.html")
     assert doc.title == "Large Language Models versus Generative AI"
     assert "## Where they overlap" in doc.text
-    assert "Scope | Any content type | Text and text-like data" in doc.text
+    # The table names its columns (<th>), so each row carries the names (tables.py).
+    assert ("| Aspect: Scope | Generative AI: Any content type | Large language model: Text and text-like data |"
+            in doc.text.splitlines())
     assert "console.log" not in doc.text
     assert "font-family" not in doc.text
+
+
+def test_html_table_rows_carry_their_columns_names(tmp_path):
+    """A row read alone (a quoted answer, a chunk cut inside the table) says which value is
+    which: each cell of a table that names its columns gets its column's name. Where a name
+    could land on the wrong value, the table is written as any table is, without names."""
+    page = tmp_path / "models.html"
+    page.write_text(
+        "<table><caption>Table 1: models</caption><thead><tr><td>Model</td><td>Released:</td><td></td></tr></thead>"
+        "<tbody><tr><td>GPT-2</td><td>2019</td><td>OpenAI</td></tr>"
+        "<tr><td>Llama | 2</td><td></td><td>Meta</td><td>extra</td></tr>"
+        "<tr><td colspan='2'>Both spans</td><td>x</td></tr><tr><th>A title row</th></tr><tr><td> </td></tr>"
+        "</tbody></table>"
+        "<table><tr><td>No</td><td>header</td></tr><tr><td>at</td><td>all</td></tr></table>"
+        "<table><tr><th colspan='2'>Spanning header</th></tr><tr><td>a</td><td>b</td></tr></table>"
+        "<table><tr><th>Country</th><th>City</th></tr><tr><td rowspan='2'>France</td><td>Paris</td></tr>"
+        "<tr><td>Lyon</td></tr></table>"
+        "<table><thead><tr><th>Mass</th></tr><tr><th>kg</th></tr></thead><tr><td>5</td></tr></table>")
+    text = read_document(page).text
+    lines = text.splitlines()
+    assert lines[:5] == ["Table 1: models",  # the caption stays
+                         "| Model: GPT-2 | Released: 2019 | OpenAI |",  # a name ending in ":" gets no second one
+                         "| Model: Llama \\| 2 | | Meta | extra |",  # an empty cell stays; a bar in a cell is escaped
+                         "| Both spans | x |",  # a row whose cells span columns: no names
+                         "| A title row |"]  # a row of <th> only: a title, not a value
+    assert "Model | Released:" not in text  # the header row is not written on its own
+    assert "No | header |" in lines and "at | all |" in lines  # no header row: as before
+    assert "Spanning header |" in lines and "a | b |" in lines  # a header spanning columns: as before
+    assert "Lyon |" in lines and "City: Lyon" not in text  # a cell spanning rows would shift the names
+    assert "kg |" in lines and "5 |" in lines  # two header rows: which names?
+
+
+def test_markdown_table_rows_carry_their_columns_names(tmp_path):
+    path = tmp_path / "models.md"
+    path.write_text("# Models\n\n| Model | Parameters |\n|:---|---:|\n| GPT-3 | 175B |\nLlama 3 | 70B\n\n"
+                    "After.\n\n| Only | a header |\n| --- | --- |\n\n````\n```\n| a | b |\n|---|---|\n| 1 | 2 |\n```\n````"
+                    "\n\n| Not | a table |\n| - x - | --- |\n| 1 | 2 |\n\n| Three | cells | here |\n| --- | --- |\n| 1 | 2 | 3 |"
+                    "\n\nsidebar |\n- - -\nnext | line")
+    assert read_document(path).text.split("\n") == [
+        "# Models", "", "| Model: GPT-3 | Parameters: 175B |", "| Model: Llama 3 | Parameters: 70B |", "",
+        "After.", "", "| Only | a header |", "| --- | --- |", "",  # no rows under it: kept as written
+        "````", "```", "| a | b |", "|---|---|", "| 1 | 2 |", "```", "````", "",  # code is code, inner fence and all
+        "| Not | a table |", "| - x - | --- |", "| 1 | 2 |", "",  # no delimiter row under it
+        "| Three | cells | here |", "| --- | --- |", "| 1 | 2 | 3 |", "",  # a delimiter row of other width
+        "sidebar |", "- - -", "next | line"]  # a rule under a line with a bar
 
 
 def test_text_with_bom_and_utf16(tmp_path):
@@ -405,8 +452,15 @@ def test_only_pages_that_paint_a_grid_are_searched_for_ruled_tables():
     # the title and one above the footer (many segments, two x positions).
     header_band = "0 742 612 50 re f 72 730 m 540 730 l S 72 60 m 540 60 l S 72 40 m 540 40 l S"
     short_ticks = " ".join(f"{x} 700 m {x} 701 l S" for x in (50, 100, 150, 200)) + " " + three_rules  # ticks < 3 pt
+    thin_bars = " ".join(f"60 {y} 492 1 re f" for y in (734, 700, 94))  # rules as 1 pt high rectangles
+    # pdfplumber joins dashes into rules, reads a curve between its ends, and takes a line that
+    # is not horizontal for a vertical one: such grids are searched too.
+    dashed = " ".join(f"{x} {y} m {x + 2} {y} l S" for y in (660, 680, 700) for x in range(50, 300, 3)) + " " + \
+        " ".join(f"{x} {y} m {x} {y + 2} l S" for x in (50, 175, 300) for y in range(660, 700, 3))
+    curves = three_rules + " " + " ".join(f"{x} 660 m {x} 673 {x} 687 {x} 700 c S" for x in (50, 175, 300))
+    slanted = three_rules + " 50 660 m 50 700 l S 175 660 m 176.5 700 l S 300 660 m 300 700 l S"
     assert _pages_that_may_hold_grids(text_pdf(["Just prose."])) == [False]
-    for not_a_grid in (three_rules, header_band, short_ticks):
+    for not_a_grid in (three_rules, header_band, short_ticks, thin_bars):
         assert _pages_that_may_hold_grids(text_pdf(["Not a grid."], drawn=not_a_grid)) == [False]
-    for grid in (six_rules, one_path, three_paths, moved_cells):
+    for grid in (six_rules, one_path, three_paths, moved_cells, dashed, curves, slanted):
         assert _pages_that_may_hold_grids(text_pdf(["A grid.", "Prose."], drawn=grid)) == [True, True]

@@ -67,3 +67,22 @@ def test_a_rows_cells_read_as_labels_and_values():
     assert cells_as_prose("Aircraft: | Piper PA-22-150 |") == "Aircraft: Piper PA-22-150"  # no bar before
     assert cells_as_prose("| a \\| b | c |") == "a | b; c"  # Markdown's escaped bar is text
     assert cells_as_prose("| GPT-2 | 2019 |") == "GPT-2; 2019"
+
+
+def test_a_table_row_reads_back_as_its_cells():
+    from ragbot.text import table_cells, table_row
+
+    cells = ["Model: Llama | 2", "", "Meta"]
+    assert table_row(cells) == "| Model: Llama \\| 2 |  | Meta |"
+    assert table_cells(table_row(cells)) == cells  # the empty cell keeps its place
+    assert table_cells("GPT-3 | 175B") == ["GPT-3", "175B"]  # a Markdown row without outer bars
+
+
+def test_a_reply_holding_the_reference_scores_whole_however_long():
+    from ragbot.evaluation.metrics import reference_recall, rouge_l
+
+    reply = "Accelerator: NVIDIA H200; Memory: 141 GB HBM3e; Memory bandwidth: 4.8 TB/s; Released: 2024"
+    assert reference_recall(reply, "141 GB HBM3e.") == 1.0 and rouge_l(reply, "141 GB HBM3e.") < 0.5
+    assert reference_recall("It has 80 GB.", "141 GB HBM3e.") == 1 / 3
+    assert reference_recall("GB", "GB GB") == 0.5  # each word as often as the reference has it
+

@@ -62,6 +62,16 @@ def token_f1(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def reference_recall(prediction: str, reference: str) -> float:
+    """The share of the reference's words found in the prediction (each as often as the
+    reference has it): whether a reply holds the answer at all, however much else it says.
+    ROUGE-L's precision makes a long reply that holds it score like a short one that does not."""
+    pred, ref = _tokens(prediction), _tokens(reference)
+    if not ref:
+        return 0.0
+    return sum((Counter(pred) & Counter(ref)).values()) / len(ref)
+
+
 def rouge_l(prediction: str, reference: str) -> float:
     """ROUGE-L F1: from the longest common subsequence of lower-cased word tokens.
 

@@ -23,6 +23,7 @@ from ragbot.retrieve.index import VectorIndex, approximate_if_due
 from ragbot.models import sha256_file
 from ragbot.ingest.pdf import VERSION as PDF_RULES
 from ragbot.ingest.readers import kind_of, read_document, supported_suffixes
+from ragbot.ingest.tables import VERSION as TABLE_RULES
 from ragbot.settings import Settings
 from ragbot.storage.store import Store
 from ragbot.types import Chunk, Document
@@ -194,7 +195,11 @@ class Ingester:
 
     def _pipeline_for(self, file: Path) -> str:
         """What a stored document must have been made with to count as current."""
-        return self.pdf_pipeline if kind_of(file) == "pdf" else self.pipeline
+        kind = kind_of(file)
+        if kind == "pdf":
+            return self.pdf_pipeline
+        # Markdown and HTML are read again when the way their tables are written changes.
+        return self.pipeline + (f"|tables={TABLE_RULES}" if kind in ("markdown", "html") else "")
 
     def ingest(self, paths: Sequence[str | Path], prune: bool = False, progress: ProgressFn | None = None) -> IngestReport:
         started = time.perf_counter()

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from ragbot.errors import DocumentError
-from ragbot.text import TABLE_CELL
+from ragbot.text import TABLE_CELL, table_row
 
 # pypdf refuses arrays and dictionaries over 100,000 elements, a guard against hostile files that
 # valid reports exceed (a large filing's page tree or structure tree). These limits only bound
@@ -77,11 +77,13 @@ MIN_REPEATS = 2  # a running header or footer appears on at least this many page
 # WORD_GAP_EMS apart (pdfplumber's own 3 pt default ran the words of a tightly set plan together).
 GRID_ROWS = 2
 GRID_RULES = 3  # rules each way that a grid of two rows and two columns takes (_pages_that_may_hold_grids)
-RULE_MIN_POINTS = 3.0  # a shorter straight segment is not a rule (pdfplumber's edge_min_length)
-ALIGNED_POINTS = 1.0  # a segment whose ends differ less than this across it is horizontal (or vertical)
+RULE_PIECE_POINTS = 1.0  # a shorter piece of a path is no part of a rule (pdfplumber's edge_min_length_prefilter)
+RULE_MIN_POINTS = 3.0  # pieces joined into a shorter rule are none (pdfplumber's edge_min_length)
+JOIN_POINTS = 3.0  # pieces on one line this close are joined into one rule (pdfplumber's join_tolerance)
+ALIGNED_POINTS = 1.0  # a piece whose ends differ less than this across it is horizontal (or vertical)
+FORM_DEPTH = 15  # form XObjects nested this deep are read for rules (pypdfium2's default)
 WORD_GAP_EMS = 0.15
 BOX_TOLERANCE = 2.0  # points: a line whose start or baseline is this close to a table's box is in it
-_ESCAPED_BAR = "\\|"  # a bar inside a Markdown table cell
 _DIGITS = re.compile(r"\d+")
 _SPACES = re.compile(r"\s+")
 
@@ -181,7 +183,7 @@ class RuledTable:
                 sizes[line.size] += len(line.text.strip())
         body = sizes.most_common(1)[0][0] if sizes else None
         held = {_SPACES.sub("", line.text): line.size for line in replaced}  # spacing may differ
-        return [Line(((f"| {TABLE_CELL.join(c.replace('|', _ESCAPED_BAR) for c in row)} |", body),)) if len(row) > 1
+        return [Line(((table_row(list(row)), body),)) if len(row) > 1
                 else Line(((row[0], held.get(_SPACES.sub("", row[0]), body)),)) for row in self.rows]
 
 
@@ -306,14 +308,13 @@ def ruled_tables(data: bytes) -> list[list[RuledTable]]:
 
 
 def _pages_that_may_hold_grids(data: bytes) -> list[bool]:
-    """For each page, whether it may hold a ruled table: whether it paints straight rules at
-    GRID_RULES different heights and GRID_RULES different x positions, the fewest that draw a grid
-    of two rows and two columns (pdfplumber finds cells only where rules cross). A rule is a
-    straight segment of a path, or a side of a rectangle, at least RULE_MIN_POINTS long (as
-    pdfplumber's own shortest edge). A page of prose under a header band and two rules (two
-    x positions) is skipped; however a grid is drawn (six rules, an outline and two rules, a
-    rectangle per cell, pieces moved into place), it is not. PDFium reads the paths without
-    interpreting the text."""
+    """For each page, whether it may hold a ruled table: whether its rules (_rule_positions)
+    stand at GRID_RULES different heights and GRID_RULES different x positions, the fewest that
+    draw a grid of two rows and two columns (pdfplumber finds cells only where rules cross). A
+    page of prose under a header band and two rules (two x positions) is skipped; however a grid
+    is drawn (six rules, an outline and two rules, a rectangle per cell, dashes, pieces moved
+    into place or drawn in a form), it is not. PDFium reads the paths without interpreting the
+    text."""
     import pypdfium2
     import pypdfium2.raw as pdfium
 
@@ -332,11 +333,17 @@ def _pages_that_may_hold_grids(data: bytes) -> list[bool]:
 
 def _rule_positions(page, pdfium) -> tuple[set[int], set[int]]:
     """The x positions of a page's vertical rules and the heights of its horizontal ones, in
-    whole points on the page (a path inside a form XObject is placed by the form's matrix too)."""
-    xs: set[int] = set()
-    ys: set[int] = set()
+    whole points on the page, read as pdfplumber reads edges, so that no page whose grid it would
+    find is skipped: a path's pieces between the ends of its segments (a curve's too; a closed
+    subpath's closing side), at least RULE_PIECE_POINTS long, horizontal or vertical within
+    ALIGNED_POINTS, joined along their line (_rules_at: dashes make a rule, a thin rectangle's
+    short sides do not); a path that is one straight line counts as vertical at its left end
+    unless it is horizontal (pdfplumber's reading of a line). A path inside form XObjects is
+    placed by the forms' matrices too."""
+    down: dict[int, list[tuple[float, float]]] = {}  # x -> the vertical pieces there, bottom to top
+    across: dict[int, list[tuple[float, float]]] = {}  # y -> the horizontal pieces there, left to right
     x, y = ctypes.c_float(), ctypes.c_float()
-    for path in page.get_objects(filter=[pdfium.FPDF_PAGEOBJ_PATH], max_depth=3):
+    for path in page.get_objects(filter=[pdfium.FPDF_PAGEOBJ_PATH], max_depth=FORM_DEPTH):
         placements = [path.get_matrix()]
         container = path.container
         while container is not None:
@@ -348,7 +355,7 @@ def _rule_positions(page, pdfium) -> tuple[set[int], set[int]]:
                 px, py = matrix.on_point(px, py)
             return px, py
 
-        start = previous = None
+        pieces, start, previous, curve_points = [], None, None, 0
         for s in range(pdfium.FPDFPath_CountSegments(path.raw)):
             segment = pdfium.FPDFPath_GetPathSegment(path.raw, s)
             if not pdfium.FPDFPathSegment_GetPoint(segment, x, y):
@@ -358,17 +365,42 @@ def _rule_positions(page, pdfium) -> tuple[set[int], set[int]]:
             if kind == pdfium.FPDF_SEGMENT_MOVETO:
                 start = previous = point
                 continue
-            if kind == pdfium.FPDF_SEGMENT_LINETO and previous is not None:
-                sides = [(previous, point)]
+            if kind == pdfium.FPDF_SEGMENT_BEZIERTO:
+                curve_points += 1
+                if curve_points % 3:  # a control point; the third is where the curve ends
+                    continue
+            if previous is not None:
+                pieces.append((previous, point))
                 if pdfium.FPDFPathSegment_GetClose(segment) and start is not None:
-                    sides.append((point, start))
-                for (x0, y0), (x1, y1) in sides:
-                    if abs(y1 - y0) < ALIGNED_POINTS and abs(x1 - x0) >= RULE_MIN_POINTS:
-                        ys.add(round(y0))
-                    elif abs(x1 - x0) < ALIGNED_POINTS and abs(y1 - y0) >= RULE_MIN_POINTS:
-                        xs.add(round(x0))
+                    pieces.append((point, start))
             previous = point
-    return xs, ys
+        one_line = len(pieces) == 1
+        for (x0, y0), (x1, y1) in pieces:
+            if max(abs(x1 - x0), abs(y1 - y0)) < RULE_PIECE_POINTS:
+                continue
+            if abs(y1 - y0) < ALIGNED_POINTS:
+                across.setdefault(round(y0), []).append((min(x0, x1), max(x0, x1)))
+            elif one_line or abs(x1 - x0) < ALIGNED_POINTS:
+                down.setdefault(round(min(x0, x1)), []).append((min(y0, y1), max(y0, y1)))
+    return _rules_at(down), _rules_at(across)
+
+
+def _rules_at(pieces_at: dict[int, list[tuple[float, float]]]) -> set[int]:
+    """The positions whose pieces, joined where they overlap or lie within JOIN_POINTS of each
+    other (dashes), make a rule RULE_MIN_POINTS long (as pdfplumber joins, then drops, edges)."""
+    found = set()
+    for position, spans in pieces_at.items():
+        spans.sort()
+        low, high = spans[0]
+        for a, b in spans[1:] + [(float("inf"), float("inf"))]:
+            if high - low >= RULE_MIN_POINTS:
+                found.add(position)
+                break
+            if a - high > JOIN_POINTS:
+                low, high = a, b
+            else:
+                high = max(high, b)
+    return found
 
 
 def _page_tables(page) -> list[RuledTable]:

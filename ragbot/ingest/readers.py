@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ragbot.errors import DocumentError
 from ragbot.ingest.pdf import read_pdf
+from ragbot.ingest.tables import html_with_named_columns, markdown_with_named_columns
 from ragbot.types import Document, PageSpan
 
 KINDS = {
@@ -60,6 +61,8 @@ def read_document(path: Path, pdf_structure: bool = True, ruled_tables: bool = F
             title, text = _html_to_text(raw)
         else:
             text = _normalise(raw)
+            if kind == "markdown":
+                text = markdown_with_named_columns(text)
             title = _markdown_title(text) if kind == "markdown" else ""
         pages = []
     if not text.strip():
@@ -175,7 +178,8 @@ def _read_pdf(path: Path, data: bytes, structure: bool, ruled_tables: bool) -> t
 
 
 def _html_to_text(raw: str) -> tuple[str, str]:
-    """Visible text of an HTML page, with headings kept as Markdown-style '#' lines."""
+    """Visible text of an HTML page, with headings kept as Markdown-style '#' lines and each table
+    row a line of its cells (a table that names its columns with the names in its cells: tables.py)."""
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(raw, "html.parser")
@@ -186,6 +190,7 @@ def _html_to_text(raw: str) -> tuple[str, str]:
     title = ""
     if soup.title and soup.title.string:
         title = soup.title.string.strip()
+    html_with_named_columns(soup)
     for level in range(1, 7):
         for heading in soup.find_all(f"h{level}"):
             heading.insert_before("\n\n" + "#" * level + " ")
