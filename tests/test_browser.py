@@ -332,6 +332,18 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
         page.goto(url)
         box = page.locator("#question textarea")
 
+        def stored_turns() -> list:
+            with sqlite3.connect(data_dir / "ragbot.db") as db:
+                return db.execute("SELECT conversation_id, turn, question FROM answers ORDER BY created_at").fetchall()
+
+        def one_conversation(after: str) -> None:
+            """Every answer so far is in one conversation; said in full, with the page's loads and
+            console, if not (CI saw the conversation change once, with no click that starts one)."""
+            turns = stored_turns()
+            assert len({c for c, _, _ in turns}) == 1, (
+                f"after {after}, answers in {len({c for c, _, _ in turns})} conversations:\n"
+                + "\n".join(map(str, turns)) + f"\npage loads at {loads} s\nconsole: {logged[-20:]}")
+
         def ask(question: str, answers_before: int) -> None:
             expect(box).to_be_editable(timeout=60_000)
             box.fill(question)
@@ -363,6 +375,7 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
         page.locator('#chat button[aria-label="Retry"]').last.click()
         answered(2)
         assert page.locator("#chat [data-testid='user']").count() == 1
+        one_conversation("the regenerate")
 
         # Edit and resend: the question, changed where it stands (its "&" read back as "&"), is
         # asked in its place, and its answer replaces the old one.
@@ -376,8 +389,10 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
             asked = db.execute("SELECT question FROM answers ORDER BY created_at DESC LIMIT 1").fetchone()[0]
         assert asked == "How is generative AI used in healthcare & finance? In banks?"
         assert page.locator("#chat [data-testid='user']").count() == 1
+        one_conversation("the edit")
 
         ask("What does the encoder of a variational autoencoder output?", 3)
+        one_conversation("a second question")
         expect(page.locator("#sources")).to_contain_text("vaes.md")
         # [n] of the older answer: the panel shows that answer's passage n, marked and in view.
         cite = page.locator("#chat [data-testid='bot']").first.locator("a.ragbot-cite").first
@@ -414,6 +429,7 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
         page.get_by_role("option", name=re.compile("vaes.md")).click()
         page.keyboard.press("Escape")
         ask("Who introduced generative adversarial networks?", 4)
+        one_conversation("the reload and a question")
         expect(page.locator("#sources")).not_to_contain_text("gans.md")
         with sqlite3.connect(data_dir / "ragbot.db") as db:
             params = db.execute("SELECT params FROM answers ORDER BY created_at DESC LIMIT 1").fetchone()[0]
@@ -432,9 +448,9 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
         page.locator('#chat button[aria-label="Clear"]').click()
         expect(page.locator("#chat [data-testid='user']")).to_have_count(0)
         ask("What does the decoder of a variational autoencoder do?", 5)
-        with sqlite3.connect(data_dir / "ragbot.db") as db:
-            turns = db.execute("SELECT conversation_id, turn, question FROM answers ORDER BY created_at").fetchall()
-        assert len({c for c, _, _ in turns}) == 2 and turns[-1][1] == 1, (turns, loads, logged[-20:])
+        turns = stored_turns()
+        assert len({c for c, _, _ in turns}) == 2 and turns[-1][1] == 1, (
+            "\n".join(map(str, turns)) + f"\npage loads at {loads} s\nconsole: {logged[-20:]}")
         expect(page.locator("#conversations label")).to_have_count(2, timeout=30_000)
         browser.close()
 
