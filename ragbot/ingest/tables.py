@@ -35,11 +35,10 @@ def named_cell(name: str, value: str) -> str:
     return f"{name} {value}" if name.endswith(":") else f"{name}: {value}"
 
 
-def named_rows(header: list[str], rows: list[list[str]]) -> list[str]:
-    """The body rows as Markdown rows, each cell named by its column in `header`. A row with more
-    cells than the header has names for keeps the extra ones as they are."""
-    return [table_row([named_cell(header[i], cell) if i < len(header) else cell for i, cell in enumerate(row)])
-            for row in rows]
+def named_row(header: list[str], row: list[str]) -> str:
+    """A body row as a Markdown row, each cell named by its column in `header`. Cells past the
+    header's names are kept as they are."""
+    return table_row([named_cell(header[i], cell) if i < len(header) else cell for i, cell in enumerate(row)])
 
 
 def markdown_with_named_columns(text: str) -> str:
@@ -69,8 +68,8 @@ def markdown_with_named_columns(text: str) -> str:
         body_end = i + 2
         while body_end < len(lines) and "|" in lines[body_end] and lines[body_end].strip():
             body_end += 1
-        rows = [table_cells(row) for row in lines[i + 2:body_end]]
-        out.extend(named_rows(header, rows) if rows else lines[i:body_end])
+        rows = lines[i + 2:body_end]
+        out.extend([named_row(header, table_cells(row)) for row in rows] if rows else lines[i:body_end])
         i = body_end
     return "\n".join(out)
 
@@ -118,7 +117,7 @@ def html_with_named_columns(soup) -> None:
             if not any(values):
                 continue
             unnamed = any(_spans(cell, "colspan") for cell in cells) or all(cell.name == "th" for cell in cells)
-            body.append(table_row(values) if unnamed else named_rows(header, [values])[0])
+            body.append(table_row(values) if unnamed else named_row(header, values))
         if body:
             caption = _cell_text(table.caption) if table.caption is not None else ""
             table.replace_with("\n\n" + "\n".join(([caption] if caption else []) + body) + "\n\n")
