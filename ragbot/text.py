@@ -21,6 +21,9 @@ _LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 # white space and a letter, a digit or an opening quote. A decimal point ("1.7") ends none, and a
 # citation mark after the full stop ("Fact. [2]") belongs to the sentence before it.
 _SENTENCE_END = re.compile(r"(?<=[.!?])((?:\s*\[\d+(?:\s*,\s*\d+)*\])*)\s+(?=[^\s\w\[]?[\w\"'«„(])")
+# A full stop after one letter, or after letters each followed by one ("A.", "z.", "U.S.",
+# "e.g.", "U.S.C."), marks an initial or an abbreviation, not the end of a sentence.
+_INITIALS = re.compile(r"(?:^|[^\w.])(?:[^\W\d_]\.)+$")
 _WORD = re.compile(r"\w+")
 
 
@@ -33,13 +36,15 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     """(start, end) of every sentence of `text`, white space trimmed. A line break ends a
     sentence; within a line a sentence ends at . ! or ? (a run of them) and the citation marks
     after it, when white space and something that can open a sentence follow (a letter of any
-    script, a digit, a quote). A decimal point ("1.7") ends none; "e.g. the" does, which costs a
-    quoted answer a few words at worst."""
+    script, a digit, a quote), unless an initial or a small letter shows it does not
+    (`_ends_sentence`). A decimal point ("1.7") ends none."""
     spans = []
     line_start = 0
     for line in text.split("\n"):
         start = 0
         for m in _SENTENCE_END.finditer(line):
+            if not _ends_sentence(line, m):
+                continue
             spans.append((line_start + start, line_start + m.end(1)))
             start = m.end()
         spans.append((line_start + start, line_start + len(line)))
@@ -51,6 +56,20 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
             lead = len(piece) - len(piece.lstrip())
             trimmed.append((a + lead, a + len(piece.rstrip())))
     return trimmed
+
+
+def _ends_sentence(line: str, mark: re.Match) -> bool:
+    """Whether a mark that `_SENTENCE_END` found ends a sentence. Not when the next word starts
+    with a small letter ("Lewis et al. introduced", "e.g. in chat"): in a script with capitals a
+    sentence starts with one. Not when the full stop closes an initial or letters-and-stops
+    ("John A. Kiley", "the U.S. Department", "z. B. GPT-3"). What this leaves split: a word's
+    abbreviation before a capital or a digit ("Dr. Smith", "No. 6"), and a German ordinal before
+    a noun ("am 1. Januar"); telling those from a sentence's end would take a language's words."""
+    following = line[mark.end():].lstrip("\"'«„(")
+    if following[:1].islower():
+        return False
+    before = line[max(0, mark.start() - 40):mark.start()]  # the longest run of initials is shorter
+    return not (before.endswith(".") and _INITIALS.search(before))
 
 
 def sentences(text: str) -> list[str]:

@@ -17,6 +17,7 @@ from ragbot.evaluation.metrics import (
     ndcg_at_k,
     percentile,
     recall_at_k,
+    reference_recall,
     rouge_l,
     token_f1,
 )
@@ -180,8 +181,11 @@ def test_eval_answers_on_given_passages_and_retrieval(corpus_bot):
     assert "Kingma" in first["answer"]
     assert first["rougeL"] == pytest.approx(rouge_l(first["answer"], rows[0]["answers"][0]))
     assert first["rougeL"] > 0.1
+    assert first["reference_recall"] == pytest.approx(reference_recall(first["answer"], rows[0]["answers"][0]))
+    assert per_question[1]["reference_recall"] is None  # judged only where there is a reference
     assert first["citation_accuracy"] == 1.0
     assert 0.0 <= summary["groundedness"] <= 1.0
+    assert summary["reference_recall"] == pytest.approx((first["reference_recall"] + per_question[2]["reference_recall"]) / 2)
     for key in ("rougeL", "token_f1", "refusal_rate_answerable", "citation_accuracy", "latency_ms_p50", "latency_ms_p95"):
         assert summary[key] is not None
 

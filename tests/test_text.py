@@ -15,6 +15,22 @@ def test_a_decimal_point_or_a_version_ends_no_sentence():
     assert sentences("Version 2.0.1 shipped.") == ["Version 2.0.1 shipped."]
 
 
+def test_an_initial_or_a_small_letter_after_the_stop_ends_no_sentence():
+    assert sentences("The U.S. Department of Homeland Security wrote it. Others read it.") == [
+        "The U.S. Department of Homeland Security wrote it.", "Others read it."]
+    assert sentences("The owner was John A. Kiley of Texas [1]. He flew.") == [
+        "The owner was John A. Kiley of Texas [1].", "He flew."]
+    assert sentences("Lewis et al. introduced RAG. Models, e.g. GPT-4, use it.") == [
+        "Lewis et al. introduced RAG.", "Models, e.g. GPT-4, use it."]
+    assert sentences("Viele Modelle, z. B. GPT-3, sind groß. M. Dupont a voté.") == [
+        "Viele Modelle, z. B. GPT-3, sind groß.", "M. Dupont a voté."]
+    # A stop after a word, a number or a citation before a capital or a digit still ends one,
+    # in any script; so does one before a word in a script without capitals.
+    assert sentences("It is written in. Retrieval helps. GANs date from 2014 [2]. 3 models exist.") == [
+        "It is written in.", "Retrieval helps.", "GANs date from 2014 [2].", "3 models exist."]
+    assert sentences("Это модель. Она мала. 这是模型. 它很小.") == ["Это модель.", "Она мала.", "这是模型.", "它很小."]
+
+
 def test_a_line_break_ends_a_sentence_and_spans_point_into_the_text():
     text = "First fact [2]. Second fact.\n- a list item\n\nLast."
     assert sentences(text) == ["First fact [2].", "Second fact.", "- a list item", "Last."]

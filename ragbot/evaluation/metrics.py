@@ -358,11 +358,13 @@ def evaluate_answers(bot, rows: list[dict], progress=None) -> tuple[dict, list[d
             "evidence_score": answer.evidence_score,
             "latency_ms": latency_ms,
             "answer_words": len(_tokens(answer.answer)),
-            "rougeL": None, "token_f1": None, "citation_accuracy": None, "groundedness": None,
+            "rougeL": None, "token_f1": None, "reference_recall": None, "citation_accuracy": None,
+            "groundedness": None,
         }
         if row["answerable"] and refs:
             record["rougeL"] = 0.0 if answer.refused else best_of(rouge_l, answer.answer, refs)
             record["token_f1"] = 0.0 if answer.refused else best_of(token_f1, answer.answer, refs)
+            record["reference_recall"] = 0.0 if answer.refused else best_of(reference_recall, answer.answer, refs)
         gold = row.get("gold_passage_ids") or row.get("gold_documents")
         if gold and answer.citations:
             record["citation_accuracy"] = sum(_is_gold(c, gold) for c in answer.citations) / len(answer.citations)
@@ -395,6 +397,7 @@ def summarise(per_question: list[dict]) -> dict:
         "n": len(per_question),
         "rougeL": mean("rougeL"),
         "token_f1": mean("token_f1"),
+        "reference_recall": mean("reference_recall"),
         "refusal_rate_unanswerable": statistics.fmean(refused_una) if refused_una else None,
         "refusal_rate_answerable": statistics.fmean(refused_ans) if refused_ans else None,
         "citation_accuracy": mean("citation_accuracy"),
