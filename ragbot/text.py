@@ -17,10 +17,15 @@ _ESCAPED_BAR = "\\|"
 # A block ends at a blank line, or before a list item ("- ", "* ", "1. ").
 _BLOCK = re.compile(r"\n\s*\n|\n(?=\s*(?:[-*+]|\d+[.)])\s)")
 _LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
-# A sentence ends after . ! ? (a run of them), and any citation marks that follow it, before
-# white space and a letter, a digit or an opening quote. A decimal point ("1.7") ends none, and a
-# citation mark after the full stop ("Fact. [2]") belongs to the sentence before it.
-_SENTENCE_END = re.compile(r"(?<=[.!?])((?:\s*\[\d+(?:\s*,\s*\d+)*\])*)\s+(?=[^\s\w\[]?[\w\"'«„(])")
+# A sentence ends after . ! ? (a run of them), any closing quotes or brackets and any citation
+# marks that follow it, before white space and then a word or an opening quote, with at most one
+# mark before it ("• Next", "— Next"). A decimal point ("1.7") ends none; a closing quote ('"Stop."
+# He') and a citation mark after the full stop ("Fact. [2]") belong to the sentence before it.
+_SENTENCE_END = re.compile(
+    r"(?<=[.!?])([\"'’”»)]*(?:\s*\[\d+(?:\s*,\s*\d+)*\])*)\s+(?=(?:[^\s\w\[]\s*)?[\w\"'«„(])")
+# The first word character after a sentence mark, past opening quotes, bullets and spaces.
+_NEXT_WORD = re.compile(r"[^\w\s]*\s*(\w)?")
+_LETTER = re.compile(r"[^\W\d_]")
 # A full stop after one letter, or after letters each followed by one ("A.", "z.", "U.S.",
 # "e.g.", "U.S.C."), marks an initial or an abbreviation, not the end of a sentence.
 _INITIALS = re.compile(r"(?:^|[^\w.])(?:[^\W\d_]\.)+$")
@@ -43,7 +48,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     for line in text.split("\n"):
         start = 0
         for m in _SENTENCE_END.finditer(line):
-            if not _ends_sentence(line, m):
+            if not _ends_sentence(line, m, start):
                 continue
             spans.append((line_start + start, line_start + m.end(1)))
             start = m.end()
@@ -58,18 +63,30 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return trimmed
 
 
-def _ends_sentence(line: str, mark: re.Match) -> bool:
-    """Whether a mark that `_SENTENCE_END` found ends a sentence. Not when the next word starts
-    with a small letter ("Lewis et al. introduced", "e.g. in chat"): in a script with capitals a
-    sentence starts with one. Not when the full stop closes an initial or letters-and-stops
-    ("John A. Kiley", "the U.S. Department", "z. B. GPT-3"). What this leaves split: a word's
-    abbreviation before a capital or a digit ("Dr. Smith", "No. 6"), and a German ordinal before
-    a noun ("am 1. Januar"); telling those from a sentence's end would take a language's words."""
-    following = line[mark.end():].lstrip("\"'«„(")
-    if following[:1].islower():
+def _ends_sentence(line: str, mark: re.Match, start: int) -> bool:
+    """Whether a mark that `_SENTENCE_END` found ends the sentence that began at `start`.
+
+    Not when the next word starts with a small letter ("Lewis et al. introduced", "e.g. in
+    chat") and this sentence started with a capital: a text whose sentences start with capitals
+    starts every one with one, while a script whose letters all read as small (Georgian's) never
+    does, and is split as before. Not when the full stop closes an initial or letters-and-stops
+    ("John A. Kiley", "the U.S. Department", "z. B. GPT-3"), which also joins the rare sentence
+    that ends in a one-letter word ("plan B. Then"). Not yet when only opening marks follow (a
+    reply still being written): the word after them decides, so a sentence once ended stays
+    ended. What this leaves split: a word's abbreviation before a capital or a digit ("Dr.
+    Smith", "No. 6", "Ph.D. Then"), and a German ordinal before a noun ("am 1. Januar"); telling
+    those from a sentence's end would take a language's words."""
+    following = _NEXT_WORD.match(line, mark.end()).group(1)
+    if following is None:
         return False
-    before = line[max(0, mark.start() - 40):mark.start()]  # the longest run of initials is shorter
-    return not (before.endswith(".") and _INITIALS.search(before))
+    if following.islower():
+        first = _LETTER.search(line, start, mark.start())
+        if first and first.group().isupper():
+            return False
+    stop = mark.start()  # just past the . ! or ?
+    # The longest run of initials is shorter than 40 characters; searching from a position keeps
+    # `^` at the line's real start.
+    return not (line[stop - 1] == "." and _INITIALS.search(line, max(0, stop - 40), stop))
 
 
 def sentences(text: str) -> list[str]:

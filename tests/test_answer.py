@@ -163,3 +163,14 @@ def test_a_citation_after_the_full_stop_stays_with_its_sentence_while_streaming(
     shown = [_passage(1, 3), _passage(2, 3)]
     assert list(settled_sentences(_pieces("Fact one. [2] Fact two [1].", 1), shown)) == [
         "Fact one. [2]", "Fact two [1]."]
+
+
+def test_a_streamed_reply_loses_no_sentence_where_the_next_word_decides_the_end():
+    """Whether "It ends." ends a sentence depends on the word after it (a small letter after
+    a capital-started sentence continues it): streamed one character at a time, an opening
+    quote or bracket alone must not settle "It ends." and then have it merge with what follows.
+    What is yielded is what the whole reply splits into."""
+    shown = [_passage(1, 3)]
+    for reply in ('It ends. "the cat" sat. Next one. Last.', "It ends. (see above) now. Next one.",
+                  'Lewis et al. introduced it. "Then" came. The U.S. Army left.'):
+        assert list(settled_sentences(_pieces(reply, 1), shown, was_cut=lambda: False)) == split_sentences(reply), reply

@@ -172,9 +172,11 @@ def test_eval_answers_on_given_passages_and_retrieval(corpus_bot):
         {"question": "When was the Eiffel Tower completed?", "answers": ["In 1889."], "answerable": True,
          "passages": [{"id": "eiffel", "text": "The Eiffel Tower in Paris was completed in 1889."}],
          "gold_passage_ids": ["eiffel"]},
+        {"question": "When was the Eiffel Tower completed?", "answers": ["In 1889."], "answerable": True,
+         "passages": [{"id": "bananas", "text": "Bananas are yellow when they are ripe."}]},
     ]
     summary, per_question = evaluate_answers(corpus_bot, rows)
-    assert summary["n"] == 3
+    assert summary["n"] == 4
     assert summary["refusal_rate_unanswerable"] == 1.0
     assert per_question[1]["refusal_reason"] == "no_evidence"
     first = per_question[0]
@@ -182,10 +184,12 @@ def test_eval_answers_on_given_passages_and_retrieval(corpus_bot):
     assert first["rougeL"] == pytest.approx(rouge_l(first["answer"], rows[0]["answers"][0]))
     assert first["rougeL"] > 0.1
     assert first["reference_recall"] == pytest.approx(reference_recall(first["answer"], rows[0]["answers"][0]))
+    assert first["reference_recall"] > 0.5  # the reply names Kingma, Welling, the VAE and 2013
     assert per_question[1]["reference_recall"] is None  # judged only where there is a reference
+    assert per_question[3]["refused"] and per_question[3]["reference_recall"] == 0.0
     assert first["citation_accuracy"] == 1.0
     assert 0.0 <= summary["groundedness"] <= 1.0
-    assert summary["reference_recall"] == pytest.approx((first["reference_recall"] + per_question[2]["reference_recall"]) / 2)
+    assert summary["reference_recall"] == pytest.approx((first["reference_recall"] + per_question[2]["reference_recall"]) / 3)
     for key in ("rougeL", "token_f1", "refusal_rate_answerable", "citation_accuracy", "latency_ms_p50", "latency_ms_p95"):
         assert summary[key] is not None
 

@@ -29,6 +29,17 @@ def test_an_initial_or_a_small_letter_after_the_stop_ends_no_sentence():
     assert sentences("It is written in. Retrieval helps. GANs date from 2014 [2]. 3 models exist.") == [
         "It is written in.", "Retrieval helps.", "GANs date from 2014 [2].", "3 models exist."]
     assert sentences("Это модель. Она мала. 这是模型. 它很小.") == ["Это модель.", "Она мала.", "这是模型.", "它很小."]
+    # Georgian's letters all read as small, and its sentences start with them: split as before.
+    assert sentences("ეს მოდელია. ის პატარაა.") == ["ეს მოდელია.", "ის პატარაა."]
+    # A bullet after the stop still ends one; what these rules join by design: a sentence that
+    # ends in a one-letter word.
+    assert sentences("Setup is easy. • Install it. We chose plan B. Then it failed.") == [
+        "Setup is easy.", "• Install it.", "We chose plan B. Then it failed."]
+
+
+def test_a_closing_quote_or_bracket_stays_with_its_sentence():
+    assert sentences('It is called "RAG." It works. (See above.) Next [2]. He said \u201cstop.\u201d Then left.') == [
+        'It is called "RAG."', "It works.", "(See above.)", "Next [2].", "He said \u201cstop.\u201d", "Then left."]
 
 
 def test_a_line_break_ends_a_sentence_and_spans_point_into_the_text():

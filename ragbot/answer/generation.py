@@ -215,7 +215,7 @@ def check_citations(
 
 # The shape of a passage header in the prompt, "[2] (Title > Section, page 4)", closed or cut off.
 _HEADER_SHAPE = re.compile(r"\[(\d+)\] \(([^()\n]*)(?:\)|(?=\n)|$)")
-_ENDS_SENTENCE = re.compile(r"[.!?][\"')\]»”]*(?:\s*\[\d+(?:\s*,\s*\d+)*\])*$")
+_ENDS_SENTENCE = re.compile(r"[.!?][\"'’”»)\]]*(?:\s*\[\d+(?:\s*,\s*\d+)*\])*$")
 
 
 def settled_sentences(pieces: Iterable[str], shown: Sequence[Passage],
