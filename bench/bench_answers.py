@@ -30,8 +30,10 @@ Systems (each answers every question through `RagBot.ask`, follow-ups as the cha
 
 The documents: the shipped corpus, the frozen set's German and French documents, and the two
 public-domain PDFs from ../shared/data/pdfs when present (rows that need them are skipped,
-and the output says so, when not); with a set whose rows need them (`"needs": "dev_table_docs"`),
-also the development documents with tables in bench/data/docs/tables. Every system's answers are scored by the same code here:
+and the output says so, when not); with a set whose rows need them, also a development set's own
+documents (`"needs": "dev_table_docs"`: bench/data/docs/tables, the documents with tables;
+`"dev_german_docs"`: bench/data/docs/german, a German document for bench/data/german_dev.jsonl),
+in a data dir of their own. Every system's answers are scored by the same code here:
 ROUGE-L and refusals (evaluate.summarise), the share of each reference's words found in the
 reply (metrics.reference_recall: whether the reply holds the answer, however long it is), and
 against the release, the paired bootstrap interval of each difference. A frozen set is read only through these totals.
@@ -55,7 +57,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED, machine, save, table  # noqa: E402
 
 FROZEN = ROOT / "tests" / "data" / "frozen"
-TABLE_DOCS = ROOT / "bench" / "data" / "docs" / "tables"  # documents of bench/data/tables_dev.jsonl
+# Development sets' own documents, by the "needs" of their rows.
+DEV_DOCS = {"dev_table_docs": ROOT / "bench" / "data" / "docs" / "tables",  # bench/data/tables_dev.jsonl
+            "dev_german_docs": ROOT / "bench" / "data" / "docs" / "german"}  # bench/data/german_dev.jsonl
 # What a reply must never show: a Markdown heading line or a passage header copied from the prompt.
 PROMPT_MARKUP = re.compile(r"(?:^|\n)\s*#|\[\d+\] \(")
 SHARED_PDFS = ("20071229X02007.pdf", "GSA2022.pdf")
@@ -93,15 +97,13 @@ with open(out_path, "w") as out:
 """
 
 
-def documents(shared: bool, table_docs: bool = False) -> list[Path]:
-    """What every data dir holds; `table_docs`: also the development set's documents with
-    tables (bench/data/docs/tables), for sets whose rows need them."""
+def documents(shared: bool, dev_docs: list[str] = ()) -> list[Path]:
+    """What every data dir holds; `dev_docs`: also these development sets' documents (DEV_DOCS
+    keys), for sets whose rows need them."""
     paths = [ROOT / "corpus", FROZEN / "docs"]
     if shared:
         paths += [SHARED / "pdfs" / name for name in SHARED_PDFS]
-    if table_docs:
-        paths.append(TABLE_DOCS)
-    return paths
+    return paths + [DEV_DOCS[need] for need in dev_docs]
 
 
 def prepare(data_dir: Path, paths: list[Path], pythonpath: str | None, overrides: dict | None = None) -> None:
@@ -207,15 +209,15 @@ def main() -> None:
         if not release_dir.is_dir():
             subprocess.run(["git", "worktree", "add", "--detach", str(release_dir), args.release], cwd=ROOT, check=True)
         systems.append("release")
-    table_docs = any(r.get("needs") == "dev_table_docs" for r in rows)
+    dev_docs = sorted({r["needs"] for r in rows if r.get("needs") in DEV_DOCS})
     results, records = {}, {}
     for system in systems:
         pythonpath = str(work / f"release-{args.release}") if system == "release" else None
         data_dir = work / ("data-release" if system == "release" else f"data-{system}" if system in reading else "data")
-        if table_docs:  # a data dir holds one set of documents: a work folder may serve several sets
-            data_dir = data_dir.with_name(data_dir.name + "-table-docs")
+        for need in dev_docs:  # a data dir holds one set of documents: a work folder may serve several sets
+            data_dir = data_dir.with_name(data_dir.name + "-" + need.removeprefix("dev_").replace("_", "-"))
         if not (data_dir / "ragbot.db").is_file():
-            prepare(data_dir, documents(shared, table_docs), pythonpath, reading.get(system))
+            prepare(data_dir, documents(shared, dev_docs), pythonpath, reading.get(system))
             if args.question_log:
                 log_questions(data_dir, args.question_log.split(","), pythonpath)
         elif args.question_log:

@@ -26,9 +26,15 @@ _SENTENCE_END = re.compile(
 # The first word character after a sentence mark, past opening quotes, bullets and spaces.
 _NEXT_WORD = re.compile(r"[^\w\s]*\s*(\w)?")
 _LETTER = re.compile(r"[^\W\d_]")
+# A date written day first: a day of one or two digits and its stop, then a word and a year
+# ("am 1. Januar 2024", "30. listopadu 2022"); the stop after the day ends no sentence.
+_DAY = re.compile(r"(?<![\w.,])\d{1,2}\.$")
+_MONTH_YEAR = re.compile(r"[^\W\d_]+\s+\d{3,4}(?![\w,.]\d)")
 # A full stop after one letter, or after letters each followed by one ("A.", "z.", "U.S.",
-# "e.g.", "U.S.C."), marks an initial or an abbreviation, not the end of a sentence.
-_INITIALS = re.compile(r"(?:^|[^\w.])(?:[^\W\d_]\.)+$")
+# "e.g.", "U.S.C."), marks an initial or an abbreviation, not the end of a sentence: when the
+# letters stand as a word of their own, after a space or an opening bracket or quote ("km/h." and
+# "Typ-B." end sentences).
+_INITIALS = re.compile(r"(?:^|[\s(\[\"'«„“‘])(?:[^\W\d_]\.)+$")
 _WORD = re.compile(r"\w+")
 
 
@@ -73,8 +79,9 @@ def _ends_sentence(line: str, mark: re.Match, start: int) -> bool:
     ("John A. Kiley", "the U.S. Department", "z. B. GPT-3"), which also joins the rare sentence
     that ends in a one-letter word ("plan B. Then"). Not yet when only opening marks follow (a
     reply still being written): the word after them decides, so a sentence once ended stays
-    ended. What this leaves split: a word's abbreviation before a capital or a digit ("Dr.
-    Smith", "No. 6", "Ph.D. Then"), and a German ordinal before a noun ("am 1. Januar"); telling
+    ended. Not after the day of a date written day first ("am 1. Januar 2024"). What this
+    leaves split: a word's abbreviation before a capital or a digit ("Dr. Smith", "No. 6", "Ph.D.
+    Then"), and an ordinal before a noun ("im 19. Jahrhundert", "nach dem 2. Weltkrieg"); telling
     those from a sentence's end would take a language's words."""
     following = _NEXT_WORD.match(line, mark.end()).group(1)
     if following is None:
@@ -84,6 +91,8 @@ def _ends_sentence(line: str, mark: re.Match, start: int) -> bool:
         if first and first.group().isupper():
             return False
     stop = mark.start()  # just past the . ! or ?
+    if _DAY.search(line, max(0, stop - 3), stop) and _MONTH_YEAR.match(line, mark.end()):
+        return False
     # The longest run of initials is shorter than 40 characters; searching from a position keeps
     # `^` at the line's real start.
     return not (line[stop - 1] == "." and _INITIALS.search(line, max(0, stop - 40), stop))

@@ -35,6 +35,14 @@ def test_an_initial_or_a_small_letter_after_the_stop_ends_no_sentence():
     # ends in a one-letter word.
     assert sentences("Setup is easy. • Install it. We chose plan B. Then it failed.") == [
         "Setup is easy.", "• Install it.", "We chose plan B. Then it failed."]
+    # The day of a date written day first ends no sentence; an ordinal before a noun still does.
+    assert sentences("Es gilt seit dem 1. Mai 2023 und kostet 49 Euro. Der 2. Weltkrieg endete 1945.") == [
+        "Es gilt seit dem 1. Mai 2023 und kostet 49 Euro.", "Der 2.", "Weltkrieg endete 1945."]
+    assert sentences("The answer is 42. Nobody knows. GANs came in 2014. Then 2015 came.") == [
+        "The answer is 42.", "Nobody knows.", "GANs came in 2014.", "Then 2015 came."]
+    # A letter ending a longer token is no initial: a unit or a name with a hyphen ends a sentence.
+    assert sentences("Er fährt bis zu 300 km/h. Schon 1988 fuhr einer schneller. Es ist Typ-B. Dann (A. Smith) kam.") == [
+        "Er fährt bis zu 300 km/h.", "Schon 1988 fuhr einer schneller.", "Es ist Typ-B.", "Dann (A. Smith) kam."]
 
 
 def test_a_closing_quote_or_bracket_stays_with_its_sentence():
