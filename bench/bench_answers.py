@@ -176,7 +176,7 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="score a system's answers already in --work instead of asking again")
     args = parser.parse_args()
-    from ragbot.evaluation.metrics import bootstrap_ci, paired_difference, summarise
+    from ragbot.evaluation.metrics import paired_difference, summarise
 
     shared = all((SHARED / "pdfs" / name).is_file() for name in SHARED_PDFS)
     rows = [json.loads(line) for line in open(args.qa, encoding="utf-8") if line.strip()]
@@ -232,9 +232,6 @@ def main() -> None:
         summary = summarise(records[system])
         summary["seconds"] = time.perf_counter() - started
         summary["replies_with_markup"] = sum(r["markup"] for r in records[system])
-        found = [r["reference_recall"] for r in records[system] if r["answerable"]]
-        summary["reference_recall"] = sum(found) / len(found) if found else None
-        summary["ci95"]["reference_recall"] = bootstrap_ci(found)
         summary["by_lang"] = {
             lang: summarise([r for r in records[system] if r["lang"] == lang])
             for lang in sorted({r["lang"] for r in records[system]})}

@@ -410,6 +410,7 @@ def summarise(per_question: list[dict]) -> dict:
         "latency_ms_p95": percentile(latencies, 95),
         "ci95": {
             "rougeL": bootstrap_ci(values("rougeL", per_question)),
+            "reference_recall": bootstrap_ci(values("reference_recall", per_question)),
             "refusal_rate_answerable": bootstrap_ci(refused_ans),
             "refusal_rate_unanswerable": bootstrap_ci(refused_una),
         },
