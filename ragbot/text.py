@@ -10,6 +10,9 @@ from __future__ import annotations
 import re
 
 _MARKUP = re.compile(r"\*\*|__|`")
+# A Markdown link or image, "[text](target)" or "![text](target)": read as its text alone.
+# The target may hold one level of brackets, as Markdown allows ("(javascript:alert(2))").
+_LINK = re.compile(r"!?\[([^\[\]\n]*)\]\((?:[^()\s]|\([^()\s]*\))*(?:\s+\"[^\"\n]*\")?\)")
 # How a table row's cells are separated (HTML's <td>s, a PDF's column stops, Markdown tables).
 TABLE_CELL = " | "
 _CELL_BAR = re.compile(r"(?<!\\)\|")  # a bar between cells; Markdown writes a bar inside one as "\|"
@@ -39,8 +42,9 @@ _WORD = re.compile(r"\w+")
 
 
 def plain(text: str) -> str:
-    """Text without Markdown emphasis and code marks, on single spaces."""
-    return " ".join(_MARKUP.sub("", text).split())
+    """Text without Markdown emphasis and code marks, links and images read as their text
+    ("[the login page](/login)" as "the login page"), on single spaces."""
+    return " ".join(_MARKUP.sub("", _LINK.sub(r"\1", text)).split())
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:

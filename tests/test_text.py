@@ -72,6 +72,16 @@ def test_prose_sentences_drop_headings_list_marks_and_markup():
     assert plain("**bold** and `code`  and __under__") == "bold and code and under"
 
 
+def test_a_markdown_link_or_image_reads_as_its_text():
+    """A quote shows what a reader of the page sees, never a link's target (the chat showed
+    "[the login page](javascript:alert(2))" as written)."""
+    assert prose_sentences("Sign in on [the login page](javascript:alert(2)). See ![the chart](c.png \"Chart\") "
+                           "and [Foo](https://en.wikipedia.org/wiki/Foo_(bar)).") == [
+        "Sign in on the login page.", "See the chart and Foo."]
+    # Brackets that make no link stay as written: a citation, a list, text before a space.
+    assert plain("As [1] said, [x] (y) and [a, b] stay.") == "As [1] said, [x] (y) and [a, b] stay."
+
+
 def test_each_table_row_is_a_sentence_of_its_own():
     """Rows of a table (cells separated by " | ", as the HTML and PDF readers write them) are not
     run together into one sentence with the rows around them; prose around them is split as
