@@ -60,6 +60,11 @@ def test_ask_vote_and_upload_in_a_real_browser(server, tmp_path):
         label = page.locator('#chat [aria-label^="bot\'s message"]').last
         expect(label).to_have_attribute("aria-label", re.compile(r"Goodfellow.*\[1\]"))
         assert "<" not in label.get_attribute("aria-label")
+        # Every button of the chat says what it does (Gradio's share button, which posts to
+        # Hugging Face Spaces, had no label and did nothing here: it is not shown).
+        unnamed = [b.evaluate("e => e.outerHTML")[:120] for b in page.locator("#chat button").all()
+                   if not (b.get_attribute("aria-label") or b.get_attribute("title") or b.inner_text().strip())]
+        assert not unnamed, unnamed
         # Gradio's status region announces a finished event in words, not as its missing key.
         page.wait_for_function("window.ragbotAnnounced.includes('Done')", timeout=30_000)
         assert not [said for said in page.evaluate("window.ragbotAnnounced") if "common." in said]
@@ -242,16 +247,27 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             expect(page.locator("#status")).to_contain_text("Renamed.", timeout=30_000)
             expect(page.locator("#conversations")).to_contain_text("GAN history", timeout=30_000)
             page.click("#export")
-            expect(page.locator("#exported")).to_contain_text(".md", timeout=30_000)
-            exported = list((data_dir / "exports").glob("conversation-*.md"))
-            assert len(exported) == 1 and "When were GANs introduced?" in exported[0].read_text()
+            # Named after its title; its answer's [1] listed with the passage it names.
+            expect(page.locator("#exported")).to_contain_text(re.compile(r"GAN history\s*\.md"), timeout=30_000)
+            exported = list((data_dir / "exports").glob("*/*.md"))
+            assert [p.name for p in exported] == ["GAN history.md"]
+            text = exported[0].read_text()
+            assert "When were GANs introduced?" in text and "[1] gans.md" in text, text
 
             other = browser.new_context().new_page()  # another browser: its own token, nothing listed
             other.goto(url)
             expect(other.locator("#conversations")).not_to_contain_text("GAN history", timeout=30_000)
             assert other.locator("#chat .message").count() == 0
 
+            # Deleting asks first: "Keep it" keeps it, "Yes, delete it" deletes it.
             page.click("#delete")
+            expect(page.locator("#status")).to_contain_text("Delete “GAN history”?", timeout=30_000)
+            page.click("#delete-no")
+            expect(page.locator("#status")).to_contain_text("Not deleted.", timeout=30_000)
+            expect(page.locator("#delete-yes")).to_be_hidden()
+            expect(page.locator("#conversations")).to_contain_text("GAN history")
+            page.click("#delete")
+            page.click("#delete-yes")
             expect(page.locator("#status")).to_contain_text("Conversation deleted", timeout=30_000)
             expect(page.locator("#conversations")).not_to_contain_text("GAN history")
             page.screenshot(path=str(ARTIFACTS / "chat-conversations.png"))
@@ -277,7 +293,7 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             expect(page.locator("#sources")).not_to_contain_text("gans.md")
             expect(page.locator("#chat .message.bot").last).to_contain_text("do not contain the answer")
         browser.close()
-    assert not list((data_dir / "exports").glob("conversation-*.md"))  # the export went with the conversation
+    assert not list((data_dir / "exports").glob("**/*.md"))  # the export went with the conversation
     reopened = RagBot.open(data_dir)
     # The deleted conversation's answer is kept for tuning, next to the refusal asked afterwards.
     assert reopened.store._db.execute("SELECT refused FROM answers ORDER BY created_at").fetchall() == [(0,), (1,)]

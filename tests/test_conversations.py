@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ragbot.interfaces.app import ChatHandlers, owner_of
+from ragbot.interfaces.app import ChatHandlers, message_text, owner_of
 from ragbot.interfaces.conversations import ConversationError, Conversations
 
 
@@ -132,3 +132,37 @@ def test_conversations_that_read_alike_are_told_apart_in_the_list(make_bot, docs
     label_of = {cid: label for label, cid in choices}
     assert [label_of[cid][-4:] for cid in ("c1", "c2", "c3")] == [" (1)", " (2)", " (3)"]  # the oldest first
     assert not any(label.endswith(")") for label in labels if label.startswith("Who made it?"))
+
+
+def test_an_export_lists_each_answers_sources_shows_text_as_text_and_goes_with_its_conversation(make_bot, docs):
+    """The Markdown export names the passage behind each [n] (a newcomer's export had bare [1]s),
+    shows a title or question holding HTML or a link as text, is named after the conversation's
+    title, and is deleted with the conversation; an id the page did not make exports nothing."""
+    bot = make_bot()
+    bot.ingest([docs])
+    handlers = ChatHandlers(bot)
+    conversation = "0123456789abcdef0123456789abcdef"
+    question = "Where is the Eiffel Tower? <img src=x onerror=alert(1)> [x](javascript:alert(2))"
+    handlers.start_turn(conversation, "browser:ann", question)
+    *_, (history, _, _) = handlers.respond(question, [], conversation, 5, 0.0, False, session="s")
+    assert "[1]" in message_text(history[-1])
+    handlers.conversations.rename(conversation, "browser:ann", "Paris <b>trip</b>/notes")
+    path = handlers.export_conversation(conversation, "browser:ann")
+    assert path.parent == handlers.exports / conversation and path.name == "Paris _b_trip__b__notes.md"
+    text = path.read_text()
+    assert text.startswith("# Paris &lt;b&gt;trip&lt;/b&gt;/notes\n")
+    assert "&lt;img src=x onerror=alert(1)&gt; [x]\\(javascript:alert(2))" in text and "<img" not in text
+    assert "\n- [1] paris.md: “" in text and "The Eiffel Tower is in Paris." in text
+    exported = json.loads(handlers.conversations.export(conversation, "browser:ann", "json"))
+    assert exported["turns"][0]["sources"][0]["document"] == "paris.md"
+
+    handlers.conversations.rename(conversation, "browser:ann", "Paris")
+    assert handlers.export_conversation(conversation, "browser:ann").name == "Paris.md"
+    assert [p.name for p in (handlers.exports / conversation).iterdir()] == ["Paris.md"]  # the old name is gone
+    assert handlers.export_conversation(conversation, "browser:mallory") is None
+    handlers.delete_conversation(conversation, "browser:ann")
+    assert not (handlers.exports / conversation).exists()
+
+    handlers.start_turn("../c5", "browser:ann", "Where is Mount Etna?")
+    handlers.respond("Where is Mount Etna?", [], "../c5", 5, 0.0, False, session="s")
+    assert handlers.export_conversation("../c5", "browser:ann") is None

@@ -573,11 +573,20 @@ class ChatHandlers:
         return f"{literal(Path(doc.source).name)}: " + (f"failed: {literal(failed)}" if failed else report.summary())
 
     def export_conversation(self, conversation_id: str, owner: str) -> Path | None:
+        """The conversation written as Markdown, named after its title, in a folder named by its
+        id (a random 128-bit name: the page serves only exports, and only to who knows the id)."""
         try:
             text = self.conversations.export(conversation_id, owner)
+            title = self.conversations.title(conversation_id, owner)
         except ConversationError:
             return None
-        path = self.exports / f"conversation-{conversation_id}.md"  # the id is a random 128-bit name
+        folder = self._export_folder(conversation_id)
+        if folder is None:
+            return None
+        for old in folder.glob("*.md"):  # a rename since the last export
+            old.unlink(missing_ok=True)
+        name = safe_upload_name(re.sub(r"[\\/]", "_", title))[:80].strip(" .") or "conversation"
+        path = folder / f"{name}.md"
         write_atomic(path, text)
         return path
 
@@ -585,7 +594,16 @@ class ChatHandlers:
         """Hide the conversation from its owner and remove its export (ConversationError if it
         is not the owner's)."""
         self.conversations.delete(conversation_id, owner)
-        (self.exports / f"conversation-{conversation_id}.md").unlink(missing_ok=True)
+        folder = self._export_folder(conversation_id)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+            (self.exports / f"conversation-{conversation_id}.md").unlink(missing_ok=True)  # as exported before 2026-12-04
+
+    def _export_folder(self, conversation_id: str) -> Path | None:
+        """exports/<id>, for an id the page made (32 hex digits); None for any other."""
+        if not re.fullmatch(r"[0-9a-f]{32}", conversation_id or ""):
+            return None
+        return self.exports / conversation_id
 
     @staticmethod
     def _history_messages(history: list[dict]) -> list[dict]:
@@ -869,13 +887,21 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                     export = gr.Button("Export as Markdown", elem_id="export")
                     exported = gr.File(label="Export", interactive=False, elem_id="exported")
                     delete = gr.Button("Delete this conversation", variant="stop", elem_id="delete")
+                    # Deleting asks first (it cannot be undone on the page): which conversation
+                    # the question was about is kept, so a switch meanwhile deletes nothing.
+                    with gr.Row(visible=False, elem_id="delete-check") as delete_check:
+                        delete_yes = gr.Button("Yes, delete it", variant="stop", elem_id="delete-yes")
+                        delete_no = gr.Button("Keep it", elem_id="delete-no")
+                    to_delete = gr.State(None)
             with gr.Column(scale=3):
                 # Regenerate (the retry button) and edit-and-resend (a question's pencil) ask again
                 # from that question on; what followed it is replaced, as in the stored conversation.
                 # Its label is not shown: it floated over the top message once the chat scrolled.
+                # No share button: it posts to Hugging Face Spaces, which a local chat is not
+                # (it had no label and did nothing); copy, copy-all and the trash stay.
                 chat = gr.Chatbot(label="Chat", show_label=False, height=480, sanitize_html=True,
                                   render_markdown=False, elem_id="chat", feedback_options=("Like", "Dislike"),
-                                  editable="user")
+                                  editable="user", buttons=["copy", "copy_all"])
                 # Usable once the page has loaded its conversation (on_load), so a first question
                 # always lands in this browser's own conversation.
                 question = gr.Textbox(label="Question", placeholder="Loading…", elem_id="question",
@@ -1076,18 +1102,34 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
 
         export.click(export_current, [conversation, browser], exported)
 
-        def delete_current(conversation_id, saved, request: gr.Request):
+        def ask_to_delete(conversation_id, saved, request: gr.Request):
+            try:
+                title = handlers.conversations.title(conversation_id, owner_of(request, saved))
+            except ConversationError:
+                return gr.update(visible=False), None, "Nothing to delete: ask a question first."
+            return (gr.update(visible=True), conversation_id,
+                    f"Delete “{literal(title)}”? It leaves your list; its answers stay in the answer log.")
+
+        delete.click(ask_to_delete, [conversation, browser], [delete_check, to_delete, status])
+
+        def delete_current(conversation_id, chosen, saved, request: gr.Request):
             owner = owner_of(request, saved)
+            if chosen != conversation_id:
+                return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), "Another conversation is open now: nothing deleted.",
+                        gr.skip(), gr.update(visible=False), None)
             try:
                 handlers.delete_conversation(conversation_id, owner)
             except ConversationError:
-                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), "Nothing to delete: ask a question first.", gr.skip()
+                return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), "Nothing to delete: ask a question first.", gr.skip(),
+                        gr.update(visible=False), None)
             fresh = uuid.uuid4().hex
             return (empty_chat(), fresh, gr.update(choices=handlers.conversation_choices(owner), value=None),
                     render_sources(None, False), "Conversation deleted (its answers stay in the answer log).",
-                    keep(saved, conversation=fresh))
+                    keep(saved, conversation=fresh), gr.update(visible=False), None)
 
-        delete.click(delete_current, [conversation, browser], [chat, conversation, past, sources, status, browser])
+        delete_yes.click(delete_current, [conversation, to_delete, browser],
+                         [chat, conversation, past, sources, status, browser, delete_check, to_delete])
+        delete_no.click(lambda: (gr.update(visible=False), None, "Not deleted."), None, [delete_check, to_delete, status])
 
         def remember(saved, k_value, show, temp):
             return keep(saved, k=k_value, show_all=show, temperature=temp)

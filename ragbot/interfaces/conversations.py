@@ -11,14 +11,18 @@ votes stay in the answer log, which tuning learns from.
 
 from __future__ import annotations
 
+import html
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
+from ragbot.answer.generation import cited_numbers
 from ragbot.errors import RagbotError
 from ragbot.storage.store import Store
 
 TITLE_CHARS = 80
+EXCERPT_CHARS = 300  # of each cited passage, in an export
 
 
 class ConversationError(RagbotError):
@@ -114,15 +118,49 @@ class Conversations:
         with self.store.transaction() as db:
             db.execute("UPDATE conversations SET deleted = 1, updated_at = ? WHERE id = ?", (time.time(), conversation_id))
 
-    def export(self, conversation_id: str, owner: str, fmt: str = "markdown") -> str:
-        """The conversation as Markdown (questions, answers) or JSON (with answer ids)."""
+    def title(self, conversation_id: str, owner: str) -> str:
         self._require(conversation_id, owner)
-        title = self._db.execute("SELECT title FROM conversations WHERE id = ?", (conversation_id,)).fetchone()[0]
-        turns = self.turns(conversation_id, owner)
+        return self._db.execute("SELECT title FROM conversations WHERE id = ?", (conversation_id,)).fetchone()[0]
+
+    def sources(self, answer_id: str, answer: str) -> list[dict]:
+        """The passages an answer cites, in the order its [n] marks first name them: n, the
+        document's file name (None once the document is deleted), page and text."""
+        shown = {rank: (source, page, text) for rank, source, page, text in self._db.execute(
+            "SELECT ap.rank, d.source, c.page, c.text FROM answer_passages ap LEFT JOIN chunks c ON c.id = ap.chunk_id "
+            "LEFT JOIN documents d ON d.id = c.doc_id WHERE ap.answer_id = ?", (answer_id,))}
+        return [{"n": n, "document": Path(shown[n][0]).name if shown[n][0] else None, "page": shown[n][1],
+                 "text": shown[n][2]} for n in cited_numbers(answer) if n in shown]
+
+    def export(self, conversation_id: str, owner: str, fmt: str = "markdown") -> str:
+        """The conversation as Markdown or JSON: each question, its answer, and the passages the
+        answer cites (the Markdown gives a short excerpt of each, the JSON the whole text)."""
+        title = self.title(conversation_id, owner)
+        turns = [(t, self.sources(t.answer_id, t.answer)) for t in self.turns(conversation_id, owner)]
         if fmt == "json":
             return json.dumps({"id": conversation_id, "title": title,
-                               "turns": [t.__dict__ for t in turns]}, ensure_ascii=False, indent=2)
-        lines = [f"# {title}", ""]
-        for t in turns:
-            lines += [f"**Question:** {t.question}", "", f"**Answer:** {t.answer}", ""]
+                               "turns": [{**t.__dict__, "sources": sources} for t, sources in turns]},
+                              ensure_ascii=False, indent=2)
+        lines = [f"# {as_text(title)}", ""]
+        for t, sources in turns:
+            lines += [f"**Question:** {as_text(t.question)}", "", f"**Answer:** {as_text(t.answer)}", ""]
+            if sources:
+                lines += ["Sources:", ""]
+                for s in sources:
+                    where = as_text(s["document"]) if s["document"] else "a document since deleted"
+                    if s["page"]:
+                        where += f", page {s['page']}"
+                    excerpt = " ".join((s["text"] or "").split())
+                    if len(excerpt) > EXCERPT_CHARS:
+                        excerpt = excerpt[:EXCERPT_CHARS].rsplit(" ", 1)[0] + " …"
+                    lines.append(f"- [{s['n']}] {where}" + (f": “{as_text(excerpt)}”" if excerpt else ""))
+                lines.append("")
         return "\n".join(lines)
+
+
+def as_text(text: str) -> str:
+    """Text from documents, models and users as an exported Markdown file shows it, rendered or
+    read as it is: on one line (so no line of it can open a heading, a list or a link
+    definition), HTML escaped, and no "](" left to make a link or an image. The chat page's
+    status lines backslash every punctuation mark instead (app.literal); a file is also read
+    raw, so only what could become markup is changed, and ragbot's [n] marks stay as they are."""
+    return html.escape(" ".join(text.split()), quote=False).replace("](", "]\\(")
