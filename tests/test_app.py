@@ -278,6 +278,11 @@ def test_the_document_library_lists_deletes_and_reingests(make_bot, docs, tmp_pa
     assert f"paris.md ({docs})" in [label for label, _ in choices]  # the choice names the folder whole
     upload = next(source for label, source in choices if label.startswith("pump.md"))
     assert handlers.delete_document("/etc/passwd") == "Choose a document first."  # not a stored document
+    # The page asks before deleting, and says when an upload's own copy goes too.
+    assert handlers.deletion_question("/etc/passwd") is None
+    assert handlers.deletion_question(upload).startswith(r"Delete pump\.md? Its passages and ragbot's copy")
+    assert handlers.deletion_question(str(docs / "paris.md")) == (
+        r"Delete paris\.md? Its passages go; answers already given stay.")
     assert handlers.reingest_document(None) == "Choose a document first."
     assert "unchanged 1" in handlers.reingest_document(str(docs / "paris.md"))
     assert handlers.delete_document(upload).startswith(r"Deleted pump\.md:")

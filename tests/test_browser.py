@@ -283,7 +283,9 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
                 "el => [el.scrollWidth, el.clientWidth]")
             page.locator("#document-choice input").click()
             page.get_by_role("option", name=re.compile("gans.md")).click()
-            page.click("#delete-document")
+            page.click("#delete-document")  # asks first, as for a conversation
+            expect(page.locator("#library-status")).to_contain_text("Delete gans.md?", timeout=30_000)
+            page.click("#delete-document-yes")
             expect(page.locator("#library-status")).to_contain_text("Deleted gans.md", timeout=60_000)
             expect(page.locator("#documents")).not_to_contain_text("gans.md", timeout=30_000)
             # (Not the corrected question: the user's correction would answer it, documents or not.)

@@ -547,6 +547,14 @@ class ChatHandlers:
         """The stored document the page names, or None: a value the page sends back is checked."""
         return next((d for d in self.bot.store.documents() if d.source == source), None) if source else None
 
+    def deletion_question(self, source: str | None) -> str | None:
+        """What the page asks before deleting a stored document; None when it names none."""
+        doc = self._stored(source)
+        if doc is None:
+            return None
+        copy = " and ragbot's copy of the uploaded file" if self._is_upload(doc.source) else ""
+        return f"Delete {literal(Path(doc.source).name)}? Its passages{copy} go; answers already given stay."
+
     def delete_document(self, source: str | None) -> str:
         doc = self._stored(source)
         if doc is None:
@@ -943,6 +951,11 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                     with gr.Row():
                         reingest = gr.Button("Re-ingest", elem_id="reingest")
                         delete_doc = gr.Button("Delete from ragbot", variant="stop", elem_id="delete-document")
+                    # Asks first, as deleting a conversation does: an upload's copy goes with it.
+                    with gr.Row(visible=False, elem_id="delete-document-check") as delete_doc_check:
+                        delete_doc_yes = gr.Button("Yes, delete it", variant="stop", elem_id="delete-document-yes")
+                        delete_doc_no = gr.Button("Keep it", elem_id="delete-document-no")
+                    doc_to_delete = gr.State(None)
                     library_status = gr.Markdown(elem_id="library-status")
                 # Open on a first visit to an empty library, where adding documents comes first;
                 # closed once there are documents, so the sources stay in view (on_load sets it).
@@ -1194,7 +1207,22 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             lambda: None, None, upload, api_name=False)
         app.load(library, search_in, shelf)
         app.load(lambda: gr.update(open=not handlers.has_documents()), None, adder, api_name=False)
-        delete_doc.click(handlers.delete_document, chosen_doc, library_status).then(library, search_in, shelf)
+        def ask_to_delete_document(source):
+            asked = handlers.deletion_question(source)
+            if asked is None:
+                return gr.update(visible=False), None, "Choose a document first."
+            return gr.update(visible=True), source, asked
+
+        def delete_chosen_document(source, chosen):
+            if chosen is None or chosen != source:
+                return "Another document is chosen now: nothing deleted.", gr.update(visible=False), None
+            return handlers.delete_document(source), gr.update(visible=False), None
+
+        delete_doc.click(ask_to_delete_document, chosen_doc, [delete_doc_check, doc_to_delete, library_status])
+        delete_doc_yes.click(delete_chosen_document, [chosen_doc, doc_to_delete],
+                             [library_status, delete_doc_check, doc_to_delete]).then(library, search_in, shelf)
+        delete_doc_no.click(lambda: ("Not deleted.", gr.update(visible=False), None), None,
+                            [library_status, delete_doc_check, doc_to_delete])
         reingest.click(handlers.reingest_document, chosen_doc, library_status).then(library, search_in, shelf)
     # As many answers at once as the generator decodes together (generators/llama_cpp_backend.py),
     # at least 4: retrieval and the extract mode interleave on the CPU.
