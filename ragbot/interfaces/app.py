@@ -1207,6 +1207,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             lambda: None, None, upload, api_name=False)
         app.load(library, search_in, shelf)
         app.load(lambda: gr.update(open=not handlers.has_documents()), None, adder, api_name=False)
+
         def ask_to_delete_document(source):
             asked = handlers.deletion_question(source)
             if asked is None:
@@ -1214,7 +1215,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             return gr.update(visible=True), source, asked
 
         def delete_chosen_document(source, chosen):
-            if chosen is None or chosen != source:
+            if chosen != source:  # the document asked about, kept on the server, is no longer the one chosen
                 return "Another document is chosen now: nothing deleted.", gr.update(visible=False), None
             return handlers.delete_document(source), gr.update(visible=False), None
 
