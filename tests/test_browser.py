@@ -114,9 +114,17 @@ def test_ask_vote_and_upload_in_a_real_browser(server, tmp_path):
         other = tmp_path / "second" / "zorblat.md"
         other.parent.mkdir()
         other.write_text("# Zorblat, later\n\nA second Zorblat engine was built in 1950 in Leeds.\n")
-        page.set_input_files("#upload input[type=file]", str(other))  # the upload box emptied itself
+        # The file dialog offers only what ragbot reads; a file of another type chosen with it is
+        # named on the page and not sent, and the readable one still is.
+        accept = page.locator("#upload input[type=file]").get_attribute("accept") or ""
+        assert {".pdf", ".md", ".txt", ".html"} <= {s.strip() for s in accept.split(",")}, accept
+        tool = tmp_path / "second" / "tool.exe"
+        tool.write_bytes(b"MZ\x90\x00")
+        page.set_input_files("#upload input[type=file]", [str(other), str(tool)])  # the box emptied itself
+        expect(page.get_by_text(re.compile(r"Invalid file type: tool\.exe"))).to_be_visible(timeout=30_000)
         expect(page.locator("#upload-status textarea")).to_have_value(re.compile(r"added: zorblat-[0-9a-f]{8}\.md"),
                                                                       timeout=120_000)
+        assert not any(p.name.startswith("tool") for p in (data_dir / "uploads").iterdir())
         # The settings are this browser's: show-all is still on after a reload.
         page.reload()
         page.get_by_text("Settings", exact=True).first.click()

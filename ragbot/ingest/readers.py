@@ -37,8 +37,12 @@ def kind_of(path: Path) -> str | None:
     return KINDS.get(path.suffix.lower())
 
 
+def readable_suffixes() -> list[str]:
+    return sorted(KINDS)
+
+
 def supported_suffixes() -> str:
-    return ", ".join(sorted(KINDS))
+    return ", ".join(readable_suffixes())
 
 
 def read_document(path: Path, pdf_structure: bool = True, ruled_tables: bool = False) -> Document:

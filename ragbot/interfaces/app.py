@@ -26,7 +26,7 @@ from ragbot.bot import RagBot
 from ragbot.interfaces.conversations import ConversationError, Conversations
 from ragbot.errors import RagbotError
 from ragbot.storage.files import write_atomic
-from ragbot.ingest.readers import kind_of, supported_suffixes
+from ragbot.ingest.readers import kind_of, readable_suffixes, supported_suffixes
 from ragbot.text import cells_as_prose, is_list_item, is_table_row
 from ragbot.types import Answer, Passage
 
@@ -960,8 +960,10 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 # Open on a first visit to an empty library, where adding documents comes first;
                 # closed once there are documents, so the sources stay in view (on_load sets it).
                 with gr.Accordion("Add documents", open=False, elem_id="add-documents") as adder:
+                    # file_types: the file dialog offers what ragbot reads, and the page names a
+                    # dropped file of another type instead of sending it (on_upload still checks).
                     upload = gr.File(file_count="multiple", label=f"PDF, Markdown, text or HTML (max {max_upload_mb} MB each)",
-                                     elem_id="upload")
+                                     file_types=readable_suffixes(), elem_id="upload")
                     upload_status = gr.Textbox(label="Upload", interactive=False, lines=3, elem_id="upload-status")
 
         ask_inputs = [question, chat, conversation, k, temperature, show_all]
