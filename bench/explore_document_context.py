@@ -7,12 +7,16 @@ documents, no word list:
   (the first chunk's text without its heading lines; punctuation is no word piece), so a word that names the document matches
   every chunk of it and the rest of the question decides which chunk. The dense ranking is
   unchanged (no chunk is embedded again).
+- **keywords**: every chunk's BM25 text also holds its document's K most distinctive words
+  (word count in the document times log(documents / documents holding the word), words read as
+  BM25 reads them, joined from their word pieces) that the chunk itself lacks: the words that
+  name a document, whichever chunk they stand in, and nothing a chunk already says twice.
 - **document**: a third ranking in the fusion, the fused pool ordered by the BM25 score of the
   chunk's whole document (then by the fused rank), at weight W.
 
     python bench/explore_document_context.py forms DATA     # DATA: a data dir of the 8 shared PDFs
     python bench/explore_document_context.py corpus DATA    # DATA: a data dir holding corpus/
-    python bench/explore_document_context.py scifact train|test
+    python bench/explore_document_context.py scifact train|test [--keywords]
 
 - forms: the 53 development questions of bench/data/pdf_tables_dev.jsonl and
   pdf_forms_dev.jsonl (a hit: a passage of the question's document holding its answer), hit@1
@@ -37,6 +41,9 @@ import numpy as np
 from common import ROOT, shared_data
 
 LEADS = (16, 32, 48)
+KEYWORDS = (5, 10, 20)
+POWER = 3
+
 DOCUMENT_WEIGHTS = (0.25, 0.5, 1.0)
 _HEADING_LINE = re.compile(r"#{1,6}\s")
 
@@ -65,6 +72,42 @@ def with_lead(bot, chunks, k: int):
     lexical.chunk_text = lambda c: original(c) + ("" if c.id in firsts or not lead[c.source] else "\n" + lead[c.source])
     try:
         return lexical.LexicalIndex.of(chunks, bot.embedder)
+    finally:
+        lexical.chunk_text = original
+
+
+def words_of(pieces: list[str]) -> list[str]:
+    """Whole words from word pieces ("n", "##30", "##70", "##a" -> "n3070a")."""
+    words: list[str] = []
+    for piece in pieces:
+        if piece.startswith("##") and words:
+            words[-1] += piece[2:]
+        else:
+            words.append(piece)
+    return words
+
+
+def with_keywords(bot, chunks, k: int):
+    """The BM25 index of `chunks` whose texts end with their document's k most distinctive
+    words (tf in the document x idf over documents) that the chunk does not hold."""
+    import math
+    from collections import Counter
+
+    import ragbot.retrieve.lexical as lexical
+
+    original = lexical.chunk_text
+    chunk_words = {c.id: words_of(p) for c, p in zip(chunks, bot.embedder.word_pieces([original(c) for c in chunks]))}
+    per_doc: dict[str, Counter] = defaultdict(Counter)
+    for c in chunks:
+        per_doc[c.source].update(chunk_words[c.id])
+    df = Counter(w for counts in per_doc.values() for w in counts)
+    n = len(per_doc)
+    top = {s: [w for w, _ in sorted(counts.items(), key=lambda wc: (-wc[1] * math.log(n / df[wc[0]]) ** POWER, wc[0]))[:k]]
+           for s, counts in per_doc.items()}
+    extra = {c.id: " ".join(w for w in top[c.source] if w not in set(chunk_words[c.id])) for c in chunks}
+    lexical.chunk_text = lambda c: original(c) + ("\n" + extra[c.id] if extra.get(c.id) else "")
+    try:
+        return lexical.LexicalIndex.of(chunks, bot.embedder), top
     finally:
         lexical.chunk_text = original
 
@@ -133,6 +176,12 @@ def compare(bot, questions, hit) -> None:
 
     for k in LEADS:
         line(f"lead of {k} word pieces", hits(bot, questions, with_lead(bot, chunks, k), hit))
+    for k in KEYWORDS:
+        index, top = with_keywords(bot, chunks, k)
+        if k == KEYWORDS[-1]:
+            for source in sorted(top)[:12]:
+                print(f"    {Path(source).name}: {' '.join(top[source])}")
+        line(f"{k} keywords", hits(bot, questions, index, hit))
     document = document_ranking(bot, chunks)
     plain = LexicalIndex.of(chunks, bot.embedder)
     for weight in DOCUMENT_WEIGHTS:
@@ -151,20 +200,23 @@ def scifact(split: str) -> None:
     bot = RagBot.open(Path(__file__).resolve().parent / ".cache" / "scifact" / "data", default_corpus=None)
     chunks = sorted(bot.store.all_chunks(), key=lambda c: c.id)
     base = {}
-    for k in (0, *LEADS):
-        index = LexicalIndex.of(chunks, bot.embedder) if k == 0 else with_lead(bot, chunks, k)
+    variants = [("as shipped", None), *((f"{k} keywords", k) for k in KEYWORDS)] if "--keywords" in sys.argv else \
+        [("as shipped", None), *((f"lead of {k}", -k) for k in LEADS)]
+    for label, k in variants:
+        index = LexicalIndex.of(chunks, bot.embedder) if k is None else \
+            with_lead(bot, chunks, -k) if k < 0 else with_keywords(bot, chunks, k)[0]
         for mode in ("hybrid", "bm25"):
             searching = bot.with_settings(retrieval=mode)
             searching._current_index()
             searching._lexical = (searching.store.generation(), index)
             report = evaluate_retrieval(searching, data, k=10)
             scores = [q["ndcg@10"] for q in report.per_query]
-            if k == 0:
+            if k is None:
                 base[mode] = scores
                 print(f"{split}, {mode}, as shipped: nDCG@10 {report.summary['ndcg@10']:.4f}")
             else:
                 d = paired_difference(base[mode], scores)
-                print(f"{split}, {mode}, lead of {k}: nDCG@10 {report.summary['ndcg@10']:.4f}, "
+                print(f"{split}, {mode}, {label}: nDCG@10 {report.summary['ndcg@10']:.4f}, "
                       f"{d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]")
 
 
@@ -172,7 +224,7 @@ def main() -> None:
     from ragbot import RagBot
 
     part = sys.argv[1] if len(sys.argv) > 1 else ""
-    if part == "scifact" and len(sys.argv) == 3:
+    if part == "scifact" and len(sys.argv) in (3, 4):
         return scifact(sys.argv[2])
     if part not in ("forms", "corpus") or len(sys.argv) != 3:
         sys.exit(__doc__)
