@@ -42,8 +42,7 @@ from common import ROOT, shared_data
 
 LEADS = (16, 32, 48)
 KEYWORDS = (5, 10, 20)
-POWER = 3
-
+POWER = 3  # idf's exponent in a word's distinctiveness (1 picks the forms' shared labels)
 DOCUMENT_WEIGHTS = (0.25, 0.5, 1.0)
 _HEADING_LINE = re.compile(r"#{1,6}\s")
 
