@@ -16,7 +16,7 @@ documents, no word list:
 
     python bench/explore_document_context.py forms DATA     # DATA: a data dir of the 8 shared PDFs
     python bench/explore_document_context.py corpus DATA    # DATA: a data dir holding corpus/
-    python bench/explore_document_context.py scifact train|test [--keywords]
+    python bench/explore_document_context.py scifact train|test [--keywords | --document-ranks]
 
 - forms: the 53 development questions of bench/data/pdf_tables_dev.jsonl and
   pdf_forms_dev.jsonl (a hit: a passage of the question's document holding its answer), hit@1
@@ -34,6 +34,7 @@ import json
 import re
 import sys
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,35 @@ def with_keywords(bot, chunks, k: int):
         return lexical.LexicalIndex.of(chunks, bot.embedder), top
     finally:
         lexical.chunk_text = original
+
+
+@contextmanager
+def fused_by_documents(chunks, on: bool):
+    """While on, the fusion ranks a chunk in each ranking by the documents above it (1 + how
+    many distinct documents have a chunk above it), so a document's other chunks do not push
+    other documents down."""
+    import ragbot.bot
+    from ragbot.retrieve.lexical import RRF_K
+
+    if not on:
+        yield
+        return
+    source = {c.id: c.source for c in chunks}
+
+    def fuse(rankings, weights, k):
+        fused: dict[int, float] = {}
+        for ranking, weight in zip(rankings, weights):
+            above: set[str] = set()
+            for chunk_id in ranking:
+                fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (RRF_K + 1 + len(above))
+                above.add(source[chunk_id])
+        return sorted(fused, key=lambda c: -fused[c])[:k]
+
+    original, ragbot.bot.fuse = ragbot.bot.fuse, fuse
+    try:
+        yield
+    finally:
+        ragbot.bot.fuse = original
 
 
 def document_ranking(bot, chunks):
@@ -199,16 +229,23 @@ def scifact(split: str) -> None:
     bot = RagBot.open(Path(__file__).resolve().parent / ".cache" / "scifact" / "data", default_corpus=None)
     chunks = sorted(bot.store.all_chunks(), key=lambda c: c.id)
     base = {}
-    variants = [("as shipped", None), *((f"{k} keywords", k) for k in KEYWORDS)] if "--keywords" in sys.argv else \
-        [("as shipped", None), *((f"lead of {k}", -k) for k in LEADS)]
+    by_documents = "--document-ranks" in sys.argv
+    if by_documents:  # hybrid only: BM25 alone fuses nothing
+        variants = [("as shipped", None), ("document ranks", 0), ("document ranks, 20 keywords", 20),
+                    ("document ranks, lead of 32", -32)]
+    elif "--keywords" in sys.argv:
+        variants = [("as shipped", None), *((f"{k} keywords", k) for k in KEYWORDS)]
+    else:
+        variants = [("as shipped", None), *((f"lead of {k}", -k) for k in LEADS)]
     for label, k in variants:
-        index = LexicalIndex.of(chunks, bot.embedder) if k is None else \
+        index = LexicalIndex.of(chunks, bot.embedder) if not k else \
             with_lead(bot, chunks, -k) if k < 0 else with_keywords(bot, chunks, k)[0]
-        for mode in ("hybrid", "bm25"):
+        for mode in ("hybrid",) if by_documents else ("hybrid", "bm25"):
             searching = bot.with_settings(retrieval=mode)
             searching._current_index()
             searching._lexical = (searching.store.generation(), index)
-            report = evaluate_retrieval(searching, data, k=10)
+            with fused_by_documents(chunks, k is not None and by_documents):
+                report = evaluate_retrieval(searching, data, k=10)
             scores = [q["ndcg@10"] for q in report.per_query]
             if k is None:
                 base[mode] = scores
