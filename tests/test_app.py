@@ -202,7 +202,7 @@ def test_upload_validates_and_ingests_with_the_cli_messages(make_bot, tmp_path):
     hostile.write_text("# Evil\n\nStill just text.\n")
     status = list(handlers.on_upload([str(good), str(empty), str(exe), str(big), str(hostile)]))[-1]
     assert "failed: tool.exe: unsupported file type" in status
-    assert "failed: big.txt: larger than the 1 MiB upload limit" in status
+    assert "failed: big.txt: larger than the 1 MB upload limit" in status
     assert "failed: empty.txt: empty file" in status
     assert "added 2" in status
     uploads = bot.settings.data_dir / "uploads"

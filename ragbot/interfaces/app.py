@@ -753,7 +753,7 @@ class ChatHandlers:
                 _discard(source)
                 continue
             if source.stat().st_size > self.max_upload_bytes:
-                problems.append(f"{name}: larger than the {self.max_upload_bytes // 2**20} MiB upload limit")
+                problems.append(f"{name}: larger than the {self.max_upload_bytes // 2**20} MB upload limit")  # MB as the box and Gradio count it: 2**20 bytes
                 _discard(source)
                 continue
             target, fresh = _keep_upload(source, self.uploads, name)
