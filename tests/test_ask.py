@@ -232,3 +232,15 @@ def test_cli_searches_only_the_documents_named_with_in(corpus_bot, tmp_path):
     assert [Path(p["source"]).name for p in json.loads(done.stdout)] == ["vaes.md"] * 3
     done = search("--in", str(ROOT / "corpus" / "vaes.md"), "--in", str(tmp_path / "nothing-here"))  # each path counts
     assert done.returncode == 2 and "no stored document is at" in done.stderr and "nothing-here" in done.stderr
+
+
+def test_cli_interactive_ask_answers_without_loading_the_generator(corpus_bot, tmp_path):
+    """`ragbot ask` with no question reads questions from its input; in the extract mode (the
+    default) it never needs the generator, so one that cannot be loaded does not stop it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ragbot", "--data-dir", str(corpus_bot.settings.data_dir),
+         "--generator", str(tmp_path / "no-such-model.gguf"), "ask"],
+        input="What is mode collapse in a GAN?\n", capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "[1]" in done.stdout and "gans.md" in done.stdout, done.stdout
+    assert "generator" not in done.stderr, done.stderr  # neither loaded nor announced

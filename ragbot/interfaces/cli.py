@@ -424,9 +424,12 @@ def cmd_ask(bot, args) -> int:
             _print_answer(answer)
             print(f"\n(answer id {answer.id}: `ragbot feedback vote {answer.id} up|down`)", file=sys.stderr)
         return 0
-    # Interactive: load the models before the first question so answers start quickly.
-    print("Loading models… (the first time, the generator is prepared once: up to 30 s)", file=sys.stderr)
-    bot.embedder, bot.generator
+    # Interactive: load what answering needs before the first question, so answers start
+    # quickly; the generator only in the generate mode (extract answers never load it).
+    generating = bot.settings.answer_mode == "generate"
+    print("Loading models…" + (" (the first time, the generator is prepared once: up to 30 s)" if generating else ""),
+          file=sys.stderr)
+    bot.warm_up()
     print("Ask a question about your documents (empty line or Ctrl-D to quit).")
     conversation = uuid.uuid4().hex
     turn = 0
