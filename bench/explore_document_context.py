@@ -7,10 +7,12 @@ documents, no word list:
   (the first chunk's text without its heading lines; punctuation is no word piece), so a word that names the document matches
   every chunk of it and the rest of the question decides which chunk. The dense ranking is
   unchanged (no chunk is embedded again).
-- **keywords**: every chunk's BM25 text also holds its document's K most distinctive words
-  (word count in the document times log(documents / documents holding the word), words read as
-  BM25 reads them, joined from their word pieces) that the chunk itself lacks: the words that
-  name a document, whichever chunk they stand in, and nothing a chunk already says twice.
+- **keywords**: every chunk's BM25 text also holds those of its document's K most distinctive
+  words that the chunk itself lacks (so at most K): distinctive by the word's count over the
+  document's chunks (as BM25 reads them: headings repeated in each, overlaps counted twice)
+  times log(documents / documents holding the word) to the power POWER; words joined from their
+  word pieces. The words that name a document reach every chunk of it; nothing a chunk already
+  holds is added again.
 - **document**: a third ranking in the fusion, the fused pool ordered by the BM25 score of the
   chunk's whole document (then by the fused rank), at weight W.
 
@@ -23,8 +25,11 @@ documents, no word list:
   and hit@5 (`bench_pdf_retrieval.py --set tables-dev --data-dir D` makes D/structure).
 - corpus: the answerable development questions of tests/data/corpus_qa*.jsonl (a hit: a passage
   of the gold document).
-- scifact: nDCG@10 of hybrid and BM25 search with the lead, on the index bench_scifact.py keeps
-  in bench/.cache/scifact (train queries are development; test is the issue's measure).
+- scifact: nDCG@10 of hybrid and BM25 search with the lead (or with --keywords the keywords;
+  with --document-ranks, hybrid only: the fusion ranking each chunk by 1 + the distinct
+  documents above it in each list, alone and with 20 keywords or a 32-piece lead), on the index
+  bench_scifact.py keeps in bench/.cache/scifact (train queries are development; test is the
+  issue's measure).
 Every variant rebuilds BM25 in memory; nothing is written to the data dir.
 """
 
@@ -88,8 +93,9 @@ def words_of(pieces: list[str]) -> list[str]:
 
 
 def with_keywords(bot, chunks, k: int):
-    """The BM25 index of `chunks` whose texts end with their document's k most distinctive
-    words (tf in the document x idf over documents) that the chunk does not hold."""
+    """The BM25 index of `chunks` whose texts end with those of their document's k most
+    distinctive words (count over the document's chunks x idf over documents ** POWER) that the
+    chunk does not hold; and each document's k words."""
     import math
     from collections import Counter
 
@@ -260,7 +266,8 @@ def main() -> None:
     from ragbot import RagBot
 
     part = sys.argv[1] if len(sys.argv) > 1 else ""
-    if part == "scifact" and len(sys.argv) in (3, 4):
+    if part == "scifact" and (len(sys.argv) == 3 or len(sys.argv) == 4 and sys.argv[3] in ("--keywords",
+                                                                                          "--document-ranks")):
         return scifact(sys.argv[2])
     if part not in ("forms", "corpus") or len(sys.argv) != 3:
         sys.exit(__doc__)

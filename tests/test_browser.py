@@ -124,6 +124,8 @@ def test_ask_vote_and_upload_in_a_real_browser(server, tmp_path):
         expect(page.get_by_text(re.compile(r"Invalid file type: tool\.exe"))).to_be_visible(timeout=30_000)
         expect(page.locator("#upload-status textarea")).to_have_value(re.compile(r"added: zorblat-[0-9a-f]{8}\.md"),
                                                                       timeout=120_000)
+        # Not sent: the ingest never saw it (the old page sent it, and the status said it failed).
+        assert "tool.exe" not in page.locator("#upload-status textarea").input_value()
         assert not any(p.name.startswith("tool") for p in (data_dir / "uploads").iterdir())
         # The settings are this browser's: show-all is still on after a reload.
         page.reload()
