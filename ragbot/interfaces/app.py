@@ -846,6 +846,14 @@ def browser_secret(data_dir: Path) -> str:
     return key
 
 
+def session_conversation(request) -> str:
+    """The conversation of a session that no page load gave one (an API client's): one id per
+    session, of the shape the page's ids have."""
+    import hashlib
+
+    return hashlib.sha256(f"conversation|{session_of(request)}".encode()).hexdigest()[:32]
+
+
 def owner_of(request, browser: dict | None) -> str:
     """Whose conversations these are: the logged-in user, else the browser's own random token
     (kept in its local storage; a token of another shape is not trusted and gives nothing)."""
@@ -881,7 +889,11 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         return gr.skip() if record is None else record
 
     with gr.Blocks(title="ragbot", analytics_enabled=False) as app:
-        conversation = gr.State(lambda: uuid.uuid4().hex)
+        # Set by on_load alone. A callable default would have Gradio attach a load event of its
+        # own that sets a fresh id, racing on_load's: when it finished last, the page went on in
+        # a new conversation with the old one still shown (the browser tests' rare "answers in 2
+        # conversations" and "Not renamed: no such conversation").
+        conversation = gr.State(None)
         # What this browser keeps between visits: its owner token, the open conversation, settings.
         # Gradio encrypts it with this secret: one per data dir, so it still reads after a restart.
         browser = gr.BrowserState({}, storage_key="ragbot", secret=browser_secret(bot.settings.data_dir))
@@ -979,6 +991,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             problem = handlers.question_problem(question)
             sources_, not_stored = handlers.chosen_sources(chosen)
             problem = problem or not_stored
+            conversation_id = conversation_id or session_conversation(request)
             if not problem and handlers.answering(session_of(request)):
                 problem = "An answer is still being written: wait for it, or stop it first."
             if not problem:
