@@ -366,7 +366,8 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
 
         def one_conversation(after: str) -> None:
             """Every answer so far is in one conversation; said in full, with the page's loads and
-            console, if not (CI saw the conversation change once, with no click that starts one)."""
+            console, if not. (CI saw the conversation change with no click that starts one: a load
+            event of Gradio's raced on_load's, see test_app's test_no_two_load_events_….)"""
             turns = stored_turns()
             assert len({c for c, _, _ in turns}) == 1, (
                 f"after {after}, answers in {len({c for c, _, _ in turns})} conversations:\n"
