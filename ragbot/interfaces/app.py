@@ -9,6 +9,7 @@ message itself, so feedback can never land on the wrong answer.
 """
 
 
+import hashlib
 import html
 import logging
 import os
@@ -753,7 +754,8 @@ class ChatHandlers:
                 _discard(source)
                 continue
             if source.stat().st_size > self.max_upload_bytes:
-                problems.append(f"{name}: larger than the {self.max_upload_bytes // 2**20} MB upload limit")  # MB as the box and Gradio count it: 2**20 bytes
+                # MB as the upload box and Gradio's own limit count it: 2**20 bytes.
+                problems.append(f"{name}: larger than the {self.max_upload_bytes // 2**20} MB upload limit")
                 _discard(source)
                 continue
             target, fresh = _keep_upload(source, self.uploads, name)
@@ -849,8 +851,6 @@ def browser_secret(data_dir: Path) -> str:
 def session_conversation(request) -> str:
     """The conversation of a session that no page load gave one (an API client's): one id per
     session, of the shape the page's ids have."""
-    import hashlib
-
     return hashlib.sha256(f"conversation|{session_of(request)}".encode()).hexdigest()[:32]
 
 
