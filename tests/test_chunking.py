@@ -54,6 +54,31 @@ def test_long_paragraphs_split_on_sentences_with_overlap(embedder):
         assert embedder.count_tokens([shared])[0] <= 30
 
 
+def test_a_table_row_is_not_cut_at_a_full_stop_inside_a_cell(embedder):
+    # A form read from its ruled cells: "John A. Kiley" once ended a chunk at "A." and began the
+    # next at "Kiley". Rows are pieces of their own; the prose line still splits at sentences.
+    rows = [f"| Field {i}: | Value {i} | Operator: | John A. Kiley of Alton | Seats: | {i} |" for i in range(40)]
+    prose = " ".join(f"Sentence {i} says something short." for i in range(30))
+    text = "# Form\n\n" + "\n".join(rows) + "\n" + prose
+    chunks = _chunks(embedder, _doc(text), chunk_tokens=100, overlap=20)
+    assert len(chunks) > 4
+    row_chunks = [c for c in chunks if "|" in c.text]
+    assert len(row_chunks) > 2
+    for chunk in row_chunks:
+        body = chunk.text.removeprefix("# Form\n\n")
+        assert body.startswith("| Field"), body[:40]
+        assert all(line in rows for line in body.split("\n") if line.startswith("|")), "a row was cut"
+    assert any(c.text.startswith("Sentence") and "|" not in c.text for c in chunks), "prose lines still split at sentences"
+
+
+def test_a_table_row_longer_than_a_chunk_is_still_cut(embedder):
+    row = "| Note: | " + " ".join(f"Sentence {i} of a long cell." for i in range(60)) + " |"
+    chunks = _chunks(embedder, _doc("# Form\n\n" + row), chunk_tokens=80, overlap=10)
+    assert len(chunks) > 3
+    assert all(c.n_tokens <= 80 for c in chunks)
+    assert all(c.text.rstrip().endswith((".", "|")) for c in chunks), "cut at the cell's sentences"
+
+
 def test_a_sentence_longer_than_a_chunk_is_cut_between_tokens(embedder):
     text = " ".join(f"word{i}" for i in range(2000))  # no punctuation at all
     chunks = _chunks(embedder, _doc(text), chunk_tokens=120, overlap=20)

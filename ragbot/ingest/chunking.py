@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ragbot.text import is_table_row
 from ragbot.types import Chunk, Document
 
 CountTokens = Callable[[Sequence[str]], list[int]]
@@ -103,18 +104,43 @@ def _pieces(text: str, count_tokens: CountTokens, token_offsets: TokenOffsets, l
         if block.tokens <= limit:
             pieces.append(block)
             continue
-        sentences = _sentences(text, block.start, block.end)
-        for sent, n in zip(sentences, count_tokens([text[s.start : s.end] for s in sentences])):
+        units = _units(text, block.start, block.end)
+        for unit, n in zip(units, count_tokens([text[u.start : u.end] for u in units])):
             if n <= limit:
-                sent.tokens = n
-                pieces.append(sent)
-            else:
-                for s, e, k in _token_windows(text, sent.start, sent.end, token_offsets, limit):
-                    pieces.append(_Piece(s, e, k))
+                unit.tokens = n
+                pieces.append(unit)
+                continue
+            # A table row longer than a chunk is cut at its sentences, as prose was; a sentence
+            # still too long is cut between tokens.
+            parts = _sentences(text, unit.start, unit.end) if is_table_row(text[unit.start : unit.end]) else [unit]
+            for part, k in zip(parts, count_tokens([text[p.start : p.end] for p in parts])):
+                if k <= limit:
+                    part.tokens = k
+                    pieces.append(part)
+                else:
+                    for s, e, m in _token_windows(text, part.start, part.end, token_offsets, limit):
+                        pieces.append(_Piece(s, e, m))
     return pieces
 
 
+def _units(text: str, start: int, end: int) -> list[_Piece]:
+    """The sentences and lines of text[start:end], each table row (`text.is_table_row`) whole: a
+    cell's "John A. Kiley" or "Fig. 2" is not a place to cut a row."""
+    out: list[_Piece] = []
+    cursor = start
+    while cursor < end:
+        line_end = text.find("\n", cursor, end)
+        line_end = end if line_end < 0 else line_end
+        if is_table_row(text[cursor:line_end]):
+            out.append(_Piece(cursor, line_end))
+        else:
+            out.extend(_sentences(text, cursor, line_end))
+        cursor = line_end + 1
+    return out
+
+
 def _sentences(text: str, start: int, end: int) -> list[_Piece]:
+    """Pieces of text[start:end] cut at every sentence end and line break."""
     out: list[_Piece] = []
     cursor = start
     for match in _SENTENCE_END.finditer(text, start, end):
