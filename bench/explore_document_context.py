@@ -12,13 +12,14 @@ documents, no word list:
   document's chunks (as BM25 reads them: headings repeated in each, overlaps counted twice)
   times log(documents / documents holding the word) to the power POWER; words joined from their
   word pieces. The words that name a document reach every chunk of it; nothing a chunk already
-  holds is added again.
+  holds is added again. With --recurring-keywords, only words found in two or more of the
+  document's chunks are candidates.
 - **document**: a third ranking in the fusion, the fused pool ordered by the BM25 score of the
   chunk's whole document (then by the fused rank), at weight W.
 
     python bench/explore_document_context.py forms DATA     # DATA: a data dir of the 8 shared PDFs
     python bench/explore_document_context.py corpus DATA    # DATA: a data dir holding corpus/
-    python bench/explore_document_context.py scifact train|test [--keywords | --document-ranks]
+    python bench/explore_document_context.py scifact train|test [--keywords | --recurring-keywords | --document-ranks]
 
 - forms: the 53 development questions of bench/data/pdf_tables_dev.jsonl and
   pdf_forms_dev.jsonl (a hit: a passage of the question's document holding its answer), hit@1
@@ -92,10 +93,13 @@ def words_of(pieces: list[str]) -> list[str]:
     return words
 
 
-def with_keywords(bot, chunks, k: int):
+def with_keywords(bot, chunks, k: int, recurring: bool = False):
     """The BM25 index of `chunks` whose texts end with those of their document's k most
     distinctive words (count over the document's chunks x idf over documents ** POWER) that the
-    chunk does not hold; and each document's k words."""
+    chunk does not hold; and each document's k words. With `recurring`, only words found in two
+    or more of the document's chunks are candidates: a word that recurs across a document names
+    it, one found in a single chunk is that chunk's own (and a document of one or two chunks,
+    whose shared words each chunk already holds, gets nothing)."""
     import math
     from collections import Counter
 
@@ -104,11 +108,14 @@ def with_keywords(bot, chunks, k: int):
     original = lexical.chunk_text
     chunk_words = {c.id: words_of(p) for c, p in zip(chunks, bot.embedder.word_pieces([original(c) for c in chunks]))}
     per_doc: dict[str, Counter] = defaultdict(Counter)
+    spread: dict[str, Counter] = defaultdict(Counter)  # in how many of its document's chunks a word is
     for c in chunks:
         per_doc[c.source].update(chunk_words[c.id])
+        spread[c.source].update(set(chunk_words[c.id]))
     df = Counter(w for counts in per_doc.values() for w in counts)
     n = len(per_doc)
-    top = {s: [w for w, _ in sorted(counts.items(), key=lambda wc: (-wc[1] * math.log(n / df[wc[0]]) ** POWER, wc[0]))[:k]]
+    top = {s: [w for w, _ in sorted(((w, c) for w, c in counts.items() if not recurring or spread[s][w] >= 2),
+                                    key=lambda wc: (-wc[1] * math.log(n / df[wc[0]]) ** POWER, wc[0]))[:k]]
            for s, counts in per_doc.items()}
     extra = {c.id: " ".join(w for w in top[c.source] if w not in set(chunk_words[c.id])) for c in chunks}
     lexical.chunk_text = lambda c: original(c) + ("\n" + extra[c.id] if extra.get(c.id) else "")
@@ -217,6 +224,12 @@ def compare(bot, questions, hit) -> None:
             for source in sorted(top)[:12]:
                 print(f"    {Path(source).name}: {' '.join(top[source])}")
         line(f"{k} keywords", hits(bot, questions, index, hit))
+    for k in KEYWORDS:
+        index, top = with_keywords(bot, chunks, k, recurring=True)
+        if k == KEYWORDS[-1]:
+            for source in sorted(top)[:12]:
+                print(f"    {Path(source).name}: {' '.join(top[source])}")
+        line(f"{k} recurring keywords", hits(bot, questions, index, hit))
     document = document_ranking(bot, chunks)
     plain = LexicalIndex.of(chunks, bot.embedder)
     for weight in DOCUMENT_WEIGHTS:
@@ -241,11 +254,13 @@ def scifact(split: str) -> None:
                     ("document ranks, lead of 32", -32)]
     elif "--keywords" in sys.argv:
         variants = [("as shipped", None), *((f"{k} keywords", k) for k in KEYWORDS)]
+    elif "--recurring-keywords" in sys.argv:
+        variants = [("as shipped", None), *((f"{k} recurring keywords", k) for k in KEYWORDS)]
     else:
         variants = [("as shipped", None), *((f"lead of {k}", -k) for k in LEADS)]
     for label, k in variants:
         index = LexicalIndex.of(chunks, bot.embedder) if not k else \
-            with_lead(bot, chunks, -k) if k < 0 else with_keywords(bot, chunks, k)[0]
+            with_lead(bot, chunks, -k) if k < 0 else with_keywords(bot, chunks, k, "--recurring-keywords" in sys.argv)[0]
         for mode in ("hybrid",) if by_documents else ("hybrid", "bm25"):
             searching = bot.with_settings(retrieval=mode)
             searching._current_index()
@@ -266,8 +281,8 @@ def main() -> None:
     from ragbot import RagBot
 
     part = sys.argv[1] if len(sys.argv) > 1 else ""
-    if part == "scifact" and (len(sys.argv) == 3 or len(sys.argv) == 4 and sys.argv[3] in ("--keywords",
-                                                                                          "--document-ranks")):
+    if part == "scifact" and (len(sys.argv) == 3 or len(sys.argv) == 4 and sys.argv[3] in (
+            "--keywords", "--recurring-keywords", "--document-ranks")):
         return scifact(sys.argv[2])
     if part not in ("forms", "corpus") or len(sys.argv) != 3:
         sys.exit(__doc__)
