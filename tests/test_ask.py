@@ -1,6 +1,7 @@
 """End to end with the real shipped models: retrieve, generate, cite; refuse what is not there."""
 
 import json
+import re
 
 import pytest
 import subprocess
@@ -244,3 +245,28 @@ def test_cli_interactive_ask_answers_without_loading_the_generator(corpus_bot, t
     assert done.returncode == 0, done.stderr
     assert "[1]" in done.stdout and "gans.md" in done.stdout, done.stdout
     assert "generator" not in done.stderr, done.stderr  # neither loaded nor announced
+
+
+def test_cli_interactive_ask_takes_a_follow_up_as_the_chat_page_does(corpus_bot):
+    """In the terminal chat a follow-up is searched with the question before it, as on the page
+    (RagBot.standalone_query): "And HumanEval?" alone finds nothing to quote about it."""
+    first, turn = "What does the MMLU benchmark test?", "And HumanEval?"
+    done = subprocess.run(
+        [sys.executable, "-m", "ragbot", "--data-dir", str(corpus_bot.settings.data_dir), "ask"],
+        input=f"{first}\n{turn}\n", capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    ids = re.findall(r"\(answer (\w+): rate it", done.stdout)
+    assert len(ids) == 2, done.stdout
+    traces = [corpus_bot.feedback.answer_trace(i) for i in ids]
+    assert traces[0]["retrieval_query"] in (None, first)  # a first question is searched as asked
+    assert traces[1]["retrieval_query"] == f"{first} {turn}"
+    assert traces[0]["conversation_id"] == traces[1]["conversation_id"] and traces[1]["turn"] == 2
+    assert traces[1]["answer"].startswith("HumanEval checks"), done.stdout
+
+
+def test_cli_refuses_an_empty_question_or_query(corpus_bot):
+    for args in (["ask", ""], ["search", "  "]):
+        done = subprocess.run([sys.executable, "-m", "ragbot", "--data-dir", str(corpus_bot.settings.data_dir), *args],
+                              capture_output=True, text=True, cwd=ROOT, timeout=120, input="What is a GAN?\n")
+        assert done.returncode == 2 and "is empty" in done.stderr, (args, done.stderr)
+        assert "[1]" not in done.stdout, done.stdout  # not taken as a start of the interactive chat

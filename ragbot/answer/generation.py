@@ -40,6 +40,9 @@ class Prompt:
     text: str  # rendered with the model's chat template
 
 
+# The earlier turns a generate-mode prompt shows, as chat messages (the page and the terminal chat).
+HISTORY_TURNS = 2
+
 def passage_header(p: Passage) -> str:
     where = p.title
     if p.section and p.section != p.title:

@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
-from ragbot.answer.generation import mark_citations, passage_header
+from ragbot.answer.generation import HISTORY_TURNS, mark_citations, passage_header
 from ragbot.bot import RagBot
 from ragbot.interfaces.conversations import ConversationError, Conversations
 from ragbot.errors import RagbotError
@@ -31,7 +31,6 @@ from ragbot.ingest.readers import kind_of, readable_suffixes, supported_suffixes
 from ragbot.text import cells_as_prose, is_list_item, is_table_row
 from ragbot.types import Answer, Passage
 
-MAX_HISTORY_TURNS = 2
 MAX_K, MAX_TEMPERATURE = 20, 1.5  # the settings sliders' ranges
 MAX_SESSIONS = 10_000  # sessions whose answer ids the server remembers
 MAX_IDS_PER_SESSION = 5_000
@@ -619,7 +618,7 @@ class ChatHandlers:
         """The last turns of the conversation, as plain chat messages for the prompt."""
         messages = [{"role": m.get("role"), "content": message_text(m)} for m in history
                     if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
-        return [m for m in messages if m["content"]][-2 * MAX_HISTORY_TURNS :]
+        return [m for m in messages if m["content"]][-2 * HISTORY_TURNS :]
 
     def on_like(self, history: list[dict], index, liked, user: str | None = None, session: str = "") -> str:
         """Record a vote from the like event: +1, -1, or removal ('' / None)."""

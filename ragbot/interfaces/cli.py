@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("remove", parents=[common], help="remove documents (a file, or every file under a folder)")
     p.add_argument("paths", nargs="+", metavar="PATH")
 
-    p = sub.add_parser("search", parents=[common], help="show the passages that best match a query")
+    p = sub.add_parser("search", parents=[common], help="show the passages that best match a query",
+                       description="Show the stored passages that best match QUERY, with their scores and sources.")
     p.add_argument("query")
     p.add_argument("-k", type=int, default=5, help="number of passages (default 5)")
     p.add_argument("--in", dest="within", action="append", metavar="PATH",
@@ -259,7 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "search" and not args.query.strip():
+        parser.error("search: the query is empty")
+    if args.command == "ask" and args.question is not None and not args.question.strip():
+        parser.error("ask: the question is empty (give one, or none to ask interactively)")
     try:
         return _run(args)
     except RagbotError as exc:
@@ -414,9 +420,11 @@ def _ensure_corpus(bot, args) -> None:
 
 
 def cmd_ask(bot, args) -> int:
+    from ragbot.answer.generation import HISTORY_TURNS
+
     _ensure_corpus(bot, args)
     sources = _chosen_documents(bot, args.within)
-    if args.question:
+    if args.question is not None:
         answer = bot.ask(args.question, k=args.k, temperature=args.temperature, sources=sources)
         if args.json:
             print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
@@ -433,6 +441,8 @@ def cmd_ask(bot, args) -> int:
     print("Ask a question about your documents (empty line or Ctrl-D to quit).")
     conversation = uuid.uuid4().hex
     turn = 0
+    previous: list[str] = []  # the questions asked so far, for follow-ups ("Who introduced it?")
+    messages: list[dict[str, str]] = []  # the turns so far, for the generate mode's prompt
     while True:
         try:
             question = input("\n> ").strip()
@@ -443,8 +453,12 @@ def cmd_ask(bot, args) -> int:
             return 0
         answer = None
         turn += 1
+        # As on the chat page: a follow-up is searched with the question before it when that
+        # finds a closer passage.
+        query = bot.standalone_query(previous, question, sources)
         for event in bot.ask_stream(question, k=args.k, temperature=args.temperature,
-                                    conversation_id=conversation, turn=turn, sources=sources):
+                                    conversation_id=conversation, turn=turn, retrieval_query=query,
+                                    history=messages[-2 * HISTORY_TURNS :], sources=sources):
             if isinstance(event, str):
                 print(event, end="", flush=True)
             else:
@@ -452,6 +466,8 @@ def cmd_ask(bot, args) -> int:
         print()
         if answer is None:
             continue
+        previous.append(question)
+        messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.answer}]
         if answer.prompt and answer.answer != answer.raw_reply:  # citations added, or reply unsupported
             print(f"→ {answer.answer}")
         if answer.correction_of:
