@@ -45,6 +45,21 @@ def test_an_initial_or_a_small_letter_after_the_stop_ends_no_sentence():
         "Er fährt bis zu 300 km/h.", "Schon 1988 fuhr einer schneller.", "Es ist Typ-B.", "Dann (A. Smith) kam."]
 
 
+def test_a_list_number_written_inline_begins_its_item():
+    # As pypdf gives a numbered list inside a paragraph (the GSA plan): before, the quote for
+    # "What are GSA's four fundamental strategies?" was "…in the coming years: 1" [1].
+    text = ("GSA has four fundamental strategies for the coming years: 1. Develop real estate solutions. "
+            "2. Offer best value. 3. Modernize technology.")
+    assert sentences(text) == [
+        "GSA has four fundamental strategies for the coming years: 1. Develop real estate solutions.",
+        "2. Offer best value.", "3. Modernize technology."]
+    assert sentences("1. Install it. 2. Run it.") == ["1. Install it.", "2. Run it."]
+    assert prose_sentences("Four strategies for the coming years: 1.\nDevelop real estate\nsolutions. 2. Offer best\nvalue.") == [
+        "Four strategies for the coming years: 1. Develop real estate solutions.", "2. Offer best value."]
+    # A number after a word still ends its sentence (the rest of the rules are unchanged).
+    assert sentences("The total was 12. Then it fell.") == ["The total was 12.", "Then it fell."]
+
+
 def test_a_closing_quote_or_bracket_stays_with_its_sentence():
     assert sentences('It is called "RAG." It works. (See above.) Next [2]. He said \u201cstop.\u201d Then left.') == [
         'It is called "RAG."', "It works.", "(See above.)", "Next [2].", "He said \u201cstop.\u201d", "Then left."]
