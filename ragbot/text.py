@@ -34,9 +34,11 @@ _LETTER = re.compile(r"[^\W\d_]")
 _DAY = re.compile(r"(?<![\w.,])\d{1,2}\.$")
 _MONTH_YEAR = re.compile(r"[^\W\d_]+\s+\d{3,4}(?![\w,.]\d)")
 # A list's number written inline, as PDF text gives a numbered list ("…in the coming years: 1.
-# Develop real estate… 2. Offer best value…"): a number of one or two digits and its stop, at
-# the start of a line or just after a colon or a sentence's end. It begins the item after it.
-_ENUMERATOR = re.compile(r"(?:^\s*|[:;.!?)]\s+)\d{1,2}\.$")
+# Develop real estate… 2. Offer best value…"): a number of one or two digits and its stop at the
+# start of a line or just after a sentence's end (and its citation marks), or a "1." just after
+# a colon, where a list starts. It begins the item after it. A form's "Age: 45. Sex: Male."
+# still ends at "45.".
+_ENUMERATOR = re.compile(r"(?:^\s*|[.!?\]]\s+)\d{1,2}\.$|:\s+1\.$")
 # A full stop after one letter, or after letters each followed by one ("A.", "z.", "U.S.",
 # "e.g.", "U.S.C."), marks an initial or an abbreviation, not the end of a sentence: when the
 # letters stand as a word of their own, after a space or an opening bracket or quote ("km/h." and
@@ -89,8 +91,8 @@ def _ends_sentence(line: str, mark: re.Match, start: int) -> bool:
     reply still being written): the word after them decides, so a sentence once ended stays
     ended. Not after the day of a date written day first ("am 1. Januar 2024"). Not after a
     list's number written inline ("years: 1. Develop…", "portfolio. 2. Offer…"), which begins
-    its item; a number ending a sentence after a word ("The total was 12. Then") still ends
-    it. What this
+    its item; a number ending a sentence after a word ("The total was 12. Then") or a form's
+    label ("Age: 45. Sex: Male.") still ends it. What this
     leaves split: a word's abbreviation before a capital or a digit ("Dr. Smith", "No. 6", "Ph.D.
     Then"), and an ordinal before a noun ("im 19. Jahrhundert", "nach dem 2. Weltkrieg"); telling
     those from a sentence's end would take a language's words."""
@@ -104,7 +106,7 @@ def _ends_sentence(line: str, mark: re.Match, start: int) -> bool:
     stop = mark.start()  # just past the . ! or ?
     if _DAY.search(line, max(0, stop - 3), stop) and _MONTH_YEAR.match(line, mark.end()):
         return False
-    if _ENUMERATOR.search(line, max(0, stop - 8), stop):
+    if _ENUMERATOR.search(line, max(0, stop - 40), stop):
         return False
     # The longest run of initials is shorter than 40 characters; searching from a position keeps
     # `^` at the line's real start.

@@ -56,8 +56,12 @@ def test_a_list_number_written_inline_begins_its_item():
     assert sentences("1. Install it. 2. Run it.") == ["1. Install it.", "2. Run it."]
     assert prose_sentences("Four strategies for the coming years: 1.\nDevelop real estate\nsolutions. 2. Offer best\nvalue.") == [
         "Four strategies for the coming years: 1. Develop real estate solutions.", "2. Offer best value."]
-    # A number after a word still ends its sentence (the rest of the rules are unchanged).
+    assert sentences("It grew. [1] 2. Offer value.") == ["It grew. [1]", "2. Offer value."]
+    assert sentences("          1. Develop it. Then done.") == ["1. Develop it.", "Then done."]
+    # A number after a word, or a form's value after its label, still ends its sentence.
     assert sentences("The total was 12. Then it fell.") == ["The total was 12.", "Then it fell."]
+    assert sentences("Age: 45. Sex: Male. Seats: 4. Engines: 1. Then it flew.") == [
+        "Age: 45.", "Sex: Male.", "Seats: 4.", "Engines: 1. Then it flew."]
 
 
 def test_a_closing_quote_or_bracket_stays_with_its_sentence():
