@@ -258,7 +258,7 @@ def test_cli_interactive_ask_takes_a_follow_up_as_the_chat_page_does(corpus_bot)
     ids = re.findall(r"\(answer (\w+): rate it", done.stdout)
     assert len(ids) == 2, done.stdout
     traces = [corpus_bot.feedback.answer_trace(i) for i in ids]
-    assert traces[0]["retrieval_query"] in (None, first)  # a first question is searched as asked
+    assert traces[0]["retrieval_query"] == first  # a first question is searched as asked
     assert traces[1]["retrieval_query"] == f"{first} {turn}"
     assert traces[0]["conversation_id"] == traces[1]["conversation_id"] and traces[1]["turn"] == 2
     assert traces[1]["answer"].startswith("HumanEval checks"), done.stdout

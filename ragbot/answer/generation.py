@@ -43,6 +43,7 @@ class Prompt:
 # The earlier turns a generate-mode prompt shows, as chat messages (the page and the terminal chat).
 HISTORY_TURNS = 2
 
+
 def passage_header(p: Passage) -> str:
     where = p.title
     if p.section and p.section != p.title:

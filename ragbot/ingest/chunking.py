@@ -112,8 +112,12 @@ def _pieces(text: str, count_tokens: CountTokens, token_offsets: TokenOffsets, l
                 continue
             # A table row longer than a chunk is cut at its sentences, as prose was; a sentence
             # still too long is cut between tokens.
-            parts = _sentences(text, unit.start, unit.end) if is_table_row(text[unit.start : unit.end]) else [unit]
-            for part, k in zip(parts, count_tokens([text[p.start : p.end] for p in parts])):
+            if is_table_row(text[unit.start : unit.end]):
+                parts = _sentences(text, unit.start, unit.end)
+                counts = count_tokens([text[p.start : p.end] for p in parts])
+            else:
+                parts, counts = [unit], [n]
+            for part, k in zip(parts, counts):
                 if k <= limit:
                     part.tokens = k
                     pieces.append(part)
