@@ -133,7 +133,7 @@ def main() -> None:
         bot = RagBot.open(out / "data", default_corpus=None, retrieval="hybrid", embedder=str(out / "model"),
                           lexical_weight=weight)
         started = time.perf_counter()
-        report = bot.ingest([work / "documents"], prune=True)
+        report = bot.ingest([work / "documents"], prune=True, store_copies=True)  # qrels name each copy
         embed_seconds = time.perf_counter() - started
         print(f"rate {rate:g}: {report.summary()}", file=sys.stderr)
         on_train = evaluate_retrieval(bot.with_settings(retrieval="dense"), choose_on, k=10).summary["ndcg@10"]

@@ -43,7 +43,7 @@ def main() -> None:
     write_beir_documents(data, work / "documents")
     bot = RagBot.open(work / "data", default_corpus=None, retrieval="hybrid")
     t0 = time.perf_counter()
-    report = bot.ingest([work / "documents"], prune=True)
+    report = bot.ingest([work / "documents"], prune=True, store_copies=True)  # qrels name each copy
     index_seconds = time.perf_counter() - t0
     print(report.summary(), file=sys.stderr)
 

@@ -67,7 +67,7 @@ def scifact(data_dir: Path) -> list[dict]:
     test, train = load_beir(folder, "test"), load_beir(folder, "train")
     write_beir_documents(test, work / "documents")
     bot = RagBot.open(work / "data", default_corpus=None, retrieval="hybrid")
-    print(bot.ingest([work / "documents"], prune=True).summary(), file=sys.stderr)
+    print(bot.ingest([work / "documents"], prune=True, store_copies=True).summary(), file=sys.stderr)
     lines = []
     ids = sorted(train.qrels)
     halves = [ids[0::2], ids[1::2]]

@@ -363,9 +363,10 @@ class RagBot:
     # -- writing ----------------------------------------------------------------------------
 
     def ingest(self, paths: Sequence[str | Path], prune: bool = False, progress: ProgressFn | None = None,
-               on_wait: Callable[[str], None] | None = None, wait: float = WRITE_WAIT_SECONDS) -> IngestReport:
+               on_wait: Callable[[str], None] | None = None, wait: float = WRITE_WAIT_SECONDS,
+               store_copies: bool = False) -> IngestReport:
         with self._writing(on_wait, wait) as ingester:
-            report = ingester.ingest(paths, prune=prune, progress=progress)
+            report = ingester.ingest(paths, prune=prune, progress=progress, store_copies=store_copies)
         report.seconds += ingester.lexical_seconds  # the BM25 index is part of the ingest
         return report
 

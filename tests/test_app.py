@@ -262,6 +262,18 @@ def test_uploads_keep_their_names_never_replace_each_other_and_leave_no_temporar
     assert not list(gradio_tmp.rglob("*.md"))  # no temporary copy left behind
 
 
+def test_an_upload_with_the_bytes_of_a_stored_document_is_not_kept_twice(make_bot, docs, tmp_path):
+    bot = make_bot()
+    bot.ingest([docs])
+    handlers = ChatHandlers(bot)
+    copy = tmp_path / "Paris guide.md"
+    copy.write_bytes((docs / "paris.md").read_bytes())
+    status = list(handlers.on_upload([str(copy)]))[-1]
+    assert "not stored twice: Paris guide.md has the same content as paris.md" in status
+    assert not list((bot.settings.data_dir / "uploads").iterdir())  # ragbot's copy of it is gone
+    assert bot.store.counts()[0] == 3
+
+
 def test_the_document_library_lists_deletes_and_reingests(make_bot, docs, tmp_path):
     bot = make_bot()
     handlers = ChatHandlers(bot)

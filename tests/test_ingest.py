@@ -91,6 +91,72 @@ def test_prune_drops_documents_whose_files_are_gone(make_bot, docs):
     _consistent(bot)
 
 
+def test_a_copy_of_a_stored_file_is_stored_once(make_bot, docs, tmp_path):
+    """The same bytes under another path take no second slot among the passages shown: the copy
+    stored first is kept, whether the other copy comes in a later ingest or in the same one."""
+    bot = make_bot()
+    bot.ingest([docs])
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    shutil.copy(docs / "paris.md", copies / "Paris (copy).md")
+    (copies / "notes.txt").write_text("The staging server restarts every Sunday.\n")
+    (copies / "notes_copy.txt").write_text("The staging server restarts every Sunday.\n")
+    report = bot.ingest([copies])
+    assert sorted(report.duplicates) == [(str(copies / "Paris (copy).md"), str(docs / "paris.md")),
+                                         (str(copies / "notes_copy.txt"), str(copies / "notes.txt"))]
+    assert report.added == [str(copies / "notes.txt")] and "duplicates 2" in report.summary()
+    sources = [p.source for p in bot.search("When was the Eiffel Tower finished?", k=5)]
+    assert sources.count(str(docs / "paris.md")) >= 1 and str(copies / "Paris (copy).md") not in sources
+    assert bot.store.counts()[0] == 4
+    # Again: still duplicates, nothing stored or removed.
+    again = bot.ingest([docs, copies])
+    assert len(again.duplicates) == 2 and len(again.unchanged) == 4 and not again.added
+    _consistent(bot)
+
+
+def test_a_copy_is_stored_once_its_original_is_gone_or_changed(make_bot, docs, tmp_path):
+    bot = make_bot()
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    shutil.copy(docs / "paris.md", copies / "paris.md")
+    shutil.copy(docs / "bananas.txt", copies / "bananas.txt")
+    bot.ingest([docs])
+    (docs / "paris.md").unlink()  # moved away: the copy is the one to keep now
+    (docs / "bananas.txt").write_text("Bananas turn brown when they are overripe.\n")  # no longer the copy's bytes
+    report = bot.ingest([copies])
+    assert sorted(report.added) == [str(copies / "bananas.txt"), str(copies / "paris.md")] and not report.duplicates
+    _consistent(bot)
+
+
+def test_a_stored_file_that_becomes_a_copy_loses_its_chunks(make_bot, docs):
+    """bananas.txt was stored before paris.md (files are read in name order)."""
+    bot = make_bot()
+    bot.ingest([docs])
+    (docs / "paris.md").write_text((docs / "bananas.txt").read_text())
+    report = bot.ingest([docs])
+    assert report.duplicates == [(str(docs / "paris.md"), str(docs / "bananas.txt"))]
+    assert bot.store.document(str(docs / "paris.md")) is None and bot.store.counts()[0] == 2
+    assert all(not p.source.endswith("paris.md") for p in bot.search("Eiffel Tower", k=5))
+    _consistent(bot)
+    # The other way round: bananas.txt's new bytes are not stored yet when paris.md is read, so
+    # the file read first in this ingest is the one kept.
+    (docs / "paris.md").write_text("# Paris\n\nThe Eiffel Tower was completed in 1889.\n")
+    bot.ingest([docs])
+    (docs / "bananas.txt").write_text((docs / "paris.md").read_text())
+    report = bot.ingest([docs])
+    assert report.updated == [str(docs / "bananas.txt")]
+    assert report.duplicates == [(str(docs / "paris.md"), str(docs / "bananas.txt"))]
+    assert [d.source for d in bot.store.documents()] == [str(docs / "bananas.txt"), str(docs / "volcano.html")]
+    _consistent(bot)
+
+
+def test_an_evaluation_set_can_store_every_copy(make_bot, docs, tmp_path):
+    bot = make_bot()
+    shutil.copy(docs / "paris.md", docs / "paris-2.md")
+    report = bot.ingest([docs], store_copies=True)
+    assert len(report.added) == 4 and not report.duplicates
+
+
 def test_bad_inputs_are_reported_and_good_files_still_ingested(make_bot, docs, tmp_path):
     (docs / "empty.txt").write_bytes(b"")
     (docs / "binary.md").write_bytes(bytes(range(256)) * 4)
@@ -154,6 +220,16 @@ def test_cli_reports_failures_and_exit_status(docs, tmp_path):
     )
     assert again.returncode == 0, again.stderr
     assert "unchanged 1" in again.stdout
+    (tmp_path / "elsewhere").mkdir()
+    shutil.copy(docs / "paris.md", tmp_path / "elsewhere" / "paris.md")
+    copy = subprocess.run(
+        [sys.executable, "-m", "ragbot", "--data-dir", str(data), "ingest", str(tmp_path / "elsewhere"), "-q"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )
+    assert copy.returncode == 0, copy.stderr
+    assert (f"duplicate: {tmp_path / 'elsewhere' / 'paris.md'}: the same bytes as {docs / 'paris.md'}, stored once"
+            in copy.stdout)
+    assert "added 0, updated 0, unchanged 0, failed 0, duplicates 1" in copy.stdout
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs POSIX fork")

@@ -3,11 +3,16 @@
 Incremental: a file whose bytes (sha256) and pipeline (embedder + chunking settings) match what
 is stored is skipped; a changed file replaces its old chunks in one transaction. One bad file
 is reported with its reason and never stops the others.
+
+One copy of a document: a file with the same bytes as a document already stored from another
+path (still there, unchanged) is reported as a duplicate and not stored, so two copies never
+take two of the passages a question is shown. The copy stored first is the one kept.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -20,12 +25,11 @@ from ragbot.ingest.chunking import chunk_document
 from ragbot.retrieve.embed import Embedder
 from ragbot.errors import DiskFullError, DocumentError
 from ragbot.retrieve.index import VectorIndex, approximate_if_due
-from ragbot.models import sha256_file
 from ragbot.ingest.pdf import VERSION as PDF_RULES
-from ragbot.ingest.readers import kind_of, read_document, supported_suffixes
+from ragbot.ingest.readers import kind_of, read_bytes, read_document, supported_suffixes
 from ragbot.ingest.tables import VERSION as TABLE_RULES
 from ragbot.settings import Settings
-from ragbot.storage.store import Store
+from ragbot.storage.store import Store, StoredDocument
 from ragbot.types import Chunk, Document
 
 PIPELINE_VERSION = 1  # bump when reading or chunking changes, so documents are redone
@@ -41,6 +45,8 @@ class IngestReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # not failures: unsupported files inside folders
     removed: list[str] = field(default_factory=list)
+    # (file, the stored document with the same bytes): not stored twice
+    duplicates: list[tuple[str, str]] = field(default_factory=list)
     chunks_added: int = 0
     seconds: float = 0.0
     embed_seconds: float = 0.0
@@ -62,6 +68,8 @@ class IngestReport:
             parts.append(f"removed {len(self.removed)}")
         if self.skipped:
             parts.append(f"skipped {len(self.skipped)}")
+        if self.duplicates:
+            parts.append(f"duplicates {len(self.duplicates)}")
         line = f"{', '.join(parts)} — {self.chunks_added} chunks in {self.seconds:.1f}s ({rate:.0f} chunks/s)"
         built = self.vector_index
         if built and built.get("attempted_at"):
@@ -77,6 +85,15 @@ class IngestReport:
 
 # (files done, files total, chunks embedded so far)
 ProgressFn = Callable[[int, int, int], None]
+
+
+@dataclass(frozen=True)
+class _Duplicate:
+    """A file with the bytes of a document kept from another path; `was_stored`: this file's own
+    earlier version is stored and goes."""
+    source: str
+    original: str
+    was_stored: bool
 
 
 def collect_files(paths: Iterable[str | Path], report: IngestReport) -> list[Path]:
@@ -201,11 +218,15 @@ class Ingester:
         # Markdown and HTML are read again when the way their tables are written changes.
         return self.pipeline + (f"|tables={TABLE_RULES}" if kind in ("markdown", "html") else "")
 
-    def ingest(self, paths: Sequence[str | Path], prune: bool = False, progress: ProgressFn | None = None) -> IngestReport:
+    def ingest(self, paths: Sequence[str | Path], prune: bool = False, progress: ProgressFn | None = None,
+               store_copies: bool = False) -> IngestReport:
+        """`store_copies`: store a file even when another path holds its bytes (an evaluation
+        set's documents are judged by their names, so each copy must be found under its own)."""
         started = time.perf_counter()
         report = IngestReport()
         files = collect_files(paths, report)
         pending: list[tuple[Document, list[Chunk], bool]] = []
+        kept: dict[str, str] | None = None if store_copies else {}  # bytes' sha256 -> file, this run
         done = 0
 
         def flush() -> None:
@@ -216,11 +237,15 @@ class Ingester:
         try:
             for file in files:
                 try:
-                    item = self._prepare(file)
+                    item = self._prepare(file, kept)
                 except DocumentError as exc:
                     report.failed.append((exc.path, exc.reason))
                     item = None
-                if item is None or isinstance(item, str):
+                if isinstance(item, _Duplicate):
+                    report.duplicates.append((item.source, item.original))
+                    if item.was_stored:
+                        self.index.remove(self.store.remove_documents([item.source]))
+                elif item is None or isinstance(item, str):
                     if isinstance(item, str):
                         report.unchanged.append(item)
                 else:
@@ -240,19 +265,23 @@ class Ingester:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _prepare(self, file: Path) -> tuple[Document, list[Chunk], bool] | str:
-        """The document and its chunks, or its source when it is stored and unchanged."""
+    def _prepare(self, file: Path, kept: dict[str, str] | None) -> tuple[Document, list[Chunk], bool] | str | _Duplicate:
+        """The document and its chunks; its source when it is stored and unchanged; or, unless
+        `kept` is None, what it duplicates. `kept` gathers the bytes of the files kept so far."""
         source = str(file)
         stored = self.store.document(source)
-        if stored is not None and stored.pipeline == self._pipeline_for(file):
-            try:
-                if sha256_file(file) == stored.sha256:
-                    return source
-            except OSError as exc:
-                raise DocumentError(source, f"cannot read: {exc.strerror or exc}") from None
+        data = read_bytes(file)
+        digest = hashlib.sha256(data).hexdigest()
+        if kept is not None:
+            original = self._original_of(source, digest, stored, kept)
+            if original is not None:
+                return _Duplicate(source, original, stored is not None)
+            kept[digest] = source
+        if stored is not None and stored.pipeline == self._pipeline_for(file) and digest == stored.sha256:
+            return source
         try:
             doc = read_document(file, pdf_structure=self.settings.pdf_structure,
-                                ruled_tables=self.settings.pdf_ruled_tables)
+                                ruled_tables=self.settings.pdf_ruled_tables, data=data)
         except DocumentError:
             raise
         except Exception as exc:  # noqa: BLE001 - a reader's bug or limit fails this file, not the ingest
@@ -266,6 +295,22 @@ class Ingester:
             max_tokens=self.embedder.max_tokens,
         )
         return doc, chunks, stored is not None
+
+    def _original_of(self, source: str, digest: str, stored: StoredDocument | None,
+                     kept: dict[str, str]) -> str | None:
+        """The kept file with these bytes, if any: one stored from another path whose file still
+        holds them (a stored file defers only to copies stored before it), else one kept earlier
+        in this run (which may be a stored file whose new bytes are not written yet)."""
+        for other in self.store.documents_with_sha256(digest):
+            if other.source == source or (stored is not None and other.id > stored.id):
+                continue
+            try:
+                if hashlib.sha256(read_bytes(Path(other.source))).hexdigest() == digest:
+                    return other.source
+            except DocumentError:
+                continue  # moved or unreadable: this file is then the copy to keep
+        earlier = kept.get(digest)
+        return earlier if earlier not in (None, source) else None
 
     def _store_batch(self, batch: list[tuple[Document, list[Chunk], bool]], report: IngestReport) -> None:
         if not batch:

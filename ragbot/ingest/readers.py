@@ -45,16 +45,19 @@ def supported_suffixes() -> str:
     return ", ".join(readable_suffixes())
 
 
-def read_document(path: Path, pdf_structure: bool = True, ruled_tables: bool = False) -> Document:
+def read_document(path: Path, pdf_structure: bool = True, ruled_tables: bool = False,
+                  data: bytes | None = None) -> Document:
     """Read `path` (a regular file) into a Document, or raise DocumentError. `pdf_structure`:
     PDF headings marked and running headers/footers dropped (pdf.py), else pypdf's plain text;
-    `ruled_tables`: with the structure, tables drawn with rules read from their cells."""
+    `ruled_tables`: with the structure, tables drawn with rules read from their cells; `data`:
+    the file's bytes when the caller has read them already (`read_bytes`)."""
     name = str(path)
     kind = kind_of(path)
     if kind is None:
         suffix = path.suffix or "(no extension)"
         raise DocumentError(name, f"unsupported file type {suffix}; supported: {supported_suffixes()}")
-    data = _read_bytes(path)
+    if data is None:
+        data = read_bytes(path)
     if not data.strip():
         raise DocumentError(name, "empty file")
     if kind == "pdf":
@@ -97,7 +100,7 @@ def _check_line_lengths(name: str, text: str) -> None:
         start, number = end + 1, number + 1
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_bytes(path: Path) -> bytes:
     """The file's bytes, read from one open file: a path that became a FIFO or a device after it
     was listed is refused (opened without blocking, checked with fstat), and a file that grows
     while it is read stops at the size limit instead of filling memory."""

@@ -777,6 +777,10 @@ class ChatHandlers:
                 if path in new:  # an earlier upload under another name is never touched
                     Path(path).unlink(missing_ok=True)
                 lines.append(f"failed: {Path(path).name}: {reason}")
+            for path, original in report.duplicates:
+                if path in new:  # not stored, so ragbot's copy of it goes too
+                    Path(path).unlink(missing_ok=True)
+                lines.append(f"not stored twice: {Path(path).name} has the same content as {Path(original).name}")
             for kind, paths in (("added", report.added), ("updated", report.updated), ("unchanged", report.unchanged)):
                 if paths:
                     lines.append(f"{kind}: " + ", ".join(Path(p).name for p in paths))

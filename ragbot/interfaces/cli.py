@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", parents=[common], help="add or update documents (PDF, Markdown, text, HTML)",
                        description="Read files and folders (recursively), chunk and embed them. Unchanged "
-                                   "files are skipped; changed files replace their old chunks.")
+                                   "files are skipped; changed files replace their old chunks. A file with the same "
+                                   "bytes as a document stored from another path is stored once (the first copy).")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
     p.add_argument("--prune", action="store_true", help="also drop stored documents whose files are gone")
     p.add_argument("--chunk-tokens", type=int, help="chunk size in embedder tokens (default 200)")
@@ -331,6 +332,8 @@ def _print_report(report) -> None:
         print(f"failed: {one_line(path)}: {reason}", file=sys.stderr)
     for path, reason in report.skipped:
         print(f"skipped: {one_line(path)}: {reason}", file=sys.stderr)
+    for path, original in report.duplicates:
+        print(f"duplicate: {one_line(path)}: the same bytes as {one_line(original)}, stored once")
     for path in report.removed:
         print(f"removed: {one_line(path)}")
     print(report.summary())
@@ -622,7 +625,8 @@ def _retrieval_on_beir(bot, beir: Path, args, modes: list[str]):
     try:
         progress, close = _progress_bar("index", args.json)
         try:
-            report = eval_bot.ingest([work / "documents"], prune=True, progress=progress)
+            # Every copy stored: the judgements name documents, a copy's own name too.
+            report = eval_bot.ingest([work / "documents"], prune=True, progress=progress, store_copies=True)
         finally:
             close()
         print(report.summary(), file=sys.stderr)

@@ -149,6 +149,11 @@ MIGRATIONS: list[tuple[int, str]] = [
         # an extracted answer renumbers (cited first). NULL: not from a search, or logged before.
         "ALTER TABLE answer_passages ADD COLUMN search_rank INTEGER",
     ),
+    (
+        6,
+        # Ingest looks a file's bytes up to store one copy of a document (ingester.py).
+        "CREATE INDEX documents_sha256 ON documents(sha256)",
+    ),
 ]
 
 
@@ -333,6 +338,11 @@ class Store:
     def document(self, source: str) -> StoredDocument | None:
         row = self._db.execute(f"{self._DOCUMENT_COLUMNS} WHERE d.source = ?", (source,)).fetchone()
         return StoredDocument(*row) if row else None
+
+    def documents_with_sha256(self, sha256: str) -> list[StoredDocument]:
+        """Stored documents with these bytes, the first stored first."""
+        rows = self._db.execute(f"{self._DOCUMENT_COLUMNS} WHERE d.sha256 = ? ORDER BY d.id", (sha256,)).fetchall()
+        return [StoredDocument(*row) for row in rows]
 
     def document_by_id(self, doc_id: int) -> StoredDocument | None:
         row = self._db.execute(f"{self._DOCUMENT_COLUMNS} WHERE d.id = ?", (int(doc_id),)).fetchone()
