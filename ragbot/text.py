@@ -150,6 +150,28 @@ def is_list_item(line: str) -> bool:
     return bool(_LIST_MARK.match(line))
 
 
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
+
+
+def heading_title(line: str) -> str | None:
+    """A Markdown heading line's title ("## Costs" -> "Costs"), as ragbot's readers mark a
+    section; None for any other line."""
+    match = _HEADING.match(line)
+    return match.group(1) if match else None
+
+
+def readable_line(line: str) -> str:
+    """A line of a passage as a reader takes it outside the chat page (an export's excerpt): a
+    heading's title without its "#" marks, a table row's cells as an answer quotes them
+    (cells_as_prose), a Markdown table's "| --- |" line as nothing; any other line as it is."""
+    title = heading_title(line)
+    if title is not None:
+        return title
+    if is_table_row(line):
+        return cells_as_prose(line.strip()) if any(ch.isalnum() for ch in line) else ""
+    return line
+
+
 def is_table_row(line: str) -> bool:
     """Whether a line is a table row: it begins or ends with a bar, as a Markdown table row, the
     PDF reader's rows ("| a | b |") and the HTML reader's ("a | b |") do. A bar inside prose

@@ -152,7 +152,7 @@ def test_an_export_lists_each_answers_sources_shows_text_as_text_and_goes_with_i
     text = path.read_text()
     assert text.startswith("# Paris &lt;b&gt;trip&lt;/b&gt;/notes\n")
     assert "&lt;img src=x onerror=alert(1)&gt; [x]\\(javascript:alert(2))" in text and "<img" not in text
-    assert "\n- [1] paris.md: “" in text and "The Eiffel Tower is in Paris." in text
+    assert "\n- [1] paris.md: “Paris — The Eiffel Tower is in Paris." in text  # the heading's title, not "# Paris"
     exported = json.loads(handlers.conversations.export(conversation, "browser:ann", "json"))
     assert exported["turns"][0]["sources"][0]["document"] == "paris.md"
 

@@ -150,3 +150,11 @@ def test_a_reply_holding_the_reference_scores_whole_however_long():
     assert reference_recall("It has 80 GB.", "141 GB HBM3e.") == 1 / 3
     assert reference_recall("GB", "GB GB") == 0.5  # each word as often as the reference has it
 
+
+
+def test_a_passage_line_reads_without_its_markup():
+    from ragbot.text import heading_title, readable_line
+
+    assert heading_title("## 4.2 Costs ##") == "4.2 Costs" and heading_title("#hashtag") is None
+    assert readable_line("| Departure Point: | Quincy, FL | Seats: | 3 |") == "Departure Point: Quincy, FL; Seats: 3"
+    assert readable_line("| --- | --- |") == "" and readable_line("plain text") == "plain text"

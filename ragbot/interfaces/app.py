@@ -28,7 +28,7 @@ from ragbot.interfaces.conversations import ConversationError, Conversations
 from ragbot.errors import RagbotError
 from ragbot.storage.files import write_atomic
 from ragbot.ingest.readers import kind_of, readable_suffixes, supported_suffixes
-from ragbot.text import cells_as_prose, is_list_item, is_table_row
+from ragbot.text import cells_as_prose, heading_title, is_list_item, is_table_row
 from ragbot.types import Answer, Passage
 
 MAX_K, MAX_TEMPERATURE = 20, 1.5  # the settings sliders' ranges
@@ -221,7 +221,6 @@ def render_passages(passages: list[Passage], cited: set[int], show_all: bool, li
     return "".join(rows) or "<p>The answer cites no passage.</p>"
 
 
-_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")  # a Markdown heading line (the chunk's section title)
 # Markdown **bold**, read on the escaped text; not inside a word or code ("x**2", "f(**kw)").
 _STRONG = re.compile(r"(?<![\w*])\*\*(?=[^\s*])((?:(?!\*\*).)+?)(?<=[^\s*])\*\*(?![\w*])")
 
@@ -236,11 +235,11 @@ def snippet_html(text: str) -> str:
     blocks: list[str] = []
     joined = False  # whether the next line continues the block before it (a wrapped paragraph line)
     for line in text.splitlines():
-        heading = _HEADING.match(line)
+        heading = heading_title(line)
         if not line.strip():
             joined = False
-        elif heading:
-            blocks.append(f"<b>{html.escape(heading.group(1))}</b>")
+        elif heading is not None:
+            blocks.append(f"<b>{html.escape(heading)}</b>")
             joined = False
         elif is_table_row(line):  # a line of its own, its cells read as an answer quotes them
             if any(ch.isalnum() for ch in line):  # not a Markdown table's "| --- |" line

@@ -20,6 +20,7 @@ from pathlib import Path
 from ragbot.answer.generation import cited_numbers
 from ragbot.errors import RagbotError
 from ragbot.storage.store import Store
+from ragbot.text import heading_title, readable_line
 
 TITLE_CHARS = 80
 EXCERPT_CHARS = 300  # of each cited passage, in an export
@@ -149,12 +150,22 @@ class Conversations:
                     where = as_text(s["document"]) if s["document"] else "a document since deleted"
                     if s["page"]:
                         where += f", page {s['page']}"
-                    excerpt = " ".join((s["text"] or "").split())
+                    excerpt = _excerpt_text(s["text"] or "")
                     if len(excerpt) > EXCERPT_CHARS:
                         excerpt = excerpt[:EXCERPT_CHARS].rsplit(" ", 1)[0] + " …"
                     lines.append(f"- [{s['n']}] {where}" + (f": “{as_text(excerpt)}”" if excerpt else ""))
                 lines.append("")
         return "\n".join(lines)
+
+
+def _excerpt_text(text: str) -> str:
+    """A passage on one line as an export shows it: a heading's title set off by a dash from
+    the text under it, table rows as an answer quotes them (text.readable_line)."""
+    parts = []
+    for line in text.splitlines():
+        title = heading_title(line)
+        parts.append(f"{title} —" if title else readable_line(line))
+    return " ".join(" ".join(parts).split())
 
 
 def as_text(text: str) -> str:
