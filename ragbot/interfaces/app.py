@@ -820,6 +820,12 @@ a.ragbot-cite { text-decoration: none; font-weight: 600; }
 .ragbot-more > summary::-webkit-details-marker { display: none; }
 .ragbot-more[open] > summary { display: none; }
 #documents td, #documents th { overflow-wrap: anywhere; }
+/* Gradio's file row keeps a name on one line and clips it: in the narrow column an export's
+   name showed as ".n". The name wraps there instead, the size and download link below it. */
+#exported tr.file { display: flex; flex-wrap: wrap; }
+#exported td.filename { white-space: normal !important; overflow-wrap: anywhere; width: 100%; max-width: none; }
+#exported td.filename .stem, #exported td.filename .ext { white-space: normal !important; overflow: visible !important;
+  text-overflow: clip !important; }
 """
 
 
