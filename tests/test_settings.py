@@ -59,3 +59,13 @@ def test_help_explains_every_command(capsys):
     for command in ("ingest", "remove", "search", "ask", "status", "documents"):
         assert command in text
     assert "RAGBOT_HOME" in text
+
+
+def test_a_commands_help_lists_its_own_options_before_the_shared_settings(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["ask", "--help"])
+    text = capsys.readouterr().out
+    own, shared = text.split("settings every command takes")
+    assert "--json" in own and "--in PATH" in own and "--data-dir DIR" not in own.split("options:")[1]
+    assert "--data-dir DIR" in shared and "--answer-mode" in shared and "--json" not in shared
+    assert "leave it out to chat in the terminal" in own

@@ -26,7 +26,9 @@ or RAGBOT_<NAME> environment variables (e.g. RAGBOT_TOP_K=8).
 
 def _common(default) -> argparse.ArgumentParser:
     """Options every command takes, before or after its name."""
-    common = argparse.ArgumentParser(add_help=False)
+    parser = argparse.ArgumentParser(add_help=False)
+    # Listed after a command's own options, under a title of their own.
+    common = parser.add_argument_group("settings every command takes (before or after its name)")
     common.add_argument("--data-dir", metavar="DIR", default=default,
                         help="where ragbot keeps its index and database")
     common.add_argument("--embedder", default=default, help="embedder: built-in name, local model dir or hub id")
@@ -44,7 +46,7 @@ def _common(default) -> argparse.ArgumentParser:
                              "generate: the generator writes the answer from the passages")
     common.add_argument("--allow-downloads", action="store_true", default=default,
                         help="allow fetching models from the Hugging Face hub (off by default)")
-    return common
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ask", parents=[common], help="answer a question from the documents, with citations",
                        description="Answer QUESTION from the documents. Without QUESTION, ask interactively.")
-    p.add_argument("question", nargs="?")
+    p.add_argument("question", nargs="?",
+                   help="what to ask; leave it out to chat in the terminal (a follow-up is read with the turn before)")
     p.add_argument("-k", type=int, help="passages to retrieve (default 5)")
     p.add_argument("--temperature", type=float, help="0 for greedy decoding (default)")
     p.add_argument("--in", dest="within", action="append", metavar="PATH",
