@@ -1,0 +1,117 @@
+"""Exploration: does the sentence ranker quote a section's subject better when a section's first
+sentence (its lead) is also read with the heading above it? A document or section usually says
+what its subject is in its first sentence ("A variational autoencoder is a generative model…"
+under "Variational Autoencoders (VAEs)"), and the heading is where the short form is written.
+§16 gave every sentence under a heading the heading's tokens, which lifted any sentence of a
+section named like the question; here only the lead gets them. Nothing here reads words of a
+language: a lead is the first prose block after a Markdown heading line in the passage's text.
+
+Development sets only (tests/data/corpus_qa*.jsonl answerable rows and
+bench/data/follow_ups*_dev.jsonl); ROUGE-L of the sentence ranked first, paired differences to
+the shipped ranking; never the frozen set.
+
+    python bench/explore_lead_sentences.py DATA_DIR [QA_FILES_TO_LOG,...]
+
+DATA_DIR is made (shipped corpus, the QA files' questions logged as earlier questions, as
+bench_answers.py --question-log does) when it does not exist.
+"""
+import json
+import re
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_answers import log_questions  # noqa: E402
+from ragbot import RagBot  # noqa: E402
+from ragbot.answer.evidence import candidates  # noqa: E402
+from ragbot.answer.generation import strip_citation_marks  # noqa: E402
+from ragbot.evaluation.metrics import best_of, paired_difference, rouge_l  # noqa: E402
+from ragbot.text import heading_title, prose_pieces  # noqa: E402
+
+BLOCK = re.compile(r"\n\s*\n")
+
+data_dir = Path(sys.argv[1])
+fresh = not data_dir.exists()
+bot = RagBot.open(data_dir, default_corpus=None)
+if fresh:
+    bot.ingest([ROOT / "corpus"])
+    if len(sys.argv) > 2:
+        bot.close()
+        log_questions(data_dir, sys.argv[2].split(","), None)
+        bot = RagBot.open(data_dir, default_corpus=None)
+ranker = bot.evidence_ranker
+single = [json.loads(line) for f in sorted((ROOT / "tests" / "data").glob("corpus_qa*.jsonl")) for line in open(f)]
+single = [r for r in single if r.get("answerable")]
+follow = [json.loads(line) for f in sorted((ROOT / "bench" / "data").glob("follow_ups*_dev.jsonl")) for line in open(f)]
+
+
+def leads(passage) -> dict[str, str]:
+    """Each lead sentence of the passage (as `candidates` writes it) -> the heading above it."""
+    found, heading = {}, None
+    for block in BLOCK.split(passage.text):
+        lines = [line for line in block.splitlines() if line.strip()]
+        titles = [heading_title(line) for line in lines]
+        if lines and all(t is not None for t in titles):
+            heading = titles[-1]
+            continue
+        if heading is not None:
+            pieces = prose_pieces(block)
+            if pieces:
+                found[" ".join(strip_citation_marks(pieces[0][0]).split())] = heading
+        heading = None
+    return found
+
+
+def scores(queries, passages):
+    pool = candidates(passages)
+    if not pool:
+        return None, None
+    lead_of = [leads(p) for p in passages]
+    told = bot.embedder.encode_tokens([s for _, s in pool])
+    headings = sorted({h for d in lead_of for h in d.values()})
+    heading_tokens = dict(zip(headings, bot.embedder.encode_tokens(headings))) if headings else {}
+    with_lead = []
+    for (n, s), t in zip(pool, told):
+        h = lead_of[n - 1].get(s)
+        with_lead.append(t if h is None else SimpleNamespace(tokens=np.vstack([t.tokens, heading_tokens[h].tokens])))
+    asked = bot.embedder.encode_tokens(list(queries))
+    out = {"shipped": np.mean([ranker._coverage(q, told) for q in asked], axis=0),
+           "lead + its heading": np.mean([ranker._coverage(q, with_lead) for q in asked], axis=0)}
+    return pool, out
+
+
+def first_rouge(queries, passages, references):
+    pool, by_variant = scores(queries, passages)
+    if pool is None:
+        return None
+    return {name: best_of(rouge_l, pool[int(np.argmax(v))][1], references) for name, v in by_variant.items()}
+
+
+results = {"single questions": [], "follow-ups": []}
+for row in single:
+    found = first_rouge([row["question"]], bot.search(row["question"], k=5), row["answers"])
+    if found:
+        results["single questions"].append(found)
+for row in follow:
+    query = bot.standalone_query([row["previous"]], row["question"])
+    queries = [query] + ([row["question"]] if query != row["question"] else [])
+    found = first_rouge(queries, bot.search(query, k=5), row["answers"])
+    if found:
+        results["follow-ups"].append(found)
+for kind, rows in results.items():
+    print(f"\n{kind}: {len(rows)} (ROUGE-L of the sentence ranked first; paired difference to the shipped)")
+    for name in rows[0]:
+        d = paired_difference([r["shipped"] for r in rows], [r[name] for r in rows])
+        changed = sum(r[name] != r["shipped"] for r in rows)
+        print(f"  {name:20s} {np.mean([r[name] for r in rows]):.3f}  "
+              f"{d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]  ({changed} changed)")
+for question in ["What is a VAE?", "What is a GAN?", "What is RAG?", "What is retrieval-augmented generation?",
+                 "What is LoRA?", "What objective is a VAE trained to maximise?"]:
+    pool, by_variant = scores([question], bot.search(question, k=5))
+    print(question)
+    for name, v in by_variant.items():
+        print(f"  {name:20s} {pool[int(np.argmax(v))][1][:90]}")
