@@ -312,3 +312,19 @@ def test_changing_how_tables_are_written_reads_markdown_and_html_again(make_bot,
     assert sorted(Path(p).name for p in report.updated) == ["paris.md", "volcano.html"]
     assert sorted(Path(p).name for p in report.unchanged) == ["bananas.txt", "generative-ai-applications-by-industry.pdf"]
     assert len(again.ingest([docs]).unchanged) == 4  # once
+
+
+def test_a_word_document_is_searched_with_its_sections(make_bot, tmp_path):
+    from test_readers import _word_document
+
+    bot = make_bot()
+    folder = tmp_path / "manuals"
+    folder.mkdir()
+    _word_document(folder / "manual.docx")
+    report = bot.ingest([folder])
+    assert report.added == [str(folder / "manual.docx")], report.failed
+    top = bot.search("How often is the Quell pump serviced?", k=1)[0]
+    assert "every six months" in top.text and top.title == "Pump Station Manual"
+    assert top.section.endswith("Maintenance"), top.section
+    answer = bot.ask("What is the part number of the filter?")
+    assert "F-7" in answer.answer and not answer.refused, answer.answer

@@ -113,7 +113,8 @@ def _blank_pdf(path: Path, pages: int = 2, password: str | None = None) -> Path:
         ("blank.md", b"  \n\n \t\n", "empty file"),
         ("binary.txt", b"\x7fELF\x02\x01\x01\x00\x00\x00" * 20, "binary file"),
         ("latin1.txt", "caf\u00e9 cr\u00e8me".encode("latin-1"), "not valid UTF-8"),
-        ("notes.docx", b"PK\x03\x04 not really", "unsupported file type .docx"),
+        ("slides.pptx", b"PK\x03\x04 not really", "unsupported file type .pptx"),
+        ("notes.docx", b"PK\x03\x04 not really", "not a .docx file (not a zip archive)"),
         ("corrupt.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog >>\ngarbage", "corrupt or unreadable PDF"),
         ("fake.pdf", b"this is plain text named .pdf", "no %PDF header"),
         ("empty.html", b"<html><body><script>alert(1)</script></body></html>", "no text found"),
@@ -464,3 +465,63 @@ def test_only_pages_that_paint_a_grid_are_searched_for_ruled_tables():
         assert _pages_that_may_hold_grids(text_pdf(["Not a grid."], drawn=not_a_grid)) == [False]
     for grid in (six_rules, one_path, three_paths, moved_cells, dashed, curves, slanted):
         assert _pages_that_may_hold_grids(text_pdf(["A grid.", "Prose."], drawn=grid)) == [True, True]
+
+
+def _word_document(path: Path) -> Path:
+    """A .docx as Word writes one: a title, headings, a list, a table with a header row, and one
+    with merged cells."""
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph("Pump Station Manual", style="Title")
+    document.add_heading("Maintenance", level=1)
+    document.add_paragraph("The Quell pump is serviced every   six months.")
+    document.add_paragraph("Check the seals.", style="List Bullet")
+    document.add_paragraph("Replace the filter.", style="List Number")
+    document.add_heading("Parts", level=2)
+    table = document.add_table(rows=3, cols=2)
+    for row, (part, number) in zip(table.rows, [("Part", "Number"), ("Seal | ring", "S-12"), ("Filter", "F-7")]):
+        row.cells[0].text, row.cells[1].text = part, number
+    merged = document.add_table(rows=2, cols=2)
+    merged.cell(0, 0).merge(merged.cell(0, 1)).text = "Spare kit"
+    merged.cell(1, 0).text, merged.cell(1, 1).text = "Gasket", "G-3"
+    document.add_paragraph("")  # an empty paragraph is no block
+    document.save(path)
+    return path
+
+
+def test_word_document_keeps_headings_lists_and_tables(tmp_path):
+    doc = read_document(_word_document(tmp_path / "manual.docx"))
+    assert doc.kind == "docx" and doc.title == "Pump Station Manual" and doc.pages == []
+    assert doc.text.split("\n\n")[:5] == ["# Pump Station Manual", "## Maintenance",
+                                          "The Quell pump is serviced every six months.",
+                                          "- Check the seals.", "- Replace the filter."]
+    lines = doc.text.splitlines()
+    assert "### Parts" in lines
+    # Word's default table look marks the first row as a header: each row names its columns.
+    assert "| Part: Seal \\| ring | Number: S-12 |" in lines and "| Part: Filter | Number: F-7 |" in lines
+    # Merged cells: no names could be trusted, so the rows are written as they are.
+    assert "| Spare kit |" in lines and "| Gasket | G-3 |" in lines
+
+
+def test_word_document_that_is_not_one_gets_a_clear_reason(tmp_path):
+    import zipfile
+
+    renamed = tmp_path / "old.docx"
+    renamed.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600)  # an OLE file: .doc or encrypted
+    with pytest.raises(DocumentError, match="not a zip archive.*password-protected.*save it as .docx again"):
+        read_document(renamed)
+    broken = tmp_path / "broken.docx"
+    with zipfile.ZipFile(broken, "w") as archive:
+        archive.writestr("hello.txt", "no document part here")
+    with pytest.raises(DocumentError, match="not a readable .docx file"):
+        read_document(broken)
+
+
+def test_word_document_that_would_unpack_too_large_is_refused(tmp_path, monkeypatch):
+    from ragbot.ingest import word
+
+    path = _word_document(tmp_path / "manual.docx")
+    monkeypatch.setattr(word, "MAX_UNPACKED_BYTES", 10_000)
+    with pytest.raises(DocumentError, match=r"would unpack to .* MiB, over the 0 MiB limit"):
+        read_document(path)

@@ -215,8 +215,8 @@ class Ingester:
         kind = kind_of(file)
         if kind == "pdf":
             return self.pdf_pipeline
-        # Markdown and HTML are read again when the way their tables are written changes.
-        return self.pipeline + (f"|tables={TABLE_RULES}" if kind in ("markdown", "html") else "")
+        # Markdown, HTML and Word are read again when the way their tables are written changes.
+        return self.pipeline + (f"|tables={TABLE_RULES}" if kind in ("markdown", "html", "docx") else "")
 
     def ingest(self, paths: Sequence[str | Path], prune: bool = False, progress: ProgressFn | None = None,
                store_copies: bool = False) -> IngestReport:

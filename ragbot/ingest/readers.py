@@ -1,4 +1,5 @@
-"""Read one file into a Document: PDF (page numbers kept), Markdown, plain text and HTML.
+"""Read one file into a Document: PDF (page numbers kept), Word (.docx), Markdown, plain text
+and HTML.
 
 Every problem with a file is raised as DocumentError(path, reason) with a reason a person can
 act on. Nothing here touches the index or the database.
@@ -15,6 +16,7 @@ from pathlib import Path
 from ragbot.errors import DocumentError
 from ragbot.ingest.pdf import read_pdf
 from ragbot.ingest.tables import html_with_named_columns, markdown_with_named_columns
+from ragbot.ingest.word import read_docx
 from ragbot.types import Document, PageSpan
 
 KINDS = {
@@ -25,6 +27,7 @@ KINDS = {
     ".text": "text",
     ".html": "html",
     ".htm": "html",
+    ".docx": "docx",
 }
 MAX_FILE_BYTES = 200 * 1024 * 1024
 # A line of text this long is encoded data (base64, a minified dump), not something a person
@@ -62,6 +65,9 @@ def read_document(path: Path, pdf_structure: bool = True, ruled_tables: bool = F
         raise DocumentError(name, "empty file")
     if kind == "pdf":
         title, text, pages = _read_pdf(path, data, pdf_structure, ruled_tables)
+    elif kind == "docx":
+        title, raw = read_docx(name, data)
+        text, pages = _normalise(raw), []
     else:
         raw = _decode_text(path, data)
         if kind == "html":

@@ -984,7 +984,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                     # dropped file of another type instead of sending it (on_upload still checks).
                     # Gradio checks the types on the server too: a client other than the page that
                     # sends such a file has its whole batch refused, with Gradio's message.
-                    upload = gr.File(file_count="multiple", label=f"PDF, Markdown, text or HTML (max {max_upload_mb} MB each)",
+                    upload = gr.File(file_count="multiple", label=f"PDF, Word (.docx), Markdown, text or HTML (max {max_upload_mb} MB each)",
                                      file_types=readable_suffixes(), elem_id="upload")
                     upload_status = gr.Textbox(label="Upload", interactive=False, lines=3, elem_id="upload-status")
 

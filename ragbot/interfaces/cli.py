@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("ingest", parents=[common], help="add or update documents (PDF, Markdown, text, HTML)",
+    p = sub.add_parser("ingest", parents=[common], help="add or update documents (PDF, Word .docx, Markdown, text, HTML)",
                        description="Read files and folders (recursively), chunk and embed them. Unchanged "
                                    "files are skipped; changed files replace their old chunks. A file with the same "
                                    "bytes as a document stored from another path is stored once (the first copy).")
