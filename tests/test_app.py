@@ -269,9 +269,14 @@ def test_an_upload_with_the_bytes_of_a_stored_document_is_not_kept_twice(make_bo
     copy = tmp_path / "Paris guide.md"
     copy.write_bytes((docs / "paris.md").read_bytes())
     status = list(handlers.on_upload([str(copy)]))[-1]
-    assert "not stored twice: Paris guide.md has the same content as paris.md" in status
+    assert f"not stored twice: Paris guide.md has the same content as {docs / 'paris.md'}, which is stored" in status
     assert not list((bot.settings.data_dir / "uploads").iterdir())  # ragbot's copy of it is gone
     assert bot.store.counts()[0] == 3
+    # A copy stored before copies were told apart goes when it is re-ingested from the library.
+    bot.ingest([copy], store_copies=True)
+    message = handlers.reingest_document(str(copy))
+    assert "has the same content as" in message and "this copy was removed from the library" in message
+    assert bot.store.document(str(copy)) is None and bot.store.counts()[0] == 3
 
 
 def test_the_document_library_lists_deletes_and_reingests(make_bot, docs, tmp_path):

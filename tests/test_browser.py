@@ -261,8 +261,9 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             expect(page.locator("#exported")).to_contain_text(re.compile(r"GAN history\s*\.md"), timeout=30_000)
             # The whole name is shown in the narrow column (Gradio's row clipped it to ".n").
             shown = page.locator("#exported td.filename").evaluate(
-                "e => [e.scrollWidth <= e.clientWidth + 1, e.querySelector('.stem').getBoundingClientRect().width]")
-            assert shown[0] and shown[1] > 20, shown
+                "e => [e, e.querySelector('.stem'), e.querySelector('.ext')].map(x => x.scrollWidth <= x.clientWidth + 1)"
+                ".concat([e.querySelector('.stem').getBoundingClientRect().width])")
+            assert all(shown[:3]) and shown[3] > 20, shown
             exported = list((data_dir / "exports").glob("*/*.md"))
             assert [p.name for p in exported] == ["GAN history.md"]
             text = exported[0].read_text()

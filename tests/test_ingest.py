@@ -129,24 +129,56 @@ def test_a_copy_is_stored_once_its_original_is_gone_or_changed(make_bot, docs, t
 
 
 def test_a_stored_file_that_becomes_a_copy_loses_its_chunks(make_bot, docs):
-    """bananas.txt was stored before paris.md (files are read in name order)."""
+    """An unchanged stored copy is the one kept, whichever file is read first."""
     bot = make_bot()
     bot.ingest([docs])
-    (docs / "paris.md").write_text((docs / "bananas.txt").read_text())
+    (docs / "paris.md").write_text((docs / "bananas.txt").read_text())  # read after bananas.txt
     report = bot.ingest([docs])
     assert report.duplicates == [(str(docs / "paris.md"), str(docs / "bananas.txt"))]
+    assert report.removed == [str(docs / "paris.md")] and "removed 1" in report.summary()
     assert bot.store.document(str(docs / "paris.md")) is None and bot.store.counts()[0] == 2
     assert all(not p.source.endswith("paris.md") for p in bot.search("Eiffel Tower", k=5))
     _consistent(bot)
-    # The other way round: bananas.txt's new bytes are not stored yet when paris.md is read, so
-    # the file read first in this ingest is the one kept.
     (docs / "paris.md").write_text("# Paris\n\nThe Eiffel Tower was completed in 1889.\n")
     bot.ingest([docs])
-    (docs / "bananas.txt").write_text((docs / "paris.md").read_text())
-    report = bot.ingest([docs])
+    (docs / "bananas.txt").write_text((docs / "paris.md").read_text())  # read before paris.md
+    report = bot.ingest([docs / "bananas.txt"])  # alone, too: it defers to the stored paris.md
+    assert report.duplicates == [(str(docs / "bananas.txt"), str(docs / "paris.md"))] and not report.updated
+    assert [d.source for d in bot.store.documents()] == [str(docs / "paris.md"), str(docs / "volcano.html")]
+    _consistent(bot)
+
+
+def test_a_copy_of_a_file_that_fails_to_read_takes_nothing_away(make_bot, docs):
+    """A file that fails stands for nothing: a stored file with its bytes is not its duplicate."""
+    bot = make_bot()
+    bot.ingest([docs])
+    (docs / "a.html").write_bytes(b"<script>alert(1)</script>\n")  # as HTML, no text
+    (docs / "bananas.txt").write_bytes((docs / "a.html").read_bytes())  # the same bytes, as text a text
+    report = bot.ingest([docs])  # a.html is read first, and fails
+    assert [Path(p).name for p, _ in report.failed] == ["a.html"] and not report.duplicates
     assert report.updated == [str(docs / "bananas.txt")]
-    assert report.duplicates == [(str(docs / "paris.md"), str(docs / "bananas.txt"))]
-    assert [d.source for d in bot.store.documents()] == [str(docs / "bananas.txt"), str(docs / "volcano.html")]
+    again = bot.ingest([docs])  # now a copy of the stored text file, never the other way round
+    assert again.duplicates == [(str(docs / "a.html"), str(docs / "bananas.txt"))] and not again.removed
+    assert bot.store.document(str(docs / "bananas.txt")) is not None
+    _consistent(bot)
+
+
+def test_a_full_disk_leaves_a_duplicates_earlier_version_searchable(make_bot, docs, monkeypatch):
+    from ragbot.errors import DiskFullError
+    from ragbot.ingest.ingester import Ingester
+
+    bot = make_bot()
+    bot.ingest([docs])
+    (docs / "bananas.txt").write_text("Bananas turn brown when they are overripe.\n")
+    (docs / "paris.md").write_text((docs / "bananas.txt").read_text())  # a copy of the new bytes
+
+    def full(self, batch, report):
+        raise DiskFullError("No space left on device")
+
+    monkeypatch.setattr(Ingester, "_store_batch", full)
+    with pytest.raises(DiskFullError):
+        bot.ingest([docs])
+    assert bot.store.document(str(docs / "paris.md")) is not None  # not removed before the new copy is stored
     _consistent(bot)
 
 

@@ -6,7 +6,8 @@ is reported with its reason and never stops the others.
 
 One copy of a document: a file with the same bytes as a document already stored from another
 path (still there, unchanged) is reported as a duplicate and not stored, so two copies never
-take two of the passages a question is shown. The copy stored first is the one kept.
+take two of the passages a question is shown. A copy already stored, unchanged, is the one kept;
+of new or changed copies in one run, the first read.
 """
 
 from __future__ import annotations
@@ -227,6 +228,9 @@ class Ingester:
         files = collect_files(paths, report)
         pending: list[tuple[Document, list[Chunk], bool]] = []
         kept: dict[str, str] | None = None if store_copies else {}  # bytes' sha256 -> file, this run
+        # A duplicate's own earlier version goes only once everything read here is stored, so a
+        # failure or a full disk before that leaves it searchable.
+        superseded: list[str] = []
         done = 0
 
         def flush() -> None:
@@ -244,7 +248,7 @@ class Ingester:
                 if isinstance(item, _Duplicate):
                     report.duplicates.append((item.source, item.original))
                     if item.was_stored:
-                        self.index.remove(self.store.remove_documents([item.source]))
+                        superseded.append(item.source)
                 elif item is None or isinstance(item, str):
                     if isinstance(item, str):
                         report.unchanged.append(item)
@@ -256,8 +260,11 @@ class Ingester:
                 if progress:
                     progress(done, len(files), report.chunks_added + sum(len(c) for _, c, _ in pending))
             flush()
+            if superseded:
+                self.index.remove(self.store.remove_documents(superseded))
+                report.removed.extend(superseded)
             if prune:
-                report.removed = self.prune()
+                report.removed.extend(self.prune())
             report.vector_index = self.save_index()
         except DiskFullError as exc:
             raise DiskFullError(f"{exc}. The documents stored before the disk filled are kept and searchable; run "
@@ -276,8 +283,9 @@ class Ingester:
             original = self._original_of(source, digest, stored, kept)
             if original is not None:
                 return _Duplicate(source, original, stored is not None)
-            kept[digest] = source
         if stored is not None and stored.pipeline == self._pipeline_for(file) and digest == stored.sha256:
+            if kept is not None:
+                kept[digest] = source
             return source
         try:
             doc = read_document(file, pdf_structure=self.settings.pdf_structure,
@@ -294,15 +302,19 @@ class Ingester:
             overlap=self.settings.chunk_overlap,
             max_tokens=self.embedder.max_tokens,
         )
+        if kept is not None:  # only a file read without fault stands for its bytes
+            kept[digest] = source
         return doc, chunks, stored is not None
 
     def _original_of(self, source: str, digest: str, stored: StoredDocument | None,
                      kept: dict[str, str]) -> str | None:
         """The kept file with these bytes, if any: one stored from another path whose file still
-        holds them (a stored file defers only to copies stored before it), else one kept earlier
-        in this run (which may be a stored file whose new bytes are not written yet)."""
+        holds them (a stored, unchanged file defers only to copies stored before it; a changed or
+        new one to any), else one kept earlier in this run (which may be a changed stored file
+        whose new bytes are not written yet)."""
         for other in self.store.documents_with_sha256(digest):
-            if other.source == source or (stored is not None and other.id > stored.id):
+            unchanged = stored is not None and stored.sha256 == digest
+            if other.source == source or (unchanged and other.id > stored.id):
                 continue
             try:
                 if hashlib.sha256(read_bytes(Path(other.source))).hexdigest() == digest:

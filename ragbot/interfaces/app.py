@@ -577,6 +577,11 @@ class ChatHandlers:
         except RagbotError as exc:
             return f"Not re-ingested: {exc}"
         failed = "; ".join(reason for _, reason in report.failed)
+        for _, original in report.duplicates:  # a copy stored before copies were told apart
+            if self._is_upload(doc.source):
+                Path(doc.source).unlink(missing_ok=True)
+            return (f"{literal(Path(doc.source).name)} has the same content as {literal(original)}, which is "
+                    f"stored: this copy was removed from the library.")
         return f"{literal(Path(doc.source).name)}: " + (f"failed: {literal(failed)}" if failed else report.summary())
 
     def export_conversation(self, conversation_id: str, owner: str) -> Path | None:
@@ -779,7 +784,8 @@ class ChatHandlers:
             for path, original in report.duplicates:
                 if path in new:  # not stored, so ragbot's copy of it goes too
                     Path(path).unlink(missing_ok=True)
-                lines.append(f"not stored twice: {Path(path).name} has the same content as {Path(original).name}")
+                lines.append(f"not stored twice: {Path(path).name} has the same content as {original}, "
+                             f"which is stored; this upload was not kept")
             for kind, paths in (("added", report.added), ("updated", report.updated), ("unchanged", report.unchanged)):
                 if paths:
                     lines.append(f"{kind}: " + ", ".join(Path(p).name for p in paths))
