@@ -28,7 +28,7 @@ from ragbot.interfaces.conversations import ConversationError, Conversations
 from ragbot.errors import RagbotError
 from ragbot.storage.files import write_atomic
 from ragbot.ingest.readers import kind_of, readable_suffixes, supported_suffixes
-from ragbot.text import cells_as_prose, heading_title, is_list_item, is_table_row
+from ragbot.text import heading_title, is_list_item, is_table_row, readable_line
 from ragbot.types import Answer, Passage
 
 MAX_K, MAX_TEMPERATURE = 20, 1.5  # the settings sliders' ranges
@@ -242,8 +242,8 @@ def snippet_html(text: str) -> str:
             blocks.append(f"<b>{html.escape(heading)}</b>")
             joined = False
         elif is_table_row(line):  # a line of its own, its cells read as an answer quotes them
-            if any(ch.isalnum() for ch in line):  # not a Markdown table's "| --- |" line
-                blocks.append(html.escape(cells_as_prose(line.strip())))
+            if row := readable_line(line):  # nothing for a Markdown table's "| --- |" line
+                blocks.append(html.escape(row))
             joined = False
         elif joined and not is_list_item(line):  # a list item starts a line of its own
             blocks[-1] += " " + html.escape(line.strip())
