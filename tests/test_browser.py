@@ -109,6 +109,10 @@ def test_ask_vote_and_upload_in_a_real_browser(server, tmp_path):
         page.click("#ask")
         expect(page.locator("#sources .ragbot-source").first).to_contain_text("zorblat.md", timeout=180_000)
         page.screenshot(path=str(ARTIFACTS / "chat-upload.png"))
+        # The chat's toolbar (clear, copy all) stands above the messages, not over them: Gradio
+        # floated it over the top right corner, where a scrolled question's bubble went under it.
+        toolbar, messages = (page.locator(f"#chat {c}").first.bounding_box() for c in (".top-panel", ".bubble-wrap"))
+        assert toolbar["height"] > 0 and toolbar["y"] + toolbar["height"] <= messages["y"] + 0.5, (toolbar, messages)
 
         # Another file of the same name is kept under a distinct name; the first stays as it was.
         other = tmp_path / "second" / "zorblat.md"

@@ -832,6 +832,12 @@ a.ragbot-cite { text-decoration: none; font-weight: 600; }
 #exported td.filename { white-space: normal !important; overflow-wrap: anywhere; width: 100%; max-width: none; }
 #exported td.filename .stem, #exported td.filename .ext { white-space: normal !important; overflow: visible !important;
   text-overflow: clip !important; }
+/* Gradio floats the chat's toolbar (clear, copy all) over the top right corner of the scrolled
+   messages, so it covered a question's bubble and its buttons there. It gets a strip of its own
+   above the messages instead: the chat box is a column, the messages fill what is left. */
+#chat .wrapper:has(> .top-panel) { display: flex; flex-direction: column; }
+#chat .wrapper > .top-panel { position: static; align-self: flex-end; flex: none; }
+#chat .wrapper > .bubble-wrap { flex: 1 1 auto; min-height: 0; }
 """
 
 
