@@ -371,9 +371,12 @@ class RagBot:
         return report
 
     def remove(self, paths: Sequence[str | Path], on_wait: Callable[[str], None] | None = None,
-               wait: float = WRITE_WAIT_SECONDS) -> list[str]:
+               wait: float = WRITE_WAIT_SECONDS) -> IngestReport:
+        """Remove the documents at or under `paths`; see Ingester.remove for the report."""
         with self._writing(on_wait, wait) as ingester:
-            return ingester.remove(paths)
+            report = ingester.remove(paths)
+        report.seconds += ingester.lexical_seconds
+        return report
 
     def ensure_default_corpus(self, progress: ProgressFn | None = None) -> IngestReport | None:
         """Ingest the shipped corpus when the data dir holds no documents yet."""

@@ -271,12 +271,17 @@ def test_an_upload_with_the_bytes_of_a_stored_document_is_not_kept_twice(make_bo
     status = list(handlers.on_upload([str(copy)]))[-1]
     assert f"not stored twice: Paris guide.md has the same content as {docs / 'paris.md'}, which is stored" in status
     assert not list((bot.settings.data_dir / "uploads").iterdir())  # ragbot's copy of it is gone
-    assert bot.store.counts()[0] == 3
+    assert bot.store.counts()[0] == 3 and bot.store.copies() == []  # and so is its record as a copy
     # A copy stored before copies were told apart goes when it is re-ingested from the library.
     bot.ingest([copy], store_copies=True)
     message = handlers.reingest_document(str(copy))
     assert "has the same content as" in message and "this copy was removed from the library" in message
     assert bot.store.document(str(copy)) is None and bot.store.counts()[0] == 3
+    assert bot.store.copies() == [(str(copy), str(docs / "paris.md"))]  # the user's file: searched as a copy
+    # Deleting the document from the library stores that copy in its place, and says so.
+    message = handlers.delete_document(str(docs / "paris.md"))
+    assert message.startswith(r"Deleted paris\.md:") and "searched in its place" in message
+    assert bot.search("When was the Eiffel Tower finished?", k=1)[0].source == str(copy)
 
 
 def test_the_document_library_lists_deletes_and_reingests(make_bot, docs, tmp_path):

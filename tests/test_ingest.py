@@ -72,9 +72,9 @@ def test_changed_chunk_settings_redo_documents(make_bot, docs, tmp_path):
 def test_remove_file_and_folder(make_bot, docs):
     bot = make_bot()
     bot.ingest([docs])
-    assert bot.remove([docs / "paris.md"]) == [str(docs / "paris.md")]
+    assert bot.remove([docs / "paris.md"]).removed == [str(docs / "paris.md")]
     assert all(not p.source.endswith("paris.md") for p in bot.search("Eiffel Tower", k=10))
-    assert sorted(bot.remove([docs])) == [str(docs / "bananas.txt"), str(docs / "volcano.html")]
+    assert sorted(bot.remove([docs]).removed) == [str(docs / "bananas.txt"), str(docs / "volcano.html")]
     assert bot.store.counts() == (0, 0)
     assert bot.search("anything") == []
     _consistent(bot)
@@ -145,6 +145,61 @@ def test_a_stored_file_that_becomes_a_copy_loses_its_chunks(make_bot, docs):
     report = bot.ingest([docs / "bananas.txt"])  # alone, too: it defers to the stored paris.md
     assert report.duplicates == [(str(docs / "bananas.txt"), str(docs / "paris.md"))] and not report.updated
     assert [d.source for d in bot.store.documents()] == [str(docs / "paris.md"), str(docs / "volcano.html")]
+    _consistent(bot)
+
+
+def test_a_copy_is_searched_under_its_path_and_stored_when_its_document_goes(make_bot, docs, tmp_path):
+    """A copy is not stored twice, but it is not lost either: searching under its path finds
+    the document, and once the document is removed, deleted or changed, the copy is stored in
+    its place in the same run (before, its text was gone until the copy was ingested again)."""
+    from ragbot.interfaces.cli import _chosen_documents
+
+    bot = make_bot()
+    bot.ingest([docs])
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    for name in ("paris.md", "bananas.txt", "volcano.html"):
+        shutil.copy(docs / name, copies / name)
+    bot.ingest([copies])
+    assert bot.store.copies() == [(str(copies / n), str(docs / n)) for n in ("bananas.txt", "paris.md", "volcano.html")]
+    assert _chosen_documents(bot, [str(copies / "paris.md")]) == [str(docs / "paris.md")]
+    assert sorted(_chosen_documents(bot, [str(copies)])) == sorted(str(docs / n) for n in
+                                                                   ("bananas.txt", "paris.md", "volcano.html"))
+
+    removed = bot.remove([docs / "paris.md"])  # removed by the user: the copy is stored instead
+    assert removed.removed == [str(docs / "paris.md")] and removed.stood_in == [(str(copies / "paris.md"),
+                                                                                 str(docs / "paris.md"))]
+    assert bot.search("When was the Eiffel Tower finished?", k=1)[0].source == str(copies / "paris.md")
+    (docs / "bananas.txt").write_text("Bananas turn brown when they are overripe.\n")  # changed
+    (docs / "volcano.html").unlink()  # deleted
+    report = bot.ingest([docs], prune=True)
+    assert report.updated == [str(docs / "bananas.txt")] and report.removed == [str(docs / "volcano.html")]
+    assert sorted(report.stood_in) == [(str(copies / "bananas.txt"), str(docs / "bananas.txt")),
+                                       (str(copies / "volcano.html"), str(docs / "volcano.html"))]
+    assert "copies stored in place 2" in report.summary()
+    assert bot.search("Where are bananas grown?", k=1)[0].source == str(copies / "bananas.txt")
+    assert bot.search("Mount Etna", k=1)[0].source == str(copies / "volcano.html")
+    # The removed paris.md, read again with its folder, is now the copy of the one stored.
+    assert report.duplicates == [(str(docs / "paris.md"), str(copies / "paris.md"))]
+    assert bot.store.copies() == [(str(docs / "paris.md"), str(copies / "paris.md"))] and bot.store.counts()[0] == 4
+    _consistent(bot)
+
+
+def test_removing_a_copys_path_forgets_the_copy_and_keeps_the_document(make_bot, docs, tmp_path):
+    bot = make_bot()
+    bot.ingest([docs])
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    shutil.copy(docs / "paris.md", copies / "paris.md")
+    bot.ingest([copies])
+    report = bot.remove([copies])
+    assert report.copies_forgotten == [str(copies / "paris.md")] and not report.removed
+    assert bot.store.copies() == [] and bot.store.document(str(docs / "paris.md")) is not None
+    assert (copies / "paris.md").exists()
+    # Removing the document now stores nothing in its place, and neither does removing both.
+    bot.ingest([copies])
+    both = bot.remove([docs / "paris.md", copies])
+    assert both.removed == [str(docs / "paris.md")] and not both.stood_in and bot.store.copies() == []
     _consistent(bot)
 
 
@@ -262,6 +317,15 @@ def test_cli_reports_failures_and_exit_status(docs, tmp_path):
     assert (f"duplicate: {tmp_path / 'elsewhere' / 'paris.md'}: the same bytes as {docs / 'paris.md'}, stored once"
             in copy.stdout)
     assert "added 0, updated 0, unchanged 0, failed 0, duplicates 1" in copy.stdout
+    listed = subprocess.run([sys.executable, "-m", "ragbot", "--data-dir", str(data), "documents"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert f"\n  also at {tmp_path / 'elsewhere' / 'paris.md'} (the same bytes, stored once)\n" in listed.stdout
+    assert "3 document(s), 1 copy" in listed.stdout
+    removed = subprocess.run([sys.executable, "-m", "ragbot", "--data-dir", str(data), "remove", str(docs / "paris.md")],
+                             capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert removed.returncode == 0, removed.stderr
+    assert (f"stored in place: {tmp_path / 'elsewhere' / 'paris.md'}: a copy of {docs / 'paris.md'}, so what it "
+            f"holds is still searched") in removed.stdout
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs POSIX fork")

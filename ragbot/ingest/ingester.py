@@ -7,7 +7,10 @@ is reported with its reason and never stops the others.
 One copy of a document: a file with the same bytes as a document already stored from another
 path (still there, unchanged) is reported as a duplicate and not stored, so two copies never
 take two of the passages a question is shown. A copy already stored, unchanged, is the one kept;
-of new or changed copies in one run, the first read.
+of new or changed copies in one run, the first read. The store records each such copy's path
+(`Store.copies`), so searching under that path finds the document, and when the document is
+removed, its file is gone or its bytes change, a copy whose file still holds the old bytes is
+read and stored in its place in the same run: nothing a copy held stops being searchable.
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ class IngestReport:
     removed: list[str] = field(default_factory=list)
     # (file, the stored document with the same bytes): not stored twice
     duplicates: list[tuple[str, str]] = field(default_factory=list)
+    # (copy, the document it was a copy of): stored because that one was removed, gone or changed
+    stood_in: list[tuple[str, str]] = field(default_factory=list)
+    copies_forgotten: list[str] = field(default_factory=list)  # copies' paths a remove named
     chunks_added: int = 0
     seconds: float = 0.0
     embed_seconds: float = 0.0
@@ -71,6 +77,8 @@ class IngestReport:
             parts.append(f"skipped {len(self.skipped)}")
         if self.duplicates:
             parts.append(f"duplicates {len(self.duplicates)}")
+        if self.stood_in:
+            parts.append(f"copies stored in place {len(self.stood_in)}")
         line = f"{', '.join(parts)} — {self.chunks_added} chunks in {self.seconds:.1f}s ({rate:.0f} chunks/s)"
         built = self.vector_index
         if built and built.get("attempted_at"):
@@ -226,10 +234,34 @@ class Ingester:
         started = time.perf_counter()
         report = IngestReport()
         files = collect_files(paths, report)
-        pending: list[tuple[Document, list[Chunk], bool]] = []
         kept: dict[str, str] | None = None if store_copies else {}  # bytes' sha256 -> file, this run
-        # A duplicate's own earlier version goes only once everything read here is stored, so a
-        # failure or a full disk before that leaves it searchable.
+        try:
+            # A duplicate's own earlier version goes only once everything read here is stored, so a
+            # failure or a full disk before that leaves it searchable.
+            superseded = self._read_and_store(files, report, kept, progress)
+            gone = self._gone() if prune else []
+            # Documents that stop holding what their copies hold: a copy stands in for each.
+            left = [*report.updated, *superseded, *gone]
+            copies = self.store.copies(left)
+            self._remove(superseded + gone)
+            report.removed.extend(superseded + gone)
+            if prune:
+                self.store.forget_copies([p for p, _ in self.store.copies() if not os.path.isfile(p)])
+            self._store_in_place(copies, report, kept, handled={str(f) for f in files})
+            if kept is not None:
+                self.store.record_copies(report.duplicates)
+            report.vector_index = self.save_index()
+        except DiskFullError as exc:
+            raise DiskFullError(f"{exc}. The documents stored before the disk filled are kept and searchable; run "
+                                f"the ingest again when there is room (stored, unchanged files are skipped)") from None
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _read_and_store(self, files: Sequence[Path], report: IngestReport, kept: dict[str, str] | None,
+                        progress: ProgressFn | None = None) -> list[str]:
+        """Read, chunk, embed and store `files`, filling `report`; returns the stored documents
+        found to be duplicates of another file, which the caller removes."""
+        pending: list[tuple[Document, list[Chunk], bool]] = []
         superseded: list[str] = []
         done = 0
 
@@ -238,39 +270,47 @@ class Ingester:
             self._store_batch(pending, report)
             pending = []
 
-        try:
-            for file in files:
-                try:
-                    item = self._prepare(file, kept)
-                except DocumentError as exc:
-                    report.failed.append((exc.path, exc.reason))
-                    item = None
-                if isinstance(item, _Duplicate):
-                    report.duplicates.append((item.source, item.original))
-                    if item.was_stored:
-                        superseded.append(item.source)
-                elif item is None or isinstance(item, str):
-                    if isinstance(item, str):
-                        report.unchanged.append(item)
-                else:
-                    pending.append(item)
-                    if sum(len(c) for _, c, _ in pending) >= FLUSH_CHUNKS:
-                        flush()
-                done += 1
-                if progress:
-                    progress(done, len(files), report.chunks_added + sum(len(c) for _, c, _ in pending))
-            flush()
-            if superseded:
-                self.index.remove(self.store.remove_documents(superseded))
-                report.removed.extend(superseded)
-            if prune:
-                report.removed.extend(self.prune())
-            report.vector_index = self.save_index()
-        except DiskFullError as exc:
-            raise DiskFullError(f"{exc}. The documents stored before the disk filled are kept and searchable; run "
-                                f"the ingest again when there is room (stored, unchanged files are skipped)") from None
-        report.seconds = time.perf_counter() - started
-        return report
+        for file in files:
+            try:
+                item = self._prepare(file, kept)
+            except DocumentError as exc:
+                report.failed.append((exc.path, exc.reason))
+                item = None
+            if isinstance(item, _Duplicate):
+                report.duplicates.append((item.source, item.original))
+                if item.was_stored:
+                    superseded.append(item.source)
+            elif item is None or isinstance(item, str):
+                if isinstance(item, str):
+                    report.unchanged.append(item)
+            else:
+                pending.append(item)
+                if sum(len(c) for _, c, _ in pending) >= FLUSH_CHUNKS:
+                    flush()
+            done += 1
+            if progress:
+                progress(done, len(files), report.chunks_added + sum(len(c) for _, c, _ in pending))
+        flush()
+        return superseded
+
+    def _store_in_place(self, copies: Sequence[tuple[str, str]], report: IngestReport,
+                        kept: dict[str, str] | None, handled: set[str] = frozenset()) -> None:
+        """Read and store the copies (path, document) whose documents were just removed or
+        changed, where the copy's file is still there; the others are forgotten. Copies with the
+        same bytes are stored once, as always. `handled`: files this run read already (a copy
+        among them is stored, or recorded again, by that reading)."""
+        self.store.forget_copies([path for path, _ in copies])
+        waiting = [(path, original) for path, original in copies if path not in handled and os.path.isfile(path)]
+        if not waiting:
+            return
+        added_before = len(report.added)
+        self._read_and_store([Path(path) for path, _ in waiting], report, {} if kept is None else kept)
+        stored = set(report.added[added_before:])
+        report.stood_in.extend((path, original) for path, original in waiting if path in stored)
+
+    def _remove(self, sources: Sequence[str]) -> None:
+        if sources:
+            self.index.remove(self.store.remove_documents(sources))
 
     def _prepare(self, file: Path, kept: dict[str, str] | None) -> tuple[Document, list[Chunk], bool] | str | _Duplicate:
         """The document and its chunks; its source when it is stored and unchanged; or, unless
@@ -349,18 +389,28 @@ class Ingester:
     def embedding_input(self, doc: Document, chunk: Chunk) -> str:
         return embedding_input(self.embedder, doc.title, chunk.section, chunk.text, chunk.n_tokens)
 
-    def remove(self, paths: Sequence[str | Path]) -> list[str]:
+    def remove(self, paths: Sequence[str | Path]) -> IngestReport:
+        """Remove the stored documents at or under `paths` (`removed`), and forget the copies
+        recorded there (`copies_forgotten`; their files are not touched). A removed document's
+        copy elsewhere is stored in its place (`stood_in`, `added`)."""
+        started = time.perf_counter()
+        report = IngestReport()
         targets = [os.path.abspath(os.path.expanduser(str(p))) for p in paths]
-        sources = [d.source for d in self.store.documents_under(targets)]
-        self.index.remove(self.store.remove_documents(sources))
-        self.save_index()  # a remove that makes the index exact again is reported by status
-        return sources
+        report.removed = [d.source for d in self.store.documents_under(targets)]
+        report.copies_forgotten = [path for path, _ in self.store.copies_under(targets)]
+        self.store.forget_copies(report.copies_forgotten)
+        copies = self.store.copies(report.removed)
+        self._remove(report.removed)
+        kept: dict[str, str] = {}
+        self._store_in_place(copies, report, kept)
+        self.store.record_copies(report.duplicates)
+        report.vector_index = self.save_index()  # a remove that makes the index exact again is reported by status
+        report.seconds = time.perf_counter() - started
+        return report
 
-    def prune(self) -> list[str]:
-        """Drop stored documents whose files no longer exist."""
-        gone = [d.source for d in self.store.documents() if not os.path.isfile(d.source)]
-        self.index.remove(self.store.remove_documents(gone))
-        return gone
+    def _gone(self) -> list[str]:
+        """The stored documents whose files no longer exist."""
+        return [d.source for d in self.store.documents() if not os.path.isfile(d.source)]
 
     def save_index(self) -> dict | None:
         """Save the index of this generation (`save_generation_index`); returns the measurements

@@ -559,12 +559,14 @@ class ChatHandlers:
         if doc is None:
             return "Choose a document first."
         try:
-            self.bot.remove([doc.source], wait=PAGE_WRITE_WAIT)
+            report = self.bot.remove([doc.source], wait=PAGE_WRITE_WAIT)
         except RagbotError as exc:
             return f"Not deleted: {exc}"
         if self._is_upload(doc.source):
             Path(doc.source).unlink(missing_ok=True)  # ragbot's own copy of an upload
-        return f"Deleted {literal(Path(doc.source).name)}: its passages are no longer searched."
+        kept = "".join(f" Its copy {literal(path)} holds the same text and is searched in its place."
+                       for path, _ in report.stood_in)
+        return f"Deleted {literal(Path(doc.source).name)}: its passages are no longer searched." + kept
 
     def reingest_document(self, source: str | None) -> str:
         doc = self._stored(source)
@@ -580,6 +582,7 @@ class ChatHandlers:
         for _, original in report.duplicates:  # a copy stored before copies were told apart
             if self._is_upload(doc.source):
                 Path(doc.source).unlink(missing_ok=True)
+                self.bot.store.forget_copies([doc.source])  # that file is gone: no copy to search
             return (f"{literal(Path(doc.source).name)} has the same content as {literal(original)}, which is "
                     f"stored: this copy was removed from the library.")
         return f"{literal(Path(doc.source).name)}: " + (f"failed: {literal(failed)}" if failed else report.summary())
@@ -782,8 +785,9 @@ class ChatHandlers:
                     Path(path).unlink(missing_ok=True)
                 lines.append(f"failed: {Path(path).name}: {reason}")
             for path, original in report.duplicates:
-                if path in new:  # not stored, so ragbot's copy of it goes too
+                if path in new:  # not stored, so ragbot's copy of it goes too, and so does its record
                     Path(path).unlink(missing_ok=True)
+                    self.bot.store.forget_copies([path])
                 lines.append(f"not stored twice: {Path(path).name} has the same content as {original}, "
                              f"which is stored; this upload was not kept")
             for kind, paths in (("added", report.added), ("updated", report.updated), ("unchanged", report.unchanged)):

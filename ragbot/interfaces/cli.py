@@ -71,7 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-overlap", type=int, help="overlap between chunks in tokens (default 40)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("remove", parents=[common], help="remove documents (a file, or every file under a folder)")
+    p = sub.add_parser("remove", parents=[common], help="remove documents (a file, or every file under a folder)",
+                       description="Remove the stored documents at or under PATH (the files are not touched). A "
+                                   "removed document's copy elsewhere (the same bytes, stored once) is read and "
+                                   "stored in its place, so what it holds is still searched.")
     p.add_argument("paths", nargs="+", metavar="PATH")
 
     p = sub.add_parser("search", parents=[common], help="show the passages that best match a query",
@@ -339,6 +342,8 @@ def _print_report(report) -> None:
         print(f"duplicate: {one_line(path)}: the same bytes as {one_line(original)}, stored once")
     for path in report.removed:
         print(f"removed: {one_line(path)}")
+    for path, original in report.stood_in:
+        print(f"stored in place: {one_line(path)}: it held what {one_line(original)} held, which was removed or changed")
     print(report.summary())
 
 
@@ -359,13 +364,19 @@ def _say_waiting(message: str) -> None:
 
 
 def cmd_remove(bot, args) -> int:
-    removed = bot.remove(args.paths, on_wait=_say_waiting)
-    for source in removed:
-        print(f"removed: {source}")
-    if not removed:
+    from ragbot.text import one_line
+
+    report = bot.remove(args.paths, on_wait=_say_waiting)
+    for source in report.removed:
+        print(f"removed: {one_line(source)}")
+    for path in report.copies_forgotten:
+        print(f"no longer searched as a copy: {one_line(path)} (the file is untouched)")
+    for path, original in report.stood_in:
+        print(f"stored in place: {one_line(path)}: a copy of {one_line(original)}, so what it holds is still searched")
+    if not report.removed and not report.copies_forgotten:
         print("nothing stored under " + ", ".join(args.paths), file=sys.stderr)
         return 1
-    print(f"removed {len(removed)} document(s)")
+    print(f"removed {len(report.removed)} document(s)")
     return 0
 
 
@@ -378,10 +389,12 @@ def _chosen_documents(bot, within: list[str] | None) -> list[str] | None:
 
     sources: dict[str, None] = {}
     for path in within:
-        found = bot.store.documents_under([str(Path(path).expanduser().resolve())])
+        where = [str(Path(path).expanduser().resolve())]
+        found = [d.source for d in bot.store.documents_under(where)]
+        found += [original for _, original in bot.store.copies_under(where)]  # stored once, from another path
         if not found:
             raise RagbotError(f"no stored document is at {path}; see `ragbot documents`")
-        sources.update((d.source, None) for d in found)
+        sources.update((source, None) for source in found)
     return list(sources)
 
 
@@ -496,15 +509,21 @@ def cmd_status(bot, args) -> int:
 
 def cmd_documents(bot, args) -> int:
     docs = bot.store.documents()
+    copies: dict[str, list[str]] = {}  # document -> the paths of its copies
+    for path, original in bot.store.copies():
+        copies.setdefault(original, []).append(path)
     if args.json:
-        print(json.dumps([d.__dict__ for d in docs], indent=2))
+        print(json.dumps([{**d.__dict__, "copies": copies.get(d.source, [])} for d in docs], indent=2))
         return 0
     from ragbot.text import one_line
 
     for d in docs:
         pages = f", {d.n_pages} pages" if d.n_pages else ""
         print(f"{one_line(d.source)}  ({d.kind}, {d.n_chunks} chunks{pages})")
-    print(f"{len(docs)} document(s)")
+        for path in copies.get(d.source, ()):
+            print(f"  also at {one_line(path)} (the same bytes, stored once)")
+    n_copies = sum(map(len, copies.values()))
+    print(f"{len(docs)} document(s)" + (f", {n_copies} {'copy' if n_copies == 1 else 'copies'}" if n_copies else ""))
     return 0
 
 

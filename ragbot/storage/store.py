@@ -154,6 +154,20 @@ MIGRATIONS: list[tuple[int, str]] = [
         # Ingest looks a file's bytes up to store one copy of a document (ingester.py).
         "CREATE INDEX documents_sha256 ON documents(sha256)",
     ),
+    (
+        7,
+        # A file ingest found to hold the same bytes as a stored document from another path: not
+        # stored twice, but searched under its own path too (`ask --in`), and stored in the
+        # document's place when that one is removed, gone or changed (ingester.py).
+        """
+        CREATE TABLE copies (
+            path TEXT PRIMARY KEY,
+            original TEXT NOT NULL,
+            recorded_at REAL NOT NULL
+        );
+        CREATE INDEX copies_original ON copies(original)
+        """,
+    ),
 ]
 
 
@@ -360,6 +374,42 @@ class Store:
             found.update((row[0], StoredDocument(*row)) for row in rows)
         return sorted(found.values(), key=lambda d: d.source)
 
+    # -- copies: files with the bytes of a stored document, kept as a path to it ------------
+
+    def record_copies(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Record (path, original) pairs; a pair whose original is not a stored document, or whose
+        path is one, is left out."""
+        def stored(source: str) -> bool:
+            return self._db.execute("SELECT 1 FROM documents WHERE source = ?", (source,)).fetchone() is not None
+
+        rows = [(path, original, time.time()) for path, original in pairs
+                if path != original and stored(original) and not stored(path)]
+        if rows:
+            with self.transaction() as db:
+                db.executemany("INSERT OR REPLACE INTO copies(path, original, recorded_at) VALUES (?, ?, ?)", rows)
+
+    def copies(self, originals: Sequence[str] | None = None) -> list[tuple[str, str]]:
+        """(path, original) of the recorded copies (of `originals` only, when given), by path."""
+        if originals is None:
+            return [tuple(r) for r in self._db.execute("SELECT path, original FROM copies ORDER BY path")]
+        found = [tuple(r) for source in dict.fromkeys(originals)
+                 for r in self._db.execute("SELECT path, original FROM copies WHERE original = ?", (source,))]
+        return sorted(found)
+
+    def copies_under(self, paths: Sequence[str]) -> list[tuple[str, str]]:
+        """(path, original) of the copies at one of `paths` or inside one of them (as folders)."""
+        found: dict[str, str] = {}
+        for path in paths:
+            folder = path.rstrip("/") + "/"
+            found.update(self._db.execute("SELECT path, original FROM copies WHERE path = ? OR substr(path, 1, ?) = ?",
+                                          (path, len(folder), folder)).fetchall())
+        return sorted(found.items())
+
+    def forget_copies(self, paths: Sequence[str]) -> None:
+        if paths:
+            with self.transaction() as db:
+                db.executemany("DELETE FROM copies WHERE path = ?", [(p,) for p in paths])
+
     def chunk_ids_of(self, sources: Sequence[str]) -> np.ndarray:
         """The chunk ids of the documents `sources` names (exact sources; unknown ones add none)."""
         ids: list[int] = []
@@ -387,6 +437,7 @@ class Store:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         with self.transaction() as db:
             old_ids = self._delete_sources(db, [doc.source])
+            db.execute("DELETE FROM copies WHERE path = ?", (doc.source,))  # a copy no more: stored itself
             cursor = db.execute(
                 "INSERT INTO documents(source, kind, title, sha256, size, n_pages, pipeline, ingested_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -413,6 +464,8 @@ class Store:
             return []
         with self.transaction() as db:
             ids = self._delete_sources(db, sources)
+            # Their copies go with them (the ingester stores a copy in a removed one's place first).
+            db.executemany("DELETE FROM copies WHERE original = ?", [(s,) for s in sources])
             self._bump_generation()
         return ids
 
