@@ -91,3 +91,49 @@ def searched_development_sets(work: Path, **settings):
     queries = [bot.standalone_query([r["previous"]], r["question"]) if r.get("previous") else r["question"]
                for r in rows]
     return bot, rows, queries, bot.batch_search(queries)
+
+
+def first_sentence_rouge(bot, single: list[dict], follow: list[dict], scores) -> dict[str, list[dict]]:
+    """ROUGE-L of the sentence each ranking variant puts first, for the development sets'
+    single questions and follow-ups (the explorations of docs/benchmarks.md §15-16).
+    `scores(queries, passages)` -> (candidate pool, {variant: a score per candidate}), or
+    (None, None) when the passages hold no sentence; a follow-up is searched as the chat searches
+    it, and scored by its standalone query and its turn as asked."""
+    import numpy as np
+
+    from ragbot.evaluation.metrics import best_of, rouge_l
+
+    def first(queries, passages, references):
+        pool, by_variant = scores(queries, passages)
+        if pool is None:
+            return None
+        return {name: best_of(rouge_l, pool[int(np.argmax(v))][1], references) for name, v in by_variant.items()}
+
+    results: dict[str, list[dict]] = {"single questions": [], "follow-ups": []}
+    for row in single:
+        found = first([row["question"]], bot.search(row["question"], k=5), row["answers"])
+        if found:
+            results["single questions"].append(found)
+    for row in follow:
+        query = bot.standalone_query([row["previous"]], row["question"])
+        found = first([query] + ([row["question"]] if query != row["question"] else []), bot.search(query, k=5),
+                      row["answers"])
+        if found:
+            results["follow-ups"].append(found)
+    return results
+
+
+def print_paired(results: dict[str, list[dict]], baseline: str, width: int = 34) -> None:
+    """Each variant's mean, its paired difference to `baseline` with the bootstrap 95% interval,
+    and how many rows it changed, for each group of rows."""
+    import numpy as np
+
+    from ragbot.evaluation.metrics import paired_difference
+
+    for kind, rows in results.items():
+        print(f"\n{kind}: {len(rows)} (ROUGE-L of the sentence ranked first; paired difference to {baseline})")
+        for name in rows[0] if rows else ():
+            d = paired_difference([r[baseline] for r in rows], [r[name] for r in rows])
+            changed = sum(r[name] != r[baseline] for r in rows)
+            print(f"  {name:{width}s} {np.mean([r[name] for r in rows]):.3f}  "
+                  f"{d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]  ({changed} changed)")

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from common import first_sentence_rouge, print_paired  # noqa: E402
 from ragbot import RagBot  # noqa: E402
 from ragbot.answer.evidence import WORST_SHARE, candidates, worst_share  # noqa: E402
-from ragbot.evaluation.metrics import best_of, paired_difference, rouge_l  # noqa: E402
 
 bot = RagBot.open(sys.argv[1] if len(sys.argv) > 1 else "/tmp/ragbot-explore-headings", default_corpus=None)
 if not bot.store.all_chunks():
@@ -55,30 +56,7 @@ def scores(queries, passages):
     return pool, out
 
 
-def first_rouge(queries, passages, references):
-    pool, by_variant = scores(queries, passages)
-    if pool is None:
-        return None
-    return {name: best_of(rouge_l, pool[int(np.argmax(v))][1], references) for name, v in by_variant.items()}
-
-
-results = {"single questions": [], "follow-ups": []}
-for row in single:
-    found = first_rouge([row["question"]], bot.search(row["question"], k=5), row["answers"])
-    if found:
-        results["single questions"].append(found)
-for row in follow:
-    query = bot.standalone_query([row["previous"]], row["question"])
-    queries = [query] + ([row["question"]] if query != row["question"] else [])
-    found = first_rouge(queries, bot.search(query, k=5), row["answers"])
-    if found:
-        results["follow-ups"].append(found)
-for kind, rows in results.items():
-    print(f"\n{kind}: {len(rows)} (ROUGE-L of the sentence ranked first; paired difference to the shipped)")
-    for name in rows[0]:
-        d = paired_difference([r["shipped"] for r in rows], [r[name] for r in rows])
-        print(f"  {name:34s} {np.mean([r[name] for r in rows]):.3f}  "
-              f"{d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]")
+print_paired(first_sentence_rouge(bot, single, follow, scores), "shipped")
 for question in ["What is a VAE?", "What is a GAN?", "What is retrieval-augmented generation?"]:
     pool, by_variant = scores([question], bot.search(question, k=5))
     print(question)

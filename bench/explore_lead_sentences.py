@@ -26,10 +26,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from bench_answers import log_questions  # noqa: E402
+from common import first_sentence_rouge, print_paired  # noqa: E402
 from ragbot import RagBot  # noqa: E402
 from ragbot.answer.evidence import candidates  # noqa: E402
 from ragbot.answer.generation import strip_citation_marks  # noqa: E402
-from ragbot.evaluation.metrics import best_of, paired_difference, rouge_l  # noqa: E402
 from ragbot.text import heading_title, prose_pieces  # noqa: E402
 
 BLOCK = re.compile(r"\n\s*\n")
@@ -84,31 +84,7 @@ def scores(queries, passages):
     return pool, out
 
 
-def first_rouge(queries, passages, references):
-    pool, by_variant = scores(queries, passages)
-    if pool is None:
-        return None
-    return {name: best_of(rouge_l, pool[int(np.argmax(v))][1], references) for name, v in by_variant.items()}
-
-
-results = {"single questions": [], "follow-ups": []}
-for row in single:
-    found = first_rouge([row["question"]], bot.search(row["question"], k=5), row["answers"])
-    if found:
-        results["single questions"].append(found)
-for row in follow:
-    query = bot.standalone_query([row["previous"]], row["question"])
-    queries = [query] + ([row["question"]] if query != row["question"] else [])
-    found = first_rouge(queries, bot.search(query, k=5), row["answers"])
-    if found:
-        results["follow-ups"].append(found)
-for kind, rows in results.items():
-    print(f"\n{kind}: {len(rows)} (ROUGE-L of the sentence ranked first; paired difference to the shipped)")
-    for name in rows[0]:
-        d = paired_difference([r["shipped"] for r in rows], [r[name] for r in rows])
-        changed = sum(r[name] != r["shipped"] for r in rows)
-        print(f"  {name:20s} {np.mean([r[name] for r in rows]):.3f}  "
-              f"{d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]  ({changed} changed)")
+print_paired(first_sentence_rouge(bot, single, follow, scores), "shipped", width=20)
 for question in ["What is a VAE?", "What is a GAN?", "What is RAG?", "What is retrieval-augmented generation?",
                  "What is LoRA?", "What objective is a VAE trained to maximise?"]:
     pool, by_variant = scores([question], bot.search(question, k=5))

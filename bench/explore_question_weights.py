@@ -14,9 +14,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
+from common import print_paired  # noqa: E402
 from ragbot import RagBot  # noqa: E402
 from ragbot.answer.evidence import WORST_SHARE, candidates, worst_share  # noqa: E402
-from ragbot.evaluation.metrics import best_of, paired_difference, rouge_l  # noqa: E402
+from ragbot.evaluation.metrics import best_of, rouge_l  # noqa: E402
 
 DATA = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/ragbot-explore-weights")
 bot = RagBot.open(DATA, default_corpus=None)
@@ -105,10 +106,4 @@ for row in follow:
     r = top_rouge(parts, bot.search(query, k=5), row["answers"])
     if r:
         records["follow-up"].append(r)
-for kind, rows in records.items():
-    print(f"\n{kind}: {len(rows)} questions (ROUGE-L of the sentence ranked first; paired difference to the shipped)")
-    for name in rows[0]:
-        base = [r["idf (shipped)"] for r in rows]
-        mine = [r[name] for r in rows]
-        d = paired_difference(base, mine)
-        print(f"  {name:22s} {np.mean(mine):.3f}  {d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]")
+print_paired(records, "idf (shipped)", width=22)
