@@ -131,7 +131,7 @@ def prose_pieces(text: str) -> list[tuple[str, bool]]:
     row ("Registration: N5921D"). A field is a whole fact however few its words."""
     found: list[tuple[str, bool]] = []
     for block in _BLOCK.split(text):
-        lines = [line.strip() for line in block.splitlines() if not line.lstrip().startswith("#")]
+        lines = [line.strip() for line in block.splitlines() if markdown_heading(line) is None]
         prose: list[str] = []
         for line in [*lines, None]:  # None: the end of the block ends its prose
             if line is not None and not is_table_row(line):
@@ -150,14 +150,24 @@ def is_list_item(line: str) -> bool:
     return bool(_LIST_MARK.match(line))
 
 
-_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
+# A Markdown (ATX) heading as CommonMark reads one: up to three spaces, one to six "#", then
+# space and the title; a closing run of "#" counts only after a space ("## Learning C#" keeps its "#").
+_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
+
+
+def markdown_heading(line: str) -> tuple[int, str] | None:
+    """A heading line's level and title ("## Costs" -> (2, "Costs")), as ragbot's readers mark
+    a section; None for any other line, and for a "#" without a title ("#1 priority", "#tag")."""
+    match = _HEADING.match(line)
+    if not match or not match.group(2).strip():
+        return None
+    return len(match.group(1)), match.group(2).strip()
 
 
 def heading_title(line: str) -> str | None:
-    """A Markdown heading line's title ("## Costs" -> "Costs"), as ragbot's readers mark a
-    section; None for any other line."""
-    match = _HEADING.match(line)
-    return match.group(1) if match else None
+    """A Markdown heading line's title ("## Costs" -> "Costs"); None for any other line."""
+    heading = markdown_heading(line)
+    return heading[1] if heading else None
 
 
 def readable_line(line: str) -> str:

@@ -40,6 +40,22 @@ def test_headings_start_chunks_and_name_the_section(embedder):
     assert chunks[1].text.startswith("## Setup")
 
 
+def test_headings_are_read_as_markdown_reads_them(embedder):
+    """One heading rule for chunking, quoting and exports (text.markdown_heading): a closing
+    "#" run only after a space, so "C#" keeps its "#"; up to three spaces before the marks; a
+    "#" with no space after it is text, and that text can be quoted."""
+    from ragbot.text import markdown_heading, prose_sentences
+
+    text = ("# Languages\n\n## Learning C#\n\nC# runs on .NET.\n\n   ### Tooling ###\n\nUse the SDK.\n\n"
+            "#1 priority is readable code for every team.")
+    chunks = _chunks(embedder, _doc(text), chunk_tokens=12, overlap=0)
+    sections = [c.section for c in chunks]  # (the title with no text of its own opens the first chunk)
+    assert sections[:2] == ["Languages > Learning C#", "Languages > Learning C# > Tooling"], sections
+    assert "#1 priority is readable code for every team." in prose_sentences(text)
+    assert markdown_heading("    # indented code") is None and markdown_heading("#") is None
+    assert markdown_heading("###### Six #####") == (6, "Six") and markdown_heading("#tag") is None
+
+
 def test_long_paragraphs_split_on_sentences_with_overlap(embedder):
     sentences = [f"Sentence number {i} talks about topic {i % 7} in some detail." for i in range(80)]
     text = "# Long\n\n" + " ".join(sentences)

@@ -14,14 +14,13 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ragbot.text import is_table_row
+from ragbot.text import is_table_row, markdown_heading
 from ragbot.types import Chunk, Document
 
 CountTokens = Callable[[Sequence[str]], list[int]]
 TokenOffsets = Callable[[str], list[tuple[int, int]]]
 
 _PARAGRAPH = re.compile(r"[^\n]+(?:\n[^\n]+)*")
-_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 # Where a paragraph longer than a chunk may be cut: after any . ! or ? before white space. These
 # are packing points, not the sentences an answer quotes (text.sentence_spans, which keeps "U.S."
 # and initials whole); cutting chunks with that splitter changed no answer and cost SciFact a
@@ -84,12 +83,12 @@ def _pieces(text: str, count_tokens: CountTokens, token_offsets: TokenOffsets, l
         body_start = None
         pos = para.start()
         for line in para.group().split("\n"):
-            match = _HEADING.match(line)
-            if match:
+            heading = markdown_heading(line)
+            if heading:
                 if body_start is not None:
                     blocks.append(_Piece(body_start, pos - 1))
                     body_start = None
-                blocks.append(_Piece(pos, pos + len(line), heading_level=len(match.group(1)), heading=match.group(2)))
+                blocks.append(_Piece(pos, pos + len(line), heading_level=heading[0], heading=heading[1]))
             elif body_start is None:
                 body_start = pos
             pos += len(line) + 1

@@ -18,7 +18,7 @@ import zipfile
 
 from ragbot.errors import DocumentError
 from ragbot.ingest.tables import markdown_with_named_columns
-from ragbot.text import table_row
+from ragbot.text import heading_title, table_row
 
 MAX_UNPACKED_BYTES = 1024 * 1024 * 1024
 _BUILT_IN_HEADING = re.compile(r"^Heading ([1-9])$")
@@ -46,7 +46,7 @@ def read_docx(name: str, data: bytes) -> tuple[str, str]:
     title = (document.core_properties.title or "").strip()
     text = markdown_with_named_columns("\n\n".join(blocks))
     if not title:
-        title = next((b.lstrip("#").strip() for b in blocks if b.startswith("#")), "")
+        title = next((t for t in map(heading_title, blocks) if t), "")
     return title, text
 
 
