@@ -364,9 +364,10 @@ class RagBot:
 
     def ingest(self, paths: Sequence[str | Path], prune: bool = False, progress: ProgressFn | None = None,
                on_wait: Callable[[str], None] | None = None, wait: float = WRITE_WAIT_SECONDS,
-               store_copies: bool = False) -> IngestReport:
+               store_copies: bool = False, remember_copies: bool = True) -> IngestReport:
         with self._writing(on_wait, wait) as ingester:
-            report = ingester.ingest(paths, prune=prune, progress=progress, store_copies=store_copies)
+            report = ingester.ingest(paths, prune=prune, progress=progress, store_copies=store_copies,
+                                     remember_copies=remember_copies)
         report.seconds += ingester.lexical_seconds  # the BM25 index is part of the ingest
         return report
 

@@ -1,3 +1,4 @@
+import shutil
 """Chat UI handlers as plain functions (the browser test drives the page itself)."""
 
 import copy
@@ -282,6 +283,23 @@ def test_an_upload_with_the_bytes_of_a_stored_document_is_not_kept_twice(make_bo
     message = handlers.delete_document(str(docs / "paris.md"))
     assert message.startswith(r"Deleted paris\.md:") and "searched in its place" in message
     assert bot.search("When was the Eiffel Tower finished?", k=1)[0].source == str(copy)
+
+
+def test_reingesting_a_changed_document_with_copies_says_what_happened_to_it(make_bot, docs, tmp_path):
+    """Re-ingesting a changed document also stores its copies (they hold its old text), which
+    the ingest reports as added and duplicates; the library spoke of those as if they were the
+    document, and said it was removed (helper-44's review)."""
+    bot = make_bot()
+    bot.ingest([docs])
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(docs / "paris.md", tmp_path / folder / "paris.md")
+    bot.ingest([tmp_path / "a", tmp_path / "b"])
+    (docs / "paris.md").write_text("# Paris\n\nThe Louvre is the most visited museum in the world.\n")
+    message = ChatHandlers(bot).reingest_document(str(docs / "paris.md"))
+    assert "removed" not in message and "updated 1" in message, message
+    assert bot.store.document(str(docs / "paris.md")) is not None
+    assert bot.store.document(str(tmp_path / "a" / "paris.md")) is not None  # the old text, still searched
 
 
 def test_the_document_library_lists_deletes_and_reingests(make_bot, docs, tmp_path):

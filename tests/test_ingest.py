@@ -185,6 +185,55 @@ def test_a_copy_is_searched_under_its_path_and_stored_when_its_document_goes(mak
     _consistent(bot)
 
 
+def test_a_copy_stands_in_only_while_it_holds_what_it_held_and_never_at_a_loss(make_bot, docs, tmp_path, monkeypatch):
+    """helper-44's review: the document went before its copy was stored, so a full disk lost
+    both; a copy whose file changed since stood in under a false claim; a change of settings
+    re-read every copy and reported it again."""
+    from ragbot.errors import DiskFullError
+    from ragbot.ingest.ingester import Ingester
+
+    bot = make_bot()
+    bot.ingest([docs])
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    for name in ("paris.md", "bananas.txt"):
+        shutil.copy(docs / name, copies / name)
+    bot.ingest([copies])
+    store_batch = Ingester._store_batch
+
+    def full(self, batch, report):
+        if batch:
+            raise DiskFullError("No space left on device")
+
+    monkeypatch.setattr(Ingester, "_store_batch", full)
+    with pytest.raises(DiskFullError):
+        bot.remove([docs / "paris.md"])
+    assert bot.store.document(str(docs / "paris.md")) is not None  # nothing removed before the copy is stored
+    assert len(bot.store.copies()) == 2
+    monkeypatch.setattr(Ingester, "_store_batch", store_batch)
+    # Other chunk settings redo the documents, whose bytes are the same: their copies stay copies.
+    redone = bot.with_settings(chunk_tokens=120).ingest([docs])
+    assert len(redone.updated) == 3 and not redone.duplicates and len(bot.store.copies()) == 2
+    (copies / "bananas.txt").write_text("Kiwis are brown outside and green inside.\n")  # not a copy any more
+    removed = bot.remove([docs / "paris.md", docs / "bananas.txt"])
+    assert removed.stood_in == [(str(copies / "paris.md"), str(docs / "paris.md"))] and not removed.failed
+    assert bot.store.document(str(copies / "bananas.txt")) is None and bot.store.copies() == []
+    _consistent(bot)
+
+
+def test_every_copy_of_a_removed_document_is_kept_when_the_set_stores_copies(make_bot, docs, tmp_path):
+    bot = make_bot()
+    bot.ingest([docs])
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(docs / "paris.md", tmp_path / folder / "paris.md")
+    bot.ingest([tmp_path / "a", tmp_path / "b"])
+    (docs / "paris.md").unlink()
+    report = bot.ingest([docs], prune=True, store_copies=True)
+    assert report.stood_in == [(str(tmp_path / "a" / "paris.md"), str(docs / "paris.md"))]
+    assert bot.store.copies() == [(str(tmp_path / "b" / "paris.md"), str(tmp_path / "a" / "paris.md"))]
+
+
 def test_removing_a_copys_path_forgets_the_copy_and_keeps_the_document(make_bot, docs, tmp_path):
     bot = make_bot()
     bot.ingest([docs])

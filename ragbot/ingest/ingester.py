@@ -103,6 +103,7 @@ class _Duplicate:
     source: str
     original: str
     was_stored: bool
+    sha256: str
 
 
 def collect_files(paths: Iterable[str | Path], report: IngestReport) -> list[Path]:
@@ -228,28 +229,29 @@ class Ingester:
         return self.pipeline + (f"|tables={TABLE_RULES}" if kind in ("markdown", "html", "docx") else "")
 
     def ingest(self, paths: Sequence[str | Path], prune: bool = False, progress: ProgressFn | None = None,
-               store_copies: bool = False) -> IngestReport:
+               store_copies: bool = False, remember_copies: bool = True) -> IngestReport:
         """`store_copies`: store a file even when another path holds its bytes (an evaluation
-        set's documents are judged by their names, so each copy must be found under its own)."""
+        set's documents are judged by their names, so each copy must be found under its own).
+        `remember_copies=False`: a named file found to be a copy is not recorded as one (the
+        chat deletes its own copy of such an upload)."""
         started = time.perf_counter()
         report = IngestReport()
         files = collect_files(paths, report)
         kept: dict[str, str] | None = None if store_copies else {}  # bytes' sha256 -> file, this run
+        found: list[_Duplicate] = []
         try:
-            # A duplicate's own earlier version goes only once everything read here is stored, so a
-            # failure or a full disk before that leaves it searchable.
-            superseded = self._read_and_store(files, report, kept, progress)
+            superseded = self._read_and_store(files, report, kept, found, progress)
             gone = self._gone() if prune else []
-            # Documents that stop holding what their copies hold: a copy stands in for each.
-            left = [*report.updated, *superseded, *gone]
-            copies = self.store.copies(left)
+            if prune:
+                self.store.forget_copies(self._lapsed_copies())
+            # A duplicate's own earlier version, and a document whose file is gone, go only once
+            # everything read here is stored, their copies included: a failure or a full disk
+            # before that leaves them searchable, and their copies recorded.
+            leaving = frozenset(superseded + gone)
+            self._stand_in(report, kept, found, leaving, handled={str(f) for f in files})
             self._remove(superseded + gone)
             report.removed.extend(superseded + gone)
-            if prune:
-                self.store.forget_copies([p for p, _ in self.store.copies() if not os.path.isfile(p)])
-            self._store_in_place(copies, report, kept, handled={str(f) for f in files})
-            if kept is not None:
-                self.store.record_copies(report.duplicates)
+            self._record(found, named=() if remember_copies else {str(f) for f in files})
             report.vector_index = self.save_index()
         except DiskFullError as exc:
             raise DiskFullError(f"{exc}. The documents stored before the disk filled are kept and searchable; run "
@@ -258,9 +260,11 @@ class Ingester:
         return report
 
     def _read_and_store(self, files: Sequence[Path], report: IngestReport, kept: dict[str, str] | None,
-                        progress: ProgressFn | None = None) -> list[str]:
-        """Read, chunk, embed and store `files`, filling `report`; returns the stored documents
-        found to be duplicates of another file, which the caller removes."""
+                        found: list[_Duplicate], progress: ProgressFn | None = None,
+                        leaving: frozenset[str] = frozenset()) -> list[str]:
+        """Read, chunk, embed and store `files`, filling `report` and `found` (the duplicates);
+        returns the stored documents found to be duplicates of another file, which the caller
+        removes."""
         pending: list[tuple[Document, list[Chunk], bool]] = []
         superseded: list[str] = []
         done = 0
@@ -272,12 +276,13 @@ class Ingester:
 
         for file in files:
             try:
-                item = self._prepare(file, kept)
+                item = self._prepare(file, kept, leaving)
             except DocumentError as exc:
                 report.failed.append((exc.path, exc.reason))
                 item = None
             if isinstance(item, _Duplicate):
                 report.duplicates.append((item.source, item.original))
+                found.append(item)
                 if item.was_stored:
                     superseded.append(item.source)
             elif item is None or isinstance(item, str):
@@ -293,36 +298,54 @@ class Ingester:
         flush()
         return superseded
 
-    def _store_in_place(self, copies: Sequence[tuple[str, str]], report: IngestReport,
-                        kept: dict[str, str] | None, handled: set[str] = frozenset()) -> None:
-        """Read and store the copies (path, document) whose documents were just removed or
-        changed, where the copy's file is still there; the others are forgotten. Copies with the
-        same bytes are stored once, as always. `handled`: files this run read already (a copy
-        among them is stored, or recorded again, by that reading)."""
-        self.store.forget_copies([path for path, _ in copies])
-        waiting = [(path, original) for path, original in copies if path not in handled and os.path.isfile(path)]
+    def _stand_in(self, report: IngestReport, kept: dict[str, str] | None, found: list[_Duplicate],
+                  leaving: frozenset[str], handled: set[str] = frozenset()) -> None:
+        """Store each recorded copy that holds bytes its document no longer will: the document
+        is `leaving` (about to be removed), or its bytes changed. Only a copy whose file still
+        holds the bytes it was recorded with stands in; a record whose file is gone or holds
+        other bytes now is forgotten (that file is ingested again when the user names it).
+        `handled`: files this run read already (stored, or found a copy again, by that reading).
+        A stored copy's record goes with its storing (Store.replace_document), so a full disk
+        here leaves the records of the copies not yet stored for the next run."""
+        waiting, lapsed = [], []
+        for path, original, sha256 in self.store.copies_left_behind(leaving):
+            if path in handled:
+                continue
+            try:
+                holds = hashlib.sha256(read_bytes(Path(path))).hexdigest() == sha256
+            except DocumentError:
+                holds = False
+            (waiting if holds else lapsed).append((path, original))
+        self.store.forget_copies([path for path, _ in lapsed])
         if not waiting:
             return
         added_before = len(report.added)
-        self._read_and_store([Path(path) for path, _ in waiting], report, {} if kept is None else kept)
+        self._read_and_store([Path(path) for path, _ in waiting], report, {} if kept is None else kept, found,
+                             leaving=leaving)
         stored = set(report.added[added_before:])
         report.stood_in.extend((path, original) for path, original in waiting if path in stored)
+
+    def _record(self, found: Sequence[_Duplicate], named: set[str] | tuple = ()) -> None:
+        """Remember the duplicates found as copies of their documents, except those `named`."""
+        self.store.record_copies([(d.source, d.original, d.sha256) for d in found if d.source not in named])
 
     def _remove(self, sources: Sequence[str]) -> None:
         if sources:
             self.index.remove(self.store.remove_documents(sources))
 
-    def _prepare(self, file: Path, kept: dict[str, str] | None) -> tuple[Document, list[Chunk], bool] | str | _Duplicate:
+    def _prepare(self, file: Path, kept: dict[str, str] | None,
+                 leaving: frozenset[str] = frozenset()) -> tuple[Document, list[Chunk], bool] | str | _Duplicate:
         """The document and its chunks; its source when it is stored and unchanged; or, unless
-        `kept` is None, what it duplicates. `kept` gathers the bytes of the files kept so far."""
+        `kept` is None, what it duplicates. `kept` gathers the bytes of the files kept so far;
+        documents in `leaving` are about to be removed, so nothing is their copy."""
         source = str(file)
         stored = self.store.document(source)
         data = read_bytes(file)
         digest = hashlib.sha256(data).hexdigest()
         if kept is not None:
-            original = self._original_of(source, digest, stored, kept)
+            original = self._original_of(source, digest, stored, kept, leaving)
             if original is not None:
-                return _Duplicate(source, original, stored is not None)
+                return _Duplicate(source, original, stored is not None, digest)
         if stored is not None and stored.pipeline == self._pipeline_for(file) and digest == stored.sha256:
             if kept is not None:
                 kept[digest] = source
@@ -347,14 +370,14 @@ class Ingester:
         return doc, chunks, stored is not None
 
     def _original_of(self, source: str, digest: str, stored: StoredDocument | None,
-                     kept: dict[str, str]) -> str | None:
+                     kept: dict[str, str], leaving: frozenset[str] = frozenset()) -> str | None:
         """The kept file with these bytes, if any: one stored from another path whose file still
         holds them (a stored, unchanged file defers only to copies stored before it; a changed or
         new one to any), else one kept earlier in this run (which may be a changed stored file
         whose new bytes are not written yet)."""
         for other in self.store.documents_with_sha256(digest):
             unchanged = stored is not None and stored.sha256 == digest
-            if other.source == source or (unchanged and other.id > stored.id):
+            if other.source == source or other.source in leaving or (unchanged and other.id > stored.id):
                 continue
             try:
                 if hashlib.sha256(read_bytes(Path(other.source))).hexdigest() == digest:
@@ -392,21 +415,32 @@ class Ingester:
     def remove(self, paths: Sequence[str | Path]) -> IngestReport:
         """Remove the stored documents at or under `paths` (`removed`), and forget the copies
         recorded there (`copies_forgotten`; their files are not touched). A removed document's
-        copy elsewhere is stored in its place (`stood_in`, `added`)."""
+        copy elsewhere is stored in its place first (`stood_in`, `added`; one that fails to read
+        is in `failed`)."""
         started = time.perf_counter()
         report = IngestReport()
         targets = [os.path.abspath(os.path.expanduser(str(p))) for p in paths]
         report.removed = [d.source for d in self.store.documents_under(targets)]
         report.copies_forgotten = [path for path, _ in self.store.copies_under(targets)]
         self.store.forget_copies(report.copies_forgotten)
-        copies = self.store.copies(report.removed)
+        found: list[_Duplicate] = []
+        self._stand_in(report, {}, found, frozenset(report.removed))
         self._remove(report.removed)
-        kept: dict[str, str] = {}
-        self._store_in_place(copies, report, kept)
-        self.store.record_copies(report.duplicates)
+        self._record(found)
         report.vector_index = self.save_index()  # a remove that makes the index exact again is reported by status
         report.seconds = time.perf_counter() - started
         return report
+
+    def _lapsed_copies(self) -> list[str]:
+        """The recorded copies whose files are gone or hold other bytes now: no copies any more."""
+        lapsed = []
+        for path, _, sha256 in self.store.copy_records():
+            try:
+                if hashlib.sha256(read_bytes(Path(path))).hexdigest() != sha256:
+                    lapsed.append(path)
+            except DocumentError:
+                lapsed.append(path)
+        return lapsed
 
     def _gone(self) -> list[str]:
         """The stored documents whose files no longer exist."""

@@ -566,6 +566,8 @@ class ChatHandlers:
             Path(doc.source).unlink(missing_ok=True)  # ragbot's own copy of an upload
         kept = "".join(f" Its copy {literal(path)} holds the same text and is searched in its place."
                        for path, _ in report.stood_in)
+        kept += "".join(f" Its copy {literal(path)} could not be read ({literal(reason)}), so it is not searched."
+                        for path, reason in report.failed)
         return f"Deleted {literal(Path(doc.source).name)}: its passages are no longer searched." + kept
 
     def reingest_document(self, source: str | None) -> str:
@@ -575,14 +577,15 @@ class ChatHandlers:
         if not Path(doc.source).is_file():
             return f"{literal(Path(doc.source).name)} is no longer on disk; delete it from the library instead."
         try:
-            report = self.bot.ingest([doc.source], wait=PAGE_WRITE_WAIT)
+            # ragbot's own copy of an upload goes if it turns out to be a copy: no record of it
+            report = self.bot.ingest([doc.source], wait=PAGE_WRITE_WAIT, remember_copies=not self._is_upload(doc.source))
         except RagbotError as exc:
             return f"Not re-ingested: {exc}"
-        failed = "; ".join(reason for _, reason in report.failed)
-        for _, original in report.duplicates:  # a copy stored before copies were told apart
+        failed = "; ".join(reason for path, reason in report.failed if path == doc.source)
+        # (The ingest may also report other files: copies of this document stored or recorded.)
+        for _, original in (d for d in report.duplicates if d[0] == doc.source):  # stored before copies were told apart
             if self._is_upload(doc.source):
                 Path(doc.source).unlink(missing_ok=True)
-                self.bot.store.forget_copies([doc.source])  # that file is gone: no copy to search
             return (f"{literal(Path(doc.source).name)} has the same content as {literal(original)}, which is "
                     f"stored: this copy was removed from the library.")
         return f"{literal(Path(doc.source).name)}: " + (f"failed: {literal(failed)}" if failed else report.summary())
@@ -772,7 +775,8 @@ class ChatHandlers:
             names = ", ".join(t.name for t, _ in accepted)
             yield "\n".join(lines + [f"Ingesting {len(accepted)} file(s): {names}…"])
             try:
-                report = self.bot.ingest([t for t, _ in accepted], wait=PAGE_WRITE_WAIT)
+                # An upload found to be a copy is not kept (below), so it is not recorded as one.
+                report = self.bot.ingest([t for t, _ in accepted], wait=PAGE_WRITE_WAIT, remember_copies=False)
             except RagbotError as exc:
                 for target, fresh in accepted:
                     if fresh:  # not ingested: ragbot's copy goes (an earlier upload under that name stays)
@@ -784,10 +788,10 @@ class ChatHandlers:
                 if path in new:  # an earlier upload under another name is never touched
                     Path(path).unlink(missing_ok=True)
                 lines.append(f"failed: {Path(path).name}: {reason}")
-            for path, original in report.duplicates:
-                if path in new:  # not stored, so ragbot's copy of it goes too, and so does its record
+            sent = {str(t) for t, _ in accepted}  # (copies of a changed document may be reported too)
+            for path, original in (d for d in report.duplicates if d[0] in sent):
+                if path in new:  # not stored, so ragbot's copy of it goes too
                     Path(path).unlink(missing_ok=True)
-                    self.bot.store.forget_copies([path])
                 lines.append(f"not stored twice: {Path(path).name} has the same content as {original}, "
                              f"which is stored; this upload was not kept")
             for kind, paths in (("added", report.added), ("updated", report.updated), ("unchanged", report.unchanged)):

@@ -373,11 +373,15 @@ def cmd_remove(bot, args) -> int:
         print(f"no longer searched as a copy: {one_line(path)} (the file is untouched)")
     for path, original in report.stood_in:
         print(f"stored in place: {one_line(path)}: a copy of {one_line(original)}, so what it holds is still searched")
+    for path, original in report.duplicates:
+        print(f"duplicate: {one_line(path)}: the same bytes as {one_line(original)}, stored once")
+    for path, reason in report.failed:
+        print(f"failed: {one_line(path)}: {reason}; this copy of a removed document is not searched", file=sys.stderr)
     if not report.removed and not report.copies_forgotten:
         print("nothing stored under " + ", ".join(args.paths), file=sys.stderr)
         return 1
     print(f"removed {len(report.removed)} document(s)")
-    return 0
+    return 1 if report.failed else 0
 
 
 def _chosen_documents(bot, within: list[str] | None) -> list[str] | None:

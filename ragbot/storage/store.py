@@ -156,13 +156,14 @@ MIGRATIONS: list[tuple[int, str]] = [
     ),
     (
         7,
-        # A file ingest found to hold the same bytes as a stored document from another path: not
-        # stored twice, but searched under its own path too (`ask --in`), and stored in the
-        # document's place when that one is removed, gone or changed (ingester.py).
+        # A file ingest found to hold the same bytes (sha256) as a stored document from another
+        # path: not stored twice, but searched under its own path too (`ask --in`), and stored in
+        # the document's place when that one is removed, gone or changed (ingester.py).
         """
         CREATE TABLE copies (
             path TEXT PRIMARY KEY,
             original TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
             recorded_at REAL NOT NULL
         );
         CREATE INDEX copies_original ON copies(original)
@@ -376,17 +377,32 @@ class Store:
 
     # -- copies: files with the bytes of a stored document, kept as a path to it ------------
 
-    def record_copies(self, pairs: Sequence[tuple[str, str]]) -> None:
-        """Record (path, original) pairs; a pair whose original is not a stored document, or whose
-        path is one, is left out."""
-        def stored(source: str) -> bool:
-            return self._db.execute("SELECT 1 FROM documents WHERE source = ?", (source,)).fetchone() is not None
+    def record_copies(self, copies: Sequence[tuple[str, str, str]]) -> None:
+        """Record (path, original, sha256 of the path's bytes) copies; one whose original is not
+        a stored document with those bytes, or whose path is a stored document, is left out."""
+        def holds(source: str, sha256: str | None = None) -> bool:
+            row = self._db.execute("SELECT sha256 FROM documents WHERE source = ?", (source,)).fetchone()
+            return row is not None and (sha256 is None or row[0] == sha256)
 
-        rows = [(path, original, time.time()) for path, original in pairs
-                if path != original and stored(original) and not stored(path)]
+        rows = [(path, original, sha256, time.time()) for path, original, sha256 in copies
+                if path != original and holds(original, sha256) and not holds(path)]
         if rows:
             with self.transaction() as db:
-                db.executemany("INSERT OR REPLACE INTO copies(path, original, recorded_at) VALUES (?, ?, ?)", rows)
+                db.executemany("INSERT OR REPLACE INTO copies(path, original, sha256, recorded_at) VALUES (?, ?, ?, ?)",
+                               rows)
+
+    def copy_records(self) -> list[tuple[str, str, str]]:
+        """(path, original, sha256 recorded) of every copy, by path."""
+        return [tuple(r) for r in self._db.execute("SELECT path, original, sha256 FROM copies ORDER BY path")]
+
+    def copies_left_behind(self, leaving: Sequence[str] = ()) -> list[tuple[str, str, str]]:
+        """(path, original, sha256) of the copies whose bytes their document will not hold: it
+        is in `leaving`, or its bytes changed since the copy was recorded."""
+        rows = self._db.execute("SELECT c.path, c.original, c.sha256 FROM copies c JOIN documents d "
+                                "ON d.source = c.original WHERE d.sha256 != c.sha256").fetchall()
+        for source in dict.fromkeys(leaving):
+            rows += self._db.execute("SELECT path, original, sha256 FROM copies WHERE original = ?", (source,)).fetchall()
+        return sorted(set(map(tuple, rows)))
 
     def copies(self, originals: Sequence[str] | None = None) -> list[tuple[str, str]]:
         """(path, original) of the recorded copies (of `originals` only, when given), by path."""
@@ -464,7 +480,8 @@ class Store:
             return []
         with self.transaction() as db:
             ids = self._delete_sources(db, sources)
-            # Their copies go with them (the ingester stores a copy in a removed one's place first).
+            # Their copies' records go with them (the ingester has stored in their place the
+            # copies it could read: Ingester._stand_in).
             db.executemany("DELETE FROM copies WHERE original = ?", [(s,) for s in sources])
             self._bump_generation()
         return ids
