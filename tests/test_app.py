@@ -371,6 +371,19 @@ def test_settings_sent_by_a_client_are_kept_to_the_pages_ranges(corpus_bot):
     assert len(trace["passages"]) == 20 and trace["params"]["temperature"] == 1.5
 
 
+def test_an_answer_whose_cited_passage_was_deleted_says_so(make_bot, docs):
+    """It said "The answer cites no passage." under an answer that shows [1] (helper-43's drive)."""
+    bot = make_bot()
+    bot.ingest([docs])
+    handlers = ChatHandlers(bot)
+    *_, (history, _, _) = handlers.respond("When was the Eiffel Tower completed?", [], "c-gone", 5, 0.0, False,
+                                           session="s1")
+    assert "[1]" in history[1]["content"] or "source-1" in history[1]["content"]
+    handlers.delete_document(str(docs / "paris.md"))
+    shown = handlers.sources_of(history, 1, "s1", False)
+    assert "this answer cites ([1]) is no longer stored" in shown and "cites no passage" not in shown, shown
+
+
 def test_citations_link_to_their_passages_and_read_back_as_text():
     from ragbot.interfaces.app import message_text, shown_answer
 

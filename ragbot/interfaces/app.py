@@ -218,7 +218,10 @@ def render_passages(passages: list[Passage], cited: set[int], show_all: bool, li
             f"<span title='{html.escape(SIMILARITY_NOTE)}'>similarity {p.score:.2f}</span>; {mark})</span>{opener}"
             f"<blockquote class='ragbot-passage'>{body}</blockquote></div>"
         )
-    return "".join(rows) or "<p>The answer cites no passage.</p>"
+    return "".join(rows) or NO_PASSAGE_CITED
+
+
+NO_PASSAGE_CITED = "<p>The answer cites no passage.</p>"
 
 
 # Markdown **bold**, read on the escaped text; not inside a word or code ("x**2", "f(**kw)").
@@ -426,9 +429,19 @@ class ChatHandlers:
                     for row in trace["passages"] if (c := chunks.get(row["chunk_id"])) is not None]
         cited = {row["rank"] for row in trace["passages"] if row["cited"]}
         gone = len(trace["passages"]) - len(passages)
-        note = (f"<p class='ragbot-muted'>{gone} passage(s) of this answer are no longer stored.</p>" if gone else "")
-        return note + render_panel(passages, cited, show_all, self.document_links(passages), refused=trace["refused"],
-                                   refusal_reason=trace["refusal_reason"], corrected_question=corrected_question)
+        # A cited passage whose document was deleted or changed since: said so, by its number.
+        gone_cited = sorted(row["rank"] for row in trace["passages"] if row["cited"] and row["chunk_id"] not in chunks)
+        note = ""
+        if gone_cited:
+            numbers = ", ".join(f"[{n}]" for n in gone_cited)
+            note = (f"<p>The passage{'s' if len(gone_cited) > 1 else ''} this answer cites ({numbers}) "
+                    f"{'are' if len(gone_cited) > 1 else 'is'} no longer stored: the document was deleted or "
+                    f"changed since the answer was given.</p>")
+        if gone > len(gone_cited):
+            note += f"<p class='ragbot-muted'>{gone - len(gone_cited)} other passage(s) of this answer are no longer stored.</p>"
+        panel = render_panel(passages, cited, show_all, self.document_links(passages), refused=trace["refused"],
+                             refusal_reason=trace["refusal_reason"], corrected_question=corrected_question)
+        return note + ("" if gone_cited and panel == NO_PASSAGE_CITED else panel)
 
     def chosen_sources(self, chosen: list[str] | None) -> tuple[list[str] | None, str | None]:
         """The documents a question may search, from what the page sends: (sources, problem).
@@ -952,8 +965,10 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                                   editable="user", buttons=["copy", "copy_all"])
                 # Usable once the page has loaded its conversation (on_load), so a first question
                 # always lands in this browser's own conversation.
+                # The browser cuts a longer paste at the limit without a word: the limit is shown.
                 question = gr.Textbox(label="Question", placeholder="Loading…", elem_id="question",
-                                      max_length=MAX_QUESTION_CHARS, interactive=False)
+                                      max_length=MAX_QUESTION_CHARS, interactive=False,
+                                      info=f"Up to {MAX_QUESTION_CHARS:,} characters: a longer paste is cut there.")
                 with gr.Row():
                     send = gr.Button("Ask", variant="primary", elem_id="ask", interactive=False)
                     stop = gr.Button("Stop", elem_id="stop")
