@@ -404,13 +404,9 @@ class Store:
             rows += self._db.execute("SELECT path, original, sha256 FROM copies WHERE original = ?", (source,)).fetchall()
         return sorted(set(map(tuple, rows)))
 
-    def copies(self, originals: Sequence[str] | None = None) -> list[tuple[str, str]]:
-        """(path, original) of the recorded copies (of `originals` only, when given), by path."""
-        if originals is None:
-            return [tuple(r) for r in self._db.execute("SELECT path, original FROM copies ORDER BY path")]
-        found = [tuple(r) for source in dict.fromkeys(originals)
-                 for r in self._db.execute("SELECT path, original FROM copies WHERE original = ?", (source,))]
-        return sorted(found)
+    def copies(self) -> list[tuple[str, str]]:
+        """(path, original) of every recorded copy, by path."""
+        return [(path, original) for path, original, _ in self.copy_records()]
 
     def copies_under(self, paths: Sequence[str]) -> list[tuple[str, str]]:
         """(path, original) of the copies at one of `paths` or inside one of them (as folders)."""
