@@ -79,6 +79,11 @@ def test_a_passage_heading_is_shown_as_a_title_and_its_text_as_text():
         "x**2 + y**2 and f(**kwargs) or g(**opts), <b>bold</b>"
     assert snippet_html("- **StyleGAN** (NVIDIA) and **<i>x</i>**\n\n2 ** 3 ** 4, **a\n\nb**") == \
         "- <b>StyleGAN</b> (NVIDIA) and <b>&lt;i&gt;x&lt;/i&gt;</b><br>2 ** 3 ** 4, **a<br>b**"
+    # `code` shows as code, its markup still text, also across a wrapped line (as in Markdown);
+    # a lone or spaced backtick, or a pair in two paragraphs, stays as typed.
+    assert snippet_html("Run `ragbot ingest` or `<b>x</b>`; a ` tick, ` spaced `, `a\nb`") == \
+        "Run <code>ragbot ingest</code> or <code>&lt;b&gt;x&lt;/b&gt;</code>; a ` tick, ` spaced `, <code>a b</code>"
+    assert snippet_html("`a\n\nb`") == "`a<br>b`"
 
 
 def test_a_correction_citing_another_passage_than_the_one_that_says_it_gets_a_hint(corpus_bot):
@@ -312,7 +317,9 @@ def test_the_document_library_lists_deletes_and_reingests(make_bot, docs, tmp_pa
     note.write_text("# Pump\n\nThe Quell pump lifts water from the Zorblat mine.\n")
     list(handlers.on_upload([str(note)]))
     rows, choices = handlers.library()
-    assert sorted(r[0] for r in rows) == ["bananas.txt", "paris.md", "pump.md", "volcano.html"]
+    # By name, as a folder lists them (not by when they were added: the upload came last).
+    assert [r[0] for r in rows] == ["bananas.txt", "paris.md", "pump.md", "volcano.html"]
+    assert [label.split(" (")[0] for label, _ in choices] == [r[0] for r in rows]
     details = {r[0]: r[1] for r in rows}
     assert details["pump.md"] == "markdown, 1 chunk, from upload" and details["paris.md"].endswith(f", from {docs.name}")
     assert f"paris.md ({docs})" in [label for label, _ in choices]  # the choice names the folder whole
@@ -442,6 +449,29 @@ def test_chosen_documents_are_checked_against_the_stored_ones(corpus_bot):
     assert handlers.chosen_sources([gans, "/etc/passwd", 7]) == ([gans], None)
     sources, problem = handlers.chosen_sources(["/etc/passwd"])
     assert sources is None and "None of the chosen documents" in problem
+
+
+def test_a_question_searched_in_chosen_documents_says_so_in_its_sources(corpus_bot):
+    """A refusal from the chosen documents alone is not a refusal from all of them: the panel
+    names what was searched, when the answer comes and when it is shown again from the log."""
+    from conftest import CORPUS
+
+    handlers = ChatHandlers(corpus_bot)
+    vaes = str(CORPUS / "vaes.md")
+    *_, (history, panel, _) = handlers.respond("Who invented the transformer architecture?", [], "c", 5, 0.0,
+                                               False, session="s", sources=[vaes])
+    note = "Searched only the document chosen under “Your documents”: vaes.md."
+    assert note in panel
+    assert note in handlers.sources_of(history, len(history) - 1, "s", False)
+    *_, (history, panel, _) = handlers.respond("Who invented the transformer architecture?", [], "c", 5, 0.0,
+                                               False, session="s")
+    assert "Searched only" not in panel and "Searched only" not in handlers.sources_of(history, 1, "s", False)
+    # Names are shown as text, in order, however many were chosen.
+    from ragbot.interfaces.app import searched_note
+
+    assert searched_note(["/d/b.md", "/e/<img src=x>a.md"]) == (
+        "<p class='ragbot-searched'>Searched only the 2 documents chosen under “Your documents”: "
+        "&lt;img src=x&gt;a.md, b.md.</p>")
 
 
 def test_the_document_route_serves_stored_unchanged_pdfs_only_and_behind_the_login(make_bot, tmp_path):

@@ -302,6 +302,10 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
                 "el => [el.scrollWidth, el.clientWidth]")
             page.locator("#document-choice input").click()
             page.get_by_role("option", name=re.compile("gans.md")).click()
+            page.click("#reingest")  # the library is drawn again, and the document stays chosen
+            expect(page.locator("#library-status")).to_contain_text("unchanged 1", timeout=60_000)
+            page.wait_for_timeout(500)  # the redraw follows the status
+            expect(page.locator("#document-choice input")).to_have_value(re.compile("gans.md"))
             page.click("#delete-document")  # asks first, as for a conversation
             expect(page.locator("#library-status")).to_contain_text("Delete gans.md?", timeout=30_000)
             page.click("#delete-document-yes")
@@ -469,9 +473,17 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
         ask("Who introduced generative adversarial networks?", 4)
         one_conversation("the reload and a question")
         expect(page.locator("#sources")).not_to_contain_text("gans.md")
+        expect(page.locator("#sources .ragbot-searched")).to_have_text(
+            "Searched only the document chosen under “Your documents”: vaes.md.")
         with sqlite3.connect(data_dir / "ragbot.db") as db:
             params = db.execute("SELECT params FROM answers ORDER BY created_at DESC LIMIT 1").fetchone()[0]
         assert '"sources": ["' in params and "vaes.md" in params and "gans.md" not in params
+        # The choice outlives a reload, as the other settings do.
+        page.reload()
+        expect(page.locator("#question textarea")).to_be_editable(timeout=60_000)
+        page.get_by_text("Your documents", exact=True).click()
+        expect(page.locator("#search-in")).to_contain_text("vaes.md", timeout=30_000)
+        expect(page.locator("#sources .ragbot-searched")).to_contain_text("vaes.md")
 
         # Choosing an earlier answer to correct shows that answer's sources, whose [n] a
         # correction cites, in place of the latest answer's.
@@ -530,8 +542,12 @@ def test_votes_are_shown_where_they_were_given_and_nowhere_else(make_bot):
         expect(page.locator(liked)).to_have_count(1, timeout=30_000)
         expect(page.locator("#sources .ragbot-source").first).to_be_visible(timeout=30_000)
 
+        page.click("#stop")
+        expect(page.locator("#status")).to_contain_text("Nothing to stop.", timeout=30_000)
         page.locator('#chat button[aria-label="Clear"]').click()  # a new conversation
         expect(page.locator("#chat [data-testid='user']")).to_have_count(0)
+        # The status spoke of the conversation left: it goes with it.
+        expect(page.locator("#status")).to_be_empty(timeout=30_000)
         ask("What is a GAN?", 1)
         expect(page.locator(liked)).to_have_count(0)
         page.screenshot(path=str(ARTIFACTS / "chat-votes-new-conversation.png"))

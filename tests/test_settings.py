@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from ragbot.interfaces.cli import build_parser
@@ -69,3 +71,16 @@ def test_a_commands_help_lists_its_own_options_before_the_shared_settings(capsys
     assert "--json" in own and "--in PATH" in own and "--data-dir DIR" not in own.split("options:")[1]
     assert "--data-dir DIR" in shared and "--answer-mode" in shared and "--json" not in shared
     assert "leave it out to chat in the terminal" in own
+
+
+def test_status_says_what_its_counters_count(make_bot, capsys):
+    """`ragbot status` printed "generation 19" with nothing to say what 19 counts."""
+    from ragbot.interfaces.cli import main
+
+    bot = make_bot()
+    assert main(["status", "--data-dir", str(bot.settings.data_dir)]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert lines["generation"].endswith("(changes to the stored documents so far; the saved indexes are named by it)")
+    assert "database layout" in lines["schema_version"] and "(" not in lines["documents"]
+    assert main(["status", "--json", "--data-dir", str(bot.settings.data_dir)]) == 0
+    assert isinstance(json.loads(capsys.readouterr().out)["generation"], int)  # the JSON keeps the plain number

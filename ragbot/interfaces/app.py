@@ -19,7 +19,7 @@ import shutil
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ragbot.answer.generation import HISTORY_TURNS, mark_citations, passage_header
@@ -156,21 +156,41 @@ def _sha256(path: Path) -> str:
     return sha256_file(path)
 
 
-def render_sources(answer: Answer | None, show_all: bool, links: dict[str, str] | None = None) -> str:
+def render_sources(answer: Answer | None, show_all: bool, links: dict[str, str] | None = None,
+                   searched: Sequence[str] | None = None) -> str:
     """HTML for the sources panel; every text from documents is escaped, never interpreted.
-    `links` maps a PDF's source to the address that serves it (its pages open from there)."""
+    `links` maps a PDF's source to the address that serves it (its pages open from there);
+    `searched`: the documents the question was limited to (None: all)."""
     if answer is None:
         return "<p class='ragbot-muted'>Sources of the answer appear here.</p>"
     return render_panel(answer.passages, {c.n for c in answer.citations}, show_all, links, refused=answer.refused,
                         refusal_reason=answer.refusal_reason,
-                        corrected_question=answer.corrected_question if answer.correction_of else None)
+                        corrected_question=answer.corrected_question if answer.correction_of else None,
+                        searched=searched)
 
 
 def render_panel(passages: list[Passage], cited: set[int], show_all: bool, links: dict[str, str] | None = None,
                  refused: bool = False, refusal_reason: str | None = None,
-                 corrected_question: str | None = None) -> str:
-    """The sources panel of one answer: what a correction answered (and the passages it cites),
-    why there is no source, or its passages."""
+                 corrected_question: str | None = None, searched: Sequence[str] | None = None) -> str:
+    """The sources panel of one answer: which documents were searched when the question was
+    limited to some, then what a correction answered (and the passages it cites), why there is
+    no source, or its passages."""
+    return searched_note(searched) + _panel(passages, cited, show_all, links, refused, refusal_reason,
+                                            corrected_question)
+
+
+def searched_note(searched: Sequence[str] | None) -> str:
+    """Says that a question searched only the documents chosen in the library, and which: a
+    refusal there means those documents lack the answer, not all of them."""
+    if searched is None:
+        return ""
+    names = ", ".join(html.escape(Path(s).name) for s in sorted(searched, key=lambda s: Path(s).name.lower()))
+    which = "the document" if len(searched) == 1 else f"the {len(searched)} documents"
+    return f"<p class='ragbot-searched'>Searched only {which} chosen under “Your documents”: {names}.</p>"
+
+
+def _panel(passages: list[Passage], cited: set[int], show_all: bool, links: dict[str, str] | None,
+           refused: bool, refusal_reason: str | None, corrected_question: str | None) -> str:
     if corrected_question is not None:
         note = (f"<p>Your correction of the answer to “{html.escape(corrected_question)}”: "
                 f"given for questions that ask the same. Vote on this answer to change it again.</p>")
@@ -227,14 +247,18 @@ NO_PASSAGE_CITED = "<p>The answer cites no passage.</p>"
 # Markdown **bold**, read on the escaped text; not inside a word or code ("x**2", "f(**kw)").
 _STRONG = re.compile(r"(?<![\w*])\*\*(?=[^\s*])((?:(?!\*\*).)+?)(?<=[^\s*])\*\*(?![\w*])")
 
+# Markdown `code`, read on the escaped text: a backtick pair on one line around text that neither
+# starts nor ends with a space.
+_CODE = re.compile(r"`(?=[^\s`])([^`]+?)(?<=[^\s`])`")
+
 
 def snippet_html(text: str) -> str:
     """A passage's text as the sources panel shows it: escaped; a paragraph's wrapped lines
     joined, each paragraph, list item, table row ("Label: value; Label: value", as answers quote
     it: text.cells_as_prose) and heading on a line of its own, a Markdown heading
     (how ragbot's readers mark a section) shown as a bold title rather than its "#" marks, and
-    **bold** words bold rather than between asterisks. The bold tags are put around text already
-    escaped, so a passage's own markup still shows as text."""
+    **bold** words bold and `code` as code rather than between their marks. The tags are put
+    around text already escaped, so a passage's own markup still shows as text."""
     blocks: list[str] = []
     joined = False  # whether the next line continues the block before it (a wrapped paragraph line)
     for line in text.splitlines():
@@ -253,7 +277,7 @@ def snippet_html(text: str) -> str:
         else:
             blocks.append(html.escape(line.strip()))
             joined = True
-    return "<br>".join(_STRONG.sub(r"<b>\1</b>", block) for block in blocks)
+    return "<br>".join(_CODE.sub(r"<code>\1</code>", _STRONG.sub(r"<b>\1</b>", block)) for block in blocks)
 
 
 REFUSAL_NOTES = {
@@ -375,7 +399,7 @@ class ChatHandlers:
         assert answer is not None and answer.id is not None
         self._issue(session, answer.id)
         history[-1] = {"role": "assistant", "content": shown_answer(answer.answer), "metadata": {"id": answer.id}}
-        yield history, render_sources(answer, show_all, self.document_links(answer.passages)), ""
+        yield history, render_sources(answer, show_all, self.document_links(answer.passages), searched=sources), ""
 
     # -- what an answer rests on -----------------------------------------------------------------
 
@@ -441,7 +465,8 @@ class ChatHandlers:
             note += f"<p class='ragbot-muted'>{gone - len(gone_cited)} other passage(s) of this answer are no longer stored.</p>"
         panel = render_panel(passages, cited, show_all, self.document_links(passages), refused=trace["refused"],
                              refusal_reason=trace["refusal_reason"], corrected_question=corrected_question)
-        return note + ("" if gone_cited and panel == NO_PASSAGE_CITED else panel)
+        return (searched_note(trace["params"].get("sources")) + note
+                + ("" if gone_cited and panel == NO_PASSAGE_CITED else panel))
 
     def chosen_sources(self, chosen: list[str] | None) -> tuple[list[str] | None, str | None]:
         """The documents a question may search, from what the page sends: (sources, problem).
@@ -535,7 +560,8 @@ class ChatHandlers:
         import time
 
         rows, choices = [], []
-        for d in sorted(self.bot.store.documents(), key=lambda d: -d.ingested_at):
+        # By name, as a folder lists files (newest first put the shipped corpus in reverse order).
+        for d in sorted(self.bot.store.documents(), key=lambda d: (Path(d.source).name.lower(), d.source)):
             name = Path(d.source).name
             parent = Path(d.source).parent
             origin = "upload" if self._is_upload(d.source) else str(parent)
@@ -835,6 +861,7 @@ def _discard(path: Path) -> None:
 
 CSS = """
 .ragbot-muted { color: #6b7280; font-size: 0.9em; }
+.ragbot-searched { border-left: 3px solid #60a5fa; padding-left: 8px; }
 /* Gradio sets `.prose blockquote { margin: 24px 0 !important }`, so each passage's header stood
    closer to the passage above than to its own: only an !important rule of ours (Gradio scopes it
    to its container, so it is the more specific) puts the space between passages instead. */
@@ -846,7 +873,11 @@ a.ragbot-cite { text-decoration: none; font-weight: 600; }
 .ragbot-more > summary { cursor: pointer; list-style: none; }
 .ragbot-more > summary::-webkit-details-marker { display: none; }
 .ragbot-more[open] > summary { display: none; }
-#documents td, #documents th { overflow-wrap: anywhere; }
+/* The library's cells in the page's own font, a size smaller (Gradio's table font is monospace
+   14px: a row wrapped to four lines, and four documents filled the box). The cells shown are the
+   virtual table's divs; Gradio's <td>s only measure. */
+#documents .cell-wrap span.text { font-family: var(--font) !important; font-size: var(--text-sm) !important;
+  line-height: 1.35 !important; overflow-wrap: anywhere; }
 /* Gradio's file row keeps a name on one line and clips it: in the narrow column an export's
    name showed as ".n". The name wraps there instead, the size and download link below it. */
 #exported tr.file { display: flex; flex-wrap: wrap; }
@@ -998,7 +1029,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 with gr.Accordion("Your documents", open=False, elem_id="library"):
                     # Widths in shares of the side column, and long file names broken anywhere
                     # (CSS): with its own widths the table ran each column as wide as the column.
-                    documents = gr.Dataframe(headers=["document", "what", "added"], column_widths=["44%", "30%", "26%"],
+                    documents = gr.Dataframe(headers=["document", "what", "added"], column_widths=["40%", "37%", "23%"],
                                              interactive=False, elem_id="documents", wrap=True)
                     search_in = gr.Dropdown(choices=[], value=[], multiselect=True, elem_id="search-in",
                                             label="Search only these documents (none chosen: all of them)")
@@ -1251,21 +1282,30 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
 
         def start_new(saved):
             fresh = uuid.uuid4().hex
-            return empty_chat(), render_sources(None, False), fresh, gr.update(value=None), keep(saved, conversation=fresh)
+            # The status line spoke of the conversation left (a vote, a saved correction): emptied.
+            return (empty_chat(), render_sources(None, False), fresh, gr.update(value=None),
+                    keep(saved, conversation=fresh), "")
 
-        new_chat.click(start_new, browser, [chat, sources, conversation, past, browser])
-        chat.clear(start_new, browser, [chat, sources, conversation, past, browser])  # the chat's own trash button
-        def library(searched):
+        new_chat.click(start_new, browser, [chat, sources, conversation, past, browser, status])
+        chat.clear(start_new, browser, [chat, sources, conversation, past, browser, status])  # the chat's own trash button
+        def library(searched, chosen=None):
+            """The library drawn again: the documents chosen to search and the one chosen to act
+            on stay chosen while they are stored."""
             rows, choices = handlers.library()
             stored = {source for _, source in choices}
-            return (rows, gr.update(choices=choices, value=None),
-                    gr.update(choices=choices, value=[s for s in (searched or []) if s in stored]))
+            searched = [s for s in (searched or []) if isinstance(s, str) and s in stored]
+            return (rows, gr.update(choices=choices, value=chosen if chosen in stored else None),
+                    gr.update(choices=choices, value=searched))
 
         shelf = [documents, chosen_doc, search_in]
         # Emptied once ingested, so the next files dropped there are a new upload.
-        upload.upload(handlers.on_upload, upload, upload_status).then(library, search_in, shelf).then(
+        upload.upload(handlers.on_upload, upload, upload_status).then(library, [search_in, chosen_doc], shelf).then(
             lambda: None, None, upload, api_name=False)
-        app.load(library, search_in, shelf)
+        # The documents chosen to search are kept by the browser, as the other settings are: a
+        # reload went on searching everything while the user thought the choice still held.
+        app.load(lambda saved: library((saved or {}).get("search_in")), browser, shelf)
+        search_in.input(lambda saved, searched: keep(saved, search_in=searched), [browser, search_in], browser,
+                        api_name=False)
         app.load(lambda: gr.update(open=not handlers.has_documents()), None, adder, api_name=False)
 
         def ask_to_delete_document(source):
@@ -1281,10 +1321,12 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
 
         delete_doc.click(ask_to_delete_document, chosen_doc, [delete_doc_check, doc_to_delete, library_status])
         delete_doc_yes.click(delete_chosen_document, [chosen_doc, doc_to_delete],
-                             [library_status, delete_doc_check, doc_to_delete]).then(library, search_in, shelf)
+                             [library_status, delete_doc_check, doc_to_delete]).then(library, [search_in, chosen_doc],
+                                                                                     shelf)
         delete_doc_no.click(lambda: ("Not deleted.", gr.update(visible=False), None), None,
                             [library_status, delete_doc_check, doc_to_delete])
-        reingest.click(handlers.reingest_document, chosen_doc, library_status).then(library, search_in, shelf)
+        reingest.click(handlers.reingest_document, chosen_doc, library_status).then(library, [search_in, chosen_doc],
+                                                                                   shelf)
     # As many answers at once as the generator decodes together (generators/llama_cpp_backend.py),
     # at least 4: retrieval and the extract mode interleave on the CPU.
     app.queue(default_concurrency_limit=max(4, bot.settings.parallel_answers))

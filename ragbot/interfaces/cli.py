@@ -501,13 +501,21 @@ def cmd_ask(bot, args) -> int:
         print(f"  (answer {answer.id}: rate it with `ragbot feedback vote {answer.id} up|down`)")
 
 
+# What a number of `ragbot status` counts, where its name alone does not say.
+STATUS_NOTES = {
+    "generation": "changes to the stored documents so far; the saved indexes are named by it",
+    "schema_version": "the database layout; a newer ragbot upgrades it in place",
+}
+
+
 def cmd_status(bot, args) -> int:
     status = bot.status()
     if args.json:
         print(json.dumps(status, indent=2))
     else:
         for key, value in status.items():
-            print(f"{key:17} {value}")
+            note = f"  ({STATUS_NOTES[key]})" if key in STATUS_NOTES else ""
+            print(f"{key:17} {value}{note}")
     return 0
 
 
