@@ -306,8 +306,17 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             expect(page.locator("#library-status")).to_contain_text("unchanged 1", timeout=60_000)
             page.wait_for_timeout(500)  # the redraw follows the status
             expect(page.locator("#document-choice input")).to_have_value(re.compile("gans.md"))
-            page.click("#delete-document")  # asks first, as for a conversation
+            # Asks first, as for a conversation; clicked at the window's bottom edge (no scrolling
+            # to it), the question's buttons are brought into view rather than left below the fold.
+            # (A low window, so that there is a fold to fall below.)
+            page.set_viewport_size({"width": 1400, "height": 450})
+            delete_button = page.locator("#delete-document")
+            delete_button.evaluate("e => e.scrollIntoView({block: 'end'})")
+            box = delete_button.bounding_box()
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
             expect(page.locator("#library-status")).to_contain_text("Delete gans.md?", timeout=30_000)
+            expect(page.locator("#delete-document-yes")).to_be_in_viewport(ratio=1, timeout=10_000)
+            page.set_viewport_size({"width": 1400, "height": 900})
             page.click("#delete-document-yes")
             expect(page.locator("#library-status")).to_contain_text("Deleted gans.md", timeout=60_000)
             expect(page.locator("#documents")).not_to_contain_text("gans.md", timeout=30_000)

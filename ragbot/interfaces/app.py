@@ -893,6 +893,16 @@ a.ragbot-cite { text-decoration: none; font-weight: 600; }
 """
 
 
+def scrolled_into_view(element_id: str) -> str:
+    """Browser code that brings the element into the window once the page has drawn it: the
+    "Yes, delete it" buttons appeared below the fold of the side column, unseen. An element
+    already in view stays where it is."""
+    return (f"() => {{ setTimeout(() => {{ const e = document.getElementById({element_id!r}); "
+            f"const r = e && e.getBoundingClientRect(); "
+            f"if (r && (r.top < 0 || r.bottom > window.innerHeight)) e.scrollIntoView({{block: 'center'}}); "
+            f"}}, 100); }}")
+
+
 def session_of(request) -> str:
     """Who is asking: the logged-in user (when login is on) and the browser session."""
     return f"{getattr(request, 'username', None) or ''}|{getattr(request, 'session_hash', None) or ''}"
@@ -1214,7 +1224,8 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             return (gr.update(visible=True), conversation_id,
                     f"Delete “{literal(title)}”? It leaves your list; its answers stay in the answer log.")
 
-        delete.click(ask_to_delete, [conversation, browser], [delete_check, to_delete, status])
+        delete.click(ask_to_delete, [conversation, browser], [delete_check, to_delete, status]).then(
+            None, None, None, js=scrolled_into_view("delete-check"))
 
         def delete_current(conversation_id, chosen, saved, request: gr.Request):
             owner = owner_of(request, saved)
@@ -1319,7 +1330,8 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 return "Another document is chosen now: nothing deleted.", gr.update(visible=False), None
             return handlers.delete_document(source), gr.update(visible=False), None
 
-        delete_doc.click(ask_to_delete_document, chosen_doc, [delete_doc_check, doc_to_delete, library_status])
+        delete_doc.click(ask_to_delete_document, chosen_doc, [delete_doc_check, doc_to_delete, library_status]).then(
+            None, None, None, js=scrolled_into_view("delete-document-check"))
         delete_doc_yes.click(delete_chosen_document, [chosen_doc, doc_to_delete],
                              [library_status, delete_doc_check, doc_to_delete]).then(library, [search_in, chosen_doc],
                                                                                      shelf)
