@@ -1370,7 +1370,7 @@ def serve(bot: RagBot, host: str, port: int, share: bool = False, auth=None, pre
     app.launch(server_name=host, server_port=port, share=share, auth=auth, max_file_size=f"{limit}mb",
                allowed_paths=[str(bot.settings.data_dir / "exports")], show_error=False, quiet=True, footer_links=[], css=CSS,
                head=f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">{HIGHLIGHT_SCRIPT}'
-                    f'{ARIA_LABEL_SCRIPT}',
+                    f'{ARIA_LABEL_SCRIPT}{EDIT_ENTER_SCRIPT}',
                i18n=gr.I18n(en=MISSING_TRANSLATIONS), prevent_thread_lock=True)
     add_document_route(app.app, bot, login=auth is not None)
     if not prevent_thread_lock:
@@ -1446,6 +1446,20 @@ ARIA_LABEL_SCRIPT = """<script>
     }
   }).observe(document.documentElement, {subtree: true, childList: true, attributes: true, attributeFilter: ['aria-label']});
 })();
+</script>"""
+
+# Enter sends an edited question, as it sends one typed in the question box (Shift+Enter: a new
+# line); in Gradio's edit box it only broke the line, and the edit was sent by its Submit button
+# alone. Not while an input method is composing (Enter picks the characters there).
+EDIT_ENTER_SCRIPT = """<script>
+document.addEventListener('keydown', e => {
+  if (e.key !== 'Enter' || e.shiftKey || e.isComposing) return;
+  const box = e.target.closest && e.target.closest('#chat textarea.edit-textarea');
+  const submit = box && document.querySelector('#chat button[aria-label="Submit"]');
+  if (!submit || submit.disabled) return;
+  e.preventDefault();
+  submit.click();
+}, true);
 </script>"""
 
 # A click on a citation [n] highlights passage n in the sources panel and scrolls to it; for an
