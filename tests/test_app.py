@@ -84,6 +84,10 @@ def test_a_passage_heading_is_shown_as_a_title_and_its_text_as_text():
     assert snippet_html("Run `ragbot ingest` or `<b>x</b>`; a ` tick, ` spaced `, `a\nb`") == \
         "Run <code>ragbot ingest</code> or <code>&lt;b&gt;x&lt;/b&gt;</code>; a ` tick, ` spaced `, <code>a b</code>"
     assert snippet_html("`a\n\nb`") == "`a<br>b`"
+    # Code first, as Markdown reads it: no bold inside code, no tags crossing each other.
+    assert snippet_html("`**kwargs**` and **b**") == "<code>**kwargs**</code> and <b>b</b>"
+    assert snippet_html("**a `b** c`") == "**a <code>b** c</code>"
+    assert snippet_html("``code``") == "``code``"
 
 
 def test_a_correction_citing_another_passage_than_the_one_that_says_it_gets_a_hint(corpus_bot):
@@ -469,9 +473,32 @@ def test_a_question_searched_in_chosen_documents_says_so_in_its_sources(corpus_b
     # Names are shown as text, in order, however many were chosen.
     from ragbot.interfaces.app import searched_note
 
-    assert searched_note(["/d/b.md", "/e/<img src=x>a.md"]) == (
+    assert searched_note(["/d/b.md", "/e/<img src=x>a.md", "/d/b.md"]) == (
         "<p class='ragbot-searched'>Searched only the 2 documents chosen under “Your documents”: "
         "&lt;img src=x&gt;a.md, b.md.</p>")
+    # Two files of one name are told apart by their folders; an empty choice searched nothing.
+    assert "x.md (/a), x.md (/b)." in searched_note(["/b/x.md", "/a/x.md"])
+    assert "No document was searched" in searched_note([])
+    # A correction answers whatever was chosen: its panel does not claim the choice.
+    answer = Answer(question="q", answer="a [1]", refused=False, citations=[], passages=[], prompt="", raw_reply="",
+                    model="m", adapter=None, timings_ms={}, tokens={}, correction_of="x", corrected_question="q")
+    assert "Searched only" not in render_sources(answer, False, searched=["/d/b.md"])
+    assert "Searched only" in render_sources(Answer(**{**answer.__dict__, "correction_of": None}), False,
+                                             searched=["/d/b.md"])
+
+
+def test_the_library_keeps_what_is_chosen_while_it_is_stored(make_bot, docs):
+    """A redraw (re-ingest, upload, delete, a page load) kept neither the chosen document nor,
+    on a load, the documents chosen to search; what the page sends is checked."""
+    bot = make_bot()
+    bot.ingest([docs])
+    handlers = ChatHandlers(bot)
+    paris, volcano = str(docs / "paris.md"), str(docs / "volcano.html")
+    rows, choices, chosen, searched = handlers.shelf([volcano, paris, volcano, "/etc/passwd", 3], paris)
+    assert chosen == paris and searched == [volcano, paris]
+    assert handlers.shelf("not a list", [paris])[2:] == (None, [])
+    bot.remove([paris])
+    assert handlers.shelf([volcano, paris], paris)[2:] == (None, [volcano])
 
 
 def test_the_document_route_serves_stored_unchanged_pdfs_only_and_behind_the_login(make_bot, tmp_path):

@@ -493,6 +493,16 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
         page.get_by_text("Your documents", exact=True).click()
         expect(page.locator("#search-in")).to_contain_text("vaes.md", timeout=30_000)
         expect(page.locator("#sources .ragbot-searched")).to_contain_text("vaes.md")
+        # So does clearing it with the dropdown's clear button (a change without an `input` event).
+        page.locator("#search-in .remove-all").click()
+        expect(page.locator("#search-in")).not_to_contain_text("vaes.md")
+        page.wait_for_timeout(1_000)  # the browser's record is written after the change
+        page.reload()
+        expect(page.locator("#question textarea")).to_be_editable(timeout=60_000)
+        page.get_by_text("Your documents", exact=True).click()
+        # The library's load fills the table and sets the choice in one update.
+        expect(page.locator("#documents")).to_contain_text("vaes.md", timeout=30_000)
+        expect(page.locator("#search-in")).not_to_contain_text("vaes.md")
 
         # Choosing an earlier answer to correct shows that answer's sources, whose [n] a
         # correction cites, in place of the latest answer's.

@@ -80,7 +80,8 @@ def test_status_says_what_its_counters_count(make_bot, capsys):
     bot = make_bot()
     assert main(["status", "--data-dir", str(bot.settings.data_dir)]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
-    assert lines["generation"].endswith("(changes to the stored documents so far; the saved indexes are named by it)")
+    assert lines["generation"].endswith("(writes to the search index so far (document changes, a new ranking "
+                                        "embedder, repairs); the saved indexes are named by it)")
     assert "database layout" in lines["schema_version"] and "(" not in lines["documents"]
     assert main(["status", "--json", "--data-dir", str(bot.settings.data_dir)]) == 0
     assert isinstance(json.loads(capsys.readouterr().out)["generation"], int)  # the JSON keeps the plain number

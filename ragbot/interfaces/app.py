@@ -18,7 +18,7 @@ import string
 import shutil
 import threading
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -175,18 +175,26 @@ def render_panel(passages: list[Passage], cited: set[int], show_all: bool, links
     """The sources panel of one answer: which documents were searched when the question was
     limited to some, then what a correction answered (and the passages it cites), why there is
     no source, or its passages."""
-    return searched_note(searched) + _panel(passages, cited, show_all, links, refused, refusal_reason,
-                                            corrected_question)
+    # A correction answers whatever documents were chosen (its passages may lie outside them).
+    note = searched_note(searched) if corrected_question is None else ""
+    return note + _panel(passages, cited, show_all, links, refused, refusal_reason, corrected_question)
 
 
 def searched_note(searched: Sequence[str] | None) -> str:
     """Says that a question searched only the documents chosen in the library, and which: a
-    refusal there means those documents lack the answer, not all of them."""
+    refusal there means those documents lack the answer, not all of them. Each is named by its
+    file name, with its folder where two chosen files share a name."""
     if searched is None:
         return ""
-    names = ", ".join(html.escape(Path(s).name) for s in sorted(searched, key=lambda s: Path(s).name.lower()))
+    searched = list(dict.fromkeys(searched))
+    if not searched:
+        return "<p class='ragbot-searched'>No document was searched: none of those chosen is stored.</p>"
+    names = Counter(Path(s).name for s in searched)
+    labels = sorted((f"{Path(s).name} ({Path(s).parent})" if names[Path(s).name] > 1 else Path(s).name
+                     for s in searched), key=str.lower)
     which = "the document" if len(searched) == 1 else f"the {len(searched)} documents"
-    return f"<p class='ragbot-searched'>Searched only {which} chosen under “Your documents”: {names}.</p>"
+    return (f"<p class='ragbot-searched'>Searched only {which} chosen under “Your documents”: "
+            f"{html.escape(', '.join(labels))}.</p>")
 
 
 def _panel(passages: list[Passage], cited: set[int], show_all: bool, links: dict[str, str] | None,
@@ -244,12 +252,20 @@ def render_passages(passages: list[Passage], cited: set[int], show_all: bool, li
 NO_PASSAGE_CITED = "<p>The answer cites no passage.</p>"
 
 
-# Markdown **bold**, read on the escaped text; not inside a word or code ("x**2", "f(**kw)").
+# Markdown **bold**, read on the escaped text; not inside a word ("x**2") or an expression
+# ("f(**kw)"), and never inside `code` (see _inline_markup).
 _STRONG = re.compile(r"(?<![\w*])\*\*(?=[^\s*])((?:(?!\*\*).)+?)(?<=[^\s*])\*\*(?![\w*])")
 
-# Markdown `code`, read on the escaped text: a backtick pair on one line around text that neither
-# starts nor ends with a space.
-_CODE = re.compile(r"`(?=[^\s`])([^`]+?)(?<=[^\s`])`")
+# Markdown `code`, read on the escaped text: a single backtick pair within a paragraph around text
+# that neither starts nor ends with a space (a ``double`` pair is left as typed).
+_CODE = re.compile(r"(?<!`)`(?=[^\s`])([^`]+?)(?<=[^\s`])`(?!`)")
+
+
+def _inline_markup(escaped: str) -> str:
+    """`code` and **bold** of one escaped block as tags: code first, and bold only outside it,
+    as Markdown reads them (`**kwargs**` is code, not bold code)."""
+    parts = _CODE.split(escaped)  # text, code, text, code, ..., text
+    return "".join(f"<code>{part}</code>" if i % 2 else _STRONG.sub(r"<b>\1</b>", part) for i, part in enumerate(parts))
 
 
 def snippet_html(text: str) -> str:
@@ -277,7 +293,7 @@ def snippet_html(text: str) -> str:
         else:
             blocks.append(html.escape(line.strip()))
             joined = True
-    return "<br>".join(_CODE.sub(r"<code>\1</code>", _STRONG.sub(r"<b>\1</b>", block)) for block in blocks)
+    return "<br>".join(_inline_markup(block) for block in blocks)
 
 
 REFUSAL_NOTES = {
@@ -465,7 +481,8 @@ class ChatHandlers:
             note += f"<p class='ragbot-muted'>{gone - len(gone_cited)} other passage(s) of this answer are no longer stored.</p>"
         panel = render_panel(passages, cited, show_all, self.document_links(passages), refused=trace["refused"],
                              refusal_reason=trace["refusal_reason"], corrected_question=corrected_question)
-        return (searched_note(trace["params"].get("sources")) + note
+        searched = trace["params"].get("sources") if corrected_question is None else None
+        return (searched_note(searched) + note
                 + ("" if gone_cited and panel == NO_PASSAGE_CITED else panel))
 
     def chosen_sources(self, chosen: list[str] | None) -> tuple[list[str] | None, str | None]:
@@ -474,7 +491,7 @@ class ChatHandlers:
         if not chosen:
             return None, None
         stored = {d.source for d in self.bot.store.documents()}
-        kept = [c for c in chosen if isinstance(c, str) and c in stored]
+        kept = list(dict.fromkeys(c for c in chosen if isinstance(c, str) and c in stored))
         if not kept:
             return None, "None of the chosen documents is stored any more: choose again, or clear the choice."
         return kept, None
@@ -506,7 +523,6 @@ class ChatHandlers:
         would read alike (the same first question, the same minute) are told apart by a number,
         the older one the lower: "What is RAG? · 2026-12-03 09:14 (2)"."""
         import time
-        from collections import Counter
 
         listed = [(f"{c.title} · {time.strftime('%Y-%m-%d %H:%M', time.localtime(c.updated_at))}", c.id)
                   for c in self.conversations.list(owner)]
@@ -574,6 +590,16 @@ class ChatHandlers:
                          time.strftime("%Y-%m-%d", time.localtime(d.ingested_at))])
             choices.append((f"{name} ({origin})", d.source))
         return rows, choices
+
+    def shelf(self, searched, chosen) -> tuple[list[list], list[tuple[str, str]], str | None, list[str]]:
+        """The library drawn again (rows, choices), with the documents chosen to search and the
+        one chosen to act on as the page sends them, kept while they are stored (a re-ingest
+        cleared the chosen document); anything else the page sends is dropped."""
+        rows, choices = self.library()
+        stored = {source for _, source in choices}
+        searched = list(dict.fromkeys(s for s in (searched if isinstance(searched, list) else [])
+                                      if isinstance(s, str) and s in stored))
+        return rows, choices, chosen if isinstance(chosen, str) and chosen in stored else None, searched
 
     def has_documents(self) -> bool:
         return self.bot.store.counts()[0] > 0
@@ -1300,13 +1326,8 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         new_chat.click(start_new, browser, [chat, sources, conversation, past, browser, status])
         chat.clear(start_new, browser, [chat, sources, conversation, past, browser, status])  # the chat's own trash button
         def library(searched, chosen=None):
-            """The library drawn again: the documents chosen to search and the one chosen to act
-            on stay chosen while they are stored."""
-            rows, choices = handlers.library()
-            stored = {source for _, source in choices}
-            searched = [s for s in (searched or []) if isinstance(s, str) and s in stored]
-            return (rows, gr.update(choices=choices, value=chosen if chosen in stored else None),
-                    gr.update(choices=choices, value=searched))
+            rows, choices, chosen, searched = handlers.shelf(searched, chosen)
+            return rows, gr.update(choices=choices, value=chosen), gr.update(choices=choices, value=searched)
 
         shelf = [documents, chosen_doc, search_in]
         # Emptied once ingested, so the next files dropped there are a new upload.
@@ -1314,9 +1335,19 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             lambda: None, None, upload, api_name=False)
         # The documents chosen to search are kept by the browser, as the other settings are: a
         # reload went on searching everything while the user thought the choice still held.
-        app.load(lambda saved: library((saved or {}).get("search_in")), browser, shelf)
-        search_in.input(lambda saved, searched: keep(saved, search_in=searched), [browser, search_in], browser,
-                        api_name=False)
+        app.load(lambda saved: library(saved.get("search_in") if isinstance(saved, dict) else None), browser, shelf,
+                 api_name=False)
+
+        def remember_searched(saved, searched):
+            """On every change of the choice, not only a pick: the dropdown's clear button and a
+            Backspace change it without an `input` event (a cleared choice came back on reload),
+            and a redraw drops a deleted document from it. Written only when it differs, so the
+            load's own setting of the value writes nothing."""
+            if not isinstance(saved, dict) or searched == saved.get("search_in", []):
+                return gr.skip()
+            return keep(saved, search_in=searched)
+
+        search_in.change(remember_searched, [browser, search_in], browser, api_name=False)
         app.load(lambda: gr.update(open=not handlers.has_documents()), None, adder, api_name=False)
 
         def ask_to_delete_document(source):

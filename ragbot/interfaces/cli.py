@@ -503,7 +503,8 @@ def cmd_ask(bot, args) -> int:
 
 # What a number of `ragbot status` counts, where its name alone does not say.
 STATUS_NOTES = {
-    "generation": "changes to the stored documents so far; the saved indexes are named by it",
+    "generation": "writes to the search index so far (document changes, a new ranking embedder, repairs); "
+                  "the saved indexes are named by it",
     "schema_version": "the database layout; a newer ragbot upgrades it in place",
 }
 
