@@ -114,6 +114,16 @@ def copy_data_dir(bot: RagBot, dest: Path, votes: bool = False) -> Path:
     return dest
 
 
+def copies_in_folders(file: Path, root: Path, folders=("a", "b")) -> list[Path]:
+    """The folders `root`/a, `root`/b, each holding a copy of `file` under its own name."""
+    made = []
+    for folder in folders:
+        (root / folder).mkdir()
+        shutil.copy(file, root / folder / file.name)
+        made.append(root / folder)
+    return made
+
+
 def copy_corpus_file(name: str, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     return Path(shutil.copy(CORPUS / name, dest / name))

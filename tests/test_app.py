@@ -1,4 +1,3 @@
-import shutil
 """Chat UI handlers as plain functions (the browser test drives the page itself)."""
 
 import copy
@@ -7,6 +6,8 @@ from pathlib import Path
 
 from ragbot.interfaces.app import ChatHandlers, literal, render_sources, safe_upload_name, snippet_html
 from ragbot.types import Answer, Citation, Passage
+
+from conftest import copies_in_folders
 
 
 def test_a_follow_up_is_searched_with_the_previous_question_when_that_finds_more(corpus_bot):
@@ -300,10 +301,7 @@ def test_reingesting_a_changed_document_with_copies_says_what_happened_to_it(mak
     document, and said it was removed (helper-44's review)."""
     bot = make_bot()
     bot.ingest([docs])
-    for folder in ("a", "b"):
-        (tmp_path / folder).mkdir()
-        shutil.copy(docs / "paris.md", tmp_path / folder / "paris.md")
-    bot.ingest([tmp_path / "a", tmp_path / "b"])
+    bot.ingest(copies_in_folders(docs / "paris.md", tmp_path))
     (docs / "paris.md").write_text("# Paris\n\nThe Louvre is the most visited museum in the world.\n")
     message = ChatHandlers(bot).reingest_document(str(docs / "paris.md"))
     assert "removed" not in message and "updated 1" in message, message

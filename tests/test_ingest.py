@@ -12,7 +12,7 @@ from ragbot.errors import DocumentError, IndexMismatchError
 from ragbot.ingest.ingester import IngestReport, collect_files
 from ragbot.ingest.readers import read_document
 
-from conftest import ROOT, copy_corpus_file
+from conftest import ROOT, copies_in_folders, copy_corpus_file
 
 
 def _consistent(bot: RagBot) -> None:
@@ -224,10 +224,7 @@ def test_a_copy_stands_in_only_while_it_holds_what_it_held_and_never_at_a_loss(m
 def test_every_copy_of_a_removed_document_is_kept_when_the_set_stores_copies(make_bot, docs, tmp_path):
     bot = make_bot()
     bot.ingest([docs])
-    for folder in ("a", "b"):
-        (tmp_path / folder).mkdir()
-        shutil.copy(docs / "paris.md", tmp_path / folder / "paris.md")
-    bot.ingest([tmp_path / "a", tmp_path / "b"])
+    bot.ingest(copies_in_folders(docs / "paris.md", tmp_path))
     (docs / "paris.md").unlink()
     report = bot.ingest([docs], prune=True, store_copies=True)
     assert report.stood_in == [(str(tmp_path / "a" / "paris.md"), str(docs / "paris.md"))]

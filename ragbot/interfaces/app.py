@@ -480,10 +480,10 @@ class ChatHandlers:
         if gone > len(gone_cited):
             note += f"<p class='ragbot-muted'>{gone - len(gone_cited)} other passage(s) of this answer are no longer stored.</p>"
         panel = render_panel(passages, cited, show_all, self.document_links(passages), refused=trace["refused"],
-                             refusal_reason=trace["refusal_reason"], corrected_question=corrected_question)
-        searched = trace["params"].get("sources") if corrected_question is None else None
-        return (searched_note(searched) + note
-                + ("" if gone_cited and panel == NO_PASSAGE_CITED else panel))
+                             refusal_reason=trace["refusal_reason"], corrected_question=corrected_question,
+                             searched=trace["params"].get("sources"))
+        # The note above already says the cited passages are gone: not also "cites no passage".
+        return note + (panel.removesuffix(NO_PASSAGE_CITED) if gone_cited else panel)
 
     def chosen_sources(self, chosen: list[str] | None) -> tuple[list[str] | None, str | None]:
         """The documents a question may search, from what the page sends: (sources, problem).
