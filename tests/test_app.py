@@ -304,6 +304,7 @@ def test_reingesting_a_changed_document_with_copies_says_what_happened_to_it(mak
     bot.ingest(copies_in_folders(docs / "paris.md", tmp_path))
     (docs / "paris.md").write_text("# Paris\n\nThe Louvre is the most visited museum in the world.\n")
     message = ChatHandlers(bot).reingest_document(str(docs / "paris.md"))
+    assert message.startswith(r"paris\.md was read again and its passages replaced: ")
     assert "removed" not in message and "updated 1" in message, message
     assert bot.store.document(str(docs / "paris.md")) is not None
     assert bot.store.document(str(tmp_path / "a" / "paris.md")) is not None  # the old text, still searched
@@ -333,12 +334,40 @@ def test_the_document_library_lists_deletes_and_reingests(make_bot, docs, tmp_pa
     assert handlers.deletion_question(str(docs / "paris.md")) == (
         r"Delete paris\.md? Its passages go; answers already given stay.")
     assert handlers.reingest_document(None) == "Choose a document first."
-    assert "unchanged 1" in handlers.reingest_document(str(docs / "paris.md"))
+    # In words: "unchanged 1" read as if the button had done nothing.
+    assert handlers.reingest_document(str(docs / "paris.md")) == (
+        r"paris\.md is as it was when ingested (the same bytes, read the same way): its passages are up to date.")
     assert handlers.delete_document(upload).startswith(r"Deleted pump\.md:")
     assert not Path(upload).exists()  # ragbot's copy of the upload goes with it
     assert all("pump.md" not in p.source for p in bot.search("Which pump lifts water from the Zorblat mine?", k=10))
     assert handlers.delete_document(str(docs / "paris.md")).startswith(r"Deleted paris\.md:")
     assert (docs / "paris.md").is_file()  # a document from the user's own folder is only forgotten
+
+
+def test_a_fault_in_a_library_action_names_the_document_not_a_bare_error(make_bot, docs, tmp_path, monkeypatch,
+                                                                          caplog):
+    """An exception that is not a RagbotError (a bug; a data dir changed under the server) showed
+    only Gradio's red 'Error': the page now says which document was left as it was."""
+    import sqlite3
+
+    bot = make_bot()
+    bot.ingest([docs])
+    handlers = ChatHandlers(bot)
+
+    def fault(*args, **kwargs):
+        raise sqlite3.OperationalError("no such column: c.sha256")
+
+    monkeypatch.setattr(bot, "remove", fault)
+    monkeypatch.setattr(bot, "ingest", fault)
+    told = "an unexpected error (OperationalError); the server's log has the details."
+    assert handlers.delete_document(str(docs / "paris.md")) == rf"paris\.md was not deleted: {told}"
+    assert handlers.reingest_document(str(docs / "paris.md")) == rf"paris\.md was not re-ingested: {told}"
+    note = tmp_path / "pump.md"
+    note.write_text("# Pump\n\nThe Quell pump lifts water.\n")
+    assert list(handlers.on_upload([str(note)]))[-1] == f"failed: pump.md not ingested: {told}"
+    assert list(handlers.uploads.glob("*")) == []  # ragbot's copy of the upload goes, as for a RagbotError
+    assert "no such column: c.sha256" in caplog.text  # the log has the details
+    assert bot.store.document(str(docs / "paris.md")) is not None
 
 
 def test_issued_answer_ids_are_bounded(corpus_bot, monkeypatch):

@@ -303,7 +303,7 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             page.locator("#document-choice input").click()
             page.get_by_role("option", name=re.compile("gans.md")).click()
             page.click("#reingest")  # the library is drawn again, and the document stays chosen
-            expect(page.locator("#library-status")).to_contain_text("unchanged 1", timeout=60_000)
+            expect(page.locator("#library-status")).to_contain_text("its passages are up to date", timeout=60_000)
             page.wait_for_timeout(500)  # the redraw follows the status
             expect(page.locator("#document-choice input")).to_have_value(re.compile("gans.md"))
             # Asks first, as for a conversation; clicked at the window's bottom edge (no scrolling

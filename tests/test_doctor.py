@@ -89,6 +89,24 @@ def test_a_damaged_database_is_named_not_repaired(tmp_path):
     assert report.findings[0].check == "database" and "restore a backup" in report.findings[0].detail
 
 
+def test_a_database_that_lacks_what_its_migrations_made_is_refused_and_named(ingested):
+    """A data dir written by an unreleased ragbot whose migration was later changed (the copies
+    table without its sha256 column) failed at each delete with 'no such column: c.sha256'."""
+    from ragbot.storage.store import Store
+
+    data_dir = ingested.settings.data_dir
+    ingested.close()
+    db = sqlite3.connect(data_dir / "ragbot.db")
+    db.executescript("DROP TABLE copies; CREATE TABLE copies (path TEXT PRIMARY KEY, original TEXT NOT NULL, "
+                     "recorded_at REAL NOT NULL); DROP TABLE ranking_vectors;")
+    db.close()
+    with pytest.raises(RagbotError, match=r"lacks copies\.sha256, ranking_vectors, which the migrations"):
+        Store(data_dir / "ragbot.db")
+    report = doctor(data_dir, repair=True)
+    assert [(f.check, f.status) for f in report.findings] == [("database", "problem")]
+    assert "copies.sha256" in report.findings[0].detail and "restore" in report.findings[0].detail.lower()
+
+
 def test_backup_while_another_connection_writes_then_restore(ingested, tmp_path):
     data_dir = ingested.settings.data_dir
     answer = ingested.ask("Where is the Eiffel Tower?")

@@ -112,6 +112,14 @@ def answer_id_of(message: dict | None) -> str | None:
     return str(answer_id) if answer_id else None
 
 
+def unexpected(exc: Exception, what: str) -> str:
+    """The page's message for an error that is ragbot's fault, not the user's (a bug, or a data
+    dir changed under it): what did not happen, and where the details are. Gradio would show only
+    a red 'Error'."""
+    log.exception("%s", what)
+    return f"{what}: an unexpected error ({type(exc).__name__}); the server's log has the details."
+
+
 def safe_upload_name(name: str) -> str:
     """A file name that cannot leave the uploads folder: no separators, no dots in front, no
     control or shell-special characters. Letters of any script are kept ("Übersicht.pdf")."""
@@ -627,6 +635,8 @@ class ChatHandlers:
             report = self.bot.remove([doc.source], wait=PAGE_WRITE_WAIT)
         except RagbotError as exc:
             return f"Not deleted: {exc}"
+        except Exception as exc:  # a fault of ragbot's own: the page names the document, the log has the rest
+            return unexpected(exc, f"{literal(Path(doc.source).name)} was not deleted")
         if self._is_upload(doc.source):
             Path(doc.source).unlink(missing_ok=True)  # ragbot's own copy of an upload
         kept = "".join(f" Its copy {literal(path)} holds the same text and is searched in its place."
@@ -646,6 +656,8 @@ class ChatHandlers:
             report = self.bot.ingest([doc.source], wait=PAGE_WRITE_WAIT, remember_copies=not self._is_upload(doc.source))
         except RagbotError as exc:
             return f"Not re-ingested: {exc}"
+        except Exception as exc:
+            return unexpected(exc, f"{literal(Path(doc.source).name)} was not re-ingested")
         failed = "; ".join(reason for path, reason in report.failed if path == doc.source)
         # (The ingest may also report other files: copies of this document stored or recorded.)
         for _, original in (d for d in report.duplicates if d[0] == doc.source):  # stored before copies were told apart
@@ -653,7 +665,12 @@ class ChatHandlers:
                 Path(doc.source).unlink(missing_ok=True)
             return (f"{literal(Path(doc.source).name)} has the same content as {literal(original)}, which is "
                     f"stored: this copy was removed from the library.")
-        return f"{literal(Path(doc.source).name)}: " + (f"failed: {literal(failed)}" if failed else report.summary())
+        name = literal(Path(doc.source).name)
+        if failed:
+            return f"{name} was not re-ingested: {literal(failed)}"
+        if doc.source in report.unchanged:  # "unchanged 1" read as if the button had done nothing
+            return f"{name} is as it was when ingested (the same bytes, read the same way): its passages are up to date."
+        return f"{name} was read again and its passages replaced: {report.summary()}"
 
     def export_conversation(self, conversation_id: str, owner: str) -> Path | None:
         """The conversation written as Markdown, named after its title, in a folder named by its
@@ -842,11 +859,12 @@ class ChatHandlers:
             try:
                 # An upload found to be a copy is not kept (below), so it is not recorded as one.
                 report = self.bot.ingest([t for t, _ in accepted], wait=PAGE_WRITE_WAIT, remember_copies=False)
-            except RagbotError as exc:
+            except Exception as exc:
                 for target, fresh in accepted:
                     if fresh:  # not ingested: ragbot's copy goes (an earlier upload under that name stays)
                         target.unlink(missing_ok=True)
-                yield "\n".join(lines + [f"failed: {exc}"])
+                failed = str(exc) if isinstance(exc, RagbotError) else unexpected(exc, f"{names} not ingested")
+                yield "\n".join(lines + [f"failed: {failed}"])
                 return
             new = {str(t) for t, fresh in accepted if fresh}
             for path, reason in report.failed:

@@ -35,6 +35,7 @@ from pathlib import Path
 from ragbot.errors import RagbotError
 from ragbot.storage.files import (LEFTOVER_SECONDS, building_dir, full_disk_reported, not_served, remove_path, state_lock,
                                   write_atomic)
+from ragbot.storage.store import missing_columns, schema_mismatch
 
 LOW_DISK_BYTES = 1 << 30
 BACKUP_MANIFEST = "ragbot-backup.json"
@@ -117,6 +118,7 @@ def _database_ok(path: Path, report: DoctorReport) -> bool:
         try:
             integrity = [row[0] for row in db.execute("PRAGMA integrity_check")]
             foreign = db.execute("PRAGMA foreign_key_check").fetchall()
+            missing = missing_columns(db)
         finally:
             db.close()
     except sqlite3.DatabaseError as exc:
@@ -125,6 +127,9 @@ def _database_ok(path: Path, report: DoctorReport) -> bool:
     if integrity != ["ok"]:
         report.add("database", "problem", f"integrity check failed ({'; '.join(integrity[:3])}); "
                                           f"restore a backup: ragbot restore BACKUP")
+        return False
+    if missing:
+        report.add("database", "problem", schema_mismatch(path, missing))
         return False
     report.add("database", "ok" if not foreign else "warning",
                "integrity check ok" + (f"; {len(foreign)} rows point at missing rows" if foreign else ""))

@@ -172,6 +172,41 @@ MIGRATIONS: list[tuple[int, str]] = [
 ]
 
 
+def _apply(db: sqlite3.Connection, sql: str) -> None:
+    for statement in sql.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _columns(db: sqlite3.Connection) -> dict[str, set[str]]:
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {t: {r[1] for r in db.execute(f'PRAGMA table_info("{t}")')} for t in tables}
+
+
+def missing_columns(db: sqlite3.Connection) -> list[str]:
+    """The tables and columns that the migrations `db` records as applied would have made, and
+    that `db` lacks ("copies.sha256", or "copies" for a whole table). Tables and columns it has
+    besides are not checked: ragbot's SQL names what it reads."""
+    have = _columns(db)
+    done = {r[0] for r in db.execute("SELECT version FROM schema_migrations")} if "schema_migrations" in have else set()
+    expected = sqlite3.connect(":memory:")
+    try:
+        for version, sql in MIGRATIONS:
+            if version in done:
+                _apply(expected, sql)
+        wanted = _columns(expected)
+    finally:
+        expected.close()
+    return [name for table, columns in sorted(wanted.items())
+            for name in ([table] if table not in have else [f"{table}.{c}" for c in sorted(columns - have[table])])]
+
+
+def schema_mismatch(path: Path, missing: list[str]) -> str:
+    return (f"{path}: its schema lacks {', '.join(missing)}, which the migrations it records should have made; it "
+            f"was written by a development version of ragbot. Restore a backup (ragbot restore BACKUP) or "
+            f"ingest the documents into a new data dir")
+
+
 @dataclass
 class StoredDocument:
     id: int
@@ -272,12 +307,16 @@ class Store:
             if version in done:
                 continue
             with self.transaction():
-                for statement in sql.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
+                _apply(self._db, sql)
                 self._db.execute(
                     "INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)", (version, time.time())
                 )
+        missing = missing_columns(self._db)
+        if missing:
+            # A database whose migrations are recorded but whose tables lack what they made (one
+            # written by an unreleased ragbot whose migration was later changed): every use would
+            # fail on its own SQL error, so it is refused here, once, with what to do.
+            raise RagbotError(schema_mismatch(self.path, missing))
 
     def schema_version(self) -> int:
         return self._db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
