@@ -494,8 +494,19 @@ def test_a_question_searched_in_chosen_documents_says_so_in_its_sources(corpus_b
     note = "Searched only the document chosen under “Your documents”: vaes.md."
     assert note in panel
     assert note in handlers.sources_of(history, len(history) - 1, "s", False)
+    # The chat's refusal is one sentence for every refusal: the page says beside it how to search all.
+    assert handlers.limited_refusal(history, [vaes]) == (
+        "Only the document chosen under “Your documents” was searched. To search all of them, clear "
+        "“Search only these documents”.")
+    *_, (answered, _, _) = handlers.respond("What does a VAE's encoder output?", [], "c", 5, 0.0, False, session="s",
+                                            sources=[vaes])
+    from ragbot.interfaces.app import answer_id_of
+
+    assert corpus_bot.feedback.answer_trace(answer_id_of(answered[-1]))["refused"] is False
+    assert handlers.limited_refusal(answered, [vaes]) is None  # an answer needs no such word
     *_, (history, panel, _) = handlers.respond("Who invented the transformer architecture?", [], "c", 5, 0.0,
                                                False, session="s")
+    assert handlers.limited_refusal(history, None) is None  # everything was searched
     assert "Searched only" not in panel and "Searched only" not in handlers.sources_of(history, 1, "s", False)
     # Names are shown as text, in order, however many were chosen.
     from ragbot.interfaces.app import searched_note
@@ -506,6 +517,11 @@ def test_a_question_searched_in_chosen_documents_says_so_in_its_sources(corpus_b
     # Two files of one name are told apart by their folders; an empty choice searched nothing.
     assert "x.md (/a), x.md (/b)." in searched_note(["/b/x.md", "/a/x.md"])
     assert "No document was searched" in searched_note([])
+    # The choice's label says what a question searches now (it said "none chosen" while some were).
+    from ragbot.interfaces.app import search_label
+
+    assert search_label([]) == "Search only these documents (none chosen: all of them)"
+    assert search_label(["/d/b.md", "/d/c.md"]) == "Search only these documents (2 chosen: only they are searched)"
     # A correction answers whatever was chosen: its panel does not claim the choice.
     answer = Answer(question="q", answer="a [1]", refused=False, citations=[], passages=[], prompt="", raw_reply="",
                     model="m", adapter=None, timings_ms={}, tokens={}, correction_of="x", corrected_question="q")

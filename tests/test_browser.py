@@ -260,6 +260,7 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             page.click("#rename")
             expect(page.locator("#status")).to_contain_text("Renamed.", timeout=30_000)
             expect(page.locator("#conversations")).to_contain_text("GAN history", timeout=30_000)
+            expect(page.locator("#exported")).to_be_hidden()  # empty, it looked like a drop zone
             page.click("#export")
             # Named after its title; its answer's [1] listed with the passage it names.
             expect(page.locator("#exported")).to_contain_text(re.compile(r"GAN history\s*\.md"), timeout=30_000)
@@ -280,7 +281,9 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
 
             # Deleting asks first: "Keep it" keeps it, "Yes, delete it" deletes it.
             page.click("#delete")
-            expect(page.locator("#status")).to_contain_text("Delete “GAN history”?", timeout=30_000)
+            # The question stands with its buttons, above them (it was in the status line under the chat).
+            expect(page.locator("#delete-check")).to_contain_text("Delete “GAN history”?", timeout=30_000)
+            assert page.locator("#delete-question").bounding_box()["y"] < page.locator("#delete-yes").bounding_box()["y"]
             page.click("#delete-no")
             expect(page.locator("#status")).to_contain_text("Not deleted.", timeout=30_000)
             expect(page.locator("#delete-yes")).to_be_hidden()
@@ -288,6 +291,7 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             page.click("#delete")
             page.click("#delete-yes")
             expect(page.locator("#status")).to_contain_text("Conversation deleted", timeout=30_000)
+            expect(page.locator("#exported")).to_be_hidden()  # its export went with it
             expect(page.locator("#conversations")).not_to_contain_text("GAN history")
             page.screenshot(path=str(ARTIFACTS / "chat-conversations.png"))
 
@@ -314,8 +318,10 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             delete_button.evaluate("e => e.scrollIntoView({block: 'end'})")
             box = delete_button.bounding_box()
             page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-            expect(page.locator("#library-status")).to_contain_text("Delete gans.md?", timeout=30_000)
+            expect(page.locator("#delete-document-check")).to_contain_text("Delete gans.md?", timeout=30_000)
             expect(page.locator("#delete-document-yes")).to_be_in_viewport(ratio=1, timeout=10_000)
+            assert (page.locator("#delete-document-question").bounding_box()["y"]
+                    < page.locator("#delete-document-yes").bounding_box()["y"])
             page.set_viewport_size({"width": 1400, "height": 900})
             page.click("#delete-document-yes")
             expect(page.locator("#library-status")).to_contain_text("Deleted gans.md", timeout=60_000)
@@ -441,6 +447,8 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
         assert asked == "How is generative AI used in healthcare & finance? In banks?"
         assert page.locator("#chat [data-testid='user']").count() == 1
         one_conversation("the edit")
+        # The conversation is named by its first question as it now reads (it kept the old one).
+        expect(page.locator("#conversations")).to_contain_text("finance? In banks?", timeout=30_000)
 
         ask("What does the encoder of a variational autoencoder output?", 3)
         one_conversation("a second question")

@@ -43,6 +43,26 @@ def test_a_conversation_is_its_owners_only(make_bot, docs):
     assert bot.feedback.answer_trace(first.id)["question"] == "Where is the Eiffel Tower?"  # the log keeps it
 
 
+def test_a_title_made_from_the_first_question_follows_its_edit_and_a_given_one_stays(make_bot, docs):
+    """Editing the first question left the conversation named after the question it replaced."""
+    bot = make_bot()
+    bot.ingest([docs])
+    conversations = Conversations(bot.store)
+    conversations.touch("c1", "browser:ann", "Where is the Eiffel Tower?")
+    bot.ask("Where is the Eiffel Tower?", conversation_id="c1", turn=1)
+    conversations.touch("c1", "browser:ann", "When was it finished?")
+    bot.ask("When was it finished?", conversation_id="c1", turn=2)
+    conversations.touch("c1", "browser:ann", "When was it  started?")  # the second turn edited
+    bot.ask("When was it started?", conversation_id="c1", turn=2)
+    assert conversations.title("c1", "browser:ann") == "Where is the Eiffel Tower?"
+    conversations.touch("c1", "browser:ann", "Where is Mount Etna?", first=True)  # the first one edited
+    bot.ask("Where is Mount Etna?", conversation_id="c1", turn=1)
+    assert conversations.title("c1", "browser:ann") == "Where is Mount Etna?"
+    conversations.rename("c1", "browser:ann", "Volcanoes")
+    conversations.touch("c1", "browser:ann", "Is Mount Etna active?", first=True)
+    assert conversations.title("c1", "browser:ann") == "Volcanoes"  # the owner's own title stays
+
+
 def test_reopening_issues_the_answers_to_the_session_so_they_can_be_voted_on(make_bot, docs):
     bot = make_bot()
     bot.ingest([docs])

@@ -188,6 +188,15 @@ def render_panel(passages: list[Passage], cited: set[int], show_all: bool, links
     return note + _panel(passages, cited, show_all, links, refused, refusal_reason, corrected_question)
 
 
+def search_label(searched) -> str:
+    """The label of the choice of documents to search, which says what a question searches now
+    (it said "none chosen: all of them" while some were chosen)."""
+    n = len(searched) if isinstance(searched, list) else 0
+    if not n:
+        return "Search only these documents (none chosen: all of them)"
+    return f"Search only these documents ({n} chosen: only {'it is' if n == 1 else 'they are'} searched)"
+
+
 def searched_note(searched: Sequence[str] | None) -> str:
     """Says that a question searched only the documents chosen in the library, and which: a
     refusal there means those documents lack the answer, not all of them. Each is named by its
@@ -504,6 +513,24 @@ class ChatHandlers:
             return None, "None of the chosen documents is stored any more: choose again, or clear the choice."
         return kept, None
 
+    def limited_refusal(self, history: list[dict], sources: list[str] | None) -> str | None:
+        """What the page says beside a refusal when only chosen documents were searched (the
+        chat's refusal reads as the whole library's); None otherwise. The sources panel names the
+        documents; this says how to search them all."""
+        answer_id = answer_id_of(history[-1] if history else None)
+        if sources is None or answer_id is None:
+            return None
+        try:
+            refused = self.bot.feedback.answer_trace(answer_id)["refused"]
+        except RagbotError:
+            return None
+        if not refused:
+            return None
+        n = len(set(sources))
+        which = "the document chosen under “Your documents” was" if n == 1 else \
+            f"the {n} documents chosen under “Your documents” were"
+        return f"Only {which} searched. To search all of them, clear “Search only these documents”."
+
     def answering(self, session: str) -> bool:
         """Whether an answer of this session is still being written."""
         return session in self._stops
@@ -518,10 +545,11 @@ class ChatHandlers:
 
     # -- conversations ------------------------------------------------------------------------
 
-    def start_turn(self, conversation_id: str, owner: str, question: str) -> str | None:
-        """Record the turn in the owner's conversation; the reason it cannot be, or None."""
+    def start_turn(self, conversation_id: str, owner: str, question: str, first: bool = False) -> str | None:
+        """Record the turn in the owner's conversation (`first`: it is the first turn, asked
+        anew or again); the reason it cannot be, or None."""
         try:
-            self.conversations.touch(conversation_id, owner, question)
+            self.conversations.touch(conversation_id, owner, question, first=first)
         except ConversationError:
             return "This conversation cannot be continued here; start a new one."
         return None
@@ -1031,13 +1059,17 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                     new_title = gr.Textbox(label="New title", elem_id="new-title", max_length=80)
                     rename = gr.Button("Rename", elem_id="rename")
                     export = gr.Button("Export as Markdown", elem_id="export")
-                    exported = gr.File(label="Export", interactive=False, elem_id="exported")
+                    # Shown once there is a file: empty, it looked like a box to drop files on.
+                    exported = gr.File(label="Export", interactive=False, elem_id="exported", visible=False)
                     delete = gr.Button("Delete this conversation", variant="stop", elem_id="delete")
                     # Deleting asks first (it cannot be undone on the page): which conversation
-                    # the question was about is kept, so a switch meanwhile deletes nothing.
-                    with gr.Row(visible=False, elem_id="delete-check") as delete_check:
-                        delete_yes = gr.Button("Yes, delete it", variant="stop", elem_id="delete-yes")
-                        delete_no = gr.Button("Keep it", elem_id="delete-no")
+                    # the question was about is kept, so a switch meanwhile deletes nothing. The
+                    # question stands above its buttons (it was in the status line, under the chat).
+                    with gr.Column(visible=False, elem_id="delete-check") as delete_check:
+                        delete_question = gr.Markdown(elem_id="delete-question")
+                        with gr.Row():
+                            delete_yes = gr.Button("Yes, delete it", variant="stop", elem_id="delete-yes")
+                            delete_no = gr.Button("Keep it", elem_id="delete-no")
                     to_delete = gr.State(None)
             with gr.Column(scale=3):
                 # Regenerate (the retry button) and edit-and-resend (a question's pencil) ask again
@@ -1086,15 +1118,17 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                     documents = gr.Dataframe(headers=["document", "what", "added"], column_widths=["40%", "37%", "23%"],
                                              interactive=False, elem_id="documents", wrap=True)
                     search_in = gr.Dropdown(choices=[], value=[], multiselect=True, elem_id="search-in",
-                                            label="Search only these documents (none chosen: all of them)")
+                                            label=search_label([]))
                     chosen_doc = gr.Dropdown(choices=[], label="Document", elem_id="document-choice")
                     with gr.Row():
                         reingest = gr.Button("Re-ingest", elem_id="reingest")
                         delete_doc = gr.Button("Delete from ragbot", variant="stop", elem_id="delete-document")
                     # Asks first, as deleting a conversation does: an upload's copy goes with it.
-                    with gr.Row(visible=False, elem_id="delete-document-check") as delete_doc_check:
-                        delete_doc_yes = gr.Button("Yes, delete it", variant="stop", elem_id="delete-document-yes")
-                        delete_doc_no = gr.Button("Keep it", elem_id="delete-document-no")
+                    with gr.Column(visible=False, elem_id="delete-document-check") as delete_doc_check:
+                        delete_doc_question = gr.Markdown(elem_id="delete-document-question")
+                        with gr.Row():
+                            delete_doc_yes = gr.Button("Yes, delete it", variant="stop", elem_id="delete-document-yes")
+                            delete_doc_no = gr.Button("Keep it", elem_id="delete-document-no")
                     doc_to_delete = gr.State(None)
                     library_status = gr.Markdown(elem_id="library-status")
                 # Open on a first visit to an empty library, where adding documents comes first;
@@ -1123,12 +1157,13 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             if not problem and handlers.answering(session_of(request)):
                 problem = "An answer is still being written: wait for it, or stop it first."
             if not problem:
-                problem = handlers.start_turn(conversation_id, owner_of(request, saved), question.strip())
+                problem = handlers.start_turn(conversation_id, owner_of(request, saved), question.strip(),
+                                              first=not any(answer_id_of(m) for m in history or []))
             if problem:  # said in a notice; the conversation, its sources and the box stay as they are
                 gr.Warning(problem)
                 yield gr.skip(), gr.skip(), gr.skip()
                 return
-            first = True
+            first, last = True, []
             for history_, html_, _ in handlers.respond(question, history, conversation_id, k, temperature, show_all,
                                                        session=session_of(request),
                                                        user=getattr(request, "username", None), sources=sources_):
@@ -1136,8 +1171,11 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 if first:  # the turns kept keep their thumbs; a replaced turn's go with it
                     box = gr.update(interactive=False, placeholder=BUSY, **({"value": ""} if from_box else {}))
                     shown_ = gr.update(value=history_, feedback_value=handlers.votes(history_, session_of(request)))
-                first = False
+                first, last = False, history_
                 yield shown_, html_, box
+            limited = handlers.limited_refusal(last, sources_)
+            if limited:
+                gr.Info(limited)
 
         def respond(question, history, conversation_id, k, temperature, show_all, saved, chosen=None,
                     request: gr.Request = None):
@@ -1256,38 +1294,41 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
 
         def export_current(conversation_id, saved, request: gr.Request):
             path = handlers.export_conversation(conversation_id, owner_of(request, saved))
-            return str(path) if path else None
+            if path is None:
+                return gr.update(value=None, visible=False), "Nothing to export: ask a question first."
+            return gr.update(value=str(path), visible=True), ""
 
-        export.click(export_current, [conversation, browser], exported)
+        export.click(export_current, [conversation, browser], [exported, status])
 
         def ask_to_delete(conversation_id, saved, request: gr.Request):
             try:
                 title = handlers.conversations.title(conversation_id, owner_of(request, saved))
             except ConversationError:
-                return gr.update(visible=False), None, "Nothing to delete: ask a question first."
-            return (gr.update(visible=True), conversation_id,
+                return gr.update(visible=False), None, "Nothing to delete: ask a question first.", ""
+            return (gr.update(visible=True), conversation_id, "",
                     f"Delete “{literal(title)}”? It leaves your list; its answers stay in the answer log.")
 
-        delete.click(ask_to_delete, [conversation, browser], [delete_check, to_delete, status]).then(
+        delete.click(ask_to_delete, [conversation, browser], [delete_check, to_delete, status, delete_question]).then(
             None, None, None, js=scrolled_into_view("delete-check"))
 
         def delete_current(conversation_id, chosen, saved, request: gr.Request):
             owner = owner_of(request, saved)
             if chosen != conversation_id:
                 return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), "Another conversation is open now: nothing deleted.",
-                        gr.skip(), gr.update(visible=False), None)
+                        gr.skip(), gr.update(visible=False), None, gr.skip())
             try:
                 handlers.delete_conversation(conversation_id, owner)
             except ConversationError:
                 return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), "Nothing to delete: ask a question first.", gr.skip(),
-                        gr.update(visible=False), None)
+                        gr.update(visible=False), None, gr.skip())
             fresh = uuid.uuid4().hex
             return (empty_chat(), fresh, gr.update(choices=handlers.conversation_choices(owner), value=None),
                     render_sources(None, False), "Conversation deleted (its answers stay in the answer log).",
-                    keep(saved, conversation=fresh), gr.update(visible=False), None)
+                    keep(saved, conversation=fresh), gr.update(visible=False), None,
+                    gr.update(value=None, visible=False))  # its export went with it
 
         delete_yes.click(delete_current, [conversation, to_delete, browser],
-                         [chat, conversation, past, sources, status, browser, delete_check, to_delete])
+                         [chat, conversation, past, sources, status, browser, delete_check, to_delete, exported])
         delete_no.click(lambda: (gr.update(visible=False), None, "Not deleted."), None, [delete_check, to_delete, status])
 
         def remember(saved, k_value, show, temp):
@@ -1345,7 +1386,8 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         chat.clear(start_new, browser, [chat, sources, conversation, past, browser, status])  # the chat's own trash button
         def library(searched, chosen=None):
             rows, choices, chosen, searched = handlers.shelf(searched, chosen)
-            return rows, gr.update(choices=choices, value=chosen), gr.update(choices=choices, value=searched)
+            return rows, gr.update(choices=choices, value=chosen), gr.update(choices=choices, value=searched,
+                                                                         label=search_label(searched))
 
         shelf = [documents, chosen_doc, search_in]
         # Emptied once ingested, so the next files dropped there are a new upload.
@@ -1361,25 +1403,27 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             Backspace change it without an `input` event (a cleared choice came back on reload),
             and a redraw drops a deleted document from it. Written only when it differs, so the
             load's own setting of the value writes nothing."""
+            label = gr.update(label=search_label(searched))  # the label, not the value: no change event
             if not isinstance(saved, dict) or searched == saved.get("search_in", []):
-                return gr.skip()
-            return keep(saved, search_in=searched)
+                return gr.skip(), label
+            return keep(saved, search_in=searched), label
 
-        search_in.change(remember_searched, [browser, search_in], browser, api_name=False)
+        search_in.change(remember_searched, [browser, search_in], [browser, search_in], api_name=False)
         app.load(lambda: gr.update(open=not handlers.has_documents()), None, adder, api_name=False)
 
         def ask_to_delete_document(source):
             asked = handlers.deletion_question(source)
             if asked is None:
-                return gr.update(visible=False), None, "Choose a document first."
-            return gr.update(visible=True), source, asked
+                return gr.update(visible=False), None, "Choose a document first.", ""
+            return gr.update(visible=True), source, "", asked
 
         def delete_chosen_document(source, chosen):
             if chosen != source:  # the document asked about, kept on the server, is no longer the one chosen
                 return "Another document is chosen now: nothing deleted.", gr.update(visible=False), None
             return handlers.delete_document(source), gr.update(visible=False), None
 
-        delete_doc.click(ask_to_delete_document, chosen_doc, [delete_doc_check, doc_to_delete, library_status]).then(
+        delete_doc.click(ask_to_delete_document, chosen_doc,
+                         [delete_doc_check, doc_to_delete, library_status, delete_doc_question]).then(
             None, None, None, js=scrolled_into_view("delete-document-check"))
         delete_doc_yes.click(delete_chosen_document, [chosen_doc, doc_to_delete],
                              [library_status, delete_doc_check, doc_to_delete]).then(library, [search_in, chosen_doc],

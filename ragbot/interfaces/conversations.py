@@ -30,6 +30,11 @@ class ConversationError(RagbotError):
     pass
 
 
+def _title_of(question: str) -> str:
+    """The title a conversation takes from its first question."""
+    return " ".join(question.split())[:TITLE_CHARS] or "(untitled)"
+
+
 @dataclass
 class Conversation:
     id: str
@@ -69,19 +74,28 @@ class Conversations:
         if not self._exists(conversation_id, owner):
             raise ConversationError("no such conversation")
 
-    def touch(self, conversation_id: str, owner: str, first_question: str) -> None:
-        """Record a turn's time; a new conversation is created, titled by its first question."""
+    def touch(self, conversation_id: str, owner: str, question: str, first: bool = False) -> None:
+        """Record a turn's time; a new conversation is created, titled by its first question.
+        `first`: `question` is asked as the first turn again (edited or regenerated): a title made
+        from the first question follows it; one the owner gave it stays."""
         now = time.time()
         with self.store.transaction() as db:
-            row = db.execute("SELECT owner, deleted FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+            row = db.execute("SELECT owner, deleted, title FROM conversations WHERE id = ?",
+                             (conversation_id,)).fetchone()
             if row is None:
-                title = " ".join(first_question.split())[:TITLE_CHARS] or "(untitled)"
                 db.execute("INSERT INTO conversations(id, owner, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-                           (conversation_id, owner, title, now, now))
-            elif row[0] != owner or row[1]:
+                           (conversation_id, owner, _title_of(question), now, now))
+                return
+            if row[0] != owner or row[1]:
                 raise ConversationError("no such conversation")
-            else:
-                db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
+            title = row[2]
+            if first:
+                # The first question shown until now: the latest answer to turn 1 (this one is not logged yet).
+                was = db.execute("SELECT question FROM answers WHERE conversation_id = ? AND turn = 1 "
+                                 "ORDER BY created_at DESC, rowid DESC LIMIT 1", (conversation_id,)).fetchone()
+                if was is not None and title == _title_of(was[0]):
+                    title = _title_of(question)
+            db.execute("UPDATE conversations SET updated_at = ?, title = ? WHERE id = ?", (now, title, conversation_id))
 
     def list(self, owner: str, limit: int = 50) -> list[Conversation]:
         rows = self._db.execute(
