@@ -495,6 +495,13 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
         with sqlite3.connect(data_dir / "ragbot.db") as db:
             params = db.execute("SELECT params FROM answers ORDER BY created_at DESC LIMIT 1").fetchone()[0]
         assert '"sources": ["' in params and "vaes.md" in params and "gans.md" not in params
+        # The choice's label counts it, and a refusal from it alone says how to search all (the
+        # chat's refusal read as the whole library's; the label said "none chosen").
+        expect(page.locator("#search-in")).to_contain_text("1 chosen: only it is searched")
+        ask("What is the discriminator of a GAN?", 5)
+        expect(page.locator("#chat .message.bot").last).to_contain_text("do not contain the answer")
+        expect(page.get_by_text("Only the document chosen under “Your documents” was searched.")).to_be_visible(
+            timeout=30_000)
         # The choice outlives a reload, as the other settings do.
         page.reload()
         expect(page.locator("#question textarea")).to_be_editable(timeout=60_000)
@@ -524,7 +531,7 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
         # The chat's own trash button starts a new conversation; the old one stays listed.
         page.locator('#chat button[aria-label="Clear"]').click()
         expect(page.locator("#chat [data-testid='user']")).to_have_count(0)
-        ask("What does the decoder of a variational autoencoder do?", 5)
+        ask("What does the decoder of a variational autoencoder do?", 6)
         turns = stored_turns()
         assert len({c for c, _, _ in turns}) == 2 and turns[-1][1] == 1, (
             "\n".join(map(str, turns)) + f"\npage loads at {loads} s\nconsole: {logged[-20:]}")
