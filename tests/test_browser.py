@@ -498,6 +498,9 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
         # The choice's label counts it, and a refusal from it alone says how to search all (the
         # chat's refusal read as the whole library's; the label said "none chosen").
         expect(page.locator("#search-in")).to_contain_text("1 chosen: only it is searched")
+        # Its ✕ names the document it removes (Gradio titled it by the choice's index: "Remove 2").
+        expect(page.locator("#search-in .token .token-remove")).to_have_attribute(
+            "title", re.compile(r"^Remove vaes\.md \(.*corpus\)$"))
         ask("What is the discriminator of a GAN?", 5)
         expect(page.locator("#chat .message.bot").last).to_contain_text("do not contain the answer")
         expect(page.get_by_text("Only the document chosen under “Your documents” was searched.")).to_be_visible(

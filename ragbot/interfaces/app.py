@@ -1463,7 +1463,7 @@ def serve(bot: RagBot, host: str, port: int, share: bool = False, auth=None, pre
     app.launch(server_name=host, server_port=port, share=share, auth=auth, max_file_size=f"{limit}mb",
                allowed_paths=[str(bot.settings.data_dir / "exports")], show_error=False, quiet=True, footer_links=[], css=CSS,
                head=f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">{HIGHLIGHT_SCRIPT}'
-                    f'{ARIA_LABEL_SCRIPT}{EDIT_ENTER_SCRIPT}',
+                    f'{ARIA_LABEL_SCRIPT}{EDIT_ENTER_SCRIPT}{TOKEN_REMOVE_SCRIPT}',
                i18n=gr.I18n(en=MISSING_TRANSLATIONS), prevent_thread_lock=True)
     add_document_route(app.app, bot, login=auth is not None)
     if not prevent_thread_lock:
@@ -1538,6 +1538,27 @@ ARIA_LABEL_SCRIPT = """<script>
       else r.addedNodes.forEach(n => { if (n.nodeType === 1) { clean(n); n.querySelectorAll('[aria-label]').forEach(clean); } });
     }
   }).observe(document.documentElement, {subtree: true, childList: true, attributes: true, attributeFilter: ['aria-label']});
+})();
+</script>"""
+
+# A chosen document's ✕ in a multiselect is titled "Remove 2" by Gradio (the choice's index), which
+# the mouse shows and a screen reader speaks: it names the document instead.
+TOKEN_REMOVE_SCRIPT = """<script>
+(() => {
+  const name = el => {
+    if (!el.matches || !el.matches('.token > .token-remove:not(.remove-all)')) return;
+    const text = el.parentElement.querySelector(':scope > span');
+    const title = text && 'Remove ' + text.textContent.trim();
+    if (!title || el.getAttribute('title') === title) return;
+    el.setAttribute('title', title);
+    el.setAttribute('aria-label', title);
+  };
+  new MutationObserver(records => {
+    for (const r of records) {
+      if (r.type === 'attributes') name(r.target);
+      else r.addedNodes.forEach(n => { if (n.nodeType === 1) { name(n); n.querySelectorAll('.token-remove').forEach(name); } });
+    }
+  }).observe(document.documentElement, {subtree: true, childList: true, attributes: true, attributeFilter: ['title']});
 })();
 </script>"""
 
