@@ -100,6 +100,20 @@ def test_example_questions_come_from_the_users_documents(make_bot, docs):
     assert len(examples) == len(set(examples)) >= 2  # from different documents
 
 
+def test_a_suggestion_finds_the_passage_it_was_made_from(corpus_bot, monkeypatch):
+    """"What is the loss?" (made from one document's "The loss is ...") finds other documents'
+    losses closer: a vague suggestion, no longer offered; a definition that finds its own
+    passage is."""
+    import random
+
+    monkeypatch.setattr(random, "shuffle", lambda items: items.sort(key=lambda c: c.question != "What is the loss?"))
+    examples = ChatHandlers(corpus_bot).example_questions(n=10)
+    assert "What is the loss?" not in examples and "What is a large language model (LLM)?" in examples, examples
+    for question in examples:
+        found = corpus_bot.search(question)
+        assert found[0].score == max(p.score for p in found)
+
+
 def test_asking_a_turn_again_replaces_it_and_the_turns_after_it(make_bot, docs):
     """Regenerate and edit-and-resend ask a question in its old place: the stored conversation
     then reads as the page showed it (the log keeps every answer)."""

@@ -323,6 +323,9 @@ REFUSAL_NOTES = {
 SAVED = "Saved "  # how every message of a saved comment or correction begins (ChatHandlers.saved_note)
 
 
+SUGGESTIONS_SEARCHED = 30  # candidate suggestions searched on a first visit (example_questions)
+
+
 class ChatHandlers:
     """The page's events. `session` names who is asking (the browser session, and the user when
     login is on): the server remembers which answer ids it gave to which session, and feedback
@@ -586,19 +589,28 @@ class ChatHandlers:
 
     def example_questions(self, n: int = 3) -> list[str]:
         """A first visit's suggestions, made from the user's own documents the way tuning makes
-        questions (their definitions and section headings), from different documents."""
+        questions (their definitions and section headings), from different documents.
+
+        A suggestion must find the passage it was made from: first in the search, and closest
+        of those found. "What is the loss?" (from "The loss is ...") found other documents'
+        losses closer, and read as vague; no threshold is involved, only the search's own order."""
         import random
 
         from ragbot.learn.trainset import structural_questions
 
         ids = [r[0] for r in self.bot.store._db.execute("SELECT id FROM chunks ORDER BY RANDOM() LIMIT 200")]
         chunks = self.bot.store.chunks(ids)
-        candidates = structural_questions([chunks[i] for i in ids if i in chunks])
+        candidates = [c for c in structural_questions([chunks[i] for i in ids if i in chunks])
+                      if len(c.question) <= 120]
         random.shuffle(candidates)
+        # Definitions first; a bounded number searched (one batch, on a first visit's load).
+        candidates = sorted(candidates, key=lambda c: c.origin != "definition")[:SUGGESTIONS_SEARCHED]
+        found = self.bot.batch_search([c.question for c in candidates]) if candidates else []
         picked, sources = [], set()
-        for candidate in sorted(candidates, key=lambda c: c.origin != "definition"):
+        for candidate, passages in zip(candidates, found):
             source = chunks[candidate.chunk_id].source
-            if source not in sources and len(candidate.question) <= 120:
+            own = passages[0].chunk_id == candidate.chunk_id if passages else False
+            if own and passages[0].score >= max(p.score for p in passages) and source not in sources:
                 picked.append(candidate.question)
                 sources.add(source)
             if len(picked) == n:
