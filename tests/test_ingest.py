@@ -456,6 +456,23 @@ def test_changing_how_tables_are_written_reads_markdown_and_html_again(make_bot,
     assert len(again.ingest([docs]).unchanged) == 4  # once
 
 
+def test_documents_chunked_before_the_heading_rule_are_read_again(make_bot, tmp_path):
+    """A heading like "## Learning C#" was stored as the section "Learning C" until the heading
+    rule changed (92d4b85) without the pipeline's version: such documents stayed as they were."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "csharp.md").write_text("# Languages\n\n## Learning C#\n\nC# runs on the .NET runtime.\n")
+    (folder / "plan.txt").write_text("Plan\n\n#1 priority is the parser.\n")
+    bot = make_bot()
+    assert bot.ingest([folder]).ok
+    with bot.store.transaction() as db:  # as a data dir ingested before then holds them
+        db.execute("UPDATE documents SET pipeline = replace(pipeline, 'v2|', 'v1|')")
+    report = make_bot(data_dir=bot.settings.data_dir).ingest([folder])
+    assert sorted(Path(p).name for p in report.updated) == ["csharp.md", "plan.txt"]
+    assert bot.search("What does C# run on?", k=1)[0].section.endswith("Learning C#")
+    assert "#1 priority" in bot.search("What is the first priority?", k=1)[0].text
+
+
 def test_a_word_document_is_searched_with_its_sections(make_bot, tmp_path):
     from test_readers import _word_document
 

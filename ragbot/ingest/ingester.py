@@ -36,7 +36,9 @@ from ragbot.settings import Settings
 from ragbot.storage.store import Store, StoredDocument
 from ragbot.types import Chunk, Document
 
-PIPELINE_VERSION = 1  # bump when reading or chunking changes, so documents are redone
+# Bump when reading or chunking changes, so documents are redone. 2: one Markdown heading rule for
+# every kind (92d4b85: "## Learning C#" keeps its "#", a "#1 priority" line is text, not a heading).
+PIPELINE_VERSION = 2
 MAX_PREFIX_TOKENS = 48
 FLUSH_CHUNKS = 512  # embed and store in groups of about this many chunks
 
