@@ -318,7 +318,9 @@ def test_the_document_library_lists_deletes_and_reingests(make_bot, docs, tmp_pa
     assert handlers.has_documents()
     note = tmp_path / "pump.md"
     note.write_text("# Pump\n\nThe Quell pump lifts water from the Zorblat mine.\n")
-    list(handlers.on_upload([str(note)]))
+    stored = []
+    list(handlers.on_upload([str(note)], stored))
+    assert stored == [str(handlers.uploads / "pump.md")]  # the page then chooses it in the library
     rows, choices = handlers.library()
     # By name, as a folder lists them (not by when they were added: the upload came last).
     assert [r[0] for r in rows] == ["bananas.txt", "paris.md", "pump.md", "volcano.html"]

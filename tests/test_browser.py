@@ -105,6 +105,10 @@ def test_ask_vote_and_upload_in_a_real_browser(server, tmp_path):
         expect(page.locator("#upload")).to_be_visible()
         page.set_input_files("#upload input[type=file]", str(doc))
         expect(page.locator("#upload-status textarea")).to_have_value(re.compile("added 1"), timeout=120_000)
+        # It becomes the chosen document in the library (which lists by name: it may sort out of view).
+        page.get_by_text("Your documents", exact=True).click()
+        expect(page.locator("#document-choice input")).to_have_value(re.compile(r"^zorblat\.md \(upload"),
+                                                                     timeout=30_000)
         page.fill("#question textarea", "Who invented the Zorblat engine?")
         page.click("#ask")
         expect(page.locator("#sources .ragbot-source").first).to_contain_text("zorblat.md", timeout=180_000)

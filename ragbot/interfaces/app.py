@@ -870,8 +870,9 @@ class ChatHandlers:
         log.warning("refused a %s for answer %.64r: not an answer this session was given", what, str(answer_id))
         return "Not saved: that answer was not given in this session."
 
-    def on_upload(self, files: list[str] | None) -> Iterator[str]:
-        """Ingest uploaded files with the same code and messages as `ragbot ingest`."""
+    def on_upload(self, files: list[str] | None, stored: list[str] | None = None) -> Iterator[str]:
+        """Ingest uploaded files with the same code and messages as `ragbot ingest`; the sources
+        of the uploads stored (added or updated) are appended to `stored` before the last message."""
         if not files:
             yield "No file chosen."
             return
@@ -921,6 +922,8 @@ class ChatHandlers:
                 if paths:
                     lines.append(f"{kind}: " + ", ".join(Path(p).name for p in paths))
             lines.append(report.summary())
+            if stored is not None:
+                stored.extend(p for p in report.added + report.updated if p in sent)
         yield "\n".join(lines)
 
 
@@ -1403,8 +1406,17 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
 
         shelf = [documents, chosen_doc, search_in]
         # Emptied once ingested, so the next files dropped there are a new upload.
-        upload.upload(handlers.on_upload, upload, upload_status).then(library, [search_in, chosen_doc], shelf).then(
-            lambda: None, None, upload, api_name=False)
+        def upload_files(files):
+            stored = []
+            for said in handlers.on_upload(files, stored):
+                yield said, stored[-1] if stored else None
+
+        # The library lists by name, so a new upload may sort out of view: it becomes the chosen
+        # document, named where Re-ingest and Delete act.
+        just_stored = gr.State(None)
+        upload.upload(upload_files, upload, [upload_status, just_stored], api_name=False).then(
+            lambda searched, chosen, new: library(searched, new or chosen), [search_in, chosen_doc, just_stored],
+            shelf, api_name=False).then(lambda: None, None, upload, api_name=False)
         # The documents chosen to search are kept by the browser, as the other settings are: a
         # reload went on searching everything while the user thought the choice still held.
         app.load(lambda saved: library(saved.get("search_in") if isinstance(saved, dict) else None), browser, shelf,
