@@ -359,17 +359,35 @@ def test_a_fault_in_a_library_action_names_the_document_not_a_bare_error(make_bo
     def fault(*args, **kwargs):
         raise sqlite3.OperationalError("no such column: c.sha256")
 
+    remove, ingest = bot.remove, bot.ingest
     monkeypatch.setattr(bot, "remove", fault)
     monkeypatch.setattr(bot, "ingest", fault)
-    told = "an unexpected error (OperationalError); the server's log has the details."
-    assert handlers.delete_document(str(docs / "paris.md")) == rf"paris\.md was not deleted: {told}"
-    assert handlers.reingest_document(str(docs / "paris.md")) == rf"paris\.md was not re-ingested: {told}"
+    told = "because of an unexpected error (OperationalError); the server's log has the details."
+    assert handlers.delete_document(str(docs / "paris.md")) == rf"paris\.md was not deleted, {told}"
+    assert handlers.reingest_document(str(docs / "paris.md")) == rf"paris\.md was not re-ingested, {told}"
     note = tmp_path / "pump.md"
     note.write_text("# Pump\n\nThe Quell pump lifts water.\n")
-    assert list(handlers.on_upload([str(note)]))[-1] == f"failed: pump.md not ingested: {told}"
+    assert list(handlers.on_upload([str(note)]))[-1] == f"Not ingested: pump.md, {told}"
     assert list(handlers.uploads.glob("*")) == []  # ragbot's copy of the upload goes, as for a RagbotError
     assert "no such column: c.sha256" in caplog.text  # the log has the details
     assert bot.store.document(str(docs / "paris.md")) is not None
+
+    # A fault after the work was stored says so: the document is gone, or read again, or kept.
+    def after(work):
+        def run(*args, **kwargs):
+            work(*args, **kwargs)
+            raise sqlite3.OperationalError("disk I/O error")
+        return run
+
+    monkeypatch.setattr(bot, "remove", after(remove))
+    monkeypatch.setattr(bot, "ingest", after(ingest))
+    followed = "but an unexpected error followed (OperationalError); the server's log has the details."
+    (docs / "volcano.html").write_text("<html><body><p>Stromboli erupts every few minutes.</p></body></html>")
+    assert handlers.reingest_document(str(docs / "volcano.html")) == rf"volcano\.html was re-ingested, {followed}"
+    assert handlers.delete_document(str(docs / "paris.md")) == rf"paris\.md was deleted, {followed}"
+    assert list(handlers.on_upload([str(note)]))[-1] == f"Stored pump.md, {followed}"
+    assert [p.name for p in handlers.uploads.glob("*")] == ["pump.md"]  # stored, so kept
+    assert bot.store.document(str(handlers.uploads / "pump.md")) is not None
 
 
 def test_issued_answer_ids_are_bounded(corpus_bot, monkeypatch):
@@ -496,16 +514,18 @@ def test_a_question_searched_in_chosen_documents_says_so_in_its_sources(corpus_b
     note = "Searched only the document chosen under “Your documents”: vaes.md."
     assert note in panel
     assert note in handlers.sources_of(history, len(history) - 1, "s", False)
-    # The chat's refusal is one sentence for every refusal: the page says beside it how to search all.
-    assert handlers.limited_refusal(history, [vaes]) == (
-        "Only the document chosen under “Your documents” was searched. To search all of them, clear "
-        "“Search only these documents”.")
+    # A refusal from it alone says how to search them all, in the panel and beside the chat's
+    # refusal (one sentence for every refusal, which read as the whole library's).
+    hint = f"{note} To search all of them, clear “Search only these documents”."
+    assert hint in panel and hint in handlers.sources_of(history, len(history) - 1, "s", False)
+    assert handlers.limited_refusal(history, [vaes]) == hint
     *_, (answered, _, _) = handlers.respond("What does a VAE's encoder output?", [], "c", 5, 0.0, False, session="s",
                                             sources=[vaes])
     from ragbot.interfaces.app import answer_id_of
 
     assert corpus_bot.feedback.answer_trace(answer_id_of(answered[-1]))["refused"] is False
     assert handlers.limited_refusal(answered, [vaes]) is None  # an answer needs no such word
+    assert "To search all" not in handlers.sources_of(answered, len(answered) - 1, "s", False)
     *_, (history, panel, _) = handlers.respond("Who invented the transformer architecture?", [], "c", 5, 0.0,
                                                False, session="s")
     assert handlers.limited_refusal(history, None) is None  # everything was searched

@@ -277,6 +277,14 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             assert [p.name for p in exported] == ["GAN history.md"]
             text = exported[0].read_text()
             assert "When were GANs introduced?" in text and "[1] gans.md" in text, text
+            # A new conversation takes away what spoke of the one left: its export, a delete question.
+            page.click("#delete")
+            expect(page.locator("#delete-check")).to_be_visible(timeout=30_000)
+            page.get_by_role("button", name="New conversation").click()
+            expect(page.locator("#exported")).to_be_hidden(timeout=30_000)
+            expect(page.locator("#delete-check")).to_be_hidden()
+            page.locator("#conversations label", has_text="GAN history").click()  # and back to it
+            expect(page.locator("#chat .message.bot")).to_have_count(1, timeout=30_000)
 
             other = browser.new_context().new_page()  # another browser: its own token, nothing listed
             other.goto(url)
@@ -488,8 +496,16 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
 
         # Only the chosen document is searched: a GAN question finds no GAN passage.
         page.get_by_text("Your documents", exact=True).click()
+        # (First: choosing another document takes a delete question away; it stood over the other's name.)
+        for name in ("gans.md", "vaes.md"):
+            page.locator("#document-choice input").click()
+            page.locator("#document-choice").get_by_role("option", name=re.compile(name)).click()
+            if name == "gans.md":
+                page.click("#delete-document")
+                expect(page.locator("#delete-document-check")).to_contain_text("Delete gans.md?", timeout=30_000)
+        expect(page.locator("#delete-document-check")).to_be_hidden(timeout=10_000)
         page.locator("#search-in input").click()
-        page.get_by_role("option", name=re.compile("vaes.md")).click()
+        page.locator("#search-in").get_by_role("option", name=re.compile("vaes.md")).click()
         page.keyboard.press("Escape")
         ask("Who introduced generative adversarial networks?", 4)
         one_conversation("the reload and a question")
@@ -507,8 +523,9 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
             "title", re.compile(r"^Remove vaes\.md \(.*corpus\)$"))
         ask("What is the discriminator of a GAN?", 5)
         expect(page.locator("#chat .message.bot").last).to_contain_text("do not contain the answer")
-        expect(page.get_by_text("Only the document chosen under “Your documents” was searched.")).to_be_visible(
-            timeout=30_000)
+        hint = "vaes.md. To search all of them, clear “Search only these documents”."
+        expect(page.locator("[data-testid='toast-body']")).to_contain_text(hint, timeout=30_000)
+        expect(page.locator("#sources .ragbot-searched")).to_contain_text(hint)
         # The choice outlives a reload, as the other settings do.
         page.reload()
         expect(page.locator("#question textarea")).to_be_editable(timeout=60_000)

@@ -61,6 +61,10 @@ def test_a_title_made_from_the_first_question_follows_its_edit_and_a_given_one_s
     conversations.rename("c1", "browser:ann", "Volcanoes")
     conversations.touch("c1", "browser:ann", "Is Mount Etna active?", first=True)
     assert conversations.title("c1", "browser:ann") == "Volcanoes"  # the owner's own title stays
+    # A first question stopped before its answer was logged gives way to the one asked in its place.
+    conversations.touch("c2", "browser:ann", "Where is the Eiffel Tower?")
+    conversations.touch("c2", "browser:ann", "Where is Mount Etna?", first=True)
+    assert conversations.title("c2", "browser:ann") == "Where is Mount Etna?"
 
 
 def test_reopening_issues_the_answers_to_the_session_so_they_can_be_voted_on(make_bot, docs):
@@ -109,9 +113,15 @@ def test_a_suggestion_finds_the_passage_it_was_made_from(corpus_bot, monkeypatch
     monkeypatch.setattr(random, "shuffle", lambda items: items.sort(key=lambda c: c.question != "What is the loss?"))
     examples = ChatHandlers(corpus_bot).example_questions(n=10)
     assert "What is the loss?" not in examples and "What is a large language model (LLM)?" in examples, examples
+    from ragbot.learn.trainset import structural_questions
+
+    ids = [r[0] for r in corpus_bot.store._db.execute("SELECT id FROM chunks")]
+    made_from = {}  # (overlapping chunks may make one question twice)
+    for c in structural_questions(list(corpus_bot.store.chunks(ids).values())):
+        made_from.setdefault(c.question, set()).add(c.chunk_id)
     for question in examples:
         found = corpus_bot.search(question)
-        assert found[0].score == max(p.score for p in found)
+        assert found[0].chunk_id in made_from[question] and found[0].score == max(p.score for p in found)
 
 
 def test_asking_a_turn_again_replaces_it_and_the_turns_after_it(make_bot, docs):

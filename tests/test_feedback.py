@@ -194,6 +194,21 @@ def test_a_newer_database_is_refused(tmp_path):
         Store(tmp_path / "ragbot.db")
 
 
+def test_a_database_lacking_what_its_migrations_made_gets_no_further_migration(tmp_path):
+    """Refused before the pending migrations run: one touching what is missing would fail with a
+    bare SQL error, and those applied would be recorded on a database that is then refused."""
+    import sqlite3
+
+    Store(tmp_path / "ragbot.db").close()
+    with sqlite3.connect(tmp_path / "ragbot.db") as db:
+        db.executescript("DROP TABLE ranking_vectors; DROP TABLE copies; DELETE FROM schema_migrations WHERE version = 7;")
+    with pytest.raises(RagbotError, match=r"lacks ranking_vectors \(migration 4\)"):
+        Store(tmp_path / "ragbot.db")
+    with sqlite3.connect(tmp_path / "ragbot.db") as db:
+        assert db.execute("SELECT MAX(version) FROM schema_migrations").fetchone() == (6,)
+        assert db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'copies'").fetchone() == (0,)
+
+
 def test_many_threads_record_and_vote_at_once(log):
     """The chat UI answers people on worker threads; each thread's writes must not collide."""
     from concurrent.futures import ThreadPoolExecutor

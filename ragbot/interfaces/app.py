@@ -103,6 +103,13 @@ def message_at(history: list | None, index) -> dict | None:
     return None if position is None else history[position]
 
 
+def turn_of(history: list | None) -> int:
+    """The turn a question asked after `history` takes: one more than the answers kept there (a
+    stopped answer is not stored), so a question asked again replaces the same stored turns it
+    replaces on the page."""
+    return sum(1 for m in history or [] if answer_id_of(m)) + 1
+
+
 def answer_id_of(message: dict | None) -> str | None:
     """The id of the stored answer a chat message shows (an id the page sends back: it is
     checked against what the session was given before it is used)."""
@@ -112,12 +119,13 @@ def answer_id_of(message: dict | None) -> str | None:
     return str(answer_id) if answer_id else None
 
 
-def unexpected(exc: Exception, what: str) -> str:
+def unexpected_error_message(exc: Exception, what: str, done: bool = False) -> str:
     """The page's message for an error that is ragbot's fault, not the user's (a bug, or a data
-    dir changed under it): what did not happen, and where the details are. Gradio would show only
-    a red 'Error'."""
+    dir changed under it): `what` happened or did not (`done`: the error came after it was
+    stored), and where the details are. Gradio would show only a red 'Error'."""
     log.exception("%s", what)
-    return f"{what}: an unexpected error ({type(exc).__name__}); the server's log has the details."
+    return (f"{what}, {'but an unexpected error followed' if done else 'because of an unexpected error'} "
+            f"({type(exc).__name__}); the server's log has the details.")
 
 
 def safe_upload_name(name: str) -> str:
@@ -184,7 +192,7 @@ def render_panel(passages: list[Passage], cited: set[int], show_all: bool, links
     limited to some, then what a correction answered (and the passages it cites), why there is
     no source, or its passages."""
     # A correction answers whatever documents were chosen (its passages may lie outside them).
-    note = searched_note(searched) if corrected_question is None else ""
+    note = searched_note(searched, refused) if corrected_question is None else ""
     return note + _panel(passages, cited, show_all, links, refused, refusal_reason, corrected_question)
 
 
@@ -197,21 +205,28 @@ def search_label(searched) -> str:
     return f"Search only these documents ({n} chosen: only {'it is' if n == 1 else 'they are'} searched)"
 
 
-def searched_note(searched: Sequence[str] | None) -> str:
-    """Says that a question searched only the documents chosen in the library, and which: a
-    refusal there means those documents lack the answer, not all of them. Each is named by its
-    file name, with its folder where two chosen files share a name."""
+def searched_sentence(searched: Sequence[str] | None, refused: bool = False) -> str:
+    """Says, as plain text, that a question searched only the documents chosen in the library,
+    and which: a refusal there means those documents lack the answer, not all of them, and says
+    how to search them all. Each is named by its file name, with its folder where two chosen
+    files share a name. Empty when everything was searched."""
     if searched is None:
         return ""
     searched = list(dict.fromkeys(searched))
     if not searched:
-        return "<p class='ragbot-searched'>No document was searched: none of those chosen is stored.</p>"
+        return "No document was searched: none of those chosen is stored."
     names = Counter(Path(s).name for s in searched)
     labels = sorted((f"{Path(s).name} ({Path(s).parent})" if names[Path(s).name] > 1 else Path(s).name
                      for s in searched), key=str.lower)
     which = "the document" if len(searched) == 1 else f"the {len(searched)} documents"
-    return (f"<p class='ragbot-searched'>Searched only {which} chosen under “Your documents”: "
-            f"{html.escape(', '.join(labels))}.</p>")
+    hint = " To search all of them, clear “Search only these documents”." if refused else ""
+    return f"Searched only {which} chosen under “Your documents”: {', '.join(labels)}.{hint}"
+
+
+def searched_note(searched: Sequence[str] | None, refused: bool = False) -> str:
+    """searched_sentence as the sources panel shows it, above the passages."""
+    sentence = searched_sentence(searched, refused)
+    return f"<p class='ragbot-searched'>{html.escape(sentence)}</p>" if sentence else ""
 
 
 def _panel(passages: list[Passage], cited: set[int], show_all: bool, links: dict[str, str] | None,
@@ -403,9 +418,7 @@ class ChatHandlers:
         temperature = min(max(float(temperature), 0.0), MAX_TEMPERATURE)
         history = list(history or [])
         previous = [message_text(m) for m in history if isinstance(m, dict) and m.get("role") == "user"]
-        # The turn counts the answers kept before this question (a stopped one is not stored), so
-        # a question asked again replaces the same stored turns it replaces on the page.
-        turn = sum(1 for m in history if answer_id_of(m)) + 1
+        turn = turn_of(history)
         earlier = self._history_messages(history)
         history.append({"role": "user", "content": shown(question)})
         history.append({"role": "assistant", "content": ""})
@@ -517,9 +530,9 @@ class ChatHandlers:
         return kept, None
 
     def limited_refusal(self, history: list[dict], sources: list[str] | None) -> str | None:
-        """What the page says beside a refusal when only chosen documents were searched (the
-        chat's refusal reads as the whole library's); None otherwise. The sources panel names the
-        documents; this says how to search them all."""
+        """What the page says beside the latest answer in `history` when it is a refusal from
+        the chosen documents alone (the chat's refusal read as the whole library's); None
+        otherwise. The sources panel says the same above its passages."""
         answer_id = answer_id_of(history[-1] if history else None)
         if sources is None or answer_id is None:
             return None
@@ -527,12 +540,7 @@ class ChatHandlers:
             refused = self.bot.feedback.answer_trace(answer_id)["refused"]
         except RagbotError:
             return None
-        if not refused:
-            return None
-        n = len(set(sources))
-        which = "the document chosen under “Your documents” was" if n == 1 else \
-            f"the {n} documents chosen under “Your documents” were"
-        return f"Only {which} searched. To search all of them, clear “Search only these documents”."
+        return searched_sentence(sources, refused=True) if refused else None
 
     def answering(self, session: str) -> bool:
         """Whether an answer of this session is still being written."""
@@ -674,9 +682,13 @@ class ChatHandlers:
         try:
             report = self.bot.remove([doc.source], wait=PAGE_WRITE_WAIT)
         except RagbotError as exc:
-            return f"Not deleted: {exc}"
-        except Exception as exc:  # a fault of ragbot's own: the page names the document, the log has the rest
-            return unexpected(exc, f"{literal(Path(doc.source).name)} was not deleted")
+            return f"{literal(Path(doc.source).name)} was not deleted: {exc}"
+        except Exception as exc:  # a fault of ragbot's own: the page says what is stored, the log has the rest
+            if self._stored(doc.source) is not None:
+                return unexpected_error_message(exc, f"{literal(Path(doc.source).name)} was not deleted")
+            if self._is_upload(doc.source):
+                Path(doc.source).unlink(missing_ok=True)
+            return unexpected_error_message(exc, f"{literal(Path(doc.source).name)} was deleted", done=True)
         if self._is_upload(doc.source):
             Path(doc.source).unlink(missing_ok=True)  # ragbot's own copy of an upload
         kept = "".join(f" Its copy {literal(path)} holds the same text and is searched in its place."
@@ -695,9 +707,12 @@ class ChatHandlers:
             # ragbot's own copy of an upload goes if it turns out to be a copy: no record of it
             report = self.bot.ingest([doc.source], wait=PAGE_WRITE_WAIT, remember_copies=not self._is_upload(doc.source))
         except RagbotError as exc:
-            return f"Not re-ingested: {exc}"
+            return f"{literal(Path(doc.source).name)} was not re-ingested: {exc}"
         except Exception as exc:
-            return unexpected(exc, f"{literal(Path(doc.source).name)} was not re-ingested")
+            now = self._stored(doc.source)
+            if now is not None and (now.sha256, now.ingested_at) == (doc.sha256, doc.ingested_at):
+                return unexpected_error_message(exc, f"{literal(Path(doc.source).name)} was not re-ingested")
+            return unexpected_error_message(exc, f"{literal(Path(doc.source).name)} was re-ingested", done=True)
         failed = "; ".join(reason for path, reason in report.failed if path == doc.source)
         # (The ingest may also report other files: copies of this document stored or recorded.)
         for _, original in (d for d in report.duplicates if d[0] == doc.source):  # stored before copies were told apart
@@ -901,11 +916,17 @@ class ChatHandlers:
                 # An upload found to be a copy is not kept (below), so it is not recorded as one.
                 report = self.bot.ingest([t for t, _ in accepted], wait=PAGE_WRITE_WAIT, remember_copies=False)
             except Exception as exc:
+                stored = [t.name for t, _ in accepted if self._stored(str(t)) is not None]  # before a fault of ours
                 for target, fresh in accepted:
-                    if fresh:  # not ingested: ragbot's copy goes (an earlier upload under that name stays)
-                        target.unlink(missing_ok=True)
-                failed = str(exc) if isinstance(exc, RagbotError) else unexpected(exc, f"{names} not ingested")
-                yield "\n".join(lines + [f"failed: {failed}"])
+                    if fresh and target.name not in stored:  # not ingested: ragbot's copy goes (an earlier
+                        target.unlink(missing_ok=True)         # upload under that name stays)
+                if isinstance(exc, RagbotError):
+                    said = f"failed: {exc}"
+                elif stored:
+                    said = unexpected_error_message(exc, f"Stored {', '.join(stored)}", done=True)
+                else:
+                    said = unexpected_error_message(exc, f"Not ingested: {names}")
+                yield "\n".join(lines + [said])
                 return
             new = {str(t) for t, fresh in accepted if fresh}
             for path, reason in report.failed:
@@ -1173,20 +1194,20 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 problem = "An answer is still being written: wait for it, or stop it first."
             if not problem:
                 problem = handlers.start_turn(conversation_id, owner_of(request, saved), question.strip(),
-                                              first=not any(answer_id_of(m) for m in history or []))
+                                              first=turn_of(history) == 1)
             if problem:  # said in a notice; the conversation, its sources and the box stay as they are
                 gr.Warning(problem)
                 yield gr.skip(), gr.skip(), gr.skip()
                 return
-            first, last = True, []
+            first_yield, last = True, []
             for history_, html_, _ in handlers.respond(question, history, conversation_id, k, temperature, show_all,
                                                        session=session_of(request),
                                                        user=getattr(request, "username", None), sources=sources_):
                 box, shown_ = gr.skip(), history_
-                if first:  # the turns kept keep their thumbs; a replaced turn's go with it
+                if first_yield:  # the turns kept keep their thumbs; a replaced turn's go with it
                     box = gr.update(interactive=False, placeholder=BUSY, **({"value": ""} if from_box else {}))
                     shown_ = gr.update(value=history_, feedback_value=handlers.votes(history_, session_of(request)))
-                first, last = False, history_
+                first_yield, last = False, history_
                 yield shown_, html_, box
             limited = handlers.limited_refusal(last, sources_)
             if limited:
@@ -1287,15 +1308,20 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                                     examples]).then(loaded_sources, [chat, show_all], sources, api_name=False)
         examples.input(lambda chosen: chosen or gr.skip(), examples, question)
 
+        def conversation_left():
+            """For [exported, delete_check, to_delete]: what spoke of the conversation left."""
+            return gr.update(value=None, visible=False), gr.update(visible=False), None
+
         def open_past(chosen, saved, show, request: gr.Request):
             history = handlers.reopen(str(chosen or ""), owner_of(request, saved), session_of(request))
             if not history:
-                return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                return (gr.skip(),) * 7
             shown_ = gr.update(value=history, feedback_value=handlers.votes(history, session_of(request)))
             return shown_, chosen, handlers.latest_sources(history, session_of(request), show), \
-                keep(saved, conversation=chosen)
+                keep(saved, conversation=chosen), *conversation_left()
 
-        past.input(open_past, [past, browser, show_all], [chat, conversation, sources, browser])
+        past.input(open_past, [past, browser, show_all], [chat, conversation, sources, browser, exported, delete_check,
+                                                         to_delete])
 
         def rename_current(conversation_id, title, saved, request: gr.Request):
             try:
@@ -1394,11 +1420,13 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         def start_new(saved):
             fresh = uuid.uuid4().hex
             # The status line spoke of the conversation left (a vote, a saved correction): emptied.
+            # So did the export and a delete question: they were of that conversation.
             return (empty_chat(), render_sources(None, False), fresh, gr.update(value=None),
-                    keep(saved, conversation=fresh), "")
+                    keep(saved, conversation=fresh), "", *conversation_left())
 
-        new_chat.click(start_new, browser, [chat, sources, conversation, past, browser, status])
-        chat.clear(start_new, browser, [chat, sources, conversation, past, browser, status])  # the chat's own trash button
+        left_outputs = [exported, delete_check, to_delete]
+        new_chat.click(start_new, browser, [chat, sources, conversation, past, browser, status, *left_outputs])
+        chat.clear(start_new, browser, [chat, sources, conversation, past, browser, status, *left_outputs])
         def library(searched, chosen=None):
             rows, choices, chosen, searched = handlers.shelf(searched, chosen)
             return rows, gr.update(choices=choices, value=chosen), gr.update(choices=choices, value=searched,
@@ -1432,7 +1460,9 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 return gr.skip(), label
             return keep(saved, search_in=searched), label
 
-        search_in.change(remember_searched, [browser, search_in], [browser, search_in], api_name=False)
+        # No progress overlay: Gradio covered the dropdown with one on every pick (it is an output).
+        search_in.change(remember_searched, [browser, search_in], [browser, search_in], api_name=False,
+                         show_progress="hidden")
         app.load(lambda: gr.update(open=not handlers.has_documents()), None, adder, api_name=False)
 
         def ask_to_delete_document(source):
@@ -1452,6 +1482,10 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         delete_doc_yes.click(delete_chosen_document, [chosen_doc, doc_to_delete],
                              [library_status, delete_doc_check, doc_to_delete]).then(library, [search_in, chosen_doc],
                                                                                      shelf)
+        # A question about another document would stand over this one's name (the guard in
+        # delete_chosen_document deletes nothing then, but the page contradicted itself).
+        chosen_doc.change(lambda source, asked: gr.skip() if source == asked else gr.update(visible=False),
+                          [chosen_doc, doc_to_delete], delete_doc_check, api_name=False, show_progress="hidden")
         delete_doc_no.click(lambda: ("Not deleted.", gr.update(visible=False), None), None,
                             [library_status, delete_doc_check, doc_to_delete])
         reingest.click(handlers.reingest_document, chosen_doc, library_status).then(library, [search_in, chosen_doc],

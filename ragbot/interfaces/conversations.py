@@ -93,7 +93,8 @@ class Conversations:
                 # The first question shown until now: the latest answer to turn 1 (this one is not logged yet).
                 was = db.execute("SELECT question FROM answers WHERE conversation_id = ? AND turn = 1 "
                                  "ORDER BY created_at DESC, rowid DESC LIMIT 1", (conversation_id,)).fetchone()
-                if was is not None and title == _title_of(was[0]):
+                # None: the first question shown was stopped (not logged), and this one takes its place.
+                if was is None or title == _title_of(was[0]):
                     title = _title_of(question)
             db.execute("UPDATE conversations SET updated_at = ?, title = ? WHERE id = ?", (now, title, conversation_id))
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from ragbot.errors import RagbotError
 from ragbot.storage.files import (LEFTOVER_SECONDS, building_dir, full_disk_reported, not_served, remove_path, state_lock,
                                   write_atomic)
-from ragbot.storage.store import missing_columns, schema_mismatch
+from ragbot.storage.store import MIGRATIONS, missing_columns, schema_mismatch
 
 LOW_DISK_BYTES = 1 << 30
 BACKUP_MANIFEST = "ragbot-backup.json"
@@ -137,8 +137,6 @@ def _database_ok(path: Path, report: DoctorReport) -> bool:
 
 
 def _contents(bot, report: DoctorReport, repair: bool) -> None:
-    from ragbot.storage.store import MIGRATIONS
-
     newest = max(v for v, _ in MIGRATIONS)
     report.add("schema", "ok", f"version {bot.store.schema_version()} of {newest}")
     db = bot.store._db

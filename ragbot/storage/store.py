@@ -180,31 +180,40 @@ def _apply(db: sqlite3.Connection, sql: str) -> None:
 
 def _columns(db: sqlite3.Connection) -> dict[str, set[str]]:
     tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    return {t: {r[1] for r in db.execute(f'PRAGMA table_info("{t}")')} for t in tables}
+    return {t: {r[0] for r in db.execute("SELECT name FROM pragma_table_info(?)", (t,))} for t in tables}
 
 
-def missing_columns(db: sqlite3.Connection) -> list[str]:
+def missing_columns(db: sqlite3.Connection) -> list[tuple[str, int]]:
     """The tables and columns that the migrations `db` records as applied would have made, and
-    that `db` lacks ("copies.sha256", or "copies" for a whole table). Tables and columns it has
-    besides are not checked: ragbot's SQL names what it reads."""
+    that `db` lacks, each with the migration that makes it: ("copies.sha256", 7), or ("copies",
+    7) for a whole table. Tables and columns it has besides are not checked: ragbot's SQL names
+    what it reads."""
     have = _columns(db)
     done = {r[0] for r in db.execute("SELECT version FROM schema_migrations")} if "schema_migrations" in have else set()
+    made: dict[str, int] = {}  # table or table.column -> the migration that made it
     expected = sqlite3.connect(":memory:")
     try:
         for version, sql in MIGRATIONS:
             if version in done:
                 _apply(expected, sql)
+                for table, columns in _columns(expected).items():
+                    made.setdefault(table, version)
+                    for column in columns:
+                        made.setdefault(f"{table}.{column}", version)
         wanted = _columns(expected)
     finally:
         expected.close()
-    return [name for table, columns in sorted(wanted.items())
-            for name in ([table] if table not in have else [f"{table}.{c}" for c in sorted(columns - have[table])])]
+    missing = [name for table, columns in sorted(wanted.items())
+               for name in ([table] if table not in have else [f"{table}.{c}" for c in sorted(columns - have[table])])]
+    return [(name, made[name]) for name in missing]
 
 
-def schema_mismatch(path: Path, missing: list[str]) -> str:
-    return (f"{path}: its schema lacks {', '.join(missing)}, which the migrations it records should have made; it "
-            f"was written by a development version of ragbot. Restore a backup (ragbot restore BACKUP) or "
-            f"ingest the documents into a new data dir")
+def schema_mismatch(path: Path, missing: list[tuple[str, int]]) -> str:
+    named = ", ".join(f"{name} (migration {version})" for name, version in missing)
+    first = min(version for _, version in missing)
+    return (f"{path}: its schema lacks {named}, which the migrations it records should have made: it was written "
+            f"by a development version of ragbot. Restore a backup made before migration {first} was recorded "
+            f"(ragbot restore BACKUP), or ingest the documents into a new data dir")
 
 
 @dataclass
@@ -300,9 +309,11 @@ class Store:
         done = {row[0] for row in self._db.execute("SELECT version FROM schema_migrations")}
         newest = max(v for v, _ in MIGRATIONS)
         if done and max(done) > newest:
+            self.close()
             raise RagbotError(
                 f"{self.path} was written by a newer ragbot (schema {max(done)} > {newest}); upgrade ragbot"
             )
+        self._refuse_missing()  # before any migration is added to what is already wrong
         for version, sql in MIGRATIONS:
             if version in done:
                 continue
@@ -311,11 +322,15 @@ class Store:
                 self._db.execute(
                     "INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)", (version, time.time())
                 )
+        self._refuse_missing()
+
+    def _refuse_missing(self) -> None:
+        """A database whose migrations are recorded but whose tables lack what they made (one
+        written by an unreleased ragbot whose migration was later changed): every use would fail
+        on its own SQL error, so it is refused when opened, with what to do."""
         missing = missing_columns(self._db)
         if missing:
-            # A database whose migrations are recorded but whose tables lack what they made (one
-            # written by an unreleased ragbot whose migration was later changed): every use would
-            # fail on its own SQL error, so it is refused here, once, with what to do.
+            self.close()
             raise RagbotError(schema_mismatch(self.path, missing))
 
     def schema_version(self) -> int:
