@@ -148,6 +148,10 @@ def test_like_uses_the_answer_id_carried_by_the_message(corpus_bot):
         rf"Its \[{shown + 1}\] names no passage: that answer had passages \[1\] to \[{shown}\] (“Show all retrieved "
         "passages” lists them), so it is not read as a source.")
     assert corpus_bot.feedback.corrected_passages() == []
+    # So does [0] (the numbers start at 1): it was dropped without a word.
+    assert handlers.on_comment(history, "", "Canberra [0].", session="s1").endswith(
+        rf"Its \[0\] names no passage: that answer had passages \[1\] to \[{shown}\] (“Show all retrieved "
+        "passages” lists them), so it is not read as a source.")
     assert handlers.on_comment(history, "", f"Canberra [2][{shown + 1}, {shown + 2}].", session="s1").endswith(
         rf"Its \[{shown + 1}\], \[{shown + 2}\] name no passage: that answer had passages \[1\] to \[{shown}\] "
         "(“Show all retrieved passages” lists them), so they are not read as sources.")

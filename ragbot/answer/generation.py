@@ -101,16 +101,20 @@ def _truncate(text: str, tokens: int, count_tokens: Callable[[str], int]) -> str
     return (cut[:space] if space > len(cut) // 2 else cut).rstrip() + " …"
 
 
+def marked_numbers(text: str) -> list[int]:
+    """Every number marked as [n] or [n, m] in `text`, [0] too, in first-seen order."""
+    found: list[int] = []
+    for match in _CITATION.finditer(text):
+        for part in match.group(1).split(","):
+            if int(part) not in found:
+                found.append(int(part))
+    return found
+
+
 def cited_numbers(reply: str, n_passages: int | None = None) -> list[int]:
     """Passage numbers cited as [n] or [n, m], in first-seen order, limited to 1..n_passages
     (None: every number from 1 on)."""
-    found: list[int] = []
-    for match in _CITATION.finditer(reply):
-        for part in match.group(1).split(","):
-            n = int(part)
-            if n >= 1 and (n_passages is None or n <= n_passages) and n not in found:
-                found.append(n)
-    return found
+    return [n for n in marked_numbers(reply) if n >= 1 and (n_passages is None or n <= n_passages)]
 
 
 def strip_invalid_citations(reply: str, n_passages: int) -> str:

@@ -992,6 +992,10 @@ a.ragbot-cite { text-decoration: none; font-weight: 600; }
 #exported td.filename { white-space: normal !important; overflow-wrap: anywhere; width: 100%; max-width: none; }
 #exported td.filename .stem, #exported td.filename .ext { white-space: normal !important; overflow: visible !important;
   text-overflow: clip !important; }
+/* A conversation named by a question with a long word (a URL) ran out of its column, clipped:
+   the title wraps anywhere instead. */
+#conversations label { max-width: 100%; min-width: 0; }
+#conversations label > span { min-width: 0; overflow-wrap: anywhere; }
 /* Gradio floats the chat's toolbar (clear, copy all) over the top right corner of the scrolled
    messages, so it covered a question's bubble and its buttons there. It gets a strip of its own
    above the messages instead: the chat box is a column, the messages fill what is left. */

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ragbot.answer.generation import cited_numbers, is_refusal
+from ragbot.answer.generation import cited_numbers, is_refusal, marked_numbers
 from ragbot.errors import RagbotError
 from ragbot.storage.files import atomic_file
 from ragbot.storage.store import Store
@@ -234,7 +234,8 @@ class FeedbackLog:
         showed ([n] is its n-th passage, as the chat numbered them), and the numbers that name
         none of them."""
         named = self.cited_chunks(answer_id, text)
-        return [c for c, _ in named.values()], [n for n in cited_numbers(text) if n not in named]
+        # [0] too: it names no passage either (it was dropped without a word).
+        return [c for c, _ in named.values()], [n for n in marked_numbers(text) if n not in named]
 
     def cited_chunks(self, answer_id: str, text: str) -> dict[int, tuple[int, float]]:
         """For each [n] of `text` that names a passage answer `answer_id` showed: that passage's
