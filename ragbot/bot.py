@@ -465,18 +465,38 @@ class RagBot:
 
         A follow-up ("Who proposed it?") names its subject in the turn before, so it is also
         searched together with the previous question; the query whose best passage scores
-        higher wins. A question that changes the subject finds its passages better alone, and
-        nothing here depends on the language's words. Known weakness: a short question on a new
-        subject ("And GANs?", or an off-topic one) can find more through the previous question's
-        words, and is then answered about the previous subject; telling those apart needs a
-        model that reads the two questions together.
+        higher wins, unless joining only borrowed the previous question's match (below).
+        Nothing here depends on the language's words. Known weakness: a short question on a new
+        subject ("And GANs?", or an off-topic one) that the answer check refuses alone is still
+        joined, and answered about the previous subject; telling those apart needs a model that
+        reads the two questions together (docs/benchmarks.md §15).
         """
         if not previous_questions:
             return question
         joined = f"{previous_questions[-1]} {question}"
-        alone, together = self.batch_search([question, joined], sources=sources)
+        alone, together, before = self.batch_search([question, joined, previous_questions[-1]], sources=sources)
         best = lambda found: max((p.score for p in found), default=0.0)  # noqa: E731
-        return joined if best(together) > best(alone) else question
+        if best(together) <= best(alone):
+            return question
+        # Joined finds more. A follow-up's words sharpen what the question before found, or the
+        # turn alone finds nothing the answer check accepts; a new subject dilutes the question
+        # before ("What is RLHF?" after a healthcare question found the healthcare passage less
+        # well than that question alone, and the turn alone is answered): it is searched alone.
+        if best(together) >= best(before) or not self._answerable(question, alone):
+            return joined
+        return question
+
+    def _answerable(self, question: str, passages: Sequence[Passage]) -> bool:
+        """Whether the answer check would answer `question` from `passages` (as _make_answer
+        judges it, without a correction): a passage over min_score, and a sentence of those shown
+        that the evidence scorer rates at the calibrated threshold or above."""
+        if not passages or max(p.score for p in passages) < self.settings.min_score:
+            return False
+        pool = passages if self.settings.answer_mode == "extract" else passages[: self.settings.prompt_passages]
+        sentences = [sentence for _, sentence in candidates(pool)]
+        if not sentences:
+            return False
+        return not self.answerability_check().lacks_answer(float(max(self.evidence_scorer.score(question, sentences))))
 
     def ask(
         self, question: str, k: int | None = None, temperature: float | None = None,

@@ -19,6 +19,24 @@ def test_a_follow_up_is_searched_with_the_previous_question_when_that_finds_more
     assert corpus_bot.standalone_query([], "Who introduced it?") == "Who introduced it?"
 
 
+def test_a_new_subject_is_searched_alone_though_joining_finds_more(corpus_bot):
+    """Joined with a question it does not follow, a new subject still found a closer passage (the
+    question before's), and was answered from it: "What is RLHF?" after a healthcare question got
+    the healthcare answer again (helper-47's drive). It is searched alone when joining dilutes
+    what the question before found alone and the answer check accepts it alone; follow-ups that
+    sharpen the question before, or that find nothing alone, are still joined."""
+    for before, turn, source in [("How is generative AI used in healthcare?", "What is RLHF?", "fine-tuning-and-rlhf.md"),
+                                 ("How is generative AI used in banking?", "What are the risks of deepfakes?",
+                                  "risk-deepfakes.md")]:
+        query = corpus_bot.standalone_query([before], turn)
+        assert query == turn
+        answer = corpus_bot.ask(turn, retrieval_query=query, record=False)
+        assert [c.source.rsplit("/", 1)[-1] for c in answer.citations] == [source], answer.answer
+    for before, turn in [("What is a GAN?", "Who proposed it?"), ("What is RLHF?", "And how is it trained?"),
+                         ("What is mode collapse in GANs?", "How is it fixed?")]:
+        assert corpus_bot.standalone_query([before], turn) == f"{before} {turn}"
+
+
 def test_upload_names_cannot_leave_the_uploads_folder():
     assert safe_upload_name("../../etc/passwd") == "passwd"
     assert safe_upload_name("..\\..\\win.md") == "win.md"
