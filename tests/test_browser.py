@@ -164,6 +164,8 @@ def test_hostile_documents_and_questions_are_shown_as_text_and_fetch_nothing(mak
     docs = tmp_path / "hostile"
     docs.mkdir()
     (docs / "quell.md").write_text(HOSTILE_DOC)
+    hostile_name = "<img src=x onerror=alert(1)>.md"  # a file name is the user's text too
+    (docs / hostile_name).write_text("# Pumps\n\nA pump moves water from one place to another.\n")
     bot = make_bot(default_corpus=None)
     assert bot.ingest([docs]).ok
     bot.close()
@@ -203,6 +205,17 @@ def test_hostile_documents_and_questions_are_shown_as_text_and_fetch_nothing(mak
                                                          timeout=120_000)
         assert page.locator("#sources script, #sources img").count() == 0
         assert page.locator("#sources b", has_text="two").count() == 0  # the page's own <b> marks only [n]
+        # A notice (Gradio renders its message as HTML) names a chosen document as text.
+        page.get_by_text("Your documents", exact=True).click()
+        page.locator("#search-in input").click()
+        page.locator("#search-in").get_by_role("option", name=re.compile("onerror")).click()
+        page.keyboard.press("Escape")
+        page.fill("#question textarea", "What is the capital of Peru?")
+        page.click("#ask")
+        toast = page.locator("[data-testid='toast-body']")
+        expect(toast).to_contain_text(f"Searched only the document chosen under “Your documents”: {hostile_name}.",
+                                      timeout=120_000)
+        assert toast.locator("img").count() == 0 and page.locator("#sources img").count() == 0
         page.wait_for_timeout(1000)
         page.screenshot(path=str(ARTIFACTS / "chat-hostile.png"))
         browser.close()

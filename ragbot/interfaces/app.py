@@ -119,6 +119,12 @@ def answer_id_of(message: dict | None) -> str | None:
     return str(answer_id) if answer_id else None
 
 
+def notice(text: str) -> str:
+    """Text for a Gradio notice (gr.Info, gr.Warning), which renders its message as HTML: a
+    document's file name in it ("<img src=x onerror=…>.md") is shown as text."""
+    return html.escape(text, quote=False)
+
+
 def unexpected_error_message(exc: Exception, what: str, done: bool = False) -> str:
     """The page's message for an error that is ragbot's fault, not the user's (a bug, or a data
     dir changed under it): `what` happened or did not (`done`: the error came after it was
@@ -916,14 +922,14 @@ class ChatHandlers:
                 # An upload found to be a copy is not kept (below), so it is not recorded as one.
                 report = self.bot.ingest([t for t, _ in accepted], wait=PAGE_WRITE_WAIT, remember_copies=False)
             except Exception as exc:
-                stored = [t.name for t, _ in accepted if self._stored(str(t)) is not None]  # before a fault of ours
+                kept = [t.name for t, _ in accepted if self._stored(str(t)) is not None]  # before a fault of ours
                 for target, fresh in accepted:
-                    if fresh and target.name not in stored:  # not ingested: ragbot's copy goes (an earlier
-                        target.unlink(missing_ok=True)         # upload under that name stays)
+                    if fresh and target.name not in kept:  # not ingested: ragbot's copy goes (an earlier
+                        target.unlink(missing_ok=True)       # upload under that name stays)
                 if isinstance(exc, RagbotError):
                     said = f"failed: {exc}"
-                elif stored:
-                    said = unexpected_error_message(exc, f"Stored {', '.join(stored)}", done=True)
+                elif kept:
+                    said = unexpected_error_message(exc, f"Stored {', '.join(kept)}", done=True)
                 else:
                     said = unexpected_error_message(exc, f"Not ingested: {names}")
                 yield "\n".join(lines + [said])
@@ -1200,7 +1206,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 problem = handlers.start_turn(conversation_id, owner_of(request, saved), question.strip(),
                                               first=turn_of(history) == 1)
             if problem:  # said in a notice; the conversation, its sources and the box stay as they are
-                gr.Warning(problem)
+                gr.Warning(notice(problem))
                 yield gr.skip(), gr.skip(), gr.skip()
                 return
             first_yield, last = True, []
@@ -1215,7 +1221,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 yield shown_, html_, box
             limited = handlers.limited_refusal(last, sources_)
             if limited:
-                gr.Info(limited)
+                gr.Info(notice(limited))
 
         def respond(question, history, conversation_id, k, temperature, show_all, saved, chosen=None,
                     request: gr.Request = None):
@@ -1312,8 +1318,10 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                                     examples]).then(loaded_sources, [chat, show_all], sources, api_name=False)
         examples.input(lambda chosen: chosen or gr.skip(), examples, question)
 
+        left_outputs = [exported, delete_check, to_delete]
+
         def conversation_left():
-            """For [exported, delete_check, to_delete]: what spoke of the conversation left."""
+            """For left_outputs: what spoke of the conversation left (its export, a delete question)."""
             return gr.update(value=None, visible=False), gr.update(visible=False), None
 
         def open_past(chosen, saved, show, request: gr.Request):
@@ -1324,8 +1332,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             return shown_, chosen, handlers.latest_sources(history, session_of(request), show), \
                 keep(saved, conversation=chosen), *conversation_left()
 
-        past.input(open_past, [past, browser, show_all], [chat, conversation, sources, browser, exported, delete_check,
-                                                         to_delete])
+        past.input(open_past, [past, browser, show_all], [chat, conversation, sources, browser, *left_outputs])
 
         def rename_current(conversation_id, title, saved, request: gr.Request):
             try:
@@ -1360,20 +1367,19 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             owner = owner_of(request, saved)
             if chosen != conversation_id:
                 return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), "Another conversation is open now: nothing deleted.",
-                        gr.skip(), gr.update(visible=False), None, gr.skip())
+                        gr.skip(), gr.skip(), gr.update(visible=False), None)
             try:
                 handlers.delete_conversation(conversation_id, owner)
             except ConversationError:
                 return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), "Nothing to delete: ask a question first.", gr.skip(),
-                        gr.update(visible=False), None, gr.skip())
+                        gr.skip(), gr.update(visible=False), None)
             fresh = uuid.uuid4().hex
             return (empty_chat(), fresh, gr.update(choices=handlers.conversation_choices(owner), value=None),
                     render_sources(None, False), "Conversation deleted (its answers stay in the answer log).",
-                    keep(saved, conversation=fresh), gr.update(visible=False), None,
-                    gr.update(value=None, visible=False))  # its export went with it
+                    keep(saved, conversation=fresh), *conversation_left())  # its export went with it
 
         delete_yes.click(delete_current, [conversation, to_delete, browser],
-                         [chat, conversation, past, sources, status, browser, delete_check, to_delete, exported])
+                         [chat, conversation, past, sources, status, browser, *left_outputs])
         delete_no.click(lambda: (gr.update(visible=False), None, "Not deleted."), None, [delete_check, to_delete, status])
 
         def remember(saved, k_value, show, temp):
@@ -1428,7 +1434,6 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             return (empty_chat(), render_sources(None, False), fresh, gr.update(value=None),
                     keep(saved, conversation=fresh), "", *conversation_left())
 
-        left_outputs = [exported, delete_check, to_delete]
         new_chat.click(start_new, browser, [chat, sources, conversation, past, browser, status, *left_outputs])
         chat.clear(start_new, browser, [chat, sources, conversation, past, browser, status, *left_outputs])
         def library(searched, chosen=None):
@@ -1525,7 +1530,7 @@ def serve(bot: RagBot, host: str, port: int, share: bool = False, auth=None, pre
     app.launch(server_name=host, server_port=port, share=share, auth=auth, max_file_size=f"{limit}mb",
                allowed_paths=[str(bot.settings.data_dir / "exports")], show_error=False, quiet=True, footer_links=[], css=CSS,
                head=f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">{HIGHLIGHT_SCRIPT}'
-                    f'{ARIA_LABEL_SCRIPT}{EDIT_ENTER_SCRIPT}{TOKEN_REMOVE_SCRIPT}',
+                    f'{ACCESSIBLE_NAMES_SCRIPT}{EDIT_ENTER_SCRIPT}',
                i18n=gr.I18n(en=MISSING_TRANSLATIONS), prevent_thread_lock=True)
     add_document_route(app.app, bot, login=auth is not None)
     if not prevent_thread_lock:
@@ -1579,48 +1584,40 @@ def add_document_route(server, bot: RagBot, login: bool) -> None:
     server.add_api_route(DOCUMENT_ROUTE + "/{doc_id}", document, methods=["GET"], include_in_schema=False)
 
 
-# Gradio labels each chat message for screen readers with its raw content ("bot's message: ...
-# [<a class="ragbot-cite" href="#source-1">1</a>]", "R&amp;D"), so a reader spoke the citation
-# links' tags and entity names. Each message's label is replaced by its text ("... [1]"); text a
-# user or a document wrote is escaped in the content, and the label is only ever set as text. A
-# label set here is not read again.
-ARIA_LABEL_SCRIPT = """<script>
+# Names Gradio gives that a screen reader speaks, set right by one observer of the page:
+# - Each chat message is labelled with its raw content ("bot's message: ... [<a class=
+#   "ragbot-cite" href="#source-1">1</a>]", "R&amp;D"), so a reader spoke the citation links'
+#   tags and entity names. The label is replaced by its text ("... [1]"); text a user or a
+#   document wrote is escaped in the content, and the label is only ever set as text. A label
+#   set here is not read again.
+# - A chosen document's ✕ in a multiselect is titled "Remove 2" (the choice's index), which the
+#   mouse shows and a reader speaks: it names the document instead.
+ACCESSIBLE_NAMES_SCRIPT = """<script>
 (() => {
   const set = new WeakMap();
-  const clean = el => {
-    const label = el.getAttribute && el.getAttribute('aria-label');
+  const messageLabel = el => {
+    const label = el.getAttribute('aria-label');
     if (!label || !/^[\\w ]+'s message: /.test(label) || !/[<&]/.test(label) || set.get(el) === label) return;
     const text = new DOMParser().parseFromString(label, 'text/html').body.textContent;
     set.set(el, text);
     el.setAttribute('aria-label', text);
   };
-  new MutationObserver(records => {
-    for (const r of records) {
-      if (r.type === 'attributes') clean(r.target);
-      else r.addedNodes.forEach(n => { if (n.nodeType === 1) { clean(n); n.querySelectorAll('[aria-label]').forEach(clean); } });
-    }
-  }).observe(document.documentElement, {subtree: true, childList: true, attributes: true, attributeFilter: ['aria-label']});
-})();
-</script>"""
-
-# A chosen document's ✕ in a multiselect is titled "Remove 2" by Gradio (the choice's index), which
-# the mouse shows and a screen reader speaks: it names the document instead.
-TOKEN_REMOVE_SCRIPT = """<script>
-(() => {
-  const name = el => {
-    if (!el.matches || !el.matches('.token > .token-remove:not(.remove-all)')) return;
+  const removeTitle = el => {
+    if (!el.matches('.token > .token-remove:not(.remove-all)')) return;
     const text = el.parentElement.querySelector(':scope > span');
     const title = text && 'Remove ' + text.textContent.trim();
     if (!title || el.getAttribute('title') === title) return;
     el.setAttribute('title', title);
     el.setAttribute('aria-label', title);
   };
+  const fix = el => { if (el.getAttribute) { messageLabel(el); removeTitle(el); } };
   new MutationObserver(records => {
     for (const r of records) {
-      if (r.type === 'attributes') name(r.target);
-      else r.addedNodes.forEach(n => { if (n.nodeType === 1) { name(n); n.querySelectorAll('.token-remove').forEach(name); } });
+      if (r.type === 'attributes') fix(r.target);
+      else r.addedNodes.forEach(n => { if (n.nodeType === 1) { fix(n); n.querySelectorAll('[aria-label], .token-remove').forEach(fix); } });
     }
-  }).observe(document.documentElement, {subtree: true, childList: true, attributes: true, attributeFilter: ['title']});
+  }).observe(document.documentElement, {subtree: true, childList: true, attributes: true,
+                                         attributeFilter: ['aria-label', 'title']});
 })();
 </script>"""
 
