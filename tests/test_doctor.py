@@ -75,7 +75,8 @@ def test_orphan_chunks_are_removed_by_repair(ingested):
     db.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
     data_dir = ingested.settings.data_dir
     ingested.close()
-    assert _statuses(doctor(data_dir))["orphan chunks"] == "problem"
+    found = doctor(data_dir)
+    assert _statuses(found)["orphan chunks"] == "problem" and found.repairable
     repaired = doctor(data_dir, repair=True)
     assert _statuses(repaired)["orphan chunks"] == "repaired" and repaired.clean, repaired.lines()
 
@@ -106,6 +107,11 @@ def test_a_database_that_lacks_what_its_migrations_made_is_refused_and_named(ing
     report = doctor(data_dir, repair=True)
     assert [(f.check, f.status) for f in report.findings] == [("database", "problem")]
     assert "copies.sha256" in report.findings[0].detail and "restore" in report.findings[0].detail.lower()
+    # --repair cannot mend it, so the command does not send the user there.
+    assert not report.repairable
+    cli = subprocess.run([sys.executable, "-m", "ragbot", "--data-dir", str(data_dir), "doctor"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert cli.returncode == 1 and cli.stdout.strip().endswith("problems found"), cli.stdout + cli.stderr
 
 
 def test_backup_while_another_connection_writes_then_restore(ingested, tmp_path):

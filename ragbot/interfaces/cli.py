@@ -862,7 +862,8 @@ def cmd_doctor(args) -> int:
         print(json.dumps({"clean": report.clean, "findings": [f.__dict__ for f in report.findings]}, indent=2))
     else:
         print("\n".join(report.lines()))
-        print("clean" if report.clean else "problems found" + ("" if args.repair else " (try --repair)"))
+        hint = " (try --repair)" if report.repairable and not args.repair else ""
+        print("clean" if report.clean else f"problems found{hint}")
     return 0 if report.clean else 1
 
 

@@ -46,18 +46,25 @@ class Finding:
     check: str
     status: str  # ok | warning | problem | repaired
     detail: str = ""
+    repairable: bool = False  # a problem `--repair` fixes (its detail says how)
 
 
 @dataclass
 class DoctorReport:
     findings: list[Finding] = field(default_factory=list)
 
-    def add(self, check: str, status: str, detail: str = "") -> None:
-        self.findings.append(Finding(check, status, detail))
+    def add(self, check: str, status: str, detail: str = "", repairable: bool = False) -> None:
+        self.findings.append(Finding(check, status, detail, repairable))
 
     @property
     def clean(self) -> bool:
         return not any(f.status == "problem" for f in self.findings)
+
+    @property
+    def repairable(self) -> bool:
+        """Whether `--repair` fixes any of the problems found (a damaged or mismatched database
+        it does not: those name a backup to restore)."""
+        return any(f.status == "problem" and f.repairable for f in self.findings)
 
     def lines(self) -> list[str]:
         marks = {"ok": "ok      ", "warning": "warning ", "problem": "PROBLEM ", "repaired": "repaired"}
@@ -150,7 +157,8 @@ def _contents(bot, report: DoctorReport, repair: bool) -> None:
             bot.store._bump_generation()
         report.add("orphan chunks", "repaired", f"removed {len(orphans)} chunks that belong to no document")
     elif orphans:
-        report.add("orphan chunks", "problem", f"{len(orphans)} chunks belong to no document (--repair removes them)")
+        report.add("orphan chunks", "problem", f"{len(orphans)} chunks belong to no document (--repair removes them)",
+                   repairable=True)
     docs, chunks = bot.store.counts()
     report.add("documents", "ok" if not empty else "warning",
                f"{docs} documents, {chunks} chunks" + (f"; without chunks: {', '.join(empty[:3])}" if empty else ""))
@@ -203,7 +211,7 @@ def _report_index(report: DoctorReport, name: str, problem: str | None, repair: 
         if problem == "missing":  # what a crash between the database's commit and the save leaves
             report.add(name, "warning", "missing: the next search rebuilds it from the database (or --repair now)")
         else:
-            report.add(name, "problem", f"{problem} (--repair rebuilds it from the database)")
+            report.add(name, "problem", f"{problem} (--repair rebuilds it from the database)", repairable=True)
         return
     # A wrong index under the generation's name would be loaded again: it goes first.
     remove_path(path)
@@ -222,7 +230,8 @@ def _ranking_embedder(bot, report: DoctorReport, repair: bool) -> bool:
         bot.tuned_embedder(version)
     except RagbotError as exc:
         if not repair:
-            report.add("ranking embedder", "problem", f"{exc} (--repair makes the shipped embedder rank again)")
+            report.add("ranking embedder", "problem", f"{exc} (--repair makes the shipped embedder rank again)",
+                       repairable=True)
             return False
         # The repair holds the write lock. The broken version is left out of the rollback history.
         bot.store.set_ranking_embedder(None, [v for v in bot.store.ranking_history() if v != version])
@@ -233,7 +242,8 @@ def _ranking_embedder(bot, report: DoctorReport, repair: bool) -> bool:
         bot.embed_for_ranking(version)
         report.add("ranking embedder", "repaired", f"{version}: embedded {missing} chunks it had no vector of")
     elif missing:
-        report.add("ranking embedder", "problem", f"{version} has no vector of {missing} chunks (--repair embeds them)")
+        report.add("ranking embedder", "problem", f"{version} has no vector of {missing} chunks (--repair embeds them)",
+                   repairable=True)
     else:
         report.add("ranking embedder", "ok", f"{version} ranks passages (tuned on liked answers)")
     return True
@@ -271,7 +281,8 @@ def _registry(bot, report: DoctorReport, repair: bool) -> None:
         report.add("adapters", "ok", f"{len(versions)} saved, active: {active or 'none (the base model)'}")
     except AdapterError as exc:
         if not repair:
-            report.add("adapter state", "problem", f"{exc} (--repair resets it: the base model answers)")
+            report.add("adapter state", "problem", f"{exc} (--repair resets it: the base model answers)",
+                       repairable=True)
             return
         with state_lock(registry.root / ".lock", f"the adapter registry in {registry.root}"):
             write_atomic(registry.root / STATE, json.dumps({"active": None, "history": []}, indent=2))
