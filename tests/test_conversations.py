@@ -1,8 +1,11 @@
 """Conversations belong to their owner: listed, reopened, renamed, exported and deleted only by it."""
 
+import html
 import json
+import re
 
 import pytest
+from markdown_it import MarkdownIt
 
 from ragbot.interfaces.app import ChatHandlers, message_text, owner_of
 from ragbot.interfaces.conversations import ConversationError, Conversations
@@ -186,7 +189,8 @@ def test_an_export_lists_each_answers_sources_shows_text_as_text_and_goes_with_i
     bot.ingest([docs])
     handlers = ChatHandlers(bot)
     conversation = "0123456789abcdef0123456789abcdef"
-    question = "Where is the Eiffel Tower? <img src=x onerror=alert(1)> [x](javascript:alert(2))"
+    question = ("Where is the Eiffel Tower? <img src=x onerror=alert(1)> [x](javascript:alert(2)) "
+                "*not* __this__ `nor` ~~that~~ \\*or\\* this*")
     handlers.start_turn(conversation, "browser:ann", question)
     *_, (history, _, _) = handlers.respond(question, [], conversation, 5, 0.0, False, session="s")
     assert "[1]" in message_text(history[-1])
@@ -197,6 +201,11 @@ def test_an_export_lists_each_answers_sources_shows_text_as_text_and_goes_with_i
     assert text.startswith("# Paris &lt;b&gt;trip&lt;/b&gt;/notes\n")
     assert "&lt;img src=x onerror=alert(1)&gt; [x]\\(javascript:alert(2))" in text and "<img" not in text
     assert "\n- [1] paris.md: “Paris — The Eiffel Tower is in Paris." in text  # the heading's title, not "# Paris"
+    # Rendered, the question's marks are text (it rendered "*not*" in italics): the only markup
+    # is the export's own, a bold label before each question and answer.
+    rendered = MarkdownIt("commonmark").enable("strikethrough").render(text)
+    assert re.findall(r"<(\w+)", rendered.split("<ul>")[0]) == ["h1", "p", "strong", "p", "strong", "p"], rendered
+    assert "*not* __this__ `nor` ~~that~~ \\*or\\* this*" in html.unescape(rendered)
     exported = json.loads(handlers.conversations.export(conversation, "browser:ann", "json"))
     assert exported["turns"][0]["sources"][0]["document"] == "paris.md"
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,10 +184,17 @@ def _excerpt_text(text: str) -> str:
     return " ".join(" ".join(parts).split())
 
 
+# The marks that make emphasis, code or strike-through within a line, and the backslash that
+# would otherwise take the next one's meaning away or give it back.
+_INLINE_MARKS = re.compile(r"([\\*_`~])")
+
+
 def as_text(text: str) -> str:
     """Text from documents, models and users as an exported Markdown file shows it, rendered or
     read as it is: on one line (so no line of it can open a heading, a list or a link
-    definition), HTML escaped, and no "](" left to make a link or an image. The chat page's
-    status lines backslash every punctuation mark instead (app.literal); a file is also read
-    raw, so only what could become markup is changed, and ragbot's [n] marks stay as they are."""
-    return html.escape(" ".join(text.split()), quote=False).replace("](", "]\\(")
+    definition), HTML escaped, the marks of emphasis, code and strike-through backslashed, and
+    no "](" left to make a link or an image. The chat page's status lines backslash every
+    punctuation mark instead (app.literal); a file is also read raw, so only what could become
+    markup is changed, and ragbot's [n] marks stay as they are."""
+    escaped = _INLINE_MARKS.sub(r"\\\1", html.escape(" ".join(text.split()), quote=False))
+    return escaped.replace("](", "]\\(")
