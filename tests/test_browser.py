@@ -241,10 +241,21 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
         page = context.new_page()
         with running_chat(data_dir, port=port) as url:
             page.goto(url)
-            # A first visit suggests questions made from the documents; choosing one fills the box.
+            # A first visit suggests questions made from the documents; a click asks one (it only
+            # filled the box, and a newcomer waited for an answer), and the suggestions go.
             expect(page.locator("#examples")).to_contain_text("?", timeout=60_000)
-            page.locator("#examples label").first.click()
-            expect(page.locator("#question textarea")).not_to_have_value("", timeout=30_000)
+            # Each group of choices is named for a screen reader (Gradio labels it with a span).
+            expect(page.get_by_role("group", name="New here? Click a question")).to_be_visible()
+            expect(page.get_by_role("group", name="Conversations", exact=True)).to_be_attached()
+            suggestion = page.locator("#examples label").first
+            suggested = suggestion.inner_text().strip()
+            suggestion.click()
+            expect(page.locator("#examples")).to_be_hidden(timeout=30_000)
+            expect(page.locator("#chat .message.user").first).to_have_text(suggested, timeout=30_000)
+            expect(page.locator("#chat .message.bot")).to_have_count(1, timeout=180_000)
+            expect(page.locator("#conversations")).to_contain_text(suggested[:40], timeout=30_000)  # titled by it
+            page.get_by_role("button", name="New conversation").click()
+            expect(page.locator("#chat .message")).to_have_count(0, timeout=30_000)
             page.fill("#question textarea", "When were GANs introduced?")
             page.click("#ask")
             expect(page.locator("#sources .ragbot-source").first).to_be_visible(timeout=180_000)
@@ -361,7 +372,8 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
     assert not list((data_dir / "exports").glob("**/*.md"))  # the export went with the conversation
     reopened = RagBot.open(data_dir)
     # The deleted conversation's answer is kept for tuning, next to the refusal asked afterwards.
-    assert reopened.store._db.execute("SELECT refused FROM answers ORDER BY created_at").fetchall() == [(0,), (1,)]
+    assert reopened.store._db.execute("SELECT refused FROM answers WHERE question != ? ORDER BY created_at",
+                                      (suggested,)).fetchall() == [(0,), (1,)]
     assert reopened.store._db.execute("SELECT vote, correction FROM feedback").fetchone() == \
         (1, "In 2014, by Ian Goodfellow and colleagues.")
     reopened.close()

@@ -1136,7 +1136,8 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                     send = gr.Button("Ask", variant="primary", elem_id="ask", interactive=False)
                     stop = gr.Button("Stop", elem_id="stop")
                     new_chat = gr.Button("New conversation")
-                examples = gr.Radio(choices=[], label="New here? Try a question about your documents",
+                # A click asks the question (it only filled the box, and a newcomer waited for an answer).
+                examples = gr.Radio(choices=[], label="New here? Click a question about your documents to ask it",
                                     elem_id="examples", visible=False)
                 status = gr.Markdown(elem_id="status")
                 with gr.Accordion("Comment on or correct an answer", open=False):
@@ -1265,11 +1266,17 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             chosen = conversation_id if any(c[1] == conversation_id for c in choices) else None
             return gr.update(choices=choices, value=chosen), keep(saved, conversation=conversation_id)
 
+        def ask_suggestion(chosen):
+            """A clicked suggestion goes to the box, to be asked from there; the suggestions go."""
+            return (chosen, gr.update(visible=False)) if chosen else (gr.skip(), gr.skip())
+
         again_inputs = [chat, conversation, k, temperature, show_all, browser, search_in]
         for event in (send.click(respond, ask_inputs + [browser, search_in], ask_outputs, api_name="respond"),
                       question.submit(respond, ask_inputs + [browser, search_in], ask_outputs, api_name=False),
                       chat.retry(regenerate, again_inputs, ask_outputs, api_name=False),
-                      chat.edit(edit_and_resend, again_inputs, ask_outputs, api_name=False)):
+                      chat.edit(edit_and_resend, again_inputs, ask_outputs, api_name=False),
+                      examples.input(ask_suggestion, examples, [question, examples], api_name=False
+                                     ).then(respond, ask_inputs + [browser, search_in], ask_outputs, api_name=False)):
             # The list first: a conversation clicked once the box is open is not then overwritten
             # by a list (and a remembered conversation) still on its way.
             event.then(listed, [conversation, browser], [past, browser], api_name=False
@@ -1316,7 +1323,6 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
 
         app.load(on_load, browser, [browser, conversation, chat, past, k, show_all, temperature, question, send,
                                     examples]).then(loaded_sources, [chat, show_all], sources, api_name=False)
-        examples.input(lambda chosen: chosen or gr.skip(), examples, question)
 
         left_outputs = [exported, delete_check, to_delete]
 
@@ -1592,6 +1598,8 @@ def add_document_route(server, bot: RagBot, login: bool) -> None:
 #   set here is not read again.
 # - A chosen document's ✕ in a multiselect is titled "Remove 2" (the choice's index), which the
 #   mouse shows and a reader speaks: it names the document instead.
+# - A group of radio buttons (the conversations, the suggestions) is a fieldset whose label is a
+#   span, not a legend, so a reader announced a group without a name: it is named by that span.
 ACCESSIBLE_NAMES_SCRIPT = """<script>
 (() => {
   const set = new WeakMap();
@@ -1610,11 +1618,18 @@ ACCESSIBLE_NAMES_SCRIPT = """<script>
     el.setAttribute('title', title);
     el.setAttribute('aria-label', title);
   };
-  const fix = el => { if (el.getAttribute) { messageLabel(el); removeTitle(el); } };
+  const groupName = el => {
+    if (!el.matches('fieldset[id]') || el.hasAttribute('aria-labelledby')) return;
+    const label = el.querySelector(':scope > [data-testid="block-info"]');
+    if (!label) return;
+    label.id = label.id || el.id + '-label';
+    el.setAttribute('aria-labelledby', label.id);
+  };
+  const fix = el => { if (el.getAttribute) { messageLabel(el); removeTitle(el); groupName(el); } };
   new MutationObserver(records => {
     for (const r of records) {
       if (r.type === 'attributes') fix(r.target);
-      else r.addedNodes.forEach(n => { if (n.nodeType === 1) { fix(n); n.querySelectorAll('[aria-label], .token-remove').forEach(fix); } });
+      else r.addedNodes.forEach(n => { if (n.nodeType === 1) { fix(n); n.querySelectorAll('[aria-label], .token-remove, fieldset[id]').forEach(fix); } });
     }
   }).observe(document.documentElement, {subtree: true, childList: true, attributes: true,
                                          attributeFilter: ['aria-label', 'title']});
