@@ -126,15 +126,22 @@ def test_ask_vote_and_upload_in_a_real_browser(server, tmp_path):
         # named on the page and not sent, and the readable one still is.
         accept = page.locator("#upload input[type=file]").get_attribute("accept") or ""
         assert {".pdf", ".md", ".txt", ".html"} <= {s.strip() for s in accept.split(",")}, accept
+        notes = tmp_path / "second" / "notes.xyz"
+        notes.write_text("not a kind ragbot reads")
+        page.set_input_files("#upload input[type=file]", str(notes))  # the box emptied itself
+        expect(page.get_by_text(re.compile(r"Invalid file type: notes\.xyz"))).to_be_visible(timeout=30_000)
+        # The notice names it; the box is left ready for the next file (a red "Error" covered it).
+        expect(page.locator("#upload button.upload-container")).to_be_visible()
+        expect(page.locator("#upload .error")).to_be_hidden()
         tool = tmp_path / "second" / "tool.exe"
         tool.write_bytes(b"MZ\x90\x00")
-        page.set_input_files("#upload input[type=file]", [str(other), str(tool)])  # the box emptied itself
+        page.set_input_files("#upload input[type=file]", [str(other), str(tool)])
         expect(page.get_by_text(re.compile(r"Invalid file type: tool\.exe"))).to_be_visible(timeout=30_000)
         expect(page.locator("#upload-status textarea")).to_have_value(re.compile(r"added: zorblat-[0-9a-f]{8}\.md"),
                                                                       timeout=120_000)
         # Not sent: the ingest never saw it (the old page sent it, and the status said it failed).
         assert "tool.exe" not in page.locator("#upload-status textarea").input_value()
-        assert not any(p.name.startswith("tool") for p in (data_dir / "uploads").iterdir())
+        assert not any(p.name.startswith(("tool", "notes")) for p in (data_dir / "uploads").iterdir())
         # The settings are this browser's: show-all is still on after a reload.
         page.reload()
         page.get_by_text("Settings", exact=True).first.click()

@@ -975,6 +975,10 @@ def _discard(path: Path) -> None:
 
 CSS = """
 .ragbot-muted { color: #6b7280; font-size: 0.9em; }
+/* A file of a type ragbot does not read, dropped or chosen, is named in Gradio's notice and not
+   sent; Gradio also left a red "Error" over the upload box, covering where files are dropped,
+   until its ✕ was found. The notice says it all: the box stays ready for the next file. */
+#upload [data-testid="status-tracker"]:has(> .error) { display: none; }
 .ragbot-searched { border-left: 3px solid #60a5fa; padding-left: 8px; }
 /* Gradio sets `.prose blockquote { margin: 24px 0 !important }`, so each passage's header stood
    closer to the passage above than to its own: only an !important rule of ours (Gradio scopes it
