@@ -146,6 +146,13 @@ def test_ask_vote_and_upload_in_a_real_browser(server, tmp_path):
         page.reload()
         page.get_by_text("Settings", exact=True).first.click()
         expect(page.locator("#show-all input[type=checkbox]")).to_be_checked(timeout=30_000)
+        # On a phone's width the chat and its question box come first, within the first screen,
+        # then the sources, then the conversations (listed first, they pushed the chat down).
+        page.set_viewport_size({"width": 390, "height": 844})
+        top, bottom = ({c: page.locator(c).evaluate(f"e => e.getBoundingClientRect().{edge} + window.scrollY")
+                        for c in ("#chat", "#question", "#sources", "#conversations")} for edge in ("top", "bottom"))
+        assert top["#chat"] < top["#question"] < top["#sources"] < top["#conversations"], top
+        assert bottom["#question"] <= 844, bottom
         browser.close()
     assert "Mira Quell" in (data_dir / "uploads" / "zorblat.md").read_text()
     assert any(d.source.endswith("uploads/zorblat.md") for d in bot.store.documents())

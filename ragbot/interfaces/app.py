@@ -979,6 +979,12 @@ CSS = """
    sent; Gradio also left a red "Error" over the upload box, covering where files are dropped,
    until its ✕ was found. The notice says it all: the box stays ready for the next file. */
 #upload [data-testid="status-tracker"]:has(> .error) { display: none; }
+/* On a phone the columns stand one under another: the chat and its question box first, then the
+   sources its [n] lead to, then the conversations (listed first, they pushed the chat down). */
+@media (max-width: 640px) {
+  #chat-column { order: -2; }
+  #sources-column { order: -1; }
+}
 .ragbot-searched { border-left: 3px solid #60a5fa; padding-left: 8px; }
 /* Gradio sets `.prose blockquote { margin: 24px 0 !important }`, so each passage's header stood
    closer to the passage above than to its own: only an !important rule of ours (Gradio scopes it
@@ -1103,7 +1109,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         browser = gr.BrowserState({}, storage_key="ragbot", secret=browser_secret(bot.settings.data_dir))
         gr.Markdown("## ragbot — answers from your documents, with sources")
         with gr.Row():
-            with gr.Column(scale=1, min_width=220):
+            with gr.Column(scale=1, min_width=220, elem_id="conversations-column"):
                 past = gr.Radio(choices=[], label="Conversations", elem_id="conversations")
                 with gr.Accordion("Rename, export or delete", open=False, elem_id="conversation-tools"):
                     new_title = gr.Textbox(label="New title", elem_id="new-title", max_length=80)
@@ -1121,7 +1127,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                             delete_yes = gr.Button("Yes, delete it", variant="stop", elem_id="delete-yes")
                             delete_no = gr.Button("Keep it", elem_id="delete-no")
                     to_delete = gr.State(None)
-            with gr.Column(scale=3):
+            with gr.Column(scale=3, elem_id="chat-column"):
                 # Regenerate (the retry button) and edit-and-resend (a question's pencil) ask again
                 # from that question on; what followed it is replaced, as in the stored conversation.
                 # Its label is not shown: it floated over the top message once the chat scrolled.
@@ -1153,7 +1159,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                                                  "did not cite are there too under Settings: Show all retrieved "
                                                  "passages.")
                     save_comment = gr.Button("Save")
-            with gr.Column(scale=2):
+            with gr.Column(scale=2, elem_id="sources-column"):
                 gr.Markdown("### Sources")
                 sources = gr.HTML(render_sources(None, False), elem_id="sources")
                 with gr.Accordion("Settings", open=False, elem_id="settings"):
