@@ -300,7 +300,8 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             page.get_by_text("Rename, export or delete").click()
             page.fill("#new-title textarea", "GAN history")
             page.click("#rename")
-            expect(page.locator("#status")).to_contain_text("Renamed.", timeout=30_000)
+            # Said by the buttons clicked (it was said under the chat, out of their sight).
+            expect(page.locator("#conversation-tools #conversation-status")).to_contain_text("Renamed.", timeout=30_000)
             expect(page.locator("#conversations")).to_contain_text("GAN history", timeout=30_000)
             expect(page.locator("#exported")).to_be_hidden()  # empty, it looked like a drop zone
             page.click("#export")
@@ -335,12 +336,12 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             expect(page.locator("#delete-check")).to_contain_text("Delete “GAN history”?", timeout=30_000)
             assert page.locator("#delete-question").bounding_box()["y"] < page.locator("#delete-yes").bounding_box()["y"]
             page.click("#delete-no")
-            expect(page.locator("#status")).to_contain_text("Not deleted.", timeout=30_000)
+            expect(page.locator("#conversation-status")).to_contain_text("Not deleted.", timeout=30_000)
             expect(page.locator("#delete-yes")).to_be_hidden()
             expect(page.locator("#conversations")).to_contain_text("GAN history")
             page.click("#delete")
             page.click("#delete-yes")
-            expect(page.locator("#status")).to_contain_text("Conversation deleted", timeout=30_000)
+            expect(page.locator("#conversation-status")).to_contain_text("Conversation deleted", timeout=30_000)
             expect(page.locator("#exported")).to_be_hidden()  # its export went with it
             expect(page.locator("#conversations")).not_to_contain_text("GAN history")
             page.screenshot(path=str(ARTIFACTS / "chat-conversations.png"))

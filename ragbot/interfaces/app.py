@@ -1118,6 +1118,9 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                     # Shown once there is a file: empty, it looked like a box to drop files on.
                     exported = gr.File(label="Export", interactive=False, elem_id="exported", visible=False)
                     delete = gr.Button("Delete this conversation", variant="stop", elem_id="delete")
+                    # What became of a rename, an export or a delete, said by the buttons (it was
+                    # said under the chat, out of sight of the buttons clicked).
+                    conversation_status = gr.Markdown(elem_id="conversation-status")
                     # Deleting asks first (it cannot be undone on the page): which conversation
                     # the question was about is kept, so a switch meanwhile deletes nothing. The
                     # question stands above its buttons (it was in the status line, under the chat).
@@ -1290,7 +1293,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             # The list first: a conversation clicked once the box is open is not then overwritten
             # by a list (and a remembered conversation) still on its way.
             event.then(listed, [conversation, browser], [past, browser], api_name=False
-                       ).then(release, None, question, api_name=False).then(lambda: "", None, status, api_name=False  # stale
+                       ).then(release, None, question, api_name=False).then(lambda: ("", ""), None, [status, conversation_status], api_name=False  # stale
                        ).then(handlers.model_info, None, info, api_name=False
                        ).then(lambda: gr.update(visible=False), None, examples, api_name=False)  # for a first visit
 
@@ -1334,16 +1337,17 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         app.load(on_load, browser, [browser, conversation, chat, past, k, show_all, temperature, question, send,
                                     examples]).then(loaded_sources, [chat, show_all], sources, api_name=False)
 
-        left_outputs = [exported, delete_check, to_delete]
+        left_outputs = [exported, delete_check, to_delete, conversation_status]
 
-        def conversation_left():
-            """For left_outputs: what spoke of the conversation left (its export, a delete question)."""
-            return gr.update(value=None, visible=False), gr.update(visible=False), None
+        def conversation_left(said: str = ""):
+            """For left_outputs: what spoke of the conversation left (its export, a delete
+            question, what became of a rename), and `said` in its place."""
+            return gr.update(value=None, visible=False), gr.update(visible=False), None, said
 
         def open_past(chosen, saved, show, request: gr.Request):
             history = handlers.reopen(str(chosen or ""), owner_of(request, saved), session_of(request))
             if not history:
-                return (gr.skip(),) * 7
+                return (gr.skip(),) * 8
             shown_ = gr.update(value=history, feedback_value=handlers.votes(history, session_of(request)))
             return shown_, chosen, handlers.latest_sources(history, session_of(request), show), \
                 keep(saved, conversation=chosen), *conversation_left()
@@ -1358,7 +1362,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             choices = handlers.conversation_choices(owner_of(request, saved))
             return gr.update(choices=choices, value=conversation_id), "Renamed.", ""
 
-        rename.click(rename_current, [conversation, new_title, browser], [past, status, new_title])
+        rename.click(rename_current, [conversation, new_title, browser], [past, conversation_status, new_title])
 
         def export_current(conversation_id, saved, request: gr.Request):
             path = handlers.export_conversation(conversation_id, owner_of(request, saved))
@@ -1366,7 +1370,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 return gr.update(value=None, visible=False), "Nothing to export: ask a question first."
             return gr.update(value=str(path), visible=True), ""
 
-        export.click(export_current, [conversation, browser], [exported, status])
+        export.click(export_current, [conversation, browser], [exported, conversation_status])
 
         def ask_to_delete(conversation_id, saved, request: gr.Request):
             try:
@@ -1376,27 +1380,30 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             return (gr.update(visible=True), conversation_id, "",
                     f"Delete “{literal(title)}”? It leaves your list; its answers stay in the answer log.")
 
-        delete.click(ask_to_delete, [conversation, browser], [delete_check, to_delete, status, delete_question]).then(
+        delete.click(ask_to_delete, [conversation, browser], [delete_check, to_delete, conversation_status,
+                                                               delete_question]).then(
             None, None, None, js=scrolled_into_view("delete-check"))
 
         def delete_current(conversation_id, chosen, saved, request: gr.Request):
             owner = owner_of(request, saved)
             if chosen != conversation_id:
-                return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), "Another conversation is open now: nothing deleted.",
-                        gr.skip(), gr.skip(), gr.update(visible=False), None)
+                return (*(gr.skip(),) * 6, gr.skip(), gr.update(visible=False), None,
+                        "Another conversation is open now: nothing deleted.")
             try:
                 handlers.delete_conversation(conversation_id, owner)
             except ConversationError:
-                return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), "Nothing to delete: ask a question first.", gr.skip(),
-                        gr.skip(), gr.update(visible=False), None)
+                return (*(gr.skip(),) * 6, gr.skip(), gr.update(visible=False), None,
+                        "Nothing to delete: ask a question first.")
             fresh = uuid.uuid4().hex
+            # The status under the chat spoke of the conversation deleted (a vote): emptied.
             return (empty_chat(), fresh, gr.update(choices=handlers.conversation_choices(owner), value=None),
-                    render_sources(None, False), "Conversation deleted (its answers stay in the answer log).",
-                    keep(saved, conversation=fresh), *conversation_left())  # its export went with it
+                    render_sources(None, False), "", keep(saved, conversation=fresh),
+                    *conversation_left("Conversation deleted (its answers stay in the answer log)."))  # its export too
 
         delete_yes.click(delete_current, [conversation, to_delete, browser],
                          [chat, conversation, past, sources, status, browser, *left_outputs])
-        delete_no.click(lambda: (gr.update(visible=False), None, "Not deleted."), None, [delete_check, to_delete, status])
+        delete_no.click(lambda: (gr.update(visible=False), None, "Not deleted."), None,
+                        [delete_check, to_delete, conversation_status])
 
         def remember(saved, k_value, show, temp):
             return keep(saved, k=k_value, show_all=show, temperature=temp)
