@@ -96,6 +96,13 @@ def test_ask_vote_and_upload_in_a_real_browser(server, tmp_path):
             ".querySelector('blockquote')).marginTop)]")
         assert above > below, (above, below)
 
+        # Another tab, open before the upload, with its library drawn.
+        other_tab = browser.new_page(viewport={"width": 1300, "height": 900})
+        other_tab.goto(url)
+        other_tab.get_by_text("Your documents", exact=True).click()
+        expect(other_tab.locator("#documents")).to_contain_text("gans.md", timeout=30_000)
+        other_tab.get_by_text("Your documents", exact=True).click()  # closed again
+
         doc = tmp_path / "zorblat.md"
         doc.write_text("# The Zorblat Engine\n\nThe Zorblat engine was invented in 1931 by Mira Quell "
                        "to pump water from deep mines.\n")
@@ -109,6 +116,10 @@ def test_ask_vote_and_upload_in_a_real_browser(server, tmp_path):
         page.get_by_text("Your documents", exact=True).click()
         expect(page.locator("#document-choice input")).to_have_value(re.compile(r"^zorblat\.md \(upload"),
                                                                      timeout=30_000)
+        # The other tab's library, opened again, lists it (it showed only after a reload).
+        other_tab.get_by_text("Your documents", exact=True).click()
+        expect(other_tab.locator("#documents")).to_contain_text("zorblat.md", timeout=30_000)
+        other_tab.close()
         page.fill("#question textarea", "Who invented the Zorblat engine?")
         page.click("#ask")
         expect(page.locator("#sources .ragbot-source").first).to_contain_text("zorblat.md", timeout=180_000)

@@ -1172,7 +1172,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                     temperature = gr.Slider(0.0, MAX_TEMPERATURE, value=bot.settings.temperature, step=0.05,
                                             label="Temperature", visible=bot.settings.answer_mode == "generate")
                     info = gr.Markdown(handlers.model_info())
-                with gr.Accordion("Your documents", open=False, elem_id="library"):
+                with gr.Accordion("Your documents", open=False, elem_id="library") as library_panel:
                     # Widths in shares of the side column, and long file names broken anywhere
                     # (CSS): with its own widths the table ran each column as wide as the column.
                     documents = gr.Dataframe(headers=["document", "what", "added"], column_widths=["40%", "37%", "23%"],
@@ -1481,6 +1481,8 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         # reload went on searching everything while the user thought the choice still held.
         app.load(lambda saved: library(saved.get("search_in") if isinstance(saved, dict) else None), browser, shelf,
                  api_name=False)
+        # Opened, the library is read again: another tab's upload or delete showed only after a reload.
+        library_panel.expand(library, [search_in, chosen_doc], shelf, api_name=False)
 
         def remember_searched(saved, searched):
             """On every change of the choice, not only a pick: the dropdown's clear button and a
