@@ -157,6 +157,12 @@ def test_ask_vote_and_upload_in_a_real_browser(server, tmp_path):
         page.reload()
         page.get_by_text("Settings", exact=True).first.click()
         expect(page.locator("#show-all input[type=checkbox]")).to_be_checked(timeout=30_000)
+        # Side by side, the conversations stand on the left; in the page (what a keyboard and a
+        # screen reader follow) and on a phone's width they come after the chat and its sources.
+        left = {c: page.locator(c).bounding_box()["x"] for c in ("#conversations", "#chat", "#sources")}
+        assert left["#conversations"] < left["#chat"] < left["#sources"], left
+        assert page.evaluate("() => [...document.querySelectorAll('#chat, #sources, #conversations')].map(e => e.id)"
+                             ) == ["chat", "sources", "conversations"]
         # On a phone's width the chat and its question box come first, within the first screen,
         # then the sources, then the conversations (listed first, they pushed the chat down).
         page.set_viewport_size({"width": 390, "height": 844})
@@ -274,10 +280,12 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             expect(page.get_by_role("group", name="Conversations", exact=True)).to_be_attached()
             suggestion = page.locator("#examples label").first
             suggested = suggestion.inner_text().strip()
+            page.fill("#question textarea", "a draft of mine")
             suggestion.click()
             expect(page.locator("#examples")).to_be_hidden(timeout=30_000)
             expect(page.locator("#chat .message.user").first).to_have_text(suggested, timeout=30_000)
             expect(page.locator("#chat .message.bot")).to_have_count(1, timeout=180_000)
+            expect(page.locator("#question textarea")).to_have_value("a draft of mine")  # what was typed stays
             expect(page.locator("#conversations")).to_contain_text(suggested[:40], timeout=30_000)  # titled by it
             page.get_by_role("button", name="New conversation").click()
             expect(page.locator("#chat .message")).to_have_count(0, timeout=30_000)

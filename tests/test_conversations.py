@@ -206,6 +206,10 @@ def test_an_export_lists_each_answers_sources_shows_text_as_text_and_goes_with_i
     rendered = MarkdownIt("commonmark").enable("strikethrough").render(text)
     assert re.findall(r"<(\w+)", rendered.split("<ul>")[0]) == ["h1", "p", "strong", "p", "strong", "p"], rendered
     assert "*not* __this__ `nor` ~~that~~ \\*or\\* this*" in html.unescape(rendered)
+    # A title ending in "#" was exported as "Issue": the "#" was read as the heading's closing mark.
+    handlers.conversations.rename(conversation, "browser:ann", "Issue #")
+    exported_md = handlers.conversations.export(conversation, "browser:ann")
+    assert MarkdownIt("commonmark").render(exported_md).startswith("<h1>Issue #</h1>")
     exported = json.loads(handlers.conversations.export(conversation, "browser:ann", "json"))
     assert exported["turns"][0]["sources"][0]["document"] == "paris.md"
 

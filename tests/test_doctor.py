@@ -77,6 +77,9 @@ def test_orphan_chunks_are_removed_by_repair(ingested):
     ingested.close()
     found = doctor(data_dir)
     assert _statuses(found)["orphan chunks"] == "problem" and found.repairable
+    cli = subprocess.run([sys.executable, "-m", "ragbot", "--data-dir", str(data_dir), "doctor"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert cli.returncode == 1 and cli.stdout.strip().endswith("problems found (try --repair)"), cli.stdout + cli.stderr
     repaired = doctor(data_dir, repair=True)
     assert _statuses(repaired)["orphan chunks"] == "repaired" and repaired.clean, repaired.lines()
 
@@ -108,7 +111,6 @@ def test_a_database_that_lacks_what_its_migrations_made_is_refused_and_named(ing
     assert [(f.check, f.status) for f in report.findings] == [("database", "problem")]
     assert "copies.sha256" in report.findings[0].detail and "restore" in report.findings[0].detail.lower()
     # --repair cannot mend it, so the command does not send the user there.
-    assert not report.repairable
     cli = subprocess.run([sys.executable, "-m", "ragbot", "--data-dir", str(data_dir), "doctor"],
                          capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert cli.returncode == 1 and cli.stdout.strip().endswith("problems found"), cli.stdout + cli.stderr

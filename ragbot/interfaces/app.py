@@ -975,15 +975,18 @@ def _discard(path: Path) -> None:
 
 CSS = """
 .ragbot-muted { color: #6b7280; font-size: 0.9em; }
-/* A file of a type ragbot does not read, dropped or chosen, is named in Gradio's notice and not
-   sent; Gradio also left a red "Error" over the upload box, covering where files are dropped,
-   until its ✕ was found. The notice says it all: the box stays ready for the next file. */
+/* A file the page refuses to send (a type ragbot does not read, or over the size limit) or whose
+   upload fails is named in Gradio's notice; Gradio also left a red "Error" over the upload box,
+   covering where files are dropped, until its ✕ was found. The notice says it all (any error of
+   this box is told by its notice alone), and the box stays ready for the next file. Upload
+   progress is drawn elsewhere, so it still shows. */
 #upload [data-testid="status-tracker"]:has(> .error) { display: none; }
-/* On a phone the columns stand one under another: the chat and its question box first, then the
-   sources its [n] lead to, then the conversations (listed first, they pushed the chat down). */
-@media (max-width: 640px) {
-  #chat-column { order: -2; }
-  #sources-column { order: -1; }
+/* The conversations column comes last in the page (a keyboard and a screen reader reach the chat
+   first, then its sources) but stands first, on the left, where the columns fit side by side. On
+   a phone they stand one under another in the page's order: the chat and its question box first
+   (the conversations, listed first, pushed them down). */
+@media (min-width: 641px) {
+  #conversations-column { order: -1; }
 }
 .ragbot-searched { border-left: 3px solid #60a5fa; padding-left: 8px; }
 /* Gradio sets `.prose blockquote { margin: 24px 0 !important }`, so each passage's header stood
@@ -1109,27 +1112,6 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         browser = gr.BrowserState({}, storage_key="ragbot", secret=browser_secret(bot.settings.data_dir))
         gr.Markdown("## ragbot — answers from your documents, with sources")
         with gr.Row():
-            with gr.Column(scale=1, min_width=220, elem_id="conversations-column"):
-                past = gr.Radio(choices=[], label="Conversations", elem_id="conversations")
-                with gr.Accordion("Rename, export or delete", open=False, elem_id="conversation-tools"):
-                    new_title = gr.Textbox(label="New title", elem_id="new-title", max_length=80)
-                    rename = gr.Button("Rename", elem_id="rename")
-                    export = gr.Button("Export as Markdown", elem_id="export")
-                    # Shown once there is a file: empty, it looked like a box to drop files on.
-                    exported = gr.File(label="Export", interactive=False, elem_id="exported", visible=False)
-                    delete = gr.Button("Delete this conversation", variant="stop", elem_id="delete")
-                    # What became of a rename, an export or a delete, said by the buttons (it was
-                    # said under the chat, out of sight of the buttons clicked).
-                    conversation_status = gr.Markdown(elem_id="conversation-status")
-                    # Deleting asks first (it cannot be undone on the page): which conversation
-                    # the question was about is kept, so a switch meanwhile deletes nothing. The
-                    # question stands above its buttons (it was in the status line, under the chat).
-                    with gr.Column(visible=False, elem_id="delete-check") as delete_check:
-                        delete_question = gr.Markdown(elem_id="delete-question")
-                        with gr.Row():
-                            delete_yes = gr.Button("Yes, delete it", variant="stop", elem_id="delete-yes")
-                            delete_no = gr.Button("Keep it", elem_id="delete-no")
-                    to_delete = gr.State(None)
             with gr.Column(scale=3, elem_id="chat-column"):
                 # Regenerate (the retry button) and edit-and-resend (a question's pencil) ask again
                 # from that question on; what followed it is replaced, as in the stored conversation.
@@ -1201,6 +1183,30 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                     upload = gr.File(file_count="multiple", label=f"PDF, Word (.docx), Markdown, text or HTML (max {max_upload_mb} MB each)",
                                      file_types=readable_suffixes(), elem_id="upload")
                     upload_status = gr.Textbox(label="Upload", interactive=False, lines=3, elem_id="upload-status")
+
+            # Last in the page, first on a wide screen (CSS): a keyboard and a screen reader reach
+            # the chat first, then its sources, as the columns stand on a phone, one under another.
+            with gr.Column(scale=1, min_width=220, elem_id="conversations-column"):
+                past = gr.Radio(choices=[], label="Conversations", elem_id="conversations")
+                with gr.Accordion("Rename, export or delete", open=False, elem_id="conversation-tools"):
+                    new_title = gr.Textbox(label="New title", elem_id="new-title", max_length=80)
+                    rename = gr.Button("Rename", elem_id="rename")
+                    export = gr.Button("Export as Markdown", elem_id="export")
+                    # Shown once there is a file: empty, it looked like a box to drop files on.
+                    exported = gr.File(label="Export", interactive=False, elem_id="exported", visible=False)
+                    delete = gr.Button("Delete this conversation", variant="stop", elem_id="delete")
+                    # What became of a rename, an export or a delete, said by the buttons (it was
+                    # said under the chat, out of sight of the buttons clicked).
+                    conversation_status = gr.Markdown(elem_id="conversation-status")
+                    # Deleting asks first (it cannot be undone on the page): which conversation
+                    # the question was about is kept, so a switch meanwhile deletes nothing. The
+                    # question stands above its buttons (it was in the status line, under the chat).
+                    with gr.Column(visible=False, elem_id="delete-check") as delete_check:
+                        delete_question = gr.Markdown(elem_id="delete-question")
+                        with gr.Row():
+                            delete_yes = gr.Button("Yes, delete it", variant="stop", elem_id="delete-yes")
+                            delete_no = gr.Button("Keep it", elem_id="delete-no")
+                    to_delete = gr.State(None)
 
         ask_inputs = [question, chat, conversation, k, temperature, show_all]
         ask_outputs = [chat, sources, question]
@@ -1279,17 +1285,23 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             chosen = conversation_id if any(c[1] == conversation_id for c in choices) else None
             return gr.update(choices=choices, value=chosen), keep(saved, conversation=conversation_id)
 
-        def ask_suggestion(chosen):
-            """A clicked suggestion goes to the box, to be asked from there; the suggestions go."""
-            return (chosen, gr.update(visible=False)) if chosen else (gr.skip(), gr.skip())
+        def ask_suggestion(chosen, history, conversation_id, k, temperature, show_all, saved, searched,
+                           request: gr.Request):
+            """A clicked suggestion is asked (Gradio sends `input` only for a radio checked), as
+            a question asked again is: what is being typed in the box stays. The suggestions go."""
+            hide = gr.update(visible=False)
+            for shown_ in answer(chosen, history, conversation_id, k, temperature, show_all, saved, searched,
+                                 request, from_box=False):
+                yield *shown_, hide
+                hide = gr.skip()
 
         again_inputs = [chat, conversation, k, temperature, show_all, browser, search_in]
         for event in (send.click(respond, ask_inputs + [browser, search_in], ask_outputs, api_name="respond"),
                       question.submit(respond, ask_inputs + [browser, search_in], ask_outputs, api_name=False),
                       chat.retry(regenerate, again_inputs, ask_outputs, api_name=False),
                       chat.edit(edit_and_resend, again_inputs, ask_outputs, api_name=False),
-                      examples.input(ask_suggestion, examples, [question, examples], api_name=False
-                                     ).then(respond, ask_inputs + [browser, search_in], ask_outputs, api_name=False)):
+                      examples.input(ask_suggestion, [examples, *again_inputs], ask_outputs + [examples],
+                                     api_name=False)):
             # The list first: a conversation clicked once the box is open is not then overwritten
             # by a list (and a remembered conversation) still on its way.
             event.then(listed, [conversation, browser], [past, browser], api_name=False
@@ -1482,7 +1494,17 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         app.load(lambda saved: library(saved.get("search_in") if isinstance(saved, dict) else None), browser, shelf,
                  api_name=False)
         # Opened, the library is read again: another tab's upload or delete showed only after a reload.
-        library_panel.expand(library, [search_in, chosen_doc], shelf, api_name=False)
+        def library_reread(searched, chosen):
+            """The library as stored now, for an opened panel. The choices change; a value only
+            when what it named is gone: an upload that was making itself the chosen document
+            meanwhile (its own step, on_upload's chain) is not set back to what the panel sent."""
+            rows, choices, kept, kept_searched = handlers.shelf(searched, chosen)
+            gone = isinstance(chosen, str) and kept is None
+            return (rows, gr.update(choices=choices, **({"value": None} if gone else {})),
+                    gr.update(choices=choices, **({"value": kept_searched, "label": search_label(kept_searched)}
+                                                  if kept_searched != searched else {})))
+
+        library_panel.expand(library_reread, [search_in, chosen_doc], shelf, api_name=False, show_progress="hidden")
 
         def remember_searched(saved, searched):
             """On every change of the choice, not only a pick: the dropdown's clear button and a
@@ -1638,7 +1660,8 @@ ACCESSIBLE_NAMES_SCRIPT = """<script>
     el.setAttribute('aria-label', title);
   };
   const groupName = el => {
-    if (!el.matches('fieldset[id]') || el.hasAttribute('aria-labelledby')) return;
+    const named = el.getAttribute && el.getAttribute('aria-labelledby');
+    if (!el.matches('fieldset[id]') || (named && document.getElementById(named))) return;
     const label = el.querySelector(':scope > [data-testid="block-info"]');
     if (!label) return;
     label.id = label.id || el.id + '-label';

@@ -859,7 +859,8 @@ def cmd_doctor(args) -> int:
 
     report = doctor(_data_dir(args), repair=args.repair)
     if args.json:
-        print(json.dumps({"clean": report.clean, "findings": [f.__dict__ for f in report.findings]}, indent=2))
+        print(json.dumps({"clean": report.clean, "repairable": report.repairable,
+                          "findings": [f.__dict__ for f in report.findings]}, indent=2))
     else:
         print("\n".join(report.lines()))
         hint = " (try --repair)" if report.repairable and not args.repair else ""

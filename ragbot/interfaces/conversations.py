@@ -157,7 +157,7 @@ class Conversations:
             return json.dumps({"id": conversation_id, "title": title,
                                "turns": [{**t.__dict__, "sources": sources} for t, sources in turns]},
                               ensure_ascii=False, indent=2)
-        lines = [f"# {as_text(title)}", ""]
+        lines = [f"# {_closing_marks_kept(as_text(title))}", ""]
         for t, sources in turns:
             lines += [f"**Question:** {as_text(t.question)}", "", f"**Answer:** {as_text(t.answer)}", ""]
             if sources:
@@ -172,6 +172,13 @@ class Conversations:
                     lines.append(f"- [{s['n']}] {where}" + (f": “{as_text(excerpt)}”" if excerpt else ""))
                 lines.append("")
         return "\n".join(lines)
+
+
+def _closing_marks_kept(heading: str) -> str:
+    """A heading's text with a run of "#" at its end backslashed: Markdown reads such a run as
+    the heading's closing marks and drops it (a conversation titled "Issue #" was exported "Issue")."""
+    body = heading.rstrip("#")
+    return body + "\\#" * (len(heading) - len(body))
 
 
 def _excerpt_text(text: str) -> str:
@@ -192,9 +199,11 @@ _INLINE_MARKS = re.compile(r"([\\*_`~])")
 def as_text(text: str) -> str:
     """Text from documents, models and users as an exported Markdown file shows it, rendered or
     read as it is: on one line (so no line of it can open a heading, a list or a link
-    definition), HTML escaped, the marks of emphasis, code and strike-through backslashed, and
-    no "](" left to make a link or an image. The chat page's status lines backslash every
-    punctuation mark instead (app.literal); a file is also read raw, so only what could become
-    markup is changed, and ragbot's [n] marks stay as they are."""
+    definition), HTML escaped, every mark of emphasis, code and strike-through backslashed
+    (wherever it stands: an underscore inside a word, which makes no emphasis, shows its
+    backslash when the file is read raw), and no "](" left to make a link or an image. The chat
+    page's status lines backslash every punctuation mark instead (app.literal); a file is also
+    read raw, so the other marks stay, as do ragbot's [n] marks. A renderer that makes links of
+    bare addresses (GitHub's) still does."""
     escaped = _INLINE_MARKS.sub(r"\\\1", html.escape(" ".join(text.split()), quote=False))
     return escaped.replace("](", "]\\(")
