@@ -69,6 +69,10 @@ def test_ask_vote_and_upload_in_a_real_browser(server, tmp_path):
         page.wait_for_function("window.ragbotAnnounced.includes('Done')", timeout=30_000)
         assert not [said for said in page.evaluate("window.ragbotAnnounced") if "common." in said]
         page.screenshot(path=str(ARTIFACTS / "chat-answer.png"))
+        # Bold text (the passage's heading, the [n]) is drawn with the page font's own bold face:
+        # with only its 400 and 600 faces declared, some glyphs ("A") came from another font.
+        page.wait_for_function("() => [...document.fonts].some(f => f.family.includes('Source Sans Pro') "
+                               "&& f.weight === '700' && f.status === 'loaded')", timeout=10_000)
 
         page.locator('#chat button[aria-label="Like"]').last.click()
         expect(page.locator("#status")).to_contain_text("marked helpful", timeout=30_000)

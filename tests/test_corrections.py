@@ -7,7 +7,7 @@ import pytest
 from conftest import CORPUS
 from ragbot.answer import corrections
 from ragbot.answer.generation import REFUSAL
-from ragbot.interfaces.app import render_sources
+from ragbot.interfaces.app import CORRECTION_MARK, ChatHandlers, message_text, render_sources
 from ragbot.answer.corrections import Correction, CorrectionMemory
 
 
@@ -123,7 +123,7 @@ def test_a_correction_answers_the_question_again_and_its_paraphrase(corpus_bot):
         assert again.correction_of == first.id and again.corrected_question == question
         assert bot.feedback.answer_trace(again.id)["params"]["correction_of"] == first.id
         shown = render_sources(again, show_all=False)
-        assert "Your correction of the answer to" in shown and "Who described retrieval" in shown
+        assert "A saved correction, not a quote from the documents" in shown and "Who described retrieval" in shown
         reworded = bot.ask("Who first described retrieval-augmented generation, and in which year?")
         assert reworded.answer == fix
         unrelated = bot.ask("What is mode collapse in a GAN?")
@@ -207,6 +207,34 @@ def test_a_row_rejected_in_its_old_form_is_not_quoted_again():
     assert len(_without(ranked, "Something else entirely [1].")) == 2
 
 
+def test_a_correction_served_in_the_chat_says_so_in_the_message_its_sources_and_the_export(corpus_bot):
+    """A served correction read as a quote from the documents, and its sources panel called it
+    "your correction" in every browser, though without a login all of them share it (helper-49)."""
+    question = "Who described retrieval-augmented generation and when?"
+    first = corpus_bot.ask(question)
+    fix = "Lewis and colleagues at Facebook AI Research described it in 2020."
+    corpus_bot.feedback.set_feedback(first.id, -1, correction=fix)
+    handlers, conversation = ChatHandlers(corpus_bot), "c0ffee" * 5 + "00"
+    try:
+        handlers.start_turn(conversation, "browser:ann", question)
+        *_, (history, panel, _) = handlers.respond(question, [], conversation, 5, 0.0, False, session="s")
+        assert message_text(history[-1]) == f"{CORRECTION_MARK} {fix}"
+        assert "A saved correction, not a quote from the documents" in panel and "Your correction" not in panel
+        reopened = handlers.reopen(conversation, "browser:ann", session="t")
+        assert message_text(reopened[-1]) == f"{CORRECTION_MARK} {fix}"
+        exported = handlers.conversations.export(conversation, "browser:ann")
+        assert f"**Answer (a saved correction, not a quote from the documents):** {fix}" in exported
+        # An answer quoted from the documents is not marked.
+        other = "What is mode collapse in a GAN?"
+        handlers.start_turn(conversation, "browser:ann", other)
+        *_, (history, _, _) = handlers.respond(other, history, conversation, 5, 0.0, False, session="s")
+        assert "mode collapse" in message_text(history[-1]) and CORRECTION_MARK not in message_text(history[-1])
+        assert "**Answer:** " in handlers.conversations.export(conversation, "browser:ann")
+    finally:
+        corpus_bot.feedback.set_feedback(first.id, None)
+        handlers.delete_conversation(conversation, "browser:ann")
+
+
 def test_a_correction_cites_the_passages_it_names_where_they_stand_now(corpus_bot):
     """A correction's [n] names the n-th passage of the answer it corrects. Served again, the mark
     names that passage among this answer's passages (numbered first, as any answer's cited
@@ -224,7 +252,7 @@ def test_a_correction_cites_the_passages_it_names_where_they_stand_now(corpus_bo
         assert again.answer == "Lewis and colleagues described it in 2020 [1]. See."
         assert [(c.n, c.chunk_id) for c in again.citations] == [(1, lewis)]
         shown = render_sources(again, show_all=False)
-        assert "Your correction of the answer to" in shown and "Lewis" in shown and "id='source-1'" in shown
+        assert "A saved correction, not a quote from the documents" in shown and "Lewis" in shown and "id='source-1'" in shown
         # Searching only another document finds no such passage: it is added to the ones found.
         only_gans = bot.search(question, sources=[str(CORPUS / "gans.md")])
         assert lewis not in {p.chunk_id for p in only_gans}

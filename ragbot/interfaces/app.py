@@ -52,10 +52,15 @@ def shown(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def shown_answer(text: str) -> str:
+CORRECTION_MARK = "Saved correction:"  # before an answer that is a correction, not a quote
+
+
+def shown_answer(text: str, corrected: bool = False) -> str:
     """An answer as the chat shows it: escaped like all text, each citation number a link to
-    that passage in the sources panel (the only markup in a message, and ragbot's own)."""
-    return mark_citations(shown(text), lambda n: f'<a class="ragbot-cite" href="#source-{n}">{n}</a>')
+    that passage in the sources panel (the only markup in a message, and ragbot's own). A saved
+    correction says so first: it read as a quote from the documents (helper-49's drive)."""
+    cited = mark_citations(shown(text), lambda n: f'<a class="ragbot-cite" href="#source-{n}">{n}</a>')
+    return f'<span class="ragbot-correction">{CORRECTION_MARK}</span> {cited}' if corrected else cited
 
 
 # ASCII punctuation, which Markdown lets a backslash make literal; not & and ; (html.escape's entities).
@@ -238,8 +243,11 @@ def searched_note(searched: Sequence[str] | None, refused: bool = False) -> str:
 def _panel(passages: list[Passage], cited: set[int], show_all: bool, links: dict[str, str] | None,
            refused: bool, refusal_reason: str | None, corrected_question: str | None) -> str:
     if corrected_question is not None:
-        note = (f"<p>Your correction of the answer to “{html.escape(corrected_question)}”: "
-                f"given for questions that ask the same. Vote on this answer to change it again.</p>")
+        # Not "your": without a login every browser of this ragbot shares them (helper-49's drive).
+        note = (f"<p>A saved correction, not a quote from the documents: it was given for the answer "
+                f"to “{html.escape(corrected_question)}” and answers questions that ask the same (with a "
+                f"login, only its author's; without one, every browser's here). Vote on this answer to "
+                f"change it again.</p>")
         return note + (render_passages(passages, cited, show_all, links) if cited or show_all else "")
     if refused and not show_all:
         return f"<p>No source: {html.escape(REFUSAL_NOTES.get(refusal_reason or '', 'declined'))}.</p>"
@@ -453,7 +461,8 @@ class ChatHandlers:
             return
         assert answer is not None and answer.id is not None
         self._issue(session, answer.id)
-        history[-1] = {"role": "assistant", "content": shown_answer(answer.answer), "metadata": {"id": answer.id}}
+        history[-1] = {"role": "assistant", "content": shown_answer(answer.answer, corrected=bool(answer.correction_of)),
+                       "metadata": {"id": answer.id}}
         yield history, render_sources(answer, show_all, self.document_links(answer.passages), searched=sources), ""
 
     # -- what an answer rests on -----------------------------------------------------------------
@@ -598,7 +607,8 @@ class ChatHandlers:
         for turn in turns:
             self._issue(session, turn.answer_id)
             history.append({"role": "user", "content": shown(turn.question)})
-            history.append({"role": "assistant", "content": shown_answer(turn.answer), "metadata": {"id": turn.answer_id}})
+            history.append({"role": "assistant", "content": shown_answer(turn.answer, corrected=turn.corrected),
+                            "metadata": {"id": turn.answer_id}})
         return history
 
     def example_questions(self, n: int = 3) -> list[str]:
@@ -974,7 +984,13 @@ def _discard(path: Path) -> None:
 
 
 CSS = """
+/* Gradio's theme loads Source Sans Pro at 400 and 600 only, so text set bold (700: a passage's
+   heading, a [n], a correction's mark) took some glyphs from another face, "A" among them. Its
+   bold face ships with Gradio: it is declared here too. */
+@font-face { font-family: "Source Sans Pro"; font-weight: 700; font-style: normal;
+  src: url("static/fonts/SourceSansPro/SourceSansPro-Bold.woff2") format("woff2"); }
 .ragbot-muted { color: #6b7280; font-size: 0.9em; }
+.ragbot-correction { color: #92400e; font-weight: 600; }
 /* A file the page refuses to send (a type ragbot does not read, or over the size limit) or whose
    upload fails is named in Gradio's notice; Gradio also left a red "Error" over the upload box,
    covering where files are dropped, until its ✕ was found. The notice says it all (any error of

@@ -51,6 +51,7 @@ class Turn:
     answer: str
     answer_id: str
     refused: bool
+    corrected: bool = False  # the answer is a saved correction (Answer.correction_of), not a quote
 
 
 class Conversations:
@@ -111,15 +112,15 @@ class Conversations:
         if not self._exists(conversation_id, owner):
             return []
         rows = self._db.execute(
-            "SELECT question, answer, id, refused, turn FROM answers WHERE conversation_id = ? ORDER BY created_at, rowid",
-            (conversation_id,)).fetchall()
+            "SELECT question, answer, id, refused, turn, json_extract(params, '$.correction_of') IS NOT NULL "
+            "FROM answers WHERE conversation_id = ? ORDER BY created_at, rowid", (conversation_id,)).fetchall()
         # Replayed in the order they were given: an answer to turn n (a question asked again, as
         # it was or edited) replaces turn n and every turn after it, as it did on the page.
         shown: list[Turn] = []
-        for question, answer, answer_id, refused, turn in rows:
+        for question, answer, answer_id, refused, turn, corrected in rows:
             if turn >= 1:
                 del shown[turn - 1:]
-            shown.append(Turn(question, answer, answer_id, bool(refused)))
+            shown.append(Turn(question, answer, answer_id, bool(refused), bool(corrected)))
         return shown
 
     def rename(self, conversation_id: str, owner: str, title: str) -> None:
@@ -159,7 +160,8 @@ class Conversations:
                               ensure_ascii=False, indent=2)
         lines = [f"# {_closing_marks_kept(as_text(title))}", ""]
         for t, sources in turns:
-            lines += [f"**Question:** {as_text(t.question)}", "", f"**Answer:** {as_text(t.answer)}", ""]
+            said = "Answer (a saved correction, not a quote from the documents)" if t.corrected else "Answer"
+            lines += [f"**Question:** {as_text(t.question)}", "", f"**{said}:** {as_text(t.answer)}", ""]
             if sources:
                 lines += ["Sources:", ""]
                 for s in sources:
