@@ -81,7 +81,8 @@ class IngestReport:
             parts.append(f"duplicates {len(self.duplicates)}")
         if self.stood_in:
             parts.append(f"copies stored in place {len(self.stood_in)}")
-        line = f"{', '.join(parts)} — {self.chunks_added} chunks in {self.seconds:.1f}s ({rate:.0f} chunks/s)"
+        chunks = f"{self.chunks_added} chunk{'' if self.chunks_added == 1 else 's'}"
+        line = f"{', '.join(parts)} — {chunks} in {self.seconds:.1f}s ({rate:.0f} chunks/s)"
         built = self.vector_index
         if built and built.get("attempted_at"):
             line += f"\nvector index kept {'approximate' if built['kind'] == 'ivf' else 'exact'}: {built['reason']}"

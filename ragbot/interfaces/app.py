@@ -955,10 +955,12 @@ class ChatHandlers:
                     Path(path).unlink(missing_ok=True)
                 lines.append(f"not stored twice: {Path(path).name} has the same content as {original}, "
                              f"which is stored; this upload was not kept")
-            for kind, paths in (("added", report.added), ("updated", report.updated), ("unchanged", report.unchanged)):
+            for kind, paths in (("added", report.added), ("updated", report.updated),
+                                ("already stored as it is, its passages up to date", report.unchanged)):
                 if paths:
                     lines.append(f"{kind}: " + ", ".join(Path(p).name for p in paths))
-            lines.append(report.summary())
+            if report.added or report.updated:  # counts and speed: "0 chunks in 0.0s" said nothing
+                lines.append(report.summary())
             if stored is not None:
                 stored.extend(p for p in report.added + report.updated if p in sent)
         yield "\n".join(lines)
