@@ -330,6 +330,7 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             page.click("#export")
             # Named after its title; its answer's [1] listed with the passage it names.
             expect(page.locator("#exported")).to_contain_text(re.compile(r"GAN history\s*\.md"), timeout=30_000)
+            expect(page.locator("#conversation-status")).to_contain_text("Exported as GAN history.md: click its name")
             # The whole name is shown in the narrow column (Gradio's row clipped it to ".n").
             shown = page.locator("#exported td.filename").evaluate(
                 "e => [e, e.querySelector('.stem'), e.querySelector('.ext')].map(x => x.scrollWidth <= x.clientWidth + 1)"

@@ -177,8 +177,10 @@ def test_conversations_that_read_alike_are_told_apart_in_the_list(make_bot, docs
     labels = [label for label, _ in choices]
     assert len(set(labels)) == 4 and {cid for _, cid in choices} == {"c1", "c2", "c3", "c4"}
     label_of = {cid: label for label, cid in choices}
-    assert [label_of[cid][-4:] for cid in ("c1", "c2", "c3")] == [" (1)", " (2)", " (3)"]  # the oldest first
-    assert not any(label.endswith(")") for label in labels if label.startswith("Who made it?"))
+    # The oldest first; the number follows the title (after the time, it read as part of it).
+    assert [label_of[cid].split(" · ")[0] for cid in ("c1", "c2", "c3")] == [
+        "What is RAG? (1)", "What is RAG? (2)", "What is RAG? (3)"]
+    assert not any("(" in label for label in labels if label.startswith("Who made it?"))
 
 
 def test_an_export_lists_each_answers_sources_shows_text_as_text_and_goes_with_its_conversation(make_bot, docs):

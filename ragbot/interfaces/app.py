@@ -582,18 +582,20 @@ class ChatHandlers:
 
     def conversation_choices(self, owner: str) -> list[tuple[str, str]]:
         """(label, id) of the owner's conversations, newest first: its title and date. Two that
-        would read alike (the same first question, the same minute) are told apart by a number,
-        the older one the lower: "What is RAG? · 2026-12-03 09:14 (2)"."""
+        would read alike (the same first question, the same minute) are told apart by a number
+        after the title, the older one the lower: "What is RAG? (2) · 2026-12-03 09:14" (after
+        the time, it read as part of it)."""
         import time
 
-        listed = [(f"{c.title} · {time.strftime('%Y-%m-%d %H:%M', time.localtime(c.updated_at))}", c.id)
+        listed = [(c.title, time.strftime('%Y-%m-%d %H:%M', time.localtime(c.updated_at)), c.id)
                   for c in self.conversations.list(owner)]
-        alike = Counter(label for label, _ in listed)
+        alike = Counter((title, when) for title, when, _ in listed)
         left = Counter(alike)  # newest first: the first of a label gets its count
         choices = []
-        for label, conversation_id in listed:
-            choices.append((f"{label} ({left[label]})" if alike[label] > 1 else label, conversation_id))
-            left[label] -= 1
+        for title, when, conversation_id in listed:
+            number = f" ({left[title, when]})" if alike[title, when] > 1 else ""
+            choices.append((f"{title}{number} · {when}", conversation_id))
+            left[title, when] -= 1
         return choices
 
     def reopen(self, conversation_id: str, owner: str, session: str) -> list[dict]:
@@ -1398,7 +1400,9 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             path = handlers.export_conversation(conversation_id, owner_of(request, saved))
             if path is None:
                 return gr.update(value=None, visible=False), "Nothing to export: ask a question first."
-            return gr.update(value=str(path), visible=True), ""
+            # Said, as a rename and a delete are: the file box alone looked like nothing had happened.
+            return (gr.update(value=str(path), visible=True),
+                    f"Exported as {literal(path.name)}: click its name above to download it.")
 
         export.click(export_current, [conversation, browser], [exported, conversation_status])
 
