@@ -717,3 +717,20 @@ def test_no_two_load_events_set_the_same_component(make_bot):
     setters = Counter(out._id for fn in on_load for out in fn.outputs)
     states = {block_id for block_id, block in app.blocks.items() if isinstance(block, gr.State)}
     assert states & set(setters) and max(setters.values()) == 1, setters
+
+
+def test_the_sources_panel_says_which_answer_it_speaks_of(make_bot, docs):
+    """After a reload, or with the chat scrolled to an older answer, nothing said which answer
+    the panel showed (helper-49's drive): it names the question, as the user asked it."""
+    bot = make_bot()
+    bot.ingest([docs])
+    handlers = ChatHandlers(bot)
+    handlers.start_turn("c1", "browser:ann", "Where is the Eiffel Tower?")
+    *_, (history, panel, _) = handlers.respond("Where is the Eiffel Tower?", [], "c1", 5, 0.0, False, session="s")
+    assert panel.startswith("<p class='ragbot-for'>For the answer to “Where is the Eiffel Tower?”</p>"), panel
+    handlers.start_turn("c1", "browser:ann", "When was it <b>completed</b>?")
+    *_, (history, panel, _) = handlers.respond("When was it <b>completed</b>?", history, "c1", 5, 0.0, False,
+                                               session="s")
+    assert "For the answer to “When was it &lt;b&gt;completed&lt;/b&gt;?”" in panel  # the turn's words, as text
+    older = handlers.sources_of(history, 1, "s", False)  # the first answer, clicked
+    assert older.startswith("<p class='ragbot-for'>For the answer to “Where is the Eiffel Tower?”</p>"), older

@@ -193,17 +193,25 @@ def render_sources(answer: Answer | None, show_all: bool, links: dict[str, str] 
     return render_panel(answer.passages, {c.n for c in answer.citations}, show_all, links, refused=answer.refused,
                         refusal_reason=answer.refusal_reason,
                         corrected_question=answer.corrected_question if answer.correction_of else None,
-                        searched=searched)
+                        searched=searched, question=answer.question)
+
+
+def panel_heading(question: str | None) -> str:
+    """Which answer the sources panel speaks of: after a reload, or with the chat scrolled to an
+    older answer, nothing said it (helper-49's drive)."""
+    return f"<p class='ragbot-for'>For the answer to “{html.escape(question)}”</p>" if question else ""
 
 
 def render_panel(passages: list[Passage], cited: set[int], show_all: bool, links: dict[str, str] | None = None,
                  refused: bool = False, refusal_reason: str | None = None,
-                 corrected_question: str | None = None, searched: Sequence[str] | None = None) -> str:
-    """The sources panel of one answer: which documents were searched when the question was
-    limited to some, then what a correction answered (and the passages it cites), why there is
-    no source, or its passages."""
+                 corrected_question: str | None = None, searched: Sequence[str] | None = None,
+                 question: str | None = None) -> str:
+    """The sources panel of one answer: the question it answered, which documents were searched
+    when the question was limited to some, then what a correction answered (and the passages it
+    cites), why there is no source, or its passages."""
+    note = panel_heading(question)
     # A correction answers whatever documents were chosen (its passages may lie outside them).
-    note = searched_note(searched, refused) if corrected_question is None else ""
+    note += searched_note(searched, refused) if corrected_question is None else ""
     return note + _panel(passages, cited, show_all, links, refused, refusal_reason, corrected_question)
 
 
@@ -531,7 +539,7 @@ class ChatHandlers:
                              refusal_reason=trace["refusal_reason"], corrected_question=corrected_question,
                              searched=trace["params"].get("sources"))
         # The note above already says the cited passages are gone: not also "cites no passage".
-        return note + (panel.removesuffix(NO_PASSAGE_CITED) if gone_cited else panel)
+        return panel_heading(trace["question"]) + note + (panel.removesuffix(NO_PASSAGE_CITED) if gone_cited else panel)
 
     def chosen_sources(self, chosen: list[str] | None) -> tuple[list[str] | None, str | None]:
         """The documents a question may search, from what the page sends: (sources, problem).
@@ -994,6 +1002,7 @@ CSS = """
 @font-face { font-family: "Source Sans Pro"; font-weight: 700; font-style: normal;
   src: url("static/fonts/SourceSansPro/SourceSansPro-Bold.woff2") format("woff2"); }
 .ragbot-muted { color: #6b7280; font-size: 0.9em; }
+.ragbot-for { color: #6b7280; font-size: 0.9em; font-style: italic; }
 .ragbot-correction { color: #92400e; font-weight: 600; }
 /* A file the page refuses to send (a type ragbot does not read, or over the size limit) or whose
    upload fails is named in Gradio's notice; Gradio also left a red "Error" over the upload box,
