@@ -36,6 +36,9 @@ import numpy as np
 
 from ragbot.errors import RagbotError
 
+# How every interface names an answer that is a correction: it was read as a quote from the
+# documents, and called "your correction" in browsers that shared it.
+SAVED_CORRECTION = "a saved correction, not a quote from the documents"
 FALSE_MATCH = 0.05  # share of questions about other documents allowed to reach the threshold
 MIN_DOCUMENTS = 2
 MIN_QUESTIONS = 10

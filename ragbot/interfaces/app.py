@@ -22,6 +22,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from ragbot.answer.corrections import SAVED_CORRECTION
 from ragbot.answer.generation import HISTORY_TURNS, mark_citations, passage_header
 from ragbot.bot import RagBot
 from ragbot.interfaces.conversations import ConversationError, Conversations
@@ -252,7 +253,7 @@ def _panel(passages: list[Passage], cited: set[int], show_all: bool, links: dict
            refused: bool, refusal_reason: str | None, corrected_question: str | None) -> str:
     if corrected_question is not None:
         # Not "your": without a login every browser of this ragbot shares them (helper-49's drive).
-        note = (f"<p>A saved correction, not a quote from the documents: it was given for the answer "
+        note = (f"<p>{SAVED_CORRECTION.capitalize()}: it was given for the answer "
                 f"to “{html.escape(corrected_question)}” and answers questions that ask the same (with a "
                 f"login, only its author's; without one, every browser's here). Vote on this answer to "
                 f"change it again.</p>")
@@ -1130,6 +1131,16 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         record = remembered(saved, **changes)
         return gr.skip() if record is None else record
 
+    def deletion_check(name: str):
+        """The question asked before a delete, standing above its two buttons, hidden until
+        asked: (box, question, yes, no), their elem_ids `name`-check, -question, -yes, -no."""
+        with gr.Column(visible=False, elem_id=f"{name}-check") as box:
+            asked = gr.Markdown(elem_id=f"{name}-question")
+            with gr.Row():
+                yes = gr.Button("Yes, delete it", variant="stop", elem_id=f"{name}-yes")
+                no = gr.Button("Keep it", elem_id=f"{name}-no")
+        return box, asked, yes, no
+
     with gr.Blocks(title="ragbot", analytics_enabled=False) as app:
         # Set by on_load alone. A callable default would have Gradio attach a load event of its
         # own that sets a fresh id, racing on_load's: when it finished last, the page went on in
@@ -1195,11 +1206,8 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                         reingest = gr.Button("Re-ingest", elem_id="reingest")
                         delete_doc = gr.Button("Delete from ragbot", variant="stop", elem_id="delete-document")
                     # Asks first, as deleting a conversation does: an upload's copy goes with it.
-                    with gr.Column(visible=False, elem_id="delete-document-check") as delete_doc_check:
-                        delete_doc_question = gr.Markdown(elem_id="delete-document-question")
-                        with gr.Row():
-                            delete_doc_yes = gr.Button("Yes, delete it", variant="stop", elem_id="delete-document-yes")
-                            delete_doc_no = gr.Button("Keep it", elem_id="delete-document-no")
+                    delete_doc_check, delete_doc_question, delete_doc_yes, delete_doc_no = deletion_check(
+                        "delete-document")
                     doc_to_delete = gr.State(None)
                     library_status = gr.Markdown(elem_id="library-status")
                 # Open on a first visit to an empty library, where adding documents comes first;
@@ -1230,11 +1238,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                     # Deleting asks first (it cannot be undone on the page): which conversation
                     # the question was about is kept, so a switch meanwhile deletes nothing. The
                     # question stands above its buttons (it was in the status line, under the chat).
-                    with gr.Column(visible=False, elem_id="delete-check") as delete_check:
-                        delete_question = gr.Markdown(elem_id="delete-question")
-                        with gr.Row():
-                            delete_yes = gr.Button("Yes, delete it", variant="stop", elem_id="delete-yes")
-                            delete_no = gr.Button("Keep it", elem_id="delete-no")
+                    delete_check, delete_question, delete_yes, delete_no = deletion_check("delete")
                     to_delete = gr.State(None)
 
         ask_inputs = [question, chat, conversation, k, temperature, show_all]
@@ -1430,12 +1434,12 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         def delete_current(conversation_id, chosen, saved, request: gr.Request):
             owner = owner_of(request, saved)
             if chosen != conversation_id:
-                return (*(gr.skip(),) * 6, gr.skip(), gr.update(visible=False), None,
+                return (*(gr.skip(),) * 7, gr.update(visible=False), None,
                         "Another conversation is open now: nothing deleted.")
             try:
                 handlers.delete_conversation(conversation_id, owner)
             except ConversationError:
-                return (*(gr.skip(),) * 6, gr.skip(), gr.update(visible=False), None,
+                return (*(gr.skip(),) * 7, gr.update(visible=False), None,
                         "Nothing to delete: ask a question first.")
             fresh = uuid.uuid4().hex
             # The status under the chat spoke of the conversation deleted (a vote): emptied.

@@ -419,8 +419,9 @@ def cmd_search(bot, args) -> int:
 def _print_answer(answer) -> None:
     print(answer.answer)
     if answer.correction_of:
-        print(f"\n(a saved correction, not a quote from the documents: given for the answer to "
-              f"\"{answer.corrected_question}\"; "
+        from ragbot.answer.corrections import SAVED_CORRECTION
+
+        print(f"\n({SAVED_CORRECTION}: given for the answer to \"{answer.corrected_question}\"; "
               f"`ragbot feedback vote {answer.correction_of} none` removes it)")
     if answer.citations:
         print("\nSources:")
@@ -495,8 +496,9 @@ def cmd_ask(bot, args) -> int:
         if answer.prompt and answer.answer != answer.raw_reply:  # citations added, or reply unsupported
             print(f"→ {answer.answer}")
         if answer.correction_of:
-            print(f"  (a saved correction, not a quote from the documents: given for the answer to "
-                  f"\"{answer.corrected_question}\")")
+            from ragbot.answer.corrections import SAVED_CORRECTION
+
+            print(f"  ({SAVED_CORRECTION}: given for the answer to \"{answer.corrected_question}\")")
         for c in answer.citations:
             page = f", page {c.page}" if c.page is not None else ""
             print(f"  [{c.n}] {c.source}{page}")

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ragbot.answer.corrections import SAVED_CORRECTION
 from ragbot.answer.generation import cited_numbers
 from ragbot.errors import RagbotError
 from ragbot.storage.store import Store
@@ -160,7 +161,7 @@ class Conversations:
                               ensure_ascii=False, indent=2)
         lines = [f"# {_closing_marks_kept(as_text(title))}", ""]
         for t, sources in turns:
-            said = "Answer (a saved correction, not a quote from the documents)" if t.corrected else "Answer"
+            said = f"Answer ({SAVED_CORRECTION})" if t.corrected else "Answer"
             lines += [f"**Question:** {as_text(t.question)}", "", f"**{said}:** {as_text(t.answer)}", ""]
             if sources:
                 lines += ["Sources:", ""]
