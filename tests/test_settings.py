@@ -53,6 +53,42 @@ def test_common_options_work_before_and_after_the_command():
     assert parser.parse_args(["search", "q"]).data_dir is None
 
 
+@pytest.mark.parametrize("argv", [["search", "GAN", "-k", "0"], ["ask", "What is a GAN?", "-k", "-3"],
+                                  ["eval", "retrieval", "--feedback", "-k", "0"], ["search", "GAN", "-k", "five"]])
+def test_a_passage_count_below_one_is_a_usage_error(argv, capsys):
+    # -k 0 searched with the default 5 and -k -1 returned every passage, without a word.
+    with pytest.raises(SystemExit) as stopped:
+        build_parser().parse_args(argv)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument -k:" in err and ("must be at least 1" in err or "not a whole number: 'five'" in err)
+
+
+def test_a_data_dir_that_cannot_be_one_is_said_in_one_line(tmp_path, capsys):
+    from ragbot.interfaces.cli import main
+
+    note = tmp_path / "note.md"
+    note.write_text("# a note\n")
+    assert main(["status", "--data-dir", str(note)]) == 2
+    assert capsys.readouterr().err == f"ragbot: cannot use {note} as the data dir: a file, not a folder\n"
+    assert note.read_text() == "# a note\n"
+
+
+def test_output_cut_off_by_its_reader_ends_quietly():
+    # `ragbot search … | head -3` ended in a BrokenPipeError traceback.
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom ragbot.interfaces import cli\n"
+            "def run(args):\n    for _ in range(100_000):\n        print('passage ' * 20)\n    return 0\n"
+            "cli._run = run\nsys.exit(cli.main(['status']))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.read(100).startswith(b"passage")
+    proc.stdout.close()  # the reader goes, as `head` does
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141 and err == b""
+
+
 def test_help_explains_every_command(capsys):
     with pytest.raises(SystemExit) as done:
         build_parser().parse_args(["--help"])

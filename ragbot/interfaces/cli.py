@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 import time
@@ -22,6 +23,17 @@ The data dir holds the database, the vector index and converted models. It is --
 else $RAGBOT_HOME, else ~/.local/share/ragbot. Settings can also go in <data dir>/config.toml
 or RAGBOT_<NAME> environment variables (e.g. RAGBOT_TOP_K=8).
 """
+
+
+def _count(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (a count of passages)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
 
 
 def _common(default) -> argparse.ArgumentParser:
@@ -80,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", parents=[common], help="show the passages that best match a query",
                        description="Show the stored passages that best match QUERY, with their scores and sources.")
     p.add_argument("query")
-    p.add_argument("-k", type=int, default=5, help="number of passages (default 5)")
+    p.add_argument("-k", type=_count, default=5, help="number of passages (default 5)")
     p.add_argument("--in", dest="within", action="append", metavar="PATH",
                    help="search only the stored documents at PATH (a file or a folder; repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -89,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Answer QUESTION from the documents. Without QUESTION, ask interactively.")
     p.add_argument("question", nargs="?",
                    help="what to ask; leave it out to chat in the terminal (a follow-up is read with the turn before)")
-    p.add_argument("-k", type=int, help="passages to retrieve (default 5)")
+    p.add_argument("-k", type=_count, help="passages to retrieve (default 5)")
     p.add_argument("--temperature", type=float, help="0 for greedy decoding (default)")
     p.add_argument("--in", dest="within", action="append", metavar="PATH",
                    help="answer only from the stored documents at PATH (a file or a folder; repeatable)")
@@ -133,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder with corpus.jsonl (or corpus.part*.jsonl), queries.jsonl, qrels/SPLIT.tsv")
     source.add_argument("--feedback", action="store_true", help="judge by your liked answers' cited passages")
     e.add_argument("--split", default="test", help="qrels split (default test)")
-    e.add_argument("-k", type=int, default=10, help="cut-off for recall (default 10)")
+    e.add_argument("-k", type=_count, default=10, help="cut-off for recall (default 10)")
     e.add_argument("--modes", default="dense,bm25,hybrid", metavar="LIST",
                    help="retrieval modes to compare, side by side, with per-query wins/losses against the first "
                         "(default dense,bm25,hybrid; the detailed files are written for the `retrieval` setting's). "
@@ -281,6 +293,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nragbot: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader stopped reading (`ragbot search … | head`): nothing more to say. Standard
+        # output goes to /dev/null, so Python's flush at exit does not fail on the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as for a program the pipe's signal ended: 128 + SIGPIPE
 
 
 def _open(args: argparse.Namespace):
@@ -536,7 +553,7 @@ def cmd_documents(bot, args) -> int:
 
     for d in docs:
         pages = f", {d.n_pages} pages" if d.n_pages else ""
-        print(f"{one_line(d.source)}  ({d.kind}, {d.n_chunks} chunks{pages})")
+        print(f"{one_line(d.source)}  ({d.kind}, {d.n_chunks} chunk{'' if d.n_chunks == 1 else 's'}{pages})")
         for path in copies.get(d.source, ()):
             print(f"  also at {one_line(path)} (the same bytes, stored once)")
     n_copies = sum(map(len, copies.values()))
