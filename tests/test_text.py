@@ -1,7 +1,7 @@
 """The one sentence splitter and markup stripper (answers, training data and the citation check
 all use it). It reads punctuation and layout only, so it serves any language written with . ! ?"""
 
-from ragbot.text import plain, prose_sentences, sentence_spans, sentences
+from ragbot.text import counted, plain, prose_sentences, sentence_spans, sentences
 
 
 def test_sentences_end_at_marks_and_keep_their_citations():
@@ -158,3 +158,8 @@ def test_a_passage_line_reads_without_its_markup():
     assert heading_title("## 4.2 Costs ##") == "4.2 Costs" and heading_title("#hashtag") is None
     assert readable_line("| Departure Point: | Quincy, FL | Seats: | 3 |") == "Departure Point: Quincy, FL; Seats: 3"
     assert readable_line("| --- | --- |") == "" and readable_line("plain text") == "plain text"
+
+
+def test_counted_says_one_thing_and_several_things():
+    # "1 chunks" and "1 pages" in the library and in `ragbot documents`.
+    assert [counted(n, "page") for n in (0, 1, 2)] == ["0 pages", "1 page", "2 pages"]

@@ -33,6 +33,7 @@ from ragbot.ingest.pdf import VERSION as PDF_RULES
 from ragbot.ingest.readers import kind_of, read_bytes, read_document, supported_suffixes
 from ragbot.ingest.tables import VERSION as TABLE_RULES
 from ragbot.settings import Settings
+from ragbot.text import counted
 from ragbot.storage.store import Store, StoredDocument
 from ragbot.types import Chunk, Document
 
@@ -81,8 +82,7 @@ class IngestReport:
             parts.append(f"duplicates {len(self.duplicates)}")
         if self.stood_in:
             parts.append(f"copies stored in place {len(self.stood_in)}")
-        chunks = f"{self.chunks_added} chunk{'' if self.chunks_added == 1 else 's'}"
-        line = f"{', '.join(parts)} — {chunks} in {self.seconds:.1f}s ({rate:.0f} chunks/s)"
+        line = f"{', '.join(parts)} — {counted(self.chunks_added, 'chunk')} in {self.seconds:.1f}s ({rate:.0f} chunks/s)"
         built = self.vector_index
         if built and built.get("attempted_at"):
             line += f"\nvector index kept {'approximate' if built['kind'] == 'ivf' else 'exact'}: {built['reason']}"

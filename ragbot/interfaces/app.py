@@ -29,7 +29,7 @@ from ragbot.interfaces.conversations import ConversationError, Conversations
 from ragbot.errors import RagbotError
 from ragbot.storage.files import write_atomic
 from ragbot.ingest.readers import kind_of, readable_suffixes, supported_suffixes
-from ragbot.text import heading_title, is_list_item, is_table_row, readable_line
+from ragbot.text import counted, heading_title, is_list_item, is_table_row, readable_line
 from ragbot.types import Answer, Passage
 
 MAX_K, MAX_TEMPERATURE = 20, 1.5  # the settings sliders' ranges
@@ -666,8 +666,8 @@ class ChatHandlers:
             origin = "upload" if self._is_upload(d.source) else str(parent)
             # Three columns fit the side column (six made it scroll sideways): the kind, size and
             # the folder's last name together; the choices name the folder whole.
-            pages = f", {d.n_pages} pages" if d.n_pages else ""
-            chunks = f"{d.n_chunks} chunk{'s' if d.n_chunks != 1 else ''}"
+            pages = f", {counted(d.n_pages, 'page')}" if d.n_pages else ""
+            chunks = counted(d.n_chunks, "chunk")
             where = origin if origin == "upload" else parent.name or origin
             rows.append([name, f"{d.kind}{pages}, {chunks}, from {where}",
                          time.strftime("%Y-%m-%d", time.localtime(d.ingested_at))])

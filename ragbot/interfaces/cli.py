@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "or a correction citing a passage [n] (needs 40+ of them); it only orders passages, scores stay the shipped embedder's. "
                         "Applies with --max-steps, --heldout, --activate and --seed")
     p.add_argument("--quick", action="store_true", help="small settings for a first try (see below)")
-    p.add_argument("--max-steps", type=int, help="stop each training stage after this many steps")
+    p.add_argument("--max-steps", type=_count, help="stop each training stage after this many steps")
     p.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop training after this many minutes")
     p.add_argument("--model-questions", type=int, metavar="N",
                    help="questions the local model writes (default 120; 0: from document structure only)")
@@ -214,11 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=float, help="SFT epochs (default 2)")
     p.add_argument("--heldout", type=float, metavar="FRACTION",
                    help="share of chunks held out (default 0.2); with --retriever, of liked questions")
-    p.add_argument("--gate-questions", type=int, metavar="N", help="held-out questions the gate asks (default 60; unanswerable ones kept up to half); "
+    p.add_argument("--gate-questions", type=_count, metavar="N", help="held-out questions the gate asks (default 60; unanswerable ones kept up to half); "
                         "it activates the adapter only when the 95%% interval of the gain is above zero")
-    p.add_argument("--gate-max-new-tokens", type=int, metavar="N",
+    p.add_argument("--gate-max-new-tokens", type=_count, metavar="N",
                    help="answer length limit while the gate compares models (default 96)")
-    p.add_argument("--save-steps", type=int, metavar="N", help="save a checkpoint every N steps (default 10)")
+    p.add_argument("--save-steps", type=_count, metavar="N", help="save a checkpoint every N steps (default 10)")
     p.add_argument("--activate", choices=["gate", "always", "never"],
                    help="activate the new adapter when the gate passes (default), always, or never")
     p.add_argument("--no-answerability-check", action="store_true",
@@ -286,7 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "ask" and args.question is not None and not args.question.strip():
         parser.error("ask: the question is empty (give one, or none to ask interactively)")
     try:
-        return _run(args)
+        status = _run(args)
+        sys.stdout.flush()  # here, not at exit: a reader gone meanwhile is caught below
+        return status
     except RagbotError as exc:
         print(f"ragbot: {exc}", file=sys.stderr)
         return 2
@@ -296,7 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader stopped reading (`ragbot search … | head`): nothing more to say. Standard
         # output goes to /dev/null, so Python's flush at exit does not fail on the closed pipe.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # standard output is no file (a caller's own stream)
+            pass
         return 141  # as for a program the pipe's signal ended: 128 + SIGPIPE
 
 
@@ -549,11 +554,11 @@ def cmd_documents(bot, args) -> int:
     if args.json:
         print(json.dumps([{**d.__dict__, "copies": copies.get(d.source, [])} for d in docs], indent=2))
         return 0
-    from ragbot.text import one_line
+    from ragbot.text import counted, one_line
 
     for d in docs:
-        pages = f", {d.n_pages} pages" if d.n_pages else ""
-        print(f"{one_line(d.source)}  ({d.kind}, {d.n_chunks} chunk{'' if d.n_chunks == 1 else 's'}{pages})")
+        pages = f", {counted(d.n_pages, 'page')}" if d.n_pages else ""
+        print(f"{one_line(d.source)}  ({d.kind}, {counted(d.n_chunks, 'chunk')}{pages})")
         for path in copies.get(d.source, ()):
             print(f"  also at {one_line(path)} (the same bytes, stored once)")
     n_copies = sum(map(len, copies.values()))
