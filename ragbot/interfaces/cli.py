@@ -1,7 +1,8 @@
 """The `ragbot` command: translates arguments into RagBot calls and results into text.
 
 Domain errors (RagbotError) become one-line messages and exit status 2 here, nowhere else.
-Exit status: 0 success, 1 some input files failed, 2 an error stopped the command.
+Exit status: 0 success, 1 some input files failed, 2 an error stopped the command, 130 interrupted,
+141 the reader of the output went away (`| head`).
 """
 
 from __future__ import annotations
