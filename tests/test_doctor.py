@@ -133,6 +133,12 @@ def test_backup_while_another_connection_writes_then_restore(ingested, tmp_path)
 
     with pytest.raises(RagbotError, match="not empty.*--replace"):
         restore(tmp_path / "backup", data_dir)
+    note = tmp_path / "note.md"  # --data-dir naming a file: it was moved to a hidden name, without a word
+    note.write_text("mine\n")
+    for replace in (False, True):
+        with pytest.raises(RagbotError, match="is a file, not a folder"):
+            restore(tmp_path / "backup", note, replace=replace)
+    assert note.read_text() == "mine\n" and sorted(p.name for p in tmp_path.iterdir() if "note" in p.name) == ["note.md"]
     done = restore(tmp_path / "backup", data_dir, replace=True)
     assert done["moved_aside"] and (tmp_path / done["moved_aside"]).exists()  # the old one is kept
     fresh = subprocess.run([sys.executable, "-m", "ragbot", "search", "Eiffel Tower", "--data-dir", str(data_dir),

@@ -361,6 +361,8 @@ def restore(backup_dir: Path, data_dir: Path, replace: bool = False) -> dict:
     deleted."""
     backup_dir = Path(backup_dir).expanduser().resolve()
     data_dir = Path(data_dir).expanduser().resolve()
+    if data_dir.exists() and not data_dir.is_dir():  # a mistyped --data-dir: the file is not moved aside
+        raise RagbotError(f"{data_dir} is a file, not a folder: restore into a folder (a new one, or a data dir)")
     try:
         manifest = json.loads((backup_dir / BACKUP_MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
