@@ -135,6 +135,11 @@ class RagBot:
         with self._load_lock:
             self._generator = generator
 
+    def _ranking_embedder(self, tuned: str | None):
+        """The tuned embedder `tuned` (loaded once) when it ranks this bot's searches, else None:
+        none is tuned, or BM25 alone ranks."""
+        return self.tuned_embedder(tuned) if tuned is not None and self.settings.retrieval != "bm25" else None
+
     def tuned_embedder(self, version: str):
         """The tuned embedder `version` (EmbedderRegistry), loaded once."""
         with self._load_lock:
@@ -406,8 +411,8 @@ class RagBot:
         index, lexical_index, tuned = self._search_snapshot(self.settings.retrieval != "dense")
         only = None if sources is None else self.store.chunk_ids_of(sources)
         ranking_vectors = vectors  # a tuned embedder ranks with its own query vectors (bm25 ranks without)
-        if tuned is not None and self.settings.retrieval != "bm25":
-            ranking_vectors = self.tuned_embedder(tuned).encode(list(queries), batch_size=self.settings.embed_batch_size)
+        if (ranking := self._ranking_embedder(tuned)) is not None:
+            ranking_vectors = ranking.encode(list(queries), batch_size=self.settings.embed_batch_size)
         rankings = self.rank(queries, ranking_vectors, index, lexical_index, k, only)
         wanted = sorted({c for row in rankings for c in row[:k]})
         found = self.store.chunks(wanted)
@@ -564,9 +569,7 @@ class RagBot:
         settings = self.settings
         if given is None:  # loaded before the clock starts (the first answer's work): loading is no search time
             self.embedder
-            tuned = self._search_snapshot(settings.retrieval != "dense")[2]
-            if tuned is not None and settings.retrieval != "bm25":
-                self.tuned_embedder(tuned)
+            self._ranking_embedder(self._search_snapshot(settings.retrieval != "dense")[2])
         started = time.perf_counter()
         passages = self.search(retrieval_query, k, sources) if given is None else _given_passages(given)
         retrieve_ms = (time.perf_counter() - started) * 1000

@@ -27,7 +27,7 @@ or RAGBOT_<NAME> environment variables (e.g. RAGBOT_TOP_K=8).
 
 
 def _count(text: str) -> int:
-    """An argparse type: a whole number of at least 1 (a count of passages)."""
+    """An argparse type: a whole number of at least 1 (passages, steps, questions, tokens)."""
     try:
         value = int(text)
     except ValueError:
