@@ -15,6 +15,7 @@ score shown or compared with a threshold is the shipped embedder's cosine.
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -63,11 +64,15 @@ WRITE_WAIT_SECONDS = 600.0
 class RagBot:
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.new_data_dir = not settings.data_dir.exists()  # made by this open: the CLI says so (a typo?)
         try:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a file of that name, a folder that cannot be made: said, not a traceback
             reason = "a file, not a folder" if settings.data_dir.is_file() else exc.strerror or str(exc)
             raise ConfigError(f"cannot use {settings.data_dir} as the data dir: {reason}") from None
+        if not os.access(settings.data_dir, os.W_OK | os.X_OK):  # its database, locks and indexes are written
+            raise ConfigError(f"cannot use {settings.data_dir} as the data dir: ragbot cannot write there "
+                              f"(permission denied)")
         self.store = Store(settings.db_path)
         self.feedback = FeedbackLog(self.store)
         self._embedder = None

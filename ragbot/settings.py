@@ -228,10 +228,16 @@ def load_settings(data_dir: str | Path | None = None, **overrides: Any) -> Setti
     values: dict[str, Any] = {}
 
     config_file = root / "config.toml"
-    if config_file.is_file():
+    try:
+        config = config_file.read_text(encoding="utf-8") if config_file.is_file() else None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{config_file}: not valid TOML ({exc})") from None
+    except OSError as exc:  # e.g. a data dir whose parent folder this user may not enter
+        raise ConfigError(f"cannot read {config_file}: {exc.strerror or exc}") from None
+    if config is not None:
         try:
-            from_file = tomllib.loads(config_file.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            from_file = tomllib.loads(config)
+        except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{config_file}: not valid TOML ({exc})") from None
         for key, raw in from_file.items():
             if key not in _KINDS:

@@ -130,6 +130,16 @@ def test_backup_while_another_connection_writes_then_restore(ingested, tmp_path)
     assert manifest["counts"]["documents"] == 3 and manifest["counts"]["feedback"] == 1
     with pytest.raises(RagbotError, match="already exists"):
         backup(data_dir, tmp_path / "backup")
+    # A backup inside the data dir would be lost with it, and moved aside by `restore --replace`.
+    with pytest.raises(RagbotError, match="inside the data dir"):
+        backup(data_dir, data_dir / "backups" / "today")
+    assert not (data_dir / "backups").exists()
+    shutil.copytree(tmp_path / "backup", data_dir / "old-backup")  # put there by hand
+    with pytest.raises(RagbotError, match="inside the data dir"):
+        restore(data_dir / "old-backup", data_dir, replace=True)
+    shutil.rmtree(data_dir / "old-backup")
+    with pytest.raises(RagbotError, match="missing-backup does not exist"):
+        restore(tmp_path / "missing-backup", tmp_path / "new-data")
 
     with pytest.raises(RagbotError, match="not empty.*--replace"):
         restore(tmp_path / "backup", data_dir)
@@ -174,3 +184,16 @@ def test_an_index_that_holds_other_chunks_is_a_problem_and_is_rebuilt(ingested):
     assert _statuses(doctor(settings.data_dir))[f"FAISS index (generation {generation})"] == "problem"
     repaired = doctor(settings.data_dir, repair=True)
     assert _statuses(repaired)[f"FAISS index (generation {generation})"] == "repaired" and repaired.clean
+
+
+def test_a_data_dir_this_user_cannot_write_is_named_not_called_damaged(ingested, monkeypatch):
+    # SQLite's "attempt to write a readonly database" was reported as a damaged database, with
+    # "restore a backup" as the fix. Permissions do not stop root, so the answer is stood in for.
+    from pathlib import Path
+
+    data_dir = ingested.settings.data_dir
+    ingested.close()
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != data_dir)
+    report = doctor(data_dir)
+    assert [(f.check, f.status) for f in report.findings] == [("data dir", "problem")]
+    assert "not writable by this user" in report.findings[0].detail and "restore" not in report.findings[0].detail

@@ -192,6 +192,15 @@ def test_eval_answers_on_given_passages_and_retrieval(corpus_bot):
     assert summary["reference_recall"] == pytest.approx((first["reference_recall"] + per_question[2]["reference_recall"]) / 3)
     for key in ("rougeL", "token_f1", "refusal_rate_answerable", "citation_accuracy", "latency_ms_p50", "latency_ms_p95"):
         assert summary[key] is not None
+    # What `ragbot eval answers` prints: intervals beside their scores, no Python reprs.
+    from ragbot.interfaces.cli import _summary_lines
+
+    lines = _summary_lines({**summary, "adapter": None})
+    rouge = next(line for line in lines if line.startswith("rougeL "))
+    low, high = summary["ci95"]["rougeL"]
+    assert rouge.split() == ["rougeL", f"{summary['rougeL']:.4f}", f"[{low:.4f},", f"{high:.4f}]"]
+    assert "kind (none)                  4 questions" in "\n".join(lines)
+    assert not any(mark in line for line in lines for mark in ("{", "None", "ci95"))
 
 
 def test_eval_retrieval_on_liked_answers(make_bot, docs, tmp_path, capsys):

@@ -115,6 +115,12 @@ def test_refusals_made_without_the_model_are_not_exported(log, tmp_path):
     answer_id = log.record_answer(_answer("Off topic?", "I don't know", prompt="", refused=True))
     log.set_feedback(answer_id, 1)
     assert log.export("kto", tmp_path / "k.jsonl") == 0
+    quoted = log.record_answer(_answer("What is a GAN?", "Two networks [1].", prompt=""))  # extract mode
+    log.set_feedback(quoted, -1, correction="A generator and a discriminator [1].")
+    written = log.record_answer(_answer("What is a VAE?", "An autoencoder [1]."))
+    log.set_feedback(written, 1)
+    assert log.export("sft", tmp_path / "s.jsonl") == 1
+    assert log.votes_on_quotes() == 2  # what `ragbot feedback export` says it left out, and why
 
 
 def test_votes_become_answerability_labels(log):

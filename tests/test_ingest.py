@@ -487,3 +487,25 @@ def test_a_word_document_is_searched_with_its_sections(make_bot, tmp_path):
     assert top.section.endswith("Maintenance"), top.section
     answer = bot.ask("What is the part number of the filter?")
     assert "F-7" in answer.answer and not answer.refused, answer.answer
+
+
+def test_a_folder_with_nothing_to_read_says_so(make_bot, docs, tmp_path):
+    # An empty folder (or one holding only hidden files) printed "added 0 … 0 chunks" and no more.
+    bot = make_bot()
+    empty = tmp_path / "empty"
+    (empty / ".git").mkdir(parents=True)
+    (empty / ".notes.md").write_text("# hidden\n")
+    said = bot.ingest([empty]).summary()
+    assert "no files found to read" in said and ".pdf" in said
+    assert "no files found" not in bot.ingest([docs]).summary()
+    assert "no files found" not in bot.ingest([docs]).summary()  # all unchanged: they were found
+
+
+def test_progress_starts_once_the_files_are_counted_and_ends_once_they_are_embedded(make_bot, docs):
+    # The CLI's bar counted its rate from before the models were loaded, and the last group of
+    # chunks was embedded after its last update: its rate disagreed with the summary's.
+    calls = []
+    report = make_bot().ingest([docs], progress=lambda *call: calls.append(call))
+    n = len(report.added)
+    assert calls[0] == (0, n, 0) and calls[-1] == (n, n, report.chunks_added)
+    assert [done for done, _, _ in calls[1:-1]] == list(range(1, n + 1))

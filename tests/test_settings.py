@@ -51,6 +51,11 @@ def test_common_options_work_before_and_after_the_command():
     assert parser.parse_args(["--data-dir", "/a", "search", "q"]).data_dir == "/a"
     assert parser.parse_args(["search", "q", "--data-dir", "/b"]).data_dir == "/b"
     assert parser.parse_args(["search", "q"]).data_dir is None
+    # Also between a command group and its own command (`feedback --data-dir X stats` was a usage error).
+    for argv in (["feedback", "--data-dir", "/c", "stats"], ["model", "--data-dir", "/c", "list"],
+                 ["eval", "--data-dir", "/c", "answers", "--qa", "qa.jsonl"]):
+        assert parser.parse_args(argv).data_dir == "/c"
+    assert parser.parse_args(["feedback", "--data-dir", "/c", "stats", "--data-dir", "/d"]).data_dir == "/d"
 
 
 @pytest.mark.parametrize(("argv", "said"), [
@@ -77,6 +82,45 @@ def test_a_data_dir_that_cannot_be_one_is_said_in_one_line(tmp_path, capsys):
     assert main(["status", "--data-dir", str(note)]) == 2
     assert capsys.readouterr().err == f"ragbot: cannot use {note} as the data dir: a file, not a folder\n"
     assert note.read_text() == "# a note\n"
+
+
+def test_a_new_data_dir_is_announced_once(tmp_path, capsys):
+    # A mistyped --data-dir was made without a word (and `ask` then ingested the shipped corpus there).
+    from ragbot.interfaces.cli import main
+
+    typo = tmp_path / "ragbto"
+    assert main(["status", "--data-dir", str(typo)]) == 0
+    assert capsys.readouterr().err == f"ragbot: made a new data dir at {typo}\n"
+    assert main(["status", "--data-dir", str(typo)]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_a_data_dir_this_user_cannot_use_is_said_in_one_line(tmp_path, capsys, monkeypatch):
+    # Both ended in a PermissionError traceback. Tests may run as root, whom permissions do not
+    # stop, so the operating system's answers are stood in for.
+    import os
+    from pathlib import Path
+
+    from ragbot.interfaces.cli import main
+
+    real_is_file = Path.is_file
+
+    def is_file(path):  # the data dir's parent may not be entered
+        if path.name == "config.toml" and "locked" in path.parts:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_is_file(path)
+
+    monkeypatch.setattr(Path, "is_file", is_file)
+    assert main(["status", "--data-dir", str(tmp_path / "locked" / "data")]) == 2
+    assert capsys.readouterr().err == (f"ragbot: cannot read {tmp_path / 'locked' / 'data' / 'config.toml'}: "
+                                       f"Permission denied\n")
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != read_only)
+    assert main(["status", "--data-dir", str(read_only)]) == 2
+    assert capsys.readouterr().err == (f"ragbot: cannot use {read_only} as the data dir: ragbot cannot write "
+                                       f"there (permission denied)\n")
+    assert list(read_only.iterdir()) == []
 
 
 @pytest.mark.parametrize("lines", [100_000, 120])

@@ -83,6 +83,9 @@ class IngestReport:
         if self.stood_in:
             parts.append(f"copies stored in place {len(self.stood_in)}")
         line = f"{', '.join(parts)} — {counted(self.chunks_added, 'chunk')} in {self.seconds:.1f}s ({rate:.0f} chunks/s)"
+        if not (self.added or self.updated or self.unchanged or self.failed or self.skipped or self.removed
+                or self.duplicates or self.stood_in):
+            line += f"\nno files found to read (hidden files and folders are passed over); ragbot reads {supported_suffixes()}"
         built = self.vector_index
         if built and built.get("attempted_at"):
             line += f"\nvector index kept {'approximate' if built['kind'] == 'ivf' else 'exact'}: {built['reason']}"
@@ -95,7 +98,8 @@ class IngestReport:
         return line
 
 
-# (files done, files total, chunks embedded so far)
+# (files done, files total, chunks read so far); called with done=0 once the files are counted,
+# and again once the last chunks are embedded
 ProgressFn = Callable[[int, int, int], None]
 
 
@@ -240,6 +244,8 @@ class Ingester:
         started = time.perf_counter()
         report = IngestReport()
         files = collect_files(paths, report)
+        if progress:
+            progress(0, len(files), 0)  # the files are counted, the models loaded: reading starts now
         kept: dict[str, str] | None = None if store_copies else {}  # bytes' sha256 -> file, this run
         found: list[_Duplicate] = []
         try:
@@ -299,6 +305,8 @@ class Ingester:
             if progress:
                 progress(done, len(files), report.chunks_added + sum(len(c) for _, c, _ in pending))
         flush()
+        if progress and files:  # the last group is embedded now: the rate shown ends as the summary's
+            progress(done, len(files), report.chunks_added)
         return superseded
 
     def _stand_in(self, report: IngestReport, kept: dict[str, str] | None, found: list[_Duplicate],

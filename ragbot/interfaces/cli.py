@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", parents=[common], help="show the passages that best match a query",
                        description="Show the stored passages that best match QUERY, with their scores and sources.")
-    p.add_argument("query")
+    p.add_argument("query", help="what to look for, in your own words")
     p.add_argument("-k", type=_count, default=5, help="number of passages (default 5)")
     p.add_argument("--in", dest="within", action="append", metavar="PATH",
                    help="search only the stored documents at PATH (a file or a folder; repeatable)")
@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not ingest the shipped corpus into an empty data dir")
     p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
 
-    p = sub.add_parser("eval", help="measure retrieval or answer quality",
+    p = sub.add_parser("eval", parents=[common], help="measure retrieval or answer quality",
                        description="Measure retrieval (BEIR data sets) or answers (a QA file).")
     evals = p.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
     e = evals.add_parser("retrieval", parents=[common],
@@ -169,21 +169,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--baseline", metavar="RUN_DIR", help="an earlier run to compare with")
     e.add_argument("--out", metavar="DIR", required=True, help="where to write the report")
 
-    p = sub.add_parser("feedback", help="votes on answers: record, inspect, count, export for tuning",
+    p = sub.add_parser("feedback", parents=[common], help="votes on answers: record, inspect, count, export for tuning",
                        description="Every answer is logged with its trace. Vote on it by its id, see its "
                                    "trace, count votes, or export training data in TRL's dataset shapes.")
     fb = p.add_subparsers(dest="feedback_command", metavar="WHAT", required=True)
     f = fb.add_parser("vote", parents=[common], help="thumbs up/down (or none) on an answer, by its id")
-    f.add_argument("answer_id")
+    f.add_argument("answer_id", help="the id `ragbot ask` prints (or `ragbot feedback show` lists)")
     f.add_argument("vote", choices=["up", "down", "none"])
     f.add_argument("--comment", help="why")
     f.add_argument("--correction", help="what the answer should have been: from now on it answers this question "
                                         "and questions that ask the same (the refusal sentence makes ragbot refuse)")
     f.add_argument("--user", help="who votes (recorded in the history)")
     f = fb.add_parser("show", parents=[common], help="an answer's full trace, feedback and history")
-    f.add_argument("answer_id")
+    f.add_argument("answer_id", help="the id `ragbot ask` prints")
     f = fb.add_parser("stats", parents=[common], help="answers, votes and thumbs-up rate per model/adapter")
-    f.add_argument("--json", action="store_true")
+    f.add_argument("--json", action="store_true", help="print JSON")
     f = fb.add_parser("export", parents=[common], help="write training data as JSONL",
                       description="sft: {prompt, completion} from thumbs-up answers and corrections; "
                                   "kto: {prompt, completion, label} from every vote; dpo: {prompt, chosen, "
@@ -229,11 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the share of answerable training questions the fitted threshold may refuse (default 0.05)")
     p.add_argument("--fresh", action="store_true", help="train from the base model, not on top of the active adapter")
     p.add_argument("--new", action="store_true", help="start a new run instead of resuming an unfinished one")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="random seed for the data split and training (default 0)")
     p.add_argument("--no-default-corpus", action="store_true",
                    help="do not ingest the shipped corpus into an empty data dir")
 
-    p = sub.add_parser("model", help="list, activate or roll back generator adapters (or tuned embedders)",
+    p = sub.add_parser("model", parents=[common], help="list, activate or roll back generator adapters (or tuned embedders)",
                        description="Adapters made by `ragbot tune` are versions v1, v2, ... in <data dir>/adapters. "
                                    "The active one is used by ask, chat and eval (override with --adapter). "
                                    "With --retriever, the same for the embedders `ragbot tune --retriever` made "
@@ -243,18 +243,20 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--retriever", action="store_true",
                        help="the embedders that rank passages (made by `ragbot tune --retriever`), not adapters")
     m = mc.add_parser("list", parents=[common, which], help="adapters with their metrics; * marks the active one")
-    m.add_argument("--json", action="store_true")
+    m.add_argument("--json", action="store_true", help="print JSON")
     m = mc.add_parser("activate", parents=[common, which],
                       help="make VERSION (or none: the base model, or the shipped embedder) active; an embedder "
                            "first embeds every chunk it has no vector of")
     m.add_argument("version", metavar="VERSION")
     mc.add_parser("rollback", parents=[common, which], help="re-activate what was active before")
 
-    p = sub.add_parser("status", parents=[common], help="what the data dir holds")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("status", parents=[common], help="what the data dir holds",
+                   description="Count the stored documents and chunks, and name the models, adapter, ranking embedder, retrieval mode and search indexes in use.")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
-    p = sub.add_parser("documents", parents=[common], help="list stored documents")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("documents", parents=[common], help="list stored documents",
+                   description="List the stored documents with their kind, chunks and pages, and the paths of copies stored once.")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("doctor", parents=[common], help="check the data dir; --repair rebuilds what can be rebuilt",
                        description="Check the database (integrity, migrations, orphan chunks), the search indexes "
@@ -263,18 +265,18 @@ def build_parser() -> argparse.ArgumentParser:
                                    "interrupted writes and orphan chunks, and resets a damaged registry state; what "
                                    "it cannot repair (a damaged database) it names. Exit status 0 when clean.")
     p.add_argument("--repair", action="store_true", help="repair what can be rebuilt")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = sub.add_parser("backup", parents=[common], help="a consistent copy of the data dir, safe while it is in use",
                        description="Copy the database with SQLite's backup API (consistent even while another "
                                    "process writes), the adapters and config.toml into DEST (a new folder). "
                                    "Indexes and the converted generator are rebuilt on first use.")
-    p.add_argument("dest", metavar="DEST")
+    p.add_argument("dest", metavar="DEST", help="a new folder outside the data dir")
     p = sub.add_parser("restore", parents=[common], help="make the data dir a backup's state",
                        description="Restore a backup made by `ragbot backup` into the data dir. A data dir that is "
                                    "not empty is replaced only with --replace, and then moved aside, not deleted. "
                                    "It refuses while an ingest writes to the data dir or a `ragbot chat` serves it "
                                    "(where the system has flock; elsewhere, stop the chat first).")
-    p.add_argument("backup", metavar="BACKUP")
+    p.add_argument("backup", metavar="BACKUP", help="a folder written by `ragbot backup`")
     p.add_argument("--replace", action="store_true", help="move the current data dir aside and restore in its place")
     return parser
 
@@ -321,7 +323,10 @@ def _open(args: argparse.Namespace):
         "max_upload_mb": getattr(args, "max_upload_mb", None),
         "parallel_answers": getattr(args, "parallel_answers", None),
     }
-    return RagBot.open(args.data_dir, **overrides)
+    bot = RagBot.open(args.data_dir, **overrides)
+    if bot.new_data_dir:
+        print(f"ragbot: made a new data dir at {bot.settings.data_dir}", file=sys.stderr)
+    return bot
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -346,6 +351,11 @@ def _progress_bar(label: str, quiet: bool = False):
     started = time.monotonic()
 
     def update(done: int, total: int, chunks: int) -> None:
+        nonlocal started
+        if done == 0:  # the ingest's first call, once the models are loaded: the rates count from here,
+            bar.reset(total=total)  # as the summary's does
+            started = time.monotonic()
+            return
         bar.total = total
         bar.n = done
         elapsed = max(time.monotonic() - started, 1e-9)
@@ -433,7 +443,7 @@ def cmd_search(bot, args) -> int:
     if not passages:
         print("no documents indexed yet: run `ragbot ingest PATH`")
     for p in passages:
-        page = f" p.{p.page}" if p.page is not None else ""
+        page = f", page {p.page}" if p.page is not None else ""
         print(f"[{p.rank}] {p.score:.3f}  {p.source}{page}  (chunk {p.chunk_id})")
         print(textwrap.indent(textwrap.shorten(p.text, 400), "    "))
     return 0
@@ -626,13 +636,37 @@ def cmd_eval(bot, args) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        for key, value in summary.items():
-            if key == "modes":  # the table above
-                continue
-            shown = f"{value:.4f}" if isinstance(value, float) else value
-            print(f"{key:28} {shown}")
+        print("\n".join(_summary_lines(summary)))
         print(f"written to {out}")
     return 0
+
+
+def _summary_lines(summary: dict) -> list[str]:
+    """An evaluation summary as aligned lines: each score with its bootstrap 95% interval where
+    there is one ("ci95": {score: interval}, or "SCORE_ci95"), "–" where nothing was measured, a
+    paired difference as its mean and interval, and `by_kind` as one line per kind."""
+    def number(value) -> str:
+        if value is None:
+            return "–"
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    def interval(bounds, sign: str = "") -> str:
+        return f"  [{bounds[0]:{sign}.4f}, {bounds[1]:{sign}.4f}]" if bounds else ""
+
+    intervals = {**(summary.get("ci95") or {}),
+                 **{k.removesuffix("_ci95"): v for k, v in summary.items() if k.endswith("_ci95")}}
+    lines = []
+    for key, value in summary.items():
+        if key in ("modes", "ci95", "by_kind") or key.endswith("_ci95"):  # the table above; beside; below
+            continue
+        if isinstance(value, dict) and "mean" in value:  # a paired difference
+            lines.append(f"{key:28} {value['mean']:+.4f}{interval(value.get('ci95'), '+')}")
+        else:
+            lines.append(f"{key:28} {number(value)}{interval(intervals.get(key))}")
+    for kind, row in (summary.get("by_kind") or {}).items():
+        lines.append(f"{'kind ' + (kind or '(none)'):28} {row['n']} questions, ROUGE-L {number(row['rougeL'])}, "
+                     f"refused {row['refusal_rate']:.0%}")
+    return lines
 
 
 def cmd_chat(bot, args) -> int:
@@ -736,6 +770,11 @@ def cmd_feedback(bot, args) -> int:
     else:
         n = log.export(args.format, args.out)
         print(f"wrote {n} {args.format} rows to {args.out}")
+        left_out = log.votes_on_quotes()
+        if left_out:
+            print(f"left out: {left_out} voted answer(s) that no model wrote (quoted from the documents in the "
+                  f"extract answer mode, or refused before the generator ran), so no prompt to train on; "
+                  f"`ragbot tune` still reads their votes and corrections", file=sys.stderr)
     return 0
 
 
