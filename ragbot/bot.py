@@ -15,7 +15,6 @@ score shown or compared with a threshold is the shipped embedder's cosine.
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 import time
@@ -45,7 +44,7 @@ from ragbot.errors import BusyError, ConfigError, DiskFullError, RagbotError
 from ragbot.answer.evidence import (CoverageScorer, EmbeddingScorer, Evidence, QuestionLog, SentenceScorer, candidates,
                                    compose, question_idf, rank_both)
 from ragbot.learn.feedback import FeedbackLog
-from ragbot.storage.files import state_lock
+from ragbot.storage.files import state_lock, unwritable
 from ragbot.retrieve.index import VectorIndex
 from ragbot.retrieve.lexical import LexicalIndex, fuse
 from ragbot.ingest.ingester import Ingester, IngestReport, ProgressFn, save_generation_index
@@ -70,9 +69,9 @@ class RagBot:
         except OSError as exc:  # a file of that name, a folder that cannot be made: said, not a traceback
             reason = "a file, not a folder" if settings.data_dir.is_file() else exc.strerror or str(exc)
             raise ConfigError(f"cannot use {settings.data_dir} as the data dir: {reason}") from None
-        if not os.access(settings.data_dir, os.W_OK | os.X_OK):  # its database, locks and indexes are written
-            raise ConfigError(f"cannot use {settings.data_dir} as the data dir: ragbot cannot write there "
-                              f"(permission denied)")
+        reason = unwritable(settings.data_dir)
+        if reason:
+            raise ConfigError(f"cannot use {settings.data_dir} as the data dir: {reason}")
         self.store = Store(settings.db_path)
         self.feedback = FeedbackLog(self.store)
         self._embedder = None

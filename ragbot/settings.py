@@ -233,7 +233,7 @@ def load_settings(data_dir: str | Path | None = None, **overrides: Any) -> Setti
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{config_file}: not valid TOML ({exc})") from None
     except OSError as exc:  # e.g. a data dir whose parent folder this user may not enter
-        raise ConfigError(f"cannot read {config_file}: {exc.strerror or exc}") from None
+        raise ConfigError(f"cannot use {root} as the data dir: {exc.strerror or exc}") from None
     if config is not None:
         try:
             from_file = tomllib.loads(config)

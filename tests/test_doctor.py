@@ -140,6 +140,11 @@ def test_backup_while_another_connection_writes_then_restore(ingested, tmp_path)
     shutil.rmtree(data_dir / "old-backup")
     with pytest.raises(RagbotError, match="missing-backup does not exist"):
         restore(tmp_path / "missing-backup", tmp_path / "new-data")
+    with pytest.raises(RagbotError, match="inside the backup"):  # it would write into what it copies
+        restore(tmp_path / "backup", tmp_path / "backup" / "restored")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(RagbotError, match="cannot back up .* to .*afile/bk: File exists"):  # was a traceback
+        backup(data_dir, tmp_path / "afile" / "bk")
 
     with pytest.raises(RagbotError, match="not empty.*--replace"):
         restore(tmp_path / "backup", data_dir)
@@ -196,4 +201,4 @@ def test_a_data_dir_this_user_cannot_write_is_named_not_called_damaged(ingested,
     monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != data_dir)
     report = doctor(data_dir)
     assert [(f.check, f.status) for f in report.findings] == [("data dir", "problem")]
-    assert "not writable by this user" in report.findings[0].detail and "restore" not in report.findings[0].detail
+    assert "this user may not write there" in report.findings[0].detail and "restore" not in report.findings[0].detail

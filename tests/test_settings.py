@@ -112,13 +112,12 @@ def test_a_data_dir_this_user_cannot_use_is_said_in_one_line(tmp_path, capsys, m
 
     monkeypatch.setattr(Path, "is_file", is_file)
     assert main(["status", "--data-dir", str(tmp_path / "locked" / "data")]) == 2
-    assert capsys.readouterr().err == (f"ragbot: cannot read {tmp_path / 'locked' / 'data' / 'config.toml'}: "
-                                       f"Permission denied\n")
+    assert capsys.readouterr().err == f"ragbot: cannot use {tmp_path / 'locked' / 'data'} as the data dir: Permission denied\n"
     read_only = tmp_path / "read-only"
     read_only.mkdir()
     monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != read_only)
     assert main(["status", "--data-dir", str(read_only)]) == 2
-    assert capsys.readouterr().err == (f"ragbot: cannot use {read_only} as the data dir: ragbot cannot write "
+    assert capsys.readouterr().err == (f"ragbot: cannot use {read_only} as the data dir: this user may not write "
                                        f"there (permission denied)\n")
     assert list(read_only.iterdir()) == []
 

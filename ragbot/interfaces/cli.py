@@ -325,7 +325,7 @@ def _open(args: argparse.Namespace):
     }
     bot = RagBot.open(args.data_dir, **overrides)
     if bot.new_data_dir:
-        print(f"ragbot: made a new data dir at {bot.settings.data_dir}", file=sys.stderr)
+        print(f"ragbot: made a new data dir at {bot.settings.data_dir.resolve()}", file=sys.stderr)
     return bot
 
 
@@ -773,8 +773,8 @@ def cmd_feedback(bot, args) -> int:
         left_out = log.votes_on_quotes()
         if left_out:
             print(f"left out: {left_out} voted answer(s) that no model wrote (quoted from the documents in the "
-                  f"extract answer mode, or refused before the generator ran), so no prompt to train on; "
-                  f"`ragbot tune` still reads their votes and corrections", file=sys.stderr)
+                  f"extract answer mode, or refused before the generator ran): there is no prompt to train on",
+                  file=sys.stderr)
     return 0
 
 

@@ -350,10 +350,10 @@ class FeedbackLog:
                             yield {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
     def votes_on_quotes(self) -> int:
-        """Voted answers that no model wrote (quoted in the extract mode, or refused before the
-        generator): the exports leave them out, as there is no prompt to train on."""
+        """Answers with a vote or a correction that no model wrote (quoted in the extract mode, or
+        refused before the generator): the exports leave them out, as there is no prompt to train on."""
         return self._db.execute("SELECT COUNT(*) FROM feedback f JOIN answers a ON a.id = f.answer_id "
-                                "WHERE a.prompt = ''").fetchone()[0]
+                                "WHERE a.prompt = '' AND (f.vote IS NOT NULL OR f.correction IS NOT NULL)").fetchone()[0]
 
     def export(self, fmt: str, out: Path) -> int:
         """Write the export as JSONL, atomically; returns the number of rows."""

@@ -24,7 +24,6 @@ are not copied.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 import time
@@ -35,7 +34,7 @@ from pathlib import Path
 
 from ragbot.errors import RagbotError
 from ragbot.storage.files import (LEFTOVER_SECONDS, building_dir, full_disk_reported, not_served, remove_path, state_lock,
-                                  write_atomic)
+                                  unwritable, write_atomic)
 from ragbot.storage.store import MIGRATIONS, missing_columns, schema_mismatch
 
 LOW_DISK_BYTES = 1 << 30
@@ -80,9 +79,10 @@ def doctor(data_dir: Path, repair: bool = False, settings_overrides: dict | None
     if not settings.db_path.is_file():
         report.add("database", "problem", f"{settings.db_path} does not exist (nothing ingested here yet?)")
         return report
-    if not os.access(settings.data_dir, os.W_OK | os.X_OK):  # SQLite would call it a damaged database
-        report.add("data dir", "problem", f"{settings.data_dir} is not writable by this user; ragbot writes its "
-                                          f"database, locks and indexes there (run as its owner, or fix its permissions)")
+    reason = unwritable(settings.data_dir)
+    if reason:  # SQLite would call it a damaged database
+        report.add("data dir", "problem", f"ragbot cannot write in {settings.data_dir}: {reason}; it writes its "
+                                          f"database, locks and indexes there")
         return report
     if not _database_ok(settings.db_path, report):
         return report  # nothing else can be trusted, or rebuilt, from a damaged database
@@ -324,19 +324,19 @@ def backup(data_dir: Path, dest: Path) -> dict:
     from ragbot.settings import load_settings
 
     settings = load_settings(data_dir)
-    dest = Path(dest).expanduser().resolve()
-    if dest.exists():
-        raise RagbotError(f"{dest} already exists; name a new folder for the backup")
-    if dest.is_relative_to(settings.data_dir.resolve()):  # it would go wherever the data dir goes
-        raise RagbotError(f"{dest} is inside the data dir {settings.data_dir}; a backup there is lost or "
-                          f"moved aside with it: name a folder outside it")
-    if not settings.db_path.is_file():
-        raise RagbotError(f"{settings.db_path} does not exist: nothing to back up")
+    dest, data_dir = Path(dest).expanduser().resolve(), settings.data_dir.resolve()
+    if dest.is_relative_to(data_dir):  # it would go wherever the data dir goes
+        raise RagbotError(f"{dest} is inside the data dir {data_dir}; a backup there is lost or moved aside "
+                          f"with it: name a folder outside it")
     try:
-        with full_disk_reported(dest):
+        if dest.exists():
+            raise RagbotError(f"{dest} already exists; name a new folder for the backup")
+        if not settings.db_path.is_file():
+            raise RagbotError(f"{settings.db_path} does not exist: nothing to back up")
+        with full_disk_reported(dest):  # a full disk is said as such; any other failure to write, below
             return _backup(settings, dest)
-    except (PermissionError, sqlite3.OperationalError) as exc:  # a folder this user may not write, or read
-        raise RagbotError(f"cannot back up {settings.data_dir} to {dest}: {getattr(exc, 'strerror', None) or exc}") from None
+    except (OSError, sqlite3.OperationalError) as exc:  # a folder that cannot be entered or written, a file
+        raise RagbotError(f"cannot back up {data_dir} to {dest}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def _backup(settings, dest: Path) -> dict:
@@ -372,12 +372,18 @@ def restore(backup_dir: Path, data_dir: Path, replace: bool = False) -> dict:
     deleted."""
     backup_dir = Path(backup_dir).expanduser().resolve()
     data_dir = Path(data_dir).expanduser().resolve()
-    if data_dir.exists() and not data_dir.is_dir():  # a mistyped --data-dir: the file is not moved aside
-        raise RagbotError(f"{data_dir} is a file, not a folder: restore into a folder (a new one, or a data dir)")
-    if not backup_dir.exists():
-        raise RagbotError(f"{backup_dir} does not exist: name the folder `ragbot backup` wrote")
+    try:
+        if data_dir.exists() and not data_dir.is_dir():  # a mistyped --data-dir: the file is not moved aside
+            raise RagbotError(f"{data_dir} is a file, not a folder: restore into a folder (a new one, or a data dir)")
+        if not backup_dir.exists():
+            raise RagbotError(f"{backup_dir} does not exist: name the folder `ragbot backup` wrote")
+    except OSError as exc:  # a folder above one of them that cannot be entered
+        raise RagbotError(f"cannot restore {backup_dir} into {data_dir}: {exc.strerror or exc}") from None
     if backup_dir.is_relative_to(data_dir):  # --replace would move it aside before it is read
         raise RagbotError(f"{backup_dir} is inside the data dir {data_dir}: move it out first, then restore")
+    if data_dir.is_relative_to(backup_dir):  # the restore would write into the backup it copies
+        raise RagbotError(f"the data dir {data_dir} is inside the backup {backup_dir}: restore into a folder "
+                          f"outside it")
     try:
         manifest = json.loads((backup_dir / BACKUP_MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

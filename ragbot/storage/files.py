@@ -89,6 +89,18 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def unwritable(folder: Path) -> str | None:
+    """Why ragbot could not write in `folder` (its database, locks and indexes), or None."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "it is on a read-only file system"
+    except OSError:
+        pass
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "this user may not write there (permission denied)"
+    return None
+
+
 def is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
