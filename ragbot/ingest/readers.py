@@ -75,7 +75,7 @@ def read_document(path: Path, pdf_structure: bool = True, ruled_tables: bool = F
         else:
             text = _normalise(raw)
             if kind == "markdown":
-                text = markdown_with_named_columns(text)
+                text = markdown_with_named_columns(_markdown_without_html(text))
             title = _markdown_title(text) if kind == "markdown" else ""
         pages = []
     if not text.strip():
@@ -188,6 +188,49 @@ def _read_pdf(path: Path, data: bytes, structure: bool, ruled_tables: bool) -> t
             name, f"no text layer in {len(pages)} page(s): image-only (scanned) PDF; run OCR on it first"
         )
     return read.title, text, pages
+
+
+_TAG_NAME = re.compile(r"^</?\s*([A-Za-z][\w-]*)")
+MARKDOWN_HTML = 1  # of how HTML inside Markdown is read; a Markdown document stored otherwise is read again
+
+
+def _markdown_without_html(text: str) -> str:
+    """Markdown text with the HTML it holds read as HTML is read: a block of HTML ("<details>…",
+    a centred logo, a comment) becomes its visible text (headings as '#' lines), and an inline tag
+    ("<sup>", "<b>", "<br>") is dropped, its text kept, so a quote never shows markup. Which
+    text is HTML is CommonMark's call (markdown-it-py's parser), so tags inside code spans and
+    fenced code, and a bare "a < b", stay as written."""
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    lines = text.split("\n")
+    blocks = []  # (first line, end line, replacement lines), applied last, from the last one back
+    cursors: dict[int, int] = {}  # where the next inline tag is looked for, by first line (a table row's cells)
+    for token in tokens:
+        if token.map is None:
+            continue
+        first, end = token.map
+        if token.type == "html_block":
+            visible = _html_to_text(token.content)[1]
+            blocks.append((first, end, visible.split("\n") + [""] if visible else []))
+        elif token.type == "inline" and any(c.type == "html_inline" for c in token.children or ()):
+            # Edited in place, keeping the line count, so every later token's lines stay where they were.
+            region, cursor = "\n".join(lines[first:end]), cursors.get(first, 0)
+            for child in token.children:
+                if child.type != "html_inline":
+                    continue
+                at = region.find(child.content, cursor)
+                if at < 0:
+                    continue
+                name = _TAG_NAME.match(child.content)
+                gap = (" " if name and name.group(1).lower() == "br" else "") + "\n" * child.content.count("\n")
+                region = region[:at] + gap + region[at + len(child.content):]
+                cursor = at + len(gap)
+            cursors[first] = cursor
+            lines[first:end] = region.split("\n")
+    for first, end, replacement in sorted(blocks, reverse=True):
+        lines[first:end] = replacement
+    return _MANY_NEWLINES.sub("\n\n", "\n".join(_SPACES.sub(" ", line).strip() for line in lines)).strip()
 
 
 def _html_to_text(raw: str) -> tuple[str, str]:
