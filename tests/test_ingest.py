@@ -454,11 +454,11 @@ def test_changing_how_tables_are_written_reads_markdown_and_html_again(make_bot,
     assert sorted(Path(p).name for p in report.updated) == ["paris.md", "volcano.html"]
     assert sorted(Path(p).name for p in report.unchanged) == ["bananas.txt", "generative-ai-applications-by-industry.pdf"]
     assert len(again.ingest([docs]).unchanged) == 4  # once
-    from ragbot.ingest import readers  # how Markdown's HTML is read: Markdown only
+    from ragbot.ingest import readers  # how HTML is read: HTML files and Markdown's HTML
 
-    monkeypatch.setattr(ingester, "MARKDOWN_HTML", readers.MARKDOWN_HTML + 1)
+    monkeypatch.setattr(ingester, "HTML_RULES", readers.HTML_RULES + 1)
     report = make_bot(data_dir=bot.settings.data_dir).ingest([docs])
-    assert [Path(p).name for p in report.updated] == ["paris.md"] and len(report.unchanged) == 3
+    assert sorted(Path(p).name for p in report.updated) == ["paris.md", "volcano.html"] and len(report.unchanged) == 2
 
 
 def test_documents_chunked_before_the_heading_rule_are_read_again(make_bot, tmp_path):

@@ -30,7 +30,7 @@ from ragbot.retrieve.embed import Embedder
 from ragbot.errors import DiskFullError, DocumentError
 from ragbot.retrieve.index import VectorIndex, approximate_if_due
 from ragbot.ingest.pdf import VERSION as PDF_RULES
-from ragbot.ingest.readers import MARKDOWN_HTML, kind_of, read_bytes, read_document, supported_suffixes
+from ragbot.ingest.readers import HTML_RULES, kind_of, read_bytes, read_document, supported_suffixes
 from ragbot.ingest.tables import VERSION as TABLE_RULES
 from ragbot.settings import Settings
 from ragbot.text import counted
@@ -233,9 +233,9 @@ class Ingester:
         if kind == "pdf":
             return self.pdf_pipeline
         # Markdown, HTML and Word are read again when the way their tables are written changes,
-        # Markdown also when the way its HTML is read does.
+        # Markdown and HTML also when the way HTML is read does.
         return (self.pipeline + (f"|tables={TABLE_RULES}" if kind in ("markdown", "html", "docx") else "")
-                + (f"|html={MARKDOWN_HTML}" if kind == "markdown" else ""))
+                + (f"|html={HTML_RULES}" if kind in ("markdown", "html") else ""))
 
     def ingest(self, paths: Sequence[str | Path], prune: bool = False, progress: ProgressFn | None = None,
                store_copies: bool = False, remember_copies: bool = True) -> IngestReport:

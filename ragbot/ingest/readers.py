@@ -191,7 +191,14 @@ def _read_pdf(path: Path, data: bytes, structure: bool, ruled_tables: bool) -> t
 
 
 _TAG_NAME = re.compile(r"^</?\s*([A-Za-z][\w-]*)")
-MARKDOWN_HTML = 1  # of how HTML inside Markdown is read; a Markdown document stored otherwise is read again
+# Of how HTML is read, in an HTML file and inside Markdown; a document stored otherwise is read again.
+HTML_RULES = 1
+# What an opening inline tag leaves in the text: a line break a space, a superscript a "^"
+# ("42<sup>2</sup>" read "422"); any other tag nothing.
+_INLINE_MARKS = {"br": " ", "sup": "^"}
+# Elements that end a line of text where they end (a <summary> ran into the text it summarised).
+_BLOCKS = ["p", "div", "li", "tr", "br", "section", "article", "pre", "blockquote", "table", "details", "summary",
+           "dl", "dt", "dd", "ul", "ol", "figure", "figcaption", "caption", "header", "main", "aside"]
 
 
 def _markdown_without_html(text: str) -> str:
@@ -223,7 +230,8 @@ def _markdown_without_html(text: str) -> str:
                 if at < 0:
                     continue
                 name = _TAG_NAME.match(child.content)
-                gap = (" " if name and name.group(1).lower() == "br" else "") + "\n" * child.content.count("\n")
+                tag = name.group(1).lower() if name and not child.content.startswith("</") else ""
+                gap = _INLINE_MARKS.get(tag, "") + "\n" * child.content.count("\n")
                 region = region[:at] + gap + region[at + len(child.content):]
                 cursor = at + len(gap)
             cursors[first] = cursor
@@ -253,7 +261,9 @@ def _html_to_text(raw: str) -> tuple[str, str]:
             heading.insert_after("\n\n")
     for cell in soup.find_all(["td", "th"]):
         cell.insert_after(" | ")
-    for block in soup.find_all(["p", "div", "li", "tr", "br", "section", "article", "pre", "blockquote", "table"]):
+    for sup in soup.find_all("sup"):
+        sup.insert_before(_INLINE_MARKS["sup"])
+    for block in soup.find_all(_BLOCKS):
         block.insert_after("\n\n" if block.name != "br" else "\n")
     if soup.head:
         soup.head.decompose()
