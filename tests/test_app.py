@@ -234,6 +234,8 @@ def test_upload_validates_and_ingests_with_the_cli_messages(make_bot, tmp_path):
     hostile = tmp_path / "..evil.md"
     hostile.write_text("# Evil\n\nStill just text.\n")
     status = list(handlers.on_upload([str(good), str(empty), str(exe), str(big), str(hostile)]))[-1]
+    assert "renamed: ..evil.md is stored as evil.md" in status  # the name stored is said (helper-54)
+    assert "renamed: notes.md" not in status
     assert "failed: tool.exe: unsupported file type" in status
     assert "failed: big.txt: larger than the 1 MB upload limit" in status
     assert "failed: empty.txt: empty file" in status

@@ -321,7 +321,7 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             expect(page.locator("#correction textarea")).to_have_value("")
 
             page.get_by_text("Rename, export or delete").click()
-            page.fill("#new-title textarea", "GAN history")
+            page.fill("#new-title textarea", "GAN history from the first adversarial networks to the diffusion era")
             page.click("#rename")
             # Said by the buttons clicked (it was said under the chat, out of their sight).
             expect(page.locator("#conversation-tools #conversation-status")).to_contain_text("Renamed.", timeout=30_000)
@@ -329,15 +329,20 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             expect(page.locator("#exported")).to_be_hidden()  # empty, it looked like a drop zone
             page.click("#export")
             # Named after its title; its answer's [1] listed with the passage it names.
-            expect(page.locator("#exported")).to_contain_text(re.compile(r"GAN history\s*\.md"), timeout=30_000)
-            expect(page.locator("#conversation-status")).to_contain_text("Exported as GAN history.md: click its name")
+            expect(page.locator("#exported")).to_contain_text(re.compile(r"GAN history from the first adversarial networks to the diffusion era\s*\.md"), timeout=30_000)
+            expect(page.locator("#conversation-status")).to_contain_text("Exported as GAN history from the first adversarial networks to the diffusion era.md: click its name")
             # The whole name is shown in the narrow column (Gradio's row clipped it to ".n").
             shown = page.locator("#exported td.filename").evaluate(
                 "e => [e, e.querySelector('.stem'), e.querySelector('.ext')].map(x => x.scrollWidth <= x.clientWidth + 1)"
                 ".concat([e.querySelector('.stem').getBoundingClientRect().width])")
             assert all(shown[:3]) and shown[3] > 20, shown
+            # A name that wraps ends with its ".md" on its last line: Gradio's row made ".md" a
+            # column of its own, one letter per line (helper-54).
+            ext_lines = page.locator("#exported td.filename .ext").evaluate(
+                "e => e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).fontSize)")
+            assert ext_lines < 2, ext_lines
             exported = list((data_dir / "exports").glob("*/*.md"))
-            assert [p.name for p in exported] == ["GAN history.md"]
+            assert [p.name for p in exported] == ["GAN history from the first adversarial networks to the diffusion era.md"]
             text = exported[0].read_text()
             assert "When were GANs introduced?" in text and "[1] gans.md" in text, text
             # A new conversation takes away what spoke of the one left: its export, a delete question.
@@ -357,7 +362,7 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             # Deleting asks first: "Keep it" keeps it, "Yes, delete it" deletes it.
             page.click("#delete")
             # The question stands with its buttons, above them (it was in the status line under the chat).
-            expect(page.locator("#delete-check")).to_contain_text("Delete “GAN history”?", timeout=30_000)
+            expect(page.locator("#delete-check")).to_contain_text("Delete “GAN history from the first adversarial networks to the diffusion era”?", timeout=30_000)
             assert page.locator("#delete-question").bounding_box()["y"] < page.locator("#delete-yes").bounding_box()["y"]
             page.click("#delete-no")
             expect(page.locator("#conversation-status")).to_contain_text("Not deleted.", timeout=30_000)

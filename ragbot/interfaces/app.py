@@ -919,10 +919,12 @@ class ChatHandlers:
             yield "No file chosen."
             return
         self.uploads.mkdir(parents=True, exist_ok=True)
-        accepted, problems = [], []
+        accepted, problems, renamed = [], [], []
         for path in files:
             source = Path(path)
             name = safe_upload_name(source.name)
+            if name != source.name:  # shortened, or characters a file name here cannot hold replaced
+                renamed.append(f"renamed: {source.name} is stored as {name}")
             if kind_of(Path(name)) is None:
                 problems.append(f"{name}: unsupported file type; supported: {supported_suffixes()}")
                 _discard(source)
@@ -935,7 +937,7 @@ class ChatHandlers:
             target, fresh = _keep_upload(source, self.uploads, name)
             _discard(source)  # Gradio's own copy: documents live in the data dir only
             accepted.append((target, fresh))
-        lines = [f"failed: {p}" for p in problems]
+        lines = [f"failed: {p}" for p in problems] + renamed
         if accepted:
             names = ", ".join(t.name for t, _ in accepted)
             yield "\n".join(lines + [f"Ingesting {len(accepted)} file(s): {names}…"])
@@ -1041,6 +1043,11 @@ a.ragbot-cite { text-decoration: none; font-weight: 600; }
 #exported td.filename { white-space: normal !important; overflow-wrap: anywhere; width: 100%; max-width: none; }
 #exported td.filename .stem, #exported td.filename .ext { white-space: normal !important; overflow: visible !important;
   text-overflow: clip !important; }
+/* Gradio lays the stem and the extension side by side (a flex row): a stem that wrapped left ".md"
+   a column of its own, one letter per line. They run on as one name, with no space between (the
+   markup's spaces between the two take no room at font size 0). */
+#exported td.filename { display: block !important; font-size: 0 !important; }
+#exported td.filename .stem, #exported td.filename .ext { display: inline !important; font-size: var(--text-md) !important; }
 /* A conversation named by a question with a long word (a URL) ran out of its column, clipped:
    the title wraps anywhere instead. */
 #conversations label { max-width: 100%; min-width: 0; }
