@@ -58,6 +58,21 @@ def test_sources_show_hostile_text_as_text():
     from ragbot.interfaces.app import SIMILARITY_NOTE
     assert f"<span title='{html.escape(SIMILARITY_NOTE)}'>similarity 0.50</span>" in rendered
     assert "'" in SIMILARITY_NOTE and SIMILARITY_NOTE not in rendered
+    assert rendered.count("page 2") == 1  # it was said after the name and again in the brackets
+
+
+def test_sources_name_a_title_and_section_only_where_they_say_more_than_the_file_name():
+    # "glimmerwood.txt (glimmerwood; similarity …)" repeated the name (helper-54).
+    def shown(source, title, section):
+        passage = Passage(chunk_id=1, source=source, title=title, section=section, page=None, text="t", score=0.5,
+                          rank=1)
+        answer = Answer(question="q", answer="a [1]", refused=False, citations=[], passages=[passage], prompt="p",
+                        raw_reply="a", model="m", adapter=None, timings_ms={}, tokens={})
+        return render_sources(answer, show_all=True)
+
+    assert "(<span title=" in shown("/d/glimmer_wood-notes.txt", "glimmer wood notes", "")
+    assert "(GANs &gt; History; <span" in shown("/d/gans.md", "GANs", "GANs > History")
+    assert "(notes &gt; Setup; <span" in shown("/d/notes.txt", "notes", "Setup")
 
 
 def test_a_long_passage_opens_to_its_whole_text():

@@ -196,6 +196,8 @@ def test_an_export_lists_each_answers_sources_shows_text_as_text_and_goes_with_i
     handlers.start_turn(conversation, "browser:ann", question)
     *_, (history, _, _) = handlers.respond(question, [], conversation, 5, 0.0, False, session="s")
     assert "[1]" in message_text(history[-1])
+    # What the user said of the answer goes with it (an export read as if every answer stood).
+    bot.feedback.set_feedback(history[-1]["metadata"]["id"], -1, "too *short*", "In Paris, on the Champ de Mars.")
     handlers.conversations.rename(conversation, "browser:ann", "Paris <b>trip</b>/notes")
     path = handlers.export_conversation(conversation, "browser:ann")
     assert path.parent == handlers.exports / conversation and path.name == "Paris _b_trip__b__notes.md"
@@ -203,10 +205,12 @@ def test_an_export_lists_each_answers_sources_shows_text_as_text_and_goes_with_i
     assert text.startswith("# Paris &lt;b&gt;trip&lt;/b&gt;/notes\n")
     assert "&lt;img src=x onerror=alert(1)&gt; [x]\\(javascript:alert(2))" in text and "<img" not in text
     assert "\n- [1] paris.md: “Paris — The Eiffel Tower is in Paris." in text  # the heading's title, not "# Paris"
+    assert ("*Your vote:* thumbs down\n\n*Your comment:* too \\*short\\*\n\n"
+            "*Your correction:* In Paris, on the Champ de Mars.\n") in text
     # Rendered, the question's marks are text (it rendered "*not*" in italics): the only markup
     # is the export's own, a bold label before each question and answer.
     rendered = MarkdownIt("commonmark").enable("strikethrough").render(text)
-    assert re.findall(r"<(\w+)", rendered.split("<ul>")[0]) == ["h1", "p", "strong", "p", "strong", "p"], rendered
+    assert re.findall(r"<(\w+)", rendered.split("<ul>")[0]) == ["h1", "p", "strong", "p", "strong"] + ["p", "em"] * 3 + ["p"], rendered
     assert "*not* __this__ `nor` ~~that~~ \\*or\\* this*" in html.unescape(rendered)
     # A title ending in "#" was exported as "Issue": the "#" was read as the heading's closing mark.
     handlers.conversations.rename(conversation, "browser:ann", "Issue #")
@@ -214,6 +218,8 @@ def test_an_export_lists_each_answers_sources_shows_text_as_text_and_goes_with_i
     assert MarkdownIt("commonmark").render(exported_md).startswith("<h1>Issue #</h1>")
     exported = json.loads(handlers.conversations.export(conversation, "browser:ann", "json"))
     assert exported["turns"][0]["sources"][0]["document"] == "paris.md"
+    assert exported["turns"][0]["feedback"] == {"vote": -1, "comment": "too *short*",
+                                                "correction": "In Paris, on the Champ de Mars."}
 
     handlers.conversations.rename(conversation, "browser:ann", "Paris")
     assert handlers.export_conversation(conversation, "browser:ann").name == "Paris.md"

@@ -44,11 +44,11 @@ class Prompt:
 HISTORY_TURNS = 2
 
 
-def passage_header(p: Passage) -> str:
+def passage_header(p: Passage, with_page: bool = True) -> str:
     where = p.title
     if p.section and p.section != p.title:
         where = p.section if p.section.startswith(p.title) else f"{p.title} > {p.section}"
-    if p.page is not None:
+    if p.page is not None and with_page:
         where += f", page {p.page}"
     return where
 

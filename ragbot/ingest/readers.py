@@ -84,12 +84,17 @@ def read_document(path: Path, pdf_structure: bool = True, ruled_tables: bool = F
     return Document(
         source=name,
         kind=kind,
-        title=title or path.stem.replace("_", " ").replace("-", " "),
+        title=title or title_from_name(name),
         text=text,
         sha256=hashlib.sha256(data).hexdigest(),
         size=len(data),
         pages=pages,
     )
+
+
+def title_from_name(path: str) -> str:
+    """The title of a document whose contents name none: its file name's stem, "_" and "-" as spaces."""
+    return Path(path).stem.replace("_", " ").replace("-", " ")
 
 
 def _check_line_lengths(name: str, text: str) -> None:

@@ -28,7 +28,7 @@ from ragbot.bot import RagBot
 from ragbot.interfaces.conversations import ConversationError, Conversations
 from ragbot.errors import RagbotError
 from ragbot.storage.files import write_atomic
-from ragbot.ingest.readers import kind_of, readable_suffixes, supported_suffixes
+from ragbot.ingest.readers import kind_of, readable_suffixes, supported_suffixes, title_from_name
 from ragbot.text import counted, heading_title, is_list_item, is_table_row, readable_line
 from ragbot.types import Answer, Passage
 
@@ -294,10 +294,14 @@ def render_passages(passages: list[Passage], cited: set[int], show_all: bool, li
             target = f"{links[p.source]}#page={p.page}" if p.page is not None else links[p.source]
             opener = (f" <a class='ragbot-open' href='{html.escape(target)}' target='_blank' rel='noopener noreferrer'>"
                       f"open{' page ' + str(p.page) if p.page is not None else ''} ↗</a>")
+        # The title and section, where they say more than the file name and page shown before them
+        # (a text file's title is its name: "glimmerwood.txt (glimmerwood; …)").
+        where = passage_header(p, with_page=False)
+        where = "" if where == title_from_name(p.source) else f"{where}; "
         rows.append(
             f"<div class='ragbot-source' id='source-{p.rank}' data-rank='{p.rank}'><b>[{p.rank}]</b> "
             f"{html.escape(Path(p.source).name)}{html.escape(page)} "
-            f"<span class='ragbot-muted'>({html.escape(passage_header(p))}; "
+            f"<span class='ragbot-muted'>({html.escape(where)}"
             f"<span title='{html.escape(SIMILARITY_NOTE)}'>similarity {p.score:.2f}</span>; {mark})</span>{opener}"
             f"<blockquote class='ragbot-passage'>{body}</blockquote></div>"
         )
@@ -1204,7 +1208,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 with gr.Accordion("Your documents", open=False, elem_id="library") as library_panel:
                     # Widths in shares of the side column, and long file names broken anywhere
                     # (CSS): with its own widths the table ran each column as wide as the column.
-                    documents = gr.Dataframe(headers=["document", "what", "added"], column_widths=["40%", "37%", "23%"],
+                    documents = gr.Dataframe(headers=["document", "kind, size, from", "added"], column_widths=["40%", "37%", "23%"],
                                              interactive=False, elem_id="documents", wrap=True)
                     search_in = gr.Dropdown(choices=[], value=[], multiselect=True, elem_id="search-in",
                                             label=search_label([]))

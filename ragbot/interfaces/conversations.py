@@ -137,6 +137,18 @@ class Conversations:
         with self.store.transaction() as db:
             db.execute("UPDATE conversations SET deleted = 1, updated_at = ? WHERE id = ?", (time.time(), conversation_id))
 
+    def _feedback(self, answer_ids: list[str]) -> dict[str, dict]:
+        """The vote, comment and correction given on each of these answers that has any."""
+        found = {}
+        for start in range(0, len(answer_ids), 500):  # SQLite's limit on bound values
+            chosen = answer_ids[start:start + 500]
+            found.update({answer_id: {"vote": vote, "comment": comment, "correction": correction}
+                          for answer_id, vote, comment, correction in self._db.execute(
+                              f"SELECT answer_id, vote, comment, correction FROM feedback WHERE answer_id IN "
+                              f"({', '.join('?' * len(chosen))})", chosen)
+                          if vote is not None or comment or correction})
+        return found
+
     def title(self, conversation_id: str, owner: str) -> str:
         self._require(conversation_id, owner)
         return self._db.execute("SELECT title FROM conversations WHERE id = ?", (conversation_id,)).fetchone()[0]
@@ -155,14 +167,21 @@ class Conversations:
         answer cites (the Markdown gives a short excerpt of each, the JSON the whole text)."""
         title = self.title(conversation_id, owner)
         turns = [(t, self.sources(t.answer_id, t.answer)) for t in self.turns(conversation_id, owner)]
+        feedback = self._feedback([t.answer_id for t, _ in turns])
         if fmt == "json":
             return json.dumps({"id": conversation_id, "title": title,
-                               "turns": [{**t.__dict__, "sources": sources} for t, sources in turns]},
+                               "turns": [{**t.__dict__, "sources": sources, "feedback": feedback.get(t.answer_id)}
+                                         for t, sources in turns]},
                               ensure_ascii=False, indent=2)
         lines = [f"# {_closing_marks_kept(as_text(title))}", ""]
         for t, sources in turns:
             said = f"Answer ({SAVED_CORRECTION})" if t.corrected else "Answer"
             lines += [f"**Question:** {as_text(t.question)}", "", f"**{said}:** {as_text(t.answer)}", ""]
+            given = feedback.get(t.answer_id)
+            if given:  # what the user said of the answer: an export without it read as if it stood
+                said = [f"*Your vote:* {VOTE_NAMES[given['vote']]}"] if given["vote"] in VOTE_NAMES else []
+                said += [f"*Your {name}:* {as_text(given[name])}" for name in ("comment", "correction") if given[name]]
+                lines += [line for item in said for line in (item, "")]
             if sources:
                 lines += ["Sources:", ""]
                 for s in sources:
@@ -175,6 +194,9 @@ class Conversations:
                     lines.append(f"- [{s['n']}] {where}" + (f": “{as_text(excerpt)}”" if excerpt else ""))
                 lines.append("")
         return "\n".join(lines)
+
+
+VOTE_NAMES = {1: "thumbs up", -1: "thumbs down"}
 
 
 def _closing_marks_kept(heading: str) -> str:
