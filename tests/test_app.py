@@ -380,10 +380,13 @@ def test_the_document_library_lists_deletes_and_reingests(make_bot, docs, tmp_pa
     # In words: "unchanged 1" read as if the button had done nothing.
     assert handlers.reingest_document(str(docs / "paris.md")) == (
         r"paris\.md is as it was when ingested (the same bytes, read the same way): its passages are up to date.")
-    assert handlers.delete_document(upload).startswith(r"Deleted pump\.md:")
+    # Deleting a document the page searches only changed that choice without a word (helper-54).
+    said = handlers.delete_document(upload, [upload, str(docs / "paris.md")])
+    assert said.startswith(r"Deleted pump\.md:") and said.endswith("chosen to search; the others still are.")
     assert not Path(upload).exists()  # ragbot's copy of the upload goes with it
     assert all("pump.md" not in p.source for p in bot.search("Which pump lifts water from the Zorblat mine?", k=10))
-    assert handlers.delete_document(str(docs / "paris.md")).startswith(r"Deleted paris\.md:")
+    said = handlers.delete_document(str(docs / "paris.md"), [str(docs / "paris.md")])
+    assert said.startswith(r"Deleted paris\.md:") and said.endswith("every document is searched now.")
     assert (docs / "paris.md").is_file()  # a document from the user's own folder is only forgotten
 
 

@@ -198,7 +198,9 @@ def test_hostile_documents_and_questions_are_shown_as_text_and_fetch_nothing(mak
 
     docs = tmp_path / "hostile"
     docs.mkdir()
-    (docs / "quell.md").write_text(HOSTILE_DOC)
+    # A text file: its tags are its text, to be shown as such (a Markdown file's HTML is read as
+    # HTML since a1c0480, so its tags never reach the page; test_readers.py covers that).
+    (docs / "quell.txt").write_text(HOSTILE_DOC)
     hostile_name = "<img src=x onerror=alert(1)>.md"  # a file name is the user's text too
     (docs / hostile_name).write_text("# Pumps\n\nA pump moves water from one place to another.\n")
     bot = make_bot(default_corpus=None)

@@ -706,7 +706,9 @@ class ChatHandlers:
         copy = " and ragbot's copy of the uploaded file" if self._is_upload(doc.source) else ""
         return f"Delete {literal(Path(doc.source).name)}? Its passages{copy} go; answers already given stay."
 
-    def delete_document(self, source: str | None) -> str:
+    def delete_document(self, source: str | None, searched: list[str] | None = None) -> str:
+        """Delete a stored document; `searched`: the documents the page searches only (it is said
+        when this one was among them, since the choice then changes without a word)."""
         doc = self._stored(source)
         if doc is None:
             return "Choose a document first."
@@ -726,6 +728,10 @@ class ChatHandlers:
                        for path, _ in report.stood_in)
         kept += "".join(f" Its copy {literal(path)} could not be read ({literal(reason)}), so it is not searched."
                         for path, reason in report.failed)
+        if isinstance(searched, list) and doc.source in searched:
+            rest = [other for other in searched if other != doc.source]
+            kept += (" It was among the documents chosen to search; the others still are." if rest else
+                     " It was the only document chosen to search: every document is searched now.")
         return f"Deleted {literal(Path(doc.source).name)}: its passages are no longer searched." + kept
 
     def reingest_document(self, source: str | None) -> str:
@@ -1573,15 +1579,15 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 return gr.update(visible=False), None, "Choose a document first.", ""
             return gr.update(visible=True), source, "", asked
 
-        def delete_chosen_document(source, chosen):
+        def delete_chosen_document(source, chosen, searched):
             if chosen != source:  # the document asked about, kept on the server, is no longer the one chosen
                 return "Another document is chosen now: nothing deleted.", gr.update(visible=False), None
-            return handlers.delete_document(source), gr.update(visible=False), None
+            return handlers.delete_document(source, searched), gr.update(visible=False), None
 
         delete_doc.click(ask_to_delete_document, chosen_doc,
                          [delete_doc_check, doc_to_delete, library_status, delete_doc_question]).then(
             None, None, None, js=scrolled_into_view("delete-document-check"))
-        delete_doc_yes.click(delete_chosen_document, [chosen_doc, doc_to_delete],
+        delete_doc_yes.click(delete_chosen_document, [chosen_doc, doc_to_delete, search_in],
                              [library_status, delete_doc_check, doc_to_delete]).then(library, [search_in, chosen_doc],
                                                                                      shelf)
         # A question about another document would stand over this one's name (the guard in
