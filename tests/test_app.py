@@ -248,9 +248,11 @@ def test_upload_validates_and_ingests_with_the_cli_messages(make_bot, tmp_path):
     big.write_text("x " * (600 * 1024))
     hostile = tmp_path / "..evil.md"
     hostile.write_text("# Evil\n\nStill just text.\n")
-    status = list(handlers.on_upload([str(good), str(empty), str(exe), str(big), str(hostile)]))[-1]
+    odd = tmp_path / "to?ol.exe"  # renamed, then refused: no name it is not stored under is said
+    odd.write_bytes(b"MZ")
+    status = list(handlers.on_upload([str(good), str(empty), str(exe), str(big), str(hostile), str(odd)]))[-1]
     assert "renamed: ..evil.md is stored as evil.md" in status  # the name stored is said (helper-54)
-    assert "renamed: notes.md" not in status
+    assert "renamed: notes.md" not in status and "renamed: to?ol.exe" not in status
     assert "failed: tool.exe: unsupported file type" in status
     assert "failed: big.txt: larger than the 1 MB upload limit" in status
     assert "failed: empty.txt: empty file" in status
@@ -385,7 +387,8 @@ def test_the_document_library_lists_deletes_and_reingests(make_bot, docs, tmp_pa
     assert said.startswith(r"Deleted pump\.md:") and said.endswith("chosen to search; the others still are.")
     assert not Path(upload).exists()  # ragbot's copy of the upload goes with it
     assert all("pump.md" not in p.source for p in bot.search("Which pump lifts water from the Zorblat mine?", k=10))
-    said = handlers.delete_document(str(docs / "paris.md"), [str(docs / "paris.md")])
+    # The other chosen document is gone already (another tab deleted it): no "the others still are".
+    said = handlers.delete_document(str(docs / "paris.md"), [str(docs / "paris.md"), upload])
     assert said.startswith(r"Deleted paris\.md:") and said.endswith("every document is searched now.")
     assert (docs / "paris.md").is_file()  # a document from the user's own folder is only forgotten
 

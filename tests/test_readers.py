@@ -36,6 +36,20 @@ def test_html_inside_markdown_is_read_as_html_and_code_stays_as_written(tmp_path
                         "| Part: Screw blade | Use: lifts water |")
 
 
+def test_markdown_html_is_cut_where_the_parser_found_it_not_where_its_text_first_appears(tmp_path):
+    # A tag was looked for by its text, so the copy inside a code span before it was cut instead,
+    # and an indented code block was read as HTML once its indentation had been stripped (helper-55).
+    path = tmp_path / "notes.md"
+    path.write_text("# Notes\n\nUse `<br>` for a break:<br>like this. Write \\<b> for bold: <b>so</b>.\n\n"
+                    "Example:\n\n    <div class=\"note\">Do not remove</div>\n\n"
+                    "| Tag | Use |\n| --- | --- |\n| `<b>` | <b>bold</b> |\n| <i>x</i> | <i>x</i> |\n\n"
+                    "> a quote <span\n> class=x>in two lines</span> ends\n")
+    assert read_document(path).text == (
+        "# Notes\n\nUse `<br>` for a break: like this. Write \\<b> for bold: so.\n\n"
+        "Example:\n\n<div class=\"note\">Do not remove</div>\n\n"
+        "| Tag: `<b>` | Use: bold |\n| Tag: x | Use: x |\n\n> a quote\n> in two lines ends")
+
+
 def test_html_keeps_headings_and_table_cells_and_drops_scripts():
     doc = read_document(CORPUS / "llms-vs-generative-ai.html")
     assert doc.title == "Large Language Models versus Generative AI"

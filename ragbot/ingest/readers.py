@@ -72,11 +72,12 @@ def read_document(path: Path, pdf_structure: bool = True, ruled_tables: bool = F
         raw = _decode_text(path, data)
         if kind == "html":
             title, text = _html_to_text(raw)
+        elif kind == "markdown":  # its HTML read before normalising: indentation makes code blocks
+            text = markdown_with_named_columns(_normalise(_markdown_without_html(
+                raw.replace("\r\n", "\n").replace("\r", "\n"))))
+            title = _markdown_title(text)
         else:
-            text = _normalise(raw)
-            if kind == "markdown":
-                text = markdown_with_named_columns(_markdown_without_html(text))
-            title = _markdown_title(text) if kind == "markdown" else ""
+            text, title = _normalise(raw), ""
         pages = []
     if not text.strip():
         raise DocumentError(name, "no text found in the file")
@@ -209,41 +210,84 @@ _BLOCKS = ["p", "div", "li", "tr", "br", "section", "article", "pre", "blockquot
 def _markdown_without_html(text: str) -> str:
     """Markdown text with the HTML it holds read as HTML is read: a block of HTML ("<details>…",
     a centred logo, a comment) becomes its visible text (headings as '#' lines), and an inline tag
-    ("<sup>", "<b>", "<br>") is dropped, its text kept, so a quote never shows markup. Which
-    text is HTML is CommonMark's call (markdown-it-py's parser), so tags inside code spans and
-    fenced code, and a bare "a < b", stay as written."""
+    ("<sup>", "<b>", "<br>") is dropped, its text kept, so a quote shows no markup. Which text is
+    HTML is CommonMark's call (markdown-it-py's parser), so tags in code spans, indented and
+    fenced code, and a bare "a < b", stay as written; so do tags inside an image's description.
+    `text` is read as written (indentation matters to CommonMark); lines come back normalised."""
     from markdown_it import MarkdownIt
+    from markdown_it.rules_inline import html_inline
 
-    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    def html_inline_where(state, silent):  # the parser's own rule, which also notes where the tag begins
+        start = state.pos
+        found = html_inline(state, silent)
+        if found and not silent:
+            state.tokens[-1].meta["start"] = start
+        return found
+
+    parser = MarkdownIt("commonmark").enable("table")
+    parser.inline.ruler.at("html_inline", html_inline_where)
     lines = text.split("\n")
     blocks = []  # (first line, end line, replacement lines), applied last, from the last one back
-    cursors: dict[int, int] = {}  # where the next inline tag is looked for, by first line (a table row's cells)
-    for token in tokens:
+    cuts: dict[int, list[tuple[int, int, str]]] = {}  # line -> (column, end column, what replaces it)
+    cursors: dict[int, int] = {}  # a table row's line -> where its next cell's text is looked for
+    for token in parser.parse(text):
         if token.map is None:
             continue
         first, end = token.map
         if token.type == "html_block":
             visible = _html_to_text(token.content)[1]
             blocks.append((first, end, visible.split("\n") + [""] if visible else []))
-        elif token.type == "inline" and any(c.type == "html_inline" for c in token.children or ()):
-            # Edited in place, keeping the line count, so every later token's lines stay where they were.
-            region, cursor = "\n".join(lines[first:end]), cursors.get(first, 0)
-            for child in token.children:
-                if child.type != "html_inline":
-                    continue
-                at = region.find(child.content, cursor)
-                if at < 0:
-                    continue
-                name = _TAG_NAME.match(child.content)
-                tag = name.group(1).lower() if name and not child.content.startswith("</") else ""
-                gap = _INLINE_MARKS.get(tag, "") + "\n" * child.content.count("\n")
-                region = region[:at] + gap + region[at + len(child.content):]
-                cursor = at + len(gap)
-            cursors[first] = cursor
-            lines[first:end] = region.split("\n")
+        elif token.type == "inline":
+            where = _inline_columns(token.content, lines[first:end], cursors.get(first, 0))
+            if where is None:
+                continue
+            cursors[first] = where[-1][1] + len(token.content.split("\n")[-1])
+            starts = [0] + [i + 1 for i, ch in enumerate(token.content) if ch == "\n"]  # of its lines
+            for child in token.children or ():
+                if child.type == "html_inline" and "start" in child.meta:
+                    _cut(cuts, first, where, starts, child.meta["start"], child.content)
+    for line, pieces in cuts.items():
+        for column, stop, mark in sorted(pieces, reverse=True):
+            lines[line] = lines[line][:column] + mark + lines[line][stop:]
+        if lines[line].strip().strip("#") == "":  # a heading that held only an image
+            lines[line] = ""
     for first, end, replacement in sorted(blocks, reverse=True):
         lines[first:end] = replacement
     return _MANY_NEWLINES.sub("\n\n", "\n".join(_SPACES.sub(" ", line).strip() for line in lines)).strip()
+
+
+def _inline_columns(content: str, source: list[str], cursor: int) -> list[tuple[int, int]] | None:
+    """Where each line of an inline token's text begins in its source lines: (line offset,
+    column) per line, or None where a line cannot be found (left as written). The parser drops a
+    line's indentation and block marks ("> ", "- "), so each text line is looked for in its source
+    line, a table row's cells one after another from `cursor`."""
+    found = []
+    for i, line in enumerate(content.split("\n")):
+        if i >= len(source):
+            return None
+        column = source[i].find(line, cursor if i == 0 else 0)
+        if column < 0:
+            return None
+        found.append((i, column))
+    return found
+
+
+def _cut(cuts: dict, first: int, where: list[tuple[int, int]], starts: list[int], start: int, tag: str) -> None:
+    """Note the removal of `tag`, found at `start` of an inline token's text (whose lines begin at
+    `starts`), from its source lines (a tag over several lines leaves each line, emptied of it, in
+    place)."""
+    from bisect import bisect_right
+
+    name = _TAG_NAME.match(tag)
+    mark = _INLINE_MARKS.get(name.group(1).lower(), "") if name and not tag.startswith("</") else ""
+    stop = start + len(tag)
+    line, last = bisect_right(starts, start) - 1, bisect_right(starts, stop) - 1
+    column, end_column = start - starts[line], stop - starts[last]
+    for i in range(line, last + 1):
+        offset, begins = where[i]
+        a = begins + (column if i == line else 0)
+        b = begins + end_column if i == last else None
+        cuts.setdefault(first + offset, []).append((a, b if b is not None else 10**9, mark if i == line else ""))
 
 
 def _html_to_text(raw: str) -> tuple[str, str]:

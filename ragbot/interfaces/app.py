@@ -729,7 +729,7 @@ class ChatHandlers:
         kept += "".join(f" Its copy {literal(path)} could not be read ({literal(reason)}), so it is not searched."
                         for path, reason in report.failed)
         if isinstance(searched, list) and doc.source in searched:
-            rest = [other for other in searched if other != doc.source]
+            rest = [other for other in searched if other != doc.source and self._stored(other) is not None]
             kept += (" It was among the documents chosen to search; the others still are." if rest else
                      " It was the only document chosen to search: every document is searched now.")
         return f"Deleted {literal(Path(doc.source).name)}: its passages are no longer searched." + kept
@@ -929,12 +929,10 @@ class ChatHandlers:
             yield "No file chosen."
             return
         self.uploads.mkdir(parents=True, exist_ok=True)
-        accepted, problems, renamed = [], [], []
+        accepted, problems, renamed = [], [], {}  # renamed: where an upload is kept -> the name it was sent with
         for path in files:
             source = Path(path)
             name = safe_upload_name(source.name)
-            if name != source.name:  # shortened, or characters a file name here cannot hold replaced
-                renamed.append(f"renamed: {source.name} is stored as {name}")
             if kind_of(Path(name)) is None:
                 problems.append(f"{name}: unsupported file type; supported: {supported_suffixes()}")
                 _discard(source)
@@ -946,8 +944,10 @@ class ChatHandlers:
                 continue
             target, fresh = _keep_upload(source, self.uploads, name)
             _discard(source)  # Gradio's own copy: documents live in the data dir only
+            if name != source.name:  # shortened, or characters a file name here cannot hold replaced
+                renamed[str(target)] = source.name
             accepted.append((target, fresh))
-        lines = [f"failed: {p}" for p in problems] + renamed
+        lines = [f"failed: {p}" for p in problems]
         if accepted:
             names = ", ".join(t.name for t, _ in accepted)
             yield "\n".join(lines + [f"Ingesting {len(accepted)} file(s): {names}…"])
@@ -984,6 +984,9 @@ class ChatHandlers:
                     lines.append(f"{kind}: " + ", ".join(Path(p).name for p in paths))
             if report.added or report.updated:  # counts and speed: "0 chunks in 0.0s" said nothing
                 lines.append(report.summary())
+            for path in report.added + report.updated + report.unchanged:  # the name a stored upload has
+                if path in renamed:
+                    lines.append(f"renamed: {renamed[path]} is stored as {Path(path).name}")
             if stored is not None:
                 stored.extend(p for p in report.added + report.updated if p in sent)
         yield "\n".join(lines)
