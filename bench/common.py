@@ -137,3 +137,17 @@ def print_paired(results: dict[str, list[dict]], baseline: str, width: int = 34)
             changed = sum(r[name] != r[baseline] for r in rows)
             print(f"  {name:{width}s} {np.mean([r[name] for r in rows]):.3f}  "
                   f"{d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]  ({changed} changed)")
+
+
+def paired(label: str, base: list[float], new: list[float], names: tuple[str, str] = ("before", "after")) -> dict:
+    """Print and return one paired comparison of per-query scores: both means and the paired
+    difference with its bootstrap 95% interval; `names` are the two means' keys in the result."""
+    import numpy as np
+
+    from ragbot.evaluation.metrics import paired_difference
+
+    d = paired_difference(base, new)
+    print(f"{label} (n={len(base)}): {np.mean(base):.3f} -> {np.mean(new):.3f}, paired {d['mean']:+.3f} "
+          f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]", flush=True)
+    return {"set": label, "n": len(base), names[0]: float(np.mean(base)), names[1]: float(np.mean(new)),
+            "difference": d}

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+import common
 from common import ROOT, machine, save, shared_data
 
 FORMS = [ROOT / "bench" / "data" / "pdf_tables_dev.jsonl", ROOT / "bench" / "data" / "pdf_forms_dev.jsonl"]
@@ -95,13 +96,7 @@ def keyed(keywords: dict[str, str], where: str = "both"):
 
 
 def paired(label, base, new):
-    from ragbot.evaluation.metrics import paired_difference
-
-    d = paired_difference(base, new)
-    print(f"{label} (n={len(base)}): {np.mean(base):.3f} -> {np.mean(new):.3f}, paired {d['mean']:+.3f} "
-          f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]", flush=True)
-    return {"set": label, "n": len(base), "without": float(np.mean(base)), "with_keywords": float(np.mean(new)),
-            "difference": d}
+    return common.paired(label, base, new, ("without", "with_keywords"))
 
 
 def both(work: Path, paths: list[Path], k: int, search, where: str = "both", **settings):

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+import common
 from common import machine, save, searched_development_sets, shared_data
 
 WHOLE = " "  # what marks a whole-word term's name: WordPiece names hold no spaces
@@ -115,13 +116,7 @@ VARIANTS = (WholeWordTerms, JoinedWordTerms)
 
 
 def paired(label, base, new):
-    from ragbot.evaluation.metrics import paired_difference
-
-    d = paired_difference(base, new)
-    print(f"{label} (n={len(base)}): {np.mean(base):.3f} -> {np.mean(new):.3f}, paired {d['mean']:+.3f} "
-          f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]", flush=True)
-    return {"set": label, "n": len(base), "pieces": float(np.mean(base)), "whole_words": float(np.mean(new)),
-            "difference": d}
+    return common.paired(label, base, new, ("pieces", "whole_words"))
 
 
 def dev(work: Path) -> list[dict]:
