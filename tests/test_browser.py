@@ -188,6 +188,14 @@ It was first built in <script>fetch('http://127.0.0.2:8/leak')</script>1931 by M
 """
 
 
+def _above(page, upper: str, lower: str) -> bool:
+    """Whether `upper` begins above `lower` on the page. Both are measured in one step: the page
+    scrolls the question into view meanwhile, and two measurements apart could straddle the
+    scroll (with a title long enough to push the question down the page, they did)."""
+    return page.evaluate("([a, b]) => document.querySelector(a).getBoundingClientRect().top"
+                         " < document.querySelector(b).getBoundingClientRect().top", [upper, lower])
+
+
 def test_hostile_documents_and_questions_are_shown_as_text_and_fetch_nothing(make_bot, tmp_path):
     """A document and a question carrying HTML that points at another host: the page shows the
     characters, and the browser asks no origin but the app's own for anything (every request is
@@ -365,7 +373,7 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             page.click("#delete")
             # The question stands with its buttons, above them (it was in the status line under the chat).
             expect(page.locator("#delete-check")).to_contain_text("Delete “GAN history from the first adversarial networks to the diffusion era”?", timeout=30_000)
-            assert page.locator("#delete-question").bounding_box()["y"] < page.locator("#delete-yes").bounding_box()["y"]
+            assert _above(page, "#delete-question", "#delete-yes")
             page.click("#delete-no")
             expect(page.locator("#conversation-status")).to_contain_text("Not deleted.", timeout=30_000)
             expect(page.locator("#delete-yes")).to_be_hidden()
@@ -402,8 +410,7 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
             expect(page.locator("#delete-document-check")).to_contain_text("Delete gans.md?", timeout=30_000)
             expect(page.locator("#delete-document-yes")).to_be_in_viewport(ratio=1, timeout=10_000)
-            assert (page.locator("#delete-document-question").bounding_box()["y"]
-                    < page.locator("#delete-document-yes").bounding_box()["y"])
+            assert _above(page, "#delete-document-question", "#delete-document-yes")
             page.set_viewport_size({"width": 1400, "height": 900})
             page.click("#delete-document-yes")
             expect(page.locator("#library-status")).to_contain_text("Deleted gans.md", timeout=60_000)
