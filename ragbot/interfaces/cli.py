@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "trace, count votes, or export training data in TRL's dataset shapes.")
     fb = p.add_subparsers(dest="feedback_command", metavar="WHAT", required=True)
     f = fb.add_parser("vote", parents=[common], help="thumbs up/down (or none) on an answer, by its id")
-    f.add_argument("answer_id", help="the id `ragbot ask` prints (or `ragbot feedback show` lists)")
+    f.add_argument("answer_id", help="the id `ragbot ask` prints")
     f.add_argument("vote", choices=["up", "down", "none"])
     f.add_argument("--comment", help="why")
     f.add_argument("--correction", help="what the answer should have been: from now on it answers this question "

@@ -137,17 +137,13 @@ class Conversations:
         with self.store.transaction() as db:
             db.execute("UPDATE conversations SET deleted = 1, updated_at = ? WHERE id = ?", (time.time(), conversation_id))
 
-    def _feedback(self, answer_ids: list[str]) -> dict[str, dict]:
-        """The vote, comment and correction given on each of these answers that has any."""
-        found = {}
-        for start in range(0, len(answer_ids), 500):  # SQLite's limit on bound values
-            chosen = answer_ids[start:start + 500]
-            found.update({answer_id: {"vote": vote, "comment": comment, "correction": correction}
-                          for answer_id, vote, comment, correction in self._db.execute(
-                              f"SELECT answer_id, vote, comment, correction FROM feedback WHERE answer_id IN "
-                              f"({', '.join('?' * len(chosen))})", chosen)
-                          if vote is not None or comment or correction})
-        return found
+    def _feedback(self, conversation_id: str) -> dict[str, dict]:
+        """The vote, comment and correction given on each answer of the conversation that has any."""
+        rows = self._db.execute(
+            "SELECT f.answer_id, f.vote, f.comment, f.correction FROM feedback f JOIN answers a ON a.id = f.answer_id "
+            "WHERE a.conversation_id = ?", (conversation_id,)).fetchall()
+        return {answer_id: {"vote": vote, "comment": comment, "correction": correction}
+                for answer_id, vote, comment, correction in rows if vote is not None or comment or correction}
 
     def title(self, conversation_id: str, owner: str) -> str:
         self._require(conversation_id, owner)
@@ -167,7 +163,7 @@ class Conversations:
         answer cites (the Markdown gives a short excerpt of each, the JSON the whole text)."""
         title = self.title(conversation_id, owner)
         turns = [(t, self.sources(t.answer_id, t.answer)) for t in self.turns(conversation_id, owner)]
-        feedback = self._feedback([t.answer_id for t, _ in turns])
+        feedback = self._feedback(conversation_id)  # read for the turns shown: title() checked the owner
         if fmt == "json":
             return json.dumps({"id": conversation_id, "title": title,
                                "turns": [{**t.__dict__, "sources": sources, "feedback": feedback.get(t.answer_id)}
