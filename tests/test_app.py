@@ -4,7 +4,8 @@ import copy
 import html
 from pathlib import Path
 
-from ragbot.interfaces.app import ChatHandlers, literal, render_sources, safe_upload_name, snippet_html
+from ragbot.answer.generation import REFUSAL
+from ragbot.interfaces.app import ChatHandlers, answer_id_of, literal, render_sources, safe_upload_name, snippet_html
 from ragbot.types import Answer, Citation, Passage
 
 from conftest import copies_in_folders
@@ -515,7 +516,6 @@ def test_sources_of_an_earlier_answer_only_for_the_session_that_got_it(corpus_bo
 def test_choosing_the_answer_to_correct_shows_its_sources(corpus_bot):
     """The correction form's answer choice shows that answer's passages, whose [n] a correction
     cites, not those of the answer the panel showed before."""
-    from ragbot.interfaces.app import answer_id_of
 
     handlers = ChatHandlers(corpus_bot)
     *_, (history, _, _) = handlers.respond("When were GANs introduced and by whom?", [], "c-which", 5, 0.0, False,
@@ -556,10 +556,16 @@ def test_a_question_searched_in_chosen_documents_says_so_in_its_sources(corpus_b
 
     handlers = ChatHandlers(corpus_bot)
     vaes = str(CORPUS / "vaes.md")
+    assert handlers.start_turn("c", "browser:ann", "Who invented the transformer architecture?") is None
     *_, (history, panel, _) = handlers.respond("Who invented the transformer architecture?", [], "c", 5, 0.0,
                                                False, session="s", sources=[vaes])
     note = "Searched only the document chosen under “Your documents”: vaes.md."
     assert note in panel
+    # The refusal itself says the chosen document lacks the answer ("the documents" read as all
+    # of them), as given and as shown again; the log keeps the one refusal sentence.
+    assert history[-1]["content"] == "I don't know: the chosen document does not contain the answer."
+    assert handlers.reopen("c", "browser:ann", session="s2")[-1]["content"] == history[-1]["content"]
+    assert corpus_bot.feedback.answer_trace(answer_id_of(history[-1]))["answer"] == REFUSAL
     assert note in handlers.sources_of(history, len(history) - 1, "s", False)
     # A refusal from it alone says how to search them all, in the panel and beside the chat's
     # refusal (one sentence for every refusal, which read as the whole library's).
@@ -568,14 +574,16 @@ def test_a_question_searched_in_chosen_documents_says_so_in_its_sources(corpus_b
     assert handlers.limited_refusal(history, [vaes]) == hint
     *_, (answered, _, _) = handlers.respond("What does a VAE's encoder output?", [], "c", 5, 0.0, False, session="s",
                                             sources=[vaes])
-    from ragbot.interfaces.app import answer_id_of
-
     assert corpus_bot.feedback.answer_trace(answer_id_of(answered[-1]))["refused"] is False
     assert handlers.limited_refusal(answered, [vaes]) is None  # an answer needs no such word
     assert "To search all" not in handlers.sources_of(answered, len(answered) - 1, "s", False)
     *_, (history, panel, _) = handlers.respond("Who invented the transformer architecture?", [], "c", 5, 0.0,
                                                False, session="s")
     assert handlers.limited_refusal(history, None) is None  # everything was searched
+    from ragbot.interfaces.app import refusal_within
+
+    assert refusal_within(2) == "I don't know: the 2 chosen documents do not contain the answer."
+    assert refusal_within(0) == "I don't know: none of the documents chosen to search is stored."
     assert "Searched only" not in panel and "Searched only" not in handlers.sources_of(history, 1, "s", False)
     # Names are shown as text, in order, however many were chosen.
     from ragbot.interfaces.app import searched_note
@@ -597,6 +605,32 @@ def test_a_question_searched_in_chosen_documents_says_so_in_its_sources(corpus_b
     assert "Searched only" not in render_sources(answer, False, searched=["/d/b.md"])
     assert "Searched only" in render_sources(Answer(**{**answer.__dict__, "correction_of": None}), False,
                                              searched=["/d/b.md"])
+
+
+def test_a_clicked_row_of_the_library_chooses_the_document_it_shows(make_bot, docs, tmp_path):
+    """The page sends the row's number and cells; both are checked against the library as stored."""
+    bot = make_bot()
+    bot.ingest([docs])
+    handlers = ChatHandlers(bot)
+    rows, choices = handlers.library()
+    paris = next(i for i, (_, source) in enumerate(choices) if source.endswith("paris.md"))
+    assert handlers.document_in_row([paris, 1], rows[paris]) == choices[paris][1]
+    # The library changed since the page drew it: the row's cells still name one document.
+    assert handlers.document_in_row([paris + 1, 0], rows[paris]) == choices[paris][1]
+    # Cells no stored document shows, or anything else a client sends: nothing is chosen.
+    assert handlers.document_in_row([paris, 0], ["/etc/passwd", "text", "2026-01-01"]) is None
+    assert handlers.document_in_row("0", rows[paris]) == choices[paris][1]  # no number: the cells alone
+    assert handlers.document_in_row(None, None) is None and handlers.document_in_row([10**6, 0], "x") is None
+    # Two documents whose rows read alike (one name, two folders of one name): the row's number decides.
+    for folder in (tmp_path / "a" / "same", tmp_path / "b" / "same"):
+        folder.mkdir(parents=True)
+        (folder / "twin.md").write_text(f"# Twin\n\nThis twin lives in {folder.parent.name}.\n")
+        assert bot.ingest([folder / "twin.md"]).ok
+    rows, choices = handlers.library()
+    twins = [i for i, (_, source) in enumerate(choices) if source.endswith("twin.md")]
+    assert len(twins) == 2 and rows[twins[0]] == rows[twins[1]]
+    assert [handlers.document_in_row([i, 0], rows[i]) for i in twins] == [choices[i][1] for i in twins]
+    assert handlers.document_in_row([0, 0], rows[twins[0]]) is None  # not the row's number, and two read so
 
 
 def test_the_library_keeps_what_is_chosen_while_it_is_stored(make_bot, docs):

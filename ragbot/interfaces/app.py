@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ragbot.answer.corrections import SAVED_CORRECTION
-from ragbot.answer.generation import HISTORY_TURNS, mark_citations, passage_header
+from ragbot.answer.generation import HISTORY_TURNS, is_refusal, mark_citations, passage_header
 from ragbot.bot import RagBot
 from ragbot.interfaces.conversations import ConversationError, Conversations
 from ragbot.errors import RagbotError
@@ -39,6 +39,7 @@ MAX_QUESTION_CHARS = 1000  # longer is a pasted document, not a question
 # The page waits this long for another process's ingest (e.g. `ragbot ingest` in a terminal),
 # then says who holds the data dir instead of leaving the user with a silent spinner.
 PAGE_WRITE_WAIT = 5.0
+CHOOSE_FIRST = "Choose a document first."  # the library's Re-ingest or Delete with no document chosen
 DOCUMENT_ROUTE = "/ragbot/documents"  # + "/<stored id>": a stored PDF, for its pages to open in the browser
 BUSY = "Answering… Stop it to ask something else."
 ANSWERING = "<p class='ragbot-muted'>Answering…</p>"
@@ -56,12 +57,25 @@ def shown(text: str) -> str:
 CORRECTION_MARK = "Saved correction:"  # before an answer that is a correction, not a quote
 
 
-def shown_answer(text: str, corrected: bool = False) -> str:
+def shown_answer(text: str, corrected: bool = False, searched: int | None = None) -> str:
     """An answer as the chat shows it: escaped like all text, each citation number a link to
     that passage in the sources panel (the only markup in a message, and ragbot's own). A saved
-    correction says so first: it read as a quote from the documents (helper-49's drive)."""
+    correction says so first: it read as a quote from the documents (helper-49's drive).
+    `searched`: how many documents chosen in the library the question searched (None: all); a
+    refusal then says that those lack the answer."""
+    if searched is not None and is_refusal(text):
+        text = refusal_within(searched)
     cited = mark_citations(shown(text), lambda n: f'<a class="ragbot-cite" href="#source-{n}">{n}</a>')
     return f'<span class="ragbot-correction">{CORRECTION_MARK}</span> {cited}' if corrected else cited
+
+
+def refusal_within(searched: int) -> str:
+    """The refusal as the chat shows it for a question that searched only the documents chosen in
+    the library (`searched` of them): the stored refusal's "the documents" read as all of them."""
+    if searched == 0:
+        return "I don't know: none of the documents chosen to search is stored."
+    which = "the chosen document does not" if searched == 1 else f"the {searched} chosen documents do not"
+    return f"I don't know: {which} contain the answer."
 
 
 # ASCII punctuation, which Markdown lets a backslash make literal; not & and ; (html.escape's entities).
@@ -451,6 +465,7 @@ class ChatHandlers:
         history.append({"role": "assistant", "content": ""})
         text = ""
         answer = None
+        searched = None if sources is None else len(set(sources))
         stop = self._stops[session] = threading.Event()  # Stop works from the moment the question shows
         try:
             yield history, ANSWERING, ""
@@ -461,7 +476,7 @@ class ChatHandlers:
                                                  history=earlier, stop=stop, user=user, sources=sources):
                     if isinstance(event, str):
                         text += event
-                        history[-1] = {"role": "assistant", "content": shown_answer(text)}
+                        history[-1] = {"role": "assistant", "content": shown_answer(text, searched=searched)}
                         yield history, ANSWERING, ""
                     else:
                         answer = event
@@ -474,7 +489,8 @@ class ChatHandlers:
             return
         assert answer is not None and answer.id is not None
         self._issue(session, answer.id)
-        history[-1] = {"role": "assistant", "content": shown_answer(answer.answer, corrected=bool(answer.correction_of)),
+        history[-1] = {"role": "assistant", "content": shown_answer(answer.answer, corrected=bool(answer.correction_of),
+                                                                    searched=searched),
                        "metadata": {"id": answer.id}}
         yield history, render_sources(answer, show_all, self.document_links(answer.passages), searched=sources), ""
 
@@ -622,7 +638,8 @@ class ChatHandlers:
         for turn in turns:
             self._issue(session, turn.answer_id)
             history.append({"role": "user", "content": shown(turn.question)})
-            history.append({"role": "assistant", "content": shown_answer(turn.answer, corrected=turn.corrected),
+            history.append({"role": "assistant", "content": shown_answer(turn.answer, corrected=turn.corrected,
+                                                                         searched=turn.searched),
                             "metadata": {"id": turn.answer_id}})
         return history
 
@@ -688,6 +705,19 @@ class ChatHandlers:
                                       if isinstance(s, str) and s in stored))
         return rows, choices, chosen if isinstance(chosen, str) and chosen in stored else None, searched
 
+    def document_in_row(self, index, row) -> str | None:
+        """The stored document a clicked row of the library names, or None. The page sends the
+        row's number and its cells as it shows them; both are checked against the library as
+        stored now: the row at that number when its cells match (two documents of one name, from
+        two folders of one name, read alike), else the one row that reads so (the library
+        changed since the page drew it). Nothing else the page sends names a document."""
+        rows, choices = self.library()
+        at = index[0] if isinstance(index, (list, tuple)) and index and isinstance(index[0], int) else None
+        if at is not None and 0 <= at < len(rows) and rows[at] == row:
+            return choices[at][1]
+        matching = [source for shown, (_, source) in zip(rows, choices) if shown == row]
+        return matching[0] if len(matching) == 1 else None
+
     def has_documents(self) -> bool:
         return self.bot.store.counts()[0] > 0
 
@@ -711,7 +741,7 @@ class ChatHandlers:
         when this one was among them, since the choice then changes without a word)."""
         doc = self._stored(source)
         if doc is None:
-            return "Choose a document first."
+            return CHOOSE_FIRST
         try:
             report = self.bot.remove([doc.source], wait=PAGE_WRITE_WAIT)
         except RagbotError as exc:
@@ -737,7 +767,7 @@ class ChatHandlers:
     def reingest_document(self, source: str | None) -> str:
         doc = self._stored(source)
         if doc is None:
-            return "Choose a document first."
+            return CHOOSE_FIRST
         if not Path(doc.source).is_file():
             return f"{literal(Path(doc.source).name)} is no longer on disk; delete it from the library instead."
         try:
@@ -1041,7 +1071,9 @@ CSS = """
 .ragbot-source blockquote.ragbot-passage { margin: 4px 0 0 0 !important; padding-left: 8px;
   border-left: 3px solid #d1d5db; white-space: pre-wrap; }
 .ragbot-source.ragbot-highlight { background: #fef9c3; outline: 2px solid #facc15; }
-a.ragbot-cite { text-decoration: none; font-weight: 600; }
+/* A citation's number is its link: told by the link colour, at its brackets' weight (bold, the
+   digit looked larger than the brackets round it). */
+a.ragbot-cite { text-decoration: none; color: var(--link-text-color); }
 .ragbot-more > summary { cursor: pointer; list-style: none; }
 .ragbot-more > summary::-webkit-details-marker { display: none; }
 .ragbot-more[open] > summary { display: none; }
@@ -1221,7 +1253,8 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                                              interactive=False, elem_id="documents", wrap=True)
                     search_in = gr.Dropdown(choices=[], value=[], multiselect=True, elem_id="search-in",
                                             label=search_label([]))
-                    chosen_doc = gr.Dropdown(choices=[], label="Document", elem_id="document-choice")
+                    chosen_doc = gr.Dropdown(choices=[], label="Document", elem_id="document-choice",
+                                             info="Choose it here, or click its row in the table.")
                     with gr.Row():
                         reingest = gr.Button("Re-ingest", elem_id="reingest")
                         delete_doc = gr.Button("Delete from ragbot", variant="stop", elem_id="delete-document")
@@ -1579,7 +1612,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         def ask_to_delete_document(source):
             asked = handlers.deletion_question(source)
             if asked is None:
-                return gr.update(visible=False), None, "Choose a document first.", ""
+                return gr.update(visible=False), None, CHOOSE_FIRST, ""
             return gr.update(visible=True), source, "", asked
 
         def delete_chosen_document(source, chosen, searched):
@@ -1597,6 +1630,15 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         # delete_chosen_document deletes nothing then, but the page contradicted itself).
         chosen_doc.change(lambda source, asked: gr.skip() if source == asked else gr.update(visible=False),
                           [chosen_doc, doc_to_delete], delete_doc_check, api_name=False, show_progress="hidden")
+        # A row of the table, clicked, chooses its document (the rows looked clickable and did nothing).
+        def choose_row(event: gr.SelectData):
+            source = handlers.document_in_row(event.index, event.row_value)
+            return gr.skip() if source is None else source
+
+        documents.select(choose_row, None, chosen_doc, api_name=False, show_progress="hidden")
+        # Once a document is chosen, the prompt to choose one goes (it stayed, under the choice).
+        chosen_doc.change(lambda source, said: "" if source and said == CHOOSE_FIRST else gr.skip(),
+                          [chosen_doc, library_status], library_status, api_name=False, show_progress="hidden")
         delete_doc_no.click(lambda: ("Not deleted.", gr.update(visible=False), None), None,
                             [library_status, delete_doc_check, doc_to_delete])
         reingest.click(handlers.reingest_document, chosen_doc, library_status).then(library, [search_in, chosen_doc],

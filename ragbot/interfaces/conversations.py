@@ -53,6 +53,7 @@ class Turn:
     answer_id: str
     refused: bool
     corrected: bool = False  # the answer is a saved correction (Answer.correction_of), not a quote
+    searched: int | None = None  # how many documents chosen in the library the question searched; None: all
 
 
 class Conversations:
@@ -113,15 +114,15 @@ class Conversations:
         if not self._exists(conversation_id, owner):
             return []
         rows = self._db.execute(
-            "SELECT question, answer, id, refused, turn, json_extract(params, '$.correction_of') IS NOT NULL "
-            "FROM answers WHERE conversation_id = ? ORDER BY created_at, rowid", (conversation_id,)).fetchall()
+            "SELECT question, answer, id, refused, turn, json_extract(params, '$.correction_of') IS NOT NULL, "
+            "json_array_length(params, '$.sources') FROM answers WHERE conversation_id = ? ORDER BY created_at, rowid", (conversation_id,)).fetchall()
         # Replayed in the order they were given: an answer to turn n (a question asked again, as
         # it was or edited) replaces turn n and every turn after it, as it did on the page.
         shown: list[Turn] = []
-        for question, answer, answer_id, refused, turn, corrected in rows:
+        for question, answer, answer_id, refused, turn, corrected, searched in rows:
             if turn >= 1:
                 del shown[turn - 1:]
-            shown.append(Turn(question, answer, answer_id, bool(refused), bool(corrected)))
+            shown.append(Turn(question, answer, answer_id, bool(refused), bool(corrected), searched))
         return shown
 
     def rename(self, conversation_id: str, owner: str, title: str) -> None:
