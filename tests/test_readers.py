@@ -50,6 +50,16 @@ def test_markdown_html_is_cut_where_the_parser_found_it_not_where_its_text_first
         "| Tag: `<b>` | Use: bold |\n| Tag: x | Use: x |\n\n> a quote\n> in two lines ends")
 
 
+def test_an_html_block_in_a_list_item_or_a_quote_stays_in_it(tmp_path):
+    # The block's text replaced the item's whole line, "- " and all, and a blank line after it
+    # split the list in two (helper-55).
+    path = tmp_path / "steps.md"
+    path.write_text("# Steps\n\n- <div>Open the valve.</div>\n- Start the pump.\n\n"
+                    "1. <p>Prime it.</p>\n2. Wait.\n\n> <div>Never run it dry.</div>\n\n<div>Done.</div>\n")
+    assert read_document(path).text == ("# Steps\n\n- Open the valve.\n- Start the pump.\n\n"
+                                        "1. Prime it.\n2. Wait.\n\n> Never run it dry.\n\nDone.")
+
+
 def test_html_keeps_headings_and_table_cells_and_drops_scripts():
     doc = read_document(CORPUS / "llms-vs-generative-ai.html")
     assert doc.title == "Large Language Models versus Generative AI"

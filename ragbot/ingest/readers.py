@@ -198,7 +198,7 @@ def _read_pdf(path: Path, data: bytes, structure: bool, ruled_tables: bool) -> t
 
 _TAG_NAME = re.compile(r"^</?\s*([A-Za-z][\w-]*)")
 # Of how HTML is read, in an HTML file and inside Markdown; a document stored otherwise is read again.
-HTML_RULES = 1
+HTML_RULES = 2  # 2: an HTML block in a list item or quote keeps its "- " or "> "
 # What an opening inline tag leaves in the text: a line break a space, a superscript a "^"
 # ("42<sup>2</sup>" read "422"); any other tag nothing.
 _INLINE_MARKS = {"br": " ", "sup": "^"}
@@ -236,7 +236,14 @@ def _markdown_without_html(text: str) -> str:
         first, end = token.map
         if token.type == "html_block":
             visible = _html_to_text(token.content)[1]
-            blocks.append((first, end, visible.split("\n") + [""] if visible else []))
+            # Inside a list item or a quote, the block's first line keeps the marks before it
+            # ("- ", "> "), and no blank line ends it: the item stays an item, its list one list.
+            head = lines[first]
+            prefix = head[:max(head.find(token.content.split("\n", 1)[0].strip()), 0)]
+            if visible and prefix.strip():
+                blocks.append((first, end, (prefix + visible).split("\n")))
+            else:
+                blocks.append((first, end, visible.split("\n") + [""] if visible else []))
         elif token.type == "inline":
             where = _inline_columns(token.content, lines[first:end], cursors.get(first, 0))
             if where is None:
