@@ -204,11 +204,14 @@ def row_sentences(row: str) -> list[tuple[str, bool]]:
     with its value): a form's row that pairs two labels or more with their values
     ("| Airframe Total Time: | 3861 Hours | Engine Manufacturer: | Lycoming |") gives each of its
     parts on its own, since each pair is a fact of its own; any other row is one sentence
-    (cells_as_prose), a field when it is one label with its value ("| Surname: | Ambur |")."""
-    parts = _row_parts(row)
+    (cells_as_prose), a field when it is one label with its value ("| Surname: | Ambur |"). A
+    label whose value cell is empty says nothing, so it is left out ("| Aircraft Make: | Cessna |
+    Registration: | |" was quoted as "Aircraft Make: Cessna; Registration:"), and a row of such
+    labels gives no sentence ("Airworthiness Certificate:; Serial Number:" was quoted)."""
+    parts = [(text, paired) for text, paired in _row_parts(row) if paired or not text.endswith(":")]
     if sum(paired for _, paired in parts) > 1:
         return parts
-    return [(cells_as_prose(row), len(parts) == 1 and parts[0][1])]
+    return [("; ".join(text for text, _ in parts), len(parts) == 1 and parts[0][1])] if parts else []
 
 
 def table_row(cells: list[str]) -> str:

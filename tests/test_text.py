@@ -113,10 +113,15 @@ def test_each_table_row_is_a_sentence_of_its_own():
                                       "Aircraft: Piper PA-22-150", "The pilot was not hurt.",
                                       "He typed ls | grep x and walked away."]
     assert prose_sentences("| Name | Year |\n| GPT-2 | 2019 |") == ["Name; Year", "GPT-2; 2019"]
-    # One pair and other cells: one sentence. A label without a value is a part of its own.
+    # One pair and other cells: one sentence.
     assert prose_sentences("| Name: | Ambur | Signed |") == ["Name: Ambur; Signed"]
+    # A label whose value is empty says nothing: it is left out, and was quoted as an answer
+    # ("Aircraft Make: Cessna; Registration:"; "Airworthiness Certificate:; Serial Number:").
     assert prose_sentences("| Wind: | Calm | Gusts: | | Visibility: | 10 Miles |") == [
-        "Wind: Calm", "Gusts:", "Visibility: 10 Miles"]
+        "Wind: Calm", "Visibility: 10 Miles"]
+    assert prose_sentences("| Aircraft Make: | Cessna | Registration: | |") == ["Aircraft Make: Cessna"]
+    assert prose_sentences("The form:\n| Airworthiness Certificate: | | Serial Number: | |\nEnd.") == [
+        "The form:", "End."]
 
 
 def test_a_rows_cells_read_as_labels_and_values():
