@@ -220,6 +220,9 @@ def test_a_correction_served_in_the_chat_says_so_in_the_message_its_sources_and_
         *_, (history, panel, _) = handlers.respond(question, [], conversation, 5, 0.0, False, session="s")
         assert message_text(history[-1]) == f"{CORRECTION_MARK} {fix}"
         assert "A saved correction, not a quote from the documents" in panel and "Your correction" not in panel
+        # How to replace it, said as the feedback log does it (test_a_thumbs_down_on_a_corrected_…);
+        # "Vote on this answer to change it again" did not say how (helper-54).
+        assert "To replace it, give this answer a thumbs-down" in panel
         reopened = handlers.reopen(conversation, "browser:ann", session="t")
         assert message_text(reopened[-1]) == f"{CORRECTION_MARK} {fix}"
         exported = handlers.conversations.export(conversation, "browser:ann")
