@@ -145,6 +145,19 @@ def test_output_cut_off_by_its_reader_ends_quietly(lines):
     assert proc.wait(timeout=60) == 141 and err == b""
 
 
+def test_a_broken_pipe_that_is_not_the_outputs_is_not_hidden():
+    # Every BrokenPipeError ended quietly with 141, as if the output's reader had gone, though
+    # one from a pipe of ragbot's own is a fault to show.
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom ragbot.interfaces import cli\n"
+            "def run(args):\n    print('passage')\n    raise BrokenPipeError(32, 'Broken pipe')\n"
+            "cli._run = run\nsys.exit(cli.main(['status']))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert proc.returncode == 1 and b"BrokenPipeError" in proc.stderr, proc
+
+
 def test_help_explains_every_command(capsys):
     with pytest.raises(SystemExit) as done:
         build_parser().parse_args(["--help"])

@@ -299,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\nragbot: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        if not _reader_gone():
+            raise  # a pipe of ragbot's own broke, not its output's: a fault, shown as any other
         # The reader stopped reading (`ragbot search … | head`): nothing more to say. Standard
         # output goes to /dev/null, so Python's flush at exit does not fail on the closed pipe.
         try:
@@ -306,6 +308,20 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError):  # standard output is no file (a caller's own stream)
             pass
         return 141  # as for a program the pipe's signal ended: 128 + SIGPIPE
+
+
+def _reader_gone() -> bool:
+    """Whether standard output's reader has gone: on a pipe whose reading end is closed, poll
+    reports an error. Where that cannot be asked (no poll, or standard output is not a file),
+    a broken pipe is taken to be the output's, as before this was asked."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both of the last two
+        return True
 
 
 def _open(args: argparse.Namespace):
