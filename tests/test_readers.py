@@ -123,6 +123,19 @@ def test_text_with_bom_and_utf16(tmp_path):
     wide = tmp_path / "wide.txt"
     wide.write_bytes("Ünïcode text.".encode("utf-16"))
     assert read_document(wide).text == "Ünïcode text."
+    # UTF-32's little-endian mark starts with UTF-16's: such a file was stored with a NUL between
+    # every two letters.
+    wider = tmp_path / "wider.txt"
+    for encoding in ("utf-32-le", "utf-32-be"):  # each with its byte-order mark
+        wider.write_bytes("\ufeffÜnïcode text.".encode(encoding))
+        assert read_document(wider).text == "Ünïcode text."
+    # A mark followed by what is not text in its encoding: named, not stored with its NULs.
+    wider.write_bytes(b"\xff\xfe" + "\x00Ünïcode text.".encode("utf-16-le"))
+    with pytest.raises(DocumentError, match="wider.txt: has a UTF-32 byte-order mark but is not valid UTF-32"):
+        read_document(wider)
+    wider.write_bytes(b"\xff\xfe" + "Ü\x00nïcode text.".encode("utf-16-le"))
+    with pytest.raises(DocumentError, match="wider.txt: has a UTF-16 byte-order mark, but read so it holds NUL"):
+        read_document(wider)
 
 
 def test_pdf_keeps_page_numbers():

@@ -144,11 +144,19 @@ def read_bytes(path: Path) -> bytes:
 
 
 def _decode_text(path: Path, data: bytes) -> str:
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError:
-            raise DocumentError(str(path), "has a UTF-16 byte-order mark but is not valid UTF-16") from None
+    # UTF-32's little-endian mark begins with UTF-16's (FF FE), so it is looked for first: read as
+    # UTF-16, such a file gave a NUL between every two letters, and was stored so.
+    for encoding, marks in (("utf-32", (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")), ("utf-16", (b"\xff\xfe", b"\xfe\xff"))):
+        if data.startswith(marks):
+            name = encoding.upper()
+            try:
+                text = data.decode(encoding)
+            except UnicodeDecodeError:
+                raise DocumentError(str(path), f"has a {name} byte-order mark but is not valid {name}") from None
+            if "\x00" in text[:8192]:
+                raise DocumentError(str(path), f"has a {name} byte-order mark, but read so it holds NUL "
+                                               f"characters: not {name} text")
+            return text
     if b"\x00" in data[:8192]:
         raise DocumentError(str(path), "looks like a binary file (contains NUL bytes), not text")
     try:
