@@ -120,9 +120,9 @@ def sentences(text: str) -> list[str]:
 
 def prose_sentences(text: str) -> list[str]:
     """The sentences of a passage's prose, markup removed: headings ("# ...") dropped, each list
-    item and paragraph read on its own, each table row (`is_table_row`) read as a line without
-    bars (`cells_as_prose`), as an answer quotes it: one sentence, or one for each label with its
-    value in a form's row that holds several (`row_sentences`)."""
+    item and paragraph read on its own, each table row (`is_table_row`) read as an answer quotes
+    it (`row_sentences`): a line without bars, or one for each label with its value in a form's
+    row that holds several, a label with an empty value left out."""
     return [sentence for sentence, _ in prose_pieces(text)]
 
 
@@ -204,11 +204,17 @@ def row_sentences(row: str) -> list[tuple[str, bool]]:
     with its value): a form's row that pairs two labels or more with their values
     ("| Airframe Total Time: | 3861 Hours | Engine Manufacturer: | Lycoming |") gives each of its
     parts on its own, since each pair is a fact of its own; any other row is one sentence
-    (cells_as_prose), a field when it is one label with its value ("| Surname: | Ambur |"). A
-    label whose value cell is empty says nothing, so it is left out ("| Aircraft Make: | Cessna |
-    Registration: | |" was quoted as "Aircraft Make: Cessna; Registration:"), and a row of such
-    labels gives no sentence ("Airworthiness Certificate:; Serial Number:" was quoted)."""
-    parts = [(text, paired) for text, paired in _row_parts(row) if paired or not text.endswith(":")]
+    (cells_as_prose), a field when it is one label with its value ("| Surname: | Ambur |").
+
+    A form's empty field says nothing, so it is left out: a label whose value cell is empty, and
+    in a form's row (one that pairs a label with its value, or holds two labels or more) a label
+    with no value after it: "| Departure Time: | 1710 EST | Type of Airspace: |" was quoted as
+    "Departure Time: 1710 EST; Type of Airspace:", and a row of such labels gives no sentence.
+    In any other row a cell ending in a colon is text ("| Step 1 | Mix the following: |")."""
+    parts = _row_parts(row, empty_labels=False)
+    alone = sum(not paired and text.endswith(":") for text, paired in parts)
+    if any(paired for _, paired in parts) or alone > 1:
+        parts = [(text, paired) for text, paired in parts if paired or not text.endswith(":")]
     if sum(paired for _, paired in parts) > 1:
         return parts
     return [("; ".join(text for text, _ in parts), len(parts) == 1 and parts[0][1])] if parts else []
@@ -231,9 +237,11 @@ def table_cells(row: str) -> list[str]:
     return cells
 
 
-def _row_parts(row: str) -> list[tuple[str, bool]]:
+def _row_parts(row: str, empty_labels: bool = True) -> list[tuple[str, bool]]:
     """The row's parts in order (cells_as_prose), each with whether it is a label and its value.
-    An empty cell pairs no label with the cell after it."""
+    An empty cell pairs no label with the cell after it. `empty_labels` False leaves out a label
+    whose value cell is there and empty ("| Registration: | |"; a last cell ending in a colon,
+    "| Step 1 | Mix the following: |", is kept)."""
     cells = table_cells(row)
     parts, i = [], 0
     while i < len(cells):
@@ -241,6 +249,9 @@ def _row_parts(row: str) -> list[tuple[str, bool]]:
         if cell.endswith(":") and after and not after.endswith(":"):
             parts.append((f"{cell} {after}", True))  # a label and its value
             i += 2
+            continue
+        if cell.endswith(":") and not empty_labels and i + 1 < len(cells) and not after:
+            i += 2  # a label and its empty value
             continue
         if cell:
             parts.append((cell, False))

@@ -583,6 +583,10 @@ def test_a_question_searched_in_chosen_documents_says_so_in_its_sources(corpus_b
     from ragbot.interfaces.app import refusal_within
 
     assert refusal_within(2) == "I don't know: the 2 chosen documents do not contain the answer."
+    # A saved correction that is the refusal is the user's words, not the search's (helper-56).
+    from ragbot.interfaces.app import shown_answer
+
+    assert shown_answer(REFUSAL, corrected=True, searched=1).endswith(REFUSAL)
     assert refusal_within(0) == "I don't know: none of the documents chosen to search is stored."
     assert "Searched only" not in panel and "Searched only" not in handlers.sources_of(history, 1, "s", False)
     # Names are shown as text, in order, however many were chosen.

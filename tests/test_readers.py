@@ -58,6 +58,12 @@ def test_an_html_block_in_a_list_item_or_a_quote_stays_in_it(tmp_path):
                     "1. <p>Prime it.</p>\n2. Wait.\n\n> <div>Never run it dry.</div>\n\n<div>Done.</div>\n")
     assert read_document(path).text == ("# Steps\n\n- Open the valve.\n- Start the pump.\n\n"
                                         "1. Prime it.\n2. Wait.\n\n> Never run it dry.\n\nDone.")
+    # A paragraph after the item is not run into it. A heading, a table row or text of several
+    # lines stands on its own, as before: behind a "- ", "## Parts" and a row read as sentences
+    # (helper-56).
+    path.write_text("- <div>Open the valve.</div>\nThen wait.\n\n- <h2>Parts</h2>\n- <table><tr><td>a</td>"
+                    "<td>b</td></tr></table>\n- <div><p>One.</p><p>Two.</p></div>\n- Last.\n")
+    assert read_document(path).text == "- Open the valve.\n\nThen wait.\n\n## Parts\n\na | b |\n\nOne.\n\nTwo.\n\n- Last."
 
 
 def test_html_keeps_headings_and_table_cells_and_drops_scripts():

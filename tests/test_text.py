@@ -122,6 +122,13 @@ def test_each_table_row_is_a_sentence_of_its_own():
     assert prose_sentences("| Aircraft Make: | Cessna | Registration: | |") == ["Aircraft Make: Cessna"]
     assert prose_sentences("The form:\n| Airworthiness Certificate: | | Serial Number: | |\nEnd.") == [
         "The form:", "End."]
+    # As the PDF reader writes a form's rows: an empty field's label has no cell after it.
+    assert prose_sentences("| Departure Time: | 1710 EST | Type of Airspace: |") == ["Departure Time: 1710 EST"]
+    assert prose_sentences("| Occupational Pilot: | Last Flight Review or Equivalent: | 10/01/2006 |") == [
+        "Last Flight Review or Equivalent: 10/01/2006"]
+    assert prose_sentences("| Airworthiness Certificate: | Serial Number: |") == []
+    # Outside a form's row, a cell ending in a colon is text (helper-56).
+    assert prose_sentences("| Step 1 | Mix the following: |") == ["Step 1; Mix the following:"]
 
 
 def test_a_rows_cells_read_as_labels_and_values():

@@ -17,6 +17,7 @@ from ragbot.errors import DocumentError
 from ragbot.ingest.pdf import read_pdf
 from ragbot.ingest.tables import html_with_named_columns, markdown_with_named_columns
 from ragbot.ingest.word import read_docx
+from ragbot.text import is_list_item, is_table_row, markdown_heading
 from ragbot.types import Document, PageSpan
 
 KINDS = {
@@ -246,14 +247,19 @@ def _markdown_without_html(text: str) -> str:
         first, end = token.map
         if token.type == "html_block":
             visible = _html_to_text(token.content)[1]
-            # Inside a list item or a quote, the block's first line keeps the marks before it
-            # ("- ", "> "), and no blank line ends it: the item stays an item, its list one list.
+            replacement = visible.split("\n") + [""] if visible else []
+            # Inside a list item or a quote, a block that reads as one line of text keeps the marks
+            # before it ("- ", "> "), so the item stays an item; a blank line ends it unless the
+            # next line goes on with the list or quote. Text of several lines, a heading or a
+            # table row stands on its own as before: behind a mark, "## Title" or a row would be
+            # read as a sentence, and the lines after the first would leave the quote anyway.
             head = lines[first]
             prefix = head[:max(head.find(token.content.split("\n", 1)[0].strip()), 0)]
-            if visible and prefix.strip():
-                blocks.append((first, end, (prefix + visible).split("\n")))
-            else:
-                blocks.append((first, end, visible.split("\n") + [""] if visible else []))
+            if (prefix.strip() and visible and "\n" not in visible and not is_table_row(visible)
+                    and markdown_heading(visible) is None):
+                goes_on = end < len(lines) and (is_list_item(lines[end]) or lines[end].lstrip().startswith(">"))
+                replacement = [prefix + visible] + ([] if goes_on else [""])
+            blocks.append((first, end, replacement))
         elif token.type == "inline":
             where = _inline_columns(token.content, lines[first:end], cursors.get(first, 0))
             if where is None:

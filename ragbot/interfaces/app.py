@@ -62,8 +62,9 @@ def shown_answer(text: str, corrected: bool = False, searched: int | None = None
     that passage in the sources panel (the only markup in a message, and ragbot's own). A saved
     correction says so first: it read as a quote from the documents (helper-49's drive).
     `searched`: how many documents chosen in the library the question searched (None: all); a
-    refusal then says that those lack the answer."""
-    if searched is not None and is_refusal(text):
+    refusal then says that those lack the answer (not a saved correction that is the refusal:
+    the user's, it was not searched for)."""
+    if searched is not None and not corrected and is_refusal(text):
         text = refusal_within(searched)
     cited = mark_citations(shown(text), lambda n: f'<a class="ragbot-cite" href="#source-{n}">{n}</a>')
     return f'<span class="ragbot-correction">{CORRECTION_MARK}</span> {cited}' if corrected else cited
@@ -640,7 +641,7 @@ class ChatHandlers:
             self._issue(session, turn.answer_id)
             history.append({"role": "user", "content": shown(turn.question)})
             history.append({"role": "assistant", "content": shown_answer(turn.answer, corrected=turn.corrected,
-                                                                         searched=turn.searched),
+                                                                         searched=turn.chosen_documents_searched),
                             "metadata": {"id": turn.answer_id}})
         return history
 

@@ -312,14 +312,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _reader_gone() -> bool:
     """Whether standard output's reader has gone: on a pipe whose reading end is closed, poll
-    reports an error. Where that cannot be asked (no poll, or standard output is not a file),
-    a broken pipe is taken to be the output's, as before this was asked."""
+    reports an error (Linux) or a hang-up (the BSDs, macOS). Where that cannot be asked (no poll,
+    or standard output is not a file), a broken pipe is taken to be the output's, as before this
+    was asked."""
     import select
 
     try:
         poller = select.poll()
         poller.register(sys.stdout.fileno(), select.POLLOUT)
-        return any(events & select.POLLERR for _, events in poller.poll(0))
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
     except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both of the last two
         return True
 

@@ -53,7 +53,7 @@ class Turn:
     answer_id: str
     refused: bool
     corrected: bool = False  # the answer is a saved correction (Answer.correction_of), not a quote
-    searched: int | None = None  # how many documents chosen in the library the question searched; None: all
+    chosen_documents_searched: int | None = None  # the question searched only this many, chosen in the library; None: all
 
 
 class Conversations:
