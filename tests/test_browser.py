@@ -340,7 +340,10 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             page.click("#export")
             # Named after its title; its answer's [1] listed with the passage it names.
             expect(page.locator("#exported")).to_contain_text(re.compile(r"GAN history from the first adversarial networks to the diffusion era\s*\.md"), timeout=30_000)
-            expect(page.locator("#conversation-status")).to_contain_text("Exported as GAN history from the first adversarial networks to the diffusion era.md: click its name")
+            expect(page.locator("#conversation-status")).to_contain_text(
+                "Exported as GAN history from the first adversarial networks to the diffusion era.md: the ⇣ beside its size")
+            # What the status names is the download link (it said "click its name", which is no link).
+            expect(page.locator("#exported a[data-testid='download-link']")).to_contain_text("⇣")
             # The whole name is shown in the narrow column (Gradio's row clipped it to ".n").
             shown = page.locator("#exported td.filename").evaluate(
                 "e => [e, e.querySelector('.stem'), e.querySelector('.ext')].map(x => x.scrollWidth <= x.clientWidth + 1)"

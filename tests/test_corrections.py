@@ -7,7 +7,7 @@ import pytest
 from conftest import CORPUS
 from ragbot.answer import corrections
 from ragbot.answer.generation import REFUSAL
-from ragbot.interfaces.app import CORRECTION_MARK, ChatHandlers, message_text, render_sources
+from ragbot.interfaces.app import CORRECTION_MARK, ChatHandlers, literal, message_text, render_sources
 from ragbot.answer.corrections import Correction, CorrectionMemory
 
 
@@ -191,6 +191,42 @@ def test_a_thumbs_down_on_a_corrected_answer_takes_the_correction_back(corpus_bo
     finally:
         corpus_bot.feedback.set_feedback(first.id, None)
         corpus_bot.feedback.set_feedback(corrected.id, None)
+
+
+def test_the_chat_says_when_a_vote_withdraws_a_served_correction_and_shows_what_is_saved(corpus_bot):
+    """A thumbs-down on a served correction withdraws it (the test above), and the page said only
+    "Thanks: marked unhelpful."; choosing an answer to correct showed nothing of what was saved
+    with it, since the boxes are emptied once saved (helper-57's drive)."""
+    question = "What is latent diffusion?"
+    first = corpus_bot.ask(question)
+    fix = "Latent diffusion runs the diffusion process in a compressed latent space [1]."
+    corpus_bot.feedback.set_feedback(first.id, -1, correction=fix)
+    handlers = ChatHandlers(corpus_bot)
+    try:
+        *_, (history, _, _) = handlers.respond(question, [], "c", 5, 0.0, False, session="s")
+        served = history[-1]["metadata"]["id"]
+        assert corpus_bot.feedback.answer_trace(served)["params"]["correction_of"] == first.id
+        withdrawn = handlers.on_like(history, len(history) - 1, False, session="s")
+        assert withdrawn.startswith("Thanks: marked unhelpful. The saved correction it showed is withdrawn")
+        assert handlers.on_like(history, len(history) - 1, None, session="s") == (
+            "Vote removed. The saved correction it showed answers again.")
+        assert handlers.on_like(history, len(history) - 1, True, session="s") == "Thanks: marked helpful."
+        # What is saved with the chosen answer is said under the choice, as text; only to the
+        # session that was given the answer.
+        assert handlers.saved_feedback(history, served, session="s") == ""
+        handlers.on_comment(history, "too <b>short</b>", "", session="s", answer_id=served)
+        said = handlers.saved_feedback(history, served, session="s")
+        assert said.startswith(f"Saved with this answer: comment “{literal('too <b>short</b>')}”.") and "<b>" not in said
+        assert handlers.saved_feedback(history, served, session="other") == ""
+        assert handlers.saved_feedback(history, first.id, session="s") == ""  # not an answer of this chat
+        # An answer that is no correction: a thumbs-down is only a vote.
+        *_, (history, _, _) = handlers.respond("What is mode collapse in a GAN?", history, "c", 5, 0.0, False,
+                                               session="s")
+        assert handlers.on_like(history, len(history) - 1, False, session="s") == "Thanks: marked unhelpful."
+        corpus_bot.feedback.set_feedback(history[-1]["metadata"]["id"], None)
+    finally:
+        corpus_bot.feedback.set_feedback(first.id, None)
+        corpus_bot.feedback.set_feedback(served, None)
 
 
 def test_a_row_rejected_in_its_old_form_is_not_quoted_again():

@@ -847,7 +847,38 @@ class ChatHandlers:
         current = self.bot.feedback.feedback(answer_id)
         self.bot.feedback.set_feedback(answer_id, vote, current.comment if current else None,
                                        current.correction if current else None, user)
-        return {1: "Thanks: marked helpful.", -1: "Thanks: marked unhelpful.", None: "Vote removed."}[vote]
+        said = {1: "Thanks: marked helpful.", -1: "Thanks: marked unhelpful.", None: "Vote removed."}[vote]
+        # A vote on a served correction changes what answers next (corrections.py): said, as
+        # nothing on the page showed the correction withdrawn (helper-57's drive).
+        if self.bot.settings.use_corrections and not (current and current.correction) and self._served_correction(answer_id):
+            if vote == -1:
+                said += (" The saved correction it showed is withdrawn: asked again, the documents answer, "
+                         "unless you save a new correction for this answer.")
+            elif vote is None and current is not None and current.vote == -1:
+                said += " The saved correction it showed answers again."
+        return said
+
+    def _served_correction(self, answer_id: str) -> bool:
+        """Whether the answer was a saved correction, served (Answer.correction_of)."""
+        try:
+            return bool(self.bot.feedback.answer_trace(answer_id)["params"].get("correction_of"))
+        except RagbotError:
+            return False
+
+    def saved_feedback(self, history: list[dict], answer_id: str | None, session: str = "") -> str:
+        """What is saved with the chosen answer (its comment and correction), said under the
+        choice as text: the boxes are emptied once saved, so choosing an answer showed nothing
+        of what it had (helper-57's drive). Empty when nothing is, or for an answer this
+        session was not given."""
+        if not answer_id or answer_id not in {i for _, i in self.answer_choices(history)} \
+                or not self._was_issued(session, str(answer_id)):
+            return ""
+        current = self.bot.feedback.feedback(str(answer_id))
+        saved = [f"{name} “{literal(text)}”" for name, text in
+                 (("comment", current.comment), ("correction", current.correction)) if text] if current else []
+        if not saved:
+            return ""
+        return f"Saved with this answer: {' and '.join(saved)}. Saving again replaces what you write anew."
 
     def votes(self, history: list[dict] | None, session: str = "", clicked=None) -> list[str | None]:
         """The chat's thumbs for each assistant message of `history`, in order, as stored:
@@ -1237,6 +1268,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                                             info="[n] is a passage's number in Sources. The passages the answer "
                                                  "did not cite are there too under Settings: Show all retrieved "
                                                  "passages.")
+                    saved_feedback = gr.Markdown(elem_id="saved-feedback")
                     save_comment = gr.Button("Save")
             with gr.Column(scale=2, elem_id="sources-column"):
                 gr.Markdown("### Sources")
@@ -1470,7 +1502,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 return gr.update(value=None, visible=False), "Nothing to export: ask a question first."
             # Said, as a rename and a delete are: the file box alone looked like nothing had happened.
             return (gr.update(value=str(path), visible=True),
-                    f"Exported as {literal(path.name)}: click its name above to download it.")
+                    f"Exported as {literal(path.name)}: the ⇣ beside its size above downloads it.")
 
         export.click(export_current, [conversation, browser], [exported, conversation_status])
 
@@ -1530,7 +1562,13 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             done = said.startswith(SAVED)
             return said, "" if done else gr.skip(), "" if done else gr.skip()
 
-        save_comment.click(save, [chat, comment, correction, which], [status, comment, correction], api_name="save")
+        def saved_with(history, chosen, request: gr.Request):
+            return handlers.saved_feedback(history, chosen, session_of(request))
+
+        save_comment.click(save, [chat, comment, correction, which], [status, comment, correction], api_name="save").then(
+            saved_with, [chat, which], saved_feedback, api_name=False, show_progress="hidden")
+        # Any change of the choice, the page's own (a new answer) too: what is saved with it.
+        which.change(saved_with, [chat, which], saved_feedback, api_name=False, show_progress="hidden")
 
         def answers_of(history):
             choices = handlers.answer_choices(history)
