@@ -93,6 +93,33 @@ def searched_development_sets(work: Path, **settings):
     return bot, rows, queries, bot.batch_search(queries)
 
 
+def corpus_bot_and_development_rows(data_dir, log_files: list[str]):
+    """The explorations' data dir (made when it does not exist: the shipped corpus, and the
+    questions of `log_files` logged as a user's earlier questions, as bench_answers.py
+    --question-log does), with the development sets' answerable single questions
+    (tests/data/corpus_qa*.jsonl) and follow-ups (bench/data/follow_ups*_dev.jsonl):
+    (bot, single, follow)."""
+    import json
+    from pathlib import Path
+
+    from bench_answers import log_questions
+    from ragbot import RagBot
+
+    data_dir = Path(data_dir)
+    fresh = not data_dir.exists()
+    bot = RagBot.open(data_dir, default_corpus=None)
+    if fresh:
+        bot.ingest([ROOT / "corpus"])
+        if log_files:
+            bot.close()
+            log_questions(data_dir, log_files, None)
+            bot = RagBot.open(data_dir, default_corpus=None)
+    single = [json.loads(line) for f in sorted((ROOT / "tests" / "data").glob("corpus_qa*.jsonl")) for line in open(f)]
+    follow = [json.loads(line) for f in sorted((ROOT / "bench" / "data").glob("follow_ups*_dev.jsonl"))
+              for line in open(f)]
+    return bot, [r for r in single if r.get("answerable")], follow
+
+
 def first_sentence_rouge(bot, single: list[dict], follow: list[dict], scores) -> dict[str, list[dict]]:
     """ROUGE-L of the sentence each ranking variant puts first, for the development sets'
     single questions and follow-ups (the explorations of docs/benchmarks.md §15-16).

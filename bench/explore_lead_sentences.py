@@ -15,7 +15,6 @@ the shipped ranking; never the frozen set.
 DATA_DIR is made (shipped corpus, the QA files' questions logged as earlier questions, as
 bench_answers.py --question-log does) when it does not exist.
 """
-import json
 import re
 import sys
 from pathlib import Path
@@ -25,28 +24,15 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from bench_answers import log_questions  # noqa: E402
-from common import first_sentence_rouge, print_paired  # noqa: E402
-from ragbot import RagBot  # noqa: E402
+from common import corpus_bot_and_development_rows, first_sentence_rouge, print_paired  # noqa: E402
 from ragbot.answer.evidence import candidates  # noqa: E402
 from ragbot.answer.generation import strip_citation_marks  # noqa: E402
 from ragbot.text import heading_title, prose_pieces  # noqa: E402
 
 BLOCK = re.compile(r"\n\s*\n")
 
-data_dir = Path(sys.argv[1])
-fresh = not data_dir.exists()
-bot = RagBot.open(data_dir, default_corpus=None)
-if fresh:
-    bot.ingest([ROOT / "corpus"])
-    if len(sys.argv) > 2:
-        bot.close()
-        log_questions(data_dir, sys.argv[2].split(","), None)
-        bot = RagBot.open(data_dir, default_corpus=None)
+bot, single, follow = corpus_bot_and_development_rows(sys.argv[1], sys.argv[2].split(",") if len(sys.argv) > 2 else [])
 ranker = bot.evidence_ranker
-single = [json.loads(line) for f in sorted((ROOT / "tests" / "data").glob("corpus_qa*.jsonl")) for line in open(f)]
-single = [r for r in single if r.get("answerable")]
-follow = [json.loads(line) for f in sorted((ROOT / "bench" / "data").glob("follow_ups*_dev.jsonl")) for line in open(f)]
 
 
 def leads(passage) -> dict[str, str]:
