@@ -467,7 +467,7 @@ class ChatHandlers:
         history.append({"role": "assistant", "content": ""})
         text = ""
         answer = None
-        searched = None if sources is None else len(set(sources))
+        searched = None if sources is None else len(sources)  # as stored: reopened, the same count
         stop = self._stops[session] = threading.Event()  # Stop works from the moment the question shows
         try:
             yield history, ANSWERING, ""

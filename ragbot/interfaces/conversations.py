@@ -115,7 +115,8 @@ class Conversations:
             return []
         rows = self._db.execute(
             "SELECT question, answer, id, refused, turn, json_extract(params, '$.correction_of') IS NOT NULL, "
-            "json_array_length(params, '$.sources') FROM answers WHERE conversation_id = ? ORDER BY created_at, rowid", (conversation_id,)).fetchall()
+            "json_array_length(params, '$.sources') FROM answers WHERE conversation_id = ? ORDER BY created_at, rowid",
+            (conversation_id,)).fetchall()
         # Replayed in the order they were given: an answer to turn n (a question asked again, as
         # it was or edited) replaces turn n and every turn after it, as it did on the page.
         shown: list[Turn] = []
