@@ -105,6 +105,22 @@ def test_ask_vote_and_upload_in_a_real_browser(server, tmp_path):
         other_tab.goto(url)
         other_tab.get_by_text("Your documents", exact=True).click()
         expect(other_tab.locator("#documents")).to_contain_text("gans.md", timeout=30_000)
+        # Scrolled to its end, the last row's date is not under the table's "back to the top"
+        # button (it was, half covered).
+        other_table = other_tab.locator("#documents .virtual-table-viewport")
+        assert other_table.evaluate("el => el.scrollHeight > el.clientHeight"), "the corpus's library should scroll"
+        other_table.evaluate("el => el.scrollTop = el.scrollHeight")
+        to_top = other_tab.locator("#documents .scroll-top-button")
+        expect(to_top).to_be_visible(timeout=10_000)
+        other_tab.wait_for_timeout(300)  # the virtual rows are drawn for the new position
+        boxes = other_tab.evaluate("""() => {
+            const rows = [...document.querySelectorAll('#documents .virtual-row')];
+            const last = rows.reduce((a, b) => b.getBoundingClientRect().bottom > a.getBoundingClientRect().bottom ? b : a);
+            const date = [...last.querySelectorAll('span.text')].pop().getBoundingClientRect();
+            const button = document.querySelector('#documents .scroll-top-button').getBoundingClientRect();
+            return [date.top, date.right, date.bottom, date.left, button.top, button.right, button.bottom, button.left]; }""")
+        top, right, bottom, left, b_top, b_right, b_bottom, b_left = boxes
+        assert bottom <= b_top or top >= b_bottom or right <= b_left or left >= b_right, boxes
         other_tab.get_by_text("Your documents", exact=True).click()  # closed again
 
         doc = tmp_path / "zorblat.md"
@@ -289,6 +305,7 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             # A first visit suggests questions made from the documents; a click asks one (it only
             # filled the box, and a newcomer waited for an answer), and the suggestions go.
             expect(page.locator("#examples")).to_contain_text("?", timeout=60_000)
+            expect(page.locator("#conversations")).to_contain_text("None yet in this browser")
             # Each group of choices is named for a screen reader (Gradio labels it with a span).
             expect(page.get_by_role("group", name="New here? Click a question")).to_be_visible()
             expect(page.get_by_role("group", name="Conversations", exact=True)).to_be_attached()
@@ -301,6 +318,7 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             expect(page.locator("#chat .message.bot")).to_have_count(1, timeout=180_000)
             expect(page.locator("#question textarea")).to_have_value("a draft of mine")  # what was typed stays
             expect(page.locator("#conversations")).to_contain_text(suggested[:40], timeout=30_000)  # titled by it
+            expect(page.locator("#conversations")).not_to_contain_text("None yet")  # the empty list's note went
             page.get_by_role("button", name="New conversation").click()
             expect(page.locator("#chat .message")).to_have_count(0, timeout=30_000)
             page.fill("#question textarea", "When were GANs introduced?")
@@ -370,6 +388,8 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             other = browser.new_context().new_page()  # another browser: its own token, nothing listed
             other.goto(url)
             expect(other.locator("#conversations")).not_to_contain_text("GAN history", timeout=30_000)
+            # and says why its list is empty (a new browser showed an empty box, no reason).
+            expect(other.locator("#conversations")).to_contain_text("None yet in this browser", timeout=30_000)
             assert other.locator("#chat .message").count() == 0
 
             # Deleting asks first: "Keep it" keeps it, "Yes, delete it" deletes it.

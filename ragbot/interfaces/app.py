@@ -231,6 +231,18 @@ def render_panel(passages: list[Passage], cited: set[int], show_all: bool, links
     return note + _panel(passages, cited, show_all, links, refused, refusal_reason, corrected_question)
 
 
+NO_CONVERSATIONS = ("None yet in this browser: one is listed here once you ask. Each browser keeps its own "
+                    "list; another browser's conversations do not show here.")
+
+
+def conversation_list(choices: list[tuple[str, str]], chosen: str | None) -> dict:
+    """The update of the conversation list: its choices, the one open, and when there are none,
+    why (a new browser, or one whose site data was cleared, showed an empty box and no reason)."""
+    import gradio as gr
+
+    return gr.update(choices=choices, value=chosen, info="" if choices else NO_CONVERSATIONS)
+
+
 def search_label(searched) -> str:
     """The label of the choice of documents to search, which says what a question searches now
     (it said "none chosen: all of them" while some were chosen)."""
@@ -1115,6 +1127,9 @@ a.ragbot-cite { text-decoration: none; color: var(--link-text-color); }
    virtual table's divs; Gradio's <td>s only measure. */
 #documents .cell-wrap span.text { font-family: var(--font) !important; font-size: var(--text-sm) !important;
   line-height: 1.35 !important; overflow-wrap: anywhere; }
+/* Scrolled down, the table shows a "back to the top" button over its bottom right corner, where it
+   covered the last row's date: the rows end a button's height above the table's bottom instead. */
+#documents .virtual-body { margin-bottom: 44px; }
 /* Gradio's file row keeps a name on one line and clips it: in the narrow column an export's
    name showed as ".n". The name wraps there instead, the size and download link below it. */
 #exported tr.file { display: flex; flex-wrap: wrap; }
@@ -1403,7 +1418,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             owner = owner_of(request, saved)
             choices = handlers.conversation_choices(owner)
             chosen = conversation_id if any(c[1] == conversation_id for c in choices) else None
-            return gr.update(choices=choices, value=chosen), keep(saved, conversation=conversation_id)
+            return conversation_list(choices, chosen), keep(saved, conversation=conversation_id)
 
         def ask_suggestion(chosen, history, conversation_id, k, temperature, show_all, saved, searched,
                            request: gr.Request):
@@ -1456,7 +1471,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             saved["conversation"] = current
             choices = handlers.conversation_choices(owner)
             shown_ = gr.update(value=history, feedback_value=handlers.votes(history, session_of(request)))
-            return (saved, current, shown_, gr.update(choices=choices, value=current if history else None),
+            return (saved, current, shown_, conversation_list(choices, current if history else None),
                     saved.get("k", bot.settings.top_k), bool(saved.get("show_all", False)),
                     saved.get("temperature", bot.settings.temperature),
                     gr.update(interactive=True, placeholder=READY), gr.update(interactive=True),
@@ -1492,7 +1507,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             except ConversationError as exc:
                 return gr.skip(), f"Not renamed: {exc}.", gr.skip()
             choices = handlers.conversation_choices(owner_of(request, saved))
-            return gr.update(choices=choices, value=conversation_id), "Renamed.", ""
+            return conversation_list(choices, conversation_id), "Renamed.", ""
 
         rename.click(rename_current, [conversation, new_title, browser], [past, conversation_status, new_title])
 
@@ -1530,7 +1545,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                         "Nothing to delete: ask a question first.")
             fresh = uuid.uuid4().hex
             # The status under the chat spoke of the conversation deleted (a vote): emptied.
-            return (empty_chat(), fresh, gr.update(choices=handlers.conversation_choices(owner), value=None),
+            return (empty_chat(), fresh, conversation_list(handlers.conversation_choices(owner), None),
                     render_sources(None, False), "", keep(saved, conversation=fresh),
                     *conversation_left("Conversation deleted (its answers stay in the answer log)."))  # its export too
 
