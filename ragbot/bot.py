@@ -15,6 +15,8 @@ score shown or compared with a threshold is the shipped embedder's cosine.
 
 from __future__ import annotations
 
+import json
+import random
 import shutil
 import threading
 import time
@@ -47,6 +49,8 @@ from ragbot.learn.feedback import FeedbackLog
 from ragbot.storage.files import state_lock, unwritable
 from ragbot.retrieve.index import VectorIndex
 from ragbot.retrieve.lexical import LexicalIndex, fuse
+from ragbot.ingest.abbreviations import MAX_CHARS as ABBREVIATION_CHARS
+from ragbot.ingest.abbreviations import learn as learn_abbreviations
 from ragbot.ingest.ingester import Ingester, IngestReport, ProgressFn, save_generation_index
 from ragbot.settings import Settings, load_settings
 from ragbot.storage.store import Store
@@ -85,6 +89,7 @@ class RagBot:
         self._tuned_embedders: dict[str, object] = {}  # loaded, by version
         self._shipped_ranking = False  # True: search as if no tuned embedder ranked (with_shipped_ranking)
         self._lexical: tuple[int, LexicalIndex] | None = None
+        self._abbreviations: tuple[int, frozenset[str]] | None = None  # (generation, words)
         self._memories: dict[str | None, tuple[tuple, CorrectionMemory]] = {}  # per user
         self._load_lock = threading.RLock()
         # While this process writes the next generation, its searches read the one it started from.
@@ -321,6 +326,43 @@ class RagBot:
                     return index, words, self._index_ranking
             raise BusyError(f"{self.settings.data_dir} changed five times while searching; try again")
 
+    def abbreviations(self) -> frozenset[str]:
+        """The abbreviations the stored documents write ("dr", "nr"), which end no sentence when
+        their passages are cut into sentences to quote (ingest/abbreviations.py). Learned by each
+        write that changes the chunks and kept with its generation; a data dir written before
+        that was learned (or by an older ragbot) has them learned here, once per process."""
+        generation = self.store.generation()
+        held = self._abbreviations
+        if held is not None and held[0] == generation:
+            return held[1]
+        stored = json.loads(self.store.meta("abbreviations") or "{}")
+        words = stored.get("words") if stored.get("generation") == generation else None
+        if not isinstance(words, list):
+            words = learn_abbreviations(self._chunk_text_sample())
+        found = frozenset(w for w in words if isinstance(w, str))
+        self._abbreviations = (generation, found)
+        return found
+
+    def _chunk_text_sample(self, max_chars: int = ABBREVIATION_CHARS) -> list[str]:
+        """Stored chunks' texts, about `max_chars` of them: all of a small library, a random
+        sample of a larger one (read a thousand chunks at a time, so a large one is not read whole)."""
+        ids = [int(i) for i in self.store.chunk_ids()]
+        random.Random(0).shuffle(ids)
+        texts, total = [], 0
+        for start in range(0, len(ids), 1000):
+            for chunk in self.store.chunks(ids[start:start + 1000]).values():
+                texts.append(chunk.text)
+                total += len(chunk.text)
+            if total >= max_chars:
+                break
+        return texts
+
+    def _learn_abbreviations(self, generation: int) -> None:
+        """Learn the abbreviations of the chunks of `generation`, written now, and keep them."""
+        words = learn_abbreviations(self._chunk_text_sample())
+        self.store.set_meta("abbreviations", json.dumps({"generation": generation, "words": words}))
+        self._abbreviations = (generation, frozenset(words))
+
     def check_not_replaced(self) -> None:
         """BusyError if the database file is no longer the one this process opened (a restore put
         another in its place): nothing may be written to, or served from, the one moved aside."""
@@ -350,8 +392,13 @@ class RagBot:
                 ingester = Ingester(self.settings, self.store, before.copy(), self.embedder,
                                     ranking=None if ranking is None else (ranking, self.tuned_embedder(ranking)),
                                     index_dir=self.index_dir_of(ranking))
+                started_at = self.store.generation()
                 yield ingester
                 generation = self.store.generation()
+                if generation != started_at:  # the chunks changed: their abbreviations are learned again
+                    started = time.perf_counter()
+                    self._learn_abbreviations(generation)
+                    ingester.derived_seconds += time.perf_counter() - started
                 lexical = None
                 if self.settings.uses_bm25:
                     # The new generation's BM25 index, built while the write lock is held, so
@@ -361,7 +408,7 @@ class RagBot:
                     held = self._lexical
                     # A write that changed nothing keeps its generation, and the index in memory.
                     lexical = held[1] if held is not None and held[0] == generation else self._lexical_of(generation)
-                    ingester.lexical_seconds = time.perf_counter() - started
+                    ingester.derived_seconds += time.perf_counter() - started
                 with self._load_lock:
                     self._index, self._index_generation = ingester.index, generation
                     if lexical is not None:
@@ -381,7 +428,7 @@ class RagBot:
         with self._writing(on_wait, wait) as ingester:
             report = ingester.ingest(paths, prune=prune, progress=progress, store_copies=store_copies,
                                      remember_copies=remember_copies)
-        report.seconds += ingester.lexical_seconds  # the BM25 index is part of the ingest
+        report.seconds += ingester.derived_seconds  # the BM25 index is part of the ingest
         return report
 
     def remove(self, paths: Sequence[str | Path], on_wait: Callable[[str], None] | None = None,
@@ -389,7 +436,7 @@ class RagBot:
         """Remove the documents at or under `paths`; see Ingester.remove for the report."""
         with self._writing(on_wait, wait) as ingester:
             report = ingester.remove(paths)
-        report.seconds += ingester.lexical_seconds
+        report.seconds += ingester.derived_seconds
         return report
 
     def ensure_default_corpus(self, progress: ProgressFn | None = None) -> IngestReport | None:
@@ -506,7 +553,7 @@ class RagBot:
         if not passages or max(p.score for p in passages) < self.settings.min_score:
             return False
         pool = passages if self.settings.answer_mode == "extract" else passages[: self.settings.prompt_passages]
-        sentences = [sentence for _, sentence in candidates(pool)]
+        sentences = [sentence for _, sentence in candidates(pool, self.abbreviations())]
         if not sentences:
             return False
         return not self.answerability_check().lacks_answer(float(max(self.evidence_scorer.score(question, sentences))))
@@ -614,7 +661,8 @@ class RagBot:
         # A follow-up is judged against the standalone query it was retrieved with, and its
         # sentences ranked by that and the question as asked. The ranker chooses what to quote;
         # the check's scorer (the cosine) decides whether to answer.
-        ranked, judged = rank_both(retrieval_query, pool, self.evidence_ranker, self.evidence_scorer, turn=question)
+        ranked, judged = rank_both(retrieval_query, pool, self.evidence_ranker, self.evidence_scorer, turn=question,
+                                   abbreviations=self.abbreviations())
         if match is not None:  # a thumbs-down alone: what was rejected is not quoted again
             ranked = _without(ranked, match.correction.answer)
             judged = _without(judged, match.correction.answer)
@@ -700,7 +748,7 @@ class RagBot:
         passages = [chunks[row["chunk_id"]].as_passage(row["score"], row["rank"])
                     for row in trace["passages"] if row["chunk_id"] in chunks]
         said = " ".join(strip_citation_marks(text).split())
-        pool = candidates(passages)
+        pool = candidates(passages, self.abbreviations())
         if not said or not pool:
             return None
         scores = self.evidence_scorer.score(said, [sentence for _, sentence in pool])

@@ -44,6 +44,9 @@ _ENUMERATOR = re.compile(r"(?:^\s*|[.!?\]]\s+)\d{1,2}\.$|:\s+1\.$")
 # letters stand as a word of their own, after a space or an opening bracket or quote ("km/h." and
 # "Typ-B." end sentences).
 _INITIALS = re.compile(r"(?:^|[\s(\[\"'«„“‘])(?:[^\W\d_]\.)+$")
+# The word a full stop closes, as an abbreviation is written ("Dr", "U.S", "Nr"): what stands
+# between it and the white space or opening mark before it.
+_WORD_BEFORE_STOP = re.compile(r"(?:^|[\s(\[\"'«„“‘])([^\s(\[\"'«„“‘]+)$")
 _WORD = re.compile(r"\w+")
 
 
@@ -53,18 +56,20 @@ def plain(text: str) -> str:
     return " ".join(_MARKUP.sub("", _LINK.sub(r"\1", text)).split())
 
 
-def sentence_spans(text: str) -> list[tuple[int, int]]:
+def sentence_spans(text: str, abbreviations: frozenset[str] = frozenset()) -> list[tuple[int, int]]:
     """(start, end) of every sentence of `text`, white space trimmed. A line break ends a
     sentence; within a line a sentence ends at . ! or ? (a run of them) and the citation marks
     after it, when white space and something that can open a sentence follow (a letter of any
     script, a digit, a quote), unless an initial or a small letter shows it does not
-    (`_ends_sentence`). A decimal point ("1.7") ends none."""
+    (`_ends_sentence`). A decimal point ("1.7") ends none. `abbreviations`: words, lower-cased
+    and without their last stop, that the user's documents write as abbreviations ("dr", "nr",
+    learned from their text by ingest/abbreviations.py); a full stop after one ends no sentence."""
     spans = []
     line_start = 0
     for line in text.split("\n"):
         start = 0
         for m in _SENTENCE_END.finditer(line):
-            if not _ends_sentence(line, m, start):
+            if not _ends_sentence(line, m, start, abbreviations):
                 continue
             spans.append((line_start + start, line_start + m.end(1)))
             start = m.end()
@@ -79,7 +84,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return trimmed
 
 
-def _ends_sentence(line: str, mark: re.Match, start: int) -> bool:
+def _ends_sentence(line: str, mark: re.Match, start: int, abbreviations: frozenset[str] = frozenset()) -> bool:
     """Whether a mark that `_SENTENCE_END` found ends the sentence that began at `start`.
 
     Not when the next word starts with a small letter ("Lewis et al. introduced", "e.g. in
@@ -92,10 +97,11 @@ def _ends_sentence(line: str, mark: re.Match, start: int) -> bool:
     ended. Not after the day of a date written day first ("am 1. Januar 2024"). Not after a
     list's number written inline ("years: 1. Develop…", "portfolio. 2. Offer…"), which begins
     its item; a number ending a sentence after a word ("The total was 12. Then") or a form's
-    label ("Age: 45. Sex: Male.") still ends it. What this
-    leaves split: a word's abbreviation before a capital or a digit ("Dr. Smith", "No. 6", "Ph.D.
-    Then"), and an ordinal before a noun ("im 19. Jahrhundert", "nach dem 2. Weltkrieg"); telling
-    those from a sentence's end would take a language's words."""
+    label ("Age: 45. Sex: Male.") still ends it. Not after a word of `abbreviations`, which the
+    user's own documents taught ("Dr. Ellen Marsh"). What this leaves split: another word's
+    abbreviation before a capital or a digit ("No. 6" where the documents did not teach "no"), and
+    an ordinal before a noun ("im 19. Jahrhundert", "nach dem 2. Weltkrieg"); telling those from a
+    sentence's end would take a language's words."""
     following = _NEXT_WORD.match(line, mark.end()).group(1)
     if following is None:
         return False
@@ -108,25 +114,31 @@ def _ends_sentence(line: str, mark: re.Match, start: int) -> bool:
         return False
     if _ENUMERATOR.search(line, max(0, stop - 40), stop):
         return False
+    if line[stop - 1] != ".":
+        return True
+    if abbreviations:
+        word = _WORD_BEFORE_STOP.search(line, max(0, stop - 60), stop - 1)
+        if word and word.group(1).lower() in abbreviations:
+            return False
     # The longest run of initials is shorter than 40 characters; searching from a position keeps
     # `^` at the line's real start.
-    return not (line[stop - 1] == "." and _INITIALS.search(line, max(0, stop - 40), stop))
+    return not _INITIALS.search(line, max(0, stop - 40), stop)
 
 
-def sentences(text: str) -> list[str]:
+def sentences(text: str, abbreviations: frozenset[str] = frozenset()) -> list[str]:
     """The sentences of `text` (see sentence_spans), each with the citation marks after it."""
-    return [text[a:b] for a, b in sentence_spans(text)]
+    return [text[a:b] for a, b in sentence_spans(text, abbreviations)]
 
 
-def prose_sentences(text: str) -> list[str]:
+def prose_sentences(text: str, abbreviations: frozenset[str] = frozenset()) -> list[str]:
     """The sentences of a passage's prose, markup removed: headings ("# ...") dropped, each list
     item and paragraph read on its own, each table row (`is_table_row`) read as an answer quotes
     it (`row_sentences`): a line without bars, or one for each label with its value in a form's
     row that holds several, a label with an empty value left out."""
-    return [sentence for sentence, _ in prose_pieces(text)]
+    return [sentence for sentence, _ in prose_pieces(text, abbreviations)]
 
 
-def prose_pieces(text: str) -> list[tuple[str, bool]]:
+def prose_pieces(text: str, abbreviations: frozenset[str] = frozenset()) -> list[tuple[str, bool]]:
     """prose_sentences, each with whether it is a field: a label with its value, from a table
     row ("Registration: N5921D"). A field is a whole fact however few its words."""
     found: list[tuple[str, bool]] = []
@@ -138,7 +150,7 @@ def prose_pieces(text: str) -> list[tuple[str, bool]]:
                 prose.append(line)
                 continue
             flat = plain(_LIST_MARK.sub("", " ".join(prose)))
-            found.extend((s, False) for s in sentences(flat) if _WORD.search(s))
+            found.extend((s, False) for s in sentences(flat, abbreviations) if _WORD.search(s))
             prose = []
             if line is not None and _WORD.search(line):
                 found.extend(row_sentences(plain(line)))

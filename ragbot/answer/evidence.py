@@ -182,13 +182,15 @@ def worst_share(values: np.ndarray, weights: np.ndarray, share: float) -> float:
     return float(values[order][min(int(np.searchsorted(reached, share)), len(values) - 1)])
 
 
-def candidates(passages: Sequence[Passage]) -> list[tuple[int, str]]:
+def candidates(passages: Sequence[Passage], abbreviations: frozenset[str] = frozenset()) -> list[tuple[int, str]]:
     """(passage number, sentence) for every sentence of the passages, in the order shown. A
     document's own bracketed numbers ("[2]") are taken out, so that a quote's only citation marks
-    are ragbot's; a sentence that overlapping chunks both hold counts once, for the first."""
+    are ragbot's; a sentence that overlapping chunks both hold counts once, for the first.
+    `abbreviations`: the words the documents abbreviate (RagBot.abbreviations), which end no
+    sentence ("Dr. Ellen Marsh")."""
     found, seen = [], set()
     for n, passage in enumerate(passages, start=1):
-        for sentence, field in prose_pieces(passage.text):
+        for sentence, field in prose_pieces(passage.text, abbreviations):
             sentence = " ".join(strip_citation_marks(sentence).split())
             if (field or len(sentence.split()) >= MIN_WORDS) and sentence not in seen:
                 seen.add(sentence)
@@ -196,14 +198,16 @@ def candidates(passages: Sequence[Passage]) -> list[tuple[int, str]]:
     return found
 
 
-def rank(question: str, passages: Sequence[Passage], scorer: SentenceScorer) -> list[Evidence]:
+def rank(question: str, passages: Sequence[Passage], scorer: SentenceScorer,
+         abbreviations: frozenset[str] = frozenset()) -> list[Evidence]:
     """Every sentence of the passages as Evidence, best first."""
-    pool = candidates(passages)
+    pool = candidates(passages, abbreviations)
     return _ranked(pool, scorer.score(question, [s for _, s in pool]))
 
 
 def rank_both(question: str, passages: Sequence[Passage], ranker: SentenceScorer,
-              judge: SentenceScorer, turn: str | None = None) -> tuple[list[Evidence], list[Evidence]]:
+              judge: SentenceScorer, turn: str | None = None,
+              abbreviations: frozenset[str] = frozenset()) -> tuple[list[Evidence], list[Evidence]]:
     """The sentences ranked by `ranker` (which to quote) and by `judge` (whether to answer at
     all). When the ranker is coverage and the judge the cosine of the same embedder, both come
     from one pass of it (the second pass cost about 70 ms an answer).
@@ -213,8 +217,8 @@ def rank_both(question: str, passages: Sequence[Passage], ranker: SentenceScorer
     mean of its scores for both: the joined question alone favours the sentence that answered
     the first question, the turn alone loses what "it" names. On 50 development follow-ups the
     mean quoted better sentences than the joined question (docs/benchmarks.md §15). The judge
-    reads `question` alone, as its threshold was fit."""
-    pool = candidates(passages)
+    reads `question` alone, as its threshold was fit. `abbreviations`: as for `candidates`."""
+    pool = candidates(passages, abbreviations)
     sentences = [s for _, s in pool]
     also = [turn] if turn and turn != question else []
     if ranker is judge and not also:

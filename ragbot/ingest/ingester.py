@@ -219,7 +219,7 @@ class Ingester:
         self.embedder = embedder
         self.ranking = ranking
         self.index_dir = index_dir or settings.index_dir
-        self.lexical_seconds = 0.0  # set by RagBot: building the new generation's BM25 index
+        self.derived_seconds = 0.0  # set by RagBot: the new generation's BM25 index and abbreviations
         self.pipeline = (
             f"v{PIPELINE_VERSION}|{embedder.name}|chunk={settings.chunk_tokens}/{settings.chunk_overlap}"
         )

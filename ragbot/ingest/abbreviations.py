@@ -1,0 +1,45 @@
+"""The abbreviations a user's documents write ("Dr.", "Nr.", "Fig."), learned from their own text.
+
+The sentence splitter (`text.sentence_spans`) reads punctuation and capitals only, so "first bred
+by Dr. Ellen Marsh in 1987" was cut at "Dr." and the quote lost the name it was asked for. Which
+words are abbreviations depends on the language and the documents, so it is learned from them,
+not listed: NLTK's Punkt trainer (Kiss and Strunk's unsupervised method) finds the words that the
+text writes with a full stop far more often than chance allows, and short. No training data, no
+word list, any language written with full stops.
+
+Learned when a write changes the stored chunks (`RagBot._writing`), from at most `MAX_CHARS` of
+their text (a sample of chunks for a larger library: a word the documents abbreviate often is in
+any sample, and Punkt reads about half a megabyte a second), and kept in the database's meta
+table with the generation it was learned for.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+MAX_CHARS = 2_000_000
+
+
+def learn(texts: Sequence[str], max_chars: int = MAX_CHARS, seed: int = 0) -> list[str]:
+    """The abbreviations Punkt learns from `texts` (a chunk's text each), lower-cased and without
+    their last full stop ("dr", "u.s"), sorted. Single letters are left out: the splitter already
+    keeps initials ("John A. Kiley") whatever the documents say."""
+    from nltk.tokenize.punkt import PunktTrainer
+
+    picked = list(texts)
+    if sum(map(len, picked)) > max_chars:
+        random.Random(seed).shuffle(picked)
+        kept, total = [], 0
+        for text in picked:
+            if total + len(text) > max_chars:
+                break
+            kept.append(text)
+            total += len(text)
+        picked = kept
+    if not picked:
+        return []
+    trainer = PunktTrainer()
+    trainer.train("\n\n".join(picked), finalize=True)
+    return sorted(word for word in trainer.get_params().abbrev_types
+                  if len(word.replace(".", "")) > 1 and any(ch.isalpha() for ch in word))
