@@ -4,8 +4,9 @@ The sentence splitter (`text.sentence_spans`) reads punctuation and capitals onl
 by Dr. Ellen Marsh in 1987" was cut at "Dr." and the quote lost the name it was asked for. Which
 words are abbreviations depends on the language and the documents, so it is learned from them,
 not listed: NLTK's Punkt trainer (Kiss and Strunk's unsupervised method) finds the words that the
-text writes with a full stop far more often than chance allows, and short. No training data, no
-word list, any language written with full stops.
+text writes with a full stop far more often than chance allows, and short; of those, the ones the
+text never writes without the stop are kept. No training data, no word list, any language
+written with full stops.
 
 Learned when a write changes the stored chunks (`RagBot._writing`), from at most `MAX_CHARS` of
 their text (a sample of chunks for a larger library: a word the documents abbreviate often is in
@@ -25,7 +26,7 @@ def learn(texts: Sequence[str], max_chars: int = MAX_CHARS, seed: int = 0) -> li
     """The abbreviations Punkt learns from `texts` (a chunk's text each), lower-cased and without
     their last full stop ("dr", "u.s"), sorted. Single letters are left out: the splitter already
     keeps initials ("John A. Kiley") whatever the documents say."""
-    from nltk.tokenize.punkt import PunktTrainer
+    from nltk.tokenize.punkt import PunktLanguageVars, PunktTrainer
 
     picked = list(texts)
     if sum(map(len, picked)) > max_chars:
@@ -39,7 +40,12 @@ def learn(texts: Sequence[str], max_chars: int = MAX_CHARS, seed: int = 0) -> li
         picked = kept
     if not picked:
         return []
+    text = "\n\n".join(picked)
     trainer = PunktTrainer()
-    trainer.train("\n\n".join(picked), finalize=True)
+    trainer.train(text, finalize=True)
+    # A word the documents also write without a stop is a word that ended sentences, not an
+    # abbreviation: Punkt's likelihood alone took "idea" (ending many sentences of the shipped
+    # corpus, though "the core idea is" stands in it) and "off" in "trade-off.".
+    bare = {token.lower() for token in PunktLanguageVars().word_tokenize(text) if not token.endswith(".")}
     return sorted(word for word in trainer.get_params().abbrev_types
-                  if len(word.replace(".", "")) > 1 and any(ch.isalpha() for ch in word))
+                  if len(word.replace(".", "")) > 1 and any(ch.isalpha() for ch in word) and word not in bare)
