@@ -795,3 +795,21 @@ def test_the_sources_panel_says_which_answer_it_speaks_of(make_bot, docs):
     assert "For the answer to “When was it &lt;b&gt;completed&lt;/b&gt;?”" in panel  # the turn's words, as text
     older = handlers.sources_of(history, 1, "s", False)  # the first answer, clicked
     assert older.startswith("<p class='ragbot-for'>For the answer to “Where is the Eiffel Tower?”</p>"), older
+
+
+def test_a_setting_typed_out_of_range_is_brought_into_it(make_bot):
+    """Typed into a slider's number box, 50 passages (up to 20) showed 20 but was sent as 50, and
+    Gradio refused the next question with "Value 50 is greater than maximum value 20" (helper-58's
+    drive). The server clamps it; something that is not a number is still refused."""
+    import gradio as gr
+    import pytest
+
+    from ragbot.interfaces.app import MAX_K, MAX_TEMPERATURE, build_app
+
+    app = build_app(make_bot(default_corpus=None))
+    sliders = {block.elem_id: block for block in app.blocks.values() if isinstance(block, gr.Slider)}
+    k, temperature = sliders["passages-to-retrieve"], sliders["temperature"]
+    assert k.preprocess(50) == MAX_K and k.preprocess(0) == 1 and k.preprocess(7) == 7
+    assert temperature.preprocess(9.5) == MAX_TEMPERATURE and temperature.preprocess(-1) == 0.0
+    with pytest.raises(gr.Error):
+        k.preprocess(float("nan"))

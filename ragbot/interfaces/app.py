@@ -243,6 +243,32 @@ def conversation_list(choices: list[tuple[str, str]], chosen: str | None) -> dic
     return gr.update(choices=choices, value=chosen, info="" if choices else NO_CONVERSATIONS)
 
 
+def bounded_slider(minimum: float, maximum: float, **kwargs):
+    """A slider whose value is brought into its range on the server. Typed into its number box,
+    50 for "Passages to retrieve" (up to 20) showed 20 but was sent as 50, which Gradio refused
+    with "Value 50 is greater than maximum value 20" on the next question and a traceback in the
+    server's log, and the settings were not remembered. Clamped here, the value used is the one
+    the box shows; a value that is not a number is refused."""
+    import math
+
+    import gradio as gr
+
+    # The instance's own preprocess, not a subclass: Gradio's component metaclass writes a .pyi
+    # file next to the module of any subclass (and would fail where the package is read-only).
+    slider = gr.Slider(minimum, maximum, **kwargs)
+    checked = slider.preprocess
+
+    def preprocess(payload):
+        if isinstance(payload, float) and not math.isfinite(payload):  # Gradio let NaN through
+            raise gr.Error(f"{slider.label} must be a number.")
+        if isinstance(payload, (int, float)) and not isinstance(payload, bool):
+            payload = min(max(payload, slider.minimum), slider.maximum)
+        return checked(payload)
+
+    slider.preprocess = preprocess
+    return slider
+
+
 def search_label(searched) -> str:
     """The label of the choice of documents to search, which says what a question searches now
     (it said "none chosen: all of them" while some were chosen)."""
@@ -1289,10 +1315,12 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 gr.Markdown("### Sources")
                 sources = gr.HTML(render_sources(None, False), elem_id="sources")
                 with gr.Accordion("Settings", open=False, elem_id="settings"):
-                    k = gr.Slider(1, MAX_K, value=min(bot.settings.top_k, MAX_K), step=1, label="Passages to retrieve")
+                    k = bounded_slider(1, MAX_K, value=min(bot.settings.top_k, MAX_K), step=1, label="Passages to retrieve",
+                                       elem_id="passages-to-retrieve")
                     show_all = gr.Checkbox(False, label="Show all retrieved passages", elem_id="show-all")
                     # Only a generator samples: quoted answers have no temperature.
-                    temperature = gr.Slider(0.0, MAX_TEMPERATURE, value=bot.settings.temperature, step=0.05,
+                    temperature = bounded_slider(0.0, MAX_TEMPERATURE, value=bot.settings.temperature, step=0.05,
+                                                 elem_id="temperature",
                                             label="Temperature", visible=bot.settings.answer_mode == "generate")
                     info = gr.Markdown(handlers.model_info())
                 with gr.Accordion("Your documents", open=False, elem_id="library") as library_panel:
