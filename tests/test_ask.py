@@ -230,6 +230,21 @@ def test_stop_ends_generation_within_a_second(corpus_bot):
     assert history[-1]["metadata"]["id"] and "Stopped" not in sources
 
 
+def test_cli_search_says_why_its_scores_do_not_fall_down_the_list():
+    """The number shown is the embedder's cosine, the order the search's: said when they differ."""
+    from ragbot.interfaces.cli import search_order_note
+    from ragbot.types import Passage
+
+    def passages(*scores):
+        return [Passage(chunk_id=i, source="a.md", title="a", section="", page=None, text="t", score=s, rank=i + 1)
+                for i, s in enumerate(scores)]
+
+    assert search_order_note(passages(0.6, 0.5, 0.5), "hybrid") == ""
+    note = search_order_note(passages(0.225, 0.244), "hybrid")
+    assert "hybrid search" in note and "cosine" in note
+    assert "ranking embedder" in search_order_note(passages(0.2, 0.3), "dense")
+
+
 def test_cli_searches_only_the_documents_named_with_in(corpus_bot, tmp_path):
     def search(*args):
         return subprocess.run([sys.executable, "-m", "ragbot", "search", "What is mode collapse in a GAN?", *args,

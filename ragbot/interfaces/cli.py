@@ -463,7 +463,23 @@ def cmd_search(bot, args) -> int:
         page = f", page {p.page}" if p.page is not None else ""
         print(f"[{p.rank}] {p.score:.3f}  {p.source}{page}  (chunk {p.chunk_id})")
         print(textwrap.indent(textwrap.shorten(p.text, 400), "    "))
+    note = search_order_note(passages, bot.settings.retrieval)
+    if note:
+        print(f"\n{note}")
     return 0
+
+
+def search_order_note(passages, retrieval: str) -> str:
+    """Why the scores shown do not fall down the list, when they do not (helper-58 read "[1]
+    0.225" above "[2] 0.244" as a fault): the number is the shipped embedder's cosine, the order
+    the search's own."""
+    scores = [p.score for p in passages]
+    if all(a >= b for a, b in zip(scores, scores[1:])):
+        return ""
+    how = {"hybrid": "hybrid search, which also weighs the words query and passage share",
+           "bm25": "BM25, by the words query and passage share"}.get(retrieval, "the ranking embedder")
+    return (f"(The list is in the order of {how}; the number is the embedder's cosine similarity "
+            f"with the query, so it need not fall down the list.)")
 
 
 def _print_answer(answer) -> None:
