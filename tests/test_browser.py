@@ -625,6 +625,8 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
         # The choice's label counts it, and a refusal from it alone says how to search all (the
         # chat's refusal read as the whole library's; the label said "none chosen").
         expect(page.locator("#search-in")).to_contain_text("1 chosen: only it is searched")
+        # So does the question box, in view with the panel closed (the choice outlives a reload).
+        expect(page.locator("#question")).to_contain_text("Searching only the document chosen under “Your documents”.")
         # Its ✕ names the document it removes (Gradio titled it by the choice's index: "Remove 2").
         expect(page.locator("#search-in .token .token-remove")).to_have_attribute(
             "title", re.compile(r"^Remove vaes\.md \(.*corpus\)$"))
@@ -638,12 +640,14 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
         # The choice outlives a reload, as the other settings do.
         page.reload()
         expect(page.locator("#question textarea")).to_be_editable(timeout=60_000)
+        expect(page.locator("#question")).to_contain_text("Searching only the document chosen", timeout=30_000)
         page.get_by_text("Your documents", exact=True).click()
         expect(page.locator("#search-in")).to_contain_text("vaes.md", timeout=30_000)
         expect(page.locator("#sources .ragbot-searched")).to_contain_text("vaes.md")
         # So does clearing it with the dropdown's clear button (a change without an `input` event).
         page.locator("#search-in .remove-all").click()
         expect(page.locator("#search-in")).not_to_contain_text("vaes.md")
+        expect(page.locator("#question")).not_to_contain_text("Searching only", timeout=10_000)
         page.wait_for_timeout(1_000)  # the browser's record is written after the change
         page.reload()
         expect(page.locator("#question textarea")).to_be_editable(timeout=60_000)

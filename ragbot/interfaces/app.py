@@ -269,6 +269,18 @@ def bounded_slider(minimum: float, maximum: float, **kwargs):
     return slider
 
 
+def question_info(searched) -> str:
+    """What the question box says under its label: its length limit, and while documents are
+    chosen under "Your documents", that only they are searched (the choice outlives a reload and
+    a new conversation, and inside the closed panel nothing near the box showed it)."""
+    n = len(searched) if isinstance(searched, list) else 0
+    limit = f"Up to {MAX_QUESTION_CHARS:,} characters: a longer paste is cut there."
+    if not n:
+        return limit
+    which = "the document" if n == 1 else f"the {n} documents"
+    return f"Searching only {which} chosen under “Your documents”. {limit}"
+
+
 def search_label(searched) -> str:
     """The label of the choice of documents to search, which says what a question searches now
     (it said "none chosen: all of them" while some were chosen)."""
@@ -1292,7 +1304,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 # The browser cuts a longer paste at the limit without a word: the limit is shown.
                 question = gr.Textbox(label="Question", placeholder="Loading…", elem_id="question",
                                       max_length=MAX_QUESTION_CHARS, interactive=False,
-                                      info=f"Up to {MAX_QUESTION_CHARS:,} characters: a longer paste is cut there.")
+                                      info=question_info([]))
                 with gr.Row():
                     send = gr.Button("Ask", variant="primary", elem_id="ask", interactive=False)
                     stop = gr.Button("Stop", elem_id="stop")
@@ -1683,12 +1695,13 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             and a redraw drops a deleted document from it. Written only when it differs, so the
             load's own setting of the value writes nothing."""
             label = gr.update(label=search_label(searched))  # the label, not the value: no change event
+            said = gr.update(info=question_info(searched))  # by the question box too
             if not isinstance(saved, dict) or searched == saved.get("search_in", []):
-                return gr.skip(), label
-            return keep(saved, search_in=searched), label
+                return gr.skip(), label, said
+            return keep(saved, search_in=searched), label, said
 
         # No progress overlay: Gradio covered the dropdown with one on every pick (it is an output).
-        search_in.change(remember_searched, [browser, search_in], [browser, search_in], api_name=False,
+        search_in.change(remember_searched, [browser, search_in], [browser, search_in, question], api_name=False,
                          show_progress="hidden")
         app.load(lambda: gr.update(open=not handlers.has_documents()), None, adder, api_name=False)
 
