@@ -436,3 +436,18 @@ def test_gate_sample_keeps_unanswerable_rows_up_to_half():
     few = gate_sample(rows, 6, seed=3)
     assert sum(not r["answerable"] for r in few) == 3 and len(few) == 6
     assert gate_sample(rows, 0, seed=3) == rows and gate_sample(rows[:5], 8, seed=3) == rows[:5]
+
+
+def test_heading_questions_leave_out_the_outline_number():
+    """A suggestion read "What does the DHS2020 document say about 5.2.7. Information, Awareness &
+    Resources?" (helper-58's drive): the heading's number is nobody's question."""
+    from ragbot.storage.store import StoredChunk
+
+    def asked(section):
+        return [c.question for c in trainset.structural_questions([StoredChunk(1, "/p.pdf", "DHS2020", section, None, "Text.")])]
+
+    assert asked("Plan > 5.2.7. Information, Awareness & Resources") == [
+        "What does the DHS2020 document say about information, Awareness & Resources?"]
+    assert asked("Plan > 3) Data sharing") == ["What does the DHS2020 document say about data sharing?"]
+    assert asked("Plan > 4.1 Data sharing") == ["What does the DHS2020 document say about data sharing?"]
+    assert asked("Plan > 2024 Goals") == ["What does the DHS2020 document say about 2024 Goals?"]  # a year stays

@@ -45,6 +45,10 @@ _DEFINITION = re.compile(
     r"^(?P<term>[A-Z][\w\-/()' ]{1,60}?)\s+(?P<verb>is|are|refers to|means)\s+(?:a|an|the|one)\s+\S"
 )
 _NOT_A_TERM = {"it", "this", "that", "these", "those", "they", "there", "here", "examples", "one", "each", "what"}
+# A heading's outline number ("5.2.7. ", "3) "): no one asks about it, and a suggestion read "What
+# does the DHS2020 document say about 5.2.7. Information, Awareness & Resources?".
+# A number with a stop or bracket after it, or several joined by stops; not a year ("2024 Goals").
+_OUTLINE_NUMBER = re.compile(r"^(?:\d+(?:\.\d+)*[.)]|\d+(?:\.\d+)+)\s+(?=\S)")
 _QUESTION_LINE = re.compile(r"([A-Z][^?\n]{8,200}\?)")
 
 
@@ -110,7 +114,7 @@ def structural_questions(chunks: Sequence[StoredChunk]) -> list[Candidate]:
             verb = "are" if match.group("verb") == "are" else "is"
             found.append(Candidate(f"What {verb} {term[0].lower() + term[1:] if _lower_ok(term) else term}?",
                                    chunk.id, "definition"))
-        heading = chunk.section.split(" > ")[-1].strip() if chunk.section else ""
+        heading = _OUTLINE_NUMBER.sub("", chunk.section.split(" > ")[-1].strip()) if chunk.section else ""
         if heading and heading != chunk.title and 1 <= len(heading.split()) <= 10:
             if heading.endswith("?"):
                 question = heading
