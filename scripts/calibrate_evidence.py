@@ -37,18 +37,19 @@ def main() -> None:
     bot.ingest([ROOT / "corpus"])
     chunks = bot.store.all_chunks()
     rng = random.Random(args.seed)
-    candidates = trainset.structural_questions(chunks)
+    candidates = trainset.structural_questions(chunks, bot.abbreviations())
     generator = bot.generator
 
     def write(sentence: str) -> str:
         prompt = generator.render(trainset.question_writer_messages(sentence)) + "Question:"
         return generator.generate(prompt, max_new_tokens=32).text
 
-    candidates += trainset.model_questions(chunks, write, args.model_questions, rng, lambda i, n: None)
+    candidates += trainset.model_questions(chunks, write, args.model_questions, rng, lambda i, n: None,
+                                           abbreviations=bot.abbreviations())
     report = trainset.CheckReport()
     kept = trainset.check_candidates(bot, candidates, report)
     examples = trainset.answerability_examples(bot, kept, random.Random(args.seed + 1))
-    scores = [best_evidence(ex.question, ex.passages, bot.evidence_scorer) for ex in examples]
+    scores = [best_evidence(ex.question, ex.passages, bot.evidence_scorer, bot.abbreviations()) for ex in examples]
     check = answerability.fit(scores, [ex.answerable for ex in examples], scorer=bot.evidence_scorer.name,
                               false_refusal=args.false_refusal)
     print(json.dumps({"questions_kept": dict(report.kept), "examples": len(examples), **check.fit_report}, indent=2))

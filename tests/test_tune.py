@@ -80,7 +80,8 @@ def test_a_passage_holding_the_answer_row_is_not_shown_as_unanswerable():
                        score=0.5, rank=chunk_id)
 
     # Embeddings far apart, so only the text decides here.
-    far_apart = SimpleNamespace(embedder=SimpleNamespace(encode=lambda texts: np.eye(len(texts), 8)))
+    far_apart = SimpleNamespace(embedder=SimpleNamespace(encode=lambda texts: np.eye(len(texts), 8)),
+                                abbreviations=frozenset)  # the documents abbreviate nothing
     row = passage(1, "| Engines: | 1 Reciprocating |\n| Engine Manufacturer: | Lycoming |")
     other = passage(2, "The pilot was not hurt.")
     assert trainset._without_answer(far_apart, "Engine Manufacturer: Lycoming", [row, other]) == [other]

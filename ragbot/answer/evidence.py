@@ -239,9 +239,10 @@ def _ranked(pool: Sequence[tuple[int, str]], scores: np.ndarray) -> list[Evidenc
     return ranked
 
 
-def best_score(question: str, passages: Sequence[Passage], scorer: SentenceScorer) -> float | None:
+def best_score(question: str, passages: Sequence[Passage], scorer: SentenceScorer,
+               abbreviations: frozenset[str] = frozenset()) -> float | None:
     """The best sentence's score; None when the passages hold no sentence (then nothing answers)."""
-    ranked = rank(question, passages, scorer)
+    ranked = rank(question, passages, scorer, abbreviations)
     return ranked[0].score if ranked else None
 
 

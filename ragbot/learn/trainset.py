@@ -91,20 +91,20 @@ class Example:
 # -- questions ---------------------------------------------------------------------------------
 
 
-def answer_sentences(text: str) -> list[str]:
+def answer_sentences(text: str, abbreviations: frozenset[str] = frozenset()) -> list[str]:
     """Whole prose sentences of a chunk (text.prose_sentences) that are a sensible answer length;
     a piece cut off by the chunk boundary (not starting with a capital or not ending a sentence)
-    is skipped."""
-    return [sentence for sentence in prose_sentences(text)
+    is skipped. `abbreviations`: the documents' own (RagBot.abbreviations), which end no sentence."""
+    return [sentence for sentence in prose_sentences(text, abbreviations)
             if ANSWER_WORDS[0] <= len(sentence.split()) <= ANSWER_WORDS[1]
             and sentence[:1].isupper() and sentence[-1] in ".!?"]
 
 
-def structural_questions(chunks: Sequence[StoredChunk]) -> list[Candidate]:
+def structural_questions(chunks: Sequence[StoredChunk], abbreviations: frozenset[str] = frozenset()) -> list[Candidate]:
     """Questions from definitions ("X is a ...") and from section headings."""
     found = []
     for chunk in chunks:
-        for sentence in answer_sentences(chunk.text):
+        for sentence in answer_sentences(chunk.text, abbreviations):
             match = _DEFINITION.match(sentence)
             if not match:
                 continue
@@ -136,12 +136,13 @@ def _lower(heading: str) -> str:
 
 
 def model_questions(chunks: Sequence[StoredChunk], write_question: Callable[[str], str], limit: int,
-                    rng: random.Random, progress: Callable[[int, int], None] | None = None) -> list[Candidate]:
+                    rng: random.Random, progress: Callable[[int, int], None] | None = None,
+                    abbreviations: frozenset[str] = frozenset()) -> list[Candidate]:
     """Up to `limit` questions written by the local generator, each for one sentence of a chunk.
 
     `write_question(prompt_text)` returns the model's continuation of a rendered prompt (see
     question_writer_messages). Sentences are sampled across all chunks."""
-    pool = [(chunk.id, sentence) for chunk in chunks for sentence in answer_sentences(chunk.text)]
+    pool = [(chunk.id, sentence) for chunk in chunks for sentence in answer_sentences(chunk.text, abbreviations)]
     rng.shuffle(pool)
     found = []
     for i, (chunk_id, sentence) in enumerate(pool[:limit], start=1):
@@ -204,7 +205,7 @@ def check_candidates(bot, candidates: Sequence[Candidate], report: CheckReport) 
         if candidate.chunk_id not in {p.chunk_id for p in shown}:
             report.rejected["does not retrieve its chunk"] += 1
             continue
-        sentences = answer_sentences(chunks[candidate.chunk_id].text)
+        sentences = answer_sentences(chunks[candidate.chunk_id].text, bot.abbreviations())
         if not sentences:
             report.rejected["no answer-sized sentence in the chunk"] += 1
             continue
@@ -299,7 +300,7 @@ def _without_answer(bot, answer: str, passages: list[Passage]) -> list[Passage]:
     stored with its bars ("| Engines: | 1 |") and answered without ("Engines: 1")."""
     said = plain(answer).lower()
     passages = [p for p in passages if said not in plain(p.text).lower()
-                and said not in (s.lower() for s in prose_sentences(p.text))]
+                and said not in (s.lower() for s in prose_sentences(p.text, bot.abbreviations()))]
     if not passages:
         return []
     vectors = bot.embedder.encode([answer] + [p.text for p in passages])

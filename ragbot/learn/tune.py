@@ -195,7 +195,7 @@ def build_data(bot, config: TuneConfig, run: Run, log: Log) -> dict:
     rng = random.Random(config.seed)
     chunks = bot.store.all_chunks()
     report = trainset.CheckReport()
-    candidates = trainset.structural_questions(chunks)
+    candidates = trainset.structural_questions(chunks, bot.abbreviations())
     if config.model_questions > 0:
         generator = bot.generator
         from tqdm import tqdm
@@ -210,7 +210,8 @@ def build_data(bot, config: TuneConfig, run: Run, log: Log) -> dict:
             bar.total = total
             bar.update(1)
 
-        candidates += trainset.model_questions(chunks, write, config.model_questions, rng, progress)
+        candidates += trainset.model_questions(chunks, write, config.model_questions, rng, progress,
+                                               abbreviations=bot.abbreviations())
         bar.close()
     kept = trainset.check_candidates(bot, candidates, report)
     examples = trainset.make_examples(bot, kept, rng, config.unanswerable_share, config.same_document_share)
@@ -283,7 +284,8 @@ def fit_answerability(bot, config: TuneConfig, run: Run, log: Log) -> dict:
     train_chunks = {ex.chunk_id for ex in trainset.load_examples(run.path / "train.jsonl")}
     examples = trainset.load_examples(source)
     scorer = bot.evidence_scorer
-    scores = [best_evidence(ex.question, ex.passages, scorer)
+    abbreviations = bot.abbreviations()
+    scores = [best_evidence(ex.question, ex.passages, scorer, abbreviations)
               for ex in tqdm(examples, desc="evidence scores", unit="q", leave=False)]
     parts: dict[str, tuple[list, list]] = {"train": ([], []), "heldout": ([], [])}
     for ex, best in zip(examples, scores):
@@ -304,12 +306,13 @@ def fit_answerability(bot, config: TuneConfig, run: Run, log: Log) -> dict:
     return {"fitted": True, **check.fit_report}
 
 
-def best_evidence(question: str, passages: list[dict], scorer) -> float:
+def best_evidence(question: str, passages: list[dict], scorer, abbreviations: frozenset[str] = frozenset()) -> float:
     """The best evidence score of a question over given passage dicts. Passages without a
-    sentence answer nothing, so they score below any threshold (as the bot refuses them)."""
+    sentence answer nothing, so they score below any threshold (as the bot refuses them).
+    `abbreviations`: the documents' own, as the bot splits their sentences with them."""
     from ragbot.bot import _given_passages
 
-    best = evidence.best_score(question, _given_passages(passages), scorer)
+    best = evidence.best_score(question, _given_passages(passages), scorer, abbreviations)
     return float("-inf") if best is None else best
 
 
