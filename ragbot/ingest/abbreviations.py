@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-MAX_CHARS = 2_000_000
+MAX_CHARS = 1_000_000
 
 
 def learn(texts: Sequence[str], max_chars: int = MAX_CHARS, seed: int = 0) -> list[str]:
