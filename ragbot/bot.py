@@ -90,6 +90,7 @@ class RagBot:
         self._shipped_ranking = False  # True: search as if no tuned embedder ranked (with_shipped_ranking)
         self._lexical: tuple[int, LexicalIndex] | None = None
         self._abbreviations: tuple[int, frozenset[str]] | None = None  # (generation, words)
+        self._abbreviations_lock = threading.Lock()  # one learning at a time, for all threads
         self._memories: dict[str | None, tuple[tuple, CorrectionMemory]] = {}  # per user
         self._load_lock = threading.RLock()
         # While this process writes the next generation, its searches read the one it started from.
@@ -330,18 +331,35 @@ class RagBot:
         """The abbreviations the stored documents write ("dr", "nr"), which end no sentence when
         their passages are cut into sentences to quote (ingest/abbreviations.py). Learned by each
         write that changes the chunks and kept with its generation; a data dir written before
-        that was learned (or by an older ragbot) has them learned here, once per process."""
-        generation = self.store.generation()
+        that was learned (or by an older ragbot) has them learned here, once per process.
+
+        They are kept with the chunks' signature (Store.chunk_signature), so a new generation
+        that changed no chunk (a switch of the ranking embedder) reads them as they are. While
+        this process writes, its answers read what they read before (as its searches do). A
+        failure to learn (NLTK missing, say) leaves sentences split as before, with a warning."""
         held = self._abbreviations
-        if held is not None and held[0] == generation:
+        if held is not None and (self._writing_here or held[0] == self.store.generation()):
             return held[1]
-        stored = json.loads(self.store.meta("abbreviations") or "{}")
-        words = stored.get("words") if stored.get("generation") == generation else None
-        if not isinstance(words, list):
-            words = learn_abbreviations(self._chunk_text_sample())
-        found = frozenset(w for w in words if isinstance(w, str))
-        self._abbreviations = (generation, found)
-        return found
+        with self._abbreviations_lock:  # one thread learns; the others wait and read it
+            generation = self.store.generation()
+            held = self._abbreviations
+            if held is not None and held[0] == generation:
+                return held[1]
+            signature = self.store.chunk_signature()
+            words = _stored_abbreviations(self.store.meta("abbreviations"), signature)
+            if words is None:
+                words = self._learned_abbreviations()
+            found = frozenset(words)
+            self._abbreviations = (generation, found)
+            return found
+
+    def _learned_abbreviations(self) -> list[str]:
+        try:
+            return learn_abbreviations(self._chunk_text_sample())
+        except Exception as exc:  # noqa: BLE001 - sentences are then split as before; nothing is lost
+            warnings.warn(f"the documents' abbreviations were not learned ({type(exc).__name__}: {exc}); "
+                          f"sentences are split without them", stacklevel=3)
+            return []
 
     def _chunk_text_sample(self, max_chars: int = ABBREVIATION_CHARS) -> list[str]:
         """Stored chunks' texts, about `max_chars` of them: all of a small library, a random
@@ -350,17 +368,25 @@ class RagBot:
         random.Random(0).shuffle(ids)
         texts, total = [], 0
         for start in range(0, len(ids), 1000):
-            for chunk in self.store.chunks(ids[start:start + 1000]).values():
-                texts.append(chunk.text)
-                total += len(chunk.text)
-            if total >= max_chars:
-                break
+            for text in self.store.chunk_texts(ids[start:start + 1000]).values():
+                texts.append(text)
+                total += len(text)
+                if total >= max_chars:
+                    return texts
         return texts
 
     def _learn_abbreviations(self, generation: int) -> None:
-        """Learn the abbreviations of the chunks of `generation`, written now, and keep them."""
-        words = learn_abbreviations(self._chunk_text_sample())
-        self.store.set_meta("abbreviations", json.dumps({"generation": generation, "words": words}))
+        """Learn the abbreviations of the chunks of `generation`, written now, and keep them with
+        the chunks' signature. The documents are committed already: a failure here costs only the
+        abbreviations (a warning; the next answer learns them in memory)."""
+        words = self._learned_abbreviations()
+        try:
+            with self.store.transaction():
+                self.store.set_meta("abbreviations", json.dumps({"chunks": self.store.chunk_signature(),
+                                                                 "words": words}))
+        except Exception as exc:  # noqa: BLE001 - a full disk, say: the ingest itself has succeeded
+            warnings.warn(f"the documents' abbreviations were not saved ({exc})", stacklevel=3)
+            return
         self._abbreviations = (generation, frozenset(words))
 
     def check_not_replaced(self) -> None:
@@ -701,8 +727,10 @@ class RagBot:
                                      avoid_start=REFUSAL, stop=stop)
             cut = lambda: totals["generation"].completion_tokens >= settings.max_new_tokens  # noqa: E731
             with closing(reply):  # a reader who leaves early frees the model at once, not at GC
-                for sentence in settled_sentences(reply, prompt.passages, was_cut=cut):
-                    checked, _ = check_citations(strip_invalid_citations(sentence, n_shown), n_shown, similarity)
+                abbreviations = self.abbreviations()
+                for sentence in settled_sentences(reply, prompt.passages, was_cut=cut, abbreviations=abbreviations):
+                    checked, _ = check_citations(strip_invalid_citations(sentence, n_shown), n_shown, similarity,
+                                                 abbreviations)
                     said.append(checked)
                     if stream:
                         yield checked if len(said) == 1 else " " + checked
@@ -992,3 +1020,15 @@ def _given_passages(given: Sequence[str | dict]) -> list[Passage]:
                                 section=item.get("section") or "", page=item.get("page"),
                                 text=item["text"], score=1.0, rank=i))
     return passages
+
+
+def _stored_abbreviations(record: str | None, signature: str) -> list[str] | None:
+    """The abbreviations the meta record keeps, when it was learned from chunks of `signature`;
+    None when it was not, or cannot be read (a damaged record is learned again, not fatal)."""
+    try:
+        stored = json.loads(record or "{}")
+    except ValueError:
+        return None
+    if not isinstance(stored, dict) or stored.get("chunks") != signature or not isinstance(stored.get("words"), list):
+        return None
+    return [w for w in stored["words"] if isinstance(w, str)]

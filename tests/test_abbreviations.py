@@ -40,8 +40,19 @@ def test_a_sample_of_a_large_library_is_read():
     assert "dr" in learn(texts, max_chars=5_000)
 
 
+def test_a_large_library_is_sampled_not_read_whole(make_bot, tmp_path):
+    doc = tmp_path / "notes.md"
+    doc.write_text("\n\n".join(f"Dr. Marsh wrote note number {i} about the pets and their cages." for i in range(400)))
+    bot = make_bot(chunk_tokens=64, chunk_overlap=0)
+    assert bot.ingest([doc]).ok
+    everything = sum(len(c.text) for c in bot.store.all_chunks())
+    sample = bot._chunk_text_sample(max_chars=2_000)
+    assert 2_000 <= sum(map(len, sample)) < everything / 2
+    assert len(set(sample)) == len(sample)  # each chunk once
+
+
 def test_an_answer_quotes_the_whole_sentence_after_an_abbreviation(make_bot, tmp_path):
-    """Learned by the ingest and kept with its generation; a removal learns them again."""
+    """Learned by the ingest and kept with the chunks' signature; a removal learns them again."""
     doc = tmp_path / "pets.md"
     doc.write_text("# Pets\n\nThe Zorblat is a small nocturnal pet first bred by Dr. Ellen Marsh in 1987 in Oslo.\n\n"
                    "A Zorblat needs a warm cage kept at 28 degrees.\n")
@@ -49,7 +60,7 @@ def test_an_answer_quotes_the_whole_sentence_after_an_abbreviation(make_bot, tmp
     assert bot.ingest([doc]).ok
     assert "dr" in bot.abbreviations()
     stored = bot.store.meta("abbreviations")
-    assert stored and '"dr"' in stored and f'"generation": {bot.store.generation()}' in stored
+    assert stored and '"dr"' in stored and f'"chunks": "{bot.store.chunk_signature()}"' in stored
     answer = bot.ask("Who first bred the Zorblat?", record=False)
     assert "Dr. Ellen Marsh in 1987 in Oslo [1]." in answer.answer, answer.answer
     # Another process (or an older ragbot) wrote the generation: learned here, in memory.
@@ -58,3 +69,50 @@ def test_an_answer_quotes_the_whole_sentence_after_an_abbreviation(make_bot, tmp
     assert "dr" in bot.abbreviations()
     assert bot.remove([doc]).ok
     assert bot.abbreviations() == frozenset()
+
+
+def test_the_abbreviations_outlive_a_generation_that_changed_no_chunk(make_bot, tmp_path, monkeypatch):
+    """A switch of the ranking embedder (or a repair) moves the generation on without changing a
+    chunk: the words kept are read, not learned again by every process (helper-59's review). A
+    damaged record is learned again, not fatal; a failure to learn splits as before, with a warning."""
+    import pytest
+
+    import ragbot.bot as bot_module
+
+    doc = tmp_path / "pets.md"
+    doc.write_text("# Pets\n\nThe Zorblat was first bred by Dr. Ellen Marsh in 1987 in Oslo. It eats crickets.\n")
+    bot = make_bot()
+    assert bot.ingest([doc]).ok
+
+    def failing(texts, *args, **kwargs):
+        raise AssertionError("learned again")
+
+    monkeypatch.setattr(bot_module, "learn_abbreviations", failing)
+    bot.store._bump_generation()
+    bot._abbreviations = None  # another process
+    assert "dr" in bot.abbreviations()  # read from the record: `failing` was not called
+    for damaged in ("not json", "[]", '{"chunks": 3}'):
+        bot.store.set_meta("abbreviations", damaged)
+        bot._abbreviations = None
+        with pytest.warns(UserWarning, match="abbreviations were not learned"):
+            assert bot.abbreviations() == frozenset()  # learned again (here: failing), split as before
+        answer = bot.ask("Who first bred the Zorblat?", record=False)
+        assert not answer.refused
+    monkeypatch.undo()
+    bot._abbreviations = None
+    assert "dr" in bot.abbreviations()  # learned again from the chunks
+
+
+def test_a_generated_reply_is_split_with_the_abbreviations_too():
+    """The generate mode shows a reply a sentence at a time and checks each one's citation: "Dr."
+    cut it as it cut quotes (helper-59's review)."""
+    from ragbot.answer.generation import check_citations, settled_sentences
+
+    reply = "The Zorblat was first bred by Dr. Ellen Marsh in 1987 [1]. It eats crickets [1]."
+    pieces = [reply[i:i + 7] for i in range(0, len(reply), 7)]  # as a model streams it
+    assert list(settled_sentences(iter(pieces), [], abbreviations=frozenset({"dr"}))) == [
+        "The Zorblat was first bred by Dr. Ellen Marsh in 1987 [1].", "It eats crickets [1]."]
+    assert list(settled_sentences(iter(pieces), []))[0] == "The Zorblat was first bred by Dr."
+    checked, _ = check_citations("Bred by Dr. Ellen Marsh.", 1, lambda sentences: [[0.9] for _ in sentences],
+                                 frozenset({"dr"}))
+    assert checked == "Bred by Dr. Ellen Marsh [1]."

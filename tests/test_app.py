@@ -810,6 +810,9 @@ def test_a_setting_typed_out_of_range_is_brought_into_it(make_bot):
     sliders = {block.elem_id: block for block in app.blocks.values() if isinstance(block, gr.Slider)}
     k, temperature = sliders["passages-to-retrieve"], sliders["temperature"]
     assert k.preprocess(50) == MAX_K and k.preprocess(0) == 1 and k.preprocess(7) == 7
+    assert k.preprocess(7.4) == 7 and k.preprocess(float("inf")) == MAX_K  # on its steps, in its range
     assert temperature.preprocess(9.5) == MAX_TEMPERATURE and temperature.preprocess(-1) == 0.0
-    with pytest.raises(gr.Error):
-        k.preprocess(float("nan"))
+    assert temperature.preprocess(0.333) == 0.35
+    for not_a_number in (float("nan"), None, "50", True):  # an emptied box sends None
+        with pytest.raises(gr.Error, match="Passages to retrieve must be a number"):
+            k.preprocess(not_a_number)

@@ -186,7 +186,8 @@ def citations_for(numbers: Sequence[int], shown: Sequence[Passage]) -> list[Cita
 
 
 def check_citations(
-    reply: str, n_shown: int, similarity: Callable[[list[str]], "list[list[float]]"]
+    reply: str, n_shown: int, similarity: Callable[[list[str]], "list[list[float]]"],
+    abbreviations: frozenset[str] = frozenset(),
 ) -> tuple[str, bool]:
     """Make each sentence of `reply` cite the shown passage that supports it.
 
@@ -196,8 +197,9 @@ def check_citations(
     clearly more similar (by RECITE_MARGIN, and reaching SUPPORT_THRESHOLD) cites that passage
     instead: small models copy the right sentence and guess its number. Returns the reply (its
     layout kept), and whether any sentence is supported, by a valid citation or by similarity.
+    `abbreviations`: the documents' own (RagBot.abbreviations), which end no sentence.
     """
-    spans = sentence_spans(reply)
+    spans = sentence_spans(reply, abbreviations)
     if not spans or n_shown == 0:
         return reply, False
     scores = similarity([reply[a:b] for a, b in spans])
@@ -227,12 +229,14 @@ _ENDS_SENTENCE = re.compile(r"[.!?][\"'’”»)\]]*(?:\s*\[\d+(?:\s*,\s*\d+)*\]
 
 
 def settled_sentences(pieces: Iterable[str], shown: Sequence[Passage],
-                      was_cut: Callable[[], bool] = lambda: True) -> Iterator[str]:
+                      was_cut: Callable[[], bool] = lambda: True,
+                      abbreviations: frozenset[str] = frozenset()) -> Iterator[str]:
     """The sentences of a reply being generated, each yielded once it is complete and will not
     change, with prompt markup the model copied left out: a shown passage's "[n] (Title >
     Section)" header, whole or cut short, a header for a passage number never shown, and Markdown
     heading lines. A last piece that ends no sentence is dropped when `was_cut()` says generation
-    stopped at the token limit (or marked " …" when it is all there is); otherwise it stands."""
+    stopped at the token limit (or marked " …" when it is all there is); otherwise it stands.
+    `abbreviations`: as for check_citations."""
     headers = {str(n): passage_header(p) for n, p in enumerate(shown, start=1)}
 
     def markup(match: re.Match) -> str:
@@ -252,14 +256,14 @@ def settled_sentences(pieces: Iterable[str], shown: Sequence[Passage],
     for piece in pieces:
         raw += piece
         text = visible(raw)
-        spans = sentence_spans(text)
+        spans = sentence_spans(text, abbreviations)
         for a, b in spans[done:-1]:  # the last span may still grow
             if sentence := shown_sentence(text, a, b):
                 said += 1
                 yield sentence
         done = max(done, len(spans) - 1)
     text = visible(raw)
-    spans = sentence_spans(text)
+    spans = sentence_spans(text, abbreviations)
     for i, (a, b) in enumerate(spans[done:], start=done):
         sentence = shown_sentence(text, a, b)
         if sentence is None:

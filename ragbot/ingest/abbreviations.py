@@ -11,7 +11,11 @@ written with full stops.
 Learned when a write changes the stored chunks (`RagBot._writing`), from at most `MAX_CHARS` of
 their text (a sample of chunks for a larger library: a word the documents abbreviate often is in
 any sample, and Punkt reads about half a megabyte a second), and kept in the database's meta
-table with the generation it was learned for.
+table with the signature of the chunks it was learned from (`RagBot.abbreviations`).
+
+Known to be wrong sometimes: a learned word that really ends a sentence ("…apples etc. The
+next…") joins it to the next one, since only the word before the stop is read; Punkt's own
+tokenizer would also read the word after it. Chunks overlap, so the sample repeats some text.
 """
 
 from __future__ import annotations
@@ -26,8 +30,6 @@ def learn(texts: Sequence[str], max_chars: int = MAX_CHARS, seed: int = 0) -> li
     """The abbreviations Punkt learns from `texts` (a chunk's text each), lower-cased and without
     their last full stop ("dr", "u.s"), sorted. Single letters are left out: the splitter already
     keeps initials ("John A. Kiley") whatever the documents say."""
-    from nltk.tokenize.punkt import PunktLanguageVars, PunktTrainer
-
     picked = list(texts)
     if sum(map(len, picked)) > max_chars:
         random.Random(seed).shuffle(picked)
@@ -40,6 +42,8 @@ def learn(texts: Sequence[str], max_chars: int = MAX_CHARS, seed: int = 0) -> li
         picked = kept
     if not picked:
         return []
+    from nltk.tokenize.punkt import PunktLanguageVars, PunktTrainer  # 1.4 s to import: only when needed
+
     text = "\n\n".join(picked)
     trainer = PunktTrainer()
     trainer.train(text, finalize=True)

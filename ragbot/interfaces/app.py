@@ -259,12 +259,17 @@ def bounded_slider(minimum: float, maximum: float, **kwargs):
     checked = slider.preprocess
 
     def preprocess(payload):
-        if isinstance(payload, float) and not math.isfinite(payload):  # Gradio let NaN through
+        # An emptied box arrives as None; Gradio let NaN through, and gave a TypeError for the rest.
+        if isinstance(payload, bool) or not isinstance(payload, (int, float)) or math.isnan(payload):
             raise gr.Error(f"{slider.label} must be a number.")
-        if isinstance(payload, (int, float)) and not isinstance(payload, bool):
-            payload = min(max(payload, slider.minimum), slider.maximum)
+        payload = min(max(payload, slider.minimum), slider.maximum)
+        if slider.step:  # on the slider's steps, as dragging it gives (7.4 passages is 7)
+            payload = slider.minimum + round((payload - slider.minimum) / slider.step) * slider.step
+            payload = min(round(payload, 10), slider.maximum)
         return checked(payload)
 
+    # Kept while nothing sends these sliders a new property: Gradio makes a block anew for a
+    # session on a property update (a value alone is no property), which would drop the wrapper.
     slider.preprocess = preprocess
     return slider
 

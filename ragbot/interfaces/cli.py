@@ -473,7 +473,7 @@ def search_order_note(passages, retrieval: str) -> str:
     """Why the scores shown do not fall down the list, when they do not (helper-58 read "[1]
     0.225" above "[2] 0.244" as a fault): the number is the shipped embedder's cosine, the order
     the search's own."""
-    scores = [p.score for p in passages]
+    scores = [round(p.score, 3) for p in passages]  # as printed
     if all(a >= b for a, b in zip(scores, scores[1:])):
         return ""
     how = {"hybrid": "hybrid search, which also weighs the words query and passage share",

@@ -489,6 +489,13 @@ class Store:
         chunks = self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
         return docs, chunks
 
+    def chunk_signature(self) -> str:
+        """What changes whenever the stored chunks do (their number and their largest id: a chunk
+        stored gets a new, larger id), and not when only the generation moves on (a switch of the
+        ranking embedder): what text learned from the chunks is kept with."""
+        count, largest = self._db.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM chunks").fetchone()
+        return f"{count}:{largest}"
+
     def replace_document(
         self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, pipeline: str,
         ranking: tuple[str, np.ndarray] | None = None,
@@ -550,6 +557,11 @@ class Store:
 
     def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]:
         return {row[0]: StoredChunk(*row) for row in _rows_of(self._db, f"{_CHUNK_SELECT} WHERE c.id IN ({{}})", ids)}
+
+    def chunk_texts(self, ids: Sequence[int]) -> dict[int, str]:
+        """The text of each of these chunks (ids not stored are left out): all that a reader of
+        the text alone needs (the abbreviations learned from it), without the rest of the row."""
+        return dict(_rows_of(self._db, "SELECT id, text FROM chunks WHERE id IN ({})", ids))
 
     def chunk_ids(self) -> np.ndarray:
         """Every stored chunk's id, ascending."""
