@@ -330,11 +330,10 @@ class RagBot:
     def abbreviations(self) -> frozenset[str]:
         """The abbreviations the stored documents write ("dr", "nr"), which end no sentence when
         their passages are cut into sentences to quote (ingest/abbreviations.py). Learned by each
-        write that changes the chunks and kept with its generation; a data dir written before
-        that was learned (or by an older ragbot) has them learned here, once per process.
-
-        They are kept with the chunks' signature (Store.chunk_signature), so a new generation
-        that changed no chunk (a switch of the ranking embedder) reads them as they are. While
+        write that changes the chunks and kept with the chunks' signature (Store.chunk_signature),
+        so a new generation that changed no chunk (a switch of the ranking embedder) reads them as
+        they are; a data dir whose record does not match (written by an older ragbot, or its
+        chunks changed by a repair) has them learned here, once per process and generation. While
         this process writes, its answers read what they read before (as its searches do). A
         failure to learn (NLTK missing, say) leaves sentences split as before, with a warning."""
         held = self._abbreviations
@@ -454,7 +453,7 @@ class RagBot:
         with self._writing(on_wait, wait) as ingester:
             report = ingester.ingest(paths, prune=prune, progress=progress, store_copies=store_copies,
                                      remember_copies=remember_copies)
-        report.seconds += ingester.derived_seconds  # the BM25 index is part of the ingest
+        report.seconds += ingester.derived_seconds  # the BM25 index and abbreviations are part of the ingest
         return report
 
     def remove(self, paths: Sequence[str | Path], on_wait: Callable[[str], None] | None = None,
@@ -536,13 +535,15 @@ class RagBot:
         """Load now what the first answer would otherwise wait for: the embedder, the search
         indexes of the database's generation (built and saved if missing, as a first search
         would), the sentence ranker with the earlier questions it learns from (the answer log,
-        read once), the corrections given without a login, and in the generate mode the
-        generator. No answer is logged. The chat page calls it before it serves."""
+        read once), the documents' abbreviations (learned here for a data dir that has none kept),
+        the corrections given without a login, and in the generate mode the generator. No answer
+        is logged. The chat page calls it before it serves."""
         probe = "warm-up"
         self.search(probe)
         if self.settings.answer_mode == "generate":
             self.generator
         self.evidence_ranker.score(probe, [probe])
+        self.abbreviations()
         self.correction_memory()
 
     def standalone_query(self, previous_questions: Sequence[str], question: str,

@@ -35,11 +35,6 @@ def test_punkt_learns_the_abbreviations_a_text_writes_in_any_language():
     assert learn([]) == []
 
 
-def test_a_sample_of_a_large_library_is_read():
-    texts = [f"Dr. Marsh wrote note {i}. It was short." for i in range(2000)]
-    assert "dr" in learn(texts, max_chars=5_000)
-
-
 def test_a_large_library_is_sampled_not_read_whole(make_bot, tmp_path):
     doc = tmp_path / "notes.md"
     doc.write_text("\n\n".join(f"Dr. Marsh wrote note number {i} about the pets and their cages." for i in range(400)))

@@ -20,31 +20,20 @@ tokenizer would also read the word after it. Chunks overlap, so the sample repea
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 
-MAX_CHARS = 1_000_000
+MAX_CHARS = 1_000_000  # of the chunks' text read to learn from (RagBot._chunk_text_sample samples it)
 
 
-def learn(texts: Sequence[str], max_chars: int = MAX_CHARS, seed: int = 0) -> list[str]:
+def learn(texts: Sequence[str]) -> list[str]:
     """The abbreviations Punkt learns from `texts` (a chunk's text each), lower-cased and without
     their last full stop ("dr", "u.s"), sorted. Single letters are left out: the splitter already
     keeps initials ("John A. Kiley") whatever the documents say."""
-    picked = list(texts)
-    if sum(map(len, picked)) > max_chars:
-        random.Random(seed).shuffle(picked)
-        kept, total = [], 0
-        for text in picked:
-            if total + len(text) > max_chars:
-                break
-            kept.append(text)
-            total += len(text)
-        picked = kept
-    if not picked:
+    if not texts:
         return []
     from nltk.tokenize.punkt import PunktLanguageVars, PunktTrainer  # 1.4 s to import: only when needed
 
-    text = "\n\n".join(picked)
+    text = "\n\n".join(texts)
     trainer = PunktTrainer()
     trainer.train(text, finalize=True)
     # A word the documents also write without a stop is a word that ended sentences, not an
