@@ -114,12 +114,12 @@ def ranking_with(bot, known):
     plain_scores = ranker.score_with_cosine
 
     def better_of_both(question, sentences, also=()):
-        coverage, cosines = plain_scores(question, sentences, also)
+        coverages, cosines = plain_scores(question, sentences, also)
         spelled = expand(question, known, False)
         spelled_also = [expand(q, known, False) for q in also]
         if spelled != question or spelled_also != list(also):
-            coverage = np.maximum(coverage, plain_scores(spelled, sentences, spelled_also)[0])
-        return coverage, cosines
+            coverages = [np.maximum(a, b) for a, b in zip(coverages, plain_scores(spelled, sentences, spelled_also)[0])]
+        return coverages, cosines
 
     ranker.score_with_cosine = better_of_both
     return other

@@ -59,7 +59,7 @@ def main() -> None:
         if not pool:
             continue
         question = row["question"]
-        weighted_mean, cosine = CoverageScorer(bot.embedder, chunks, others, share=None).score_with_cosine(question, pool)
+        (weighted_mean,), cosine = CoverageScorer(bot.embedder, chunks, others, share=None).score_with_cosine(question, pool)
         best = int(cosine.argmax())
         passage = passages[found[best][0] - 1]
         heading = f"{passage.title}. {passage.section}" if passage.section else passage.title

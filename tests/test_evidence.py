@@ -4,9 +4,9 @@ chosen and quoted with its citation, and refusal by the threshold, on the shippe
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from ragbot.answer.generation import REFUSAL
-import pytest
 
 from ragbot.errors import ConfigError
 from ragbot.answer.evidence import (CoverageScorer, EmbeddingScorer, Evidence, QuestionLog, candidates, compose,
@@ -261,17 +261,41 @@ class _SharedWords:
         return np.array([float(len(asked & set(s.lower().rstrip(".").split()))) for s in sentences])
 
 
-def test_a_follow_up_is_ranked_by_the_turn_and_the_joined_question_and_judged_by_the_joined_one():
-    """With one scorer both ranking and judging (evidence_ranking = "embedding"), a follow-up's
-    ranking is the mean of its scores for the joined question and the turn; the judgement is the
-    joined question's own."""
-    passages = [_passage(1, "Paris is a city in France. Paris was founded by the Parisii tribe.")]
+def test_a_follow_up_is_quoted_from_the_passage_of_its_subject_by_both_questions_and_judged_by_the_joined_one():
+    """With one scorer both ranking and judging (evidence_ranking = "embedding"): the mean of a
+    follow-up's scores for the joined question and the turn finds the passage it is about; within
+    that passage the product of the two ranks the sentences (the mean would quote the subject's
+    description again, the turn alone another passage's founding); the other passages' sentences
+    follow by the mean. The judgement is the joined question's own."""
+    subject = _passage(1, "Paris is the city of light. Paris was founded by Parisii tribes.")
+    other = _passage(2, "Rome was founded by Romulus.")
     scorer = _SharedWords()
-    joined, turn = "what is paris? who founded it?", "who founded it?"
-    ranked, judged = rank_both(joined, passages, scorer, scorer, turn=turn)
-    assert [(e.text, e.score) for e in judged] == [(e.text, e.score) for e in rank(joined, passages, scorer)]
-    assert ranked[0].text == "Paris was founded by the Parisii tribe."
-    assert ranked[0].score == (scorer.score(joined, [ranked[0].text])[0] + scorer.score(turn, [ranked[0].text])[0]) / 2
+    joined, turn = "what is paris the city? who founded it?", "who founded it?"
+    ranked, judged = rank_both(joined, [subject, other], scorer, scorer, turn=turn)
+    assert [(e.text, e.score, e.position) for e in judged] == [(e.text, e.score, e.position)
+                                                               for e in rank(joined, [subject, other], scorer)]
+    assert [(e.text, e.score, e.position) for e in ranked] == [
+        ("Paris was founded by Parisii tribes.", 2 * 1, 1),  # joined 2 (paris, founded), turn 1: the product
+        ("Paris is the city of light.", 4 * 0, 0),  # joined 4, turn 0: the mean's first, the product's last
+        ("Rome was founded by Romulus.", (1 + 1) / 2, 2),  # another passage: the mean
+    ]
+    assert [e.text for e in rank_both(joined, [subject, other], scorer, scorer)[0]][0] == "Paris is the city of light."
+
+
+@pytest.mark.parametrize("first, turn, quoted", [
+    ("What happens to text people paste into a hosted chatbot?", "Have companies done anything about it?",
+     "Several companies restricted employee use of public chatbots in 2023"),
+    ("What do law firms use generative AI for?", "What do they have to check before filing anything?",
+     "Because models can invent case citations, every reference must be verified"),
+])
+def test_a_follow_up_quotes_the_sentence_of_its_subjects_passage_that_answers_the_turn(corpus_bot, first, turn, quoted):
+    """Development follow-ups (bench/data/follow_ups_dev.jsonl) the mean of the two questions'
+    scores answered with the first question's sentence again: within the subject's passage, the
+    product of the scores quotes the sentence that also answers the turn."""
+    query = corpus_bot.standalone_query([first], turn)
+    assert query == f"{first} {turn}"
+    answer = corpus_bot.ask(turn, record=False, retrieval_query=query)
+    assert answer.answer.startswith(quoted), answer.answer
 
 
 def test_a_follow_up_quotes_what_it_asks_not_what_the_question_before_it_was_answered_with(corpus_bot):
