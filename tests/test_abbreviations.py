@@ -3,7 +3,9 @@ and used when an answer quotes a sentence."""
 
 from nltk.tokenize.punkt import PunktTrainer
 
+from conftest import CORPUS
 from ragbot.ingest.abbreviations import learn
+from ragbot.text import sentences
 
 
 def test_punkt_learns_the_abbreviations_a_text_writes_in_any_language():
@@ -33,6 +35,27 @@ def test_punkt_learns_the_abbreviations_a_text_writes_in_any_language():
     # Single letters are left to the splitter's own initials rule; no text, nothing learned.
     assert all(len(w.replace(".", "")) > 1 for w in learn([english, german]))
     assert learn([]) == []
+
+
+def test_a_word_that_ends_a_paragraph_or_a_list_item_is_not_taken_for_an_abbreviation():
+    """The shipped corpus writes "off." twice and "off" nowhere else: "…can be stored separately
+    and switched on or off. QLoRA combines…" and a list item "- Wrong facts: … completely off.".
+    Punkt takes it for an abbreviation, which joined the LoRA sentence to the QLoRA one. A word
+    that the text writes with its stop at the end of a paragraph, of a list item or of a chunk
+    ends sentences, whatever the language."""
+    texts = [path.read_text(encoding="utf-8") for path in sorted(CORPUS.glob("*.md"))]
+    trainer = PunktTrainer()
+    trainer.train("\n\n".join(texts), finalize=True)
+    assert "off" in trainer.get_params().abbrev_types
+    learned = learn(texts)
+    assert "off" not in learned
+    assert sentences("It can be stored separately and switched on or off. QLoRA combines LoRA with a base model.",
+                     frozenset(learned)) == ["It can be stored separately and switched on or off.",
+                                             "QLoRA combines LoRA with a base model."]
+    # A word written with its stop inside paragraphs only stays learned, wherever the text wraps.
+    doc = ("The pet was first bred by Dr. Ellen Marsh in Oslo.\nLater Dr. Jones sold crickets at a shop on Main St.\n"
+           "near the park. Dr. Marsh still lives on Elm St. in Oslo.\n\n- A pet needs one cage.\n- Pets eat crickets.\n")
+    assert {"dr", "st"} <= set(learn([doc]))
 
 
 def test_a_large_library_is_sampled_not_read_whole(make_bot, tmp_path):

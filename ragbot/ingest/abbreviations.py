@@ -13,16 +13,26 @@ their text (a sample of chunks for a larger library: a word the documents abbrev
 any sample, and Punkt reads about half a megabyte a second), and kept in the database's meta
 table with the signature of the chunks it was learned from (`RagBot.abbreviations`).
 
-Known to be wrong sometimes: a learned word that really ends a sentence ("…apples etc. The
-next…") joins it to the next one, since only the word before the stop is read; Punkt's own
-tokenizer would also read the word after it. Chunks overlap, so the sample repeats some text.
+Of what Punkt finds, a word the text also writes without its stop, or with it where a paragraph
+or a list item ends, is dropped: such a word ends sentences. Known to be wrong sometimes: a
+learned word that ends a sentence inside a paragraph ("…apples etc. The next…") joins it to the
+next one, since only the word before the stop is read (Punkt's own tokenizer, which also reads
+the word after it, keeps the same join, and splits "U.S. Financial Systems" in headings: §27 of
+docs/benchmarks.md). Chunks overlap, so the sample repeats some text.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 MAX_CHARS = 1_000_000  # of the chunks' text read to learn from (RagBot._chunk_text_sample samples it)
+# A word (as the splitter takes it, text._WORD_BEFORE_STOP) and its full stop where a block of
+# text ends: at the end of a chunk, before a blank line, or before a line that opens a list item,
+# a heading, a table row or a quote (the Markdown that readers write for every format). A
+# paragraph does not end inside a sentence, so the word ended one. A line that merely wraps
+# ("…first bred by Dr.\nEllen Marsh") starts with the sentence's next word, and is not a block's end.
+_BLOCK_END = re.compile(r"(?:^|[\s(\[\"'«„“‘])([^\s(\[\"'«„“‘]+)\.(?=[ \t]*(?:\Z|\n[ \t]*(?:\n|[-*+#|>])))")
 
 
 def learn(texts: Sequence[str]) -> list[str]:
@@ -38,7 +48,12 @@ def learn(texts: Sequence[str]) -> list[str]:
     trainer.train(text, finalize=True)
     # A word the documents also write without a stop is a word that ended sentences, not an
     # abbreviation: Punkt's likelihood alone took "idea" (ending many sentences of the shipped
-    # corpus, though "the core idea is" stands in it) and "off" in "trade-off.".
+    # corpus, though "the core idea is" stands in it).
     bare = {token.lower() for token in PunktLanguageVars().word_tokenize(text) if not token.endswith(".")}
+    # So is a word written with its stop where a block of text ends: the shipped corpus writes
+    # "off." twice and "off" nowhere else ("…switched on or off. QLoRA combines…", and a list item
+    # "…slightly or completely off."), and Punkt took it.
+    ended = {m.group(1).lower() for m in _BLOCK_END.finditer(text)}
     return sorted(word for word in trainer.get_params().abbrev_types
-                  if len(word.replace(".", "")) > 1 and any(ch.isalpha() for ch in word) and word not in bare)
+                  if len(word.replace(".", "")) > 1 and any(ch.isalpha() for ch in word)
+                  and word not in bare and word not in ended)
