@@ -444,11 +444,20 @@ def test_heading_questions_leave_out_the_outline_number():
     Resources?" (helper-58's drive): the heading's number is nobody's question."""
     from ragbot.storage.store import StoredChunk
 
-    def asked(section):
-        return [c.question for c in trainset.structural_questions([StoredChunk(1, "/p.pdf", "DHS2020", section, None, "Text.")])]
+    def asked(section, *others):
+        chunks = [StoredChunk(i, "/p.pdf", "DHS2020", s, None, "Text.") for i, s in enumerate((section, *others), 1)]
+        return trainset.structural_questions(chunks)[0].question
 
-    assert asked("Plan > 5.2.7. Information, Awareness & Resources") == [
-        "What does the DHS2020 document say about information, Awareness & Resources?"]
-    assert asked("Plan > 3) Data sharing") == ["What does the DHS2020 document say about data sharing?"]
-    assert asked("Plan > 4.1 Data sharing") == ["What does the DHS2020 document say about data sharing?"]
-    assert asked("Plan > 2024 Goals") == ["What does the DHS2020 document say about 2024 Goals?"]  # a year stays
+    assert asked("Plan > 5.2.7. Information, Awareness & Resources") == (
+        "What does the DHS2020 document say about information, Awareness & Resources?")
+    assert asked("Plan > 3) Data sharing") == "What does the DHS2020 document say about data sharing?"
+    assert asked("Plan > 2024 Goals") == "What does the DHS2020 document say about 2024 Goals?"  # a year stays
+    # Numbers joined by stops are an outline's only among other numbered headings of the document;
+    # alone they are a figure.
+    assert asked("Plan > 4.1 Data sharing", "Plan > 4.2 Data storage") == (
+        "What does the DHS2020 document say about data sharing?")
+    assert asked("Plan > 4.1 Data sharing", "Plan > 4. Data") == "What does the DHS2020 document say about data sharing?"
+    assert asked("Growth > 2.5 Million Users", "Growth > Costs") == (
+        "What does the DHS2020 document say about 2.5 Million Users?")
+    assert asked("Growth > 2.5 Million Users", "Growth > 2.5 Million Users") == (  # one heading, chunked twice
+        "What does the DHS2020 document say about 2.5 Million Users?")

@@ -46,9 +46,12 @@ _DEFINITION = re.compile(
 )
 _NOT_A_TERM = {"it", "this", "that", "these", "those", "they", "there", "here", "examples", "one", "each", "what"}
 # A heading's outline number ("5.2.7. ", "3) "): no one asks about it, and a suggestion read "What
-# does the DHS2020 document say about 5.2.7. Information, Awareness & Resources?".
-# A number with a stop or bracket after it, or several joined by stops; not a year ("2024 Goals").
-_OUTLINE_NUMBER = re.compile(r"^(?:\d+(?:\.\d+)*[.)]|\d+(?:\.\d+)+)\s+(?=\S)")
+# does the DHS2020 document say about 5.2.7. Information, Awareness & Resources?". A number with
+# a stop or bracket after it is one; not a year ("2024 Goals").
+_OUTLINE_NUMBER = re.compile(r"^\d+(?:\.\d+)*[.)]\s+(?=\S)")
+# Numbers joined by stops ("4.1 Data sharing") are one only in a document whose other headings
+# are numbered too: alone, "2.5 Million Users" is a figure.
+_DOTTED_NUMBER = re.compile(r"^\d+(?:\.\d+)+\s+(?=\S)")
 _QUESTION_LINE = re.compile(r"([A-Z][^?\n]{8,200}\?)")
 
 
@@ -101,8 +104,13 @@ def answer_sentences(text: str, abbreviations: frozenset[str] = frozenset()) -> 
 
 
 def structural_questions(chunks: Sequence[StoredChunk], abbreviations: frozenset[str] = frozenset()) -> list[Candidate]:
-    """Questions from definitions ("X is a ...") and from section headings."""
+    """Questions from definitions ("X is a ...") and from section headings, without a heading's
+    outline number (`_OUTLINE_NUMBER`; `_DOTTED_NUMBER` when `chunks` hold another numbered
+    heading of the same document)."""
     found = []
+    headings = {(chunk.source, _heading(chunk)) for chunk in chunks}
+    numbered = Counter(source for source, heading in headings  # numbered headings of each document
+                       if _OUTLINE_NUMBER.match(heading) or _DOTTED_NUMBER.match(heading))
     for chunk in chunks:
         for sentence in answer_sentences(chunk.text, abbreviations):
             match = _DEFINITION.match(sentence)
@@ -114,7 +122,9 @@ def structural_questions(chunks: Sequence[StoredChunk], abbreviations: frozenset
             verb = "are" if match.group("verb") == "are" else "is"
             found.append(Candidate(f"What {verb} {term[0].lower() + term[1:] if _lower_ok(term) else term}?",
                                    chunk.id, "definition"))
-        heading = _OUTLINE_NUMBER.sub("", chunk.section.split(" > ")[-1].strip()) if chunk.section else ""
+        heading = _OUTLINE_NUMBER.sub("", _heading(chunk))
+        if numbered[chunk.source] > 1:
+            heading = _DOTTED_NUMBER.sub("", heading)
         if heading and heading != chunk.title and 1 <= len(heading.split()) <= 10:
             if heading.endswith("?"):
                 question = heading
@@ -122,6 +132,11 @@ def structural_questions(chunks: Sequence[StoredChunk], abbreviations: frozenset
                 question = f"What does the {chunk.title} document say about {_lower(heading)}?"
             found.append(Candidate(question, chunk.id, "heading"))
     return found
+
+
+def _heading(chunk: StoredChunk) -> str:
+    """The innermost heading a chunk stands under ("" for none)."""
+    return chunk.section.split(" > ")[-1].strip() if chunk.section else ""
 
 
 def _lower_ok(term: str) -> bool:
