@@ -555,8 +555,9 @@ class RagBot:
         higher wins, unless joining only borrowed the previous question's match (below).
         Nothing here depends on the language's words. Known weakness: a short question on a new
         subject ("And GANs?", or an off-topic one) that the answer check refuses alone is still
-        joined, and answered about the previous subject; telling those apart needs a model that
-        reads the two questions together (docs/benchmarks.md §15).
+        joined, and answered about the previous subject (15 of 20 development off-topic turns);
+        telling those apart needs a model that reads the two questions together, or a threshold
+        fit on the user's own conversations (docs/benchmarks.md §15, §29).
         """
         if not previous_questions:
             return question
