@@ -6,11 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ragbot.answer.generation import REFUSAL
-
-from ragbot.errors import ConfigError
 from ragbot.answer.evidence import (CoverageScorer, EmbeddingScorer, Evidence, QuestionLog, candidates, compose,
-                                    question_idf, rank, rank_both, worst_share)
+                                    follow_up_order, question_idf, rank, rank_both, worst_share)
+from ragbot.answer.generation import REFUSAL
+from ragbot.errors import ConfigError
 from ragbot.types import Passage
 
 
@@ -276,10 +275,25 @@ def test_a_follow_up_is_quoted_from_the_passage_of_its_subject_by_both_questions
                                                                for e in rank(joined, [subject, other], scorer)]
     assert [(e.text, e.score, e.position) for e in ranked] == [
         ("Paris was founded by Parisii tribes.", 2 * 1, 1),  # joined 2 (paris, founded), turn 1: the product
-        ("Paris is the city of light.", 4 * 0, 0),  # joined 4, turn 0: the mean's first, the product's last
+        ("Paris is the city of light.", (4 + 0) / 2, 0),  # joined 4, turn 0: the mean's first; no product
         ("Rome was founded by Romulus.", (1 + 1) / 2, 2),  # another passage: the mean
     ]
     assert [e.text for e in rank_both(joined, [subject, other], scorer, scorer)[0]][0] == "Paris is the city of light."
+
+
+def test_a_follow_ups_subject_passage_goes_first_only_with_sentences_that_answer_both_questions():
+    """A sentence of the subject's passage that misses the turn (product 0) is not quoted before a
+    strong sentence of another passage (with two sentences quoted, or after a thumbs-down took
+    the first away); the mean breaks a tie of products; no sentence, no order."""
+    pool = [(1, "A"), (1, "B"), (2, "C")]
+    order = follow_up_order(pool, np.array([0.95, 0.05, 0.7]), np.array([0.6, 0.0, 0.8]))
+    assert [(e.text, e.position) for e in order] == [("A", 0), ("C", 2), ("B", 1)]
+    # Every product 0 (negative turn scores are clipped): the mean's order, led by its best.
+    order = follow_up_order(pool, np.array([0.1, 0.9, 0.3]), np.array([-0.2, -0.1, 0.3]))
+    assert [e.text for e in order] == ["B", "C", "A"]
+    tied = follow_up_order([(1, "low"), (1, "high")], np.array([0.5, 1.0]), np.array([0.25, 0.125]))
+    assert [(e.text, e.score) for e in tied] == [("high", 0.125), ("low", 0.125)]
+    assert follow_up_order([], np.zeros(0), np.zeros(0)) == []
 
 
 @pytest.mark.parametrize("first, turn, quoted", [

@@ -461,3 +461,21 @@ def test_heading_questions_leave_out_the_outline_number():
         "What does the DHS2020 document say about 2.5 Million Users?")
     assert asked("Growth > 2.5 Million Users", "Growth > 2.5 Million Users") == (  # one heading, chunked twice
         "What does the DHS2020 document say about 2.5 Million Users?")
+    # The chat's suggestions read a sample of chunks: the document's sections are counted, not the sample's.
+    sample = [StoredChunk(1, "/p.pdf", "DHS2020", "Plan > 4.1 Data sharing", None, "Text.")]
+    sections = {("/p.pdf", "Plan > 4.1 Data sharing"), ("/p.pdf", "Plan > 4.2 Data storage"), ("/q.pdf", "")}
+    assert trainset.structural_questions(sample, sections=sections)[0].question == (
+        "What does the DHS2020 document say about data sharing?")
+
+
+def test_the_store_gives_the_sections_of_the_documents_a_sample_of_chunks_comes_from(make_bot, tmp_path):
+    plan, other = tmp_path / "plan.md", tmp_path / "other.md"
+    plan.write_text("# Plan\n\n## 4.1 Data sharing\n\nWe share data.\n\n## 4.2 Data storage\n\nWe store data.\n")
+    other.write_text("# Other\n\n## Costs\n\nThey are low.\n")
+    bot = make_bot()
+    assert bot.ingest([plan, other]).ok
+    first = next(c for c in bot.store.all_chunks() if c.source == str(plan) and "4.1" in c.section)
+    sections = bot.store.document_sections([first.id])
+    assert {section.split(" > ")[-1] for source, section in sections} == {"4.1 Data sharing", "4.2 Data storage"}
+    assert {source for source, _ in sections} == {str(plan)}
+    assert bot.store.document_sections([]) == set()

@@ -50,7 +50,7 @@ WORST_SHARE = 0.25
 class Evidence:
     n: int  # the passage it comes from, by its number in search order (an extract renumbers: cited_first)
     text: str  # the sentence, markup removed
-    score: float  # the scorer's rating; higher answers the question better
+    score: float  # what ranked it: the scorer's rating (a follow-up's: follow_up_order); higher is better
     position: int = 0  # where it stands among all the passages' sentences, in the order shown
 
 
@@ -111,7 +111,8 @@ class CoverageScorer:
             return [np.zeros(0) for _ in range(1 + len(also))], np.zeros(0)
         asked, *told = self.embedder.encode_tokens([question, *sentences])
         coverages = [self._coverage(asked, told)]
-        coverages += [self._coverage(other, told) for other in (self.embedder.encode_tokens(list(also)) if also else ())]
+        if also:
+            coverages += [self._coverage(other, told) for other in self.embedder.encode_tokens(list(also))]
         # As EmbeddingScorer computes it (one matrix-vector product), so the cosines are its own.
         return coverages, np.stack([s.vector for s in told]) @ asked.vector
 
@@ -238,30 +239,29 @@ def follow_up_order(pool: Sequence[tuple[int, str]], joined: np.ndarray, turn: n
     The joined question's words are mostly the question before's, so ranked by it the sentence
     that answered that question comes first again; the turn alone loses what "it" names and
     matches any sentence with a place or a year. The mean of the two finds the passage the
-    conversation is about (its best sentence's passage); within that passage a sentence is ranked
-    by the product of its two scores (each clipped at 0), which only a sentence relevant to both
-    the subject and the turn makes large ("Have companies done anything about it?" after a
-    question on what happens to text pasted into a chatbot: the companies' restrictions, not the
-    answer to the first question again). The other sentences follow in the mean's order. On the
-    50 development follow-ups (docs/benchmarks.md §28) this quoted better sentences than the mean
-    alone, and changed none of the 10 whose answer is the first question's sentence. Each
-    Evidence's score is what ranked it: the product within the passage, the mean elsewhere."""
-    mean = (joined + turn) / 2
+    conversation is about (its best sentence's passage). Within that passage a sentence relevant
+    to both the subject and the turn comes first, ranked by the product of its two scores (each
+    clipped at 0; the mean breaks a tie): "Have companies done anything about it?" after a
+    question on what happens to text pasted into a chatbot quotes the companies' restrictions,
+    not the answer to the first question again. Every other sentence follows in the mean's order,
+    a sentence of that passage with a product of 0 among them. On the 50 development follow-ups
+    (docs/benchmarks.md §28) this quoted better sentences than the mean alone, and changed none
+    of the 10 whose answer is the first question's sentence. Each Evidence's score is what
+    ranked it: the product for the first ones, the mean for the rest."""
     if not len(pool):
         return []
-    lead = pool[int(np.argmax(mean))][0]
-    inside = [i for i, (n, _) in enumerate(pool) if n == lead]
+    mean = (joined + turn) / 2
     product = joined.clip(0) * turn.clip(0)
-    ranked = _ranked([pool[i] for i in inside], product[inside], positions=inside)
-    rest = [i for i in range(len(pool)) if pool[i][0] != lead]
-    return ranked + _ranked([pool[i] for i in rest], mean[rest], positions=rest)
+    lead = pool[int(np.argmax(mean))][0]
+    first = sorted((i for i, (n, _) in enumerate(pool) if n == lead and product[i] > 0),
+                   key=lambda i: (-product[i], -mean[i]))
+    rest = sorted(set(range(len(pool))) - set(first), key=lambda i: (-mean[i], i))
+    return ([Evidence(n=pool[i][0], text=pool[i][1], score=float(product[i]), position=i) for i in first]
+            + [Evidence(n=pool[i][0], text=pool[i][1], score=float(mean[i]), position=i) for i in rest])
 
 
-def _ranked(pool: Sequence[tuple[int, str]], scores: np.ndarray, positions: Sequence[int] | None = None) -> list[Evidence]:
-    """`pool` as Evidence, best score first; `positions`: each sentence's place among all the
-    passages' sentences (default: its place in `pool`)."""
-    positions = range(len(pool)) if positions is None else positions
-    ranked = [Evidence(n=n, text=s, score=float(v), position=i) for i, (n, s), v in zip(positions, pool, scores)]
+def _ranked(pool: Sequence[tuple[int, str]], scores: np.ndarray) -> list[Evidence]:
+    ranked = [Evidence(n=n, text=s, score=float(v), position=i) for i, ((n, s), v) in enumerate(zip(pool, scores))]
     ranked.sort(key=lambda e: -e.score)
     return ranked
 

@@ -27,12 +27,15 @@ import re
 from collections.abc import Sequence
 
 MAX_CHARS = 1_000_000  # of the chunks' text read to learn from (RagBot._chunk_text_sample samples it)
-# A word (as the splitter takes it, text._WORD_BEFORE_STOP) and its full stop where a block of
-# text ends: at the end of a chunk, before a blank line, or before a line that opens a list item,
-# a heading, a table row or a quote (the Markdown that readers write for every format). A
-# paragraph does not end inside a sentence, so the word ended one. A line that merely wraps
-# ("…first bred by Dr.\nEllen Marsh") starts with the sentence's next word, and is not a block's end.
-_BLOCK_END = re.compile(r"(?:^|[\s(\[\"'«„“‘])([^\s(\[\"'«„“‘]+)\.(?=[ \t]*(?:\Z|\n[ \t]*(?:\n|[-*+#|>])))")
+# A word (as the splitter takes it, text._WORD_BEFORE_STOP) and its full stop, with any closing
+# quotes or brackets, where a block of text ends: before a blank line, or before a line that opens
+# a list item, a heading, a table row or a quote (the Markdown that readers write for every
+# format). A paragraph does not end inside a sentence, so the word ended one. A line that merely
+# wraps ("…first bred by Dr.\nEllen Marsh") starts with the sentence's next word, and a chunk's
+# end is not a block's (a long paragraph is cut at any ". ", "Dr." included). Line ends are "\n":
+# the readers write them so.
+_BLOCK_END = re.compile(r"(?:^|[\s(\[\"'«„“‘])([^\s(\[\"'«„“‘]+)\.[\"'»“”’)\]]*"
+                        r"(?=[ \t]*\n[ \t]*(?:\n|[-*+][ \t]|\d+[.)][ \t]|#{1,6}[ \t]|[|>]))")
 
 
 def learn(texts: Sequence[str]) -> list[str]:
@@ -53,7 +56,7 @@ def learn(texts: Sequence[str]) -> list[str]:
     # So is a word written with its stop where a block of text ends: the shipped corpus writes
     # "off." twice and "off" nowhere else ("…switched on or off. QLoRA combines…", and a list item
     # "…slightly or completely off."), and Punkt took it.
-    ended = {m.group(1).lower() for m in _BLOCK_END.finditer(text)}
+    ended = {m.group(1).lower() for one in texts for m in _BLOCK_END.finditer(one)}
     return sorted(word for word in trainer.get_params().abbrev_types
                   if len(word.replace(".", "")) > 1 and any(ch.isalpha() for ch in word)
                   and word not in bare and word not in ended)

@@ -713,7 +713,9 @@ class ChatHandlers:
 
         ids = [r[0] for r in self.bot.store._db.execute("SELECT id FROM chunks ORDER BY RANDOM() LIMIT 200")]
         chunks = self.bot.store.chunks(ids)
-        candidates = [c for c in structural_questions([chunks[i] for i in ids if i in chunks], self.bot.abbreviations())
+        sampled = [chunks[i] for i in ids if i in chunks]
+        candidates = [c for c in structural_questions(sampled, self.bot.abbreviations(),
+                                                      self.bot.store.document_sections([c.id for c in sampled]))
                       if len(c.question) <= 120]
         random.shuffle(candidates)
         # Definitions first; a bounded number searched (one batch, on a first visit's load).

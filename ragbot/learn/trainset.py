@@ -25,7 +25,7 @@ import json
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -103,12 +103,16 @@ def answer_sentences(text: str, abbreviations: frozenset[str] = frozenset()) -> 
             and sentence[:1].isupper() and sentence[-1] in ".!?"]
 
 
-def structural_questions(chunks: Sequence[StoredChunk], abbreviations: frozenset[str] = frozenset()) -> list[Candidate]:
+def structural_questions(chunks: Sequence[StoredChunk], abbreviations: frozenset[str] = frozenset(),
+                         sections: Iterable[tuple[str, str]] | None = None) -> list[Candidate]:
     """Questions from definitions ("X is a ...") and from section headings, without a heading's
-    outline number (`_OUTLINE_NUMBER`; `_DOTTED_NUMBER` when `chunks` hold another numbered
-    heading of the same document)."""
+    outline number (`_OUTLINE_NUMBER`; `_DOTTED_NUMBER` when another heading of the same document
+    is numbered). `sections`: (source, section) of the documents' sections, for a sample of their
+    chunks (Store.document_sections); default: those of `chunks`."""
     found = []
-    headings = {(chunk.source, _heading(chunk)) for chunk in chunks}
+    if sections is None:
+        sections = {(chunk.source, chunk.section) for chunk in chunks}
+    headings = {(source, _innermost(section)) for source, section in sections}
     numbered = Counter(source for source, heading in headings  # numbered headings of each document
                        if _OUTLINE_NUMBER.match(heading) or _DOTTED_NUMBER.match(heading))
     for chunk in chunks:
@@ -122,7 +126,7 @@ def structural_questions(chunks: Sequence[StoredChunk], abbreviations: frozenset
             verb = "are" if match.group("verb") == "are" else "is"
             found.append(Candidate(f"What {verb} {term[0].lower() + term[1:] if _lower_ok(term) else term}?",
                                    chunk.id, "definition"))
-        heading = _OUTLINE_NUMBER.sub("", _heading(chunk))
+        heading = _OUTLINE_NUMBER.sub("", _innermost(chunk.section))
         if numbered[chunk.source] > 1:
             heading = _DOTTED_NUMBER.sub("", heading)
         if heading and heading != chunk.title and 1 <= len(heading.split()) <= 10:
@@ -134,9 +138,9 @@ def structural_questions(chunks: Sequence[StoredChunk], abbreviations: frozenset
     return found
 
 
-def _heading(chunk: StoredChunk) -> str:
-    """The innermost heading a chunk stands under ("" for none)."""
-    return chunk.section.split(" > ")[-1].strip() if chunk.section else ""
+def _innermost(section: str) -> str:
+    """The innermost heading of a section path ("Plan > 4.1 Data" -> "4.1 Data"; "" for none)."""
+    return section.split(" > ")[-1].strip() if section else ""
 
 
 def _lower_ok(term: str) -> bool:

@@ -563,6 +563,11 @@ class Store:
         the text alone needs (the abbreviations learned from it), without the rest of the row."""
         return dict(_rows_of(self._db, "SELECT id, text FROM chunks WHERE id IN ({})", ids))
 
+    def document_sections(self, ids: Sequence[int]) -> set[tuple[str, str]]:
+        """(source, section) for every section of the documents that hold these chunks."""
+        return set(_rows_of(self._db, "SELECT DISTINCT d.source, c.section FROM chunks c JOIN documents d "
+                            "ON d.id = c.doc_id WHERE c.doc_id IN (SELECT doc_id FROM chunks WHERE id IN ({}))", ids))
+
     def chunk_ids(self) -> np.ndarray:
         """Every stored chunk's id, ascending."""
         rows = self._db.execute("SELECT id FROM chunks ORDER BY id").fetchall()
