@@ -570,9 +570,14 @@ class RagBot:
         # turn alone finds nothing the answer check accepts; a new subject dilutes the question
         # before ("What is RLHF?" after a healthcare question found the healthcare passage less
         # well than that question alone, and the turn alone is answered): it is searched alone.
-        if best(together) >= best(before) or not self._answerable(question, alone):
-            return joined
-        return question
+        if best(together) >= best(before):
+            # Unless only the turn is answered: "What is mode collapse?" after a question on an
+            # accident report found more joined than that question alone, and was refused joined
+            # though answered alone (helper-60's drive).
+            if self._answerable(joined, together) or not self._answerable(question, alone):
+                return joined
+            return question
+        return question if self._answerable(question, alone) else joined
 
     def _answerable(self, question: str, passages: Sequence[Passage]) -> bool:
         """Whether the answer check would answer `question` from `passages` (as _make_answer

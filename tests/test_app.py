@@ -2,13 +2,14 @@
 
 import copy
 import html
+import shutil
 from pathlib import Path
 
 from ragbot.answer.generation import REFUSAL
 from ragbot.interfaces.app import ChatHandlers, answer_id_of, literal, render_sources, safe_upload_name, snippet_html
 from ragbot.types import Answer, Citation, Passage
 
-from conftest import copies_in_folders
+from conftest import CORPUS, copies_in_folders
 
 
 def test_a_follow_up_is_searched_with_the_previous_question_when_that_finds_more(corpus_bot):
@@ -36,6 +37,35 @@ def test_a_new_subject_is_searched_alone_though_joining_finds_more(corpus_bot):
     for before, turn in [("What is a GAN?", "Who proposed it?"), ("What is RLHF?", "And how is it trained?"),
                          ("What is mode collapse in GANs?", "How is it fixed?")]:
         assert corpus_bot.standalone_query([before], turn) == f"{before} {turn}"
+
+
+def test_a_question_answered_alone_is_not_joined_to_be_refused(make_bot, tmp_path):
+    """"What is mode collapse?" after "Where did the airplane depart from?" found a closer passage
+    joined to it (the accident report's analysis) than either question alone, so it was searched
+    joined, and refused (helper-60's drive), though the answer check answers it alone: it is
+    searched alone. A follow-up that finds nothing alone stays joined."""
+    (tmp_path / "docs").mkdir()
+    shutil.copy(CORPUS / "gans.md", tmp_path / "docs" / "gans.md")
+    (tmp_path / "docs" / "accident.md").write_text(  # the NTSB report of that drive, its analysis
+        "## Analysis\n\nThe pilot, age 85, was attempting to land a Piper PA-22-150 at his private airstrip. "
+        "While on\nfinal approach for the 1,500-foot-long turf strip, the airplane contacted trees, then utility "
+        "wires,\nand came to rest upright. The reported weather about the time of the accident included calm\n"
+        "winds, a broken ceiling at 9,000 feet, and visibility 10 miles. The pilot reported a total flight\n"
+        "experience of 2,319 hours; of which, most was in the same make and model as the accident\nairplane. "
+        "In addition, the pilot flew the accident airplane about 17 hours during the 90-day\nperiod preceding "
+        "the accident. Examination of the wreckage did not reveal any preimpact\nmechanical malfunctions, nor "
+        "did the pilot report any.\n")
+    bot = make_bot()
+    assert bot.ingest([tmp_path / "docs"]).ok
+    before, turn = "Where did the airplane depart from?", "What is mode collapse?"
+    joined = f"{before} {turn}"
+    alone, together, first = bot.batch_search([turn, joined, before])
+    assert together[0].score > max(alone[0].score, first[0].score)  # joining finds more: the case above
+    assert bot.ask(turn, retrieval_query=joined, record=False).refused
+    assert bot.standalone_query([before], turn) == turn
+    answer = bot.ask(turn, retrieval_query=turn, record=False)
+    assert not answer.refused and answer.answer.startswith("In mode collapse"), answer.answer
+    assert bot.standalone_query(["What is mode collapse?"], "Who proposed it?") == "What is mode collapse? Who proposed it?"
 
 
 def test_upload_names_cannot_leave_the_uploads_folder():
