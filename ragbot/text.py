@@ -47,6 +47,12 @@ _INITIALS = re.compile(r"(?:^|[\s(\[\"'«„“‘])(?:[^\W\d_]\.)+$")
 # The word a full stop closes, as an abbreviation is written ("Dr", "U.S", "Nr"): what stands
 # between it and the white space or opening mark before it.
 _WORD_BEFORE_STOP = re.compile(r"(?:^|[\s(\[\"'«„“‘])([^\s(\[\"'«„“‘]+)$")
+# A sentence so far of one capitalised word and its full stop, after any list mark ("- Prof.",
+# "Sgt."), before another capital: a title or an abbreviation that opens a line ("- Prof. Anton
+# Várady, who mapped the caves"), not a sentence, even when the documents write it too seldom to
+# teach it (ingest/abbreviations.py). Scripts without capitals, which also write no spaces
+# between words ("这是模型. 它很小."), are split as before.
+_ONE_WORD = re.compile(r"\s*(?:[-*+•]\s+)?[^\W\d_]\S*\.")
 _WORD = re.compile(r"\w+")
 
 
@@ -98,10 +104,12 @@ def _ends_sentence(line: str, mark: re.Match, start: int, abbreviations: frozens
     list's number written inline ("years: 1. Develop…", "portfolio. 2. Offer…"), which begins
     its item; a number ending a sentence after a word ("The total was 12. Then") or a form's
     label ("Age: 45. Sex: Male.") still ends it. Not after a word of `abbreviations`, which the
-    user's own documents taught ("Dr. Ellen Marsh"). What this leaves split: another word's
-    abbreviation before a capital or a digit ("No. 6" where the documents did not teach "no"), and
-    an ordinal before a noun ("im 19. Jahrhundert", "nach dem 2. Weltkrieg"); telling those from a
-    sentence's end would take a language's words."""
+    user's own documents taught ("Dr. Ellen Marsh"). Not after a sentence of one capitalised word
+    before a capital ("- Prof. Anton Várady", "Sgt. Mira"; this also joins the rare one-word
+    sentence: "Yes. We did."). What this leaves split: another word's abbreviation before a
+    capital or a digit inside a sentence ("see No. 6" where the documents did not teach "no"),
+    and an ordinal before a noun ("im 19. Jahrhundert", "nach dem 2. Weltkrieg"); telling those
+    from a sentence's end would take a language's words."""
     following = _NEXT_WORD.match(line, mark.end()).group(1)
     if following is None:
         return False
@@ -116,6 +124,9 @@ def _ends_sentence(line: str, mark: re.Match, start: int, abbreviations: frozens
         return False
     if line[stop - 1] != ".":
         return True
+    one_word = following.isupper() and _ONE_WORD.fullmatch(line, start, stop)
+    if one_word and line[start:stop].lstrip(" -*+•")[0].isupper():
+        return False
     if abbreviations:
         word = _WORD_BEFORE_STOP.search(line, max(0, stop - 60), stop - 1)
         if word and word.group(1).lower() in abbreviations:

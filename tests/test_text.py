@@ -189,3 +189,18 @@ def test_a_word_the_documents_abbreviate_ends_no_sentence():
     assert sentences("It is a trade-off. Then Drs. Smith came.", frozenset({"off", "dr"})) == [
         "It is a trade-off.", "Then Drs.", "Smith came."]
     assert prose_sentences("- First bred by Dr. Marsh.\n- It eats.", taught) == ["First bred by Dr. Marsh.", "It eats."]
+
+
+def test_a_title_that_opens_a_line_stays_with_the_name_after_it():
+    """helper-60's list "- Prof. Anton Várady, who mapped the local caves in 1921" was quoted as
+    "Anton Várady, …": one "Prof." teaches Punkt nothing, and the splitter ended a sentence there.
+    A sentence of one capitalised word before a capital is no sentence; a word ending a sentence
+    of several, a small letter or a digit after it, and scripts without capitals split as before."""
+    assert sentences("- Prof. Anton Várady, who mapped the local caves in 1921") == [
+        "- Prof. Anton Várady, who mapped the local caves in 1921"]
+    assert sentences("Sgt. Mira Okonkwo leads the fire brigade. Prof. Várady mapped the caves.") == [
+        "Sgt. Mira Okonkwo leads the fire brigade.", "Prof. Várady mapped the caves."]
+    assert sentences("Models such as Llama and Claude. SmolLM2 is small.") == [
+        "Models such as Llama and Claude.", "SmolLM2 is small."]
+    assert sentences("Done. 1987 was the year. ok. Next one.") == ["Done.", "1987 was the year.", "ok.", "Next one."]
+    assert sentences("这是模型. 它很小.") == ["这是模型.", "它很小."]
