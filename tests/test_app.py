@@ -480,6 +480,25 @@ def test_issued_answer_ids_are_bounded(corpus_bot, monkeypatch):
     assert not handlers._was_issued("s0", "id0") and handlers._was_issued("s2", "id2")
 
 
+def test_the_note_on_a_follow_ups_correction_says_it_was_read_with_the_question_before(make_bot):
+    """helper-60 corrected "What is mode collapse?", asked after another question and searched
+    with it, was told "Questions that ask the same get your correction from now on", and asked
+    the same words in a new conversation got the documents' answer: a follow-up's correction
+    answers what asks the same read with the question before (corrections.py). The note says so."""
+    bot = make_bot()
+    assert bot.ingest([CORPUS / "gans.md"]).ok
+    handlers = ChatHandlers(bot)
+    *_, (history, _, _) = handlers.respond("What is a GAN?", [], "c", 5, 0.0, False, session="s")
+    *_, (history, _, _) = handlers.respond("Who proposed it?", history, "c", 5, 0.0, False, session="s")
+    (_, second), (_, first) = handlers.answer_choices(history)
+    assert bot.feedback.answer_trace(second)["retrieval_query"] == "What is a GAN? Who proposed it?"
+    assert handlers.on_comment(history, "", "Ian Goodfellow [1].", session="s", answer_id=second) == (
+        r"Saved your correction with answer 2 (“Who proposed it\?”). That question was read together with the "
+        r"one before it (“What is a GAN\?”): asked after a question like that one, it gets your correction from now on.")
+    assert handlers.on_comment(history, "", "Two networks [1].", session="s", answer_id=first).endswith(
+        "Questions that ask the same get your correction from now on.")
+
+
 def test_a_comment_goes_to_the_chosen_answer_of_the_conversation(make_bot, docs):
     bot = make_bot()
     bot.ingest([docs])

@@ -1020,8 +1020,21 @@ class ChatHandlers:
             where = f"with answer {n} (“{literal(question)}”)"
         note = f"{SAVED}your {what} {where}."
         if correction and self.bot.settings.use_corrections:
-            note += " Questions that ask the same get your correction from now on."
+            note += self._correction_reach(answer_id)
         return note
+
+    def _correction_reach(self, answer_id: str) -> str:
+        """Which questions a correction answers from now on. A follow-up was searched together
+        with the question before it, and its correction answers only what asks the same read that
+        way (corrections.py): asked on its own in a new conversation, the same words are answered
+        from the documents (helper-60 expected the correction there, as the note promised)."""
+        trace = self.bot.feedback.answer_trace(answer_id)
+        asked, searched = trace["question"], trace["retrieval_query"]
+        if searched == asked or not searched.endswith(asked):
+            return " Questions that ask the same get your correction from now on."
+        before = searched[: -len(asked)].strip()
+        return (f" That question was read together with the one before it (“{literal(before)}”): asked after "
+                "a question like that one, it gets your correction from now on.")
 
     @staticmethod
     def answer_choices(history: list[dict]) -> list[tuple[str, str]]:
