@@ -216,7 +216,8 @@ def test_the_chat_says_when_a_vote_withdraws_a_served_correction_and_shows_what_
         assert handlers.saved_feedback(history, served, session="s") == ""
         handlers.on_comment(history, "too <b>short</b>", "", session="s", answer_id=served)
         said = handlers.saved_feedback(history, served, session="s")
-        assert said.startswith(f"Saved with this answer: comment “{literal('too <b>short</b>')}”.") and "<b>" not in said
+        assert said == (f"Saved with this answer: comment “{literal('too <b>short</b>')}”. To change it, write the new "
+                        "text above and save again.") and "<b>" not in said
         assert handlers.saved_feedback(history, served, session="other") == ""
         assert handlers.saved_feedback(history, first.id, session="s") == ""  # not an answer of this chat
         # An answer that is no correction: a thumbs-down is only a vote.

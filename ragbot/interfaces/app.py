@@ -935,7 +935,8 @@ class ChatHandlers:
                  (("comment", current.comment), ("correction", current.correction)) if text] if current else []
         if not saved:
             return ""
-        return f"Saved with this answer: {' and '.join(saved)}. Saving again replaces what you write anew."
+        it = "it" if len(saved) == 1 else "them"  # "Saving again replaces what you write anew" read as unclear
+        return f"Saved with this answer: {' and '.join(saved)}. To change {it}, write the new text above and save again."
 
     def votes(self, history: list[dict] | None, session: str = "", clicked=None) -> list[str | None]:
         """The chat's thumbs for each assistant message of `history`, in order, as stored:
@@ -1381,7 +1382,8 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                     # sends such a file has its whole batch refused, with Gradio's message.
                     upload = gr.File(file_count="multiple", label=f"PDF, Word (.docx), Markdown, text or HTML (max {max_upload_mb} MB each)",
                                      file_types=readable_suffixes(), elem_id="upload")
-                    upload_status = gr.Textbox(label="Upload", interactive=False, lines=3, elem_id="upload-status")
+                    upload_status = gr.Textbox(label="Upload status", interactive=False, lines=3, elem_id="upload-status",
+                                               placeholder="The result of each upload shows here.")
 
             # Last in the page, first on a wide screen (CSS): a keyboard and a screen reader reach
             # the chat first, then its sources, as the columns stand on a phone, one under another.
