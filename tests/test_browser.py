@@ -227,6 +227,8 @@ def test_hostile_documents_and_questions_are_shown_as_text_and_fetch_nothing(mak
     (docs / "quell.txt").write_text(HOSTILE_DOC)
     hostile_name = "<img src=x onerror=alert(1)>.md"  # a file name is the user's text too
     (docs / hostile_name).write_text("# Pumps\n\nA pump moves water from one place to another.\n")
+    # A contents page's dot leaders: a run without spaces, which ran past the sources column (helper-60).
+    (docs / "contents.txt").write_text("Contents\nThe Quell pump, first built" + "." * 300 + "3\n")
     bot = make_bot(default_corpus=None)
     assert bot.ingest([docs]).ok
     bot.close()
@@ -266,6 +268,11 @@ def test_hostile_documents_and_questions_are_shown_as_text_and_fetch_nothing(mak
                                                          timeout=120_000)
         assert page.locator("#sources script, #sources img").count() == 0
         assert page.locator("#sources b", has_text="two").count() == 0  # the page's own <b> marks only [n]
+        # Every passage, the dot leaders' included, wraps within its column.
+        expect(page.locator("#sources .ragbot-passage", has_text="." * 60).first).to_be_visible()
+        wider = page.locator("#sources .ragbot-passage").evaluate_all(
+            "quotes => quotes.filter(q => q.scrollWidth > q.clientWidth + 1).map(q => q.textContent.slice(0, 40))")
+        assert wider == [], wider
         # A notice (Gradio renders its message as HTML) names a chosen document as text.
         page.get_by_text("Your documents", exact=True).click()
         page.locator("#search-in input").click()

@@ -1172,8 +1172,10 @@ CSS = """
    closer to the passage above than to its own: only an !important rule of ours (Gradio scopes it
    to its container, so it is the more specific) puts the space between passages instead. */
 .ragbot-source { margin-bottom: 14px; }
+/* A run without spaces (a contents page's dot leaders "Vision……………1") wraps instead of running
+   past the column's edge. */
 .ragbot-source blockquote.ragbot-passage { margin: 4px 0 0 0 !important; padding-left: 8px;
-  border-left: 3px solid #d1d5db; white-space: pre-wrap; }
+  border-left: 3px solid #d1d5db; white-space: pre-wrap; overflow-wrap: anywhere; }
 .ragbot-source.ragbot-highlight { background: #fef9c3; outline: 2px solid #facc15; }
 /* A citation's number is its link: told by the link colour, at its brackets' weight (bold, the
    digit looked larger than the brackets round it). */
