@@ -350,6 +350,23 @@ def test_running_lines_match_on_size_and_letters():
     assert "2024 2025" in kept and "2023 2024" in kept and "Footer text" not in kept
 
 
+def test_a_contents_page_is_not_read_as_text():
+    """NARA's and DHS's contents pages: each entry, a title and a dot leader to its page number,
+    became a chunk of its own that outranked the section it names (helper-60: "Mission……3" above
+    the mission). The entries go, spaced leaders, ellipses and a number on a line of its own
+    included; the headings and a sentence that trails off stay."""
+    contents = _lines((14, "Contents"), (10, "Vision" + "." * 120 + "1"), (10, "Mission ........................ 3"),
+                      (10, "1.1. Intelligence . . . . . . . . 8"), (10, "Values……………… iv"), (10, "Coaching" + "." * 60),
+                      (10, "4.2."))
+    body = _lines((14, "Mission"), (10, "Our mission is to keep the records safe...."),
+                  (10, "They waited.... and then it came, 5 years later."), (10, "Version 1.2.3.4 of the plan."))
+    text = "\n".join(pdf.structure_pages([contents, body]))
+    assert "......" not in text and "…" not in text and ". . ." not in text, text
+    assert "# Contents" in text and "# Mission" in text and "4.2." in text
+    assert "Our mission is to keep the records safe...." in text and "They waited.... and then it came" in text
+    assert "Version 1.2.3.4 of the plan." in text
+
+
 def test_a_second_body_size_is_not_headings_and_furniture_only_pdfs_keep_their_text():
     small = [(8, f"Table cell text {i} in small print, many of them.") for i in range(8)]
     prose = [(10, f"Prose paragraph {i}, set a little larger than the tables.") for i in range(5)]
