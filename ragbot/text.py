@@ -39,14 +39,17 @@ _MONTH_YEAR = re.compile(r"[^\W\d_]+\s+\d{3,4}(?![\w,.]\d)")
 # a colon, where a list starts. It begins the item after it. A form's "Age: 45. Sex: Male."
 # still ends at "45.".
 _ENUMERATOR = re.compile(r"(?:^\s*|[.!?\]]\s+)\d{1,2}\.$|:\s+1\.$")
+# What may stand just before a word: white space, an opening bracket or quote.
+_OPENERS = "\\s(\\[\"'«„“‘"
 # A full stop after one letter, or after letters each followed by one ("A.", "z.", "U.S.",
 # "e.g.", "U.S.C."), marks an initial or an abbreviation, not the end of a sentence: when the
 # letters stand as a word of their own, after a space or an opening bracket or quote ("km/h." and
 # "Typ-B." end sentences).
-_INITIALS = re.compile(r"(?:^|[\s(\[\"'«„“‘])(?:[^\W\d_]\.)+$")
+_INITIALS = re.compile(rf"(?:^|[{_OPENERS}])(?:[^\W\d_]\.)+$")
 # The word a full stop closes, as an abbreviation is written ("Dr", "U.S", "Nr"): what stands
 # between it and the white space or opening mark before it.
-_WORD_BEFORE_STOP = re.compile(r"(?:^|[\s(\[\"'«„“‘])([^\s(\[\"'«„“‘]+)$")
+WORD_AS_ABBREVIATED = rf"(?:^|[{_OPENERS}])([^{_OPENERS}]+)"  # also read by ingest/abbreviations.py
+_WORD_BEFORE_STOP = re.compile(WORD_AS_ABBREVIATED + "$")
 # A sentence so far of one capitalised word and its full stop, after any list mark ("- Prof.",
 # "Sgt."), before another capital: a title or an abbreviation that opens a line ("- Prof. Anton
 # Várady, who mapped the caves"), not a sentence, even when the documents write it too seldom to

@@ -935,7 +935,7 @@ class ChatHandlers:
                  (("comment", current.comment), ("correction", current.correction)) if text] if current else []
         if not saved:
             return ""
-        it = "it" if len(saved) == 1 else "them"  # "Saving again replaces what you write anew" read as unclear
+        it = "it" if len(saved) == 1 else "them"
         return f"Saved with this answer: {' and '.join(saved)}. To change {it}, write the new text above and save again."
 
     def votes(self, history: list[dict] | None, session: str = "", clicked=None) -> list[str | None]:
