@@ -56,7 +56,7 @@ def main() -> None:
     rows = []
     for mode, result in results.items():
         m = result.summary
-        name = f"ragbot {mode}" + (f" (RRF, lexical weight {weight} from train)" if mode == "hybrid" else "")
+        name = f"ragbot {mode}" + (f" ({bot.settings.fusion} fusion, lexical weight {weight} from train)" if mode == "hybrid" else "")
         low, high = m["ndcg@10_ci95"]
         rows.append({"system": name, "ndcg@10": f"{m['ndcg@10']:.3f} [{low:.3f}, {high:.3f}]",
                      "recall@10": f"{m['recall@10']:.3f}", "mrr@10": f"{m['mrr@10']:.3f}",

@@ -48,7 +48,7 @@ from ragbot.answer.evidence import (CoverageScorer, EmbeddingScorer, Evidence, Q
 from ragbot.learn.feedback import FeedbackLog
 from ragbot.storage.files import state_lock, unwritable
 from ragbot.retrieve.index import VectorIndex
-from ragbot.retrieve.lexical import LexicalIndex, fuse
+from ragbot.retrieve.lexical import LexicalIndex, fuse, fuse_scores, with_cosines
 from ragbot.ingest.abbreviations import MAX_CHARS as ABBREVIATION_CHARS
 from ragbot.ingest.abbreviations import learn as learn_abbreviations
 from ragbot.ingest.ingester import Ingester, IngestReport, ProgressFn, save_generation_index
@@ -515,10 +515,10 @@ class RagBot:
              lexical_index: LexicalIndex | None, k: int, only: np.ndarray | None = None) -> list[list[int]]:
         """The k best chunk ids for each query by the `retrieval` setting: dense (the FAISS
         `index`, searched with the query `vectors` of the embedder whose vectors it holds),
-        bm25, or hybrid (both fused, lexical.py)."""
+        bm25, or hybrid (both fused by the `fusion` setting, lexical.py)."""
         mode = self.settings.retrieval
         depth = k if mode == "dense" else max(k, FUSION_DEPTH)
-        _, dense_ids = index.search(vectors, depth, only)
+        dense_scores, dense_ids = index.search(vectors, depth, only)
         rankings = [[int(i) for i in row if i >= 0] for row in dense_ids]
         if lexical_index is not None and mode != "dense":
             weigh = self._question_weights if self.settings.lexical_question_weights \
@@ -526,6 +526,10 @@ class RagBot:
             lexical = lexical_index.search(queries, depth, only, weigh)
             if mode == "bm25":
                 rankings = [[c for c, _ in hits][:k] for hits in lexical]
+            elif self.settings.fusion == "scores":
+                rankings = [fuse_scores(with_cosines(index, vector, ranking, scores, hits), hits,
+                                        self.settings.lexical_weight, k)
+                            for vector, ranking, scores, hits in zip(vectors, rankings, dense_scores, lexical)]
             else:
                 weights = (1.0, self.settings.lexical_weight)
                 rankings = [fuse([dense, [c for c, _ in hits]], weights, k) for dense, hits in zip(rankings, lexical)]

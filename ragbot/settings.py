@@ -60,6 +60,10 @@ class Settings:
     # "dense" uses the embedder only, "bm25" words only. Chosen by measurement (docs/benchmarks.md).
     retrieval: str = "hybrid"
     lexical_weight: float = 1.0  # BM25's weight in the hybrid fusion (dense: 1)
+    # How hybrid search fuses the two rankings (lexical.py): "scores" (each ranking's scores
+    # scaled to [0, 1] and added, so a clear first counts) or "ranks" (reciprocal-rank fusion,
+    # the default before docs/benchmarks.md §31).
+    fusion: str = "scores"
     # BM25 weighs each query term by its IDF over the questions asked before in this data dir
     # (the answer log, every user's, as `coverage-questions` does), so a word most questions
     # hold ("where") weighs little. Only while `question_log_weights` is on. Tried, not adopted
@@ -156,6 +160,8 @@ class Settings:
             raise ConfigError(f"retrieval must be hybrid, dense or bm25 (got {self.retrieval!r})")
         if self.approximate_index_above < 0:
             raise ConfigError(f"approximate_index_above must be 0 (never) or more (got {self.approximate_index_above})")
+        if self.fusion not in ("ranks", "scores"):
+            raise ConfigError(f"fusion must be ranks or scores (got {self.fusion!r})")
         if self.lexical_weight < 0:
             raise ConfigError(f"lexical_weight must be 0 or more (got {self.lexical_weight})")
         if self.answer_mode not in ("extract", "generate"):
@@ -211,7 +217,7 @@ _KINDS: dict[str, type] = {
     "embedder": str, "generator": str, "generator_backend": str, "allow_downloads": bool, "adapter": str, "dtype": str,
     "chunk_tokens": int, "chunk_overlap": int, "pdf_structure": bool, "pdf_ruled_tables": bool,
     "embed_batch_size": int, "top_k": int,
-    "retrieval": str, "lexical_weight": float, "approximate_index_above": int,
+    "retrieval": str, "lexical_weight": float, "fusion": str, "approximate_index_above": int,
     "min_score": float, "answer_mode": str, "answer_sentences": int, "evidence_threshold": float,
     "evidence_ranking": str,
     "question_log_weights": bool, "lexical_question_weights": bool,

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragbot.retrieve.lexical import LexicalIndex, chunk_text, fuse
+from ragbot.retrieve.lexical import LexicalIndex, chunk_text, fuse, fuse_scores
 from ragbot.storage.store import StoredChunk
 
 
@@ -29,6 +29,24 @@ def test_reciprocal_rank_fusion():
     fused = fuse([[1, 2, 3], [2, 3]], weights=(1.0, 1.0), k=3)
     assert fused == [2, 3, 1]  # 1/62+1/61 > 1/63+1/62 > 1/61
     assert fuse([[1, 2, 3], [2, 3]], weights=(1.0, 0.0), k=3) == [1, 2, 3]  # weight 0: dense order
+
+
+def test_score_fusion_keeps_a_chunk_far_ahead_by_meaning_above_one_both_rankings_found():
+    # Chunk 1 leads the cosines by far; chunk 2 is second in both rankings, only just.
+    dense = [(1, 0.8), (2, 0.4), (3, 0.3), (4, 0.0)]
+    lexical = [(3, 4.0), (2, 1.0)]
+    assert fuse([[c for c, _ in dense], [c for c, _ in lexical]], weights=(1.0, 1.0), k=4) == [3, 2, 1, 4]
+    # Scaled: cosines 1, .5, .375, 0 and BM25 0, .25, 1, 0 -> 1, .75, 1.375, 0.
+    assert fuse_scores(dense, lexical, 1.0, k=4) == [3, 1, 2, 4]
+    assert fuse_scores(dense, lexical, 0.0, k=4) == [1, 2, 3, 4]  # weight 0: the cosines' order
+    assert fuse_scores(dense, lexical, 1.0, k=2) == [3, 1]
+    assert fuse_scores([], [], 1.0, k=3) == []
+
+
+def test_score_fusion_gives_a_chunk_without_a_vector_the_lowest_cosine():
+    # Chunk 9 came from BM25 only and the vector index has not got it yet.
+    assert fuse_scores([(1, 0.6), (2, 0.2)], [(9, 3.0), (2, 1.0)], 1.0, k=3) == [1, 9, 2]
+    assert fuse_scores([], [(9, 3.0), (2, 1.0)], 1.0, k=3) == [9, 2]  # BM25's order alone
 
 
 def test_index_finds_exact_words_and_survives_a_round_trip(tmp_path, embedder):

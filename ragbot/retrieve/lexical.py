@@ -22,9 +22,15 @@ documents in Python; its scores are still recomputed for every chunk, since a ne
 every term's IDF and the mean length (docs/benchmarks.md §2). bm25s keeps the scores, searches
 and saves them.
 
-Fusion is reciprocal-rank fusion (Cormack et al., 2009): a chunk's fused score is the sum over the
-rankings it appears in of weight / (RRF_K + rank). It needs no score calibration between the two
-rankers; the lexical weight was chosen on SciFact's train queries (bench/bench_scifact.py).
+Fusion (the `fusion` setting) is by scores: each ranking's scores are scaled to [0, 1] over the
+chunks either found (the cosine between its lowest and highest, BM25 by its highest) and added,
+BM25's times `lexical_weight` (`fuse_scores`). A chunk the embedder puts first by a wide margin
+then stays first: "Where did the airplane depart from?" put an NTSB report's chunks first by
+cosine (0.50, 0.38, 0.37...), and rank fusion put a VAE chunk second because BM25 matched its
+"Where". Reciprocal-rank fusion (Cormack et al., 2009; "ranks": the sum over the rankings of
+weight / (RRF_K + rank)) reads only ranks; it was the default until score fusion measured a
+little better (docs/benchmarks.md §31). The lexical weight was chosen on SciFact's train queries
+for each (bench/bench_scifact.py, bench/explore_score_fusion.py).
 """
 
 from __future__ import annotations
@@ -317,6 +323,43 @@ class LexicalIndex:
         if counts is not None and not np.array_equal(counts.ids, ids):
             counts = None  # they do not belong to this index: the next build reads every chunk
         return cls(retriever, counts, ids, words)
+
+
+def fuse_scores(dense: Sequence[tuple[int, float]], lexical: Sequence[tuple[int, float]], lexical_weight: float,
+                k: int) -> list[int]:
+    """Score fusion of the two rankings, each (chunk id, score) best first: the best k chunk ids
+    by cosine + lexical_weight * BM25, each scaled to [0, 1] over the chunks either ranking
+    found (the cosine by min and max, BM25 by its maximum: a chunk sharing no word scores 0).
+    `dense` must give a cosine for every chunk of `lexical` it has a vector for; a chunk without
+    one takes the lowest cosine. Unlike rank fusion, how far the first is ahead counts."""
+    cosine = dict(dense)
+    words = dict(lexical)
+    pool = list(dict.fromkeys([c for c, _ in dense] + [c for c, _ in lexical]))
+    if not pool:
+        return []
+    cosines = np.array([cosine.get(c, np.nan) for c in pool], dtype=np.float64)
+    low, high = (np.nanmin(cosines), np.nanmax(cosines)) if not np.isnan(cosines).all() else (0.0, 0.0)
+    cosines = np.where(np.isnan(cosines), low, cosines)
+    scaled_cosines = (cosines - low) / (high - low) if high > low else np.zeros(len(pool))
+    bm25 = np.array([words.get(c, 0.0) for c in pool], dtype=np.float64)
+    scaled_bm25 = bm25 / bm25.max() if bm25.max() > 0 else bm25
+    fused = scaled_cosines + lexical_weight * scaled_bm25
+    order = np.lexsort((np.arange(len(pool)), -fused))[:k]  # by score, then dense first
+    return [pool[i] for i in order]
+
+
+def with_cosines(index, vector: np.ndarray, ranking: Sequence[int], cosines: np.ndarray,
+                 hits: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
+    """For `fuse_scores`: the dense `ranking` with its `cosines` (as the vector `index`
+    returned them for the query `vector`), then the cosine of each chunk of the BM25 `hits` the
+    dense ranking lacks, read from the index (a chunk it does not hold yet is left out)."""
+    dense = list(zip(ranking, (float(c) for c in cosines[: len(ranking)])))
+    seen = set(ranking)
+    more = np.asarray([c for c, _ in hits if c not in seen], dtype=np.int64)
+    if len(more):
+        more = more[index.holds(more)]
+        dense += zip(more.tolist(), (index.vectors(more) @ vector).tolist())
+    return dense
 
 
 def fuse(rankings: Sequence[Sequence[int]], weights: Sequence[float], k: int) -> list[int]:
