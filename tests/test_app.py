@@ -401,7 +401,9 @@ def test_the_document_library_lists_deletes_and_reingests(make_bot, docs, tmp_pa
     assert [label.split(" (")[0] for label, _ in choices] == [r[0] for r in rows]
     details = {r[0]: r[1] for r in rows}
     assert details["pump.md"] == "markdown, 1 chunk, from upload" and details["paris.md"].endswith(f", from {docs.name}")
-    assert f"paris.md ({docs})" in [label for label, _ in choices]  # the choice names the folder whole
+    # The choice names the folder by its last name (the whole path only where two documents of
+    # one name need more of it: test_a_clicked_row_of_the_library_chooses_the_document_it_shows).
+    assert f"paris.md ({docs.name})" in [label for label, _ in choices]
     upload = next(source for label, source in choices if label.startswith("pump.md"))
     assert handlers.delete_document("/etc/passwd") == "Choose a document first."  # not a stored document
     # The page asks before deleting, and says when an upload's own copy goes too.
@@ -645,7 +647,8 @@ def test_a_question_searched_in_chosen_documents_says_so_in_its_sources(corpus_b
         "<p class='ragbot-searched'>Searched only the 2 documents chosen under “Your documents”: "
         "&lt;img src=x&gt;a.md, b.md.</p>")
     # Two files of one name are told apart by their folders; an empty choice searched nothing.
-    assert "x.md (/a), x.md (/b)." in searched_note(["/b/x.md", "/a/x.md"])
+    assert "x.md (a), x.md (b)." in searched_note(["/b/x.md", "/a/x.md"])
+    assert "x.md (a/same), x.md (b/same)." in searched_note(["/r/b/same/x.md", "/r/a/same/x.md"])
     assert "No document was searched" in searched_note([])
     # The choice's label says what a question searches now (it said "none chosen" while some were).
     from ragbot.interfaces.app import search_label
@@ -682,6 +685,10 @@ def test_a_clicked_row_of_the_library_chooses_the_document_it_shows(make_bot, do
     rows, choices = handlers.library()
     twins = [i for i, (_, source) in enumerate(choices) if source.endswith("twin.md")]
     assert len(twins) == 2 and rows[twins[0]] == rows[twins[1]]
+    # The choices name only as much of the folder as tells the two apart, and the last folder
+    # of a document whose name is its own (not the whole path: helper-60's drive).
+    assert [choices[i][0] for i in twins] == ["twin.md (a/same)", "twin.md (b/same)"]
+    assert choices[paris][0] == f"paris.md ({docs.name})"
     assert [handlers.document_in_row([i, 0], rows[i]) for i in twins] == [choices[i][1] for i in twins]
     assert handlers.document_in_row([0, 0], rows[twins[0]]) is None  # not the row's number, and two read so
 

@@ -235,6 +235,27 @@ NO_CONVERSATIONS = ("None yet in this browser: one is listed here once you ask. 
                     "list; another browser's conversations do not show here.")
 
 
+def distinct_folders(sources: Sequence[str]) -> dict[str, str]:
+    """For each path, the end of its folder that tells it from the other paths of the same file
+    name: the folder's last name ("pdfs") when no other has it, more of the path ("a/same",
+    "b/same") when one does; the whole folder at most."""
+    by_name: dict[str, list[str]] = {}
+    for source in dict.fromkeys(sources):
+        by_name.setdefault(Path(source).name, []).append(source)
+    shown = {}
+    for group in by_name.values():
+        folders = [Path(source).parent for source in group]
+        depth = 1
+        while True:
+            ends = ["/".join(folder.parts[-depth:]) for folder in folders]
+            if len(set(ends)) == len(ends) or all(depth >= len(folder.parts) for folder in folders):
+                break
+            depth += 1
+        for source, folder, end in zip(group, folders, ends):
+            shown[source] = str(folder) if depth >= len(folder.parts) else end
+    return shown
+
+
 def conversation_list(choices: list[tuple[str, str]], chosen: str | None) -> dict:
     """The update of the conversation list: its choices, the one open, and when there are none,
     why (a new browser, or one whose site data was cleared, showed an empty box and no reason)."""
@@ -298,15 +319,16 @@ def search_label(searched) -> str:
 def searched_sentence(searched: Sequence[str] | None, refused: bool = False) -> str:
     """Says, as plain text, that a question searched only the documents chosen in the library,
     and which: a refusal there means those documents lack the answer, not all of them, and says
-    how to search them all. Each is named by its file name, with its folder where two chosen
-    files share a name. Empty when everything was searched."""
+    how to search them all. Each is named by its file name, with as much of its folder as tells
+    two chosen files of one name apart. Empty when everything was searched."""
     if searched is None:
         return ""
     searched = list(dict.fromkeys(searched))
     if not searched:
         return "No document was searched: none of those chosen is stored."
     names = Counter(Path(s).name for s in searched)
-    labels = sorted((f"{Path(s).name} ({Path(s).parent})" if names[Path(s).name] > 1 else Path(s).name
+    folders = distinct_folders(searched)
+    labels = sorted((f"{Path(s).name} ({folders[s]})" if names[Path(s).name] > 1 else Path(s).name
                      for s in searched), key=str.lower)
     which = "the document" if len(searched) == 1 else f"the {len(searched)} documents"
     hint = " To search all of them, clear “Search only these documents”." if refused else ""
@@ -740,12 +762,15 @@ class ChatHandlers:
 
         rows, choices = [], []
         # By name, as a folder lists files (newest first put the shipped corpus in reverse order).
-        for d in sorted(self.bot.store.documents(), key=lambda d: (Path(d.source).name.lower(), d.source)):
+        stored = sorted(self.bot.store.documents(), key=lambda d: (Path(d.source).name.lower(), d.source))
+        folders = distinct_folders([d.source for d in stored if not self._is_upload(d.source)])
+        for d in stored:
             name = Path(d.source).name
             parent = Path(d.source).parent
-            origin = "upload" if self._is_upload(d.source) else str(parent)
+            origin = "upload" if self._is_upload(d.source) else folders[d.source]
             # Three columns fit the side column (six made it scroll sideways): the kind, size and
-            # the folder's last name together; the choices name the folder whole.
+            # the folder's last name together; the choices name as much of the folder as tells
+            # documents of one name apart.
             pages = f", {counted(d.n_pages, 'page')}" if d.n_pages else ""
             chunks = counted(d.n_chunks, "chunk")
             where = origin if origin == "upload" else parent.name or origin
