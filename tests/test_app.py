@@ -649,6 +649,9 @@ def test_a_question_searched_in_chosen_documents_says_so_in_its_sources(corpus_b
     # Two files of one name are told apart by their folders; an empty choice searched nothing.
     assert "x.md (a), x.md (b)." in searched_note(["/b/x.md", "/a/x.md"])
     assert "x.md (a/same), x.md (b/same)." in searched_note(["/r/b/same/x.md", "/r/a/same/x.md"])
+    # Each as short as it can be: a third twin in a folder of its own needs only that folder's name.
+    assert "x.md (a/same), x.md (b/same), x.md (other)." in searched_note(["/r/b/same/x.md", "/r/a/same/x.md",
+                                                                          "/q/other/x.md"])
     assert "No document was searched" in searched_note([])
     # The choice's label says what a question searches now (it said "none chosen" while some were).
     from ragbot.interfaces.app import search_label

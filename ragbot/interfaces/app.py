@@ -236,23 +236,22 @@ NO_CONVERSATIONS = ("None yet in this browser: one is listed here once you ask. 
 
 
 def distinct_folders(sources: Sequence[str]) -> dict[str, str]:
-    """For each path, the end of its folder that tells it from the other paths of the same file
-    name: the folder's last name ("pdfs") when no other has it, more of the path ("a/same",
-    "b/same") when one does; the whole folder at most."""
+    """For each path, the shortest end of its folder that no other path of the same file name
+    ends with: the folder's last name ("pdfs") when no other has it, more of the path ("a/same",
+    "b/same") when one does; the whole folder at most ("/" for a file at the root)."""
     by_name: dict[str, list[str]] = {}
     for source in dict.fromkeys(sources):
         by_name.setdefault(Path(source).name, []).append(source)
     shown = {}
     for group in by_name.values():
-        folders = [Path(source).parent for source in group]
-        depth = 1
-        while True:
-            ends = ["/".join(folder.parts[-depth:]) for folder in folders]
-            if len(set(ends)) == len(ends) or all(depth >= len(folder.parts) for folder in folders):
-                break
-            depth += 1
-        for source, folder, end in zip(group, folders, ends):
-            shown[source] = str(folder) if depth >= len(folder.parts) else end
+        folders = {source: Path(source).parent for source in group}
+        for source, folder in folders.items():
+            others = [f for s, f in folders.items() if s != source]
+            for depth in range(1, len(folder.parts) + 1):
+                end = folder.parts[-depth:]
+                if not any(other.parts[-depth:] == end for other in others):
+                    break
+            shown[source] = "/".join(end) if depth < len(folder.parts) else str(folder)
     return shown
 
 
