@@ -15,8 +15,7 @@ The data is synthetic, since embedding a million chunks takes hours here:
   its own build-time recall on 200 queries of each of two kinds, index.check_queries.)
 Hybrid search here is what `RagBot.batch_search` does (dense and BM25 to depth FUSION_DEPTH,
 score fusion with the cosines of the chunks only BM25 found, cosine of the fused top k from the
-index's vectors) without reading the
-chunks' rows from SQLite. Recall@10 of the approximate index is against exact search, for dense
+index's vectors) without reading the chunks' rows from SQLite. Recall@10 of the approximate index is against exact search, for dense
 search alone and for the hybrid ranking.
 """
 

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragbot.retrieve.lexical import LexicalIndex, chunk_text, fuse, fuse_scores
+from ragbot.retrieve.index import VectorIndex
+from ragbot.retrieve.lexical import LexicalIndex, chunk_text, fuse, fuse_scores, with_cosines
 from ragbot.storage.store import StoredChunk
 
 
@@ -47,6 +48,20 @@ def test_score_fusion_gives_a_chunk_without_a_vector_the_lowest_cosine():
     # Chunk 9 came from BM25 only and the vector index has not got it yet.
     assert fuse_scores([(1, 0.6), (2, 0.2)], [(9, 3.0), (2, 1.0)], 1.0, k=3) == [1, 9, 2]
     assert fuse_scores([], [(9, 3.0), (2, 1.0)], 1.0, k=3) == [9, 2]  # BM25's order alone
+
+
+def test_the_cosines_for_score_fusion_follow_the_dense_ranking_then_read_what_only_bm25_found():
+    index = VectorIndex(2)
+    index.add(np.array([1, 2, 3], dtype=np.int64), np.array([[1, 0], [0.6, 0.8], [0, 1]], dtype=np.float32))
+    query = np.array([1, 0], dtype=np.float32)
+    scores, ids = index.search(query[None, :], 5, only=np.array([1, 2]))  # deeper than the two chosen
+    ranking = [int(i) for i in ids[0] if i >= 0]
+    assert ranking == [1, 2] and list(ids[0][2:]) == [-1]  # the missing hit: -1, at the end
+    # Chunk 3 was found by BM25 alone: its cosine comes from the index. Chunk 9 (BM25's newer
+    # generation) is not in the index yet: left out, so fuse_scores gives it the lowest cosine.
+    pairs = with_cosines(index, query, ranking, scores[0], [(9, 5.0), (3, 2.0), (1, 1.0)])
+    assert [c for c, _ in pairs] == [1, 2, 3]
+    assert [round(s, 3) for _, s in pairs] == [1.0, 0.6, 0.0]
 
 
 def test_index_finds_exact_words_and_survives_a_round_trip(tmp_path, embedder):

@@ -31,6 +31,7 @@ def test_data_dir_from_ragbot_home(tmp_path, monkeypatch):
         ("colour = 'blue'", "unknown setting 'colour'"),
         ("top_k = [", "not valid TOML"),
         ("top_k = 'many'", "cannot read 'many' as int"),
+        ("fusion = 'votes'", "fusion must be ranks or scores"),
     ],
 )
 def test_bad_settings_say_what_is_wrong(tmp_path, config, message):

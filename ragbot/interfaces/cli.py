@@ -750,7 +750,8 @@ def _retrieval_on_beir(bot, beir: Path, args, modes: list[str]):
     print(f"{beir.name}: {len(data.corpus)} documents ({written} new or changed), "
           f"{len(data.qrels)} judged queries", file=sys.stderr)
     eval_bot = RagBot.open(work / "data", embedder=bot.settings.embedder, default_corpus=None,
-                           retrieval=bot.settings.retrieval, lexical_weight=bot.settings.lexical_weight)
+                           retrieval=bot.settings.retrieval, lexical_weight=bot.settings.lexical_weight,
+                           fusion=bot.settings.fusion)
     try:
         progress, close = _progress_bar("index", args.json)
         try:

@@ -40,12 +40,15 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from ragbot.storage.files import building_dir, full_disk_reported, remove_old_generations
 from ragbot.storage.store import StoredChunk
+
+if TYPE_CHECKING:
+    from ragbot.retrieve.index import VectorIndex
 
 RRF_K = 60  # the constant of the RRF paper; it damps the difference between the first ranks
 _NAME = re.compile(r"^(\d+)\.bm25$")
@@ -348,7 +351,7 @@ def fuse_scores(dense: Sequence[tuple[int, float]], lexical: Sequence[tuple[int,
     return [pool[i] for i in order]
 
 
-def with_cosines(index, vector: np.ndarray, ranking: Sequence[int], cosines: np.ndarray,
+def with_cosines(index: "VectorIndex", vector: np.ndarray, ranking: Sequence[int], cosines: np.ndarray,
                  hits: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
     """For `fuse_scores`: the dense `ranking` with its `cosines` (as the vector `index`
     returned them for the query `vector`), then the cosine of each chunk of the BM25 `hits` the
