@@ -926,6 +926,8 @@ class RagBot:
             "embedder": self.store.meta("embedder") or self.settings.embedder,
             "ranking_embedder": self.store.ranking_embedder() or "the shipped embedder",
             "retrieval": self.settings.retrieval,
+            "fusion": (f"{self.settings.fusion} (BM25's weight {self.settings.lexical_weight:g})"
+                       if self.settings.retrieval == "hybrid" else f"not used ({self.settings.retrieval} alone)"),
             "evidence_ranking": self._evidence_ranking_status(),
             "vector_index": self._vector_index_status(),
             "bm25_index_saved": (self.settings.index_dir / f"{self.store.generation()}.bm25").is_dir(),
