@@ -93,6 +93,25 @@ def searched_development_sets(work: Path, **settings):
     return bot, rows, queries, bot.batch_search(queries)
 
 
+def scifact_bot(work: Path):
+    """BEIR SciFact indexed as bench_scifact.py indexes it, in `work`/scifact (kept between runs,
+    so only the first embeds the 5,183 abstracts): (bot with hybrid search, test split, train
+    split), or None without ../shared/data/scifact."""
+    import sys
+
+    from ragbot import RagBot
+    from ragbot.evaluation.metrics import load_beir, write_beir_documents
+
+    folder = shared_data("scifact")
+    if folder is None:
+        return None
+    test, train = load_beir(folder, "test"), load_beir(folder, "train")
+    write_beir_documents(test, work / "scifact" / "documents")
+    bot = RagBot.open(work / "scifact" / "data", default_corpus=None, retrieval="hybrid")
+    print(bot.ingest([work / "scifact" / "documents"], prune=True, store_copies=True).summary(), file=sys.stderr)
+    return bot, test, train
+
+
 def corpus_bot_and_development_rows(data_dir, log_files: list[str]):
     """The explorations' data dir (made when it does not exist: the shipped corpus, and the
     questions of `log_files` logged as a user's earlier questions, as bench_answers.py

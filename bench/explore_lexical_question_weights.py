@@ -26,7 +26,7 @@ import json
 import sys
 from pathlib import Path
 
-from common import ROOT, machine, save, shared_data
+from common import ROOT, machine, save, scifact_bot, shared_data
 
 HARD = ROOT / "tests" / "data" / "frozen" / "pdf_retrieval_hard.jsonl"
 FORMS = ROOT / "bench" / "data" / "pdf_forms_dev.jsonl"
@@ -57,17 +57,11 @@ def compare(label: str, base: list[float], weighted: list[float]) -> dict:
 
 
 def scifact(data_dir: Path) -> list[dict]:
-    from ragbot import RagBot
-    from ragbot.evaluation.metrics import BeirData, evaluate_retrieval, load_beir, write_beir_documents
+    from ragbot.evaluation.metrics import BeirData, evaluate_retrieval
 
-    folder = shared_data("scifact")
-    if folder is None:
+    if (found := scifact_bot(data_dir)) is None:
         return []
-    work = data_dir / "scifact"
-    test, train = load_beir(folder, "test"), load_beir(folder, "train")
-    write_beir_documents(test, work / "documents")
-    bot = RagBot.open(work / "data", default_corpus=None, retrieval="hybrid")
-    print(bot.ingest([work / "documents"], prune=True, store_copies=True).summary(), file=sys.stderr)
+    bot, test, train = found
     lines = []
     ids = sorted(train.qrels)
     halves = [ids[0::2], ids[1::2]]

@@ -23,12 +23,11 @@ PDF retrieval is measured by bench_pdf_retrieval.py with RAGBOT_FUSION=scores.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import common
-from common import machine, save, searched_development_sets, shared_data
+from common import machine, save, scifact_bot, searched_development_sets
 
 
 def dev(work: Path, weights: list[float]) -> list[dict]:
@@ -53,16 +52,12 @@ def dev(work: Path, weights: list[float]) -> list[dict]:
 
 
 def scifact(work: Path, split: str, weights: list[float]) -> list[dict]:
-    from ragbot import RagBot
-    from ragbot.evaluation.metrics import evaluate_retrieval, load_beir, write_beir_documents
+    from ragbot.evaluation.metrics import evaluate_retrieval
 
-    folder = shared_data("scifact")
-    if folder is None:
+    if (found := scifact_bot(work)) is None:
         return []
-    test, data = load_beir(folder, "test"), load_beir(folder, split)
-    write_beir_documents(test, work / "scifact" / "documents")
-    bot = RagBot.open(work / "scifact" / "data", default_corpus=None, retrieval="hybrid")
-    print(bot.ingest([work / "scifact" / "documents"], prune=True, store_copies=True).summary(), file=sys.stderr)
+    bot, test, train = found
+    data = test if split == "test" else train
     ranks = evaluate_retrieval(bot.with_settings(fusion="ranks", lexical_weight=1.0), data, k=10)
     base = [r["ndcg@10"] for r in ranks.per_query]
     lines = []

@@ -21,14 +21,13 @@ No word list: which words are whole comes from the tokenizer's own "##" continua
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 import common
-from common import machine, save, searched_development_sets, shared_data
+from common import machine, save, scifact_bot, searched_development_sets
 
 WHOLE = " "  # what marks a whole-word term's name: WordPiece names hold no spaces
 
@@ -139,16 +138,12 @@ def dev(work: Path) -> list[dict]:
 
 
 def scifact(work: Path, split: str) -> list[dict]:
-    from ragbot import RagBot
-    from ragbot.evaluation.metrics import evaluate_retrieval, load_beir, write_beir_documents
+    from ragbot.evaluation.metrics import evaluate_retrieval
 
-    folder = shared_data("scifact")
-    if folder is None:
+    if (found := scifact_bot(work)) is None:
         return []
-    test, data = load_beir(folder, "test"), load_beir(folder, split)
-    write_beir_documents(test, work / "scifact" / "documents")
-    bot = RagBot.open(work / "scifact" / "data", default_corpus=None, retrieval="hybrid")
-    print(bot.ingest([work / "scifact" / "documents"], prune=True, store_copies=True).summary(), file=sys.stderr)
+    bot, test, train = found
+    data = test if split == "test" else train
     lines = []
     for variant, mode in ((v, m) for v in VARIANTS for m in ("bm25", "hybrid")):
         base, new = (evaluate_retrieval(b, data, k=10).per_query
