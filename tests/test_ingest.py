@@ -461,6 +461,22 @@ def test_changing_how_tables_are_written_reads_markdown_and_html_again(make_bot,
     assert sorted(Path(p).name for p in report.updated) == ["paris.md", "volcano.html"] and len(report.unchanged) == 2
 
 
+def test_changing_how_word_files_are_read_reads_them_again_and_nothing_else(make_bot, docs, monkeypatch):
+    """A .docx stored before content controls were read lacked their text: the next ingest reads it again."""
+    import docx
+
+    from ragbot.ingest import ingester
+
+    document = docx.Document()
+    document.add_paragraph("The Quell pump is serviced every six months.")
+    document.save(docs / "manual.docx")
+    bot = make_bot()
+    assert bot.ingest([docs]).ok
+    monkeypatch.setattr(ingester, "WORD_RULES", ingester.WORD_RULES + 1)
+    report = make_bot(data_dir=bot.settings.data_dir).ingest([docs])
+    assert [Path(p).name for p in report.updated] == ["manual.docx"] and len(report.unchanged) == 3
+
+
 def test_documents_chunked_before_the_heading_rule_are_read_again(make_bot, tmp_path):
     """A heading like "## Learning C#" was stored as the section "Learning C" until the heading
     rule changed (92d4b85) without the pipeline's version: such documents stayed as they were."""

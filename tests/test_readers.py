@@ -580,6 +580,43 @@ def test_word_document_keeps_headings_lists_and_tables(tmp_path):
     assert "| Spare kit |" in lines and "| Gasket | G-3 |" in lines
 
 
+def test_word_document_reads_content_controls_and_tracked_insertions_but_not_its_contents(tmp_path):
+    """Forms and templates keep their text in content controls (w:sdt), which python-docx's own
+    text skips: a field's value was lost at ingest, in the body, in a sentence and in a cell."""
+    import docx
+    from docx.oxml import parse_xml
+
+    w = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+    document = docx.Document()
+    document.add_heading("Introduction", level=1)
+    body = document.element.body
+    contents = (f'<w:sdt {w}><w:sdtPr><w:docPartObj><w:docPartGallery w:val="Table of Contents"/>'
+                f'</w:docPartObj></w:sdtPr><w:sdtContent><w:p><w:r><w:t>Introduction</w:t></w:r><w:r><w:tab/>'
+                f'</w:r><w:r><w:t>3</w:t></w:r></w:p></w:sdtContent></w:sdt>')
+    body.insert(0, parse_xml(contents))
+    body.insert(len(body) - 1, parse_xml(  # before the section properties, which end the body
+        f'<w:sdt {w}><w:sdtPr><w:alias w:val="Summary"/></w:sdtPr><w:sdtContent><w:p><w:r>'
+        f'<w:t>The Quell pump lifts water from the Zorblat mine.</w:t></w:r></w:p></w:sdtContent></w:sdt>'))
+    field = document.add_paragraph("Serviced by ")
+    field._p.append(parse_xml(f'<w:sdt {w}><w:sdtPr/><w:sdtContent><w:r><w:t>Anna Berg</w:t></w:r>'
+                              f'</w:sdtContent></w:sdt>'))
+    field.add_run(" in March.")
+    edited = document.add_paragraph("The filter is ")
+    edited._p.append(parse_xml(f'<w:ins {w} w:id="1" w:author="a"><w:r><w:t>always </w:t></w:r></w:ins>'))
+    edited._p.append(parse_xml(f'<w:del {w} w:id="2" w:author="a"><w:r><w:delText>never </w:delText></w:r></w:del>'))
+    edited._p.append(parse_xml(f'<w:moveFrom {w} w:id="3" w:author="a"><w:r><w:t>moved </w:t></w:r></w:moveFrom>'))
+    edited.add_run("replaced.")
+    table = document.add_table(rows=1, cols=2)
+    table.cell(0, 0).text = "Model"
+    table.cell(0, 1)._tc.append(parse_xml(f'<w:sdt {w}><w:sdtPr/><w:sdtContent><w:p><w:r><w:t>QP-7</w:t></w:r>'
+                                          f'</w:p></w:sdtContent></w:sdt>'))
+    path = tmp_path / "form.docx"
+    document.save(path)
+    blocks = read_document(path).text.split("\n\n")
+    assert blocks == ["# Introduction", "The Quell pump lifts water from the Zorblat mine.",
+                      "Serviced by Anna Berg in March.", "The filter is always replaced.", "| Model | QP-7 |"]
+
+
 def test_word_document_that_is_not_one_gets_a_clear_reason(tmp_path):
     import zipfile
 

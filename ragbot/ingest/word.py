@@ -5,9 +5,14 @@ items, tables as rows of cells ("| a | b |"), everything in the order it stands 
 What makes a heading is read from the file's own markup, not from its words: a paragraph's
 outline level (`w:outlineLvl`, on the paragraph or its style chain), else the identifiers of
 Word's built-in styles ("Title", "Heading 1" … "Heading 9"), which the file stores in English
-whatever the language of the Word that wrote it. Headers, footers, footnotes, comments and text
-boxes are not read. A .docx is a zip archive: one that would unpack past `MAX_UNPACKED_BYTES`
-is refused before it is parsed.
+whatever the language of the Word that wrote it. Text inside content controls (`w:sdt`: a
+form's fields, a template's placeholders filled in, a cover page) is read where it stands, in
+the body, in a paragraph and in a table cell; python-docx's own text skips it. A table of
+contents (a content control of the gallery "Table of Contents", the name the format fixes) is
+not read: its entries are the headings, with page numbers (the PDF reader drops contents
+entries for the same reason, docs/benchmarks.md §30). Headers, footers, footnotes, comments
+and text boxes are not read. A .docx is a zip archive: one that would unpack past
+`MAX_UNPACKED_BYTES` is refused before it is parsed.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from ragbot.ingest.tables import markdown_with_named_columns
 from ragbot.text import heading_title, table_row
 
 MAX_UNPACKED_BYTES = 1024 * 1024 * 1024
+# Of how a .docx is read; a stored one read with another version is read again at the next
+# ingest (2: content controls read, a table of contents left out).
+VERSION = 2
 _BUILT_IN_HEADING = re.compile(r"^Heading ([1-9])$")
 _BODY_LEVEL = 9  # w:outlineLvl 9 is body text
 
@@ -54,15 +62,16 @@ def _blocks(document):
     """The body as Markdown blocks, in order."""
     from docx.table import Table
 
-    paragraphs = list(document.paragraphs)
-    shift = 1 if any(_level(p) == 0 for p in paragraphs) else 0  # a Title: Heading 1 goes under it
-    for item in document.iter_inner_content():
+    items = list(_body_items(document))
+    # A Title: Heading 1 goes under it.
+    shift = 1 if any(_level(p) == 0 for p in items if not isinstance(p, Table)) else 0
+    for item in items:
         if isinstance(item, Table):
             rows = _table_rows(item)
             if rows:
                 yield "\n".join(rows)
             continue
-        text = " ".join(item.text.split())
+        text = " ".join(_text(item._p).split())
         if not text:
             continue
         level = _level(item)
@@ -72,6 +81,53 @@ def _blocks(document):
             yield f"- {text}"
         else:
             yield text
+
+
+def _body_items(document):
+    """The body's paragraphs and tables in order, with those inside content controls, and
+    without a table of contents."""
+    from docx.oxml.ns import qn
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    def walk(container):
+        for child in container.iterchildren():
+            if child.tag == qn("w:p"):
+                yield Paragraph(child, document._body)
+            elif child.tag == qn("w:tbl"):
+                yield Table(child, document._body)
+            elif child.tag == qn("w:sdt") and not _is_contents(child):
+                content = child.find(qn("w:sdtContent"))
+                if content is not None:
+                    yield from walk(content)
+
+    yield from walk(document.element.body)
+
+
+def _is_contents(sdt) -> bool:
+    from docx.oxml.ns import qn
+
+    gallery = sdt.find(f"{qn('w:sdtPr')}/{qn('w:docPartObj')}/{qn('w:docPartGallery')}")
+    return gallery is not None and gallery.get(qn("w:val")) == "Table of Contents"
+
+
+def _text(element) -> str:
+    """The text of a paragraph or a table cell as it reads: its runs, those inside content
+    controls, hyperlinks and tracked insertions too, with tabs and breaks as spaces; not deleted
+    text (w:delText, another tag), text moved elsewhere (w:moveFrom: it reads where it went),
+    field codes (w:instrText), nor what a text box inside it holds. A cell's text includes a
+    table nested in it, which python-docx's cell text left out."""
+    from docx.oxml.ns import qn
+
+    unread, parts = {qn("w:txbxContent"), qn("w:moveFrom"), qn("w:del")}, []
+    for node in element.iter(qn("w:t"), qn("w:tab"), qn("w:br"), qn("w:cr"), qn("w:p")):
+        if any(ancestor.tag in unread for ancestor in node.iterancestors()):
+            continue
+        if node.tag == qn("w:t"):
+            parts.append(node.text or "")
+        else:  # a tab, a break, or the start of a cell's next paragraph
+            parts.append(" ")
+    return "".join(parts)
 
 
 def _level(paragraph) -> int | None:
@@ -116,14 +172,13 @@ def _table_rows(table) -> list[str]:
     style's first-row look) and no merged cells, the header is followed by a delimiter row, so the
     rows below are written with their columns' names (tables.markdown_with_named_columns)."""
     from docx.oxml.ns import qn
-    from docx.table import _Cell
 
     rows, merged = [], False
     for tr in table._tbl.tr_lst:
         cells = []
         for tc in tr.tc_lst:
             merged |= tc.grid_span > 1 or tc.vMerge is not None
-            cells.append(" ".join(_Cell(tc, table).text.split()))
+            cells.append(" ".join(_text(tc).split()))
         if any(cells):
             rows.append(table_row(cells))
     if len(rows) < 2 or merged:
