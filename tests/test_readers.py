@@ -617,6 +617,21 @@ def test_word_document_reads_content_controls_and_tracked_insertions_but_not_its
                       "Serviced by Anna Berg in March.", "The filter is always replaced.", "| Model | QP-7 |"]
 
 
+def test_word_table_without_its_properties_is_read(tmp_path):
+    """The format requires a table's w:tblPr; a file without one (python-docx's own test files
+    hold one) failed the whole document in python-docx's accessor."""
+    import docx
+
+    document = docx.Document()
+    table = document.add_table(rows=2, cols=2)
+    for row, cells in zip(table.rows, [("Part", "Number"), ("Seal", "S-12")]):
+        row.cells[0].text, row.cells[1].text = cells
+    table._tbl.remove(table._tbl.tblPr)
+    path = tmp_path / "bare.docx"
+    document.save(path)
+    assert read_document(path).text == "| Part | Number |\n| Seal | S-12 |"
+
+
 def test_word_document_that_is_not_one_gets_a_clear_reason(tmp_path):
     import zipfile
 

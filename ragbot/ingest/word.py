@@ -185,7 +185,8 @@ def _table_rows(table) -> list[str]:
         return rows
     first = table._tbl.tr_lst[0]
     marked = first.trPr is not None and first.trPr.find(qn("w:tblHeader")) is not None
-    look = table._tbl.tblPr.find(qn("w:tblLook")) if table._tbl.tblPr is not None else None
+    properties = table._tbl.find(qn("w:tblPr"))  # required by the format, missing in some files
+    look = properties.find(qn("w:tblLook")) if properties is not None else None
     first_row_look = look is not None and (look.get(qn("w:firstRow")) in ("1", "true", "on")
                                            or int(look.get(qn("w:val"), "0") or "0", 16) & 0x0020)
     if marked or first_row_look:
