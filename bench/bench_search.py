@@ -14,8 +14,8 @@ The data is synthetic, since embedding a million chunks takes hours here:
   a question sits from its best passage), and 8 words of that chunk's text. (The index measures
   its own build-time recall on 200 queries of each of two kinds, index.check_queries.)
 Hybrid search here is what `RagBot.batch_search` does (dense and BM25 to depth FUSION_DEPTH,
-score fusion with the cosines of the chunks only BM25 found, cosine of the fused top k from the
-index's vectors) without reading the chunks' rows from SQLite. Recall@10 of the approximate index is against exact search, for dense
+reciprocal-rank fusion, cosine of the fused top k from the index's vectors) without reading the
+chunks' rows from SQLite. Recall@10 of the approximate index is against exact search, for dense
 search alone and for the hybrid ranking.
 """
 
@@ -56,7 +56,7 @@ def main() -> None:
     from ragbot.bot import FUSION_DEPTH
     from ragbot.retrieve.embed import Embedder
     from ragbot.retrieve.index import VectorIndex, near
-    from ragbot.retrieve.lexical import LexicalIndex, fuse_scores, with_cosines
+    from ragbot.retrieve.lexical import LexicalIndex, fuse
     from ragbot.settings import load_settings
     from ragbot.storage.store import StoredChunk
 
@@ -101,10 +101,9 @@ def main() -> None:
             asked = [" ".join(texts[p].split()[j] for j in rng.choice(WORDS, 8, replace=False)) for p in picked]
 
             def hybrid(index, q, text):
-                scores, ids = index.search(q[None, :], FUSION_DEPTH)
-                dense = [int(i) for i in ids[0] if i >= 0]
-                hits = lexical.search([text], FUSION_DEPTH)[0]
-                ranking = fuse_scores(with_cosines(index, q, dense, scores[0], hits), hits, 1.0, 5)
+                dense = [int(i) for i in index.search(q[None, :], FUSION_DEPTH)[1][0] if i >= 0]
+                words_ = [c for c, _ in lexical.search([text], FUSION_DEPTH)[0]]
+                ranking = fuse([dense, words_], (1.0, 1.0), 5)
                 index.vectors(ranking) @ q
                 return ranking
 

@@ -12,8 +12,7 @@ holding the answer first / in the top 5; the PDF data dir of explore_lexical_que
 With `--test C` the cutoff C (chosen on those) is also run once on the frozen sets: SciFact's 300
 test queries and the hard PDF set (tests/data/frozen/pdf_retrieval_hard.jsonl), totals only.
 The search is the bot's own (dense from FAISS, BM25 scores from bm25s' stored term scores,
-reciprocal-rank fusion with the bot's weight: the default when this was run, score fusion since
-docs/benchmarks.md §31), with the expansion added to BM25's query only.
+reciprocal-rank fusion with the bot's weight), with the expansion added to BM25's query only.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ queries, as RRF's was (docs/benchmarks.md §4).
     python bench/explore_score_fusion.py [--part scifact,dev,scifact-test] [--weights 0.25,0.5,1,2]
 
 - **scifact**: BEIR SciFact's 809 train queries (development), nDCG@10 of RRF at weight 1 (the
-  default before this) against score fusion at each weight, paired bootstrap 95% intervals; on the index
+  default) against score fusion at each weight, paired bootstrap 95% intervals; on the index
   bench_scifact.py keeps in DIR/scifact.
 - **dev**: the development question sets over the shipped corpus (`searched_development_sets`):
   the share of answerable questions whose gold document is first and among the five.

@@ -60,10 +60,10 @@ class Settings:
     # "dense" uses the embedder only, "bm25" words only. Chosen by measurement (docs/benchmarks.md).
     retrieval: str = "hybrid"
     lexical_weight: float = 1.0  # BM25's weight in the hybrid fusion (dense: 1)
-    # How hybrid search fuses the two rankings (lexical.py): "scores" (each ranking's scores
-    # scaled to [0, 1] and added, so a clear first counts) or "ranks" (reciprocal-rank fusion,
-    # the default before docs/benchmarks.md §31).
-    fusion: str = "scores"
+    # How hybrid search fuses the two rankings (lexical.py): "ranks" (reciprocal-rank fusion) or
+    # "scores" (each ranking's scores scaled to [0, 1] and added, so a clear first counts; tried,
+    # not adopted: docs/benchmarks.md §31).
+    fusion: str = "ranks"
     # BM25 weighs each query term by its IDF over the questions asked before in this data dir
     # (the answer log, every user's, as `coverage-questions` does), so a word most questions
     # hold ("where") weighs little. Only while `question_log_weights` is on. Tried, not adopted

@@ -189,6 +189,6 @@ def test_status_says_what_its_counters_count(make_bot, capsys):
     assert lines["generation"].endswith("(writes to the search index so far (document changes, a new ranking "
                                         "embedder, repairs); the saved indexes are named by it)")
     assert "database layout" in lines["schema_version"] and "(" not in lines["documents"]
-    assert lines["fusion"].split(None, 1)[1] == "scores (BM25's weight 1)"  # how hybrid search fuses its rankings
+    assert lines["fusion"].split(None, 1)[1] == "ranks (BM25's weight 1)"  # how hybrid search fuses its rankings
     assert main(["status", "--json", "--data-dir", str(bot.settings.data_dir)]) == 0
     assert isinstance(json.loads(capsys.readouterr().out)["generation"], int)  # the JSON keeps the plain number

@@ -22,15 +22,18 @@ documents in Python; its scores are still recomputed for every chunk, since a ne
 every term's IDF and the mean length (docs/benchmarks.md §2). bm25s keeps the scores, searches
 and saves them.
 
-Fusion (the `fusion` setting) is by scores: each ranking's scores are scaled to [0, 1] over the
-chunks either found (the cosine between its lowest and highest, BM25 by its highest) and added,
-BM25's times `lexical_weight` (`fuse_scores`). A chunk the embedder puts first by a wide margin
-then stays first: "Where did the airplane depart from?" put an NTSB report's chunks first by
-cosine (0.50, 0.38, 0.37...), and rank fusion put a VAE chunk second because BM25 matched its
-"Where". Reciprocal-rank fusion (Cormack et al., 2009; "ranks": the sum over the rankings of
-weight / (RRF_K + rank)) reads only ranks; it was the default until score fusion measured a
-little better (docs/benchmarks.md §31). The lexical weight was chosen on SciFact's train queries
-for each (bench/bench_scifact.py, bench/explore_score_fusion.py).
+Fusion (the `fusion` setting) is reciprocal-rank fusion by default (Cormack et al., 2009;
+"ranks"): a chunk's fused score is the sum over the rankings it appears in of weight / (RRF_K +
+rank). It needs no score calibration between the two rankers, but reads only ranks: an NTSB
+report's chunks first by cosine (0.50, 0.38, 0.37...) for "Where did the airplane depart from?"
+came after a VAE chunk BM25 matched on "Where". Score fusion ("scores", `fuse_scores`: each
+ranking's scores scaled to [0, 1] over the chunks either found, the cosine between its lowest and
+highest, BM25 by its highest, and added, BM25's times `lexical_weight`) keeps such a first
+first, and measured a little better on SciFact and the development sets, but it lets a passage
+with a strong BM25 match and a weak cosine into the five, where a young data dir's sentence
+ranker quoted it over the definition ("What is retrieval-augmented generation?"): tried, not
+adopted (docs/benchmarks.md §31). The lexical weight was chosen on SciFact's train queries
+(bench/bench_scifact.py, bench/explore_score_fusion.py).
 """
 
 from __future__ import annotations
