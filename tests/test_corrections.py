@@ -260,6 +260,9 @@ def test_a_correction_served_in_the_chat_says_so_in_the_message_its_sources_and_
         # How to replace it, said as the feedback log does it (test_a_thumbs_down_on_a_corrected_…);
         # "Vote on this answer to change it again" did not say how (helper-54).
         assert "To replace it, give this answer a thumbs-down" in panel
+        # Whom it answers, said plainly ("with a login, only its author's; without one, every
+        # browser's here" was hard to parse: helper-63).
+        assert "without a login, for everyone who uses this ragbot; with one, for the person who gave it" in panel
         reopened = handlers.reopen(conversation, "browser:ann", session="t")
         assert message_text(reopened[-1]) == f"{CORRECTION_MARK} {fix}"
         exported = handlers.conversations.export(conversation, "browser:ann")

@@ -345,10 +345,10 @@ def _panel(passages: list[Passage], cited: set[int], show_all: bool, links: dict
     if corrected_question is not None:
         # Not "your": without a login every browser of this ragbot shares them (helper-49's drive).
         note = (f"<p>{SAVED_CORRECTION.capitalize()}: it was given for the answer "
-                f"to “{html.escape(corrected_question)}” and answers questions that ask the same (with a "
-                f"login, only its author's; without one, every browser's here). To replace it, give this "
-                f"answer a thumbs-down: with a new correction, that one answers; without one, the documents "
-                f"answer again.</p>")
+                f"to “{html.escape(corrected_question)}” and answers questions that ask the same: without "
+                f"a login, for everyone who uses this ragbot; with one, for the person who gave it. To "
+                f"replace it, give this answer a thumbs-down: with a new correction, that one answers; "
+                f"without one, the documents answer again.</p>")
         return note + (render_passages(passages, cited, show_all, links) if cited or show_all else "")
     if refused and not show_all:
         return f"<p>No source: {html.escape(REFUSAL_NOTES.get(refusal_reason or '', 'declined'))}.</p>"
