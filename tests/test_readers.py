@@ -617,6 +617,41 @@ def test_word_document_reads_content_controls_and_tracked_insertions_but_not_its
                       "Serviced by Anna Berg in March.", "The filter is always replaced.", "| Model | QP-7 |"]
 
 
+def test_word_table_of_contents_written_as_a_field_is_not_read(tmp_path):
+    """Word's "Insert Table of Contents" dialog writes the contents as a TOC field and no content
+    control: its entries (each a hyperlink with a page-number field) are not the document's text."""
+    import docx
+    from docx.oxml import parse_xml
+
+    w = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+
+    def entry(title, page, begin=False, end=False):
+        toc = ('<w:r><w:fldChar w:fldCharType="begin"/></w:r><w:r><w:instrText xml:space="preserve"> TO</w:instrText>'
+               '</w:r><w:r><w:instrText xml:space="preserve">C \\o "1-3" \\h </w:instrText></w:r>'
+               '<w:r><w:fldChar w:fldCharType="separate"/></w:r>') if begin else ""
+        page_field = (f'<w:r><w:fldChar w:fldCharType="begin"/></w:r><w:r><w:instrText> PAGEREF _Toc1 \\h </w:instrText>'
+                      f'</w:r><w:r><w:fldChar w:fldCharType="separate"/></w:r><w:r><w:t>{page}</w:t></w:r>'
+                      f'<w:r><w:fldChar w:fldCharType="end"/></w:r>')
+        close = '<w:r><w:fldChar w:fldCharType="end"/></w:r>' if end else ""
+        return parse_xml(f'<w:p {w}>{toc}<w:hyperlink><w:r><w:t>{title}</w:t></w:r><w:r><w:tab/></w:r>'
+                         f'{page_field}</w:hyperlink>{close}</w:p>')
+
+    document = docx.Document()
+    document.add_paragraph("Pump Station Manual", style="Title")
+    body = document.element.body
+    for paragraph in (entry("Maintenance", 2, begin=True), entry("Parts", 3, end=True)):
+        body.insert(len(body) - 1, paragraph)
+    document.add_heading("Maintenance", level=1)
+    document.add_paragraph("The Quell pump is serviced every six months; see page 3.")
+    document.add_heading("Parts", level=1)
+    document.add_paragraph("Seals and filters.")
+    path = tmp_path / "manual.docx"
+    document.save(path)
+    assert read_document(path).text.split("\n\n") == [
+        "# Pump Station Manual", "## Maintenance", "The Quell pump is serviced every six months; see page 3.",
+        "## Parts", "Seals and filters."]
+
+
 def test_word_table_without_its_properties_is_read(tmp_path):
     """The format requires a table's w:tblPr; a file without one (python-docx's own test files
     hold one) failed the whole document in python-docx's accessor."""

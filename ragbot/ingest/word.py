@@ -8,9 +8,9 @@ Word's built-in styles ("Title", "Heading 1" … "Heading 9"), which the file st
 whatever the language of the Word that wrote it. Text inside content controls (`w:sdt`: a
 form's fields, a template's placeholders filled in, a cover page) is read where it stands, in
 the body, in a paragraph and in a table cell; python-docx's own text skips it. A table of
-contents (a content control of the gallery "Table of Contents", the name the format fixes) is
-not read: its entries are the headings, with page numbers (the PDF reader drops contents
-entries for the same reason, docs/benchmarks.md §30). Headers, footers, footnotes, comments
+contents (a content control of the gallery "Table of Contents", or a TOC field: names the format
+fixes) is not read: its entries are the headings, with page numbers (the PDF reader drops
+contents entries for the same reason, docs/benchmarks.md §30). Headers, footers, footnotes, comments
 and text boxes are not read. A .docx is a zip archive: one that would unpack past
 `MAX_UNPACKED_BYTES` is refused before it is parsed.
 """
@@ -62,7 +62,7 @@ def _blocks(document):
     """The body as Markdown blocks, in order."""
     from docx.table import Table
 
-    items = list(_body_items(document))
+    items = _without_contents_fields(list(_body_items(document)))
     # A Title: Heading 1 goes under it.
     shift = 1 if any(_level(p) == 0 for p in items if not isinstance(p, Table)) else 0
     for item in items:
@@ -102,6 +102,43 @@ def _body_items(document):
                     yield from walk(content)
 
     yield from walk(document.element.body)
+
+
+def _without_contents_fields(items: list) -> list:
+    """The items without the paragraphs of a table of contents written as a field and nothing
+    more (Word's "Insert Table of Contents" dialog, older Word): a field whose code is TOC (a
+    table of figures too), from the paragraph where it begins to the one where it ends. Field
+    codes are the format's own words, the same in every language."""
+    from docx.oxml.ns import qn
+    from docx.table import Table
+
+    begin_end, code, simple = qn("w:fldChar"), qn("w:instrText"), qn("w:fldSimple")
+    fields: list[list[str]] = []  # the codes of the fields open here, outermost first
+    kept = []
+    for item in items:
+        if isinstance(item, Table):
+            kept.append(item)
+            continue
+        contents = any(_is_contents_code(c) for c in fields)
+        for node in item._p.iter(begin_end, code, simple):
+            kind = node.get(qn("w:fldCharType"))
+            if node.tag == begin_end and kind == "begin":
+                fields.append([""])
+            elif node.tag == begin_end and kind == "end" and fields:
+                fields.pop()
+            elif node.tag == code and fields:
+                fields[-1][0] += node.text or ""
+                contents |= _is_contents_code(fields[-1])
+            elif node.tag == simple:
+                contents |= _is_contents_code([node.get(qn("w:instr")) or ""])
+        if not contents:
+            kept.append(item)
+    return kept
+
+
+def _is_contents_code(field: list[str]) -> bool:
+    words = field[0].split()
+    return bool(words) and words[0].upper() == "TOC"
 
 
 def _is_contents(sdt) -> bool:
