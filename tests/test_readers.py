@@ -652,6 +652,64 @@ def test_word_table_of_contents_written_as_a_field_is_not_read(tmp_path):
         "## Parts", "Seals and filters."]
 
 
+def test_word_text_as_it_reads_and_contents_fields_wherever_they_stand(tmp_path):
+    """helper-64's review of the reader above: each case read wrongly by its first version."""
+    import docx
+    from docx.oxml import parse_xml
+
+    w = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+    mc = 'xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006"'
+
+    def paragraph(inner, style=""):
+        properties = f'<w:pPr><w:pStyle w:val="{style}"/></w:pPr>' if style else ""
+        return parse_xml(f'<w:p {w} {mc}>{properties}{inner}</w:p>')
+
+    def run(text):
+        return f'<w:r><w:t xml:space="preserve">{text}</w:t></w:r>'
+
+    begin = ('<w:r><w:fldChar w:fldCharType="begin"/></w:r><w:r><w:instrText>TOC\\o "1-3"</w:instrText></w:r>'
+             '<w:r><w:fldChar w:fldCharType="separate"/></w:r>')
+    end = '<w:r><w:fldChar w:fldCharType="end"/></w:r>'
+    document = docx.Document()
+    document.add_heading("Intro", level=1)  # for its style
+    body = document.element.body
+    body.remove(body[0])
+    for element in [
+        paragraph(run("Before the contents.") + begin + run("Intro 3")),  # text before the field stays
+        paragraph(run("Parts 4")),
+        paragraph(end + run("Intro"), style="Heading1"),  # the heading after the field's end stays
+        # Word's hyphen and tab marks; an empty field's placeholder; alternate content read once;
+        # a reading guide over its characters.
+        paragraph(run("QP") + '<w:r><w:noBreakHyphen/><w:t>7</w:t><w:ptab w:relativeTo="margin" w:alignment="right" '
+                  'w:leader="none"/><w:t>pump</w:t></w:r>'),
+        paragraph(run("Owner: ") + '<w:sdt><w:sdtPr><w:showingPlcHdr/></w:sdtPr><w:sdtContent>'
+                  + run("Click or tap here to enter text.") + '</w:sdtContent></w:sdt>'),
+        paragraph('<mc:AlternateContent><mc:Choice Requires="wps">' + run("Alpha") + '</mc:Choice><mc:Fallback>'
+                  + run("Alpha") + '</mc:Fallback></mc:AlternateContent>'),
+        paragraph('<w:r><w:ruby><w:rt><w:r><w:t>かんじ</w:t></w:r></w:rt><w:rubyBase><w:r><w:t>漢字</w:t></w:r>'
+                  '</w:rubyBase></w:ruby></w:r>'),
+    ]:
+        body.insert(len(body) - 1, element)
+    table = document.add_table(rows=1, cols=2)
+    table.cell(0, 0).text, table.cell(0, 1).text = "Part", "No"
+    # A row inside a content control (a form's repeating section) and a contents field in a cell.
+    table._tbl.append(parse_xml(f'<w:sdt {w}><w:sdtContent><w:tr><w:tc><w:p>{run("Seal")}</w:p></w:tc><w:tc><w:p>'
+                                f'{run("S-12")}</w:p></w:tc></w:tr></w:sdtContent></w:sdt>'))
+    table._tbl.append(parse_xml(f'<w:tr {w}><w:tc><w:p>{begin}{run("Intro 3")}{end}</w:p></w:tc><w:tc><w:p>'
+                                f'{run("F-7")}</w:p></w:tc></w:tr>'))
+    path = tmp_path / "form.docx"
+    document.save(path)
+    assert read_document(path).text.split("\n\n") == [
+        "Before the contents.", "# Intro", "QP-7 pump", "Owner:", "Alpha", "漢字",
+        "| Part: Seal | No: S-12 |\n| | No: F-7 |"]  # Word's default look: a header row naming the columns
+    # A contents field that never ends (a broken file) keeps the rest of the document.
+    broken = docx.Document()
+    broken.element.body.insert(0, paragraph(begin + run("Intro 3")))
+    broken.add_paragraph("The pump lifts water.")
+    broken.save(path)
+    assert read_document(path).text.split("\n\n") == ["Intro 3", "The pump lifts water."]
+
+
 def test_word_table_without_its_properties_is_read(tmp_path):
     """The format requires a table's w:tblPr; a file without one (python-docx's own test files
     hold one) failed the whole document in python-docx's accessor."""

@@ -30,6 +30,27 @@ MAX_UNPACKED_BYTES = 1024 * 1024 * 1024
 # ingest (2: content controls read, a table of contents left out).
 VERSION = 2
 _BUILT_IN_HEADING = re.compile(r"^Heading ([1-9])$")
+
+
+def _qn(name: str) -> str:
+    """An element's or attribute's full name, "w:p" -> "{...wordprocessingml/2006/main}p" (as
+    python-docx's qn, without importing python-docx with every ragbot command)."""
+    prefix, local = name.split(":")
+    assert prefix == "w"
+    return "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}" + local
+
+
+_W_P, _W_TBL, _W_TR, _W_TC = _qn("w:p"), _qn("w:tbl"), _qn("w:tr"), _qn("w:tc")
+_W_SDT, _W_CUSTOM_XML = _qn("w:sdt"), _qn("w:customXml")
+_W_T, _W_NO_BREAK_HYPHEN = _qn("w:t"), _qn("w:noBreakHyphen")
+_W_FLD_CHAR, _W_INSTR, _W_FLD_SIMPLE = _qn("w:fldChar"), _qn("w:instrText"), _qn("w:fldSimple")
+# What `_text` visits: text, what reads as a space, a hyphen, and the field marks.
+_READ = (_W_T, _qn("w:tab"), _qn("w:ptab"), _qn("w:br"), _qn("w:cr"), _W_NO_BREAK_HYPHEN, _W_P,
+         _W_FLD_CHAR, _W_INSTR, _W_FLD_SIMPLE)
+# Where text is not read: a text box, text moved away or deleted, alternate content's fallback,
+# a reading guide (ruby).
+_UNREAD = {_qn("w:txbxContent"), _qn("w:moveFrom"), _qn("w:del"), _qn("w:rt"),
+           "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"}
 _BODY_LEVEL = 9  # w:outlineLvl 9 is body text
 
 
@@ -58,113 +79,134 @@ def read_docx(name: str, data: bytes) -> tuple[str, str]:
     return title, text
 
 
-def _blocks(document):
-    """The body as Markdown blocks, in order."""
+def _blocks(document) -> list[str]:
+    """The body as Markdown blocks, in order, without a table of contents; should a contents
+    field never end (a broken file), everything is kept rather than the rest of the document
+    dropped."""
     from docx.table import Table
 
-    items = _without_contents_fields(list(_body_items(document)))
+    items = list(_body_items(document))
     # A Title: Heading 1 goes under it.
     shift = 1 if any(_level(p) == 0 for p in items if not isinstance(p, Table)) else 0
+    fields: list[list[str]] = []
+    blocks = _read(items, shift, fields)
+    if any(_is_contents_code(code) for code in fields):
+        blocks = _read(items, shift, None)
+    return blocks
+
+
+def _read(items: list, shift: int, fields: list[list[str]] | None) -> list[str]:
+    from docx.table import Table
+
+    blocks = []
     for item in items:
         if isinstance(item, Table):
-            rows = _table_rows(item)
+            rows = _table_rows(item, fields)
             if rows:
-                yield "\n".join(rows)
+                blocks.append("\n".join(rows))
             continue
-        text = " ".join(_text(item._p).split())
+        text = " ".join(_text(item._p, fields).split())
         if not text:
             continue
         level = _level(item)
         if level is not None:
-            yield "#" * min(6, max(1, level + shift)) + " " + text
+            blocks.append("#" * min(6, max(1, level + shift)) + " " + text)
         elif _is_list_item(item):
-            yield f"- {text}"
+            blocks.append(f"- {text}")
         else:
-            yield text
+            blocks.append(text)
+    return blocks
 
 
 def _body_items(document):
-    """The body's paragraphs and tables in order, with those inside content controls, and
-    without a table of contents."""
-    from docx.oxml.ns import qn
+    """The body's paragraphs and tables in order, with those inside content controls (not a
+    table of contents, nor a control still showing its placeholder) and custom XML."""
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
-    def walk(container):
-        for child in container.iterchildren():
-            if child.tag == qn("w:p"):
-                yield Paragraph(child, document._body)
-            elif child.tag == qn("w:tbl"):
-                yield Table(child, document._body)
-            elif child.tag == qn("w:sdt") and not _is_contents(child):
-                content = child.find(qn("w:sdtContent"))
-                if content is not None:
-                    yield from walk(content)
-
-    yield from walk(document.element.body)
+    for child in _within(document.element.body, (_W_P, _W_TBL)):
+        yield Paragraph(child, document._body) if child.tag == _W_P else Table(child, document._body)
 
 
-def _without_contents_fields(items: list) -> list:
-    """The items without the paragraphs of a table of contents written as a field and nothing
-    more (Word's "Insert Table of Contents" dialog, older Word): a field whose code is TOC (a
-    table of figures too), from the paragraph where it begins to the one where it ends. Field
-    codes are the format's own words, the same in every language."""
-    from docx.oxml.ns import qn
-    from docx.table import Table
-
-    begin_end, code, simple = qn("w:fldChar"), qn("w:instrText"), qn("w:fldSimple")
-    fields: list[list[str]] = []  # the codes of the fields open here, outermost first
-    kept = []
-    for item in items:
-        if isinstance(item, Table):
-            kept.append(item)
-            continue
-        contents = any(_is_contents_code(c) for c in fields)
-        for node in item._p.iter(begin_end, code, simple):
-            kind = node.get(qn("w:fldCharType"))
-            if node.tag == begin_end and kind == "begin":
-                fields.append([""])
-            elif node.tag == begin_end and kind == "end" and fields:
-                fields.pop()
-            elif node.tag == code and fields:
-                fields[-1][0] += node.text or ""
-                contents |= _is_contents_code(fields[-1])
-            elif node.tag == simple:
-                contents |= _is_contents_code([node.get(qn("w:instr")) or ""])
-        if not contents:
-            kept.append(item)
-    return kept
+def _within(container, tags: tuple[str, ...]):
+    """The children of `container` with one of `tags`, looking into the wrappers that only hold
+    content (content controls, custom XML) but not into a table of contents or a placeholder."""
+    for child in container.iterchildren():
+        if child.tag in tags:
+            yield child
+        elif child.tag == _W_SDT and not _is_contents(child) and not _is_placeholder(child):
+            content = child.find(_qn("w:sdtContent"))
+            if content is not None:
+                yield from _within(content, tags)
+        elif child.tag == _W_CUSTOM_XML:
+            yield from _within(child, tags)
 
 
 def _is_contents_code(field: list[str]) -> bool:
-    words = field[0].split()
+    """Whether a field's code (its instructions so far) is TOC: a table of contents, or of figures."""
+    words = field[0].replace("\\", " ").split()
     return bool(words) and words[0].upper() == "TOC"
 
 
 def _is_contents(sdt) -> bool:
-    from docx.oxml.ns import qn
-
-    gallery = sdt.find(f"{qn('w:sdtPr')}/{qn('w:docPartObj')}/{qn('w:docPartGallery')}")
-    return gallery is not None and gallery.get(qn("w:val")) == "Table of Contents"
+    gallery = sdt.find(f"{_qn('w:sdtPr')}/{_qn('w:docPartObj')}/{_qn('w:docPartGallery')}")
+    return gallery is not None and gallery.get(_qn("w:val")) == "Table of Contents"
 
 
-def _text(element) -> str:
+def _is_placeholder(sdt) -> bool:
+    """A content control still showing its placeholder ("Click or tap here to enter text."): Word's
+    prompt, not the document's text."""
+    return sdt.find(f"{_qn('w:sdtPr')}/{_qn('w:showingPlcHdr')}") is not None
+
+
+def _text(element, fields: list[list[str]] | None = None) -> str:
     """The text of a paragraph or a table cell as it reads: its runs, those inside content
     controls, hyperlinks and tracked insertions too, with tabs and breaks as spaces; not deleted
     text (w:delText, another tag), text moved elsewhere (w:moveFrom: it reads where it went),
-    field codes (w:instrText), nor what a text box inside it holds. A cell's text includes a
-    table nested in it, which python-docx's cell text left out."""
-    from docx.oxml.ns import qn
+    field codes (w:instrText), what a text box inside it holds, a placeholder, the fallback of
+    alternate content (its choice is read), nor a reading guide over characters (ruby). A
+    cell's text includes a table nested in it, which python-docx's cell text left out.
 
-    unread, parts = {qn("w:txbxContent"), qn("w:moveFrom"), qn("w:del")}, []
-    for node in element.iter(qn("w:t"), qn("w:tab"), qn("w:br"), qn("w:cr"), qn("w:p")):
-        if any(ancestor.tag in unread for ancestor in node.iterancestors()):
+    `fields`: the codes of the fields open where `element` begins, outermost first, kept up to
+    date as it is read (a field may span paragraphs), so the text inside a TOC field (Word's
+    "Insert Table of Contents" dialog writes the contents as one, with no content control) is
+    left out. Field codes are the format's own words, the same in every language."""
+    parts = []
+    for node in element.iter(*_READ):
+        if _unread(node):
             continue
-        if node.tag == qn("w:t"):
+        tag = node.tag
+        if tag == _W_FLD_CHAR:
+            kind = node.get(_qn("w:fldCharType"))
+            if fields is not None and kind == "begin":
+                fields.append([""])
+            elif fields and kind == "end":
+                fields.pop()
+            continue
+        if tag == _W_INSTR:
+            if fields:
+                fields[-1][0] += node.text or ""
+            continue
+        if tag == _W_FLD_SIMPLE or (fields and any(_is_contents_code(code) for code in fields)):
+            continue
+        if tag == _W_T:
             parts.append(node.text or "")
+        elif tag == _W_NO_BREAK_HYPHEN:
+            parts.append("-")
         else:  # a tab, a break, or the start of a cell's next paragraph
             parts.append(" ")
     return "".join(parts)
+
+
+def _unread(node) -> bool:
+    """Whether `node` stands in something whose text is not read (`_text`)."""
+    for ancestor in node.iterancestors():
+        tag = ancestor.tag
+        if tag in _UNREAD or (tag == _W_SDT and _is_placeholder(ancestor)):
+            return True
+        if tag == _W_FLD_SIMPLE and _is_contents_code([ancestor.get(_qn("w:instr")) or ""]):
+            return True
+    return False
 
 
 def _level(paragraph) -> int | None:
@@ -204,29 +246,29 @@ def _outline_level(properties) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
-def _table_rows(table) -> list[str]:
-    """The table as Markdown rows. With a header row (Word's "repeat as header row", or its table
-    style's first-row look) and no merged cells, the header is followed by a delimiter row, so the
-    rows below are written with their columns' names (tables.markdown_with_named_columns)."""
-    from docx.oxml.ns import qn
-
+def _table_rows(table, fields: list[list[str]] | None = None) -> list[str]:
+    """The table as Markdown rows (rows and cells inside content controls too; `fields` as for
+    `_text`). With a header row (Word's "repeat as header row", or its table style's first-row
+    look) and no merged cells, the header is followed by a delimiter row, so the rows below are
+    written with their columns' names (tables.markdown_with_named_columns)."""
     rows, merged = [], False
-    for tr in table._tbl.tr_lst:
+    trs = list(_within(table._tbl, (_W_TR,)))
+    for tr in trs:
         cells = []
-        for tc in tr.tc_lst:
+        for tc in _within(tr, (_W_TC,)):
             merged |= tc.grid_span > 1 or tc.vMerge is not None
-            cells.append(" ".join(_text(tc).split()))
+            cells.append(" ".join(_text(tc, fields).split()))
         if any(cells):
             rows.append(table_row(cells))
     if len(rows) < 2 or merged:
         return rows
-    first = table._tbl.tr_lst[0]
-    marked = first.trPr is not None and first.trPr.find(qn("w:tblHeader")) is not None
-    properties = table._tbl.find(qn("w:tblPr"))  # required by the format, missing in some files
-    look = properties.find(qn("w:tblLook")) if properties is not None else None
-    first_row_look = look is not None and (look.get(qn("w:firstRow")) in ("1", "true", "on")
-                                           or int(look.get(qn("w:val"), "0") or "0", 16) & 0x0020)
+    first = trs[0]
+    marked = first.trPr is not None and first.trPr.find(_qn("w:tblHeader")) is not None
+    properties = table._tbl.find(_qn("w:tblPr"))  # required by the format, missing in some files
+    look = properties.find(_qn("w:tblLook")) if properties is not None else None
+    first_row_look = look is not None and (look.get(_qn("w:firstRow")) in ("1", "true", "on")
+                                           or int(look.get(_qn("w:val"), "0") or "0", 16) & 0x0020)
     if marked or first_row_look:
-        width = len(table._tbl.tr_lst[0].tc_lst)
+        width = len(list(_within(first, (_W_TC,))))
         rows.insert(1, table_row(["---"] * width))
     return rows
