@@ -710,6 +710,37 @@ def test_word_text_as_it_reads_and_contents_fields_wherever_they_stand(tmp_path)
     assert read_document(path).text.split("\n\n") == ["Intro 3", "The pump lifts water."]
 
 
+def test_word_headings_and_lists_are_read_from_outline_levels_and_numbering_up_the_style_chain(tmp_path):
+    """A German Word names its heading styles "Überschrift 1": the outline level on the style
+    chain, not the name, makes the heading; the same for numbering and a list style based on
+    another (each style is read once: word._Styles)."""
+    import docx
+    from docx.enum.style import WD_STYLE_TYPE
+    from docx.oxml import parse_xml
+
+    w = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+    document = docx.Document()
+    chapter = document.styles.add_style("Überschrift Eins", WD_STYLE_TYPE.PARAGRAPH)
+    chapter.element.get_or_add_pPr().append(parse_xml(f'<w:outlineLvl {w} w:val="0"/>'))
+    section = document.styles.add_style("Abschnitt", WD_STYLE_TYPE.PARAGRAPH)
+    section.base_style = chapter  # inherits the outline level...
+    section.element.get_or_add_pPr().append(parse_xml(f'<w:outlineLvl {w} w:val="1"/>'))  # ...and overrides it
+    items = document.styles.add_style("Aufzählung", WD_STYLE_TYPE.PARAGRAPH)
+    items.base_style = document.styles["List Bullet"]
+    document.add_paragraph("Pumpen", style=chapter)
+    document.add_paragraph("Wartung", style=section)
+    document.add_paragraph("Die Pumpe wird halbjährlich gewartet.")
+    document.add_paragraph("Dichtungen prüfen.", style=items)
+    document.add_paragraph("Filter wechseln.", style=items)
+    own = document.add_paragraph("Teile")
+    own._p.get_or_add_pPr().append(parse_xml(f'<w:outlineLvl {w} w:val="1"/>'))  # on the paragraph itself
+    path = tmp_path / "handbuch.docx"
+    document.save(path)
+    assert read_document(path).text.split("\n\n") == [
+        "# Pumpen", "## Wartung", "Die Pumpe wird halbjährlich gewartet.", "- Dichtungen prüfen.",
+        "- Filter wechseln.", "## Teile"]
+
+
 def test_word_table_without_its_properties_is_read(tmp_path):
     """The format requires a table's w:tblPr; a file without one (python-docx's own test files
     hold one) failed the whole document in python-docx's accessor."""
