@@ -217,11 +217,11 @@ class _Styles:
     paragraphs, each paragraph's style looked up three times)."""
 
     def __init__(self):
-        self._read: dict[str | None, tuple[int | None, str, bool]] = {}
+        self._found: dict[str | None, tuple[int | None, str, bool]] = {}
 
     def of(self, paragraph) -> tuple[int | None, str, bool]:
         key = paragraph._p.style  # the style's id; None for the default paragraph style
-        if key not in self._read:
+        if key not in self._found:
             style = paragraph.style
             name, outline, numbered = (style.name or "") if style is not None else "", None, False
             while style is not None:
@@ -230,8 +230,8 @@ class _Styles:
                     outline = _outline_level(properties)
                 numbered |= properties is not None and properties.numPr is not None
                 style = style.base_style
-            self._read[key] = (outline, name, numbered)
-        return self._read[key]
+            self._found[key] = (outline, name, numbered)
+        return self._found[key]
 
 
 def _level(paragraph, styles: _Styles) -> int | None:
@@ -257,10 +257,8 @@ def _is_list_item(paragraph, styles: _Styles) -> bool:
 def _outline_level(properties) -> int | None:
     if properties is None:
         return None
-    from docx.oxml.ns import qn
-
-    found = properties.find(qn("w:outlineLvl"))
-    value = found.get(qn("w:val")) if found is not None else None
+    found = properties.find(_qn("w:outlineLvl"))
+    value = found.get(_qn("w:val")) if found is not None else None
     return int(value) if value is not None and value.isdigit() else None
 
 
