@@ -44,7 +44,7 @@ from ragbot.answer.answerability import AnswerabilityCheck
 from ragbot.answer.corrections import Correction, CorrectionMemory, Match, MatchThreshold
 from ragbot.errors import BusyError, ConfigError, DiskFullError, RagbotError
 from ragbot.answer.evidence import (CoverageScorer, EmbeddingScorer, Evidence, QuestionLog, SentenceScorer, candidates,
-                                   compose, question_idf, rank_both)
+                                   compose, question_idf, rank_both, turn_rank)
 from ragbot.learn.feedback import FeedbackLog
 from ragbot.storage.files import state_lock, unwritable
 from ragbot.retrieve.index import VectorIndex
@@ -62,6 +62,12 @@ from ragbot.types import Answer, Passage
 FUSION_DEPTH = 50
 # How long an ingest or remove waits for another process's to finish before it gives up.
 WRITE_WAIT_SECONDS = 600.0
+# A second turn's rank among the user's other questions (RagBot._turn_asks_about) is taken over
+# TURN_RANK_QUESTIONS of them spread over the whole log (steps of 0.01, one batch of embeddings:
+# the newest alone made the rank depend on what was asked last), and only once the log holds
+# TURN_RANK_MIN_QUESTIONS (steps of 0.05).
+TURN_RANK_QUESTIONS = 100
+TURN_RANK_MIN_QUESTIONS = 20
 
 
 class RagBot:
@@ -556,20 +562,31 @@ class RagBot:
 
         A follow-up ("Who proposed it?") names its subject in the turn before, so it is also
         searched together with the previous question; the query whose best passage scores
-        higher wins, unless joining only borrowed the previous question's match (below).
-        Nothing here depends on the language's words. Known weakness: a short question on a new
-        subject ("And GANs?", or an off-topic one) that the answer check refuses alone is still
-        joined, and answered about the previous subject (15 of 20 development off-topic turns);
-        telling those apart needs a model that reads the two questions together, or a threshold
-        fit on the user's own conversations (docs/benchmarks.md §15, §29).
+        higher wins, unless joining only borrowed the previous question's match (below), or the
+        turn does not ask about what the joined search would quote (`_turn_asks_about`: a
+        question on another subject). Nothing here depends on the language's words.
         """
         if not previous_questions:
             return question
-        joined = f"{previous_questions[-1]} {question}"
-        alone, together, before = self.batch_search([question, joined, previous_questions[-1]], sources=sources)
+        previous = previous_questions[-1]
+        joined = f"{previous} {question}"
+        alone, together, before = self.batch_search([question, joined, previous], sources=sources)
         best = lambda found: max((p.score for p in found), default=0.0)  # noqa: E731
         if best(together) <= best(alone):
             return question
+        check = self.answerability_check()
+        evidence: dict[str, float | None] = {}
+
+        def answerable(query: str, found: Sequence[Passage]) -> bool:
+            if query not in evidence:
+                evidence[query] = self._evidence_score(query, found)
+            return evidence[query] is not None and not check.lacks_answer(evidence[query])
+
+        def joined_unless_elsewhere() -> str:
+            if answerable(joined, together) and not self._turn_asks_about(previous, question, joined, together[0].text):
+                return question
+            return joined
+
         # Joined finds more. A follow-up's words sharpen what the question before found, or the
         # turn alone finds nothing the answer check accepts; a new subject dilutes the question
         # before ("What is RLHF?" after a healthcare question found the healthcare passage less
@@ -578,22 +595,39 @@ class RagBot:
             # Unless only the turn is answered: "What is mode collapse?" after a question on an
             # accident report found more joined than that question alone, and was refused joined
             # though answered alone (helper-60's drive).
-            if self._answerable(joined, together) or not self._answerable(question, alone):
-                return joined
+            if answerable(joined, together) or not answerable(question, alone):
+                return joined_unless_elsewhere()
             return question
-        return question if self._answerable(question, alone) else joined
+        return question if answerable(question, alone) else joined_unless_elsewhere()
 
-    def _answerable(self, question: str, passages: Sequence[Passage]) -> bool:
-        """Whether the answer check would answer `question` from `passages` (as _make_answer
-        judges it, without a correction): a passage over min_score, and a sentence of those shown
-        that the evidence scorer rates at the calibrated threshold or above."""
+    def _turn_asks_about(self, previous: str, turn: str, joined: str, passage: str) -> bool:
+        """Whether `turn`, searched together with `previous` as `joined`, asks about `passage`
+        (the joined search's first), as a follow-up does ("In which year?" after "Who introduced
+        GANs?"), rather than about another subject ("What is the capital of Australia?"), whose
+        joined search finds only the question before's passage. Measured against the user's own
+        questions (the answer log): put after `previous`, does the turn bring the search closer
+        to the passage than `follow_up_rank` of them would (evidence.turn_rank)? Until the log
+        holds TURN_RANK_MIN_QUESTIONS others, or with `question_log_weights` off (a first day's
+        answers), every turn counts as a follow-up, as before (docs/benchmarks.md §33)."""
+        if not self.settings.question_log_weights or self.settings.follow_up_rank <= 0:
+            return True
+        others = self.feedback.question_sample(TURN_RANK_QUESTIONS, leaving_out=(previous, turn))
+        if len(others) < TURN_RANK_MIN_QUESTIONS:
+            return True
+        vectors = self.embedder.encode([joined, passage, *(f"{previous} {other}" for other in others)])
+        return turn_rank(vectors[0], vectors[1], vectors[2:]) >= self.settings.follow_up_rank
+
+    def _evidence_score(self, question: str, passages: Sequence[Passage]) -> float | None:
+        """The best score the answer check's scorer gives a sentence of `passages` for
+        `question` (as _make_answer judges it, without a correction); None when no passage
+        reaches min_score or none holds a sentence."""
         if not passages or max(p.score for p in passages) < self.settings.min_score:
-            return False
+            return None
         pool = passages if self.settings.answer_mode == "extract" else passages[: self.settings.prompt_passages]
         sentences = [sentence for _, sentence in candidates(pool, self.abbreviations())]
         if not sentences:
-            return False
-        return not self.answerability_check().lacks_answer(float(max(self.evidence_scorer.score(question, sentences))))
+            return None
+        return float(max(self.evidence_scorer.score(question, sentences)))
 
     def ask(
         self, question: str, k: int | None = None, temperature: float | None = None,

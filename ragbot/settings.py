@@ -93,7 +93,14 @@ class Settings:
     # many earlier questions (the answer log) hold it. False: by the chunks alone, as on a first
     # day, so answers do not move as more questions are asked (for a reproducible evaluation over
     # a growing log).
+    # The same questions also tell a follow-up from a question on another subject (below).
     question_log_weights: bool = True
+    # A second turn searched together with the question before must bring that search closer
+    # to the passage it finds first than this share of the user's other questions would, put
+    # after the same question; else it is searched alone (a question on another subject, no
+    # longer answered about the previous one). The median, chosen on the development turns;
+    # 0 joins every turn as before (RagBot._turn_asks_about, docs/benchmarks.md §33).
+    follow_up_rank: float = 0.5
     # Below this best-evidence score the passages are taken not to hold the answer. `ragbot tune`
     # fits its own on the user's documents; this default was fit by the same code on the
     # shipped corpus (scripts/calibrate_evidence.py, docs/calibration.md).
@@ -162,6 +169,8 @@ class Settings:
             raise ConfigError(f"approximate_index_above must be 0 (never) or more (got {self.approximate_index_above})")
         if self.fusion not in ("ranks", "scores"):
             raise ConfigError(f"fusion must be ranks or scores (got {self.fusion!r})")
+        if not 0 <= self.follow_up_rank <= 1:
+            raise ConfigError(f"follow_up_rank must be between 0 and 1 (got {self.follow_up_rank})")
         if self.lexical_weight < 0:
             raise ConfigError(f"lexical_weight must be 0 or more (got {self.lexical_weight})")
         if self.answer_mode not in ("extract", "generate"):
@@ -220,7 +229,7 @@ _KINDS: dict[str, type] = {
     "retrieval": str, "lexical_weight": float, "fusion": str, "approximate_index_above": int,
     "min_score": float, "answer_mode": str, "answer_sentences": int, "evidence_threshold": float,
     "evidence_ranking": str,
-    "question_log_weights": bool, "lexical_question_weights": bool,
+    "question_log_weights": bool, "lexical_question_weights": bool, "follow_up_rank": float,
     "use_corrections": bool, "correction_match": float,
     "prompt_passages": int, "context_tokens": int, "max_new_tokens": int, "parallel_answers": int,
     "temperature": float,

@@ -3,11 +3,13 @@ chosen and quoted with its citation, and refusal by the threshold, on the shippe
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from ragbot.answer.evidence import (CoverageScorer, EmbeddingScorer, Evidence, QuestionLog, candidates, compose,
-                                    follow_up_order, question_idf, rank, rank_both, worst_share)
+                                    follow_up_order, question_idf, rank, rank_both, turn_rank, worst_share)
 from ragbot.answer.generation import REFUSAL
 from ragbot.errors import ConfigError
 from ragbot.types import Passage
@@ -330,3 +332,60 @@ def test_a_follow_up_quotes_what_it_asks_not_what_the_question_before_it_was_ans
     assert [(e.text, e.score) for e in judged] == [(e.text, e.score) for e in rank(query, passages, judge)]
     follow_up = corpus_bot.ask(turn, record=False, retrieval_query=query)
     assert follow_up.answer.startswith("HumanEval checks") and not follow_up.refused
+
+
+def test_turn_rank_is_the_share_of_other_questions_that_come_less_close():
+    passage = np.array([1.0, 0.0])
+    others = np.array([[c, np.sqrt(1 - c * c)] for c in (0.1, 0.3, 0.5, 0.7)])  # cosines with the passage
+    joined = np.array([0.6, 0.8])
+    assert turn_rank(joined, passage, others) == 0.75
+    assert turn_rank(np.array([0.0, 1.0]), passage, others) == 0.0
+    assert turn_rank(joined, passage, others[:0]) == 1.0  # nothing to compare with: a follow-up, as before
+
+
+def test_a_sample_of_the_logs_distinct_questions_spread_over_it(make_bot, docs):
+    bot = make_bot()
+    bot.ingest([docs])
+    assert bot.feedback.question_sample(10) == []
+    for question in ("What is the Eiffel Tower?", "When was it completed?", "What is the Eiffel Tower?",
+                     "What are croissants?"):
+        bot.ask(question)
+    assert bot.feedback.question_sample(10) == ["What is the Eiffel Tower?", "When was it completed?",
+                                                "What are croissants?"]
+    assert bot.feedback.question_sample(2) == ["What is the Eiffel Tower?"]  # the 1st and 3rd answers: one question
+    assert bot.feedback.question_sample(10, leaving_out=("What is the Eiffel Tower?",)) == [
+        "When was it completed?", "What are croissants?"]
+
+
+def test_a_question_on_another_subject_is_not_answered_about_the_one_before(make_bot):
+    """"What is the capital of Australia?" after a question on GANs found more joined to it than
+    alone, and was answered with a GAN sentence (docs/benchmarks.md §29). Once the answer log
+    holds the user's questions, a turn is searched joined only when it brings the search closer
+    to the passage found than most of those questions would, put after the same question: the
+    follow-up "And the generator?" does, the question on Australia does not, and is refused. A
+    first day's log (fewer than TURN_RANK_MIN_QUESTIONS) and `question_log_weights` off join it
+    as before (§33)."""
+    from conftest import CORPUS, DATA
+
+    from ragbot.bot import TURN_RANK_MIN_QUESTIONS
+
+    bot = make_bot()
+    assert bot.ingest([CORPUS]).ok
+    first = "What does the discriminator in a GAN do?"
+    follow_up, elsewhere = "And the generator?", "What is the capital of Australia?"
+    logged = [json.loads(line)["question"] for line in (DATA / "corpus_qa.jsonl").read_text().splitlines()]
+    for question in logged[: TURN_RANK_MIN_QUESTIONS - 1]:
+        bot.ask(question)
+    # Too few questions to rank a turn among: joined, and answered about GANs, as before.
+    assert bot.standalone_query([first], elsewhere) == f"{first} {elsewhere}"
+    before = bot.ask(elsewhere, record=False, retrieval_query=f"{first} {elsewhere}")
+    assert not before.refused and "GAN" in before.citations[0].source.upper(), before.answer
+    for question in logged[TURN_RANK_MIN_QUESTIONS - 1: 40]:
+        bot.ask(question)
+    assert bot.standalone_query([first], follow_up) == f"{first} {follow_up}"
+    answered = bot.ask(follow_up, record=False, retrieval_query=f"{first} {follow_up}")
+    assert not answered.refused and "GAN" in answered.citations[0].source.upper(), answered.answer
+    assert bot.standalone_query([first], elsewhere) == elsewhere
+    assert bot.ask(elsewhere, record=False, retrieval_query=elsewhere).refused
+    assert bot.with_settings(question_log_weights=False).standalone_query([first], elsewhere) == f"{first} {elsewhere}"
+    assert bot.with_settings(follow_up_rank=0.0).standalone_query([first], elsewhere) == f"{first} {elsewhere}"

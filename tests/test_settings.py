@@ -32,6 +32,7 @@ def test_data_dir_from_ragbot_home(tmp_path, monkeypatch):
         ("top_k = [", "not valid TOML"),
         ("top_k = 'many'", "cannot read 'many' as int"),
         ("fusion = 'votes'", "fusion must be ranks or scores"),
+        ("follow_up_rank = 1.5", "follow_up_rank must be between 0 and 1"),
     ],
 )
 def test_bad_settings_say_what_is_wrong(tmp_path, config, message):

@@ -232,6 +232,18 @@ def rank_both(question: str, passages: Sequence[Passage], ranker: SentenceScorer
     return follow_up_order(pool, *by_ranker), _ranked(pool, by_judge)
 
 
+def turn_rank(joined: np.ndarray, passage: np.ndarray, others_joined: np.ndarray) -> float:
+    """How much a turn searched together with the question before asks about `passage`: the
+    share of other questions that, put after the same question before, come less close to it.
+    Normalised embeddings: `joined` of the question before and the turn, `others_joined` (n x
+    dim) of the question before and each other question. A follow-up ("In which year?") asks
+    about what the passage also says and ranks high; a question on another subject only dilutes
+    the question before and ranks low (docs/benchmarks.md §33)."""
+    if not len(others_joined):
+        return 1.0
+    return float(np.mean(others_joined @ passage < float(joined @ passage)))
+
+
 def follow_up_order(pool: Sequence[tuple[int, str]], joined: np.ndarray, turn: np.ndarray) -> list[Evidence]:
     """A follow-up's sentences, best first, from the ranker's scores for the joined question and
     for the turn as asked.

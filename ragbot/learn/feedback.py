@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -159,6 +159,25 @@ class FeedbackLog:
         the user typed them (a follow-up's turn, not the query it was searched with)."""
         return self._db.execute("SELECT rowid, question FROM answers WHERE rowid > ? ORDER BY rowid",
                                 (rowid,)).fetchall()
+
+    def question_sample(self, size: int, leaving_out: Sequence[str] = ()) -> list[str]:
+        """About `size` distinct questions as typed, spread evenly over the whole log (the first
+        answer at or after each of `size` evenly spaced row ids: the same sample for the same
+        log, read with `size` index lookups however long it is), oldest first, without those of
+        `leaving_out`."""
+        low, high = self._db.execute("SELECT MIN(rowid), MAX(rowid) FROM answers").fetchone()
+        if low is None:
+            return []
+        step = max((high - low + 1) / size, 1.0)
+        found: dict[str, None] = {}
+        for n in range(size):
+            row = self._db.execute("SELECT question FROM answers WHERE rowid >= ? ORDER BY rowid LIMIT 1",
+                                   (low + int(n * step),)).fetchone()
+            if row is None:
+                break
+            if row[0] not in leaving_out:
+                found[row[0]] = None
+        return list(found)
 
     def questions_logged(self) -> int:
         """How many answers (and so questions) the log holds."""
