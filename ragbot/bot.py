@@ -963,6 +963,7 @@ class RagBot:
             "fusion": (f"{self.settings.fusion} (BM25's weight {self.settings.lexical_weight:g})"
                        if self.settings.retrieval == "hybrid" else f"not used ({self.settings.retrieval} alone)"),
             "evidence_ranking": self._evidence_ranking_status(),
+            "follow_ups": self._follow_ups_status(),
             "vector_index": self._vector_index_status(),
             "bm25_index_saved": (self.settings.index_dir / f"{self.store.generation()}.bm25").is_dir(),
             "generator": self.settings.generator,
@@ -981,6 +982,21 @@ class RagBot:
             return f"{ranking} (earlier questions not used: question_log_weights is off)"
         asked = self.feedback.questions_logged()
         return f"{ranking} (question words learned from {asked} earlier question{'s' * (asked != 1)})"
+
+    def _follow_ups_status(self) -> str:
+        """Whether a turn that finds more joined to the question before is checked against the
+        earlier questions before it is searched joined (_turn_asks_about), and with how many."""
+        if not self.settings.question_log_weights:
+            return "searched joined when that finds more (earlier questions not used: question_log_weights is off)"
+        if self.settings.follow_up_rank <= 0:
+            return "searched joined when that finds more (follow_up_rank is 0)"
+        asked = self.feedback.distinct_questions()
+        if asked < TURN_RANK_MIN_QUESTIONS + 2:
+            return (f"searched joined when that finds more; from {TURN_RANK_MIN_QUESTIONS} earlier questions besides "
+                    f"a conversation's last two, only when the turn ranks {self.settings.follow_up_rank:g} or more "
+                    f"among them ({asked} distinct questions logged)")
+        return (f"searched joined when that finds more and the turn ranks {self.settings.follow_up_rank:g} or more "
+                f"among the earlier questions ({asked} distinct questions logged)")
 
     def _vector_index_status(self) -> str:
         """Which vector index searches use, and its recall on the check it was built with. From

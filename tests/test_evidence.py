@@ -377,15 +377,19 @@ def test_a_question_on_another_subject_is_not_answered_about_the_one_before(make
     for question in logged[: TURN_RANK_MIN_QUESTIONS - 1]:
         bot.ask(question)
     # Too few questions to rank a turn among: joined, and answered about GANs, as before.
+    assert "from 20 earlier questions besides a conversation's last two" in bot.status()["follow_ups"]
     assert bot.standalone_query([first], elsewhere) == f"{first} {elsewhere}"
     before = bot.ask(elsewhere, record=False, retrieval_query=f"{first} {elsewhere}")
     assert not before.refused and "GAN" in before.citations[0].source.upper(), before.answer
     for question in logged[TURN_RANK_MIN_QUESTIONS - 1: 40]:
         bot.ask(question)
+    assert bot.status()["follow_ups"].startswith("searched joined when that finds more and the turn ranks 0.5 or more")
     assert bot.standalone_query([first], follow_up) == f"{first} {follow_up}"
     answered = bot.ask(follow_up, record=False, retrieval_query=f"{first} {follow_up}")
     assert not answered.refused and "GAN" in answered.citations[0].source.upper(), answered.answer
     assert bot.standalone_query([first], elsewhere) == elsewhere
     assert bot.ask(elsewhere, record=False, retrieval_query=elsewhere).refused
-    assert bot.with_settings(question_log_weights=False).standalone_query([first], elsewhere) == f"{first} {elsewhere}"
+    first_day = bot.with_settings(question_log_weights=False)
+    assert first_day.standalone_query([first], elsewhere) == f"{first} {elsewhere}"
+    assert "question_log_weights is off" in first_day.status()["follow_ups"]
     assert bot.with_settings(follow_up_rank=0.0).standalone_query([first], elsewhere) == f"{first} {elsewhere}"

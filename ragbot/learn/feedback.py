@@ -179,6 +179,10 @@ class FeedbackLog:
                 found[row[0]] = None
         return list(found)
 
+    def distinct_questions(self) -> int:
+        """How many different questions the log holds, as typed."""
+        return self._db.execute("SELECT COUNT(DISTINCT question) FROM answers").fetchone()[0]
+
     def questions_logged(self) -> int:
         """How many answers (and so questions) the log holds."""
         return self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
