@@ -17,14 +17,16 @@ same question before, come less close) for three targets:
 The data dir holds what bench_answers.py's does (the shipped corpus, the frozen set's documents,
 the two shared PDFs) and, as its answer log, the development questions (corpus_qa*.jsonl and the
 three follow-up sets; the off-topic turns are not logged). Development sets only (looked at
-freely). Writes bench/results/turn_direction.json.
+freely). Also times the check itself on those turns. Writes bench/results/turn_direction.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +80,9 @@ def main() -> None:
                 vectors = encode([old, *targets.values(), *(f"{previous} {q}" for q in others)])
                 for n, key in enumerate(targets, start=1):
                     entry[key] = turn_rank(vectors[0], vectors[n], vectors[1 + len(targets):])
+                started = time.perf_counter()  # what the check costs a turn, as standalone_query runs it
+                bot._turn_asks_about(previous, turn, old, together[0].text)
+                entry["check_ms"] = (time.perf_counter() - started) * 1000
             out.append(entry)
         results[name] = out
         print(f"\n{name}  (answerable?, searched joined before -> now, rank for the first passage, the best "
@@ -92,7 +97,10 @@ def main() -> None:
             if part:
                 print(f"  {'answerable' if answerable else 'unanswerable'}: refused {sum(e['refused_before'] for e in part)}"
                       f" -> {sum(e['refused'] for e in part)} of {len(part)}")
-    save("turn_direction", {"results": results})
+    check_ms = sorted(e["check_ms"] for out in results.values() for e in out if "check_ms" in e)
+    print(f"\nthe check (RagBot._turn_asks_about, {len(check_ms)} turns): median {statistics.median(check_ms):.0f} ms, "
+          f"90th percentile {check_ms[int(0.9 * len(check_ms))]:.0f} ms")
+    save("turn_direction", {"results": results, "check_ms": check_ms})
 
 
 if __name__ == "__main__":

@@ -563,7 +563,7 @@ class RagBot:
         A follow-up ("Who proposed it?") names its subject in the turn before, so it is also
         searched together with the previous question; the query whose best passage scores
         higher wins, unless joining only borrowed the previous question's match (below), or the
-        turn does not ask about what the joined search would quote (`_turn_asks_about`: a
+        turn does not ask about what the joined search finds first (`_turn_asks_about`: a
         question on another subject). Nothing here depends on the language's words.
         """
         if not previous_questions:
@@ -575,14 +575,14 @@ class RagBot:
         if best(together) <= best(alone):
             return question
         check = self.answerability_check()
-        evidence: dict[str, float | None] = {}
+        evidence_scores: dict[str, float | None] = {}
 
         def answerable(query: str, found: Sequence[Passage]) -> bool:
-            if query not in evidence:
-                evidence[query] = self._evidence_score(query, found)
-            return evidence[query] is not None and not check.lacks_answer(evidence[query])
+            if query not in evidence_scores:
+                evidence_scores[query] = self._evidence_score(query, found)
+            return evidence_scores[query] is not None and not check.lacks_answer(evidence_scores[query])
 
-        def joined_unless_elsewhere() -> str:
+        def joined_if_about_passage() -> str:
             if answerable(joined, together) and not self._turn_asks_about(previous, question, joined, together[0].text):
                 return question
             return joined
@@ -596,26 +596,30 @@ class RagBot:
             # accident report found more joined than that question alone, and was refused joined
             # though answered alone (helper-60's drive).
             if answerable(joined, together) or not answerable(question, alone):
-                return joined_unless_elsewhere()
+                return joined_if_about_passage()
             return question
-        return question if answerable(question, alone) else joined_unless_elsewhere()
+        return question if answerable(question, alone) else joined_if_about_passage()
 
     def _turn_asks_about(self, previous: str, turn: str, joined: str, passage: str) -> bool:
         """Whether `turn`, searched together with `previous` as `joined`, asks about `passage`
         (the joined search's first), as a follow-up does ("In which year?" after "Who introduced
         GANs?"), rather than about another subject ("What is the capital of Australia?"), whose
-        joined search finds only the question before's passage. Measured against the user's own
-        questions (the answer log): put after `previous`, does the turn bring the search closer
-        to the passage than `follow_up_rank` of them would (evidence.turn_rank)? Until the log
-        holds TURN_RANK_MIN_QUESTIONS others, or with `question_log_weights` off (a first day's
-        answers), every turn counts as a follow-up, as before (docs/benchmarks.md §33)."""
+        joined search finds only the question before's passage. Measured against the questions
+        asked before in this data dir (the answer log, every user's): put after `previous`, does
+        the turn bring the search closer to the passage than `follow_up_rank` of them would
+        (evidence.turn_rank)? Until the log holds TURN_RANK_MIN_QUESTIONS distinct questions
+        besides these two, or with `question_log_weights` off (a first day's answers), every turn
+        counts as a follow-up, as before (docs/benchmarks.md §33)."""
         if not self.settings.question_log_weights or self.settings.follow_up_rank <= 0:
             return True
         others = self.feedback.question_sample(TURN_RANK_QUESTIONS, leaving_out=(previous, turn))
         if len(others) < TURN_RANK_MIN_QUESTIONS:
             return True
-        vectors = self.embedder.encode([joined, passage, *(f"{previous} {other}" for other in others)])
-        return turn_rank(vectors[0], vectors[1], vectors[2:]) >= self.settings.follow_up_rank
+        # The passage (a chunk, ~200 tokens) is embedded on its own: in the questions' batch it
+        # padded a batch of them to its length (448 ms against 124 ms, helper-65).
+        queries = self.embedder.encode([joined, *(f"{previous} {other}" for other in others)])
+        passage_vector = self.embedder.encode([passage])[0]
+        return turn_rank(queries[0], passage_vector, queries[1:]) >= self.settings.follow_up_rank
 
     def _evidence_score(self, question: str, passages: Sequence[Passage]) -> float | None:
         """The best score the answer check's scorer gives a sentence of `passages` for

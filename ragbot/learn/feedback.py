@@ -164,7 +164,8 @@ class FeedbackLog:
         """About `size` distinct questions as typed, spread evenly over the whole log (the first
         answer at or after each of `size` evenly spaced row ids: the same sample for the same
         log, read with `size` index lookups however long it is), oldest first, without those of
-        `leaving_out`."""
+        `leaving_out`. Fewer when questions repeat, or where row ids have gaps (answers are
+        never deleted today)."""
         low, high = self._db.execute("SELECT MIN(rowid), MAX(rowid) FROM answers").fetchone()
         if low is None:
             return []
