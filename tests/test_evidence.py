@@ -357,39 +357,45 @@ def test_a_sample_of_the_logs_distinct_questions_spread_over_it(make_bot, docs):
         "When was it completed?", "What are croissants?"]
 
 
-def test_a_question_on_another_subject_is_not_answered_about_the_one_before(make_bot):
+def test_the_earlier_questions_tell_a_follow_up_from_a_question_on_another_subject(make_bot):
     """"What is the capital of Australia?" after a question on GANs found more joined to it than
     alone, and was answered with a GAN sentence (docs/benchmarks.md §29). Once the answer log
     holds the user's questions, a turn is searched joined only when it brings the search closer
     to the passage found than most of those questions would, put after the same question: the
-    follow-up "And the generator?" does, the question on Australia does not, and is refused. A
-    first day's log (fewer than TURN_RANK_MIN_QUESTIONS) and `question_log_weights` off join it
-    as before (§33)."""
+    follow-up "And the generator?" does, the question on Australia does not, and is refused. The
+    other way, "How can it be avoided?" after "What is mode collapse?" finds a closer passage
+    alone, where the check refuses it, and asks about what the joined search finds: it is
+    searched joined. A first day's log (fewer than TURN_RANK_MIN_QUESTIONS), `question_log_weights`
+    off and `follow_up_rank` 0 search as before (§33)."""
     from conftest import CORPUS, DATA
 
     from ragbot.bot import TURN_RANK_MIN_QUESTIONS
 
     bot = make_bot()
     assert bot.ingest([CORPUS]).ok
-    first = "What does the discriminator in a GAN do?"
+    gans = "What does the discriminator in a GAN do?"
     follow_up, elsewhere = "And the generator?", "What is the capital of Australia?"
+    collapse, vague = "What is mode collapse?", "How can it be avoided?"
     logged = [json.loads(line)["question"] for line in (DATA / "corpus_qa.jsonl").read_text().splitlines()]
     for question in logged[: TURN_RANK_MIN_QUESTIONS - 1]:
         bot.ask(question)
     # Too few questions to rank a turn among: joined, and answered about GANs, as before.
     assert "from 20 earlier questions besides a conversation's last two" in bot.status()["follow_ups"]
-    assert bot.standalone_query([first], elsewhere) == f"{first} {elsewhere}"
-    before = bot.ask(elsewhere, record=False, retrieval_query=f"{first} {elsewhere}")
+    assert bot.standalone_query([gans], elsewhere) == f"{gans} {elsewhere}"
+    before = bot.ask(elsewhere, record=False, retrieval_query=f"{gans} {elsewhere}")
     assert not before.refused and "GAN" in before.citations[0].source.upper(), before.answer
+    assert bot.standalone_query([collapse], vague) == vague
     for question in logged[TURN_RANK_MIN_QUESTIONS - 1: 40]:
         bot.ask(question)
     assert bot.status()["follow_ups"].startswith("searched joined when that finds more and the turn ranks 0.5 or more")
-    assert bot.standalone_query([first], follow_up) == f"{first} {follow_up}"
-    answered = bot.ask(follow_up, record=False, retrieval_query=f"{first} {follow_up}")
+    assert bot.standalone_query([gans], follow_up) == f"{gans} {follow_up}"
+    answered = bot.ask(follow_up, record=False, retrieval_query=f"{gans} {follow_up}")
     assert not answered.refused and "GAN" in answered.citations[0].source.upper(), answered.answer
-    assert bot.standalone_query([first], elsewhere) == elsewhere
+    assert bot.standalone_query([gans], elsewhere) == elsewhere
     assert bot.ask(elsewhere, record=False, retrieval_query=elsewhere).refused
-    first_day = bot.with_settings(question_log_weights=False)
-    assert first_day.standalone_query([first], elsewhere) == f"{first} {elsewhere}"
-    assert "question_log_weights is off" in first_day.status()["follow_ups"]
-    assert bot.with_settings(follow_up_rank=0.0).standalone_query([first], elsewhere) == f"{first} {elsewhere}"
+    assert bot.ask(vague, record=False, retrieval_query=vague).refused
+    assert bot.standalone_query([collapse], vague) == f"{collapse} {vague}"
+    for as_before in (bot.with_settings(question_log_weights=False), bot.with_settings(follow_up_rank=0.0)):
+        assert as_before.standalone_query([gans], elsewhere) == f"{gans} {elsewhere}"
+        assert as_before.standalone_query([collapse], vague) == vague
+    assert "question_log_weights is off" in bot.with_settings(question_log_weights=False).status()["follow_ups"]
