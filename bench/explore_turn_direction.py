@@ -8,7 +8,7 @@ sets, this prints how the bot searched it before (every turn that finds more joi
 `follow_up_rank` 0) and now, whether each was refused, and, for a turn joined before, its rank
 among the data dir's logged questions (evidence.turn_rank: the share of them that, put after the
 same question before, come less close) for three targets:
-- the joined search's first passage (what RagBot._turn_rank takes);
+- the joined search's first passage (what RagBot.standalone_query ranks the turn for);
 - the sentence of the joined search the answer check scores best;
 - the sentence quoted before (chosen with the turn's own scores: biased toward the turn).
 
@@ -71,7 +71,7 @@ def main() -> None:
                 entry[key] = answer.refused
                 entry[key.replace("refused", "quote")] = None if answer.refused else strip_citation_marks(answer.answer)
             together = bot.search(old) if old != turn else []
-            if together:  # the rank RagBot._turn_rank takes, and of two sentences tried before it
+            if together:  # the rank standalone_query takes, and of two sentences tried before it
                 others = bot.feedback.question_sample(TURN_RANK_QUESTIONS, leaving_out=(previous, turn))
                 sentences = [sentence for _, sentence in candidates(together, bot.abbreviations())]
                 judged = sentences[int(np.argmax(bot.evidence_scorer.score(old, sentences)))]
@@ -81,7 +81,8 @@ def main() -> None:
                 for n, key in enumerate(targets, start=1):
                     entry[key] = turn_rank(vectors[0], vectors[n], vectors[1 + len(targets):])
                 started = time.perf_counter()  # what the check costs a turn, as standalone_query runs it
-                bot._turn_rank(previous, turn, old, together[0].text)
+                turn_rank(*bot._turn_vectors(previous, old, together[0].text,
+                                             bot._comparison_questions(previous, turn) or []))
                 entry["check_ms"] = (time.perf_counter() - started) * 1000
             out.append(entry)
         results[name] = out
@@ -98,7 +99,7 @@ def main() -> None:
                 print(f"  {'answerable' if answerable else 'unanswerable'}: refused {sum(e['refused_before'] for e in part)}"
                       f" -> {sum(e['refused'] for e in part)} of {len(part)}")
     check_ms = sorted(e["check_ms"] for out in results.values() for e in out if "check_ms" in e)
-    print(f"\nthe check (RagBot._turn_rank, {len(check_ms)} turns): median {statistics.median(check_ms):.0f} ms, "
+    print(f"\nthe check (the comparison questions and turn_rank, {len(check_ms)} turns): median {statistics.median(check_ms):.0f} ms, "
           f"90th percentile {check_ms[int(0.9 * len(check_ms))]:.0f} ms")
     save("turn_direction", {"results": results, "check_ms": check_ms})
 

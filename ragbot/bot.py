@@ -62,7 +62,7 @@ from ragbot.types import Answer, Passage
 FUSION_DEPTH = 50
 # How long an ingest or remove waits for another process's to finish before it gives up.
 WRITE_WAIT_SECONDS = 600.0
-# A second turn's rank among the user's other questions (RagBot._turn_rank) is taken over
+# A second turn's rank among the user's other questions (RagBot._comparison_questions) is taken over
 # TURN_RANK_QUESTIONS of them spread over the whole log (steps of 0.01, one batch of embeddings:
 # the newest alone made the rank depend on what was asked last), and only once the log holds
 # TURN_RANK_MIN_QUESTIONS (steps of 0.05).
@@ -563,7 +563,7 @@ class RagBot:
         A follow-up ("Who proposed it?") names its subject in the turn before, so it is also
         searched together with the previous question; the query whose best passage scores
         higher wins, unless joining only borrowed the previous question's match (below), or the
-        turn does not ask about what the joined search finds first (`_turn_rank`: a question on
+        turn does not ask about what the joined search finds first (`_comparison_questions`: a question on
         another subject); and a turn the answer check refuses alone is searched joined when it
         does ask about that. Nothing here depends on the language's words.
         """
@@ -581,12 +581,14 @@ class RagBot:
                 evidence_scores[query] = self._evidence_score(query, found)
             return evidence_scores[query] is not None and not check.lacks_answer(evidence_scores[query])
 
-        def asks_about_joined() -> bool | None:  # None: too few earlier questions to tell
-            rank = self._turn_rank(previous, question, joined, together[0].text)
-            return None if rank is None else rank >= self.settings.follow_up_rank
+        others = self._comparison_questions(previous, question)  # None: too few to tell a follow-up by
+
+        def asks_about_joined() -> bool:
+            rank = turn_rank(*self._turn_vectors(previous, joined, together[0].text, others))
+            return rank >= self.settings.follow_up_rank
 
         def joined_if_about_passage() -> str:
-            if answerable(joined, together) and asks_about_joined() is False:
+            if others is not None and answerable(joined, together) and not asks_about_joined():
                 return question
             return joined
 
@@ -595,7 +597,8 @@ class RagBot:
             # avoided?" after "What is mode collapse?") can, on another subject. When the check
             # refuses it there and answers it joined, and the earlier questions tell that the turn
             # asks about the joined passage (never without them), it is searched joined.
-            if not answerable(question, alone) and answerable(joined, together) and asks_about_joined():
+            if others is not None and not answerable(question, alone) and answerable(joined, together) \
+                    and asks_about_joined():
                 return joined
             return question
         # Joined finds more. A follow-up's words sharpen what the question before found, or the
@@ -611,26 +614,28 @@ class RagBot:
             return question
         return question if answerable(question, alone) else joined_if_about_passage()
 
-    def _turn_rank(self, previous: str, turn: str, joined: str, passage: str) -> float | None:
-        """How much `turn`, searched together with `previous` as `joined`, asks about `passage`
-        (the joined search's first): a follow-up ("In which year?" after "Who introduced GANs?")
-        ranks high; a question on another subject ("What is the capital of Australia?"), whose
-        joined search finds only the question before's passage, low. Measured against the
-        questions asked before in this data dir (the answer log, every user's): the share of
-        them that, put after `previous`, come less close to the passage (evidence.turn_rank).
-        None (cannot tell) until the log holds TURN_RANK_MIN_QUESTIONS distinct questions besides
-        these two, and with `question_log_weights` off (a first day's answers) or
-        `follow_up_rank` 0 (docs/benchmarks.md §33)."""
+    def _comparison_questions(self, previous: str, turn: str) -> list[str] | None:
+        """The questions a turn asked after `previous` is ranked among (evidence.turn_rank): up
+        to TURN_RANK_QUESTIONS of those asked before in this data dir (the answer log, every
+        user's), spread over it, without these two. A follow-up ("In which year?" after "Who
+        introduced GANs?") ranks high among them; a question on another subject ("What is the
+        capital of Australia?"), whose joined search finds only the question before's passage,
+        low. None (cannot tell) while the log holds fewer than TURN_RANK_MIN_QUESTIONS, and with
+        `question_log_weights` off (a first day's answers) or `follow_up_rank` 0: every turn is
+        then searched as before (docs/benchmarks.md §33)."""
         if not self.settings.question_log_weights or self.settings.follow_up_rank <= 0:
             return None
         others = self.feedback.question_sample(TURN_RANK_QUESTIONS, leaving_out=(previous, turn))
-        if len(others) < TURN_RANK_MIN_QUESTIONS:
-            return None
+        return others if len(others) >= TURN_RANK_MIN_QUESTIONS else None
+
+    def _turn_vectors(self, previous: str, joined: str, passage: str,
+                      others: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For evidence.turn_rank: the embeddings of `joined`, of `passage` (the joined search's
+        first) and of each of `others` put after `previous`."""
         # The passage (a chunk, ~200 tokens) is embedded on its own: in the questions' batch it
         # padded a batch of them to its length (448 ms against 124 ms, helper-65).
         queries = self.embedder.encode([joined, *(f"{previous} {other}" for other in others)])
-        passage_vector = self.embedder.encode([passage])[0]
-        return turn_rank(queries[0], passage_vector, queries[1:])
+        return queries[0], self.embedder.encode([passage])[0], queries[1:]
 
     def _evidence_score(self, question: str, passages: Sequence[Passage]) -> float | None:
         """The best score the answer check's scorer gives a sentence of `passages` for
@@ -1000,7 +1005,7 @@ class RagBot:
 
     def _follow_ups_status(self) -> str:
         """Whether a turn that finds more joined to the question before is checked against the
-        earlier questions before it is searched joined (_turn_rank), and with how many."""
+        earlier questions before it is searched joined (_comparison_questions), and with how many."""
         if not self.settings.question_log_weights:
             return "searched joined when that finds more (earlier questions not used: question_log_weights is off)"
         if self.settings.follow_up_rank <= 0:

@@ -99,7 +99,7 @@ class Settings:
     # to the passage it finds first than this share of the user's other questions would, put
     # after the same question; else it is searched alone (a question on another subject, no
     # longer answered about the previous one). The median, chosen on the development turns;
-    # 0 joins every turn as before (RagBot._turn_rank, docs/benchmarks.md §33).
+    # 0 joins every turn as before (RagBot._comparison_questions, docs/benchmarks.md §33).
     follow_up_rank: float = 0.5
     # Below this best-evidence score the passages are taken not to hold the answer. `ragbot tune`
     # fits its own on the user's documents; this default was fit by the same code on the
