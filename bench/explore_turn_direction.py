@@ -48,7 +48,6 @@ def main() -> None:
     from ragbot import RagBot
     from ragbot.answer.evidence import candidates, turn_rank
     from ragbot.answer.generation import strip_citation_marks
-    from ragbot.bot import TURN_RANK_QUESTIONS
 
     data_dir = args.work / "data"
     if not data_dir.exists():
@@ -72,7 +71,7 @@ def main() -> None:
                 entry[key.replace("refused", "quote")] = None if answer.refused else strip_citation_marks(answer.answer)
             together = bot.search(old) if old != turn else []
             if together:  # the rank standalone_query takes, and of two sentences tried before it
-                others = bot.feedback.question_sample(TURN_RANK_QUESTIONS, leaving_out=(previous, turn))
+                others = bot._comparison_questions(previous, turn) or []
                 sentences = [sentence for _, sentence in candidates(together, bot.abbreviations())]
                 judged = sentences[int(np.argmax(bot.evidence_scorer.score(old, sentences)))]
                 targets = {"rank": together[0].text, "rank_best_sentence": judged,

@@ -563,9 +563,10 @@ class RagBot:
         A follow-up ("Who proposed it?") names its subject in the turn before, so it is also
         searched together with the previous question; the query whose best passage scores
         higher wins, unless joining only borrowed the previous question's match (below), or the
-        turn does not ask about what the joined search finds first (`_comparison_questions`: a question on
-        another subject); and a turn the answer check refuses alone is searched joined when it
-        does ask about that. Nothing here depends on the language's words.
+        turn does not ask about what the joined search finds first (a question on another
+        subject, told by the earlier questions: `_comparison_questions`); and a turn the answer
+        check refuses alone is searched joined when it does ask about that. Nothing here depends
+        on the language's words.
         """
         if not previous_questions:
             return question
