@@ -24,7 +24,8 @@ searched alone is ranked by the mean, as shipped, by every variant):
 - "product" over all passages; "passage by ranker: product", the product within that passage;
   "passage by ranker: ranks", the sum of the two ranks within it;
 - "shipped (follow_up_order)": what ragbot does since §28, the product within that passage for
-  the sentences whose product is above 0, then the rest by the mean.
+  the sentences whose product is above 0, then the rest by the mean (here with no earlier answer
+  given: what the conversation quoted goes after the others since §35).
 
 Development sets only (tests/data/corpus_qa*.jsonl answerable rows and
 bench/data/follow_ups*_dev.jsonl); ROUGE-L of the sentence ranked first, paired differences to

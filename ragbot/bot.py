@@ -753,8 +753,11 @@ class RagBot:
         # A follow-up is judged against the standalone query it was retrieved with, and its
         # sentences ranked by that and the question as asked. The ranker chooses what to quote;
         # the check's scorer (the cosine) decides whether to answer.
+        # A follow-up's sentences that the conversation's last answers (`history`) quoted are not
+        # quoted again unless the turn's own words point to them (evidence.follow_up_order).
+        earlier_answers = [m.get("content", "") for m in history if m.get("role") == "assistant"]
         ranked, judged = rank_both(retrieval_query, pool, self.evidence_ranker, self.evidence_scorer, turn=question,
-                                   abbreviations=self.abbreviations())
+                                   abbreviations=self.abbreviations(), earlier_answers=earlier_answers)
         if match is not None:  # a thumbs-down alone: what was rejected is not quoted again
             ranked = _without(ranked, match.correction.answer)
             judged = _without(judged, match.correction.answer)

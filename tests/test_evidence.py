@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from ragbot.answer.evidence import (CoverageScorer, EmbeddingScorer, Evidence, QuestionLog, candidates, compose,
-                                    follow_up_order, question_idf, rank, rank_both, turn_rank, worst_share)
+                                    follow_up_order, question_idf, quoted_sentences, rank, rank_both, turn_rank,
+                                    worst_share)
 from ragbot.answer.generation import REFUSAL
 from ragbot.errors import ConfigError
 from ragbot.types import Passage
@@ -332,6 +333,78 @@ def test_a_follow_up_quotes_what_it_asks_not_what_the_question_before_it_was_ans
     assert [(e.text, e.score) for e in judged] == [(e.text, e.score) for e in rank(query, passages, judge)]
     follow_up = corpus_bot.ask(turn, record=False, retrieval_query=query)
     assert follow_up.answer.startswith("HumanEval checks") and not follow_up.refused
+
+
+def test_a_follow_up_does_not_quote_again_what_the_conversation_quoted_unless_its_own_words_point_to_it():
+    """A sentence the conversation has already quoted ("A", the answer to the question before)
+    goes after the subject passage's other sentences that score on both, when the turn's own
+    score ranks another sentence of that passage first; when the turn ranks it first itself
+    ("In which year?" after "Who introduced GANs?"), it is quoted again. Other passages keep the
+    mean's order, shown or not."""
+    pool = [(1, "A"), (1, "B"), (2, "C"), (2, "D")]
+    joined, turn = np.array([0.9, 0.4, 0.5, 0.3]), np.array([0.3, 0.5, 0.2, 0.1])  # products 0.27, 0.20
+    assert [e.text for e in follow_up_order(pool, joined, turn)] == ["A", "B", "C", "D"]
+    moved = follow_up_order(pool, joined, turn, shown={"A"})
+    assert [(e.text, e.score) for e in moved][:2] == [("B", 0.4 * 0.5), ("A", 0.9 * 0.3)]
+    points_to_it = np.array([0.6, 0.5, 0.2, 0.1])
+    assert [e.text for e in follow_up_order(pool, joined, points_to_it, shown={"A"})] == ["A", "B", "C", "D"]
+    assert [e.text for e in follow_up_order(pool, joined, turn, shown={"A", "C"})] == ["B", "A", "C", "D"]
+    # "B" leads on the product and is shown, but the turn's own best is "A": "A" goes first.
+    leads = np.array([0.2, 0.9, 0.5, 0.3]), np.array([0.6, 0.4, 0.2, 0.1])  # products 0.12, 0.36
+    assert [e.text for e in follow_up_order(pool, *leads)][:2] == ["B", "A"]
+    assert [e.text for e in follow_up_order(pool, *leads, shown={"B"})][:2] == ["A", "B"]
+
+
+def test_the_sentences_an_answer_quoted_are_found_whole():
+    """rank_both reads the earlier answers' sentences as compose wrote them, each cut at its
+    citation mark: a sentence quoted again is found, one that is only part of a quoted sentence
+    ("Seats: 2" in "Seats: 24") or its tail is not."""
+    assert quoted_sentences('Seats: 24 [1] A deepfake is synthetic media [2]. He said "so." [1]') == [
+        "Seats: 24", "A deepfake is synthetic media.", 'He said "so."']
+    assert quoted_sentences("") == []
+    # The product leads with the first sentence; the turn's own words rank the second first.
+    subject = _passage(1, "What is Paris is a city it founded. Who founded it was a tribe.")
+    scorer = _SharedWords()
+    joined, turn = "what is paris? who founded it?", "who founded it?"
+    order = lambda *earlier: [e.text for e in rank_both(joined, [subject], scorer, scorer, turn=turn,  # noqa: E731
+                                                        earlier_answers=earlier)[0]]
+    assert order() == ["What is Paris is a city it founded.", "Who founded it was a tribe."]
+    assert order("What is Paris is a city it founded [1].") == ["Who founded it was a tribe.",
+                                                                "What is Paris is a city it founded."]
+    assert order("Old What is Paris is a city it founded [1].") == order()  # another sentence: not shown
+
+
+@pytest.mark.parametrize("first, turn, before, quoted", [
+    ("What is retrieval-augmented generation?", "Who introduced it?",  # the answer issue's own example
+     "Retrieval-augmented generation connects a language model", "The technique was described by Lewis"),
+    ("Which paper introduced the transformer architecture?", "What kind of network did it displace?",
+     "The transformer is a neural network architecture", "It replaced recurrent networks"),
+])
+def test_a_follow_up_quotes_what_the_conversation_has_not_shown_yet(corpus_bot, first, turn, before, quoted):
+    """Development follow-ups (bench/data/follow_ups_dev.jsonl) answered with the sentence quoted
+    for the question before, though the turn's own words rank another sentence of that passage
+    higher: with the conversation's earlier answer given, that sentence is quoted (§35)."""
+    query = corpus_bot.standalone_query([first], turn)
+    assert query == f"{first} {turn}"
+    earlier = corpus_bot.ask(first, record=False)
+    assert earlier.answer.startswith(before), earlier.answer
+    assert corpus_bot.ask(turn, record=False, retrieval_query=query).answer.startswith(before)
+    history = [{"role": "user", "content": first}, {"role": "assistant", "content": earlier.answer}]
+    answer = corpus_bot.ask(turn, record=False, retrieval_query=query, history=history)
+    assert answer.answer.startswith(quoted) and not answer.refused, answer.answer
+
+
+def test_a_follow_up_answered_by_the_sentence_already_quoted_quotes_it_again(corpus_bot):
+    """"In which year?" after "Who introduced GANs?": the answer is in the sentence the
+    conversation has just quoted, and the turn's own words rank it first in its passage."""
+    first, turn = "Who introduced GANs?", "In which year?"
+    query = corpus_bot.standalone_query([first], turn)
+    assert query == f"{first} {turn}"
+    earlier = corpus_bot.ask(first, record=False)
+    assert "2014" in earlier.answer, earlier.answer
+    history = [{"role": "user", "content": first}, {"role": "assistant", "content": earlier.answer}]
+    answer = corpus_bot.ask(turn, record=False, retrieval_query=query, history=history)
+    assert answer.answer == earlier.answer
 
 
 def test_turn_rank_is_the_share_of_other_questions_that_come_less_close():

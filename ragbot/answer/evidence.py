@@ -27,9 +27,10 @@ which scorer it was fit for.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -206,14 +207,16 @@ def rank(question: str, passages: Sequence[Passage], scorer: SentenceScorer,
 
 def rank_both(question: str, passages: Sequence[Passage], ranker: SentenceScorer,
               judge: SentenceScorer, turn: str | None = None,
-              abbreviations: frozenset[str] = frozenset()) -> tuple[list[Evidence], list[Evidence]]:
+              abbreviations: frozenset[str] = frozenset(),
+              earlier_answers: Sequence[str] = ()) -> tuple[list[Evidence], list[Evidence]]:
     """The sentences ranked by `ranker` (which to quote) and by `judge` (whether to answer at
     all). When the ranker is coverage and the judge the cosine of the same embedder, both come
     from one pass of it (the second pass cost about 70 ms an answer).
 
     `turn` is the question as asked when `question` is a follow-up searched together with the
     question before it ("Who introduced it?" after "What is RAG?"); it is ranked as
-    `follow_up_order` says. The judge reads `question` alone, as its threshold was fit.
+    `follow_up_order` says, with the sentences `earlier_answers` quoted (the conversation's last
+    answers) as the ones shown. The judge reads `question` alone, as its threshold was fit.
     `abbreviations`: as for `candidates`."""
     pool = candidates(passages, abbreviations)
     sentences = [s for _, s in pool]
@@ -229,7 +232,8 @@ def rank_both(question: str, passages: Sequence[Passage], ranker: SentenceScorer
         by_ranker += [ranker.score(q, sentences) for q in also]
     if not also:
         return _ranked(pool, by_ranker[0]), _ranked(pool, by_judge)
-    return follow_up_order(pool, *by_ranker), _ranked(pool, by_judge)
+    shown = {sentence for answer in earlier_answers for sentence in quoted_sentences(answer)}
+    return follow_up_order(pool, *by_ranker, shown=shown), _ranked(pool, by_judge)
 
 
 def turn_rank(joined: np.ndarray, passage: np.ndarray, others_joined: np.ndarray) -> float:
@@ -244,7 +248,8 @@ def turn_rank(joined: np.ndarray, passage: np.ndarray, others_joined: np.ndarray
     return float(np.mean(others_joined @ passage < float(joined @ passage)))
 
 
-def follow_up_order(pool: Sequence[tuple[int, str]], joined: np.ndarray, turn: np.ndarray) -> list[Evidence]:
+def follow_up_order(pool: Sequence[tuple[int, str]], joined: np.ndarray, turn: np.ndarray,
+                    shown: Collection[str] = ()) -> list[Evidence]:
     """A follow-up's sentences, best first, from the ranker's scores for the joined question and
     for the turn as asked.
 
@@ -258,15 +263,25 @@ def follow_up_order(pool: Sequence[tuple[int, str]], joined: np.ndarray, turn: n
     not the answer to the first question again. Every other sentence follows in the mean's order,
     a sentence of that passage with a product of 0 among them. On the 50 development follow-ups
     (docs/benchmarks.md §28) this quoted better sentences than the mean alone, and changed none
-    of the 10 whose answer is the first question's sentence. Each Evidence's score is what
-    ranked it: the product for the first ones, the mean for the rest."""
+    of the 10 whose answer is the first question's sentence.
+
+    `shown`: sentences of the pool the conversation has already quoted. The product still
+    favours the one that answered the question before: "What kind of network did it displace?"
+    after "Which paper introduced the transformer architecture?" quoted the definition again.
+    Such a sentence of the subject's passage goes after that passage's other sentences that
+    score on both, unless the turn's own score ranks it first in the passage: "In which year?"
+    after "Who introduced GANs?" is answered by the same sentence, and its own words say so
+    (§35). Each Evidence's score is what ranked it: the product for the first ones (a shown
+    sentence keeps its product, though ranked after lower ones), the mean for the rest."""
     if not len(pool):
         return []
     mean = (joined + turn) / 2
     product = joined.clip(0) * turn.clip(0)
     lead = pool[int(np.argmax(mean))][0]
-    first = sorted((i for i, (n, _) in enumerate(pool) if n == lead and product[i] > 0),
-                   key=lambda i: (-product[i], -mean[i]))
+    in_lead = [i for i, (n, _) in enumerate(pool) if n == lead]
+    turns_own = max(turn[i] for i in in_lead)
+    said_before = {i for i in in_lead if pool[i][1] in shown and turn[i] < turns_own}
+    first = sorted((i for i in in_lead if product[i] > 0), key=lambda i: (i in said_before, -product[i], -mean[i]))
     rest = sorted(set(range(len(pool))) - set(first), key=lambda i: (-mean[i], i))
     return ([Evidence(n=pool[i][0], text=pool[i][1], score=float(product[i]), position=i) for i in first]
             + [Evidence(n=pool[i][0], text=pool[i][1], score=float(mean[i]), position=i) for i in rest])
@@ -285,10 +300,24 @@ def best_score(question: str, passages: Sequence[Passage], scorer: SentenceScore
     return ranked[0].score if ranked else None
 
 
+# Where a composed answer's sentence ends: its citation mark and any closing marks after it (_cite).
+_QUOTE_END = re.compile(r"\[\d+(?:\s*,\s*\d+)*\][.!?\"'’”»)\]]*")
+
+
 def compose(evidence: Sequence[Evidence]) -> str:
     """The answer text: the chosen sentences in the order they stand in the passages (so a
     definition and the sentence after it read as written), each followed by its citation."""
     return " ".join(_cite(e.text.rstrip(), e.n) for e in sorted(evidence, key=lambda e: e.position))
+
+
+def quoted_sentences(answer: str) -> list[str]:
+    """The sentences an answer quoted, as `candidates` writes them (what `compose` joined): the
+    text cut after each citation mark and the closing marks after it ("… in 2013 [1]." ends a
+    sentence), each without its mark, white space collapsed. A sentence must be whole to be
+    found: "Seats: 2" is not among the sentences of "Seats: 24 [1]"."""
+    cuts = [match.end() for match in _QUOTE_END.finditer(answer)]
+    pieces = [answer[start:end] for start, end in zip([0, *cuts], [*cuts, len(answer)])]
+    return [" ".join(strip_citation_marks(piece).split()) for piece in pieces if piece.strip()]
 
 
 def _cite(sentence: str, n: int) -> str:
