@@ -79,15 +79,29 @@ try:
     follow_up = lambda previous, question: joined([previous], question)
 except ImportError:
     follow_up = lambda previous, question: bot.standalone_query([previous], question)
+
+
+# The trace of `question` asked after the questions `earlier`: the bot's own next_turn where it
+# has one; else (a release before it) as that release's chat page did, each turn joined with the
+# question typed before it.
+def next_turn(earlier, question):
+    if hasattr(bot, "next_turn"):
+        return bot.next_turn(earlier, question)
+    history = []
+    for n, asked in enumerate(earlier):
+        query = follow_up(earlier[n - 1], asked) if n else asked
+        answer = bot.ask(asked, record=False, retrieval_query=query, history=history[-4:])
+        history += [{"role": "user", "content": asked}, {"role": "assistant", "content": answer.answer}]
+    return {"retrieval_query": follow_up(earlier[-1], question), "history": history[-4:]}
+
+
 with open(out_path, "w") as out:
     for line in open(rows_path):
         row = json.loads(line)
         trace = {}
         if row.get("previous"):
-            first = bot.ask(row["previous"], record=False)
-            trace = {"retrieval_query": follow_up(row["previous"], row["question"]),
-                     "history": [{"role": "user", "content": row["previous"]},
-                                 {"role": "assistant", "content": first.answer}]}
+            earlier = [row["previous"]] if isinstance(row["previous"], str) else row["previous"]
+            trace = next_turn(earlier, row["question"])
         started = time.perf_counter()
         answer = bot.ask(row["question"], record=False, **trace)
         out.write(json.dumps({"answer": answer.answer, "refused": answer.refused,

@@ -21,13 +21,14 @@ import shutil
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from ragbot.answer.generation import (
+    HISTORY_TURNS,
     REFUSAL,
     build_prompt,
     check_citations,
@@ -68,6 +69,14 @@ WRITE_WAIT_SECONDS = 600.0
 # TURN_RANK_MIN_QUESTIONS (steps of 0.05).
 TURN_RANK_QUESTIONS = 100
 TURN_RANK_MIN_QUESTIONS = 20
+
+
+def searched_before(turns: Iterable[tuple[str, bool]]) -> list[str]:
+    """What a conversation's answered turns searched, oldest first, for RagBot.standalone_query:
+    `turns` are each earlier turn's (retrieval query, refused). A refused turn (a question on
+    another subject, or one the documents do not answer) is left out, so the next turn is joined
+    with the subject the conversation last found."""
+    return [query for query, refused in turns if not refused]
 
 
 class RagBot:
@@ -556,21 +565,25 @@ class RagBot:
         self.abbreviations()
         self.correction_memory()
 
-    def standalone_query(self, previous_questions: Sequence[str], question: str,
+    def standalone_query(self, searched: Sequence[str], question: str,
                          sources: Sequence[str] | None = None) -> str:
-        """The retrieval query for a question asked after `previous_questions`.
+        """The retrieval query for a question asked after turns that searched `searched` (the
+        retrieval queries of the conversation's answered turns, oldest first: searched_before).
 
-        A follow-up ("Who proposed it?") names its subject in the turn before, so it is also
-        searched together with the previous question; the query whose best passage scores
-        higher wins, unless joining only borrowed the previous question's match (below), or the
-        turn does not ask about what the joined search finds first (a question on another
-        subject, told by the earlier questions: `_comparison_questions`); and a turn the answer
-        check refuses alone is searched joined when it does ask about that. Nothing here depends
-        on the language's words.
+        A follow-up ("Who proposed it?") names its subject in a turn before, so it is also
+        searched together with what the last answered turn searched: a third turn ("Why are they
+        slow?" after "What is a diffusion model?" and "Which paper described the method?") keeps
+        the subject the second turn was joined with, and a turn after a refused one (an off-topic
+        question) is joined with the subject before it (docs/benchmarks.md §36). The query whose
+        best passage scores higher wins, unless joining only borrowed the previous query's match
+        (below), or the turn does not ask about what the joined search finds first (a question on
+        another subject, told by the earlier questions: `_comparison_questions`); and a turn the
+        answer check refuses alone is searched joined when it does ask about that. Nothing here
+        depends on the language's words.
         """
-        if not previous_questions:
+        if not searched:
             return question
-        previous = previous_questions[-1]
+        previous = searched[-1]
         joined = f"{previous} {question}"
         alone, together, before = self.batch_search([question, joined, previous], sources=sources)
         best = lambda found: max((p.score for p in found), default=0.0)  # noqa: E731
@@ -614,6 +627,23 @@ class RagBot:
                 return joined_if_about_passage()
             return question
         return question if answerable(question, alone) else joined_if_about_passage()
+
+    def next_turn(self, earlier: Sequence[str], question: str, sources: Sequence[str] | None = None,
+                  passages: Sequence[str | dict] | None = None) -> dict:
+        """What `ask` takes (retrieval_query, history) for `question` asked after the questions
+        `earlier` in one conversation, as the chat page would: each earlier question is asked in
+        turn, unrecorded, to learn what it searched, whether it was answered and what the prompt's
+        history holds. For evaluation rows with earlier turns; `passages` as in `ask`."""
+        turns: list[tuple[str, bool]] = []
+        history: list[dict[str, str]] = []
+        for asked in earlier:
+            query = self.standalone_query(searched_before(turns), asked, sources)
+            answer = self.ask(asked, passages=passages, record=False, retrieval_query=query,
+                              history=history[-2 * HISTORY_TURNS :], sources=sources)
+            turns.append((query, answer.refused))
+            history += [{"role": "user", "content": asked}, {"role": "assistant", "content": answer.answer}]
+        return {"retrieval_query": self.standalone_query(searched_before(turns), question, sources),
+                "history": history[-2 * HISTORY_TURNS :]}
 
     def _comparison_questions(self, previous: str, turn: str) -> list[str] | None:
         """The questions a turn asked after `previous` is ranked among (evidence.turn_rank): up

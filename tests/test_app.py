@@ -6,7 +6,8 @@ import shutil
 from pathlib import Path
 
 from ragbot.answer.generation import REFUSAL
-from ragbot.interfaces.app import ChatHandlers, answer_id_of, literal, render_sources, safe_upload_name, snippet_html
+from ragbot.interfaces.app import (ChatHandlers, answer_id_of, literal, message_text, render_sources,
+                                   safe_upload_name, snippet_html)
 from ragbot.types import Answer, Citation, Passage
 
 from conftest import CORPUS, copies_in_folders
@@ -66,6 +67,58 @@ def test_a_question_answered_alone_is_not_joined_to_be_refused(make_bot, tmp_pat
     answer = bot.ask(turn, retrieval_query=turn, record=False)
     assert not answer.refused and answer.answer.startswith("In mode collapse"), answer.answer
     assert bot.standalone_query(["What is mode collapse?"], "Who proposed it?") == "What is mode collapse? Who proposed it?"
+
+
+def _asked(handlers: ChatHandlers, questions: list[str], session: str, history: list | None = None) -> list[dict]:
+    """The chat history after `questions` are asked in turn on the page, in one conversation."""
+    history = list(history or [])
+    for question in questions:
+        *_, (history, _, _) = handlers.respond(question, history, f"conv-{session}", 5, 0.0, False, session=session)
+    return history
+
+
+def test_a_third_turn_keeps_the_subject_the_second_was_joined_with(corpus_bot):
+    """helper-68's drive: a third turn was joined with the second turn's question alone, which
+    names no subject ("Why are they slow?" after "What is a diffusion model?" and "Which paper
+    described the method?" was refused). It is joined with what the second turn searched, the two
+    questions together (searched_before, docs/benchmarks.md §36)."""
+    handlers = ChatHandlers(corpus_bot)
+    history = _asked(handlers, ["What is the transformer architecture?", "Who introduced it?", "What did it replace?"],
+                     "third-turn")
+    searched = [corpus_bot.feedback.answer_trace(m["metadata"]["id"])["retrieval_query"] for m in history[1::2]]
+    assert searched[1] == "What is the transformer architecture? Who introduced it?"
+    assert searched[2] == f"{searched[1]} What did it replace?"
+    assert message_text(history[-1]).startswith("It replaced recurrent networks for language tasks"), history[-1]
+
+
+def test_a_turn_after_a_refused_one_is_joined_with_the_subject_before_it(corpus_bot):
+    """helper-68's drive: a follow-up asked after an off-topic question the page refused was joined
+    with that question, and refused too. A refused turn is left out: the follow-up is joined with
+    the last answered one."""
+    handlers = ChatHandlers(corpus_bot)
+    refused = _asked(handlers, ["What is the capital of Australia?"], "after-refusal")  # this session's, refused
+    assert corpus_bot.feedback.answer_trace(refused[1]["metadata"]["id"])["refused"]
+    history = _asked(handlers, ["What is a generative adversarial network?"], "after-refusal") + refused
+    history = _asked(handlers, ["Who introduced them?"], "after-refusal", history)
+    query = corpus_bot.feedback.answer_trace(history[-1]["metadata"]["id"])["retrieval_query"]
+    assert query == "What is a generative adversarial network? Who introduced them?"
+    assert message_text(history[-1]).startswith("Ian Goodfellow and colleagues introduced GANs in 2014"), history[-1]
+
+
+def test_what_an_earlier_turn_searched_is_read_only_for_this_sessions_answers(corpus_bot):
+    """The page sends the history back, answer ids included: an id the session was not given
+    (another user's answer) is not read from the answer log; its turn counts as the question the
+    history shows."""
+    handlers = ChatHandlers(corpus_bot)
+    theirs = _asked(handlers, ["What is the transformer architecture?", "Who introduced it?"], "owner")
+    joined = corpus_bot.feedback.answer_trace(theirs[-1]["metadata"]["id"])["retrieval_query"]
+    assert joined == "What is the transformer architecture? Who introduced it?"
+    copied = [{"role": "user", "content": "Who introduced it?"}, theirs[-1]]
+    history = _asked(handlers, ["What did it replace?"], "stranger", copied)
+    query = corpus_bot.feedback.answer_trace(history[-1]["metadata"]["id"])["retrieval_query"]
+    assert "transformer" not in query
+    assert handlers._searched(theirs, "owner") == [joined]
+    assert handlers._searched(theirs, "stranger") == ["Who introduced it?"]
 
 
 def test_upload_names_cannot_leave_the_uploads_folder():

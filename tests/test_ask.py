@@ -287,6 +287,21 @@ def test_cli_interactive_ask_takes_a_follow_up_as_the_chat_page_does(corpus_bot)
     assert traces[1]["answer"].startswith("HumanEval checks"), done.stdout
 
 
+def test_cli_interactive_ask_joins_a_third_turn_with_what_the_second_searched(corpus_bot):
+    """As on the page (docs/benchmarks.md §36): the third turn is joined with the second turn's
+    query, which holds the subject, not with the second question alone."""
+    turns = ["What is the transformer architecture?", "Who introduced it?", "What did it replace?"]
+    done = subprocess.run(
+        [sys.executable, "-m", "ragbot", "--data-dir", str(corpus_bot.settings.data_dir), "ask"],
+        input="\n".join(turns) + "\n", capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    ids = re.findall(r"\(answer (\w+): rate it", done.stdout)
+    assert len(ids) == 3, done.stdout
+    traces = [corpus_bot.feedback.answer_trace(i) for i in ids]
+    assert [t["retrieval_query"] for t in traces] == [turns[0], " ".join(turns[:2]), " ".join(turns)]
+    assert traces[2]["answer"].startswith("It replaced recurrent networks"), done.stdout
+
+
 def test_cli_refuses_an_empty_question_or_query(corpus_bot):
     for args in (["ask", ""], ["search", "  "]):
         done = subprocess.run([sys.executable, "-m", "ragbot", "--data-dir", str(corpus_bot.settings.data_dir), *args],

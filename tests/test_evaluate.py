@@ -111,6 +111,30 @@ def test_load_qa_checks_rows(tmp_path):
     bad.write_text('{"question": "q", "answers": "not a list"}\n')
     with pytest.raises(RagbotError, match="bad.jsonl:1"):
         load_qa(bad)
+    bad.write_text('{"question": "q", "answers": [], "previous": ["a", 2]}\n')
+    with pytest.raises(RagbotError, match="bad.jsonl:1: 'previous'"):
+        load_qa(bad)
+
+
+def test_eval_asks_a_rows_earlier_questions_as_turns_of_one_conversation(corpus_bot):
+    """A row's "previous" may list several questions: each is asked in turn, so the row's question
+    is searched as the chat page would search it (RagBot.next_turn): joined with what the last
+    answered turn searched, and a refused turn left out."""
+    from ragbot.bot import searched_before
+    from ragbot.evaluation.metrics import earlier_questions, evaluate_answers
+
+    assert searched_before([("a", False), ("a b", False), ("c", True)]) == ["a", "a b"]
+    assert earlier_questions({"previous": "a"}) == ["a"] and earlier_questions({"question": "q"}) == []
+    earlier = ["What is a variational autoencoder?", "Who introduced it?"]
+    turn = corpus_bot.next_turn(earlier, "How is it trained?")
+    assert turn["retrieval_query"] == " ".join(earlier) + " How is it trained?"
+    assert [m["content"] for m in turn["history"][::2]] == earlier
+    after_refusal = corpus_bot.next_turn(["What is a GAN?", "What is the capital of Australia?"], "Who introduced them?")
+    assert after_refusal["retrieval_query"] == "What is a GAN? Who introduced them?"
+    rows = [{"previous": ["What is a GAN?", "What is the capital of Australia?"], "question": "Who introduced them?",
+             "answerable": True, "answers": ["Ian Goodfellow and colleagues introduced GANs in 2014."]}]
+    _, per_question = evaluate_answers(corpus_bot, rows)
+    assert per_question[0]["answer"].startswith("Ian Goodfellow and colleagues introduced GANs"), per_question[0]
 
 
 def test_near_miss_questions_are_on_topic(corpus_bot):

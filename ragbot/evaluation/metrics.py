@@ -312,6 +312,11 @@ def load_qa(path: Path) -> list[dict]:
             raise RagbotError(f"{path}:{n}: not JSON ({exc})") from None
         if not isinstance(row.get("question"), str) or not isinstance(row.get("answers", []), list):
             raise RagbotError(f"{path}:{n}: needs 'question' (text) and 'answers' (a list, empty if unanswerable)")
+        previous = row.get("previous")
+        if previous is not None and not (isinstance(previous, str) or (
+                isinstance(previous, list) and all(isinstance(q, str) for q in previous))):
+            raise RagbotError(f"{path}:{n}: 'previous' is the question asked before (text) "
+                              f"or the questions asked before, oldest first (a list of texts)")
         row.setdefault("answers", [])
         row.setdefault("answerable", bool(row["answers"]))
         rows.append(row)
@@ -325,24 +330,28 @@ def _is_gold(citation, gold: Sequence[str]) -> bool:
     return bool(names & {str(g) for g in gold})
 
 
+def earlier_questions(row: dict) -> list[str]:
+    """The questions a QA row's conversation asked before its question, oldest first: its
+    "previous" (one question, or a list of them)."""
+    previous = row.get("previous") or []
+    return [previous] if isinstance(previous, str) else list(previous)
+
+
 def evaluate_answers(bot, rows: list[dict], progress=None) -> tuple[dict, list[dict]]:
     """Ask every question; score answers against references. Returns (summary, per question).
 
-    A row with "previous" is a follow-up: the previous question is asked first, and the row's
-    question goes as the next turn of that conversation (the chat page's standalone query and
-    history). Groundedness is measured without the pipeline's own models: the share of the
-    answer's words that stand in the passages it cites (0 when it cites none); refused answers
-    are not counted there. The summary holds bootstrap 95% intervals (`ci95`) and the rates per
+    A row with "previous" is a follow-up: the previous question (or questions, a list) is asked
+    first, and the row's question goes as the next turn of that conversation (RagBot.next_turn:
+    the chat page's standalone query and history). Groundedness is measured without the
+    pipeline's own models: the share of the answer's words that stand in the passages it cites
+    (0 when it cites none); refused answers are not counted there. The summary holds bootstrap 95% intervals (`ci95`) and the rates per
     row kind (`by_kind`: the row's "kind", else its "category").
     """
     per_question = []
     for i, row in enumerate(rows):
         trace: dict = {}
         if row.get("previous"):
-            first = bot.ask(row["previous"], passages=row.get("passages"), record=False)
-            trace = {"retrieval_query": bot.standalone_query([row["previous"]], row["question"]),
-                     "history": [{"role": "user", "content": row["previous"]},
-                                 {"role": "assistant", "content": first.answer}]}
+            trace = bot.next_turn(earlier_questions(row), row["question"], passages=row.get("passages"))
         started = time.perf_counter()
         answer = bot.ask(row["question"], passages=row.get("passages"), record=False, **trace)
         latency_ms = (time.perf_counter() - started) * 1000

@@ -24,9 +24,10 @@ from pathlib import Path
 
 from ragbot.answer.corrections import SAVED_CORRECTION
 from ragbot.answer.generation import HISTORY_TURNS, is_refusal, mark_citations, passage_header
-from ragbot.bot import RagBot
+from ragbot.bot import RagBot, searched_before
 from ragbot.interfaces.conversations import ConversationError, Conversations
 from ragbot.errors import RagbotError
+from ragbot.learn.feedback import UnknownAnswerError
 from ragbot.storage.files import write_atomic
 from ragbot.ingest.readers import kind_of, readable_suffixes, supported_suffixes, title_from_name
 from ragbot.text import counted, heading_title, is_list_item, is_table_row, readable_line
@@ -536,7 +537,7 @@ class ChatHandlers:
         k = min(max(int(k), 1), MAX_K)
         temperature = min(max(float(temperature), 0.0), MAX_TEMPERATURE)
         history = list(history or [])
-        previous = [message_text(m) for m in history if isinstance(m, dict) and m.get("role") == "user"]
+        searched_before_turn = self._searched(history, session)
         turn = turn_of(history)
         earlier = self._history_messages(history)
         history.append({"role": "user", "content": shown(question)})
@@ -548,7 +549,7 @@ class ChatHandlers:
         try:
             yield history, ANSWERING, ""
             if not stop.is_set():
-                query = self.bot.standalone_query(previous, question, sources)
+                query = self.bot.standalone_query(searched_before_turn, question, sources)
                 for event in self.bot.ask_stream(question, k=int(k), temperature=float(temperature),
                                                  conversation_id=conversation_id, turn=turn, retrieval_query=query,
                                                  history=earlier, stop=stop, user=user, sources=sources):
@@ -909,6 +910,31 @@ class ChatHandlers:
         if not re.fullmatch(r"[0-9a-f]{32}", conversation_id or ""):
             return None
         return self.exports / conversation_id
+
+    def _searched(self, history: list[dict], session: str) -> list[str]:
+        """What the conversation's last answered turn searched (RagBot.standalone_query, as
+        searched_before tells it): read from the answer log for an answer this session was given;
+        a turn whose answer it was not given (or a stopped one) counts as its question, answered.
+        The turns are read from the last back, so a long conversation reads one or two."""
+        turns: list[tuple[str, str | None]] = []  # (question, id of the answer shown after it)
+        for m in history:
+            if not isinstance(m, dict):
+                continue
+            if m.get("role") == "user":
+                turns.append((message_text(m), None))
+            elif m.get("role") == "assistant" and turns and turns[-1][1] is None:
+                turns[-1] = (turns[-1][0], answer_id_of(m))
+        for question, answer_id in reversed(turns):
+            searched = [question]
+            if answer_id and self._was_issued(session, answer_id):
+                try:
+                    trace = self.bot.feedback.answer_trace(answer_id)
+                except UnknownAnswerError:  # deleted since
+                    trace = {"retrieval_query": question, "refused": False}
+                searched = searched_before([(trace["retrieval_query"], trace["refused"])])
+            if searched:
+                return searched
+        return []
 
     @staticmethod
     def _history_messages(history: list[dict]) -> list[dict]:

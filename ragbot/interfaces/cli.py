@@ -512,6 +512,7 @@ def _ensure_corpus(bot, args) -> None:
 
 def cmd_ask(bot, args) -> int:
     from ragbot.answer.generation import HISTORY_TURNS
+    from ragbot.bot import searched_before
 
     _ensure_corpus(bot, args)
     sources = _chosen_documents(bot, args.within)
@@ -532,7 +533,7 @@ def cmd_ask(bot, args) -> int:
     print("Ask a question about your documents (empty line or Ctrl-D to quit).")
     conversation = uuid.uuid4().hex
     turn = 0
-    previous: list[str] = []  # the questions asked so far, for follow-ups ("Who introduced it?")
+    turns: list[tuple[str, bool]] = []  # what each turn searched and whether it was refused, for follow-ups
     messages: list[dict[str, str]] = []  # the turns so far, for the generate mode's prompt
     while True:
         try:
@@ -544,9 +545,9 @@ def cmd_ask(bot, args) -> int:
             return 0
         answer = None
         turn += 1
-        # As on the chat page: a follow-up is searched with the question before it when that
-        # finds a closer passage.
-        query = bot.standalone_query(previous, question, sources)
+        # As on the chat page: a follow-up is searched with what the last answered turn searched
+        # when that finds a closer passage.
+        query = bot.standalone_query(searched_before(turns), question, sources)
         for event in bot.ask_stream(question, k=args.k, temperature=args.temperature,
                                     conversation_id=conversation, turn=turn, retrieval_query=query,
                                     history=messages[-2 * HISTORY_TURNS :], sources=sources):
@@ -557,7 +558,7 @@ def cmd_ask(bot, args) -> int:
         print()
         if answer is None:
             continue
-        previous.append(question)
+        turns.append((query, answer.refused))
         messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.answer}]
         if answer.prompt and answer.answer != answer.raw_reply:  # citations added, or reply unsupported
             print(f"→ {answer.answer}")
