@@ -328,8 +328,14 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             expect(page.locator("#conversations")).not_to_contain_text("None yet")  # the empty list's note went
             page.get_by_role("button", name="New conversation").click()
             expect(page.locator("#chat .message")).to_have_count(0, timeout=30_000)
+            # A new conversation suggests questions again (they went when the first was asked);
+            # asking one's own question makes them go.
+            expect(page.get_by_role("group", name="Click a question about your documents to ask it, or type")
+                   ).to_be_visible(timeout=30_000)
+            expect(page.locator("#examples label").first).to_contain_text("?")
             page.fill("#question textarea", "When were GANs introduced?")
             page.click("#ask")
+            expect(page.locator("#examples")).to_be_hidden(timeout=30_000)
             expect(page.locator("#sources .ragbot-source").first).to_be_visible(timeout=180_000)
             expect(page.locator("#conversations")).to_contain_text("When were GANs introduced?", timeout=30_000)
             page.reload()

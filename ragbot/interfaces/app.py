@@ -458,7 +458,9 @@ REFUSAL_NOTES = {
 SAVED = "Saved "  # how every message of a saved comment or correction begins (ChatHandlers.saved_note)
 
 
-SUGGESTIONS_SEARCHED = 30  # candidate suggestions searched on a first visit (example_questions)
+SUGGESTIONS_SEARCHED = 30  # candidate suggestions searched for an empty conversation (example_questions)
+FIRST_VISIT_SUGGESTIONS = "New here? Click a question about your documents to ask it"
+NEW_CONVERSATION_SUGGESTIONS = "Click a question about your documents to ask it, or type your own"
 
 
 class ChatHandlers:
@@ -723,8 +725,9 @@ class ChatHandlers:
         return history
 
     def example_questions(self, n: int = 3) -> list[str]:
-        """A first visit's suggestions, made from the user's own documents the way tuning makes
-        questions (their definitions and section headings), from different documents.
+        """The suggestions for an empty conversation (a first visit, a new one), made from the
+        user's own documents the way tuning makes questions (their definitions and section
+        headings), from different documents.
 
         A suggestion must find the passage it was made from: first in the search, and closest
         of those found. "What is the loss?" (from "The loss is ...") found other documents'
@@ -740,7 +743,7 @@ class ChatHandlers:
                                                       self.bot.store.document_sections([c.id for c in sampled]))
                       if len(c.question) <= 120]
         random.shuffle(candidates)
-        # Definitions first; a bounded number searched (one batch, on a first visit's load).
+        # Definitions first; a bounded number searched (one batch, when a conversation starts empty).
         candidates = sorted(candidates, key=lambda c: c.origin != "definition")[:SUGGESTIONS_SEARCHED]
         found = self.bot.batch_search([c.question for c in candidates]) if candidates else []
         picked, sources = [], set()
@@ -1383,8 +1386,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                     stop = gr.Button("Stop", elem_id="stop")
                     new_chat = gr.Button("New conversation")
                 # A click asks the question (it only filled the box, and a newcomer waited for an answer).
-                examples = gr.Radio(choices=[], label="New here? Click a question about your documents to ask it",
-                                    elem_id="examples", visible=False)
+                examples = gr.Radio(choices=[], label=FIRST_VISIT_SUGGESTIONS, elem_id="examples", visible=False)
                 status = gr.Markdown(elem_id="status")
                 with gr.Accordion("Comment on or correct an answer", open=False):
                     which = gr.Dropdown(choices=[], label="Answer (latest first)", elem_id="which-answer")
@@ -1534,6 +1536,12 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             chosen = conversation_id if any(c[1] == conversation_id for c in choices) else None
             return conversation_list(choices, chosen), keep(saved, conversation=conversation_id)
 
+        def suggested(label: str):
+            """The suggestions for an empty conversation (ChatHandlers.example_questions), under
+            `label`; hidden when the documents give none."""
+            choices = handlers.example_questions()
+            return gr.update(choices=choices, value=None, label=label, visible=bool(choices))
+
         def ask_suggestion(chosen, history, conversation_id, k, temperature, show_all, saved, searched,
                            request: gr.Request):
             """A clicked suggestion is asked (Gradio sends `input` only for a radio checked), as
@@ -1556,7 +1564,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             event.then(listed, [conversation, browser], [past, browser], api_name=False
                        ).then(release, None, question, api_name=False).then(lambda: ("", ""), None, [status, conversation_status], api_name=False  # stale
                        ).then(handlers.model_info, None, info, api_name=False
-                       ).then(lambda: gr.update(visible=False), None, examples, api_name=False)  # for a first visit
+                       ).then(lambda: gr.update(visible=False), None, examples, api_name=False)  # asked: the suggestions go
 
         def show_sources_of(history, show, data: gr.SelectData, request: gr.Request):
             """A click on an answer (or one of its [n]) shows that answer's sources, and makes it
@@ -1589,8 +1597,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                     saved.get("k", bot.settings.top_k), bool(saved.get("show_all", False)),
                     saved.get("temperature", bot.settings.temperature),
                     gr.update(interactive=True, placeholder=READY), gr.update(interactive=True),
-                    gr.update(choices=[] if history or choices else handlers.example_questions(), value=None,
-                              visible=not history and not choices))
+                    gr.update(visible=False) if history or choices else suggested(FIRST_VISIT_SUGGESTIONS))
 
         def loaded_sources(history, show, request: gr.Request):
             return handlers.latest_sources(history, session_of(request), show)
@@ -1608,12 +1615,12 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         def open_past(chosen, saved, show, request: gr.Request):
             history = handlers.reopen(str(chosen or ""), owner_of(request, saved), session_of(request))
             if not history:
-                return (gr.skip(),) * 8
+                return (gr.skip(),) * 9
             shown_ = gr.update(value=history, feedback_value=handlers.votes(history, session_of(request)))
             return shown_, chosen, handlers.latest_sources(history, session_of(request), show), \
-                keep(saved, conversation=chosen), *conversation_left()
+                keep(saved, conversation=chosen), *conversation_left(), gr.update(visible=False)
 
-        past.input(open_past, [past, browser, show_all], [chat, conversation, sources, browser, *left_outputs])
+        past.input(open_past, [past, browser, show_all], [chat, conversation, sources, browser, *left_outputs, examples])
 
         def rename_current(conversation_id, title, saved, request: gr.Request):
             try:
@@ -1651,20 +1658,21 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             owner = owner_of(request, saved)
             if chosen != conversation_id:
                 return (*(gr.skip(),) * 7, gr.update(visible=False), None,
-                        "Another conversation is open now: nothing deleted.")
+                        "Another conversation is open now: nothing deleted.", gr.skip())
             try:
                 handlers.delete_conversation(conversation_id, owner)
             except ConversationError:
                 return (*(gr.skip(),) * 7, gr.update(visible=False), None,
-                        "Nothing to delete: ask a question first.")
+                        "Nothing to delete: ask a question first.", gr.skip())
             fresh = uuid.uuid4().hex
             # The status under the chat spoke of the conversation deleted (a vote): emptied.
             return (empty_chat(), fresh, conversation_list(handlers.conversation_choices(owner), None),
                     render_sources(None, False), "", keep(saved, conversation=fresh),
-                    *conversation_left("Conversation deleted (its answers stay in the answer log)."))  # its export too
+                    *conversation_left("Conversation deleted (its answers stay in the answer log)."),  # its export too
+                    suggested(NEW_CONVERSATION_SUGGESTIONS))
 
         delete_yes.click(delete_current, [conversation, to_delete, browser],
-                         [chat, conversation, past, sources, status, browser, *left_outputs])
+                         [chat, conversation, past, sources, status, browser, *left_outputs, examples])
         delete_no.click(lambda: (gr.update(visible=False), None, "Not deleted."), None,
                         [delete_check, to_delete, conversation_status])
 
@@ -1724,10 +1732,10 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             # The status line spoke of the conversation left (a vote, a saved correction): emptied.
             # So did the export and a delete question: they were of that conversation.
             return (empty_chat(), render_sources(None, False), fresh, gr.update(value=None),
-                    keep(saved, conversation=fresh), "", *conversation_left())
+                    keep(saved, conversation=fresh), "", *conversation_left(), suggested(NEW_CONVERSATION_SUGGESTIONS))
 
-        new_chat.click(start_new, browser, [chat, sources, conversation, past, browser, status, *left_outputs])
-        chat.clear(start_new, browser, [chat, sources, conversation, past, browser, status, *left_outputs])
+        new_chat.click(start_new, browser, [chat, sources, conversation, past, browser, status, *left_outputs, examples])
+        chat.clear(start_new, browser, [chat, sources, conversation, past, browser, status, *left_outputs, examples])
         def library(searched, chosen=None):
             rows, choices, chosen, searched = handlers.shelf(searched, chosen)
             return rows, gr.update(choices=choices, value=chosen), gr.update(choices=choices, value=searched,
