@@ -90,6 +90,7 @@ def next_turn(earlier, question):
     history = []
     for n, asked in enumerate(earlier):
         query = follow_up(earlier[n - 1], asked) if n else asked
+        # -4: that release's prompt history, HISTORY_TURNS = 2 exchanges
         answer = bot.ask(asked, record=False, retrieval_query=query, history=history[-4:])
         history += [{"role": "user", "content": asked}, {"role": "assistant", "content": answer.answer}]
     return {"retrieval_query": follow_up(earlier[-1], question), "history": history[-4:]}

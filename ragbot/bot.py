@@ -23,6 +23,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -72,11 +73,37 @@ TURN_RANK_MIN_QUESTIONS = 20
 
 
 def searched_before(turns: Iterable[tuple[str, bool]]) -> list[str]:
-    """What a conversation's answered turns searched, oldest first, for RagBot.standalone_query:
-    `turns` are each earlier turn's (retrieval query, refused). A refused turn (a question on
-    another subject, or one the documents do not answer) is left out, so the next turn is joined
-    with the subject the conversation last found."""
-    return [query for query, refused in turns if not refused]
+    """What a conversation's earlier turns searched, oldest first, for RagBot.standalone_query
+    (which joins the next turn with the last): `turns` are each earlier turn's (retrieval query,
+    refused). A refused turn (a question on another subject, or one the documents do not answer)
+    is left out, so the next turn is joined with the subject the conversation last found; when
+    every turn was refused, the last one stays (a near miss refused just under the threshold is
+    often still the subject: standalone_query searches a new subject alone)."""
+    turns = list(turns)
+    return [query for query, refused in turns if not refused] or [query for query, _ in turns[-1:]]
+
+
+@dataclass
+class Conversation:
+    """The turns of one conversation as the next turn needs them: what each searched, whether it
+    was refused, and the messages for the prompt's history. For `ragbot ask`'s interactive chat
+    and evaluation rows (RagBot.next_turn); the chat page reads the same from its history."""
+
+    turns: list[tuple[str, bool]] = field(default_factory=list)
+    messages: list[dict[str, str]] = field(default_factory=list)
+
+    def add(self, question: str, query: str, answer: Answer) -> None:
+        self.turns.append((query, answer.refused))
+        self.messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.answer}]
+
+    @property
+    def searched(self) -> list[str]:
+        return searched_before(self.turns)
+
+    @property
+    def history(self) -> list[dict[str, str]]:
+        """The last HISTORY_TURNS exchanges, as the generate mode's prompt takes them."""
+        return self.messages[-2 * HISTORY_TURNS :]
 
 
 class RagBot:
@@ -568,7 +595,8 @@ class RagBot:
     def standalone_query(self, searched: Sequence[str], question: str,
                          sources: Sequence[str] | None = None) -> str:
         """The retrieval query for a question asked after turns that searched `searched` (the
-        retrieval queries of the conversation's answered turns, oldest first: searched_before).
+        retrieval queries of the conversation's answered turns, oldest first, as searched_before
+        gives them; only the last is read).
 
         A follow-up ("Who proposed it?") names its subject in a turn before, so it is also
         searched together with what the last answered turn searched: a third turn ("Why are they
@@ -583,7 +611,7 @@ class RagBot:
         """
         if not searched:
             return question
-        previous = searched[-1]
+        previous = self._fitting_before(searched[-1], question)
         joined = f"{previous} {question}"
         alone, together, before = self.batch_search([question, joined, previous], sources=sources)
         best = lambda found: max((p.score for p in found), default=0.0)  # noqa: E731
@@ -634,16 +662,24 @@ class RagBot:
         `earlier` in one conversation, as the chat page would: each earlier question is asked in
         turn, unrecorded, to learn what it searched, whether it was answered and what the prompt's
         history holds. For evaluation rows with earlier turns; `passages` as in `ask`."""
-        turns: list[tuple[str, bool]] = []
-        history: list[dict[str, str]] = []
+        conversation = Conversation()
         for asked in earlier:
-            query = self.standalone_query(searched_before(turns), asked, sources)
-            answer = self.ask(asked, passages=passages, record=False, retrieval_query=query,
-                              history=history[-2 * HISTORY_TURNS :], sources=sources)
-            turns.append((query, answer.refused))
-            history += [{"role": "user", "content": asked}, {"role": "assistant", "content": answer.answer}]
-        return {"retrieval_query": self.standalone_query(searched_before(turns), question, sources),
-                "history": history[-2 * HISTORY_TURNS :]}
+            query = self.standalone_query(conversation.searched, asked, sources)
+            conversation.add(asked, query, self.ask(asked, passages=passages, record=False, retrieval_query=query,
+                                                    history=conversation.history, sources=sources))
+        return {"retrieval_query": self.standalone_query(conversation.searched, question, sources),
+                "history": conversation.history}
+
+    def _fitting_before(self, previous: str, question: str) -> str:
+        """`previous` cut from its start so that `previous question` fits the embedder's input:
+        a subject followed for many turns joins them all, and the embedder would cut the end, the
+        new turn's own words, first (helper-70)."""
+        embedder = self.embedder
+        room = embedder.max_tokens - embedder.count_tokens([question])[0] - 1
+        offsets = embedder.token_offsets(previous)
+        if len(offsets) <= room:
+            return previous
+        return previous[offsets[len(offsets) - room][0]:] if room > 0 else ""
 
     def _comparison_questions(self, previous: str, turn: str) -> list[str] | None:
         """The questions a turn asked after `previous` is ranked among (evidence.turn_rank): up
@@ -656,7 +692,10 @@ class RagBot:
         then searched as before (docs/benchmarks.md §33)."""
         if not self.settings.question_log_weights or self.settings.follow_up_rank <= 0:
             return None
-        others = self.feedback.question_sample(TURN_RANK_QUESTIONS, leaving_out=(previous, turn))
+        # `previous` may join several questions (searched_before): the conversation's own, each
+        # logged, are left out as the previous question alone was.
+        others = [q for q in self.feedback.question_sample(TURN_RANK_QUESTIONS, leaving_out=(previous, turn))
+                  if q not in previous]
         return others if len(others) >= TURN_RANK_MIN_QUESTIONS else None
 
     def _turn_vectors(self, previous: str, joined: str, passage: str,

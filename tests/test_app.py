@@ -96,13 +96,44 @@ def test_a_turn_after_a_refused_one_is_joined_with_the_subject_before_it(corpus_
     with that question, and refused too. A refused turn is left out: the follow-up is joined with
     the last answered one."""
     handlers = ChatHandlers(corpus_bot)
-    refused = _asked(handlers, ["What is the capital of Australia?"], "after-refusal")  # this session's, refused
-    assert corpus_bot.feedback.answer_trace(refused[1]["metadata"]["id"])["refused"]
-    history = _asked(handlers, ["What is a generative adversarial network?"], "after-refusal") + refused
-    history = _asked(handlers, ["Who introduced them?"], "after-refusal", history)
-    query = corpus_bot.feedback.answer_trace(history[-1]["metadata"]["id"])["retrieval_query"]
-    assert query == "What is a generative adversarial network? Who introduced them?"
+    history = _asked(handlers, ["What is a GAN?", "What is the capital of Australia?", "Who introduced them?"],
+                     "after-refusal")
+    traces = [corpus_bot.feedback.answer_trace(m["metadata"]["id"]) for m in history[1::2]]
+    assert [t["refused"] for t in traces] == [False, True, False]
+    assert traces[2]["retrieval_query"] == "What is a GAN? Who introduced them?"
     assert message_text(history[-1]).startswith("Ian Goodfellow and colleagues introduced GANs in 2014"), history[-1]
+
+
+def test_a_stopped_turn_or_an_empty_question_is_no_turn_to_join_with(corpus_bot):
+    """A stopped answer is not stored (no id): its turn is skipped, as a refused one is, and the
+    next is joined with what the turn before it searched (helper-70's review). A turn whose
+    answer was another session's is read as the page shows it: its question, refused if the
+    answer says so."""
+    handlers = ChatHandlers(corpus_bot)
+    history = _asked(handlers, ["What is the transformer architecture?", "Who introduced it?"], "stopped")
+    joined = "What is the transformer architecture? Who introduced it?"
+    stopped = [{"role": "user", "content": "What did it replace?"}, {"role": "assistant", "content": "It rep …"}]
+    empty = [{"role": "user", "content": "  "}, history[-1]]
+    assert handlers._earlier_queries(history + stopped, "stopped") == [joined]
+    assert handlers._earlier_queries(history + empty, "stopped") == [joined]
+    foreign_refusal = [{"role": "user", "content": "Where is Canberra?"},
+                       {"role": "assistant", "content": REFUSAL, "metadata": {"id": "not-given-here"}}]
+    assert handlers._earlier_queries(history + foreign_refusal, "stopped") == [joined]
+    foreign_answer = [foreign_refusal[0], {**foreign_refusal[1], "content": "In Australia [1]."}]
+    assert handlers._earlier_queries(history + foreign_answer, "stopped") == ["Where is Canberra?"]
+    assert handlers._earlier_queries(foreign_refusal, "stopped") == ["Where is Canberra?"]  # nothing answered
+
+
+def test_a_long_conversation_is_cut_from_its_start_so_the_new_turn_is_still_read(corpus_bot):
+    """The query joins every turn of a subject; the embedder reads a bounded input and would drop
+    its end, the new turn, first. What the conversation searched is cut from its start instead."""
+    previous = " ".join(["What is a generative adversarial network and who introduced it?"] * 40)
+    question = "Where did they work?"
+    kept = corpus_bot._fitting_before(previous, question)
+    assert previous.endswith(kept) and 0 < len(kept) < len(previous)
+    embedder = corpus_bot.embedder
+    assert embedder.count_tokens([f"{kept} {question}"])[0] <= embedder.max_tokens
+    assert corpus_bot._fitting_before("What is a GAN?", question) == "What is a GAN?"
 
 
 def test_what_an_earlier_turn_searched_is_read_only_for_this_sessions_answers(corpus_bot):
@@ -117,8 +148,8 @@ def test_what_an_earlier_turn_searched_is_read_only_for_this_sessions_answers(co
     history = _asked(handlers, ["What did it replace?"], "stranger", copied)
     query = corpus_bot.feedback.answer_trace(history[-1]["metadata"]["id"])["retrieval_query"]
     assert "transformer" not in query
-    assert handlers._searched(theirs, "owner") == [joined]
-    assert handlers._searched(theirs, "stranger") == ["Who introduced it?"]
+    assert handlers._earlier_queries(theirs, "owner") == [joined]
+    assert handlers._earlier_queries(theirs, "stranger") == ["Who introduced it?"]
 
 
 def test_upload_names_cannot_leave_the_uploads_folder():
@@ -548,8 +579,9 @@ def test_the_note_on_a_follow_ups_correction_says_it_was_read_with_the_question_
     (_, second), (_, first) = handlers.answer_choices(history)
     assert bot.feedback.answer_trace(second)["retrieval_query"] == "What is a GAN? Who proposed it?"
     assert handlers.on_comment(history, "", "Ian Goodfellow [1].", session="s", answer_id=second) == (
-        r"Saved your correction with answer 2 (“Who proposed it\?”). That question was read together with the "
-        r"one before it (“What is a GAN\?”): asked after a question like that one, it gets your correction from now on.")
+        r"Saved your correction with answer 2 (“Who proposed it\?”). That question was read together with what the "
+        r"conversation asked before it (“What is a GAN\?”): asked after a question like that, it gets your correction "
+        r"from now on.")
     assert handlers.on_comment(history, "", "Two networks [1].", session="s", answer_id=first).endswith(
         "Questions that ask the same get your correction from now on.")
 

@@ -124,6 +124,8 @@ def test_eval_asks_a_rows_earlier_questions_as_turns_of_one_conversation(corpus_
     from ragbot.evaluation.metrics import earlier_questions, evaluate_answers
 
     assert searched_before([("a", False), ("a b", False), ("c", True)]) == ["a", "a b"]
+    assert searched_before([("a", True), ("b", True)]) == ["b"]  # nothing answered: the last turn
+    assert searched_before([]) == []
     assert earlier_questions({"previous": "a"}) == ["a"] and earlier_questions({"question": "q"}) == []
     earlier = ["What is a variational autoencoder?", "Who introduced it?"]
     turn = corpus_bot.next_turn(earlier, "How is it trained?")

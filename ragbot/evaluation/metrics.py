@@ -314,9 +314,9 @@ def load_qa(path: Path) -> list[dict]:
             raise RagbotError(f"{path}:{n}: needs 'question' (text) and 'answers' (a list, empty if unanswerable)")
         previous = row.get("previous")
         if previous is not None and not (isinstance(previous, str) or (
-                isinstance(previous, list) and all(isinstance(q, str) for q in previous))):
+                isinstance(previous, list) and all(isinstance(q, str) and q.strip() for q in previous))):
             raise RagbotError(f"{path}:{n}: 'previous' is the question asked before (text) "
-                              f"or the questions asked before, oldest first (a list of texts)")
+                              f"or the questions asked before, oldest first (a list of texts, none empty)")
         row.setdefault("answers", [])
         row.setdefault("answerable", bool(row["answers"]))
         rows.append(row)
@@ -344,8 +344,9 @@ def evaluate_answers(bot, rows: list[dict], progress=None) -> tuple[dict, list[d
     first, and the row's question goes as the next turn of that conversation (RagBot.next_turn:
     the chat page's standalone query and history). Groundedness is measured without the
     pipeline's own models: the share of the answer's words that stand in the passages it cites
-    (0 when it cites none); refused answers are not counted there. The summary holds bootstrap 95% intervals (`ci95`) and the rates per
-    row kind (`by_kind`: the row's "kind", else its "category").
+    (0 when it cites none); refused answers are not counted there. The summary holds bootstrap
+    95% intervals (`ci95`) and the rates per row kind (`by_kind`: the row's "kind", else its
+    "category").
     """
     per_question = []
     for i, row in enumerate(rows):

@@ -539,7 +539,7 @@ class ChatHandlers:
         k = min(max(int(k), 1), MAX_K)
         temperature = min(max(float(temperature), 0.0), MAX_TEMPERATURE)
         history = list(history or [])
-        searched_before_turn = self._searched(history, session)
+        earlier_queries = self._earlier_queries(history, session)
         turn = turn_of(history)
         earlier = self._history_messages(history)
         history.append({"role": "user", "content": shown(question)})
@@ -551,7 +551,7 @@ class ChatHandlers:
         try:
             yield history, ANSWERING, ""
             if not stop.is_set():
-                query = self.bot.standalone_query(searched_before_turn, question, sources)
+                query = self.bot.standalone_query(earlier_queries, question, sources)
                 for event in self.bot.ask_stream(question, k=int(k), temperature=float(temperature),
                                                  conversation_id=conversation_id, turn=turn, retrieval_query=query,
                                                  history=earlier, stop=stop, user=user, sources=sources):
@@ -914,30 +914,37 @@ class ChatHandlers:
             return None
         return self.exports / conversation_id
 
-    def _searched(self, history: list[dict], session: str) -> list[str]:
-        """What the conversation's last answered turn searched (RagBot.standalone_query, as
-        searched_before tells it): read from the answer log for an answer this session was given;
-        a turn whose answer it was not given (or a stopped one) counts as its question, answered.
-        The turns are read from the last back, so a long conversation reads one or two."""
-        turns: list[tuple[str, str | None]] = []  # (question, id of the answer shown after it)
+    def _earlier_queries(self, history: list[dict], session: str) -> list[str]:
+        """What the conversation's earlier turns searched, as searched_before gives them to
+        RagBot.standalone_query (which reads the last): for an answer this session was given, its
+        query and refusal as the answer log holds them; for one it was not given (an id a client
+        sent from elsewhere), the question as shown, refused if its answer shows the refusal. A
+        stopped answer (not stored) and an empty question count as no turn. Read from the last
+        turn back, so a long conversation reads one or two."""
+        turns: list[tuple[str, dict]] = []  # (question, the answer message shown after it)
         for m in history:
             if not isinstance(m, dict):
                 continue
             if m.get("role") == "user":
-                turns.append((message_text(m), None))
-            elif m.get("role") == "assistant" and turns and turns[-1][1] is None:
-                turns[-1] = (turns[-1][0], answer_id_of(m))
-        for question, answer_id in reversed(turns):
-            searched = [question]
-            if answer_id and self._was_issued(session, answer_id):
+                turns.append((message_text(m).strip(), {}))
+            elif m.get("role") == "assistant" and turns and not turns[-1][1]:
+                turns[-1] = (turns[-1][0], m)
+        read: list[tuple[str, bool]] = []  # newest first
+        for question, shown_answer_ in reversed(turns):
+            answer_id = answer_id_of(shown_answer_)
+            if not question or not answer_id:
+                continue
+            if self._was_issued(session, answer_id):
                 try:
                     trace = self.bot.feedback.answer_trace(answer_id)
-                except UnknownAnswerError:  # deleted since
-                    trace = {"retrieval_query": question, "refused": False}
-                searched = searched_before([(trace["retrieval_query"], trace["refused"])])
-            if searched:
-                return searched
-        return []
+                    read.append((trace["retrieval_query"], trace["refused"]))
+                except UnknownAnswerError:  # a data dir put back from a backup under the running page
+                    read.append((question, False))
+            else:
+                read.append((question, is_refusal(message_text(shown_answer_))))
+            if not read[-1][1]:
+                break
+        return searched_before(reversed(read))
 
     @staticmethod
     def _history_messages(history: list[dict]) -> list[dict]:
@@ -1079,16 +1086,17 @@ class ChatHandlers:
 
     def _correction_reach(self, answer_id: str) -> str:
         """Which questions a correction answers from now on. A follow-up was searched together
-        with the question before it, and its correction answers only what asks the same read that
-        way (corrections.py): asked on its own in a new conversation, the same words are answered
-        from the documents (helper-60 expected the correction there, as the note promised)."""
+        with what the conversation asked before it, and its correction answers only what asks the
+        same read that way (corrections.py): asked on its own in a new conversation, the same words
+        are answered from the documents (helper-60 expected the correction there, as the note
+        promised)."""
         trace = self.bot.feedback.answer_trace(answer_id)
         asked, searched = trace["question"], trace["retrieval_query"]
         if searched == asked or not searched.endswith(asked):
             return " Questions that ask the same get your correction from now on."
         before = searched[: -len(asked)].strip()
-        return (f" That question was read together with the one before it (“{literal(before)}”): asked after "
-                "a question like that one, it gets your correction from now on.")
+        return (f" That question was read together with what the conversation asked before it (“{literal(before)}”): "
+                "asked after a question like that, it gets your correction from now on.")
 
     @staticmethod
     def answer_choices(history: list[dict]) -> list[tuple[str, str]]:

@@ -511,8 +511,7 @@ def _ensure_corpus(bot, args) -> None:
 
 
 def cmd_ask(bot, args) -> int:
-    from ragbot.answer.generation import HISTORY_TURNS
-    from ragbot.bot import searched_before
+    from ragbot.bot import Conversation
 
     _ensure_corpus(bot, args)
     sources = _chosen_documents(bot, args.within)
@@ -531,10 +530,9 @@ def cmd_ask(bot, args) -> int:
           file=sys.stderr)
     bot.warm_up()
     print("Ask a question about your documents (empty line or Ctrl-D to quit).")
-    conversation = uuid.uuid4().hex
+    conversation_id = uuid.uuid4().hex
     turn = 0
-    turns: list[tuple[str, bool]] = []  # what each turn searched and whether it was refused, for follow-ups
-    messages: list[dict[str, str]] = []  # the turns so far, for the generate mode's prompt
+    conversation = Conversation()  # what each turn searched (for follow-ups) and said (for the prompt)
     while True:
         try:
             question = input("\n> ").strip()
@@ -547,10 +545,10 @@ def cmd_ask(bot, args) -> int:
         turn += 1
         # As on the chat page: a follow-up is searched with what the last answered turn searched
         # when that finds a closer passage.
-        query = bot.standalone_query(searched_before(turns), question, sources)
+        query = bot.standalone_query(conversation.searched, question, sources)
         for event in bot.ask_stream(question, k=args.k, temperature=args.temperature,
-                                    conversation_id=conversation, turn=turn, retrieval_query=query,
-                                    history=messages[-2 * HISTORY_TURNS :], sources=sources):
+                                    conversation_id=conversation_id, turn=turn, retrieval_query=query,
+                                    history=conversation.history, sources=sources):
             if isinstance(event, str):
                 print(event, end="", flush=True)
             else:
@@ -558,8 +556,7 @@ def cmd_ask(bot, args) -> int:
         print()
         if answer is None:
             continue
-        turns.append((query, answer.refused))
-        messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.answer}]
+        conversation.add(question, query, answer)
         if answer.prompt and answer.answer != answer.raw_reply:  # citations added, or reply unsupported
             print(f"→ {answer.answer}")
         if answer.correction_of:
