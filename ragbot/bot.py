@@ -77,8 +77,9 @@ def searched_before(turns: Iterable[tuple[str, bool]]) -> list[str]:
     (which joins the next turn with the last): `turns` are each earlier turn's (retrieval query,
     refused). A refused turn (a question on another subject, or one the documents do not answer)
     is left out, so the next turn is joined with the subject the conversation last found; when
-    every turn was refused, the last one stays (a near miss refused just under the threshold is
-    often still the subject: standalone_query searches a new subject alone)."""
+    every turn was refused, the last one stays (a first question refused just under the
+    threshold can still be the next one's subject, docs/benchmarks.md §36; standalone_query
+    searches a new subject alone)."""
     turns = list(turns)
     return [query for query, refused in turns if not refused] or [query for query, _ in turns[-1:]]
 
@@ -609,9 +610,9 @@ class RagBot:
         answer check refuses alone is searched joined when it does ask about that. Nothing here
         depends on the language's words.
         """
-        if not searched:
+        previous = self._fitting_before(searched[-1], question) if searched else ""
+        if not previous:  # nothing before, or the question alone fills what the embedder reads
             return question
-        previous = self._fitting_before(searched[-1], question)
         joined = f"{previous} {question}"
         alone, together, before = self.batch_search([question, joined, previous], sources=sources)
         best = lambda found: max((p.score for p in found), default=0.0)  # noqa: E731
@@ -684,17 +685,18 @@ class RagBot:
     def _comparison_questions(self, previous: str, turn: str) -> list[str] | None:
         """The questions a turn asked after `previous` is ranked among (evidence.turn_rank): up
         to TURN_RANK_QUESTIONS of those asked before in this data dir (the answer log, every
-        user's), spread over it, without these two. A follow-up ("In which year?" after "Who
-        introduced GANs?") ranks high among them; a question on another subject ("What is the
-        capital of Australia?"), whose joined search finds only the question before's passage,
-        low. None (cannot tell) while the log holds fewer than TURN_RANK_MIN_QUESTIONS, and with
-        `question_log_weights` off (a first day's answers) or `follow_up_rank` 0: every turn is
-        then searched as before (docs/benchmarks.md §33)."""
+        user's), spread over it, without the turn and the questions `previous` holds. A
+        follow-up ("In which year?" after "Who introduced GANs?") ranks high among them; a
+        question on another subject ("What is the capital of Australia?"), whose joined search
+        finds only the question before's passage, low. None (cannot tell) while the log holds
+        fewer than TURN_RANK_MIN_QUESTIONS, and with `question_log_weights` off (a first day's
+        answers) or `follow_up_rank` 0: every turn is then searched as before
+        (docs/benchmarks.md §33)."""
         if not self.settings.question_log_weights or self.settings.follow_up_rank <= 0:
             return None
         # `previous` may join several questions (searched_before): the conversation's own, each
-        # logged, are left out as the previous question alone was.
-        others = [q for q in self.feedback.question_sample(TURN_RANK_QUESTIONS, leaving_out=(previous, turn))
+        # logged, are left out, as the previous question alone was.
+        others = [q for q in self.feedback.question_sample(TURN_RANK_QUESTIONS, leaving_out=(turn,))
                   if q not in previous]
         return others if len(others) >= TURN_RANK_MIN_QUESTIONS else None
 

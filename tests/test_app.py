@@ -134,6 +134,9 @@ def test_a_long_conversation_is_cut_from_its_start_so_the_new_turn_is_still_read
     embedder = corpus_bot.embedder
     assert embedder.count_tokens([f"{kept} {question}"])[0] <= embedder.max_tokens
     assert corpus_bot._fitting_before("What is a GAN?", question) == "What is a GAN?"
+    filling = " ".join(["Who introduced the generative adversarial network and in which year?"] * 25)
+    assert embedder.count_tokens([filling])[0] > embedder.max_tokens
+    assert corpus_bot.standalone_query(["What is a GAN?"], filling) == filling  # nothing left to join
 
 
 def test_what_an_earlier_turn_searched_is_read_only_for_this_sessions_answers(corpus_bot):
