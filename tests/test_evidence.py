@@ -374,13 +374,17 @@ def test_the_sentences_an_answer_quoted_are_found_whole():
     assert order("Old What is Paris is a city it founded [1].") == order()  # another sentence: not shown
 
 
-@pytest.mark.parametrize("first, turn, before, quoted", [
-    ("What is retrieval-augmented generation?", "Who introduced it?",  # the answer issue's own example
-     "Retrieval-augmented generation connects a language model", "The technique was described by Lewis"),
+@pytest.mark.parametrize("first, turn, before, quoted, tied", [
+    # The answer issue's own example. Without the history its two sentences' products tie to three
+    # decimals (0.0725 and 0.0726 on an AMD EPYC with AVX512-BF16 and no AMX, where the second
+    # comes first; the first did on an Intel Xeon with AMX): which one leads without the history
+    # is the CPU's rounding, so only the answer with it is checked.
+    ("What is retrieval-augmented generation?", "Who introduced it?",
+     "Retrieval-augmented generation connects a language model", "The technique was described by Lewis", True),
     ("Which paper introduced the transformer architecture?", "What kind of network did it displace?",
-     "The transformer is a neural network architecture", "It replaced recurrent networks"),
+     "The transformer is a neural network architecture", "It replaced recurrent networks", False),  # 0.132, 0.072
 ])
-def test_a_follow_up_quotes_what_the_conversation_has_not_shown_yet(corpus_bot, first, turn, before, quoted):
+def test_a_follow_up_quotes_what_the_conversation_has_not_shown_yet(corpus_bot, first, turn, before, quoted, tied):
     """Development follow-ups (bench/data/follow_ups_dev.jsonl) answered with the sentence quoted
     for the question before, though the turn's own words rank another sentence of that passage
     higher: with the conversation's earlier answer given, that sentence is quoted (§35)."""
@@ -388,7 +392,8 @@ def test_a_follow_up_quotes_what_the_conversation_has_not_shown_yet(corpus_bot, 
     assert query == f"{first} {turn}"
     earlier = corpus_bot.ask(first, record=False)
     assert earlier.answer.startswith(before), earlier.answer
-    assert corpus_bot.ask(turn, record=False, retrieval_query=query).answer.startswith(before)
+    if not tied:  # without the history, the sentence before is quoted again
+        assert corpus_bot.ask(turn, record=False, retrieval_query=query).answer.startswith(before)
     history = [{"role": "user", "content": first}, {"role": "assistant", "content": earlier.answer}]
     answer = corpus_bot.ask(turn, record=False, retrieval_query=query, history=history)
     assert answer.answer.startswith(quoted) and not answer.refused, answer.answer
