@@ -84,6 +84,25 @@ def searched_before(turns: Iterable[tuple[str, bool]]) -> list[str]:
     return [query for query, refused in turns if not refused] or [query for query, _ in turns[-1:]]
 
 
+def ordering_query(retrieval_query: str, turn: str, history: Sequence[dict[str, str]]) -> str:
+    """What a turn's sentences are ordered by (evidence.rank_both's `order_by`): a question of
+    `history` and the turn, when `retrieval_query` ends with the two, as it does when a subject
+    followed over several turns is searched as one chain of questions (searched_before); else the
+    retrieval query. The chain still finds the passages and decides whether to answer, but its
+    words lean on its first question: ordered by it, "How is it trained?" after two turns on VAEs
+    quoted the VAE's definition (docs/benchmarks.md §37). The newest question the query ends with
+    is taken, so the turns it was not joined with (refused, stopped) are passed over."""
+    def flat(text: str) -> str:
+        return " ".join(text.split())
+
+    chain = flat(retrieval_query)
+    for message in reversed(history):
+        tail = flat(f"{message.get('content', '')} {turn}")
+        if message.get("role") == "user" and chain.endswith(" " + tail):
+            return tail
+    return retrieval_query
+
+
 @dataclass
 class Conversation:
     """The turns of one conversation as the next turn needs them: what each searched, whether it
@@ -827,8 +846,11 @@ class RagBot:
         # A follow-up's sentences that the conversation's last answers (`history`) quoted are not
         # quoted again unless the turn's own words point to them (evidence.follow_up_order).
         earlier_answers = [m.get("content", "") for m in history if m.get("role") == "assistant"]
+        # A later turn's query joins its subject's whole chain; its sentences are ordered by the
+        # last question of that chain and the turn (ordering_query).
         ranked, judged = rank_both(retrieval_query, pool, self.evidence_ranker, self.evidence_scorer, turn=question,
-                                   abbreviations=self.abbreviations(), earlier_answers=earlier_answers)
+                                   abbreviations=self.abbreviations(), earlier_answers=earlier_answers,
+                                   order_by=ordering_query(retrieval_query, question, history))
         if match is not None:  # a thumbs-down alone: what was rejected is not quoted again
             ranked = _without(ranked, match.correction.answer)
             judged = _without(judged, match.correction.answer)

@@ -91,6 +91,19 @@ def test_a_third_turn_keeps_the_subject_the_second_was_joined_with(corpus_bot):
     assert message_text(history[-1]).startswith("It replaced recurrent networks for language tasks"), history[-1]
 
 
+def test_a_third_turn_quotes_what_it_asks_not_what_the_subjects_first_question_asked(corpus_bot):
+    """The third turn's query holds the subject's whole chain, which leans on its first question:
+    "How is it trained?" after "What is a variational autoencoder?" and "Who introduced it?" quoted
+    the VAE's definition. Its sentences are ordered by the last question and the turn, as the
+    page's history holds them (bot.ordering_query, docs/benchmarks.md §37)."""
+    handlers = ChatHandlers(corpus_bot)
+    history = _asked(handlers, ["What is a variational autoencoder?", "Who introduced it?", "How is it trained?"],
+                     "ordered-third-turn")
+    searched = corpus_bot.feedback.answer_trace(history[-1]["metadata"]["id"])["retrieval_query"]
+    assert searched == "What is a variational autoencoder? Who introduced it? How is it trained?"
+    assert message_text(history[-1]).startswith("A VAE is trained to maximise the evidence lower bound"), history[-1]
+
+
 def test_a_turn_after_a_refused_one_is_joined_with_the_subject_before_it(corpus_bot):
     """helper-68's drive: a follow-up asked after an off-topic question the page refused was joined
     with that question, and refused too. A refused turn is left out: the follow-up is joined with

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ragbot.answer.generation import REFUSAL
 from ragbot.errors import RagbotError
 from ragbot.evaluation.metrics import (
     best_of,
@@ -137,6 +138,33 @@ def test_eval_asks_a_rows_earlier_questions_as_turns_of_one_conversation(corpus_
              "answerable": True, "answers": ["Ian Goodfellow and colleagues introduced GANs in 2014."]}]
     _, per_question = evaluate_answers(corpus_bot, rows)
     assert per_question[0]["answer"].startswith("Ian Goodfellow and colleagues introduced GANs"), per_question[0]
+
+
+def test_a_later_turn_is_ordered_by_the_last_question_its_query_was_joined_with(corpus_bot):
+    """A third turn is searched with its subject's whole chain of questions, and ordered by the
+    last of them and the turn (bot.ordering_query): "How is it trained?" after "What is a
+    variational autoencoder?" and "Who introduced it?" quoted the VAE's definition, which the
+    chain's first question asks for; it quotes how a VAE is trained (docs/benchmarks.md §37)."""
+    from ragbot.bot import ordering_query
+
+    user = lambda text: {"role": "user", "content": text}  # noqa: E731
+    said = {"role": "assistant", "content": "Said [1]."}
+    history = [user("What is a VAE?"), said, user("Who  introduced it?"), said]
+    chain = "What is a VAE? Who introduced it? How is it trained?"
+    assert ordering_query(chain, "How is it trained?", history) == "Who introduced it? How is it trained?"
+    # The turns the query was not joined with (a refused or stopped one) are passed over.
+    refused = [user("What is the capital of Australia?"), {"role": "assistant", "content": REFUSAL}]
+    assert ordering_query(chain, "How is it trained?", history + refused) == "Who introduced it? How is it trained?"
+    # A second turn's query is already the short one; a turn searched alone, or a query that ends
+    # with no question of the history, is ordered by the query itself.
+    second = "What is a VAE? How is it trained?"
+    assert ordering_query(second, "How is it trained?", history[:2]) == second
+    assert ordering_query("How is it trained?", "How is it trained?", history) == "How is it trained?"
+    assert ordering_query(chain, "How is it trained?", [user("Unrelated?"), said]) == chain
+
+    turn = corpus_bot.next_turn(["What is a variational autoencoder?", "Who introduced it?"], "How is it trained?")
+    answer = corpus_bot.ask("How is it trained?", record=False, **turn)
+    assert answer.answer.startswith("A VAE is trained to maximise the evidence lower bound (ELBO)"), answer.answer
 
 
 def test_near_miss_questions_are_on_topic(corpus_bot):

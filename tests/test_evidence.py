@@ -355,6 +355,42 @@ def test_a_follow_up_does_not_quote_again_what_the_conversation_quoted_unless_it
     assert [e.text for e in follow_up_order(pool, *leads, shown={"B"})][:2] == ["A", "B"]
 
 
+class _Table:
+    """Gives each query the scores a table holds for the sentences (a stand-in ranker and judge)."""
+
+    name = "table"
+
+    def __init__(self, table: dict[str, dict[str, float]]):
+        self.table = table
+
+    def score(self, question, sentences):
+        return np.array([self.table[question][s] for s in sentences])
+
+
+def test_a_later_turn_is_ordered_by_its_last_question_and_judged_by_the_whole_chain():
+    """A third turn's query joins the subject's chain ("What is a VAE? Who introduced it? How is
+    it trained?"), whose words lean on the first question: ordered by it, the definition comes
+    first again. `order_by` (the last question and the turn) takes the chain's place in the order
+    only; what decides whether to answer is still the chain's own score."""
+    definition, training = "A VAE is a generative model with an encoder.", "It is trained by maximising the ELBO."
+    other = "Transformers are trained on large corpora."
+    chain, short, turn = "what is a vae? who introduced it? how is it trained?", "who introduced it? how is it trained?", \
+        "how is it trained?"
+    scorer = _Table({chain: {definition: 0.9, training: 0.5, other: 0.2},
+                     short: {definition: 0.2, training: 0.8, other: 0.3},
+                     turn: {definition: 0.4, training: 0.5, other: 0.3}})
+    passages = [_passage(1, f"{definition} {training}"), _passage(2, other)]
+    by_chain, judged = rank_both(chain, passages, scorer, scorer, turn=turn)
+    assert [e.text for e in by_chain] == [definition, training, other]  # products 0.36 and 0.25
+    ranked, judged_too = rank_both(chain, passages, scorer, scorer, turn=turn, order_by=short)
+    assert [(e.text, e.score) for e in ranked] == [(training, 0.8 * 0.5), (definition, 0.2 * 0.4), (other, 0.3)]
+    assert [(e.text, e.score) for e in judged_too] == [(e.text, e.score) for e in judged] \
+        == [(definition, 0.9), (training, 0.5), (other, 0.2)]
+    # A turn searched alone, or a second turn (its chain is the short query), is ordered as before.
+    assert rank_both(turn, passages, scorer, scorer, turn=turn, order_by=short)[0] == rank(turn, passages, scorer)
+    assert rank_both(chain, passages, scorer, scorer, turn=turn, order_by=chain)[0] == by_chain
+
+
 def test_the_sentences_an_answer_quoted_are_found_whole():
     """rank_both reads the earlier answers' sentences as compose wrote them, each cut at its
     citation mark: a sentence quoted again is found, one that is only part of a quoted sentence

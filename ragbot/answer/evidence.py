@@ -208,7 +208,7 @@ def rank(question: str, passages: Sequence[Passage], scorer: SentenceScorer,
 def rank_both(question: str, passages: Sequence[Passage], ranker: SentenceScorer,
               judge: SentenceScorer, turn: str | None = None,
               abbreviations: frozenset[str] = frozenset(),
-              earlier_answers: Sequence[str] = ()) -> tuple[list[Evidence], list[Evidence]]:
+              earlier_answers: Sequence[str] = (), order_by: str | None = None) -> tuple[list[Evidence], list[Evidence]]:
     """The sentences ranked by `ranker` (which to quote) and by `judge` (whether to answer at
     all). When the ranker is coverage and the judge the cosine of the same embedder, both come
     from one pass of it (the second pass cost about 70 ms an answer).
@@ -216,11 +216,15 @@ def rank_both(question: str, passages: Sequence[Passage], ranker: SentenceScorer
     `turn` is the question as asked when `question` is a follow-up searched together with the
     question before it ("Who introduced it?" after "What is RAG?"); it is ranked as
     `follow_up_order` says, with the sentences `earlier_answers` quoted (the conversation's last
-    answers) as the ones shown. The judge reads `question` alone, as its threshold was fit.
-    `abbreviations`: as for `candidates`."""
+    answers) as the ones shown. `order_by`, when given, stands for `question` on the ranker's
+    side of that order: a later turn's query joins the whole subject's chain of questions, and
+    its order is read from the last answered question and the turn only (`ordering_query`). The
+    judge reads `question` alone, as its threshold was fit. `abbreviations`: as for `candidates`."""
     pool = candidates(passages, abbreviations)
     sentences = [s for _, s in pool]
     also = [turn] if turn and turn != question else []
+    if also and order_by and order_by != question:
+        also = [order_by, turn]
     if ranker is judge and not also:
         ranked = _ranked(pool, ranker.score(question, sentences))
         return ranked, ranked
@@ -233,7 +237,7 @@ def rank_both(question: str, passages: Sequence[Passage], ranker: SentenceScorer
     if not also:
         return _ranked(pool, by_ranker[0]), _ranked(pool, by_judge)
     shown = {sentence for answer in earlier_answers for sentence in quoted_sentences(answer)}
-    return follow_up_order(pool, *by_ranker, shown=shown), _ranked(pool, by_judge)
+    return follow_up_order(pool, *by_ranker[-2:], shown=shown), _ranked(pool, by_judge)
 
 
 def turn_rank(joined: np.ndarray, passage: np.ndarray, others_joined: np.ndarray) -> float:
