@@ -91,15 +91,18 @@ def ordering_query(retrieval_query: str, turn: str, history: Sequence[dict[str, 
     retrieval query. The chain still finds the passages and decides whether to answer, but its
     words lean on its first question: ordered by it, "How is it trained?" after two turns on VAEs
     quoted the VAE's definition (docs/benchmarks.md §37). The newest question the query ends with
-    is taken, so the turns it was not joined with (refused, stopped) are passed over."""
+    is taken, so the turns it was not joined with (refused, stopped) are passed over, within the
+    history the callers pass (the last HISTORY_TURNS exchanges; beyond them, and for a chain cut
+    to fit the embedder, the retrieval query itself). The history comes from the client on the
+    chat page: whatever it holds, the result is the retrieval query or a suffix of it."""
     def flat(text: str) -> str:
         return " ".join(text.split())
 
     chain = flat(retrieval_query)
     for message in reversed(history):
-        tail = flat(f"{message.get('content', '')} {turn}")
-        if message.get("role") == "user" and chain.endswith(" " + tail):
-            return tail
+        asked = flat(message.get("content") or "")
+        if message.get("role") == "user" and asked and chain.endswith(f" {asked} {flat(turn)}"):
+            return f"{asked} {flat(turn)}"
     return retrieval_query
 
 

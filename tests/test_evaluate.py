@@ -152,9 +152,12 @@ def test_a_later_turn_is_ordered_by_the_last_question_its_query_was_joined_with(
     history = [user("What is a VAE?"), said, user("Who  introduced it?"), said]
     chain = "What is a VAE? Who introduced it? How is it trained?"
     assert ordering_query(chain, "How is it trained?", history) == "Who introduced it? How is it trained?"
-    # The turns the query was not joined with (a refused or stopped one) are passed over.
+    # The turns the query was not joined with (a refused one, one a client sent blank) are passed
+    # over, within the two exchanges the callers pass.
     refused = [user("What is the capital of Australia?"), {"role": "assistant", "content": REFUSAL}]
-    assert ordering_query(chain, "How is it trained?", history + refused) == "Who introduced it? How is it trained?"
+    assert ordering_query(chain, "How is it trained?", history[2:] + refused) == "Who introduced it? How is it trained?"
+    assert ordering_query(chain, "How is it trained?", history[2:] + [user("  "), said]) \
+        == "Who introduced it? How is it trained?"
     # A second turn's query is already the short one; a turn searched alone, or a query that ends
     # with no question of the history, is ordered by the query itself.
     second = "What is a VAE? How is it trained?"

@@ -3,6 +3,7 @@ chosen and quoted with its citation, and refusal by the threshold, on the shippe
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -371,7 +372,8 @@ def test_a_later_turn_is_ordered_by_its_last_question_and_judged_by_the_whole_ch
     """A third turn's query joins the subject's chain ("What is a VAE? Who introduced it? How is
     it trained?"), whose words lean on the first question: ordered by it, the definition comes
     first again. `order_by` (the last question and the turn) takes the chain's place in the order
-    only; what decides whether to answer is still the chain's own score."""
+    of the sentences and of the chain's document's passages; the chain still chooses that
+    document, and what decides whether to answer is still the chain's own score."""
     definition, training = "A VAE is a generative model with an encoder.", "It is trained by maximising the ELBO."
     other = "Transformers are trained on large corpora."
     chain, short, turn = "what is a vae? who introduced it? how is it trained?", "who introduced it? how is it trained?", \
@@ -389,6 +391,19 @@ def test_a_later_turn_is_ordered_by_its_last_question_and_judged_by_the_whole_ch
     # A turn searched alone, or a second turn (its chain is the short query), is ordered as before.
     assert rank_both(turn, passages, scorer, scorer, turn=turn, order_by=short)[0] == rank(turn, passages, scorer)
     assert rank_both(chain, passages, scorer, scorer, turn=turn, order_by=chain)[0] == by_chain
+    # The short query names no subject: another passage it favours is not quoted first, as the
+    # chain still chooses the document (its mean with the turn's: 0.65 against 0.325).
+    scorer.table[short][other], scorer.table[turn][other] = 0.95, 0.45  # by the short query's mean, 0.7
+    ranked = rank_both(chain, passages, scorer, scorer, turn=turn, order_by=short)[0]
+    assert [e.text for e in ranked] == [training, definition, other]
+    assert follow_up_order(candidates(passages), np.array([0.2, 0.8, 0.95]), np.array([0.4, 0.5, 0.45]))[0].text \
+        == other  # led by the short query alone
+    # Of the document the chain points to, the passage the short query points to leads (the VAE
+    # page's section on training, not its definition's passage).
+    sections = [_passage(1, definition), dataclasses.replace(_passage(2, training), source="/d/1.md"),
+                _passage(3, other)]
+    ranked = rank_both(chain, sections, scorer, scorer, turn=turn, order_by=short)[0]
+    assert [(e.n, e.text) for e in ranked] == [(2, training), (3, other), (1, definition)]
 
 
 def test_the_sentences_an_answer_quoted_are_found_whole():

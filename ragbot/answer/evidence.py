@@ -237,7 +237,10 @@ def rank_both(question: str, passages: Sequence[Passage], ranker: SentenceScorer
     if not also:
         return _ranked(pool, by_ranker[0]), _ranked(pool, by_judge)
     shown = {sentence for answer in earlier_answers for sentence in quoted_sentences(answer)}
-    return follow_up_order(pool, *by_ranker[-2:], shown=shown), _ranked(pool, by_judge)
+    # With `order_by`, by_ranker is [question, order_by, turn]: the whole query still chooses the
+    # document the conversation is about; the short one, the passage of it and the sentences.
+    subject = (by_ranker[0], [p.source for p in passages]) if len(by_ranker) == 3 else None
+    return follow_up_order(pool, *by_ranker[-2:], shown=shown, subject=subject), _ranked(pool, by_judge)
 
 
 def turn_rank(joined: np.ndarray, passage: np.ndarray, others_joined: np.ndarray) -> float:
@@ -253,7 +256,8 @@ def turn_rank(joined: np.ndarray, passage: np.ndarray, others_joined: np.ndarray
 
 
 def follow_up_order(pool: Sequence[tuple[int, str]], joined: np.ndarray, turn: np.ndarray,
-                    shown: Collection[str] = ()) -> list[Evidence]:
+                    shown: Collection[str] = (),
+                    subject: tuple[np.ndarray, Sequence[str]] | None = None) -> list[Evidence]:
     """A follow-up's sentences, best first, from the ranker's scores for the joined question and
     for the turn as asked.
 
@@ -276,12 +280,26 @@ def follow_up_order(pool: Sequence[tuple[int, str]], joined: np.ndarray, turn: n
     score on both, unless the turn's own score ranks it first in the passage: "In which year?"
     after "Who introduced GANs?" is answered by the same sentence, and its own words say so
     (§35). Each Evidence's score is what ranked it: the product for the first ones (a shown
-    sentence keeps its product, though ranked after lower ones), the mean for the rest."""
+    sentence keeps its product, though ranked after lower ones), the mean for the rest.
+
+    `subject`: when `joined` is not the whole query searched, that query's scores and the
+    document of each passage (passage n's at n - 1). A later turn's sentences are ordered by the
+    chain's last question and the turn, but that short query names no subject, and alone it led
+    "How can people defend against them?" after two turns on deepfakes to another document's
+    sentence on bias. So the whole chain's mean with the turn says which document the
+    conversation is about, and the short query's mean which of that document's passages leads:
+    "How is it trained?" after two turns on VAEs is answered from the VAE page's section on
+    training, not from its definition's passage, which the chain's words point to (§37)."""
     if not len(pool):
         return []
     mean = (joined + turn) / 2
     product = joined.clip(0) * turn.clip(0)
-    lead = pool[int(np.argmax(mean))][0]
+    if subject is None:
+        lead = pool[int(np.argmax(mean))][0]
+    else:
+        whole, documents = subject
+        about = documents[pool[int(np.argmax((whole + turn) / 2))][0] - 1]
+        lead = pool[max((i for i, (n, _) in enumerate(pool) if documents[n - 1] == about), key=lambda i: mean[i])][0]
     in_lead = [i for i, (n, _) in enumerate(pool) if n == lead]
     turns_own = max(turn[i] for i in in_lead)
     said_before = {i for i in in_lead if pool[i][1] in shown and turn[i] < turns_own}
