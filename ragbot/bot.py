@@ -88,13 +88,14 @@ def ordering_query(retrieval_query: str, turn: str, history: Sequence[dict[str, 
     """What a turn's sentences are ordered by (evidence.rank_both's `order_by`): a question of
     `history` and the turn, when `retrieval_query` ends with the two, as it does when a subject
     followed over several turns is searched as one chain of questions (searched_before); else the
-    retrieval query. The chain still finds the passages and decides whether to answer, but its
-    words lean on its first question: ordered by it, "How is it trained?" after two turns on VAEs
-    quoted the VAE's definition (docs/benchmarks.md §37). The newest question the query ends with
-    is taken, so the turns it was not joined with (refused, stopped) are passed over, within the
-    history the callers pass (the last HISTORY_TURNS exchanges; beyond them, and for a chain cut
-    to fit the embedder, the retrieval query itself). The history comes from the client on the
-    chat page: whatever it holds, the result is the retrieval query or a suffix of it."""
+    retrieval query. The chain still finds the passages, chooses the document the turn is about
+    and decides whether to answer, but its words lean on its first question: ordered by it, "How
+    is it trained?" after two turns on VAEs quoted the VAE's definition (docs/benchmarks.md §37).
+    The newest question the query ends with is taken, so the turns it was not joined with
+    (refused, stopped, blank) are passed over, within the history the callers pass (the last
+    HISTORY_TURNS exchanges; beyond them, and for a chain cut to fit the embedder, the retrieval
+    query itself). The history comes from the client on the chat page: whatever it holds, the
+    result is the retrieval query or a suffix of it."""
     def flat(text: str) -> str:
         return " ".join(text.split())
 

@@ -208,7 +208,8 @@ def rank(question: str, passages: Sequence[Passage], scorer: SentenceScorer,
 def rank_both(question: str, passages: Sequence[Passage], ranker: SentenceScorer,
               judge: SentenceScorer, turn: str | None = None,
               abbreviations: frozenset[str] = frozenset(),
-              earlier_answers: Sequence[str] = (), order_by: str | None = None) -> tuple[list[Evidence], list[Evidence]]:
+              earlier_answers: Sequence[str] = (),
+              order_by: str | None = None) -> tuple[list[Evidence], list[Evidence]]:
     """The sentences ranked by `ranker` (which to quote) and by `judge` (whether to answer at
     all). When the ranker is coverage and the judge the cosine of the same embedder, both come
     from one pass of it (the second pass cost about 70 ms an answer).
@@ -217,9 +218,11 @@ def rank_both(question: str, passages: Sequence[Passage], ranker: SentenceScorer
     question before it ("Who introduced it?" after "What is RAG?"); it is ranked as
     `follow_up_order` says, with the sentences `earlier_answers` quoted (the conversation's last
     answers) as the ones shown. `order_by`, when given, stands for `question` on the ranker's
-    side of that order: a later turn's query joins the whole subject's chain of questions, and
-    its order is read from the last answered question and the turn only (`ordering_query`). The
-    judge reads `question` alone, as its threshold was fit. `abbreviations`: as for `candidates`."""
+    side of that order: a later turn's query joins the subject's whole chain of questions, which
+    still chooses the document the turn is about; the chain's last question and the turn
+    (bot.ordering_query) choose the passage of it and the sentence (follow_up_order's `subject`).
+    The judge reads `question` alone, as its threshold was fit. `abbreviations`: as for
+    `candidates`."""
     pool = candidates(passages, abbreviations)
     sentences = [s for _, s in pool]
     also = [turn] if turn and turn != question else []
