@@ -93,9 +93,10 @@ def ordering_query(retrieval_query: str, turn: str, history: Sequence[dict[str, 
     is it trained?" after two turns on VAEs quoted the VAE's definition (docs/benchmarks.md §37).
     The newest question the query ends with is taken, so the turns it was not joined with
     (refused, stopped, blank) are passed over, within the history the callers pass (the last
-    HISTORY_TURNS exchanges; beyond them, and for a chain cut to fit the embedder, the retrieval
-    query itself). The history comes from the client on the chat page: whatever it holds, the
-    result is the retrieval query or a suffix of it."""
+    HISTORY_TURNS exchanges; beyond them, and for a chain cut inside its last question to fit the
+    embedder, which happens only when the turn alone nearly fills its input, the retrieval query
+    itself). The history comes from the client on the chat page: whatever it holds, the result is
+    the retrieval query or a suffix of it."""
     def flat(text: str) -> str:
         return " ".join(text.split())
 
