@@ -136,7 +136,9 @@ class RagBot:
         self.settings = settings
         self.new_data_dir = not settings.data_dir.exists()  # made by this open: the CLI says so (a typo?)
         try:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            # The user's documents, questions and votes: a data dir ragbot makes is its owner's
+            # alone (its folders above it are made as usual; one that exists keeps its mode).
+            settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:  # a file of that name, a folder that cannot be made: said, not a traceback
             reason = "a file, not a folder" if settings.data_dir.is_file() else exc.strerror or str(exc)
             raise ConfigError(f"cannot use {settings.data_dir} as the data dir: {reason}") from None
@@ -531,10 +533,17 @@ class RagBot:
         report.seconds += ingester.derived_seconds
         return report
 
+    def never_held_documents(self) -> bool:
+        """Whether no document was ever stored here: none is, and the search index was never
+        written (every store and removal moves its generation on). A library the user emptied
+        is not a first run (helper-74: removing every document, then asking, ingested the
+        shipped corpus into it again)."""
+        return self.store.counts()[0] == 0 and self.store.generation() == 0
+
     def ensure_default_corpus(self, progress: ProgressFn | None = None) -> IngestReport | None:
-        """Ingest the shipped corpus when the data dir holds no documents yet."""
+        """Ingest the shipped corpus into a data dir that never held a document."""
         corpus = self.settings.default_corpus
-        if self.store.counts()[0] > 0 or corpus is None or not Path(corpus).is_dir():
+        if not self.never_held_documents() or corpus is None or not Path(corpus).is_dir():
             return None
         return self.ingest([corpus], progress=progress)
 

@@ -268,6 +268,8 @@ def test_cli_interactive_ask_answers_without_loading_the_generator(corpus_bot, t
     assert done.returncode == 0, done.stderr
     assert "[1]" in done.stdout and "gans.md" in done.stdout, done.stdout
     assert "generator" not in done.stderr, done.stderr  # neither loaded nor announced
+    # A piped question is shown after its prompt, as a terminal echoes it; the answer stood on the prompt's line.
+    assert "\n> What is mode collapse in a GAN?\nIn mode collapse" in done.stdout, done.stdout
 
 
 def test_cli_interactive_ask_takes_a_follow_up_as_the_chat_page_does(corpus_bot):

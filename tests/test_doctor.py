@@ -202,3 +202,16 @@ def test_a_data_dir_this_user_cannot_write_is_named_not_called_damaged(ingested,
     report = doctor(data_dir)
     assert [(f.check, f.status) for f in report.findings] == [("data dir", "problem")]
     assert "this user may not write there" in report.findings[0].detail and "restore" not in report.findings[0].detail
+
+
+def test_doctor_does_not_call_a_data_dir_with_warnings_clean(ingested, capsys):
+    # helper-74 deleted the index folder and read "warning FAISS index … missing", then "clean".
+    from ragbot.interfaces.cli import main
+
+    data_dir = str(ingested.settings.data_dir)
+    assert main(["doctor", "--data-dir", data_dir]) == 0
+    assert capsys.readouterr().out.strip().endswith("\nclean")
+    shutil.rmtree(ingested.settings.data_dir / "index")
+    assert main(["doctor", "--data-dir", data_dir]) == 0  # the next search rebuilds them: no fault
+    out = capsys.readouterr().out
+    assert out.count("\nwarning ") == 2 and out.strip().endswith("\nno problems; 2 warnings above"), out

@@ -530,3 +530,19 @@ def test_progress_starts_once_the_files_are_counted_and_ends_once_they_are_embed
     n = len(report.added)
     assert calls[0] == (0, n, 0) and calls[-1] == (n, n, report.chunks_added)
     assert [done for done, _, _ in calls[1:-1]] == list(range(1, n + 1))
+
+
+def test_the_shipped_corpus_goes_only_into_a_data_dir_that_never_held_a_document(make_bot, docs, tmp_path):
+    # helper-74 removed every document of a data dir, asked a question, and found the shipped
+    # corpus ingested into the library he had emptied ("First run: ingesting…").
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    (shipped / "welcome.md").write_text("# Welcome\n\nThis demo document greets every new user of the library.\n")
+    new = make_bot(default_corpus=shipped)
+    assert new.never_held_documents()
+    assert len(new.ensure_default_corpus().added) == 1
+    emptied = make_bot(default_corpus=shipped)
+    emptied.ingest([docs])
+    emptied.remove([docs])
+    assert emptied.store.counts() == (0, 0) and not emptied.never_held_documents()
+    assert emptied.ensure_default_corpus() is None and emptied.store.counts() == (0, 0)

@@ -193,3 +193,50 @@ def test_status_says_what_its_counters_count(make_bot, capsys):
     assert lines["fusion"].split(None, 1)[1] == "ranks (BM25's weight 1)"  # how hybrid search fuses its rankings
     assert main(["status", "--json", "--data-dir", str(bot.settings.data_dir)]) == 0
     assert isinstance(json.loads(capsys.readouterr().out)["generation"], int)  # the JSON keeps the plain number
+
+
+def test_a_commands_mistake_shows_that_commands_usage(capsys):
+    # `ragbot ask --bogus x` and `ragbot ask ""` printed ragbot's own usage, every command listed (helper-74).
+    from ragbot.interfaces.cli import main
+
+    for argv, said in ((["ask", "--bogus", "x"], "unrecognized arguments: --bogus"),
+                       (["ask", "  "], "the question is empty"),
+                       (["search", ""], "the query is empty"),
+                       (["feedback", "stats", "--nope"], "unrecognized arguments: --nope")):
+        with pytest.raises(SystemExit) as done:
+            main(argv)
+        err = capsys.readouterr().err
+        command = " ".join(argv[:2] if argv[0] == "feedback" else argv[:1])
+        assert done.value.code == 2 and err.startswith(f"usage: ragbot {command} "), err
+        assert f"ragbot {command}: error: {said}" in err and "COMMAND" not in err, err
+
+
+def test_search_takes_the_top_k_setting_as_ask_does(corpus_bot, monkeypatch, capsys):
+    # `RAGBOT_TOP_K=2 ragbot search …` printed five passages; `ask` took the setting (helper-74).
+    from ragbot.interfaces.cli import main
+
+    monkeypatch.setenv("RAGBOT_TOP_K", "2")
+    assert main(["search", "generative adversarial networks", "--json", "--data-dir", str(corpus_bot.settings.data_dir)]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2
+    assert main(["search", "generative adversarial networks", "-k", "3", "--json",
+                 "--data-dir", str(corpus_bot.settings.data_dir)]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 3
+
+
+def test_a_data_dir_ragbot_makes_is_its_owners_alone(tmp_path):
+    # Its database holds the user's documents, questions and votes; it was made readable by all
+    # (644 in a 755 folder, under the usual umask).
+    import stat
+
+    from ragbot import RagBot
+
+    bot = RagBot.open(tmp_path / "parent" / "data")
+    try:
+        assert stat.S_IMODE((tmp_path / "parent" / "data").stat().st_mode) & 0o077 == 0
+    finally:
+        bot.close()
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    RagBot.open(shared).close()
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o755  # an existing folder keeps its mode

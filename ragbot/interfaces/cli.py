@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", parents=[common], help="show the passages that best match a query",
                        description="Show the stored passages that best match QUERY, with their scores and sources.")
     p.add_argument("query", help="what to look for, in your own words")
-    p.add_argument("-k", type=_count, default=5, help="number of passages (default 5)")
+    p.add_argument("-k", type=_count, help="number of passages (default 5, or the top_k setting: RAGBOT_TOP_K)")
     p.add_argument("--in", dest="within", action="append", metavar="PATH",
                    help="search only the stored documents at PATH (a file or a folder; repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -102,17 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Answer QUESTION from the documents. Without QUESTION, ask interactively.")
     p.add_argument("question", nargs="?",
                    help="what to ask; leave it out to chat in the terminal (a follow-up is read with the turn before)")
-    p.add_argument("-k", type=_count, help="passages to retrieve (default 5)")
+    p.add_argument("-k", type=_count, help="passages to retrieve (default 5, or the top_k setting: RAGBOT_TOP_K)")
     p.add_argument("--temperature", type=float, help="0 for greedy decoding (default)")
     p.add_argument("--in", dest="within", action="append", metavar="PATH",
                    help="answer only from the stored documents at PATH (a file or a folder; repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-default-corpus", action="store_true",
-                   help="do not ingest the shipped corpus into an empty data dir")
+                   help="do not ingest the shipped corpus into a new data dir (one that never held a document)")
 
     p = sub.add_parser("chat", parents=[common], help="open the chat UI in the browser (Gradio)",
                        description="Serve the chat UI. It listens on 127.0.0.1 only, unless --host says otherwise; "
-                                   "no public share link unless --share. The shipped corpus is ingested on first run.")
+                                   "no public share link unless --share. The shipped corpus is ingested into a "
+                                   "data dir that never held a document.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--auth", metavar="USER:PASSWORD",
@@ -124,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="answers the llama.cpp backend writes together (default 4); each holds a KV cache of "
                         "context_tokens, so memory grows with N")
     p.add_argument("--no-default-corpus", action="store_true",
-                   help="do not ingest the shipped corpus into an empty data dir")
+                   help="do not ingest the shipped corpus into a new data dir (one that never held a document)")
     p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
 
     p = sub.add_parser("eval", parents=[common], help="measure retrieval or answer quality",
@@ -231,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--new", action="store_true", help="start a new run instead of resuming an unfinished one")
     p.add_argument("--seed", type=int, help="random seed for the data split and training (default 0)")
     p.add_argument("--no-default-corpus", action="store_true",
-                   help="do not ingest the shipped corpus into an empty data dir")
+                   help="do not ingest the shipped corpus into a new data dir (one that never held a document)")
 
     p = sub.add_parser("model", parents=[common], help="list, activate or roll back generator adapters (or tuned embedders)",
                        description="Adapters made by `ragbot tune` are versions v1, v2, ... in <data dir>/adapters. "
@@ -278,16 +279,32 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(where the system has flock; elsewhere, stop the chat first).")
     p.add_argument("backup", metavar="BACKUP", help="a folder written by `ragbot backup`")
     p.add_argument("--replace", action="store_true", help="move the current data dir aside and restore in its place")
+    _name_own_parsers(parser)
     return parser
+
+
+def _name_own_parsers(parser: argparse.ArgumentParser) -> None:
+    """Each command's parser stored in what it parses (`command_parser`), so that an error found
+    after parsing shows that command's usage, not ragbot's whole list of commands (helper-74:
+    `ragbot ask --bogus` and `ragbot ask ""` did). argparse lists subparsers only in its
+    internal `_actions`; a parser seen there has no other public way to its commands."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                command.set_defaults(command_parser=command)
+                _name_own_parsers(command)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    own = getattr(args, "command_parser", parser)
+    if unknown:
+        own.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "search" and not args.query.strip():
-        parser.error("search: the query is empty")
+        own.error("the query is empty")
     if args.command == "ask" and args.question is not None and not args.question.strip():
-        parser.error("ask: the question is empty (give one, or none to ask interactively)")
+        own.error("the question is empty (give one, or none to ask interactively)")
     try:
         status = _run(args)
         sys.stdout.flush()  # here, not at exit: a reader gone meanwhile is caught below
@@ -496,12 +513,16 @@ def _print_answer(answer) -> None:
             print(f"  [{c.n}] {c.source}{page} (score {c.score:.2f})")
 
 
-def _ensure_corpus(bot, args) -> None:
-    if args.no_default_corpus:
+def _ensure_corpus(bot, leave_out: bool = False, quiet: bool = False, can_leave_out: bool = True) -> None:
+    """The shipped corpus ingested into a data dir that never held a document, unless the
+    command's --no-default-corpus (`leave_out`) says not to; `quiet`: no progress bar (JSON
+    output). `can_leave_out`: whether the command has that option, so the notice names it."""
+    if leave_out:
         return
-    if bot.store.counts()[0] == 0 and bot.settings.default_corpus:
-        print(f"First run: ingesting the shipped corpus from {bot.settings.default_corpus}", file=sys.stderr)
-        progress, close = _progress_bar("corpus", args.json)
+    if bot.never_held_documents() and bot.settings.default_corpus:
+        how = " (--no-default-corpus leaves a new data dir empty)" if can_leave_out else ""
+        print(f"First run: ingesting the shipped corpus from {bot.settings.default_corpus}{how}", file=sys.stderr)
+        progress, close = _progress_bar("corpus", quiet)
         try:
             report = bot.ensure_default_corpus(progress=progress)
         finally:
@@ -513,7 +534,7 @@ def _ensure_corpus(bot, args) -> None:
 def cmd_ask(bot, args) -> int:
     from ragbot.bot import Conversation
 
-    _ensure_corpus(bot, args)
+    _ensure_corpus(bot, args.no_default_corpus, args.json)
     sources = _chosen_documents(bot, args.within)
     if args.question is not None:
         answer = bot.ask(args.question, k=args.k, temperature=args.temperature, sources=sources)
@@ -539,6 +560,8 @@ def cmd_ask(bot, args) -> int:
         except EOFError:
             print()
             return 0
+        if not sys.stdin.isatty():  # a terminal echoes what is typed; piped questions are shown so (helper-74)
+            print(question)
         if not question:
             return 0
         answer = None
@@ -656,7 +679,7 @@ def cmd_eval(bot, args) -> int:
                       f"{m['search_ms_per_query']:.1f} |")
         summary = {**result.summary, "modes": {m: r.summary for m, r in results.items()}}
     else:
-        _ensure_corpus(bot, argparse.Namespace(no_default_corpus=False, json=args.json))
+        _ensure_corpus(bot, quiet=args.json, can_leave_out=False)
         rows = evaluate.load_qa(Path(args.qa))
         summary, per_question = evaluate.evaluate_answers(bot, rows)
         out = evaluate.save_run(_out_dir(bot, args, "answers"), summary, per_question)
@@ -724,7 +747,7 @@ def cmd_chat(bot, args) -> int:
         if not locked:
             print(f"warning: could not lock {serving_lock_path(bot.settings.data_dir)} (no flock here): "
                   f"`ragbot restore` will not know this chat is running; stop it before restoring", file=sys.stderr)
-        _ensure_corpus(bot, args)
+        _ensure_corpus(bot, args.no_default_corpus)
         print("Loading models and indexes…", file=sys.stderr)
         bot.embedder  # without it nothing works: a missing model stops the chat here
         if bot.settings.answer_mode == "generate":
@@ -815,7 +838,7 @@ def cmd_tune(bot, args) -> int:
 
     if args.retriever:
         return _tune_retriever(bot, args)
-    _ensure_corpus(bot, argparse.Namespace(no_default_corpus=args.no_default_corpus, json=False))
+    _ensure_corpus(bot, args.no_default_corpus)
     options = {
         "max_steps": args.max_steps, "time_budget_min": args.time_budget, "model_questions": args.model_questions,
         "preference": args.preference, "sft_epochs": args.epochs, "heldout_fraction": args.heldout,
@@ -960,9 +983,16 @@ def cmd_doctor(args) -> int:
         print(json.dumps({"clean": report.clean, "repairable": report.repairable,
                           "findings": [f.__dict__ for f in report.findings]}, indent=2))
     else:
+        from ragbot.text import counted
+
         print("\n".join(report.lines()))
         hint = " (try --repair)" if report.repairable and not args.repair else ""
-        print("clean" if report.clean else f"problems found{hint}")
+        # "clean" under warnings read as a contradiction (helper-74): a warning is no fault, but it is counted.
+        warnings = sum(f.status == "warning" for f in report.findings)
+        if not report.clean:
+            print(f"problems found{hint}")
+        else:
+            print("clean" if not warnings else f"no problems; {counted(warnings, 'warning')} above")
     return 0 if report.clean else 1
 
 
