@@ -534,10 +534,10 @@ class RagBot:
         return report
 
     def never_held_documents(self) -> bool:
-        """Whether no document was ever stored here: none is, and the search index was never
-        written (every store and removal moves its generation on). A library the user emptied
-        is not a first run (helper-74: removing every document, then asking, ingested the
-        shipped corpus into it again)."""
+        """Whether no document was ever stored or removed here: none is stored, and the store's
+        generation is still 0 (every store and every removal moves it on). A library the user
+        emptied is not a first run (helper-74: removing every document, then asking, ingested
+        the shipped corpus into it again)."""
         return self.store.counts()[0] == 0 and self.store.generation() == 0
 
     def ensure_default_corpus(self, progress: ProgressFn | None = None) -> IngestReport | None:

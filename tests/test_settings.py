@@ -230,7 +230,13 @@ def test_a_data_dir_ragbot_makes_is_its_owners_alone(tmp_path):
 
     from ragbot import RagBot
 
-    bot = RagBot.open(tmp_path / "parent" / "data")
+    import os
+
+    umask = os.umask(0o022)  # the usual one, under which a folder was made readable by all
+    try:
+        bot = RagBot.open(tmp_path / "parent" / "data")
+    finally:
+        os.umask(umask)
     try:
         assert stat.S_IMODE((tmp_path / "parent" / "data").stat().st_mode) & 0o077 == 0
     finally:

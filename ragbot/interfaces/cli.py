@@ -264,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "against the database, the adapter registry, the model files' hashes and free "
                                    "disk. --repair rebuilds the indexes from the database, removes leftovers of "
                                    "interrupted writes and orphan chunks, and resets a damaged registry state; what "
-                                   "it cannot repair (a damaged database) it names. Exit status 0 when clean.")
+                                   "it cannot repair (a damaged database) it names. Exit status 0 when it finds no "
+                                   "problem (warnings allowed; JSON's \"clean\" means the same), 1 otherwise.")
     p.add_argument("--repair", action="store_true", help="repair what can be rebuilt")
     p.add_argument("--json", action="store_true", help="print JSON")
     p = sub.add_parser("backup", parents=[common], help="a consistent copy of the data dir, safe while it is in use",
@@ -747,7 +748,7 @@ def cmd_chat(bot, args) -> int:
         if not locked:
             print(f"warning: could not lock {serving_lock_path(bot.settings.data_dir)} (no flock here): "
                   f"`ragbot restore` will not know this chat is running; stop it before restoring", file=sys.stderr)
-        _ensure_corpus(bot, args.no_default_corpus)
+        _ensure_corpus(bot, args.no_default_corpus, args.json)
         print("Loading models and indexes…", file=sys.stderr)
         bot.embedder  # without it nothing works: a missing model stops the chat here
         if bot.settings.answer_mode == "generate":
