@@ -1560,6 +1560,13 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 yield *shown_, hide
                 hide = gr.skip()
 
+        def suggestions_after_answer(history):
+            """Asked: the suggestions go, unless the chat was emptied meanwhile. A New
+            conversation clicked while this answer's last steps were still on their way showed
+            the new conversation's suggestions, and then this step hid them (the CI rehearsal of
+            2026-12-07, once in several runs)."""
+            return gr.update(visible=False) if history else gr.skip()
+
         again_inputs = [chat, conversation, k, temperature, show_all, browser, search_in]
         for event in (send.click(respond, ask_inputs + [browser, search_in], ask_outputs, api_name="respond"),
                       question.submit(respond, ask_inputs + [browser, search_in], ask_outputs, api_name=False),
@@ -1572,7 +1579,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             event.then(listed, [conversation, browser], [past, browser], api_name=False
                        ).then(release, None, question, api_name=False).then(lambda: ("", ""), None, [status, conversation_status], api_name=False  # stale
                        ).then(handlers.model_info, None, info, api_name=False
-                       ).then(lambda: gr.update(visible=False), None, examples, api_name=False)  # asked: the suggestions go
+                       ).then(suggestions_after_answer, chat, examples, api_name=False)
 
         def show_sources_of(history, show, data: gr.SelectData, request: gr.Request):
             """A click on an answer (or one of its [n]) shows that answer's sources, and makes it
