@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ragbot.answer.generation import REFUSAL
 from ragbot.interfaces.app import (ChatHandlers, answer_id_of, literal, message_text, render_sources,
-                                   safe_upload_name, snippet_html)
+                                   safe_upload_name, snippet_html, STOPPED_MARK)
 from ragbot.types import Answer, Citation, Passage
 
 from conftest import CORPUS, copies_in_folders
@@ -870,6 +870,28 @@ def test_stop_pressed_as_the_question_appears_ends_the_answer(corpus_bot):
     assert handlers.request_stop("s9") == "Stopping…"
     *_, (history, note, _) = steps
     assert note.startswith("<p>Stopped") and "metadata" not in history[-1] and not handlers.answering("s9")
+    assert history[-1]["content"].endswith(STOPPED_MARK)  # the message says it is not kept, by its vote buttons
+
+
+def test_a_stop_that_comes_after_the_answer_was_kept_shows_the_answer_kept(corpus_bot, monkeypatch):
+    """helper-76's drive: Stop pressed as an answer was being logged showed it as stopped and "not
+    kept", though it was stored (a reload brought it back). An answer logged before the Stop took
+    effect is the finished answer, with its id to vote on."""
+    handlers = ChatHandlers(corpus_bot)
+    ask_stream = corpus_bot.ask_stream
+
+    def stop_pressed_late(*args, **kwargs):
+        for event in ask_stream(*args, **kwargs):
+            yield event
+            if not isinstance(event, str):  # the answer has been logged and handed over
+                assert handlers.request_stop("s10") == "Stopping…"
+
+    monkeypatch.setattr(corpus_bot, "ask_stream", stop_pressed_late)
+    *_, (history, note, _) = handlers.respond("When were GANs introduced and by whom?", [], "c-late-stop", 5, 0.0,
+                                              False, session="s10")
+    answer_id = history[-1]["metadata"]["id"]
+    assert corpus_bot.feedback.answer_trace(answer_id)["question"] == "When were GANs introduced and by whom?"
+    assert "Stopped" not in note and STOPPED_MARK not in history[-1]["content"] and "[1]" in note
 
 
 def test_an_upload_that_cannot_be_ingested_now_leaves_no_copy(make_bot, tmp_path, monkeypatch):

@@ -202,7 +202,7 @@ def test_stop_ends_generation_within_a_second(corpus_bot):
     import threading
     import time as clock
 
-    from ragbot.interfaces.app import ChatHandlers
+    from ragbot.interfaces.app import STOPPED_MARK, ChatHandlers
 
     writer = corpus_bot.with_settings(answer_mode="generate", max_new_tokens=400)
     writer.use_generator(corpus_bot.generator)
@@ -218,6 +218,7 @@ def test_stop_ends_generation_within_a_second(corpus_bot):
     *_, (history, sources, _) = steps
     assert clock.perf_counter() - asked < 1.0
     assert "Stopped" in sources and "metadata" not in history[-1]  # not kept, nothing to rate
+    assert history[-1]["content"].endswith(STOPPED_MARK)  # and the message says so by its vote buttons
     deadline = clock.perf_counter() + 1.0
     while threading.active_count() > before and clock.perf_counter() < deadline:
         clock.sleep(0.05)

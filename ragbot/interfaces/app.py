@@ -56,6 +56,8 @@ def shown(text: str) -> str:
 
 
 CORRECTION_MARK = "Saved correction:"  # before an answer that is a correction, not a quote
+# After the text of an answer Stop ended: it is not kept, so neither a vote nor a reload finds it.
+STOPPED_MARK = ' <span class="ragbot-stopped">(stopped: not kept)</span>'
 
 
 def shown_answer(text: str, corrected: bool = False, searched: int | None = None) -> str:
@@ -564,11 +566,14 @@ class ChatHandlers:
         finally:
             if self._stops.get(session) is stop:  # a newer answer of this session keeps its own
                 del self._stops[session]
-        if stop.is_set():  # the model stopped at its next token; the unfinished answer is not kept
-            history[-1] = {"role": "assistant", "content": shown(text + " …")}
+        # A Stop that came after the answer was logged was too late: the answer is kept, and shown
+        # as kept (it comes back after a reload), not as stopped (helper-76's drive).
+        if answer is None or answer.id is None:  # stopped: the model ended at its next token; not kept
+            # The message says so itself: the page offers a vote under every answer, and this one
+            # can take none (helper-76's drive). Its [n] stay text: no panel shows those passages.
+            history[-1] = {"role": "assistant", "content": shown(text + " …") + STOPPED_MARK}
             yield history, "<p>Stopped: this answer was not finished, so it is not kept or rated.</p>", ""
             return
-        assert answer is not None and answer.id is not None
         self._issue(session, answer.id)
         history[-1] = {"role": "assistant", "content": shown_answer(answer.answer, corrected=bool(answer.correction_of),
                                                                     searched=searched),
@@ -1213,6 +1218,7 @@ CSS = """
 @font-face { font-family: "Source Sans Pro"; font-weight: 700; font-style: normal;
   src: url("static/fonts/SourceSansPro/SourceSansPro-Bold.woff2") format("woff2"); }
 .ragbot-muted { color: #6b7280; font-size: 0.9em; }
+.ragbot-stopped { color: #6b7280; font-size: 0.9em; font-style: italic; }
 .ragbot-for { color: #6b7280; font-size: 0.9em; font-style: italic; }
 .ragbot-correction { color: #92400e; font-weight: 600; }
 /* A file the page refuses to send (a type ragbot does not read, or over the size limit) or whose
