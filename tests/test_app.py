@@ -1,6 +1,7 @@
 """Chat UI handlers as plain functions (the browser test drives the page itself)."""
 
 import copy
+import re
 import html
 import shutil
 from pathlib import Path
@@ -253,6 +254,45 @@ def test_a_passage_heading_is_shown_as_a_title_and_its_text_as_text():
     assert snippet_html("`**kwargs**` and **b**") == "<code>**kwargs**</code> and <b>b</b>"
     assert snippet_html("**a `b** c`") == "**a <code>b** c</code>"
     assert snippet_html("``code``") == "``code``"
+
+
+def test_the_sentence_an_answer_quotes_is_marked_where_its_passage_holds_it():
+    """An answer quotes one sentence; the panel marks it in its passage, so the sentences around it
+    can be read ("It is an example of …" says what "It" is just before). Found as quotes are cut:
+    across a wrapped line, without the passage's own **bold**, `code` and [n], in a table row read
+    as "Label: value"; a sentence only whole, and nothing marked that is not there."""
+    text = ("ragbot answers from your documents, on your own\ncomputer. It is an example of RAG [3].\n\n"
+            "- **Ingest**: `ragbot ingest` reads <b>PDF</b>.\n| Seats: | 24 | Engine: | Lycoming |")
+    quotes = ["It is an example of RAG.", "Ingest: ragbot ingest reads <b>PDF</b>.", "Seats: 2", "Engine: Lycoming",
+              "A sentence the passage does not hold."]
+    assert snippet_html(text, quotes) == (
+        "ragbot answers from your documents, on your own computer. "
+        "<mark class='ragbot-quote'>It is an example of RAG [3].</mark><br>"
+        "- <mark class='ragbot-quote'><b>Ingest</b>: <code>ragbot ingest</code> reads &lt;b&gt;PDF&lt;/b&gt;.</mark><br>"
+        "Seats: 24; <mark class='ragbot-quote'>Engine: Lycoming</mark>")
+    assert snippet_html(text) == snippet_html(text, ["A sentence the passage does not hold."])
+    # The marks' stand-ins in a document's own text are dropped, never read as marks.
+    assert snippet_html("a \x02b\x03 c", ["a b c"]) == "<mark class='ragbot-quote'>a b c</mark>"
+
+
+def test_the_sources_panel_marks_what_the_answer_quotes_and_not_a_correction(corpus_bot):
+    handlers = ChatHandlers(corpus_bot)
+    *_, (history, panel, _) = handlers.respond("When were GANs introduced and by whom?", [], "c-quote", 5, 0.0,
+                                               False, session="s-quote")
+    answer_id = history[-1]["metadata"]["id"]
+    quoted = corpus_bot.feedback.answer_trace(answer_id)["answer"]
+    marked = re.findall(r"<mark class='ragbot-quote'>(.*?)</mark>", panel)
+    assert "Goodfellow" in quoted and marked and " ".join(marked).replace(" [1]", "") in quoted.replace(" [1]", "")
+    # The panel of the stored answer (a reload, a click on it) marks the same.
+    assert handlers.sources_of(history, len(history) - 1, "s-quote", False).count("ragbot-quote") == len(marked)
+    # A saved correction is the user's text: nothing in the passage it cites is marked as said.
+    correction = Answer(question="q", answer=quoted, refused=False, citations=[Citation(
+        n=1, source="gans.md", page=None, chunk_id=1, score=0.5, text="x")], passages=[Passage(
+            chunk_id=1, source="gans.md", title="GANs", section="", page=None, text=quoted.replace(" [1]", ""),
+            score=0.5, rank=1)],
+        prompt="", raw_reply="", model="m", adapter=None, timings_ms={}, tokens={}, correction_of="a1",
+        corrected_question="q")
+    assert "ragbot-quote" not in render_sources(correction, show_all=False)
 
 
 def test_a_correction_citing_another_passage_than_the_one_that_says_it_gets_a_hint(corpus_bot):

@@ -56,6 +56,10 @@ def test_ask_vote_and_upload_in_a_real_browser(server, tmp_path):
         expect(page.locator("#sources")).to_contain_text("gans.md")
         answer_text = page.locator("#chat .message.bot").last.inner_text()
         assert "Goodfellow" in answer_text and "[1]" in answer_text
+        # The sentence quoted is marked in its passage, and drawn so: it is read where it stands.
+        quote = page.locator("#sources .ragbot-source mark.ragbot-quote").first
+        expect(quote).to_contain_text("Goodfellow")
+        assert quote.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(253, 230, 138)"
         # A screen reader hears the answer as text, not the citation links' tags.
         label = page.locator('#chat [aria-label^="bot\'s message"]').last
         expect(label).to_have_attribute("aria-label", re.compile(r"Goodfellow.*\[1\]"))

@@ -36,7 +36,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ragbot.answer.generation import strip_citation_marks
+from ragbot.answer.generation import cited_numbers, strip_citation_marks
 from ragbot.text import prose_pieces
 from ragbot.types import Passage
 
@@ -340,9 +340,25 @@ def quoted_sentences(answer: str) -> list[str]:
     text cut after each citation mark and the closing marks after it ("… in 2013 [1]." ends a
     sentence), each without its mark, white space collapsed. A sentence must be whole to be
     found: "Seats: 2" is not among the sentences of "Seats: 24 [1]"."""
+    return [" ".join(strip_citation_marks(piece).split()) for piece in _quote_pieces(answer)]
+
+
+def quotes_by_passage(answer: str) -> dict[int, list[str]]:
+    """The sentences of `answer` (as quoted_sentences cuts them) under the number of each passage
+    they cite: what the sources panel marks in passage n. A generated reply's sentences are
+    listed too; they are found in a passage only where the model copied them."""
+    quotes: dict[int, list[str]] = {}
+    for piece in _quote_pieces(answer):
+        sentence = " ".join(strip_citation_marks(piece).split())
+        for n in cited_numbers(piece):
+            quotes.setdefault(n, []).append(sentence)
+    return quotes
+
+
+def _quote_pieces(answer: str) -> list[str]:
     cuts = [match.end() for match in _QUOTE_END.finditer(answer)]
     pieces = [answer[start:end] for start, end in zip([0, *cuts], [*cuts, len(answer)])]
-    return [" ".join(strip_citation_marks(piece).split()) for piece in pieces if piece.strip()]
+    return [piece for piece in pieces if piece.strip()]
 
 
 def _cite(sentence: str, n: int) -> str:

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ragbot.answer.corrections import SAVED_CORRECTION
+from ragbot.answer.evidence import quotes_by_passage
 from ragbot.answer.generation import HISTORY_TURNS, is_refusal, mark_citations, passage_header
 from ragbot.bot import RagBot, searched_before
 from ragbot.interfaces.conversations import ConversationError, Conversations
@@ -212,7 +213,7 @@ def render_sources(answer: Answer | None, show_all: bool, links: dict[str, str] 
     return render_panel(answer.passages, {c.n for c in answer.citations}, show_all, links, refused=answer.refused,
                         refusal_reason=answer.refusal_reason,
                         corrected_question=answer.corrected_question if answer.correction_of else None,
-                        searched=searched, question=answer.question)
+                        searched=searched, question=answer.question, quotes=quotes_by_passage(answer.answer))
 
 
 def panel_heading(question: str | None) -> str:
@@ -224,14 +225,17 @@ def panel_heading(question: str | None) -> str:
 def render_panel(passages: list[Passage], cited: set[int], show_all: bool, links: dict[str, str] | None = None,
                  refused: bool = False, refusal_reason: str | None = None,
                  corrected_question: str | None = None, searched: Sequence[str] | None = None,
-                 question: str | None = None) -> str:
+                 question: str | None = None, quotes: dict[int, list[str]] | None = None) -> str:
     """The sources panel of one answer: the question it answered, which documents were searched
     when the question was limited to some, then what a correction answered (and the passages it
-    cites), why there is no source, or its passages."""
+    cites), why there is no source, or its passages. `quotes`: the answer's sentences by the
+    passage number they cite (evidence.quotes_by_passage), marked where that passage holds them."""
     note = panel_heading(question)
     # A correction answers whatever documents were chosen (its passages may lie outside them).
     note += searched_note(searched, refused) if corrected_question is None else ""
-    return note + _panel(passages, cited, show_all, links, refused, refusal_reason, corrected_question)
+    # A correction is the user's text, not a quote: nothing in its passages is marked as said.
+    quotes = quotes if corrected_question is None else None
+    return note + _panel(passages, cited, show_all, links, refused, refusal_reason, corrected_question, quotes)
 
 
 NO_CONVERSATIONS = ("None yet in this browser: one is listed here once you ask. Each browser keeps its own "
@@ -344,7 +348,8 @@ def searched_note(searched: Sequence[str] | None, refused: bool = False) -> str:
 
 
 def _panel(passages: list[Passage], cited: set[int], show_all: bool, links: dict[str, str] | None,
-           refused: bool, refusal_reason: str | None, corrected_question: str | None) -> str:
+           refused: bool, refusal_reason: str | None, corrected_question: str | None,
+           quotes: dict[int, list[str]] | None = None) -> str:
     if corrected_question is not None:
         # Not "your": without a login every browser of this ragbot shares them (helper-49's drive).
         note = (f"<p>{SAVED_CORRECTION.capitalize()}: it was given for the answer "
@@ -355,7 +360,7 @@ def _panel(passages: list[Passage], cited: set[int], show_all: bool, links: dict
         return note + (render_passages(passages, cited, show_all, links) if cited or show_all else "")
     if refused and not show_all:
         return f"<p>No source: {html.escape(REFUSAL_NOTES.get(refusal_reason or '', 'declined'))}.</p>"
-    return render_passages(passages, cited, show_all, links)
+    return render_passages(passages, cited, show_all, links, quotes)
 
 
 SNIPPET_CHARS = 400  # of a passage, shown before it is opened
@@ -368,9 +373,13 @@ SIMILARITY_NOTE = ("Cosine similarity of the passage and the searched question: 
                    "which also weighs the words they share.")
 
 
-def render_passages(passages: list[Passage], cited: set[int], show_all: bool, links: dict[str, str] | None = None) -> str:
+def render_passages(passages: list[Passage], cited: set[int], show_all: bool, links: dict[str, str] | None = None,
+                    quotes: dict[int, list[str]] | None = None) -> str:
     """The passages of one answer, cited ones marked; each row is the target of its [n] links
-    in the answer (id `source-n`)."""
+    in the answer (id `source-n`). A cited passage marks the sentences `quotes` gives for its
+    number where it holds them, so the quote is read where it stands (helper-73 saw answers
+    such as "It is an example of … [1]" that need the sentence before)."""
+    quotes = quotes or {}
     rows = []
     for p in passages:
         if not show_all and p.rank not in cited:
@@ -383,7 +392,7 @@ def render_passages(passages: list[Passage], cited: set[int], show_all: bool, li
         shown = snippet_html(p.text[:SNIPPET_CHARS] + " …") if cut else ""
         body = (f"<details class='ragbot-more'><summary title='Show the whole passage'>{shown} "
                 f"<span class='ragbot-muted'>(show all)</span></summary>"
-                f"{snippet_html(p.text)}</details>" if shown else snippet_html(p.text))
+                f"{snippet_html(p.text)}</details>" if shown else snippet_html(p.text, quotes.get(p.rank, ())))
         opener = ""
         if links and p.source in links:
             target = f"{links[p.source]}#page={p.page}" if p.page is not None else links[p.source]
@@ -422,32 +431,88 @@ def _inline_markup(escaped: str) -> str:
     return "".join(f"<code>{part}</code>" if i % 2 else _STRONG.sub(r"<b>\1</b>", part) for i, part in enumerate(parts))
 
 
-def snippet_html(text: str) -> str:
+def snippet_html(text: str, quotes: Sequence[str] = ()) -> str:
     """A passage's text as the sources panel shows it: escaped; a paragraph's wrapped lines
     joined, each paragraph, list item, table row ("Label: value; Label: value", as answers quote
     it: text.cells_as_prose) and heading on a line of its own, a Markdown heading
     (how ragbot's readers mark a section) shown as a bold title rather than its "#" marks, and
     **bold** words bold and `code` as code rather than between their marks. The tags are put
-    around text already escaped, so a passage's own markup still shows as text."""
-    blocks: list[str] = []
+    around text already escaped, so a passage's own markup still shows as text. Each of `quotes`
+    (sentences as an answer quotes them) is marked where a block holds it (_quote_span)."""
+    text = text.replace(_QUOTE_OPEN, "").replace(_QUOTE_CLOSE, "")  # the marks' stand-ins are ragbot's alone
+    blocks: list[tuple[bool, str]] = []  # (a heading?, its text)
     joined = False  # whether the next line continues the block before it (a wrapped paragraph line)
     for line in text.splitlines():
         heading = heading_title(line)
         if not line.strip():
             joined = False
         elif heading is not None:
-            blocks.append(f"<b>{html.escape(heading)}</b>")
+            blocks.append((True, heading))
             joined = False
         elif is_table_row(line):  # a line of its own, its cells read as an answer quotes them
             if row := readable_line(line):  # nothing for a Markdown table's "| --- |" line
-                blocks.append(html.escape(row))
+                blocks.append((False, row))
             joined = False
         elif joined and not is_list_item(line):  # a list item starts a line of its own
-            blocks[-1] += " " + html.escape(line.strip())
+            blocks[-1] = (False, blocks[-1][1] + " " + line.strip())
         else:
-            blocks.append(html.escape(line.strip()))
+            blocks.append((False, line.strip()))
             joined = True
-    return "<br>".join(_inline_markup(block) for block in blocks)
+    shown_blocks = [_inline_markup(f"<b>{html.escape(block)}</b>" if heading else _escaped_with_quotes(block, quotes))
+                    for heading, block in blocks]
+    return "<br>".join(shown_blocks).replace(_QUOTE_OPEN, "<mark class='ragbot-quote'>").replace(_QUOTE_CLOSE, "</mark>")
+
+
+# Stand-ins for a quote's marks while the block is escaped and its **bold** and `code` are read
+# (control characters, which no escaping or markup touches); text from documents loses its own.
+_QUOTE_OPEN, _QUOTE_CLOSE = "\x02", "\x03"
+# What a quote leaves out of the text it was cut from (evidence.candidates, text.plain): emphasis and
+# code marks, and a document's own citation marks with the space before them.
+_UNQUOTED = re.compile(r"\*\*|__|`|\s*\[\d+(?:\s*,\s*\d+)*\]")
+_EMPHASIS = ("**", "__", "`")
+
+
+def _quote_span(block: str, quote: str) -> tuple[int, int] | None:
+    """Where `block` (a paragraph or a table row as the panel shows it) holds `quote`, read as
+    quotes are cut: without the marks _UNQUOTED names, white space as single spaces, and whole (not
+    "Seats: 2" in "Seats: 24"). The span takes in emphasis marks at its ends, so that **bold**
+    and a mark nest. None where the block does not hold it (a generated sentence, a link's text)."""
+    kept: list[str] = []
+    at: list[int] = []  # where each kept character stands in `block`
+    i = 0
+    while i < len(block):
+        if skipped := _UNQUOTED.match(block, i):
+            i = skipped.end()
+            continue
+        if not block[i].isspace():
+            kept.append(block[i]), at.append(i)
+        elif kept and kept[-1] != " ":
+            kept.append(" "), at.append(i)
+        i += 1
+    flat, quote = "".join(kept), " ".join(quote.split())
+    start = flat.find(quote) if quote else -1
+    while start >= 0:
+        end = start + len(quote)
+        if not (start and flat[start - 1].isalnum()) and not (end < len(flat) and flat[end].isalnum()):
+            a, b = at[start], at[end - 1] + 1
+            while (mark := next((m for m in _EMPHASIS if block[:a].endswith(m)), None)) is not None:
+                a -= len(mark)
+            while (mark := next((m for m in _EMPHASIS if block.startswith(m, b)), None)) is not None:
+                b += len(mark)
+            return a, b
+        start = flat.find(quote, start + 1)
+    return None
+
+
+def _escaped_with_quotes(block: str, quotes: Sequence[str]) -> str:
+    """`block` escaped, each quote it holds between the stand-ins of a mark (the first of
+    overlapping ones)."""
+    pieces, done = [], 0
+    for a, b in sorted(span for quote in quotes if (span := _quote_span(block, quote)) is not None):
+        if a >= done:
+            pieces += [html.escape(block[done:a]), _QUOTE_OPEN, html.escape(block[a:b]), _QUOTE_CLOSE]
+            done = b
+    return "".join(pieces) + html.escape(block[done:])
 
 
 REFUSAL_NOTES = {
@@ -644,7 +709,7 @@ class ChatHandlers:
             note += f"<p class='ragbot-muted'>{gone - len(gone_cited)} other passage(s) of this answer are no longer stored.</p>"
         panel = render_panel(passages, cited, show_all, self.document_links(passages), refused=trace["refused"],
                              refusal_reason=trace["refusal_reason"], corrected_question=corrected_question,
-                             searched=trace["params"].get("sources"))
+                             searched=trace["params"].get("sources"), quotes=quotes_by_passage(trace["answer"]))
         # The note above already says the cited passages are gone: not also "cites no passage".
         return panel_heading(trace["question"]) + note + (panel.removesuffix(NO_PASSAGE_CITED) if gone_cited else panel)
 
@@ -1219,6 +1284,7 @@ CSS = """
   src: url("static/fonts/SourceSansPro/SourceSansPro-Bold.woff2") format("woff2"); }
 .ragbot-muted { color: #6b7280; font-size: 0.9em; }
 .ragbot-stopped { color: #6b7280; font-size: 0.9em; font-style: italic; }
+.ragbot-passage mark.ragbot-quote { background: #fde68a; color: #1f2937; border-radius: 2px; }
 .ragbot-for { color: #6b7280; font-size: 0.9em; font-style: italic; }
 .ragbot-correction { color: #92400e; font-weight: 600; }
 /* A file the page refuses to send (a type ragbot does not read, or over the size limit) or whose
