@@ -8,7 +8,8 @@ pypdf extracts each page's text; while it does, it reports every run of text wit
   are in the text;
 - across pages, a line that recurs, at the same size, among the first or last MARGIN_LINES
   lines of at least half the pages (digits ignored, so "Page 3 of 40" matches "Page 4 of 40") is
-  a running header or footer, or a page number, and is dropped there. First and last mean in
+  a running header or footer, or a page number, and is dropped there, and so is a line there
+  that is the start of one ("Page 1 of 3" on the page before "Page 2 of 3 DFW08WA050"). First and last mean in
   the order pypdf extracts the page (its content stream), which is usually, not always, the
   order on the page;
 - the **body size** is the size that holds most of the remaining characters;
@@ -59,8 +60,8 @@ from ragbot.text import TABLE_CELL, table_row
 # valid reports exceed (a large filing's page tree or structure tree). These limits only bound
 # how many objects one array may hold; the decompression limits that bound memory stay as they are.
 PYPDF_ELEMENT_LIMIT = 20_000_000
-VERSION = 3  # of the rules below; a stored PDF read with another version is read again (2: table rows,
-# 3: contents entries dropped)
+VERSION = 4  # of the rules below; a stored PDF read with another version is read again (2: table rows,
+# 3: contents entries dropped, 4: a running line's start dropped too)
 HEADING_SCALE = 1.08  # a heading is set at least this much larger than the body (Word: 12 pt over 11)
 HEADING_MAX_WORDS = 20  # a larger-set block with more words than this is display text, not a heading
 HEADING_MAX_CHARS = 150  # the same in characters (scripts written without spaces)
@@ -529,7 +530,16 @@ def drop_running_lines(pages: list[list[Line]]) -> list[list[Line]]:
     running = {k for k, n in seen.items() if n >= max(MIN_REPEATS, len(pages) / 2)}
     if not running:
         return pages
-    return [[line for i, line in enumerate(page) if not (i in edge and key(line) in running)]
+
+    def is_running(line: Line) -> bool:
+        # Or the start of one, at its size: a first page's header often lacks what the later
+        # pages' add ("Page 1 of 3" over "Page 2 of 3 DFW08WA050" in NTSB reports, where it
+        # stood as a heading over the first chunk: helper-76's drive).
+        text, size = key(line)
+        return (text, size) in running or (any(c.isalpha() for c in text)
+                                           and any(s == size and r.startswith(text + " ") for r, s in running))
+
+    return [[line for i, line in enumerate(page) if not (i in edge and is_running(line))]
             for page, edge in ((page, margins(page)) for page in pages)]
 
 
