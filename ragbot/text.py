@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-_MARKUP = re.compile(r"\*\*|__|`")
+EMPHASIS_MARK = re.compile(r"\*\*|__|`")  # Markdown emphasis and code marks, which plain() drops
 # A Markdown link or image, "[text](target)" or "![text](target)": read as its text alone.
 # The target may hold one level of brackets, as Markdown allows ("(javascript:alert(2))").
 _LINK = re.compile(r"!?\[([^\[\]\n]*)\]\((?:[^()\s]|\([^()\s]*\))*(?:\s+\"[^\"\n]*\")?\)")
@@ -62,7 +62,7 @@ _WORD = re.compile(r"\w+")
 def plain(text: str) -> str:
     """Text without Markdown emphasis and code marks, links and images read as their text
     ("[the login page](/login)" as "the login page"), on single spaces."""
-    return " ".join(_MARKUP.sub("", _LINK.sub(r"\1", text)).split())
+    return " ".join(EMPHASIS_MARK.sub("", _LINK.sub(r"\1", text)).split())
 
 
 def sentence_spans(text: str, abbreviations: frozenset[str] = frozenset()) -> list[tuple[int, int]]:

@@ -1,8 +1,8 @@
 """Chat UI handlers as plain functions (the browser test drives the page itself)."""
 
 import copy
-import re
 import html
+import re
 import shutil
 from pathlib import Path
 
@@ -268,11 +268,38 @@ def test_the_sentence_an_answer_quotes_is_marked_where_its_passage_holds_it():
     assert snippet_html(text, quotes) == (
         "ragbot answers from your documents, on your own computer. "
         "<mark class='ragbot-quote'>It is an example of RAG [3].</mark><br>"
-        "- <mark class='ragbot-quote'><b>Ingest</b>: <code>ragbot ingest</code> reads &lt;b&gt;PDF&lt;/b&gt;.</mark><br>"
+        "- <b><mark class='ragbot-quote'>Ingest</mark></b><mark class='ragbot-quote'>: </mark><code><mark "
+        "class='ragbot-quote'>ragbot ingest</mark></code><mark class='ragbot-quote'> reads &lt;b&gt;PDF&lt;/b&gt;.</mark><br>"
         "Seats: 24; <mark class='ragbot-quote'>Engine: Lycoming</mark>")
     assert snippet_html(text) == snippet_html(text, ["A sentence the passage does not hold."])
     # The marks' stand-ins in a document's own text are dropped, never read as marks.
     assert snippet_html("a \x02b\x03 c", ["a b c"]) == "<mark class='ragbot-quote'>a b c</mark>"
+    # A mark never crosses the edge of a <b> or <code>: it is closed and opened again there.
+    mark = "<mark class='ragbot-quote'>"
+    assert snippet_html("**Ingest reads PDF. It is RAG.** more", ["Ingest reads PDF."]) == \
+        f"<b>{mark}Ingest reads PDF.</mark> It is RAG.</b> more"
+    assert snippet_html("**Ingest reads PDF. It is RAG.** more", ["It is RAG."]) == \
+        f"<b>Ingest reads PDF. {mark}It is RAG.</mark></b> more"
+    assert snippet_html("Run `a. b` now. Next.", ["b now."]) == \
+        f"Run <code>a. {mark}b</mark></code>{mark} now.</mark> Next."
+    # A quote found twice is marked once, overlapping ones once, and never in a heading; a
+    # citation mark between two words reads as the space strip_citation_marks leaves.
+    assert snippet_html("A cat sat. A cat sat. The end.", ["A cat sat.", "cat sat. A cat"]) == \
+        f"{mark}A cat sat.</mark> A cat sat. The end."
+    assert snippet_html("# Lewis made it\nLewis made it in 2020.", ["Lewis made it"]) == \
+        f"<b>Lewis made it</b><br>{mark}Lewis made it</mark> in 2020."
+    assert snippet_html("Made by Lewis[9]at FAIR.", ["Made by Lewis at FAIR."]) == f"{mark}Made by Lewis[9]at FAIR.</mark>"
+
+
+def test_quotes_by_passage_gives_each_passage_the_sentences_that_cite_it():
+    from ragbot.answer.evidence import quotes_by_passage
+
+    assert quotes_by_passage("GANs came in 2014 [1]. Lewis described RAG [2]. Both are models [1, 3].") == {
+        1: ["GANs came in 2014.", "Both are models."], 2: ["Lewis described RAG."], 3: ["Both are models."]}
+    # A generated reply: a run of marks is one cut, and a one-word fragment left by a mark in
+    # the middle of a sentence marks nothing.
+    assert quotes_by_passage("It [1] is used in GANs [2][3]. Seats: 4 [4]") == {
+        2: ["is used in GANs."], 3: ["is used in GANs."], 4: ["Seats: 4"]}
 
 
 def test_the_sources_panel_marks_what_the_answer_quotes_and_not_a_correction(corpus_bot):
@@ -282,7 +309,7 @@ def test_the_sources_panel_marks_what_the_answer_quotes_and_not_a_correction(cor
     answer_id = history[-1]["metadata"]["id"]
     quoted = corpus_bot.feedback.answer_trace(answer_id)["answer"]
     marked = re.findall(r"<mark class='ragbot-quote'>(.*?)</mark>", panel)
-    assert "Goodfellow" in quoted and marked and " ".join(marked).replace(" [1]", "") in quoted.replace(" [1]", "")
+    assert "Goodfellow" in quoted and marked == [quoted.replace(" [1]", "")]  # the one sentence quoted, whole
     # The panel of the stored answer (a reload, a click on it) marks the same.
     assert handlers.sources_of(history, len(history) - 1, "s-quote", False).count("ragbot-quote") == len(marked)
     # A saved correction is the user's text: nothing in the passage it cites is marked as said.
@@ -911,6 +938,19 @@ def test_stop_pressed_as_the_question_appears_ends_the_answer(corpus_bot):
     *_, (history, note, _) = steps
     assert note.startswith("<p>Stopped") and "metadata" not in history[-1] and not handlers.answering("s9")
     assert history[-1]["content"].endswith(STOPPED_MARK)  # the message says it is not kept, by its vote buttons
+    assert "stopped" not in message_text(history[-1])  # read back (a generated answer's history): only its text
+
+
+def test_the_server_knows_which_conversation_a_new_conversation_opened(corpus_bot):
+    """An answer's last step hides the suggestions unless a New conversation came meanwhile. The
+    page sends that step the chat and conversation id as they were when it was sent, possibly
+    before the New conversation emptied them (a CI rehearsal hid the new suggestions so), so the
+    server keeps its own record of each session's last New conversation."""
+    handlers = ChatHandlers(corpus_bot)
+    assert not handlers.left_for_new("s", "asked-in")  # no New conversation yet: the answer's own
+    handlers.started_new("s", "fresh")
+    assert handlers.left_for_new("s", "asked-in") and not handlers.left_for_new("s", "fresh")
+    assert not handlers.left_for_new("another session", "asked-in")
 
 
 def test_a_stop_that_comes_after_the_answer_was_kept_shows_the_answer_kept(corpus_bot, monkeypatch):

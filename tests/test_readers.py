@@ -353,18 +353,20 @@ def test_running_lines_match_on_size_and_letters():
 def test_a_first_page_header_that_starts_the_running_one_goes_too():
     """NTSB reports head page 1 "Page 1 of 3" and the later pages "Page 2 of 3 DFW08WA050": the
     first, seen once, stayed, and read as a heading over the first chunk (helper-76's drive). A
-    margin line that is the start of a running line, at its size, goes too; not one at another
-    size, nor one that only shares a word's start, nor one in the body."""
+    margin line of two words or more that is the start of a running line, at its size and at the
+    same edge of the page, goes too; not one at another size or edge, nor a single word, nor one
+    that only shares a word's start."""
     body = [(10, f"Body sentence {word} that only this page has.") for word in ("one", "two", "three", "four")]
-    pages = [_lines((11, "Page 1 of 3"), (18, "Accident Report"), *body, (11, "Page"), (10, "Page 1 of 3 end")),
-             _lines((11, "Page 2 of 3 DFW08WA050"), *body[1:], (9, "Page 2 of 3")),
-             _lines((11, "Page 3 of 3 DFW08WA050"), *body[2:], (10, "Pag"))]
-    lines = "\n".join(pdf.structure_pages(pages)).splitlines()
-    assert not [line for line in lines if line.lstrip("# ") == "Page 1 of 3" or "DFW" in line]
-    assert "# Accident Report" in lines and "Page" not in lines  # a running line's first word, at its size
-    assert "Page 1 of 3 end" in lines  # not the start of a running line
+    pages = [_lines((11, "Page 1 of 3"), (18, "Accident Report"), *body, (11, "Page 9 of"), (10, "Pag")),
+             _lines((11, "Page 2 of 3 DFW08WA050"), (11, "Page"), *body[1:], (9, "Page 2 of 3")),
+             _lines((11, "Page 3 of 3 DFW08WA050"), *body[2:], (10, "Page 1 of 3 end"))]
+    lines = [line.lstrip("# ") for line in "\n".join(pdf.structure_pages(pages)).splitlines()]
+    assert "Page 1 of 3" not in lines and not [line for line in lines if "DFW" in line]
+    assert "Accident Report" in lines
+    assert "Page 9 of" in lines  # the start of a header, but at the foot of its page
+    assert "Page" in lines  # a single word
     assert "Page 2 of 3" in lines  # another size
-    assert "Pag" in lines  # not a running line's first word, only its start
+    assert "Pag" in lines and "Page 1 of 3 end" in lines  # not the start of a running line
 
 
 def test_a_contents_page_is_not_read_as_text():

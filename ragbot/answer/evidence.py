@@ -326,7 +326,7 @@ def best_score(question: str, passages: Sequence[Passage], scorer: SentenceScore
 
 
 # Where a composed answer's sentence ends: its citation mark and any closing marks after it (_cite).
-_QUOTE_END = re.compile(r"\[\d+(?:\s*,\s*\d+)*\][.!?\"'’”»)\]]*")
+_QUOTE_END = re.compile(r"\[\d+(?:\s*,\s*\d+)*\][.!?\"'’”»)\]]*", re.ASCII)
 
 
 def compose(evidence: Sequence[Evidence]) -> str:
@@ -344,18 +344,27 @@ def quoted_sentences(answer: str) -> list[str]:
 
 
 def quotes_by_passage(answer: str) -> dict[int, list[str]]:
-    """The sentences of `answer` (as quoted_sentences cuts them) under the number of each passage
-    they cite: what the sources panel marks in passage n. A generated reply's sentences are
-    listed too; they are found in a passage only where the model copied them."""
+    """The pieces of `answer` that quoted_sentences cuts, under the number of each passage they
+    cite: what the sources panel marks in passage n. For a quoted answer these are its sentences.
+    A generated reply's pieces are listed too; they are found in a passage only where the model
+    copied them. A piece of one word is left out: a mark in the middle of a generated sentence
+    ("It [1] is used …") cuts off a fragment that would mark any "It" of the passage."""
     quotes: dict[int, list[str]] = {}
     for piece in _quote_pieces(answer):
         sentence = " ".join(strip_citation_marks(piece).split())
+        if len(sentence.split()) < 2:
+            continue
         for n in cited_numbers(piece):
             quotes.setdefault(n, []).append(sentence)
     return quotes
 
 
+# Between two citation marks of a run ("[2][3]", "[2] [3]"): read as one mark, "[2, 3]".
+_BETWEEN_MARKS = re.compile(r"(?<=\d)\]\s*\[(?=\d)", re.ASCII)
+
+
 def _quote_pieces(answer: str) -> list[str]:
+    answer = _BETWEEN_MARKS.sub(", ", answer)
     cuts = [match.end() for match in _QUOTE_END.finditer(answer)]
     pieces = [answer[start:end] for start, end in zip([0, *cuts], [*cuts, len(answer)])]
     return [piece for piece in pieces if piece.strip()]

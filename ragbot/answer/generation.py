@@ -24,7 +24,7 @@ SYSTEM_PROMPT = (
     f'If the passages do not answer the question, reply only: "{REFUSAL}"'
 )
 
-_CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]", re.ASCII)  # [n] or [n, m]: ASCII digits
+CITATION_MARK = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]", re.ASCII)  # [n] or [n, m]: ASCII digits
 MIN_PASSAGE_TOKENS = 32
 # An answer sentence without a citation gets one to the shown passage most similar to it
 # (cosine of embeddings), when that similarity reaches this value.
@@ -104,7 +104,7 @@ def _truncate(text: str, tokens: int, count_tokens: Callable[[str], int]) -> str
 def marked_numbers(text: str) -> list[int]:
     """Every number marked as [n] or [n, m] in `text`, [0] too, in first-seen order."""
     found: list[int] = []
-    for match in _CITATION.finditer(text):
+    for match in CITATION_MARK.finditer(text):
         for part in match.group(1).split(","):
             if int(part) not in found:
                 found.append(int(part))
@@ -124,16 +124,16 @@ def strip_invalid_citations(reply: str, n_passages: int) -> str:
         valid = [p.strip() for p in match.group(1).split(",") if 1 <= int(p) <= n_passages]
         return f"[{', '.join(valid)}]" if valid else ""
 
-    return re.sub(r"\s+([.,;:!?])", r"\1", _CITATION.sub(keep, reply)).strip()
+    return re.sub(r"\s+([.,;:!?])", r"\1", CITATION_MARK.sub(keep, reply)).strip()
 
 
 def mark_citations(text: str, mark: Callable[[str], str]) -> str:
     """`text` with each number of its [n] and [n, m] markers replaced by mark(n) (n: its digits)."""
-    return _CITATION.sub(lambda m: "[" + ", ".join(mark(n.strip()) for n in m.group(1).split(",")) + "]", text)
+    return CITATION_MARK.sub(lambda m: "[" + ", ".join(mark(n.strip()) for n in m.group(1).split(",")) + "]", text)
 
 
 # A mark with the white space before it, and the punctuation after it if any.
-_MARK_IN_TEXT = re.compile(r"(\s*)" + _CITATION.pattern + r"(?=([.,;:!?])?)", re.ASCII)
+_MARK_IN_TEXT = re.compile(r"(\s*)" + CITATION_MARK.pattern + r"(?=([.,;:!?])?)", re.ASCII)
 
 
 def strip_citation_marks(text: str) -> str:
@@ -213,7 +213,7 @@ def check_citations(
             supported = True
             closest_cited = max(row[n - 1] for n in cited)
             if best + 1 not in cited and row[best] >= SUPPORT_THRESHOLD and row[best] - closest_cited >= RECITE_MARGIN:
-                edits.append((a, b, _CITATION.sub(f"[{best + 1}]", sentence)))
+                edits.append((a, b, CITATION_MARK.sub(f"[{best + 1}]", sentence)))
         elif row[best] >= SUPPORT_THRESHOLD:
             end = a + len(sentence.rstrip(".!?"))
             edits.append((end, end, f" [{best + 1}]"))

@@ -9,7 +9,8 @@ pypdf extracts each page's text; while it does, it reports every run of text wit
 - across pages, a line that recurs, at the same size, among the first or last MARGIN_LINES
   lines of at least half the pages (digits ignored, so "Page 3 of 40" matches "Page 4 of 40") is
   a running header or footer, or a page number, and is dropped there, and so is a line there
-  that is the start of one ("Page 1 of 3" on the page before "Page 2 of 3 DFW08WA050"). First and last mean in
+  of two words or more that is the start of one at the same edge ("Page 1 of 3" on the page
+  before "Page 2 of 3 DFW08WA050"). First and last mean in
   the order pypdf extracts the page (its content stream), which is usually, not always, the
   order on the page;
 - the **body size** is the size that holds most of the remaining characters;
@@ -524,23 +525,31 @@ def drop_running_lines(pages: list[list[Line]]) -> list[list[Line]]:
         outermost = {filled[0], filled[-1]} if filled else set()
         return {i for i in edge if i in outermost or any(c.isalpha() for c in page[i].text)}
 
+    def at_top(page: list[Line]) -> set[int]:
+        return set([i for i, line in enumerate(page) if line.text.strip()][:MARGIN_LINES])
+
     seen = Counter()
+    seen_at: dict[tuple[str, float | None], set[bool]] = {}  # where each margin line stood: at the top or not
     for page in pages:
+        top = at_top(page)
+        for i in margins(page):
+            seen_at.setdefault(key(page[i]), set()).add(i in top)
         seen.update({key(page[i]) for i in margins(page)})
     running = {k for k, n in seen.items() if n >= max(MIN_REPEATS, len(pages) / 2)}
     if not running:
         return pages
 
-    def is_running(line: Line) -> bool:
-        # Or the start of one, at its size: a first page's header often lacks what the later
-        # pages' add ("Page 1 of 3" over "Page 2 of 3 DFW08WA050" in NTSB reports, where it
-        # stood as a heading over the first chunk: helper-76's drive).
+    def is_running(line: Line, top: bool) -> bool:
+        # Or the start of one, at its size and at the same edge, of two words or more: a first
+        # page's header often lacks what the later pages' add ("Page 1 of 3" over "Page 2 of 3
+        # DFW08WA050" in NTSB reports, where it stood as a heading over the first chunk:
+        # helper-76's drive).
         text, size = key(line)
-        return (text, size) in running or (any(c.isalpha() for c in text)
-                                           and any(s == size and r.startswith(text + " ") for r, s in running))
+        return (text, size) in running or (len(text.split()) > 1 and any(c.isalpha() for c in text) and any(
+            s == size and r.startswith(text + " ") and top in seen_at[(r, s)] for r, s in running))
 
-    return [[line for i, line in enumerate(page) if not (i in edge and is_running(line))]
-            for page, edge in ((page, margins(page)) for page in pages)]
+    return [[line for i, line in enumerate(page) if not (i in edge and is_running(line, i in top))]
+            for page, edge, top in ((page, margins(page), at_top(page)) for page in pages)]
 
 
 def _blocks(lines: list[Line]) -> list[list[Line]]:

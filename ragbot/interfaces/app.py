@@ -24,14 +24,14 @@ from pathlib import Path
 
 from ragbot.answer.corrections import SAVED_CORRECTION
 from ragbot.answer.evidence import quotes_by_passage
-from ragbot.answer.generation import HISTORY_TURNS, is_refusal, mark_citations, passage_header
+from ragbot.answer.generation import CITATION_MARK, HISTORY_TURNS, is_refusal, mark_citations, passage_header
 from ragbot.bot import RagBot, searched_before
 from ragbot.interfaces.conversations import ConversationError, Conversations
 from ragbot.errors import RagbotError
 from ragbot.learn.feedback import UnknownAnswerError
 from ragbot.storage.files import write_atomic
 from ragbot.ingest.readers import kind_of, readable_suffixes, supported_suffixes, title_from_name
-from ragbot.text import counted, heading_title, is_list_item, is_table_row, readable_line
+from ragbot.text import EMPHASIS_MARK, counted, heading_title, is_list_item, is_table_row, readable_line
 from ragbot.types import Answer, Passage
 
 MAX_K, MAX_TEMPERATURE = 20, 1.5  # the settings sliders' ranges
@@ -104,7 +104,9 @@ def message_text(message: dict) -> str:
     content = message.get("content") if isinstance(message, dict) else None
     if isinstance(content, list):
         content = "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
-    return html.unescape(_OWN_MARKUP.sub("", content)) if isinstance(content, str) else ""
+    if not isinstance(content, str):
+        return ""
+    return html.unescape(_OWN_MARKUP.sub("", content.replace(STOPPED_MARK, "")))
 
 
 def message_index(history: list | None, index) -> int | None:
@@ -460,29 +462,35 @@ def snippet_html(text: str, quotes: Sequence[str] = ()) -> str:
             joined = True
     shown_blocks = [_inline_markup(f"<b>{html.escape(block)}</b>" if heading else _escaped_with_quotes(block, quotes))
                     for heading, block in blocks]
-    return "<br>".join(shown_blocks).replace(_QUOTE_OPEN, "<mark class='ragbot-quote'>").replace(_QUOTE_CLOSE, "</mark>")
+    shown = "<br>".join(shown_blocks).replace(_QUOTE_OPEN + _QUOTE_CLOSE, "")  # a mark around nothing
+    return shown.replace(_QUOTE_OPEN, "<mark class='ragbot-quote'>").replace(_QUOTE_CLOSE, "</mark>")
 
 
 # Stand-ins for a quote's marks while the block is escaped and its **bold** and `code` are read
 # (control characters, which no escaping or markup touches); text from documents loses its own.
 _QUOTE_OPEN, _QUOTE_CLOSE = "\x02", "\x03"
-# What a quote leaves out of the text it was cut from (evidence.candidates, text.plain): emphasis and
-# code marks, and a document's own citation marks with the space before them.
-_UNQUOTED = re.compile(r"\*\*|__|`|\s*\[\d+(?:\s*,\s*\d+)*\]")
-_EMPHASIS = ("**", "__", "`")
+# What a quote leaves out of the text it was cut from (evidence.candidates: text.plain and
+# strip_citation_marks): emphasis and code marks, and a document's own citation marks.
+_CITATION_IN_TEXT = re.compile(r"\s*" + CITATION_MARK.pattern, re.ASCII)
 
 
 def _quote_span(block: str, quote: str) -> tuple[int, int] | None:
     """Where `block` (a paragraph or a table row as the panel shows it) holds `quote`, read as
-    quotes are cut: without the marks _UNQUOTED names, white space as single spaces, and whole (not
-    "Seats: 2" in "Seats: 24"). The span takes in emphasis marks at its ends, so that **bold**
-    and a mark nest. None where the block does not hold it (a generated sentence, a link's text)."""
+    quotes are cut: without emphasis and code marks, without citation marks (one between two
+    words leaves a space, as strip_citation_marks does), white space as single spaces, and whole
+    (not "Seats: 2" in "Seats: 24"). None where the block does not hold it (a generated
+    sentence, a link's text)."""
     kept: list[str] = []
     at: list[int] = []  # where each kept character stands in `block`
     i = 0
     while i < len(block):
-        if skipped := _UNQUOTED.match(block, i):
-            i = skipped.end()
+        if emphasis := EMPHASIS_MARK.match(block, i):
+            i = emphasis.end()
+            continue
+        if cited := _CITATION_IN_TEXT.match(block, i):
+            i = cited.end()
+            if kept and kept[-1].isalnum() and i < len(block) and block[i].isalnum():
+                kept.append(" "), at.append(cited.start())
             continue
         if not block[i].isspace():
             kept.append(block[i]), at.append(i)
@@ -494,24 +502,26 @@ def _quote_span(block: str, quote: str) -> tuple[int, int] | None:
     while start >= 0:
         end = start + len(quote)
         if not (start and flat[start - 1].isalnum()) and not (end < len(flat) and flat[end].isalnum()):
-            a, b = at[start], at[end - 1] + 1
-            while (mark := next((m for m in _EMPHASIS if block[:a].endswith(m)), None)) is not None:
-                a -= len(mark)
-            while (mark := next((m for m in _EMPHASIS if block.startswith(m, b)), None)) is not None:
-                b += len(mark)
-            return a, b
+            return at[start], at[end - 1] + 1
         start = flat.find(quote, start + 1)
     return None
 
 
 def _escaped_with_quotes(block: str, quotes: Sequence[str]) -> str:
     """`block` escaped, each quote it holds between the stand-ins of a mark (the first of
-    overlapping ones)."""
+    overlapping ones). A mark is closed before each emphasis or code mark inside it and opened
+    again after, so that it never crosses the edge of the <b> or <code> those become."""
     pieces, done = [], 0
     for a, b in sorted(span for quote in quotes if (span := _quote_span(block, quote)) is not None):
-        if a >= done:
-            pieces += [html.escape(block[done:a]), _QUOTE_OPEN, html.escape(block[a:b]), _QUOTE_CLOSE]
-            done = b
+        if a < done:
+            continue
+        pieces.append(html.escape(block[done:a]))
+        start = a
+        for emphasis in EMPHASIS_MARK.finditer(block, a, b):
+            pieces += [_QUOTE_OPEN, html.escape(block[start:emphasis.start()]), _QUOTE_CLOSE, emphasis.group()]
+            start = emphasis.end()
+        pieces += [_QUOTE_OPEN, html.escape(block[start:b]), _QUOTE_CLOSE]
+        done = b
     return "".join(pieces) + html.escape(block[done:])
 
 
@@ -545,6 +555,8 @@ class ChatHandlers:
         self._issued_lock = threading.Lock()
         self.conversations = Conversations(bot.store)
         self._stops: dict[str, threading.Event] = {}  # the answer in progress, per session
+        # The conversation each session's last New conversation opened, most recent last (bounded).
+        self._started: OrderedDict[str, str] = OrderedDict()
         self.exports = (bot.settings.data_dir / "exports").resolve()
 
     def _issue(self, session: str, answer_id: str) -> None:
@@ -634,6 +646,7 @@ class ChatHandlers:
         # A Stop that came after the answer was logged was too late: the answer is kept, and shown
         # as kept (it comes back after a reload), not as stopped (helper-76's drive).
         if answer is None or answer.id is None:  # stopped: the model ended at its next token; not kept
+            assert stop.is_set()  # an answer nobody stopped is always logged (record=True)
             # The message says so itself: the page offers a vote under every answer, and this one
             # can take none (helper-76's drive). Its [n] stay text: no panel shows those passages.
             history[-1] = {"role": "assistant", "content": shown(text + " …") + STOPPED_MARK}
@@ -736,6 +749,21 @@ class ChatHandlers:
         except RagbotError:
             return None
         return searched_sentence(sources, refused=True) if refused else None
+
+    def started_new(self, session: str, conversation_id: str) -> None:
+        """Remember that this session's New conversation opened `conversation_id`."""
+        with self._issued_lock:
+            self._started.pop(session, None)
+            self._started[session] = conversation_id
+            while len(self._started) > MAX_SESSIONS:
+                self._started.popitem(last=False)
+
+    def left_for_new(self, session: str, conversation_id: str) -> bool:
+        """Whether this session has since opened a New conversation other than `conversation_id`:
+        told by the server, whatever stale values the page sent with an event."""
+        with self._issued_lock:
+            started = self._started.get(session)
+        return started is not None and started != conversation_id
 
     def answering(self, session: str) -> bool:
         """Whether an answer of this session is still being written."""
@@ -1632,12 +1660,15 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 yield *shown_, hide
                 hide = gr.skip()
 
-        def suggestions_after_answer(history):
-            """Asked: the suggestions go, unless the chat was emptied meanwhile. A New
-            conversation clicked while this answer's last steps were still on their way showed
-            the new conversation's suggestions, and then this step hid them (the CI rehearsal of
-            2026-12-07, once in several runs)."""
-            return gr.update(visible=False) if history else gr.skip()
+        def suggestions_after_answer(history, conversation_id, request: gr.Request):
+            """Asked: the suggestions go, unless a New conversation came meanwhile. One clicked
+            while this answer's last steps were on their way showed its suggestions, and then this
+            step hid them (CI rehearsals of 2026-12-07, once in several runs each). The page sends
+            this step the chat as it was when the step was sent, which can be before the New
+            conversation emptied it; so the server's own record decides (left_for_new)."""
+            if not history or handlers.left_for_new(session_of(request), str(conversation_id or "")):
+                return gr.skip()
+            return gr.update(visible=False)
 
         again_inputs = [chat, conversation, k, temperature, show_all, browser, search_in]
         for event in (send.click(respond, ask_inputs + [browser, search_in], ask_outputs, api_name="respond"),
@@ -1651,7 +1682,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             event.then(listed, [conversation, browser], [past, browser], api_name=False
                        ).then(release, None, question, api_name=False).then(lambda: ("", ""), None, [status, conversation_status], api_name=False  # stale
                        ).then(handlers.model_info, None, info, api_name=False
-                       ).then(suggestions_after_answer, chat, examples, api_name=False)
+                       ).then(suggestions_after_answer, [chat, conversation], examples, api_name=False)
 
         def show_sources_of(history, show, data: gr.SelectData, request: gr.Request):
             """A click on an answer (or one of its [n]) shows that answer's sources, and makes it
@@ -1814,8 +1845,9 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
 
         show_all.input(toggle_all_passages, [chat, which, show_all], sources, api_name=False)
 
-        def start_new(saved):
+        def start_new(saved, request: gr.Request):
             fresh = uuid.uuid4().hex
+            handlers.started_new(session_of(request), fresh)
             # The status line spoke of the conversation left (a vote, a saved correction): emptied.
             # So did the export and a delete question: they were of that conversation.
             return (empty_chat(), render_sources(None, False), fresh, gr.update(value=None),
