@@ -74,6 +74,10 @@ def test_marks_are_stripped_without_leaving_a_space_before_punctuation():
     said = strip_citation_marks("It had a Lycoming engine [1]. GANs[2]and VAEs [3, 4] differ [5]!")
     assert said == "It had a Lycoming engine. GANs and VAEs differ!"
     assert strip_citation_marks("Seats: 4 [2]\nEngine [3] Lycoming [4]") == "Seats: 4\nEngine Lycoming"
+    # A run of marks, as replies and Wikipedia-style texts write them, goes as one: it left
+    # "in 2014 ." and "A  b" before.
+    assert strip_citation_marks("in 2014[1][2]. A [3][4] b, y [2] [3], z.[5][6] Next") == "in 2014. A b, y, z. Next"
+    assert renumber_citations("GANs [4][2] and VAEs [3] [9].", {2: 1, 4: 2}) == "GANs [2, 1] and VAEs."
 
 
 def test_a_corrections_marks_are_renumbered_and_unknown_ones_go():

@@ -36,7 +36,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ragbot.answer.generation import cited_numbers, strip_citation_marks
+from ragbot.answer.generation import cited_numbers, merged_marks, strip_citation_marks
 from ragbot.text import prose_pieces
 from ragbot.types import Passage
 
@@ -359,12 +359,8 @@ def quotes_by_passage(answer: str) -> dict[int, list[str]]:
     return quotes
 
 
-# Between two citation marks of a run ("[2][3]", "[2] [3]"): read as one mark, "[2, 3]".
-_BETWEEN_MARKS = re.compile(r"(?<=\d)\]\s*\[(?=\d)", re.ASCII)
-
-
 def _quote_pieces(answer: str) -> list[str]:
-    answer = _BETWEEN_MARKS.sub(", ", answer)
+    answer = merged_marks(answer)  # "[2][3]" cuts once, as "[2, 3]"
     cuts = [match.end() for match in _QUOTE_END.finditer(answer)]
     pieces = [answer[start:end] for start, end in zip([0, *cuts], [*cuts, len(answer)])]
     return [piece for piece in pieces if piece.strip()]

@@ -143,9 +143,22 @@ def strip_citation_marks(text: str) -> str:
     return renumber_citations(text, {})
 
 
+# Two marks or more in a row ("[1][2]", "[1] [2]", as replies and Wikipedia-style texts write
+# them): read as one mark naming them all, so that taking them out leaves no space behind.
+_MARK_RUN = re.compile(CITATION_MARK.pattern + r"(?:\s*" + CITATION_MARK.pattern + r")+", re.ASCII)
+
+
+def merged_marks(text: str) -> str:
+    """`text` with each run of marks written as one ("in 2014 [1][2]." reads "in 2014 [1, 2].")."""
+    return _MARK_RUN.sub(lambda run: f"[{', '.join(map(str, marked_numbers(run.group())))}]", text)
+
+
 def renumber_citations(text: str, numbers: Mapping[int, int]) -> str:
     """`text` with each [n] mark renumbered by `numbers` ([2, 5] with {2: 1, 5: 3} reads [1, 3]);
-    a mark naming none of them is taken out, as strip_citation_marks takes it."""
+    a mark naming none of them is taken out, as strip_citation_marks takes it. A run of marks is
+    one mark (merged_marks), so taking it out leaves no space behind ("in 2014 [1][2]." read
+    "in 2014 ." without its marks before)."""
+    text = merged_marks(text)
 
     def renumbered(match: re.Match) -> str:
         mapped = dict.fromkeys(numbers[n] for n in map(int, match.group(2).split(",")) if n in numbers)
