@@ -528,13 +528,13 @@ def drop_running_lines(pages: list[list[Line]]) -> list[list[Line]]:
     def at_top(page: list[Line]) -> set[int]:
         return set([i for i, line in enumerate(page) if line.text.strip()][:MARGIN_LINES])
 
+    edges = [(margins(page), at_top(page)) for page in pages]
     seen = Counter()
     seen_at: dict[tuple[str, float | None], set[bool]] = {}  # where each margin line stood: at the top or not
-    for page in pages:
-        top = at_top(page)
-        for i in margins(page):
+    for page, (edge, top) in zip(pages, edges):
+        for i in edge:
             seen_at.setdefault(key(page[i]), set()).add(i in top)
-        seen.update({key(page[i]) for i in margins(page)})
+        seen.update({key(page[i]) for i in edge})
     running = {k for k, n in seen.items() if n >= max(MIN_REPEATS, len(pages) / 2)}
     if not running:
         return pages
@@ -549,7 +549,7 @@ def drop_running_lines(pages: list[list[Line]]) -> list[list[Line]]:
             s == size and r.startswith(text + " ") and top in seen_at[(r, s)] for r, s in running))
 
     return [[line for i, line in enumerate(page) if not (i in edge and is_running(line, i in top))]
-            for page, edge, top in ((page, margins(page), at_top(page)) for page in pages)]
+            for page, (edge, top) in zip(pages, edges)]
 
 
 def _blocks(lines: list[Line]) -> list[list[Line]]:

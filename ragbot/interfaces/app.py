@@ -440,7 +440,7 @@ def snippet_html(text: str, quotes: Sequence[str] = ()) -> str:
     (how ragbot's readers mark a section) shown as a bold title rather than its "#" marks, and
     **bold** words bold and `code` as code rather than between their marks. The tags are put
     around text already escaped, so a passage's own markup still shows as text. Each of `quotes`
-    (sentences as an answer quotes them) is marked where a block holds it (_quote_span)."""
+    (sentences as an answer quotes them) is marked where a block holds it (_as_quoted, _quote_span)."""
     text = text.replace(_QUOTE_OPEN, "").replace(_QUOTE_CLOSE, "")  # the marks' stand-ins are ragbot's alone
     blocks: list[tuple[bool, str]] = []  # (a heading?, its text)
     joined = False  # whether the next line continues the block before it (a wrapped paragraph line)
@@ -474,14 +474,13 @@ _QUOTE_OPEN, _QUOTE_CLOSE = "\x02", "\x03"
 _CITATION_IN_TEXT = re.compile(r"\s*" + CITATION_MARK.pattern, re.ASCII)
 
 
-def _quote_span(block: str, quote: str) -> tuple[int, int] | None:
-    """Where `block` (a paragraph or a table row as the panel shows it) holds `quote`, read as
-    quotes are cut: without emphasis and code marks, without citation marks (one between two
-    words leaves a space, as strip_citation_marks does), white space as single spaces, and whole
-    (not "Seats: 2" in "Seats: 24"). None where the block does not hold it (a generated
-    sentence, a link's text)."""
+def _as_quoted(block: str) -> tuple[str, list[int]]:
+    """`block` (a paragraph or a table row as the panel shows it) read as quotes are cut: without
+    emphasis and code marks, without citation marks (one between two words leaves a space, as
+    strip_citation_marks does), white space as single spaces; with where each of its characters
+    stands in `block`."""
     kept: list[str] = []
-    at: list[int] = []  # where each kept character stands in `block`
+    at: list[int] = []
     i = 0
     while i < len(block):
         if emphasis := EMPHASIS_MARK.match(block, i):
@@ -497,7 +496,14 @@ def _quote_span(block: str, quote: str) -> tuple[int, int] | None:
         elif kept and kept[-1] != " ":
             kept.append(" "), at.append(i)
         i += 1
-    flat, quote = "".join(kept), " ".join(quote.split())
+    return "".join(kept), at
+
+
+def _quote_span(flat: str, at: list[int], quote: str) -> tuple[int, int] | None:
+    """Where the block read as `flat` (_as_quoted) holds `quote` whole (not "Seats: 2" in
+    "Seats: 24"), as a span of the block; None where it does not (a generated sentence, a
+    link's text)."""
+    quote = " ".join(quote.split())
     start = flat.find(quote) if quote else -1
     while start >= 0:
         end = start + len(quote)
@@ -512,7 +518,8 @@ def _escaped_with_quotes(block: str, quotes: Sequence[str]) -> str:
     overlapping ones). A mark is closed before each emphasis or code mark inside it and opened
     again after, so that it never crosses the edge of the <b> or <code> those become."""
     pieces, done = [], 0
-    for a, b in sorted(span for quote in quotes if (span := _quote_span(block, quote)) is not None):
+    flat, at = _as_quoted(block) if quotes else ("", [])
+    for a, b in sorted(span for quote in quotes if (span := _quote_span(flat, at, quote)) is not None):
         if a < done:
             continue
         pieces.append(html.escape(block[done:a]))
@@ -751,7 +758,8 @@ class ChatHandlers:
         return searched_sentence(sources, refused=True) if refused else None
 
     def started_new(self, session: str, conversation_id: str) -> None:
-        """Remember that this session's New conversation opened `conversation_id`."""
+        """Remember that this session opened the empty conversation `conversation_id`, with its
+        suggestions (New conversation, or the open conversation deleted)."""
         with self._issued_lock:
             self._started.pop(session, None)
             self._started[session] = conversation_id
@@ -1783,6 +1791,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 return (*(gr.skip(),) * 7, gr.update(visible=False), None,
                         "Nothing to delete: ask a question first.", gr.skip())
             fresh = uuid.uuid4().hex
+            handlers.started_new(session_of(request), fresh)  # it shows suggestions, as New conversation does
             # The status under the chat spoke of the conversation deleted (a vote): emptied.
             return (empty_chat(), fresh, conversation_list(handlers.conversation_choices(owner), None),
                     render_sources(None, False), "", keep(saved, conversation=fresh),
