@@ -17,6 +17,11 @@ _LINK = re.compile(r"!?\[([^\[\]\n]*)\]\((?:[^()\s]|\([^()\s]*\))*(?:\s+\"[^\"\n
 TABLE_CELL = " | "
 _CELL_BAR = re.compile(r"(?<!\\)\|")  # a bar between cells; Markdown writes a bar inside one as "\|"
 _ESCAPED_BAR = "\\|"
+# A line break inside a paragraph that also ends a sentence, as a PDF's spacing shows one
+# (ingest/pdf.py): it begins the line after it. Unicode's LINE SEPARATOR, which every tokenizer
+# reads as white space and str.splitlines() as a line's end; the chunker reads its line as part of
+# the paragraph, and prose_pieces ends a sentence there.
+LINE_BREAK = "\u2028"
 # A block ends at a blank line, or before a list item ("- ", "* ", "1. ").
 _BLOCK = re.compile(r"\n\s*\n|\n(?=\s*(?:[-*+]|\d+[.)])\s)")
 _LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
@@ -154,13 +159,15 @@ def prose_sentences(text: str, abbreviations: frozenset[str] = frozenset()) -> l
 
 def prose_pieces(text: str, abbreviations: frozenset[str] = frozenset()) -> list[tuple[str, bool]]:
     """prose_sentences, each with whether it is a field: a label with its value, from a table
-    row ("Registration: N5921D"). A field is a whole fact however few its words."""
+    row ("Registration: N5921D"). A field is a whole fact however few its words. A sentence also
+    ends at a LINE_BREAK."""
     found: list[tuple[str, bool]] = []
     for block in _BLOCK.split(text):
         lines = [line.strip() for line in block.splitlines() if markdown_heading(line) is None]
         prose: list[str] = []
         for line in [*lines, None]:  # None: the end of the block ends its prose
-            if line is not None and not is_table_row(line):
+            # An empty line inside a block is where a LINE_BREAK stood (splitlines ends a line there).
+            if line and not is_table_row(line):
                 prose.append(line)
                 continue
             flat = plain(_LIST_MARK.sub("", " ".join(prose)))

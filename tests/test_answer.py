@@ -53,6 +53,13 @@ def test_prompt_shows_page_numbers_and_truncates_the_last_passage_to_fit():
     assert words(prompt.text) <= 200
 
 
+def test_the_model_reads_a_pdfs_sentence_break_as_a_plain_line_break():
+    form = replace(_passage(1, 5), text="Flight Conducted Under: Part 91\n\u2028On December 23, it departed.")
+    prompt = build_prompt("Q?", [form], render, words, budget=100)
+    assert "Flight Conducted Under: Part 91\nOn December 23, it departed." in prompt.text
+    assert "\u2028" not in prompt.text
+
+
 def test_prompt_keeps_conversation_history_before_the_question():
     history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
     prompt = build_prompt("Q?", [_passage(1, 5)], render, words, budget=100, history=history)

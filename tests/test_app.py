@@ -235,6 +235,9 @@ def test_a_passage_heading_is_shown_as_a_title_and_its_text_as_text():
     assert shown == ("<b>Evaluating retrieval</b><br>RAG is judged &lt;b&gt;twice&lt;/b&gt;, once for search.<br>"
                      "- first item<br>- second<br><b>&lt;script&gt;x&lt;/script&gt;</b>")
     assert snippet_html("#hashtag is not a heading") == "#hashtag is not a heading"
+    # A line a PDF sets apart by its spacing (text.LINE_BREAK) is shown on a line of its own.
+    assert snippet_html("Flight Conducted Under: Part 91\n\u2028On December 23, the airplane\ndeparted.") == \
+        "Flight Conducted Under: Part 91<br>On December 23, the airplane departed."
     # A table row reads as an answer quotes it ("Label: value"), so a quote can be found in it;
     # a Markdown table's rule line is not shown, and a cell's markup stays text.
     assert snippet_html("Form:\n| Location: | Quincy, FL |\n| Aircraft: | Piper |\nwrapped | line\nends") == \

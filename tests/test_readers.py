@@ -6,6 +6,7 @@ from pypdf import PdfWriter
 from ragbot.errors import DocumentError
 from ragbot.ingest import pdf
 from ragbot.ingest.readers import read_document
+from ragbot.text import LINE_BREAK, prose_sentences
 
 from conftest import CORPUS
 
@@ -206,13 +207,14 @@ def test_missing_file(tmp_path):
         read_document(tmp_path / "gone.md")
 
 
-def text_pdf(page_texts: list[str | list[tuple[float, str | list[tuple[float, str]]]]], pages_extra: bytes = b"",
+def text_pdf(page_texts: list[str | list[tuple[float, str | list[tuple[float, str]] | None]]], pages_extra: bytes = b"",
              drawn: str = "") -> bytes:
     """A small valid PDF written object by object, so a test can put `pages_extra` (e.g. a huge
     array) in the page tree's root, as large company reports do. Each page is one 12 pt Helvetica
     line, or lines given as (font size, text) from the top down (the first line's baseline 15 pt
     under 760 at 10 pt, each next one 1.5 sizes lower); a line's text may be cells, (x, text)
-    each, set at those x positions. `drawn`: PDF path operators painted on every page (rules)."""
+    each, set at those x positions, or None for a line left empty (room between paragraphs).
+    `drawn`: PDF path operators painted on every page (rules)."""
     n = len(page_texts)
     font = 3 + 2 * n
     kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(n))
@@ -222,6 +224,8 @@ def text_pdf(page_texts: list[str | list[tuple[float, str | list[tuple[float, st
         lines, y, shown = [(12.0, text)] if isinstance(text, str) else text, 760.0, []
         for size, line in lines:
             y -= 1.5 * max(size, 4)
+            if line is None:
+                continue
             for x, cell in [(72, line)] if isinstance(line, str) else line:
                 shown.append(f"BT /F1 {size} Tf {x} {y:.1f} Td ({cell}) Tj ET")
         stream = "\n".join(([drawn] if drawn else []) + shown).encode()
@@ -367,6 +371,29 @@ def test_a_first_page_header_that_starts_the_running_one_goes_too():
     assert "Page" in lines  # a single word
     assert "Page 2 of 3" in lines  # another size
     assert "Pag" in lines and "Page 1 of 3 end" in lines  # not the start of a running line
+
+
+@pytest.mark.parametrize("room", [True, False])
+def test_a_line_set_apart_by_its_spacing_ends_a_sentence(tmp_path, room):
+    """An NTSB report's last form line has no full stop ("Flight Conducted Under: Non-U.S.,
+    Non-Commercial"), and only the room above the narrative under it, set at another size, shows
+    where it ends: the two were quoted as one sentence (helper-76's drive). A line that far below
+    the one before begins a sentence of its own; without the room the lines read on as before.
+    The chunker still reads one paragraph: an empty line would cut the forms' chunks smaller."""
+    lines = [(10, "Flight Conducted Under: Non-Commercial"), *([(10, None)] if room else []),
+             (12, "On the first day the airplane departed"), (12, "from the coast near the harbour"),
+             (12, "and landed in the afternoon.")]
+    path = tmp_path / "report.pdf"
+    path.write_bytes(text_pdf([lines]))
+    doc = read_document(path)
+    assert "\n\n" not in doc.text
+    narrative = "On the first day the airplane departed from the coast near the harbour and landed in the afternoon."
+    if room:
+        assert doc.text.count(LINE_BREAK) == 1
+        assert prose_sentences(doc.text) == ["Flight Conducted Under: Non-Commercial", narrative]
+    else:
+        assert LINE_BREAK not in doc.text
+        assert prose_sentences(doc.text) == ["Flight Conducted Under: Non-Commercial " + narrative]
 
 
 def test_a_contents_page_is_not_read_as_text():

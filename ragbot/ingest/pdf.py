@@ -19,6 +19,13 @@ pypdf extracts each page's text; while it does, it reports every run of text wit
   there and every chunk under it carries the heading path (chunking.py). Larger sizes are higher
   levels. A block of many words at a large size is display text, and a size holding a large
   share of the text (BODY_SHARE) is a second body size: both stay text;
+- a line that stands lower under the line before it than PARAGRAPH_GAP times the document's usual
+  spacing (for the larger of the two lines' sizes: typesetting adds room between paragraphs, not
+  inside one) begins with
+  text.LINE_BREAK, where a sentence ends: a form's last field above the narrative under it ("Flight
+  Conducted Under: Non-U.S., Non-Commercial" has no full stop), values set one under another.
+  The chunker still reads one paragraph there: writing an empty line instead made the forms'
+  chunks smaller and cost search (docs/benchmarks.md §14);
 - with `ruled` (the setting pdf_ruled_tables, off by default: docs/benchmarks.md §14), a **ruled
   table** (a table drawn with rules, found by pdfplumber from the lines painted on the page:
   `ruled_tables`) is read from its cells, in place of the lines inside its box: each row
@@ -55,15 +62,16 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from ragbot.errors import DocumentError
-from ragbot.text import TABLE_CELL, table_row
+from ragbot.text import LINE_BREAK, TABLE_CELL, table_row
 
 # pypdf refuses arrays and dictionaries over 100,000 elements, a guard against hostile files that
 # valid reports exceed (a large filing's page tree or structure tree). These limits only bound
 # how many objects one array may hold; the decompression limits that bound memory stay as they are.
 PYPDF_ELEMENT_LIMIT = 20_000_000
-VERSION = 4  # of the rules below; a stored PDF read with another version is read again (2: table rows,
-# 3: contents entries dropped, 4: a running line's start dropped too)
+VERSION = 5  # of the rules below; a stored PDF read with another version is read again (2: table rows,
+# 3: contents entries dropped, 4: a running line's start dropped too, 5: sentence breaks by spacing)
 HEADING_SCALE = 1.08  # a heading is set at least this much larger than the body (Word: 12 pt over 11)
+PARAGRAPH_GAP = 1.5  # a line this many times the usual spacing below the one before begins a new sentence
 HEADING_MAX_WORDS = 20  # a larger-set block with more words than this is display text, not a heading
 HEADING_MAX_CHARS = 150  # the same in characters (scripts written without spaces)
 BODY_SHARE = 0.3  # a size holding this share of the characters is body text, never headings
@@ -251,16 +259,21 @@ def structure_pages(pages: list[list[Line]], tables: list[list[RuledTable]] | No
     heading_sizes = sorted((s for s, n in sizes.items() if s >= body * HEADING_SCALE and n < BODY_SHARE * total),
                            reverse=True)
     level = {size: min(6, rank + 1) for rank, size in enumerate(heading_sizes)}
+    spacing = _line_spacing(pages)
     texts = []
     for page in pages:
         # A row becomes a line of its own text, at its own size (so blocks and headings see it as before).
         page = [Line(((row, line.size),)) if row is not None else line for line, row in zip(page, table_rows(page))]
         out: list[str] = []
+        above = None  # the text line before, in the paragraph being written
         for block in _blocks(page):
             if _is_heading(block, level):
                 out.append(f"\n{'#' * level[block[0].size]} {' '.join(line.text.strip() for line in block)}\n")
-            else:
-                out.extend(line.text for line in block)
+                above = None
+                continue
+            for line in block:
+                out.append(LINE_BREAK + line.text if _begins_sentence(above, line, spacing) else line.text)
+                above = line if line.text.strip() else None
         texts.append("\n".join(out))
     return texts
 
@@ -495,6 +508,36 @@ def _readable(page: list[Line]) -> list[Line]:
     if not small or small * 2 >= sum(sizes.values()):
         return page
     return [line.readable() for line in page if line.readable().text.strip() or not line.text.strip()]
+
+
+def _drop(above: Line, line: Line) -> float | None:
+    """How far `line`'s baseline stands below that of `above`, the line before it, when both hold
+    text at known heights and `line` is the lower (not a new column's first line)."""
+    if above.y is None or line.y is None or not above.text.strip() or not line.text.strip():
+        return None
+    drop = above.y - line.y
+    return drop if drop > 0 else None
+
+
+def _line_spacing(pages: list[list[Line]]) -> dict[float, float]:
+    """For each font size, the usual distance from one line's baseline to the next line's of the
+    same size (the most common, to a tenth of a point): the document's leading."""
+    drops: dict[float, Counter] = {}
+    for page in pages:
+        for above, line in zip(page, page[1:]):
+            if line.size is not None and above.size == line.size and (drop := _drop(above, line)):
+                drops.setdefault(line.size, Counter())[round(drop, 1)] += 1
+    return {size: counted.most_common(1)[0][0] for size, counted in drops.items()}
+
+
+def _begins_sentence(above: Line | None, line: Line, spacing: dict[float, float]) -> bool:
+    """Whether `line` stands lower under `above` (the text line before it, None when there is
+    none) than PARAGRAPH_GAP times the usual spacing (`spacing`) of the larger of their sizes."""
+    drop = _drop(above, line) if above is not None else None
+    if not drop:
+        return False
+    usual = max((spacing[size] for size in (above.size, line.size) if size in spacing), default=None)
+    return usual is not None and drop > PARAGRAPH_GAP * usual
 
 
 def _is_heading(block: list[Line], level: dict) -> bool:

@@ -17,7 +17,7 @@ from ragbot.errors import DocumentError
 from ragbot.ingest.pdf import read_pdf
 from ragbot.ingest.tables import html_with_named_columns, markdown_with_named_columns
 from ragbot.ingest.word import read_docx
-from ragbot.text import is_list_item, is_table_row, markdown_heading
+from ragbot.text import LINE_BREAK, is_list_item, is_table_row, markdown_heading
 from ragbot.types import Document, PageSpan
 
 KINDS = {
@@ -173,9 +173,16 @@ _MANY_NEWLINES = re.compile(r"\n{3,}")
 
 
 def _normalise(text: str) -> str:
+    """Lines with runs of spaces made one and their ends trimmed, at most one empty line between
+    paragraphs; a LINE_BREAK that begins a line (a PDF's, text.py) is kept."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    lines = [_normalised_line(line) for line in text.split("\n")]
     return _MANY_NEWLINES.sub("\n\n", "\n".join(lines)).strip()
+
+
+def _normalised_line(line: str) -> str:
+    trimmed = _SPACES.sub(" ", line).strip()
+    return LINE_BREAK + trimmed if trimmed and line.startswith(LINE_BREAK) else trimmed
 
 
 def _markdown_title(text: str) -> str:
