@@ -25,6 +25,9 @@ LINE_BREAK = "\u2028"
 # A block ends at a blank line, or before a list item ("- ", "* ", "1. ").
 _BLOCK = re.compile(r"\n\s*\n|\n(?=\s*(?:[-*+]|\d+[.)])\s)")
 _LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
+# A bullet glyph that opens a sentence, as PDFs set list items ("• Openness"; U+F0B7 is the bullet
+# of Word's Symbol font): typography, not a word, so it is not quoted.
+_BULLET = re.compile("^[\u2022\u2023\u2043\u25aa\u25cf\u25e6\uf0b7]\\s+")
 # A sentence ends after . ! ? (a run of them), any closing quotes or brackets and any citation
 # marks that follow it, before white space and then a word or an opening quote, with at most one
 # mark before it ("• Next", "— Next"). A decimal point ("1.7") ends none; a closing quote ('"Stop."
@@ -160,7 +163,7 @@ def prose_sentences(text: str, abbreviations: frozenset[str] = frozenset()) -> l
 def prose_pieces(text: str, abbreviations: frozenset[str] = frozenset()) -> list[tuple[str, bool]]:
     """prose_sentences, each with whether it is a field: a label with its value, from a table
     row ("Registration: N5921D"). A field is a whole fact however few its words. A sentence also
-    ends at a LINE_BREAK."""
+    ends at a LINE_BREAK, and one that opens with a bullet glyph ("• ") is read without it."""
     found: list[tuple[str, bool]] = []
     for block in _BLOCK.split(text):
         lines = [line.strip() for line in block.splitlines() if markdown_heading(line) is None]
@@ -171,7 +174,7 @@ def prose_pieces(text: str, abbreviations: frozenset[str] = frozenset()) -> list
                 prose.append(line)
                 continue
             flat = plain(_LIST_MARK.sub("", " ".join(prose)))
-            found.extend((s, False) for s in sentences(flat, abbreviations) if _WORD.search(s))
+            found.extend((_BULLET.sub("", s), False) for s in sentences(flat, abbreviations) if _WORD.search(s))
             prose = []
             if line is not None and _WORD.search(line):
                 found.extend(row_sentences(plain(line)))

@@ -5,7 +5,7 @@ from nltk.tokenize.punkt import PunktTrainer
 
 from conftest import CORPUS
 from ragbot.ingest.abbreviations import learn
-from ragbot.text import sentences
+from ragbot.text import LINE_BREAK, sentences
 
 
 def test_punkt_learns_the_abbreviations_a_text_writes_in_any_language():
@@ -52,6 +52,11 @@ def test_a_word_that_ends_a_paragraph_or_a_list_item_is_not_taken_for_an_abbrevi
     assert sentences("It can be stored separately and switched on or off. QLoRA combines LoRA with a base model.",
                      frozenset(learned)) == ["It can be stored separately and switched on or off.",
                                              "QLoRA combines LoRA with a base model."]
+    # The same list as a PDF gives it, without its marks, each item set apart by its spacing
+    # (text.LINE_BREAK): its items end sentences too.
+    as_pdf = [text.replace("\n- ", "\n" + LINE_BREAK) for text in texts]
+    assert "completely off.\n" + LINE_BREAK + "Fabricated" in "".join(as_pdf)
+    assert "off" not in learn(as_pdf)
     # A word written with its stop inside paragraphs only stays learned, wherever the text wraps.
     doc = ("The pet was first bred by Dr. Ellen Marsh in Oslo.\nLater Dr. Jones sold crickets at a shop on Main St.\n"
            "near the park. Dr. Marsh still lives on Elm St. in Oslo.\n\n- A pet needs one cage.\n- Pets eat crickets.\n")

@@ -379,7 +379,8 @@ def test_a_line_set_apart_by_its_spacing_ends_a_sentence(tmp_path, room):
     Non-Commercial"), and only the room above the narrative under it, set at another size, shows
     where it ends: the two were quoted as one sentence (helper-76's drive). A line that far below
     the one before begins a sentence of its own; without the room the lines read on as before.
-    The chunker still reads one paragraph: an empty line would cut the forms' chunks smaller."""
+    No empty line is written there, so the chunker still reads one paragraph (an empty line cut
+    the forms' chunks smaller). Another format's text keeps no such mark of its own."""
     lines = [(10, "Flight Conducted Under: Non-Commercial"), *([(10, None)] if room else []),
              (12, "On the first day the airplane departed"), (12, "from the coast near the harbour"),
              (12, "and landed in the afternoon.")]
@@ -394,6 +395,9 @@ def test_a_line_set_apart_by_its_spacing_ends_a_sentence(tmp_path, room):
     else:
         assert LINE_BREAK not in doc.text
         assert prose_sentences(doc.text) == ["Flight Conducted Under: Non-Commercial " + narrative]
+    notes = tmp_path / "notes.txt"
+    notes.write_text(f"First line.\n{LINE_BREAK}# Second line", encoding="utf-8")
+    assert read_document(notes).text == "First line.\n# Second line"
 
 
 def test_a_contents_page_is_not_read_as_text():

@@ -1,7 +1,7 @@
 """The one sentence splitter and markup stripper (answers, training data and the citation check
 all use it). It reads punctuation and layout only, so it serves any language written with . ! ?"""
 
-from ragbot.text import counted, plain, prose_sentences, sentence_spans, sentences
+from ragbot.text import LINE_BREAK, counted, plain, prose_sentences, sentence_spans, sentences
 
 
 def test_sentences_end_at_marks_and_keep_their_citations():
@@ -89,6 +89,19 @@ def test_prose_sentences_drop_headings_list_marks_and_markup():
         "Retrieval-augmented generation connects a model to documents.", "It was described in 2020.",
         "Fresh knowledge: documents can be updated.", "Embed the chunks."]
     assert plain("**bold** and `code`  and __under__") == "bold and code and under"
+
+
+def test_a_pdfs_line_break_ends_a_sentence_and_a_bullet_glyph_is_not_quoted():
+    """A PDF line set apart by its spacing begins with LINE_BREAK (ingest/pdf.py): the lines
+    before and after it are sentences apart, though a wrapped line still reads on. A PDF's list
+    item opens with a glyph ("• ", Word's Symbol bullet), which a quote leaves out; a bullet that
+    opens no item ("2 • 3", "•no space") stays."""
+    text = (f"Flight Conducted Under: Part 91\n{LINE_BREAK}On December 23, the airplane\ndeparted the coast.\n"
+            f"Values:\n{LINE_BREAK}• Openness and trust\n{LINE_BREAK}\uf0b7 Service to all. • Staying open.")
+    assert prose_sentences(text) == ["Flight Conducted Under: Part 91", "On December 23, the airplane departed the coast.",
+                                     "Values:", "Openness and trust", "Service to all.", "Staying open."]
+    assert prose_sentences("Without the break\nthe lines read on.") == ["Without the break the lines read on."]
+    assert prose_sentences("2 • 3 is six. •no space") == ["2 • 3 is six.", "•no space"]
 
 
 def test_a_markdown_link_or_image_reads_as_its_text():

@@ -19,13 +19,13 @@ pypdf extracts each page's text; while it does, it reports every run of text wit
   there and every chunk under it carries the heading path (chunking.py). Larger sizes are higher
   levels. A block of many words at a large size is display text, and a size holding a large
   share of the text (BODY_SHARE) is a second body size: both stay text;
-- a line that stands lower under the line before it than PARAGRAPH_GAP times the document's usual
-  spacing (for the larger of the two lines' sizes: typesetting adds room between paragraphs, not
-  inside one) begins with
+- a line that stands lower under the text line before it than PARAGRAPH_GAP times the document's
+  usual spacing (typesetting adds room between paragraphs, not inside one) begins with
   text.LINE_BREAK, where a sentence ends: a form's last field above the narrative under it ("Flight
-  Conducted Under: Non-U.S., Non-Commercial" has no full stop), values set one under another.
-  The chunker still reads one paragraph there: writing an empty line instead made the forms'
-  chunks smaller and cost search (docs/benchmarks.md §14);
+  Conducted Under: Non-U.S., Non-Commercial" has no full stop), values set one under another. The
+  usual spacing is the larger of the two lines' sizes' (either one's when only one is known). The
+  chunker still reads one paragraph there: writing an empty line instead made the forms' chunks
+  smaller and cost search (docs/benchmarks.md §14);
 - with `ruled` (the setting pdf_ruled_tables, off by default: docs/benchmarks.md §14), a **ruled
   table** (a table drawn with rules, found by pdfplumber from the lines painted on the page:
   `ruled_tables`) is read from its cells, in place of the lines inside its box: each row
@@ -265,7 +265,7 @@ def structure_pages(pages: list[list[Line]], tables: list[list[RuledTable]] | No
         # A row becomes a line of its own text, at its own size (so blocks and headings see it as before).
         page = [Line(((row, line.size),)) if row is not None else line for line, row in zip(page, table_rows(page))]
         out: list[str] = []
-        above = None  # the text line before, in the paragraph being written
+        above = None  # the text line before on this page, since its start, an empty line or a heading
         for block in _blocks(page):
             if _is_heading(block, level):
                 out.append(f"\n{'#' * level[block[0].size]} {' '.join(line.text.strip() for line in block)}\n")
@@ -532,7 +532,8 @@ def _line_spacing(pages: list[list[Line]]) -> dict[float, float]:
 
 def _begins_sentence(above: Line | None, line: Line, spacing: dict[float, float]) -> bool:
     """Whether `line` stands lower under `above` (the text line before it, None when there is
-    none) than PARAGRAPH_GAP times the usual spacing (`spacing`) of the larger of their sizes."""
+    none) than PARAGRAPH_GAP times the larger of their sizes' usual spacings (`spacing`; either
+    one's when only one is known)."""
     drop = _drop(above, line) if above is not None else None
     if not drop:
         return False

@@ -172,17 +172,20 @@ _SPACES = re.compile(r"[ \t\f\v\u00a0]+")
 _MANY_NEWLINES = re.compile(r"\n{3,}")
 
 
-def _normalise(text: str) -> str:
+def _normalise(text: str, line_breaks: bool = False) -> str:
     """Lines with runs of spaces made one and their ends trimmed, at most one empty line between
-    paragraphs; a LINE_BREAK that begins a line (a PDF's, text.py) is kept."""
+    paragraphs. `line_breaks`: a text.LINE_BREAK that begins a line is kept (the PDF reader's
+    sentence breaks; any other reader's text has none of ragbot's making)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    lines = [_normalised_line(line) for line in text.split("\n")]
+    lines = [_normalised_line(line, line_breaks) for line in text.split("\n")]
     return _MANY_NEWLINES.sub("\n\n", "\n".join(lines)).strip()
 
 
-def _normalised_line(line: str) -> str:
+def _normalised_line(line: str, line_breaks: bool) -> str:
+    """A line with its runs of spaces made one and its ends trimmed, with `line_breaks` its
+    LINE_BREAK kept (a line of nothing else is empty)."""
     trimmed = _SPACES.sub(" ", line).strip()
-    return LINE_BREAK + trimmed if trimmed and line.startswith(LINE_BREAK) else trimmed
+    return LINE_BREAK + trimmed if line_breaks and trimmed and line.startswith(LINE_BREAK) else trimmed
 
 
 def _markdown_title(text: str) -> str:
@@ -200,7 +203,7 @@ def _read_pdf(path: Path, data: bytes, structure: bool, ruled_tables: bool) -> t
     pages: list[PageSpan] = []
     offset = 0
     for number, raw in enumerate(read.pages, start=1):
-        page_text = _normalise(raw)
+        page_text = _normalise(raw, line_breaks=True)
         pages.append(PageSpan(number=number, start=offset))
         parts.append(page_text)
         offset += len(page_text) + 2  # the "\n\n" joining pages
