@@ -344,6 +344,17 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             expect(page.locator("#conversations")).to_contain_text("When were GANs introduced?", timeout=30_000)
             page.reload()
             expect(page.locator("#chat .message.bot").last).to_contain_text("2014", timeout=60_000)
+            # A reload of a New conversation not yet asked in shows its suggestions again, as a
+            # first visit does (helper-79's drive: after a first visit they never came back).
+            page.get_by_role("button", name="New conversation").click()
+            expect(page.locator("#chat .message")).to_have_count(0, timeout=30_000)
+            page.reload()
+            expect(page.get_by_role("group", name="Click a question about your documents to ask it, or type")
+                   ).to_be_visible(timeout=30_000)
+            expect(page.locator("#chat .message")).to_have_count(0)
+            page.locator("#conversations label").filter(has_text="When were GANs introduced?").click()  # back to it
+            expect(page.locator("#chat .message.bot").last).to_contain_text("2014", timeout=60_000)
+            expect(page.locator("#examples")).to_be_hidden(timeout=30_000)
             # Closed before its server stops: Gradio's page, having lost its server, reconnects
             # every 2 s and reloads itself once it can, racing any reload of ours (CI aborted it
             # twice: ERR_ABORTED on 2026-12-02, "Not attached to an active page" on 2026-12-04).

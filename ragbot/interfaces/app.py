@@ -1709,7 +1709,8 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
 
         def on_load(saved, request: gr.Request):
             """A reload or a server restart: the browser's open conversation comes back, with its
-            settings; the first visit gets its owner token."""
+            settings; the first visit gets its owner token. An empty one (a first visit, or a New
+            conversation not yet asked in) comes with its suggestions."""
             saved = dict(saved or {})
             if not _TOKEN.match(str(saved.get("owner") or "")):
                 saved["owner"] = uuid.uuid4().hex
@@ -1723,7 +1724,8 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                     saved.get("k", bot.settings.top_k), bool(saved.get("show_all", False)),
                     saved.get("temperature", bot.settings.temperature),
                     gr.update(interactive=True, placeholder=READY), gr.update(interactive=True),
-                    gr.update(visible=False) if history or choices else suggested(FIRST_VISIT_SUGGESTIONS))
+                    gr.update(visible=False) if history
+                    else suggested(NEW_CONVERSATION_SUGGESTIONS if choices else FIRST_VISIT_SUGGESTIONS))
 
         def loaded_sources(history, show, request: gr.Request):
             return handlers.latest_sources(history, session_of(request), show)
