@@ -22,12 +22,16 @@ _ESCAPED_BAR = "\\|"
 # reads as white space and str.splitlines() as a line's end; the chunker reads its line as part of
 # the paragraph, and prose_pieces ends a sentence there.
 LINE_BREAK = "\u2028"
-# A block ends at a blank line, or before a list item ("- ", "* ", "1. ").
-_BLOCK = re.compile(r"\n\s*\n|\n(?=\s*(?:[-*+]|\d+[.)])\s)")
-_LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
-# A bullet glyph that opens a sentence, as PDFs set list items ("• Openness"; U+F0B7 is the bullet
-# of Word's Symbol font): typography, not a word, so it is not quoted.
-_BULLET = re.compile("^[\u2022\u2023\u2043\u25aa\u25cf\u25e6\uf0b7]\\s+")
+# The glyphs that open a list item where a PDF sets one ("• Openness"; U+F0B7 is the bullet of
+# Word's Symbol font): typography, not words.
+BULLETS = "\u2022\u2023\u2043\u25aa\u25cf\u25e6\uf0b7"
+# A block ends at a blank line, or before a list item: Markdown's ("- ", "* ", "1. ") or a line
+# that opens with a bullet glyph and a space.
+_BLOCK = re.compile(rf"\n\s*\n|\n(?=\s*(?:[-*+{BULLETS}]|\d+[.)])\s)")
+_LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")  # Markdown's
+_ITEM_START = re.compile(rf"^\s*(?:[-*+{BULLETS}]|\d+[.)])\s+")
+# A bullet glyph that opens a sentence is not quoted (also one after a full stop: "…paste. • Word").
+_BULLET = re.compile(rf"^[{BULLETS}]\s+")
 # A sentence ends after . ! ? (a run of them), any closing quotes or brackets and any citation
 # marks that follow it, before white space and then a word or an opening quote, with at most one
 # mark before it ("• Next", "— Next"). A decimal point ("1.7") ends none; a closing quote ('"Stop."
@@ -184,6 +188,12 @@ def prose_pieces(text: str, abbreviations: frozenset[str] = frozenset()) -> list
 def is_list_item(line: str) -> bool:
     """Whether a line starts a Markdown list item ("- ", "* ", "1. ")."""
     return bool(_LIST_MARK.match(line))
+
+
+def opens_item(line: str) -> bool:
+    """Whether a line opens a list item: Markdown's, or one set with a bullet glyph ("• ", as
+    PDFs give lists), which a line of its own also shows."""
+    return bool(_ITEM_START.match(line))
 
 
 # A Markdown (ATX) heading as CommonMark reads one: up to three spaces, one to six "#", then

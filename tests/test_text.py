@@ -101,6 +101,10 @@ def test_a_pdfs_line_break_ends_a_sentence_and_a_bullet_glyph_is_not_quoted():
     assert prose_sentences(text) == ["Flight Conducted Under: Part 91", "On December 23, the airplane departed the coast.",
                                      "Values:", "Openness and trust", "Service to all.", "Staying open."]
     assert prose_sentences("Without the break\nthe lines read on.") == ["Without the break the lines read on."]
+    # A line that opens with a bullet glyph opens a list item, as "- " does in Markdown, whatever
+    # the spacing: NARA's "Strategies:" no longer runs into its first item.
+    assert prose_sentences("Strategies:\n• NARA will keep records\nsafe.\n▪ It will open them") == [
+        "Strategies:", "NARA will keep records safe.", "It will open them"]
     assert prose_sentences("2 • 3 is six. •no space") == ["2 • 3 is six.", "•no space"]
 
 

@@ -26,19 +26,19 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ragbot.text import LINE_BREAK, WORD_AS_ABBREVIATED
+from ragbot.text import BULLETS, LINE_BREAK, WORD_AS_ABBREVIATED
 
 MAX_CHARS = 1_000_000  # of the chunks' text read to learn from (RagBot._chunk_text_sample samples it)
 # A word (as the splitter takes it, text.WORD_AS_ABBREVIATED) and its full stop, with any closing
 # quotes or brackets, where a block of text ends: before a blank line, or before a line that opens
-# a list item, a heading, a table row or a quote (the Markdown that readers write for every
-# format), or before a line that begins with text.LINE_BREAK (a PDF line set apart by its
-# spacing, where sentences end too). A paragraph does not end inside a sentence, so the word ended
-# one. A line that merely wraps ("…first bred by Dr.\nEllen Marsh") starts with the sentence's next
-# word, and a chunk's end is not a block's (a long paragraph is cut at any ". ", "Dr." included).
-# Line ends are "\n": the readers write them so.
+# a list item (Markdown's, or a PDF's bullet glyph: text.BULLETS), a heading, a table row or a
+# quote (the Markdown that readers write for every format), or before a line that begins with
+# text.LINE_BREAK (a PDF line set apart by its spacing, where sentences end too). A paragraph does
+# not end inside a sentence, so the word ended one. A line that merely wraps ("…first bred by
+# Dr.\nEllen Marsh") starts with the sentence's next word, and a chunk's end is not a block's (a
+# long paragraph is cut at any ". ", "Dr." included). Line ends are "\n": the readers write them so.
 _BLOCK_END = re.compile(WORD_AS_ABBREVIATED + r"\.[\"'»“”’)\]]*"
-                        rf"(?=[ \t]*\n(?:{LINE_BREAK}|[ \t]*(?:\n|[-*+][ \t]|\d+[.)][ \t]|#{{1,6}}[ \t]|[|>])))")
+                        rf"(?=[ \t]*\n(?:{LINE_BREAK}|[ \t]*(?:\n|[-*+{BULLETS}][ \t]|\d+[.)][ \t]|#{{1,6}}[ \t]|[|>])))")
 
 
 def learn(texts: Sequence[str]) -> list[str]:

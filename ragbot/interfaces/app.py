@@ -31,7 +31,7 @@ from ragbot.errors import RagbotError
 from ragbot.learn.feedback import UnknownAnswerError
 from ragbot.storage.files import write_atomic
 from ragbot.ingest.readers import kind_of, readable_suffixes, supported_suffixes, title_from_name
-from ragbot.text import EMPHASIS_MARK, counted, heading_title, is_list_item, is_table_row, readable_line
+from ragbot.text import EMPHASIS_MARK, counted, heading_title, is_table_row, opens_item, readable_line
 from ragbot.types import Answer, Passage
 
 MAX_K, MAX_TEMPERATURE = 20, 1.5  # the settings sliders' ranges
@@ -455,7 +455,7 @@ def snippet_html(text: str, quotes: Sequence[str] = ()) -> str:
             if row := readable_line(line):  # nothing for a Markdown table's "| --- |" line
                 blocks.append((False, row))
             joined = False
-        elif joined and not is_list_item(line):  # a list item starts a line of its own
+        elif joined and not opens_item(line):  # a list item starts a line of its own
             blocks[-1] = (False, blocks[-1][1] + " " + line.strip())
         else:
             blocks.append((False, line.strip()))
