@@ -24,12 +24,12 @@ _ESCAPED_BAR = "\\|"
 LINE_BREAK = "\u2028"
 # The glyphs that open a list item where a PDF sets one ("• Openness"; U+F0B7 is the bullet of
 # Word's Symbol font): typography, not words.
-BULLETS = "\u2022\u2023\u2043\u25aa\u25cf\u25e6\uf0b7"
+BULLETS = "\u2022\u2023\u2043\u25aa\u25cf\uf0b7"  # not "◦": LaTeX's PDFs give it for a degree sign
 # A block ends at a blank line, or before a list item: Markdown's ("- ", "* ", "1. ") or a line
 # that opens with a bullet glyph and a space.
 _BLOCK = re.compile(rf"\n\s*\n|\n(?=\s*(?:[-*+{BULLETS}]|\d+[.)])\s)")
 _LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")  # Markdown's
-_ITEM_START = re.compile(rf"^\s*(?:[-*+{BULLETS}]|\d+[.)])\s+")
+_ITEM_START = re.compile(rf"^\s*(?:(?:[-*+]|\d+[.)])\s+|[{BULLETS}](?:\s+|$))")  # a glyph may stand alone
 # A bullet glyph that opens a sentence is not quoted (also one after a full stop: "…paste. • Word").
 _BULLET = re.compile(rf"^[{BULLETS}]\s+")
 # A sentence ends after . ! ? (a run of them), any closing quotes or brackets and any citation
@@ -67,7 +67,7 @@ _WORD_BEFORE_STOP = re.compile(WORD_AS_ABBREVIATED + "$")
 # Várady, who mapped the caves"), not a sentence, even when the documents write it too seldom to
 # teach it (ingest/abbreviations.py). Scripts without capitals, which also write no spaces
 # between words ("这是模型. 它很小."), are split as before.
-_ONE_WORD = re.compile(r"\s*(?:[-*+•]\s+)?[^\W\d_]\S*\.")
+_ONE_WORD = re.compile(rf"\s*(?:[-*+{BULLETS}]\s+)?[^\W\d_]\S*\.")
 _WORD = re.compile(r"\w+")
 
 
@@ -140,7 +140,7 @@ def _ends_sentence(line: str, mark: re.Match, start: int, abbreviations: frozens
     if line[stop - 1] != ".":
         return True
     one_word = following.isupper() and _ONE_WORD.fullmatch(line, start, stop)
-    if one_word and line[start:stop].lstrip(" -*+•")[0].isupper():
+    if one_word and line[start:stop].lstrip(" -*+" + BULLETS)[0].isupper():
         return False
     if abbreviations:
         word = _WORD_BEFORE_STOP.search(line, max(0, stop - 60), stop - 1)

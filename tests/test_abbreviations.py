@@ -57,6 +57,7 @@ def test_a_word_that_ends_a_paragraph_or_a_list_item_is_not_taken_for_an_abbrevi
     as_pdf = [text.replace("\n- ", "\n" + LINE_BREAK) for text in texts]
     assert "completely off.\n" + LINE_BREAK + "Fabricated" in "".join(as_pdf)
     assert "off" not in learn(as_pdf)
+    assert "off" not in learn([text.replace("\n- ", "\n• ") for text in texts])  # or with their bullets
     # A word written with its stop inside paragraphs only stays learned, wherever the text wraps.
     doc = ("The pet was first bred by Dr. Ellen Marsh in Oslo.\nLater Dr. Jones sold crickets at a shop on Main St.\n"
            "near the park. Dr. Marsh still lives on Elm St. in Oslo.\n\n- A pet needs one cage.\n- Pets eat crickets.\n")

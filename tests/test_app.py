@@ -241,6 +241,7 @@ def test_a_passage_heading_is_shown_as_a_title_and_its_text_as_text():
     # A PDF's list item, opened by a bullet glyph, is on a line of its own as a Markdown one is.
     assert snippet_html("Strategies:\n• NARA will keep\nrecords.\n• It will open them. • Not a new line") == \
         "Strategies:<br>• NARA will keep records.<br>• It will open them. • Not a new line"
+    assert snippet_html("Strategies:\n•\nNARA will keep records.") == "Strategies:<br>• NARA will keep records."
     # A table row reads as an answer quotes it ("Label: value"), so a quote can be found in it;
     # a Markdown table's rule line is not shown, and a cell's markup stays text.
     assert snippet_html("Form:\n| Location: | Quincy, FL |\n| Aircraft: | Piper |\nwrapped | line\nends") == \

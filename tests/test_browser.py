@@ -345,7 +345,7 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             page.reload()
             expect(page.locator("#chat .message.bot").last).to_contain_text("2014", timeout=60_000)
             # A reload of a New conversation not yet asked in shows its suggestions again, as a
-            # first visit does (helper-79's drive: after a first visit they never came back).
+            # first visit does (helper-79's drive: a reload took them away).
             page.get_by_role("button", name="New conversation").click()
             expect(page.locator("#chat .message")).to_have_count(0, timeout=30_000)
             page.reload()

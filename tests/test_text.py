@@ -105,6 +105,11 @@ def test_a_pdfs_line_break_ends_a_sentence_and_a_bullet_glyph_is_not_quoted():
     # the spacing: NARA's "Strategies:" no longer runs into its first item.
     assert prose_sentences("Strategies:\n• NARA will keep records\nsafe.\n▪ It will open them") == [
         "Strategies:", "NARA will keep records safe.", "It will open them"]
+    # A title that opens an item stays with the name after it, whichever glyph opens it
+    # (helper-80); "◦" opens none: LaTeX's PDFs give it for a degree sign ("25\n◦ C").
+    assert prose_sentences("Staff:\n▪ Prof. Anton Várady, who mapped the caves.\n\uf0b7 Sgt. Mira led.") == [
+        "Staff:", "Prof. Anton Várady, who mapped the caves.", "Sgt. Mira led."]
+    assert prose_sentences("It was heated to 25\n◦ C and then cooled.") == ["It was heated to 25 ◦ C and then cooled."]
     assert prose_sentences("2 • 3 is six. •no space") == ["2 • 3 is six.", "•no space"]
 
 
