@@ -25,11 +25,13 @@ LINE_BREAK = "\u2028"
 # The glyphs that open a list item where a PDF sets one ("• Openness"; U+F0B7 is the bullet of
 # Word's Symbol font): typography, not words.
 BULLETS = "\u2022\u2023\u2043\u25aa\u25cf\uf0b7"  # not "◦": LaTeX's PDFs give it for a degree sign
-# A block ends at a blank line, or before a list item: Markdown's ("- ", "* ", "1. ") or a line
-# that opens with a bullet glyph and a space.
-_BLOCK = re.compile(rf"\n\s*\n|\n(?=\s*(?:[-*+{BULLETS}]|\d+[.)])\s)")
-_LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")  # Markdown's
-_ITEM_START = re.compile(rf"^\s*(?:(?:[-*+]|\d+[.)])\s+|[{BULLETS}](?:\s+|$))")  # a glyph may stand alone
+# What opens a list item: Markdown's mark ("- ", "* ", "1. ") or a bullet glyph, then a space (a
+# glyph may also stand alone on its line).
+_ITEM_MARK = rf"\s*(?:(?:[-*+]|\d+[.)])\s|[{BULLETS}](?:\s|$))"
+# A block ends at a blank line, or before a list item.
+_BLOCK = re.compile(rf"\n\s*\n|\n(?={_ITEM_MARK})")
+_ITEM_START = re.compile(_ITEM_MARK)  # matched at a line's start
+_LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")  # Markdown's alone
 # A bullet glyph that opens a sentence is not quoted (also one after a full stop: "…paste. • Word").
 _BULLET = re.compile(rf"^[{BULLETS}]\s+")
 # A sentence ends after . ! ? (a run of them), any closing quotes or brackets and any citation
