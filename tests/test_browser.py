@@ -419,6 +419,12 @@ def test_conversations_survive_a_reload_and_a_restart_and_stay_private(make_bot,
             # and says why its list is empty (a new browser showed an empty box, no reason).
             expect(other.locator("#conversations")).to_contain_text("None yet in this browser", timeout=30_000)
             assert other.locator("#chat .message").count() == 0
+            expect(other.get_by_role("group", name="New here? Click a question")).to_be_visible(timeout=30_000)
+            # Its next visit is no first visit, though it has no conversation (as after deleting
+            # its last one): the suggestions are offered as to a new conversation.
+            other.reload()
+            expect(other.get_by_role("group", name="Click a question about your documents to ask it, or type")
+                   ).to_be_visible(timeout=30_000)
 
             # Deleting asks first: "Keep it" keeps it, "Yes, delete it" deletes it.
             page.click("#delete")

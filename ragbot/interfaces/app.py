@@ -1710,9 +1710,11 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         def on_load(saved, request: gr.Request):
             """A reload or a server restart: the browser's open conversation comes back, with its
             settings; the first visit gets its owner token. An empty one (a first visit, or a New
-            conversation not yet asked in) comes with its suggestions."""
+            conversation not yet asked in) comes with its suggestions: "New here?" only on a first
+            visit (no owner token yet), not after a browser deleted its last conversation."""
             saved = dict(saved or {})
-            if not _TOKEN.match(str(saved.get("owner") or "")):
+            first_visit = not _TOKEN.match(str(saved.get("owner") or ""))
+            if first_visit:
                 saved["owner"] = uuid.uuid4().hex
             owner = owner_of(request, saved)
             history = handlers.reopen(str(saved.get("conversation") or ""), owner, session_of(request))
@@ -1725,7 +1727,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                     saved.get("temperature", bot.settings.temperature),
                     gr.update(interactive=True, placeholder=READY), gr.update(interactive=True),
                     gr.update(visible=False) if history
-                    else suggested(NEW_CONVERSATION_SUGGESTIONS if choices else FIRST_VISIT_SUGGESTIONS))
+                    else suggested(FIRST_VISIT_SUGGESTIONS if first_visit else NEW_CONVERSATION_SUGGESTIONS))
 
         def loaded_sources(history, show, request: gr.Request):
             return handlers.latest_sources(history, session_of(request), show)
