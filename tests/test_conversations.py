@@ -5,6 +5,7 @@ import json
 import re
 
 import pytest
+from conftest import ROOT
 from markdown_it import MarkdownIt
 
 from ragbot.interfaces.app import ChatHandlers, message_text, owner_of
@@ -105,6 +106,23 @@ def test_example_questions_come_from_the_users_documents(make_bot, docs):
     names = ("Etna", "Croissants", "Paris", "Food", "Bananas", "Volcano", "Eiffel")  # the documents' terms
     assert all(any(name.lower() in q.lower() for name in names) for q in examples), examples
     assert len(examples) == len(set(examples)) >= 2  # from different documents
+
+
+def test_the_document_ingested_last_is_suggested_about_first(make_bot, tmp_path):
+    """A file just added to a library of others is suggested about (helper-79's drive: after an
+    upload, every suggestion still came from the shipped corpus). Its one question is a
+    section's, which came after every other document's definitions."""
+    bot = make_bot()
+    bot.ingest(sorted((ROOT / "corpus").glob("*.md")))
+    wine = tmp_path / "wine.md"
+    wine.write_text("# Wine of Etna\n\n## Harvest\n\nIn October the growers pick the grapes by hand on the "
+                    "slopes of the volcano, and the must ferments in old chestnut barrels.\n")
+    bot.ingest([wine])
+    handlers = ChatHandlers(bot)
+    for _ in range(3):  # the sample is random: each draw suggests about it first
+        examples = handlers.example_questions()
+        assert len(examples) == 3 and "Wine of Etna" in examples[0], examples
+        assert not any("Wine of Etna" in q for q in examples[1:]), examples  # one per document
 
 
 def test_a_suggestion_finds_the_passage_it_was_made_from(corpus_bot, monkeypatch):

@@ -543,6 +543,7 @@ SAVED = "Saved "  # how every message of a saved comment or correction begins (C
 
 
 SUGGESTIONS_SEARCHED = 30  # candidate suggestions searched for an empty conversation (example_questions)
+NEWEST_TRIED = 5  # of them, from the document ingested last, tried first
 FIRST_VISIT_SUGGESTIONS = "New here? Click a question about your documents to ask it"
 NEW_CONVERSATION_SUGGESTIONS = "Click a question about your documents to ask it, or type your own"
 
@@ -833,7 +834,9 @@ class ChatHandlers:
     def example_questions(self, n: int = 3) -> list[str]:
         """The suggestions for an empty conversation (a first visit, a new one), made from the
         user's own documents the way tuning makes questions (their definitions and section
-        headings), from different documents.
+        headings), from different documents. The document ingested last is tried first, so a
+        file just uploaded is suggested about (helper-79's drive: a library mostly of the shipped
+        corpus suggested only from it).
 
         A suggestion must find the passage it was made from: first in the search, and closest
         of those found. "What is the loss?" (from "The loss is ...") found other documents'
@@ -842,15 +845,22 @@ class ChatHandlers:
 
         from ragbot.learn.trainset import structural_questions
 
-        ids = [r[0] for r in self.bot.store._db.execute("SELECT id FROM chunks ORDER BY RANDOM() LIMIT 200")]
+        drawn, latest = self.bot.store.sampled_chunk_ids(200, newest=50)
+        ids = list(dict.fromkeys(latest + drawn))
         chunks = self.bot.store.chunks(ids)
         sampled = [chunks[i] for i in ids if i in chunks]
         candidates = [c for c in structural_questions(sampled, self.bot.abbreviations(),
                                                       self.bot.store.document_sections([c.id for c in sampled]))
                       if len(c.question) <= 120]
         random.shuffle(candidates)
-        # Definitions first; a bounded number searched (one batch, when a conversation starts empty).
-        candidates = sorted(candidates, key=lambda c: c.origin != "definition")[:SUGGESTIONS_SEARCHED]
+        # Definitions first, a few of the newest document's before all; a bounded number
+        # searched (one batch, when a conversation starts empty). One suggestion at most comes
+        # from each document, so the newest's few leave room for the others'.
+        candidates = sorted(candidates, key=lambda c: c.origin != "definition")
+        of_newest = set(latest)
+        first = [i for i, c in enumerate(candidates) if c.chunk_id in of_newest][:NEWEST_TRIED]
+        candidates = ([candidates[i] for i in first]
+                      + [c for i, c in enumerate(candidates) if i not in first])[:SUGGESTIONS_SEARCHED]
         found = self.bot.batch_search([c.question for c in candidates]) if candidates else []
         picked, sources = [], set()
         for candidate, passages in zip(candidates, found):

@@ -568,6 +568,15 @@ class Store:
         return set(_rows_of(self._db, "SELECT DISTINCT d.source, c.section FROM chunks c JOIN documents d "
                             "ON d.id = c.doc_id WHERE c.doc_id IN (SELECT doc_id FROM chunks WHERE id IN ({}))", ids))
 
+    def sampled_chunk_ids(self, n: int, newest: int = 0) -> tuple[list[int], list[int]]:
+        """Up to `n` chunk ids drawn at random from the whole library, and up to `newest` drawn
+        from the document ingested last (added or updated): (the library's, the newest's)."""
+        drawn = [r[0] for r in self._db.execute("SELECT id FROM chunks ORDER BY RANDOM() LIMIT ?", (n,))]
+        latest = [r[0] for r in self._db.execute(
+            "SELECT id FROM chunks WHERE doc_id = (SELECT id FROM documents ORDER BY ingested_at DESC, id DESC "
+            "LIMIT 1) ORDER BY RANDOM() LIMIT ?", (newest,))] if newest > 0 else []
+        return drawn, latest
+
     def chunk_ids(self) -> np.ndarray:
         """Every stored chunk's id, ascending."""
         rows = self._db.execute("SELECT id FROM chunks ORDER BY id").fetchall()
