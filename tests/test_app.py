@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 from ragbot.answer.generation import REFUSAL
-from ragbot.interfaces.app import (ChatHandlers, answer_id_of, literal, message_text, render_sources,
-                                   safe_upload_name, snippet_html, STOPPED_MARK)
+from ragbot.interfaces.handlers import ChatHandlers, safe_upload_name
+from ragbot.interfaces.rendering import answer_id_of, literal, message_text, render_sources, snippet_html, STOPPED_MARK
 from ragbot.types import Answer, Citation, Passage
 
 from conftest import CORPUS, copies_in_folders
@@ -187,7 +187,7 @@ def test_sources_show_hostile_text_as_text():
     assert "<img" not in rendered and "&lt;b&gt;T&lt;/b&gt;" in rendered
     assert ", page 2" in rendered
     # The number shown is named for what it is, and its explanation cannot end the attribute early.
-    from ragbot.interfaces.app import SIMILARITY_NOTE
+    from ragbot.interfaces.rendering import SIMILARITY_NOTE
     assert f"<span title='{html.escape(SIMILARITY_NOTE)}'>similarity 0.50</span>" in rendered
     assert "'" in SIMILARITY_NOTE and SIMILARITY_NOTE not in rendered
     assert rendered.count("page 2") == 1  # it was said after the name and again in the brackets
@@ -210,7 +210,7 @@ def test_sources_name_a_title_and_section_only_where_they_say_more_than_the_file
 def test_a_long_passage_opens_to_its_whole_text():
     """The panel shows a passage's first SNIPPET_CHARS; the rest (where the answer may be) is one
     click away, escaped like the rest."""
-    from ragbot.interfaces.app import SNIPPET_CHARS
+    from ragbot.interfaces.rendering import SNIPPET_CHARS
 
     text = "x" * SNIPPET_CHARS + " described by Lewis & colleagues <b>in 2020</b>."
     long = Passage(chunk_id=1, source="/d/rag.md", title="RAG", section="", page=None, text=text, score=0.5, rank=1)
@@ -471,7 +471,7 @@ def test_upload_validates_and_ingests_with_the_cli_messages(make_bot, tmp_path):
 
 
 def test_an_empty_or_overlong_question_changes_nothing_and_says_why(corpus_bot):
-    from ragbot.interfaces.app import MAX_QUESTION_CHARS
+    from ragbot.interfaces.rendering import MAX_QUESTION_CHARS
 
     handlers = ChatHandlers(corpus_bot)
     assert handlers.question_problem("   ") == "Type a question first."
@@ -645,7 +645,7 @@ def test_a_fault_in_a_library_action_names_the_document_not_a_bare_error(make_bo
 
 
 def test_issued_answer_ids_are_bounded(corpus_bot, monkeypatch):
-    from ragbot.interfaces import app as chat
+    from ragbot.interfaces import handlers as chat
 
     monkeypatch.setattr(chat, "MAX_SESSIONS", 3)
     handlers = ChatHandlers(corpus_bot)
@@ -717,7 +717,7 @@ def test_an_answer_whose_cited_passage_was_deleted_says_so(make_bot, docs):
 
 
 def test_citations_link_to_their_passages_and_read_back_as_text():
-    from ragbot.interfaces.app import message_text, shown_answer
+    from ragbot.interfaces.rendering import message_text, shown_answer
 
     said = 'Pumps move <img src="http://127.0.0.2/x.png"> water [1, 2] and air [3].'
     html_ = shown_answer(said)
@@ -806,17 +806,17 @@ def test_a_question_searched_in_chosen_documents_says_so_in_its_sources(corpus_b
     *_, (history, panel, _) = handlers.respond("Who invented the transformer architecture?", [], "c", 5, 0.0,
                                                False, session="s")
     assert handlers.limited_refusal(history, None) is None  # everything was searched
-    from ragbot.interfaces.app import refusal_within
+    from ragbot.interfaces.rendering import refusal_within
 
     assert refusal_within(2) == "I don't know: the 2 chosen documents do not contain the answer."
     # A saved correction that is the refusal is the user's words, not the search's (helper-56).
-    from ragbot.interfaces.app import shown_answer
+    from ragbot.interfaces.rendering import shown_answer
 
     assert shown_answer(REFUSAL, corrected=True, searched=1).endswith(REFUSAL)
     assert refusal_within(0) == "I don't know: none of the documents chosen to search is stored."
     assert "Searched only" not in panel and "Searched only" not in handlers.sources_of(history, 1, "s", False)
     # Names are shown as text, in order, however many were chosen.
-    from ragbot.interfaces.app import searched_note
+    from ragbot.interfaces.rendering import searched_note
 
     assert searched_note(["/d/b.md", "/e/<img src=x>a.md", "/d/b.md"]) == (
         "<p class='ragbot-searched'>Searched only the 2 documents chosen under “Your documents”: "
@@ -829,7 +829,7 @@ def test_a_question_searched_in_chosen_documents_says_so_in_its_sources(corpus_b
                                                                           "/q/other/x.md"])
     assert "No document was searched" in searched_note([])
     # The choice's label says what a question searches now (it said "none chosen" while some were).
-    from ragbot.interfaces.app import search_label
+    from ragbot.interfaces.rendering import search_label
 
     assert search_label([]) == "Search only these documents (none chosen: all of them)"
     assert search_label(["/d/b.md", "/d/c.md"]) == "Search only these documents (2 chosen: only they are searched)"
@@ -925,7 +925,7 @@ def test_the_document_route_serves_stored_unchanged_pdfs_only_and_behind_the_log
 
 
 def test_message_index_names_a_position_never_a_lookalike():
-    from ragbot.interfaces.app import message_at, message_index
+    from ragbot.interfaces.rendering import message_at, message_index
 
     same = {"role": "user", "content": "Why?"}
     history = [same, {"role": "assistant", "content": "a"}, dict(same), {"role": "assistant", "content": "b"}]
@@ -983,9 +983,9 @@ def test_a_stop_that_comes_after_the_answer_was_kept_shows_the_answer_kept(corpu
 
 def test_an_upload_that_cannot_be_ingested_now_leaves_no_copy(make_bot, tmp_path, monkeypatch):
     from conftest import lock_held_elsewhere
-    from ragbot.interfaces import app as app_module
+    from ragbot.interfaces import handlers as handlers_module
 
-    monkeypatch.setattr(app_module, "PAGE_WRITE_WAIT", 0.2)
+    monkeypatch.setattr(handlers_module, "PAGE_WRITE_WAIT", 0.2)
     bot = make_bot()
     handlers = ChatHandlers(bot)
     note = tmp_path / "note.md"
@@ -1073,7 +1073,8 @@ def test_a_setting_typed_out_of_range_is_brought_into_it(make_bot):
     import gradio as gr
     import pytest
 
-    from ragbot.interfaces.app import MAX_K, MAX_TEMPERATURE, build_app
+    from ragbot.interfaces.app import build_app
+    from ragbot.interfaces.handlers import MAX_K, MAX_TEMPERATURE
 
     app = build_app(make_bot(default_corpus=None))
     sliders = {block.elem_id: block for block in app.blocks.values() if isinstance(block, gr.Slider)}

@@ -202,7 +202,8 @@ def test_stop_ends_generation_within_a_second(corpus_bot):
     import threading
     import time as clock
 
-    from ragbot.interfaces.app import STOPPED_MARK, ChatHandlers
+    from ragbot.interfaces.handlers import ChatHandlers
+    from ragbot.interfaces.rendering import STOPPED_MARK
 
     writer = corpus_bot.with_settings(answer_mode="generate", max_new_tokens=400)
     writer.use_generator(corpus_bot.generator)

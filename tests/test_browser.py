@@ -566,7 +566,7 @@ def test_regenerate_edit_citations_pdf_pages_and_chosen_documents(make_bot):
         page.click("#ask")
         expect(page.get_by_text("Type a question first.")).to_be_visible(timeout=30_000)
         assert answers() == 0 and page.locator("#chat [data-testid='user']").count() == 0
-        from ragbot.interfaces.app import MAX_QUESTION_CHARS
+        from ragbot.interfaces.rendering import MAX_QUESTION_CHARS
 
         assert box.get_attribute("maxlength") == str(MAX_QUESTION_CHARS)
         assert page.get_by_text("Use via API").count() == 0 and page.get_by_text("Built with Gradio").count() == 0

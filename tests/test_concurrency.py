@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ragbot import RagBot
-from ragbot.interfaces.app import literal
+from ragbot.interfaces.rendering import literal
 
 from conftest import ROOT
 

@@ -8,7 +8,9 @@ import pytest
 from conftest import ROOT
 from markdown_it import MarkdownIt
 
-from ragbot.interfaces.app import ChatHandlers, message_text, owner_of
+from ragbot.interfaces.app import owner_of
+from ragbot.interfaces.handlers import ChatHandlers
+from ragbot.interfaces.rendering import message_text
 from ragbot.interfaces.conversations import ConversationError, Conversations
 
 

@@ -7,7 +7,8 @@ import pytest
 from conftest import CORPUS
 from ragbot.answer import corrections
 from ragbot.answer.generation import REFUSAL
-from ragbot.interfaces.app import CORRECTION_MARK, ChatHandlers, literal, message_text, render_sources
+from ragbot.interfaces.handlers import ChatHandlers
+from ragbot.interfaces.rendering import CORRECTION_MARK, literal, message_text, render_sources
 from ragbot.answer.corrections import Correction, CorrectionMemory
 
 
