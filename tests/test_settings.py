@@ -67,8 +67,17 @@ def test_common_options_work_before_and_after_the_command():
     (["search", "GAN", "-k", "five"], "argument -k: not a whole number: 'five'"),
     (["tune", "--max-steps", "0"], "argument --max-steps: must be at least 1 (got 0)"),
     (["tune", "--gate-questions", "-1"], "argument --gate-questions: must be at least 1 (got -1)"),
+    # Each of these started a run (helper-81's drive); the range errors named setting names, not flags.
+    (["tune", "--epochs", "0"], "argument --epochs: must be above 0 (got 0)"),
+    (["tune", "--epochs", "-1"], "argument --epochs: must be above 0 (got -1)"),
+    (["tune", "--time-budget", "0"], "argument --time-budget: must be above 0 (got 0)"),
+    (["tune", "--time-budget", "nan"], "argument --time-budget: must be above 0 (got nan)"),
+    (["tune", "--heldout", "1.5"], "argument --heldout: must be at least 0 and below 1 (got 1.5)"),
+    (["tune", "--false-refusal", "2"], "argument --false-refusal: must be at least 0 and below 0.5 (got 2)"),
+    (["tune", "--model-questions", "-4"], "argument --model-questions: must be 0 or more (got -4)"),
+    (["tune", "--heldout", "a fifth"], "argument --heldout: not a number: 'a fifth'"),
 ])
-def test_a_count_below_one_is_a_usage_error(argv, said, capsys):
+def test_a_number_out_of_its_range_is_a_usage_error(argv, said, capsys):
     # -k 0 searched with the default 5 and -k -1 returned every passage, without a word.
     with pytest.raises(SystemExit) as stopped:
         build_parser().parse_args(argv)

@@ -357,7 +357,7 @@ def test_gate_refuses_a_candidate_trained_to_always_refuse(tuned, tmp_path):
     # the answer is worse, and the gate sees that in ROUGE-L.
     assert verdict.candidate["rougeL"] < verdict.active["rougeL"]
     assert not verdict.promote and "too few" not in verdict.reasons[0]
-    assert "kept, not activated" in (tmp_path / "gate" / "gate.md").read_text()
+    assert "failed the gate: saved, not activated" in (tmp_path / "gate" / "gate.md").read_text()
     assert registry.state()["active"] == active_before
 
 
@@ -389,6 +389,53 @@ def test_preflight_and_data_checks(make_bot, tmp_path):
     assert preference_method(TuneConfig(), kto_rows, dpo_feedback=8) == "dpo"
     with pytest.raises(TuneError, match="batch_size"):
         TuneConfig(batch_size=1).validate()
+    # Runs that would train nothing, or for no time, are refused before they start (helper-81's
+    # drive: `--epochs 0` and `--time-budget 0` each started a run).
+    for bad, said in ((dict(sft_epochs=0), "sft_epochs must be above 0"),
+                      (dict(sft_epochs=-1.0), "sft_epochs must be above 0"),
+                      (dict(time_budget_min=0.0), "time_budget_min must be above 0"),
+                      (dict(model_questions=-1), "model_questions must be 0 or more")):
+        with pytest.raises(TuneError, match=said):
+            TuneConfig(**bad).validate()
+    TuneConfig(model_questions=0, time_budget_min=0.5, sft_epochs=0.5).validate()
+
+
+def test_activating_an_adapter_that_failed_its_gate_says_so(tmp_path, capsys):
+    """`ragbot model activate` of an adapter its gate kept back activates it, and says that it
+    failed the gate and how to go back (it said only "active: v1", helper-81's drive)."""
+    from ragbot.interfaces.cli import main
+
+    data_dir = tmp_path / "data"
+    trained = tmp_path / "trained"
+    trained.mkdir()
+    (trained / "adapter_config.json").write_text("{}")
+    registry = AdapterRegistry(data_dir / "adapters")
+    registry.save(trained, {"base_model": "m"})
+    registry.update_metadata("v1", gate={"promoted": False, "reasons": ["utility gain +0.017, 95% interval "
+                                                                        "[+0.000, +0.051] over 59 questions: not above zero"]})
+    registry.save(trained, {"base_model": "m"})
+    registry.update_metadata("v2", gate={"promoted": True, "reasons": ["utility gain +0.100"]})
+    capsys.readouterr()
+    assert main(["model", "activate", "v1", "--data-dir", str(data_dir)]) == 0
+    out = capsys.readouterr()
+    assert out.out == "active: v1\n"
+    assert ("note: v1 did not pass its gate (utility gain +0.017, 95% interval [+0.000, +0.051] over 59 questions: "
+            "not above zero); it is active anyway. `ragbot model rollback`") in out.err
+    assert main(["model", "activate", "v2", "--data-dir", str(data_dir)]) == 0
+    assert "did not pass" not in capsys.readouterr().err  # one that passed is activated without a note
+    assert registry.state()["active"] == "v2"
+
+
+def test_a_resumed_run_says_which_settings_given_now_it_does_not_use():
+    """A resumed run keeps the settings it started with; those given now that differ are named,
+    with the way to use them (they were dropped without a word)."""
+    from ragbot.learn.tune import settings_not_used
+
+    started = TuneConfig.quick()
+    assert settings_not_used(TuneConfig.quick(), started) is None
+    said = settings_not_used(TuneConfig.quick(sft_epochs=3.0), started)
+    assert "sft_epochs 3.0 (the run's: 2.0)" in said and said.endswith("Start over with --new to use them.")
+    assert "model_questions" not in said
 
 
 def test_tiny_corpus_is_refused_before_training(make_bot, tmp_path):

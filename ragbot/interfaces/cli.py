@@ -37,6 +37,41 @@ def _count(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> float:
+    """An argparse type: a number above 0 (minutes, epochs)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be above 0 (got {text})")
+    return value
+
+
+def _share(below: float):
+    """An argparse type: a share from 0 up to, not including, `below`."""
+    def share(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not 0 <= value < below:
+            raise argparse.ArgumentTypeError(f"must be at least 0 and below {below:g} (got {text})")
+        return value
+    return share
+
+
+def _whole(text: str) -> int:
+    """An argparse type: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more (got {value})")
+    return value
+
+
 def _common(default) -> argparse.ArgumentParser:
     """Options every command takes, before or after its name."""
     parser = argparse.ArgumentParser(add_help=False)
@@ -208,13 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "Applies with --max-steps, --heldout, --activate and --seed")
     p.add_argument("--quick", action="store_true", help="small settings for a first try (see below)")
     p.add_argument("--max-steps", type=_count, help="stop each training stage after this many steps")
-    p.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop training after this many minutes")
-    p.add_argument("--model-questions", type=int, metavar="N",
+    p.add_argument("--time-budget", type=_positive, metavar="MINUTES", help="stop training after this many minutes")
+    p.add_argument("--model-questions", type=_whole, metavar="N",
                    help="questions the local model writes (default 120; 0: from document structure only)")
     p.add_argument("--preference", choices=["auto", "kto", "dpo", "none"],
                    help="second stage (default auto: DPO when the feedback holds 8+ pairs, else KTO)")
-    p.add_argument("--epochs", type=float, help="SFT epochs (default 2)")
-    p.add_argument("--heldout", type=float, metavar="FRACTION",
+    p.add_argument("--epochs", type=_positive, help="SFT epochs (default 2)")
+    p.add_argument("--heldout", type=_share(1), metavar="FRACTION",
                    help="share of chunks held out (default 0.2); with --retriever, of liked questions")
     p.add_argument("--gate-questions", type=_count, metavar="N", help="held-out questions the gate asks (default 60; unanswerable ones kept up to half); "
                         "it activates the adapter only when the 95%% interval of the gain is above zero")
@@ -226,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-answerability-check", action="store_true",
                    help="do not fit the evidence threshold below which ragbot refuses; the default "
                         "evidence_threshold setting then applies")
-    p.add_argument("--false-refusal", type=float, metavar="SHARE",
+    p.add_argument("--false-refusal", type=_share(0.5), metavar="SHARE",
                    help="the share of answerable training questions the fitted threshold may refuse (default 0.05)")
     p.add_argument("--fresh", action="store_true", help="train from the base model, not on top of the active adapter")
     p.add_argument("--new", action="store_true", help="start a new run instead of resuming an unfinished one")
@@ -924,6 +959,10 @@ def cmd_model(bot, args) -> int:
     if args.model_command == "activate":
         info = registry.activate(args.version)
         print(f"active: {info.version if info else 'none (the base model)'}")
+        gate = (info.metadata.get("gate") or {}) if info else {}
+        if gate and not gate.get("promoted"):  # said, not refused: activating it anyway is the user's call
+            print(f"note: {info.version} did not pass its gate ({'; '.join(gate.get('reasons') or [])}); it is active "
+                  f"anyway. `ragbot model rollback` goes back to the adapter active before.", file=sys.stderr)
         return 0
     if args.model_command == "rollback":
         info = registry.rollback()

@@ -48,8 +48,9 @@ class GateResult:
             a, c = self.active.get(key), self.candidate.get(key)
             change = f"{c - a:+.3f}" if isinstance(a, (int, float)) and isinstance(c, (int, float)) else "–"
             rows.append(f"| {key} | {_fmt(a)} | {_fmt(c)} | {change} |")
-        verdict = "**activated**" if self.promote else "**kept, not activated**"
-        return "\n".join(rows) + f"\n\nCandidate {verdict}: " + "; ".join(self.reasons) + "\n"
+        # Plain words (the terminal shows this too), as `ragbot model list` says them: passed / failed.
+        verdict = "passed the gate: activated" if self.promote else "failed the gate: saved, not activated"
+        return "\n".join(rows) + f"\n\nCandidate {verdict} (" + "; ".join(self.reasons) + ")\n"
 
 
 def _fmt(value) -> str:

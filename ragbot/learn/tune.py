@@ -107,6 +107,12 @@ class TuneConfig:
             raise TuneError(f"false_refusal must be in [0, 0.5) (got {self.false_refusal})")
         if self.batch_size < 2:
             raise TuneError("batch_size must be at least 2 (KTO estimates its KL term within a batch)")
+        if not self.sft_epochs > 0:  # 0 (or a negative count) would train nothing yet save a version
+            raise TuneError(f"sft_epochs must be above 0 (got {self.sft_epochs})")
+        if self.time_budget_min is not None and not self.time_budget_min > 0:
+            raise TuneError(f"time_budget_min must be above 0 minutes (got {self.time_budget_min})")
+        if self.model_questions < 0:
+            raise TuneError(f"model_questions must be 0 or more (got {self.model_questions})")
 
 
 @dataclass
@@ -573,6 +579,17 @@ def preference_method(config: TuneConfig, kto: list[dict], dpo_feedback: int) ->
 # -- the whole run ---------------------------------------------------------------------------------
 
 
+def settings_not_used(given: TuneConfig, kept: TuneConfig) -> str | None:
+    """What a resumed run says of the settings given now that differ from those it started with
+    and keeps (`kept`); None when none differ."""
+    changed = [f"{f.name} {getattr(given, f.name)!r} (the run's: {getattr(kept, f.name)!r})"
+               for f in fields(TuneConfig) if getattr(given, f.name) != getattr(kept, f.name)]
+    if not changed:
+        return None
+    return ("the run keeps the settings it started with, so these are not used: " + "; ".join(changed)
+            + ". Start over with --new to use them.")
+
+
 def tune(bot, config: TuneConfig, new: bool = False, log: Log = print) -> TuneResult:
     """Run (or resume) a tuning run. One at a time per data dir: a second one is refused at once
     with who runs the first (files.state_lock)."""
@@ -590,8 +607,12 @@ def _tune(bot, config: TuneConfig, new: bool, log: Log) -> TuneResult:
     registry = AdapterRegistry(settings.adapters_dir)
     run = None if new else Run.latest_unfinished(settings.tune_dir)
     if run is not None:
+        given = config
         config = TuneConfig(**{k: v for k, v in run.state()["config"].items() if k in {f.name for f in fields(TuneConfig)}})
         log(f"resuming the unfinished run {run.path} (start over with --new)")
+        unused = settings_not_used(given, config)
+        if unused:  # flags given now were dropped without a word (helper-81's drive)
+            log(unused)
     else:
         run = Run.create(settings.tune_dir, config)
         log(f"run folder: {run.path}")
