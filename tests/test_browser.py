@@ -746,6 +746,18 @@ def test_votes_are_shown_where_they_were_given_and_nowhere_else(make_bot):
         expect(page.locator("#chat [data-testid='bot']")).to_have_count(2, timeout=60_000)
         expect(page.locator(liked)).to_have_count(1, timeout=30_000)
         expect(page.locator("#sources .ragbot-source").first).to_be_visible(timeout=30_000)
+        # A thumbs-down on the older answer makes it the one to correct, its sources shown (the
+        # box stayed on the latest answer: helper-81's drive).
+        page.get_by_text("Comment on or correct an answer").click()
+        expect(page.locator("#which-answer input")).to_have_value("2. What is mode collapse?", timeout=30_000)
+        page.locator('#chat button[aria-label="Dislike"]').first.click()
+        expect(page.locator("#status")).to_contain_text("marked unhelpful. It is the answer chosen", timeout=30_000)
+        expect(page.locator("#which-answer input")).to_have_value("1. When were GANs introduced?", timeout=30_000)
+        expect(page.locator("#sources")).to_contain_text("For the answer to “When were GANs introduced?”")
+        expect(page.locator(liked)).to_have_count(0)
+        page.locator('#chat button[aria-label="Like"]').first.click()  # liked again, for what follows
+        expect(page.locator("#status")).to_contain_text("marked helpful", timeout=30_000)
+        expect(page.locator(liked)).to_have_count(1)
 
         page.click("#stop")
         expect(page.locator("#status")).to_contain_text("Nothing to stop.", timeout=30_000)

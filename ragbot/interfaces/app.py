@@ -589,15 +589,22 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
         for control in (k, show_all, temperature):
             control.change(remember, [browser, k, show_all, temperature], browser)
 
-        def like(history, data: gr.LikeData, request: gr.Request):
+        def like(history, show, data: gr.LikeData, request: gr.Request):
             said = handlers.on_like(history, data.index, data.liked, getattr(request, "username", None),
                                     session=session_of(request))
             # The thumbs as stored, so a later change of the messages can reset them (votes); the
             # one clicked is sent as "" when nothing is stored (a refused vote), not as the None
             # the page had, which would leave the click showing.
-            return said, gr.update(feedback_value=handlers.votes(history, session_of(request), clicked=data.index))
+            thumbs = gr.update(feedback_value=handlers.votes(history, session_of(request), clicked=data.index))
+            # A thumbs-down makes its answer the one to correct, with its sources shown (the box
+            # stayed on another answer, which was easy to correct instead: helper-81's drive).
+            found = handlers.sources_of(history, data.index, session_of(request), show) if data.liked is False else None
+            if found is None:
+                return said, thumbs, gr.skip(), gr.skip()
+            return (said + " It is the answer chosen under “Comment on or correct an answer”, to correct.", thumbs,
+                    gr.update(value=answer_id_of(message_at(history, data.index))), found)
 
-        chat.like(like, chat, [status, chat])
+        chat.like(like, [chat, show_all], [status, chat, which, sources])
 
         def save(history: list, text: str, fixed: str, chosen: str | None, request: gr.Request):
             said = handlers.on_comment(history, text, fixed, getattr(request, "username", None),
