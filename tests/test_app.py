@@ -398,6 +398,14 @@ def test_like_uses_the_answer_id_carried_by_the_message(corpus_bot):
                                                           "chunk_ids": [second]}]  # its [2] still is one
     assert "names no passage" not in handlers.on_comment(history, "", "Canberra [1].", session="s1")
     assert [row["answer_id"] for row in corpus_bot.feedback.corrected_passages()] == [answer_id]
+    # A correction that cites nothing is kept, with a nudge to cite (it was taken without a word:
+    # helper-81's drive); the refusal sentence needs no source, and one that cites gets no nudge.
+    assert handlers.on_comment(history, "", "Canberra.", session="s1").endswith(
+        rf"It cites no passage: add \[n\] for the passage that holds the answer (\[1\] to \[{shown}\] of that "
+        "answer) and save again, so that it is shown with its source.")
+    assert corpus_bot.feedback.feedback(answer_id).correction == "Canberra."
+    assert "cites no passage" not in handlers.on_comment(history, "", REFUSAL, session="s1")
+    assert "cites no passage" not in handlers.on_comment(history, "", "Canberra [1].", session="s1")
     assert handlers.on_like(history, 0, True, session="s1").startswith("This message has no recorded answer")
     assert handlers.on_like(history, 7, True, session="s1").startswith("This message has no recorded answer")
     # The data dir is shared by the read-only tests: a correction left in it would answer this

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ragbot.answer.evidence import quotes_by_passage
-from ragbot.answer.generation import HISTORY_TURNS, is_refusal
+from ragbot.answer.generation import HISTORY_TURNS, is_refusal, marked_numbers
 from ragbot.bot import RagBot, searched_before
 from ragbot.errors import RagbotError
 from ragbot.ingest.readers import kind_of, supported_suffixes
@@ -743,8 +743,24 @@ class ChatHandlers:
         note = self.saved_note(history, str(answer_id), bool(comment), bool(correction))
         if not correction:
             return note
-        return note + self._unknown_sources_note(str(answer_id), correction) + self._closer_source_note(
-            str(answer_id), correction)
+        return (note + self._unknown_sources_note(str(answer_id), correction)
+                + self._closer_source_note(str(answer_id), correction) + self._no_source_note(str(answer_id), correction))
+
+    def _no_source_note(self, answer_id: str, correction: str) -> str:
+        """A nudge when a correction that answers cites no passage at all, though the answer
+        showed some: the hint under the box asks for [n], and a correction saved without one
+        was taken without a word (helper-81's drive). It is kept as written; asked again, it is
+        shown with no source, and `ragbot tune --retriever` cannot learn from it."""
+        if marked_numbers(correction) or is_refusal(correction):
+            return ""
+        shown = len(self.bot.feedback.answer_trace(answer_id)["passages"])
+        if not shown:
+            return ""
+        return (f" It cites no passage: add {literal('[n]')} for the passage that holds the answer "
+                f"({literal('[1]')} to {literal(f'[{shown}]')} of that answer) and save again, so that it "
+                f"is shown with its source." if shown > 1 else
+                f" It cites no passage: add {literal('[1]')} if that answer's passage holds the answer, and save "
+                f"again, so that it is shown with its source.")
 
     def _closer_source_note(self, answer_id: str, correction: str) -> str:
         """A hint when the correction cites passages of the answer but another of its passages
