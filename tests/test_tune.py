@@ -105,6 +105,8 @@ def test_killed_run_resumes_from_its_checkpoint(tuned):
     _, result, lines = tuned
     assert any("resuming the unfinished run" in line for line in lines)
     assert any("SFT: resuming from checkpoint-1" in line for line in lines)
+    # Answers are quoted (the default mode): the run says what of the adapter they use.
+    assert any(line.startswith("answers are quoted from the documents (answer mode extract)") for line in lines)
     sft, prefer = result.stages["sft"], result.stages["prefer"]
     assert sft["steps"] == 2 and prefer["steps"] == 2 and prefer["method"] == "kto"
     assert all(v is not None for v in (sft["first_loss"], prefer["last_loss"]))

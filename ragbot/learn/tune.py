@@ -654,6 +654,12 @@ def _tune(bot, config: TuneConfig, new: bool, log: Log) -> TuneResult:
     if deadline is not None:
         share = 0.75 if method else 1.0  # SFT teaches the most per minute
         sft_deadline = time.monotonic() + (deadline - time.monotonic()) * share
+    if settings.answer_mode == "extract" and not run.done("sft"):
+        # Said before the longest stage (a newcomer waited minutes for weights the answers then
+        # never read, and the gate's tie did not say why: helper-81's drive).
+        log("answers are quoted from the documents (answer mode extract): they use this adapter's "
+            "refusal and correction thresholds, fitted above; the LoRA weights trained next write answers "
+            "only with --answer-mode generate, and the gate compares the models as they answer now")
     if not run.done("sft"):
         gc.collect()
         info = train_sft(bot, config, sft, run, parent.path if parent else None, sft_deadline, log)
