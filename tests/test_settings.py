@@ -76,6 +76,8 @@ def test_common_options_work_before_and_after_the_command():
     (["tune", "--false-refusal", "2"], "argument --false-refusal: must be at least 0 and below 0.5 (got 2)"),
     (["tune", "--model-questions", "-4"], "argument --model-questions: must be 0 or more (got -4)"),
     (["tune", "--heldout", "a fifth"], "argument --heldout: not a number: 'a fifth'"),
+    (["ask", "What is a GAN?", "--temperature", "-1"], "argument --temperature: must be between 0 and 2 (got -1)"),
+    (["chat", "--port", "99999"], "argument --port: must be between 1 and 65535 (got 99999)"),
 ])
 def test_a_number_out_of_its_range_is_a_usage_error(argv, said, capsys):
     # -k 0 searched with the default 5 and -k -1 returned every passage, without a word.

@@ -61,6 +61,29 @@ def _share(below: float):
     return share
 
 
+def _temperature(text: str) -> float:
+    """An argparse type: a sampling temperature, 0 (greedy) to 2, as the setting allows (`ask
+    --temperature -1` was taken and passed to the model)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 2:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2 (got {text})")
+    return value
+
+
+def _port(text: str) -> int:
+    """An argparse type: a TCP port (`chat --port 99999` ended in a traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 65535 (got {value})")
+    return value
+
+
 def _whole(text: str) -> int:
     """An argparse type: a whole number, 0 or more."""
     try:
@@ -138,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question", nargs="?",
                    help="what to ask; leave it out to chat in the terminal (a follow-up is read with the turn before)")
     p.add_argument("-k", type=_count, help="passages to retrieve (default 5, or the top_k setting: RAGBOT_TOP_K)")
-    p.add_argument("--temperature", type=float, help="0 for greedy decoding (default)")
+    p.add_argument("--temperature", type=_temperature, help="0 for greedy decoding (default), up to 2")
     p.add_argument("--in", dest="within", action="append", metavar="PATH",
                    help="answer only from the stored documents at PATH (a file or a folder; repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -150,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "no public share link unless --share. The shipped corpus is ingested into a "
                                    "data dir that never held a document.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--port", type=_port, default=7860, help="port (default 7860)")
     p.add_argument("--auth", metavar="USER:PASSWORD",
                    help="require a login (or set RAGBOT_AUTH=user:password)")
     p.add_argument("--share", action="store_true",
