@@ -401,8 +401,8 @@ def test_like_uses_the_answer_id_carried_by_the_message(corpus_bot):
     # A correction that cites nothing is kept, with a nudge to cite (it was taken without a word:
     # helper-81's drive); the refusal sentence needs no source, and one that cites gets no nudge.
     assert handlers.on_comment(history, "", "Canberra.", session="s1").endswith(
-        rf"It cites no passage: add \[n\] for the passage that holds the answer (\[1\] to \[{shown}\] of that "
-        "answer) and save again, so that it is shown with its source.")
+        rf"It cites no passage: if one of that answer's passages (\[1\] to \[{shown}\]) holds the answer, write "
+        r"the correction again citing it as \[n\], so that it is shown with its source.")
     assert corpus_bot.feedback.feedback(answer_id).correction == "Canberra."
     assert "cites no passage" not in handlers.on_comment(history, "", REFUSAL, session="s1")
     assert "cites no passage" not in handlers.on_comment(history, "", "Canberra [1].", session="s1")

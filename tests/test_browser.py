@@ -751,7 +751,7 @@ def test_votes_are_shown_where_they_were_given_and_nowhere_else(make_bot):
         page.get_by_text("Comment on or correct an answer").click()
         expect(page.locator("#which-answer input")).to_have_value("2. What is mode collapse?", timeout=30_000)
         page.locator('#chat button[aria-label="Dislike"]').first.click()
-        expect(page.locator("#status")).to_contain_text("marked unhelpful. It is the answer chosen", timeout=30_000)
+        expect(page.locator("#status")).to_contain_text("marked unhelpful. It is now chosen under", timeout=30_000)
         expect(page.locator("#which-answer input")).to_have_value("1. When were GANs introduced?", timeout=30_000)
         expect(page.locator("#sources")).to_contain_text("For the answer to “When were GANs introduced?”")
         expect(page.locator(liked)).to_have_count(0)

@@ -396,6 +396,7 @@ def test_preflight_and_data_checks(make_bot, tmp_path):
     for bad, said in ((dict(sft_epochs=0), "sft_epochs must be above 0"),
                       (dict(sft_epochs=-1.0), "sft_epochs must be above 0"),
                       (dict(time_budget_min=0.0), "time_budget_min must be above 0"),
+                      (dict(sft_epochs=float("inf")), "sft_epochs must be above 0 and finite"),
                       (dict(model_questions=-1), "model_questions must be 0 or more")):
         with pytest.raises(TuneError, match=said):
             TuneConfig(**bad).validate()
@@ -421,23 +422,47 @@ def test_activating_an_adapter_that_failed_its_gate_says_so(tmp_path, capsys):
     assert main(["model", "activate", "v1", "--data-dir", str(data_dir)]) == 0
     out = capsys.readouterr()
     assert out.out == "active: v1\n"
-    assert ("note: v1 did not pass its gate (utility gain +0.017, 95% interval [+0.000, +0.051] over 59 questions: "
-            "not above zero); it is active anyway. `ragbot model rollback`") in out.err
+    assert ("warning: v1 failed its gate (utility gain +0.017, 95% interval [+0.000, +0.051] over 59 questions: "
+            "not above zero); it is active anyway. `ragbot model rollback` goes back to the one active before.") in out.err
+    # Activated again, nothing changes: no rollback to offer (it would find nothing to go back to).
+    assert main(["model", "activate", "v1", "--data-dir", str(data_dir)]) == 0
+    assert capsys.readouterr().err.endswith("it is active anyway.\n")
     assert main(["model", "activate", "v2", "--data-dir", str(data_dir)]) == 0
-    assert "did not pass" not in capsys.readouterr().err  # one that passed is activated without a note
+    assert "failed its gate" not in capsys.readouterr().err  # one that passed is activated without a warning
     assert registry.state()["active"] == "v2"
 
 
 def test_a_resumed_run_says_which_settings_given_now_it_does_not_use():
     """A resumed run keeps the settings it started with; those given now that differ are named,
-    with the way to use them (they were dropped without a word)."""
+    by their flags, with the way to use them (they were dropped without a word). Defaults left
+    alone are not listed (a quick run resumed by a plain `ragbot tune` listed every one of them)."""
+    from dataclasses import asdict
+
     from ragbot.learn.tune import settings_not_used
 
     started = TuneConfig.quick()
-    assert settings_not_used(TuneConfig.quick(), started) is None
-    said = settings_not_used(TuneConfig.quick(sft_epochs=3.0), started)
-    assert "sft_epochs 3.0 (the run's: 2.0)" in said and said.endswith("Start over with --new to use them.")
-    assert "model_questions" not in said
+    stored = asdict(started)
+    assert settings_not_used(TuneConfig.quick(), started, stored, named={}) is None
+    assert settings_not_used(TuneConfig(), started, stored, named={}) is None  # no flag given
+    said = settings_not_used(TuneConfig.quick(sft_epochs=3.0), started, stored, named={"sft_epochs": "--epochs"})
+    assert said == ("the run keeps the settings it started with, so these are not used: --epochs 3.0 "
+                    "(the run's: 2.0). Start over with --new to use them.")
+    # A setting an older run did not store is not compared (it takes the default, not the run's).
+    older = {k: v for k, v in stored.items() if k != "false_refusal"}
+    assert settings_not_used(TuneConfig(false_refusal=0.1), started, older, named={"false_refusal": "--false-refusal"}) is None
+    # Without names (a library caller), every setting that differs is named by its field.
+    assert "max_steps none (the run's: 24)" in settings_not_used(TuneConfig(), started, stored)
+
+
+def test_a_run_started_with_settings_now_refused_does_not_resume(make_bot, docs):
+    """An unfinished run started before a check existed (`--epochs 0` trained nothing, yet
+    saved a version) is not resumed with them: it says why and how to start over."""
+    bot = make_bot()
+    bot.ingest([docs])
+    Run.create(bot.settings.tune_dir, TuneConfig(sft_epochs=0))
+    with pytest.raises(TuneError, match=r"cannot resume: sft_epochs must be above 0 and finite \(got 0\); start over "
+                                        "with --new"):
+        tune(bot, TuneConfig(), log=lambda line: None)
 
 
 def test_tiny_corpus_is_refused_before_training(make_bot, tmp_path):

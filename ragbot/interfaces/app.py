@@ -487,7 +487,8 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             """A reload or a server restart: the browser's open conversation comes back, with its
             settings; the first visit gets its owner token. An empty one (a first visit, or a New
             conversation not yet asked in) comes with its suggestions: "New here?" only on a first
-            visit (no owner token yet), not after a browser deleted its last conversation."""
+            visit (no owner token yet, and no conversation: a user logged in on a new browser has
+            some), not after a browser deleted its last conversation."""
             saved = dict(saved or {})
             first_visit = not _TOKEN.match(str(saved.get("owner") or ""))
             if first_visit:
@@ -503,7 +504,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                     saved.get("temperature", bot.settings.temperature),
                     gr.update(interactive=True, placeholder=READY), gr.update(interactive=True),
                     gr.update(visible=False) if history
-                    else suggested(FIRST_VISIT_SUGGESTIONS if first_visit else NEW_CONVERSATION_SUGGESTIONS))
+                    else suggested(FIRST_VISIT_SUGGESTIONS if first_visit and not choices else NEW_CONVERSATION_SUGGESTIONS))
 
         def loaded_sources(history, show, request: gr.Request):
             return handlers.latest_sources(history, session_of(request), show)
@@ -601,7 +602,8 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             found = handlers.sources_of(history, data.index, session_of(request), show) if data.liked is False else None
             if found is None:
                 return said, thumbs, gr.skip(), gr.skip()
-            return (said + " It is the answer chosen under “Comment on or correct an answer”, to correct.", thumbs,
+            return (said + " It is now chosen under “Comment on or correct an answer”: write there what it should "
+                    "have said.", thumbs,
                     gr.update(value=answer_id_of(message_at(history, data.index))), found)
 
         chat.like(like, [chat, show_all], [status, chat, which, sources])

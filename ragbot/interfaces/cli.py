@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import textwrap
@@ -43,8 +44,8 @@ def _positive(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:  # NaN too
-        raise argparse.ArgumentTypeError(f"must be above 0 (got {text})")
+    if not 0 < value < math.inf:  # NaN and infinity too
+        raise argparse.ArgumentTypeError(f"must be above 0 and finite (got {text})")
     return value
 
 
@@ -892,6 +893,14 @@ def cmd_feedback(bot, args) -> int:
     return 0
 
 
+# TuneConfig's fields by the flag that sets them.
+_TUNE_FLAGS = {"max_steps": "--max-steps", "time_budget_min": "--time-budget", "model_questions": "--model-questions",
+               "preference": "--preference", "sft_epochs": "--epochs", "heldout_fraction": "--heldout",
+               "gate_questions": "--gate-questions", "gate_max_new_tokens": "--gate-max-new-tokens",
+               "save_steps": "--save-steps", "activate": "--activate", "seed": "--seed", "fresh": "--fresh",
+               "answerability_check": "--no-answerability-check", "false_refusal": "--false-refusal"}
+
+
 def cmd_tune(bot, args) -> int:
     from ragbot.learn.tune import TuneConfig, tune
 
@@ -908,7 +917,11 @@ def cmd_tune(bot, args) -> int:
     }
     options = {k: v for k, v in options.items() if v is not None}
     config = TuneConfig.quick(**options) if args.quick else TuneConfig(**options)
-    result = tune(bot, config, new=args.new, log=lambda line: print(line, file=sys.stderr))
+    # What was given, by its flag: a resumed run names those it does not use, not every default.
+    named = {field: _TUNE_FLAGS[field] for field in options}
+    if args.quick:
+        named.update({field: f"--quick's {field}" for field in TuneConfig.QUICK if field not in named})
+    result = tune(bot, config, new=args.new, log=lambda line: print(line, file=sys.stderr), named=named)
     state = "activated" if result.activated else "saved, not activated"
     print(f"adapter {result.version}: {state} (run folder {result.run_dir})")
     return 0
@@ -980,12 +993,14 @@ def cmd_model(bot, args) -> int:
         return _model_embedders(bot, args)
     registry = AdapterRegistry(bot.settings.adapters_dir)
     if args.model_command == "activate":
+        before = registry.state()["active"]
         info = registry.activate(args.version)
         print(f"active: {info.version if info else 'none (the base model)'}")
         gate = (info.metadata.get("gate") or {}) if info else {}
         if gate and not gate.get("promoted"):  # said, not refused: activating it anyway is the user's call
-            print(f"note: {info.version} did not pass its gate ({'; '.join(gate.get('reasons') or [])}); it is active "
-                  f"anyway. `ragbot model rollback` goes back to the adapter active before.", file=sys.stderr)
+            back = (" `ragbot model rollback` goes back to the one active before." if before != info.version else "")
+            print(f"warning: {info.version} failed its gate ({'; '.join(gate.get('reasons') or [])}); it is active "
+                  f"anyway.{back}", file=sys.stderr)
         return 0
     if args.model_command == "rollback":
         info = registry.rollback()

@@ -756,11 +756,12 @@ class ChatHandlers:
         shown = len(self.bot.feedback.answer_trace(answer_id)["passages"])
         if not shown:
             return ""
-        return (f" It cites no passage: add {literal('[n]')} for the passage that holds the answer "
-                f"({literal('[1]')} to {literal(f'[{shown}]')} of that answer) and save again, so that it "
-                f"is shown with its source." if shown > 1 else
-                f" It cites no passage: add {literal('[1]')} if that answer's passage holds the answer, and save "
-                f"again, so that it is shown with its source.")
+        # The box is emptied once saved (app.save): the correction is written again, with its [n].
+        return (f" It cites no passage: if one of that answer's passages ({literal('[1]')} to "
+                f"{literal(f'[{shown}]')}) holds the answer, write the correction again citing it as "
+                f"{literal('[n]')}, so that it is shown with its source." if shown > 1 else
+                f" It cites no passage: if that answer's passage holds the answer, write the correction again "
+                f"citing it as {literal('[1]')}, so that it is shown with its source.")
 
     def _closer_source_note(self, answer_id: str, correction: str) -> str:
         """A hint when the correction cites passages of the answer but another of its passages

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import random
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import ClassVar
 
 from ragbot.answer import answerability, corrections, evidence
 from ragbot.learn import trainset
@@ -81,6 +83,9 @@ class TuneConfig:
     seed: int = 0
     fresh: bool = False  # start from the base model, not from the active adapter
     activate: str = "gate"  # gate | always | never
+    # What --quick sets (quick() below).
+    QUICK: ClassVar[dict] = dict(model_questions=30, sft_epochs=2.0, prefer_epochs=0.5, max_steps=24,
+                                 prefer_max_steps=4, gate_max_new_tokens=80)
 
     @classmethod
     def quick(cls, **overrides) -> "TuneConfig":
@@ -89,8 +94,7 @@ class TuneConfig:
         Training is bounded by steps, not minutes, so a busier machine makes the same adapter,
         only later (24 SFT steps are 2 epochs of the shipped corpus's quick data; the KTO steps
         each cost about three SFT steps, bench/bench_tune.py)."""
-        values = dict(model_questions=30, sft_epochs=2.0, prefer_epochs=0.5, max_steps=24, prefer_max_steps=4,
-                      gate_max_new_tokens=80)
+        values = dict(cls.QUICK)
         values.update({k: v for k, v in overrides.items() if v is not None})
         if overrides.get("max_steps") is not None and overrides.get("prefer_max_steps") is None:
             values["prefer_max_steps"] = min(values["prefer_max_steps"], values["max_steps"])
@@ -107,10 +111,10 @@ class TuneConfig:
             raise TuneError(f"false_refusal must be in [0, 0.5) (got {self.false_refusal})")
         if self.batch_size < 2:
             raise TuneError("batch_size must be at least 2 (KTO estimates its KL term within a batch)")
-        if not self.sft_epochs > 0:  # 0 (or a negative count) would train nothing yet save a version
-            raise TuneError(f"sft_epochs must be above 0 (got {self.sft_epochs})")
-        if self.time_budget_min is not None and not self.time_budget_min > 0:
-            raise TuneError(f"time_budget_min must be above 0 minutes (got {self.time_budget_min})")
+        if not 0 < self.sft_epochs < math.inf:  # 0 (or a negative count) would train nothing yet save a version
+            raise TuneError(f"sft_epochs must be above 0 and finite (got {self.sft_epochs})")
+        if self.time_budget_min is not None and not 0 < self.time_budget_min < math.inf:
+            raise TuneError(f"time_budget_min must be above 0 minutes and finite (got {self.time_budget_min})")
         if self.model_questions < 0:
             raise TuneError(f"model_questions must be 0 or more (got {self.model_questions})")
 
@@ -579,38 +583,54 @@ def preference_method(config: TuneConfig, kto: list[dict], dpo_feedback: int) ->
 # -- the whole run ---------------------------------------------------------------------------------
 
 
-def settings_not_used(given: TuneConfig, kept: TuneConfig) -> str | None:
+def settings_not_used(given: TuneConfig, kept: TuneConfig, stored: Collection[str],
+                      named: Mapping[str, str] | None = None) -> str | None:
     """What a resumed run says of the settings given now that differ from those it started with
-    and keeps (`kept`); None when none differ."""
-    changed = [f"{f.name} {getattr(given, f.name)!r} (the run's: {getattr(kept, f.name)!r})"
-               for f in fields(TuneConfig) if getattr(given, f.name) != getattr(kept, f.name)]
+    and keeps (`kept`); None when none differ. `named`: the settings the caller set, each with the
+    name the user gave it (the CLI's flag), so that defaults left alone are not listed; None: every
+    setting, by its own name. Only settings the run stored (`stored`) are compared: an older
+    run's config lacks newer ones, which take their defaults."""
+    def shown(value) -> str:
+        return "none" if value is None else str(value)
+
+    names = named if named is not None else {f.name: f.name for f in fields(TuneConfig)}
+    changed = [f"{name} {shown(getattr(given, field))} (the run's: {shown(getattr(kept, field))})"
+               for field, name in names.items()
+               if field in stored and getattr(given, field) != getattr(kept, field)]
     if not changed:
         return None
     return ("the run keeps the settings it started with, so these are not used: " + "; ".join(changed)
             + ". Start over with --new to use them.")
 
 
-def tune(bot, config: TuneConfig, new: bool = False, log: Log = print) -> TuneResult:
+def tune(bot, config: TuneConfig, new: bool = False, log: Log = print,
+         named: Mapping[str, str] | None = None) -> TuneResult:
     """Run (or resume) a tuning run. One at a time per data dir: a second one is refused at once
-    with who runs the first (files.state_lock)."""
+    with who runs the first (files.state_lock). A resumed run keeps the settings it started
+    with, and names those of `config` it does not use (`named`: see settings_not_used)."""
     config.validate()
     if bot.settings.generator_backend != "transformers":
         # Training is PyTorch's; the tuned adapter is also exported for llama.cpp (below).
         bot = bot.with_settings(generator_backend="transformers")
     preflight(bot)
     with state_lock(bot.settings.data_dir / "tune.lock", f"tuning in {bot.settings.data_dir}", timeout=0):
-        return _tune(bot, config, new, log)
+        return _tune(bot, config, new, log, named)
 
 
-def _tune(bot, config: TuneConfig, new: bool, log: Log) -> TuneResult:
+def _tune(bot, config: TuneConfig, new: bool, log: Log, named: Mapping[str, str] | None = None) -> TuneResult:
     settings = bot.settings
     registry = AdapterRegistry(settings.adapters_dir)
     run = None if new else Run.latest_unfinished(settings.tune_dir)
     if run is not None:
         given = config
-        config = TuneConfig(**{k: v for k, v in run.state()["config"].items() if k in {f.name for f in fields(TuneConfig)}})
+        stored = {k: v for k, v in run.state()["config"].items() if k in {f.name for f in fields(TuneConfig)}}
+        config = TuneConfig(**stored)
+        try:  # a run started before a check existed (`--epochs 0` trained nothing yet saved a version)
+            config.validate()
+        except TuneError as exc:
+            raise TuneError(f"the unfinished run {run.path} cannot resume: {exc}; start over with --new") from None
         log(f"resuming the unfinished run {run.path} (start over with --new)")
-        unused = settings_not_used(given, config)
+        unused = settings_not_used(given, config, stored, named)
         if unused:  # flags given now were dropped without a word (helper-81's drive)
             log(unused)
     else:
@@ -657,9 +677,10 @@ def _tune(bot, config: TuneConfig, new: bool, log: Log) -> TuneResult:
     if settings.answer_mode == "extract" and not run.done("sft"):
         # Said before the longest stage (a newcomer waited minutes for weights the answers then
         # never read, and the gate's tie did not say why: helper-81's drive).
-        log("answers are quoted from the documents (answer mode extract): they use this adapter's "
-            "refusal and correction thresholds, fitted above; the LoRA weights trained next write answers "
-            "only with --answer-mode generate, and the gate compares the models as they answer now")
+        used = "refusal and correction thresholds" if config.answerability_check else "correction threshold"
+        log(f"answers are quoted from the documents (answer mode extract): they use this adapter's {used}, "
+            "fitted above; the LoRA weights trained next write answers only with --answer-mode generate, "
+            "and the gate compares the models as they answer now")
     if not run.done("sft"):
         gc.collect()
         info = train_sft(bot, config, sft, run, parent.path if parent else None, sft_deadline, log)
