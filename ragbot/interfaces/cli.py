@@ -27,73 +27,33 @@ or RAGBOT_<NAME> environment variables (e.g. RAGBOT_TOP_K=8).
 """
 
 
-def _count(text: str) -> int:
-    """An argparse type: a whole number of at least 1 (passages, steps, questions, tokens)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
-    return value
+def _ranged(parse, allowed, rule: str):
+    """An argparse type: `parse` (int or float) of the text, refused unless `allowed(value)`;
+    the error says `rule` and what was given, and argparse names the flag before it."""
+    def typed(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {'whole number' if parse is int else 'number'}: {text!r}") from None
+        if not allowed(value):  # NaN fails every comparison, so it is refused too
+            raise argparse.ArgumentTypeError(f"{rule} (got {text})")
+        return value
+    return typed
 
 
-def _positive(text: str) -> float:
-    """An argparse type: a number above 0 (minutes, epochs)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value < math.inf:  # NaN and infinity too
-        raise argparse.ArgumentTypeError(f"must be above 0 and finite (got {text})")
-    return value
+# Whole numbers of at least 1 (passages, steps, questions, tokens), 0 or more, and TCP ports
+# (`chat --port 99999` ended in a traceback).
+_count = _ranged(int, lambda v: v >= 1, "must be at least 1")
+_whole = _ranged(int, lambda v: v >= 0, "must be 0 or more")
+_port = _ranged(int, lambda v: 1 <= v <= 65535, "must be between 1 and 65535")
+# Minutes and epochs; a temperature as the setting allows it (`ask --temperature -1` was passed on).
+_positive = _ranged(float, lambda v: 0 < v < math.inf, "must be above 0 and finite")
+_temperature = _ranged(float, lambda v: 0 <= v <= 2, "must be between 0 and 2")
 
 
 def _share(below: float):
     """An argparse type: a share from 0 up to, not including, `below`."""
-    def share(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not 0 <= value < below:
-            raise argparse.ArgumentTypeError(f"must be at least 0 and below {below:g} (got {text})")
-        return value
-    return share
-
-
-def _temperature(text: str) -> float:
-    """An argparse type: a sampling temperature, 0 (greedy) to 2, as the setting allows (`ask
-    --temperature -1` was taken and passed to the model)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= value <= 2:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 2 (got {text})")
-    return value
-
-
-def _port(text: str) -> int:
-    """An argparse type: a TCP port (`chat --port 99999` ended in a traceback)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 65535 (got {value})")
-    return value
-
-
-def _whole(text: str) -> int:
-    """An argparse type: a whole number, 0 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more (got {value})")
-    return value
+    return _ranged(float, lambda v: 0 <= v < below, f"must be at least 0 and below {below:g}")
 
 
 def _common(default) -> argparse.ArgumentParser:
