@@ -956,16 +956,21 @@ def test_stop_pressed_as_the_question_appears_ends_the_answer(corpus_bot):
     assert "stopped" not in message_text(history[-1])  # read back (a generated answer's history): only its text
 
 
-def test_the_server_knows_which_conversation_a_new_conversation_opened(corpus_bot):
+def test_the_server_knows_whether_a_new_conversation_came_after_the_question(corpus_bot):
     """An answer's last step hides the suggestions unless a New conversation came meanwhile. The
-    page sends that step the chat and conversation id as they were when it was sent, possibly
-    before the New conversation emptied them (a CI rehearsal hid the new suggestions so), so the
-    server keeps its own record of each session's last New conversation."""
+    page sends that step the chat as it was when the step was sent, possibly before the New
+    conversation emptied it, and Gradio reads the conversation's id when the step runs, possibly
+    after the New conversation replaced it (CI rehearsals hid the new suggestions so, twice): the
+    server keeps the order of each session's last question and last New conversation."""
     handlers = ChatHandlers(corpus_bot)
-    assert not handlers.left_for_new("s", "asked-in")  # no New conversation yet: the answer's own
-    handlers.started_new("s", "fresh")
-    assert handlers.left_for_new("s", "asked-in") and not handlers.left_for_new("s", "fresh")
-    assert not handlers.left_for_new("another session", "asked-in")
+    handlers.started_asking("s")
+    assert not handlers.new_since_asked("s")  # no New conversation yet: the answer's own step hides them
+    handlers.started_new("s")
+    assert handlers.new_since_asked("s")  # the New conversation's suggestions stay
+    handlers.started_asking("s")  # asked in the new conversation: its suggestions go
+    assert not handlers.new_since_asked("s")
+    handlers.started_new("another session")
+    assert not handlers.new_since_asked("s") and handlers.new_since_asked("another session")
 
 
 def test_a_stop_that_comes_after_the_answer_was_kept_shows_the_answer_kept(corpus_bot, monkeypatch):

@@ -359,6 +359,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             """Stream the answer to `question` after `history`; the box says why it is closed
             meanwhile (the release step opens it again). A question from the box empties it; one
             asked again (regenerate, edit) leaves what is being typed there."""
+            handlers.started_asking(session_of(request))  # before any New conversation this answer's steps meet
             problem = handlers.question_problem(question)
             sources_, not_stored = handlers.chosen_sources(chosen)
             problem = problem or not_stored
@@ -444,13 +445,12 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 yield *shown_, hide
                 hide = gr.skip()
 
-        def suggestions_after_answer(history, conversation_id, request: gr.Request):
+        def suggestions_after_answer(history, request: gr.Request):
             """Asked: the suggestions go, unless a New conversation came meanwhile. One clicked
             while this answer's last steps were on their way showed its suggestions, and then this
-            step hid them (CI rehearsals of 2026-12-07, once in several runs each). The page sends
-            this step the chat as it was when the step was sent, which can be before the New
-            conversation emptied it; so the server's own record decides (left_for_new)."""
-            if not history or handlers.left_for_new(session_of(request), str(conversation_id or "")):
+            step hid them (CI rehearsals of 2026-12-07, once in several runs each); the server's
+            own order of events decides (new_since_asked)."""
+            if not history or handlers.new_since_asked(session_of(request)):
                 return gr.skip()
             return gr.update(visible=False)
 
@@ -466,7 +466,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             event.then(listed, [conversation, browser], [past, browser], api_name=False
                        ).then(release, None, question, api_name=False).then(lambda: ("", ""), None, [status, conversation_status], api_name=False  # stale
                        ).then(handlers.model_info, None, info, api_name=False
-                       ).then(suggestions_after_answer, [chat, conversation], examples, api_name=False)
+                       ).then(suggestions_after_answer, chat, examples, api_name=False)
 
         def show_sources_of(history, show, data: gr.SelectData, request: gr.Request):
             """A click on an answer (or one of its [n]) shows that answer's sources, and makes it
@@ -572,7 +572,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 return (*(gr.skip(),) * 7, gr.update(visible=False), None,
                         "Nothing to delete: ask a question first.", gr.skip())
             fresh = uuid.uuid4().hex
-            handlers.started_new(session_of(request), fresh)  # it shows suggestions, as New conversation does
+            handlers.started_new(session_of(request))  # it shows suggestions, as New conversation does
             # The status under the chat spoke of the conversation deleted (a vote): emptied.
             return (empty_chat(), fresh, conversation_list(handlers.conversation_choices(owner), None),
                     render_sources(None, False), "", keep(saved, conversation=fresh),
@@ -645,7 +645,7 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
 
         def start_new(saved, request: gr.Request):
             fresh = uuid.uuid4().hex
-            handlers.started_new(session_of(request), fresh)
+            handlers.started_new(session_of(request))
             # The status line spoke of the conversation left (a vote, a saved correction): emptied.
             # So did the export and a delete question: they were of that conversation.
             return (empty_chat(), render_sources(None, False), fresh, gr.update(value=None),
