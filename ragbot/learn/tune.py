@@ -89,7 +89,7 @@ class TuneConfig:
 
     @classmethod
     def quick(cls, **overrides) -> "TuneConfig":
-        """Small settings that finish in about 10 minutes on a 2-core CPU (the shipped corpus).
+        """Small settings that finish in 10-15 minutes on a 2-core CPU (the shipped corpus).
 
         Training is bounded by steps, not minutes, so a busier machine makes the same adapter,
         only later (24 SFT steps are 2 epochs of the shipped corpus's quick data; the KTO steps
