@@ -359,7 +359,6 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
             """Stream the answer to `question` after `history`; the box says why it is closed
             meanwhile (the release step opens it again). A question from the box empties it; one
             asked again (regenerate, edit) leaves what is being typed there."""
-            handlers.started_asking(session_of(request))  # before any New conversation this answer's steps meet
             problem = handlers.question_problem(question)
             sources_, not_stored = handlers.chosen_sources(chosen)
             problem = problem or not_stored
@@ -373,6 +372,9 @@ def build_app(bot: RagBot, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
                 gr.Warning(notice(problem))
                 yield gr.skip(), gr.skip(), gr.skip()
                 return
+            # Asked (a question refused above is not): recorded before any New conversation that
+            # this answer's last step meets (new_since_asked).
+            handlers.started_asking(session_of(request))
             first_yield, last = True, []
             for history_, html_, _ in handlers.respond(question, history, conversation_id, k, temperature, show_all,
                                                        session=session_of(request),
