@@ -78,6 +78,40 @@ def test_a_follow_ups_correction_needs_the_follow_up_too():
     assert memory.match(_unit([[0, 0.1, 1]])[0]).correction.answer_id == "first"  # a first question as before
 
 
+def test_a_first_question_is_compared_with_the_corrected_turns_own_words():
+    """A turn searched joined with an unrelated question before it (a new subject the data dir
+    could not yet tell from a follow-up) was corrected for what its words ask: the same words
+    asked first in a conversation get the correction, though the joined query is far from them."""
+    embedder = _Embedder({"when was the transformer introduced? which company made stylegan?": [1, 0.6, 0],
+                          "which company made stylegan?": [0, 1, 0], "q2": [0, 0, 1]})
+    items = [Correction("joined", "when was the transformer introduced? which company made stylegan?", "bad",
+                        "NVIDIA", at=1.0, turn="which company made stylegan?"),
+             Correction("first", "q2", "bad", "fix", at=1.0)]
+    memory = CorrectionMemory.build(items, embedder, threshold=0.9)
+    alone = _unit([[0, 1, 0.05]])[0]  # the turn's words asked first: 0.51 to the joined query
+    found = memory.match(alone)
+    assert found.correction.answer_id == "joined" and found.similarity > 0.9
+    # Asked after a question again, both the query and the words count, as for a follow-up.
+    assert memory.match(alone, alone) is None
+    assert memory.match(_unit([[1, 0.6, 0.05]])[0], alone).correction.answer_id == "joined"
+    assert memory.match(_unit([[0.05, 0, 1]])[0]).correction.answer_id == "first"
+
+
+def test_a_correction_on_a_joined_new_subject_answers_it_asked_first(corpus_bot):
+    """helper-81's drive: "Which company made StyleGAN?", searched joined with the question on the
+    transformer before it and corrected there, was answered wrongly again when asked first."""
+    previous, turn = "When was the transformer architecture introduced?", "Which company made StyleGAN?"
+    answer = corpus_bot.ask(turn, retrieval_query=f"{previous} {turn}", conversation_id="c1", turn=1)
+    fix = "NVIDIA's researchers made StyleGAN."
+    corpus_bot.feedback.set_feedback(answer.id, -1, correction=fix)
+    try:
+        again = corpus_bot.ask(turn, record=False)
+        assert again.answer == fix and again.correction_of == answer.id and again.corrected_question == turn
+        assert corpus_bot.ask(previous, record=False).correction_of is None
+    finally:
+        corpus_bot.feedback.set_feedback(answer.id, None)
+
+
 def test_a_correction_on_a_follow_up_answers_that_follow_up_only(corpus_bot):
     """The chat page's path: the follow-up "Who introduced it?" is searched with the question
     before it; corrected, it answers the same follow-up in another conversation, not the first

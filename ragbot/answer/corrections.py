@@ -14,12 +14,16 @@ measures the model, not the memory):
 Corrections take effect at once, with no tuning; `ragbot tune` also trains the generator on them.
 
 "Asks what it asked" is decided by the cosine of the two questions' embeddings reaching
-`match_threshold`, twice: for the retrieval queries (so a follow-up is compared as it was
-searched, with the question before it) and for the user's own words of the turn. A follow-up's
-query holds the previous question too ("What is RAG? Who introduced it?"), so it alone would
-hand a correction about who introduced RAG to the next "What is RAG?"; the turns ("Who
-introduced it?" against "What is RAG?") keep them apart. For a first question the two are the
-same text. The threshold
+`match_threshold`. A question asked in a conversation after others is compared twice: its
+retrieval query with the corrected turn's (so a follow-up is compared as it was searched, with
+the question before it), and the user's own words of the two turns. A follow-up's query holds
+the previous question too ("What is RAG? Who introduced it?"), so it alone would hand a
+correction about who introduced RAG to the next "What is RAG?"; the turns ("Who introduced it?"
+against "What is RAG?") keep them apart. A conversation's first question is compared with the
+corrected turn's own words alone: its query is its words, and a turn searched joined with an
+unrelated question before it ("When was the transformer introduced? Which company made
+StyleGAN?", which a data dir with few logged questions cannot tell from a follow-up) was
+corrected for what its words ask (helper-81's drive; docs/benchmarks.md §42). The threshold
 is fit by code, not chosen: questions about different documents of the user's own corpus ask
 different things, so `fit` sets it at the `1 - false_match` quantile of each such question's
 closest cosine to a question about another document. A question unrelated to every correction
@@ -148,15 +152,19 @@ class CorrectionMemory:
         return len(self.corrections)
 
     def match(self, query_vector: np.ndarray, turn_vector: np.ndarray | None = None) -> Match | None:
-        """The correction whose question is closest to the query, if it reaches the threshold;
-        with `turn_vector` (the user's own words, when the query is not just them), its turn
-        must reach it too, and the lower of the two cosines counts."""
+        """The correction closest to the question, if it reaches the threshold. Without
+        `turn_vector` (a first question: the query is the user's words), the corrected turns'
+        own words are compared; with it (the user's words, when the query joins them with the
+        question before), both the queries and the turns' words must reach the threshold, and the
+        lower of the two cosines counts."""
         if not self.corrections:
             return None
-        similarity = self.vectors @ np.asarray(query_vector, dtype=np.float32).reshape(-1)
-        turn = self.turn_vectors @ np.asarray(query_vector if turn_vector is None else turn_vector,
-                                              dtype=np.float32).reshape(-1)
-        similarity = np.minimum(similarity, turn)
+        query = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+        if turn_vector is None:
+            similarity = self.turn_vectors @ query
+        else:
+            similarity = np.minimum(self.vectors @ query,
+                                    self.turn_vectors @ np.asarray(turn_vector, dtype=np.float32).reshape(-1))
         best = int(np.argmax(similarity))
         if similarity[best] < self.threshold:
             return None
