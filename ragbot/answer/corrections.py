@@ -14,14 +14,14 @@ measures the model, not the memory):
 Corrections take effect at once, with no tuning; `ragbot tune` also trains the generator on them.
 
 "Asks what it asked" is decided by the cosine of the two questions' embeddings reaching
-`match_threshold`. A question asked in a conversation after others is compared twice: its
-retrieval query with the corrected turn's (so a follow-up is compared as it was searched, with
-the question before it), and the user's own words of the two turns. A follow-up's query holds
-the previous question too ("What is RAG? Who introduced it?"), so it alone would hand a
-correction about who introduced RAG to the next "What is RAG?"; the turns ("Who introduced it?"
-against "What is RAG?") keep them apart. A conversation's first question is compared with the
-corrected turn's own words alone: its query is its words, and a turn searched joined with an
-unrelated question before it ("When was the transformer introduced? Which company made
+`match_threshold`. A question searched joined with the one before it is compared twice: its
+retrieval query with the corrected turn's (so a follow-up is compared as it was searched), and
+the user's own words of the two turns. A follow-up's query holds the previous question too
+("What is RAG? Who introduced it?"), so it alone would hand a correction about who introduced
+RAG to the next "What is RAG?"; the turns ("Who introduced it?" against "What is RAG?") keep
+them apart. A question searched on its own words (a conversation's first, or a later turn
+searched alone) is compared with the corrected turn's own words alone: a turn searched joined
+with an unrelated question before it ("When was the transformer introduced? Which company made
 StyleGAN?", which a data dir with few logged questions cannot tell from a follow-up) was
 corrected for what its words ask (helper-81's drive; docs/benchmarks.md §42). The threshold
 is fit by code, not chosen: questions about different documents of the user's own corpus ask
