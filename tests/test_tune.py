@@ -363,6 +363,22 @@ def test_gate_refuses_a_candidate_trained_to_always_refuse(tuned, tmp_path):
     assert registry.state()["active"] == active_before
 
 
+def test_training_arguments_turn_checkpointing_off_without_a_deprecation_warning(tmp_path):
+    """TRL's configs default to activation checkpointing on; ragbot turns it off under the name
+    transformers 5 uses, since the old name printed a FutureWarning into every run's output."""
+    import warnings
+
+    from trl import KTOConfig, SFTConfig
+
+    from ragbot.learn.tune import _training_args
+
+    for config_cls in (SFTConfig, KTOConfig):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)
+            args = _training_args(config_cls, TuneConfig(), tmp_path / config_cls.__name__, epochs=1.0, lr=1e-4)
+        assert args.activation_checkpointing is False and args.gradient_checkpointing is False
+
+
 def test_gate_rule():
     """Activated only when the paired-bootstrap interval of the utility gain is above zero."""
     active = [0.2, 0.3, 1.0, 0.0] * 15  # 60 questions

@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "save it as the next version, and activate it only if it answers held-out "
                                    "questions better than the active model. An interrupted run resumes.",
                        epilog="--quick: 30 model-written questions, at most 24 SFT and 4 KTO/DPO steps, 60 gate "
-                              "questions (10-15 minutes on a 2-core CPU for the shipped corpus). It is bounded by "
+                              "questions (5-15 minutes on a 2-core CPU for the shipped corpus). It is bounded by "
                               "steps, not minutes, so a busy machine makes the same adapter, later; the progress "
                               "bars show the time left.")
     p.add_argument("--retriever", action="store_true",

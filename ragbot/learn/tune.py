@@ -24,6 +24,7 @@ import math
 import random
 import shutil
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -89,7 +90,7 @@ class TuneConfig:
 
     @classmethod
     def quick(cls, **overrides) -> "TuneConfig":
-        """Small settings that finish in 10-15 minutes on a 2-core CPU (the shipped corpus).
+        """Small settings that finish in 5-15 minutes on a 2-core CPU (the shipped corpus).
 
         Training is bounded by steps, not minutes, so a busier machine makes the same adapter,
         only later (24 SFT steps are 2 epochs of the shipped corpus's quick data; the KTO steps
@@ -452,14 +453,18 @@ def _training_args(config_cls, config: TuneConfig, out: Path, epochs: float, lr:
 
     cuda = pick_device() == "cuda"
     bf16 = cuda or cpu_has_native_bf16()
+    # Off: the model is small and memory is not what limits a CPU run. transformers 5 renamed the
+    # setting (the old name prints a FutureWarning in every run); older 5.x releases know only it.
+    checkpointing = ("activation_checkpointing" if "activation_checkpointing" in {f.name for f in fields(config_cls)}
+                     else "gradient_checkpointing")
     return config_cls(
         output_dir=str(out), num_train_epochs=epochs, max_steps=max_steps or config.max_steps or -1,
         per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.gradient_accumulation,
         learning_rate=lr, lr_scheduler_type="linear",
         warmup_steps=2, logging_steps=1, save_strategy="steps", save_steps=config.save_steps,
         save_total_limit=1, report_to=[], disable_tqdm=True, bf16=bf16, use_cpu=not cuda,
-        gradient_checkpointing=False, dataloader_pin_memory=False, seed=config.seed,
-        max_length=config.max_length, **extra,
+        dataloader_pin_memory=False, seed=config.seed, max_length=config.max_length,
+        **{checkpointing: False}, **extra,
     )
 
 
@@ -474,7 +479,11 @@ def _train(trainer, out: Path, deadline: float | None, desc: str, log: Log) -> d
     if checkpoint:
         log(f"{desc}: resuming from {Path(checkpoint).name}")
     started = time.monotonic()
-    result = trainer.train(resume_from_checkpoint=checkpoint)
+    with warnings.catch_warnings():
+        # TRL's trainers still ask the model under transformers' old name, which warns on every
+        # run; the user can do nothing about it, and it broke into the progress bar.
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        result = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.monotonic() - started
     history = [h for h in trainer.state.log_history if "loss" in h]
     return {"steps": trainer.state.global_step, "steps_run": trainer.state.global_step - progress.first_step,
