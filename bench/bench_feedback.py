@@ -25,19 +25,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, ROOT, machine  # noqa: E402
+from common import RESULTS, ROOT, machine, share  # noqa: E402
 
 from ragbot import RagBot  # noqa: E402
-from ragbot.evaluation.metrics import bootstrap_ci, best_of, evaluate_answers, load_qa, paired_difference, rouge_l  # noqa: E402
+from ragbot.evaluation.metrics import best_of, evaluate_answers, load_qa, paired_difference, rouge_l  # noqa: E402
 from ragbot.learn.gate import utility  # noqa: E402
 
 DATA = ROOT / "bench" / "data" / "feedback_paraphrases.jsonl"
 DEV = ROOT / "tests" / "data"
 
-
-def share(flags: list[bool]) -> dict:
-    values = [float(f) for f in flags]
-    return {"n": len(values), "share": sum(values) / len(values) if values else None, "ci95": bootstrap_ci(values)}
 
 
 def main() -> None:

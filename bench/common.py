@@ -52,6 +52,14 @@ def peak_rss_mb(children: bool = False) -> float:
     return resource.getrusage(who).ru_maxrss / 1024
 
 
+def share(flags: list[bool]) -> dict:
+    """The share of true flags, with its bootstrap 95% interval."""
+    from ragbot.evaluation.metrics import bootstrap_ci
+
+    values = [float(f) for f in flags]
+    return {"n": len(values), "share": sum(values) / len(values) if values else None, "ci95": bootstrap_ci(values)}
+
+
 def table(rows: list[dict]) -> str:
     if not rows:
         return "(no rows)"

@@ -35,22 +35,17 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, ROOT, machine  # noqa: E402
+from common import RESULTS, ROOT, machine, share  # noqa: E402
 
 from ragbot import RagBot  # noqa: E402
 from ragbot.answer.corrections import Correction, CorrectionMemory  # noqa: E402
-from ragbot.evaluation.metrics import best_of, bootstrap_ci, load_qa, rouge_l  # noqa: E402
+from ragbot.evaluation.metrics import best_of, load_qa, rouge_l  # noqa: E402
 
 CONVERSATIONS = {"follow-up": ["follow_ups_dev.jsonl", "follow_ups_same_sentence_dev.jsonl"],
                  "new subject": ["topic_changes_dev.jsonl", "off_topic_turns_dev.jsonl"]}
 # What a user teaches for a question the documents do not answer ("Canberra"): a fact of their
 # own, stood for here by a text no reference answer shares.
 _OUTSIDE = "the user's own answer to "
-
-
-def share(flags: list[bool]) -> dict:
-    values = [float(f) for f in flags]
-    return {"n": len(values), "share": sum(values) / len(values) if values else None, "ci95": bootstrap_ci(values)}
 
 
 def main() -> None:
