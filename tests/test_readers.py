@@ -78,6 +78,21 @@ def test_html_keeps_headings_and_table_cells_and_drops_scripts():
     assert "font-family" not in doc.text
 
 
+def test_html_lines_end_where_the_page_ends_them_not_where_its_source_wraps(tmp_path):
+    """A source line end is white space, as a browser shows it: a <br> ends a line of its
+    paragraph (an address stays one paragraph, quoted whole), a wrapped paragraph is one line,
+    and <pre> keeps its lines (helper-83's drive: the address read as paragraphs was answered
+    "Our head office is at:" alone)."""
+    page = tmp_path / "contacts.html"
+    page.write_text("<h1>Contacts</h1>\n<p>Our head office is at:<br>\n  12 Netloft Lane<br>\nPorthkennack</p>\n"
+                    "<p>A paragraph whose source\nwraps here.</p><!-- a comment\nthat stays unread -->\n"
+                    "<pre>line one\n  line two</pre>")
+    text = read_document(page).text
+    assert text == ("# Contacts\n\nOur head office is at:\n12 Netloft Lane\nPorthkennack\n\n"
+                    "A paragraph whose source wraps here.\n\nline one\nline two")
+    assert prose_sentences(text)[0] == "Our head office is at: 12 Netloft Lane Porthkennack"
+
+
 def test_html_table_rows_carry_their_columns_names(tmp_path):
     """A row read alone (a quoted answer, a chunk cut inside the table) says which value is
     which: each cell of a table that names its columns gets its column's name. Where a name

@@ -216,8 +216,9 @@ def _read_pdf(path: Path, data: bytes, structure: bool, ruled_tables: bool) -> t
 
 
 _TAG_NAME = re.compile(r"^</?\s*([A-Za-z][\w-]*)")
+_HTML_SPACE = re.compile(r"[ \t\n\r\f]*[\n\r\f][ \t\n\r\f]*")  # white space holding a line end, as HTML folds it
 # Of how HTML is read, in an HTML file and inside Markdown; a document stored otherwise is read again.
-HTML_RULES = 2  # 2: an HTML block in a list item or quote keeps its "- " or "> "
+HTML_RULES = 3  # 2: an HTML block in a list item or quote keeps its "- " or "> "; 3: source line ends are spaces
 # What an opening inline tag leaves in the text: a line break a space, a superscript a "^"
 # ("42<sup>2</sup>" read "422"); any other tag nothing.
 _INLINE_MARKS = {"br": " ", "sup": "^"}
@@ -325,10 +326,20 @@ def _cut(cuts: dict, first: int, where: list[tuple[int, int]], starts: list[int]
 
 def _html_to_text(raw: str) -> tuple[str, str]:
     """Visible text of an HTML page, with headings kept as Markdown-style '#' lines and each table
-    row a line of its cells (a table that names its columns with the names in its cells: tables.py)."""
-    from bs4 import BeautifulSoup
+    row a line of its cells (a table that names its columns with the names in its cells: tables.py).
+    Lines end where the page's elements end them (blocks, <br>), not where its source wraps."""
+    from bs4 import BeautifulSoup, NavigableString
 
     soup = BeautifulSoup(raw, "html.parser")
+    # A browser shows a run of white space in the source, line ends included, as one space (but in
+    # <pre>). Kept as lines, a source line end after a <br> made the <br>'s line a paragraph, so
+    # "is at:<br>\n12 Netloft Lane<br>\n…" was read as paragraphs and quoted as "is at:" alone
+    # (helper-83's drive). Comments and the doctype are other string types and stay unread.
+    in_pre = soup.find("pre") is not None
+    for string in soup.find_all(string=True):
+        if type(string) is NavigableString and _HTML_SPACE.search(string) \
+                and not (in_pre and string.find_parent("pre") is not None):
+            string.replace_with(_HTML_SPACE.sub(" ", string))
     # Each search of the tree walks all of it: a search per kind of element (13 walks) made a
     # Markdown file's 50,000 HTML blocks take 20 s to read. So the kinds present are read in one
     # walk, and only those searched for; the marks are added in one more.
