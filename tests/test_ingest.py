@@ -128,6 +128,31 @@ def test_a_copy_is_stored_once_its_original_is_gone_or_changed(make_bot, docs, t
     _consistent(bot)
 
 
+def test_a_moved_or_renamed_file_is_stored_under_its_new_path_only(make_bot, docs, tmp_path):
+    """helper-83's drive: after `mv notes.txt meeting-notes.txt` and an ingest, the old path stayed
+    stored, took a second passage slot and was cited, until an `ingest --prune`."""
+    bot = make_bot()
+    bot.ingest([docs])
+    (docs / "bananas.txt").rename(docs / "yellow fruit.txt")
+    moved_away = tmp_path / "elsewhere"
+    moved_away.mkdir()
+    (docs / "paris.md").rename(moved_away / "paris.md")
+    (docs / "volcano.html").unlink()  # gone, no new path: kept until a prune, as before
+    report = bot.ingest([docs, moved_away])
+    assert sorted(report.moved) == [(str(docs / "bananas.txt"), str(docs / "yellow fruit.txt")),
+                                    (str(docs / "paris.md"), str(moved_away / "paris.md"))]
+    assert not report.removed and "moved 2" in report.summary()
+    assert sorted(d.source for d in bot.store.documents()) == sorted(
+        [str(docs / "yellow fruit.txt"), str(moved_away / "paris.md"), str(docs / "volcano.html")])
+    sources = [p.source for p in bot.search("What colour are bananas?", k=5)]
+    assert str(docs / "yellow fruit.txt") in sources and str(docs / "bananas.txt") not in sources
+    _consistent(bot)
+    # Not a move: a copy whose original is still there stays a duplicate.
+    shutil.copy(docs / "yellow fruit.txt", tmp_path / "copy.txt")
+    again = bot.ingest([tmp_path / "copy.txt"])
+    assert not again.moved and again.duplicates == [(str(tmp_path / "copy.txt"), str(docs / "yellow fruit.txt"))]
+
+
 def test_a_stored_file_that_becomes_a_copy_loses_its_chunks(make_bot, docs):
     """An unchanged stored copy is the one kept, whichever file is read first."""
     bot = make_bot()

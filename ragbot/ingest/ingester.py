@@ -10,7 +10,9 @@ take two of the passages a question is shown. A copy already stored, unchanged, 
 of new or changed copies in one run, the first read. The store records each such copy's path
 (`Store.copies`), so searching under that path finds the document, and when the document is
 removed, its file is gone or its bytes change, a copy whose file still holds the old bytes is
-read and stored in its place in the same run: nothing a copy held stops being searchable.
+read and stored in its place in the same run: nothing a copy held stops being searchable. A
+stored document whose file is gone while a file added in the run holds its bytes was moved or
+renamed: it goes, and is reported as moved.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class IngestReport:
     # (copy, the document it was a copy of): stored because that one was removed, gone or changed
     stood_in: list[tuple[str, str]] = field(default_factory=list)
     copies_forgotten: list[str] = field(default_factory=list)  # copies' paths a remove named
+    # (stored path whose file is gone, the file added now with its bytes): moved or renamed
+    moved: list[tuple[str, str]] = field(default_factory=list)
     chunks_added: int = 0
     seconds: float = 0.0
     embed_seconds: float = 0.0
@@ -75,6 +79,8 @@ class IngestReport:
             f"unchanged {len(self.unchanged)}",
             f"failed {len(self.failed)}",
         ]
+        if self.moved:
+            parts.append(f"moved {len(self.moved)}")
         if self.removed:
             parts.append(f"removed {len(self.removed)}")
         if self.skipped:
@@ -84,7 +90,7 @@ class IngestReport:
         if self.stood_in:
             parts.append(f"copies stored in place {len(self.stood_in)}")
         line = f"{', '.join(parts)} — {counted(self.chunks_added, 'chunk')} in {self.seconds:.1f}s ({rate:.0f} chunks/s)"
-        if not (self.added or self.updated or self.unchanged or self.failed or self.skipped or self.removed
+        if not (self.added or self.updated or self.unchanged or self.failed or self.skipped or self.removed or self.moved
                 or self.duplicates or self.stood_in):
             line += f"\nno files found to read (hidden files and folders are passed over); ragbot reads {supported_suffixes()}"
         built = self.vector_index
@@ -254,15 +260,17 @@ class Ingester:
         found: list[_Duplicate] = []
         try:
             superseded = self._read_and_store(files, report, kept, found, progress)
-            gone = self._gone() if prune else []
+            report.moved = self._moved(report.added)
+            moved_from = [old for old, _ in report.moved]
+            gone = [source for source in self._gone() if source not in moved_from] if prune else []
             if prune:
                 self.store.forget_copies(self._lapsed_copies())
-            # A duplicate's own earlier version, and a document whose file is gone, go only once
-            # everything read here is stored, their copies included: a failure or a full disk
-            # before that leaves them searchable, and their copies recorded.
-            leaving = frozenset(superseded + gone)
+            # A duplicate's own earlier version, a moved document's old path, and a document whose
+            # file is gone, go only once everything read here is stored, their copies included: a
+            # failure or a full disk before that leaves them searchable, and their copies recorded.
+            leaving = frozenset(superseded + gone + moved_from)
             self._stand_in(report, kept, found, leaving, handled={str(f) for f in files})
-            self._remove(superseded + gone)
+            self._remove(superseded + gone + moved_from)
             report.removed.extend(superseded + gone)
             self._record(found, named=() if remember_copies else {str(f) for f in files})
             report.vector_index = self.save_index()
@@ -456,6 +464,22 @@ class Ingester:
             except DocumentError:
                 lapsed.append(path)
         return lapsed
+
+    def _moved(self, added: Sequence[str]) -> list[tuple[str, str]]:
+        """(old path, new path) for each stored document whose file is gone and whose bytes a file
+        `added` now holds: the file was moved or renamed, so its old path stops being cited (it
+        stayed, a second copy of the same passages, until an `ingest --prune`: helper-83's drive)."""
+        moved: list[tuple[str, str]] = []
+        taken: set[str] = set()
+        for source in added:
+            document = self.store.document(source)
+            if document is None:
+                continue
+            for other in self.store.documents_with_sha256(document.sha256):
+                if other.source != source and other.source not in taken and not os.path.isfile(other.source):
+                    moved.append((other.source, source))
+                    taken.add(other.source)
+        return moved
 
     def _gone(self) -> list[str]:
         """The stored documents whose files no longer exist."""

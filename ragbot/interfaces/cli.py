@@ -427,6 +427,9 @@ def _print_report(report) -> None:
         print(f"skipped: {one_line(path)}: {reason}", file=sys.stderr)
     for path, original in report.duplicates:
         print(f"duplicate: {one_line(path)}: the same bytes as {one_line(original)}, stored once")
+    for old, new in report.moved:
+        print(f"moved: {one_line(old)} -> {one_line(new)}: its file is gone and the new path holds its bytes, "
+              "so it is stored under the new path only")
     for path in report.removed:
         print(f"removed: {one_line(path)}")
     for path, original in report.stood_in:
