@@ -153,6 +153,20 @@ def test_a_moved_or_renamed_file_is_stored_under_its_new_path_only(make_bot, doc
     assert not again.moved and again.duplicates == [(str(tmp_path / "copy.txt"), str(docs / "yellow fruit.txt"))]
 
 
+def test_a_stored_file_that_fails_to_read_keeps_its_version_and_says_so(make_bot, docs, tmp_path):
+    """helper-83's drive: an emptied file failed ("empty file") yet kept answering, and nothing
+    said why."""
+    bot = make_bot()
+    bot.ingest([docs])
+    (docs / "bananas.txt").write_text("")
+    (tmp_path / "new-empty.txt").write_text("")
+    report = bot.ingest([docs / "bananas.txt", tmp_path / "new-empty.txt"])
+    assert report.failed == [(str(docs / "bananas.txt"),
+                              "empty file (the version stored before is kept and still searched)"),
+                             (str(tmp_path / "new-empty.txt"), "empty file")]
+    assert bot.store.document(str(docs / "bananas.txt")).n_chunks == 1
+
+
 def test_a_stored_file_that_becomes_a_copy_loses_its_chunks(make_bot, docs):
     """An unchanged stored copy is the one kept, whichever file is read first."""
     bot = make_bot()

@@ -299,7 +299,11 @@ class Ingester:
             try:
                 item = self._prepare(file, kept, leaving)
             except DocumentError as exc:
-                report.failed.append((exc.path, exc.reason))
+                # Nothing stored is lost to a file that fails now; the message says the old
+                # version still answers (helper-83's drive: an emptied file kept answering).
+                kept_version = " (the version stored before is kept and still searched)" \
+                    if self.store.document(exc.path) is not None else ""
+                report.failed.append((exc.path, exc.reason + kept_version))
                 item = None
             if isinstance(item, _Duplicate):
                 report.duplicates.append((item.source, item.original))
