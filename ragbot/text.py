@@ -22,6 +22,14 @@ _ESCAPED_BAR = "\\|"
 # reads as white space and str.splitlines() as a line's end; the chunker reads its line as part of
 # the paragraph, and prose_pieces ends a sentence there.
 LINE_BREAK = "\u2028"
+
+
+def unmarked(text: str) -> str:
+    """A passage's text as it is shown outside ragbot (a prompt, JSON, the terminal): without
+    its LINE_BREAK marks, which only the sentence splitting reads (the line end before each
+    stays). helper-83 found them in `ask --json` as "\\u2028"."""
+    return text.replace(LINE_BREAK, "")
+
 # The glyphs that open a list item where a PDF sets one ("• Openness"; U+F0B7 is the bullet of
 # Word's Symbol font): typography, not words.
 BULLETS = "\u2022\u2023\u2043\u25aa\u25cf\uf0b7"  # not "◦": LaTeX's PDFs give it for a degree sign

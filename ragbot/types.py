@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ragbot.text import unmarked
+
 
 @dataclass(frozen=True)
 class PageSpan:
@@ -73,7 +75,8 @@ class Passage:
     search_rank: int | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The shape `ragbot search --json` prints."""
+        return {**asdict(self), "text": unmarked(self.text)}
 
 
 @dataclass
@@ -137,7 +140,7 @@ def _passage_fields(p: Passage) -> dict:
         "page": p.page,
         "chunk_id": p.chunk_id,
         "score": p.score,
-        "text": p.text,
+        "text": unmarked(p.text),
         "title": p.title,
         "section": p.section,
         "search_rank": p.search_rank,

@@ -226,3 +226,19 @@ def test_a_title_that_opens_a_line_stays_with_the_name_after_it():
         "Models such as Llama and Claude.", "SmolLM2 is small."]
     assert sentences("Done. 1987 was the year. ok. Next one.") == ["Done.", "1987 was the year.", "ok.", "Next one."]
     assert sentences("这是模型. 它很小.") == ["这是模型.", "它很小."]
+
+
+def test_passages_are_shown_without_the_sentence_break_marks():
+    """LINE_BREAK is for the sentence splitting only: `search --json` and `ask --json` showed it
+    as "\\u2028" (helper-83's drive)."""
+    from ragbot.text import LINE_BREAK
+    from ragbot.types import Answer, Passage
+
+    passage = Passage(chunk_id=1, source="r.pdf", title="R", section="", page=1,
+                      text=f"Flight Conducted Under: Part 91\n{LINE_BREAK}The pilot said.", score=0.5, rank=1)
+    shown = "Flight Conducted Under: Part 91\nThe pilot said."
+    assert passage.to_dict()["text"] == shown
+    answer = Answer(question="q", answer="x", refused=False, citations=[], passages=[passage], prompt="",
+                    raw_reply="", model="m", adapter=None, timings_ms={}, tokens={})
+    assert answer.to_dict()["passages"][0]["text"] == shown
+    assert LINE_BREAK in passage.text  # the stored text keeps it for the sentence splitting

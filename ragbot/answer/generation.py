@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from ragbot.text import LINE_BREAK, sentence_spans
+from ragbot.text import sentence_spans, unmarked
 from ragbot.types import Citation, Passage
 
 REFUSAL = "I don't know: the documents do not contain the answer."
@@ -73,7 +73,7 @@ def build_prompt(
     for passage in passages:
         n = len(shown) + 1
         # A PDF's sentence breaks are for ragbot's splitter; the model reads the lines as lines.
-        block = f"[{n}] ({passage_header(passage)})\n{passage.text.replace(LINE_BREAK, '')}"
+        block = f"[{n}] ({passage_header(passage)})\n{unmarked(passage.text)}"
         cost = count_tokens(block) + 2
         room = budget - used
         if cost > room:
