@@ -260,6 +260,22 @@ def test_cli_searches_only_the_documents_named_with_in(corpus_bot, tmp_path):
     assert done.returncode == 2 and "no stored document is at" in done.stderr and "nothing-here" in done.stderr
 
 
+def test_cli_refusal_with_in_says_only_those_documents_were_searched(corpus_bot):
+    """helper-83's drive: `ask … --in docs/recipes` refused as if no document held the answer."""
+    def ask(*args):
+        return subprocess.run([sys.executable, "-m", "ragbot", "ask", "What is mode collapse in a GAN?", *args,
+                               "--data-dir", str(corpus_bot.settings.data_dir)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+    vaes = str(ROOT / "corpus" / "vaes.md")
+    done = ask("--in", vaes)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("I don't know")
+    assert f"(searched only the 1 document under --in {vaes}; without --in, all of them are searched)" in done.stdout
+    answered = ask("--in", str(ROOT / "corpus" / "gans.md"))
+    assert "[1]" in answered.stdout and "searched only" not in answered.stdout  # said only under a refusal
+
+
 def test_cli_interactive_ask_answers_without_loading_the_generator(corpus_bot, tmp_path):
     """`ragbot ask` with no question reads questions from its input; in the extract mode (the
     default) it never needs the generator, so one that cannot be loaded does not stop it."""

@@ -567,6 +567,7 @@ def cmd_ask(bot, args) -> int:
             print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
         else:
             _print_answer(answer)
+            _say_searched_within(answer, args.within, sources)
             print(f"\n(answer id {answer.id}: `ragbot feedback vote {answer.id} up|down`)", file=sys.stderr)
         return 0
     # Interactive: load what answering needs before the first question, so answers start
@@ -614,7 +615,18 @@ def cmd_ask(bot, args) -> int:
         for c in answer.citations:
             page = f", page {c.page}" if c.page is not None else ""
             print(f"  [{c.n}] {c.source}{page}")
+        _say_searched_within(answer, args.within, sources, indent="  ")
         print(f"  (answer {answer.id}: rate it with `ragbot feedback vote {answer.id} up|down`)")
+
+
+def _say_searched_within(answer, within: list[str] | None, sources: list[str] | None, indent: str = "") -> None:
+    """Under a refusal of a question asked with --in: that only those documents lack the answer,
+    as the chat page says for its chosen documents (helper-83's drive)."""
+    if within and sources is not None and answer.refused and not answer.correction_of:
+        from ragbot.text import counted, one_line
+
+        print(f"{indent}(searched only the {counted(len(sources), 'document')} under --in "
+              f"{', '.join(one_line(path) for path in within)}; without --in, all of them are searched)")
 
 
 # What a number of `ragbot status` counts, where its name alone does not say.
