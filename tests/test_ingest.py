@@ -411,6 +411,8 @@ def test_cli_reports_failures_and_exit_status(docs, tmp_path):
     assert removed.returncode == 0, removed.stderr
     assert (f"stored in place: {tmp_path / 'elsewhere' / 'paris.md'}: a copy of {docs / 'paris.md'}, so what it "
             f"holds is still searched") in removed.stdout
+    # The file stays on disk, so a routine ingest of its folder would store it again: said.
+    assert "its file is still on disk: ingesting a folder that holds it stores it again" in removed.stdout
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs POSIX fork")

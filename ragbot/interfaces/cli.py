@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("remove", parents=[common], help="remove documents (a file, or every file under a folder)",
-                       description="Remove the stored documents at or under PATH (the files are not touched). A "
+                       description="Remove the stored documents at or under PATH (the files are not touched, so "
+                                   "ingesting a folder that holds one stores it again). A "
                                    "removed document's copy elsewhere (the same bytes, stored once) is read and "
                                    "stored in its place, so what it holds is still searched.")
     p.add_argument("paths", nargs="+", metavar="PATH")
@@ -471,6 +472,10 @@ def cmd_remove(bot, args) -> int:
         print("nothing stored under " + ", ".join(args.paths), file=sys.stderr)
         return 1
     print(f"removed {len(report.removed)} document(s)")
+    still_there = sum(os.path.isfile(source) for source in report.removed)
+    if still_there:  # helper-83's drive: a routine ingest of the folder spent 100 s adding one back
+        print(f"{'its file is' if still_there == 1 else f'{still_there} of their files are'} still on disk: "
+              "ingesting a folder that holds it stores it again")
     return 1 if report.failed else 0
 
 
