@@ -474,8 +474,9 @@ def cmd_remove(bot, args) -> int:
     print(f"removed {len(report.removed)} document(s)")
     still_there = sum(os.path.isfile(source) for source in report.removed)
     if still_there:  # helper-83's drive: a routine ingest of the folder spent 100 s adding one back
-        print(f"{'its file is' if still_there == 1 else f'{still_there} of their files are'} still on disk: "
-              "ingesting a folder that holds it stores it again")
+        one = still_there == 1
+        print(f"{'its file is' if one else f'{still_there} of their files are'} still on disk: "
+              f"ingesting a folder that holds {'it stores it' if one else 'them stores them'} again")
     return 1 if report.failed else 0
 
 
