@@ -570,7 +570,24 @@ def test_progress_starts_once_the_files_are_counted_and_ends_once_they_are_embed
     report = make_bot().ingest([docs], progress=lambda *call: calls.append(call))
     n = len(report.added)
     assert calls[0] == (0, n, 0) and calls[-1] == (n, n, report.chunks_added)
-    assert [done for done, _, _ in calls[1:-1]] == list(range(1, n + 1))
+    done = [d for d, _, _ in calls]
+    assert sorted(set(done)) == list(range(n + 1)) and done == sorted(done)  # each file counted, in order
+    chunks = [c for _, _, c in calls]
+    assert chunks == sorted(chunks)  # the chunks embedded so far: never fewer than shown before
+
+
+def test_progress_moves_while_a_big_files_chunks_are_embedded(make_bot, tmp_path):
+    """helper-83's drive: a 5 MB file's bar showed 0/1 for 95 s, then 1/1. The chunks embedded
+    are counted as they are, before the file is done."""
+    big = tmp_path / "big.txt"
+    big.write_text("\n\n".join(f"Paragraph {i} says that shipment {i} left the warehouse on day {i % 28 + 1} "
+                                "with twelve crates of tea, four of them green and the rest black." * 3
+                                for i in range(400)))
+    calls = []
+    report = make_bot().ingest([big], progress=lambda *call: calls.append(call))
+    during = [chunks for _, _, chunks in calls if 0 < chunks < report.chunks_added]
+    assert report.chunks_added > 128 and len(during) >= 2 and during == sorted(during)
+    assert calls[-1] == (1, 1, report.chunks_added)
 
 
 def test_the_shipped_corpus_goes_only_into_a_data_dir_that_never_held_a_document(make_bot, docs, tmp_path):
@@ -587,3 +604,27 @@ def test_the_shipped_corpus_goes_only_into_a_data_dir_that_never_held_a_document
     emptied.remove([docs])
     assert emptied.store.counts() == (0, 0) and not emptied.never_held_documents()
     assert emptied.ensure_default_corpus() is None and emptied.store.counts() == (0, 0)
+
+
+def test_the_cli_bar_says_it_is_loading_then_counts_chunks_as_they_embed(monkeypatch):
+    """Its first frame read "0file [00:00, ?file/s]"; and a call while the first file's chunks
+    embed (no file done yet) must move the count, not start the bar over."""
+    import io
+
+    from ragbot.interfaces.cli import _progress_bar
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    update, close = _progress_bar("ingest")
+    assert "ingest: loading the models and counting the files" in screen.getvalue()
+    update(0, 1, 0)
+    update(0, 1, 64)
+    assert screen.getvalue().rstrip().endswith("chunks/s]") and "0/1" in screen.getvalue()
+    assert "64 chunks" in screen.getvalue()
+    update(1, 1, 128)
+    close()
+    assert "1/1" in screen.getvalue() and "128 chunks" in screen.getvalue()

@@ -105,8 +105,8 @@ class IngestReport:
         return line
 
 
-# (files done, files total, chunks read so far); called with done=0 once the files are counted,
-# and again once the last chunks are embedded
+# (files done, files total, chunks embedded so far); called with done=0 once the files are
+# counted, after each file, while a group of chunks is embedded, and once the last are embedded
 ProgressFn = Callable[[int, int, int], None]
 
 
@@ -292,7 +292,14 @@ class Ingester:
 
         def flush() -> None:
             nonlocal pending
-            self._store_batch(pending, report)
+            embedded = report.chunks_added
+
+            def tick(n: int) -> None:  # a big file's chunks embed for minutes: the bar moves meanwhile
+                nonlocal embedded
+                embedded += n
+                progress(done, len(files), embedded)
+
+            self._store_batch(pending, report, tick if progress else None)
             pending = []
 
         for file in files:
@@ -319,7 +326,7 @@ class Ingester:
                     flush()
             done += 1
             if progress:
-                progress(done, len(files), report.chunks_added + sum(len(c) for _, c, _ in pending))
+                progress(done, len(files), report.chunks_added)
         flush()
         if progress and files:  # the last group is embedded now: the rate shown ends as the summary's
             progress(done, len(files), report.chunks_added)
@@ -414,12 +421,14 @@ class Ingester:
         earlier = kept.get(digest)
         return earlier if earlier not in (None, source) else None
 
-    def _store_batch(self, batch: list[tuple[Document, list[Chunk], bool]], report: IngestReport) -> None:
+    def _store_batch(self, batch: list[tuple[Document, list[Chunk], bool]], report: IngestReport,
+                     on_embedded: Callable[[int], None] | None = None) -> None:
+        """Embed and store `batch`; `on_embedded(n)` after each n chunks embedded."""
         if not batch:
             return
         inputs = [self.embedding_input(doc, chunk) for doc, chunks, _ in batch for chunk in chunks]
         t0 = time.perf_counter()
-        vectors = self.embedder.encode(inputs, batch_size=self.settings.embed_batch_size)
+        vectors = self.embedder.encode(inputs, batch_size=self.settings.embed_batch_size, on_progress=on_embedded)
         ranked = vectors
         if self.ranking is not None:
             ranked = self.ranking[1].encode(inputs, batch_size=self.settings.embed_batch_size)

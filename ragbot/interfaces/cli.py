@@ -402,13 +402,16 @@ def _progress_bar(label: str, quiet: bool = False):
         return None, lambda: None
     from tqdm import tqdm
 
-    bar = tqdm(total=0, unit="file", desc=label, file=sys.stderr, dynamic_ncols=True, disable=None)
+    # Until the files are counted and the models loaded, no count to show ("0file [00:00, ?file/s]").
+    bar = tqdm(total=0, unit="file", desc=label, file=sys.stderr, dynamic_ncols=True, disable=None,
+               bar_format="{desc}: loading the models and counting the files…")
     started = time.monotonic()
 
     def update(done: int, total: int, chunks: int) -> None:
         nonlocal started
-        if done == 0:  # the ingest's first call, once the models are loaded: the rates count from here,
-            bar.reset(total=total)  # as the summary's does
+        if done == 0 and chunks == 0:  # the ingest's first call, once the models are loaded: the rates
+            bar.bar_format = None  # count from here, as the summary's does
+            bar.reset(total=total)
             started = time.monotonic()
             return
         bar.total = total
