@@ -240,7 +240,7 @@ def test_a_copy_stands_in_only_while_it_holds_what_it_held_and_never_at_a_loss(m
     bot.ingest([copies])
     store_batch = Ingester._store_batch
 
-    def full(self, batch, report):
+    def full(self, batch, report, on_embedded=None):
         if batch:
             raise DiskFullError("No space left on device")
 
@@ -312,7 +312,7 @@ def test_a_full_disk_leaves_a_duplicates_earlier_version_searchable(make_bot, do
     (docs / "bananas.txt").write_text("Bananas turn brown when they are overripe.\n")
     (docs / "paris.md").write_text((docs / "bananas.txt").read_text())  # a copy of the new bytes
 
-    def full(self, batch, report):
+    def full(self, batch, report, on_embedded=None):
         raise DiskFullError("No space left on device")
 
     monkeypatch.setattr(Ingester, "_store_batch", full)

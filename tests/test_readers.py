@@ -91,6 +91,14 @@ def test_html_lines_end_where_the_page_ends_them_not_where_its_source_wraps(tmp_
     assert text == ("# Contacts\n\nOur head office is at:\n12 Netloft Lane\nPorthkennack\n\n"
                     "A paragraph whose source wraps here.\n\nline one\nline two")
     assert prose_sentences(text)[0] == "Our head office is at: 12 Netloft Lane Porthkennack"
+    # Where the source's line ends stood between text and a block, the block's own start ends
+    # the line now (helper-84's review): a nested list, unclosed paragraphs, text before a table
+    # or an <address>; <textarea> keeps its lines as <pre> does.
+    page.write_text("<ul><li>Fruits\n<ul><li>Apple</li><li>Pear</li></ul></li></ul><p>One\n<p>Two</p>"
+                    "Before<table><tr><td>a</td><td>b</td></tr></table><address>1 Road</address>After<hr>x"
+                    "<textarea>t\n u</textarea>")
+    assert read_document(page).text.split("\n\n") == ["Fruits", "Apple", "Pear", "One", "Two", "Before", "a | b |",
+                                                      "1 Road", "After", "x\nt\nu"]
 
 
 def test_html_table_rows_carry_their_columns_names(tmp_path):

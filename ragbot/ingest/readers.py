@@ -224,7 +224,9 @@ HTML_RULES = 3  # 2: an HTML block in a list item or quote keeps its "- " or "> 
 _INLINE_MARKS = {"br": " ", "sup": "^"}
 # Elements that end a line of text where they end (a <summary> ran into the text it summarised).
 _BLOCKS = {"p", "div", "li", "tr", "br", "section", "article", "pre", "blockquote", "table", "details", "summary",
-           "dl", "dt", "dd", "ul", "ol", "figure", "figcaption", "caption", "header", "main", "aside"}
+           "dl", "dt", "dd", "ul", "ol", "figure", "figcaption", "caption", "header", "main", "aside", "address",
+           "hr", "form", "fieldset", "legend", "center", "hgroup", "textarea"}
+_PRESERVED = {"pre", "textarea", "xmp", "listing", "plaintext"}  # elements whose white space shows as written
 _HEADING_LEVELS = {f"h{level}": level for level in range(1, 7)}
 _HIDDEN = {"script", "style", "noscript", "template", "svg", "nav", "footer"}  # elements whose text is not read
 
@@ -324,25 +326,57 @@ def _cut(cuts: dict, first: int, where: list[tuple[int, int]], starts: list[int]
         cuts.setdefault(first + offset, []).append((a, b if b is not None else 10**9, mark if i == line else ""))
 
 
+def _page_text(soup, written: set[int]) -> str:
+    """The text of a parsed page, each element's marks around its text, in one walk of the tree.
+    A browser shows a run of white space in the source, line ends included, as one space (but in
+    <pre> and its kin): kept as lines, a source line end after a <br> made the <br>'s line a
+    paragraph, so "is at:<br>\\n12 Netloft Lane<br>\\n…" was quoted as "is at:" alone (helper-83's
+    drive). So lines end only at the marks: a block begins and ends a line (a <p> begins a
+    paragraph: html.parser nests an unclosed "<p>One<p>Two"), a <br> ends one.
+    `written`: ids of the strings ragbot wrote into the page (a table's rows), kept as written.
+    Comments, the doctype and other string types are not text. Nothing is inserted into the tree:
+    each insertion searched its parent's children, so a page of 20,000 table rows and 20,000
+    paragraphs took 37 s to read."""
+    from bs4 import CData, NavigableString, Tag
+
+    parts: list[str] = []
+    stack: list = [(child, False) for child in reversed(soup.contents)]
+    while stack:
+        item, preserved = stack.pop()
+        if type(item) is str:  # a mark, pushed to follow its element's text
+            parts.append(item)
+        elif isinstance(item, Tag):
+            name = item.name
+            level = _HEADING_LEVELS.get(name)
+            if level:
+                parts.append("\n\n" + "#" * level + " ")
+            elif name == "sup":
+                parts.append(_INLINE_MARKS["sup"])
+            elif name in _BLOCKS and name != "br":
+                parts.append("\n\n" if name == "p" else "\n")  # a paragraph is set apart
+            after = "\n\n" if level or (name in _BLOCKS and name != "br") else "\n" if name == "br" \
+                else " | " if name in ("td", "th") else ""
+            if after:
+                stack.append((after, preserved))
+            inner = preserved or name in _PRESERVED
+            stack.extend((child, inner) for child in reversed(item.contents))
+        elif id(item) in written:
+            parts.append(str(item))
+        elif type(item) in (NavigableString, CData):
+            parts.append(str(item) if preserved else _HTML_SPACE.sub(" ", item))
+    return "".join(parts)
+
+
 def _html_to_text(raw: str) -> tuple[str, str]:
     """Visible text of an HTML page, with headings kept as Markdown-style '#' lines and each table
     row a line of its cells (a table that names its columns with the names in its cells: tables.py).
     Lines end where the page's elements end them (blocks, <br>), not where its source wraps."""
-    from bs4 import BeautifulSoup, NavigableString
+    from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(raw, "html.parser")
-    # A browser shows a run of white space in the source, line ends included, as one space (but in
-    # <pre>). Kept as lines, a source line end after a <br> made the <br>'s line a paragraph, so
-    # "is at:<br>\n12 Netloft Lane<br>\n…" was read as paragraphs and quoted as "is at:" alone
-    # (helper-83's drive). Comments and the doctype are other string types and stay unread.
-    in_pre = soup.find("pre") is not None
-    for string in soup.find_all(string=True):
-        if type(string) is NavigableString and _HTML_SPACE.search(string) \
-                and not (in_pre and string.find_parent("pre") is not None):
-            string.replace_with(_HTML_SPACE.sub(" ", string))
     # Each search of the tree walks all of it: a search per kind of element (13 walks) made a
     # Markdown file's 50,000 HTML blocks take 20 s to read. So the kinds present are read in one
-    # walk, and only those searched for; the marks are added in one more.
+    # walk, and only those searched for.
     present = {tag.name for tag in soup.find_all(True)}
     if present & _HIDDEN:
         for tag in soup(list(_HIDDEN)):
@@ -350,24 +384,10 @@ def _html_to_text(raw: str) -> tuple[str, str]:
     title = ""
     if "title" in present and soup.title and soup.title.string:
         title = soup.title.string.strip()
-    if "table" in present:
-        html_with_named_columns(soup)
-    # Each element's marks go right before or after it, so the order they are added in does not
-    # change the text.
-    for tag in soup.find_all(True):
-        name = tag.name
-        if name in _HEADING_LEVELS:
-            tag.insert_before("\n\n" + "#" * _HEADING_LEVELS[name] + " ")
-            tag.insert_after("\n\n")
-        elif name in ("td", "th"):
-            tag.insert_after(" | ")
-        elif name == "sup":
-            tag.insert_before(_INLINE_MARKS["sup"])
-        if name in _BLOCKS:
-            tag.insert_after("\n\n" if name != "br" else "\n")
+    written = html_with_named_columns(soup) if "table" in present else []
     if "head" in present and soup.head:
         soup.head.decompose()
-    text = _normalise(soup.get_text())
+    text = _normalise(_page_text(soup, {id(string) for string in written}))
     if not title:
         title = _markdown_title(text)
     return title, text

@@ -85,7 +85,7 @@ def _is_header(line: str, below: str) -> bool:
         and len(delimiter) == len(table_cells(line))
 
 
-def html_with_named_columns(soup) -> None:
+def html_with_named_columns(soup) -> list:
     """Replace, in a parsed HTML page (BeautifulSoup), each table that names its columns with its
     caption (if any) and its named rows, as a block of text of its own. The header is a <thead>
     of one row, or else a first row of <th> cells only. Left as the reader writes any table
@@ -93,7 +93,9 @@ def html_with_named_columns(soup) -> None:
     holding another table or rows inside rows (unclosed tags, as html.parser nests them), one
     with a cell spanning rows, or header cells spanning columns, a <thead> of several rows, and
     one with no body rows. A body row whose cells span columns, or that holds only <th> cells
-    (a title inside the table), is written without names."""
+    (a title inside the table), is written without names. Returns the strings written in the
+    tables' places, whose line ends (one per row) are ragbot's, not the source's."""
+    written = []
     for table in soup.find_all("table"):
         if table.find("table") is not None:
             continue
@@ -120,7 +122,10 @@ def html_with_named_columns(soup) -> None:
             body.append(table_row(values) if unnamed else named_row(header, values))
         if body:
             caption = _cell_text(table.caption) if table.caption is not None else ""
-            table.replace_with("\n\n" + "\n".join(([caption] if caption else []) + body) + "\n\n")
+            block = soup.new_string("\n\n" + "\n".join(([caption] if caption else []) + body) + "\n\n")
+            table.replace_with(block)
+            written.append(block)
+    return written
 
 
 def _spans(cell, attribute: str) -> bool:
