@@ -667,8 +667,9 @@ def test_issued_answer_ids_are_bounded(corpus_bot, monkeypatch):
 def test_the_note_on_a_follow_ups_correction_says_it_was_read_with_the_question_before(make_bot):
     """helper-60 corrected "What is mode collapse?", asked after another question and searched
     with it, was told "Questions that ask the same get your correction from now on", and asked
-    the same words in a new conversation got the documents' answer: a follow-up's correction
-    answers what asks the same read with the question before (corrections.py). The note says so."""
+    the same words in a new conversation got the documents' answer. The words asked on their own
+    now get it (corrections.py, docs §42); after another question, only after one like the
+    question before. The note says which, and the first case is checked here."""
     bot = make_bot()
     assert bot.ingest([CORPUS / "gans.md"]).ok
     handlers = ChatHandlers(bot)
@@ -678,8 +679,10 @@ def test_the_note_on_a_follow_ups_correction_says_it_was_read_with_the_question_
     assert bot.feedback.answer_trace(second)["retrieval_query"] == "What is a GAN? Who proposed it?"
     assert handlers.on_comment(history, "", "Ian Goodfellow [1].", session="s", answer_id=second) == (
         r"Saved your correction with answer 2 (“Who proposed it\?”). That question was read together with what the "
-        r"conversation asked before it (“What is a GAN\?”): asked after a question like that, it gets your correction "
-        r"from now on.")
+        r"conversation asked before it (“What is a GAN\?”): asked on its own, or after a question like that, it gets "
+        r"your correction from now on.")
+    *_, (alone, _, _) = handlers.respond("Who proposed it?", [], "c2", 5, 0.0, False, session="s")
+    assert alone[-1]["content"].startswith('<span class="ragbot-correction">Saved correction:</span> Ian Goodfellow [')
     assert handlers.on_comment(history, "", "Two networks [1].", session="s", answer_id=first).endswith(
         "Questions that ask the same get your correction from now on.")
 

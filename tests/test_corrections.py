@@ -97,6 +97,20 @@ def test_a_first_question_is_compared_with_the_corrected_turns_own_words():
     assert memory.match(_unit([[0.05, 0, 1]])[0]).correction.answer_id == "first"
 
 
+def test_the_same_words_corrected_twice_give_the_newest_correction():
+    """The same follow-up corrected after two different questions: asked on its own, the words
+    tie, and the newest correction answers (the first of a tie used to be the oldest)."""
+    embedder = _Embedder({"what is rag? who introduced it?": [1, 0, 0], "what is a gan? who introduced it?": [0, 0, 1],
+                          "who introduced it?": [0, 1, 0]})
+    items = [Correction("rag", "what is rag? who introduced it?", "bad", "Lewis et al.", at=1.0,
+                        turn="who introduced it?"),
+             Correction("gan", "what is a gan? who introduced it?", "bad", "Goodfellow et al.", at=2.0,
+                        turn="who introduced it?")]
+    for order in (items, items[::-1]):
+        memory = CorrectionMemory.build(order, embedder, threshold=0.9)
+        assert memory.match(_unit([[0, 1, 0]])[0]).correction.answer_id == "gan"
+
+
 def test_a_correction_on_a_joined_new_subject_answers_it_asked_first(corpus_bot):
     """helper-81's drive: "Which company made StyleGAN?", searched joined with the question on the
     transformer before it and corrected there, was answered wrongly again when asked first."""

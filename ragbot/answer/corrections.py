@@ -139,7 +139,10 @@ class CorrectionMemory:
             if item.cancels:
                 newest = {key: kept for key, kept in newest.items() if kept.answer_id != item.cancels}
             newest[" ".join(item.question.split()).casefold()] = item
-        kept = list(newest.values())
+        # Newest first: two turns of the same words corrected after different questions ("Who
+        # introduced it?" after RAG, then after GANs) tie when those words are asked on their own,
+        # and the match takes the first of a tie (helper-84's review).
+        kept = sorted(newest.values(), key=lambda c: c.at, reverse=True)
         if not kept:
             empty = np.zeros((0, 1), dtype=np.float32)
             return cls(kept, empty, threshold, empty)
@@ -152,9 +155,9 @@ class CorrectionMemory:
         return len(self.corrections)
 
     def match(self, query_vector: np.ndarray, turn_vector: np.ndarray | None = None) -> Match | None:
-        """The correction closest to the question, if it reaches the threshold. Without
-        `turn_vector` (a first question: the query is the user's words), the corrected turns'
-        own words are compared; with it (the user's words, when the query joins them with the
+        """The correction closest to the question, if it reaches the threshold (the newest of
+        a tie). Without `turn_vector` (a question searched on the user's words alone), the
+        corrected turns' own words are compared; with it (the user's words, when the query joins them with the
         question before), both the queries and the turns' words must reach the threshold, and the
         lower of the two cosines counts."""
         if not self.corrections:

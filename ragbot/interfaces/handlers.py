@@ -823,17 +823,17 @@ class ChatHandlers:
 
     def _correction_reach(self, answer_id: str) -> str:
         """Which questions a correction answers from now on. A follow-up was searched together
-        with what the conversation asked before it, and its correction answers only what asks the
-        same read that way (corrections.py): asked on its own in a new conversation, the same words
-        are answered from the documents (helper-60 expected the correction there, as the note
-        promised)."""
+        with what the conversation asked before it: its correction answers the same words asked on
+        their own (compared by the words alone), and asked after a question, only after one like
+        that (compared as searched: corrections.py). helper-60 expected it in a new conversation,
+        which, before the words alone were compared (docs/benchmarks.md §42), it did not get."""
         trace = self.bot.feedback.answer_trace(answer_id)
         asked, searched = trace["question"], trace["retrieval_query"]
         if searched == asked or not searched.endswith(asked):
             return " Questions that ask the same get your correction from now on."
         before = searched[: -len(asked)].strip()
         return (f" That question was read together with what the conversation asked before it (“{literal(before)}”): "
-                "asked after a question like that, it gets your correction from now on.")
+                "asked on its own, or after a question like that, it gets your correction from now on.")
 
     @staticmethod
     def answer_choices(history: list[dict]) -> list[tuple[str, str]]:
