@@ -35,7 +35,6 @@ DATA = ROOT / "bench" / "data" / "feedback_paraphrases.jsonl"
 DEV = ROOT / "tests" / "data"
 
 
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default=None, help="data dir to use (default: a new temporary one)")

@@ -271,7 +271,7 @@ def test_cli_refusal_with_in_says_only_those_documents_were_searched(corpus_bot)
     done = ask("--in", vaes)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("I don't know")
-    assert f"(searched only the 1 document under --in {vaes}; without --in, all of them are searched)" in done.stdout
+    assert f"(searched only the 1 document under --in {vaes}; without --in, every stored document is searched)" in done.stdout
     answered = ask("--in", str(ROOT / "corpus" / "gans.md"))
     assert "[1]" in answered.stdout and "searched only" not in answered.stdout  # said only under a refusal
 

@@ -147,10 +147,18 @@ def test_a_moved_or_renamed_file_is_stored_under_its_new_path_only(make_bot, doc
     sources = [p.source for p in bot.search("What colour are bananas?", k=5)]
     assert str(docs / "yellow fruit.txt") in sources and str(docs / "bananas.txt") not in sources
     _consistent(bot)
+    # `mv -f` onto a stored file: that path is updated with the moved file's bytes.
+    (docs / "notes.txt").write_text("The staging server restarts every Sunday.\n")
+    bot.ingest([docs / "notes.txt"])
+    (docs / "yellow fruit.txt").replace(docs / "notes.txt")
+    over = bot.ingest([docs])
+    assert over.updated == [str(docs / "notes.txt")] and over.moved == [(str(docs / "yellow fruit.txt"),
+                                                                         str(docs / "notes.txt"))]
+    assert bot.store.document(str(docs / "yellow fruit.txt")) is None
     # Not a move: a copy whose original is still there stays a duplicate.
-    shutil.copy(docs / "yellow fruit.txt", tmp_path / "copy.txt")
+    shutil.copy(docs / "notes.txt", tmp_path / "copy.txt")
     again = bot.ingest([tmp_path / "copy.txt"])
-    assert not again.moved and again.duplicates == [(str(tmp_path / "copy.txt"), str(docs / "yellow fruit.txt"))]
+    assert not again.moved and again.duplicates == [(str(tmp_path / "copy.txt"), str(docs / "notes.txt"))]
 
 
 def test_a_stored_file_that_fails_to_read_keeps_its_version_and_says_so(make_bot, docs, tmp_path):
@@ -411,7 +419,12 @@ def test_cli_reports_failures_and_exit_status(docs, tmp_path):
     assert removed.returncode == 0, removed.stderr
     assert (f"stored in place: {tmp_path / 'elsewhere' / 'paris.md'}: a copy of {docs / 'paris.md'}, so what it "
             f"holds is still searched") in removed.stdout
-    # The file stays on disk, so a routine ingest of its folder would store it again: said.
+    # Its copy was stored in its place, so an ingest of its folder finds it a duplicate: no word
+    # of storing it again. Another removed file still on disk would be stored again: said.
+    assert "still on disk" not in removed.stdout
+    removed = subprocess.run([sys.executable, "-m", "ragbot", "--data-dir", str(data), "remove", str(docs / "bananas.txt")],
+                             capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert removed.returncode == 0, removed.stderr
     assert "its file is still on disk: ingesting a folder that holds it stores it again" in removed.stdout
 
 
@@ -576,16 +589,19 @@ def test_progress_starts_once_the_files_are_counted_and_ends_once_they_are_embed
     assert chunks == sorted(chunks)  # the chunks embedded so far: never fewer than shown before
 
 
-def test_progress_moves_while_a_big_files_chunks_are_embedded(make_bot, tmp_path):
+def test_progress_moves_while_a_big_files_chunks_are_embedded(make_bot, tmp_path, monkeypatch):
     """helper-83's drive: a 5 MB file's bar showed 0/1 for 95 s, then 1/1. The chunks embedded
     are counted as they are, before the file is done."""
     big = tmp_path / "big.txt"
     big.write_text("\n\n".join(f"Paragraph {i} says that shipment {i} left the warehouse on day {i % 28 + 1} "
                                 "with twelve crates of tea, four of them green and the rest black." * 3
                                 for i in range(400)))
+    from ragbot.ingest import ingester
+
+    monkeypatch.setattr(ingester, "FLUSH_CHUNKS", 64)  # a group full within the file, as a 5 MB one fills 512
     calls = []
     report = make_bot().ingest([big], progress=lambda *call: calls.append(call))
-    during = [chunks for _, _, chunks in calls if 0 < chunks < report.chunks_added]
+    during = [chunks for done, _, chunks in calls if done == 0 and chunks > 0]  # the file not done yet
     assert report.chunks_added > 128 and len(during) >= 2 and during == sorted(during)
     assert calls[-1] == (1, 1, report.chunks_added)
 

@@ -260,7 +260,7 @@ class Ingester:
         found: list[_Duplicate] = []
         try:
             superseded = self._read_and_store(files, report, kept, found, progress)
-            report.moved = self._moved(report.added)
+            report.moved = self._moved(report.added + report.updated)
             moved_from = [old for old, _ in report.moved]
             gone = [source for source in self._gone() if source not in moved_from] if prune else []
             if prune:
@@ -478,13 +478,14 @@ class Ingester:
                 lapsed.append(path)
         return lapsed
 
-    def _moved(self, added: Sequence[str]) -> list[tuple[str, str]]:
+    def _moved(self, stored: Sequence[str]) -> list[tuple[str, str]]:
         """(old path, new path) for each stored document whose file is gone and whose bytes a file
-        `added` now holds: the file was moved or renamed, so its old path stops being cited (it
-        stayed, a second copy of the same passages, until an `ingest --prune`: helper-83's drive)."""
+        `stored` in this run (added, or updated: `mv -f a b`) now holds: the file was moved or
+        renamed, so its old path stops being cited (it stayed, a second copy of the same
+        passages, until an `ingest --prune`: helper-83's drive)."""
         moved: list[tuple[str, str]] = []
         taken: set[str] = set()
-        for source in added:
+        for source in stored:
             document = self.store.document(source)
             if document is None:
                 continue

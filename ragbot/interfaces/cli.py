@@ -475,11 +475,15 @@ def cmd_remove(bot, args) -> int:
         print("nothing stored under " + ", ".join(args.paths), file=sys.stderr)
         return 1
     print(f"removed {len(report.removed)} document(s)")
-    still_there = sum(os.path.isfile(source) for source in report.removed)
-    if still_there:  # helper-83's drive: a routine ingest of the folder spent 100 s adding one back
-        one = still_there == 1
-        print(f"{'its file is' if one else f'{still_there} of their files are'} still on disk: "
-              f"ingesting a folder that holds {'it stores it' if one else 'them stores them'} again")
+    # helper-83's drive: a routine ingest of the folder spent 100 s adding one back. (One whose
+    # copy was stored in its place would be found a duplicate of that copy, not stored.)
+    replaced = {original for _, original in report.stood_in}
+    still_there = [s for s in report.removed if s not in replaced and os.path.isfile(s)]
+    if still_there:
+        which = "its file is" if len(report.removed) == 1 else \
+            f"{len(still_there)} of their files {'is' if len(still_there) == 1 else 'are'}"
+        print(f"{which} still on disk: ingesting a folder that holds "
+              f"{'it stores it' if len(still_there) == 1 else 'them stores them'} again")
     return 1 if report.failed else 0
 
 
@@ -635,7 +639,7 @@ def _say_searched_within(answer, within: list[str] | None, sources: list[str] | 
         from ragbot.text import counted, one_line
 
         print(f"{indent}(searched only the {counted(len(sources), 'document')} under --in "
-              f"{', '.join(one_line(path) for path in within)}; without --in, all of them are searched)")
+              f"{', '.join(one_line(path) for path in within)}; without --in, every stored document is searched)")
 
 
 # What a number of `ragbot status` counts, where its name alone does not say.
