@@ -157,9 +157,9 @@ class CorrectionMemory:
     def match(self, query_vector: np.ndarray, turn_vector: np.ndarray | None = None) -> Match | None:
         """The correction closest to the question, if it reaches the threshold (the newest of
         a tie). Without `turn_vector` (a question searched on the user's words alone), the
-        corrected turns' own words are compared; with it (the user's words, when the query joins them with the
-        question before), both the queries and the turns' words must reach the threshold, and the
-        lower of the two cosines counts."""
+        corrected turns' own words are compared; with it (the user's words, when the query joins
+        them with the question before), both the queries and the turns' words must reach the
+        threshold, and the lower of the two cosines counts."""
         if not self.corrections:
             return None
         query = np.asarray(query_vector, dtype=np.float32).reshape(-1)

@@ -348,14 +348,14 @@ def _page_text(soup, written: set[int]) -> str:
         elif isinstance(item, Tag):
             name = item.name
             level = _HEADING_LEVELS.get(name)
+            block = name in _BLOCKS and name != "br"
             if level:
                 parts.append("\n\n" + "#" * level + " ")
             elif name == "sup":
                 parts.append(_INLINE_MARKS["sup"])
-            elif name in _BLOCKS and name != "br":
+            elif block:
                 parts.append("\n\n" if name == "p" else "\n")  # a paragraph is set apart
-            after = "\n\n" if level or (name in _BLOCKS and name != "br") else "\n" if name == "br" \
-                else " | " if name in ("td", "th") else ""
+            after = "\n\n" if level or block else "\n" if name == "br" else " | " if name in ("td", "th") else ""
             if after:
                 stack.append((after, preserved))
             inner = preserved or name in _PRESERVED

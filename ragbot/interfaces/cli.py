@@ -506,8 +506,6 @@ def _chosen_documents(bot, within: list[str] | None) -> list[str] | None:
 
 
 def cmd_search(bot, args) -> int:
-    from ragbot.text import unmarked
-
     passages = bot.search(args.query, k=args.k, sources=_chosen_documents(bot, args.within))
     if args.json:
         print(json.dumps([p.to_dict() for p in passages], ensure_ascii=False, indent=2))
@@ -517,7 +515,7 @@ def cmd_search(bot, args) -> int:
     for p in passages:
         page = f", page {p.page}" if p.page is not None else ""
         print(f"[{p.rank}] {p.score:.3f}  {p.source}{page}  (chunk {p.chunk_id})")
-        print(textwrap.indent(textwrap.shorten(unmarked(p.text), 400), "    "))
+        print(textwrap.indent(textwrap.shorten(p.text, 400), "    "))  # shorten reads a LINE_BREAK as a space
     note = search_order_note(passages, bot.settings.retrieval)
     if note:
         print(f"\n{note}")
