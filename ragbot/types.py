@@ -30,6 +30,9 @@ class Document:
     sha256: str  # of the file's bytes
     size: int
     pages: list[PageSpan] = field(default_factory=list)  # empty for formats without pages
+    # A text file neither UTF-8 nor named by its page: the legacy encoding its bytes were read in,
+    # guessed (ingest/encoding.py), which the ingest reports since a guess can be wrong
+    guessed_encoding: str | None = None
 
     def page_at(self, offset: int) -> int | None:
         """The page holding character `offset`, or None for formats without pages."""

@@ -463,15 +463,19 @@ def test_upload_validates_and_ingests_with_the_cli_messages(make_bot, tmp_path):
     hostile.write_text("# Evil\n\nStill just text.\n")
     odd = tmp_path / "to?ol.exe"  # renamed, then refused: no name it is not stored under is said
     odd.write_bytes(b"MZ")
-    status = list(handlers.on_upload([str(good), str(empty), str(exe), str(big), str(hostile), str(odd)]))[-1]
+    legacy = tmp_path / "horaires.txt"  # written by an older program: Latin-1, not UTF-8
+    legacy.write_bytes("Le caf\u00e9 na\u00eff ouvre \u00e0 huit heures, pr\u00e8s de la for\u00eat.\n".encode("latin-1"))
+    status = list(handlers.on_upload([str(good), str(empty), str(exe), str(big), str(hostile), str(odd),
+                                      str(legacy)]))[-1]
     assert "renamed: ..evil.md is stored as evil.md" in status  # the name stored is said (helper-54)
     assert "renamed: notes.md" not in status and "renamed: to?ol.exe" not in status
     assert "failed: tool.exe: unsupported file type" in status
     assert "failed: big.txt: larger than the 1 MB upload limit" in status
     assert "failed: empty.txt: empty file" in status
-    assert "added 2" in status
+    assert "added 3" in status
+    assert "read as cp1252: horaires.txt: not UTF-8" in status  # a guess, said
     uploads = bot.settings.data_dir / "uploads"
-    assert sorted(p.name for p in uploads.iterdir()) == ["evil.md", "notes.md"]  # the failed one is not kept
+    assert sorted(p.name for p in uploads.iterdir()) == ["evil.md", "horaires.txt", "notes.md"]  # the failed one is not kept
     assert bot.search("When does the staging server restart?", k=1)[0].source == str(uploads / "notes.md")
     assert list(handlers.on_upload([])) == ["No file chosen."]
     assert not (tmp_path.parent / "evil.md").exists()

@@ -340,7 +340,7 @@ def test_an_evaluation_set_can_store_every_copy(make_bot, docs, tmp_path):
 def test_bad_inputs_are_reported_and_good_files_still_ingested(make_bot, docs, tmp_path):
     (docs / "empty.txt").write_bytes(b"")
     (docs / "binary.md").write_bytes(bytes(range(256)) * 4)
-    (docs / "latin1.txt").write_bytes("na\u00efve".encode("latin-1"))
+    (docs / "latin1.txt").write_bytes("Le caf\u00e9 na\u00eff ouvre \u00e0 huit heures, pr\u00e8s de la for\u00eat.".encode("latin-1"))
     (docs / "corrupt.pdf").write_bytes(b"%PDF-1.4\n%broken")
     (docs / "photo.jpg").write_bytes(b"\xff\xd8\xff")
     (docs / "dangling.md").symlink_to(tmp_path / "nowhere.md")
@@ -352,14 +352,16 @@ def test_bad_inputs_are_reported_and_good_files_still_ingested(make_bot, docs, t
     failed = {os.path.basename(path): reason for path, reason in report.failed}
     assert failed["empty.txt"] == "empty file"
     assert "binary" in failed["binary.md"]
-    assert "not valid UTF-8" in failed["latin1.txt"]
+    assert "latin1.txt" not in failed  # not UTF-8, but read: its encoding guessed and said
+    assert report.guessed_encodings == [(str(docs / "latin1.txt"), "cp1252")]
     assert "PDF" in failed["corrupt.pdf"]
     assert failed["dangling.md"] == "broken symbolic link"
     assert "symbolic link loop" in failed["loop"]
     assert failed["missing-folder"] == "no such file or directory"
     assert "unsupported file type .jpg" in failed["photo.jpg"]  # named explicitly: a failure
     assert [os.path.basename(p) for p, _ in report.skipped] == ["photo.jpg"]  # met in the folder: skipped
-    assert sorted(os.path.basename(p) for p in report.added) == ["bananas.txt", "paris.md", "volcano.html"]
+    assert sorted(os.path.basename(p) for p in report.added) == ["bananas.txt", "latin1.txt", "paris.md", "volcano.html"]
+    assert bot.store.document(str(docs / "latin1.txt")) is not None
     assert not report.ok
     _consistent(bot)
 
@@ -644,3 +646,13 @@ def test_the_cli_bar_says_it_is_loading_then_counts_chunks_as_they_embed(monkeyp
     update(1, 1, 128)
     close()
     assert "1/1" in screen.getvalue() and "128 chunks" in screen.getvalue()
+
+
+def test_the_cli_names_a_guessed_encoding(capsys):
+    from ragbot.interfaces.cli import _print_report
+
+    report = IngestReport(added=["/docs/old.txt"], guessed_encodings=[("/docs/old.txt", "cp1251")])
+    _print_report(report)
+    out = capsys.readouterr().out
+    assert ("read as cp1251: /docs/old.txt: not UTF-8: read as cp1251, the encoding its bytes suggest; if its "
+            "letters look wrong in answers, save it as UTF-8 and ingest it again") in out

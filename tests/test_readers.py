@@ -195,7 +195,8 @@ def _blank_pdf(path: Path, pages: int = 2, password: str | None = None) -> Path:
         ("empty.txt", b"", "empty file"),
         ("blank.md", b"  \n\n \t\n", "empty file"),
         ("binary.txt", b"\x7fELF\x02\x01\x01\x00\x00\x00" * 20, "binary file"),
-        ("latin1.txt", "caf\u00e9 cr\u00e8me".encode("latin-1"), "not valid UTF-8"),
+        # no NUL byte, yet no code page reads it as text
+        ("noise.txt", bytes(range(1, 256)) * 4, "not valid UTF-8 (bad byte at offset 127), and no other text encoding"),
         ("slides.pptx", b"PK\x03\x04 not really", "unsupported file type .pptx"),
         ("notes.docx", b"PK\x03\x04 not really", "not a .docx file (not a zip archive)"),
         ("corrupt.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog >>\ngarbage", "corrupt or unreadable PDF"),
@@ -850,3 +851,39 @@ def test_word_document_that_would_unpack_too_large_is_refused(tmp_path, monkeypa
     monkeypatch.setattr(word, "MAX_UNPACKED_BYTES", 10_000)
     with pytest.raises(DocumentError, match=r"would unpack to .* MiB, over the 0 MiB limit"):
         read_document(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding", "guessed"),
+    [
+        ("Le fichier a \u00e9t\u00e9 \u00e9crit par un vieux programme \u2014 \u00ab na\u00eff \u00bb, dit-il.", "cp1252", "cp1252"),
+        ("\u041f\u0440\u043e\u0433\u0440\u0430\u043c\u043c\u0430 \u0447\u0438\u0442\u0430\u0435\u0442 "
+         "\u0434\u043e\u043a\u0443\u043c\u0435\u043d\u0442\u044b \u043f\u043e\u043b\u044c\u0437\u043e"
+         "\u0432\u0430\u0442\u0435\u043b\u044f \u0438 \u043e\u0442\u0432\u0435\u0447\u0430\u0435\u0442 "
+         "\u043d\u0430 \u0432\u043e\u043f\u0440\u043e\u0441\u044b.", "cp1251", "cp1251"),
+        ("\u3053\u306e\u30d7\u30ed\u30b0\u30e9\u30e0\u306f\u5229\u7528\u8005\u306e\u6587\u66f8\u3092"
+         "\u8aad\u307f\u8fbc\u307f\u307e\u3059\u3002", "shift_jis", "cp932"),
+    ],
+)
+def test_a_text_file_in_a_legacy_encoding_is_read_and_the_guess_is_named(tmp_path, text, encoding, guessed):
+    path = tmp_path / "old.txt"
+    path.write_bytes(text.encode(encoding))
+    doc = read_document(path)
+    assert doc.text == text
+    assert doc.guessed_encoding == guessed
+    path.write_text(text, encoding="utf-8")
+    assert read_document(path).guessed_encoding is None  # UTF-8 is read, not guessed
+
+
+def test_an_html_page_is_read_in_the_encoding_it_declares(tmp_path):
+    cyrillic = "\u0413\u043b\u0430\u0432\u043d\u0430\u044f \u0441\u0442\u0440\u0430\u043d\u0438\u0446\u0430"
+    page = tmp_path / "page.html"
+    page.write_bytes(f'<html><head><meta charset="windows-1251"></head><body><p>{cyrillic}</p></body></html>'
+                     .encode("cp1251"))
+    doc = read_document(page)
+    assert doc.text == cyrillic and doc.guessed_encoding is None  # declared, not guessed
+    # A page labelled Latin-1 is read as Windows-1252 (the Encoding Standard): its curly quotes
+    # (0x93, 0x94) stay quotes, not control characters.
+    page.write_bytes(b'<html><head><meta http-equiv="Content-Type" content="text/html; charset=iso-8859-1">'
+                     b'</head><body><p>\x93Caf\xe9\x94</p></body></html>')
+    assert read_document(page).text == "\u201cCaf\u00e9\u201d"

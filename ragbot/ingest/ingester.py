@@ -62,6 +62,8 @@ class IngestReport:
     copies_forgotten: list[str] = field(default_factory=list)  # copies' paths a remove named
     # (stored path whose file is gone, the file added now with its bytes): moved or renamed
     moved: list[tuple[str, str]] = field(default_factory=list)
+    # (file stored, the legacy encoding its text was read in): guessed from its bytes (encoding.py)
+    guessed_encodings: list[tuple[str, str]] = field(default_factory=list)
     chunks_added: int = 0
     seconds: float = 0.0
     embed_seconds: float = 0.0
@@ -443,6 +445,8 @@ class Ingester:
             self.index.remove(old_ids)
             self.index.add(np.asarray(new_ids, dtype=np.int64), ranked[part])
             (report.updated if existed else report.added).append(doc.source)
+            if doc.guessed_encoding:
+                report.guessed_encodings.append((doc.source, doc.guessed_encoding))
             report.chunks_added += len(chunks)
 
     def embedding_input(self, doc: Document, chunk: Chunk) -> str:

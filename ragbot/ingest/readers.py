@@ -14,6 +14,7 @@ import stat
 from pathlib import Path
 
 from ragbot.errors import DocumentError
+from ragbot.ingest.encoding import decode_legacy
 from ragbot.ingest.pdf import read_pdf
 from ragbot.ingest.tables import html_with_named_columns, markdown_with_named_columns
 from ragbot.ingest.word import read_docx
@@ -64,13 +65,14 @@ def read_document(path: Path, pdf_structure: bool = True, ruled_tables: bool = F
         data = read_bytes(path)
     if not data.strip():
         raise DocumentError(name, "empty file")
+    guessed_encoding = None
     if kind == "pdf":
         title, text, pages = _read_pdf(path, data, pdf_structure, ruled_tables)
     elif kind == "docx":
         title, raw = read_docx(name, data)
         text, pages = _normalise(raw), []
     else:
-        raw = _decode_text(path, data)
+        raw, guessed_encoding = decode_text(path, data)
         if kind == "html":
             title, text = _html_to_text(raw)
         elif kind == "markdown":  # its HTML read before normalising: indentation makes code blocks
@@ -91,6 +93,7 @@ def read_document(path: Path, pdf_structure: bool = True, ruled_tables: bool = F
         sha256=hashlib.sha256(data).hexdigest(),
         size=len(data),
         pages=pages,
+        guessed_encoding=guessed_encoding,
     )
 
 
@@ -144,7 +147,8 @@ def read_bytes(path: Path) -> bytes:
         raise DocumentError(str(path), f"cannot read: {exc.strerror or exc}") from None
 
 
-def _decode_text(path: Path, data: bytes) -> str:
+def decode_text(path: Path, data: bytes) -> tuple[str, str | None]:
+    """The file's text, and the encoding it was read in when that was guessed (encoding.py)."""
     # UTF-32's little-endian mark begins with UTF-16's (FF FE), so it is looked for first: read as
     # UTF-16, such a file gave a NUL between every two letters, and was stored so.
     for encoding, marks in (("utf-32", (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")), ("utf-16", (b"\xff\xfe", b"\xfe\xff"))):
@@ -157,15 +161,18 @@ def _decode_text(path: Path, data: bytes) -> str:
             if "\x00" in text[:8192]:
                 raise DocumentError(str(path), f"has a {name} byte-order mark, but read so it holds NUL "
                                                f"characters: not {name} text")
-            return text
+            return text, None
     if b"\x00" in data[:8192]:
         raise DocumentError(str(path), "looks like a binary file (contains NUL bytes), not text")
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8-sig"), None
     except UnicodeDecodeError as exc:
-        raise DocumentError(
-            str(path), f"is not valid UTF-8 text (bad byte at offset {exc.start}); convert it to UTF-8"
-        ) from None
+        bad = exc.start
+    legacy = decode_legacy(data, html=kind_of(path) == "html")
+    if legacy is None:
+        raise DocumentError(str(path), f"is not valid UTF-8 (bad byte at offset {bad}), and no other text "
+                                       f"encoding reads it either: binary data, or convert it to UTF-8")
+    return legacy.text, (legacy.encoding if legacy.guessed else None)
 
 
 _SPACES = re.compile(r"[ \t\f\v\u00a0]+")

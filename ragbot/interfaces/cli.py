@@ -423,6 +423,7 @@ def _progress_bar(label: str, quiet: bool = False):
 
 
 def _print_report(report) -> None:
+    from ragbot.ingest.encoding import guessed_note
     from ragbot.text import one_line
 
     for path, reason in report.failed:
@@ -434,6 +435,8 @@ def _print_report(report) -> None:
     for old, new in report.moved:
         print(f"moved: {one_line(old)} -> {one_line(new)}: its file is gone and the new path holds its bytes, "
               "so it is stored under the new path only")
+    for path, encoding in report.guessed_encodings:
+        print(f"read as {encoding}: {one_line(path)}: {guessed_note(encoding)}")
     for path in report.removed:
         print(f"removed: {one_line(path)}")
     for path, original in report.stood_in:

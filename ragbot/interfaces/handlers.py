@@ -21,6 +21,7 @@ from ragbot.answer.evidence import quotes_by_passage
 from ragbot.answer.generation import HISTORY_TURNS, is_refusal, marked_numbers
 from ragbot.bot import RagBot, searched_before
 from ragbot.errors import RagbotError
+from ragbot.ingest.encoding import guessed_note
 from ragbot.ingest.readers import kind_of, supported_suffixes
 from ragbot.interfaces.conversations import ConversationError, Conversations
 from ragbot.interfaces.rendering import (
@@ -916,6 +917,9 @@ class ChatHandlers:
                     lines.append(f"{kind}: " + ", ".join(Path(p).name for p in paths))
             if report.added or report.updated:  # counts and speed: "0 chunks in 0.0s" said nothing
                 lines.append(report.summary())
+            for path, encoding in report.guessed_encodings:
+                if path in sent:
+                    lines.append(f"read as {encoding}: {Path(path).name}: {guessed_note(encoding)}")
             for path in report.added + report.updated + report.unchanged:  # the name a stored upload has
                 if path in renamed:
                     lines.append(f"renamed: {renamed[path]} is stored as {Path(path).name}")
