@@ -111,6 +111,22 @@ def test_the_same_words_corrected_twice_give_the_newest_correction():
         assert memory.match(_unit([[0, 1, 0]])[0]).correction.answer_id == "gan"
 
 
+def test_feedback_on_a_served_correction_takes_it_back_only_for_its_own_words():
+    embedder = _Embedder({"what is rag?": [1, 0, 0], "what is rag exactly?": [1, 0.3, 0], "What is  RAG?": [1, 0, 0],
+                          "what is a gan? what is rag?": [0.5, 0, 1]})
+    saved = Correction("fix", "what is rag?", "bad", "RAG retrieves passages.", at=1.0)
+    other_words = Correction("down", "what is rag exactly?", "RAG retrieves passages.", None, at=2.0, cancels="fix")
+    memory = CorrectionMemory.build([saved, other_words], embedder, threshold=0.9)
+    assert memory.match(_unit([[1, 0, 0]])[0]).correction.answer_id == "fix"  # its own question keeps it
+    assert memory.match(_unit([[1, 0.3, 0]])[0]).correction.answer_id == "down"  # the other words: a thumbs-down
+    # its own words, searched joined with a question before them: another query, the same words
+    own_words = Correction("again", "what is a gan? what is rag?", "RAG retrieves passages.", None, at=3.0,
+                           cancels="fix", turn="What is  RAG?")
+    memory = CorrectionMemory.build([saved, other_words, own_words], embedder, threshold=0.9)
+    assert [c.answer_id for c in memory.corrections] == ["again", "down"]  # taken back
+    assert memory.match(_unit([[1, 0, 0]])[0]).correction.answer_id == "again"  # a thumbs-down alone
+
+
 def test_a_correction_on_a_joined_new_subject_answers_it_asked_first(corpus_bot):
     """helper-81's drive: "Which company made StyleGAN?", searched joined with the question on the
     transformer before it and corrected there, was answered wrongly again when asked first."""
@@ -231,7 +247,7 @@ def test_a_thumbs_down_on_a_corrected_answer_takes_the_correction_back(corpus_bo
     question = "What is latent diffusion?"
     first = corpus_bot.ask(question)
     corpus_bot.feedback.set_feedback(first.id, -1, correction=REFUSAL)
-    corrected = corpus_bot.ask("What is latent diffusion exactly?")  # reworded: the correction still answers
+    corrected = corpus_bot.ask(" what is latent  diffusion?")  # its words again: the correction answers
     try:
         assert corrected.refused and corrected.correction_of == first.id
         corpus_bot.feedback.set_feedback(corrected.id, -1)  # "no, that was wrong too"
@@ -240,6 +256,35 @@ def test_a_thumbs_down_on_a_corrected_answer_takes_the_correction_back(corpus_bo
     finally:
         corpus_bot.feedback.set_feedback(first.id, None)
         corpus_bot.feedback.set_feedback(corrected.id, None)
+
+
+def test_a_thumbs_down_on_a_correction_given_to_other_words_keeps_it_for_its_own(corpus_bot):
+    """A correction close enough to another question answers it too; a thumbs-down there used to
+    delete the correction, so the question it was saved for lost it (helper-84's review). Now that
+    question keeps it, and the other words are answered from the documents."""
+    question = "What is latent diffusion?"
+    first = corpus_bot.ask(question)
+    corpus_bot.feedback.set_feedback(first.id, -1, correction=REFUSAL)
+    reworded = "What is latent diffusion exactly?"
+    handlers = ChatHandlers(corpus_bot)
+    *_, (history, _, _) = handlers.respond(reworded, [], "c", 5, 0.0, False, session="s")
+    served = corpus_bot.feedback.answer_trace(history[-1]["metadata"]["id"])
+    try:
+        assert served["refused"] and served["params"]["correction_of"] == first.id
+        said = handlers.on_like(history, len(history) - 1, False, session="s")
+        assert said == ("Thanks: marked unhelpful. The saved correction it showed no longer answers this question: "
+                        f"asked again, the documents answer. It still answers “{literal(question)}”; a thumbs-down "
+                        "on it there withdraws it.")
+        again = corpus_bot.ask(reworded, record=False)
+        assert not again.refused and again.correction_of is None  # the documents answer the other words
+        kept = corpus_bot.ask(question, record=False)
+        assert kept.refused and kept.correction_of == first.id  # the correction still answers its own
+        assert handlers.on_like(history, len(history) - 1, None, session="s") == (
+            "Vote removed. The saved correction it showed answers again.")
+        assert corpus_bot.ask(reworded, record=False).correction_of == first.id
+    finally:
+        corpus_bot.feedback.set_feedback(first.id, None)
+        corpus_bot.feedback.set_feedback(served["id"], None)
 
 
 def test_the_chat_says_when_a_vote_withdraws_a_served_correction_and_shows_what_is_saved(corpus_bot):

@@ -11,6 +11,9 @@ measures the model, not the memory):
   refusal sentence makes ragbot refuse;
 - for a question that asks what a thumbs-down answer's question asked, the rejected sentence is
   not quoted again: the next-best evidence answers, or ragbot refuses when none is good enough.
+Feedback on an answer that a correction made takes the correction back when the question was
+asked in the corrected turn's words; to other words, it is their own entry and the correction
+keeps answering the question it was saved for (`CorrectionMemory.build`).
 Corrections take effect at once, with no tuning; `ragbot tune` also trains the generator on them.
 
 "Asks what it asked" is decided by the cosine of the two questions' embeddings reaching
@@ -66,6 +69,11 @@ class Correction:
     def asked(self) -> str:
         """The user's own words of the judged turn."""
         return self.turn or self.question
+
+
+def question_words(question: str) -> str:
+    """A question's words, but for case and spacing: two questions with the same are one."""
+    return " ".join(question.split()).casefold()
 
 
 @dataclass(frozen=True)
@@ -132,13 +140,19 @@ class CorrectionMemory:
 
     @classmethod
     def build(cls, corrections: Sequence[Correction], embedder, threshold: float) -> "CorrectionMemory":
-        """One entry per question: the newest feedback on it wins, and feedback on an answer that
-        a correction made replaces that correction, whatever words its question used."""
+        """One entry per question: the newest feedback on it wins. Feedback on an answer that a
+        correction made, to a question in the corrected turn's own words, takes that correction
+        back; to other words (a rewording, or another question the correction came close to), it
+        is that question's own entry, which is closer to it than the correction: the correction
+        stops answering it and still answers its own question (a thumbs-down on a wrong
+        take-over used to delete the correction: helper-84's review)."""
         newest: dict[str, Correction] = {}
         for item in sorted(corrections, key=lambda c: c.at):
-            if item.cancels:
-                newest = {key: kept for key, kept in newest.items() if kept.answer_id != item.cancels}
-            newest[" ".join(item.question.split()).casefold()] = item
+            if item.cancels:  # judges an answer a correction made: taken back when asked in its words
+                asked = question_words(item.asked)
+                newest = {key: kept for key, kept in newest.items()
+                          if not (kept.answer_id == item.cancels and question_words(kept.asked) == asked)}
+            newest[question_words(item.question)] = item
         # Newest first: two turns of the same words corrected after different questions ("Who
         # introduced it?" after RAG, then after GANs) tie when those words are asked on their own,
         # and the match takes the first of a tie (helper-84's review).

@@ -17,6 +17,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
+from ragbot.answer.corrections import question_words
 from ragbot.answer.evidence import quotes_by_passage
 from ragbot.answer.generation import HISTORY_TURNS, is_refusal, marked_numbers
 from ragbot.bot import RagBot, searched_before
@@ -688,20 +689,29 @@ class ChatHandlers:
         said = {1: "Thanks: marked helpful.", -1: "Thanks: marked unhelpful.", None: "Vote removed."}[vote]
         # A vote on a served correction changes what answers next (corrections.py): said, as
         # nothing on the page showed the correction withdrawn (helper-57's drive).
-        if self.bot.settings.use_corrections and not (current and current.correction) and self._served_correction(answer_id):
-            if vote == -1:
+        served = self._served_correction(answer_id) if self.bot.settings.use_corrections else None
+        if served is not None and not (current and current.correction):
+            asked, corrected = served
+            if vote == -1 and question_words(asked) == question_words(corrected):
                 said += (" The saved correction it showed is withdrawn: asked again, the documents answer, "
                          "unless you save a new correction for this answer.")
+            elif vote == -1:  # other words: the correction keeps answering its own (corrections.py)
+                said += (f" The saved correction it showed no longer answers this question: asked again, the "
+                         f"documents answer. It still answers “{literal(corrected)}”; a thumbs-down on it "
+                         f"there withdraws it.")
             elif vote is None and current is not None and current.vote == -1:
                 said += " The saved correction it showed answers again."
         return said
 
-    def _served_correction(self, answer_id: str) -> bool:
-        """Whether the answer was a saved correction, served (Answer.correction_of)."""
+    def _served_correction(self, answer_id: str) -> tuple[str, str] | None:
+        """(the question asked, the question it corrected as the user wrote it) when the answer
+        was a saved correction, served (Answer.correction_of); else None."""
         try:
-            return bool(self.bot.feedback.answer_trace(answer_id)["params"].get("correction_of"))
+            served = self.bot.feedback.answer_trace(answer_id)
+            corrected = served["params"].get("correction_of")
+            return (served["question"], self.bot.feedback.answer_trace(corrected)["question"]) if corrected else None
         except RagbotError:
-            return False
+            return None
 
     def saved_feedback(self, history: list[dict], answer_id: str | None, session: str = "") -> str:
         """What is saved with the chosen answer (its comment and correction), said under the
