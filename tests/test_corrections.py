@@ -267,10 +267,16 @@ def test_a_thumbs_down_on_a_correction_given_to_other_words_keeps_it_for_its_own
     corpus_bot.feedback.set_feedback(first.id, -1, correction=REFUSAL)
     reworded = "What is latent diffusion exactly?"
     handlers = ChatHandlers(corpus_bot)
-    *_, (history, _, _) = handlers.respond(reworded, [], "c", 5, 0.0, False, session="s")
+    *_, (history, panel, _) = handlers.respond(reworded, [], "c", 5, 0.0, False, session="s")
     served = corpus_bot.feedback.answer_trace(history[-1]["metadata"]["id"])
     try:
         assert served["refused"] and served["params"]["correction_of"] == first.id
+        # What a thumbs-down does here, said in the panel as on the page read again (helper-87)
+        stop = ("To stop it answering this question, give this answer a thumbs-down: with a new correction, that one "
+                "answers it; without one, the documents do, and the saved correction still answers the question it "
+                "was given for.")
+        assert stop in panel and "To replace it" not in panel
+        assert stop in handlers.sources_of(history, len(history) - 1, "s", False)
         said = handlers.on_like(history, len(history) - 1, False, session="s")
         assert said == ("Thanks: marked unhelpful. The saved correction it showed no longer answers this question: "
                         f"asked again, the documents answer. It still answers “{literal(question)}”; a thumbs-down "

@@ -325,7 +325,8 @@ class ChatHandlers:
             note += f"<p class='ragbot-muted'>{gone - len(gone_cited)} other passage(s) of this answer are no longer stored.</p>"
         panel = render_panel(passages, cited, show_all, self.document_links(passages), refused=trace["refused"],
                              refusal_reason=trace["refusal_reason"], corrected_question=corrected_question,
-                             searched=trace["params"].get("sources"), quotes=quotes_by_passage(trace["answer"]))
+                             searched=trace["params"].get("sources"), quotes=quotes_by_passage(trace["answer"]),
+                             asked=trace["question"])
         # The note above already says the cited passages are gone: not also "cites no passage".
         return panel_heading(trace["question"]) + note + (panel.removesuffix(NO_PASSAGE_CITED) if gone_cited else panel)
 

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from ragbot.answer.corrections import SAVED_CORRECTION
+from ragbot.answer.corrections import SAVED_CORRECTION, question_words
 from ragbot.answer.evidence import quotes_by_passage
 from ragbot.answer.generation import (
     CITATION_MARK,
@@ -172,17 +172,20 @@ def panel_heading(question: str | None) -> str:
 def render_panel(passages: list[Passage], cited: set[int], show_all: bool, links: dict[str, str] | None = None,
                  refused: bool = False, refusal_reason: str | None = None,
                  corrected_question: str | None = None, searched: Sequence[str] | None = None,
-                 question: str | None = None, quotes: dict[int, list[str]] | None = None) -> str:
-    """The sources panel of one answer: the question it answered, which documents were searched
-    when the question was limited to some, then what a correction answered (and the passages it
-    cites), why there is no source, or its passages. `quotes`: the answer's sentences by the
-    passage number they cite (evidence.quotes_by_passage), marked where that passage holds them."""
+                 question: str | None = None, quotes: dict[int, list[str]] | None = None,
+                 asked: str | None = None) -> str:
+    """The sources panel of one answer: the question it answered (`question`, as a heading),
+    which documents were searched when the question was limited to some, then what a correction
+    answered (and the passages it cites), why there is no source, or its passages. `quotes`: the
+    answer's sentences by the passage number they cite (evidence.quotes_by_passage), marked where
+    that passage holds them; `asked`: the question's words, when no heading gives them."""
     note = panel_heading(question)
+    asked = question if asked is None else asked
     # A correction answers whatever documents were chosen (its passages may lie outside them).
     note += searched_note(searched, refused) if corrected_question is None else ""
     # A correction is the user's text, not a quote: nothing in its passages is marked as said.
     quotes = quotes if corrected_question is None else None
-    return note + _panel(passages, cited, show_all, links, refused, refusal_reason, corrected_question, quotes)
+    return note + _panel(passages, cited, show_all, links, refused, refusal_reason, corrected_question, quotes, asked)
 
 
 def distinct_folders(sources: Sequence[str]) -> dict[str, str]:
@@ -253,14 +256,22 @@ def searched_note(searched: Sequence[str] | None, refused: bool = False) -> str:
 
 def _panel(passages: list[Passage], cited: set[int], show_all: bool, links: dict[str, str] | None,
            refused: bool, refusal_reason: str | None, corrected_question: str | None,
-           quotes: dict[int, list[str]] | None = None) -> str:
+           quotes: dict[int, list[str]] | None = None, asked: str | None = None) -> str:
     if corrected_question is not None:
+        # A thumbs-down takes a correction back only under the words it was given for; under
+        # others it stops answering those (corrections.py), as helper-87's drive found this did not say.
+        if not asked or not corrected_question or question_words(asked) == question_words(corrected_question):
+            change = ("To replace it, give this answer a thumbs-down: with a new correction, that one answers; "
+                      "without one, the documents answer again.")
+        else:
+            change = ("To stop it answering this question, give this answer a thumbs-down: with a new "
+                      "correction, that one answers it; without one, the documents do, and the saved "
+                      "correction still answers the question it was given for.")
         # Not "your": without a login every browser of this ragbot shares them (helper-49's drive).
         note = (f"<p>{SAVED_CORRECTION.capitalize()}: it was given for the answer "
                 f"to “{html.escape(corrected_question)}” and answers questions that ask the same: without "
-                f"a login, for everyone who uses this ragbot; with one, for the person who gave it. To "
-                f"replace it, give this answer a thumbs-down: with a new correction, that one answers; "
-                f"without one, the documents answer again.</p>")
+                f"a login, for everyone who uses this ragbot; with one, for the person who gave it. "
+                f"{change}</p>")
         return note + (render_passages(passages, cited, show_all, links) if cited or show_all else "")
     if refused and not show_all:
         return f"<p>No source: {html.escape(REFUSAL_NOTES.get(refusal_reason or '', 'declined'))}.</p>"
