@@ -8,6 +8,9 @@ module depends on a language's words: it reads punctuation, capitals and Markdow
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+
+import regex
 
 EMPHASIS_MARK = re.compile(r"\*\*|__|`")  # Markdown emphasis and code marks, which plain() drops
 # A Markdown link or image, "[text](target)" or "![text](target)": read as its text alone.
@@ -42,12 +45,27 @@ _ITEM_START = re.compile(_ITEM_MARK)  # matched at a line's start
 _LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")  # Markdown's alone
 # A bullet glyph that opens a sentence is not quoted (also one after a full stop: "…paste. • Word").
 _BULLET = re.compile(rf"^[{BULLETS}]\s+")
-# A sentence ends after . ! ? (a run of them), any closing quotes or brackets and any citation
-# marks that follow it, before white space and then a word or an opening quote, with at most one
-# mark before it ("• Next", "— Next"). A decimal point ("1.7") ends none; a closing quote ('"Stop."
+# What ends a sentence in any script: Unicode's Sentence_Terminal characters (UAX #29), . ! ?
+# and the danda (।), the Arabic question mark (؟), the ideographic full stop (。) and the rest.
+TERMINAL = r"\p{Sentence_Terminal}"
+# Those set full width (。！？): Chinese and Japanese write no space after them.
+_WIDE_TERMINAL = r"[\p{Sentence_Terminal}&&[\p{East_Asian_Width=Wide}\p{East_Asian_Width=Fullwidth}]]"
+CLOSING = "\"'’”»)」』）】〕〉》"  # quotes and brackets that close after a sentence's stop
+_CITATIONS = r"(?:\s*\[\d+(?:\s*,\s*\d+)*\])*"
+_OPENS_SENTENCE = r"(?=(?:[^\s\w\[]\s*)?[\w\"'«„(「『])"
+# A sentence ends after a terminal (a run of them), any closing quotes or brackets and any
+# citation marks that follow it, before white space and then a word or an opening quote, with at
+# most one mark before it ("• Next", "— Next"); after a full-width terminal, with or without the
+# white space ("…ました。新製品は…"). A decimal point ("1.7") ends none; a closing quote ('"Stop."
 # He') and a citation mark after the full stop ("Fact. [2]") belong to the sentence before it.
-_SENTENCE_END = re.compile(
-    r"(?<=[.!?])([\"'’”»)]*(?:\s*\[\d+(?:\s*,\s*\d+)*\])*)\s+(?=(?:[^\s\w\[]\s*)?[\w\"'«„(])")
+# (The `regex` module: Python's `re` has no Unicode properties; "(?|" numbers both branches' group 1.)
+_SENTENCE_END = regex.compile(
+    rf"(?|(?<={TERMINAL})([{CLOSING}]*{_CITATIONS})\s+{_OPENS_SENTENCE}"
+    rf"|(?<={_WIDE_TERMINAL})(?!{TERMINAL})([{CLOSING}]*{_CITATIONS})\s*{_OPENS_SENTENCE})", regex.V1)
+_FINAL_STOPS = regex.compile(rf"{TERMINAL}+$")
+_SPACELESS = regex.compile(r"[\p{Line_Break=Ideographic}\p{Line_Break=Complex_Context}]")
+_WORD_BOUNDARIES = regex.compile(r"\b", regex.V1 | regex.WORD)
+_ENDS_WIDE = regex.compile(rf"{_WIDE_TERMINAL}[{CLOSING}]*{_CITATIONS}$", regex.V1)
 # The first word character after a sentence mark, past opening quotes, bullets and spaces.
 _NEXT_WORD = re.compile(r"[^\w\s]*\s*(\w)?")
 _LETTER = re.compile(r"[^\W\d_]")
@@ -85,6 +103,32 @@ def plain(text: str) -> str:
     """Text without Markdown emphasis and code marks, links and images read as their text
     ("[the login page](/login)" as "the login page"), on single spaces."""
     return " ".join(EMPHASIS_MARK.sub("", _LINK.sub(r"\1", text)).split())
+
+
+def word_count(text: str) -> int:
+    """How many words `text` holds: its runs between spaces, except that a run in a script written
+    without spaces between words (Chinese, Japanese, Thai: Unicode's line-break classes Ideographic
+    and Complex_Context) counts the words Unicode's default word boundaries find in it (UAX #29:
+    each kanji or kana apart, a katakana run as one). "東京本社で会議が開かれました。" is 14 words,
+    not one, so it is no shorter than an English sentence of the same content."""
+    return sum(sum(1 for word in _WORD_BOUNDARIES.split(run) if _WORD.search(word)) if _SPACELESS.search(run) else 1
+               for run in text.split())
+
+
+def sentence_body(sentence: str) -> str:
+    """A sentence without the stops that end it ("… in 2013." -> "… in 2013", "…ました。" -> "…ました")."""
+    return _FINAL_STOPS.sub("", sentence)
+
+
+def join_sentences(sentences: Iterable[str]) -> str:
+    """Sentences as one text: a space between two, none after a full-width stop (。！？), as
+    Chinese and Japanese write them."""
+    joined = ""
+    for sentence in sentences:
+        if joined and not _ENDS_WIDE.search(joined):
+            joined += " "
+        joined += sentence
+    return joined
 
 
 def sentence_spans(text: str, abbreviations: frozenset[str] = frozenset()) -> list[tuple[int, int]]:

@@ -57,6 +57,30 @@ def test_rank_orders_by_score_and_compose_cites_in_passage_order():
         "A much longer sentence than the others [1]. The longest sentence of them all, by quite a margin indeed [2].")
 
 
+def test_a_japanese_passage_is_quoted_by_the_sentence(embedder):
+    """The whole memo was quoted for any question about it, with a space after each 。 (helper-87)."""
+    memo = "東京本社で新製品の会議が開かれました。新製品の名前は「ひかり」です。発売は来年の春の予定です。"
+    ranked = rank("新製品の名前は何ですか？", [_passage(1, memo)], EmbeddingScorer(embedder))
+    assert sorted(e.text for e in ranked) == sorted(["東京本社で新製品の会議が開かれました。", "新製品の名前は「ひかり」です。",
+                                                      "発売は来年の春の予定です。"])
+    assert compose(sorted(ranked, key=lambda e: e.position)[:2]) == "東京本社で新製品の会議が開かれました [1]。新製品の名前は「ひかり」です [1]。"
+
+
+def test_a_japanese_note_is_answered_by_its_sentence(make_bot, tmp_path):
+    """helper-87's drive: questions about a Japanese report were refused (its one long "sentence"
+    scored under the threshold) or answered with the whole report."""
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "nagoya.md").write_text(
+        "# 名古屋営業所の報告\n\n名古屋営業所の売上は前年より八パーセント増えました。所長は佐藤次郎さんです。"
+        "来年の夏には新しい研修センターを岐阜に建てる計画です。社員は四十人です。\n", encoding="utf-8")
+    bot = make_bot()
+    bot.ingest([tmp_path / "notes"])
+    answer = bot.ask("研修センターはどこに建てる計画ですか？", record=False)
+    assert not answer.refused
+    assert answer.answer.startswith("来年の夏には新しい研修センターを岐阜に建てる計画です [1]。")
+    assert "社員は四十人です" not in answer.answer  # one sentence is one quote
+
+
 def test_the_defining_sentence_answers_what_is_x(embedder):
     passages = [_passage(1, "Before answering, the system searches the documents. Retrieval-augmented generation "
                             "connects a language model to a collection of documents. It was described in 2020."),

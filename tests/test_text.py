@@ -1,7 +1,8 @@
 """The one sentence splitter and markup stripper (answers, training data and the citation check
 all use it). It reads punctuation and layout only, so it serves any language written with . ! ?"""
 
-from ragbot.text import LINE_BREAK, counted, plain, prose_sentences, sentence_spans, sentences
+from ragbot.text import (LINE_BREAK, counted, join_sentences, plain, prose_sentences, sentence_body,
+                         sentence_spans, sentences, word_count)
 
 
 def test_sentences_end_at_marks_and_keep_their_citations():
@@ -79,6 +80,29 @@ def test_other_languages_split_the_same_way():
     assert sentences("Das Modell wurde 2017 vorgestellt. Es nutzt Aufmerksamkeit.") == [
         "Das Modell wurde 2017 vorgestellt.", "Es nutzt Aufmerksamkeit."]
     assert sentences("Le modèle apprend. Élève et maître.") == ["Le modèle apprend.", "Élève et maître."]
+
+
+def test_every_scripts_sentence_stops_end_sentences():
+    """Only . ! ? ended a sentence, so a Japanese memo was one sentence and quoted whole
+    (helper-87's drive). Unicode's Sentence_Terminal characters end them now; after a full-width
+    one (。！？) no space need follow."""
+    assert sentences("東京本社で会議が開かれました。新製品の名前は「ひかり」です。売上は増えました！本当？はい。") == [
+        "東京本社で会議が開かれました。", "新製品の名前は「ひかり」です。", "売上は増えました！", "本当？", "はい。"]
+    assert sentences("这是模型。它很小 [1]。第三句。") == ["这是模型。", "它很小 [1]。", "第三句。"]
+    assert sentences("यह पहला वाक्य है। यह दूसरा है।") == ["यह पहला वाक्य है।", "यह दूसरा है।"]
+    assert sentences("هل هذا سؤال؟ نعم هذا جواب.") == ["هل هذا سؤال؟", "نعم هذا جواب."]
+    assert sentences("本当？！そうです。") == ["本当？！", "そうです。"]  # a run of stops ends one sentence
+
+
+def test_words_are_counted_in_scripts_written_without_spaces():
+    assert word_count("東京本社で会議が開かれました。") == 14  # each kanji and kana a word (UAX #29)
+    assert word_count("はい。") == 2 and word_count("Yes.") == 1
+    assert word_count("state-of-the-art models, 2024") == 3  # between spaces, as before
+
+
+def test_sentences_are_joined_as_their_script_writes_them():
+    assert join_sentences(["一つ目 [1]。", "二つ目 [2]。", "Third [1].", "Fourth."]) == "一つ目 [1]。二つ目 [2]。Third [1]. Fourth."
+    assert sentence_body("…ました。") == "…ました" and sentence_body("Really?!") == "Really"
 
 
 def test_prose_sentences_drop_headings_list_marks_and_markup():

@@ -27,7 +27,6 @@ which scorer it was fit for.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
@@ -35,9 +34,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import regex
 
 from ragbot.answer.generation import cited_numbers, merged_marks, strip_citation_marks
-from ragbot.text import prose_pieces
+from ragbot.text import CLOSING, TERMINAL, join_sentences, prose_pieces, sentence_body, word_count
 from ragbot.types import Passage
 
 MIN_WORDS = 3  # shorter pieces (a stray label, "Yes.") are never evidence on their own; a field
@@ -192,7 +192,7 @@ def candidates(passages: Sequence[Passage], abbreviations: frozenset[str] = froz
     for n, passage in enumerate(passages, start=1):
         for sentence, field in prose_pieces(passage.text, abbreviations):
             sentence = " ".join(strip_citation_marks(sentence).split())
-            if (field or len(sentence.split()) >= MIN_WORDS) and sentence not in seen:
+            if (field or word_count(sentence) >= MIN_WORDS) and sentence not in seen:
                 seen.add(sentence)
                 found.append((n, sentence))
     return found
@@ -326,13 +326,13 @@ def best_score(question: str, passages: Sequence[Passage], scorer: SentenceScore
 
 
 # Where a composed answer's sentence ends: its citation mark and any closing marks after it (_cite).
-_QUOTE_END = re.compile(r"\[\d+(?:\s*,\s*\d+)*\][.!?\"'’”»)\]]*", re.ASCII)
+_QUOTE_END = regex.compile(rf"\[[0-9]+(?:\s*,\s*[0-9]+)*\](?:{TERMINAL}|[{CLOSING}\]])*")
 
 
 def compose(evidence: Sequence[Evidence]) -> str:
     """The answer text: the chosen sentences in the order they stand in the passages (so a
     definition and the sentence after it read as written), each followed by its citation."""
-    return " ".join(_cite(e.text.rstrip(), e.n) for e in sorted(evidence, key=lambda e: e.position))
+    return join_sentences(_cite(e.text.rstrip(), e.n) for e in sorted(evidence, key=lambda e: e.position))
 
 
 def quoted_sentences(answer: str) -> list[str]:
@@ -352,7 +352,7 @@ def quotes_by_passage(answer: str) -> dict[int, list[str]]:
     quotes: dict[int, list[str]] = {}
     for piece in _quote_pieces(answer):
         sentence = " ".join(strip_citation_marks(piece).split())
-        if len(sentence.split()) < 2:
+        if word_count(sentence) < 2:
             continue
         for n in cited_numbers(piece):
             quotes.setdefault(n, []).append(sentence)
@@ -368,5 +368,5 @@ def _quote_pieces(answer: str) -> list[str]:
 
 def _cite(sentence: str, n: int) -> str:
     """The sentence with [n] before its closing mark: "... in 2013 [1]."."""
-    body = sentence.rstrip(".!?")
+    body = sentence_body(sentence)
     return f"{body} [{n}]{sentence[len(body):]}"

@@ -13,7 +13,9 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from ragbot.text import sentence_spans, unmarked
+import regex
+
+from ragbot.text import CLOSING, TERMINAL, sentence_body, sentence_spans, unmarked
 from ragbot.types import Citation, Passage
 
 REFUSAL = "I don't know: the documents do not contain the answer."
@@ -229,7 +231,7 @@ def check_citations(
             if best + 1 not in cited and row[best] >= SUPPORT_THRESHOLD and row[best] - closest_cited >= RECITE_MARGIN:
                 edits.append((a, b, CITATION_MARK.sub(f"[{best + 1}]", sentence)))
         elif row[best] >= SUPPORT_THRESHOLD:
-            end = a + len(sentence.rstrip(".!?"))
+            end = a + len(sentence_body(sentence))
             edits.append((end, end, f" [{best + 1}]"))
             supported = True
     for a, b, text in sorted(edits, reverse=True):
@@ -239,7 +241,7 @@ def check_citations(
 
 # The shape of a passage header in the prompt, "[2] (Title > Section, page 4)", closed or cut off.
 _HEADER_SHAPE = re.compile(r"\[(\d+)\] \(([^()\n]*)(?:\)|(?=\n)|$)")
-_ENDS_SENTENCE = re.compile(r"[.!?][\"'’”»)\]]*(?:\s*\[\d+(?:\s*,\s*\d+)*\])*$")
+_ENDS_SENTENCE = regex.compile(rf"{TERMINAL}[{CLOSING}\]]*(?:\s*\[\d+(?:\s*,\s*\d+)*\])*$")
 
 
 def settled_sentences(pieces: Iterable[str], shown: Sequence[Passage],

@@ -32,7 +32,7 @@ from pathlib import Path
 from ragbot.answer.generation import REFUSAL, build_prompt
 from ragbot.storage.files import atomic_file
 from ragbot.storage.store import StoredChunk
-from ragbot.text import plain, prose_sentences
+from ragbot.text import plain, prose_sentences, word_count
 from ragbot.types import Passage
 
 # A chunk sentence answers a question when their embeddings are at least this similar.
@@ -99,7 +99,7 @@ def answer_sentences(text: str, abbreviations: frozenset[str] = frozenset()) -> 
     a piece cut off by the chunk boundary (not starting with a capital or not ending a sentence)
     is skipped. `abbreviations`: the documents' own (RagBot.abbreviations), which end no sentence."""
     return [sentence for sentence in prose_sentences(text, abbreviations)
-            if ANSWER_WORDS[0] <= len(sentence.split()) <= ANSWER_WORDS[1]
+            if ANSWER_WORDS[0] <= word_count(sentence) <= ANSWER_WORDS[1]
             and sentence[:1].isupper() and sentence[-1] in ".!?"]
 
 
