@@ -81,6 +81,23 @@ def test_a_japanese_note_is_answered_by_its_sentence(make_bot, tmp_path):
     assert "社員は四十人です" not in answer.answer  # one sentence is one quote
 
 
+def test_a_notes_title_line_is_not_quoted(tmp_path):
+    """helper-87's drive: "Combien de temps dure la cuisson de la tarte Tatin ?" was answered
+    with the note's first line, its title, "Recette de la tarte Tatin de Sophie [1]", which the
+    coverage ranking put first among the drive's documents. A title is read as a heading now, and
+    a heading is no sentence to quote."""
+    from ragbot.ingest.readers import read_document
+
+    note = tmp_path / "tatin.txt"
+    note.write_text(
+        "Recette de la tarte Tatin de Sophie\n\nSophie Bérénice a appris cette recette chez sa grand-mère à Orléans.\n"
+        "Il faut caraméliser six pommes reinettes avec du beurre salé et du sucre.\n"
+        "La cuisson dure quarante-cinq minutes à deux cents degrés.\n", encoding="utf-8")
+    quotable = [sentence for _, sentence in candidates([_passage(1, read_document(note).text)])]
+    assert "Recette de la tarte Tatin de Sophie" not in quotable
+    assert "La cuisson dure quarante-cinq minutes à deux cents degrés." in quotable
+
+
 def test_the_defining_sentence_answers_what_is_x(embedder):
     passages = [_passage(1, "Before answering, the system searches the documents. Retrieval-augmented generation "
                             "connects a language model to a collection of documents. It was described in 2020."),

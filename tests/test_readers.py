@@ -887,3 +887,33 @@ def test_an_html_page_is_read_in_the_encoding_it_declares(tmp_path):
     page.write_bytes(b'<html><head><meta http-equiv="Content-Type" content="text/html; charset=iso-8859-1">'
                      b'</head><body><p>\x93Caf\xe9\x94</p></body></html>')
     assert read_document(page).text == "\u201cCaf\u00e9\u201d"
+
+
+@pytest.mark.parametrize(
+    ("text", "title"),
+    [
+        ("Recette de la tarte Tatin de Sophie\n\nIl faut six pommes.\nLa cuisson dure quarante-cinq minutes.\n",
+         "Recette de la tarte Tatin de Sophie"),
+        ("東京本社の報告\n\n会議が開かれました。\n", "東京本社の報告"),
+        # not titles: a sentence, a label, two lines, the only paragraph, a list item, a long line
+        ("The meeting moved to Friday.\n\nBring the report.\n", ""),
+        ("Ingredients:\n\nsix apples, butter, sugar\n", ""),
+        ("Shopping\nmilk and bread\n\nThe shop closes at six.\n", ""),
+        ("A single line of notes\n", ""),
+        ("- milk\n\n- bread\n", ""),
+        (" ".join(["word"] * 25) + "\n\nMore text follows here.\n", ""),
+    ],
+)
+def test_a_notes_first_line_alone_is_its_title_and_no_sentence(tmp_path, text, title):
+    """A note's title line was quoted as the answer to questions about the note (helper-87's
+    drive): standing alone before more text and ending in no stop, it is read as a heading."""
+    path = tmp_path / "recette.txt"
+    path.write_text(text, encoding="utf-8")
+    doc = read_document(path)
+    if title:
+        assert doc.title == title and doc.text.startswith(f"# {title}\n\n")
+    else:
+        assert doc.title == "recette" and not doc.text.startswith("#")  # named by its file, as before
+    md = tmp_path / "recette.md"
+    md.write_text(text, encoding="utf-8")
+    assert read_document(md).text.startswith(f"# {title}\n\n" if title else text.split()[0])

@@ -32,7 +32,7 @@ from ragbot.retrieve.embed import Embedder
 from ragbot.errors import DiskFullError, DocumentError
 from ragbot.retrieve.index import VectorIndex, approximate_if_due
 from ragbot.ingest.pdf import VERSION as PDF_RULES
-from ragbot.ingest.readers import HTML_RULES, kind_of, read_bytes, read_document, supported_suffixes
+from ragbot.ingest.readers import HTML_RULES, TITLE_RULES, kind_of, read_bytes, read_document, supported_suffixes
 from ragbot.ingest.tables import VERSION as TABLE_RULES
 from ragbot.ingest.word import VERSION as WORD_RULES
 from ragbot.settings import Settings
@@ -242,9 +242,11 @@ class Ingester:
         if kind == "pdf":
             return self.pdf_pipeline
         # Markdown, HTML and Word are read again when the way their tables are written changes,
-        # Markdown and HTML also when the way HTML is read does, Word when the way it is read does.
+        # Markdown and HTML also when the way HTML is read does, Word when the way it is read does,
+        # Markdown and text when the way their title line is found does.
         return (self.pipeline + (f"|tables={TABLE_RULES}" if kind in ("markdown", "html", "docx") else "")
                 + (f"|html={HTML_RULES}" if kind in ("markdown", "html") else "")
+                + (f"|title={TITLE_RULES}" if kind in ("markdown", "text") else "")
                 + (f"|word={WORD_RULES}" if kind == "docx" else ""))
 
     def ingest(self, paths: Sequence[str | Path], prune: bool = False, progress: ProgressFn | None = None,

@@ -13,12 +13,14 @@ import re
 import stat
 from pathlib import Path
 
+import regex
+
 from ragbot.errors import DocumentError
 from ragbot.ingest.encoding import decode_legacy
-from ragbot.ingest.pdf import read_pdf
+from ragbot.ingest.pdf import HEADING_MAX_CHARS, HEADING_MAX_WORDS, read_pdf
 from ragbot.ingest.tables import html_with_named_columns, markdown_with_named_columns
 from ragbot.ingest.word import read_docx
-from ragbot.text import LINE_BREAK, is_list_item, is_table_row, markdown_heading
+from ragbot.text import CLOSING, LINE_BREAK, TERMINAL, is_list_item, is_table_row, markdown_heading, word_count
 from ragbot.types import Document, PageSpan
 
 KINDS = {
@@ -76,11 +78,11 @@ def read_document(path: Path, pdf_structure: bool = True, ruled_tables: bool = F
         if kind == "html":
             title, text = _html_to_text(raw)
         elif kind == "markdown":  # its HTML read before normalising: indentation makes code blocks
-            text = markdown_with_named_columns(_normalise(_markdown_without_html(
-                raw.replace("\r\n", "\n").replace("\r", "\n"))))
+            text = _title_marked(markdown_with_named_columns(_normalise(_markdown_without_html(
+                raw.replace("\r\n", "\n").replace("\r", "\n")))))[1]
             title = _markdown_title(text)
         else:
-            text, title = _normalise(raw), ""
+            title, text = _title_marked(_normalise(raw))
         pages = []
     if not text.strip():
         raise DocumentError(name, "no text found in the file")
@@ -195,6 +197,27 @@ def _normalised_line(line: str, line_breaks: bool) -> str:
     return LINE_BREAK + trimmed if line_breaks and trimmed and line.startswith(LINE_BREAK) else trimmed
 
 
+def _title_marked(text: str) -> tuple[str, str]:
+    """(title, text), the text with its first line marked as a heading ("# …") when that line is
+    a title (else "" and the text as it is): a paragraph of its own before more text, short as a
+    heading is (pdf.py's limits), not already Markdown markup (a heading, list item, table row,
+    quote, fence or HTML), and ending in no sentence stop of any script nor a colon. A note's title ("Recette de la tarte Tatin de Sophie")
+    was quoted as the answer to questions about it (helper-87's drive); as a heading it names the
+    note's section and is no sentence to quote, as Markdown's "#" titles are not."""
+    first, blank, rest = text.partition("\n\n")
+    line = first.strip()
+    if (not blank or not rest.strip() or "\n" in first or not line or line[0] in "#>|<`~" or is_list_item(line)
+            or is_table_row(line) or _ENDS_LIKE_PROSE.search(line)
+            or word_count(line) > HEADING_MAX_WORDS or len(line) > HEADING_MAX_CHARS):
+        return "", text
+    return line, f"# {line}\n\n{rest}"
+
+
+# A line ending in a sentence's stop (any script's) or a colon, with any closing marks, is prose or
+# a label, not a title.
+_ENDS_LIKE_PROSE = regex.compile(rf"(?:{TERMINAL}|:)[{CLOSING}]*$")
+
+
 def _markdown_title(text: str) -> str:
     match = re.search(r"^#\s+(.+)$", text, flags=re.MULTILINE)
     return match.group(1).strip() if match else ""
@@ -225,6 +248,8 @@ def _read_pdf(path: Path, data: bytes, structure: bool, ruled_tables: bool) -> t
 _TAG_NAME = re.compile(r"^</?\s*([A-Za-z][\w-]*)")
 _HTML_SPACE = re.compile(r"[ \t\n\r\f]*[\n\r\f][ \t\n\r\f]*")  # white space holding a line end, as HTML folds it
 # Of how HTML is read, in an HTML file and inside Markdown; a document stored otherwise is read again.
+# 1: a text or Markdown file's first line, alone and ending in no stop, is its title (_title_marked)
+TITLE_RULES = 1
 HTML_RULES = 3  # 2: an HTML block in a list item or quote keeps its "- " or "> "; 3: source line ends are spaces
 # What an opening inline tag leaves in the text: a line break a space, a superscript a "^"
 # ("42<sup>2</sup>" read "422"); any other tag nothing.
