@@ -55,13 +55,17 @@ _CITATIONS = r"(?:\s*\[\d+(?:\s*,\s*\d+)*\])*"
 _OPENS_SENTENCE = r"(?=(?:[^\s\w\[]\s*)?[\w\"'«„(「『])"
 # A sentence ends after a terminal (a run of them), any closing quotes or brackets and any
 # citation marks that follow it, before white space and then a word or an opening quote, with at
-# most one mark before it ("• Next", "— Next"); after a full-width terminal, with or without the
-# white space ("…ました。新製品は…"). A decimal point ("1.7") ends none; a closing quote ('"Stop."
-# He') and a citation mark after the full stop ("Fact. [2]") belong to the sentence before it.
+# most one mark before it ("• Next", "— Next"); after a full-width terminal, also with no white
+# space ("…ました。新製品は…"), except after a closing quote, where the sentence goes on unless a
+# quote opens ("「はい。」と言った。" is one sentence), and except after the full-width full stop
+# ．, which also writes decimals and abbreviations ("１．５倍", "Fig．3"). A decimal point ("1.7")
+# ends none; a closing quote ('"Stop." He') and a citation mark after the full stop ("Fact. [2]")
+# belong to the sentence before it.
 # (The `regex` module: Python's `re` has no Unicode properties; "(?|" numbers both branches' group 1.)
 _SENTENCE_END = regex.compile(
     rf"(?|(?<={TERMINAL})([{CLOSING}]*{_CITATIONS})\s+{_OPENS_SENTENCE}"
-    rf"|(?<={_WIDE_TERMINAL})(?!{TERMINAL})([{CLOSING}]*{_CITATIONS})\s*{_OPENS_SENTENCE})", regex.V1)
+    rf"|(?<={_WIDE_TERMINAL})(?<![．﹒])(?!{TERMINAL}|[{CLOSING}])({_CITATIONS})\s*{_OPENS_SENTENCE}"
+    rf"|(?<={_WIDE_TERMINAL})(?<![．﹒])([{CLOSING}]+{_CITATIONS})(?=[「『（(“‘]))", regex.V1)
 _FINAL_STOPS = regex.compile(rf"{TERMINAL}+$")
 _SPACELESS = regex.compile(r"[\p{Line_Break=Ideographic}\p{Line_Break=Complex_Context}]")
 _WORD_BOUNDARIES = regex.compile(r"\b", regex.V1 | regex.WORD)
@@ -133,9 +137,10 @@ def join_sentences(sentences: Iterable[str]) -> str:
 
 def sentence_spans(text: str, abbreviations: frozenset[str] = frozenset()) -> list[tuple[int, int]]:
     """(start, end) of every sentence of `text`, white space trimmed. A line break ends a
-    sentence; within a line a sentence ends at . ! or ? (a run of them) and the citation marks
-    after it, when white space and something that can open a sentence follow (a letter of any
-    script, a digit, a quote), unless an initial or a small letter shows it does not
+    sentence; within a line a sentence ends at a sentence stop of any script (a run of them:
+    `_SENTENCE_END`) and the citation marks after it, when white space and something that can
+    open a sentence follow (a letter of any script, a digit, a quote; after 。！？ no white space
+    is needed), unless an initial or a small letter shows it does not
     (`_ends_sentence`). A decimal point ("1.7") ends none. `abbreviations`: words, lower-cased
     and without their last stop, that the user's documents write as abbreviations ("dr", "nr",
     learned from their text by ingest/abbreviations.py); a full stop after one ends no sentence."""
@@ -159,7 +164,7 @@ def sentence_spans(text: str, abbreviations: frozenset[str] = frozenset()) -> li
     return trimmed
 
 
-def _ends_sentence(line: str, mark: re.Match, start: int, abbreviations: frozenset[str] = frozenset()) -> bool:
+def _ends_sentence(line: str, mark: regex.Match, start: int, abbreviations: frozenset[str] = frozenset()) -> bool:
     """Whether a mark that `_SENTENCE_END` found ends the sentence that began at `start`.
 
     Not when the next word starts with a small letter ("Lewis et al. introduced", "e.g. in

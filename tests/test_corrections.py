@@ -111,20 +111,33 @@ def test_the_same_words_corrected_twice_give_the_newest_correction():
         assert memory.match(_unit([[0, 1, 0]])[0]).correction.answer_id == "gan"
 
 
-def test_feedback_on_a_served_correction_takes_it_back_only_for_its_own_words():
-    embedder = _Embedder({"what is rag?": [1, 0, 0], "what is rag exactly?": [1, 0.3, 0], "What is  RAG?": [1, 0, 0],
-                          "what is a gan? what is rag?": [0.5, 0, 1]})
+def test_feedback_on_a_served_correction_takes_it_back_only_on_its_own_question():
+    embedder = _Embedder({"what is rag?": [1, 0, 0], "what is rag exactly?": [1, 0.3, 0], "What is  RAG?": [1, 0, 0]})
     saved = Correction("fix", "what is rag?", "bad", "RAG retrieves passages.", at=1.0)
-    other_words = Correction("down", "what is rag exactly?", "RAG retrieves passages.", None, at=2.0, cancels="fix")
+    # served to other words and judged wrong there: that question's own entry, the closer to it
+    other_words = Correction("down", "what is rag exactly?", "RAG retrieves passages.", None, at=2.0)
     memory = CorrectionMemory.build([saved, other_words], embedder, threshold=0.9)
     assert memory.match(_unit([[1, 0, 0]])[0]).correction.answer_id == "fix"  # its own question keeps it
     assert memory.match(_unit([[1, 0.3, 0]])[0]).correction.answer_id == "down"  # the other words: a thumbs-down
-    # its own words, searched joined with a question before them: another query, the same words
-    own_words = Correction("again", "what is a gan? what is rag?", "RAG retrieves passages.", None, at=3.0,
-                           cancels="fix", turn="What is  RAG?")
-    memory = CorrectionMemory.build([saved, other_words, own_words], embedder, threshold=0.9)
-    assert [c.answer_id for c in memory.corrections] == ["again", "down"]  # taken back
-    assert memory.match(_unit([[1, 0, 0]])[0]).correction.answer_id == "again"  # a thumbs-down alone
+    # served to its own question (its words but for case and spacing, searched alone) and judged wrong: taken back
+    own = Correction("again", "What is  RAG?", "RAG retrieves passages.", None, at=3.0)
+    memory = CorrectionMemory.build([saved, other_words, own], embedder, threshold=0.9)
+    assert [c.answer_id for c in memory.corrections] == ["again", "down"]
+
+
+def test_feedback_on_a_follow_ups_correction_after_another_question_keeps_it_after_its_own():
+    """The same follow-up words after another question are another question (helper-88's review):
+    feedback there does not take back the correction given after the first."""
+    embedder = _Embedder({"what is rag? who introduced it?": [1, 0, 0], "what is a gan? who introduced it?": [0, 0, 1],
+                          "who introduced it?": [0, 1, 0]})
+    saved = Correction("rag", "what is rag? who introduced it?", "bad", "Lewis et al.", at=1.0,
+                       turn="who introduced it?")
+    elsewhere = Correction("gan", "what is a gan? who introduced it?", "Lewis et al.", None, at=2.0,
+                           turn="who introduced it?")
+    memory = CorrectionMemory.build([saved, elsewhere], embedder, threshold=0.9)
+    turn = _unit([[0, 1, 0]])[0]
+    assert memory.match(_unit([[1, 0, 0]])[0], turn).correction.answer_id == "rag"  # after RAG: the correction
+    assert memory.match(_unit([[0, 0, 1]])[0], turn).correction.answer_id == "gan"  # after a GAN: the thumbs-down
 
 
 def test_a_correction_on_a_joined_new_subject_answers_it_asked_first(corpus_bot):
@@ -280,7 +293,7 @@ def test_a_thumbs_down_on_a_correction_given_to_other_words_keeps_it_for_its_own
         said = handlers.on_like(history, len(history) - 1, False, session="s")
         assert said == ("Thanks: marked unhelpful. The saved correction it showed no longer answers this question: "
                         f"asked again, the documents answer. It still answers “{literal(question)}”; a thumbs-down "
-                        "on it there withdraws it.")
+                        "on its answer to that question withdraws it.")
         again = corpus_bot.ask(reworded, record=False)
         assert not again.refused and again.correction_of is None  # the documents answer the other words
         kept = corpus_bot.ask(question, record=False)

@@ -654,5 +654,5 @@ def test_the_cli_names_a_guessed_encoding(capsys):
     report = IngestReport(added=["/docs/old.txt"], guessed_encodings=[("/docs/old.txt", "cp1251")])
     _print_report(report)
     out = capsys.readouterr().out
-    assert ("read as cp1251: /docs/old.txt: not UTF-8: read as cp1251, the encoding its bytes suggest; if its "
+    assert ("read as cp1251: /docs/old.txt: not UTF-8, so its encoding was guessed from its bytes; if its "
             "letters look wrong in answers, save it as UTF-8 and ingest it again") in out

@@ -875,6 +875,14 @@ def test_a_text_file_in_a_legacy_encoding_is_read_and_the_guess_is_named(tmp_pat
     assert read_document(path).guessed_encoding is None  # UTF-8 is read, not guessed
 
 
+def test_utf8_with_a_few_stray_bytes_is_read_as_utf8(tmp_path):
+    """chardet read such a file as Windows-1252, every "ä" as "Ã¤" (helper-88's review)."""
+    path = tmp_path / "joined.txt"
+    path.write_bytes(("Der Bär läuft über die Straße. " * 5).encode("utf-8") + b"\xfc Ende.")
+    doc = read_document(path)
+    assert doc.text == ("Der Bär läuft über die Straße. " * 5) + "\ufffd Ende." and doc.guessed_encoding == "utf-8"
+
+
 def test_an_html_page_is_read_in_the_encoding_it_declares(tmp_path):
     cyrillic = "\u0413\u043b\u0430\u0432\u043d\u0430\u044f \u0441\u0442\u0440\u0430\u043d\u0438\u0446\u0430"
     page = tmp_path / "page.html"
@@ -887,6 +895,14 @@ def test_an_html_page_is_read_in_the_encoding_it_declares(tmp_path):
     page.write_bytes(b'<html><head><meta http-equiv="Content-Type" content="text/html; charset=iso-8859-1">'
                      b'</head><body><p>\x93Caf\xe9\x94</p></body></html>')
     assert read_document(page).text == "\u201cCaf\u00e9\u201d"
+    # Labels read as the Encoding Standard reads them: ISO-8859-9 as Windows-1254 (0x80 is €), and a
+    # UTF-16 label on a page read byte by byte is no encoding to trust (helper-88's review): guessed.
+    page.write_bytes(b'<html><head><meta charset="iso-8859-9"></head><body><p>Fiyat 5 \x80, \xe7ok g\xfczel</p></body></html>')
+    assert read_document(page).text == "Fiyat 5 \u20ac, \u00e7ok g\u00fczel"
+    latin = "Le caf\u00e9 na\u00eff ouvre \u00e0 huit heures, pr\u00e8s de la for\u00eat."
+    page.write_bytes(f'<html><head><meta charset="utf-16"></head><body><p>{latin}</p></body></html>'.encode("latin-1"))
+    doc = read_document(page)
+    assert doc.text == latin and doc.guessed_encoding == "cp1252"
 
 
 @pytest.mark.parametrize(
@@ -902,6 +918,9 @@ def test_an_html_page_is_read_in_the_encoding_it_declares(tmp_path):
         ("A single line of notes\n", ""),
         ("- milk\n\n- bread\n", ""),
         (" ".join(["word"] * 25) + "\n\nMore text follows here.\n", ""),
+        ("Hi John,\n\nThe meeting is at three.\n", ""),  # a greeting
+        ("Groceries\n\nmilk\nbread\n", ""),  # a note that ends no sentence with a stop: nothing marks a title
+        ("import os\n\nprint(os.getcwd())\n", ""),
     ],
 )
 def test_a_notes_first_line_alone_is_its_title_and_no_sentence(tmp_path, text, title):
@@ -917,3 +936,15 @@ def test_a_notes_first_line_alone_is_its_title_and_no_sentence(tmp_path, text, t
     md = tmp_path / "recette.md"
     md.write_text(text, encoding="utf-8")
     assert read_document(md).text.startswith(f"# {title}\n\n" if title else text.split()[0])
+
+
+def test_a_markdown_files_own_heading_stays_its_title(tmp_path):
+    """helper-88's review: the first line was marked before the file's own heading was looked for."""
+    path = tmp_path / "readme.md"
+    path.write_text("![logo](logo.png)\n\n# Real Title\n\nBody text here.\n", encoding="utf-8")
+    assert read_document(path).title == "Real Title"
+    path.write_text("Notes for Monday\n\n## Tasks\n\nCall Anna about the report.\n", encoding="utf-8")
+    doc = read_document(path)
+    assert doc.title == "readme" and doc.text.startswith("Notes for Monday\n")  # its own heading below: no title made
+    path.with_suffix(".txt").write_text("Notes for Monday\n\n## Tasks\n\nCall Anna about the report.\n")
+    assert read_document(path.with_suffix(".txt")).title == "Notes for Monday"  # a text file has no headings of its own

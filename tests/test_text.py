@@ -1,5 +1,5 @@
 """The one sentence splitter and markup stripper (answers, training data and the citation check
-all use it). It reads punctuation and layout only, so it serves any language written with . ! ?"""
+all use it). It reads punctuation and layout only: any script's sentence stops, not its words."""
 
 from ragbot.text import (LINE_BREAK, counted, join_sentences, plain, prose_sentences, sentence_body,
                          sentence_spans, sentences, word_count)
@@ -92,6 +92,9 @@ def test_every_scripts_sentence_stops_end_sentences():
     assert sentences("यह पहला वाक्य है। यह दूसरा है।") == ["यह पहला वाक्य है।", "यह दूसरा है।"]
     assert sentences("هل هذا سؤال؟ نعم هذا جواب.") == ["هل هذا سؤال؟", "نعم هذا جواب."]
     assert sentences("本当？！そうです。") == ["本当？！", "そうです。"]  # a run of stops ends one sentence
+    # a quote's closing mark goes on to its verb; a full-width full stop between digits is a decimal (helper-88)
+    assert sentences("「はい。」と言った。「本当？」「うん。」") == ["「はい。」と言った。", "「本当？」", "「うん。」"]
+    assert sentences("売上は１．５倍になった。次の文。") == ["売上は１．５倍になった。", "次の文。"]
 
 
 def test_words_are_counted_in_scripts_written_without_spaces():

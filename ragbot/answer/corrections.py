@@ -12,8 +12,8 @@ measures the model, not the memory):
 - for a question that asks what a thumbs-down answer's question asked, the rejected sentence is
   not quoted again: the next-best evidence answers, or ragbot refuses when none is good enough.
 Feedback on an answer that a correction made takes the correction back when the question was
-asked in the corrected turn's words; to other words, it is their own entry and the correction
-keeps answering the question it was saved for (`CorrectionMemory.build`).
+the corrected one (its words, searched the same way); otherwise it is that question's own entry
+and the correction keeps answering the question it was saved for (`CorrectionMemory.build`).
 Corrections take effect at once, with no tuning; `ragbot tune` also trains the generator on them.
 
 "Asks what it asked" is decided by the cosine of the two questions' embeddings reaching
@@ -62,7 +62,6 @@ class Correction:
     answer: str  # what ragbot answered
     correction: str | None  # what the user says the answer is (None: a thumbs-down alone)
     at: float  # when the feedback was last changed
-    cancels: str | None = None  # judging an answer made from a correction: that correction's answer id
     turn: str = ""  # the user's own words, when a follow-up was searched with the question before it
 
     @property
@@ -70,10 +69,20 @@ class Correction:
         """The user's own words of the judged turn."""
         return self.turn or self.question
 
+    @property
+    def key(self) -> tuple[str, str]:
+        return feedback_key(self.question, self.asked)
+
 
 def question_words(question: str) -> str:
-    """A question's words, but for case and spacing: two questions with the same are one."""
+    """A question's words, but for case and spacing."""
     return " ".join(question.split()).casefold()
+
+
+def feedback_key(query: str, asked: str) -> tuple[str, str]:
+    """What makes two judged turns one question, whose newest feedback counts: the same search
+    query and the same words of the user's, but for case and spacing."""
+    return question_words(query), question_words(asked)
 
 
 @dataclass(frozen=True)
@@ -140,19 +149,16 @@ class CorrectionMemory:
 
     @classmethod
     def build(cls, corrections: Sequence[Correction], embedder, threshold: float) -> "CorrectionMemory":
-        """One entry per question: the newest feedback on it wins. Feedback on an answer that a
-        correction made, to a question in the corrected turn's own words, takes that correction
-        back; to other words (a rewording, or another question the correction came close to), it
-        is that question's own entry, which is closer to it than the correction: the correction
-        stops answering it and still answers its own question (a thumbs-down on a wrong
+        """One entry per question (`Correction.key`): the newest feedback on it wins. So feedback
+        on an answer that a correction made to the question it corrected, asked in its words and
+        searched the same way, takes the correction back; to other words or another search (a
+        rewording, another question the correction came close to, a follow-up's words asked
+        on their own), it is that question's own entry, closer to it than the correction: the
+        correction stops answering it and still answers its own (a thumbs-down on a wrong
         take-over used to delete the correction: helper-84's review)."""
-        newest: dict[str, Correction] = {}
+        newest: dict[tuple[str, str], Correction] = {}
         for item in sorted(corrections, key=lambda c: c.at):
-            if item.cancels:  # judges an answer a correction made: taken back when asked in its words
-                asked = question_words(item.asked)
-                newest = {key: kept for key, kept in newest.items()
-                          if not (kept.answer_id == item.cancels and question_words(kept.asked) == asked)}
-            newest[question_words(item.question)] = item
+            newest[item.key] = item
         # Newest first: two turns of the same words corrected after different questions ("Who
         # introduced it?" after RAG, then after GANs) tie when those words are asked on their own,
         # and the match takes the first of a tie (helper-84's review).

@@ -28,14 +28,28 @@ class Decoded:
 
 
 def guessed_note(encoding: str) -> str:
-    """What the ingest says of a file whose encoding was guessed."""
-    return (f"not UTF-8: read as {encoding}, the encoding its bytes suggest; if its letters look wrong "
-            f"in answers, save it as UTF-8 and ingest it again")
+    """What the ingest says of a file whose encoding was guessed (after "read as ENCODING: PATH: ")."""
+    if encoding == "utf-8":
+        return ("UTF-8 but for a few bytes, each read as \ufffd (a file cut short or joined from pieces has "
+                "such bytes); if letters look wrong in answers, save it as UTF-8 and ingest it again")
+    return ("not UTF-8, so its encoding was guessed from its bytes; if its letters look wrong in answers, "
+            "save it as UTF-8 and ingest it again")
+
+
+def mostly_utf8(data: bytes) -> bool:
+    """Whether bytes that are not valid UTF-8 are UTF-8 with a few stray bytes all the same: more
+    of its letters outside ASCII decode as UTF-8 than there are bytes that do not. A legacy code
+    page's text almost never forms a valid UTF-8 sequence ("é" in Windows-1252 is one byte that
+    UTF-8 reads as the start of a sequence the next letter breaks); chardet alone read such a
+    file as Windows-1252, every "ä" as "Ã¤" (helper-88's review)."""
+    text = data.decode("utf-8", errors="replace")
+    stray = text.count("\ufffd")
+    return sum(1 for ch in text if ord(ch) > 0x7F) - stray > stray
 
 
 def declared_html_encoding(data: bytes) -> str | None:
-    """The encoding an HTML page names for itself (`<meta charset>`, or an XML declaration), if
-    Python has a codec by that name."""
+    """The encoding an HTML page names for itself (`<meta charset>`, or an XML declaration), as
+    the WHATWG Encoding Standard reads the name, if Python has a codec for it."""
     import codecs
 
     from bs4.dammit import EncodingDetector
@@ -47,9 +61,19 @@ def declared_html_encoding(data: bytes) -> str | None:
         name = codecs.lookup(declared).name
     except LookupError:
         return None
-    # The Encoding Standard reads pages labelled Latin-1 or ASCII as Windows-1252, whose curly
-    # quotes and dashes such pages hold; Python's latin-1 would make them control characters.
-    return WESTERN if name in ("iso8859-1", "ascii") else name
+    if name.startswith(("utf-16", "utf-32")):
+        # A page read byte by byte cannot be UTF-16 (its "<meta" would not be ASCII): the
+        # standard's prescan takes such a label for UTF-8, which the reader tried already.
+        return None
+    return _AS_THE_STANDARD_READS.get(name, name)
+
+
+# Labels that the Encoding Standard decodes with a wider code page than the one named: pages so
+# labelled hold that code page's extra characters (curly quotes and dashes in 0x80-0x9F).
+_AS_THE_STANDARD_READS = {
+    "iso8859-1": WESTERN, "ascii": WESTERN, "iso8859-9": "cp1254", "iso8859-11": "cp874", "tis-620": "cp874",
+    "gb2312": "gb18030", "gbk": "gb18030", "euc_kr": "cp949", "shift_jis": "cp932",
+}
 
 
 def guess_encoding(data: bytes) -> str | None:

@@ -16,11 +16,11 @@ from pathlib import Path
 import regex
 
 from ragbot.errors import DocumentError
-from ragbot.ingest.encoding import decode_legacy
+from ragbot.ingest.encoding import decode_legacy, mostly_utf8
 from ragbot.ingest.pdf import HEADING_MAX_CHARS, HEADING_MAX_WORDS, read_pdf
 from ragbot.ingest.tables import html_with_named_columns, markdown_with_named_columns
 from ragbot.ingest.word import read_docx
-from ragbot.text import CLOSING, LINE_BREAK, TERMINAL, is_list_item, is_table_row, markdown_heading, word_count
+from ragbot.text import CLOSING, LINE_BREAK, TERMINAL, is_list_item, is_table_row, markdown_heading
 from ragbot.types import Document, PageSpan
 
 KINDS = {
@@ -79,7 +79,7 @@ def read_document(path: Path, pdf_structure: bool = True, ruled_tables: bool = F
             title, text = _html_to_text(raw)
         elif kind == "markdown":  # its HTML read before normalising: indentation makes code blocks
             text = _title_marked(markdown_with_named_columns(_normalise(_markdown_without_html(
-                raw.replace("\r\n", "\n").replace("\r", "\n")))))[1]
+                raw.replace("\r\n", "\n").replace("\r", "\n")))), markdown=True)[1]
             title = _markdown_title(text)
         else:
             title, text = _title_marked(_normalise(raw))
@@ -150,7 +150,8 @@ def read_bytes(path: Path) -> bytes:
 
 
 def decode_text(path: Path, data: bytes) -> tuple[str, str | None]:
-    """The file's text, and the encoding it was read in when that was guessed (encoding.py)."""
+    """The file's text, and the encoding it was read in when that was guessed (encoding.py):
+    "utf-8" for UTF-8 with bytes that are not UTF-8, each read as U+FFFD (`mostly_utf8`)."""
     # UTF-32's little-endian mark begins with UTF-16's (FF FE), so it is looked for first: read as
     # UTF-16, such a file gave a NUL between every two letters, and was stored so.
     for encoding, marks in (("utf-32", (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")), ("utf-16", (b"\xff\xfe", b"\xfe\xff"))):
@@ -170,10 +171,12 @@ def decode_text(path: Path, data: bytes) -> tuple[str, str | None]:
         return data.decode("utf-8-sig"), None
     except UnicodeDecodeError as exc:
         bad = exc.start
+    if mostly_utf8(data):  # a UTF-8 file with a few stray bytes: not a legacy code page
+        return data.decode("utf-8-sig", errors="replace"), "utf-8"
     legacy = decode_legacy(data, html=kind_of(path) == "html")
     if legacy is None:
         raise DocumentError(str(path), f"is not valid UTF-8 (bad byte at offset {bad}), and no other text "
-                                       f"encoding reads it either: binary data, or convert it to UTF-8")
+                                       f"encoding reads it: it looks like binary data; if it is text, save it as UTF-8")
     return legacy.text, (legacy.encoding if legacy.guessed else None)
 
 
@@ -197,25 +200,34 @@ def _normalised_line(line: str, line_breaks: bool) -> str:
     return LINE_BREAK + trimmed if line_breaks and trimmed and line.startswith(LINE_BREAK) else trimmed
 
 
-def _title_marked(text: str) -> tuple[str, str]:
+def _title_marked(text: str, markdown: bool = False) -> tuple[str, str]:
     """(title, text), the text with its first line marked as a heading ("# …") when that line is
-    a title (else "" and the text as it is): a paragraph of its own before more text, short as a
-    heading is (pdf.py's limits), not already Markdown markup (a heading, list item, table row,
-    quote, fence or HTML), and ending in no sentence stop of any script nor a colon. A note's title ("Recette de la tarte Tatin de Sophie")
-    was quoted as the answer to questions about it (helper-87's drive); as a heading it names the
-    note's section and is no sentence to quote, as Markdown's "#" titles are not."""
+    a title (else "" and the text as it is). A title stands alone before more text, and the text
+    after it ends sentences with stops (of any script) where it does not, nor with a comma,
+    semicolon or colon ("Hi John,", "Ingredients:"); it holds a letter, is as short as a heading
+    is (pdf.py's limits) and is no Markdown markup (a heading, list item, table row, quote,
+    fence, link, image or emphasis, HTML). A Markdown file with a heading of its own keeps it as
+    its title. A note's title ("Recette de la tarte Tatin de Sophie") was quoted as the answer to
+    questions about it (helper-87's drive); as a heading it names the note's section and is no
+    sentence to quote, as Markdown's "#" titles are not."""
     first, blank, rest = text.partition("\n\n")
     line = first.strip()
-    if (not blank or not rest.strip() or "\n" in first or not line or line[0] in "#>|<`~" or is_list_item(line)
-            or is_table_row(line) or _ENDS_LIKE_PROSE.search(line)
-            or word_count(line) > HEADING_MAX_WORDS or len(line) > HEADING_MAX_CHARS):
+    if (not blank or "\n" in first or not line or line[0] in "#>|<`~[!*_=-+" or is_list_item(line)
+            or is_table_row(line) or _ENDS_LIKE_PROSE.search(line) or not _LETTER.search(line)
+            or len(line.split()) > HEADING_MAX_WORDS or len(line) > HEADING_MAX_CHARS
+            or not _ENDS_SENTENCE.search(rest)):
+        return "", text
+    if markdown and any(markdown_heading(other) or _SETEXT_UNDERLINE.match(other) for other in rest.splitlines()):
         return "", text
     return line, f"# {line}\n\n{rest}"
 
 
-# A line ending in a sentence's stop (any script's) or a colon, with any closing marks, is prose or
-# a label, not a title.
-_ENDS_LIKE_PROSE = regex.compile(rf"(?:{TERMINAL}|:)[{CLOSING}]*$")
+# A line ending in a sentence's stop (any script's), a comma, semicolon or colon, with any
+# closing marks, is prose or a label, not a title; a line ending in a stop is a sentence's end.
+_ENDS_LIKE_PROSE = regex.compile(rf"(?:{TERMINAL}|[:,;])[{CLOSING}]*$")
+_ENDS_SENTENCE = regex.compile(rf"{TERMINAL}[{CLOSING}]*$", regex.MULTILINE)
+_LETTER = regex.compile(r"\p{L}")
+_SETEXT_UNDERLINE = re.compile(r"^ {0,3}(?:=+|-+)\s*$")
 
 
 def _markdown_title(text: str) -> str:

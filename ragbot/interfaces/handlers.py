@@ -17,7 +17,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
-from ragbot.answer.corrections import question_words
+from ragbot.answer.corrections import feedback_key
 from ragbot.answer.evidence import quotes_by_passage
 from ragbot.answer.generation import HISTORY_TURNS, is_refusal, marked_numbers
 from ragbot.bot import RagBot, searched_before
@@ -259,7 +259,9 @@ class ChatHandlers:
         history[-1] = {"role": "assistant", "content": shown_answer(answer.answer, corrected=bool(answer.correction_of),
                                                                     searched=searched),
                        "metadata": {"id": answer.id}}
-        yield history, render_sources(answer, show_all, self.document_links(answer.passages), searched=sources), ""
+        served = self._served_correction(answer.id) if answer.correction_of and answer.id else None
+        yield history, render_sources(answer, show_all, self.document_links(answer.passages), searched=sources,
+                                      corrected_elsewhere=served is not None and not served[0]), ""
 
     # -- what an answer rests on -----------------------------------------------------------------
 
@@ -303,11 +305,9 @@ class ChatHandlers:
         except RagbotError:
             return None
         corrected_question = None
+        served = self._served_correction(answer_id)
         if trace["params"].get("correction_of"):
-            try:
-                corrected_question = self.bot.feedback.answer_trace(trace["params"]["correction_of"])["question"]
-            except RagbotError:
-                corrected_question = ""
+            corrected_question = served[1] if served is not None else ""
         chunks = self.bot.store.chunks([row["chunk_id"] for row in trace["passages"]])
         passages = [c.as_passage(row["score"], row["rank"], row["search_rank"])
                     for row in trace["passages"] if (c := chunks.get(row["chunk_id"])) is not None]
@@ -326,7 +326,7 @@ class ChatHandlers:
         panel = render_panel(passages, cited, show_all, self.document_links(passages), refused=trace["refused"],
                              refusal_reason=trace["refusal_reason"], corrected_question=corrected_question,
                              searched=trace["params"].get("sources"), quotes=quotes_by_passage(trace["answer"]),
-                             asked=trace["question"])
+                             corrected_elsewhere=served is not None and not served[0])
         # The note above already says the cited passages are gone: not also "cites no passage".
         return panel_heading(trace["question"]) + note + (panel.removesuffix(NO_PASSAGE_CITED) if gone_cited else panel)
 
@@ -692,27 +692,33 @@ class ChatHandlers:
         # nothing on the page showed the correction withdrawn (helper-57's drive).
         served = self._served_correction(answer_id) if self.bot.settings.use_corrections else None
         if served is not None and not (current and current.correction):
-            asked, corrected = served
-            if vote == -1 and question_words(asked) == question_words(corrected):
+            here, corrected = served
+            if vote == -1 and here:
                 said += (" The saved correction it showed is withdrawn: asked again, the documents answer, "
                          "unless you save a new correction for this answer.")
-            elif vote == -1:  # other words: the correction keeps answering its own (corrections.py)
+            elif vote == -1:  # another question: the correction keeps answering its own (corrections.py)
                 said += (f" The saved correction it showed no longer answers this question: asked again, the "
-                         f"documents answer. It still answers “{literal(corrected)}”; a thumbs-down on it "
-                         f"there withdraws it.")
+                         f"documents answer. It still answers “{literal(corrected)}”; a thumbs-down on its "
+                         f"answer to that question withdraws it.")
             elif vote is None and current is not None and current.vote == -1:
                 said += " The saved correction it showed answers again."
         return said
 
-    def _served_correction(self, answer_id: str) -> tuple[str, str] | None:
-        """(the question asked, the question it corrected as the user wrote it) when the answer
-        was a saved correction, served (Answer.correction_of); else None."""
+    def _served_correction(self, answer_id: str) -> tuple[bool, str] | None:
+        """For an answer that was a saved correction, served (Answer.correction_of): whether it
+        was served to the question it corrected (the same words, searched the same way:
+        `corrections.feedback_key`), where feedback takes it back, and that question as the user
+        wrote it. None for any other answer, or when the corrected answer is no longer logged."""
         try:
             served = self.bot.feedback.answer_trace(answer_id)
-            corrected = served["params"].get("correction_of")
-            return (served["question"], self.bot.feedback.answer_trace(corrected)["question"]) if corrected else None
+            if not served["params"].get("correction_of"):
+                return None
+            corrected = self.bot.feedback.answer_trace(served["params"]["correction_of"])
         except RagbotError:
             return None
+        here = (feedback_key(served["retrieval_query"], served["question"])
+                == feedback_key(corrected["retrieval_query"], corrected["question"]))
+        return here, corrected["question"]
 
     def saved_feedback(self, history: list[dict], answer_id: str | None, session: str = "") -> str:
         """What is saved with the chosen answer (its comment and correction), said under the

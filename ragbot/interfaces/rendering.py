@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from ragbot.answer.corrections import SAVED_CORRECTION, question_words
+from ragbot.answer.corrections import SAVED_CORRECTION
 from ragbot.answer.evidence import quotes_by_passage
 from ragbot.answer.generation import (
     CITATION_MARK,
@@ -151,16 +151,18 @@ def unexpected_error_message(exc: Exception, what: str, done: bool = False) -> s
 
 
 def render_sources(answer: Answer | None, show_all: bool, links: dict[str, str] | None = None,
-                   searched: Sequence[str] | None = None) -> str:
+                   searched: Sequence[str] | None = None, corrected_elsewhere: bool = False) -> str:
     """HTML for the sources panel; every text from documents is escaped, never interpreted.
     `links` maps a PDF's source to the address that serves it (its pages open from there);
-    `searched`: the documents the question was limited to (None: all)."""
+    `searched`: the documents the question was limited to (None: all); `corrected_elsewhere`: the
+    answer is a correction given for another question (render_panel)."""
     if answer is None:
         return "<p class='ragbot-muted'>Sources of the answer appear here.</p>"
     return render_panel(answer.passages, {c.n for c in answer.citations}, show_all, links, refused=answer.refused,
                         refusal_reason=answer.refusal_reason,
                         corrected_question=answer.corrected_question if answer.correction_of else None,
-                        searched=searched, question=answer.question, quotes=quotes_by_passage(answer.answer))
+                        searched=searched, question=answer.question, quotes=quotes_by_passage(answer.answer),
+                        corrected_elsewhere=corrected_elsewhere)
 
 
 def panel_heading(question: str | None) -> str:
@@ -173,19 +175,20 @@ def render_panel(passages: list[Passage], cited: set[int], show_all: bool, links
                  refused: bool = False, refusal_reason: str | None = None,
                  corrected_question: str | None = None, searched: Sequence[str] | None = None,
                  question: str | None = None, quotes: dict[int, list[str]] | None = None,
-                 asked: str | None = None) -> str:
-    """The sources panel of one answer: the question it answered (`question`, as a heading),
-    which documents were searched when the question was limited to some, then what a correction
-    answered (and the passages it cites), why there is no source, or its passages. `quotes`: the
-    answer's sentences by the passage number they cite (evidence.quotes_by_passage), marked where
-    that passage holds them; `asked`: the question's words, when no heading gives them."""
+                 corrected_elsewhere: bool = False) -> str:
+    """The sources panel of one answer: the question it answered, which documents were searched
+    when the question was limited to some, then what a correction answered (and the passages it
+    cites), why there is no source, or its passages. `quotes`: the answer's sentences by the
+    passage number they cite (evidence.quotes_by_passage), marked where that passage holds them;
+    `corrected_elsewhere`: the correction was given for another question (other words, or the
+    same searched otherwise), so a thumbs-down here only stops it answering this one."""
     note = panel_heading(question)
-    asked = question if asked is None else asked
     # A correction answers whatever documents were chosen (its passages may lie outside them).
     note += searched_note(searched, refused) if corrected_question is None else ""
     # A correction is the user's text, not a quote: nothing in its passages is marked as said.
     quotes = quotes if corrected_question is None else None
-    return note + _panel(passages, cited, show_all, links, refused, refusal_reason, corrected_question, quotes, asked)
+    return note + _panel(passages, cited, show_all, links, refused, refusal_reason, corrected_question, quotes,
+                         corrected_elsewhere)
 
 
 def distinct_folders(sources: Sequence[str]) -> dict[str, str]:
@@ -256,11 +259,11 @@ def searched_note(searched: Sequence[str] | None, refused: bool = False) -> str:
 
 def _panel(passages: list[Passage], cited: set[int], show_all: bool, links: dict[str, str] | None,
            refused: bool, refusal_reason: str | None, corrected_question: str | None,
-           quotes: dict[int, list[str]] | None = None, asked: str | None = None) -> str:
+           quotes: dict[int, list[str]] | None = None, corrected_elsewhere: bool = False) -> str:
     if corrected_question is not None:
-        # A thumbs-down takes a correction back only under the words it was given for; under
-        # others it stops answering those (corrections.py), as helper-87's drive found this did not say.
-        if not asked or not corrected_question or question_words(asked) == question_words(corrected_question):
+        # A thumbs-down takes a correction back only on the question it was given for; on another
+        # it stops answering that one (corrections.py), which helper-87's drive found unsaid here.
+        if not corrected_elsewhere:
             change = ("To replace it, give this answer a thumbs-down: with a new correction, that one answers; "
                       "without one, the documents answer again.")
         else:

@@ -289,17 +289,16 @@ class FeedbackLog:
         (corrections.py); `user` None is the feedback given without a name (one user's
         machine). A thumbs-down on a refusal says nothing about which sentence to avoid, so it is
         left out, unless it carries a correction or the refusal came from a correction (then it
-        takes that correction back)."""
+        is the feedback on that question, which may take the correction back: corrections.py)."""
         from ragbot.answer.corrections import Correction
 
         rows = self._db.execute(
-            "SELECT a.id, a.retrieval_query, a.answer, f.correction, f.updated_at, a.params, a.question FROM feedback f "
+            "SELECT a.id, a.retrieval_query, a.answer, f.correction, f.updated_at, a.question FROM feedback f "
             "JOIN answers a ON a.id = f.answer_id WHERE f.user IS ? AND (f.correction IS NOT NULL OR "
             "(f.vote = -1 AND (a.refused = 0 OR a.refusal_reason = 'corrected'))) ORDER BY f.updated_at, a.id",
             (user,)).fetchall()
-        return [Correction(answer_id=i, question=q, answer=a, correction=c, at=t,
-                           cancels=json.loads(params or "{}").get("correction_of"), turn=turn if turn != q else "")
-                for i, q, a, c, t, params, turn in rows]
+        return [Correction(answer_id=i, question=q, answer=a, correction=c, at=t, turn=turn if turn != q else "")
+                for i, q, a, c, t, turn in rows]
 
     def fingerprint(self) -> tuple:
         """Changes whenever any feedback does (history only grows), to know when to reload."""
