@@ -31,7 +31,8 @@ class Document:
     size: int
     pages: list[PageSpan] = field(default_factory=list)  # empty for formats without pages
     # A text file neither UTF-8 nor named by its page: the legacy encoding its bytes were read in,
-    # guessed (ingest/encoding.py), which the ingest reports since a guess can be wrong
+    # guessed (ingest/encoding.py), or "utf-8" for UTF-8 with stray bytes read as U+FFFD; the
+    # ingest reports it, since a guess can be wrong
     guessed_encoding: str | None = None
 
     def page_at(self, offset: int) -> int | None:

@@ -1,8 +1,9 @@
 """Which character encoding a text file's bytes are in.
 
 UTF-8 (with or without its mark) is read as is, and UTF-16/32 by their byte-order marks
-(readers.py); UTF-8 with a few stray bytes is read as UTF-8 all the same (`mostly_utf8`). Other bytes were written by an older program in a legacy code page (Windows-1252
-for Western European text, 1251 or KOI8-R for Russian, Shift_JIS for Japanese…). An HTML page
+(readers.py); UTF-8 with a few stray bytes is read as UTF-8 all the same (`mostly_utf8`). Other
+bytes were written by an older program in a legacy code page (Windows-1252 for Western European
+text, 1251 or KOI8-R for Russian, Shift_JIS for Japanese…). An HTML page
 usually names its own in a `<meta charset>`, found by BeautifulSoup's `EncodingDetector` (the
 HTML standard's prescan); for the rest, chardet guesses from the bytes, scoring each code page's
 decoding against the letter statistics of the languages written in it. On the development set

@@ -62,7 +62,7 @@ class IngestReport:
     copies_forgotten: list[str] = field(default_factory=list)  # copies' paths a remove named
     # (stored path whose file is gone, the file added now with its bytes): moved or renamed
     moved: list[tuple[str, str]] = field(default_factory=list)
-    # (file stored, the legacy encoding its text was read in): guessed from its bytes (encoding.py)
+    # (file stored, Document.guessed_encoding): read in an encoding guessed from its bytes (encoding.py)
     guessed_encodings: list[tuple[str, str]] = field(default_factory=list)
     chunks_added: int = 0
     seconds: float = 0.0

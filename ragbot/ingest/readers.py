@@ -200,6 +200,10 @@ def _normalised_line(line: str, line_breaks: bool) -> str:
     return LINE_BREAK + trimmed if line_breaks and trimmed and line.startswith(LINE_BREAK) else trimmed
 
 
+# Of how a text or Markdown file's title line is found; a note stored otherwise is read again.
+TITLE_RULES = 1  # 1: a first line alone, ending in no stop, above prose with stops (_title_marked)
+
+
 def _title_marked(text: str, markdown: bool = False) -> tuple[str, str]:
     """(title, text), the text with its first line marked as a heading ("# …") when that line is
     a title (else "" and the text as it is). A title stands alone before more text, and the text
@@ -260,8 +264,6 @@ def _read_pdf(path: Path, data: bytes, structure: bool, ruled_tables: bool) -> t
 _TAG_NAME = re.compile(r"^</?\s*([A-Za-z][\w-]*)")
 _HTML_SPACE = re.compile(r"[ \t\n\r\f]*[\n\r\f][ \t\n\r\f]*")  # white space holding a line end, as HTML folds it
 # Of how HTML is read, in an HTML file and inside Markdown; a document stored otherwise is read again.
-# 1: a text or Markdown file's first line, alone and ending in no stop, is its title (_title_marked)
-TITLE_RULES = 1
 HTML_RULES = 3  # 2: an HTML block in a list item or quote keeps its "- " or "> "; 3: source line ends are spaces
 # What an opening inline tag leaves in the text: a line break a space, a superscript a "^"
 # ("42<sup>2</sup>" read "422"); any other tag nothing.

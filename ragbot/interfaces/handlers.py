@@ -304,9 +304,9 @@ class ChatHandlers:
             trace = self.bot.feedback.answer_trace(answer_id)
         except RagbotError:
             return None
-        corrected_question = None
-        served = self._served_correction(answer_id)
+        corrected_question, served = None, None
         if trace["params"].get("correction_of"):
+            served = self._served_correction(answer_id)
             corrected_question = served[1] if served is not None else ""
         chunks = self.bot.store.chunks([row["chunk_id"] for row in trace["passages"]])
         passages = [c.as_passage(row["score"], row["rank"], row["search_rank"])
