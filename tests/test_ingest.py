@@ -4,12 +4,13 @@ import tempfile
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from pathlib import Path
 
 from ragbot import RagBot
 from ragbot.errors import DocumentError, IndexMismatchError
-from ragbot.ingest.ingester import IngestReport, collect_files
+from ragbot.ingest.ingester import PIPELINE_VERSION, IngestReport, collect_files, embedding_input
 from ragbot.ingest.readers import read_document
 
 from conftest import ROOT, copies_in_folders, copy_corpus_file
@@ -67,6 +68,68 @@ def test_changed_chunk_settings_redo_documents(make_bot, docs, tmp_path):
     rechunked = make_bot(tmp_path / "data", chunk_tokens=64, chunk_overlap=8)
     report = rechunked.ingest([docs])
     assert len(report.updated) == 3
+
+
+def _counting_encoder(bot, monkeypatch) -> list[str]:
+    """The texts the bot's embedder is asked to embed from now on."""
+    asked: list[str] = []
+    encode = bot.embedder.encode
+
+    def counted(texts, *args, **kwargs):
+        asked.extend(texts)
+        return encode(texts, *args, **kwargs)
+
+    monkeypatch.setattr(bot.embedder, "encode", counted)
+    return asked
+
+
+def test_an_edited_file_embeds_only_the_passages_that_changed(make_bot, tmp_path, monkeypatch):
+    """A long note edited in one paragraph was embedded again whole; now its unchanged chunks keep
+    their stored vectors, which are the vectors embedding them again gives."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    paragraphs = [f"Shipment {i} left the warehouse on day {i % 28 + 1} with {i + 3} crates of tea, "
+                  f"of which {i % 5} were green and the rest black, bound for dock {i % 9}." for i in range(60)]
+    (notes / "log.txt").write_text("\n\n".join(paragraphs) + "\n")
+    bot = make_bot(chunk_tokens=64, chunk_overlap=0)
+    first = bot.ingest([notes])
+    assert first.chunks_added >= 20 and first.chunks_kept == 0
+    before = {row[3]: vector for row, vector in zip(bot.store.embedding_rows(bot.store.chunk_ids()),
+                                                      bot.store.all_vectors(bot.embedder.dim)[1])}
+    paragraphs[30] = "Shipment 30 was held at customs for a week because its papers named the wrong port."
+    (notes / "log.txt").write_text("\n\n".join(paragraphs) + "\n")
+    asked = _counting_encoder(bot, monkeypatch)
+    calls = []
+    report = bot.ingest([notes], progress=lambda *call: calls.append(call))
+    assert [Path(p).name for p in report.updated] == ["log.txt"]
+    changed = report.chunks_added - report.chunks_kept
+    assert 1 <= changed <= 2 and len(asked) == changed  # the chunk holding the new paragraph, no more
+    assert f"({report.chunks_kept} unchanged, not embedded again)" in report.summary()
+    assert calls[-1] == (1, 1, report.chunks_added)
+    ids, vectors = bot.store.all_vectors(bot.embedder.dim)
+    rows = bot.store.embedding_rows(ids)
+    fresh = bot.embedder.encode([embedding_input(bot.embedder, *row[1:]) for row in rows])
+    for row, vector, again in zip(rows, vectors, fresh):
+        if row[3] in before:  # kept: the very vector stored before, and the one embedding gives now
+            assert np.array_equal(vector, before[row[3]])
+        assert float(vector @ again) / float(np.linalg.norm(vector) * np.linalg.norm(again)) > 0.999
+    assert "customs" in bot.search("Why was shipment 30 held?", k=1)[0].text
+    _consistent(bot)
+
+
+def test_a_new_pipeline_reads_every_document_again_and_embeds_only_what_it_moved(make_bot, docs, monkeypatch):
+    from ragbot.ingest import ingester
+
+    bot = make_bot()
+    first = bot.ingest([docs])
+    monkeypatch.setattr(ingester, "PIPELINE_VERSION", ingester.PIPELINE_VERSION + 1)
+    again = make_bot(data_dir=bot.settings.data_dir)
+    asked = _counting_encoder(again, monkeypatch)
+    report = again.ingest([docs])
+    assert len(report.updated) == 3 and report.chunks_added == report.chunks_kept == first.chunks_added
+    assert asked == []
+    assert again.search("When was the Eiffel Tower finished?", k=1)[0].source.endswith("paris.md")
+    _consistent(again)
 
 
 def test_remove_file_and_folder(make_bot, docs):
@@ -543,7 +606,7 @@ def test_documents_chunked_before_the_heading_rule_are_read_again(make_bot, tmp_
     bot = make_bot()
     assert bot.ingest([folder]).ok
     with bot.store.transaction() as db:  # as a data dir ingested before then holds them
-        db.execute("UPDATE documents SET pipeline = replace(pipeline, 'v2|', 'v1|')")
+        db.execute("UPDATE documents SET pipeline = replace(pipeline, ?, 'v1|')", (f"v{PIPELINE_VERSION}|",))
     report = make_bot(data_dir=bot.settings.data_dir).ingest([folder])
     assert sorted(Path(p).name for p in report.updated) == ["csharp.md", "plan.txt"]
     assert bot.search("What does C# run on?", k=1)[0].section.endswith("Learning C#")

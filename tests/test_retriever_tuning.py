@@ -92,6 +92,21 @@ def test_a_tuned_embedder_orders_passages_and_the_shipped_one_scores_them(make_b
     bot.ingest([extra])
     assert not len(bot.store.chunks_without_ranking_vectors(version))
     assert bot.search("How is green tea made?", k=1)[0].source.endswith("tea.md")
+    # Edited, it keeps both vectors of its unchanged chunk and embeds the new one twice; the
+    # count of chunks embedded moves through both passes and ends at the chunks stored.
+    kept_ids = bot.store.chunk_ids_of([str(extra / "tea.md")])
+    kept = bot.store.ranking_vectors_of(version, kept_ids, bot.embedder.dim)
+    (extra / "tea.md").write_text("# Tea\n\nGreen tea is made from leaves that are not oxidised.\n\n"
+                                  "## Black tea\n\nBlack tea is made from leaves left to oxidise for hours.\n",
+                                  encoding="utf-8")
+    calls = []
+    report = bot.ingest([extra], progress=lambda *call: calls.append(call))
+    assert (report.chunks_added, report.chunks_kept) == (2, 1) and calls[-1] == (1, 1, 2)
+    assert [chunks for _, _, chunks in calls] == sorted(chunks for _, _, chunks in calls)
+    assert not len(bot.store.chunks_without_ranking_vectors(version))
+    now = bot.store.ranking_vectors_of(version, bot.store.chunk_ids_of([str(extra / "tea.md")]), bot.embedder.dim)
+    assert any(np.array_equal(vector, list(kept.values())[0]) for vector in now.values())
+    assert bot.search("How is black tea made?", k=1)[0].section == "Tea > Black tea"
     ids, stored = bot.store.ranking_vectors(version, bot.embedder.dim)
     with bot.store.transaction() as db:
         db.execute("DELETE FROM ranking_vectors WHERE embedder = ?", (version,))

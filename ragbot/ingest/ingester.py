@@ -40,8 +40,9 @@ from ragbot.text import counted
 from ragbot.storage.store import Store, StoredDocument
 from ragbot.types import Chunk, Document
 
-# Bump when reading or chunking changes, so documents are redone. 2: one Markdown heading rule for
-# every kind (92d4b85: "## Learning C#" keeps its "#", a "#1 priority" line is text, not a heading).
+# Bump when reading or chunking changes, so documents are redone (a chunk that comes out the same
+# keeps its stored vectors: Ingester._stored_vectors). 2: one Markdown heading rule for every kind
+# (92d4b85: "## Learning C#" keeps its "#", a "#1 priority" line is text, not a heading).
 PIPELINE_VERSION = 2
 MAX_PREFIX_TOKENS = 48
 FLUSH_CHUNKS = 512  # embed and store in groups of about this many chunks
@@ -65,6 +66,8 @@ class IngestReport:
     # (file stored, Document.guessed_encoding): read in an encoding guessed from its bytes (encoding.py)
     guessed_encodings: list[tuple[str, str]] = field(default_factory=list)
     chunks_added: int = 0
+    # of chunks_added, those whose vectors came from the document's stored version (not embedded again)
+    chunks_kept: int = 0
     seconds: float = 0.0
     embed_seconds: float = 0.0
     vector_index: dict | None = None  # measurements when this ingest made the index approximate
@@ -91,7 +94,9 @@ class IngestReport:
             parts.append(f"duplicates {len(self.duplicates)}")
         if self.stood_in:
             parts.append(f"copies stored in place {len(self.stood_in)}")
-        line = f"{', '.join(parts)} — {counted(self.chunks_added, 'chunk')} in {self.seconds:.1f}s ({rate:.0f} chunks/s)"
+        kept = f" ({self.chunks_kept} unchanged, not embedded again)" if self.chunks_kept else ""
+        line = (f"{', '.join(parts)} — {counted(self.chunks_added, 'chunk')}{kept} in {self.seconds:.1f}s "
+                f"({rate:.0f} chunks/s)")
         if not (self.added or self.updated or self.unchanged or self.failed or self.skipped or self.removed or self.moved
                 or self.duplicates or self.stood_in):
             line += f"\nno files found to read (hidden files and folders are passed over); ragbot reads {supported_suffixes()}"
@@ -427,16 +432,38 @@ class Ingester:
 
     def _store_batch(self, batch: list[tuple[Document, list[Chunk], bool]], report: IngestReport,
                      on_embedded: Callable[[int], None] | None = None) -> None:
-        """Embed and store `batch`; `on_embedded(n)` after each n chunks embedded."""
+        """Embed and store `batch`; `on_embedded(n)` after each n chunks embedded. A chunk that
+        the document's stored version already holds, with the same embedding input, keeps its
+        stored vectors (`_stored_vectors`): only the passages that changed are embedded."""
         if not batch:
             return
         inputs = [self.embedding_input(doc, chunk) for doc, chunks, _ in batch for chunk in chunks]
         t0 = time.perf_counter()
-        vectors = self.embedder.encode(inputs, batch_size=self.settings.embed_batch_size, on_progress=on_embedded)
-        ranked = vectors
-        if self.ranking is not None:
-            ranked = self.ranking[1].encode(inputs, batch_size=self.settings.embed_batch_size)
+        vectors, ranked, kept = self._stored_vectors(batch)
+        todo = [i for i in range(len(inputs)) if i not in kept]
+        if on_embedded and kept:
+            on_embedded(len(kept))
+        # With a tuned ranking embedder every new chunk is embedded twice; the count of chunks
+        # embedded moves through both passes, half a chunk a vector.
+        passes = 1 if self.ranking is None else 2
+        made = 0
+
+        def tick(n: int) -> None:
+            nonlocal made
+            before = made // passes
+            made += n
+            if on_embedded and made // passes > before:
+                on_embedded(made // passes - before)
+
+        if todo:
+            part = [inputs[i] for i in todo]
+            vectors[todo] = self.embedder.encode(part, batch_size=self.settings.embed_batch_size, on_progress=tick)
+            if self.ranking is not None:
+                ranked[todo] = self.ranking[1].encode(part, batch_size=self.settings.embed_batch_size, on_progress=tick)
+        if self.ranking is None:
+            ranked = vectors
         report.embed_seconds += time.perf_counter() - t0
+        report.chunks_kept += len(kept)
         offset = 0
         for doc, chunks, existed in batch:
             part = slice(offset, offset + len(chunks))
@@ -450,6 +477,39 @@ class Ingester:
             if doc.guessed_encoding:
                 report.guessed_encodings.append((doc.source, doc.guessed_encoding))
             report.chunks_added += len(chunks)
+
+    def _stored_vectors(self, batch: list[tuple[Document, list[Chunk], bool]]) -> tuple[np.ndarray, np.ndarray, set[int]]:
+        """(vectors, ranking vectors, the positions filled): for each chunk of `batch` (in order)
+        that a stored document at its path, or one with its bytes, holds with the same embedding
+        input (document title, section, text and token count), the vectors stored with it, of
+        the shipped embedder and of the tuned ranking one if any (when that one has them); zeros
+        elsewhere. Those are the vectors embedding the chunk again would give, since a store keeps
+        one shipped embedder (`Store.claim_embedder`) and a tuned one's vectors are kept under its
+        version: a pipeline change that moves few chunks, or an edit to a long document, embeds
+        only what moved."""
+        n = sum(len(chunks) for _, chunks, _ in batch)
+        dim = self.embedder.dim
+        vectors = np.zeros((n, dim), dtype=np.float32)
+        ranked = np.zeros((n, self.ranking[1].dim if self.ranking else dim), dtype=np.float32)
+        filled: set[int] = set()
+        offset = 0
+        for doc, chunks, _ in batch:
+            sources = [doc.source, *(d.source for d in self.store.documents_with_sha256(doc.sha256))]
+            stored = {(title, section, text, n_tokens): chunk_id for chunk_id, title, section, text, n_tokens
+                      in self.store.embedding_rows(self.store.chunk_ids_of(sources))}
+            found = {offset + i: stored[key] for i, chunk in enumerate(chunks)
+                     if (key := (doc.title, chunk.section, chunk.text, chunk.n_tokens)) in stored}
+            offset += len(chunks)
+            if not found:
+                continue
+            shipped = self.store.vectors_of(list(found.values()), dim)
+            tuned = (self.store.ranking_vectors_of(self.ranking[0], list(found.values()), ranked.shape[1])
+                     if self.ranking else shipped)
+            for at, chunk_id in found.items():
+                if chunk_id in shipped and chunk_id in tuned:
+                    vectors[at], ranked[at] = shipped[chunk_id], tuned[chunk_id]
+                    filled.add(at)
+        return vectors, ranked, filled
 
     def embedding_input(self, doc: Document, chunk: Chunk) -> str:
         return embedding_input(self.embedder, doc.title, chunk.section, chunk.text, chunk.n_tokens)

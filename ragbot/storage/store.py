@@ -672,18 +672,25 @@ class Store:
         rows = _rows_of(self._db, "SELECT id, vector FROM chunks WHERE id IN ({})", ids)
         return {chunk_id: np.frombuffer(blob, dtype=np.float32, count=dim) for chunk_id, blob in rows}
 
+    def ranking_vectors_of(self, embedder: str, ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
+        """`embedder`'s (a tuned one's) vectors of chunks `ids`, by id (a chunk it has none of is absent)."""
+        rows = _rows_of(self._db, "SELECT chunk_id, vector FROM ranking_vectors WHERE embedder = ? AND chunk_id IN ({})",
+                        ids, before=(embedder,))
+        return {chunk_id: np.frombuffer(blob, dtype=np.float32, count=dim) for chunk_id, blob in rows}
+
     def embedding_rows(self, ids: Sequence[int]) -> list[tuple[int, str, str, str, int]]:
         """(id, document title, section, text, tokens) of chunks: what their embedding input is made of."""
         return sorted(_rows_of(self._db, "SELECT c.id, d.title, c.section, c.text, c.n_tokens FROM chunks c "
                                          "JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({})", ids))
 
 
-def _rows_of(db: sqlite3.Connection, sql: str, ids: Sequence[int]) -> list[tuple]:
-    """The rows of `sql`, whose "{}" is an id list, for all of `ids`, _IN_LIMIT at a time."""
+def _rows_of(db: sqlite3.Connection, sql: str, ids: Sequence[int], before: tuple = ()) -> list[tuple]:
+    """The rows of `sql`, whose "{}" is an id list, for all of `ids`, _IN_LIMIT at a time;
+    `before`: the values of any "?" in `sql` ahead of the list."""
     ids, rows = [int(i) for i in ids], []
     for start in range(0, len(ids), _IN_LIMIT):
         part = ids[start: start + _IN_LIMIT]
-        rows += db.execute(sql.format(",".join("?" * len(part))), part).fetchall()
+        rows += db.execute(sql.format(",".join("?" * len(part))), [*before, *part]).fetchall()
     return rows
 
 
