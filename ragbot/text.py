@@ -49,7 +49,7 @@ _BULLET = re.compile(rf"^[{BULLETS}]\s+")
 # and the danda (।), the Arabic question mark (؟), the ideographic full stop (。) and the rest.
 TERMINAL = r"\p{Sentence_Terminal}"
 # Those set full width (。！？): Chinese and Japanese write no space after them.
-_WIDE_TERMINAL = r"[\p{Sentence_Terminal}&&[\p{East_Asian_Width=Wide}\p{East_Asian_Width=Fullwidth}]]"
+WIDE_TERMINAL = r"[\p{Sentence_Terminal}&&[\p{East_Asian_Width=Wide}\p{East_Asian_Width=Fullwidth}]]"
 CLOSING = "\"'’”»)」』）】〕〉》"  # quotes and brackets that close after a sentence's stop
 _CITATIONS = r"(?:\s*\[\d+(?:\s*,\s*\d+)*\])*"
 _OPENS_SENTENCE = r"(?=(?:[^\s\w\[]\s*)?[\w\"'«„(「『])"
@@ -64,12 +64,12 @@ _OPENS_SENTENCE = r"(?=(?:[^\s\w\[]\s*)?[\w\"'«„(「『])"
 # (The `regex` module: Python's `re` has no Unicode properties; "(?|" numbers both branches' group 1.)
 _SENTENCE_END = regex.compile(
     rf"(?|(?<={TERMINAL})([{CLOSING}]*{_CITATIONS})\s+{_OPENS_SENTENCE}"
-    rf"|(?<={_WIDE_TERMINAL})(?<![．﹒])(?!{TERMINAL}|[{CLOSING}])({_CITATIONS})\s*{_OPENS_SENTENCE}"
-    rf"|(?<={_WIDE_TERMINAL})(?<![．﹒])([{CLOSING}]+{_CITATIONS})(?=[「『（(“‘]))", regex.V1)
+    rf"|(?<={WIDE_TERMINAL})(?<![．﹒])(?!{TERMINAL}|[{CLOSING}])({_CITATIONS})\s*{_OPENS_SENTENCE}"
+    rf"|(?<={WIDE_TERMINAL})(?<![．﹒])([{CLOSING}]+{_CITATIONS})(?=[「『（(“‘]))", regex.V1)
 _FINAL_STOPS = regex.compile(rf"{TERMINAL}+$")
 _SPACELESS = regex.compile(r"[\p{Line_Break=Ideographic}\p{Line_Break=Complex_Context}]")
 _WORD_BOUNDARIES = regex.compile(r"\b", regex.V1 | regex.WORD)
-_ENDS_WIDE = regex.compile(rf"{_WIDE_TERMINAL}[{CLOSING}]*{_CITATIONS}$", regex.V1)
+_ENDS_WIDE = regex.compile(rf"{WIDE_TERMINAL}[{CLOSING}]*{_CITATIONS}$", regex.V1)
 # The first word character after a sentence mark, past opening quotes, bullets and spaces.
 _NEXT_WORD = re.compile(r"[^\w\s]*\s*(\w)?")
 _LETTER = re.compile(r"[^\W\d_]")

@@ -70,6 +70,31 @@ def test_long_paragraphs_split_on_sentences_with_overlap(embedder):
         assert embedder.count_tokens([shared])[0] <= 30
 
 
+@pytest.mark.parametrize("stop, space", [("。", ""), ("।", " "), ("؟", " ")])
+def test_long_paragraphs_split_on_sentences_in_other_scripts(embedder, stop, space):
+    """A Japanese paragraph ends its sentences at 。 with no space, Hindi at the danda, Arabic
+    questions at ؟: chunks were cut only at . ! ?, so such a paragraph longer than a chunk was cut
+    between tokens, inside a sentence."""
+    body = {"。": "第{i}工場では部品を{n}個作りました", "।": "कारखाना {i} ने {n} पुर्ज़े बनाए",
+            "؟": "هل صنع المصنع {i} عدد {n} من القطع"}[stop]
+    text = "# Long\n\n" + space.join(body.format(i=i, n=i * 7 + 3) + stop for i in range(60))
+    chunks = _chunks(embedder, _doc(text), chunk_tokens=100, overlap=30)
+    assert len(chunks) > 3
+    for chunk in chunks:
+        assert chunk.n_tokens <= 110
+        assert chunk.text.rstrip().endswith(stop)  # cut between sentences, not inside one
+    for before, after in zip(chunks, chunks[1:]):
+        assert after.start < before.end and text[after.start:].startswith(body[:1])
+
+
+def test_decimals_and_quotes_are_not_where_a_japanese_paragraph_is_cut(embedder):
+    from ragbot.ingest.chunking import _sentences
+
+    text = "価格は１．５倍です！？「はい。」と言った。本当に。"
+    assert [text[p.start:p.end] for p in _sentences(text, 0, len(text))] == [
+        "価格は１．５倍です！？", "「はい。」", "と言った。", "本当に。"]
+
+
 def test_a_table_row_is_not_cut_at_a_full_stop_inside_a_cell(embedder):
     # A form read from its ruled cells: "John A. Kiley" once ended a chunk at "A." and began the
     # next at "Kiley". Rows are pieces of their own; the prose line still splits at sentences.

@@ -14,18 +14,27 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ragbot.text import is_table_row, markdown_heading
+import regex
+
+from ragbot.text import TERMINAL, WIDE_TERMINAL, is_table_row, markdown_heading
 from ragbot.types import Chunk, Document
 
 CountTokens = Callable[[Sequence[str]], list[int]]
 TokenOffsets = Callable[[str], list[tuple[int, int]]]
 
 _PARAGRAPH = re.compile(r"[^\n]+(?:\n[^\n]+)*")
-# Where a paragraph longer than a chunk may be cut: after any . ! or ? before white space. These
-# are packing points, not the sentences an answer quotes (text.sentence_spans, which keeps "U.S."
-# and initials whole); cutting chunks with that splitter changed no answer and cost SciFact a
-# little, at the price of re-embedding every document (docs/benchmarks.md section 21).
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n")
+# Where a paragraph longer than a chunk may be cut: after a sentence stop of any script
+# (text.TERMINAL: . ! ? and 。 ! ? । ؟ …) and any closing quotes or brackets, before white space;
+# after a full-width stop (。！？, not the ． of decimals) also with no space, as Chinese and
+# Japanese write; and at a line break. These are packing points, not the sentences an answer
+# quotes (text.sentence_spans, which keeps "U.S." and initials whole); cutting chunks with that
+# splitter changed no answer and cost SciFact a little (docs/benchmarks.md section 21). The closers
+# are the ASCII ones and the full-width ones only, so English chunks are cut where they were
+# before scripts were read (section 46).
+_CLOSERS = "\"')\\]」』）】〕〉》"
+_SENTENCE_END = regex.compile(rf"(?<={TERMINAL})[{_CLOSERS}]*\s+"
+                              rf"|(?<={WIDE_TERMINAL}(?<![．﹒])[{_CLOSERS}]*)(?=[^\s{_CLOSERS}])(?!{TERMINAL})"
+                              r"|\n", regex.V1)
 
 
 @dataclass

@@ -42,8 +42,9 @@ from ragbot.types import Chunk, Document
 
 # Bump when reading or chunking changes, so documents are redone (a chunk that comes out the same
 # keeps its stored vectors: Ingester._stored_vectors). 2: one Markdown heading rule for every kind
-# (92d4b85: "## Learning C#" keeps its "#", a "#1 priority" line is text, not a heading).
-PIPELINE_VERSION = 2
+# (92d4b85: "## Learning C#" keeps its "#", a "#1 priority" line is text, not a heading). 3: long
+# paragraphs are cut at every script's sentence stops (chunking._SENTENCE_END), not only . ! ?.
+PIPELINE_VERSION = 3
 MAX_PREFIX_TOKENS = 48
 FLUSH_CHUNKS = 512  # embed and store in groups of about this many chunks
 
