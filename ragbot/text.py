@@ -124,6 +124,13 @@ def sentence_body(sentence: str) -> str:
     return _FINAL_STOPS.sub("", sentence)
 
 
+def cited(sentence: str, n: int) -> str:
+    """The sentence with the citation mark [n] before the stops that end it: "… in 2013." ->
+    "… in 2013 [1].", "…ました。" -> "…ました [1]。"."""
+    body = sentence_body(sentence)
+    return f"{body} [{n}]{sentence[len(body):]}"
+
+
 def join_sentences(sentences: Iterable[str]) -> str:
     """Sentences as one text: a space between two, none after a full-width stop (。！？), as
     Chinese and Japanese write them."""

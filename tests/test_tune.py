@@ -100,6 +100,22 @@ def test_definition_questions_read_as_questions():
     assert questions == ["What is a large language model (LLM)?", "What is the transformer?", "What is Gustave Eiffel?"]
 
 
+def test_answer_sentences_are_whole_sentences_in_any_script():
+    """Tune's answers are whole sentences of a chunk. They had to start with a capital and end in
+    . ! ?, so a Japanese or Hindi note gave none; a piece cut by a chunk's edge is still skipped."""
+    japanese = "東京本社で新しい会議室の使い方について会議が開かれました。新製品は来月の第二週に大阪で発売されます。"
+    assert trainset.answer_sentences(japanese) == ["東京本社で新しい会議室の使い方について会議が開かれました。",
+                                                   "新製品は来月の第二週に大阪で発売されます。"]
+    hindi = "कारखाने ने पिछले महीने चार सौ पुर्ज़े बनाए। नया गोदाम अगले साल खुलेगा।"
+    assert trainset.answer_sentences(hindi) == ["कारखाने ने पिछले महीने चार सौ पुर्ज़े बनाए।", "नया गोदाम अगले साल खुलेगा।"]
+    english = "of the test set and was cut here. The tower was finished in the spring of 1889. It was then the"
+    assert trainset.answer_sentences(english) == ["The tower was finished in the spring of 1889."]
+    # Cited as an answer quoting them is: the mark before the stops, any script's.
+    assert trainset.cite("新製品は来月発売されます。", 2) == "新製品は来月発売されます [2]。"
+    assert trainset.cite("Is it ready?!", 1) == "Is it ready [1]?!"
+    assert trainset.cite("No stop here", 3) == "No stop here [3]."
+
+
 @pytest.mark.heavy
 def test_killed_run_resumes_from_its_checkpoint(tuned):
     _, result, lines = tuned

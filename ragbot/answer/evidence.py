@@ -37,7 +37,7 @@ import numpy as np
 import regex
 
 from ragbot.answer.generation import cited_numbers, merged_marks, strip_citation_marks
-from ragbot.text import CLOSING, TERMINAL, join_sentences, prose_pieces, sentence_body, word_count
+from ragbot.text import CLOSING, TERMINAL, cited, join_sentences, prose_pieces, word_count
 from ragbot.types import Passage
 
 MIN_WORDS = 3  # shorter pieces (a stray label, "Yes.") are never evidence on their own; a field
@@ -325,14 +325,14 @@ def best_score(question: str, passages: Sequence[Passage], scorer: SentenceScore
     return ranked[0].score if ranked else None
 
 
-# Where a composed answer's sentence ends: its citation mark and any closing marks after it (_cite).
+# Where a composed answer's sentence ends: its citation mark and any closing marks after it (text.cited).
 _QUOTE_END = regex.compile(rf"\[[0-9]+(?:\s*,\s*[0-9]+)*\](?:{TERMINAL}|[{CLOSING}\]])*")
 
 
 def compose(evidence: Sequence[Evidence]) -> str:
     """The answer text: the chosen sentences in the order they stand in the passages (so a
     definition and the sentence after it read as written), each followed by its citation."""
-    return join_sentences(_cite(e.text.rstrip(), e.n) for e in sorted(evidence, key=lambda e: e.position))
+    return join_sentences(cited(e.text.rstrip(), e.n) for e in sorted(evidence, key=lambda e: e.position))
 
 
 def quoted_sentences(answer: str) -> list[str]:
@@ -365,8 +365,3 @@ def _quote_pieces(answer: str) -> list[str]:
     pieces = [answer[start:end] for start, end in zip([0, *cuts], [*cuts, len(answer)])]
     return [piece for piece in pieces if piece.strip()]
 
-
-def _cite(sentence: str, n: int) -> str:
-    """The sentence with [n] before its closing mark: "... in 2013 [1]."."""
-    body = sentence_body(sentence)
-    return f"{body} [{n}]{sentence[len(body):]}"

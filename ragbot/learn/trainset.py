@@ -32,7 +32,7 @@ from pathlib import Path
 from ragbot.answer.generation import REFUSAL, build_prompt
 from ragbot.storage.files import atomic_file
 from ragbot.storage.store import StoredChunk
-from ragbot.text import plain, prose_sentences, word_count
+from ragbot.text import cited, plain, prose_sentences, sentence_body, word_count
 from ragbot.types import Passage
 
 # A chunk sentence answers a question when their embeddings are at least this similar.
@@ -96,11 +96,14 @@ class Example:
 
 def answer_sentences(text: str, abbreviations: frozenset[str] = frozenset()) -> list[str]:
     """Whole prose sentences of a chunk (text.prose_sentences) that are a sensible answer length;
-    a piece cut off by the chunk boundary (not starting with a capital or not ending a sentence)
-    is skipped. `abbreviations`: the documents' own (RagBot.abbreviations), which end no sentence."""
+    a piece cut off by the chunk boundary (starting with a small letter or anything but a letter,
+    or ending in no sentence stop of any script) is skipped. A script without capitals (Japanese,
+    Hindi, Arabic) starts every sentence with a letter that is neither, so its sentences are kept
+    (they were all skipped when a capital was required). `abbreviations`: the documents' own
+    (RagBot.abbreviations), which end no sentence."""
     return [sentence for sentence in prose_sentences(text, abbreviations)
             if ANSWER_WORDS[0] <= word_count(sentence) <= ANSWER_WORDS[1]
-            and sentence[:1].isupper() and sentence[-1] in ".!?"]
+            and sentence[:1].isalpha() and not sentence[:1].islower() and sentence_body(sentence) != sentence]
 
 
 def structural_questions(chunks: Sequence[StoredChunk], abbreviations: frozenset[str] = frozenset(),
@@ -245,10 +248,10 @@ def passage_dict(p: Passage) -> dict:
 
 
 def cite(answer: str, n: int) -> str:
-    """"Sentence." -> "Sentence [n]." (the format the system prompt asks for)."""
-    body = answer.rstrip()
-    end = body[-1] if body and body[-1] in ".!?" else "."
-    return f"{body.rstrip('.!?').rstrip()} [{n}]{end}"
+    """"Sentence." -> "Sentence [n]." (the format the system prompt asks for, and the one an
+    answer quoting the sentence has: text.cited); a full stop is added to an answer without one."""
+    answer = answer.rstrip()
+    return cited(answer if sentence_body(answer) != answer else answer + ".", n)
 
 
 def make_examples(bot, kept: Sequence[tuple[Candidate, list[Passage]]], rng: random.Random,
