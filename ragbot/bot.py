@@ -509,6 +509,8 @@ class RagBot:
                         self._lexical = (generation, lexical)
                     self._writing_here = False
                 committed = True
+                if generation != started_at:  # documents removed or replaced left pages free
+                    self.store.release_free_pages()
             finally:
                 if not committed:
                     with self._load_lock:

@@ -222,3 +222,54 @@ def test_doctor_does_not_call_a_data_dir_with_warnings_clean(ingested, capsys):
     last, warnings = last_line_and_warnings()
     assert any("FAISS index" in line and "missing" in line for line in warnings), warnings
     assert last == f"no problems; {counted(len(warnings), 'warning')} above"
+
+
+def _long_note(folder) -> None:
+    folder.mkdir()
+    (folder / "log.txt").write_text("\n\n".join(
+        f"Shipment {i} left the warehouse on day {i % 28 + 1} with {i + 3} crates of tea, bound for dock {i % 9}."
+        for i in range(600)) + "\n")
+
+
+def test_removed_documents_give_their_space_back(make_bot, docs, tmp_path):
+    """SQLite keeps the pages of deleted rows for its own later use: removing most of a library
+    left the database file its size. A new database gives them back after each write."""
+    bot = make_bot()
+    _long_note(tmp_path / "big")
+    bot.ingest([docs, tmp_path / "big"])
+    size, free, incremental = bot.store.space()
+    assert incremental and free == 0
+    bot.remove([tmp_path / "big"])
+    after, free, _ = bot.store.space()
+    assert free == 0 and after < size * 0.6, (size, after)
+    assert bot.search("When was the Eiffel Tower finished?", k=1)[0].source.endswith("paris.md")
+
+
+def test_doctor_compacts_a_database_that_kept_its_free_pages(make_bot, docs, tmp_path, monkeypatch):
+    """A database made before that keeps them: doctor says so, and --repair compacts it."""
+    from ragbot.storage import doctor as doctor_module
+
+    bot = make_bot()
+    _long_note(tmp_path / "big")
+    bot.ingest([docs, tmp_path / "big"])
+    db = sqlite3.connect(bot.settings.db_path, isolation_level=None)  # as a database made before
+    db.execute("PRAGMA auto_vacuum=NONE")
+    db.execute("VACUUM")
+    db.close()
+    bot.remove([tmp_path / "big"])
+    size, free, incremental = bot.store.space()
+    assert not incremental and free > size // 2
+    monkeypatch.setattr(doctor_module, "FREE_WARN_BYTES", 1 << 16)
+    data_dir = bot.settings.data_dir
+    bot.close()
+    report = doctor(data_dir)
+    space = next(f for f in report.findings if f.check == "database space")
+    assert space.status == "warning" and "--repair compacts it" in space.detail and report.clean
+    repaired = doctor(data_dir, repair=True)
+    space = next(f for f in repaired.findings if f.check == "database space")
+    assert space.status == "repaired" and "given back after each write from now on" in space.detail, space.detail
+    again = make_bot(data_dir)
+    after, free, incremental = again.store.space()
+    assert incremental and free == 0 and after < size * 0.6
+    assert again.search("When was the Eiffel Tower finished?", k=1)[0].source.endswith("paris.md")
+    assert _statuses(doctor(data_dir))["database space"] == "ok"

@@ -38,6 +38,8 @@ from ragbot.storage.files import (LEFTOVER_SECONDS, building_dir, full_disk_repo
 from ragbot.storage.store import MIGRATIONS, missing_columns, schema_mismatch
 
 LOW_DISK_BYTES = 1 << 30
+MIB = 1 << 20
+FREE_WARN_BYTES = 64 * MIB  # free pages in the database worth a warning (and a quarter of it)
 BACKUP_MANIFEST = "ragbot-backup.json"
 
 
@@ -167,6 +169,32 @@ def _contents(bot, report: DoctorReport, repair: bool) -> None:
     docs, chunks = bot.store.counts()
     report.add("documents", "ok" if not empty else "warning",
                f"{docs} documents, {chunks} chunks" + (f"; without chunks: {', '.join(empty[:3])}" if empty else ""))
+    _space(bot, report, repair)
+
+
+def _space(bot, report: DoctorReport, repair: bool) -> None:
+    """The database's free pages: a database made before ragbot gave them back (Store.space)
+    keeps what removed documents took. Warned about when they are at least FREE_WARN_BYTES and a
+    quarter of the file; `--repair` compacts it (VACUUM), which also makes it give them back
+    after each write from then on."""
+    size, free, incremental = bot.store.space()
+    detail = f"{size / MIB:.1f} MiB, {free / MIB:.1f} MiB of it free"
+    if free < max(FREE_WARN_BYTES, size // 4):
+        report.add("database space", "ok", detail)
+        return
+    if not repair:
+        report.add("database space", "warning", f"{detail}, left by removed documents (--repair compacts it)",
+                   repairable=True)
+        return
+    available = shutil.disk_usage(bot.settings.data_dir).free
+    if available < size:  # VACUUM writes a copy of the database before it replaces it
+        report.add("database space", "warning", f"{detail}; compacting it needs {size / MIB:.0f} MiB free on the "
+                                                f"disk, and {available / MIB:.0f} MiB are")
+        return
+    bot.store.compact()
+    after, left, _ = bot.store.space()
+    report.add("database space", "repaired", f"compacted from {size / MIB:.1f} MiB to {after / MIB:.1f} MiB"
+                                             + ("" if incremental else "; free pages are given back after each write from now on"))
 
 
 def _indexes(bot, report: DoctorReport, repair: bool) -> None:

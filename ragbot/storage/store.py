@@ -283,6 +283,10 @@ class Store:
         if db is None:
             try:
                 db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+                # A new database gives back the pages of removed documents (release_free_pages);
+                # this must come before its first table. An older one keeps its mode until a
+                # VACUUM (`ragbot doctor --repair`), which then takes this one.
+                db.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 db.execute("PRAGMA journal_mode=WAL")
             except sqlite3.DatabaseError as exc:
                 raise RagbotError(f"{self.path}: not a usable ragbot database ({exc})") from None
@@ -332,6 +336,37 @@ class Store:
         if missing:
             self.close()
             raise RagbotError(schema_mismatch(self.path, missing))
+
+    def space(self) -> tuple[int, int, bool]:
+        """(bytes the database's pages take, bytes of them free, whether free pages are given
+        back after a write: `release_free_pages`)."""
+        db = self._db
+        page = db.execute("PRAGMA page_size").fetchone()[0]
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        free = db.execute("PRAGMA freelist_count").fetchone()[0]
+        return pages * page, free * page, db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+
+    def release_free_pages(self) -> int:
+        """Give the free pages that removed or replaced documents left back to the disk (in a
+        database made with incremental auto-vacuum: every one made since then); the bytes given
+        back. Without this, removing half a library left the database file its size: SQLite keeps
+        freed pages for its own later writes. The file shrinks at the next checkpoint of the
+        write-ahead log, once no reader still reads the pages as they were."""
+        _, free, incremental = self.space()
+        if not free or not incremental:
+            return 0
+        # `executescript` steps the pragma to its end: `execute` runs one step, which frees one page.
+        try:
+            self._db.executescript("PRAGMA incremental_vacuum;")
+        except sqlite3.OperationalError:  # a full disk (it writes the moved pages to the log first), a lock
+            return 0  # held past the timeout: the write itself is committed; a later one gives them back
+        return free - self.space()[1]
+
+    def compact(self) -> None:
+        """Rewrite the database without its free pages (VACUUM), in incremental auto-vacuum mode
+        from then on. The caller holds the write lock; readers in other processes go on reading."""
+        self._db.execute("VACUUM")
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def schema_version(self) -> int:
         return self._db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
