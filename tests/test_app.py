@@ -376,8 +376,12 @@ def test_like_uses_the_answer_id_carried_by_the_message(corpus_bot):
     assert (saved.vote, saved.comment, saved.correction) == (1, "too short", "Canberra [1].")
     assert handlers.on_like(history, 1, False, session="s1") == "Thanks: marked unhelpful."
     assert handlers.votes(history, "s1") == ["Dislike"]
-    assert handlers.on_like(history, 1, "", session="s1") == "Vote removed."
-    assert corpus_bot.feedback.feedback(answer_id).vote is None  # the correction stays
+    # The correction stays, and the page says so and how to withdraw it (helper-89 expected the
+    # vote's removal to take it back, and nothing said otherwise).
+    assert handlers.on_like(history, 1, "", session="s1") == (
+        "Vote removed. The correction saved with this answer is kept and still answers this question: to "
+        "withdraw it, ask again and give its answer a thumbs-down.")
+    assert corpus_bot.feedback.feedback(answer_id).vote is None
     assert [h["vote"] for h in corpus_bot.feedback.history(answer_id)] == [1, 1, -1, None]
     # A [n] past the passages the answer showed names none: said, and not read as a source.
     shown = len(corpus_bot.feedback.answer_trace(answer_id)["passages"])

@@ -256,3 +256,34 @@ def test_processes_opening_one_new_database_at_once_all_get_it(tmp_path):
         assert all(out.split() == [str(len(store_module.MIGRATIONS))] for out in outputs), outputs
         versions = [r[0] for r in sqlite3.connect(path).execute("SELECT version FROM schema_migrations")]
         assert sorted(versions) == list(range(1, len(store_module.MIGRATIONS) + 1))
+
+
+def test_a_vote_from_the_command_line_keeps_what_was_written_with_the_answer(tmp_path, capsys):
+    """`feedback vote ID up` erased the comment and correction saved with the answer (the chat's
+    thumbs keep them); now only --comment / --correction, given even empty, replace them."""
+    from ragbot import RagBot
+    from ragbot.interfaces.cli import main
+
+    bot = RagBot.open(tmp_path / "data")
+    answer_id = bot.feedback.record_answer(_answer("When were GANs introduced?", "In 2015 [2]."))
+    bot.close()
+    data = ["--data-dir", str(tmp_path / "data")]
+
+    def vote(*args: str) -> str:
+        assert main(["feedback", "vote", answer_id, *args, *data]) == 0
+        return capsys.readouterr().out.strip()
+
+    assert vote("down", "--comment", "wrong year", "--correction", "GANs date from 2014 [2].") == f"{answer_id}: vote down"
+    said = vote("up")
+    assert said == f'{answer_id}: vote up; kept: its comment and correction (--comment "" or --correction "" removes one)'
+    bot = RagBot.open(tmp_path / "data")
+    saved = bot.feedback.feedback(answer_id)
+    assert (saved.vote, saved.comment, saved.correction) == (1, "wrong year", "GANs date from 2014 [2].")
+    bot.close()
+    assert vote("none", "--comment", "") == f'{answer_id}: vote none; kept: its correction (--correction "" removes it)'
+    assert vote("none", "--correction", "") == f"{answer_id}: no feedback"
+    bot = RagBot.open(tmp_path / "data")
+    assert bot.feedback.feedback(answer_id) is None
+    assert [(h["vote"], h["correction"]) for h in bot.feedback.history(answer_id)] == [
+        (-1, "GANs date from 2014 [2]."), (1, "GANs date from 2014 [2]."), (None, "GANs date from 2014 [2]."), (None, None)]
+    bot.close()

@@ -197,9 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     f = fb.add_parser("vote", parents=[common], help="thumbs up/down (or none) on an answer, by its id")
     f.add_argument("answer_id", help="the id `ragbot ask` prints")
     f.add_argument("vote", choices=["up", "down", "none"])
-    f.add_argument("--comment", help="why")
+    f.add_argument("--comment", help="why (a comment saved before is kept unless this is given; \"\" removes it)")
     f.add_argument("--correction", help="what the answer should have been: from now on it answers this question "
-                                        "and questions that ask the same (the refusal sentence makes ragbot refuse)")
+                                        "and questions that ask the same (the refusal sentence makes ragbot refuse); "
+                                        "one saved before is kept unless this is given, and \"\" withdraws it")
     f.add_argument("--user", help="who votes (recorded in the history)")
     f = fb.add_parser("show", parents=[common], help="an answer's full trace, feedback and history")
     f.add_argument("answer_id", help="the id `ragbot ask` prints")
@@ -855,8 +856,18 @@ def cmd_feedback(bot, args) -> int:
     log = bot.feedback
     if args.feedback_command == "vote":
         vote = {"up": 1, "down": -1, "none": None}[args.vote]
-        current = log.set_feedback(args.answer_id, vote, args.comment, args.correction, args.user)
-        print(f"{args.answer_id}: " + ("no feedback" if current is None else f"vote {args.vote}"))
+        # A vote keeps the comment and correction saved with the answer, as the chat's thumbs do:
+        # `vote ID up` once erased them. Given, even empty, they replace them.
+        before = log.feedback(args.answer_id)
+        comment = args.comment if args.comment is not None else before.comment if before else None
+        correction = args.correction if args.correction is not None else before.correction if before else None
+        current = log.set_feedback(args.answer_id, vote, comment, correction, args.user)
+        kept = [name for name, given, text in (("comment", args.comment, comment),
+                                               ("correction", args.correction, correction)) if given is None and text]
+        flags = " or ".join(f'--{name} ""' for name in kept)
+        print(f"{args.answer_id}: " + ("no feedback" if current is None else f"vote {args.vote}")
+              + (f"; kept: its {' and '.join(kept)} ({flags} removes {'it' if len(kept) == 1 else 'one'})"
+                 if kept else ""))
     elif args.feedback_command == "show":
         trace = log.answer_trace(args.answer_id)
         current = log.feedback(args.answer_id)

@@ -702,6 +702,11 @@ class ChatHandlers:
                          f"answer to that question withdraws it.")
             elif vote is None and current is not None and current.vote == -1:
                 said += " The saved correction it showed answers again."
+        if vote is None and current is not None and current.correction and self.bot.settings.use_corrections:
+            # Taking a vote back keeps what was written with it (helper-89 read the README's
+            # command-line line as saying it withdrew the correction, and the page said nothing).
+            said += (" The correction saved with this answer is kept and still answers this question: to withdraw "
+                     "it, ask again and give its answer a thumbs-down.")
         return said
 
     def _served_correction(self, answer_id: str) -> tuple[bool, str] | None:
