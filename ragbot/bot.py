@@ -628,11 +628,18 @@ class RagBot:
         self.abbreviations()
         self.correction_memory()
 
-    def standalone_query(self, searched: Sequence[str], question: str,
-                         sources: Sequence[str] | None = None) -> str:
+    def standalone_query(self, searched: Sequence[str], question: str) -> str:
         """The retrieval query for a question asked after turns that searched `searched` (the
         retrieval queries of the conversation's answered turns, oldest first, as searched_before
         gives them; only the last is read).
+
+        Whether the turn continues the subject before it is told from the whole library, also
+        when the search is then kept to chosen documents: within them, a question on another
+        subject finds nothing its check accepts alone, and was searched joined with the
+        question before, whose sentences then answered it ("Which roofing company did the board
+        choose?" after a question on a bike warranty, with the warranty chosen, quoted the
+        warranty's frame sentence: helper-89's drive). The answer is then looked for in the
+        chosen documents, with the query told here.
 
         A follow-up ("Who proposed it?") names its subject in a turn before, so it is also
         searched together with what the last answered turn searched: a third turn ("Why are they
@@ -649,7 +656,7 @@ class RagBot:
         if not previous:  # nothing before, or the question alone fills what the embedder reads
             return question
         joined = f"{previous} {question}"
-        alone, together, before = self.batch_search([question, joined, previous], sources=sources)
+        alone, together, before = self.batch_search([question, joined, previous])
         best = lambda found: max((p.score for p in found), default=0.0)  # noqa: E731
         check = self.answerability_check()
         evidence_scores: dict[str, float | None] = {}
@@ -700,10 +707,10 @@ class RagBot:
         history holds. For evaluation rows with earlier turns; `passages` as in `ask`."""
         conversation = Conversation()
         for asked in earlier:
-            query = self.standalone_query(conversation.searched, asked, sources)
+            query = self.standalone_query(conversation.searched, asked)
             conversation.add(asked, query, self.ask(asked, passages=passages, record=False, retrieval_query=query,
                                                     history=conversation.history, sources=sources))
-        return {"retrieval_query": self.standalone_query(conversation.searched, question, sources),
+        return {"retrieval_query": self.standalone_query(conversation.searched, question),
                 "history": conversation.history}
 
     def _fitting_before(self, previous: str, question: str) -> str:

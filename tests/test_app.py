@@ -41,6 +41,44 @@ def test_a_new_subject_is_searched_alone_though_joining_finds_more(corpus_bot):
         assert corpus_bot.standalone_query([before], turn) == f"{before} {turn}"
 
 
+def test_a_new_subject_asked_within_chosen_documents_is_not_answered_from_the_subject_before(make_bot, tmp_path):
+    """helper-89's drive: with a warranty chosen, "Which roofing company did the board choose?"
+    after a warranty question found nothing alone in the warranty, was searched joined with the
+    question before, and quoted the warranty's frame sentence (0.64). Whether a turn follows the
+    one before is told from the whole library; the chosen documents then refuse it. A follow-up
+    within them is still joined, and a new question they answer is answered."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "warranty.md").write_text(
+        "# Vantor Bikes warranty\n\nVantor Bikes covers every aluminium frame against manufacturing defects for 7 "
+        "years from the date of purchase. A carbon frame is covered for 5 years. Paint and decals are covered for "
+        "one year.\n\n## Claims\n\nTo make a claim, bring the bike and the receipt to any Vantor dealer.\n")
+    (tmp_path / "docs" / "minutes.md").write_text(
+        "# Library board minutes\n\n## March meeting\n\nThe board chose Northgate Builders to repair the roof, by a "
+        "vote of 6 to 3. The repair will cost 48,000 dollars and starts in May.\n")
+    bot = make_bot()
+    assert bot.ingest([tmp_path / "docs"]).ok
+    chosen = [str(tmp_path / "docs" / "warranty.md")]
+    before = "How long is the warranty on a carbon frame?"
+    assert "5 years [1]" in bot.ask(before, sources=chosen, record=False).answer
+    turn = "Which roofing company did the board choose?"
+    assert bot.standalone_query([before], turn) == turn
+    assert bot.ask(turn, retrieval_query=turn, sources=chosen, record=False).refused
+    # As the page asks them, the warranty chosen under "Your documents".
+    handlers, history = ChatHandlers(bot), []
+    for question in (before, turn):
+        *_, (history, _, _) = handlers.respond(question, history, "c", 5, 0.0, False, session="s", sources=chosen)
+    assert "5 years" in message_text(history[1])
+    assert message_text(history[3]) == "I don't know: the chosen document does not contain the answer."
+    assert "Northgate" in bot.ask(turn, retrieval_query=turn, record=False).answer  # the library answers it
+    follow = "And an aluminium one?"
+    query = bot.standalone_query([before], follow)
+    assert query == f"{before} {follow}"
+    assert "7 years" in bot.ask(follow, retrieval_query=query, sources=chosen, record=False).answer
+    claim = "How do I make a claim?"
+    assert bot.ask(claim, retrieval_query=bot.standalone_query([before], claim), sources=chosen,
+                   record=False).answer.startswith("To make a claim")
+
+
 def test_a_question_answered_alone_is_not_joined_to_be_refused(make_bot, tmp_path):
     """"What is mode collapse?" after "Where did the airplane depart from?" found a closer passage
     joined to it (the accident report's analysis) than either question alone, so it was searched

@@ -609,7 +609,7 @@ def cmd_ask(bot, args) -> int:
         turn += 1
         # As on the chat page: a follow-up is searched with what the last answered turn searched
         # when that finds a closer passage.
-        query = bot.standalone_query(conversation.searched, question, sources)
+        query = bot.standalone_query(conversation.searched, question)
         for event in bot.ask_stream(question, k=args.k, temperature=args.temperature,
                                     conversation_id=conversation_id, turn=turn, retrieval_query=query,
                                     history=conversation.history, sources=sources):

@@ -233,7 +233,7 @@ class ChatHandlers:
         try:
             yield history, ANSWERING, ""
             if not stop.is_set():
-                query = self.bot.standalone_query(earlier_queries, question, sources)
+                query = self.bot.standalone_query(earlier_queries, question)
                 for event in self.bot.ask_stream(question, k=int(k), temperature=float(temperature),
                                                  conversation_id=conversation_id, turn=turn, retrieval_query=query,
                                                  history=earlier, stop=stop, user=user, sources=sources):
