@@ -232,6 +232,13 @@ def test_an_export_lists_each_answers_sources_shows_text_as_text_and_goes_with_i
     rendered = MarkdownIt("commonmark").enable("strikethrough").render(text)
     assert re.findall(r"<(\w+)", rendered.split("<ul>")[0]) == ["h1", "p", "strong", "p", "strong"] + ["p", "em"] * 3 + ["p"], rendered
     assert "*not* __this__ `nor` ~~that~~ \\*or\\* this*" in html.unescape(rendered)
+    # An "&" reads as written, raw and rendered ("Alder &amp; Sons" in helper-89's export); one
+    # that would begin a character reference is escaped, so it renders as written too.
+    handlers.conversations.rename(conversation, "browser:ann", "Alder & Sons, AT&T &copy; &#60;b> &#x3c;")
+    exported_md = handlers.conversations.export(conversation, "browser:ann")
+    assert exported_md.startswith("# Alder & Sons, AT&T &amp;copy; &amp;#60;b&gt; &amp;#x3c;\n")
+    assert html.unescape(re.sub(r"</?h1>", "", MarkdownIt("commonmark").render(exported_md).split("\n")[0])) == \
+        "Alder & Sons, AT&T &copy; &#60;b> &#x3c;"
     # A title ending in "#" was exported as "Issue": the "#" was read as the heading's closing mark.
     handlers.conversations.rename(conversation, "browser:ann", "Issue #")
     exported_md = handlers.conversations.export(conversation, "browser:ann")

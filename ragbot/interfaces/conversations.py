@@ -11,7 +11,6 @@ votes stay in the answer log, which tuning learns from.
 
 from __future__ import annotations
 
-import html
 import json
 import re
 import time
@@ -222,11 +221,22 @@ _INLINE_MARKS = re.compile(r"([\\*_`~])")
 def as_text(text: str) -> str:
     """Text from documents, models and users as an exported Markdown file shows it, rendered or
     read as it is: on one line (so no line of it can open a heading, a list or a link
-    definition), HTML escaped, every mark of emphasis, code and strike-through backslashed
+    definition), HTML escaped (`_html_escaped`), every mark of emphasis, code and strike-through backslashed
     (wherever it stands: an underscore inside a word, which makes no emphasis, shows its
     backslash when the file is read raw), and no "](" left to make a link or an image. The chat
     page's status lines backslash every punctuation mark instead (app.literal); a file is also
     read raw, so the other marks stay, as do ragbot's [n] marks. A renderer that makes links of
     bare addresses (GitHub's) still does."""
-    escaped = _INLINE_MARKS.sub(r"\\\1", html.escape(" ".join(text.split()), quote=False))
+    escaped = _INLINE_MARKS.sub(r"\\\1", _html_escaped(" ".join(text.split())))
     return escaped.replace("](", "]\\(")
+
+
+# An "&" that a renderer would read as the start of a character reference ("&copy;", "&#38;").
+_REFERENCE = re.compile(r"&(?=#[0-9]{1,7};|#[xX][0-9a-fA-F]{1,6};|[A-Za-z][A-Za-z0-9]{1,31};)")
+
+
+def _html_escaped(text: str) -> str:
+    """`text` with "<" and ">" as "&lt;" and "&gt;", and an "&" as "&amp;" only where it would
+    begin a character reference: rendered, the text shows as written and makes no markup;
+    read raw, "Alder & Sons" stays as written (helper-89 read "Alder &amp; Sons" in an export)."""
+    return _REFERENCE.sub("&amp;", text).replace("<", "&lt;").replace(">", "&gt;")
