@@ -143,10 +143,19 @@ def test_remove_file_and_folder(make_bot, docs):
     _consistent(bot)
 
 
-def test_prune_drops_documents_whose_files_are_gone(make_bot, docs):
+def test_prune_drops_documents_whose_files_are_gone(make_bot, docs, capsys):
+    from ragbot.interfaces.cli import _print_report
+
     bot = make_bot()
     bot.ingest([docs])
     (docs / "volcano.html").unlink()
+    # Without --prune it is kept, and said (helper-89: a deleted note went on answering, unsaid).
+    kept = bot.ingest([docs])
+    assert kept.gone == [str(docs / "volcano.html")] and not kept.removed and bot.store.counts()[0] == 3
+    _print_report(kept)
+    assert (f"gone: {docs / 'volcano.html'}: its file is no longer there; what it held is still searched until "
+            "`ragbot ingest --prune` (or `ragbot remove` of its path)") in capsys.readouterr().out
+    assert bot.ingest([docs / "bananas.txt"]).gone == []  # only the folders read are looked at
     report = bot.ingest([docs], prune=True)
     assert report.removed == [str(docs / "volcano.html")]
     assert len(report.unchanged) == 2
@@ -205,6 +214,10 @@ def test_a_moved_or_renamed_file_is_stored_under_its_new_path_only(make_bot, doc
     assert sorted(report.moved) == [(str(docs / "bananas.txt"), str(docs / "yellow fruit.txt")),
                                     (str(docs / "paris.md"), str(moved_away / "paris.md"))]
     assert not report.removed and "moved 2" in report.summary()
+    # A move is counted once (helper-89 read "added 1, …, moved 1" for one renamed file), and a
+    # file gone with no new path is named, kept until a prune (helper-89: nothing said it).
+    assert report.summary().startswith("added 0, updated 0, unchanged 0, failed 0, moved 2, gone but kept 1")
+    assert report.gone == [str(docs / "volcano.html")]
     assert sorted(d.source for d in bot.store.documents()) == sorted(
         [str(docs / "yellow fruit.txt"), str(moved_away / "paris.md"), str(docs / "volcano.html")])
     sources = [p.source for p in bot.search("What colour are bananas?", k=5)]

@@ -64,6 +64,8 @@ class IngestReport:
     copies_forgotten: list[str] = field(default_factory=list)  # copies' paths a remove named
     # (stored path whose file is gone, the file added now with its bytes): moved or renamed
     moved: list[tuple[str, str]] = field(default_factory=list)
+    # stored documents under the folders read whose files are gone, kept (an ingest without --prune)
+    gone: list[str] = field(default_factory=list)
     # (file stored, Document.guessed_encoding): read in an encoding guessed from its bytes (encoding.py)
     guessed_encodings: list[tuple[str, str]] = field(default_factory=list)
     chunks_added: int = 0
@@ -79,8 +81,9 @@ class IngestReport:
 
     def summary(self) -> str:
         rate = self.chunks_added / self.seconds if self.seconds else 0.0
+        moved_to = {new for _, new in self.moved}  # a moved file is counted as moved, not also as added
         parts = [
-            f"added {len(self.added)}",
+            f"added {sum(path not in moved_to for path in self.added)}",
             f"updated {len(self.updated)}",
             f"unchanged {len(self.unchanged)}",
             f"failed {len(self.failed)}",
@@ -89,6 +92,8 @@ class IngestReport:
             parts.append(f"moved {len(self.moved)}")
         if self.removed:
             parts.append(f"removed {len(self.removed)}")
+        if self.gone:
+            parts.append(f"gone but kept {len(self.gone)}")
         if self.skipped:
             parts.append(f"skipped {len(self.skipped)}")
         if self.duplicates:
@@ -273,6 +278,11 @@ class Ingester:
             report.moved = self._moved(report.added + report.updated)
             moved_from = [old for old, _ in report.moved]
             gone = [source for source in self._gone() if source not in moved_from] if prune else []
+            if not prune:  # said, not removed: a file of a folder read here that is no longer there
+                folders = [os.path.abspath(os.path.expanduser(str(p))) for p in paths]
+                report.gone = [d.source for d in self.store.documents_under(folders)
+                               if d.source not in moved_from and not os.path.isfile(d.source)
+                               and d.source not in {path for path, _ in report.failed}]  # named, and said there
             if prune:
                 self.store.forget_copies(self._lapsed_copies())
             # A duplicate's own earlier version, a moved document's old path, and a document whose

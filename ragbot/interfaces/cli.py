@@ -440,6 +440,9 @@ def _print_report(report) -> None:
         print(f"read as {encoding}: {one_line(path)}: {guessed_note(encoding)}")
     for path in report.removed:
         print(f"removed: {one_line(path)}")
+    for path in report.gone:
+        print(f"gone: {one_line(path)}: its file is no longer there; what it held is still searched until "
+              "`ragbot ingest --prune` (or `ragbot remove` of its path)")
     for path, original in report.stood_in:
         print(f"stored in place: {one_line(path)}: it held what {one_line(original)} held, which was removed or changed")
     print(report.summary())
