@@ -562,6 +562,10 @@ def test_uploads_keep_their_names_never_replace_each_other_and_leave_no_temporar
     status = list(handlers.on_upload([second]))[-1]
     [renamed] = [p.name for p in (bot.settings.data_dir / "uploads").glob("notes-*.md")]
     assert f"added: {renamed}" in status
+    # Two documents of one name answer side by side: said (helper-89 uploaded an edited file and
+    # the old version went on answering, unsaid).
+    assert status.endswith("also stored: notes.md (an earlier upload). Both are searched, so an answer may "
+                           "quote either; if this is a new version, delete the other under “Your documents”.")
     uploads = bot.settings.data_dir / "uploads"
     assert "Sunday" in (uploads / "notes.md").read_text() and "Monday" in (uploads / renamed).read_text()
     # The same content again changes nothing; a broken file under a used name leaves the earlier one.
@@ -579,6 +583,13 @@ def test_an_upload_with_the_bytes_of_a_stored_document_is_not_kept_twice(make_bo
     bot = make_bot()
     bot.ingest([docs])
     handlers = ChatHandlers(bot)
+    # An edited version of a file of the user's folders, uploaded: both are stored, and said.
+    edited = tmp_path / "bananas.txt"
+    edited.write_text("Bananas are yellow fruit grown in tropical regions; they ripen in a week.\n")
+    status = list(handlers.on_upload([str(edited)]))[-1]
+    assert f"also stored: bananas.txt ({docs / 'bananas.txt'}). Both are searched" in status, status
+    handlers.delete_document(str(bot.settings.data_dir / "uploads" / "bananas.txt"))
+    assert bot.store.counts()[0] == 3
     copy = tmp_path / "Paris guide.md"
     copy.write_bytes((docs / "paris.md").read_bytes())
     status = list(handlers.on_upload([str(copy)]))[-1]

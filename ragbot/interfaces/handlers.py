@@ -119,6 +119,14 @@ def upload_target(folder: Path, name: str, data_hash: str) -> Path:
     return folder / (f"{stem}-{data_hash[:8]}.{suffix}" if dot else f"{name}-{data_hash[:8]}")
 
 
+_UPLOAD_HASH = re.compile(r"-[0-9a-f]{8}(?=\.[^.]*$|$)")
+
+
+def _without_upload_hash(name: str) -> str:
+    """An upload's name without the hash `upload_target` puts in a second upload of that name."""
+    return _UPLOAD_HASH.sub("", name, count=1)
+
+
 def _sha256(path: Path) -> str:
     from ragbot.models import sha256_file
 
@@ -530,6 +538,24 @@ class ChatHandlers:
 
     def has_documents(self) -> bool:
         return self.bot.store.counts()[0] > 0
+
+    def _same_name_notes(self, added: list[str]) -> list[str]:
+        """A line for each upload just added under the name of another stored document (a file of
+        the user's folders, or an earlier upload with other content, kept beside it as
+        "name-<hash>"): both are searched, and answers may quote either. helper-89 uploaded an
+        edited recipe file whose folder copy was stored: the old baking time went on answering,
+        and nothing said two versions were stored."""
+        notes = []
+        stored = self.bot.store.documents()
+        for path in added:
+            name = _without_upload_hash(Path(path).name)
+            others = [d.source for d in stored if d.source != path and _without_upload_hash(Path(d.source).name) == name]
+            if not others:
+                continue
+            where = ", ".join("an earlier upload" if self._is_upload(o) else o for o in others)
+            notes.append(f"also stored: {name} ({where}). Both are searched, so an answer may quote either; if "
+                         "this is a new version, delete the other under “Your documents”.")
+        return notes
 
     def _is_upload(self, source: str) -> bool:
         return Path(source).parent == self.uploads
@@ -945,6 +971,7 @@ class ChatHandlers:
             for path in report.added + report.updated + report.unchanged:  # the name a stored upload has
                 if path in renamed:
                     lines.append(f"renamed: {renamed[path]} is stored as {Path(path).name}")
+            lines += self._same_name_notes([p for p in report.added if p in sent])
             if stored is not None:
                 stored.extend(p for p in report.added + report.updated if p in sent)
         yield "\n".join(lines)
