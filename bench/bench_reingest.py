@@ -53,8 +53,8 @@ def main() -> None:
     real = ingester.Ingester._stored_vectors
 
     def find_nothing(self, batch):
-        vectors, ranked, _ = real(self, batch)
-        return vectors, ranked, set()
+        vectors, ranked, _, own = real(self, batch)
+        return vectors, ranked, {}, [{} for _ in own]
 
     def timed(keep: bool, write) -> tuple[float, int, int]:
         ingester.Ingester._stored_vectors = real if keep else find_nothing

@@ -421,3 +421,40 @@ def test_a_correction_cites_the_passages_it_names_where_they_stand_now(corpus_bo
         assert [r["chunk_id"] for r in trace["passages"] if r["cited"]] == [lewis]
     finally:
         bot.feedback.set_feedback(first.id, None)
+
+
+def test_a_correction_cites_its_passage_after_the_document_is_edited_elsewhere_or_read_again(make_bot, tmp_path,
+                                                                                             monkeypatch):
+    """An edit anywhere in a document, or a new pipeline, stored every chunk of it under a new
+    id, so a correction's [n] named a chunk removed since: served again, it cited nothing, and
+    `tune --retriever` lost the passage it named. A chunk the edit leaves unchanged keeps its id."""
+    from ragbot.ingest import ingester
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    sections = {"Roof": "The board chose Northgate Builders to repair the roof, by a vote of 6 to 3.",
+                "Staff": "The board appointed Lucia Montenegro as assistant director in June.",
+                "Budget": "The library budget for 2026 is 1.2 million dollars, up four percent."}
+
+    def write(budget: str) -> None:
+        (notes / "minutes.md").write_text("# Board minutes\n\n" + "\n\n".join(
+            f"## {name}\n\n{budget if name == 'Budget' else text}" for name, text in sections.items()) + "\n")
+
+    write(sections["Budget"])
+    bot = make_bot()
+    bot.ingest([notes])
+    question = "Which company will repair the roof?"
+    first = bot.ask(question)
+    n = next(p.rank for p in first.passages if "Northgate" in p.text)
+    roof = first.passages[n - 1].chunk_id
+    bot.feedback.set_feedback(first.id, -1, correction=f"Northgate Builders, chosen by 6 votes to 3 [{n}].")
+    write("The library budget for 2026 is 1.3 million dollars, up six percent.")  # another section edited
+    report = bot.ingest([notes])
+    assert report.updated and report.chunks_kept == report.chunks_added - 1
+    monkeypatch.setattr(ingester, "PIPELINE_VERSION", ingester.PIPELINE_VERSION + 1)
+    assert make_bot(data_dir=bot.settings.data_dir).ingest([notes]).updated  # read again whole
+    assert bot.store.chunks([roof])[roof].text.endswith(sections["Roof"])  # the same passage, the same id
+    again = bot.ask(question)
+    assert again.correction_of == first.id and again.answer == "Northgate Builders, chosen by 6 votes to 3 [1]."
+    assert [(c.n, c.chunk_id) for c in again.citations] == [(1, roof)]
+    assert bot.feedback.corrected_passages() == [{"answer_id": first.id, "question": question, "chunk_ids": [roof]}]

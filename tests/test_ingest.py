@@ -96,6 +96,7 @@ def test_an_edited_file_embeds_only_the_passages_that_changed(make_bot, tmp_path
     assert first.chunks_added >= 20 and first.chunks_kept == 0
     before = {row[3]: vector for row, vector in zip(bot.store.embedding_rows(bot.store.chunk_ids()),
                                                       bot.store.all_vectors(bot.embedder.dim)[1])}
+    ids_before = {row[3]: row[0] for row in bot.store.embedding_rows(bot.store.chunk_ids())}
     paragraphs[30] = "Shipment 30 was held at customs for a week because its papers named the wrong port."
     (notes / "log.txt").write_text("\n\n".join(paragraphs) + "\n")
     asked = _counting_encoder(bot, monkeypatch)
@@ -112,6 +113,9 @@ def test_an_edited_file_embeds_only_the_passages_that_changed(make_bot, tmp_path
     for row, vector, again in zip(rows, vectors, fresh):
         if row[3] in before:  # kept: the very vector stored before, and the one embedding gives now
             assert np.array_equal(vector, before[row[3]])
+            assert row[0] == ids_before[row[3]]  # under its id: what cites it still does
+        else:
+            assert row[0] > max(ids_before.values())
         assert float(vector @ again) / float(np.linalg.norm(vector) * np.linalg.norm(again)) > 0.999
     assert "customs" in bot.search("Why was shipment 30 held?", k=1)[0].text
     _consistent(bot)

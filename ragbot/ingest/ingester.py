@@ -450,7 +450,7 @@ class Ingester:
             return
         inputs = [self.embedding_input(doc, chunk) for doc, chunks, _ in batch for chunk in chunks]
         t0 = time.perf_counter()
-        vectors, ranked, kept = self._stored_vectors(batch)
+        vectors, ranked, kept, own = self._stored_vectors(batch)
         todo = [i for i in range(len(inputs)) if i not in kept]
         if on_embedded and kept:
             on_embedded(len(kept))
@@ -476,51 +476,67 @@ class Ingester:
         report.embed_seconds += time.perf_counter() - t0
         report.chunks_kept += len(kept)
         offset = 0
-        for doc, chunks, existed in batch:
+        for (doc, chunks, existed), unchanged in zip(batch, own):
             part = slice(offset, offset + len(chunks))
             offset += len(chunks)
             tuned = None if self.ranking is None else (self.ranking[0], ranked[part])
-            old_ids, new_ids = self.store.replace_document(doc, chunks, vectors[part],
-                                                            self._pipeline_for(Path(doc.source)), ranking=tuned)
-            self.index.remove(old_ids)
-            self.index.add(np.asarray(new_ids, dtype=np.int64), ranked[part])
+            removed, ids = self.store.replace_document(doc, chunks, vectors[part], self._pipeline_for(Path(doc.source)),
+                                                       ranking=tuned, kept=unchanged)
+            self.index.remove(removed)
+            # A kept chunk is in the index already, under its id, with these very vectors.
+            new = [at for at in range(len(chunks)) if at not in unchanged]
+            self.index.add(np.asarray([ids[at] for at in new], dtype=np.int64), ranked[part][new])
             (report.updated if existed else report.added).append(doc.source)
             if doc.guessed_encoding:
                 report.guessed_encodings.append((doc.source, doc.guessed_encoding))
             report.chunks_added += len(chunks)
 
-    def _stored_vectors(self, batch: list[tuple[Document, list[Chunk], bool]]) -> tuple[np.ndarray, np.ndarray, set[int]]:
-        """(vectors, ranking vectors, the positions filled): for each chunk of `batch` (in order)
-        that a stored document at its path, or one with its bytes, holds with the same embedding
-        input (document title, section, text and token count), the vectors stored with it, of
-        the shipped embedder and of the tuned ranking one if any (when that one has them); zeros
+    def _stored_vectors(self, batch: list[tuple[Document, list[Chunk], bool]]
+                        ) -> tuple[np.ndarray, np.ndarray, dict[int, int], list[dict[int, int]]]:
+        """(vectors, ranking vectors, the positions filled with the stored chunk each came from,
+        and for each document the chunks its own stored version holds unchanged: position in the
+        document -> that chunk's id, each id once). For each chunk of `batch` (in order) that a
+        stored document at its path, or one with its bytes, holds with the same embedding input
+        (document title, section, text and token count), the vectors stored with it, of the
+        shipped embedder and of the tuned ranking one if any (when that one has them); zeros
         elsewhere. Those are the vectors embedding the chunk again would give, since a store keeps
         one shipped embedder (`Store.claim_embedder`) and a tuned one's vectors are kept under its
         version: a pipeline change that moves few chunks, or an edit to a long document, embeds
-        only what moved."""
+        only what moved, and the document's own unchanged chunks keep their ids
+        (Store.replace_document)."""
         n = sum(len(chunks) for _, chunks, _ in batch)
         dim = self.embedder.dim
         vectors = np.zeros((n, dim), dtype=np.float32)
         ranked = np.zeros((n, self.ranking[1].dim if self.ranking else dim), dtype=np.float32)
-        filled: set[int] = set()
+        filled: dict[int, int] = {}
+        own: list[dict[int, int]] = []
         offset = 0
         for doc, chunks, _ in batch:
+            mine = set(self.store.chunk_ids_of([doc.source]).tolist())
             sources = [doc.source, *(d.source for d in self.store.documents_with_sha256(doc.sha256))]
-            stored = {(title, section, text, n_tokens): chunk_id for chunk_id, title, section, text, n_tokens
-                      in self.store.embedding_rows(self.store.chunk_ids_of(sources))}
-            found = {offset + i: stored[key] for i, chunk in enumerate(chunks)
+            stored: dict[tuple, list[int]] = {}
+            for chunk_id, title, section, text, n_tokens in self.store.embedding_rows(self.store.chunk_ids_of(sources)):
+                stored.setdefault((title, section, text, n_tokens), []).append(chunk_id)
+            found = {at: stored[key] for at, chunk in enumerate(chunks)
                      if (key := (doc.title, chunk.section, chunk.text, chunk.n_tokens)) in stored}
+            ids = sorted({chunk_id for same in found.values() for chunk_id in same})
+            shipped = self.store.vectors_of(ids, dim)
+            tuned = self.store.ranking_vectors_of(self.ranking[0], ids, ranked.shape[1]) if self.ranking else shipped
+            kept: dict[int, int] = {}
+            for at, same in found.items():
+                usable = [chunk_id for chunk_id in same if chunk_id in shipped and chunk_id in tuned]
+                if not usable:
+                    continue
+                # A chunk of this very document, not yet kept for another position, keeps its id.
+                ours = [chunk_id for chunk_id in usable if chunk_id in mine and chunk_id not in kept.values()]
+                source = ours[0] if ours else usable[0]
+                vectors[offset + at], ranked[offset + at] = shipped[source], tuned[source]
+                filled[offset + at] = source
+                if ours:
+                    kept[at] = source
+            own.append(kept)
             offset += len(chunks)
-            if not found:
-                continue
-            shipped = self.store.vectors_of(list(found.values()), dim)
-            tuned = (self.store.ranking_vectors_of(self.ranking[0], list(found.values()), ranked.shape[1])
-                     if self.ranking else shipped)
-            for at, chunk_id in found.items():
-                if chunk_id in shipped and chunk_id in tuned:
-                    vectors[at], ranked[at] = shipped[chunk_id], tuned[chunk_id]
-                    filled.add(at)
-        return vectors, ranked, filled
+        return vectors, ranked, filled, own
 
     def embedding_input(self, doc: Document, chunk: Chunk) -> str:
         return embedding_input(self.embedder, doc.title, chunk.section, chunk.text, chunk.n_tokens)

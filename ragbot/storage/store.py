@@ -20,7 +20,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -533,38 +533,57 @@ class Store:
 
     def replace_document(
         self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, pipeline: str,
-        ranking: tuple[str, np.ndarray] | None = None,
+        ranking: tuple[str, np.ndarray] | None = None, kept: Mapping[int, int] | None = None,
     ) -> tuple[list[int], list[int]]:
         """Store `doc` with its chunks, replacing any earlier version in the same transaction;
         with `ranking` (a tuned embedder's version and its vectors of the chunks), those too.
+        `kept`: for chunks (by position) that the earlier version holds unchanged, the id of that
+        stored chunk, which stays theirs (text, section and vectors as they are; place and page
+        brought up to date): what answers, votes and corrections say of that passage (the
+        chunk ids they cite) still holds after an edit elsewhere in the document or a new
+        pipeline. An id that is not one of the earlier version's chunks is not kept.
 
-        Returns (chunk ids removed, chunk ids added).
+        Returns (chunk ids removed, the chunks' ids in order); the ids that are not kept are new.
         """
         assert len(chunks) == len(vectors)
         assert ranking is None or len(ranking[1]) == len(chunks)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         with self.transaction() as db:
-            old_ids = self._delete_sources(db, [doc.source])
+            row = db.execute("SELECT id FROM documents WHERE source = ?", (doc.source,)).fetchone()
+            earlier = {r[0] for r in db.execute("SELECT id FROM chunks WHERE doc_id = ?", (row[0],))} if row else set()
+            keep = {at: chunk_id for at, chunk_id in (kept or {}).items() if chunk_id in earlier}
+            removed = sorted(earlier - set(keep.values()))
             db.execute("DELETE FROM copies WHERE path = ?", (doc.source,))  # a copy no more: stored itself
-            cursor = db.execute(
-                "INSERT INTO documents(source, kind, title, sha256, size, n_pages, pipeline, ingested_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (doc.source, doc.kind, doc.title, doc.sha256, doc.size, len(doc.pages) or None, pipeline, time.time()),
-            )
-            doc_id = cursor.lastrowid
-            new_ids = []
-            for chunk, vector in zip(chunks, vectors):
+            values = (doc.kind, doc.title, doc.sha256, doc.size, len(doc.pages) or None, pipeline, time.time())
+            if row:  # the same row, so the kept chunks stay its own
+                doc_id = row[0]
+                db.execute("UPDATE documents SET kind = ?, title = ?, sha256 = ?, size = ?, n_pages = ?, pipeline = ?, "
+                           "ingested_at = ? WHERE id = ?", (*values, doc_id))
+                db.executemany("DELETE FROM chunks WHERE id = ?", [(i,) for i in removed])
+            else:
+                doc_id = db.execute(
+                    "INSERT INTO documents(source, kind, title, sha256, size, n_pages, pipeline, ingested_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (doc.source, *values)).lastrowid
+            ids = []
+            for at, (chunk, vector) in enumerate(zip(chunks, vectors)):
+                place = (chunk.ord, chunk.page, chunk.page_end, chunk.start, chunk.end, chunk.n_tokens, chunk.sha256)
+                if at in keep:
+                    db.execute("UPDATE chunks SET ord = ?, page = ?, page_end = ?, start = ?, end = ?, n_tokens = ?, "
+                               "sha256 = ? WHERE id = ?", (*place, keep[at]))
+                    ids.append(keep[at])
+                    continue
                 cursor = db.execute(
                     "INSERT INTO chunks(doc_id, ord, text, section, page, page_end, start, end, n_tokens, sha256, vector) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (doc_id, chunk.ord, chunk.text, chunk.section, chunk.page, chunk.page_end, chunk.start,
                      chunk.end, chunk.n_tokens, chunk.sha256, vector.tobytes()),
                 )
-                new_ids.append(cursor.lastrowid)
+                ids.append(cursor.lastrowid)
             if ranking is not None:
-                self._insert_ranking_vectors(db, ranking[0], new_ids, ranking[1])
+                new = [at for at in range(len(chunks)) if at not in keep]
+                self._insert_ranking_vectors(db, ranking[0], [ids[at] for at in new], ranking[1][new])
             self._bump_generation()
-        return old_ids, new_ids
+        return removed, ids
 
     def remove_documents(self, sources: Sequence[str]) -> list[int]:
         """Delete documents by exact source; returns the chunk ids that went with them."""
