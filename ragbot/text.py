@@ -19,7 +19,7 @@ _LINK = re.compile(r"!?\[([^\[\]\n]*)\]\((?:[^()\s]|\([^()\s]*\))*(?:\s+\"[^\"\n
 # How a table row's cells are separated (HTML's <td>s, a PDF's column stops, Markdown tables).
 TABLE_CELL = " | "
 _CELL_BAR = re.compile(r"(?<!\\)\|")  # a bar between cells; Markdown writes a bar inside one as "\|"
-_ESCAPED_BAR = "\\|"
+ESCAPED_BAR = "\\|"
 # A line break inside a paragraph that also ends a sentence, as a PDF's spacing shows one
 # (ingest/pdf.py): it begins the line after it. Unicode's LINE SEPARATOR, which every tokenizer
 # reads as white space and str.splitlines() as a line's end; the chunker reads its line as part of
@@ -334,13 +334,13 @@ def row_sentences(row: str) -> list[tuple[str, bool]]:
 
 def table_row(cells: list[str]) -> str:
     """Cells as a Markdown table row, "| a | b |", a bar inside a cell escaped ("\\|")."""
-    return f"| {TABLE_CELL.join(cell.replace('|', _ESCAPED_BAR) for cell in cells)} |"
+    return f"| {TABLE_CELL.join(cell.replace('|', ESCAPED_BAR) for cell in cells)} |"
 
 
 def table_cells(row: str) -> list[str]:
     """A Markdown table row's cells (table_row read back), with or without outer bars. An empty
     cell inside the row is kept, so that what follows it stays in its column ("| Name: | | Note |")."""
-    cells = [c.strip().replace(_ESCAPED_BAR, "|") for c in _CELL_BAR.split(row.strip())]
+    cells = [c.strip().replace(ESCAPED_BAR, "|") for c in _CELL_BAR.split(row.strip())]
     # The row's outer bars leave an empty cell at each end.
     if cells and not cells[0]:
         cells = cells[1:]

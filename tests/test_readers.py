@@ -51,6 +51,20 @@ def test_markdown_html_is_cut_where_the_parser_found_it_not_where_its_text_first
         "| Tag: `<b>` | Use: bold |\n| Tag: x | Use: x |\n\n> a quote\n> in two lines ends")
 
 
+def test_markdowns_character_references_are_read_as_the_characters_they_name(tmp_path):
+    """helper-89's note held "&lt;b&gt;bold&lt;/b&gt;", which Markdown shows as "<b>bold</b>";
+    the sources panel showed the references as typed, and answers quoted "AT&amp;T". Code keeps
+    them as written, as Markdown does; a bar in a table's cell stays the cell's text."""
+    path = tmp_path / "notes.md"
+    path.write_text("# Notes &amp; plans\n\nAT&amp;T wrote &lt;b&gt;bold&lt;/b&gt; &copy; 2024, &#8220;fast&#8221;, "
+                    "line&#10;joined, `&amp; code`.\n\n| Name | Note |\n| --- | --- |\n| a &#124; b | c &amp; d |\n\n"
+                    "    indented &amp; code\n")
+    doc = read_document(path)
+    assert doc.title == "Notes & plans"
+    assert doc.text == ("# Notes & plans\n\nAT&T wrote <b>bold</b> © 2024, “fast”, line joined, `&amp; code`.\n\n"
+                        "| Name: a \\| b | Note: c & d |\n\nindented &amp; code")
+
+
 def test_an_html_block_in_a_list_item_or_a_quote_stays_in_it(tmp_path):
     # The block's text replaced the item's whole line, "- " and all, and a blank line after it
     # split the list in two (helper-55).

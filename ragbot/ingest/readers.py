@@ -20,7 +20,7 @@ from ragbot.ingest.encoding import decode_legacy, mostly_utf8
 from ragbot.ingest.pdf import HEADING_MAX_CHARS, HEADING_MAX_WORDS, read_pdf
 from ragbot.ingest.tables import html_with_named_columns, markdown_with_named_columns
 from ragbot.ingest.word import read_docx
-from ragbot.text import CLOSING, LINE_BREAK, TERMINAL, is_list_item, is_table_row, markdown_heading
+from ragbot.text import CLOSING, ESCAPED_BAR, LINE_BREAK, TERMINAL, is_list_item, is_table_row, markdown_heading
 from ragbot.types import Document, PageSpan
 
 KINDS = {
@@ -264,7 +264,8 @@ def _read_pdf(path: Path, data: bytes, structure: bool, ruled_tables: bool) -> t
 _TAG_NAME = re.compile(r"^</?\s*([A-Za-z][\w-]*)")
 _HTML_SPACE = re.compile(r"[ \t\n\r\f]*[\n\r\f][ \t\n\r\f]*")  # white space holding a line end, as HTML folds it
 # Of how HTML is read, in an HTML file and inside Markdown; a document stored otherwise is read again.
-HTML_RULES = 3  # 2: an HTML block in a list item or quote keeps its "- " or "> "; 3: source line ends are spaces
+HTML_RULES = 4  # 2: an HTML block in a list item or quote keeps its "- " or "> "; 3: source line ends are
+# spaces; 4: Markdown's character references ("&amp;", "&lt;", "&#169;") read as the characters they name
 # What an opening inline tag leaves in the text: a line break a space, a superscript a "^"
 # ("42<sup>2</sup>" read "422"); any other tag nothing.
 _INLINE_MARKS = {"br": " ", "sup": "^"}
@@ -285,22 +286,29 @@ def _markdown_without_html(text: str) -> str:
     fenced code, and a bare "a < b", stay as written; so do tags inside an image's description.
     `text` is read as written (indentation matters to CommonMark); lines come back normalised."""
     from markdown_it import MarkdownIt
-    from markdown_it.rules_inline import html_inline
+    from markdown_it.rules_inline import entity, html_inline
 
-    def html_inline_where(state, silent):  # the parser's own rule, which also notes where the tag begins
-        start = state.pos
-        found = html_inline(state, silent)
-        if found and not silent:
-            state.tokens[-1].meta["start"] = start
-        return found
+    def noting_where(rule):  # the parser's own rule, which also notes where its token begins
+        def where(state, silent):
+            start = state.pos
+            found = rule(state, silent)
+            if found and not silent:
+                state.tokens[-1].meta["start"] = start
+            return found
+        return where
 
     parser = MarkdownIt("commonmark").enable("table")
-    parser.inline.ruler.at("html_inline", html_inline_where)
+    parser.inline.ruler.at("html_inline", noting_where(html_inline))
+    parser.inline.ruler.at("entity", noting_where(entity))
+    parser.core.ruler.disable("text_join")  # a character reference stays a token of its own
     lines = text.split("\n")
     blocks = []  # (first line, end line, replacement lines), applied last, from the last one back
     cuts: dict[int, list[tuple[int, int, str]]] = {}  # line -> (column, end column, what replaces it)
     cursors: dict[int, int] = {}  # a table row's line -> where its next cell's text is looked for
+    in_cell = False  # the inline tokens read are a table cell's
     for token in parser.parse(text):
+        if token.type in ("td_open", "th_open", "td_close", "th_close"):
+            in_cell = token.type.endswith("open")
         if token.map is None:
             continue
         first, end = token.map
@@ -326,8 +334,15 @@ def _markdown_without_html(text: str) -> str:
             cursors[first] = where[-1][1] + len(token.content.split("\n")[-1])
             starts = [0] + [i + 1 for i, ch in enumerate(token.content) if ch == "\n"]  # of its lines
             for child in token.children or ():
-                if child.type == "html_inline" and "start" in child.meta:
-                    _cut(cuts, first, where, starts, child.meta["start"], child.content)
+                if "start" not in child.meta:
+                    continue
+                if child.type == "html_inline":
+                    _cut(cuts, first, where, starts, child.meta["start"], child.content, _tag_mark(child.content))
+                elif child.type == "text_special" and child.info == "entity":  # "&amp;" read as "&"
+                    read = " " if child.content.isspace() or not child.content.isprintable() else child.content
+                    # "&#124;" in a table's cell is a bar of its text, as a table row writes one ("\|").
+                    _cut(cuts, first, where, starts, child.meta["start"], child.markup,
+                         read.replace("|", ESCAPED_BAR) if in_cell else read)
     for line, pieces in cuts.items():
         for column, stop, mark in sorted(pieces, reverse=True):
             lines[line] = lines[line][:column] + mark + lines[line][stop:]
@@ -354,15 +369,20 @@ def _inline_columns(content: str, source: list[str], cursor: int) -> list[tuple[
     return found
 
 
-def _cut(cuts: dict, first: int, where: list[tuple[int, int]], starts: list[int], start: int, tag: str) -> None:
-    """Note the removal of `tag`, found at `start` of an inline token's text (whose lines begin at
-    `starts`), from its source lines (a tag over several lines leaves each line, emptied of it, in
-    place)."""
+def _tag_mark(tag: str) -> str:
+    """What an inline tag leaves in the text (_INLINE_MARKS): an opening <br> a space, <sup> a "^"."""
+    name = _TAG_NAME.match(tag)
+    return _INLINE_MARKS.get(name.group(1).lower(), "") if name and not tag.startswith("</") else ""
+
+
+def _cut(cuts: dict, first: int, where: list[tuple[int, int]], starts: list[int], start: int, written: str,
+         mark: str) -> None:
+    """Note the replacement of `written` (an inline tag, a character reference), found at `start`
+    of an inline token's text (whose lines begin at `starts`), by `mark` in its source lines (what
+    spans several lines leaves each line, emptied of it, in place)."""
     from bisect import bisect_right
 
-    name = _TAG_NAME.match(tag)
-    mark = _INLINE_MARKS.get(name.group(1).lower(), "") if name and not tag.startswith("</") else ""
-    stop = start + len(tag)
+    stop = start + len(written)
     line, last = bisect_right(starts, start) - 1, bisect_right(starts, stop) - 1
     column, end_column = start - starts[line], stop - starts[last]
     for i in range(line, last + 1):
