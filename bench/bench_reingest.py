@@ -54,7 +54,7 @@ def main() -> None:
 
     def find_nothing(self, batch):
         vectors, ranked, _, own = real(self, batch)
-        return vectors, ranked, {}, [{} for _ in own]
+        return vectors, ranked, {}, [({}, []) for _ in own]
 
     def timed(keep: bool, write) -> tuple[float, int, int]:
         ingester.Ingester._stored_vectors = real if keep else find_nothing
@@ -70,11 +70,10 @@ def main() -> None:
 
     edits = iter(range(10_000))
 
-    def edit():
-        changed = list(paragraphs)
-        at = 37 * (next(edits) + 1) % len(changed)
-        changed[at] = f"Shipment {at} was held at customs for {at % 6 + 2} days: its papers named the wrong port."
-        (notes / "log.txt").write_text(_note(changed))
+    def edit():  # one paragraph changed from what is stored (the edits add up)
+        at = 37 * (next(edits) + 1) % len(paragraphs)
+        paragraphs[at] = f"Shipment {at} was held at customs for {at % 6 + 2} days: its papers named the wrong port."
+        (notes / "log.txt").write_text(_note(paragraphs))
         return bot.ingest([notes])
 
     rows, result = [], {"chunks": first.chunks_added}

@@ -566,6 +566,10 @@ def test_uploads_keep_their_names_never_replace_each_other_and_leave_no_temporar
     # the old version went on answering, unsaid).
     assert status.endswith("also stored: notes.md (an earlier upload). Both are searched, so an answer may "
                            "quote either; if this is a new version, delete the other under “Your documents”.")
+    # A name that merely ends in eight hex digits is its own ("invoice-20250101" is no hash).
+    for day in ("20250101", "20250201"):
+        status = list(handlers.on_upload([gradio_copy(f"invoice-{day}.md", f"# Invoice\n\nPaid on {day}.\n")]))[-1]
+        assert f"added: invoice-{day}.md" in status and "also stored" not in status, status
     uploads = bot.settings.data_dir / "uploads"
     assert "Sunday" in (uploads / "notes.md").read_text() and "Monday" in (uploads / renamed).read_text()
     # The same content again changes nothing; a broken file under a used name leaves the earlier one.

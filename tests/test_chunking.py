@@ -90,9 +90,9 @@ def test_long_paragraphs_split_on_sentences_in_other_scripts(embedder, stop, spa
 def test_decimals_and_quotes_are_not_where_a_japanese_paragraph_is_cut(embedder):
     from ragbot.ingest.chunking import _sentences
 
-    text = "価格は１．５倍です！？「はい。」と言った。本当に。"
+    text = "価格は１．５倍です！？「はい。」と言った。本当に。“你好。”他说。他说：“好的！”然后走了。"
     assert [text[p.start:p.end] for p in _sentences(text, 0, len(text))] == [
-        "価格は１．５倍です！？", "「はい。」", "と言った。", "本当に。"]
+        "価格は１．５倍です！？", "「はい。」", "と言った。", "本当に。", "“你好。”", "他说。", "他说：“好的！”", "然后走了。"]
 
 
 def test_a_table_row_is_not_cut_at_a_full_stop_inside_a_cell(embedder):

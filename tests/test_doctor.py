@@ -239,9 +239,12 @@ def test_removed_documents_give_their_space_back(make_bot, docs, tmp_path):
     bot.ingest([docs, tmp_path / "big"])
     size, free, incremental = bot.store.space()
     assert incremental and free == 0
+    files = lambda: sum(os.path.getsize(p) for p in bot.settings.db_path.parent.glob("ragbot.db*"))  # noqa: E731
+    on_disk = files()
     bot.remove([tmp_path / "big"])
     after, free, _ = bot.store.space()
     assert free == 0 and after < size * 0.6, (size, after)
+    assert files() < on_disk * 0.6, (on_disk, files())  # the file and its log, while the bot is open
     assert bot.search("When was the Eiffel Tower finished?", k=1)[0].source.endswith("paris.md")
 
 

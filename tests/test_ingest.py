@@ -126,14 +126,53 @@ def test_a_new_pipeline_reads_every_document_again_and_embeds_only_what_it_moved
 
     bot = make_bot()
     first = bot.ingest([docs])
+    ids = bot.store.chunk_ids().tolist()
     monkeypatch.setattr(ingester, "PIPELINE_VERSION", ingester.PIPELINE_VERSION + 1)
     again = make_bot(data_dir=bot.settings.data_dir)
     asked = _counting_encoder(again, monkeypatch)
     report = again.ingest([docs])
     assert len(report.updated) == 3 and report.chunks_added == report.chunks_kept == first.chunks_added
-    assert asked == []
+    assert asked == [] and again.store.chunk_ids().tolist() == ids  # every passage under its id
+    assert "chunks/s" not in report.summary()  # a rate would count chunks not embedded
+    # A new way of making the embedding input uses no stored vector.
+    monkeypatch.setattr(ingester, "PIPELINE_VERSION", ingester.PIPELINE_VERSION + 1)
+    monkeypatch.setattr(ingester, "EMBEDDING_INPUT", ingester.EMBEDDING_INPUT + 1)
+    report = make_bot(data_dir=bot.settings.data_dir).ingest([docs])
+    assert report.chunks_kept == 0 and len(asked) == first.chunks_added
     assert again.search("When was the Eiffel Tower finished?", k=1)[0].source.endswith("paris.md")
     _consistent(again)
+
+
+def test_a_moved_file_and_a_repeated_passage_keep_their_ids(make_bot, tmp_path):
+    """A renamed file's passages keep their ids (what cites them still does), and of two
+    passages with the same text, each keeps its own id when one of them is taken out."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    block = "Check the pump seals every month and replace them when they crack."
+    parts = ["# Pumps", "The Quell pumps of the north field.", "## Check", block, "## Spring", "The pump is primed in March.", "## Summer",
+             "The pump runs at night in July.", "## Autumn", "The pump is drained in October.", "## Check", block]
+    (notes / "pumps.md").write_text("\n\n".join(parts) + "\n")
+    bot = make_bot()
+    bot.ingest([notes])
+    before = {(row[2], row[3]): row[0] for row in bot.store.embedding_rows(bot.store.chunk_ids())}
+    (notes / "pumps.md").rename(notes / "pump care.md")
+    report = bot.ingest([notes])
+    assert report.moved == [(str(notes / "pumps.md"), str(notes / "pump care.md"))]
+    assert report.chunks_kept == report.chunks_added
+    after = {(row[2], row[3]): row[0] for row in bot.store.embedding_rows(bot.store.chunk_ids())}
+    assert after == before and [d.source for d in bot.store.documents()] == [str(notes / "pump care.md")]
+    _consistent(bot)
+    # Two passages of the same words under the same heading: the first goes, and the last keeps
+    # its own id (not the first one's, with its place).
+    rows = bot.store.embedding_rows(bot.store.chunk_ids())
+    checks = [row[0] for row in rows if row[2].endswith("Check")]
+    assert len(checks) == 2
+    (notes / "pump care.md").write_text("\n\n".join(parts[:2] + parts[4:]) + "\n")
+    report = bot.ingest([notes])
+    assert report.chunks_kept == report.chunks_added
+    rows = bot.store.embedding_rows(bot.store.chunk_ids())
+    assert [row[0] for row in rows if row[2].endswith("Check")] == [max(checks)]
+    _consistent(bot)
 
 
 def test_remove_file_and_folder(make_bot, docs):

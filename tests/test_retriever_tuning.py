@@ -105,7 +105,11 @@ def test_a_tuned_embedder_orders_passages_and_the_shipped_one_scores_them(make_b
     assert [chunks for _, _, chunks in calls] == sorted(chunks for _, _, chunks in calls)
     assert not len(bot.store.chunks_without_ranking_vectors(version))
     now = bot.store.ranking_vectors_of(version, bot.store.chunk_ids_of([str(extra / "tea.md")]), bot.embedder.dim)
-    assert any(np.array_equal(vector, list(kept.values())[0]) for vector in now.values())
+    assert set(kept) <= set(now) and all(np.array_equal(now[i], kept[i]) for i in kept)  # under its id
+    index = bot._current_index()
+    assert sorted(index.ids().tolist()) == bot.store.chunk_ids().tolist()
+    ids = bot.store.chunk_ids_of([str(extra / "tea.md")])
+    assert np.allclose(index.vectors(ids), np.stack([now[int(i)] for i in ids]))  # the tuned vectors
     assert bot.search("How is black tea made?", k=1)[0].section == "Tea > Black tea"
     ids, stored = bot.store.ranking_vectors(version, bot.embedder.dim)
     with bot.store.transaction() as db:

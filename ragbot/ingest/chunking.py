@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import regex
 
-from ragbot.text import TERMINAL, WIDE_TERMINAL, is_table_row, markdown_heading
+from ragbot.text import CLOSING, TERMINAL, WIDE_TERMINAL, is_table_row, markdown_heading
 from ragbot.types import Chunk, Document
 
 CountTokens = Callable[[Sequence[str]], list[int]]
@@ -24,16 +24,16 @@ TokenOffsets = Callable[[str], list[tuple[int, int]]]
 
 _PARAGRAPH = re.compile(r"[^\n]+(?:\n[^\n]+)*")
 # Where a paragraph longer than a chunk may be cut: after a sentence stop of any script
-# (text.TERMINAL: . ! ? and 。 ! ? । ؟ …) and any closing quotes or brackets, before white space;
-# after a full-width stop (。！？, not the ． of decimals) also with no space, as Chinese and
-# Japanese write; and at a line break. These are packing points, not the sentences an answer
+# (text.TERMINAL: . ! ? and 。 ! ? । ؟ and the rest) and any closing quotes or brackets, before
+# white space; after a full-width stop (。！？, not the ． of decimals) and any closing marks
+# (text.CLOSING, ” and 」 alike) also with no space, as Chinese and Japanese write; and at a line break. These are packing points, not the sentences an answer
 # quotes (text.sentence_spans, which keeps "U.S." and initials whole); cutting chunks with that
-# splitter changed no answer and cost SciFact a little (docs/benchmarks.md section 21). The closers
-# are the ASCII ones and the full-width ones only, so English chunks are cut where they were
-# before scripts were read (section 46).
+# splitter changed no answer and cost SciFact a little (docs/benchmarks.md section 21). After white
+# space the closers are the ASCII ones and the full-width ones only, so English chunks are cut
+# where they were before scripts were read (section 46).
 _CLOSERS = "\"')\\]」』）】〕〉》"
 _SENTENCE_END = regex.compile(rf"(?<={TERMINAL})[{_CLOSERS}]*\s+"
-                              rf"|(?<={WIDE_TERMINAL}(?<![．﹒])[{_CLOSERS}]*)(?=[^\s{_CLOSERS}])(?!{TERMINAL})"
+                              rf"|(?<={WIDE_TERMINAL}(?<![．﹒])[{CLOSING}]*)(?=[^\s{CLOSING}])(?!{TERMINAL})"
                               r"|\n", regex.V1)
 
 

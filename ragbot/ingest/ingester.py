@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,11 @@ from ragbot.types import Chunk, Document
 # (92d4b85: "## Learning C#" keeps its "#", a "#1 priority" line is text, not a heading). 3: long
 # paragraphs are cut at every script's sentence stops (chunking._SENTENCE_END), not only . ! ?.
 PIPELINE_VERSION = 3
+# How a chunk's embedding input is made from its title, section, text and tokens (`embedding_input`,
+# MAX_PREFIX_TOKENS): a stored vector is used again only for the same way. Bump it when that
+# changes. A pipeline written before it was named reads as 1.
+EMBEDDING_INPUT = 1
+_INPUT_VERSION = re.compile(r"\|input=(\d+)")
 MAX_PREFIX_TOKENS = 48
 FLUSH_CHUNKS = 512  # embed and store in groups of about this many chunks
 
@@ -84,7 +90,7 @@ class IngestReport:
         moved_to = {new for _, new in self.moved}  # a moved file is counted as moved, not also as added
         parts = [
             f"added {sum(path not in moved_to for path in self.added)}",
-            f"updated {len(self.updated)}",
+            f"updated {sum(path not in moved_to for path in self.updated)}",  # `mv -f` onto a stored file
             f"unchanged {len(self.unchanged)}",
             f"failed {len(self.failed)}",
         ]
@@ -100,9 +106,10 @@ class IngestReport:
             parts.append(f"duplicates {len(self.duplicates)}")
         if self.stood_in:
             parts.append(f"copies stored in place {len(self.stood_in)}")
+        # With chunks kept, a rate would count chunks not embedded: left out.
         kept = f" ({self.chunks_kept} unchanged, not embedded again)" if self.chunks_kept else ""
-        line = (f"{', '.join(parts)} — {counted(self.chunks_added, 'chunk')}{kept} in {self.seconds:.1f}s "
-                f"({rate:.0f} chunks/s)")
+        line = (f"{', '.join(parts)} — {counted(self.chunks_added, 'chunk')}{kept} in {self.seconds:.1f}s"
+                + ("" if self.chunks_kept else f" ({rate:.0f} chunks/s)"))
         if not (self.added or self.updated or self.unchanged or self.failed or self.skipped or self.removed or self.moved
                 or self.duplicates or self.stood_in):
             line += f"\nno files found to read (hidden files and folders are passed over); ragbot reads {supported_suffixes()}"
@@ -212,6 +219,12 @@ def _walk(root: Path, report: IngestReport) -> list[Path]:
     return found
 
 
+def _input_version(pipeline: str) -> int:
+    """The EMBEDDING_INPUT a stored document's pipeline names (1 when it names none)."""
+    match = _INPUT_VERSION.search(pipeline)
+    return int(match.group(1)) if match else 1
+
+
 def embedding_input(embedder: Embedder, title: str, section: str, text: str, n_tokens: int) -> str:
     """What is embedded for a chunk: its text behind a short title/section line, within the
     embedder's limit (the same for the shipped embedder and a tuned one, which share a tokenizer)."""
@@ -242,6 +255,7 @@ class Ingester:
         self.derived_seconds = 0.0  # set by RagBot: the new generation's BM25 index and abbreviations
         self.pipeline = (
             f"v{PIPELINE_VERSION}|{embedder.name}|chunk={settings.chunk_tokens}/{settings.chunk_overlap}"
+            f"|input={EMBEDDING_INPUT}"
         )
         # A PDF is read again when the way PDFs are read changes; other files are not.
         self.pdf_pipeline = self.pipeline + (f"|pdf-structure={PDF_RULES}{'+ruled' if settings.pdf_ruled_tables else ''}"
@@ -476,15 +490,16 @@ class Ingester:
         report.embed_seconds += time.perf_counter() - t0
         report.chunks_kept += len(kept)
         offset = 0
-        for (doc, chunks, existed), unchanged in zip(batch, own):
+        for (doc, chunks, existed), (unchanged, moved_from) in zip(batch, own):
             part = slice(offset, offset + len(chunks))
             offset += len(chunks)
             tuned = None if self.ranking is None else (self.ranking[0], ranked[part])
-            removed, ids = self.store.replace_document(doc, chunks, vectors[part], self._pipeline_for(Path(doc.source)),
-                                                       ranking=tuned, kept=unchanged)
+            removed, ids, held = self.store.replace_document(doc, chunks, vectors[part],
+                                                             self._pipeline_for(Path(doc.source)), ranking=tuned,
+                                                             kept=unchanged, moved_from=moved_from)
             self.index.remove(removed)
             # A kept chunk is in the index already, under its id, with these very vectors.
-            new = [at for at in range(len(chunks)) if at not in unchanged]
+            new = [at for at in range(len(chunks)) if at not in held]
             self.index.add(np.asarray([ids[at] for at in new], dtype=np.int64), ranked[part][new])
             (report.updated if existed else report.added).append(doc.source)
             if doc.guessed_encoding:
@@ -492,51 +507,61 @@ class Ingester:
             report.chunks_added += len(chunks)
 
     def _stored_vectors(self, batch: list[tuple[Document, list[Chunk], bool]]
-                        ) -> tuple[np.ndarray, np.ndarray, dict[int, int], list[dict[int, int]]]:
+                        ) -> tuple[np.ndarray, np.ndarray, dict[int, int], list[tuple[dict[int, int], list[str]]]]:
         """(vectors, ranking vectors, the positions filled with the stored chunk each came from,
-        and for each document the chunks its own stored version holds unchanged: position in the
-        document -> that chunk's id, each id once). For each chunk of `batch` (in order) that a
-        stored document at its path, or one with its bytes, holds with the same embedding input
-        (document title, section, text and token count), the vectors stored with it, of the
+        and for each document what Store.replace_document keeps: position in the document -> the
+        id of a chunk its earlier version holds unchanged, each id once, and the paths its file
+        moved from). For each chunk of `batch` (in order) that a stored document at its path, or
+        one with its bytes, holds with the same embedding input (document title, section, text
+        and token count, made the way `EMBEDDING_INPUT` names), the vectors stored with it, of the
         shipped embedder and of the tuned ranking one if any (when that one has them); zeros
         elsewhere. Those are the vectors embedding the chunk again would give, since a store keeps
         one shipped embedder (`Store.claim_embedder`) and a tuned one's vectors are kept under its
         version: a pipeline change that moves few chunks, or an edit to a long document, embeds
-        only what moved, and the document's own unchanged chunks keep their ids
-        (Store.replace_document)."""
+        only what moved. The earlier version is the one at its path, or one with its bytes whose
+        file is gone (moved here: `_moved` removes it once this is stored). Of two stored copies
+        of one passage (a repeated paragraph), the id nearer its place in the document is kept."""
         n = sum(len(chunks) for _, chunks, _ in batch)
         dim = self.embedder.dim
         vectors = np.zeros((n, dim), dtype=np.float32)
         ranked = np.zeros((n, self.ranking[1].dim if self.ranking else dim), dtype=np.float32)
         filled: dict[int, int] = {}
-        own: list[dict[int, int]] = []
+        kept: list[tuple[dict[int, int], list[str]]] = []
         offset = 0
         for doc, chunks, _ in batch:
-            mine = set(self.store.chunk_ids_of([doc.source]).tolist())
-            sources = [doc.source, *(d.source for d in self.store.documents_with_sha256(doc.sha256))]
+            here = self.store.document(doc.source)
+            others = [d for d in self.store.documents_with_sha256(doc.sha256) if d.source != doc.source]
+            usable = [d for d in ([here] if here else []) + others if _input_version(d.pipeline) == EMBEDDING_INPUT]
+            moved_from = [d.source for d in others if not os.path.isfile(d.source)]
+            mine = set(self.store.chunk_ids_of([d.source for d in usable
+                                                if d.source == doc.source or d.source in moved_from]).tolist())
             stored: dict[tuple, list[int]] = {}
-            for chunk_id, title, section, text, n_tokens in self.store.embedding_rows(self.store.chunk_ids_of(sources)):
+            for chunk_id, title, section, text, n_tokens in self.store.embedding_rows(
+                    self.store.chunk_ids_of([d.source for d in usable])):
                 stored.setdefault((title, section, text, n_tokens), []).append(chunk_id)
             found = {at: stored[key] for at, chunk in enumerate(chunks)
                      if (key := (doc.title, chunk.section, chunk.text, chunk.n_tokens)) in stored}
             ids = sorted({chunk_id for same in found.values() for chunk_id in same})
             shipped = self.store.vectors_of(ids, dim)
             tuned = self.store.ranking_vectors_of(self.ranking[0], ids, ranked.shape[1]) if self.ranking else shipped
-            kept: dict[int, int] = {}
+            ords = self.store.chunk_ords([i for i in ids if i in mine])
+            own: dict[int, int] = {}
             for at, same in found.items():
-                usable = [chunk_id for chunk_id in same if chunk_id in shipped and chunk_id in tuned]
-                if not usable:
+                ready = [chunk_id for chunk_id in same if chunk_id in shipped and chunk_id in tuned]
+                if not ready:
                     continue
-                # A chunk of this very document, not yet kept for another position, keeps its id.
-                ours = [chunk_id for chunk_id in usable if chunk_id in mine and chunk_id not in kept.values()]
-                source = ours[0] if ours else usable[0]
+                # The document's own earlier chunk, not kept for another position yet, and of
+                # those the one that stood nearest this place, keeps its id.
+                ours = sorted((chunk_id for chunk_id in ready if chunk_id in ords and chunk_id not in own.values()),
+                              key=lambda chunk_id: abs(ords[chunk_id] - chunks[at].ord))
+                source = ours[0] if ours else ready[0]
                 vectors[offset + at], ranked[offset + at] = shipped[source], tuned[source]
                 filled[offset + at] = source
                 if ours:
-                    kept[at] = source
-            own.append(kept)
+                    own[at] = source
+            kept.append((own, moved_from))
             offset += len(chunks)
-        return vectors, ranked, filled, own
+        return vectors, ranked, filled, kept
 
     def embedding_input(self, doc: Document, chunk: Chunk) -> str:
         return embedding_input(self.embedder, doc.title, chunk.section, chunk.text, chunk.n_tokens)

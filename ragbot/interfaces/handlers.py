@@ -119,12 +119,8 @@ def upload_target(folder: Path, name: str, data_hash: str) -> Path:
     return folder / (f"{stem}-{data_hash[:8]}.{suffix}" if dot else f"{name}-{data_hash[:8]}")
 
 
-_UPLOAD_HASH = re.compile(r"-[0-9a-f]{8}(?=\.[^.]*$|$)")
-
-
-def _without_upload_hash(name: str) -> str:
-    """An upload's name without the hash `upload_target` puts in a second upload of that name."""
-    return _UPLOAD_HASH.sub("", name, count=1)
+# The hash of its content that `upload_target` puts in an upload's name beside another of that name.
+_UPLOAD_HASH = re.compile(r"-([0-9a-f]{8})(?=\.[^.]*$|$)")
 
 
 def _sha256(path: Path) -> str:
@@ -546,16 +542,28 @@ class ChatHandlers:
         edited recipe file whose folder copy was stored: the old baking time went on answering,
         and nothing said two versions were stored."""
         notes = []
-        stored = self.bot.store.documents()
+        names = {d.source: self._name_sent(d.source) for d in self.bot.store.documents()} if added else {}
         for path in added:
-            name = _without_upload_hash(Path(path).name)
-            others = [d.source for d in stored if d.source != path and _without_upload_hash(Path(d.source).name) == name]
+            name = names.get(path, Path(path).name)
+            others = [source for source, other in names.items() if source != path and other == name]
             if not others:
                 continue
-            where = ", ".join("an earlier upload" if self._is_upload(o) else o for o in others)
-            notes.append(f"also stored: {name} ({where}). Both are searched, so an answer may quote either; if "
-                         "this is a new version, delete the other under “Your documents”.")
+            uploads = sum(self._is_upload(o) for o in others)
+            where = [o for o in others if not self._is_upload(o)] + (
+                [] if not uploads else ["an earlier upload" if uploads == 1 else f"{uploads} earlier uploads"])
+            notes.append(f"also stored: {name} ({', '.join(where)}). Both are searched, so an answer may quote "
+                         "either; if this is a new version, delete the other under “Your documents”.")
         return notes
+
+    def _name_sent(self, source: str) -> str:
+        """A stored document's file name as its file was named: an upload kept beside another of
+        its name (`upload_target`) without the hash of its content put in its name."""
+        name = Path(source).name
+        if self._is_upload(source):
+            match = _UPLOAD_HASH.search(name)
+            if match and match.group(1) == _sha256(Path(source))[:8]:
+                return name[:match.start()] + name[match.end():]
+        return name
 
     def _is_upload(self, source: str) -> bool:
         return Path(source).parent == self.uploads

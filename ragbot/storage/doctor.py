@@ -175,24 +175,32 @@ def _contents(bot, report: DoctorReport, repair: bool) -> None:
 def _space(bot, report: DoctorReport, repair: bool) -> None:
     """The database's free pages: a database made before ragbot gave them back (Store.space)
     keeps what removed documents took. Warned about when they are at least FREE_WARN_BYTES and a
-    quarter of the file; `--repair` compacts it (VACUUM), which also makes it give them back
-    after each write from then on."""
+    quarter of the file. `--repair` compacts such a database (VACUUM), which also makes it give
+    them back after each write from then on, as a new one does; the VACUUM writes a copy of the
+    database first (in SQLite's temporary folder, and the write-ahead log while another process
+    reads), so it needs that much room on both disks."""
+    import tempfile
+
     size, free, incremental = bot.store.space()
     detail = f"{size / MIB:.1f} MiB, {free / MIB:.1f} MiB of it free"
-    if free < max(FREE_WARN_BYTES, size // 4):
-        report.add("database space", "ok", detail)
+    wasteful = free >= max(FREE_WARN_BYTES, size // 4)
+    if not repair or incremental and not wasteful:
+        report.add("database space", "warning" if wasteful else "ok",
+                   f"{detail}, left by removed documents (--repair compacts it)" if wasteful else detail)
         return
-    if not repair:
-        report.add("database space", "warning", f"{detail}, left by removed documents (--repair compacts it)",
-                   repairable=True)
+    for place in {bot.settings.data_dir, Path(tempfile.gettempdir())}:
+        available = shutil.disk_usage(place).free
+        if available < size:
+            report.add("database space", "warning" if wasteful else "ok",
+                       f"{detail}; compacting it needs {size / MIB:.0f} MiB free in {place}, and "
+                       f"{available / MIB:.0f} MiB are")
+            return
+    try:
+        bot.store.compact()
+    except sqlite3.OperationalError as exc:  # a full temporary disk, a lock held past the wait
+        report.add("database space", "warning" if wasteful else "ok", f"{detail}; not compacted ({exc})")
         return
-    available = shutil.disk_usage(bot.settings.data_dir).free
-    if available < size:  # VACUUM writes a copy of the database before it replaces it
-        report.add("database space", "warning", f"{detail}; compacting it needs {size / MIB:.0f} MiB free on the "
-                                                f"disk, and {available / MIB:.0f} MiB are")
-        return
-    bot.store.compact()
-    after, left, _ = bot.store.space()
+    after, _, _ = bot.store.space()
     report.add("database space", "repaired", f"compacted from {size / MIB:.1f} MiB to {after / MIB:.1f} MiB"
                                              + ("" if incremental else "; free pages are given back after each write from now on"))
 

@@ -358,6 +358,10 @@ class Store:
         # `executescript` steps the pragma to its end: `execute` runs one step, which frees one page.
         try:
             self._db.executescript("PRAGMA incremental_vacuum;")
+            # The moved pages went to the write-ahead log, which keeps its largest size while a
+            # connection is open (a chat server's): copied back and emptied now, unless another
+            # process still reads (then at a later checkpoint).
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         except sqlite3.OperationalError:  # a full disk (it writes the moved pages to the log first), a lock
             return 0  # held past the timeout: the write itself is committed; a later one gives them back
         return free - self.space()[1]
@@ -534,25 +538,34 @@ class Store:
     def replace_document(
         self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, pipeline: str,
         ranking: tuple[str, np.ndarray] | None = None, kept: Mapping[int, int] | None = None,
-    ) -> tuple[list[int], list[int]]:
+        moved_from: Sequence[str] = (),
+    ) -> tuple[list[int], list[int], set[int]]:
         """Store `doc` with its chunks, replacing any earlier version in the same transaction;
         with `ranking` (a tuned embedder's version and its vectors of the chunks), those too.
         `kept`: for chunks (by position) that the earlier version holds unchanged, the id of that
         stored chunk, which stays theirs (text, section and vectors as they are; place and page
-        brought up to date): what answers, votes and corrections say of that passage (the
-        chunk ids they cite) still holds after an edit elsewhere in the document or a new
-        pipeline. An id that is not one of the earlier version's chunks is not kept.
+        brought up to date): what answers, votes and corrections say of that passage (the chunk
+        ids they cite) still holds after an edit elsewhere in the document, a new pipeline, or a
+        move. The earlier version is the document stored at its path, or one at a path of
+        `moved_from` (its file moved here: its chunks become this document's, and the ingest
+        removes what is left of it). Each id is kept for one position at most.
 
-        Returns (chunk ids removed, the chunks' ids in order); the ids that are not kept are new.
+        Returns (chunk ids removed, the chunks' ids in order, the positions whose ids were kept:
+        every other id is new).
         """
         assert len(chunks) == len(vectors)
         assert ranking is None or len(ranking[1]) == len(chunks)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         with self.transaction() as db:
             row = db.execute("SELECT id FROM documents WHERE source = ?", (doc.source,)).fetchone()
-            earlier = {r[0] for r in db.execute("SELECT id FROM chunks WHERE doc_id = ?", (row[0],))} if row else set()
-            keep = {at: chunk_id for at, chunk_id in (kept or {}).items() if chunk_id in earlier}
-            removed = sorted(earlier - set(keep.values()))
+            own = {r[0] for r in db.execute("SELECT id FROM chunks WHERE doc_id = ?", (row[0],))} if row else set()
+            adoptable = {r[0] for source in moved_from if source != doc.source for r in db.execute(
+                "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.source = ?", (source,))}
+            keep: dict[int, int] = {}
+            for at, chunk_id in (kept or {}).items():
+                if chunk_id in (own | adoptable) and chunk_id not in keep.values():
+                    keep[at] = chunk_id
+            removed = sorted(own - set(keep.values()))
             db.execute("DELETE FROM copies WHERE path = ?", (doc.source,))  # a copy no more: stored itself
             values = (doc.kind, doc.title, doc.sha256, doc.size, len(doc.pages) or None, pipeline, time.time())
             if row:  # the same row, so the kept chunks stay its own
@@ -568,8 +581,8 @@ class Store:
             for at, (chunk, vector) in enumerate(zip(chunks, vectors)):
                 place = (chunk.ord, chunk.page, chunk.page_end, chunk.start, chunk.end, chunk.n_tokens, chunk.sha256)
                 if at in keep:
-                    db.execute("UPDATE chunks SET ord = ?, page = ?, page_end = ?, start = ?, end = ?, n_tokens = ?, "
-                               "sha256 = ? WHERE id = ?", (*place, keep[at]))
+                    db.execute("UPDATE chunks SET doc_id = ?, ord = ?, page = ?, page_end = ?, start = ?, end = ?, "
+                               "n_tokens = ?, sha256 = ? WHERE id = ?", (doc_id, *place, keep[at]))
                     ids.append(keep[at])
                     continue
                 cursor = db.execute(
@@ -583,7 +596,7 @@ class Store:
                 new = [at for at in range(len(chunks)) if at not in keep]
                 self._insert_ranking_vectors(db, ranking[0], [ids[at] for at in new], ranking[1][new])
             self._bump_generation()
-        return removed, ids
+        return removed, ids, set(keep)
 
     def remove_documents(self, sources: Sequence[str]) -> list[int]:
         """Delete documents by exact source; returns the chunk ids that went with them."""
@@ -731,6 +744,10 @@ class Store:
         rows = _rows_of(self._db, "SELECT chunk_id, vector FROM ranking_vectors WHERE embedder = ? AND chunk_id IN ({})",
                         ids, before=(embedder,))
         return {chunk_id: np.frombuffer(blob, dtype=np.float32, count=dim) for chunk_id, blob in rows}
+
+    def chunk_ords(self, ids: Sequence[int]) -> dict[int, int]:
+        """Each chunk's place in its document (0 first), by id."""
+        return dict(_rows_of(self._db, "SELECT id, ord FROM chunks WHERE id IN ({})", ids))
 
     def embedding_rows(self, ids: Sequence[int]) -> list[tuple[int, str, str, str, int]]:
         """(id, document title, section, text, tokens) of chunks: what their embedding input is made of."""
