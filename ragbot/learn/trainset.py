@@ -153,8 +153,13 @@ def _lower_ok(term: str) -> bool:
 
 
 def _lower(heading: str) -> str:
-    first = heading.split()[0]
-    return heading[0].lower() + heading[1:] if first[1:].islower() else heading
+    """A heading as the words after "say about": its first letter small when it is written as a
+    sentence is ("Data sharing with the EU" -> "data sharing with the EU"), not when its first word
+    is an acronym or the heading capitalises its words ("Manufacturing and Engineering" stays:
+    "manufacturing and Engineering" read oddly in a suggestion, helper-89's drive)."""
+    words = heading.split()
+    capitalised = any(word[:1].isupper() and word[1:].islower() for word in words[1:])
+    return heading[0].lower() + heading[1:] if words[0][1:].islower() and not capitalised else heading
 
 
 def model_questions(chunks: Sequence[StoredChunk], write_question: Callable[[str], str], limit: int,
