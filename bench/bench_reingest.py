@@ -54,7 +54,7 @@ def main() -> None:
 
     def find_nothing(self, batch):
         vectors, ranked, _, own = real(self, batch)
-        return vectors, ranked, {}, [({}, []) for _ in own]
+        return vectors, ranked, set(), [({}, []) for _ in own]
 
     def timed(keep: bool, write) -> tuple[float, int, int]:
         ingester.Ingester._stored_vectors = real if keep else find_nothing

@@ -294,9 +294,9 @@ class Ingester:
             gone = [source for source in self._gone() if source not in moved_from] if prune else []
             if not prune:  # said, not removed: a file of a folder read here that is no longer there
                 folders = [os.path.abspath(os.path.expanduser(str(p))) for p in paths]
+                said = set(moved_from) | {path for path, _ in report.failed}  # a named file: said as failed
                 report.gone = [d.source for d in self.store.documents_under(folders)
-                               if d.source not in moved_from and not os.path.isfile(d.source)
-                               and d.source not in {path for path, _ in report.failed}]  # named, and said there
+                               if d.source not in said and not os.path.isfile(d.source)]
             if prune:
                 self.store.forget_copies(self._lapsed_copies())
             # A duplicate's own earlier version, a moved document's old path, and a document whose
@@ -507,11 +507,10 @@ class Ingester:
             report.chunks_added += len(chunks)
 
     def _stored_vectors(self, batch: list[tuple[Document, list[Chunk], bool]]
-                        ) -> tuple[np.ndarray, np.ndarray, dict[int, int], list[tuple[dict[int, int], list[str]]]]:
-        """(vectors, ranking vectors, the positions filled with the stored chunk each came from,
-        and for each document what Store.replace_document keeps: position in the document -> the
-        id of a chunk its earlier version holds unchanged, each id once, and the paths its file
-        moved from). For each chunk of `batch` (in order) that a stored document at its path, or
+                        ) -> tuple[np.ndarray, np.ndarray, set[int], list[tuple[dict[int, int], list[str]]]]:
+        """(vectors, ranking vectors, the positions filled from stored vectors, and for each
+        document what Store.replace_document keeps: position in the document -> the id of a chunk
+        its earlier version holds unchanged, each id once, and the paths its file moved from). For each chunk of `batch` (in order) that a stored document at its path, or
         one with its bytes, holds with the same embedding input (document title, section, text
         and token count, made the way `EMBEDDING_INPUT` names), the vectors stored with it, of the
         shipped embedder and of the tuned ranking one if any (when that one has them); zeros
@@ -525,7 +524,7 @@ class Ingester:
         dim = self.embedder.dim
         vectors = np.zeros((n, dim), dtype=np.float32)
         ranked = np.zeros((n, self.ranking[1].dim if self.ranking else dim), dtype=np.float32)
-        filled: dict[int, int] = {}
+        filled: set[int] = set()
         kept: list[tuple[dict[int, int], list[str]]] = []
         offset = 0
         for doc, chunks, _ in batch:
@@ -546,19 +545,21 @@ class Ingester:
             tuned = self.store.ranking_vectors_of(self.ranking[0], ids, ranked.shape[1]) if self.ranking else shipped
             ords = self.store.chunk_ords([i for i in ids if i in mine])
             own: dict[int, int] = {}
+            taken: set[int] = set()  # the ids kept so far
             for at, same in found.items():
                 ready = [chunk_id for chunk_id in same if chunk_id in shipped and chunk_id in tuned]
                 if not ready:
                     continue
                 # The document's own earlier chunk, not kept for another position yet, and of
                 # those the one that stood nearest this place, keeps its id.
-                ours = sorted((chunk_id for chunk_id in ready if chunk_id in ords and chunk_id not in own.values()),
+                ours = sorted((chunk_id for chunk_id in ready if chunk_id in ords and chunk_id not in taken),
                               key=lambda chunk_id: abs(ords[chunk_id] - chunks[at].ord))
                 source = ours[0] if ours else ready[0]
                 vectors[offset + at], ranked[offset + at] = shipped[source], tuned[source]
-                filled[offset + at] = source
+                filled.add(offset + at)
                 if ours:
                     own[at] = source
+                    taken.add(source)
             kept.append((own, moved_from))
             offset += len(chunks)
         return vectors, ranked, filled, kept

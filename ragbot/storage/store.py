@@ -559,12 +559,13 @@ class Store:
         with self.transaction() as db:
             row = db.execute("SELECT id FROM documents WHERE source = ?", (doc.source,)).fetchone()
             own = {r[0] for r in db.execute("SELECT id FROM chunks WHERE doc_id = ?", (row[0],))} if row else set()
-            adoptable = {r[0] for source in moved_from if source != doc.source for r in db.execute(
-                "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.source = ?", (source,))}
+            # (this thread's connection, so read within the transaction)
+            keepable = own | set(self.chunk_ids_of([s for s in moved_from if s != doc.source]).tolist())
             keep: dict[int, int] = {}
             for at, chunk_id in (kept or {}).items():
-                if chunk_id in (own | adoptable) and chunk_id not in keep.values():
+                if chunk_id in keepable:
                     keep[at] = chunk_id
+                    keepable.discard(chunk_id)  # each id for one position
             removed = sorted(own - set(keep.values()))
             db.execute("DELETE FROM copies WHERE path = ?", (doc.source,))  # a copy no more: stored itself
             values = (doc.kind, doc.title, doc.sha256, doc.size, len(doc.pages) or None, pipeline, time.time())
